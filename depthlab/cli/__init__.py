@@ -1,0 +1,7 @@
+"""The ``depthlab`` command line: a thin layer over the Python API. One module per command
+group; importing this package registers them all on the ``cli`` group."""
+
+from .app import cli, entry, main
+from . import core  # noqa: F401  (registers train, runs, summary, models)
+
+__all__ = ["cli", "entry", "main"]

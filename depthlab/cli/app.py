@@ -1,0 +1,143 @@
+"""The ``depthlab`` command group, the flags shared by commands, and the entry point.
+
+Every user error prints one line ``depthlab: error: ...`` on stderr and exits with status 2.
+Bad flag values are checked before the store is opened, so a bad command never touches it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError, UserError
+
+# ---------------------------------------------------------------------------------------------
+# Shared options
+
+
+def common_options(f):
+    """Flags shared by every command that trains."""
+    options = [
+        click.option("--dataset", default=None, help="Dataset name (default: the model's own)."),
+        click.option("--data-dir", default=None, help="Data root (default: $DEPTHLAB_DATA, else ./data)."),
+        click.option("--train-size", type=int, default=None, help="Use a fixed random subset of N training images."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps."),
+        click.option("--store", "store_path", default="depthlab.db", show_default=True, help="SQLite run store."),
+        click.option("--out", default=None, help="Folder for tables, plots and JSON."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
+        click.option("--tensorboard", default=None, help="Write per-epoch scalars to this folder."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def model_options(f):
+    """Overrides of the model's spec (only those the model's family takes are accepted)."""
+    options = [
+        click.option("--depth", type=int, default=None, help="Number of conv layers (stages: multiple of 3)."),
+        click.option("--act", default=None, help="Activation: tanh, elu, relu."),
+        click.option("--init", "init_", default=None, help="Conv init, e.g. normal:0.05, lecun-in, scaled:1.76,0.05."),
+        click.option("--norm", default=None, help="none or bn."),
+        click.option("--skip", default=None, help="none, post or rezero."),
+        click.option("--heads", type=int, default=None, help="1 or 3 loss heads."),
+        click.option("--width", type=float, default=None, help="Channel width multiplier."),
+        click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+                     help="Any other model parameter, e.g. -p stack_depth=3."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def model_overrides(depth=None, act=None, init_=None, norm=None, skip=None, heads=None, width=None,
+                    params=()) -> dict:
+    overrides = dict(depth=depth, act=act, init=init_, norm=norm, skip=skip, heads=heads, width=width)
+    for item in params:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"bad --param {item!r}: expected KEY=VALUE")
+        overrides[key.replace("-", "_")] = value
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def default_dataset(model: str) -> str:
+    from ..models import FAMILIES, resolve_model
+
+    family, _ = resolve_model(model)
+    return FAMILIES[family.name].datasets[0]
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def open_store(path: str):
+    from ..store import Store
+
+    return Store(path)
+
+
+def tensorboard_writer(folder: str | None):
+    if not folder:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:
+        raise ConfigError("--tensorboard needs the tensorboard extra: pip install 'depthlab[tensorboard]'") from None
+    return SummaryWriter(folder)
+
+
+def classic_line(epoch: int, epochs: int, train_error: float, test_error: float, label: str = "Test") -> str:
+    return f"Epoch {epoch:03d}/{epochs:03d}, Train Error {100 * train_error:.2f}% || {label} Error {100 * test_error:.2f}%"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="depthlab")
+def cli():
+    """depthlab: how does depth interact with trainability?"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and exit status 2."""
+    try:
+        rv = cli.main(args=argv, prog_name="depthlab", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `depthlab train`
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        return 2
+    except click.UsageError as exc:
+        echo_err(f"depthlab: error: {exc.format_message()}")
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        echo_err("depthlab: aborted")
+        return 130
+    except UserError as exc:
+        echo_err(f"depthlab: error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        echo_err("depthlab: interrupted (finished runs are kept in the store)")
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except Exception as exc:  # a bug: still one line, with the way to see the traceback
+        if os.environ.get("DEPTHLAB_DEBUG"):
+            raise
+        echo_err(f"depthlab: internal error: {type(exc).__name__}: {exc} (set DEPTHLAB_DEBUG=1 for the traceback)")
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())

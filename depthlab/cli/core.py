@@ -1,0 +1,191 @@
+"""Core commands: train, runs, summary, models."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import ConfigError
+from .app import (classic_line, cli, common_options, default_dataset, echo_err, model_options, model_overrides,
+                  open_store, tensorboard_writer)
+
+
+@cli.command()
+@click.argument("model")
+@model_options
+@common_options
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--nesterov", is_flag=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--optimizer", default="sgd", show_default=True, help="sgd, adam or adamw.")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--schedule", default="constant", show_default=True,
+              help="constant | 2@0.07,3@0.01 | multistep:M1,M2[:gamma] | cosine, optionally warmup:E+...")
+@click.option("--patience", type=int, default=None, help="Early stopping patience (epochs); restores best weights.")
+@click.option("--val", "use_val", is_flag=True, help="Evaluate on a 10% validation split; test once at the end.")
+@click.option("--augment", is_flag=True, help="Random crop (pad 4) + horizontal flip.")
+@click.option("--rerun", is_flag=True, help="Train even if this exact config already finished in the store.")
+def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, data_dir, train_size, seed,
+          device, store_path, out, as_json, tensorboard, epochs, lr, momentum, nesterov, batch_size, optimizer,
+          weight_decay, schedule, patience, use_val, augment, rerun):
+    """Train one MODEL and record it in the store."""
+    from ..data import load_dataset
+    from ..runner import run_recorded
+    from ..store import check_store_path
+    from ..train import TrainConfig
+
+    config = TrainConfig(model=model, model_args=model_overrides(depth, act, init_, norm, skip, heads, width, params),
+                         dataset=dataset or default_dataset(model), train_size=train_size,
+                         eval_split="val" if use_val else "test", epochs=epochs, batch_size=batch_size,
+                         optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
+                         weight_decay=weight_decay, schedule=schedule, augment=augment, patience=patience,
+                         seed=seed, device=device)
+    config.validate()
+    check_store_path(store_path)
+    writer = tensorboard_writer(tensorboard)
+    data = load_dataset(config.dataset, data_dir)
+    label = "Val" if use_val else "Test"
+    progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
+
+    def on_epoch(m):
+        progress.clear()
+        line = classic_line(m.epoch, epochs, m.train_error, m.test_error, label)
+        click.echo(line, err=as_json)
+        if writer is not None:
+            for key in ("train_error", "test_error", "loss", "lr"):
+                writer.add_scalar(key, getattr(m, key), m.epoch)
+
+    with open_store(store_path) as store:
+        result = run_recorded(config, store, data, on_epoch=on_epoch, reuse=not rerun, on_step=progress.step)
+    progress.clear()
+    if writer is not None:
+        writer.close()
+    if result.get("reused"):
+        echo_err(f"(already in {store_path}: shown from the store; --rerun trains again)")
+        if not as_json:
+            for e in result["epochs"]:
+                click.echo(classic_line(e["epoch"], epochs, e["train_error"], e["test_error"], label))
+    summary = {k: result[k] for k in ("config", "status", "epochs", "seconds", "reason", "test_error")}
+    if out:
+        from ..report import safe_output_dir
+
+        folder = safe_output_dir(out)
+        (folder / f"train-{model}-{TrainConfig(**result['config']).hash()}.json").write_text(json.dumps(summary, indent=2))
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        status = result["status"]
+        tail = f" ({result['reason']})" if result.get("reason") and status != "done" else ""
+        test = f", test error {100 * result['test_error']:.2f}%" if result.get("test_error") is not None else ""
+        click.echo(f"{status} in {result['seconds']:.1f}s{test}{tail}")
+    if result["status"] == "failed":
+        sys.exit(1)
+
+
+class _Progress:
+    """A one-line progress indicator on stderr, only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.shown = False
+
+    def step(self, step: int, total: int) -> None:
+        if self.enabled and (step % 5 == 0 or step == total):
+            width = 30
+            done = int(width * step / total)
+            sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {step}/{total}")
+            sys.stderr.flush()
+            self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+            self.shown = False
+
+
+@cli.command()
+@click.option("--store", "store_path", default="depthlab.db", show_default=True)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--status", default=None, help="Only runs with this status.")
+@click.option("--json", "as_json", is_flag=True)
+def runs(store_path, limit, status, as_json):
+    """List the runs in the store, newest first."""
+    from ..store import Store
+
+    if limit is not None and limit <= 0:
+        raise ConfigError(f"--limit must be positive, got {limit}")
+    with Store(store_path, must_exist=True) as store:
+        rows = store.runs(limit=limit, status=status)
+    if as_json:
+        click.echo(json.dumps([{"id": r.id, "hash": r.config_hash, "kind": r.kind, "model": r.model,
+                                "dataset": r.dataset, "status": r.status, "seconds": r.seconds,
+                                "config": r.config, "result": r.result} for r in rows]))
+        return
+    click.echo(f"{'id':>5}  {'hash':16}  {'kind':9} {'model':18} {'depth':>5} {'lr':>8} {'status':9} "
+               f"{'test err':>8} {'seconds':>8}")
+    for r in rows:
+        depth = r.config.get("model_args", {}).get("depth", "")
+        err = r.result.get("test_error") if r.result else None
+        err_s = f"{100 * err:.2f}%" if isinstance(err, (int, float)) else "-"
+        secs = f"{r.seconds:.1f}" if r.seconds is not None else "-"
+        click.echo(f"{r.id:>5}  {r.config_hash:16}  {r.kind:9} {r.model:18} {str(depth):>5} "
+                   f"{r.config.get('lr', ''):>8} {r.status:9} {err_s:>8} {secs:>8}")
+    click.echo(f"{len(rows)} run(s) in {store_path}")
+
+
+@cli.command()
+@click.argument("model")
+@model_options
+@click.option("--dataset", default=None)
+def summary(model, depth, act, init_, norm, skip, heads, width, params, dataset):
+    """Print a layer table and the parameter count of MODEL."""
+    from ..data import check_dataset_name
+    from ..models import count_parameters, create_model, layer_summary
+
+    overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)
+    info = check_dataset_name(dataset or default_dataset(model))
+    net = create_model(model, info.input_shape, 10, **overrides)
+    rows = layer_summary(net, info.input_shape)
+    click.echo(f"{'Layer':28} {'Type':12} {'Output shape':18} {'Param #':>10}")
+    click.echo("-" * 72)
+    for name, kind, shape, n in rows:
+        click.echo(f"{name:28} {kind:12} {str(list(shape)):18} {n:>10,}")
+    click.echo("-" * 72)
+    click.echo(f"Total parameters: {count_parameters(net):,}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def models(as_json):
+    """List model families, presets and the axes they take."""
+    import dataclasses
+
+    from ..models import FAMILIES, PRESETS
+
+    if as_json:
+        click.echo(json.dumps({
+            "families": {n: {"parameters": {f.name: f.default for f in dataclasses.fields(fam.spec_cls)},
+                             "datasets": list(fam.datasets), "description": fam.description}
+                         for n, fam in FAMILIES.items()},
+            "presets": {n: {"family": p.family, "values": p.values, "description": p.description}
+                        for n, p in PRESETS.items()}}))
+        return
+    for name, fam in FAMILIES.items():
+        fields = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(fam.spec_cls))
+        click.echo(f"family {name}: {fam.description}\n  parameters: {fields}\n  datasets: {', '.join(fam.datasets)}")
+    click.echo("presets:")
+    for name, p in PRESETS.items():
+        if name in FAMILIES:
+            continue
+        values = ", ".join(f"{k}={v}" for k, v in p.values.items())
+        click.echo(f"  {name:20} {p.family:8} {values:45} {p.description}")
+    click.echo("axes (stages): act tanh|elu|relu; init normal:S|scaled:W2,B2|lecun-in|lecun-out|glorot|he|"
+               "orthogonal|torch-default|delta-orthogonal[:W2,B2|:critical]|critical; norm none|bn; "
+               "skip none|post|rezero; heads 1|3; width >0")
+
+

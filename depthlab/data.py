@@ -1,0 +1,409 @@
+"""Datasets: file readers, data-root resolution, downloads, splits and the device-resident batcher.
+
+Every split is held as one uint8 tensor ``(N, C, H, W)`` plus an int64 label tensor. Batches are
+sliced from it, converted and normalised as whole tensors: there is no per-sample Python on the
+training path. The folder layout is torchvision's, so an existing ``data/`` folder works as is.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import struct
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, DataError
+
+# MD5 of the *uncompressed* official MNIST files: gzip containers differ between mirrors.
+MNIST_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass
+class Dataset:
+    """A dataset held in memory: uint8 images ``(N, C, H, W)`` and int64 labels per split."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int = 10
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data root and downloads
+
+
+def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """``--data-dir`` wins over ``DEPTHLAB_DATA``, which wins over ``./data``."""
+    if data_dir:
+        return Path(data_dir)
+    env = os.environ.get("DEPTHLAB_DATA")
+    return Path(env) if env else Path("data")
+
+
+def md5_of(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def download(urls: list[str], dest: Path, *, md5: str | None = None,
+             md5_of_content: Callable[[bytes], str] | None = None, timeout: float = 30.0) -> Path:
+    """Fetch the first URL that answers into ``dest``, verifying the checksum before the file
+    is moved into place (a failed or corrupted download never leaves a file behind)."""
+    last_error = "no mirror given"
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                payload = response.read()
+        except Exception as exc:  # any network failure: try the next mirror
+            last_error = f"{url}: {exc}"
+            continue
+        check = md5_of_content(payload) if md5_of_content else md5_of(payload)
+        if md5 is not None and check != md5:
+            last_error = f"{url}: checksum mismatch"
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, dest)
+        return dest
+    raise DataError(f"could not download {dest.name}: {last_error}")
+
+
+def _gunzip_if_needed(payload: bytes) -> bytes:
+    return gzip.decompress(payload) if payload[:2] == b"\x1f\x8b" else payload
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX (MNIST, Fashion-MNIST)
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def parse_idx(payload: bytes, name: str = "idx data") -> np.ndarray:
+    """Parse the bytes of an (uncompressed) idx file; a malformed file raises `DataError`."""
+    if len(payload) < 4:
+        raise DataError(f"{name}: truncated idx file ({len(payload)} bytes)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", payload[:4])
+    if zero != 0 or dtype_code not in _IDX_DTYPES or not 1 <= ndim <= 4:
+        raise DataError(f"{name}: not an idx file (bad magic number)")
+    header = 4 + 4 * ndim
+    if len(payload) < header:
+        raise DataError(f"{name}: truncated idx header")
+    dims = struct.unpack(">" + "I" * ndim, payload[4:header])
+    dtype = np.dtype(_IDX_DTYPES[dtype_code])
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(payload) - header != expected:
+        raise DataError(f"{name}: wrong size: {len(payload) - header} data bytes, "
+                        f"{expected} expected for shape {tuple(dims)} (truncated or corrupted)")
+    return np.frombuffer(payload, dtype=dtype, offset=header).reshape(dims)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+        return _gunzip_if_needed(raw)
+    except Exception as exc:  # OSError, EOFError, BadGzipFile and zlib.error share no base
+        raise DataError(f"{path}: cannot read ({exc}); the file is truncated or corrupted") from None
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def load_idx_folder(folder: Path, *, checksums: dict[str, str] | None, mirrors: tuple[str, ...],
+                    download_missing: bool) -> dict[str, np.ndarray]:
+    """Read the four idx files of an MNIST-like set, downloading any that are missing."""
+    arrays: dict[str, np.ndarray] = {}
+    for stem in IDX_FILES:
+        path = _find_idx(folder, stem)
+        if path is None and download_missing:
+            try:
+                path = download([m + stem + ".gz" for m in mirrors], folder / f"{stem}.gz",
+                                md5=checksums.get(stem) if checksums else None,
+                                md5_of_content=lambda b: md5_of(_gunzip_if_needed(b)))
+            except DataError:
+                path = None
+        if path is None:
+            raise DataError(f"missing data: expected {', '.join(s + '[.gz]' for s in IDX_FILES)} "
+                            f"in {folder} (download failed or disabled; set --data-dir or DEPTHLAB_DATA)")
+        payload = _read_bytes(path)
+        if checksums and stem in checksums and md5_of(payload) != checksums[stem]:
+            raise DataError(f"{path}: checksum mismatch (MD5 {md5_of(payload)}, expected "
+                            f"{checksums[stem]}); the file is corrupted or not the official one")
+        arrays[stem] = parse_idx(payload, str(path))
+    for split in ("train", "t10k"):
+        images, labels = arrays[f"{split}-images-idx3-ubyte"], arrays[f"{split}-labels-idx1-ubyte"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{folder}: {split} images {images.shape} and labels {labels.shape} disagree")
+    return arrays
+
+
+def _idx_dataset(name: str, folder: Path, checksums, mirrors, mean, std, download_missing, pad=0):
+    arrays = load_idx_folder(folder, checksums=checksums, mirrors=mirrors, download_missing=download_missing)
+
+    def images(a: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(a.astype(np.uint8, copy=True)).unsqueeze(1)
+        return torch.nn.functional.pad(x, (pad, pad, pad, pad)) if pad else x
+
+    def labels(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.astype(np.int64))
+
+    return Dataset(name, images(arrays["train-images-idx3-ubyte"]), labels(arrays["train-labels-idx1-ubyte"]),
+                   images(arrays["t10k-images-idx3-ubyte"]), labels(arrays["t10k-labels-idx1-ubyte"]),
+                   mean, std)
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10 python batches
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a crafted file cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+
+
+def parse_cifar_batch(payload: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parse one CIFAR-10 python batch into uint8 images (N, 3, 32, 32) and int64 labels."""
+    try:
+        batch = _ArrayOnlyUnpickler(io.BytesIO(payload), encoding="bytes").load()
+        data = np.asarray(batch[b"data"] if b"data" in batch else batch["data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"] if b"labels" in batch else batch["labels"], dtype=np.int64)
+    except Exception as exc:
+        raise DataError(f"{name}: not a readable CIFAR-10 batch ({type(exc).__name__}); "
+                        "the file is truncated or corrupted") from None
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise DataError(f"{name}: wrong size: data {data.shape}, labels {labels.shape}; "
+                        "expected (N, 3072) and N labels")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{name}: labels outside 0..9")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def load_cifar10(root: Path, download_missing: bool) -> Dataset:
+    folder = root / "cifar-10-batches-py"
+    archive = root / "cifar-10-python.tar.gz"
+    payloads: dict[str, bytes] = {}
+    if folder.is_dir():
+        for batch in CIFAR10_BATCHES:
+            path = folder / batch
+            if not path.exists():
+                raise DataError(f"missing data: {path} (a CIFAR-10 folder needs "
+                                f"{', '.join(CIFAR10_BATCHES)})")
+            payloads[str(path)] = path.read_bytes()
+    else:
+        if not archive.exists() and download_missing:
+            try:
+                download([CIFAR10_URL], archive, md5=CIFAR10_TGZ_MD5)
+            except DataError:
+                pass
+        if not archive.exists():
+            raise DataError(f"missing data: expected {folder}/ with {', '.join(CIFAR10_BATCHES)} "
+                            f"or {archive} (download failed or disabled; set --data-dir or DEPTHLAB_DATA)")
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+                for batch in CIFAR10_BATCHES:
+                    if batch not in members:
+                        raise DataError(f"{archive}: missing member {batch}")
+                    payloads[f"{archive}:{batch}"] = tar.extractfile(members[batch]).read()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise DataError(f"{archive}: cannot read ({exc}); the archive is truncated or corrupted") from None
+    parsed = [parse_cifar_batch(p, n) for n, p in payloads.items()]
+    train = parsed[:5]
+    train_x = torch.from_numpy(np.concatenate([x for x, _ in train]))
+    train_y = torch.from_numpy(np.concatenate([y for _, y in train]))
+    test_x, test_y = (torch.from_numpy(a) for a in parsed[5])
+    return Dataset("cifar10", train_x, train_y, test_x, test_y,
+                   (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    input_shape: tuple[int, int, int]
+    loader: Callable[[Path, bool], Dataset]
+    description: str
+
+
+MNIST_STATS = ((0.1307,), (0.3081,))
+FASHION_STATS = ((0.2860,), (0.3530,))
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("mnist", (1, 28, 28), lambda root, dl: _idx_dataset(
+        "mnist", root / "MNIST" / "raw", MNIST_MD5, MNIST_MIRRORS, *MNIST_STATS, dl),
+        "MNIST 28x28, 60k/10k"),
+    "mnist32": DatasetInfo("mnist32", (1, 32, 32), lambda root, dl: _idx_dataset(
+        "mnist32", root / "MNIST" / "raw", MNIST_MD5, MNIST_MIRRORS, *MNIST_STATS, dl, pad=2),
+        "MNIST zero-padded to 32x32"),
+    "fashion-mnist": DatasetInfo("fashion-mnist", (1, 28, 28), lambda root, dl: _idx_dataset(
+        "fashion-mnist", root / "FashionMNIST" / "raw", None, FASHION_MIRRORS, *FASHION_STATS, dl),
+        "Fashion-MNIST 28x28, 60k/10k"),
+    "cifar10": DatasetInfo("cifar10", (3, 32, 32), load_cifar10, "CIFAR-10 python batches, 50k/10k"),
+}
+
+
+def register_dataset(info: DatasetInfo) -> None:
+    """Add a dataset to the registry (used by optional readers such as the CIFAR-10 JPEG one)."""
+    DATASETS[info.name] = info
+
+
+def check_dataset_name(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Dataset:
+    """Load a dataset by name into memory (uint8 tensors on the CPU)."""
+    info = check_dataset_name(name)
+    return info.loader(resolve_data_root(data_dir), download)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+
+
+def subset_indices(n: int, size: int | None, seed: int = 0) -> torch.Tensor:
+    """A fixed random subset of ``size`` of ``n`` indices (all of them, in order, when size is None)."""
+    if size is None or size >= n:
+        return torch.arange(n)
+    if size <= 0:
+        raise ConfigError(f"subset size must be positive, got {size}")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:size].sort().values
+
+
+def train_val_split(n: int, val_fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A deterministic split of ``n`` indices into train and validation parts."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"validation fraction must be in (0, 1), got {val_fraction}")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    n_val = max(1, int(round(n * val_fraction)))
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def kfold_indices(n: int, k: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """K (train, validation) index pairs; the validation parts partition ``range(n)``."""
+    if k < 2:
+        raise ConfigError(f"fold count must be at least 2, got {k}")
+    g = torch.Generator().manual_seed(seed)
+    folds = torch.randperm(n, generator=g).tensor_split(k)
+    return [(torch.cat([f for j, f in enumerate(folds) if j != i]).sort().values, folds[i].sort().values)
+            for i in range(k)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The device-resident batcher
+
+
+class Batches:
+    """Iterates over shuffled mini-batches of a uint8 image tensor that lives on the device.
+
+    Each batch is sliced by index, converted to float and normalised in one fused tensor op;
+    optional augmentation (random crop after zero padding, horizontal flip) runs on whole batches.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean, std, *,
+                 shuffle: bool = True, seed: int = 0, augment: bool = False, pad: int = 4,
+                 drop_last: bool = False, channels_last: bool = False):
+        if batch_size <= 0:
+            raise ConfigError(f"batch size must be positive, got {batch_size}")
+        self.x, self.y = x, y
+        self.batch_size, self.shuffle, self.augment, self.pad = batch_size, shuffle, augment, pad
+        self.drop_last, self.channels_last = drop_last, channels_last
+        c = x.shape[1]
+        std_t = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, c, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, c, 1, 1)
+        self.scale = 1.0 / (255.0 * std_t)
+        self.shift = -mean_t / std_t
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def normalise(self, xb: torch.Tensor) -> torch.Tensor:
+        out = torch.addcmul(self.shift, xb.to(torch.float32), self.scale)
+        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
+
+    def _augment(self, xb: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = xb.shape
+        p = self.pad
+        padded = torch.nn.functional.pad(xb, (p, p, p, p))
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=self.generator).to(xb.device)
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=self.generator).to(xb.device)
+        rows = (dy.view(n, 1) + torch.arange(h, device=xb.device).view(1, h))  # n, h
+        cols = (dx.view(n, 1) + torch.arange(w, device=xb.device).view(1, w))  # n, w
+        flip = (torch.rand(n, generator=self.generator) < 0.5).to(xb.device)
+        cols = torch.where(flip.view(n, 1), cols.flip(1), cols)
+        idx_n = torch.arange(n, device=xb.device).view(n, 1, 1, 1)
+        idx_c = torch.arange(xb.shape[1], device=xb.device).view(1, -1, 1, 1)
+        return padded[idx_n, idx_c, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.x)
+        order = (torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None)
+        stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
+        for start in range(0, stop, self.batch_size):
+            if order is None:
+                xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+            else:
+                idx = order[start:start + self.batch_size]
+                xb, yb = self.x[idx], self.y[idx]
+            if self.augment:
+                xb = self._augment(xb)
+            yield self.normalise(xb), yb

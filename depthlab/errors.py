@@ -1,0 +1,20 @@
+"""Error types. Anything derived from `UserError` is the user's to fix: the CLI prints its
+message on one line and exits with status 2, never a traceback."""
+
+
+class UserError(Exception):
+    """Bad input: a wrong flag value, a missing or corrupted file, an unusable store."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """An invalid model, dataset, schedule or experiment setting."""
+
+
+class DataError(UserError):
+    """Data files missing, truncated or failing their checksum."""
+
+
+class StoreError(UserError):
+    """A store path that cannot be written or is not a depthlab store."""

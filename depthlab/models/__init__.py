@@ -1,0 +1,13 @@
+"""Models: plain ``nn.Module`` families built from small spec dataclasses, and a registry of
+named presets (``create_model(name, **overrides)``). One module per family; importing this
+package registers them all."""
+
+from .registry import (ACTIVATIONS, FAMILIES, PRESETS, Family, Preset, count_parameters, create_model,
+                       layer_summary, make_activation, model_config, register_family, register_preset,
+                       resolve_model)
+from . import stages  # noqa: F401  (registers the family)
+from .stages import CLASSIC_PRESETS, ConvUnit, StagesNet, StagesSpec
+
+__all__ = ["ACTIVATIONS", "CLASSIC_PRESETS", "ConvUnit", "FAMILIES", "Family", "PRESETS", "Preset", "StagesNet",
+           "StagesSpec", "count_parameters", "create_model", "layer_summary", "make_activation", "model_config",
+           "register_family", "register_preset", "resolve_model"]

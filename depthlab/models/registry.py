@@ -1,0 +1,144 @@
+"""The model registry: families built from small specs, and named presets.
+
+``create_model("cnn-tanh", depth=12)`` builds a plain ``nn.Module``. A *family* is a spec
+dataclass plus a builder; a *preset* is a family name and a dict of spec values. Presets are
+data, not classes: ``cnn-elu-bn`` is ``stages`` with ``act="elu", init="lecun-in", norm="bn"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "elu": nn.ELU, "relu": nn.ReLU}
+
+
+def make_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    spec_cls: type
+    build: Callable[[Any, tuple[int, int, int], int], nn.Module]
+    datasets: tuple[str, ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    family: str
+    values: dict = field(default_factory=dict)
+    description: str = ""
+
+
+FAMILIES: dict[str, Family] = {}
+PRESETS: dict[str, Preset] = {}
+
+
+def register_family(family: Family) -> None:
+    FAMILIES[family.name] = family
+    PRESETS.setdefault(family.name, Preset(family.name, family.name, {}, family.description))
+
+
+def register_preset(preset: Preset) -> None:
+    PRESETS[preset.name] = preset
+
+
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    typ = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if typ in ("int",):
+            return int(value)
+        if typ in ("float",):
+            return float(value)
+        if typ in ("bool",):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+    except ValueError:
+        raise ConfigError(f"bad value {value!r} for {key} (expected {typ})") from None
+    return value
+
+
+def resolve_model(name: str, **overrides: Any) -> tuple[Family, Any]:
+    """The family and the validated spec for a preset name plus overrides (None = keep)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    preset = PRESETS[name]
+    family = FAMILIES[preset.family]
+    fields = {f.name: f for f in dataclasses.fields(family.spec_cls)}
+    values = dict(preset.values)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in fields:
+            raise ConfigError(f"model {name!r} has no parameter {key!r}; it takes: {', '.join(fields)}")
+        values[key] = _coerce(value, fields[key].type, key)
+    spec = family.spec_cls(**values)
+    spec.validate()
+    return family, spec
+
+
+def model_config(name: str, **overrides: Any) -> dict:
+    """The full, validated parameter dict of a model (what the store records and hashes)."""
+    _, spec = resolve_model(name, **overrides)
+    return dataclasses.asdict(spec)
+
+
+def create_model(name: str, input_shape=(1, 28, 28), num_classes: int = 10, **overrides: Any) -> nn.Module:
+    """Build a model by preset name: ``create_model("cnn-elu-bn", depth=30)``."""
+    family, spec = resolve_model(name, **overrides)
+    return family.build(spec, tuple(input_shape), num_classes)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def layer_summary(model: nn.Module, input_shape) -> list[tuple[str, str, tuple, int]]:
+    """(name, type, output shape, own parameters) per leaf module, in call order."""
+    rows: list[tuple[str, str, tuple, int]] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if list(module.children()) or isinstance(module, nn.Identity):
+            continue
+
+        def hook(mod, inp, out, name=name):
+            shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ()
+            rows.append((name, type(mod).__name__, shape, sum(p.numel() for p in mod.parameters(recurse=False))))
+        hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    own = sum(r[3] for r in rows)
+    extra = count_parameters(model) - own  # parameters on non-leaf modules (rezero alphas)
+    if extra:
+        rows.append(("(scalars)", "Parameter", (), extra))
+    return rows

@@ -1,0 +1,123 @@
+"""The `stages` family (SPEC 2.1): the depth-vs-trainability CNN and its eight classic presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..init import init_conv_, parse_init
+from .registry import Family, Preset, make_activation, register_family, register_preset
+
+
+STAGE_CHANNELS = (4, 8, 16)
+NORMS = ("none", "bn")
+SKIPS = ("none", "post", "rezero")
+
+
+@dataclass(frozen=True)
+class StagesSpec:
+    """Three stages of depth/3 3x3 convs (4, 8, 16 channels times ``width``), 2x2 average
+    pooling after each stage, one linear layer; optional BN, skips and two extra heads."""
+
+    depth: int = 9
+    act: str = "tanh"
+    init: str = "normal:0.05"
+    norm: str = "none"
+    skip: str = "none"
+    heads: int = 1
+    width: float = 1.0
+
+    def validate(self) -> None:
+        if not isinstance(self.depth, int) or self.depth <= 0 or self.depth % 3:
+            raise ConfigError(f"depth must be a positive multiple of 3 for the stages family, got {self.depth}")
+        make_activation(self.act)
+        parse_init(self.init)
+        if self.norm not in NORMS:
+            raise ConfigError(f"unknown norm {self.norm!r}; choose one of: {', '.join(NORMS)}")
+        if self.skip not in SKIPS:
+            raise ConfigError(f"unknown skip {self.skip!r}; choose one of: {', '.join(SKIPS)}")
+        if self.heads not in (1, 3):
+            raise ConfigError(f"heads must be 1 or 3, got {self.heads}")
+        if not self.width > 0:
+            raise ConfigError(f"width multiplier must be positive, got {self.width}")
+
+    def channels(self) -> tuple[int, ...]:
+        return tuple(max(1, round(c * self.width)) for c in STAGE_CHANNELS)
+
+
+class ConvUnit(nn.Module):
+    """``act(norm(conv(x)))``, plus ``x`` when ``skip`` is post, or ``x + alpha * ...`` (alpha
+    trainable, 0 at start) when it is rezero. Skips apply only where shapes match."""
+
+    def __init__(self, c_in: int, c_out: int, act: str, norm: str, skip: str):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=True)
+        self.norm = nn.BatchNorm2d(c_out) if norm == "bn" else nn.Identity()
+        self.act = make_activation(act)
+        self.skip = skip if c_in == c_out else "none"
+        if self.skip == "rezero":
+            self.alpha = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.act(self.norm(self.conv(x)))
+        if self.skip == "post":
+            return u + x
+        if self.skip == "rezero":
+            return x + self.alpha * u
+        return u
+
+
+class StagesNet(nn.Module):
+    """The depth-vs-trainability CNN. Returns the logits, or with 3 heads a list
+    ``[stage-1 head, stage-2 head, final head]`` (the engine averages their losses)."""
+
+    def __init__(self, spec: StagesSpec, input_shape=(1, 28, 28), num_classes: int = 10):
+        super().__init__()
+        spec.validate()
+        self.spec = spec
+        c, h, w = input_shape
+        per_stage = spec.depth // 3
+        self.stages = nn.ModuleList()
+        self.heads = nn.ModuleList()
+        for i, c_out in enumerate(spec.channels()):
+            units = [ConvUnit(c if j == 0 else c_out, c_out, spec.act, spec.norm, spec.skip)
+                     for j in range(per_stage)]
+            self.stages.append(nn.Sequential(*units, nn.AvgPool2d(2)))
+            c, h, w = c_out, h // 2, w // 2
+            if spec.heads == 3 and i < 2:
+                self.heads.append(nn.Linear(c * h * w, num_classes))
+        self.classifier = nn.Linear(c * h * w, num_classes)
+        for depth_index, unit in enumerate(m for m in self.modules() if isinstance(m, ConvUnit)):
+            init_conv_(unit.conv, spec.init, act=spec.act, depth=spec.depth)
+
+    def forward(self, x: torch.Tensor):
+        outputs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i < len(self.heads):
+                outputs.append(self.heads[i](x.flatten(1)))
+        logits = self.classifier(x.flatten(1))
+        return outputs + [logits] if outputs else logits
+
+
+
+register_family(Family("stages", StagesSpec, lambda spec, shape, k: StagesNet(spec, shape, k),
+                       ("mnist", "mnist32", "fashion-mnist"),
+                       "three stages of 3x3 convs (4/8/16 ch), avg-pool, linear (SPEC 2.1)"))
+for _name, _values, _desc in [
+    ("cnn-tanh", dict(act="tanh", init="normal:0.05"), "naive-init tanh CNN"),
+    ("cnn-tanh-lecun", dict(act="tanh", init="lecun-in"), "tanh CNN, LeCun fan-in init"),
+    ("cnn-elu", dict(act="elu", init="lecun-in"), "ELU CNN, LeCun fan-in init"),
+    ("cnn-elu-bn", dict(act="elu", init="lecun-in", norm="bn"), "ELU CNN with batch norm"),
+    ("resnet-elu-bn", dict(act="elu", init="lecun-in", norm="bn", skip="post"), "residual ELU CNN with BN"),
+    ("cnn-tanh-bn", dict(act="tanh", init="normal:0.05", norm="bn"), "naive-init tanh CNN with BN"),
+    ("resnet-elu", dict(act="elu", init="lecun-in", skip="post"), "residual ELU CNN without BN"),
+    ("cnn-elu-multihead", dict(act="elu", init="lecun-in", heads=3), "ELU CNN with 3 loss heads"),
+]:
+    register_preset(Preset(_name, "stages", _values, _desc))
+
+CLASSIC_PRESETS = ("cnn-tanh", "cnn-tanh-lecun", "cnn-elu", "cnn-elu-bn", "resnet-elu-bn",
+                   "cnn-tanh-bn", "resnet-elu", "cnn-elu-multihead")

@@ -1,0 +1,73 @@
+"""Output helpers: safe output folders, tables (text and CSV) and plots (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import ConfigError
+
+
+def safe_output_dir(folder: str | os.PathLike, *, base: str | os.PathLike | None = None) -> Path:
+    """Create and return ``folder``; with ``base``, refuse a folder that escapes it."""
+    path = Path(folder)
+    if base is not None:
+        root = Path(base).resolve()
+        resolved = (root / path).resolve()
+        if resolved != root and root not in resolved.parents:
+            raise ConfigError(f"output path {folder} escapes {root}")
+        path = resolved
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output folder {folder}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"output folder {folder} is not writable")
+    return path
+
+
+def safe_child(folder: Path, name: str) -> Path:
+    """``folder / name`` for a plain file name (no separators, no ``..``)."""
+    if not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:
+        raise ConfigError(f"bad output file name {name!r}")
+    return folder / name
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
+    """A plain, aligned text table."""
+    text_rows = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in text_rows]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in text_rows]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_csv(path: Path, headers: Sequence[str], rows: Iterable[Sequence]) -> Path:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(headers)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -1,0 +1,59 @@
+"""Running trials against the store: a finished config is never trained twice, every epoch is
+recorded as it ends, and an exception inside a run is recorded as ``failed`` with its reason."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from .data import Dataset, load_dataset
+from .errors import UserError
+from .store import Store
+from .train import Monitor, RunResult, TrainConfig, train
+
+
+def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None = None, *,
+                 data_dir=None, kind: str = "train", experiment: str | None = None,
+                 monitor: Monitor | None = None, on_epoch: Callable | None = None,
+                 reuse: bool = True, on_step=None) -> dict:
+    """Train ``config`` (or return its stored result when ``reuse`` and it already finished).
+
+    Returns the result as a dict (``RunResult.to_dict()`` plus ``"reused": bool`` and
+    ``"checkpoints"``) so that stored and fresh results look the same to callers."""
+    config.validate()
+    key = config.hash()
+    if store is not None and reuse:
+        found = store.find_finished(key)
+        if found is not None and found.result is not None:
+            return {**found.result, "reused": True}
+    if data is None:  # load (and fail on bad data) before anything is written
+        data = load_dataset(config.dataset, data_dir)
+    canonical = config.canonical()
+    run_id = store.start_run(canonical, key, kind=kind, experiment=experiment,
+                             device=config.device) if store is not None else None
+
+    def record_epoch(metrics):
+        if store is not None:
+            store.log_epoch(run_id, metrics.to_dict())
+        if on_epoch is not None:
+            on_epoch(metrics)
+
+    started = time.perf_counter()
+    try:
+        result: RunResult | None = train(config, data, data_dir=data_dir, monitor=monitor,
+                                         on_epoch=record_epoch, on_step=on_step)
+        out = result.to_dict()
+        out["checkpoints"] = [vars(c) for c in result.checkpoints]
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a run that raises (out of memory, a bug) must not stop a sweep
+        if isinstance(exc, UserError):
+            raise
+        out = {"config": canonical, "status": "failed", "epochs": [], "checkpoints": [],
+               "seconds": round(time.perf_counter() - started, 3),
+               "reason": f"{type(exc).__name__}: {exc}"[:500], "stopped_early": False,
+               "test_error": None, "parameters": 0, "device": config.device}
+    if store is not None:
+        store.finish_run(run_id, out["status"], seconds=out["seconds"], reason=out.get("reason"), result=out)
+    out["reused"] = False
+    return out

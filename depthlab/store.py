@@ -1,0 +1,274 @@
+"""The run store: one SQLite file (WAL mode) holding every run, its config and its metrics.
+
+A run is inserted as ``running`` before training starts, each epoch is appended in its own
+transaction, and the final status is written last. A process killed at any moment therefore
+leaves either a finished run or one marked ``running`` (never a half-written run that looks
+complete); the next attempt at the same config replaces a ``running`` row whose process is gone.
+Several processes may write to one store at once (WAL plus a busy timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import StoreError
+
+SCHEMA_VERSION = 1
+FINISHED = ("done", "diverged", "failed")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+EPOCH_COLUMNS = ("epoch", "train_error", "test_error", "loss", "lr", "seconds")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS depthlab_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    config_hash TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'train',
+    experiment TEXT,
+    model TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    result TEXT,
+    seconds REAL,
+    torch_version TEXT,
+    device TEXT,
+    pid INTEGER,
+    host TEXT,
+    created_at REAL NOT NULL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (config_hash, status);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    train_error REAL,
+    test_error REAL,
+    loss REAL,
+    lr REAL,
+    seconds REAL,
+    extra TEXT,
+    PRIMARY KEY (run_id, epoch)
+);
+"""
+
+
+@dataclass
+class RunRow:
+    id: int
+    config_hash: str
+    kind: str
+    experiment: str | None
+    model: str
+    dataset: str
+    config: dict
+    status: str
+    reason: str | None
+    result: dict | None
+    seconds: float | None
+    torch_version: str | None
+    device: str | None
+    created_at: float
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_store_path(path: str | os.PathLike, *, must_exist: bool = False) -> Path:
+    """Validate a store path without creating or changing anything."""
+    p = Path(path)
+    if p.is_dir():
+        raise StoreError(f"store {p} is a directory, not a depthlab store file")
+    if p.exists():
+        if p.stat().st_size:
+            with open(p, "rb") as fh:
+                if fh.read(16) != SQLITE_MAGIC:
+                    raise StoreError(f"{p} is not a depthlab store (not an SQLite file)")
+        if not os.access(p, os.W_OK) or not os.access(p.parent if str(p.parent) else ".", os.W_OK):
+            raise StoreError(f"store {p} is not writable")
+    else:
+        if must_exist:
+            raise StoreError(f"store {p} does not exist")
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise StoreError(f"store {p}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise StoreError(f"store {p} is not writable (folder {parent} is read-only)")
+    return p
+
+
+class Store:
+    """A depthlab run store in one SQLite file. Use as a context manager or call `close`."""
+
+    def __init__(self, path: str | os.PathLike = "depthlab.db", *, must_exist: bool = False):
+        self.path = check_store_path(path, must_exist=must_exist)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self.conn.execute("PRAGMA busy_timeout = 60000")
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "depthlab_meta" not in tables:
+                self.conn.close()
+                raise StoreError(f"{self.path} is an SQLite file but not a depthlab store")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            if not tables:
+                with self.transaction() as c:
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip():
+                            c.execute(statement)
+                    c.execute("INSERT OR IGNORE INTO depthlab_meta VALUES ('schema_version', ?)",
+                              (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable depthlab store ({exc})") from None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An immediate (write-locking) transaction, retried while another writer holds the lock."""
+        for attempt in range(200):
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(min(0.05 * (attempt + 1), 1.0))
+        else:
+            raise StoreError(f"store {self.path} stayed locked by another process")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def start_run(self, config: dict, config_hash: str, *, kind: str = "train",
+                  experiment: str | None = None, device: str | None = None) -> int:
+        """Insert a ``running`` row, first dropping stale ``running`` rows of the same config."""
+        import torch  # the torch version is part of every record
+
+        with self.transaction() as c:
+            for run_id, pid, host in c.execute(
+                    "SELECT id, pid, host FROM runs WHERE config_hash = ? AND status = 'running'",
+                    (config_hash,)).fetchall():
+                if host != socket.gethostname() or not _pid_alive(pid) or pid == os.getpid():
+                    c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            cur = c.execute(
+                "INSERT INTO runs (config_hash, kind, experiment, model, dataset, config, status, "
+                "torch_version, device, pid, host, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (config_hash, kind, experiment, config.get("model", "?"), config.get("dataset", "?"),
+                 json.dumps(config, sort_keys=True), "running", torch.__version__, device,
+                 os.getpid(), socket.gethostname(), time.time()))
+            return int(cur.lastrowid)
+
+    @staticmethod
+    def _insert_epoch(c: sqlite3.Connection, run_id: int, metrics: dict) -> None:
+        extra = {k: v for k, v in metrics.items() if k not in EPOCH_COLUMNS}
+        c.execute("INSERT OR REPLACE INTO epochs VALUES (?,?,?,?,?,?,?,?)",
+                  (run_id, *(metrics.get(k) for k in EPOCH_COLUMNS), json.dumps(extra) if extra else None))
+
+    def log_epoch(self, run_id: int, metrics: dict) -> None:
+        with self.transaction() as c:
+            self._insert_epoch(c, run_id, metrics)
+
+    def finish_run(self, run_id: int, status: str, *, seconds: float, reason: str | None = None,
+                   result: dict | None = None) -> None:
+        if status not in FINISHED:
+            raise ValueError(f"bad final status {status!r}")
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET status = ?, reason = ?, result = ?, seconds = ?, finished_at = ? "
+                      "WHERE id = ?", (status, reason, json.dumps(result) if result is not None else None,
+                                       seconds, time.time(), run_id))
+
+    def record(self, config: dict, config_hash: str, result: dict, *, kind: str = "train",
+               experiment: str | None = None) -> int:
+        """Write a whole finished run at once (used by executors whose workers cannot write)."""
+        run_id = self.start_run(config, config_hash, kind=kind, experiment=experiment,
+                                device=result.get("device"))
+        with self.transaction() as c:
+            for e in result.get("epochs", []):
+                self._insert_epoch(c, run_id, e)
+            c.execute("UPDATE runs SET status = ?, reason = ?, result = ?, seconds = ?, finished_at = ? "
+                      "WHERE id = ?", (result["status"], result.get("reason"), json.dumps(result),
+                                       result.get("seconds"), time.time(), run_id))
+        return run_id
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _row(self, r) -> RunRow:
+        return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8],
+                      json.loads(r[9]) if r[9] else None, r[10], r[11], r[12], r[13])
+
+    _COLUMNS = ("id, config_hash, kind, experiment, model, dataset, config, status, reason, result, "
+                "seconds, torch_version, device, created_at")
+
+    def find_finished(self, config_hash: str) -> RunRow | None:
+        """The latest finished run (done, diverged or failed) of a config, if any."""
+        r = self.conn.execute(
+            f"SELECT {self._COLUMNS} FROM runs WHERE config_hash = ? AND status IN ('done','diverged','failed') "
+            "ORDER BY id DESC LIMIT 1", (config_hash,)).fetchone()
+        return self._row(r) if r else None
+
+    def runs(self, *, limit: int | None = None, status: str | None = None, kind: str | None = None) -> list[RunRow]:
+        sql = f"SELECT {self._COLUMNS} FROM runs"
+        where, args = [], []
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._row(r) for r in self.conn.execute(sql, args).fetchall()]
+
+    def epochs(self, run_id: int) -> list[dict]:
+        rows = self.conn.execute(f"SELECT {', '.join(EPOCH_COLUMNS)}, extra FROM epochs "
+                                 "WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()
+        out = []
+        for r in rows:
+            d = dict(zip(EPOCH_COLUMNS, r[:6]))
+            if r[6]:
+                d.update(json.loads(r[6]))
+            out.append(d)
+        return out
+
+    def count(self, status: str | None = None) -> int:
+        if status:
+            return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status = ?", (status,)).fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]

@@ -1,0 +1,426 @@
+"""The training engine: a config dataclass, optimisers, learning-rate schedules and one loop.
+
+``train(TrainConfig(model="cnn-tanh", model_args={"depth": 9}, epochs=3))`` returns a
+`RunResult` with per-epoch train error (counted on the fly, train mode), evaluation error
+(eval mode, after each epoch) and loss. A NaN/inf loss stops the run as ``diverged``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Batches, Dataset, check_dataset_name, kfold_indices, load_dataset, subset_indices, train_val_split
+from .errors import ConfigError
+from .models import FAMILIES, count_parameters, create_model, model_config, resolve_model
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+EVAL_SPLITS = ("test", "val")
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning-rate schedules
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule as a function of fractional epoch.
+
+    Grammar (parts joined with ``+``; an optional ``warmup:E`` part comes first):
+    ``constant`` | ``E@LR,E@LR,...`` (piecewise, absolute lrs) | ``multistep:M1,M2[:GAMMA]`` |
+    ``cosine`` | ``warmup:E`` (linear warm-up from 0 over E epochs)."""
+
+    kind: str = "constant"
+    segments: tuple[tuple[float, float], ...] = ()  # piecewise (epochs, lr)
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup: float = 0.0
+    text: str = "constant"
+
+    def lr_at(self, epoch: float, base_lr: float, total_epochs: int) -> float:
+        if self.kind == "piecewise":
+            lr, end = self.segments[-1][1], 0.0
+            for length, seg_lr in self.segments:
+                end += length
+                if epoch < end:
+                    lr = seg_lr
+                    break
+        elif self.kind == "multistep":
+            lr = base_lr * self.gamma ** sum(epoch >= m for m in self.milestones)
+        elif self.kind == "cosine":
+            lr = 0.5 * base_lr * (1 + math.cos(math.pi * min(epoch / max(total_epochs, 1e-12), 1.0)))
+        else:
+            lr = base_lr
+        if self.warmup > 0 and epoch < self.warmup:
+            lr *= epoch / self.warmup
+        return lr
+
+
+_NUM = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+
+
+def _positive(text: str, what: str, schedule: str) -> float:
+    if not re.fullmatch(_NUM, text):
+        raise ConfigError(f"malformed schedule {schedule!r}: {what} {text!r} is not a number")
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise ConfigError(f"malformed schedule {schedule!r}: {what} must be positive")
+    return value
+
+
+def parse_schedule(text: str) -> Schedule:
+    """Parse a schedule string; a malformed one raises `ConfigError` naming the problem."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError("malformed schedule '': expected e.g. constant, 2@0.07,3@0.01, multistep:100,150, cosine")
+    parts = text.strip().split("+")
+    warmup = 0.0
+    if parts[0].startswith("warmup:"):
+        warmup = _positive(parts[0][len("warmup:"):], "warm-up epochs", text)
+        parts = parts[1:] or ["constant"]
+    if len(parts) != 1:
+        raise ConfigError(f"malformed schedule {text!r}: at most one warm-up and one schedule")
+    body = parts[0]
+    if body == "constant":
+        return Schedule("constant", warmup=warmup, text=text)
+    if body == "cosine":
+        return Schedule("cosine", warmup=warmup, text=text)
+    if body.startswith("multistep:"):
+        milestones, _, gamma = body[len("multistep:"):].partition(":")
+        try:
+            stones = tuple(int(m) for m in milestones.split(","))
+        except ValueError:
+            raise ConfigError(f"malformed schedule {text!r}: milestones must be whole epochs") from None
+        if any(m <= 0 for m in stones) or list(stones) != sorted(set(stones)):
+            raise ConfigError(f"malformed schedule {text!r}: milestones must be increasing positive epochs")
+        g = _positive(gamma, "gamma", text) if gamma else 0.1
+        return Schedule("multistep", milestones=stones, gamma=g, warmup=warmup, text=text)
+    body = body[len("piecewise:"):] if body.startswith("piecewise:") else body
+    segments = []
+    for seg in body.split(","):
+        epochs, at, lr = seg.partition("@")
+        if not at:
+            raise ConfigError(f"malformed schedule {text!r}: expected constant, cosine, multistep:M1,M2 "
+                              "or EPOCHS@LR,EPOCHS@LR (e.g. 2@0.07,3@0.01)")
+        segments.append((_positive(epochs, "epoch count", text), _positive(lr, "learning rate", text)))
+    return Schedule("piecewise", segments=tuple(segments), warmup=warmup, text=text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Config and results
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. ``model_args`` override the preset's spec."""
+
+    model: str = "cnn-tanh"
+    model_args: dict = field(default_factory=dict)
+    dataset: str = "mnist"
+    train_size: int | None = None
+    test_size: int | None = None
+    eval_split: str = "test"   # "test": evaluate on the test set; "val": on a held-out part of train
+    val_fraction: float = 0.1
+    folds: int | None = None   # with eval_split "val": K folds, validation = fold `fold`
+    fold: int = 0
+    epochs: int = 3
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    augment: bool = False
+    patience: int | None = None  # early stopping on the evaluation error, best weights restored
+    evals_per_epoch: int = 1
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        resolve_model(self.model, **self.model_args)
+        check_dataset_name(self.dataset)
+        family = FAMILIES[resolve_model(self.model, **self.model_args)[0].name]
+        if self.dataset not in family.datasets:
+            raise ConfigError(f"model {self.model!r} runs on {', '.join(family.datasets)}, not {self.dataset!r}")
+        for name in ("epochs", "batch_size", "evals_per_epoch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {value}")
+        for name in ("train_size", "test_size", "patience"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {value}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight decay must be non-negative, got {self.weight_decay}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.eval_split not in EVAL_SPLITS:
+            raise ConfigError(f"eval split must be one of {', '.join(EVAL_SPLITS)}")
+        if self.folds is not None and (self.folds < 2 or not 0 <= self.fold < self.folds):
+            raise ConfigError(f"folds must be >= 2 and fold in [0, folds), got {self.folds}, {self.fold}")
+        parse_schedule(self.schedule)
+        resolve_device(self.device)
+
+    def canonical(self) -> dict:
+        """The config with the model's full parameters filled in: what is stored and hashed."""
+        d = dataclasses.asdict(self)
+        d["model_args"] = model_config(self.model, **self.model_args)
+        return d
+
+    def hash(self) -> str:
+        """A stable hash of everything that defines the result (the device is not part of it)."""
+        d = self.canonical()
+        d.pop("device")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_error: float
+    test_error: float
+    loss: float
+    lr: float
+    seconds: float
+    head_errors: list[float] | None = None  # with several heads: the eval error of each head
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if d["head_errors"] is None:
+            d.pop("head_errors")
+        return d
+
+
+@dataclass
+class Checkpoint:
+    """What a mid-epoch or end-of-epoch monitor sees."""
+
+    epoch: float            # fractional epochs completed
+    train_error: float      # error over this epoch's batches so far (train mode)
+    eval_error: float       # evaluation error now (eval mode)
+
+
+@dataclass
+class RunResult:
+    config: dict
+    status: str                          # done | diverged | failed
+    epochs: list[EpochMetrics]
+    seconds: float
+    reason: str | None = None
+    stopped_early: bool = False
+    test_error: float | None = None      # final test error (after restoring best weights if any)
+    parameters: int = 0
+    device: str = "cpu"
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    model: nn.Module | None = field(default=None, repr=False)  # the trained network, for notebooks
+
+    def to_dict(self) -> dict:
+        return {"config": self.config, "status": self.status,
+                "epochs": [e.to_dict() for e in self.epochs], "seconds": round(self.seconds, 3),
+                "reason": self.reason, "stopped_early": self.stopped_early,
+                "test_error": self.test_error, "parameters": self.parameters, "device": self.device}
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unsupported device {name!r}")
+    return device
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov and config.momentum > 0,
+                               weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def multi_head_loss(outputs, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy over heads; returns (loss, final-head logits)."""
+    if isinstance(outputs, (list, tuple)):
+        loss = sum(F.cross_entropy(o.float(), y) for o in outputs) / len(outputs)
+        return loss, outputs[-1]
+    return F.cross_entropy(outputs.float(), y), outputs
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Batches, amp: bool = False) -> tuple[float, list[float] | None]:
+    """Error of the final head (and of every head when there are several), model in eval mode."""
+    was_training = model.training
+    model.eval()
+    wrong: torch.Tensor | None = None
+    n = 0
+    for xb, yb in batches:
+        with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=amp):
+            outputs = model(xb)
+        outs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        w = torch.stack([(o.argmax(1) != yb).sum() for o in outs])
+        wrong = w if wrong is None else wrong + w
+        n += len(yb)
+    model.train(was_training)
+    errors = (wrong.double() / max(n, 1)).tolist()
+    return errors[-1], (errors if len(errors) > 1 else None)
+
+
+def _select(x: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+    return x if idx is None else x[idx]
+
+
+def prepare_splits(config: TrainConfig, data: Dataset):
+    """(train_x, train_y, eval_x, eval_y, test_x, test_y) on the CPU for a config."""
+    train_idx = subset_indices(len(data.train_x), config.train_size, seed=0)
+    tx, ty = data.train_x[train_idx], data.train_y[train_idx]
+    test_idx = subset_indices(len(data.test_x), config.test_size, seed=0)
+    test_x, test_y = data.test_x[test_idx], data.test_y[test_idx]
+    if config.eval_split == "test":
+        return tx, ty, test_x, test_y, test_x, test_y
+    if config.folds:
+        fit_idx, val_idx = kfold_indices(len(tx), config.folds, seed=0)[config.fold]
+    else:
+        fit_idx, val_idx = train_val_split(len(tx), config.val_fraction, seed=0)
+    return tx[fit_idx], ty[fit_idx], tx[val_idx], ty[val_idx], test_x, test_y
+
+
+Monitor = Callable[[Checkpoint], bool]
+
+
+def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
+          monitor: Monitor | None = None, on_epoch: Callable[[EpochMetrics], None] | None = None,
+          on_step: Callable[[int, int], None] | None = None) -> RunResult:
+    """Train one configuration.
+
+    ``monitor`` is called at each evaluation (``evals_per_epoch`` times per epoch) and may stop
+    the run early by returning True (the frontier stops as soon as its criterion is met).
+    ``on_epoch`` receives each epoch's metrics as soon as they exist (the store writes them).
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    if data is None:
+        data = load_dataset(config.dataset, data_dir)
+    canonical = config.canonical()
+    started = time.perf_counter()
+    schedule = parse_schedule(config.schedule)
+    amp = device.type == "cuda"
+    channels_last = device.type in ("cpu", "cuda")
+
+    torch.manual_seed(config.seed)
+    model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(config, model.parameters())
+
+    tx, ty, ex, ey, test_x, test_y = (t.to(device) for t in prepare_splits(config, data))
+    train_batches = Batches(tx, ty, config.batch_size, data.mean, data.std, seed=config.seed,
+                            augment=config.augment, channels_last=channels_last)
+    eval_batches = Batches(ex, ey, 1024, data.mean, data.std, shuffle=False, channels_last=channels_last)
+    steps_per_epoch = len(train_batches)
+    eval_at = {round(steps_per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
+    check_every = 1 if device.type == "cpu" else 20  # a finiteness check syncs an accelerator
+
+    result = RunResult(canonical, "done", [], 0.0, parameters=count_parameters(model), device=str(device))
+    best_error, best_state, since_best = math.inf, None, 0
+    try:
+        for epoch in range(config.epochs):
+            epoch_start = time.perf_counter()
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            wrong = torch.zeros((), dtype=torch.long, device=device)
+            seen = 0
+            lr = config.lr
+            eval_error, head_errors = math.nan, None
+            for step, (xb, yb) in enumerate(train_batches, start=1):
+                lr = schedule.lr_at(epoch + (step - 1) / steps_per_epoch, config.lr, config.epochs)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    outputs = model(xb)
+                loss, logits = multi_head_loss(outputs, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(yb)
+                wrong += (logits.detach().argmax(1) != yb).sum()
+                seen += len(yb)
+                if on_step is not None:
+                    on_step(step, steps_per_epoch)
+                if step % check_every == 0 or step == steps_per_epoch:
+                    if not torch.isfinite(loss_sum):
+                        raise _Diverged(epoch, step)
+                if step in eval_at:
+                    eval_error, head_errors = evaluate(model, eval_batches, amp)
+                    checkpoint = Checkpoint(epoch + step / steps_per_epoch, wrong.item() / seen, eval_error)
+                    result.checkpoints.append(checkpoint)
+                    if monitor is not None and monitor(checkpoint):
+                        result.stopped_early = True
+                        if step != steps_per_epoch:
+                            break
+            metrics = EpochMetrics(epoch, wrong.item() / max(seen, 1), eval_error, loss_sum.item() / max(seen, 1),
+                                   lr, time.perf_counter() - epoch_start, head_errors)
+            result.epochs.append(metrics)
+            if on_epoch is not None:
+                on_epoch(metrics)
+            if result.stopped_early:
+                result.reason = "monitor stopped the run"
+                break
+            if config.patience is not None:
+                if eval_error < best_error:
+                    best_error, since_best = eval_error, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    since_best += 1
+                    if since_best > config.patience:
+                        result.stopped_early, result.reason = True, f"early stopping after epoch {epoch}"
+                        break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        if config.eval_split == "test" and best_state is None and result.epochs:
+            result.test_error = result.epochs[-1].test_error
+        else:
+            result.test_error, _ = evaluate(
+                model, Batches(test_x, test_y, 1024, data.mean, data.std, shuffle=False,
+                               channels_last=channels_last), amp)
+    except _Diverged as exc:
+        result.status, result.reason = "diverged", f"non-finite loss at epoch {exc.epoch}, step {exc.step}"
+    result.seconds = time.perf_counter() - started
+    result.model = model
+    return result
+
+
+class _Diverged(Exception):
+    def __init__(self, epoch: int, step: int):
+        super().__init__(f"diverged at epoch {epoch}, step {step}")
+        self.epoch, self.step = epoch, step
