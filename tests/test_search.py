@@ -158,7 +158,7 @@ def test_criterion_definition():
 # Real training on real MNIST
 
 
-SMALL = dict(train_size=2000, epochs=2, eval_size=500, evals_per_epoch=4, lrs=(0.03, 0.1, 0.3), threshold=0.4,
+SMALL = dict(train_size=2000, epochs=2, eval_size=300, evals_per_epoch=4, lrs=(0.03, 0.1), threshold=0.4,
              device="cpu")
 
 
