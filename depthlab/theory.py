@@ -255,7 +255,7 @@ def critical_sigma_w2(act: str, sigma_b2: float, *, lo: float = 1e-2, hi: float 
     crossing, then bisection refines it to ~1e-10."""
     check_variances(1.0, sigma_b2)
     activation(act)
-    grid = np.geomspace(lo, hi, 120)
+    grid = np.geomspace(lo, hi, 60)
     f = [chi_1(act, float(w), sigma_b2) - 1.0 for w in grid]
     for i in range(len(grid) - 1):
         if f[i] == 0.0:
