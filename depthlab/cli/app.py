@@ -45,7 +45,7 @@ def model_options(f):
         click.option("--act", default=None, help="Activation: tanh, elu, relu."),
         click.option("--init", "init_", default=None, help="Conv init, e.g. normal:0.05, lecun-in, scaled:1.76,0.05."),
         click.option("--norm", default=None, help="none or bn."),
-        click.option("--skip", default=None, help="none, post or rezero."),
+        click.option("--skip", default=None, help="none, post, rezero or fixup."),
         click.option("--heads", type=int, default=None, help="1 or 3 loss heads."),
         click.option("--width", type=float, default=None, help="Channel width multiplier."),
         click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",

@@ -189,6 +189,6 @@ def models(as_json):
         click.echo(f"  {name:20} {p.family:8} {values:45} {p.description}")
     click.echo("axes (stages): act tanh|elu|relu; init normal:S|scaled:W2,B2|lecun-in|lecun-out|glorot|he|"
                "orthogonal|torch-default|delta-orthogonal[:W2,B2|:critical]|critical; norm none|bn; "
-               "skip none|post|rezero; heads 1|3; width >0")
+               "skip none|post|rezero|fixup; heads 1|3; width >0")
 
 
