@@ -55,8 +55,23 @@ def check_cifar_dataset(name: str) -> None:
         raise ConfigError(f"unknown dataset {name!r}")
 
 
-def _checkpoint_file(folder, config: TrainConfig) -> Path | None:
+def checkpoint_file(folder, config: TrainConfig) -> Path | None:
+    """Where a config's training state is saved after each epoch (one file per config hash)."""
     return None if folder is None else Path(folder) / f"{config.model}-{config.hash()}.pt"
+
+
+def check_resumable(configs: list[TrainConfig], folder) -> None:
+    """Fail (one clear line) on a corrupted or foreign checkpoint *before* anything is trained
+    or written to the store; a missing checkpoint is fine (that run starts from scratch)."""
+    from .train import load_checkpoint
+
+    for config in configs:
+        path = checkpoint_file(folder, config)
+        if path is not None and path.exists():
+            state = load_checkpoint(path)
+            if state.get("config_hash") != config.hash():
+                raise ConfigError(f"checkpoint {path} belongs to a different configuration; "
+                                  "delete it or run without --resume")
 
 
 class Throughput:
@@ -102,7 +117,7 @@ def run_one(config: TrainConfig, data: Dataset, store: Store | None, *, experime
         echo(f"[{label}] {classic_line(m.epoch, config.epochs, m.train_error, m.test_error, eval_label)}"
              f" (loss {m.loss:.4f}, lr {m.lr:.4g}{rate})")
 
-    options = dict(checkpoint_path=_checkpoint_file(checkpoint_dir, config), resume=resume,
+    options = dict(checkpoint_path=checkpoint_file(checkpoint_dir, config), resume=resume,
                    compile_model=compile_model)
     result = run_recorded(config, store, data, kind="reproduce", experiment=experiment, on_epoch=on_epoch,
                           on_step=meter.step, reuse=not rerun, train_options=options)

@@ -36,23 +36,27 @@ def cache_dir() -> Path:
     return Path(base) / "depthlab"
 
 
-def _decode_split(archive: zipfile.ZipFile, split: str, zip_path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _pillow():
     try:
         from PIL import Image
     except ImportError:
         raise ConfigError("the cifar10-jpeg dataset needs pillow: pip install 'depthlab[jpeg]'") from None
-    names = sorted(n for n in archive.namelist() if n.startswith(split + "/") and n.lower().endswith(".jpg"))
-    if not names:
-        raise DataError(f"{zip_path}: no {split}/<class>/*.jpg files (not the CIFAR-10 JPEG archive?)")
+    return Image
+
+
+def decode_members(archive: zipfile.ZipFile, names: list[str], zip_path) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the named ``<split>/<class>/NNNN.jpg`` members into uint8 images (N, 3, 32, 32)
+    and int64 labels (the class folder's index in the usual CIFAR-10 order)."""
+    image_cls = _pillow()
     images = np.empty((len(names), 3, 32, 32), dtype=np.uint8)
     labels = np.empty(len(names), dtype=np.int64)
     for i, name in enumerate(names):
         parts = name.split("/")
         if len(parts) != 3 or parts[1] not in CIFAR10_CLASSES:
-            raise DataError(f"{zip_path}: unexpected member {name!r} (expected {split}/<class>/NNNN.jpg "
+            raise DataError(f"{zip_path}: unexpected member {name!r} (expected <split>/<class>/NNNN.jpg "
                             f"with a class among {', '.join(CIFAR10_CLASSES)})")
         try:
-            with Image.open(io.BytesIO(archive.read(name))) as img:
+            with image_cls.open(io.BytesIO(archive.read(name))) as img:
                 pixels = np.asarray(img.convert("RGB"))
         except Exception as exc:  # zlib, OSError, PIL's UnidentifiedImageError share no useful base
             raise DataError(f"{zip_path}: cannot decode {name} ({type(exc).__name__}); "
@@ -64,12 +68,20 @@ def _decode_split(archive: zipfile.ZipFile, split: str, zip_path: Path) -> tuple
     return images, labels
 
 
+def split_members(archive: zipfile.ZipFile, split: str, zip_path) -> list[str]:
+    """The sorted ``.jpg`` members of a split (``train`` or ``test``)."""
+    names = sorted(n for n in archive.namelist() if n.startswith(split + "/") and n.lower().endswith(".jpg"))
+    if not names:
+        raise DataError(f"{zip_path}: no {split}/<class>/*.jpg files (not the CIFAR-10 JPEG archive?)")
+    return names
+
+
 def decode_cifar10_jpeg(zip_path: Path) -> dict[str, np.ndarray]:
     """Decode the whole archive: uint8 ``train_x``/``test_x`` (N, 3, 32, 32), int64 labels."""
     try:
         with zipfile.ZipFile(zip_path) as archive:
-            train_x, train_y = _decode_split(archive, "train", zip_path)
-            test_x, test_y = _decode_split(archive, "test", zip_path)
+            train_x, train_y = decode_members(archive, split_members(archive, "train", zip_path), zip_path)
+            test_x, test_y = decode_members(archive, split_members(archive, "test", zip_path), zip_path)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DataError(f"{zip_path}: cannot read ({exc}); the archive is truncated or corrupted") from None
     return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}

@@ -44,7 +44,7 @@ def _check_positive(name: str, value) -> None:
 def reproduce(name, n, shortcut, bn_impl, epochs, max_epochs, patience, warmup, dataset, data_dir, train_size,
               seed, device, compile_model, store_path, out, checkpoint_dir, resume, rerun):
     """Reproduce a classic CIFAR-10 experiment by NAME: resnet-cifar, resnet18-shortcuts, cifar-lr-bn."""
-    from ..cifar import (check_cifar_dataset, default_cifar_dataset, lr_bn_configs, resnet_cifar_config,
+    from ..cifar import (check_cifar_dataset, check_resumable, default_cifar_dataset, lr_bn_configs, resnet_cifar_config,
                          run_cifar_lr_bn, run_resnet18_shortcuts, run_resnet_cifar, shortcuts_configs)
     from ..data import load_dataset
     from ..report import safe_output_dir
@@ -67,7 +67,10 @@ def reproduce(name, n, shortcut, bn_impl, epochs, max_epochs, patience, warmup, 
     else:
         pairs = lr_bn_configs(dataset=dataset, max_epochs=max_epochs, train_size=train_size, bn_impl=bn_impl,
                               seed=seed, device=device)
+        configs = [config for _, config in pairs]
     check_store_path(store_path)
+    if resume:
+        check_resumable(configs, checkpoint_dir)
     folder = safe_output_dir(out) if out else None
     ckpt = safe_output_dir(checkpoint_dir) if checkpoint_dir else None
     data = load_dataset(dataset, data_dir)
