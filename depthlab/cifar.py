@@ -295,12 +295,20 @@ LR_BN_LESSONS = (
 
 
 def lr_bn_configs(*, dataset: str = "cifar10", max_epochs: int | None = None, train_size: int | None = None,
-                  bn_impl: str = "torch", seed: int = 0, device: str = "auto") -> list[tuple[Lesson, TrainConfig]]:
-    """The six runs (SPEC §2.4 budgets; ``max_epochs`` caps each run's epochs for a quick look)."""
+                  bn_impl: str = "torch", seed: int = 0, device: str = "auto",
+                  only: list[str] | None = None) -> list[tuple[Lesson, TrainConfig]]:
+    """The six runs (SPEC §2.4 budgets; ``max_epochs`` caps each run's epochs for a quick look,
+    ``only`` keeps the named runs, e.g. ``["bn-lr0.01", "bn-lr0.05"]``)."""
     if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs <= 0):
         raise ConfigError(f"--max-epochs must be a positive integer, got {max_epochs}")
+    keys = [lesson.key for lesson in LR_BN_LESSONS]
+    unknown = [k for k in (only or []) if k not in keys]
+    if unknown:
+        raise ConfigError(f"unknown cifar-lr-bn run {unknown[0]!r}; choose among: {', '.join(keys)}")
     pairs = []
     for lesson in LR_BN_LESSONS:
+        if only and lesson.key not in only:
+            continue
         epochs = lesson.epochs if max_epochs is None else min(lesson.epochs, max_epochs)
         lesson = replace(lesson, epochs=epochs)
         config = TrainConfig(model=lesson.model, model_args={"bn_impl": bn_impl}, dataset=dataset,

@@ -260,7 +260,7 @@ def _run(capsys, *args):
 def test_reproduce_bad_input_is_one_line_exit_2_and_leaves_no_store(tmp_path, capsys):
     write_cifar_batches(tmp_path / "data" / "cifar-10-batches-py")
     store = tmp_path / "s.db"
-    common = ["--data-dir", str(tmp_path / "data"), "--store", str(store)]
+    common = ["--data-dir", str(tmp_path / "data"), "--store", str(store), "--checkpoint-dir", str(tmp_path / "c")]
     for args, message in [
         (["reproduce", "resnet-cifar", "--n", "0"], "n >= 1"),
         (["reproduce", "resnet-cifar", "--shortcut", "C"], "shortcut"),
@@ -274,7 +274,7 @@ def test_reproduce_bad_input_is_one_line_exit_2_and_leaves_no_store(tmp_path, ca
     (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_2").unlink()
     code, _, err = _run(capsys, "reproduce", "cifar-lr-bn", *common)
     assert code == 2 and "data_batch_2" in err and err.count("\n") == 1
-    assert not store.exists()
+    assert not store.exists() and not (tmp_path / "c").exists()
 
 
 def test_reproduce_corrupted_checkpoint_is_exit_2_before_the_store_is_touched(tmp_path, capsys):

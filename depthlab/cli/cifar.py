@@ -26,6 +26,7 @@ def _check_positive(name: str, value) -> None:
 @click.option("--bn-impl", default="torch", show_default=True, help="torch or scratch (depthlab.nn.BatchNorm).")
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (resnet-cifar 200, resnet18 30).")
 @click.option("--max-epochs", type=int, default=None, help="cifar-lr-bn: cap every run's epochs (a quick look).")
+@click.option("--only", default=None, help="cifar-lr-bn: a comma list of its runs to train, e.g. bn-lr0.01,bn-lr0.05.")
 @click.option("--patience", type=int, default=50, show_default=True,
               help="resnet-cifar: early-stopping patience on val error (best weights are restored).")
 @click.option("--warmup/--no-warmup", default=None, help="resnet-cifar: lr 0.01 for ~400 iterations (default: n=18).")
@@ -41,7 +42,7 @@ def _check_positive(name: str, value) -> None:
               help="Where every run saves its state after each epoch.")
 @click.option("--resume", is_flag=True, help="Continue interrupted runs from their checkpoints.")
 @click.option("--rerun", is_flag=True, help="Train even if a config already finished in the store.")
-def reproduce(name, n, shortcut, bn_impl, epochs, max_epochs, patience, warmup, dataset, data_dir, train_size,
+def reproduce(name, n, shortcut, bn_impl, epochs, max_epochs, only, patience, warmup, dataset, data_dir, train_size,
               seed, device, compile_model, store_path, out, checkpoint_dir, resume, rerun):
     """Reproduce a classic CIFAR-10 experiment by NAME: resnet-cifar, resnet18-shortcuts, cifar-lr-bn."""
     from ..cifar import (check_cifar_dataset, check_resumable, default_cifar_dataset, lr_bn_configs, resnet_cifar_config,
@@ -66,14 +67,14 @@ def reproduce(name, n, shortcut, bn_impl, epochs, max_epochs, patience, warmup, 
                                     seed=seed, device=device)
     else:
         pairs = lr_bn_configs(dataset=dataset, max_epochs=max_epochs, train_size=train_size, bn_impl=bn_impl,
-                              seed=seed, device=device)
+                              seed=seed, device=device, only=only.split(",") if only else None)
         configs = [config for _, config in pairs]
     check_store_path(store_path)
     if resume:
         check_resumable(configs, checkpoint_dir)
+    data = load_dataset(dataset, data_dir)  # bad data fails before any folder or store is created
     folder = safe_output_dir(out) if out else None
     ckpt = safe_output_dir(checkpoint_dir) if checkpoint_dir else None
-    data = load_dataset(dataset, data_dir)
     echo = click.echo
     options = dict(echo=echo, out=folder, checkpoint_dir=ckpt, resume=resume, compile_model=compile_model,
                    rerun=rerun)
