@@ -15,11 +15,13 @@ from .train import Monitor, RunResult, TrainConfig, resolve_device, train
 def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None = None, *,
                  data_dir=None, kind: str = "train", experiment: str | None = None,
                  monitor: Monitor | None = None, on_epoch: Callable | None = None,
-                 reuse: bool = True, on_step=None) -> dict:
+                 reuse: bool = True, on_step=None, train_options: dict | None = None) -> dict:
     """Train ``config`` (or return its stored result when ``reuse`` and it already finished).
 
     Returns the result as a dict (``RunResult.to_dict()`` plus ``"reused": bool`` and
-    ``"checkpoints"``) so that stored and fresh results look the same to callers."""
+    ``"checkpoints"``) so that stored and fresh results look the same to callers.
+    ``train_options`` are passed on to `train` (e.g. ``checkpoint_path``, ``resume``,
+    ``compile_model``: ways of running that do not change the result)."""
     config.validate()
     key = config.hash()
     if store is not None and reuse:
@@ -42,7 +44,7 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
     started = time.perf_counter()
     try:
         result: RunResult | None = train(config, data, data_dir=data_dir, monitor=monitor,
-                                         on_epoch=record_epoch, on_step=on_step)
+                                         on_epoch=record_epoch, on_step=on_step, **(train_options or {}))
         out = result.to_dict()
         out["checkpoints"] = [vars(c) for c in result.checkpoints]
     except (KeyboardInterrupt, SystemExit):
