@@ -250,9 +250,19 @@ def test_cifar_py2_module_names_are_accepted():
 
 def test_cifar_checksums_are_checked(tmp_path):
     write_cifar_folder(tmp_path / "cifar-10-batches-py", per_batch=4)
+    # a full-size batch (10,000 images) that is not the official file
+    images = np.zeros((D.CIFAR10_BATCH_IMAGES, 3, 32, 32), dtype=np.uint8)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(
+        cifar_batch_bytes(images, np.zeros(D.CIFAR10_BATCH_IMAGES, dtype=np.int64), "data_batch_1"))
     with pytest.raises(DataError) as info:
         D.load_dataset("cifar10", tmp_path, download=False)
     assert "data_batch_1: checksum mismatch" in str(info.value) and D.CIFAR10_MD5["data_batch_1"] in str(info.value)
+
+
+def test_small_hand_made_cifar_batches_load_without_official_checksums(tmp_path):
+    write_cifar_folder(tmp_path / "cifar-10-batches-py", per_batch=4)
+    ds = D.load_dataset("cifar10", tmp_path, download=False)
+    assert ds.train_x.shape == (20, 3, 32, 32) and ds.test_x.shape == (4, 3, 32, 32)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "random"])
