@@ -12,12 +12,12 @@ from ..errors import ConfigError
 from .app import cli, common_options, echo_err, model_options, model_overrides, open_store, tensorboard_writer
 
 # --quick: the README's main job, all eight presets in a few minutes on 2 CPU cores.
-QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=24)
+QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=12)
 
 
 @cli.command()
 @click.option("--models", default="all", show_default=True, help="Comma-separated presets, or all (the eight classic ones).")
-@click.option("--max-depth", type=int, default=None, help="Deepest depth the search tries (default 300; --quick 24).")
+@click.option("--max-depth", type=int, default=None, help="Deepest depth the search tries (default 300; --quick 12).")
 @click.option("--depths", default=None, help="Try exactly these depths (multiples of 3) instead of searching.")
 @click.option("--lrs", default=None, help="Learning-rate grid: 0.01,0.1,1 or log:LOW:HIGH:COUNT "
               "(default log:0.001:1:7, half-decades; --quick 0.01,0.1,1).")
@@ -27,7 +27,7 @@ QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=24)
 @click.option("--seeds", type=int, default=1, show_default=True, help="Seeds per (depth, lr); a majority must train.")
 @click.option("--eval-size", default="2000", show_default=True, help="Test images per evaluation, or all.")
 @click.option("--evals-per-epoch", type=int, default=5, show_default=True, help="Evaluation points per epoch.")
-@click.option("--quick", is_flag=True, help="10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 24.")
+@click.option("--quick", is_flag=True, help="10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 12.")
 @model_options
 @common_options
 def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds, eval_size, evals_per_epoch, quick,
