@@ -4,5 +4,6 @@ group; importing this package registers them all on the ``cli`` group."""
 from .app import cli, entry, main
 from . import core  # noqa: F401  (registers train, runs, summary, models)
 from . import theory  # noqa: F401  (registers theory, phase)
+from . import diagnose  # noqa: F401  (registers diagnose)
 
 __all__ = ["cli", "entry", "main"]
