@@ -29,9 +29,10 @@ from .app import (classic_line, cli, common_options, default_dataset, echo_err, 
 @click.option("--val", "use_val", is_flag=True, help="Evaluate on a 10% validation split; test once at the end.")
 @click.option("--augment", is_flag=True, help="Random crop (pad 4) + horizontal flip.")
 @click.option("--rerun", is_flag=True, help="Train even if this exact config already finished in the store.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (CUDA graphs on a GPU).")
 def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, data_dir, train_size, seed,
           device, store_path, out, as_json, tensorboard, epochs, lr, momentum, nesterov, batch_size, optimizer,
-          weight_decay, schedule, patience, use_val, augment, rerun):
+          weight_decay, schedule, patience, use_val, augment, rerun, compile_):
     """Train one MODEL and record it in the store."""
     from ..data import load_dataset
     from ..runner import run_recorded
@@ -43,7 +44,7 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
                          eval_split="val" if use_val else "test", epochs=epochs, batch_size=batch_size,
                          optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
                          weight_decay=weight_decay, schedule=schedule, augment=augment, patience=patience,
-                         seed=seed, device=device)
+                         seed=seed, device=device, compile=compile_)
     config.validate()
     check_store_path(store_path)
     require_tensorboard(tensorboard)
