@@ -3,5 +3,6 @@ group; importing this package registers them all on the ``cli`` group."""
 
 from .app import cli, entry, main
 from . import core  # noqa: F401  (registers train, runs, summary, models)
+from . import experiments  # noqa: F401  (registers lr-sweep, lr-find, ablate, reproduce)
 
 __all__ = ["cli", "entry", "main"]
