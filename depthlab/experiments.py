@@ -48,6 +48,8 @@ Part kinds (all frozen dataclasses whose configs are plain dicts of `TrainConfig
 - `Ablation(label, base, toggles=(), arms=(), folds=3 | seeds=N)`: every on/off combination of
   the toggles (or the explicit arms) over K folds (validation = one fold) or N seeds (a fixed 2/3 -
   1/3 split); mean +- std of train/validation/test accuracy and seconds per fit; loss curves.
+- `Frontier(label, models, config={FrontierConfig fields}, quick={...})`: the depth frontier of
+  each model through `depthlab.search` (max trainable depth, its lr, first failing depth).
 - anything else with a ``label`` and a ``run(ctx: Context) -> PartResult`` method (and
   ``configs(ctx) -> list[TrainConfig]`` so bad input is caught before the store is opened).
 
@@ -71,9 +73,10 @@ import torch
 
 from .data import Batches, Dataset, load_dataset
 from .errors import ConfigError
-from .models import FAMILIES, create_model, resolve_model
+from .models import CLASSIC_PRESETS, FAMILIES, create_model, resolve_model
 from .report import format_table, pyplot, safe_child, write_csv
 from .runner import run_recorded
+from .search import QUICK_LRS, FrontierConfig, find_frontiers
 from .train import TrainConfig, evaluate, make_optimizer, multi_head_loss, parse_schedule, prepare_splits, resolve_device
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -577,6 +580,66 @@ def ablate(base: TrainConfig | Mapping, toggles: Sequence[str], store=None, *, f
 
 
 # ---------------------------------------------------------------------------------------------
+# The depth frontier (through depthlab.search)
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """The depth frontier of each model (SPEC 4) found by `depthlab.search.find_frontiers`.
+    ``config`` and ``quick`` hold `FrontierConfig` fields; the context's device, seed and
+    train_size overrides apply too."""
+
+    label: str
+    models: tuple[str, ...]
+    config: Mapping = field(default_factory=dict)
+    title: str = ""
+    quick: Mapping = field(default_factory=dict)
+
+    def frontier_config(self, ctx: Context) -> FrontierConfig:
+        values = {**self.config, **(self.quick if ctx.quick else {})}
+        values.update({k: v for k, v in ctx.overrides.items() if k in ("device", "seed", "train_size", "epochs")})
+        known = {f.name for f in dataclasses.fields(FrontierConfig)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown frontier setting(s): {', '.join(sorted(unknown))}")
+        config = FrontierConfig(**values)
+        config.validate()
+        config.validate_models(self.models)
+        return config
+
+    def configs(self, ctx: Context) -> list[TrainConfig]:
+        """The shallowest trial of each model (the search decides the rest as it goes)."""
+        fc = self.frontier_config(ctx)
+        return [fc.trial_config(m, min(fc.depths or (3,)), fc.sorted_lrs()[0], fc.seed) for m in self.models]
+
+    def run(self, ctx: Context) -> PartResult:
+        fc = self.frontier_config(ctx)
+        result = find_frontiers(self.models, fc, ctx.store, ctx.dataset(fc.dataset), log=ctx.echo)
+        rows, curves = [], []
+        for m in result.models:
+            rows.append({"model": m.model, "max_depth": m.max_trainable_depth, "lr": m.lr, "error": m.error,
+                         "first_failing": m.first_failing_depth, "fraction": m.fraction, "trials": m.trials,
+                         "capped": m.max_trainable_depth is not None and m.first_failing_depth is None,
+                         "seconds": m.seconds,
+                         "depth_map": {d: r.trainable for d, r in sorted(m.depths.items())}})
+            pts = [(d, r.error) for d, r in sorted(m.depths.items()) if r.error is not None]
+            curves.append(Curve(m.model, [d for d, _ in pts], [e for _, e in pts]))
+        columns = [Column("model", "model"), Column("max_depth", "max trainable depth"),
+                   Column("lr", "lr", "sci"), Column("error", f"{fc.criterion} error", "pct"),
+                   Column("first_failing", "first failing depth"), Column("fraction", "fraction", "float"),
+                   Column("trials", "trials"), Column("seconds", "seconds", "sec")]
+        grid = ", ".join(f"{lr:g}" for lr in fc.sorted_lrs())
+        title = self.title or self.label
+        plot = Plot("error-vs-depth", f"{title}: best {fc.criterion} error within {fc.epochs} epoch(s)",
+                    f"best {fc.criterion} error", curves, log_y=True, percent=True, log_x=True,
+                    xlabel="depth (conv layers)")
+        notes = [f"trainable: {fc.criterion} error < {fc.threshold:g} within {fc.epochs} epoch(s), best lr of "
+                 f"{grid}; batch {fc.batch_size}, momentum {fc.momentum:g}, max depth {fc.max_depth}, "
+                 f"train size {fc.train_size or 'all'}"]
+        return PartResult(self.label, title, columns, rows, [plot], [r for r in rows], notes)
+
+
+# ---------------------------------------------------------------------------------------------
 # The learning-rate range test
 
 
@@ -746,37 +809,56 @@ class Reproduction:
     parts: dict[str, PartResult]
     conclusion: str
     seconds: float
+    budget: dict = field(default_factory=dict)   # a reduced budget (epochs, train_size), if any
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "question": self.question, "quick": self.quick, "conclusion": self.conclusion,
+        return {"name": self.name, "question": self.question, "quick": self.quick, "budget": self.budget,
+                "conclusion": self.conclusion,
                 "seconds": round(self.seconds, 1), "parts": {k: p.to_dict() for k, p in self.parts.items()}}
 
 
+BUDGET_KEYS = ("epochs", "train_size")
+
+
+def check_budget(budget: Mapping | None) -> dict:
+    """A reduced budget for every run of an experiment: ``{"epochs": N, "train_size": N}``."""
+    budget = {k: v for k, v in (budget or {}).items() if v is not None}
+    for key, value in budget.items():
+        if key not in BUDGET_KEYS:
+            raise ConfigError(f"unknown budget setting {key!r}; choose from: {', '.join(BUDGET_KEYS)}")
+        if not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {value}")
+    return budget
+
+
 def experiment_context(name: str, store=None, *, quick: bool = False, data_dir: str | None = None,
-                       device: str = "auto", echo: Callable[[str], None] = lambda line: None) -> Context:
+                       device: str = "auto", echo: Callable[[str], None] = lambda line: None,
+                       budget: Mapping | None = None) -> Context:
     experiment = get_experiment(name)
-    overrides = {**(experiment.quick if quick else {}), "device": device}
+    overrides = {**(experiment.quick if quick else {}), **check_budget(budget), "device": device}
     return Context(store=store, data_dir=data_dir, overrides=overrides, quick=quick, experiment=name, echo=echo)
 
 
-def plan(name: str, *, quick: bool = False, device: str = "auto") -> list[TrainConfig]:
+def plan(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None) -> list[TrainConfig]:
     """Every config ``reproduce(name)`` would run, validated (bad input fails here, early)."""
-    ctx = experiment_context(name, quick=quick, device=device)
+    ctx = experiment_context(name, quick=quick, device=device, budget=budget)
     return [c for part in get_experiment(name).parts for c in part.configs(ctx)]
 
 
 def reproduce(name: str, store=None, *, quick: bool = False, data_dir: str | None = None, device: str = "auto",
-              echo: Callable[[str], None] = lambda line: None) -> Reproduction:
-    """Run (or read back from the store) every part of a named experiment and conclude."""
+              echo: Callable[[str], None] = lambda line: None, budget: Mapping | None = None) -> Reproduction:
+    """Run (or read back from the store) every part of a named experiment and conclude.
+    ``budget`` (``epochs``, ``train_size``) cuts every run, for a machine that cannot afford the
+    full protocol; the result records it so that tables are labelled."""
     experiment = get_experiment(name)
-    plan(name, quick=quick, device=device)
-    ctx = experiment_context(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo)
+    plan(name, quick=quick, device=device, budget=budget)
+    ctx = experiment_context(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget)
     started = time.perf_counter()
     parts = {}
     for part in experiment.parts:
         parts[part.label] = part.run(ctx)
     return Reproduction(name, experiment.question, quick, parts, experiment.conclude(parts),
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, check_budget(budget))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -895,4 +977,33 @@ register_experiment(Experiment(
     conclude=_conclude_skipfc,
     quick=dict(train_size=3000, test_size=2000, epochs=2),
     reference="93.7% test without BN, 94.9% with (BN never trained, softmax before the cross-entropy)",
+))
+
+
+def _conclude_frontier(parts: dict[str, PartResult]) -> str:
+    p = parts["presets"]
+
+    def depth(model: str) -> str:
+        r = p.row(model=model)
+        if r["max_depth"] is None:
+            return "no depth"
+        return f"{r['max_depth']}{'+ (the cap)' if r['capped'] else ''}"
+
+    ranked = sorted(p.rows, key=lambda r: r["max_depth"] or 0)
+    top, bottom = ranked[-1], ranked[0]
+    return (f"The deepest trainable preset was {top['model']} ({depth(top['model'])}) and the shallowest "
+            f"{bottom['model']} ({depth(bottom['model'])}); batch norm took cnn-elu from {depth('cnn-elu')} to "
+            f"{depth('cnn-elu-bn')} and cnn-tanh from {depth('cnn-tanh')} to {depth('cnn-tanh-bn')}, LeCun init "
+            f"took cnn-tanh to {depth('cnn-tanh-lecun')}, and the skip connection took cnn-elu-bn to "
+            f"{depth('resnet-elu-bn')} (without BN: {depth('resnet-elu')}).")
+
+
+register_experiment(Experiment(
+    name="depth-frontier",
+    question="How deep can each of the eight classic presets be and still train (error < 20% within 3 epochs)?",
+    parts=(Frontier("presets", CLASSIC_PRESETS, title="depth frontier of the eight classic presets",
+                    # the quick budget of `depthlab frontier --quick`
+                    quick=dict(train_size=10000, epochs=1, lrs=QUICK_LRS, max_depth=24)),),
+    conclude=_conclude_frontier,
+    reference="cnn-tanh 9 (lr 0.15); cnn-elu-bn 63; resnet-elu-bn 27; cnn-tanh-bn 48-54; resnet-elu 3",
 ))

@@ -9,6 +9,7 @@ import time
 import click
 
 from ..errors import ConfigError
+from . import cifar as _cifar
 from .app import cli, common_options, default_dataset, model_options, model_overrides, tensorboard_writer
 
 
@@ -238,7 +239,32 @@ def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, n
         click.echo(f"wrote {', '.join(paths)}")
 
 
-@cli.command("reproduce")
+# Experiments with their own command-line flags (the CIFAR-10 ones: --n, --shortcut, --resume,
+# ...) keep their command; `depthlab reproduce NAME ...` forwards NAME and every flag to it.
+CLI_EXPERIMENTS: dict[str, click.Command] = {}
+
+
+def register_cli_experiment(names, command: click.Command) -> None:
+    """Route ``depthlab reproduce NAME`` for each of ``names`` to ``command`` (which takes NAME
+    as its first argument and its own flags)."""
+    for name in names:
+        CLI_EXPERIMENTS[name] = command
+
+
+class ReproduceCommand(click.Command):
+    """``reproduce``: registry experiments here, command-line experiments forwarded."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        target = next((CLI_EXPERIMENTS[a] for a in args if a in CLI_EXPERIMENTS), None)
+        if target is not None:
+            return target.make_context(info_name, args, parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+register_cli_experiment(_cifar.CIFAR_EXPERIMENTS, _cifar.reproduce)
+
+
+@cli.command("reproduce", cls=ReproduceCommand)
 @click.argument("name", required=False)
 @click.option("--quick", is_flag=True, help="A reduced budget that finishes in minutes on 2 CPU cores.")
 @click.option("--list", "list_", is_flag=True, help="List the experiments and exit.")
@@ -247,23 +273,33 @@ def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, n
 @click.option("--store", "store_path", default="depthlab.db", show_default=True, help="SQLite run store.")
 @click.option("--out", default=None, help="Folder for tables and plots (default depthlab-out/reproduce-NAME).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json):
+@click.option("--epochs", type=int, default=None, help="A reduced budget: every run trains N epochs (labelled).")
+@click.option("--train-size", type=int, default=None,
+              help="A reduced budget: every run uses a fixed subset of N training images (labelled).")
+def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json, epochs, train_size):
     """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
     numbers. Finished runs are read back from the store (an interrupted run resumes)."""
-    from ..experiments import EXPERIMENTS, plan, reproduce
+    from ..experiments import EXPERIMENTS, check_budget, plan, reproduce
     from ..store import Store
 
     if list_ or not name:
         for exp in EXPERIMENTS.values():
             click.echo(f"{exp.name:20} {exp.question}")
+        for other, command in CLI_EXPERIMENTS.items():
+            click.echo(f"{other:20} (own flags: depthlab reproduce {other} --help)")
         return
-    configs = plan(name, quick=quick, device=device)
+    if name not in EXPERIMENTS:
+        choices = sorted(EXPERIMENTS) + sorted(CLI_EXPERIMENTS)
+        raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(choices)}")
+    budget = check_budget({"epochs": epochs, "train_size": train_size})
+    configs = plan(name, quick=quick, device=device, budget=budget)
     _check_store(store_path)
     folder = _out_folder(out, f"reproduce-{name}{'-quick' if quick else ''}")
     echo = _echo_for(as_json)
-    echo(f"{name}{' (quick)' if quick else ''}: {len(configs)} runs")
+    budget_label = ",".join([" quick"] * quick + [f" {k.replace('_', ' ')} {v}" for k, v in budget.items()])
+    echo(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {len(configs)} runs")
     with Store(store_path) as store:
-        result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo)
+        result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget)
     paths = []
     for label, part in result.parts.items():
         paths += _show_part(part, folder, label, as_json)
@@ -271,5 +307,7 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "files": paths}))
         return
+    if budget_label:
+        click.echo(f"\n(REDUCED BUDGET:{budget_label}; not the full protocol)")
     click.echo(f"\n{result.conclusion}")
     click.echo(f"({result.seconds:.0f}s; tables and plots in {folder})")
