@@ -9,7 +9,7 @@ from typing import Callable
 from .data import Dataset, load_dataset
 from .errors import UserError
 from .store import Store
-from .train import Monitor, RunResult, TrainConfig, train
+from .train import Monitor, RunResult, TrainConfig, resolve_device, train
 
 
 def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None = None, *,
@@ -31,8 +31,9 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
     if data is None:  # load (and fail on bad data) before anything is written
         data = load_dataset(config.dataset, data_dir)
     canonical = config.canonical()
+    device = str(resolve_device(config.device))
     run_id = store.start_run(canonical, key, kind=kind, experiment=experiment,
-                             device=config.device) if store is not None else None
+                             device=device) if store is not None else None
 
     def record_epoch(metrics):
         if store is not None:
@@ -49,13 +50,16 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a run that raises (out of memory, a bug) must not stop a sweep
-        if isinstance(exc, UserError):
-            raise
         out = {"config": canonical, "status": "failed", "epochs": [], "checkpoints": [],
                "seconds": round(time.perf_counter() - started, 3),
                "reason": f"{type(exc).__name__}: {exc}"[:500], "stopped_early": False,
-               "test_error": None, "parameters": 0, "device": config.device}
+               "test_error": None, "parameters": 0, "device": device}
+        if isinstance(exc, UserError):  # the user's to fix: record it, then report it
+            if store is not None:
+                store.finish_run(run_id, "failed", seconds=out["seconds"], reason=out["reason"], result=out)
+            raise
     if store is not None:
-        store.finish_run(run_id, out["status"], seconds=out["seconds"], reason=out.get("reason"), result=out)
+        store.finish_run(run_id, out["status"], seconds=out["seconds"], reason=out.get("reason"), result=out,
+                         device=out.get("device"))
     out["reused"] = False
     return out

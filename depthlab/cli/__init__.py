@@ -3,6 +3,8 @@ group; importing this package registers them all on the ``cli`` group."""
 
 from .app import cli, entry, main
 from . import core  # noqa: F401  (registers train, runs, summary, models)
+from . import frontier  # noqa: F401  (registers frontier)
+from . import theory  # noqa: F401  (registers theory, phase)
 from . import cifar  # noqa: F401  (registers reproduce for the CIFAR-10 experiments)
 
 __all__ = ["cli", "entry", "main"]
