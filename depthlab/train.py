@@ -226,6 +226,7 @@ class RunResult:
     test_error: float | None = None      # final test error (after restoring best weights if any)
     parameters: int = 0
     device: str = "cpu"
+    threads: int = 1                     # torch intra-op threads (CPU results depend on it bitwise)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     model: nn.Module | None = field(default=None, repr=False)  # the trained network, for notebooks
 
@@ -233,7 +234,8 @@ class RunResult:
         return {"config": self.config, "status": self.status,
                 "epochs": [e.to_dict() for e in self.epochs], "seconds": round(self.seconds, 3),
                 "reason": self.reason, "stopped_early": self.stopped_early,
-                "test_error": self.test_error, "parameters": self.parameters, "device": self.device}
+                "test_error": self.test_error, "parameters": self.parameters, "device": self.device,
+                "threads": self.threads}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,12 +322,14 @@ Monitor = Callable[[Checkpoint], bool]
 
 def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
           monitor: Monitor | None = None, on_epoch: Callable[[EpochMetrics], None] | None = None,
-          on_step: Callable[[int, int], None] | None = None) -> RunResult:
+          on_step: Callable[[int, int], None] | None = None, channels_last: bool | None = None) -> RunResult:
     """Train one configuration.
 
     ``monitor`` is called at each evaluation (``evals_per_epoch`` times per epoch) and may stop
     the run early by returning True (the frontier stops as soon as its criterion is met).
     ``on_epoch`` receives each epoch's metrics as soon as they exist (the store writes them).
+    ``channels_last`` (default: on for CPU and CUDA) is exposed for benchmarks: NHWC convs are
+    about twice as fast on CPU for these few-channel networks (see BENCHMARKS.md).
     """
     config.validate()
     device = resolve_device(config.device)
@@ -335,7 +339,8 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     started = time.perf_counter()
     schedule = parse_schedule(config.schedule)
     amp = device.type == "cuda"
-    channels_last = device.type in ("cpu", "cuda")
+    if channels_last is None:
+        channels_last = device.type in ("cpu", "cuda")
 
     torch.manual_seed(config.seed)
     model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args).to(device)
@@ -351,7 +356,8 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     eval_at = {round(steps_per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
     check_every = 1 if device.type == "cpu" else 20  # a finiteness check syncs an accelerator
 
-    result = RunResult(canonical, "done", [], 0.0, parameters=count_parameters(model), device=str(device))
+    result = RunResult(canonical, "done", [], 0.0, parameters=count_parameters(model), device=str(device),
+                       threads=torch.get_num_threads())
     best_error, best_state, since_best = math.inf, None, 0
     try:
         for epoch in range(config.epochs):
