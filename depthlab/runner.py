@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+import torch
+
 from .data import Dataset, load_dataset
 from .errors import UserError
 from .store import Store
@@ -58,7 +60,7 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
         out = {"config": canonical, "status": "failed", "epochs": [], "checkpoints": [],
                "seconds": round(time.perf_counter() - started, 3),
                "reason": f"{type(exc).__name__}: {exc}"[:500], "stopped_early": False,
-               "test_error": None, "parameters": 0, "device": device}
+               "test_error": None, "parameters": 0, "device": device, "threads": torch.get_num_threads()}
         if isinstance(exc, UserError):  # the user's to fix: record it, then report it
             if store is not None:
                 store.finish_run(run_id, "failed", seconds=out["seconds"], reason=out["reason"], result=out)

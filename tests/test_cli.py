@@ -109,6 +109,19 @@ def test_summary_matches_torchsummary_style(capsys):
     assert code == 0 and "BatchNorm2d" in out
 
 
+def test_threads_flag_is_used_and_recorded(small_root, tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        code, _, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--threads", "2"))
+        assert code == 0, err
+        with Store(tmp_path / "s.db") as store:
+            assert store.runs()[0].result["threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_out_folder_gets_the_json(small_root, tmp_path, capsys):
     code, _, _ = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--out", str(tmp_path / "o")))
     [written] = list((tmp_path / "o").glob("train-cnn-tanh-*.json"))
@@ -153,6 +166,7 @@ BAD = {
     "schedule unknown": (["train", "cnn-tanh", "--schedule", "linear"], "malformed schedule"),
     "optimizer unknown": (["train", "cnn-tanh", "--optimizer", "rmsprop"], "unknown optimizer"),
     "device unknown": (["train", "cnn-tanh", "--device", "tpu"], "device"),
+    "threads zero": (["train", "cnn-tanh", "--threads", "0"], "--threads must be a positive integer"),
     "unknown flag": (["train", "cnn-tanh", "--depht", "9"], "No such option"),
     "unknown param": (["train", "cnn-tanh", "-p", "colour=red"], "no parameter 'colour'"),
     "summary unknown model": (["summary", "nope"], "unknown model 'nope'"),
