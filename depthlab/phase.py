@@ -275,3 +275,58 @@ def plot_phase_diagram(points: Sequence[MeanFieldPoint], path: Path, *, act: str
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Does the theory apply at this width? Compare it with the network at initialisation.
+
+
+@dataclass
+class InitAgreement:
+    """Mean-field predictions vs one finite network at init, inside one stage (same channel
+    count, no pooling in between), averaged over seeds."""
+
+    sigma_w2: float
+    sigma_b2: float
+    width: float
+    channels: int            # channels of the stage compared
+    chi_1_theory: float
+    chi_1_measured: float    # geometric mean of ||dL/dx_{l-1}||^2 / ||dL/dx_l||^2 across the stage
+    phi2_theory: float       # E[phi(h)^2] at q*: the mean square activation
+    phi2_measured: float     # mean square activation, averaged over the stage's second half
+
+
+def init_agreement(act: str, sigma_w2: float, sigma_b2: float, width: float, data, *, depth: int = 36,
+                   stage: int = 0, seeds: Sequence[int] = (0, 1, 2), batch_size: int = 128) -> InitAgreement:
+    """Build ``stages`` (act, scaled:W2,B2, width) at ``depth``, push one real MNIST batch
+    through it and back, and compare the per-layer gradient growth and activation scale inside
+    ``stage`` (0: 28x28 maps, where zero padding touches the fewest pixels) with chi_1 and
+    E[phi^2] at q*."""
+    import numpy as np
+    import torch
+
+    from . import theory
+    from .data import Batches
+    from .diagnostics import gradient_profile
+    from .models import create_model
+
+    xb, yb = next(iter(Batches(data.train_x[:batch_size], data.train_y[:batch_size], batch_size, data.mean,
+                               data.std, shuffle=False)))
+    logs, squares, channels = [], [], 0
+    per_stage = depth // 3
+    for seed in seeds:
+        torch.manual_seed(seed)
+        net = create_model("stages", data.input_shape, data.num_classes, depth=depth, act=act,
+                           init=scaled_init(sigma_w2, sigma_b2), width=width)
+        channels = net.spec.channels()[stage]
+        prof = gradient_profile(net, xb, yb)
+        # skip the stage's first conv: it changes the channel count (and follows a pool)
+        signal = prof["signal_norm"][stage * per_stage + 1:(stage + 1) * per_stage]
+        logs.append(np.mean(2 * np.log(signal[:-1] / signal[1:])))
+        half = slice(stage * per_stage + per_stage // 2, (stage + 1) * per_stage)
+        squares.append(np.mean(prof["act_std"][half] ** 2 + prof["act_mean"][half] ** 2))
+    q = theory.q_star(act, sigma_w2, sigma_b2)
+    phi, _ = theory.activation(act)
+    phi2 = theory.gaussian_expectation(lambda z: phi(math.sqrt(q) * z) ** 2)
+    return InitAgreement(sigma_w2, sigma_b2, width, channels, theory.chi_1(act, sigma_w2, sigma_b2),
+                         float(np.exp(np.mean(logs))), phi2, float(np.mean(squares)))

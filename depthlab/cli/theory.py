@@ -179,6 +179,7 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
 @click.option("--width", type=float, default=2.0, show_default=True, help="Channel width multiplier.")
 @click.option("--epochs", type=int, default=2, show_default=True)
 @click.option("--train-size", type=int, default=10_000, show_default=True)
+@click.option("--test-size", type=int, default=None, help="Evaluate on a fixed subset of N test images.")
 @click.option("--threshold", type=float, default=0.2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -186,8 +187,8 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
 @click.option("--store", "store_path", default="depthlab.db", show_default=True)
 @click.option("--out", default=None, help="Folder for the measured CSV and the phase diagram.")
 @click.option("--json", "as_json", is_flag=True)
-def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, epochs, train_size, threshold, seed,
-          device, data_dir, store_path, out, as_json):
+def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, epochs, train_size, test_size, threshold,
+          seed, device, data_dir, store_path, out, as_json):
     """Measure the largest trainable depth of plain `stages` nets with init scaled:W2,B2 over a
     sigma_w2 grid on real MNIST, and overlay it on the mean-field prediction."""
     from ..data import load_dataset
@@ -204,13 +205,13 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
         raise ConfigError(f"--threshold must be in (0, 1), got {threshold}")
     if not width > 0:
         raise ConfigError(f"--width must be positive, got {width}")
-    if epochs <= 0 or (train_size is not None and train_size <= 0):
-        raise ConfigError("--epochs and --train-size must be positive")
+    if epochs <= 0 or train_size <= 0 or (test_size is not None and test_size <= 0):
+        raise ConfigError("--epochs, --train-size and --test-size must be positive")
     check_store_path(store_path)
     data = load_dataset("mnist", data_dir)
     with Store(store_path) as store:
         measured = measure_phase(act, sigma_b2, sigma_w2s, ladder, lrs, store, data, width=width, epochs=epochs,
-                                 train_size=train_size, threshold=threshold, refine=refine, seed=seed,
+                                 train_size=train_size, test_size=test_size, threshold=threshold, refine=refine, seed=seed,
                                  device=device, log=echo_err)
     grid = sorted(set(parse_float_list("0.5:4:71", "grid") + sigma_w2s))
     note = (f"measured: stages {act}, width x{width:g}, scaled:W2,{sigma_b2:g}, MNIST {train_size} images, "
