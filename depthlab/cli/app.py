@@ -84,6 +84,18 @@ def open_store(path: str):
     return Store(path)
 
 
+def require_tensorboard(folder: str | None) -> None:
+    """Check ``--tensorboard`` up front (exit 2 before anything runs) without creating the folder."""
+    if not folder:
+        return
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except Exception:
+        raise ConfigError("--tensorboard needs the tensorboard extra: pip install 'depthlab[tensorboard]'") from None
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise ConfigError(f"--tensorboard {folder}: exists and is not a folder")
+
+
 def tensorboard_writer(folder: str | None):
     if not folder:
         return None

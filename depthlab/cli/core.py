@@ -9,7 +9,7 @@ import click
 
 from ..errors import ConfigError
 from .app import (classic_line, cli, common_options, default_dataset, echo_err, model_options, model_overrides,
-                  open_store, tensorboard_writer)
+                  open_store, require_tensorboard, tensorboard_writer)
 
 
 @cli.command()
@@ -47,8 +47,9 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
                          seed=seed, device=device, compile=compile_)
     config.validate()
     check_store_path(store_path)
-    writer = tensorboard_writer(tensorboard)
+    require_tensorboard(tensorboard)
     data = load_dataset(config.dataset, data_dir)
+    writer = tensorboard_writer(tensorboard)
     label = "Val" if use_val else "Test"
     progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
 
@@ -116,10 +117,12 @@ class _Progress:
 @click.option("--json", "as_json", is_flag=True)
 def runs(store_path, limit, status, as_json):
     """List the runs in the store, newest first."""
-    from ..store import Store
+    from ..store import FINISHED, Store
 
     if limit is not None and limit <= 0:
         raise ConfigError(f"--limit must be positive, got {limit}")
+    if status is not None and status not in ("running", *FINISHED):
+        raise ConfigError(f"unknown status {status!r}; choose one of: running, {', '.join(FINISHED)}")
     with Store(store_path, must_exist=True) as store:
         rows = store.runs(limit=limit, status=status)
     if as_json:

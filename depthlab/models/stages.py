@@ -130,7 +130,7 @@ class StagesNet(nn.Module):
             if spec.heads == 3 and i < 2:
                 self.heads.append(nn.Linear(c * h * w, num_classes))
         self.classifier = nn.Linear(c * h * w, num_classes)
-        for depth_index, unit in enumerate(m for m in self.modules() if isinstance(m, ConvUnit)):
+        for unit in (m for m in self.modules() if isinstance(m, ConvUnit)):
             init_conv_(unit.conv, spec.init, act=spec.act, depth=spec.depth)
             if unit.skip == "fixup":
                 unit.zero_branch_()
