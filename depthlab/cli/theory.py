@@ -175,11 +175,13 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
               help="Depth ladder, walked up until a depth fails (multiples of 3).")
 @click.option("--refine", type=int, default=1, show_default=True,
               help="Bisection steps between the last trainable and first failing depth.")
-@click.option("--lrs", "lrs_text", default="0.01,0.1", show_default=True, help="Learning rates, tried in order.")
+@click.option("--lrs", "lrs_text", default="0.03,0.1", show_default=True,
+              help="Learning rates (tried in the frontier's order: from the one that trained the last depth).")
 @click.option("--width", type=float, default=2.0, show_default=True, help="Channel width multiplier.")
-@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--epochs", type=int, default=3, show_default=True)
 @click.option("--train-size", type=int, default=10_000, show_default=True)
-@click.option("--test-size", type=int, default=None, help="Evaluate on a fixed subset of N test images.")
+@click.option("--test-size", type=int, default=2000, show_default=True,
+              help="Evaluate on a fixed subset of N test images (as `frontier` does).")
 @click.option("--threshold", type=float, default=0.2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -205,7 +207,7 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
         raise ConfigError(f"--threshold must be in (0, 1), got {threshold}")
     if not width > 0:
         raise ConfigError(f"--width must be positive, got {width}")
-    if epochs <= 0 or train_size <= 0 or (test_size is not None and test_size <= 0):
+    if epochs <= 0 or train_size <= 0 or test_size <= 0:
         raise ConfigError("--epochs, --train-size and --test-size must be positive")
     check_store_path(store_path)
     data = load_dataset("mnist", data_dir)
