@@ -232,6 +232,16 @@ def test_theory_cli_writes_plot_and_overlays_measurements(tmp_path, capsys):
     assert (out / "measured-tanh-b0.05.csv").read_text().splitlines()[1].startswith("1.0,")
 
 
+def test_theory_cli_checks_the_maps_against_real_nets(capsys, data_root):
+    assert main(["theory", "--sigma-w2", "4", "--check-widths", "1", "--check-depth", "9", "--data-dir",
+                 str(data_root), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["init_agreement"]
+    assert [(r["stage"], r["channels"]) for r in rows] == [(1, 4), (3, 16)]
+    for r in rows:  # deep in the chaotic phase the per-layer gradient growth is close to chi_1
+        assert r["chi_1_theory"] == pytest.approx(1.342, abs=1e-3)
+        assert r["chi_1_measured"] == pytest.approx(r["chi_1_theory"], rel=0.25)
+
+
 @pytest.mark.parametrize("args", [
     ["theory", "--act", "sigmoid"],
     ["theory", "--sigma-b2", "-0.1"],
@@ -241,6 +251,8 @@ def test_theory_cli_writes_plot_and_overlays_measurements(tmp_path, capsys):
     ["theory", "--depth", "0"],
     ["theory", "--store", "/nonexistent/x.db"],
     ["theory", "--measured", "/nonexistent/m.csv"],
+    ["theory", "--check-widths", "1", "--check-depth", "10"],
+    ["theory", "--check-widths", "0"],
     ["phase", "--lrs", "0"],
     ["phase", "--depths", "6,x"],
     ["phase", "--threshold", "1.5"],
