@@ -174,7 +174,7 @@ def toggle_override(model: str, name: str, on: bool) -> dict:
 class Column:
     key: str
     header: str
-    kind: str = "text"   # text | pct (fraction shown as %) | pct_pm (mean +- std) | float | sci | int
+    kind: str = "text"   # text | pct (fraction as %) | pct_pm (mean +- std, as %) | sec (+- std) | float | sci
 
     def cell(self, row: Mapping) -> Any:
         value = row.get(self.key)
@@ -336,10 +336,10 @@ class Context:
 
 def gate_stats(model) -> dict:
     """Mean/min/max of a gated model's gate values (empty for other models)."""
-    gates = getattr(model, "gates", None)
-    values = torch.cat([g.flatten().float().cpu() for g in gates()]) if callable(gates) and gates() else None
-    if values is None:
+    gates = model.gates() if callable(getattr(model, "gates", None)) else []
+    if not gates:
         return {}
+    values = torch.cat([g.flatten().float().cpu() for g in gates])
     return {"gate_mean": values.mean().item(), "gate_min": values.min().item(), "gate_max": values.max().item()}
 
 
@@ -365,7 +365,7 @@ def split_errors(config: TrainConfig, data: Dataset) -> Callable:
 # Sweeps: one run per (arm, lr)
 
 
-def _error_plots(label: str, title: str, curves_train: list[Curve], curves_eval: list[Curve], eval_name: str) -> list[Plot]:
+def _error_plots(title: str, curves_train: list[Curve], curves_eval: list[Curve], eval_name: str) -> list[Plot]:
     return [Plot("train-error", f"{title}: train error", "train error", curves_train, log_y=True, percent=True),
             Plot(f"{eval_name}-error", f"{title}: {eval_name} error", f"{eval_name} error", curves_eval,
                  log_y=True, percent=True)]
@@ -431,7 +431,7 @@ class Sweep:
                         Column("gate_max", "gate max", "float")]
         title = self.title or self.label
         return PartResult(self.label, title, columns, rows,
-                          _error_plots(self.label, title, train_curves, eval_curves, eval_name), runs)
+                          _error_plots(title, train_curves, eval_curves, eval_name), runs)
 
 
 def lr_sweep(base: TrainConfig | Mapping, lrs: Sequence[float], store=None, *, data_dir: str | None = None,
@@ -702,10 +702,11 @@ def lr_find(config: TrainConfig, data: Dataset | None = None, *, data_dir=None, 
     amp = device.type == "cuda"
     torch.manual_seed(config.seed)
     if model is None:
-        model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args)
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args).to(device)
+        if channels_last:  # as train() does; a caller's own network keeps its memory format
+            model = model.to(memory_format=torch.channels_last)
+    else:
+        model = model.to(device)
     saved = copy.deepcopy(model.state_dict())
     was_training = model.training
     optimizer = make_optimizer(config, model.parameters())

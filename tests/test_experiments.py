@@ -309,3 +309,51 @@ def test_cli_reproduce_lists_and_runs(data_root, tmp_path, capsys, monkeypatch):
     assert (tmp_path / "o" / "reproduce.json").exists() and (tmp_path / "o" / "sweep-test-error.png").exists()
     rc, out2, err2 = run_cli(args, capsys)   # the second time everything comes from the store
     assert rc == 0 and "read from the store" in out2
+
+
+# ---------------------------------------------------------------------------------------------
+# depth-frontier, reduced budgets, forwarding to the CIFAR command
+
+
+def test_frontier_part_on_a_real_subset(data_root, tmp_path):
+    from depthlab.experiments import Frontier
+
+    part = Frontier("f", ("cnn-elu-bn",), config=dict(depths=(3, 6), lrs=(0.1,), epochs=1, train_size=1500,
+                                                      eval_size=500, evals_per_epoch=2, device="cpu"))
+    with Store(tmp_path / "s.db") as store:
+        result = part.run(Context(store=store, data_dir=data_root))
+        assert store.count() == 2
+    row = result.row(model="cnn-elu-bn")
+    assert set(row["depth_map"]) == {3, 6} and row["trials"] == 2
+    assert row["max_depth"] in (None, 3, 6)
+    assert (row["max_depth"] is None) == (not any(row["depth_map"].values()))
+    assert result.plots[0].curves[0].epochs == [3, 6]   # x = depth
+
+
+def test_depth_frontier_conclusion_is_computed():
+    exp = get_experiment("depth-frontier")
+    depths = {"cnn-tanh": 9, "cnn-tanh-lecun": 12, "cnn-elu": 6, "cnn-elu-bn": 24, "resnet-elu-bn": 24,
+              "cnn-tanh-bn": 21, "resnet-elu": 3, "cnn-elu-multihead": None}
+    rows = [{"model": m, "max_depth": d, "capped": m in ("cnn-elu-bn", "resnet-elu-bn")} for m, d in depths.items()]
+    text = exp.conclude({"presets": PartResult("presets", "", [], rows)})
+    assert "shallowest cnn-elu-multihead (no depth)" in text
+    assert "cnn-elu from 6 to 24+ (the cap)" in text and "cnn-tanh from 9 to 21" in text
+    assert "(without BN: 3)" in text
+    assert {c.model for c in plan("depth-frontier", quick=True)} == set(depths)
+
+
+def test_reduced_budget_is_applied_and_checked():
+    configs = plan("strided-residual", budget={"epochs": 2, "train_size": 5000})
+    assert {(c.epochs, c.train_size) for c in configs} == {(2, 5000)}
+    with pytest.raises(ConfigError, match="--epochs must be a positive integer"):
+        plan("strided-residual", budget={"epochs": 0})
+
+
+def test_reproduce_forwards_cifar_experiments_to_their_command(tmp_path, capsys):
+    rc, out, err = run_cli(["reproduce", "--list"], capsys)
+    assert "cifar-lr-bn" in out and "resnet-cifar" in out
+    # the CIFAR command's own flag (--n) is accepted, and its own validation answers
+    rc, out, err = run_cli(["reproduce", "resnet-cifar", "--n", "3", "--epochs", "0",
+                            "--store", str(tmp_path / "s.db")], capsys)
+    assert rc == 2 and "--epochs must be a positive integer" in err
+    assert not (tmp_path / "s.db").exists()

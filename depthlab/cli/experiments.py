@@ -279,7 +279,7 @@ register_cli_experiment(_cifar.CIFAR_EXPERIMENTS, _cifar.reproduce)
 def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json, epochs, train_size):
     """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
     numbers. Finished runs are read back from the store (an interrupted run resumes)."""
-    from ..experiments import EXPERIMENTS, check_budget, plan, reproduce
+    from ..experiments import EXPERIMENTS, Frontier, check_budget, plan, reproduce
     from ..store import Store
 
     if list_ or not name:
@@ -297,7 +297,9 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
     folder = _out_folder(out, f"reproduce-{name}{'-quick' if quick else ''}")
     echo = _echo_for(as_json)
     budget_label = ",".join([" quick"] * quick + [f" {k.replace('_', ' ')} {v}" for k, v in budget.items()])
-    echo(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {len(configs)} runs")
+    searches = any(isinstance(p, Frontier) for p in EXPERIMENTS[name].parts)
+    count = f"{len(configs)} models to search" if searches else f"{len(configs)} runs"
+    echo(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {count}")
     with Store(store_path) as store:
         result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget)
     paths = []
