@@ -7,6 +7,7 @@ The Python API mirrors the CLI::
 """
 
 from .data import Batches, Dataset, load_dataset
+from . import cifar_jpeg  # noqa: F401  (registers the cifar10-jpeg dataset)
 from .errors import ConfigError, DataError, StoreError, UserError
 from .models import PRESETS, create_model, model_config
 from .store import Store

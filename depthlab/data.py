@@ -17,6 +17,7 @@ import struct
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,6 +42,15 @@ FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+# MD5 of the official python batches (the same list torchvision verifies).
+CIFAR10_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -99,9 +109,13 @@ def download(urls: list[str], dest: Path, *, md5: str | None = None,
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, dest)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return dest
     raise DataError(f"could not download {dest.name}: {last_error}")
 
@@ -153,8 +167,11 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
 
 def load_idx_folder(folder: Path, *, checksums: dict[str, str] | None, mirrors: tuple[str, ...],
                     download_missing: bool) -> dict[str, np.ndarray]:
-    """Read the four idx files of an MNIST-like set, downloading any that are missing."""
-    arrays: dict[str, np.ndarray] = {}
+    """Read the four idx files of an MNIST-like set, downloading any that are missing.
+
+    All four are located (or fetched) before any is read, so a missing file is reported as
+    such, with the folder and the full list of files expected."""
+    paths: dict[str, Path | None] = {}
     for stem in IDX_FILES:
         path = _find_idx(folder, stem)
         if path is None and download_missing:
@@ -164,18 +181,30 @@ def load_idx_folder(folder: Path, *, checksums: dict[str, str] | None, mirrors: 
                                 md5_of_content=lambda b: md5_of(_gunzip_if_needed(b)))
             except DataError:
                 path = None
+        paths[stem] = path
         if path is None:
-            raise DataError(f"missing data: expected {', '.join(s + '[.gz]' for s in IDX_FILES)} "
-                            f"in {folder} (download failed or disabled; set --data-dir or DEPTHLAB_DATA)")
+            download_missing = False  # one failed download is enough to know the network is out
+    missing = [stem for stem, path in paths.items() if path is None]
+    if missing:
+        raise DataError(f"missing data: {folder} needs {', '.join(s + '[.gz]' for s in IDX_FILES)} "
+                        f"(missing: {', '.join(missing)}; download failed or disabled; "
+                        "set --data-dir or DEPTHLAB_DATA)")
+    arrays: dict[str, np.ndarray] = {}
+    for stem, path in paths.items():
         payload = _read_bytes(path)
         if checksums and stem in checksums and md5_of(payload) != checksums[stem]:
-            raise DataError(f"{path}: checksum mismatch (MD5 {md5_of(payload)}, expected "
-                            f"{checksums[stem]}); the file is corrupted or not the official one")
+            raise DataError(f"{path}: checksum mismatch (MD5 {md5_of(payload)}, expected {checksums[stem]}, "
+                            f"{len(payload)} bytes uncompressed); the file is truncated, corrupted "
+                            "or not the official one")
         arrays[stem] = parse_idx(payload, str(path))
     for split in ("train", "t10k"):
         images, labels = arrays[f"{split}-images-idx3-ubyte"], arrays[f"{split}-labels-idx1-ubyte"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise DataError(f"{folder}: {split} images {images.shape} and labels {labels.shape} disagree")
+        if images.dtype != np.uint8 or labels.dtype != np.uint8:
+            raise DataError(f"{folder}: {split} files must hold unsigned bytes (idx type 0x08)")
+        if labels.size and labels.max() > 9:
+            raise DataError(f"{folder}: {split} labels outside 0..9 (corrupted label file)")
     return arrays
 
 
@@ -228,17 +257,28 @@ def parse_cifar_batch(payload: bytes, name: str) -> tuple[np.ndarray, np.ndarray
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def load_cifar10(root: Path, download_missing: bool) -> Dataset:
+CIFAR10_BATCH_IMAGES = 10_000
+
+
+def load_cifar10(root: Path, download_missing: bool, *,
+                 checksums: dict[str, str] | None = CIFAR10_MD5) -> Dataset:
+    """Read the CIFAR-10 python batches from ``ROOT/cifar-10-batches-py/`` or, failing that,
+    ``ROOT/cifar-10-python.tar.gz``. Each full-size (10,000-image) batch is checked against
+    ``checksums`` (the official MD5s; ``None`` skips the check)."""
     folder = root / "cifar-10-batches-py"
     archive = root / "cifar-10-python.tar.gz"
     payloads: dict[str, bytes] = {}
     if folder.is_dir():
+        missing = [b for b in CIFAR10_BATCHES if not (folder / b).is_file()]
+        if missing:
+            raise DataError(f"missing data: {folder} needs {', '.join(CIFAR10_BATCHES)} "
+                            f"(missing: {', '.join(missing)})")
         for batch in CIFAR10_BATCHES:
             path = folder / batch
-            if not path.exists():
-                raise DataError(f"missing data: {path} (a CIFAR-10 folder needs "
-                                f"{', '.join(CIFAR10_BATCHES)})")
-            payloads[str(path)] = path.read_bytes()
+            try:
+                payloads[str(path)] = path.read_bytes()
+            except OSError as exc:
+                raise DataError(f"{path}: cannot read ({exc})") from None
     else:
         if not archive.exists() and download_missing:
             try:
@@ -255,9 +295,16 @@ def load_cifar10(root: Path, download_missing: bool) -> Dataset:
                     if batch not in members:
                         raise DataError(f"{archive}: missing member {batch}")
                     payloads[f"{archive}:{batch}"] = tar.extractfile(members[batch]).read()
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{archive}: cannot read ({exc}); the archive is truncated or corrupted") from None
     parsed = [parse_cifar_batch(p, n) for n, p in payloads.items()]
+    if checksums:
+        # An official batch holds 10,000 images and must match its MD5 (a same-size corruption
+        # parses fine); smaller hand-made batches (tests, subsets) are checked for structure only.
+        for (name, payload), batch, (images, _) in zip(payloads.items(), CIFAR10_BATCHES, parsed):
+            if len(images) == CIFAR10_BATCH_IMAGES and md5_of(payload) != checksums[batch]:
+                raise DataError(f"{name}: checksum mismatch (MD5 {md5_of(payload)}, expected {checksums[batch]}, "
+                                f"size {len(payload)} bytes); the file is corrupted or not the official one")
     train = parsed[:5]
     train_x = torch.from_numpy(np.concatenate([x for x, _ in train]))
     train_y = torch.from_numpy(np.concatenate([y for _, y in train]))
@@ -307,8 +354,13 @@ def check_dataset_name(name: str) -> DatasetInfo:
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Dataset:
-    """Load a dataset by name into memory (uint8 tensors on the CPU)."""
+    """Load a dataset by name into memory (uint8 tensors on the CPU).
+
+    Missing files are downloaded unless ``download`` is False or ``DEPTHLAB_OFFLINE`` is set
+    (for air-gapped machines and tests, which must never touch the network)."""
     info = check_dataset_name(name)
+    if os.environ.get("DEPTHLAB_OFFLINE", "") not in ("", "0"):
+        download = False
     return info.loader(resolve_data_root(data_dir), download)
 
 

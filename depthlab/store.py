@@ -204,13 +204,15 @@ class Store:
             self._insert_epoch(c, run_id, metrics)
 
     def finish_run(self, run_id: int, status: str, *, seconds: float, reason: str | None = None,
-                   result: dict | None = None) -> None:
+                   result: dict | None = None, device: str | None = None) -> None:
+        """Write the final status (and the device actually used, when given) in one transaction."""
         if status not in FINISHED:
             raise ValueError(f"bad final status {status!r}")
         with self.transaction() as c:
-            c.execute("UPDATE runs SET status = ?, reason = ?, result = ?, seconds = ?, finished_at = ? "
-                      "WHERE id = ?", (status, reason, json.dumps(result) if result is not None else None,
-                                       seconds, time.time(), run_id))
+            c.execute("UPDATE runs SET status = ?, reason = ?, result = ?, seconds = ?, finished_at = ?, "
+                      "device = COALESCE(?, device) WHERE id = ?",
+                      (status, reason, json.dumps(result) if result is not None else None,
+                       seconds, time.time(), device, run_id))
 
     def record(self, config: dict, config_hash: str, result: dict, *, kind: str = "train",
                experiment: str | None = None) -> int:

@@ -1,23 +1,46 @@
 """Mean-field theory of signal propagation in deep random networks (Poole et al. 2016;
 Schoenholz et al. 2017; Xiao et al. 2018). Gaussian expectations use Gauss-Hermite quadrature.
 
-For a plain network with weight variance sigma_w2 / fan_in and bias variance sigma_b2:
-- length map      q <- sigma_w2 * E[phi(sqrt(q) z)^2] + sigma_b2, fixed point q*;
-- slope           chi_1 = sigma_w2 * E[phi'(sqrt(q*) z)^2] (chi_1 = 1 is criticality);
-- depth scale     xi = -1 / log(chi_1) away from criticality; trainable depth ~ 6 xi.
+For a plain network with weight variance sigma_w2 / fan_in and bias variance sigma_b2, in the
+limit of infinite width, the pre-activations of a layer are Gaussian and:
+
+- length map       q <- sigma_w2 * E[phi(sqrt(q) z)^2] + sigma_b2, with fixed point q*;
+- slope            chi_1 = sigma_w2 * E[phi'(sqrt(q*) z)^2]: chi_1 < 1 ordered (gradients
+                   vanish), chi_1 > 1 chaotic (gradients explode), chi_1 = 1 critical;
+- correlation map  c <- (sigma_w2 * E[phi(u1) phi(u2)] + sigma_b2) / q*, with
+                   u1 = sqrt(q*) z1, u2 = sqrt(q*) (c z1 + sqrt(1 - c^2) z2), fixed point c*;
+                   c* = 1 in the ordered phase, c* < 1 in the chaotic phase;
+- chi_c            = sigma_w2 * E[phi'(u1) phi'(u2)] at c* (equals chi_1 when c* = 1);
+- depth scale      xi = -1 / log(chi_c): how many layers two inputs stay distinguishable;
+                   infinite at criticality; Schoenholz et al. found nets train up to ~6 xi.
+
+All functions are pure and take plain floats; `phase_grid` returns one `MeanFieldPoint` per
+sigma_w2 for tables, JSON and the phase-diagram plot.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .errors import ConfigError
 
 Array = np.ndarray
+
+# An even number of nodes keeps z = 0 off the grid: ReLU's derivative jumps there, and with
+# symmetric nodes and none at 0 the quadrature of step functions like 1[z > 0] is exact.
+QUADRATURE_POINTS = 100
+CORRELATION_POINTS = 64
+# Fixed-point iteration: q above Q_UNBOUNDED means the length map has no finite fixed point
+# (ReLU/ELU with sigma_w2 past 2); below Q_ZERO it has collapsed to q* = 0.
+Q_UNBOUNDED = 1e12
+Q_ZERO = 1e-30
+TRAINABLE_DEPTH_FACTOR = 6.0
 
 
 @lru_cache(maxsize=8)
@@ -26,10 +49,17 @@ def _hermite(n: int) -> tuple[Array, Array]:
     return x * math.sqrt(2.0), w / math.sqrt(math.pi)
 
 
-def gaussian_expectation(f: Callable[[Array], Array], n: int = 101) -> float:
+def gaussian_expectation(f: Callable[[Array], Array], n: int = QUADRATURE_POINTS) -> float:
     """E[f(z)] for z ~ N(0, 1) by ``n``-point Gauss-Hermite quadrature."""
     z, w = _hermite(n)
     return float(np.sum(w * f(z)))
+
+
+def gaussian_expectation_2d(f: Callable[[Array, Array], Array], n: int = CORRELATION_POINTS) -> float:
+    """E[f(z1, z2)] for independent standard normals by a tensor-product Gauss-Hermite rule."""
+    z, w = _hermite(n)
+    z1, z2 = np.meshgrid(z, z, indexing="ij")
+    return float(np.sum(np.outer(w, w) * f(z1, z2)))
 
 
 def _elu(x: Array) -> Array:
@@ -44,10 +74,204 @@ ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Array]]
 
 
 def activation(name: str):
+    """(phi, phi') as numpy functions for an activation name."""
     if name not in ACTIVATIONS:
         raise ConfigError(f"no mean-field theory for activation {name!r}; choose one of: "
                           f"{', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]
+
+
+def check_variances(sigma_w2: float, sigma_b2: float) -> None:
+    for name, value in (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} must be a finite non-negative number, got {value}")
+    if sigma_w2 <= 0:
+        raise ConfigError(f"sigma_w2 must be positive, got {sigma_w2}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Length map and its fixed point
+
+
+def length_map(act: str, q: float, sigma_w2: float, sigma_b2: float) -> float:
+    """One layer of the length map: sigma_w2 * E[phi(sqrt(q) z)^2] + sigma_b2."""
+    phi, _ = activation(act)
+    s = math.sqrt(q)
+    return sigma_w2 * gaussian_expectation(lambda z: phi(s * z) ** 2) + sigma_b2
+
+
+def q_star(act: str, sigma_w2: float, sigma_b2: float, *, q0: float = 1.0, tol: float = 1e-13,
+           max_iter: int = 5000) -> float:
+    """The fixed point of the length map reached from ``q0``: ``0.0`` when q collapses,
+    ``math.inf`` when it grows without bound (no finite fixed point).
+
+    Away from criticality q converges geometrically. Still moving after ``max_iter`` layers
+    means a power-law drift, which only happens towards 0 (tanh with sigma_b2 = 0 at
+    sigma_w2 <= 1: q ~ 1/l) or without bound (ReLU at sigma_w2 = 2 with a bias: q grows by
+    sigma_b2 per layer), so the direction of the last step decides between the two."""
+    check_variances(sigma_w2, sigma_b2)
+    q = q0
+    for _ in range(max_iter):
+        nxt = length_map(act, q, sigma_w2, sigma_b2)
+        if nxt > Q_UNBOUNDED:
+            return math.inf
+        if nxt < Q_ZERO:
+            return 0.0
+        if abs(nxt - q) <= tol * q:
+            return nxt
+        q, previous = nxt, q
+    return math.inf if q > previous else 0.0
+
+
+def _q_eval(q: float) -> float:
+    """q at which to evaluate slopes: the limits q* = 0 and q* = inf are taken at small/large q."""
+    if q == 0.0:
+        return 1e-12
+    if math.isinf(q):
+        return Q_UNBOUNDED
+    return q
+
+
+def chi_1(act: str, sigma_w2: float, sigma_b2: float, q: float | None = None) -> float:
+    """sigma_w2 * E[phi'(sqrt(q) z)^2] at ``q`` (default: the fixed point q*). The factor by
+    which the squared norm of a back-propagated gradient changes per layer."""
+    _, dphi = activation(act)
+    q = _q_eval(q_star(act, sigma_w2, sigma_b2) if q is None else q)
+    s = math.sqrt(q)
+    return sigma_w2 * gaussian_expectation(lambda z: dphi(s * z) ** 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Correlation map
+
+
+def correlation_map(act: str, c: float, q: float, sigma_w2: float, sigma_b2: float) -> float:
+    """One layer of the correlation map between two inputs of length q (= q*) and correlation c."""
+    phi, _ = activation(act)
+    s, r = math.sqrt(q), math.sqrt(max(1.0 - c * c, 0.0))
+    cov = sigma_w2 * gaussian_expectation_2d(lambda z1, z2: phi(s * z1) * phi(s * (c * z1 + r * z2))) + sigma_b2
+    return cov / q
+
+
+def chi_c(act: str, c: float, q: float, sigma_w2: float) -> float:
+    """Slope of the correlation map at c: sigma_w2 * E[phi'(u1) phi'(u2)]."""
+    _, dphi = activation(act)
+    s, r = math.sqrt(q), math.sqrt(max(1.0 - c * c, 0.0))
+    return sigma_w2 * gaussian_expectation_2d(lambda z1, z2: dphi(s * z1) * dphi(s * (c * z1 + r * z2)))
+
+
+def c_star(act: str, sigma_w2: float, sigma_b2: float, q: float | None = None) -> float:
+    """The stable fixed point of the correlation map: 1 in the ordered phase (chi_1 <= 1),
+    the root below 1 in the chaotic phase, found by bisection (the map crosses the diagonal
+    from above at c*: it lies above it at c = 0 and below it just under c = 1)."""
+    q = q_star(act, sigma_w2, sigma_b2) if q is None else q
+    if q == 0.0 or math.isinf(q) or chi_1(act, sigma_w2, sigma_b2, q) <= 1.0:
+        return 1.0
+    lo, hi = 0.0, 1.0 - 1e-9
+    if correlation_map(act, lo, q, sigma_w2, sigma_b2) - lo <= 0.0:
+        return 0.0  # odd phi without bias: c = 0 is the fixed point
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if correlation_map(act, mid, q, sigma_w2, sigma_b2) > mid:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Depth scales, phase grid and critical points
+
+
+@dataclass(frozen=True)
+class MeanFieldPoint:
+    """The mean-field quantities of one (activation, sigma_w2, sigma_b2).
+
+    ``q_star`` is ``inf`` when the length map has no finite fixed point (phase ``unbounded``),
+    where c*, chi_c, xi and the predicted depth are undefined (``None``). ``xi`` and
+    ``max_depth`` are ``inf`` at criticality."""
+
+    sigma_w2: float
+    sigma_b2: float
+    q_star: float
+    chi_1: float
+    c_star: float | None
+    chi_c: float | None
+    xi: float | None
+    max_depth: float | None
+    phase: str  # ordered | critical | chaotic | unbounded
+
+    def to_json(self) -> dict:
+        """A JSON-safe dict: infinities become ``null`` (JSON has no infinity)."""
+        out = {}
+        for key, value in dataclasses.asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            out[key] = value
+        return out
+
+
+def correlation_depth(chi: float) -> float:
+    """xi = -1 / log(chi) for chi in (0, 1]; inf within 1e-9 of chi = 1 (the quadrature cannot tell)."""
+    if chi >= 1.0 - 1e-9:
+        return math.inf
+    if chi <= 0.0:
+        return 0.0
+    return -1.0 / math.log(chi)
+
+
+def mean_field_point(act: str, sigma_w2: float, sigma_b2: float, *, critical_tol: float = 1e-9) -> MeanFieldPoint:
+    """Everything the theory says about one (act, sigma_w2, sigma_b2)."""
+    activation(act)
+    q = q_star(act, sigma_w2, sigma_b2)
+    slope = chi_1(act, sigma_w2, sigma_b2, q)
+    if math.isinf(q):
+        return MeanFieldPoint(sigma_w2, sigma_b2, q, slope, None, None, None, None, "unbounded")
+    c = c_star(act, sigma_w2, sigma_b2, q)
+    chi = slope if c == 1.0 else chi_c(act, c, q, sigma_w2)
+    xi = correlation_depth(chi)
+    if abs(slope - 1.0) <= critical_tol:
+        phase = "critical"
+    else:
+        phase = "ordered" if slope < 1.0 else "chaotic"
+    return MeanFieldPoint(sigma_w2, sigma_b2, q, slope, c, chi, xi, TRAINABLE_DEPTH_FACTOR * xi, phase)
+
+
+def phase_grid(act: str, sigma_b2: float, sigma_w2s: Sequence[float]) -> list[MeanFieldPoint]:
+    """`mean_field_point` over a grid of sigma_w2 values."""
+    return [mean_field_point(act, float(w), sigma_b2) for w in sigma_w2s]
+
+
+def default_sigma_w2_grid(lo: float = 0.5, hi: float = 4.0, points: int = 71) -> list[float]:
+    """An evenly spaced sigma_w2 grid (default 0.5 ... 4.0 in steps of 0.05)."""
+    if not (0 < lo < hi) or points < 2:
+        raise ConfigError(f"bad sigma_w2 grid: need 0 < lo < hi and at least 2 points, got {lo}, {hi}, {points}")
+    return [round(v, 10) for v in np.linspace(lo, hi, points)]
+
+
+def critical_sigma_w2(act: str, sigma_b2: float, *, lo: float = 1e-2, hi: float = 100.0) -> float | None:
+    """The sigma_w2 at which chi_1(q*) = 1 for a given sigma_b2 (the order-to-chaos
+    transition), or None when there is none in [lo, hi]. A log-spaced scan brackets the first
+    crossing, then bisection refines it to ~1e-10."""
+    check_variances(1.0, sigma_b2)
+    activation(act)
+    grid = np.geomspace(lo, hi, 60)
+    f = [chi_1(act, float(w), sigma_b2) - 1.0 for w in grid]
+    for i in range(len(grid) - 1):
+        if f[i] == 0.0:
+            return float(grid[i])
+        if f[i] < 0.0 < f[i + 1]:
+            a, b = float(grid[i]), float(grid[i + 1])
+            for _ in range(80):
+                mid = 0.5 * (a + b)
+                if chi_1(act, mid, sigma_b2) < 1.0:
+                    a = mid
+                else:
+                    b = mid
+                if b - a < 1e-11:
+                    break
+            return 0.5 * (a + b)
+    return None
 
 
 def critical_init(act: str, depth: int) -> tuple[float, float]:

@@ -12,7 +12,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Batches, Dataset, check_dataset_name, kfold_indices, load_dataset, subset_indices, train_val_split
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .models import FAMILIES, count_parameters, create_model, model_config, resolve_model
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -37,18 +39,23 @@ EVAL_SPLITS = ("test", "val")
 class Schedule:
     """A learning-rate schedule as a function of fractional epoch.
 
-    Grammar (parts joined with ``+``; an optional ``warmup:E`` part comes first):
+    Grammar (parts joined with ``+``; an optional ``warmup:E`` or ``hold:E@LR`` part comes first):
     ``constant`` | ``E@LR,E@LR,...`` (piecewise, absolute lrs) | ``multistep:M1,M2[:GAMMA]`` |
-    ``cosine`` | ``warmup:E`` (linear warm-up from 0 over E epochs)."""
+    ``cosine`` | ``warmup:E`` (linear warm-up from 0 over E epochs) | ``hold:E@LR`` (a constant
+    warm-up lr for the first E epochs, fractions allowed: He et al.'s resnet110 recipe)."""
 
     kind: str = "constant"
     segments: tuple[tuple[float, float], ...] = ()  # piecewise (epochs, lr)
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     warmup: float = 0.0
+    hold: float = 0.0       # hold:E@LR: lr `hold_lr` for the first `hold` epochs
+    hold_lr: float = 0.0
     text: str = "constant"
 
     def lr_at(self, epoch: float, base_lr: float, total_epochs: int) -> float:
+        if epoch < self.hold:
+            return self.hold_lr
         if self.kind == "piecewise":
             lr, end = self.segments[-1][1], 0.0
             for length, seg_lr in self.segments:
@@ -84,17 +91,23 @@ def parse_schedule(text: str) -> Schedule:
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("malformed schedule '': expected e.g. constant, 2@0.07,3@0.01, multistep:100,150, cosine")
     parts = text.strip().split("+")
-    warmup = 0.0
+    warmup, hold = 0.0, {}
     if parts[0].startswith("warmup:"):
         warmup = _positive(parts[0][len("warmup:"):], "warm-up epochs", text)
+        parts = parts[1:] or ["constant"]
+    elif parts[0].startswith("hold:"):
+        epochs, at, lr = parts[0][len("hold:"):].partition("@")
+        if not at:
+            raise ConfigError(f"malformed schedule {text!r}: expected hold:EPOCHS@LR, e.g. hold:1@0.01")
+        hold = dict(hold=_positive(epochs, "hold epochs", text), hold_lr=_positive(lr, "hold learning rate", text))
         parts = parts[1:] or ["constant"]
     if len(parts) != 1:
         raise ConfigError(f"malformed schedule {text!r}: at most one warm-up and one schedule")
     body = parts[0]
     if body == "constant":
-        return Schedule("constant", warmup=warmup, text=text)
+        return Schedule("constant", warmup=warmup, text=text, **hold)
     if body == "cosine":
-        return Schedule("cosine", warmup=warmup, text=text)
+        return Schedule("cosine", warmup=warmup, text=text, **hold)
     if body.startswith("multistep:"):
         milestones, _, gamma = body[len("multistep:"):].partition(":")
         try:
@@ -104,7 +117,7 @@ def parse_schedule(text: str) -> Schedule:
         if any(m <= 0 for m in stones) or list(stones) != sorted(set(stones)):
             raise ConfigError(f"malformed schedule {text!r}: milestones must be increasing positive epochs")
         g = _positive(gamma, "gamma", text) if gamma else 0.1
-        return Schedule("multistep", milestones=stones, gamma=g, warmup=warmup, text=text)
+        return Schedule("multistep", milestones=stones, gamma=g, warmup=warmup, text=text, **hold)
     body = body[len("piecewise:"):] if body.startswith("piecewise:") else body
     segments = []
     for seg in body.split(","):
@@ -113,7 +126,7 @@ def parse_schedule(text: str) -> Schedule:
             raise ConfigError(f"malformed schedule {text!r}: expected constant, cosine, multistep:M1,M2 "
                               "or EPOCHS@LR,EPOCHS@LR (e.g. 2@0.07,3@0.01)")
         segments.append((_positive(epochs, "epoch count", text), _positive(lr, "learning rate", text)))
-    return Schedule("piecewise", segments=tuple(segments), warmup=warmup, text=text)
+    return Schedule("piecewise", segments=tuple(segments), warmup=warmup, text=text, **hold)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,6 +159,7 @@ class TrainConfig:
     evals_per_epoch: int = 1
     seed: int = 0
     device: str = "auto"
+    compile: bool = False      # torch.compile the model (CUDA: reduce-overhead, i.e. CUDA graphs)
 
     def validate(self) -> None:
         resolve_model(self.model, **self.model_args)
@@ -163,9 +177,9 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {value}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
+        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"weight decay must be non-negative, got {self.weight_decay}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
@@ -186,6 +200,7 @@ class TrainConfig:
         """A stable hash of everything that defines the result (the device is not part of it)."""
         d = self.canonical()
         d.pop("device")
+        d.pop("compile")  # how the forward runs, not what it computes
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -317,15 +332,56 @@ def prepare_splits(config: TrainConfig, data: Dataset):
 
 Monitor = Callable[[Checkpoint], bool]
 
+# ---------------------------------------------------------------------------------------------
+# Resumable checkpoints (every epoch, atomic; loaded with weights_only=True)
+
+CHECKPOINT_FORMAT = "depthlab-train-state-1"
+
+
+def save_checkpoint(path, state: dict) -> None:
+    """Write ``state`` with ``torch.save`` to a temp file in the same folder, then rename it over
+    ``path``: a run killed mid-write leaves the previous checkpoint intact, never half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path) -> dict:
+    """Load a training checkpoint (tensors and plain containers only: ``weights_only=True``);
+    an unreadable or foreign file raises `DataError` with one clear line."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"checkpoint {path} is corrupted or not a depthlab checkpoint "
+                        f"({type(exc).__name__}); delete it or run without --resume") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(f"checkpoint {path} is not a depthlab training checkpoint; "
+                        "delete it or run without --resume")
+    return state
+
 
 def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
           monitor: Monitor | None = None, on_epoch: Callable[[EpochMetrics], None] | None = None,
-          on_step: Callable[[int, int], None] | None = None) -> RunResult:
+          on_step: Callable[[int, int], None] | None = None, checkpoint_path=None, resume: bool = False,
+          compile_model: bool = False) -> RunResult:
     """Train one configuration.
 
     ``monitor`` is called at each evaluation (``evals_per_epoch`` times per epoch) and may stop
     the run early by returning True (the frontier stops as soon as its criterion is met).
     ``on_epoch`` receives each epoch's metrics as soon as they exist (the store writes them).
+    With ``checkpoint_path`` the full training state (model, optimizer, epoch, early-stopping
+    state, RNG states of the batcher and of torch) is saved there after every epoch; with
+    ``resume`` an existing checkpoint of the same config is continued, giving the same result
+    as an uninterrupted run (the restored epochs are passed to ``on_epoch`` again).
+    ``compile_model`` wraps the model in ``torch.compile`` (a speed option on CUDA).
     """
     config.validate()
     device = resolve_device(config.device)
@@ -342,6 +398,9 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model.parameters())
+    # Deep thin nets are launch-bound on a GPU: CUDA graphs (reduce-overhead) remove that cost.
+    net = (torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else "default")
+           if compile_model or config.compile else model)  # state dicts are taken from `model`
 
     tx, ty, ex, ey, test_x, test_y = (t.to(device) for t in prepare_splits(config, data))
     train_batches = Batches(tx, ty, config.batch_size, data.mean, data.std, seed=config.seed,
@@ -353,8 +412,47 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
 
     result = RunResult(canonical, "done", [], 0.0, parameters=count_parameters(model), device=str(device))
     best_error, best_state, since_best = math.inf, None, 0
+    first_epoch, elapsed_before = 0, 0.0
+    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
+        state = load_checkpoint(checkpoint_path)
+        if state.get("config_hash") != config.hash():
+            raise ConfigError(f"checkpoint {checkpoint_path} belongs to a different configuration; "
+                              "delete it or run without --resume")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        train_batches.generator.set_state(state["batches_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        best_error, since_best = state["best_error"], state["since_best"]
+        best_state = ({k: v.to(device) for k, v in state["best_state"].items()}
+                      if state["best_state"] is not None else None)
+        result.checkpoints = [Checkpoint(**c) for c in state["checkpoints"]]
+        result.stopped_early, result.reason = state["stopped_early"], state["reason"]
+        first_epoch, elapsed_before = state["epoch"], state["seconds"]
+        for d in state["epochs"]:
+            metrics = EpochMetrics(**d)
+            result.epochs.append(metrics)
+            if on_epoch is not None:
+                on_epoch(metrics)
+
+    def save_state(epochs_done: int) -> None:
+        if checkpoint_path is None:
+            return
+        save_checkpoint(checkpoint_path, {
+            "format": CHECKPOINT_FORMAT, "config_hash": config.hash(), "epoch": epochs_done,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "batches_rng": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "best_error": best_error, "since_best": since_best, "best_state": best_state,
+            "epochs": [e.to_dict() for e in result.epochs], "checkpoints": [vars(c) for c in result.checkpoints],
+            "stopped_early": result.stopped_early, "reason": result.reason,
+            "seconds": elapsed_before + time.perf_counter() - started})
+
     try:
-        for epoch in range(config.epochs):
+        for epoch in range(first_epoch, config.epochs):
+            if result.stopped_early:  # a resumed run that had already stopped
+                break
             epoch_start = time.perf_counter()
             model.train()
             loss_sum = torch.zeros((), device=device)
@@ -367,7 +465,7 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    outputs = model(xb)
+                    outputs = net(xb)
                 loss, logits = multi_head_loss(outputs, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -381,7 +479,7 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
                     if not torch.isfinite(loss_sum):
                         raise _Diverged(epoch, step)
                 if step in eval_at:
-                    eval_error, head_errors = evaluate(model, eval_batches, amp)
+                    eval_error, head_errors = evaluate(net, eval_batches, amp)
                     checkpoint = Checkpoint(epoch + step / steps_per_epoch, wrong.item() / seen, eval_error)
                     result.checkpoints.append(checkpoint)
                     if monitor is not None and monitor(checkpoint):
@@ -395,8 +493,7 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
                 on_epoch(metrics)
             if result.stopped_early:
                 result.reason = "monitor stopped the run"
-                break
-            if config.patience is not None:
+            elif config.patience is not None:
                 if eval_error < best_error:
                     best_error, since_best = eval_error, 0
                     best_state = copy.deepcopy(model.state_dict())
@@ -404,18 +501,20 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
                     since_best += 1
                     if since_best > config.patience:
                         result.stopped_early, result.reason = True, f"early stopping after epoch {epoch}"
-                        break
+            save_state(epoch + 1)
+            if result.stopped_early:
+                break
         if best_state is not None:
             model.load_state_dict(best_state)
         if config.eval_split == "test" and best_state is None and result.epochs:
             result.test_error = result.epochs[-1].test_error
         else:
             result.test_error, _ = evaluate(
-                model, Batches(test_x, test_y, 1024, data.mean, data.std, shuffle=False,
+                net, Batches(test_x, test_y, 1024, data.mean, data.std, shuffle=False,
                                channels_last=channels_last), amp)
     except _Diverged as exc:
         result.status, result.reason = "diverged", f"non-finite loss at epoch {exc.epoch}, step {exc.step}"
-    result.seconds = time.perf_counter() - started
+    result.seconds = elapsed_before + time.perf_counter() - started
     result.model = model
     return result
 

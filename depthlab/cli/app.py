@@ -45,7 +45,7 @@ def model_options(f):
         click.option("--act", default=None, help="Activation: tanh, elu, relu."),
         click.option("--init", "init_", default=None, help="Conv init, e.g. normal:0.05, lecun-in, scaled:1.76,0.05."),
         click.option("--norm", default=None, help="none or bn."),
-        click.option("--skip", default=None, help="none, post or rezero."),
+        click.option("--skip", default=None, help="none, post, rezero or fixup."),
         click.option("--heads", type=int, default=None, help="1 or 3 loss heads."),
         click.option("--width", type=float, default=None, help="Channel width multiplier."),
         click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
@@ -122,6 +122,18 @@ def open_store(path: str):
     from ..store import Store
 
     return Store(path)
+
+
+def require_tensorboard(folder: str | None) -> None:
+    """Check ``--tensorboard`` up front (exit 2 before anything runs) without creating the folder."""
+    if not folder:
+        return
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except Exception:
+        raise ConfigError("--tensorboard needs the tensorboard extra: pip install 'depthlab[tensorboard]'") from None
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise ConfigError(f"--tensorboard {folder}: exists and is not a folder")
 
 
 def tensorboard_writer(folder: str | None):

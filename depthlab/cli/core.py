@@ -9,7 +9,7 @@ import click
 
 from ..errors import ConfigError
 from .app import (classic_line, cli, common_options, default_dataset, echo_err, model_options, model_overrides,
-                  open_store, tensorboard_writer)
+                  open_store, require_tensorboard, tensorboard_writer)
 
 
 @cli.command()
@@ -29,9 +29,10 @@ from .app import (classic_line, cli, common_options, default_dataset, echo_err, 
 @click.option("--val", "use_val", is_flag=True, help="Evaluate on a 10% validation split; test once at the end.")
 @click.option("--augment", is_flag=True, help="Random crop (pad 4) + horizontal flip.")
 @click.option("--rerun", is_flag=True, help="Train even if this exact config already finished in the store.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (CUDA graphs on a GPU).")
 def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, data_dir, train_size, seed,
           device, store_path, out, as_json, tensorboard, epochs, lr, momentum, nesterov, batch_size, optimizer,
-          weight_decay, schedule, patience, use_val, augment, rerun):
+          weight_decay, schedule, patience, use_val, augment, rerun, compile_):
     """Train one MODEL and record it in the store."""
     from ..data import load_dataset
     from ..runner import run_recorded
@@ -43,11 +44,12 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
                          eval_split="val" if use_val else "test", epochs=epochs, batch_size=batch_size,
                          optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
                          weight_decay=weight_decay, schedule=schedule, augment=augment, patience=patience,
-                         seed=seed, device=device)
+                         seed=seed, device=device, compile=compile_)
     config.validate()
     check_store_path(store_path)
-    writer = tensorboard_writer(tensorboard)
+    require_tensorboard(tensorboard)
     data = load_dataset(config.dataset, data_dir)
+    writer = tensorboard_writer(tensorboard)
     label = "Val" if use_val else "Test"
     progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
 
@@ -115,10 +117,12 @@ class _Progress:
 @click.option("--json", "as_json", is_flag=True)
 def runs(store_path, limit, status, as_json):
     """List the runs in the store, newest first."""
-    from ..store import Store
+    from ..store import FINISHED, Store
 
     if limit is not None and limit <= 0:
         raise ConfigError(f"--limit must be positive, got {limit}")
+    if status is not None and status not in ("running", *FINISHED):
+        raise ConfigError(f"unknown status {status!r}; choose one of: running, {', '.join(FINISHED)}")
     with Store(store_path, must_exist=True) as store:
         rows = store.runs(limit=limit, status=status)
     if as_json:
@@ -186,6 +190,6 @@ def models(as_json):
         click.echo(f"  {name:20} {p.family:8} {values:45} {p.description}")
     click.echo("axes (stages): act tanh|elu|relu; init normal:S|scaled:W2,B2|lecun-in|lecun-out|glorot|he|"
                "orthogonal|torch-default|delta-orthogonal[:W2,B2|:critical]|critical; norm none|bn; "
-               "skip none|post|rezero; heads 1|3; width >0")
+               "skip none|post|rezero|fixup; heads 1|3; width >0")
 
 

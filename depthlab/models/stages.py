@@ -14,7 +14,7 @@ from .registry import Family, Preset, make_activation, register_family, register
 
 STAGE_CHANNELS = (4, 8, 16)
 NORMS = ("none", "bn")
-SKIPS = ("none", "post", "rezero")
+SKIPS = ("none", "post", "rezero", "fixup")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,24 @@ class StagesSpec:
 
 class ConvUnit(nn.Module):
     """``act(norm(conv(x)))``, plus ``x`` when ``skip`` is post, or ``x + alpha * ...`` (alpha
-    trainable, 0 at start) when it is rezero. Skips apply only where shapes match."""
+    trainable, 0 at start) when it is rezero, or the Fixup form when it is fixup. Skips apply
+    only where shapes match.
+
+    Fixup (Zhang, Dauphin & Ma 2019) adapted to a residual branch of a single conv::
+
+        u = x + scale * act(conv(x + bias_in)) + bias_out
+
+    Fixup's rules are: (1) zero-initialise the last layer of every residual branch, (2) scale
+    the other layers of an m-layer branch by L^(-1/(2m-2)), (3) add a scalar multiplier
+    (init 1) per branch and scalar biases (init 0) before each conv, linear and activation,
+    and (4) zero-initialise the classification layer. Here m = 1, so the branch's only conv is
+    its last layer: it starts at zero (weights and bias) and rule (2) has nothing to rescale.
+    ``bias_in`` is the scalar bias before the conv, the conv's own (zero) bias is the one before
+    the activation, ``bias_out`` the one after the branch. Every activation here has act(0) = 0,
+    so each residual unit is exactly the identity at start, yet its conv still receives a
+    gradient (scale * act'(0) * upstream gradient times the input), unlike an all-zero product.
+    `StagesNet` does (1) and (4) after the usual init; the channel-changing first conv of each
+    stage has no skip and keeps the model's init."""
 
     def __init__(self, c_in: int, c_out: int, act: str, norm: str, skip: str):
         super().__init__()
@@ -60,8 +77,20 @@ class ConvUnit(nn.Module):
         self.skip = skip if c_in == c_out else "none"
         if self.skip == "rezero":
             self.alpha = nn.Parameter(torch.zeros(()))
+        if self.skip == "fixup":
+            self.bias_in = nn.Parameter(torch.zeros(()))
+            self.scale = nn.Parameter(torch.ones(()))
+            self.bias_out = nn.Parameter(torch.zeros(()))
+
+    def zero_branch_(self) -> None:
+        """Fixup rule (1): the residual branch's last (here: only) conv starts at zero."""
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.skip == "fixup":
+            return x + self.scale * self.act(self.norm(self.conv(x + self.bias_in))) + self.bias_out
         u = self.act(self.norm(self.conv(x)))
         if self.skip == "post":
             return u + x
@@ -90,8 +119,13 @@ class StagesNet(nn.Module):
             if spec.heads == 3 and i < 2:
                 self.heads.append(nn.Linear(c * h * w, num_classes))
         self.classifier = nn.Linear(c * h * w, num_classes)
-        for depth_index, unit in enumerate(m for m in self.modules() if isinstance(m, ConvUnit)):
+        for unit in (m for m in self.modules() if isinstance(m, ConvUnit)):
             init_conv_(unit.conv, spec.init, act=spec.act, depth=spec.depth)
+            if unit.skip == "fixup":
+                unit.zero_branch_()
+        if spec.skip == "fixup":  # Fixup rule (4): the classifier starts at zero
+            nn.init.zeros_(self.classifier.weight)
+            nn.init.zeros_(self.classifier.bias)
 
     def forward(self, x: torch.Tensor):
         outputs = []
@@ -116,6 +150,15 @@ for _name, _values, _desc in [
     ("cnn-tanh-bn", dict(act="tanh", init="normal:0.05", norm="bn"), "naive-init tanh CNN with BN"),
     ("resnet-elu", dict(act="elu", init="lecun-in", skip="post"), "residual ELU CNN without BN"),
     ("cnn-elu-multihead", dict(act="elu", init="lecun-in", heads=3), "ELU CNN with 3 loss heads"),
+]:
+    register_preset(Preset(_name, "stages", _values, _desc))
+
+# Very deep without normalisation (issue 6): critical delta-orthogonal tanh, and residual
+# ELU nets whose branches start as the identity (ReZero) or follow Fixup.
+for _name, _values, _desc in [
+    ("cnn-tanh-delta", dict(act="tanh", init="delta-orthogonal:critical"), "tanh CNN, critical delta-orthogonal init"),
+    ("resnet-elu-rezero", dict(act="elu", init="lecun-in", skip="rezero"), "residual ELU CNN, ReZero, no BN"),
+    ("resnet-elu-fixup", dict(act="elu", init="lecun-in", skip="fixup"), "residual ELU CNN, Fixup, no BN"),
 ]:
     register_preset(Preset(_name, "stages", _values, _desc))
 

@@ -1,0 +1,100 @@
+"""``depthlab frontier``: the largest trainable depth of each model (a thin layer over
+`depthlab.search`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import ConfigError
+from .app import cli, common_options, echo_err, model_options, model_overrides, open_store, tensorboard_writer
+
+# --quick: the README's main job, all eight presets in a few minutes on 2 CPU cores.
+QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=12)
+
+
+@cli.command()
+@click.option("--models", default="all", show_default=True, help="Comma-separated presets, or all (the eight classic ones).")
+@click.option("--max-depth", type=int, default=None, help="Deepest depth the search tries (default 300; --quick 12).")
+@click.option("--depths", default=None, help="Try exactly these depths (multiples of 3) instead of searching.")
+@click.option("--lrs", default=None, help="Learning-rate grid: 0.01,0.1,1 or log:LOW:HIGH:COUNT "
+              "(default log:0.001:1:7, half-decades; --quick 0.01,0.1,1).")
+@click.option("--epochs", type=int, default=None, help="Budget per trial (default 3; --quick 1).")
+@click.option("--threshold", type=float, default=0.2, show_default=True, help="Trainable when the error drops below this.")
+@click.option("--criterion", type=click.Choice(["either", "test", "train"]), default="either", show_default=True)
+@click.option("--seeds", type=int, default=1, show_default=True, help="Seeds per (depth, lr); a majority must train.")
+@click.option("--eval-size", default="2000", show_default=True, help="Test images per evaluation, or all.")
+@click.option("--evals-per-epoch", type=int, default=5, show_default=True, help="Evaluation points per epoch.")
+@click.option("--quick", is_flag=True, help="10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 12.")
+@model_options
+@common_options
+def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds, eval_size, evals_per_epoch, quick,
+             depth, act, init_, norm, skip, heads, width, params, dataset, data_dir, train_size, seed, device,
+             store_path, out, as_json, tensorboard):
+    """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
+    from ..data import load_dataset
+    from ..models import CLASSIC_PRESETS, PRESETS
+    from ..report import format_table, safe_output_dir, write_csv
+    from ..search import (DEFAULT_LRS, DEPTH_HEADERS, TABLE_HEADERS, FrontierConfig, depth_rows, find_frontiers,
+                          parse_depths, parse_lrs, plot_frontier, table_rows)
+    from ..store import check_store_path
+
+    # Validate every flag before touching the store, the data or the output folder.
+    if depth is not None:
+        raise ConfigError("frontier searches the depth: use --depths or --max-depth, not --depth")
+    names = list(CLASSIC_PRESETS) if models.strip() == "all" else [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        raise ConfigError("--models is empty")
+    for name in names:
+        if name not in PRESETS:
+            raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(sorted(PRESETS))} or all")
+    defaults = QUICK if quick else dict(train_size=None, epochs=3, lrs=None, max_depth=300)
+    if eval_size.strip().lower() == "all":
+        eval_n = None
+    else:
+        try:
+            eval_n = int(eval_size)
+        except ValueError:
+            raise ConfigError(f"--eval-size must be a positive integer or all, got {eval_size!r}") from None
+        if eval_n <= 0:
+            raise ConfigError(f"--eval-size must be a positive integer or all, got {eval_size!r}")
+    lr_text = lrs if lrs is not None else defaults["lrs"]
+    config = FrontierConfig(
+        max_depth=max_depth if max_depth is not None else defaults["max_depth"],
+        depths=parse_depths(depths) if depths is not None else None,
+        lrs=parse_lrs(lr_text) if lr_text is not None else DEFAULT_LRS,
+        epochs=epochs if epochs is not None else defaults["epochs"],
+        threshold=threshold, criterion=criterion, seeds=seeds, seed=seed,
+        train_size=train_size if train_size is not None else defaults["train_size"],
+        eval_size=eval_n, evals_per_epoch=evals_per_epoch, dataset=dataset or "mnist", device=device,
+        model_args=model_overrides(None, act, init_, norm, skip, heads, width, params))
+    config.validate()
+    config.validate_models(names)
+    check_store_path(store_path)
+    folder = safe_output_dir(out or "depthlab-out/frontier")
+    writer = tensorboard_writer(tensorboard)
+    data = load_dataset(config.dataset, data_dir)
+
+    with open_store(store_path) as store:
+        result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err)
+
+    write_csv(folder / "frontier.csv", TABLE_HEADERS, table_rows(result))
+    write_csv(folder / "frontier-depths.csv", DEPTH_HEADERS, depth_rows(result))
+    (folder / "frontier.json").write_text(json.dumps(result.to_dict(), indent=2))
+    plot_frontier(result, folder)
+    if writer is not None:
+        for m in result.models:
+            for d, r in sorted(m.depths.items()):
+                if r.error is not None:
+                    writer.add_scalar(f"frontier/{m.model}/best_error", r.error, d)
+        writer.close()
+    if as_json:
+        click.echo(json.dumps({"models": [m.to_dict() for m in result.models]}))
+    else:
+        click.echo(format_table(TABLE_HEADERS, table_rows(result)))
+        click.echo(f"{result.seconds:.0f}s; {sum(m.trials for m in result.models)} trials "
+                   f"({sum(m.trials_reused for m in result.models)} from {store_path}); "
+                   f"table, per-depth map and plots in {folder}/")
+    sys.stdout.flush()

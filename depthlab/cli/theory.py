@@ -1,0 +1,221 @@
+"""Theory commands: ``depthlab theory`` (mean-field predictions, phase diagram, measured overlay)
+and ``depthlab phase`` (measure the trainable depth over a sigma_w2 grid on real MNIST)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+from ..errors import ConfigError
+from .app import cli, echo_err
+
+ACTS = ("tanh", "relu", "elu")
+
+
+def parse_float_list(text: str, what: str, *, positive: bool = True) -> list[float]:
+    """``1,1.5,2`` or ``LO:HI:N`` (N evenly spaced values) -> a list of floats."""
+    text = (text or "").strip()
+    try:
+        if ":" in text:
+            lo, hi, n = text.split(":")
+            lo_f, hi_f, count = float(lo), float(hi), int(n)
+            if count < 2 or not lo_f < hi_f:
+                raise ValueError
+            values = [lo_f + (hi_f - lo_f) * i / (count - 1) for i in range(count)]
+        else:
+            values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"bad {what} {text!r}: expected a list like 1,1.5,2 or a range LO:HI:N (N >= 2, LO < HI)") from None
+    if not values or any(not math.isfinite(v) or (positive and v <= 0) for v in values):
+        raise ConfigError(f"bad {what} {text!r}: values must be finite{' and positive' if positive else ''}")
+    return [round(v, 10) for v in values]
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in (text or "").split(",")]
+    except ValueError:
+        raise ConfigError(f"bad {what} {text!r}: expected whole numbers like 6,12,24") from None
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(f"bad {what} {text!r}: values must be positive")
+    return sorted(set(values))
+
+
+def check_theory_args(act: str, sigma_b2: float) -> None:
+    if act not in ACTS:
+        raise ConfigError(f"unknown activation {act!r}; choose one of: {', '.join(ACTS)}")
+    if not math.isfinite(sigma_b2) or sigma_b2 < 0:
+        raise ConfigError(f"--sigma-b2 must be a finite non-negative number, got {sigma_b2}")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.4g}"
+    return str(value)
+
+
+def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: int | None = None,
+                  measured=(), out=None, note: str | None = None) -> dict:
+    """Compute the grid, write the table/CSV/JSON/plot to ``out`` and return the JSON object."""
+    from .. import theory
+    from ..phase import MEASUREMENT_COLUMNS, measurement_rows, plot_phase_diagram
+    from ..report import safe_child, safe_output_dir, write_csv
+
+    points = theory.phase_grid(act, sigma_b2, sigma_w2s)
+    critical = theory.critical_sigma_w2(act, sigma_b2)
+    summary = {"act": act, "sigma_b2": sigma_b2, "critical_sigma_w2": critical,
+               "grid": [p.to_json() for p in points]}
+    if depth is not None:
+        w2, b2 = theory.critical_init(act, depth)
+        summary["critical_init"] = {"depth": depth, "q_star": 1.0 / depth, "sigma_w2": w2, "sigma_b2": b2}
+    if measured:
+        summary["measured"] = [m.to_json() for m in measured]
+    if out:
+        folder = safe_output_dir(out)
+        stem = f"theory-{act}-b{sigma_b2:g}"
+        headers = ["sigma_w2", "q_star", "chi_1", "c_star", "chi_c", "xi", "max_depth", "phase"]
+        write_csv(safe_child(folder, f"{stem}.csv"), headers,
+                  [[getattr(p, h) for h in headers] for p in points])
+        safe_child(folder, f"{stem}.json").write_text(json.dumps(summary, indent=2))
+        plot_phase_diagram(points, safe_child(folder, f"phase-{act}-b{sigma_b2:g}.png"), act=act,
+                           sigma_b2=sigma_b2, critical=critical, measured=measured, note=note)
+        if measured:
+            write_csv(safe_child(folder, f"measured-{act}-b{sigma_b2:g}.csv"), MEASUREMENT_COLUMNS,
+                      measurement_rows(measured))
+        summary_files = folder
+    else:
+        summary_files = None
+    summary["_folder"] = str(summary_files) if summary_files else None
+    return summary
+
+
+def print_theory(summary: dict) -> None:
+    from ..report import format_table
+
+    crit = summary["critical_sigma_w2"]
+    click.echo(f"mean-field theory, act {summary['act']}, sigma_b2 {summary['sigma_b2']:g}: critical sigma_w2 = "
+               f"{'none found' if crit is None else f'{crit:.4f}'}")
+    if "critical_init" in summary:
+        ci = summary["critical_init"]
+        click.echo(f"critical init for depth {ci['depth']} (q* = 1/{ci['depth']}): sigma_w2 = {ci['sigma_w2']:.6g}, "
+                   f"sigma_b2 = {ci['sigma_b2']:.3g}")
+    rows = [[g["sigma_w2"], g["q_star"], g["chi_1"], g["c_star"], g["xi"], g["max_depth"], g["phase"]]
+            for g in summary["grid"]]
+    click.echo(format_table(["sigma_w2", "q*", "chi_1", "c*", "xi", "6 xi", "phase"],
+                            [[_fmt(v) for v in r] for r in rows]))
+    if summary.get("measured"):
+        click.echo("measured (largest trainable depth / first failing depth):")
+        click.echo(format_table(["sigma_w2", "max trainable", "first failing", "predicted 6 xi"],
+                                [[m["sigma_w2"], _fmt(m["max_trainable_depth"]), _fmt(m["first_failing_depth"]),
+                                  _fmt(_predicted(summary, m["sigma_w2"]))] for m in summary["measured"]]))
+    if summary.get("_folder"):
+        click.echo(f"wrote table, JSON and phase diagram to {summary['_folder']}")
+
+
+def _predicted(summary: dict, sigma_w2: float):
+    from .. import theory
+
+    return theory.mean_field_point(summary["act"], sigma_w2, summary["sigma_b2"]).max_depth
+
+
+def _emit(summary: dict, as_json: bool) -> None:
+    folder = summary.pop("_folder", None)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        summary["_folder"] = folder
+        print_theory(summary)
+
+
+@cli.command()
+@click.option("--act", default="tanh", show_default=True, help="tanh, relu or elu.")
+@click.option("--sigma-b2", type=float, default=0.05, show_default=True, help="Bias variance.")
+@click.option("--sigma-w2", "sigma_w2_text", default="0.5:4:71", show_default=True,
+              help="sigma_w2 grid: a list 1,1.5,2 or a range LO:HI:N.")
+@click.option("--depth", type=int, default=None, help="Also print the critical init for this depth.")
+@click.option("--store", "store_path", default=None, help="Overlay measured frontiers found in this store.")
+@click.option("--measured", "measured_csv", default=None,
+              help="Overlay measured points from a CSV (sigma_w2, max_trainable_depth[, first_failing_depth]).")
+@click.option("--width", type=float, default=None, help="With --store: only runs of this width multiplier.")
+@click.option("--out", default=None, help="Folder for the table, JSON and phase diagram.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width, out, as_json):
+    """Mean-field predictions for a plain net: q*, chi_1, correlation depth xi and the
+    trainable depth 6 xi over a sigma_w2 grid, the critical sigma_w2, and a phase diagram."""
+    from ..phase import measurements_from_store, read_measurements_csv
+    from ..store import Store, check_store_path
+
+    check_theory_args(act, sigma_b2)
+    sigma_w2s = parse_float_list(sigma_w2_text, "--sigma-w2")
+    if depth is not None and depth <= 0:
+        raise ConfigError(f"--depth must be positive, got {depth}")
+    if width is not None and not width > 0:
+        raise ConfigError(f"--width must be positive, got {width}")
+    measured = []
+    if measured_csv:
+        measured += read_measurements_csv(measured_csv)
+    if store_path:
+        check_store_path(store_path, must_exist=True)
+        with Store(store_path, must_exist=True) as store:
+            measured += measurements_from_store(store, act, sigma_b2, width=width)
+    summary = theory_report(act, sigma_b2, sigma_w2s, depth=depth, measured=measured, out=out)
+    _emit(summary, as_json)
+
+
+@cli.command()
+@click.option("--act", default="tanh", show_default=True, help="tanh, relu or elu.")
+@click.option("--sigma-b2", type=float, default=0.05, show_default=True, help="Bias variance of the init.")
+@click.option("--sigma-w2", "sigma_w2_text", default="1,2.5,4", show_default=True,
+              help="The sigma_w2 values to measure (list or LO:HI:N).")
+@click.option("--depths", "depths_text", default="6,12,24,48,96", show_default=True,
+              help="Depth ladder, walked up until a depth fails (multiples of 3).")
+@click.option("--refine", type=int, default=1, show_default=True,
+              help="Bisection steps between the last trainable and first failing depth.")
+@click.option("--lrs", "lrs_text", default="0.01,0.1", show_default=True, help="Learning rates, tried in order.")
+@click.option("--width", type=float, default=2.0, show_default=True, help="Channel width multiplier.")
+@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--train-size", type=int, default=10_000, show_default=True)
+@click.option("--threshold", type=float, default=0.2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--data-dir", default=None)
+@click.option("--store", "store_path", default="depthlab.db", show_default=True)
+@click.option("--out", default=None, help="Folder for the measured CSV and the phase diagram.")
+@click.option("--json", "as_json", is_flag=True)
+def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, epochs, train_size, threshold, seed,
+          device, data_dir, store_path, out, as_json):
+    """Measure the largest trainable depth of plain `stages` nets with init scaled:W2,B2 over a
+    sigma_w2 grid on real MNIST, and overlay it on the mean-field prediction."""
+    from ..data import load_dataset
+    from ..phase import measure_phase
+    from ..store import Store, check_store_path
+
+    check_theory_args(act, sigma_b2)
+    sigma_w2s = parse_float_list(sigma_w2_text, "--sigma-w2")
+    ladder = parse_int_list(depths_text, "--depths")
+    lrs = parse_float_list(lrs_text, "--lrs")
+    if refine < 0:
+        raise ConfigError(f"--refine must be >= 0, got {refine}")
+    if not 0 < threshold < 1:
+        raise ConfigError(f"--threshold must be in (0, 1), got {threshold}")
+    if not width > 0:
+        raise ConfigError(f"--width must be positive, got {width}")
+    if epochs <= 0 or (train_size is not None and train_size <= 0):
+        raise ConfigError("--epochs and --train-size must be positive")
+    check_store_path(store_path)
+    data = load_dataset("mnist", data_dir)
+    with Store(store_path) as store:
+        measured = measure_phase(act, sigma_b2, sigma_w2s, ladder, lrs, store, data, width=width, epochs=epochs,
+                                 train_size=train_size, threshold=threshold, refine=refine, seed=seed,
+                                 device=device, log=echo_err)
+    grid = sorted(set(parse_float_list("0.5:4:71", "grid") + sigma_w2s))
+    note = (f"measured: stages {act}, width x{width:g}, scaled:W2,{sigma_b2:g}, MNIST {train_size} images, "
+            f"{epochs} epochs, SGD m0.9, lrs {lrs_text}, error < {threshold:g}")
+    summary = theory_report(act, sigma_b2, grid, measured=measured, out=out, note=note)
+    if not as_json:
+        summary["grid"] = [g for g in summary["grid"] if g["sigma_w2"] in sigma_w2s]
+    _emit(summary, as_json)

@@ -1,0 +1,500 @@
+"""The depth frontier: the largest depth at which a model still trains (SPEC 4, issue 3).
+
+``find_frontier("cnn-tanh", FrontierConfig(), store, data)`` returns a `ModelFrontier`: the
+max trainable depth, the lr that trained it, the first depth that failed and the per-depth map.
+
+**The criterion, exactly.** A *trial* is one training run (model, depth, lr, seed) of at most
+``epochs`` epochs, evaluated ``evals_per_epoch`` times per epoch (at the steps
+``round(S * i / evals_per_epoch)``, i = 1..evals_per_epoch, S = steps per epoch). At each
+evaluation point the engine reports the *train error* (the running error over this epoch's
+batches so far, in train mode; at the end of an epoch it is that epoch's train error) and the
+*eval error* (the error on a fixed subset of ``eval_size`` test images, eval mode). A trial
+*trains* when at some evaluation point the chosen error is below ``threshold``:
+``either`` (train or eval error), ``test`` (eval error) or ``train`` (train error). A run that
+diverges (non-finite loss) stops at once and trains only if an earlier point already met the
+criterion. Training is deterministic given the config, so stopping a trial at the first point
+that meets the criterion gives the same verdict as running the whole budget and looking at
+every point; `tests/test_search.py` checks this against full-budget runs.
+
+**Trainable depth.** Depth d is trainable when, for some lr of the grid, a majority of the
+``seeds`` seeds train; the first such lr found is reported with its fraction of seeds.
+
+**The search (and why it equals the exhaustive grid).** Learning rates at a depth are tried
+starting from the one that trained the nearest shallower depth (the middle of the grid at first),
+then its neighbours outward, smaller first; the first lr that trains ends the depth. Since the
+verdict "some lr trains d" does not depend on the order, this equals trying every lr. Depths
+(multiples of 3) grow geometrically, 3, 6, 12, 24, ... capped at ``max_depth``, until one fails,
+then bisect between the deepest trainable and the shallowest failing depth until they are
+consecutive multiples of 3. This assumes trainability is *monotone* in depth (if d trains, every
+shallower depth trains). Under that assumption the largest trainable depth of the exhaustive
+(depth x lr) grid is exactly the bisection's lower end, and the next multiple of 3 is the first
+failing depth: every depth below a trainable one is trainable and every depth above a failing
+one fails, so only the boundary is unknown and bisection locates it. With ``depths`` given,
+every listed depth is tried (no assumption) and ``monotone`` says whether the map was monotone.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+from .data import Dataset, check_dataset_name
+from .errors import ConfigError
+from .runner import run_recorded
+from .store import Store
+from .train import TrainConfig
+
+CRITERIA = ("either", "test", "train")
+DEFAULT_LRS = tuple(round(10 ** (e / 2), 6) for e in range(-6, 1))  # 0.001, 0.003162, ... 1.0
+QUICK_LRS = (0.01, 0.1, 1.0)
+
+
+@dataclass(frozen=True)
+class FrontierConfig:
+    """The frontier protocol. Defaults are the classic one (SPEC 4): MNIST, batch 256, SGD with
+    momentum 0.9, trainable when the error drops below 20% within 3 epochs, lr grid 1e-3..1."""
+
+    max_depth: int = 300
+    depths: tuple[int, ...] | None = None  # try exactly these depths instead of searching
+    lrs: tuple[float, ...] = DEFAULT_LRS
+    epochs: int = 3
+    threshold: float = 0.2
+    criterion: str = "either"
+    seeds: int = 1
+    seed: int = 0                          # seeds used: seed, seed + 1, ..., seed + seeds - 1
+    train_size: int | None = None
+    eval_size: int | None = 2000           # test images per evaluation (None: all 10,000)
+    evals_per_epoch: int = 5
+    batch_size: int = 256
+    momentum: float = 0.9
+    dataset: str = "mnist"
+    device: str = "auto"
+    model_args: dict = field(default_factory=dict)  # axis overrides for every model (not depth)
+
+    def validate(self) -> None:
+        if not isinstance(self.max_depth, int) or self.max_depth < 3:
+            raise ConfigError(f"--max-depth must be at least 3, got {self.max_depth}")
+        if self.max_depth % 3:
+            raise ConfigError(f"--max-depth must be a multiple of 3, got {self.max_depth}")
+        if self.depths is not None:
+            if not self.depths:
+                raise ConfigError("--depths is empty")
+            for d in self.depths:
+                if not isinstance(d, int) or d <= 0 or d % 3:
+                    raise ConfigError(f"depths must be positive multiples of 3, got {d}")
+        if not self.lrs:
+            raise ConfigError("the learning-rate grid is empty")
+        for lr in self.lrs:
+            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+                raise ConfigError(f"learning rates must be positive, got {lr}")
+        if len(set(self.lrs)) != len(self.lrs):
+            raise ConfigError("the learning-rate grid has duplicates")
+        if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1):
+            raise ConfigError(f"--threshold must be in (0, 1), got {self.threshold}")
+        if self.criterion not in CRITERIA:
+            raise ConfigError(f"unknown criterion {self.criterion!r}; choose one of: {', '.join(CRITERIA)}")
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ConfigError(f"--seeds must be a positive integer, got {self.seeds}")
+        if "depth" in self.model_args:
+            raise ConfigError("the frontier searches the depth: use --depths or --max-depth, not --depth")
+        check_dataset_name(self.dataset)
+
+    def validate_models(self, models: Sequence[str]) -> None:
+        """Every model must take the axis overrides and run on the dataset (checked at depth 3)."""
+        if not models:
+            raise ConfigError("no models given")
+        for model in models:
+            self.trial_config(model, min(self.depths or (3,)), self.lrs[0], self.seed).validate()
+
+    def trial_config(self, model: str, depth: int, lr: float, seed: int) -> TrainConfig:
+        """The `TrainConfig` of one trial (its hash is the trial's key in the store)."""
+        return TrainConfig(model=model, model_args={**self.model_args, "depth": depth}, dataset=self.dataset,
+                           train_size=self.train_size, test_size=self.eval_size, eval_split="test",
+                           epochs=self.epochs, batch_size=self.batch_size, optimizer="sgd", lr=float(lr),
+                           momentum=self.momentum, evals_per_epoch=self.evals_per_epoch, seed=seed,
+                           device=self.device)
+
+    def sorted_lrs(self) -> tuple[float, ...]:
+        return tuple(sorted(float(lr) for lr in self.lrs))
+
+
+def parse_lrs(text: str) -> tuple[float, ...]:
+    """``0.01,0.1,1`` or ``log:0.001:1:7`` (7 log-spaced values from 0.001 to 1)."""
+    text = text.strip()
+    if text.startswith("log:"):
+        parts = text[4:].split(":")
+        try:
+            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
+        except (ValueError, IndexError):
+            raise ConfigError(f"bad --lrs {text!r}: expected log:LOW:HIGH:COUNT, e.g. log:0.001:1:7") from None
+        if len(parts) != 3 or not (0 < lo < hi) or n < 2:
+            raise ConfigError(f"bad --lrs {text!r}: need 0 < LOW < HIGH and COUNT >= 2")
+        return tuple(round(lo * (hi / lo) ** (i / (n - 1)), 8) for i in range(n))
+    values = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(f"bad learning rate {part!r} in --lrs") from None
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"learning rates must be positive, got {part.strip()}")
+        values.append(value)
+    if not values:
+        raise ConfigError("the learning-rate grid is empty")
+    return tuple(values)
+
+
+def parse_depths(text: str) -> tuple[int, ...]:
+    values = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            d = int(part)
+        except ValueError:
+            raise ConfigError(f"bad depth {part!r} in --depths") from None
+        if d <= 0 or d % 3:
+            raise ConfigError(f"depths must be positive multiples of 3, got {d}")
+        values.append(d)
+    if not values:
+        raise ConfigError("--depths is empty")
+    return tuple(sorted(set(values)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The criterion
+
+
+def point_error(point: dict, criterion: str) -> float:
+    """The error a criterion looks at in one evaluation point (a Checkpoint as a dict)."""
+    train, test = point["train_error"], point["eval_error"]
+    if criterion == "train":
+        return train
+    if criterion == "test":
+        return test
+    return min(train, test)
+
+
+def first_met(points: Sequence[dict], criterion: str, threshold: float) -> dict | None:
+    """The first evaluation point at which the criterion holds, if any."""
+    for p in points:
+        e = point_error(p, criterion)
+        if e == e and e < threshold:  # e == e: NaN never meets it
+            return p
+    return None
+
+
+@dataclass
+class Trial:
+    """One training run of the search."""
+
+    depth: int
+    lr: float
+    seed: int
+    trained: bool
+    error: float | None      # criterion error at the point that met it, else the best seen
+    epochs: float            # fractional epochs trained up to the verdict
+    status: str              # done | diverged | failed
+    seconds: float
+    reused: bool = False
+    run_hash: str = ""
+
+
+def trial_from_result(depth: int, lr: float, seed: int, result: dict, criterion: str,
+                      threshold: float, run_hash: str = "") -> Trial:
+    points = result.get("checkpoints") or []
+    hit = first_met(points, criterion, threshold)
+    if hit is not None:
+        error, epochs = point_error(hit, criterion), hit["epoch"]
+    else:
+        errors = [point_error(p, criterion) for p in points if point_error(p, criterion) == point_error(p, criterion)]
+        error = min(errors) if errors else None
+        epochs = points[-1]["epoch"] if points else 0.0
+    return Trial(depth, lr, seed, hit is not None, error, epochs, result["status"],
+                 float(result.get("seconds") or 0.0), bool(result.get("reused")), run_hash)
+
+
+def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConfig, store: Store | None,
+              data: Dataset | None, data_dir=None) -> Trial:
+    """Train one trial through the store, stopping as soon as the criterion is met.
+
+    A stored run of the same config is reused when its verdict under *this* criterion is
+    certain: it met the criterion, or it was not stopped early (full budget or diverged). A run
+    that a different criterion stopped early without meeting this one is trained again."""
+    train_config = config.trial_config(model, depth, lr, seed)
+    key = train_config.hash()
+
+    def monitor(checkpoint) -> bool:
+        return first_met([vars(checkpoint)], config.criterion, config.threshold) is not None
+
+    result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
+                          experiment="frontier", monitor=monitor)
+    if result.get("reused"):
+        met = first_met(result.get("checkpoints") or [], config.criterion, config.threshold)
+        if met is None and result.get("stopped_early"):
+            result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
+                                  experiment="frontier", monitor=monitor, reuse=False)
+    return trial_from_result(depth, lr, seed, result, config.criterion, config.threshold, key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class DepthResult:
+    """The verdict at one depth: trainable or not, with the lr that trained it (if any)."""
+
+    depth: int
+    trainable: bool
+    lr: float | None          # the first lr (in search order) at which a majority of seeds trained
+    error: float | None       # the median seed error at that lr; when failing, the best over lrs
+    fraction: float           # fraction of seeds that trained at that lr (best over lrs when failing)
+    epochs: float | None      # median epochs to meet the criterion at that lr
+    trials: list[Trial] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        cells: dict[str, dict] = {}
+        for t in self.trials:
+            cell = cells.setdefault(f"{t.lr:g}", {"trained": 0, "seeds": 0, "errors": []})
+            cell["trained"] += t.trained
+            cell["seeds"] += 1
+            cell["errors"].append(t.error)
+        return {"trainable": self.trainable, "lr": self.lr, "error": self.error, "fraction": self.fraction,
+                "epochs": self.epochs, "lrs_tried": cells}
+
+
+@dataclass
+class ModelFrontier:
+    model: str
+    max_trainable_depth: int | None
+    lr: float | None
+    error: float | None
+    first_failing_depth: int | None
+    fraction: float | None
+    depths: dict[int, DepthResult]
+    monotone: bool
+    seconds: float
+    trials: int
+    trials_reused: int
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "max_trainable_depth": self.max_trainable_depth, "lr": self.lr,
+                "error": self.error, "first_failing_depth": self.first_failing_depth,
+                "fraction": self.fraction, "monotone": self.monotone, "seconds": round(self.seconds, 1),
+                "trials": self.trials, "trials_reused": self.trials_reused,
+                "depths": {str(d): r.to_dict() for d, r in sorted(self.depths.items())}}
+
+
+@dataclass
+class FrontierResult:
+    config: FrontierConfig
+    models: list[ModelFrontier]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        config = asdict(self.config)
+        config["lrs"] = list(config["lrs"])
+        return {"config": config, "seconds": round(self.seconds, 1), "models": [m.to_dict() for m in self.models]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The search
+
+
+def lr_order(lrs: Sequence[float], start: float | None) -> list[float]:
+    """``start`` (or the middle of the sorted grid), then its neighbours outward, smaller first."""
+    lrs = sorted(lrs)
+    i = len(lrs) // 2 if start is None or start not in lrs else lrs.index(start)
+    order = [lrs[i]]
+    for step in range(1, len(lrs)):
+        for j in (i - step, i + step):
+            if 0 <= j < len(lrs):
+                order.append(lrs[j])
+    return order
+
+
+TrialFn = Callable[[int, float, int], Trial]
+
+
+def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, seeds: Sequence[int],
+                   trial: TrialFn) -> DepthResult:
+    """Try lrs in search order until a majority of seeds train at one of them."""
+    trials: list[Trial] = []
+    best_fraction = 0.0
+    for lr in lr_order(lrs, start_lr):
+        cell = [trial(depth, lr, s) for s in seeds]
+        trials += cell
+        trained = [t for t in cell if t.trained]
+        fraction = len(trained) / len(cell)
+        if 2 * len(trained) > len(cell):
+            return DepthResult(depth, True, lr, _median(t.error for t in trained), fraction,
+                               _median(t.epochs for t in trained), trials)
+        best_fraction = max(best_fraction, fraction)
+    return DepthResult(depth, False, None, _min(t.error for t in trials), best_fraction, None, trials)
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _min(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return min(values) if values else None
+
+
+def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthResult]) -> dict[int, DepthResult]:
+    """Geometric growth (3, 6, 12, ...) to the first failure or ``max_depth``, then bisection to
+    two consecutive multiples of 3. ``evaluate(depth, start_lr)`` gives one depth's verdict."""
+    top = max_depth // 3
+    results: dict[int, DepthResult] = {}
+    lo: int | None = None   # deepest trainable, in units of 3
+    hi: int | None = None   # shallowest failing, in units of 3
+
+    def probe(n: int) -> bool:
+        start = results[3 * lo].lr if lo is not None else None
+        results[3 * n] = evaluate(3 * n, start)
+        return results[3 * n].trainable
+
+    n = 1
+    while True:
+        if probe(n):
+            lo = n
+            if n == top:
+                break
+            n = min(2 * n, top)
+        else:
+            hi = n
+            break
+    while lo is not None and hi is not None and hi - lo > 1:
+        mid = (lo + hi) // 2
+        if probe(mid):
+            lo = mid
+        else:
+            hi = mid
+    return results
+
+
+def summarise(model: str, depths: dict[int, DepthResult], seconds: float) -> ModelFrontier:
+    """The frontier of a per-depth map: deepest trainable depth and shallowest failing depth."""
+    ok = sorted(d for d, r in depths.items() if r.trainable)
+    bad = sorted(d for d, r in depths.items() if not r.trainable)
+    best = depths[ok[-1]] if ok else None
+    monotone = not ok or not bad or bad[0] > ok[-1]
+    trials = [t for r in depths.values() for t in r.trials]
+    return ModelFrontier(model, ok[-1] if ok else None, best.lr if best else None, best.error if best else None,
+                         bad[0] if bad else None, best.fraction if best else None, dict(sorted(depths.items())),
+                         monotone, seconds, len(trials), sum(t.reused for t in trials))
+
+
+def find_frontier(model: str, config: FrontierConfig, store: Store | None, data: Dataset | None = None, *,
+                  data_dir=None, trial: TrialFn | None = None,
+                  log: Callable[[str], None] | None = None) -> ModelFrontier:
+    """The depth frontier of one model. ``trial(depth, lr, seed) -> Trial`` replaces real training
+    (tests use it to check the search against an exhaustive grid)."""
+    config.validate()
+    config.validate_models([model])
+    started = time.perf_counter()
+    seeds = [config.seed + i for i in range(config.seeds)]
+
+    def real_trial(depth: int, lr: float, seed: int) -> Trial:
+        t = run_trial(model, depth, lr, seed, config, store, data, data_dir)
+        if log is not None:
+            verdict = f"trained at epoch {t.epochs:.2f}" if t.trained else f"failed ({t.status})"
+            err = f"{100 * t.error:.1f}%" if t.error is not None else "-"
+            log(f"{model} depth {depth} lr {lr:g} seed {seed}: {verdict}, error {err}, "
+                f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
+        return t
+
+    run = trial or real_trial
+    lrs = config.sorted_lrs()
+
+    def evaluate(depth: int, start_lr: float | None) -> DepthResult:
+        return evaluate_depth(depth, lrs, start_lr, seeds, run)
+
+    if config.depths is not None:
+        depths: dict[int, DepthResult] = {}
+        for d in sorted(config.depths):
+            ok = [r for r in depths.values() if r.trainable]
+            depths[d] = evaluate(d, ok[-1].lr if ok else None)
+    else:
+        depths = search_depths(config.max_depth, evaluate)
+    return summarise(model, depths, time.perf_counter() - started)
+
+
+def find_frontiers(models: Sequence[str], config: FrontierConfig, store: Store | None,
+                   data: Dataset | None = None, **kwargs) -> FrontierResult:
+    """`find_frontier` for several models, one after the other, sharing the loaded data."""
+    started = time.perf_counter()
+    results = [find_frontier(m, config, store, data, **kwargs) for m in models]
+    return FrontierResult(config, results, time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+TABLE_HEADERS = ("model", "max trainable depth", "lr", "error", "first failing depth", "fraction")
+
+
+def table_rows(result: FrontierResult) -> list[list]:
+    return [[m.model, m.max_trainable_depth, m.lr, m.error, m.first_failing_depth, m.fraction]
+            for m in result.models]
+
+
+def depth_rows(result: FrontierResult) -> list[list]:
+    """One row per (model, depth) tried: the per-depth map."""
+    return [[m.model, d, r.trainable, r.lr, r.error, r.fraction, r.epochs, len(r.trials)]
+            for m in result.models for d, r in sorted(m.depths.items())]
+
+
+DEPTH_HEADERS = ("model", "depth", "trainable", "lr", "error", "fraction", "epochs", "trials")
+
+
+def plot_frontier(result: FrontierResult, folder) -> list:
+    """Two PNGs: best error vs depth per model (threshold drawn) and the frontier as bars."""
+    from .report import pyplot, safe_child
+
+    plt = pyplot()
+    paths = []
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for m in result.models:
+        pts = [(d, r.error) for d, r in sorted(m.depths.items()) if r.error is not None]
+        if pts:
+            line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=m.model)
+            fails = [(d, r.error) for d, r in sorted(m.depths.items()) if r.error is not None and not r.trainable]
+            ax.scatter([p[0] for p in fails], [p[1] for p in fails], marker="x", color=line.get_color(), zorder=3)
+    ax.axhline(result.config.threshold, color="k", ls="--", lw=1, label=f"threshold {result.config.threshold:g}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("depth (conv layers)")
+    ax.set_ylabel(f"best {result.config.criterion} error (x = failed)")
+    ax.set_title(f"Error reached within {result.config.epochs} epoch(s), best lr of the grid")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    paths.append(safe_child(folder, "frontier-error.png"))
+    fig.savefig(paths[-1], dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    names = [m.model for m in result.models]
+    heights = [m.max_trainable_depth or 0 for m in result.models]
+    bars = ax.bar(range(len(names)), heights, color="tab:blue")
+    for bar, m in zip(bars, result.models):
+        label = f"{m.max_trainable_depth}" if m.max_trainable_depth else "none"
+        if m.first_failing_depth is None and m.max_trainable_depth:
+            label += "+"  # the cap was reached
+        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                    fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("max trainable depth")
+    ax.set_title(f"Depth frontier (max depth {result.config.max_depth}; + = cap reached)")
+    fig.tight_layout()
+    paths.append(safe_child(folder, "frontier-depth.png"))
+    fig.savefig(paths[-1], dpi=90)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,225 @@
+"""The SQLite run store: transactions, a run killed mid-way, bad paths, concurrent writers,
+and the runner on top of it (skip finished configs, record failures)."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from depthlab.errors import StoreError
+from depthlab.runner import run_recorded
+from depthlab.store import Store, check_store_path
+from depthlab.train import TrainConfig
+from fakedata import synthetic_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def test_run_lifecycle(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        run_id = store.start_run({"model": "cnn-tanh", "dataset": "mnist", "lr": 0.1}, "h1", device="cpu")
+        assert store.runs()[0].status == "running" and store.find_finished("h1") is None
+        store.log_epoch(run_id, {"epoch": 0, "train_error": 0.5, "test_error": 0.4, "loss": 1.0, "lr": 0.1,
+                                 "seconds": 1.0, "head_errors": [0.6, 0.5, 0.4]})
+        store.finish_run(run_id, "done", seconds=2.0, result={"status": "done", "test_error": 0.4})
+        row = store.find_finished("h1")
+        assert row.status == "done" and row.result["test_error"] == 0.4 and row.config["lr"] == 0.1
+        assert row.torch_version and row.device == "cpu" and row.seconds == 2.0
+        assert store.epochs(run_id) == [{"epoch": 0, "train_error": 0.5, "test_error": 0.4, "loss": 1.0, "lr": 0.1,
+                                         "seconds": 1.0, "head_errors": [0.6, 0.5, 0.4]}]
+        with pytest.raises(ValueError):
+            store.finish_run(run_id, "running", seconds=0)
+    with Store(tmp_path / "s.db", must_exist=True) as store:  # and it is all still there
+        assert store.count() == 1 and store.count("done") == 1
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_transaction_rolls_back_on_error(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        run_id = store.start_run({"model": "m", "dataset": "d"}, "h")
+        with pytest.raises(RuntimeError):
+            with store.transaction() as c:
+                store._insert_epoch(c, run_id, {"epoch": 0, "loss": 1.0})
+                c.execute("UPDATE runs SET status = 'done' WHERE id = ?", (run_id,))
+                raise RuntimeError("killed half-way")
+        assert store.epochs(run_id) == [] and store.runs()[0].status == "running"
+
+
+_KILLED_CHILD = textwrap.dedent("""
+    import sys, time, torch
+    torch.set_num_threads(1)
+    from fakedata import synthetic_dataset
+    from depthlab.runner import run_recorded
+    from depthlab.store import Store
+    from depthlab.train import TrainConfig
+    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=2, batch_size=64, device="cpu")
+    def on_epoch(m):
+        print("epoch recorded", flush=True)
+        time.sleep(120)  # the parent kills us here, between two epochs
+    with Store(sys.argv[1]) as store:
+        run_recorded(config, store, synthetic_dataset(256, 64), on_epoch=on_epoch)
+""")
+
+
+def test_killed_run_is_running_not_done_and_is_replaced(tmp_path):
+    db = tmp_path / "s.db"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, str(db)], env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = child.stdout.readline()  # blocks until the first epoch is in the store
+        assert line.strip() == "epoch recorded", child.stderr.read()
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=2, batch_size=64, device="cpu")
+    with Store(db) as store:
+        [row] = store.runs()
+        assert row.status == "running" and row.result is None and row.config_hash == config.hash()
+        assert len(store.epochs(row.id)) == 1
+        assert store.find_finished(config.hash()) is None  # a killed run never looks finished
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+        out = run_recorded(config, store, synthetic_dataset(256, 64))
+        assert out["status"] == "done" and not out["reused"]
+        rows = store.runs()
+        assert [r.status for r in rows] == ["done"]  # the stale row was replaced, not kept
+        assert len(store.epochs(rows[0].id)) == 2
+        assert store.conn.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] == 2
+
+
+def test_live_running_row_is_not_taken_over(tmp_path):
+    # A `running` row whose process is alive (here: this one, seen from another pid) stays.
+    with Store(tmp_path / "s.db") as store:
+        store.start_run({"model": "m", "dataset": "d"}, "h")
+        store.conn.execute("UPDATE runs SET pid = ?", (os.getppid(),))
+        store.start_run({"model": "m", "dataset": "d"}, "h")
+        assert [r.status for r in store.runs()] == ["running", "running"]
+
+
+def test_runner_reuses_finished_runs_and_records_failures(tmp_path, monkeypatch):
+    data = synthetic_dataset(128, 64)
+    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, batch_size=64, device="cpu")
+    with Store(tmp_path / "s.db") as store:
+        first = run_recorded(config, store, data)
+        again = run_recorded(config, store, data)
+        assert not first["reused"] and again["reused"]
+        assert again["epochs"] == first["epochs"] and store.count() == 1
+
+        def boom(*args, **kwargs):
+            raise RuntimeError("out of memory (simulated)")
+
+        monkeypatch.setattr("depthlab.runner.train", boom)
+        failed = run_recorded(TrainConfig(**{**config.__dict__, "seed": 1}), store, data)
+        assert failed["status"] == "failed" and "out of memory" in failed["reason"]
+        assert store.runs()[0].status == "failed" and store.runs()[0].reason.startswith("RuntimeError")
+
+
+def test_not_a_depthlab_store(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, this is not a database\n" * 10)
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE users (name TEXT)")
+    conn.commit()
+    conn.close()
+    for path, message in [(text, "not a depthlab store"), (other, "not a depthlab store")]:
+        before = path.read_bytes()
+        with pytest.raises(StoreError, match=message):
+            Store(path)
+        assert path.read_bytes() == before
+
+
+def test_bad_store_paths(tmp_path):
+    with pytest.raises(StoreError, match="is a directory"):
+        Store(tmp_path)
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(tmp_path / "missing" / "s.db")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(a_file / "s.db")
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(tmp_path / "absent.db", must_exist=True)
+    assert not (tmp_path / "absent.db").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only files")
+def test_read_only_store(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    Store(folder / "s.db").close()
+    os.chmod(folder / "s.db", 0o444)
+    os.chmod(folder, 0o555)
+    try:
+        with pytest.raises(StoreError, match="not writable"):
+            check_store_path(folder / "s.db")
+        with pytest.raises(StoreError, match="not writable"):
+            check_store_path(folder / "new.db")
+    finally:
+        os.chmod(folder, 0o755)
+
+
+_WRITER = textwrap.dedent("""
+    import pathlib, sys, time
+    import torch  # imported first (the store records its version) so that the writes overlap
+    from depthlab.store import Store
+    path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    folder = pathlib.Path(path).parent
+    (folder / f"ready-{tag}").touch()
+    while len(list(folder.glob("ready-*"))) < 2:  # a barrier: both start writing together
+        time.sleep(0.01)
+    with Store(path) as store:
+        for i in range(n):
+            run_id = store.start_run({"model": "m", "dataset": "d", "i": i, "tag": tag}, f"{tag}-{i}")
+            for epoch in range(3):
+                store.log_epoch(run_id, {"epoch": epoch, "loss": float(i)})
+            store.finish_run(run_id, "done", seconds=0.0, result={"tag": tag, "i": i})
+""")
+
+
+def test_two_processes_write_at_once(tmp_path):
+    db = tmp_path / "s.db"
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), tag, "40"], env=_env(),
+                              stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    with Store(db) as store:
+        rows = store.runs()
+        assert len(rows) == 80 and {r.status for r in rows} == {"done"}
+        assert sorted(r.config_hash for r in rows) == sorted(f"{t}-{i}" for t in "ab" for i in range(40))
+        assert store.conn.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] == 240
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_record_writes_a_whole_run(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        result = {"status": "diverged", "reason": "nan", "seconds": 1.5, "device": "cpu",
+                  "epochs": [{"epoch": 0, "train_error": 0.9, "test_error": 0.9, "loss": 2.3, "lr": 1.0, "seconds": 1.5}]}
+        run_id = store.record({"model": "m", "dataset": "d"}, "h", result, kind="frontier", experiment="e1")
+        row = store.find_finished("h")
+        assert row.id == run_id and row.status == "diverged" and row.kind == "frontier"
+        assert row.experiment == "e1" and json.loads(json.dumps(row.result)) == result
+        assert store.epochs(run_id)[0]["loss"] == 2.3
+        assert [r.id for r in store.runs(kind="frontier", status="diverged")] == [run_id]
+        assert store.runs(kind="train") == []
