@@ -83,6 +83,20 @@ def run_group(trials: Sequence[Trial], data: Dataset) -> list[dict]:
 
 def _init_process_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the driver dies (even by kill -9), so
+    that no orphan trains on for a driver that will never read its result."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 _RAY_DATA: dict[str, Dataset] = {}  # per Ray worker process: datasets already fetched, by object id
