@@ -31,6 +31,7 @@ import math
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -82,6 +83,20 @@ def run_group(trials: Sequence[Trial], data: Dataset) -> list[dict]:
 
 def _init_process_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the driver dies (even by kill -9), so
+    that no orphan trains on for a driver that will never read its result."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 _RAY_DATA: dict[str, Dataset] = {}  # per Ray worker process: datasets already fetched, by object id
@@ -232,6 +247,10 @@ class RayExecutor(Executor):
         self._data_refs: dict[int, object] = {}
 
     def submit(self, trials, data):
+        for t in trials:  # a monitor from a script or test module: ship its code, workers cannot import it
+            module = sys.modules.get(getattr(t.monitor, "__module__", None) or "")
+            if module is not None and not module.__name__.startswith(("depthlab", "builtins")):
+                self.ray.cloudpickle.register_pickle_by_value(module)
         ref = self._data_refs.get(id(data))
         if ref is None:
             ref = self._data_refs[id(data)] = (self.ray.put(data), data)  # keep data alive: id() stays unique
@@ -474,15 +493,16 @@ class TrialRunner:
                         request.future.set_exception(exc)
             raise
         except Exception as exc:
-            # Training errors come back as failed results; an exception here means the worker
-            # itself was lost (killed for memory, a node gone). Try once more, then report the
-            # trials failed without recording them, so that a later resume tries them again.
+            # Training errors come back as failed results; an exception here comes from the
+            # executor (a worker killed for memory, a node gone, a trial that cannot be shipped).
+            # Try once more, then report the trials failed without recording them, so that a
+            # later resume tries them again.
             if attempt == 1:
                 if self.log is not None:
-                    self.log(f"worker lost ({type(exc).__name__}: {exc}); retrying {len(group)} trial(s)")
+                    self.log(f"executor error ({type(exc).__name__}: {exc}); retrying {len(group)} trial(s)")
                 self._submit(group, attempt=2)
                 return
-            reason = f"worker lost: {type(exc).__name__}: {exc}"[:500]
+            reason = f"executor error: {type(exc).__name__}: {exc}"[:500]
             results = [{"config": t.config.canonical(), "status": "failed", "epochs": [], "checkpoints": [],
                         "seconds": 0.0, "reason": reason, "stopped_early": False, "test_error": None,
                         "parameters": 0, "device": t.config.device} for t, _ in group]

@@ -9,7 +9,8 @@ import sys
 import click
 
 from ..errors import ConfigError
-from .app import cli, common_options, echo_err, model_options, model_overrides, open_store, tensorboard_writer
+from .app import (cli, common_options, echo_err, executor_options, executor_spec, model_options, model_overrides,
+                  open_store, tensorboard_writer)
 
 # --quick: the README's main job, all eight presets in a few minutes on 2 CPU cores.
 QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=9, eval_size="1000", evals_per_epoch=4)
@@ -30,9 +31,11 @@ QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=9, eval_siz
 @click.option("--quick", is_flag=True, help="10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 9, 4 evaluations of 1,000 test images per epoch.")
 @model_options
 @common_options
+@executor_options
 def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds, eval_size, evals_per_epoch, quick,
              depth, act, init_, norm, skip, heads, width, params, dataset, data_dir, train_size, seed, device,
-             store_path, out, as_json, tensorboard):
+             store_path, out, as_json, tensorboard, executor, workers, ray_address, cpus_per_trial, gpus_per_trial,
+             fuse):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data import load_dataset
     from ..models import CLASSIC_PRESETS, PRESETS
@@ -76,13 +79,18 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
         model_args=model_overrides(None, act, init_, norm, skip, heads, width, params))
     config.validate()
     config.validate_models(names)
+    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
     check_store_path(store_path)
     folder = safe_output_dir(out or "depthlab-out/frontier")
     writer = tensorboard_writer(tensorboard)
     data = load_dataset(config.dataset, data_dir)
 
-    with open_store(store_path) as store:
-        result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err)
+    from ..executors import TrialRunner, describe
+
+    with spec.create(config.device) as pool, open_store(store_path) as store:
+        echo_err(f"trials run on {describe(spec, pool)}" + (f", lrs fused {spec.fuse} at a time" if spec.fuse > 1 else ""))
+        runner = TrialRunner(pool, store, data, data_dir=data_dir, fuse=spec.fuse, log=echo_err)
+        result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err, runner=runner)
 
     write_csv(folder / "frontier.csv", TABLE_HEADERS, table_rows(result))
     write_csv(folder / "frontier-depths.csv", DEPTH_HEADERS, depth_rows(result))
