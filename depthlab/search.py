@@ -50,7 +50,6 @@ from .train import TrainConfig
 
 CRITERIA = ("either", "test", "train")
 DEFAULT_LRS = tuple(round(10 ** (e / 2), 6) for e in range(-6, 1))  # 0.001, 0.003162, ... 1.0
-QUICK_LRS = (0.01, 0.1, 1.0)
 
 
 @dataclass(frozen=True)
