@@ -273,10 +273,17 @@ def draw_plot(plot: Plot, path: Path) -> Path:
         ax.axvline(x, ls="--", color="grey", lw=1)
         ax.annotate(label, (x, 0.98), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
                     fontsize=8, color="grey")
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 3, 10, 60 rather than 3x10^0 on log axes
     if plot.log_y:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2345" else ""))
     if plot.log_x:
         ax.set_xscale("log")
+    if plot.xlabel == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(plot.xlabel)
     ax.set_ylabel(plot.ylabel + (" (%)" if plot.percent else ""))
     ax.set_title(plot.title, fontsize=10)
