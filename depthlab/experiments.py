@@ -667,6 +667,13 @@ class LRFindResult:
     steepest_lr: float | None
     suggestion: float | None
     rule: str = "lr at the minimum of the smoothed loss / 10"
+    drop: float = 0.0        # relative fall of the smoothed loss from its first value to its minimum
+
+    @property
+    def flat(self) -> bool:
+        """True when the loss hardly fell (< 0.5%): nothing in the range learned within the
+        test's steps, and the minimum, hence the suggestion, is noise."""
+        return self.drop < 0.005
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -765,13 +772,14 @@ def _suggest(lrs: list[float], losses: list[float], smoothed: list[float], stopp
     if len(smoothed) < 3:
         return LRFindResult(lrs, losses, smoothed, stopped, None, None, None)
     i_min = min(range(len(smoothed)), key=smoothed.__getitem__)
+    drop = (smoothed[0] - smoothed[i_min]) / abs(smoothed[0]) if smoothed[0] else 0.0
     # steepest descent of the smoothed loss per unit of log lr, before the minimum, skipping
     # the first tenth of the trace where the moving average is still warming up
     start = max(1, len(smoothed) // 10)
     slopes = [(smoothed[i + 1] - smoothed[i - 1]) / math.log(lrs[i + 1] / lrs[i - 1])
               for i in range(start, min(i_min, len(smoothed) - 1))]
     steepest = lrs[start + min(range(len(slopes)), key=slopes.__getitem__)] if slopes else None
-    return LRFindResult(lrs, losses, smoothed, stopped, lrs[i_min], steepest, lrs[i_min] / 10)
+    return LRFindResult(lrs, losses, smoothed, stopped, lrs[i_min], steepest, lrs[i_min] / 10, drop=drop)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -82,6 +82,9 @@ def test_suggestion_rule_on_a_known_trace():
     assert found.min_loss_lr == pytest.approx(0.1)
     assert found.suggestion == pytest.approx(0.01)
     assert found.steepest_lr == pytest.approx(0.01, rel=0.3)
+    assert not found.flat and found.drop > 0.5
+    flat = _suggest(lrs, [2.3026 - 1e-4 * (i % 3) for i in range(41)], [2.3026 - 1e-4 * (i % 3) for i in range(41)], "t")
+    assert flat.flat and flat.suggestion is not None
 
 
 def synthetic(n=512, seed=0) -> Dataset:
