@@ -895,17 +895,25 @@ GATE_A0 = (0.1, 0.5, 0.9)
 
 def _conclude_strided(parts: dict[str, PartResult]) -> str:
     p = parts["stack-depth-3"]
-    best = {arm: p.best("best_test_error", arm=arm) for arm in ("strided", "strided-res", "strided-gated")}
-    plain = best["strided"]
-    verdict = "trained" if plain and plain["best_test_error"] < TRAINED else "did not train"
     lrs = ", ".join(f"{r['lr']:g}" for r in p.rows if r["arm"] == "strided")
-    gates = parts["gate-start"]
-    moved = "; ".join(f"a0 {r['arm'].split('=')[1]} -> {r['gate_mean']:.2f} ({_pct(r['test_error'])})"
-                      for r in gates.rows if r.get("gate_mean") is not None)
-    return (f"At stack depth 3 the plain strided net {verdict} (best test error {_pct(plain and plain['best_test_error'])} "
-            f"over lrs {lrs}), while strided-res reached {_pct(best['strided-res']['test_error'])} "
-            f"(lr {best['strided-res']['lr']:g}) and strided-gated {_pct(best['strided-gated']['test_error'])} "
-            f"(lr {best['strided-gated']['lr']:g}); the free gates went from a0 to a mean of: {moved}.")
+
+    def verdict(arm: str) -> str:
+        best = p.best("best_test_error", arm=arm)
+        if best is None:
+            return f"{arm} has no finished run"
+        if best["best_test_error"] < TRAINED:
+            return f"{arm} trained ({_pct(best['test_error'])} test error at lr {best['lr']:g})"
+        return f"{arm} did not train (best test error {_pct(best['best_test_error'])})"
+
+    moves = []
+    for r in parts["gate-start"].rows:
+        if r.get("gate_mean") is None:
+            continue
+        a0 = float(r["arm"].split("=")[1])
+        how = "stayed at" if abs(r["gate_mean"] - a0) < 0.02 else "moved to"
+        moves.append(f"a0 {a0:g} {how} {r['gate_mean']:.2f} ({_pct(r['test_error'])} test error)")
+    return (f"At stack depth 3 over lrs {lrs}: {verdict('strided')}, {verdict('strided-res')} and "
+            f"{verdict('strided-gated')}; with free gates, " + "; ".join(moves) + ".")
 
 
 register_experiment(Experiment(

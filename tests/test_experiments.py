@@ -139,6 +139,21 @@ def test_conclusions_are_computed_from_the_numbers():
     assert "best lr was 0.03 (1.00%" in exp.conclude(parts)
 
 
+def test_strided_conclusion_says_what_trained():
+    exp = get_experiment("strided-residual")
+    rows = [{"arm": arm, "lr": lr, "test_error": err, "best_test_error": err}
+            for arm, lr, err in (("strided", 0.01, 0.8865), ("strided", 0.1, 0.8865), ("strided-res", 0.01, 0.03),
+                                 ("strided-res", 0.1, 0.8865), ("strided-gated", 0.01, 0.012),
+                                 ("strided-gated", 0.1, 0.5))]
+    gates = [{"arm": "a0=0.1", "gate_mean": 0.1, "test_error": 0.8865},
+             {"arm": "a0=0.5", "gate_mean": 0.81, "test_error": 0.02}]
+    text = exp.conclude({"stack-depth-3": PartResult("s", "", [], rows), "gate-start": PartResult("g", "", [], gates)})
+    assert "strided did not train (best test error 88.65%)" in text
+    assert "strided-res trained (3.00% test error at lr 0.01)" in text
+    assert "strided-gated trained (1.20% test error at lr 0.01)" in text
+    assert "a0 0.1 stayed at 0.10" in text and "a0 0.5 moved to 0.81 (2.00% test error)" in text
+
+
 def test_classic_experiments_plan_without_running():
     assert {"strided-residual", "lr-momentum", "skipfc-ablation"} <= set(EXPERIMENTS)
     full = plan("skipfc-ablation")
