@@ -1,10 +1,13 @@
-"""Running trials against the store: a finished config is never trained twice, every epoch is
-recorded as it ends, and an exception inside a run is recorded as ``failed`` with its reason."""
+"""Running trials against the store: a finished config (done or diverged) is never trained
+twice, every epoch is recorded as it ends, and an exception inside a run is recorded as
+``failed`` with its reason (and tried again by the next attempt at that config)."""
 
 from __future__ import annotations
 
 import time
 from typing import Callable
+
+import torch
 
 from .data import Dataset, load_dataset
 from .errors import UserError
@@ -29,7 +32,8 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
     key = config.hash()
     if store is not None and reuse:
         found = store.find_finished(key)
-        if found is not None and found.result is not None:
+        # A failure (out of memory, a bug since fixed) is not a result: it is tried again.
+        if found is not None and found.result is not None and found.status != "failed":
             return {**found.result, "reused": True}
     if data is None:  # load (and fail on bad data) before anything is written
         data = load_dataset(config.dataset, data_dir)
@@ -58,7 +62,7 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
         out = {"config": canonical, "status": "failed", "epochs": [], "checkpoints": [],
                "seconds": round(time.perf_counter() - started, 3),
                "reason": f"{type(exc).__name__}: {exc}"[:500], "stopped_early": False,
-               "test_error": None, "parameters": 0, "device": device}
+               "test_error": None, "parameters": 0, "device": device, "threads": torch.get_num_threads()}
         if isinstance(exc, UserError):  # the user's to fix: record it, then report it
             if store is not None:
                 store.finish_run(run_id, "failed", seconds=out["seconds"], reason=out["reason"], result=out)

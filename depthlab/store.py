@@ -80,7 +80,22 @@ class RunRow:
     created_at: float
 
 
-def _pid_alive(pid: int | None) -> bool:
+def _linux_process_start(pid: int) -> tuple[str, float] | None:
+    """(state, start time as a Unix time) of a process from /proc, or None where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        btime = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                     if line.startswith("btime "))
+        fields = stat[stat.rindex(")") + 2:].split()  # the name in (...) may contain spaces
+        return fields[0], btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _pid_alive(pid: int | None, since: float | None = None) -> bool:
+    """Whether process ``pid`` still runs and, given ``since`` (when the row was written), is the
+    process that wrote it: a zombie (killed, not yet reaped) is dead, and on Linux a process that
+    started after ``since`` merely reuses the pid of the dead writer."""
     if not pid:
         return False
     try:
@@ -88,7 +103,12 @@ def _pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    info = _linux_process_start(pid)
+    if info is not None:
+        state, started = info
+        if state in ("Z", "X") or (since is not None and started > since + 2.0):  # btime has 1 s resolution
+            return False
     return True
 
 
@@ -180,10 +200,10 @@ class Store:
         import torch  # the torch version is part of every record
 
         with self.transaction() as c:
-            for run_id, pid, host in c.execute(
-                    "SELECT id, pid, host FROM runs WHERE config_hash = ? AND status = 'running'",
+            for run_id, pid, host, created_at in c.execute(
+                    "SELECT id, pid, host, created_at FROM runs WHERE config_hash = ? AND status = 'running'",
                     (config_hash,)).fetchall():
-                if host != socket.gethostname() or not _pid_alive(pid) or pid == os.getpid():
+                if host != socket.gethostname() or not _pid_alive(pid, created_at) or pid == os.getpid():
                     c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             cur = c.execute(
                 "INSERT INTO runs (config_hash, kind, experiment, model, dataset, config, status, "
