@@ -273,10 +273,17 @@ def draw_plot(plot: Plot, path: Path) -> Path:
         ax.axvline(x, ls="--", color="grey", lw=1)
         ax.annotate(label, (x, 0.98), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
                     fontsize=8, color="grey")
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 3, 10, 60 rather than 3x10^0 on log axes
     if plot.log_y:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2345" else ""))
     if plot.log_x:
         ax.set_xscale("log")
+    if plot.xlabel == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(plot.xlabel)
     ax.set_ylabel(plot.ylabel + (" (%)" if plot.percent else ""))
     ax.set_title(plot.title, fontsize=10)
@@ -660,6 +667,13 @@ class LRFindResult:
     steepest_lr: float | None
     suggestion: float | None
     rule: str = "lr at the minimum of the smoothed loss / 10"
+    drop: float = 0.0        # relative fall of the smoothed loss from its first value to its minimum
+
+    @property
+    def flat(self) -> bool:
+        """True when the loss hardly fell (< 0.5%): nothing in the range learned within the
+        test's steps, and the minimum, hence the suggestion, is noise."""
+        return self.drop < 0.005
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -758,13 +772,14 @@ def _suggest(lrs: list[float], losses: list[float], smoothed: list[float], stopp
     if len(smoothed) < 3:
         return LRFindResult(lrs, losses, smoothed, stopped, None, None, None)
     i_min = min(range(len(smoothed)), key=smoothed.__getitem__)
+    drop = (smoothed[0] - smoothed[i_min]) / abs(smoothed[0]) if smoothed[0] else 0.0
     # steepest descent of the smoothed loss per unit of log lr, before the minimum, skipping
     # the first tenth of the trace where the moving average is still warming up
     start = max(1, len(smoothed) // 10)
     slopes = [(smoothed[i + 1] - smoothed[i - 1]) / math.log(lrs[i + 1] / lrs[i - 1])
               for i in range(start, min(i_min, len(smoothed) - 1))]
     steepest = lrs[start + min(range(len(slopes)), key=slopes.__getitem__)] if slopes else None
-    return LRFindResult(lrs, losses, smoothed, stopped, lrs[i_min], steepest, lrs[i_min] / 10)
+    return LRFindResult(lrs, losses, smoothed, stopped, lrs[i_min], steepest, lrs[i_min] / 10, drop=drop)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -880,17 +895,25 @@ GATE_A0 = (0.1, 0.5, 0.9)
 
 def _conclude_strided(parts: dict[str, PartResult]) -> str:
     p = parts["stack-depth-3"]
-    best = {arm: p.best("best_test_error", arm=arm) for arm in ("strided", "strided-res", "strided-gated")}
-    plain = best["strided"]
-    verdict = "trained" if plain and plain["best_test_error"] < TRAINED else "did not train"
     lrs = ", ".join(f"{r['lr']:g}" for r in p.rows if r["arm"] == "strided")
-    gates = parts["gate-start"]
-    moved = "; ".join(f"a0 {r['arm'].split('=')[1]} -> {r['gate_mean']:.2f} ({_pct(r['test_error'])})"
-                      for r in gates.rows if r.get("gate_mean") is not None)
-    return (f"At stack depth 3 the plain strided net {verdict} (best test error {_pct(plain and plain['best_test_error'])} "
-            f"over lrs {lrs}), while strided-res reached {_pct(best['strided-res']['test_error'])} "
-            f"(lr {best['strided-res']['lr']:g}) and strided-gated {_pct(best['strided-gated']['test_error'])} "
-            f"(lr {best['strided-gated']['lr']:g}); the free gates went from a0 to a mean of: {moved}.")
+
+    def verdict(arm: str) -> str:
+        best = p.best("best_test_error", arm=arm)
+        if best is None:
+            return f"{arm} has no finished run"
+        if best["best_test_error"] < TRAINED:
+            return f"{arm} trained ({_pct(best['test_error'])} test error at lr {best['lr']:g})"
+        return f"{arm} did not train (best test error {_pct(best['best_test_error'])})"
+
+    moves = []
+    for r in parts["gate-start"].rows:
+        if r.get("gate_mean") is None:
+            continue
+        a0 = float(r["arm"].split("=")[1])
+        how = "stayed at" if abs(r["gate_mean"] - a0) < 0.02 else "moved to"
+        moves.append(f"a0 {a0:g} {how} {r['gate_mean']:.2f} ({_pct(r['test_error'])} test error)")
+    return (f"At stack depth 3 over lrs {lrs}: {verdict('strided')}, {verdict('strided-res')} and "
+            f"{verdict('strided-gated')}; with free gates, " + "; ".join(moves) + ".")
 
 
 register_experiment(Experiment(
