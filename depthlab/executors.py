@@ -207,6 +207,15 @@ class ProcessExecutor(Executor):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and self._pool is not None:
+            # Interrupted (Ctrl-C) or failed: do not wait for the running trials to finish.
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self.close()
+
 
 class RayExecutor(Executor):
     """Each group a Ray task with ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs.
@@ -537,7 +546,8 @@ def run_trials(trials: Sequence[Trial], store: Store | None = None, data: Datase
 def describe(spec: ExecutorSpec, executor: Executor) -> str:
     """One line for logs: where trials run."""
     if isinstance(executor, RayExecutor):
-        return (f"ray: {executor.slots} trial(s) at once, {spec.cpus_per_trial:g} CPU"
+        return (f"ray ({spec.ray_address or 'a local instance'}): {executor.slots} trial(s) at once, "
+                f"{spec.cpus_per_trial:g} CPU"
                 f"{f' + {spec.gpus_per_trial:g} GPU' if spec.gpus_per_trial else ''} each")
     if isinstance(executor, ProcessExecutor):
         return f"local: {executor.slots} worker processes x {executor.threads} thread(s)"
