@@ -88,8 +88,9 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     from ..executors import TrialRunner, describe
 
     with spec.create(config.device) as pool, open_store(store_path) as store:
-        echo_err(f"trials run on {describe(spec, pool)}" + (f", lrs fused {spec.fuse} at a time" if spec.fuse > 1 else ""))
-        runner = TrialRunner(pool, store, data, data_dir=data_dir, fuse=spec.fuse, log=echo_err)
+        group = spec.fuse_for(config.device, len(config.lrs))
+        echo_err(f"trials run on {describe(spec, pool)}" + (f", up to {group} lrs fused" if group > 1 else ""))
+        runner = TrialRunner(pool, store, data, data_dir=data_dir, fuse=group, log=echo_err)
         result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err, runner=runner)
 
     write_csv(folder / "frontier.csv", TABLE_HEADERS, table_rows(result))
