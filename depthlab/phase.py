@@ -116,6 +116,30 @@ def search_depths(try_depth: Callable[[int], DepthTrial], ladder: Sequence[int],
     return sorted(trials, key=lambda t: t.depth)
 
 
+def phase_trial_config(act: str, sigma_b2: float, sigma_w2: float, depth: int, lr: float, *, width: float = 1.0,
+                       epochs: int = 2, train_size: int | None = 10_000, test_size: int | None = None,
+                       evals_per_epoch: int = 4, seed: int = 0, device: str = "auto"):
+    """The `TrainConfig` of one phase-diagram trial."""
+    from .train import TrainConfig
+
+    return TrainConfig(model="stages", model_args=dict(depth=depth, act=act, init=scaled_init(sigma_w2, sigma_b2),
+                                                       width=width),
+                       train_size=train_size, test_size=test_size, epochs=epochs, lr=lr,
+                       evals_per_epoch=evals_per_epoch, seed=seed, device=device)
+
+
+def check_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder: Sequence[int],
+                lrs: Sequence[float], **options) -> None:
+    """Validate every trial the sweep may run (each rung of the ladder; bisection stays on
+    multiples of 3 between rungs), raising `ConfigError` before any store is opened."""
+    if not ladder or not lrs or not sigma_w2s:
+        raise ConfigError("the phase sweep needs sigma_w2 values, depths and learning rates")
+    for w in sigma_w2s:
+        for lr in lrs:
+            for depth in ladder:
+                phase_trial_config(act, sigma_b2, w, depth, lr, **options).validate()
+
+
 def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder: Sequence[int],
                   lrs: Sequence[float], store, data, *, width: float = 1.0, epochs: int = 2,
                   train_size: int | None = 10_000, test_size: int | None = None, threshold: float = DEFAULT_THRESHOLD,
@@ -125,17 +149,14 @@ def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
     sigma_w2, recording every trial in ``store``. A trial stops as soon as its error drops
     below ``threshold``; learning rates are tried in the order given until one trains."""
     from .runner import run_recorded
-    from .train import TrainConfig
 
-    def config(sigma_w2: float, depth: int, lr: float) -> TrainConfig:
-        return TrainConfig(model="stages", model_args=dict(depth=depth, act=act, init=scaled_init(sigma_w2, sigma_b2),
-                                                           width=width),
-                           train_size=train_size, test_size=test_size, epochs=epochs, lr=lr,
-                           evals_per_epoch=evals_per_epoch, seed=seed, device=device)
+    def config(sigma_w2: float, depth: int, lr: float):
+        return phase_trial_config(act, sigma_b2, sigma_w2, depth, lr, width=width, epochs=epochs,
+                                  train_size=train_size, test_size=test_size, evals_per_epoch=evals_per_epoch,
+                                  seed=seed, device=device)
 
-    for w in sigma_w2s:  # validate the whole sweep before the first run
-        for lr in lrs:
-            config(w, max(ladder), lr).validate()
+    check_phase(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs, train_size=train_size,
+                test_size=test_size, evals_per_epoch=evals_per_epoch, seed=seed, device=device)
 
     out = []
     for sigma_w2 in sigma_w2s:
@@ -198,24 +219,33 @@ def read_measurements_csv(path: str | Path) -> list[PhaseMeasurement]:
     """Measured points from a CSV with columns sigma_w2, max_trainable_depth and optionally
     first_failing_depth and sigma_b2 (empty cells mean none)."""
     import csv
+    import io
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"measurements file {p} does not exist")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"measurements file {p} is not a readable CSV text file ({type(exc).__name__})") from None
+
+    def opt_int(row, key):
+        value = (row.get(key) or "").strip()
+        return int(float(value)) if value else None
+
     out = []
-    with open(p, newline="") as fh:
-        reader = csv.DictReader(fh)
+    line = 1
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         if not reader.fieldnames or not {"sigma_w2", "max_trainable_depth"} <= set(reader.fieldnames):
             raise ConfigError(f"measurements file {p} needs the columns sigma_w2 and max_trainable_depth")
         for line, row in enumerate(reader, start=2):
-            try:
-                def opt_int(key):
-                    value = (row.get(key) or "").strip()
-                    return int(float(value)) if value else None
-                out.append(PhaseMeasurement(float(row["sigma_w2"]), float(row.get("sigma_b2") or "nan"),
-                                            opt_int("max_trainable_depth"), opt_int("first_failing_depth")))
-            except ValueError:
-                raise ConfigError(f"measurements file {p}, line {line}: not a number") from None
+            out.append(PhaseMeasurement(float(row["sigma_w2"]), float(row.get("sigma_b2") or "nan"),
+                                        opt_int(row, "max_trainable_depth"), opt_int(row, "first_failing_depth")))
+    except (ValueError, OverflowError, TypeError):  # int(float("inf")) overflows; a short row gives None
+        raise ConfigError(f"measurements file {p}, line {line}: not a number") from None
+    except csv.Error as exc:
+        raise ConfigError(f"measurements file {p}, line {line}: not CSV ({exc})") from None
     return out
 
 

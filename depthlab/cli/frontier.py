@@ -9,7 +9,8 @@ import sys
 import click
 
 from ..errors import ConfigError
-from .app import cli, common_options, echo_err, model_options, model_overrides, open_store, tensorboard_writer
+from .app import (cli, common_options, echo_err, model_options, model_overrides, open_store, require_tensorboard,
+                  tensorboard_writer)
 
 # --quick: the README's main job, all eight presets in a few minutes on 2 CPU cores.
 QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=24)
@@ -36,7 +37,7 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data import load_dataset
     from ..models import CLASSIC_PRESETS, PRESETS
-    from ..report import format_table, safe_output_dir, write_csv
+    from ..report import check_output_dir, format_table, safe_output_dir, write_csv
     from ..search import (DEFAULT_LRS, DEPTH_HEADERS, TABLE_HEADERS, FrontierConfig, depth_rows, find_frontiers,
                           parse_depths, parse_lrs, plot_frontier, table_rows)
     from ..store import check_store_path
@@ -72,10 +73,12 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
         model_args=model_overrides(None, act, init_, norm, skip, heads, width, params))
     config.validate()
     config.validate_models(names)
+    check_output_dir(out or "depthlab-out/frontier")
+    require_tensorboard(tensorboard)
     check_store_path(store_path)
+    data = load_dataset(config.dataset, data_dir)  # bad data fails before any folder or store is created
     folder = safe_output_dir(out or "depthlab-out/frontier")
     writer = tensorboard_writer(tensorboard)
-    data = load_dataset(config.dataset, data_dir)
 
     with open_store(store_path) as store:
         result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err)
