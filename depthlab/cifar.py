@@ -76,23 +76,30 @@ def check_resumable(configs: list[TrainConfig], folder) -> None:
 
 class Throughput:
     """Training images/s of each epoch, timed from the end of its first step to the end of its
-    last (so the first step's one-off costs and the evaluation are not counted)."""
+    last (so the first step's one-off costs and the evaluation are not counted). On CUDA,
+    ``sync`` (``torch.cuda.synchronize``) runs at those two points only, so the figure counts
+    finished work rather than queued kernels."""
 
-    def __init__(self, batch_size: int, train_images: int):
-        self.batch_size, self.train_images = batch_size, train_images
+    def __init__(self, batch_size: int, train_images: int, sync: Callable[[], None] | None = None):
+        self.batch_size, self.train_images, self.sync = batch_size, train_images, sync
         self.first: float | None = None
         self.rates: list[float] = []
+        self.fresh = False  # a rate was measured since the last `take_fresh`
 
     def step(self, step: int, total: int) -> None:
+        if self.sync is not None and (step == 1 or step == total):
+            self.sync()
         now = time.perf_counter()
         if step == 1:
             self.first = now
         if step == total and total > 1 and self.first is not None:
             self.rates.append((self.train_images - self.batch_size) / max(now - self.first, 1e-9))
+            self.fresh = True
 
-    @property
-    def last(self) -> float | None:
-        return self.rates[-1] if self.rates else None
+    def take_fresh(self) -> float | None:
+        """The rate of the epoch that just ended, or None (e.g. an epoch restored from a checkpoint)."""
+        fresh, self.fresh = self.fresh, False
+        return self.rates[-1] if fresh else None
 
 
 def train_images(config: TrainConfig, data: Dataset) -> int:
@@ -109,11 +116,17 @@ def run_one(config: TrainConfig, data: Dataset, store: Store | None, *, experime
     from .cli.app import classic_line
     from .runner import run_recorded
 
-    meter = Throughput(config.batch_size, train_images(config, data))
+    import torch
+
+    from .train import resolve_device
+
+    cuda = resolve_device(config.device).type == "cuda"
+    meter = Throughput(config.batch_size, train_images(config, data), torch.cuda.synchronize if cuda else None)
     eval_label = "Val" if config.eval_split == "val" else "Test"
 
     def on_epoch(m):
-        rate = f", {meter.last:,.0f} img/s" if meter.last and len(meter.rates) == m.epoch + 1 else ""
+        measured = meter.take_fresh()
+        rate = f", {measured:,.0f} img/s" if measured else ""
         echo(f"[{label}] {classic_line(m.epoch, config.epochs, m.train_error, m.test_error, eval_label)}"
              f" (loss {m.loss:.4f}, lr {m.lr:.4g}{rate})")
 

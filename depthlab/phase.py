@@ -116,65 +116,68 @@ def search_depths(try_depth: Callable[[int], DepthTrial], ladder: Sequence[int],
     return sorted(trials, key=lambda t: t.depth)
 
 
-def phase_trial_config(act: str, sigma_b2: float, sigma_w2: float, depth: int, lr: float, *, width: float = 1.0,
-                       epochs: int = 2, train_size: int | None = 10_000, test_size: int | None = None,
-                       evals_per_epoch: int = 4, seed: int = 0, device: str = "auto"):
-    """The `TrainConfig` of one phase-diagram trial."""
-    from .train import TrainConfig
+def phase_configs(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder: Sequence[int],
+                  lrs: Sequence[float], *, width: float = 1.0, epochs: int = 3, train_size: int | None = 10_000,
+                  test_size: int | None = 2000, threshold: float = DEFAULT_THRESHOLD, evals_per_epoch: int = 4,
+                  seed: int = 0, device: str = "auto") -> dict:
+    """The frontier protocol (`depthlab.search.FrontierConfig`) of each sigma_w2, with every
+    trial of the sweep validated: the CLI calls this before it opens the store."""
+    from .search import FrontierConfig
 
-    return TrainConfig(model="stages", model_args=dict(depth=depth, act=act, init=scaled_init(sigma_w2, sigma_b2),
-                                                       width=width),
-                       train_size=train_size, test_size=test_size, epochs=epochs, lr=lr,
-                       evals_per_epoch=evals_per_epoch, seed=seed, device=device)
-
-
-def check_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder: Sequence[int],
-                lrs: Sequence[float], **options) -> None:
-    """Validate every trial the sweep may run (each rung of the ladder; bisection stays on
-    multiples of 3 between rungs), raising `ConfigError` before any store is opened."""
+    ladder = sorted(set(ladder))
     if not ladder or not lrs or not sigma_w2s:
         raise ConfigError("the phase sweep needs sigma_w2 values, depths and learning rates")
-    for w in sigma_w2s:
-        for lr in lrs:
-            for depth in ladder:
-                phase_trial_config(act, sigma_b2, w, depth, lr, **options).validate()
+    configs = {}
+    for sigma_w2 in sigma_w2s:
+        fc = FrontierConfig(max_depth=max(3, -(-max(ladder) // 3) * 3), lrs=tuple(float(lr) for lr in lrs),
+                            epochs=epochs, threshold=threshold, criterion="either", seed=seed,
+                            train_size=train_size, eval_size=test_size, evals_per_epoch=evals_per_epoch,
+                            device=device, model_args=dict(act=act, init=scaled_init(sigma_w2, sigma_b2), width=width))
+        fc.validate()
+        for depth in ladder:
+            fc.trial_config("stages", depth, fc.lrs[0], seed).validate()
+        configs[sigma_w2] = fc
+    return configs
 
 
 def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder: Sequence[int],
-                  lrs: Sequence[float], store, data, *, width: float = 1.0, epochs: int = 2,
-                  train_size: int | None = 10_000, test_size: int | None = None, threshold: float = DEFAULT_THRESHOLD,
+                  lrs: Sequence[float], store, data, *, width: float = 1.0, epochs: int = 3,
+                  train_size: int | None = 10_000, test_size: int | None = 2000, threshold: float = DEFAULT_THRESHOLD,
                   refine: int = 1, evals_per_epoch: int = 4, seed: int = 0, device: str = "auto",
                   log: Callable[[str], None] | None = None) -> list[PhaseMeasurement]:
     """Measure the frontier of ``stages`` (act, ``scaled:W2,B2``, no BN, no skips) for each
-    sigma_w2, recording every trial in ``store``. A trial stops as soon as its error drops
-    below ``threshold``; learning rates are tried in the order given until one trains."""
-    from .runner import run_recorded
+    sigma_w2, recording every trial in ``store``.
 
-    def config(sigma_w2: float, depth: int, lr: float):
-        return phase_trial_config(act, sigma_b2, sigma_w2, depth, lr, width=width, epochs=epochs,
-                                  train_size=train_size, test_size=test_size, evals_per_epoch=evals_per_epoch,
-                                  seed=seed, device=device)
+    Each depth is judged by `depthlab.search` (the `frontier` command's criterion, lr order
+    and trial recording, so its runs and these share store keys); only the depth search is
+    coarser: the ``ladder`` is walked up to the first failure and ``refine`` bisection steps
+    follow, instead of bisecting down to consecutive multiples of 3. Near the frontier each
+    failing depth costs the full budget for every lr, and a frontier at depth ~40 is located
+    to within +-15% by one bisection step; the plot shows the bracket."""
+    from .search import evaluate_depth, run_trial
 
-    check_phase(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs, train_size=train_size,
-                test_size=test_size, evals_per_epoch=evals_per_epoch, seed=seed, device=device)
+    ladder = sorted(set(ladder))
+    configs = phase_configs(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs,  # the whole sweep,
+                            train_size=train_size, test_size=test_size, threshold=threshold,  # validated first
+                            evals_per_epoch=evals_per_epoch, seed=seed, device=device)
 
     out = []
-    for sigma_w2 in sigma_w2s:
-        def try_depth(depth: int, sigma_w2=sigma_w2) -> DepthTrial:
-            best = DepthTrial(depth, False, 1.0, None)
-            for lr in lrs:
-                result = run_recorded(config(sigma_w2, depth, lr), store, data, kind="phase",
-                                      experiment=f"phase-{act}",
-                                      monitor=lambda point: min(point.train_error, point.eval_error) < threshold)
-                error = best_error(result)
-                if error < best.error:
-                    best = DepthTrial(depth, error < threshold, error, lr)
-                if log is not None:
-                    log(f"sigma_w2 {sigma_w2:g} depth {depth} lr {lr:g}: best error {100 * error:.1f}%"
-                        f"{' (stored)' if result.get('reused') else ''} in {result.get('seconds', 0):.0f}s")
-                if best.trainable:
-                    break
-            return best
+    for sigma_w2, fc in configs.items():
+        last_lr: list[float | None] = [None]
+
+        def trial(depth: int, lr: float, s: int, fc=fc, sigma_w2=sigma_w2):
+            t = run_trial("stages", depth, lr, s, fc, store, data)
+            if log is not None:
+                err = f"{100 * t.error:.1f}%" if t.error is not None else "-"
+                log(f"sigma_w2 {sigma_w2:g} depth {depth} lr {lr:g}: {'trained' if t.trained else 'failed'}, "
+                    f"error {err}, {'stored' if t.reused else f'{t.seconds:.0f}s'}")
+            return t
+
+        def try_depth(depth: int, fc=fc, trial=trial, last_lr=last_lr) -> DepthTrial:
+            result = evaluate_depth(depth, fc.sorted_lrs(), last_lr[0], [seed], trial)
+            if result.trainable:
+                last_lr[0] = result.lr
+            return DepthTrial(depth, result.trainable, 1.0 if result.error is None else result.error, result.lr)
 
         trials = search_depths(try_depth, ladder, refine=refine)
         best, failing = frontier_of(trials)
@@ -305,3 +308,58 @@ def plot_phase_diagram(points: Sequence[MeanFieldPoint], path: Path, *, act: str
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Does the theory apply at this width? Compare it with the network at initialisation.
+
+
+@dataclass
+class InitAgreement:
+    """Mean-field predictions vs one finite network at init, inside one stage (same channel
+    count, no pooling in between), averaged over seeds."""
+
+    sigma_w2: float
+    sigma_b2: float
+    width: float
+    channels: int            # channels of the stage compared
+    chi_1_theory: float
+    chi_1_measured: float    # geometric mean of ||dL/dx_{l-1}||^2 / ||dL/dx_l||^2 across the stage
+    phi2_theory: float       # E[phi(h)^2] at q*: the mean square activation
+    phi2_measured: float     # mean square activation, averaged over the stage's second half
+
+
+def init_agreement(act: str, sigma_w2: float, sigma_b2: float, width: float, data, *, depth: int = 36,
+                   stage: int = 0, seeds: Sequence[int] = (0, 1, 2), batch_size: int = 128) -> InitAgreement:
+    """Build ``stages`` (act, scaled:W2,B2, width) at ``depth``, push one real MNIST batch
+    through it and back, and compare the per-layer gradient growth and activation scale inside
+    ``stage`` (0: 28x28 maps, where zero padding touches the fewest pixels) with chi_1 and
+    E[phi^2] at q*."""
+    import numpy as np
+    import torch
+
+    from . import theory
+    from .data import Batches
+    from .diagnostics import gradient_profile
+    from .models import create_model
+
+    xb, yb = next(iter(Batches(data.train_x[:batch_size], data.train_y[:batch_size], batch_size, data.mean,
+                               data.std, shuffle=False)))
+    logs, squares, channels = [], [], 0
+    per_stage = depth // 3
+    for seed in seeds:
+        torch.manual_seed(seed)
+        net = create_model("stages", data.input_shape, data.num_classes, depth=depth, act=act,
+                           init=scaled_init(sigma_w2, sigma_b2), width=width)
+        channels = net.spec.channels()[stage]
+        prof = gradient_profile(net, xb, yb)
+        # skip the stage's first conv: it changes the channel count (and follows a pool)
+        signal = prof["signal_norm"][stage * per_stage + 1:(stage + 1) * per_stage]
+        logs.append(np.mean(2 * np.log(signal[:-1] / signal[1:])))
+        half = slice(stage * per_stage + per_stage // 2, (stage + 1) * per_stage)
+        squares.append(np.mean(prof["act_std"][half] ** 2 + prof["act_mean"][half] ** 2))
+    q = theory.q_star(act, sigma_w2, sigma_b2)
+    phi, _ = theory.activation(act)
+    phi2 = theory.gaussian_expectation(lambda z: phi(math.sqrt(q) * z) ** 2)
+    return InitAgreement(sigma_w2, sigma_b2, width, channels, theory.chi_1(act, sigma_w2, sigma_b2),
+                         float(np.exp(np.mean(logs))), phi2, float(np.mean(squares)))

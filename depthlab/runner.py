@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+import torch
+
 from .data import Dataset, load_dataset
 from .errors import UserError
 from .store import Store
@@ -16,13 +18,16 @@ from .train import Monitor, RunResult, TrainConfig, resolve_device, train
 def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None = None, *,
                  data_dir=None, kind: str = "train", experiment: str | None = None,
                  monitor: Monitor | None = None, on_epoch: Callable | None = None,
-                 reuse: bool = True, on_step=None, train_options: dict | None = None) -> dict:
+                 reuse: bool = True, on_step=None, train_options: dict | None = None,
+                 extras: Callable | None = None) -> dict:
     """Train ``config`` (or return its stored result when ``reuse`` and it already finished).
 
     Returns the result as a dict (``RunResult.to_dict()`` plus ``"reused": bool`` and
     ``"checkpoints"``) so that stored and fresh results look the same to callers.
     ``train_options`` are passed on to `train` (e.g. ``checkpoint_path``, ``resume``,
-    ``compile_model``: ways of running that do not change the result)."""
+    ``compile_model``: ways of running that do not change the result).
+    ``extras(model)`` may measure the trained network (gate values, train-split accuracy of the
+    restored weights...); its JSON-able dict is stored with the result under ``"extras"``."""
     config.validate()
     key = config.hash()
     if store is not None and reuse:
@@ -49,13 +54,15 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
                                          on_epoch=record_epoch, on_step=on_step, **(train_options or {}))
         out = result.to_dict()
         out["checkpoints"] = [vars(c) for c in result.checkpoints]
+        if extras is not None and result.status == "done":
+            out["extras"] = extras(result.model)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a run that raises (out of memory, a bug) must not stop a sweep
         out = {"config": canonical, "status": "failed", "epochs": [], "checkpoints": [],
                "seconds": round(time.perf_counter() - started, 3),
                "reason": f"{type(exc).__name__}: {exc}"[:500], "stopped_early": False,
-               "test_error": None, "parameters": 0, "device": device}
+               "test_error": None, "parameters": 0, "device": device, "threads": torch.get_num_threads()}
         if isinstance(exc, UserError):  # the user's to fix: record it, then report it
             if store is not None:
                 store.finish_run(run_id, "failed", seconds=out["seconds"], reason=out["reason"], result=out)

@@ -35,6 +35,7 @@ every listed depth is tried (no assumption) and ``monotone`` says whether the ma
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
@@ -220,6 +221,24 @@ def trial_from_result(depth: int, lr: float, seed: int, result: dict, criterion:
                  float(result.get("seconds") or 0.0), bool(result.get("reused")), run_hash)
 
 
+@dataclass(frozen=True)
+class CriterionMonitor:
+    """Stops a trial at the first evaluation point that meets the criterion. A dataclass, not a
+    closure, so that process and Ray workers can run it (`depthlab.executors`)."""
+
+    criterion: str
+    threshold: float
+
+    def __call__(self, checkpoint) -> bool:
+        return first_met([vars(checkpoint)], self.criterion, self.threshold) is not None
+
+
+def _needs_retraining(result: dict, config: FrontierConfig) -> bool:
+    """A stored run that another criterion stopped early without meeting this one."""
+    return bool(result.get("reused") and result.get("stopped_early")
+                and first_met(result.get("checkpoints") or [], config.criterion, config.threshold) is None)
+
+
 def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConfig, store: Store | None,
               data: Dataset | None, data_dir=None) -> Trial:
     """Train one trial through the store, stopping as soon as the criterion is met.
@@ -229,18 +248,36 @@ def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConf
     that a different criterion stopped early without meeting this one is trained again."""
     train_config = config.trial_config(model, depth, lr, seed)
     key = train_config.hash()
-
-    def monitor(checkpoint) -> bool:
-        return first_met([vars(checkpoint)], config.criterion, config.threshold) is not None
-
+    monitor = CriterionMonitor(config.criterion, config.threshold)
     result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
                           experiment="frontier", monitor=monitor)
-    if result.get("reused"):
-        met = first_met(result.get("checkpoints") or [], config.criterion, config.threshold)
-        if met is None and result.get("stopped_early"):
-            result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
-                                  experiment="frontier", monitor=monitor, reuse=False)
+    if _needs_retraining(result, config):
+        result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
+                              experiment="frontier", monitor=monitor, reuse=False)
     return trial_from_result(depth, lr, seed, result, config.criterion, config.threshold, key)
+
+
+Cell = tuple[int, float, int]  # (depth, lr, seed)
+
+
+def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[Trial]:
+    """`run_trial` for several cells at once through a `depthlab.executors.TrialRunner`: the
+    trials run concurrently (fused, with the runner's ``fuse``), the driver records them, and
+    the same reuse rules apply. Results in the order of ``cells``."""
+    from .executors import Trial as Job
+
+    monitor = CriterionMonitor(config.criterion, config.threshold)
+    configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
+
+    def job(c: TrainConfig, reuse: bool = True) -> Job:
+        return Job(c, kind="frontier", experiment="frontier", monitor=monitor, reuse=reuse)
+
+    results = runner.run([job(c) for c in configs])
+    redo = [i for i, r in enumerate(results) if _needs_retraining(r, config)]
+    for i, r in zip(redo, runner.run([job(configs[i], reuse=False) for i in redo])):
+        results[i] = r
+    return [trial_from_result(d, lr, s, r, config.criterion, config.threshold, c.hash())
+            for (d, lr, s), r, c in zip(cells, results, configs)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,20 +360,35 @@ def lr_order(lrs: Sequence[float], start: float | None) -> list[float]:
 TrialFn = Callable[[int, float, int], Trial]
 
 
+CellsFn = Callable[[list[Cell]], list[Trial]]
+
+
 def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, seeds: Sequence[int],
-                   trial: TrialFn) -> DepthResult:
-    """Try lrs in search order until a majority of seeds train at one of them."""
+                   trial: TrialFn | None = None, *, cells: CellsFn | None = None, width: int = 1) -> DepthResult:
+    """Try lrs in search order until a majority of seeds train at one of them.
+
+    With ``cells`` (run a batch of (depth, lr, seed) cells concurrently) the lrs go ``width`` at a
+    time, all seeds at once, and the verdict is still read in search order: the answer and the
+    trials reported are exactly those of the one-at-a-time search. Trials of lrs after the
+    deciding one ran speculatively; they are in the store, not in the result."""
+    order = lr_order(lrs, start_lr)
     trials: list[Trial] = []
     best_fraction = 0.0
-    for lr in lr_order(lrs, start_lr):
-        cell = [trial(depth, lr, s) for s in seeds]
-        trials += cell
-        trained = [t for t in cell if t.trained]
-        fraction = len(trained) / len(cell)
-        if 2 * len(trained) > len(cell):
-            return DepthResult(depth, True, lr, _median(t.error for t in trained), fraction,
-                               _median(t.epochs for t in trained), trials)
-        best_fraction = max(best_fraction, fraction)
+    for start in range(0, len(order), width if cells is not None else 1):
+        wave = order[start:start + width] if cells is not None else order[start:start + 1]
+        if cells is not None:
+            done = cells([(depth, lr, s) for lr in wave for s in seeds])
+            outcomes = [done[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(wave))]
+        else:
+            outcomes = [[trial(depth, lr, s) for s in seeds] for lr in wave]
+        for lr, cell in zip(wave, outcomes):
+            trials += cell
+            trained = [t for t in cell if t.trained]
+            fraction = len(trained) / len(cell)
+            if 2 * len(trained) > len(cell):
+                return DepthResult(depth, True, lr, _median(t.error for t in trained), fraction,
+                                   _median(t.epochs for t in trained), trials)
+            best_fraction = max(best_fraction, fraction)
     return DepthResult(depth, False, None, _min(t.error for t in trials), best_fraction, None, trials)
 
 
@@ -396,9 +448,14 @@ def summarise(model: str, depths: dict[int, DepthResult], seconds: float) -> Mod
 
 def find_frontier(model: str, config: FrontierConfig, store: Store | None, data: Dataset | None = None, *,
                   data_dir=None, trial: TrialFn | None = None,
-                  log: Callable[[str], None] | None = None) -> ModelFrontier:
+                  log: Callable[[str], None] | None = None, runner=None, cells: CellsFn | None = None,
+                  width: int = 1) -> ModelFrontier:
     """The depth frontier of one model. ``trial(depth, lr, seed) -> Trial`` replaces real training
-    (tests use it to check the search against an exhaustive grid)."""
+    (tests use it to check the search against an exhaustive grid).
+
+    With ``runner`` (a `depthlab.executors.TrialRunner`, which then owns the store) trials run
+    through its executor, ``width`` lrs of a depth at a time (`evaluate_depth`); the answer is
+    the one-at-a-time search's. ``cells`` replaces the runner with a fake batch function."""
     config.validate()
     config.validate_models([model])
     started = time.perf_counter()
@@ -413,11 +470,22 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
                 f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
         return t
 
+    def real_cells(batch: list[Cell]) -> list[Trial]:
+        done = run_cells(model, batch, config, runner)
+        if log is not None:
+            for t in done:
+                verdict = f"trained at epoch {t.epochs:.2f}" if t.trained else f"failed ({t.status})"
+                err = f"{100 * t.error:.1f}%" if t.error is not None else "-"
+                log(f"{model} depth {t.depth} lr {t.lr:g} seed {t.seed}: {verdict}, error {err}, "
+                    f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
+        return done
+
     run = trial or real_trial
+    batch = cells or (real_cells if runner is not None and trial is None else None)
     lrs = config.sorted_lrs()
 
     def evaluate(depth: int, start_lr: float | None) -> DepthResult:
-        return evaluate_depth(depth, lrs, start_lr, seeds, run)
+        return evaluate_depth(depth, lrs, start_lr, seeds, run, cells=batch, width=max(1, width))
 
     if config.depths is not None:
         depths: dict[int, DepthResult] = {}
@@ -430,11 +498,27 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
 
 
 def find_frontiers(models: Sequence[str], config: FrontierConfig, store: Store | None,
-                   data: Dataset | None = None, **kwargs) -> FrontierResult:
-    """`find_frontier` for several models, one after the other, sharing the loaded data."""
+                   data: Dataset | None = None, *, runner=None, **kwargs) -> FrontierResult:
+    """`find_frontier` for several models, sharing the loaded data: one after the other, or with
+    ``runner`` (a `depthlab.executors.TrialRunner`) all at once, each model's search in its own
+    thread, their trials running side by side on the runner's executor. Each search keeps its
+    sequential logic, so the answers are those of the one-after-the-other run."""
     started = time.perf_counter()
-    results = [find_frontier(m, config, store, data, **kwargs) for m in models]
+    if runner is None:
+        results = [find_frontier(m, config, store, data, **kwargs) for m in models]
+    else:
+        width = search_width(runner.parallelism, runner.fuse, len(models), config)
+        results = runner.run_concurrently([functools.partial(find_frontier, m, config, store, data, runner=runner,
+                                                             width=width, **kwargs) for m in models])
     return FrontierResult(config, results, time.perf_counter() - started)
+
+
+def search_width(parallelism: int, fuse: int, models: int, config: FrontierConfig) -> int:
+    """How many lrs of a depth each model's search tries at once: enough to keep
+    ``parallelism`` trial slots busy when there are fewer models than slots, and the fused group
+    size when fusing (a fused group of lrs costs less than its members one by one)."""
+    per_model = parallelism // max(1, models * config.seeds)
+    return max(1, min(len(config.lrs), max(fuse, per_model)))
 
 
 # ---------------------------------------------------------------------------------------------

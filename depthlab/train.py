@@ -159,6 +159,7 @@ class TrainConfig:
     evals_per_epoch: int = 1
     seed: int = 0
     device: str = "auto"
+    compile: bool = False      # torch.compile the model (CUDA: reduce-overhead, i.e. CUDA graphs)
 
     def validate(self) -> None:
         resolve_model(self.model, **self.model_args)
@@ -199,6 +200,7 @@ class TrainConfig:
         """A stable hash of everything that defines the result (the device is not part of it)."""
         d = self.canonical()
         d.pop("device")
+        d.pop("compile")  # how the forward runs, not what it computes
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -239,6 +241,7 @@ class RunResult:
     test_error: float | None = None      # final test error (after restoring best weights if any)
     parameters: int = 0
     device: str = "cpu"
+    threads: int = 1                     # torch intra-op threads (CPU results depend on it bitwise)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     model: nn.Module | None = field(default=None, repr=False)  # the trained network, for notebooks
 
@@ -246,7 +249,8 @@ class RunResult:
         return {"config": self.config, "status": self.status,
                 "epochs": [e.to_dict() for e in self.epochs], "seconds": round(self.seconds, 3),
                 "reason": self.reason, "stopped_early": self.stopped_early,
-                "test_error": self.test_error, "parameters": self.parameters, "device": self.device}
+                "test_error": self.test_error, "parameters": self.parameters, "device": self.device,
+                "threads": self.threads}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +373,7 @@ def load_checkpoint(path) -> dict:
 def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
           monitor: Monitor | None = None, on_epoch: Callable[[EpochMetrics], None] | None = None,
           on_step: Callable[[int, int], None] | None = None, checkpoint_path=None, resume: bool = False,
-          compile_model: bool = False) -> RunResult:
+          compile_model: bool = False, channels_last: bool | None = None) -> RunResult:
     """Train one configuration.
 
     ``monitor`` is called at each evaluation (``evals_per_epoch`` times per epoch) and may stop
@@ -380,6 +384,8 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     ``resume`` an existing checkpoint of the same config is continued, giving the same result
     as an uninterrupted run (the restored epochs are passed to ``on_epoch`` again).
     ``compile_model`` wraps the model in ``torch.compile`` (a speed option on CUDA).
+    ``channels_last`` (default: on for CPU and CUDA) is exposed for benchmarks: NHWC convs are
+    about twice as fast on CPU for these few-channel networks (see BENCHMARKS.md).
     """
     config.validate()
     device = resolve_device(config.device)
@@ -389,14 +395,17 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     started = time.perf_counter()
     schedule = parse_schedule(config.schedule)
     amp = device.type == "cuda"
-    channels_last = device.type in ("cpu", "cuda")
+    if channels_last is None:
+        channels_last = device.type in ("cpu", "cuda")
 
     torch.manual_seed(config.seed)
     model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model.parameters())
-    net = torch.compile(model) if compile_model else model  # state dicts are taken from `model`
+    # Deep thin nets are launch-bound on a GPU: CUDA graphs (reduce-overhead) remove that cost.
+    net = (torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else "default")
+           if compile_model or config.compile else model)  # state dicts are taken from `model`
 
     tx, ty, ex, ey, test_x, test_y = (t.to(device) for t in prepare_splits(config, data))
     train_batches = Batches(tx, ty, config.batch_size, data.mean, data.std, seed=config.seed,
@@ -406,7 +415,8 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     eval_at = {round(steps_per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
     check_every = 1 if device.type == "cpu" else 20  # a finiteness check syncs an accelerator
 
-    result = RunResult(canonical, "done", [], 0.0, parameters=count_parameters(model), device=str(device))
+    result = RunResult(canonical, "done", [], 0.0, parameters=count_parameters(model), device=str(device),
+                       threads=torch.get_num_threads())
     best_error, best_state, since_best = math.inf, None, 0
     first_epoch, elapsed_before = 0, 0.0
     if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):

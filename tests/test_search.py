@@ -158,7 +158,7 @@ def test_criterion_definition():
 # Real training on real MNIST
 
 
-SMALL = dict(train_size=2000, epochs=2, eval_size=500, evals_per_epoch=4, lrs=(0.03, 0.1, 0.3), threshold=0.4,
+SMALL = dict(train_size=2000, epochs=2, eval_size=300, evals_per_epoch=4, lrs=(0.03, 0.1), threshold=0.4,
              device="cpu")
 
 
@@ -316,3 +316,15 @@ def test_bad_input_is_one_line_exit_2_and_store_untouched(extra, message, tmp_pa
     assert err.startswith("depthlab: error: ") and err.count("\n") == 1 and message in err, err
     assert "Traceback" not in err and text == ""
     assert not store.exists() and not out.exists()
+
+
+def test_quick_sets_the_quick_protocol_and_flags_override_it(data_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, text, err = run_cli(["frontier", "--quick", "--models", "cnn-elu-bn", "--max-depth", "3", "--train-size",
+                               "1000", "--device", "cpu", "--store", str(tmp_path / "q.db"), "--out", str(out),
+                               "--data-dir", str(data_root), "--json"], capsys)
+    assert code == 0, err
+    config = json.loads((out / "frontier.json").read_text())["config"]
+    assert (config["train_size"], config["epochs"], config["lrs"], config["max_depth"]) == (1000, 1, [0.01, 0.1, 1.0], 3)
+    assert (config["eval_size"], config["evals_per_epoch"], config["threshold"]) == (1000, 4, 0.2)
+    assert json.loads(text)["models"][0]["model"] == "cnn-elu-bn"

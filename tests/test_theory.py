@@ -232,6 +232,16 @@ def test_theory_cli_writes_plot_and_overlays_measurements(tmp_path, capsys):
     assert (out / "measured-tanh-b0.05.csv").read_text().splitlines()[1].startswith("1.0,")
 
 
+def test_theory_cli_checks_the_maps_against_real_nets(capsys, data_root):
+    assert main(["theory", "--sigma-w2", "4", "--check-widths", "1", "--check-depth", "9", "--data-dir",
+                 str(data_root), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["init_agreement"]
+    assert [(r["stage"], r["channels"]) for r in rows] == [(1, 4), (3, 16)]
+    for r in rows:  # deep in the chaotic phase the per-layer gradient growth is close to chi_1
+        assert r["chi_1_theory"] == pytest.approx(1.342, abs=1e-3)
+        assert r["chi_1_measured"] == pytest.approx(r["chi_1_theory"], rel=0.25)
+
+
 @pytest.mark.parametrize("args", [
     ["theory", "--act", "sigmoid"],
     ["theory", "--sigma-b2", "-0.1"],
@@ -241,6 +251,8 @@ def test_theory_cli_writes_plot_and_overlays_measurements(tmp_path, capsys):
     ["theory", "--depth", "0"],
     ["theory", "--store", "/nonexistent/x.db"],
     ["theory", "--measured", "/nonexistent/m.csv"],
+    ["theory", "--check-widths", "1", "--check-depth", "10"],
+    ["theory", "--check-widths", "0"],
     ["phase", "--lrs", "0"],
     ["phase", "--depths", "6,x"],
     ["phase", "--threshold", "1.5"],
@@ -252,3 +264,25 @@ def test_theory_cli_bad_input_exits_2_with_one_line(args, capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("depthlab: error: ")
     assert not store.exists()
+
+
+@pytest.mark.slow
+def test_phase_cli_measures_records_and_overlays(tmp_path, capsys, data_root, monkeypatch):
+    """A tiny real measurement (depth 3 and 6, 1k MNIST images, 1 epoch): every trial lands in
+    the store, the theory command rebuilds the same frontier from it, and the plot is written."""
+    monkeypatch.setenv("DEPTHLAB_DATA", str(data_root))
+    store, out = tmp_path / "p.db", tmp_path / "out"
+    args = ["phase", "--sigma-w2", "1.0", "--depths", "3,6", "--refine", "0", "--lrs", "0.1", "--width", "1",
+            "--epochs", "1", "--train-size", "1000", "--test-size", "500", "--threshold", "0.5", "--device", "cpu",
+            "--store", str(store), "--out", str(out), "--json"]
+    assert main(args) == 0
+    measured = json.loads(capsys.readouterr().out)["measured"]
+    assert len(measured) == 1 and measured[0]["sigma_w2"] == 1.0
+    assert set(measured[0]["depths"]) <= {"3", "6"} and "3" in measured[0]["depths"]
+    assert (out / "phase-tanh-b0.05.png").stat().st_size > 1000
+    assert main(["theory", "--store", str(store), "--sigma-w2", "1", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["measured"]
+    assert [(m["max_trainable_depth"], m["first_failing_depth"]) for m in again] == \
+        [(measured[0]["max_trainable_depth"], measured[0]["first_failing_depth"])]
+    assert main(args) == 0  # the second time every trial comes from the store
+    assert "stored" in capsys.readouterr().err

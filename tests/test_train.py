@@ -242,3 +242,13 @@ def test_multihead_model_reports_every_head(data):
     heads = result.epochs[-1].head_errors
     assert len(heads) == 3 and heads[-1] == result.epochs[-1].test_error
     assert result.epochs[-1].loss < result.epochs[0].loss
+
+
+def test_channels_last_changes_speed_not_results(data):
+    # The NHWC fast path must compute the same network: same losses up to float rounding.
+    fast = train(config(epochs=1), data)
+    plain = train(config(epochs=1), data, channels_last=False)
+    assert next(fast.model.parameters()).is_contiguous(memory_format=torch.channels_last)
+    assert fast.epochs[0].loss == pytest.approx(plain.epochs[0].loss, rel=1e-4)
+    assert abs(fast.epochs[0].test_error - plain.epochs[0].test_error) <= 2 / 256
+    assert fast.threads == torch.get_num_threads()

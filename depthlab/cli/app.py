@@ -56,6 +56,46 @@ def model_options(f):
     return f
 
 
+def executor_options(f):
+    """Where trials run: ``--executor local|ray``, ``--workers``, ``--ray-address``, CPU/GPU
+    shares per trial and ``--fuse`` (see `depthlab.executors`). Turn the values into an
+    `ExecutorSpec` with `executor_spec` (validated before the store is opened)."""
+    options = [
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="local processes, or Ray tasks (pip install 'depthlab[ray]')."),
+        click.option("--workers", default="auto", show_default=True,
+                     help="local: parallel trials (processes); auto = one per CPU core on CPU, 1 on a GPU."),
+        click.option("--ray-address", default=None,
+                     help="ray: auto (the running cluster) or ray://HOST:PORT; default starts a local Ray."),
+        click.option("--cpus-per-trial", type=float, default=1.0, show_default=True, help="ray: CPUs per trial."),
+        click.option("--gpus-per-trial", type=float, default=0.0, show_default=True,
+                     help="ray: GPU share per trial (0.25 packs four trials on a GPU)."),
+        click.option("--fuse", type=int, default=1, show_default=True,
+                     help="Train up to N lr/seed variants of one model as one fused network (1 = off)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def executor_spec(executor="local", workers="auto", ray_address=None, cpus_per_trial=1.0, gpus_per_trial=0.0,
+                  fuse=1):
+    """The validated `depthlab.executors.ExecutorSpec` of the `executor_options` values."""
+    from ..executors import ExecutorSpec
+
+    if workers is None or str(workers).strip().lower() == "auto":
+        count = None
+    else:
+        try:
+            count = int(workers)
+        except ValueError:
+            raise ConfigError(f"--workers must be a positive integer or auto, got {workers!r}") from None
+    spec = ExecutorSpec(kind=executor, workers=count, ray_address=ray_address, cpus_per_trial=cpus_per_trial,
+                        gpus_per_trial=gpus_per_trial, fuse=fuse)
+    spec.validate()
+    return spec
+
+
 def model_overrides(depth=None, act=None, init_=None, norm=None, skip=None, heads=None, width=None,
                     params=()) -> dict:
     overrides = dict(depth=depth, act=act, init=init_, norm=norm, skip=skip, heads=heads, width=width)

@@ -29,9 +29,12 @@ from .app import (classic_line, cli, common_options, default_dataset, echo_err, 
 @click.option("--val", "use_val", is_flag=True, help="Evaluate on a 10% validation split; test once at the end.")
 @click.option("--augment", is_flag=True, help="Random crop (pad 4) + horizontal flip.")
 @click.option("--rerun", is_flag=True, help="Train even if this exact config already finished in the store.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (CUDA graphs on a GPU).")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for torch (default: torch's). 1 is fastest on a busy machine; see BENCHMARKS.md.")
 def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, data_dir, train_size, seed,
           device, store_path, out, as_json, tensorboard, epochs, lr, momentum, nesterov, batch_size, optimizer,
-          weight_decay, schedule, patience, use_val, augment, rerun):
+          weight_decay, schedule, patience, use_val, augment, rerun, compile_, threads):
     """Train one MODEL and record it in the store."""
     from ..data import load_dataset
     from ..report import check_output_dir
@@ -44,8 +47,10 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
                          eval_split="val" if use_val else "test", epochs=epochs, batch_size=batch_size,
                          optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
                          weight_decay=weight_decay, schedule=schedule, augment=augment, patience=patience,
-                         seed=seed, device=device)
+                         seed=seed, device=device, compile=compile_)
     config.validate()
+    if threads is not None and threads <= 0:
+        raise ConfigError(f"--threads must be a positive integer, got {threads}")
     if out:
         check_output_dir(out)
     check_store_path(store_path)
@@ -63,6 +68,10 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
             for key in ("train_error", "test_error", "loss", "lr"):
                 writer.add_scalar(key, getattr(m, key), m.epoch)
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     with open_store(store_path) as store:
         result = run_recorded(config, store, data, on_epoch=on_epoch, reuse=not rerun, on_step=progress.step)
     progress.clear()

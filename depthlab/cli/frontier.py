@@ -9,16 +9,16 @@ import sys
 import click
 
 from ..errors import ConfigError
-from .app import (cli, common_options, echo_err, model_options, model_overrides, open_store, require_tensorboard,
-                  tensorboard_writer)
+from .app import (cli, common_options, echo_err, executor_options, executor_spec, model_options, model_overrides,
+                  open_store, require_tensorboard, tensorboard_writer)
 
 # --quick: the README's main job, all eight presets in a few minutes on 2 CPU cores.
-QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=24)
+QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=9, eval_size="1000", evals_per_epoch=4)
 
 
 @cli.command()
 @click.option("--models", default="all", show_default=True, help="Comma-separated presets, or all (the eight classic ones).")
-@click.option("--max-depth", type=int, default=None, help="Deepest depth the search tries (default 300; --quick 24).")
+@click.option("--max-depth", type=int, default=None, help="Deepest depth the search tries (default 300; --quick 9).")
 @click.option("--depths", default=None, help="Try exactly these depths (multiples of 3) instead of searching.")
 @click.option("--lrs", default=None, help="Learning-rate grid: 0.01,0.1,1 or log:LOW:HIGH:COUNT "
               "(default log:0.001:1:7, half-decades; --quick 0.01,0.1,1).")
@@ -26,14 +26,16 @@ QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=24)
 @click.option("--threshold", type=float, default=0.2, show_default=True, help="Trainable when the error drops below this.")
 @click.option("--criterion", type=click.Choice(["either", "test", "train"]), default="either", show_default=True)
 @click.option("--seeds", type=int, default=1, show_default=True, help="Seeds per (depth, lr); a majority must train.")
-@click.option("--eval-size", default="2000", show_default=True, help="Test images per evaluation, or all.")
-@click.option("--evals-per-epoch", type=int, default=5, show_default=True, help="Evaluation points per epoch.")
-@click.option("--quick", is_flag=True, help="10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 24.")
+@click.option("--eval-size", default=None, help="Test images per evaluation, or all (default 2000; --quick 1000).")
+@click.option("--evals-per-epoch", type=int, default=None, help="Evaluation points per epoch (default 5; --quick 4).")
+@click.option("--quick", is_flag=True, help="10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 9, 4 evaluations of 1,000 test images per epoch.")
 @model_options
 @common_options
+@executor_options
 def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds, eval_size, evals_per_epoch, quick,
              depth, act, init_, norm, skip, heads, width, params, dataset, data_dir, train_size, seed, device,
-             store_path, out, as_json, tensorboard):
+             store_path, out, as_json, tensorboard, executor, workers, ray_address, cpus_per_trial, gpus_per_trial,
+             fuse):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data import load_dataset
     from ..models import CLASSIC_PRESETS, PRESETS
@@ -51,7 +53,9 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     for name in names:
         if name not in PRESETS:
             raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(sorted(PRESETS))} or all")
-    defaults = QUICK if quick else dict(train_size=None, epochs=3, lrs=None, max_depth=300)
+    defaults = QUICK if quick else dict(train_size=None, epochs=3, lrs=None, max_depth=300, eval_size="2000",
+                                        evals_per_epoch=5)
+    eval_size = eval_size if eval_size is not None else defaults["eval_size"]
     if eval_size.strip().lower() == "all":
         eval_n = None
     else:
@@ -69,10 +73,13 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
         epochs=epochs if epochs is not None else defaults["epochs"],
         threshold=threshold, criterion=criterion, seeds=seeds, seed=seed,
         train_size=train_size if train_size is not None else defaults["train_size"],
-        eval_size=eval_n, evals_per_epoch=evals_per_epoch, dataset=dataset or "mnist", device=device,
+        eval_size=eval_n,
+        evals_per_epoch=evals_per_epoch if evals_per_epoch is not None else defaults["evals_per_epoch"],
+        dataset=dataset or "mnist", device=device,
         model_args=model_overrides(None, act, init_, norm, skip, heads, width, params))
     config.validate()
     config.validate_models(names)
+    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
     check_output_dir(out or "depthlab-out/frontier")
     require_tensorboard(tensorboard)
     check_store_path(store_path)
@@ -80,8 +87,12 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     folder = safe_output_dir(out or "depthlab-out/frontier")
     writer = tensorboard_writer(tensorboard)
 
-    with open_store(store_path) as store:
-        result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err)
+    from ..executors import TrialRunner, describe
+
+    with spec.create(config.device) as pool, open_store(store_path) as store:
+        echo_err(f"trials run on {describe(spec, pool)}" + (f", lrs fused {spec.fuse} at a time" if spec.fuse > 1 else ""))
+        runner = TrialRunner(pool, store, data, data_dir=data_dir, fuse=spec.fuse, log=echo_err)
+        result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err, runner=runner)
 
     write_csv(folder / "frontier.csv", TABLE_HEADERS, table_rows(result))
     write_csv(folder / "frontier-depths.csv", DEPTH_HEADERS, depth_rows(result))

@@ -105,7 +105,10 @@ def print_theory(summary: dict) -> None:
         ci = summary["critical_init"]
         click.echo(f"critical init for depth {ci['depth']} (q* = 1/{ci['depth']}): sigma_w2 = {ci['sigma_w2']:.6g}, "
                    f"sigma_b2 = {ci['sigma_b2']:.3g}")
-    rows = [[g["sigma_w2"], g["q_star"], g["chi_1"], g["c_star"], g["xi"], g["max_depth"], g["phase"]]
+    def depth(g, key):  # JSON turned infinities into null; at criticality they are infinite
+        return math.inf if g[key] is None and g["phase"] == "critical" else g[key]
+
+    rows = [[g["sigma_w2"], g["q_star"], g["chi_1"], g["c_star"], depth(g, "xi"), depth(g, "max_depth"), g["phase"]]
             for g in summary["grid"]]
     click.echo(format_table(["sigma_w2", "q*", "chi_1", "c*", "xi", "6 xi", "phase"],
                             [[_fmt(v) for v in r] for r in rows]))
@@ -114,6 +117,13 @@ def print_theory(summary: dict) -> None:
         click.echo(format_table(["sigma_w2", "max trainable", "first failing", "predicted 6 xi"],
                                 [[m["sigma_w2"], _fmt(m["max_trainable_depth"]), _fmt(m["first_failing_depth"]),
                                   _fmt(_predicted(summary, m["sigma_w2"]))] for m in summary["measured"]]))
+    if summary.get("init_agreement"):
+        click.echo("theory vs real nets at init (one MNIST batch, 3 seeds, inside one stage):")
+        click.echo(format_table(["sigma_w2", "width", "stage", "channels", "chi_1 theory", "chi_1 measured",
+                                 "E[phi^2] theory", "E[phi^2] measured"],
+                                [[r["sigma_w2"], r["width"], r["stage"], r["channels"], r["chi_1_theory"],
+                                  r["chi_1_measured"], r["phi2_theory"], r["phi2_measured"]]
+                                 for r in summary["init_agreement"]]))
     if summary.get("_folder"):
         click.echo(f"wrote table, JSON and phase diagram to {summary['_folder']}")
 
@@ -143,9 +153,14 @@ def _emit(summary: dict, as_json: bool) -> None:
 @click.option("--measured", "measured_csv", default=None,
               help="Overlay measured points from a CSV (sigma_w2, max_trainable_depth[, first_failing_depth]).")
 @click.option("--width", type=float, default=None, help="With --store: only runs of this width multiplier.")
+@click.option("--check-widths", default=None,
+              help="Compare chi_1 and E[phi^2] with real nets at init for these width multipliers, e.g. 1,2,4.")
+@click.option("--check-depth", type=int, default=36, show_default=True, help="Depth of the nets --check-widths builds.")
+@click.option("--data-dir", default=None, help="Data root for --check-widths.")
 @click.option("--out", default=None, help="Folder for the table, JSON and phase diagram.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width, out, as_json):
+def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width, check_widths, check_depth, data_dir,
+           out, as_json):
     """Mean-field predictions for a plain net: q*, chi_1, correlation depth xi and the
     trainable depth 6 xi over a sigma_w2 grid, the critical sigma_w2, and a phase diagram."""
     from ..phase import measurements_from_store, read_measurements_csv
@@ -164,8 +179,30 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
         check_store_path(store_path, must_exist=True)
         with Store(store_path, must_exist=True) as store:
             measured += measurements_from_store(store, act, sigma_b2, width=width)
+    widths = parse_float_list(check_widths, "--check-widths") if check_widths else []
+    if widths and (check_depth < 6 or check_depth % 3):
+        raise ConfigError(f"--check-depth must be a multiple of 3 and at least 6, got {check_depth}")
     summary = theory_report(act, sigma_b2, sigma_w2s, depth=depth, measured=measured, out=out)
+    if widths:
+        summary["init_agreement"] = init_agreement_rows(act, sigma_b2, sigma_w2s, widths, check_depth, data_dir)
     _emit(summary, as_json)
+
+
+def init_agreement_rows(act, sigma_b2, sigma_w2s, widths, depth, data_dir) -> list[dict]:
+    """`phase.init_agreement` for each sigma_w2, width and stage (first and last)."""
+    import dataclasses
+
+    from ..data import load_dataset
+    from ..phase import init_agreement
+
+    data = load_dataset("mnist", data_dir)
+    rows = []
+    for w2 in sigma_w2s:
+        for width in widths:
+            for stage in (0, 2):
+                a = init_agreement(act, w2, sigma_b2, width, data, depth=depth, stage=stage)
+                rows.append({"stage": stage + 1, **dataclasses.asdict(a)})
+    return rows
 
 
 @cli.command()
@@ -177,10 +214,13 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
               help="Depth ladder, walked up until a depth fails (multiples of 3).")
 @click.option("--refine", type=int, default=1, show_default=True,
               help="Bisection steps between the last trainable and first failing depth.")
-@click.option("--lrs", "lrs_text", default="0.01,0.1", show_default=True, help="Learning rates, tried in order.")
+@click.option("--lrs", "lrs_text", default="0.03,0.1", show_default=True,
+              help="Learning rates (tried in the frontier's order: from the one that trained the last depth).")
 @click.option("--width", type=float, default=2.0, show_default=True, help="Channel width multiplier.")
-@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--epochs", type=int, default=3, show_default=True)
 @click.option("--train-size", type=int, default=10_000, show_default=True)
+@click.option("--test-size", type=int, default=2000, show_default=True,
+              help="Evaluate on a fixed subset of N test images (as `frontier` does).")
 @click.option("--threshold", type=float, default=0.2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -188,12 +228,12 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
 @click.option("--store", "store_path", default="depthlab.db", show_default=True)
 @click.option("--out", default=None, help="Folder for the measured CSV and the phase diagram.")
 @click.option("--json", "as_json", is_flag=True)
-def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, epochs, train_size, threshold, seed,
-          device, data_dir, store_path, out, as_json):
+def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, epochs, train_size, test_size, threshold,
+          seed, device, data_dir, store_path, out, as_json):
     """Measure the largest trainable depth of plain `stages` nets with init scaled:W2,B2 over a
     sigma_w2 grid on real MNIST, and overlay it on the mean-field prediction."""
     from ..data import load_dataset
-    from ..phase import check_phase, measure_phase
+    from ..phase import measure_phase, phase_configs
     from ..report import check_output_dir
     from ..store import Store, check_store_path
 
@@ -207,17 +247,17 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
         raise ConfigError(f"--threshold must be in (0, 1), got {threshold}")
     if not width > 0:
         raise ConfigError(f"--width must be positive, got {width}")
-    if epochs <= 0 or (train_size is not None and train_size <= 0):
-        raise ConfigError("--epochs and --train-size must be positive")
-    check_phase(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs, train_size=train_size,
-                seed=seed, device=device)
+    if epochs <= 0 or train_size <= 0 or test_size <= 0:
+        raise ConfigError("--epochs, --train-size and --test-size must be positive")
+    phase_configs(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs, train_size=train_size,
+                  test_size=test_size, threshold=threshold, seed=seed, device=device)  # every trial, before the store
     if out:
         check_output_dir(out)
     check_store_path(store_path)
     data = load_dataset("mnist", data_dir)
     with Store(store_path) as store:
         measured = measure_phase(act, sigma_b2, sigma_w2s, ladder, lrs, store, data, width=width, epochs=epochs,
-                                 train_size=train_size, threshold=threshold, refine=refine, seed=seed,
+                                 train_size=train_size, test_size=test_size, threshold=threshold, refine=refine, seed=seed,
                                  device=device, log=echo_err)
     grid = sorted(set(parse_float_list("0.5:4:71", "grid") + sigma_w2s))
     note = (f"measured: stages {act}, width x{width:g}, scaled:W2,{sigma_b2:g}, MNIST {train_size} images, "

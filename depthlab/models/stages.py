@@ -68,7 +68,16 @@ class ConvUnit(nn.Module):
     so each residual unit is exactly the identity at start, yet its conv still receives a
     gradient (scale * act'(0) * upstream gradient times the input), unlike an all-zero product.
     `StagesNet` does (1) and (4) after the usual init; the channel-changing first conv of each
-    stage has no skip and keeps the model's init."""
+    stage has no skip and keeps the model's init.
+
+    Fixup's reference code trains the scalars at a tenth of the learning rate: each one is
+    shared by every pixel and channel, so its gradient is a sum over all of them, and at the
+    full rate they blow up (scales of -50 within two epochs here, and no learning). The engine
+    has one learning rate, so the scalars are parametrised as ``1 + k * p`` and ``k * p`` with
+    stored ``p`` starting at 0 and k = sqrt(0.1): plain or momentum SGD then moves the
+    effective scalar exactly as at lr / 10."""
+
+    FIXUP_SCALAR = 0.1 ** 0.5
 
     def __init__(self, c_in: int, c_out: int, act: str, norm: str, skip: str):
         super().__init__()
@@ -78,9 +87,9 @@ class ConvUnit(nn.Module):
         self.skip = skip if c_in == c_out else "none"
         if self.skip == "rezero":
             self.alpha = nn.Parameter(torch.zeros(()))
-        if self.skip == "fixup":
+        if self.skip == "fixup":  # stored at 0; effective values: k * bias_in, 1 + k * scale, k * bias_out
             self.bias_in = nn.Parameter(torch.zeros(()))
-            self.scale = nn.Parameter(torch.ones(()))
+            self.scale = nn.Parameter(torch.zeros(()))
             self.bias_out = nn.Parameter(torch.zeros(()))
 
     def zero_branch_(self) -> None:
@@ -91,7 +100,9 @@ class ConvUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.skip == "fixup":
-            return x + self.scale * self.act(self.norm(self.conv(x + self.bias_in))) + self.bias_out
+            k = self.FIXUP_SCALAR
+            branch = self.act(self.norm(self.conv(x + k * self.bias_in)))
+            return x + (1.0 + k * self.scale) * branch + k * self.bias_out
         u = self.act(self.norm(self.conv(x)))
         if self.skip == "post":
             return u + x

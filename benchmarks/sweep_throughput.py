@@ -1,0 +1,107 @@
+"""Sweep throughput: trials per hour for an lr grid, sequential vs local workers vs fused.
+
+The workload (issue 8): an lr grid of 8 on ``cnn-elu-bn`` at depth 30, 1 epoch on 10,000 MNIST
+images (2,000 test images for the one evaluation), batch 256, SGD momentum 0.9. Modes, all in
+one run so that they share the machine's state:
+
+- ``sequential`` (the baseline): the trials one after another in this process with torch's
+  default threads (one per core) -- what ``depthlab`` did before executors.
+- ``workers``: `depthlab.executors.ProcessExecutor` with one single-threaded process per core
+  (process start-up included in the time).
+- ``fused``: `depthlab.fused.train_fused`, all 8 as one network, in this process.
+- ``fused-workers``: the grid split into one fused group per core, one single-threaded worker each.
+
+Every mode's trials are checked against the sequential results (same status; final test error
+within 1% -- fused members round differently). Prints trials/hour and the ratio to sequential.
+
+    python benchmarks/sweep_throughput.py                  # the issue's workload
+    python benchmarks/sweep_throughput.py --depth 12 --train-size 2000 --modes sequential,fused
+
+Timings on a shared machine are noisy: compare the figures of one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from depthlab.data import load_dataset  # noqa: E402
+from depthlab.executors import InProcessExecutor, ProcessExecutor, Trial, TrialRunner, usable_cores  # noqa: E402
+from depthlab.fused import train_fused  # noqa: E402
+from depthlab.train import TrainConfig, train  # noqa: E402
+
+MODES = ("sequential", "workers", "fused", "fused-workers")
+
+
+def configs(args) -> list[TrainConfig]:
+    n = args.trials
+    lrs = [args.lr_low * (args.lr_high / args.lr_low) ** (i / max(n - 1, 1)) for i in range(n)]
+    return [TrainConfig(model=args.model, model_args={"depth": args.depth}, train_size=args.train_size,
+                        test_size=args.test_size, epochs=args.epochs, lr=round(lr, 6), device=args.device)
+            for lr in lrs]
+
+
+def run_mode(mode: str, cfgs: list[TrainConfig], data, cores: int) -> list[dict]:
+    if mode == "sequential":
+        return [train(c, data).to_dict() for c in cfgs]
+    if mode == "fused":
+        return train_fused(cfgs, data)
+    trials = [Trial(c) for c in cfgs]
+    with ProcessExecutor(workers=cores, threads=1) as executor:
+        fuse = -(-len(cfgs) // cores) if mode == "fused-workers" else 1
+        return TrialRunner(executor, None, data, fuse=fuse).run(trials)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="cnn-elu-bn")
+    parser.add_argument("--depth", type=int, default=30)
+    parser.add_argument("--trials", type=int, default=8, help="lr grid size (log-spaced)")
+    parser.add_argument("--lr-low", type=float, default=0.003)
+    parser.add_argument("--lr-high", type=float, default=0.3)
+    parser.add_argument("--train-size", type=int, default=10000)
+    parser.add_argument("--test-size", type=int, default=2000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in MODES:
+            parser.error(f"unknown mode {m!r}; choose from {', '.join(MODES)}")
+    cores = usable_cores()
+    data = load_dataset("mnist", args.data_dir)
+    cfgs = configs(args)
+    print(f"machine: {platform.machine()}, {cores} usable cores, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads by default), load average {os.getloadavg()[0]:.1f}")
+    print(f"workload: {len(cfgs)} x {args.model} depth {args.depth}, {args.epochs} epoch(s) on {args.train_size} "
+          f"images, lrs {', '.join(f'{c.lr:g}' for c in cfgs)}")
+    baseline, seconds = None, {}
+    for mode in modes:
+        started = time.perf_counter()
+        results = run_mode(mode, cfgs, data, cores)
+        seconds[mode] = time.perf_counter() - started
+        if baseline is None and mode == "sequential":
+            baseline = results
+        agree = ""
+        if baseline is not None and mode != "sequential":
+            same = all(r["status"] == b["status"] and (r["test_error"] is None or
+                                                       abs(r["test_error"] - b["test_error"]) <= 0.01)
+                       for r, b in zip(results, baseline))
+            agree = "  results agree with sequential" if same else "  RESULTS DIFFER FROM SEQUENTIAL"
+        rate = 3600 * len(cfgs) / seconds[mode]
+        ratio = f"  {seconds['sequential'] / seconds[mode]:.2f}x sequential" if "sequential" in seconds else ""
+        print(f"{mode:14s} {seconds[mode]:7.1f} s  {rate:7.0f} trials/h{ratio}{agree}", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

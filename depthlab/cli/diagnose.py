@@ -1,0 +1,90 @@
+"""``depthlab diagnose MODEL --depth K``: gradient-flow diagnostics on real data."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import ConfigError
+from .app import cli, default_dataset, model_options, model_overrides
+
+
+@cli.command()
+@click.argument("model")
+@model_options
+@click.option("--steps", type=int, default=50, show_default=True, help="Training steps to watch.")
+@click.option("--every", type=int, default=None, help="Record every N steps (default: steps/10).")
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--train-size", type=int, default=10_000, show_default=True)
+@click.option("--compare-depths", default=None,
+              help="Depths for the gradient-vs-layer chart at init, e.g. 6,12,24 (default: about K/4, K/2, K, 2K).")
+@click.option("--dataset", default=None)
+@click.option("--data-dir", default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (worth it on a GPU).")
+@click.option("--out", default=None, help="Folder for the plots and the JSON (default: depthlab-out/diagnose).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def diagnose(model, depth, act, init_, norm, skip, heads, width, params, steps, every, lr, momentum, batch_size,
+             train_size, compare_depths, dataset, data_dir, seed, device, compile_, out, as_json):
+    """Per-layer activation statistics, gradient norms and update ratios of MODEL at init and
+    during training, a layer x step heatmap, and a vanishing/exploding/healthy verdict."""
+    from .. import diagnostics
+    from ..data import check_dataset_name, load_dataset
+    from ..models import resolve_model
+    from ..report import format_table, safe_child, safe_output_dir
+    from .theory import parse_int_list
+
+    overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)
+    _, spec = resolve_model(model, **overrides)
+    k = getattr(spec, "depth", None)
+    if steps < 0:
+        raise ConfigError(f"--steps must be >= 0, got {steps}")
+    if every is not None and every <= 0:
+        raise ConfigError(f"--every must be positive, got {every}")
+    every = every or max(1, steps // 10)
+    if train_size is not None and train_size <= 0:
+        raise ConfigError(f"--train-size must be positive, got {train_size}")
+    if compare_depths:
+        depths = parse_int_list(compare_depths, "--compare-depths")
+        for d in depths:
+            resolve_model(model, **{**overrides, "depth": d})
+    else:
+        depths = diagnostics.nearby_depths(model, k, overrides) if k else []
+    dataset = dataset or default_dataset(model)
+    check_dataset_name(dataset)
+    folder = safe_output_dir(out or "depthlab-out/diagnose")
+    data = load_dataset(dataset, data_dir)
+
+    diag = diagnostics.diagnose(model, overrides, steps=steps, every=every, lr=lr, momentum=momentum,
+                                batch_size=batch_size, train_size=train_size, dataset=dataset, data=data, seed=seed,
+                                device=device, compile=compile_)
+    stem = f"diagnose-{model}-d{k}"
+    diagnostics.plot_heatmap(diag, safe_child(folder, f"{stem}-heatmap.png"))
+    profiles = {}
+    if depths:
+        profiles = diagnostics.depth_profiles(model, depths, overrides, data=data, batch_size=batch_size, seed=seed,
+                                              device=device)
+        diagnostics.plot_depth_profiles(profiles, safe_child(folder, f"{stem}-depths.png"), model=model)
+    summary = diag.to_json()
+    summary["depth_profiles"] = {str(d): {key: [float(v) for v in p[key]] for key in ("grad_norm", "signal_norm")}
+                                 for d, p in profiles.items()}
+    safe_child(folder, f"{stem}.json").write_text(json.dumps(summary))
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    init_rows = [[name, diag.act_mean[0, i], diag.act_std[0, i], diag.grad_norm[0, i], diag.signal_norm[0, i],
+                  diag.update_ratio[0, i]] for i, name in enumerate(diag.layers)]
+    step_of = max(1, len(init_rows) // 12)
+    shown = init_rows[::step_of] + ([init_rows[-1]] if (len(init_rows) - 1) % step_of else [])
+    click.echo(f"{model} depth {k}: {len(diag.layers)} conv layers, {steps} steps at lr {lr:g} "
+               f"({diag.seconds:.1f}s); at initialisation:")
+    click.echo(format_table(["layer", "act mean", "act std", "|dL/dW|", "|dL/dh|", "update/weight"], shown))
+    last = len(diag.steps) - 1
+    click.echo(f"after {int(diag.steps[last])} steps: loss {diag.loss[last]:.4g}, |dL/dW| first/last layer "
+               f"{diag.grad_norm[last, 0]:.3g} / {diag.grad_norm[last, -1]:.3g}" + (" (diverged)" if diag.diverged else ""))
+    click.echo(diag.verdict.line())
+    click.echo(f"wrote {stem}-heatmap.png{', ' + stem + '-depths.png' if profiles else ''} and {stem}.json to {folder}")

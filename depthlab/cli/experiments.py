@@ -1,0 +1,315 @@
+"""Experiment commands: lr-sweep, lr-find, ablate, reproduce (a thin layer over
+`depthlab.experiments`). Every flag is validated before the store is opened."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from ..errors import ConfigError
+from . import cifar as _cifar
+from .app import cli, common_options, default_dataset, model_options, model_overrides, tensorboard_writer
+
+
+def toggle_flags(f):
+    """``--bn/--no-bn`` and ``--no-skip``: friendlier spellings of the model's toggles
+    (skipfc: bn=true / skip=false; stages: norm=bn / skip=none; strided: skip=none)."""
+    f = click.option("--no-skip", "no_skip", is_flag=True, default=False,
+                     help="Turn the model's skip connection off (same as --toggle skip off).")(f)
+    f = click.option("--bn/--no-bn", "bn", default=None, help="Turn batch norm on or off.")(f)
+    return f
+
+
+def _overrides(model, depth, act, init_, norm, skip, heads, width, params, bn=None, no_skip=False) -> dict:
+    from ..experiments import toggle_override
+
+    overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)
+    if bn is not None:
+        overrides.update(toggle_override(model, "bn", bn))
+    if no_skip:
+        overrides.update(toggle_override(model, "skip", False))
+    return overrides
+
+
+def _echo_for(as_json: bool):
+    return lambda line: click.echo(line, err=as_json)
+
+
+def _out_folder(out: str | None, default: str):
+    from ..report import safe_output_dir
+
+    return safe_output_dir(out or f"depthlab-out/{default}")
+
+
+def _tensorboard_hook(folder: str | None):
+    """A per-epoch hook writing each run's scalars to TensorBoard under the run's label."""
+    writer = tensorboard_writer(folder)
+    if writer is None:
+        return None
+
+    def on_epoch(label, metrics):
+        for key in ("train_error", "test_error", "loss", "lr"):
+            writer.add_scalar(f"{label}/{key}", getattr(metrics, key), metrics.epoch)
+        writer.flush()
+
+    return on_epoch
+
+
+def _show_part(part, folder, stem, as_json) -> list[str]:
+    paths = [str(p) for p in part.write(folder, stem)]
+    if not as_json:
+        click.echo(f"\n== {part.title} ==")
+        click.echo(part.format_table())
+        for note in part.notes:
+            click.echo(f"({note})")
+    return paths
+
+
+def _check_store(store_path):
+    from ..store import check_store_path
+
+    check_store_path(store_path)
+
+
+@cli.command("lr-sweep")
+@click.argument("model")
+@model_options
+@toggle_flags
+@common_options
+@click.option("--lrs", required=True, help="Comma-separated learning rates, e.g. 0.01,0.03,0.1.")
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--optimizer", default="sgd", show_default=True, help="sgd, adam or adamw.")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--schedule", default="constant", show_default=True,
+              help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise one needs one lr.")
+def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, no_skip, dataset, data_dir,
+                 train_size, seed, device, store_path, out, as_json, tensorboard, lrs, epochs, batch_size, momentum,
+                 optimizer, weight_decay, schedule):
+    """One run of MODEL per learning rate: a table of final errors and train/test error plots."""
+    from ..experiments import Context, Sweep, parse_lrs
+    from ..store import Store
+
+    base = dict(model=model, model_args=_overrides(model, depth, act, init_, norm, skip, heads, width, params,
+                                                   bn, no_skip),
+                dataset=dataset or default_dataset(model), train_size=train_size, epochs=epochs,
+                batch_size=batch_size, momentum=momentum, optimizer=optimizer, weight_decay=weight_decay,
+                schedule=schedule, seed=seed, device=device)
+    sweep = Sweep("lr-sweep", base, parse_lrs(lrs),
+                  title=f"{model} lr sweep (batch {batch_size}, momentum {momentum:g}, {epochs} epochs)")
+    ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment="lr-sweep",
+                  on_epoch=_tensorboard_hook(tensorboard))
+    sweep.configs(ctx)   # every flag checked before the store is touched
+    _check_store(store_path)
+    folder = _out_folder(out, f"lr-sweep-{model}")
+    with Store(store_path) as store:
+        ctx.store = store
+        part = sweep.run(ctx)
+    paths = _show_part(part, folder, "lr-sweep", as_json)
+    best = part.best("test_error")
+    if as_json:
+        click.echo(json.dumps({"rows": part.rows, "best_lr": best and best["lr"], "files": paths}))
+    else:
+        if best:
+            click.echo(f"best lr {best['lr']:g}: final test error {100 * best['test_error']:.2f}%")
+        click.echo(f"wrote {', '.join(paths)}")
+
+
+@cli.command("lr-find")
+@click.argument("model")
+@model_options
+@toggle_flags
+@click.option("--dataset", default=None, help="Dataset name (default: the model's own).")
+@click.option("--data-dir", default=None, help="Data root (default: $DEPTHLAB_DATA, else ./data).")
+@click.option("--train-size", type=int, default=None, help="Use a fixed random subset of N training images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+@click.option("--out", default=None, help="Folder for the plot and JSON (default depthlab-out/lr-find-MODEL).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--min-lr", type=float, default=1e-5, show_default=True)
+@click.option("--max-lr", type=float, default=10.0, show_default=True)
+@click.option("--steps", type=int, default=100, show_default=True, help="Mini-batches in the range test.")
+@click.option("--smoothing", type=float, default=0.98, show_default=True, help="EMA factor of the loss.")
+@click.option("--diverge", type=float, default=4.0, show_default=True,
+              help="Stop once the smoothed loss exceeds this multiple of its minimum.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--optimizer", default="sgd", show_default=True, help="sgd, adam or adamw.")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, no_skip, dataset, data_dir,
+                train_size, seed, device, out, as_json, min_lr, max_lr, steps, smoothing, diverge, batch_size,
+                momentum, optimizer, weight_decay):
+    """Exponential learning-rate range test of MODEL (nothing is stored; weights are restored).
+
+    Suggestion: the lr at the minimum of the smoothed loss divided by 10."""
+    from ..data import load_dataset
+    from ..experiments import check_lr_range, draw_plot, lr_find, make_config
+    from ..report import safe_child
+
+    check_lr_range(min_lr, max_lr, steps, smoothing, diverge)
+    config = make_config(dict(model=model, model_args=_overrides(model, depth, act, init_, norm, skip, heads,
+                                                                 width, params, bn, no_skip),
+                              dataset=dataset or default_dataset(model), train_size=train_size, seed=seed,
+                              device=device, batch_size=batch_size, momentum=momentum, optimizer=optimizer,
+                              weight_decay=weight_decay, lr=min_lr))
+    folder = _out_folder(out, f"lr-find-{model}")
+    data = load_dataset(config.dataset, data_dir)
+    started = time.perf_counter()
+    found = lr_find(config, data, min_lr=min_lr, max_lr=max_lr, steps=steps, smoothing=smoothing, diverge=diverge)
+    seconds = time.perf_counter() - started
+    png = draw_plot(found.plot(), safe_child(folder, "lr-find.png"))
+    (folder / "lr-find.json").write_text(json.dumps({**found.to_dict(), "config": config.canonical()}, indent=1))
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in found.to_dict().items() if k not in ("lrs", "losses", "smoothed")}
+                              | {"steps_run": len(found.lrs), "seconds": round(seconds, 2), "plot": str(png)}))
+        return
+    click.echo(f"{len(found.lrs)} steps from lr {min_lr:g}: {found.stopped} ({seconds:.1f}s)")
+    if found.suggestion is None:
+        click.echo("too few steps before divergence to suggest a learning rate; lower --min-lr")
+    else:
+        click.echo(f"lowest smoothed loss {min(found.smoothed):.3f} at lr {found.min_loss_lr:.3g}; "
+                   f"steepest descent at lr {found.steepest_lr:.3g}" if found.steepest_lr else
+                   f"lowest smoothed loss {min(found.smoothed):.3f} at lr {found.min_loss_lr:.3g}")
+        click.echo(f"suggested lr: {found.suggestion:.3g}  (rule: {found.rule})")
+        if found.min_loss_lr == found.lrs[-1] and not found.stopped.startswith("diverged"):
+            click.echo("(the loss was still falling at --max-lr: widen the range)")
+    click.echo(f"wrote {png}")
+
+
+@cli.command("ablate")
+@click.argument("model")
+@model_options
+@toggle_flags
+@common_options
+@click.option("--toggle", "toggles", multiple=True, required=True,
+              help="A switch to turn off and on (repeatable): bn, skip, or any boolean model parameter.")
+@click.option("--folds", type=int, default=None, help="K-fold splits (validation = one fold; default 3).")
+@click.option("--seeds", type=int, default=None, help="N seeds on one fixed 2/3-1/3 split instead of folds.")
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--optimizer", default="sgd", show_default=True, help="sgd, adam or adamw.")
+@click.option("--schedule", default="constant", show_default=True)
+@click.option("--l2", type=float, default=0.0, show_default=True,
+              help="L2 penalty (as the optimiser's weight decay; for adam the classic coupled L2), e.g. 1e-5.")
+@click.option("--patience", type=int, default=None,
+              help="Early stopping on validation error after N epochs without improvement; best weights restored.")
+def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, no_skip, dataset, data_dir,
+               train_size, seed, device, store_path, out, as_json, tensorboard, toggles, folds, seeds, epochs, lr,
+               momentum, batch_size, optimizer, schedule, l2, patience):
+    """Every on/off combination of the toggles over K folds or N seeds: mean ± std of train,
+    validation and test accuracy and the time per fit, plus loss curves."""
+    from ..experiments import Ablation, Context
+    from ..store import Store
+
+    if folds is not None and seeds is not None:
+        raise ConfigError("--folds and --seeds exclude each other")
+    if folds is not None and folds < 2:
+        raise ConfigError(f"--folds must be at least 2, got {folds}")
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if l2 < 0:
+        raise ConfigError(f"--l2 must be non-negative, got {l2}")
+    if (bn is not None and "bn" in toggles) or (no_skip and "skip" in toggles):
+        raise ConfigError("a switch cannot be both fixed (--bn/--no-bn/--no-skip) and toggled")
+    base = dict(model=model, model_args=_overrides(model, depth, act, init_, norm, skip, heads, width, params,
+                                                   bn, no_skip),
+                dataset=dataset or default_dataset(model), train_size=train_size, epochs=epochs, lr=lr,
+                momentum=momentum, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
+                weight_decay=l2, patience=patience, seed=seed, device=device)
+    repeats = f"{seeds} seeds" if seeds else f"K={folds or 3} folds"
+    part = Ablation("ablate", base, tuple(toggles), folds=None if seeds else (folds or 3), seeds=seeds,
+                    title=f"{model} ablation ({repeats})")
+    ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment="ablate",
+                  on_epoch=_tensorboard_hook(tensorboard))
+    part.configs(ctx)
+    _check_store(store_path)
+    folder = _out_folder(out, f"ablate-{model}")
+    with Store(store_path) as store:
+        ctx.store = store
+        result = part.run(ctx)
+    paths = _show_part(result, folder, "ablate", as_json)
+    if as_json:
+        click.echo(json.dumps({"rows": result.rows, "files": paths}))
+    else:
+        click.echo(f"wrote {', '.join(paths)}")
+
+
+# Experiments with their own command-line flags (the CIFAR-10 ones: --n, --shortcut, --resume,
+# ...) keep their command; `depthlab reproduce NAME ...` forwards NAME and every flag to it.
+CLI_EXPERIMENTS: dict[str, click.Command] = {}
+
+
+def register_cli_experiment(names, command: click.Command) -> None:
+    """Route ``depthlab reproduce NAME`` for each of ``names`` to ``command`` (which takes NAME
+    as its first argument and its own flags)."""
+    for name in names:
+        CLI_EXPERIMENTS[name] = command
+
+
+class ReproduceCommand(click.Command):
+    """``reproduce``: registry experiments here, command-line experiments forwarded."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        target = next((CLI_EXPERIMENTS[a] for a in args if a in CLI_EXPERIMENTS), None)
+        if target is not None:
+            return target.make_context(info_name, args, parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+register_cli_experiment(_cifar.CIFAR_EXPERIMENTS, _cifar.reproduce)
+
+
+@cli.command("reproduce", cls=ReproduceCommand)
+@click.argument("name", required=False)
+@click.option("--quick", is_flag=True, help="A reduced budget that finishes in minutes on 2 CPU cores.")
+@click.option("--list", "list_", is_flag=True, help="List the experiments and exit.")
+@click.option("--data-dir", default=None, help="Data root (default: $DEPTHLAB_DATA, else ./data).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+@click.option("--store", "store_path", default="depthlab.db", show_default=True, help="SQLite run store.")
+@click.option("--out", default=None, help="Folder for tables and plots (default depthlab-out/reproduce-NAME).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--epochs", type=int, default=None, help="A reduced budget: every run trains N epochs (labelled).")
+@click.option("--train-size", type=int, default=None,
+              help="A reduced budget: every run uses a fixed subset of N training images (labelled).")
+def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json, epochs, train_size):
+    """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
+    numbers. Finished runs are read back from the store (an interrupted run resumes)."""
+    from ..experiments import EXPERIMENTS, Frontier, check_budget, plan, reproduce
+    from ..store import Store
+
+    if list_ or not name:
+        for exp in EXPERIMENTS.values():
+            click.echo(f"{exp.name:20} {exp.question}")
+        for other, command in CLI_EXPERIMENTS.items():
+            click.echo(f"{other:20} (own flags: depthlab reproduce {other} --help)")
+        return
+    if name not in EXPERIMENTS:
+        choices = sorted(EXPERIMENTS) + sorted(CLI_EXPERIMENTS)
+        raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(choices)}")
+    budget = check_budget({"epochs": epochs, "train_size": train_size})
+    configs = plan(name, quick=quick, device=device, budget=budget)
+    _check_store(store_path)
+    folder = _out_folder(out, f"reproduce-{name}{'-quick' if quick else ''}")
+    echo = _echo_for(as_json)
+    budget_label = ",".join([" quick"] * quick + [f" {k.replace('_', ' ')} {v}" for k, v in budget.items()])
+    searches = any(isinstance(p, Frontier) for p in EXPERIMENTS[name].parts)
+    count = f"{len(configs)} models to search" if searches else f"{len(configs)} runs"
+    echo(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {count}")
+    with Store(store_path) as store:
+        result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget)
+    paths = []
+    for label, part in result.parts.items():
+        paths += _show_part(part, folder, label, as_json)
+    (folder / "reproduce.json").write_text(json.dumps(result.to_dict(), indent=1))
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "files": paths}))
+        return
+    if budget_label:
+        click.echo(f"\n(REDUCED BUDGET:{budget_label}; not the full protocol)")
+    click.echo(f"\n{result.conclusion}")
+    click.echo(f"({result.seconds:.0f}s; tables and plots in {folder})")

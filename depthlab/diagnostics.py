@@ -1,0 +1,436 @@
+"""Gradient-flow diagnostics: why a deep network does or does not train.
+
+For every conv layer (the output of its unit, i.e. after norm and activation, where the model
+has units with a ``conv`` attribute; the raw conv output otherwise) at initialisation and every
+few steps of training on real data:
+
+- activation mean and standard deviation (forward signal),
+- weight-gradient norm ||dL/dW||,
+- backprop-signal norm ||dL/dh|| at the layer's output (what the chain rule carries back),
+- update ratio ||W_after - W_before|| / ||W_before|| of the optimiser step just taken.
+
+Everything is collected by forward hooks on the training steps themselves (no extra passes),
+and returned as numpy arrays (``steps x layers``) in a `Diagnostics` for notebooks.
+
+The verdict uses the statistics at initialisation. Weight gradients alone can hide vanishing:
+dL/dW_l is the outer product of the backprop signal at layer l and the activation entering it,
+so when the forward signal shrinks layer by layer as fast as the backward one does (naive-init
+tanh), every layer's weight gradient is equally tiny (1e-13 at depth 30) and their first/last
+ratio is ~1. The ratio of the backprop signal at the first layer to that at the last one, and
+the forward activation scale, do show it; the line reports the weight-gradient ratio too.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+# Verdict thresholds: three orders of magnitude between the first and the last layer (or a
+# forward signal that has grown/collapsed as much) is far outside what trains with one lr.
+RATIO_LIMIT = 1e3
+# ||dL/dW|| / ||W|| above this at init: one SGD step at lr 0.01 would move a layer by its own size.
+RELATIVE_GRAD_LIMIT = 100.0
+
+LABELS = ("vanishing", "exploding", "healthy")
+
+
+# ---------------------------------------------------------------------------------------------
+# Probing layers
+
+
+@dataclass
+class Layer:
+    name: str
+    conv: nn.Module       # the module owning the weight
+    probe: nn.Module      # whose output is "the layer's activation"
+
+
+def conv_layers(model: nn.Module) -> list[Layer]:
+    """The conv layers of ``model`` in registration (= forward, for sequential nets) order.
+    A module with a ``conv`` attribute (a unit: conv, norm, activation, skip) is probed at its
+    output; a conv outside such a unit is probed at its own output."""
+    layers: list[Layer] = []
+    owned: set[int] = set()
+    for name, module in model.named_modules():
+        conv = getattr(module, "conv", None)
+        if isinstance(conv, nn.Conv2d) and id(conv) not in owned:
+            layers.append(Layer(name, conv, module))
+            owned.add(id(conv))
+        elif isinstance(module, nn.Conv2d) and id(module) not in owned:
+            layers.append(Layer(name, module, module))
+            owned.add(id(module))
+    if not layers:
+        raise ConfigError("the model has no conv layers to diagnose")
+    return layers
+
+
+class _Recorder:
+    """Forward hooks that keep each probed output's statistics and, once backward has run,
+    the norm of the gradient that reached it."""
+
+    def __init__(self, layers: Sequence[Layer]):
+        self.layers = layers
+        self.active = False
+        self.mean = [math.nan] * len(layers)
+        self.std = [math.nan] * len(layers)
+        self.signal: list[torch.Tensor | None] = [None] * len(layers)
+        self.handles = [layer.probe.register_forward_hook(self._hook(i)) for i, layer in enumerate(layers)]
+
+    def _hook(self, index: int):
+        def hook(module, inputs, output):
+            if not self.active or not isinstance(output, torch.Tensor):
+                return
+            out = output.detach().float()
+            self.mean[index] = out.mean().item()
+            self.std[index] = out.std().item()
+            if output.requires_grad:
+                def keep(grad, index=index):
+                    self.signal[index] = grad.detach().float().norm()
+                output.register_hook(keep)
+        return hook
+
+    def signal_norms(self) -> list[float]:
+        return [s.item() if s is not None else math.nan for s in self.signal]
+
+    def reset(self) -> None:
+        self.mean = [math.nan] * len(self.layers)
+        self.std = [math.nan] * len(self.layers)
+        self.signal = [None] * len(self.layers)
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+@contextmanager
+def recording(model: nn.Module) -> Iterator[_Recorder]:
+    recorder = _Recorder(conv_layers(model))
+    try:
+        yield recorder
+    finally:
+        recorder.remove()
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class Verdict:
+    """vanishing / exploding / healthy, from the statistics at initialisation."""
+
+    label: str
+    grad_ratio: float          # ||dL/dW|| first layer / last layer
+    signal_ratio: float        # ||dL/dh|| first layer / last layer (backprop signal)
+    std_ratio: float           # activation std last layer / first layer (forward signal)
+    max_relative_grad: float   # max over layers of ||dL/dW|| / ||W||
+    reasons: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        why = f" ({'; '.join(self.reasons)})" if self.reasons else ""
+        return (f"verdict: {self.label}{why}: gradient norm first/last layer {self.grad_ratio:.3g}, "
+                f"backprop signal first/last {self.signal_ratio:.3g}, activation std last/first {self.std_ratio:.3g}")
+
+    def to_json(self) -> dict:
+        def clean(v):
+            return v if isinstance(v, float) and math.isfinite(v) else None
+        return {"label": self.label, "grad_ratio": clean(self.grad_ratio), "signal_ratio": clean(self.signal_ratio),
+                "std_ratio": clean(self.std_ratio), "max_relative_grad": clean(self.max_relative_grad),
+                "reasons": self.reasons}
+
+
+def _ratio(a: float, b: float) -> float:
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.nan
+    if b == 0.0:
+        return math.inf if a > 0 else math.nan
+    return a / b
+
+
+def judge(grad_norm: Sequence[float], signal_norm: Sequence[float], act_std: Sequence[float],
+          weight_norm: Sequence[float], *, diverged: bool = False) -> Verdict:
+    """The verdict for one set of per-layer statistics (first layer first)."""
+    g, s, a, w = (np.asarray(v, dtype=float) for v in (grad_norm, signal_norm, act_std, weight_norm))
+    grad_ratio, signal_ratio, std_ratio = _ratio(g[0], g[-1]), _ratio(s[0], s[-1]), _ratio(a[-1], a[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(w > 0, g / w, np.nan)
+    max_rel = float(np.nanmax(relative)) if np.isfinite(relative).any() else math.nan
+    reasons: list[str] = []
+    exploding = diverged or not all(np.isfinite(x).all() for x in (g, s, a))
+    if diverged:
+        reasons.append("loss became non-finite")
+    elif exploding:
+        reasons.append("non-finite statistics")
+    if signal_ratio > RATIO_LIMIT:
+        exploding = True
+        reasons.append(f"backprop signal grows {signal_ratio:.2g}x towards the input")
+    if std_ratio > RATIO_LIMIT:
+        exploding = True
+        reasons.append(f"activations grow {std_ratio:.2g}x with depth")
+    if max_rel > RELATIVE_GRAD_LIMIT:
+        exploding = True
+        reasons.append(f"a layer's gradient is {max_rel:.2g}x its weights")
+    vanishing = False
+    if not exploding:
+        if signal_ratio < 1 / RATIO_LIMIT:
+            vanishing = True
+            reasons.append(f"backprop signal shrinks to {signal_ratio:.2g} of its last-layer size at the first layer")
+        if std_ratio < 1 / RATIO_LIMIT:
+            vanishing = True
+            reasons.append(f"activations shrink to {std_ratio:.2g} of their first-layer size")
+    label = "exploding" if exploding else "vanishing" if vanishing else "healthy"
+    return Verdict(label, grad_ratio, signal_ratio, std_ratio, max_rel, reasons)
+
+
+@dataclass
+class Diagnostics:
+    """Per-layer statistics over training. Arrays are ``(len(steps), len(layers))``; row 0 is
+    the initialisation (step 0, before any update)."""
+
+    model: str
+    config: dict
+    layers: list[str]
+    steps: np.ndarray
+    act_mean: np.ndarray
+    act_std: np.ndarray
+    grad_norm: np.ndarray
+    signal_norm: np.ndarray
+    weight_norm: np.ndarray
+    update_ratio: np.ndarray
+    loss: np.ndarray
+    diverged: bool
+    verdict: Verdict
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        def arr(a):
+            return [[None if not math.isfinite(v) else float(v) for v in row] for row in np.atleast_2d(a)]
+        return {"model": self.model, "config": self.config, "layers": self.layers,
+                "steps": [int(s) for s in self.steps], "loss": [None if not math.isfinite(v) else float(v) for v in self.loss],
+                "act_mean": arr(self.act_mean), "act_std": arr(self.act_std), "grad_norm": arr(self.grad_norm),
+                "signal_norm": arr(self.signal_norm), "weight_norm": arr(self.weight_norm),
+                "update_ratio": arr(self.update_ratio), "diverged": self.diverged,
+                "verdict": self.verdict.to_json(), "seconds": round(self.seconds, 3)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def _loss(outputs, yb):
+    from .train import multi_head_loss
+
+    return multi_head_loss(outputs, yb)[0]
+
+
+def gradient_profile(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> dict[str, np.ndarray]:
+    """One forward/backward pass at the model's current weights: per-layer activation mean/std,
+    weight-gradient, backprop-signal and weight norms (no update). Gradients are left in place."""
+    with recording(model) as rec:
+        rec.active = True
+        model.zero_grad(set_to_none=True)
+        loss = _loss(model(xb), yb)
+        loss.backward()
+        return {"act_mean": np.array(rec.mean), "act_std": np.array(rec.std),
+                "grad_norm": np.array([_norm(l.conv.weight.grad) for l in rec.layers]),
+                "signal_norm": np.array(rec.signal_norms()),
+                "weight_norm": np.array([_norm(l.conv.weight) for l in rec.layers]),
+                "loss": float(loss.item())}
+
+
+def _norm(t: torch.Tensor | None) -> float:
+    return math.nan if t is None else float(t.detach().float().norm().item())
+
+
+def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, every: int = 5, lr: float = 0.1,
+             momentum: float = 0.9, batch_size: int = 256, train_size: int | None = 10_000, dataset: str | None = None,
+             data=None, data_dir=None, seed: int = 0, device: str = "auto", compile: bool = False) -> Diagnostics:
+    """Train ``model`` for ``steps`` SGD steps on real data, recording per-layer statistics at
+    initialisation and every ``every`` steps. Returns a `Diagnostics` with a verdict.
+
+    On CUDA the forward runs under bf16 autocast (statistics are taken in float32) and the
+    model is channels_last; ``compile`` wraps it in ``torch.compile`` (hooks stay active: the
+    recorded steps fall back to eager where dynamo cannot trace them)."""
+    import time
+
+    from .data import Batches, load_dataset, subset_indices
+    from .models import FAMILIES, create_model, resolve_model
+    from .train import TrainConfig, make_optimizer, resolve_device
+
+    overrides = dict(overrides or {})
+    family, spec = resolve_model(model, **overrides)
+    dataset = dataset or FAMILIES[family.name].datasets[0]
+    config = TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
+                         batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device)
+    config.validate()
+    if not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"steps must be a non-negative integer, got {steps}")
+    if not isinstance(every, int) or every <= 0:
+        raise ConfigError(f"every must be a positive integer, got {every}")
+    dev = resolve_device(device)
+    if data is None:
+        data = load_dataset(dataset, data_dir)
+    started = time.perf_counter()
+    amp = dev.type == "cuda"
+    channels_last = dev.type in ("cpu", "cuda")
+    torch.manual_seed(seed)
+    net = create_model(model, data.input_shape, data.num_classes, **overrides).to(dev)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    layers = conv_layers(net)
+    optimizer = make_optimizer(config, net.parameters())
+    forward = torch.compile(net) if compile else net
+    idx = subset_indices(len(data.train_x), train_size, seed=0)
+    batches = Batches(data.train_x[idx].to(dev), data.train_y[idx].to(dev), batch_size, data.mean, data.std,
+                      seed=seed, channels_last=channels_last)
+
+    def batch_stream():
+        while True:
+            yield from batches
+
+    stream = batch_stream()
+    rows: dict[str, list] = {k: [] for k in ("act_mean", "act_std", "grad_norm", "signal_norm", "weight_norm",
+                                              "update_ratio")}
+    recorded_steps, losses = [], []
+    diverged = False
+    with recording(net) as rec:
+        for step in range(steps + 1):
+            xb, yb = next(stream)
+            record = step % every == 0 or step == steps
+            rec.active = record
+            rec.reset()
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                outputs = forward(xb)
+            loss = _loss(outputs, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if not math.isfinite(loss.item()):
+                diverged = True
+            if record:
+                before = [l.conv.weight.detach().clone() for l in layers]
+                rows["act_mean"].append(list(rec.mean))
+                rows["act_std"].append(list(rec.std))
+                rows["grad_norm"].append([_norm(l.conv.weight.grad) for l in layers])
+                rows["signal_norm"].append(rec.signal_norms())
+                rows["weight_norm"].append([_norm(b) for b in before])
+                recorded_steps.append(step)
+                losses.append(loss.item())
+            if diverged:
+                if record:
+                    rows["update_ratio"].append([math.nan] * len(layers))
+                break
+            if step < steps:
+                optimizer.step()
+            if record:
+                rows["update_ratio"].append([_norm(l.conv.weight.detach() - b) / max(_norm(b), 1e-30)
+                                             if step < steps else math.nan for l, b in zip(layers, before)])
+    arrays = {k: np.array(v, dtype=float) for k, v in rows.items()}
+    verdict = judge(arrays["grad_norm"][0], arrays["signal_norm"][0], arrays["act_std"][0], arrays["weight_norm"][0],
+                    diverged=diverged and len(recorded_steps) == 1)
+    if diverged and verdict.label != "exploding":
+        verdict.label = "exploding"
+        verdict.reasons.append(f"loss became non-finite by step {recorded_steps[-1]}")
+    return Diagnostics(model, config.canonical()["model_args"], [l.name for l in layers], np.array(recorded_steps),
+                       arrays["act_mean"], arrays["act_std"], arrays["grad_norm"], arrays["signal_norm"],
+                       arrays["weight_norm"], arrays["update_ratio"], np.array(losses, dtype=float), diverged,
+                       verdict, time.perf_counter() - started)
+
+
+def depth_profiles(model: str, depths: Sequence[int], overrides: dict | None = None, *, data=None, data_dir=None,
+                   batch_size: int = 256, seed: int = 0, device: str = "cpu") -> dict[int, dict[str, np.ndarray]]:
+    """`gradient_profile` at initialisation for several depths of one model (same batch, same seed)."""
+    from .data import Batches, load_dataset
+    from .models import FAMILIES, create_model, resolve_model
+    from .train import resolve_device
+
+    overrides = {k: v for k, v in (overrides or {}).items() if k != "depth"}
+    family, _ = resolve_model(model, **overrides)
+    for d in depths:
+        resolve_model(model, **overrides, depth=d)
+    dev = resolve_device(device)
+    if data is None:
+        data = load_dataset(FAMILIES[family.name].datasets[0], data_dir)
+    batches = Batches(data.train_x[:batch_size].to(dev), data.train_y[:batch_size].to(dev), batch_size,
+                      data.mean, data.std, shuffle=False)
+    xb, yb = next(iter(batches))
+    out = {}
+    for d in depths:
+        torch.manual_seed(seed)
+        net = create_model(model, data.input_shape, data.num_classes, **overrides, depth=d).to(dev)
+        out[d] = gradient_profile(net, xb, yb)
+    return out
+
+
+def nearby_depths(model: str, depth: int, overrides: dict | None = None) -> list[int]:
+    """A few depths around ``depth`` (about /4, /2, x1, x2) that the model accepts."""
+    from .models import resolve_model
+
+    overrides = {k: v for k, v in (overrides or {}).items() if k != "depth"}
+    found = []
+    for target in (depth // 4, depth // 2, depth, 2 * depth):
+        for d in range(max(target, 1), max(target - 3, 0), -1):
+            try:
+                resolve_model(model, **overrides, depth=d)
+            except ConfigError:
+                continue
+            if d not in found:
+                found.append(d)
+            break
+    return sorted(found)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
+
+
+def plot_heatmap(diag: Diagnostics, path) -> None:
+    """Layer x step heatmap of log10 weight-gradient norm."""
+    from .report import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        data = np.log10(diag.grad_norm.T)
+    data = np.where(np.isfinite(data), data, np.nan)
+    image = ax.imshow(data, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
+                      extent=(-0.5, len(diag.steps) - 0.5, 0.5, len(diag.layers) + 0.5))
+    ticks = range(0, len(diag.steps), max(1, len(diag.steps) // 8))
+    ax.set_xticks(list(ticks), [str(diag.steps[i]) for i in ticks])
+    ax.set_xlabel("training step")
+    ax.set_ylabel("conv layer (1 = input side)")
+    ax.set_title(f"{diag.model} depth {diag.config.get('depth')}: log10 ||dL/dW||  [{diag.verdict.label}]")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_depth_profiles(profiles: dict[int, dict[str, np.ndarray]], path, *, model: str) -> None:
+    """Weight-gradient norm and backprop-signal norm vs layer index at init, one line per depth."""
+    from .report import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.8), dpi=100)
+    for d, prof in sorted(profiles.items()):
+        layers = np.arange(1, len(prof["grad_norm"]) + 1)
+        # a log axis cannot show exact zeros (float32 underflow in very deep vanishing nets): say so
+        underflow = "" if np.any(prof["grad_norm"] > 0) else " (all 0: underflow)"
+        axes[0].plot(layers, prof["grad_norm"], label=f"depth {d}{underflow}")
+        axes[1].plot(layers, prof["signal_norm"], label=f"depth {d}")
+    for ax, title in zip(axes, ("weight-gradient norm ||dL/dW||", "backprop signal ||dL/dh||")):
+        ax.set_yscale("log")
+        ax.set_xlabel("conv layer (1 = input side)")
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{model} at initialisation", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

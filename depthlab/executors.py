@@ -1,0 +1,548 @@
+"""Executors: run many trials (a sweep, a frontier) at once, locally or on a Ray cluster.
+
+A `Trial` is a `TrainConfig` plus how to record it. `TrialRunner` is the driver: it looks each
+trial up in the store first (a resumed sweep skips finished trials exactly as a sequential one
+does), hands the rest to an executor, and records every result in the store as it comes back.
+Only the driver touches SQLite; workers train and return result dicts with the schema of
+`depthlab.runner.run_recorded`, so stored and fresh results look the same to callers.
+
+Executors (`ExecutorSpec` builds them from the CLI flags):
+
+- ``local`` with one worker: trials run one at a time in this process, on the loaded data.
+- ``local`` with N workers: N spawned processes of ``threads`` torch threads each. The dataset
+  goes to the workers through shared memory (torch's multiprocessing pickler), so no worker
+  reads it from disk at all, let alone once per trial.
+- ``ray``: every trial (or fused group) is a Ray task with its CPU/GPU share
+  (``gpus_per_trial=0.25`` packs four on a GPU). The driver ships each dataset once through
+  the object store, so cluster nodes need depthlab but not the data files.
+
+With ``fuse=G`` (G > 1) the trials of one request that differ only in lr, seed, momentum,
+weight decay or schedule are trained G at a time as one network (`depthlab.fused`).
+
+Searches that run several independent sequential procedures (one per model, say) call
+`TrialRunner.run_concurrently`: each procedure runs in its own thread and blocks in
+`TrialRunner.run`, while the calling thread serves all of them (store reads and writes stay in
+that one thread), so trials of different procedures run at the same time.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import queue
+import sys
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Callable, Sequence, TypeVar
+
+import torch
+
+from .data import Dataset, load_dataset
+from .errors import ConfigError, UserError
+from .store import Store
+from .train import Monitor, TrainConfig, resolve_device
+
+EXECUTORS = ("local", "ray")
+T = TypeVar("T")
+
+
+@dataclass
+class Trial:
+    """One training run of a sweep. ``monitor`` may stop it early; for process and Ray
+    executors it must be picklable (a module-level function or a small dataclass)."""
+
+    config: TrainConfig
+    kind: str = "train"
+    experiment: str | None = None
+    monitor: Monitor | None = None
+    reuse: bool = True   # return the stored result of a finished identical config
+
+
+# ---------------------------------------------------------------------------------------------
+# What a worker does (module level: process pools and Ray import it by name)
+
+
+def run_group(trials: Sequence[Trial], data: Dataset) -> list[dict]:
+    """Train ``trials`` on ``data`` without a store and return their result dicts: one trial
+    through `run_recorded`, several as one fused network (`depthlab.fused.train_fused`)."""
+    from .runner import run_recorded
+
+    if len(trials) == 1:
+        t = trials[0]
+        out = run_recorded(t.config, None, data, kind=t.kind, experiment=t.experiment, monitor=t.monitor,
+                           reuse=False)
+        out.pop("reused", None)
+        return [out]
+    from .fused import train_fused
+
+    return train_fused([t.config for t in trials], data, monitors=[t.monitor for t in trials])
+
+
+def _init_process_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the driver dies (even by kill -9), so
+    that no orphan trains on for a driver that will never read its result."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+_RAY_DATA: dict[str, Dataset] = {}  # per Ray worker process: datasets already fetched, by object id
+
+
+def _ray_run_group(trials: Sequence[Trial], data_ref: list) -> list[dict]:
+    """A Ray task: fetch the dataset once per worker process (the ref is nested in a list so
+    Ray does not fetch it for every task), then train on this task's CPU share."""
+    import ray
+
+    key = data_ref[0].hex()
+    if key not in _RAY_DATA:
+        _RAY_DATA.clear()  # keep one dataset per worker: a sweep uses one
+        _RAY_DATA[key] = ray.get(data_ref[0])
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    return run_group(trials, _RAY_DATA[key])
+
+
+# ---------------------------------------------------------------------------------------------
+# Executors
+
+
+class Executor:
+    """Runs groups of trials somewhere; `submit` returns a future of the group's result list."""
+
+    name = "executor"
+    slots = 1  # groups that run at once
+
+    def submit(self, trials: Sequence[Trial], data: Dataset) -> Future:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class InProcessExecutor(Executor):
+    """One trial at a time in a background thread of this process, on the driver's data."""
+
+    name = "local"
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, trials, data):
+        future: Future = Future()
+        self._jobs.put((list(trials), data, future))
+        if self._thread is None:
+            # A daemon thread: Ctrl-C in the driver ends the process without waiting for a trial.
+            self._thread = threading.Thread(target=self._work, name="depthlab-trials", daemon=True)
+            self._thread.start()
+        return future
+
+    def _work(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            trials, data, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(run_group(trials, data))
+            except BaseException as exc:  # handed to the driver, which decides
+                future.set_exception(exc)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread = None
+
+
+class ProcessExecutor(Executor):
+    """``workers`` spawned processes with ``threads`` torch threads each (spawn, not fork: a
+    forked copy of a process that already ran torch's thread pool can deadlock)."""
+
+    name = "local"
+
+    def __init__(self, workers: int, threads: int = 1):
+        self.slots, self.threads = workers, threads
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_process_worker, initargs=(self.threads,))
+        return self._pool
+
+    def submit(self, trials, data):
+        try:
+            return self._ensure_pool().submit(run_group, list(trials), data)
+        except BrokenProcessPool:  # a worker died (killed for memory, say): start a fresh pool
+            self._pool = None
+            return self._ensure_pool().submit(run_group, list(trials), data)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class RayExecutor(Executor):
+    """Each group a Ray task with ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs.
+
+    ``address`` None starts a private local Ray instance (``num_cpus`` CPUs, default all);
+    ``auto`` or ``ray://host:port`` joins an existing cluster. The local depthlab package is
+    shipped to the workers (Ray ``py_modules``), so the cluster runs the driver's code."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+                 num_cpus: int | None = None):
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray: pip install 'depthlab[ray]'") from None
+        import depthlab
+
+        self.ray = ray
+        self._started_here = not ray.is_initialized()
+        if self._started_here:
+            runtime_env = {"py_modules": [os.path.dirname(depthlab.__file__)]}
+            kwargs = dict(address=address, runtime_env=runtime_env, log_to_driver=False,
+                          include_dashboard=False)
+            if address is None and num_cpus is not None:
+                kwargs["num_cpus"] = num_cpus
+            try:
+                ray.init(**kwargs)
+            except ConnectionError as exc:
+                raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+        self.cpus_per_trial, self.gpus_per_trial = cpus_per_trial, gpus_per_trial
+        resources = ray.cluster_resources()
+        by_cpu = int(resources.get("CPU", 1) // max(cpus_per_trial, 1e-9))
+        by_gpu = int(resources.get("GPU", 0) // gpus_per_trial) if gpus_per_trial > 0 else by_cpu
+        self.slots = max(1, min(by_cpu, by_gpu))
+        self._task = ray.remote(_ray_run_group).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
+                                                        max_retries=0)
+        self._data_refs: dict[int, object] = {}
+
+    def submit(self, trials, data):
+        for t in trials:  # a monitor from a script or test module: ship its code, workers cannot import it
+            module = sys.modules.get(getattr(t.monitor, "__module__", None) or "")
+            if module is not None and not module.__name__.startswith(("depthlab", "builtins")):
+                self.ray.cloudpickle.register_pickle_by_value(module)
+        ref = self._data_refs.get(id(data))
+        if ref is None:
+            ref = self._data_refs[id(data)] = (self.ray.put(data), data)  # keep data alive: id() stays unique
+        return self._task.remote(list(trials), [ref[0]]).future()
+
+    def close(self) -> None:
+        self._data_refs.clear()
+        if self._started_here and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing an executor from flags
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers(device: str = "auto") -> int:
+    """Workers that pay off here. On CPU, one single-threaded process per core: the stages
+    nets are narrow (4-16 channels), so a second thread speeds one trial up far less than a
+    second trial running beside it (BENCHMARKS.md, "Scaling out"). On an accelerator one
+    process feeds it; fused training (``fuse``) is the way to fill it."""
+    return usable_cores() if resolve_device(device).type == "cpu" else 1
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """The executor flags, validated before anything is opened; `create` builds the executor."""
+
+    kind: str = "local"
+    workers: int | None = None        # local: None = `default_workers`
+    threads: int | None = None        # torch threads per local worker: None = cores // workers
+    ray_address: str | None = None    # ray: None = a private local instance
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    fuse: int = 1                     # > 1: fuse up to this many lr/seed variants into one network
+
+    def validate(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise ConfigError(f"unknown executor {self.kind!r}; choose one of: {', '.join(EXECUTORS)}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ConfigError(f"--workers must be a positive integer or auto, got {self.workers}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"--threads must be a positive integer, got {self.threads}")
+        if not isinstance(self.fuse, int) or self.fuse < 1:
+            raise ConfigError(f"--fuse must be a positive integer, got {self.fuse}")
+        for name in ("cpus_per_trial", "gpus_per_trial"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a non-negative number, got {value}")
+        if self.cpus_per_trial <= 0:
+            raise ConfigError("--cpus-per-trial must be positive")
+        if self.kind == "local":
+            if self.ray_address is not None:
+                raise ConfigError("--ray-address needs --executor ray")
+            if self.gpus_per_trial:
+                raise ConfigError("--gpus-per-trial needs --executor ray (locally every worker sees the GPU)")
+        else:
+            if self.workers is not None:
+                raise ConfigError("--workers is for --executor local; Ray sizes itself from the cluster "
+                                  "(use --cpus-per-trial / --gpus-per-trial)")
+            if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+                raise ConfigError("--gpus-per-trial above 1 must be a whole number")
+            address = self.ray_address
+            if address is not None and address != "auto" and not (address.startswith("ray://") or ":" in address):
+                raise ConfigError(f"bad --ray-address {address!r}: expected auto, ray://HOST:PORT or HOST:PORT")
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise ConfigError("--executor ray needs Ray: pip install 'depthlab[ray]'")
+
+    def create(self, device: str = "auto") -> Executor:
+        self.validate()
+        if self.kind == "ray":
+            return RayExecutor(self.ray_address, cpus_per_trial=self.cpus_per_trial,
+                               gpus_per_trial=self.gpus_per_trial)
+        workers = self.workers or default_workers(device)
+        if workers == 1:
+            return InProcessExecutor(self.threads)
+        return ProcessExecutor(workers, self.threads or max(1, usable_cores() // workers))
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver
+
+
+class _Request:
+    """The trials of one `TrialRunner.run` call and the slots their results go to."""
+
+    def __init__(self, n: int):
+        self.results: list[dict | None] = [None] * n
+        self.missing = n
+        self.future: Future = Future()
+
+    def fill(self, index: int, result: dict) -> None:
+        self.results[index] = result
+        self.missing -= 1
+        if self.missing == 0 and not self.future.done():
+            self.future.set_result(self.results)
+
+
+class TrialRunner:
+    """The driver: store look-ups and writes, dispatch to an executor, results in trial order.
+
+    ``data`` is used for trials on its dataset; other datasets are loaded once (from
+    ``data_dir``) when a trial needs them. The runner does not close the executor or store."""
+
+    def __init__(self, executor: Executor, store: Store | None = None, data: Dataset | None = None, *,
+                 data_dir=None, fuse: int = 1, log: Callable[[str], None] | None = None):
+        self.executor, self.store, self.data_dir, self.fuse, self.log = executor, store, data_dir, fuse, log
+        self._datasets: dict[str, Dataset] = {data.name: data} if data is not None else {}
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._inflight: dict[str, list[tuple[_Request, int, Trial]]] = {}
+        self._driver = threading.get_ident()
+        self.trials_run = 0
+        self.trials_reused = 0
+
+    @property
+    def parallelism(self) -> int:
+        """How many trials can usefully run at once (for searches that speculate)."""
+        return self.executor.slots * self.fuse
+
+    # -- the public API ---------------------------------------------------------------------
+
+    def run(self, trials: Sequence[Trial]) -> list[dict]:
+        """Run ``trials`` (concurrently, as far as the executor allows) and return their result
+        dicts in the order given, each with ``"reused"`` telling whether it came from the store."""
+        trials = list(trials)
+        if not trials:
+            return []
+        if threading.get_ident() != self._driver:  # called from a `run_concurrently` task
+            reply: Future = Future()
+            self._events.put(("request", trials, reply))
+            return reply.result()
+        request = self._start(trials)
+        self._serve(request.future.done)
+        return request.future.result()
+
+    def run_concurrently(self, tasks: Sequence[Callable[[], T]]) -> list[T]:
+        """Run each task (a sequential procedure that calls `run`) in its own thread and serve
+        their trials from this thread; return the tasks' results in order."""
+        if threading.get_ident() != self._driver:
+            raise RuntimeError("run_concurrently must be called from the driver thread")
+        outcomes: list[tuple[bool, object] | None] = [None] * len(tasks)
+
+        def body(i: int, task: Callable[[], T]) -> None:
+            try:
+                outcomes[i] = (True, task())
+            except BaseException as exc:
+                outcomes[i] = (False, exc)
+            self._events.put(("task-done", i, None))
+
+        for i, task in enumerate(tasks):
+            threading.Thread(target=body, args=(i, task), name=f"depthlab-search-{i}", daemon=True).start()
+        self._serve(lambda: all(o is not None for o in outcomes))
+        for ok, value in outcomes:  # type: ignore[misc]
+            if not ok:
+                raise value  # type: ignore[misc]
+        return [value for _, value in outcomes]  # type: ignore[misc]
+
+    # -- the event loop (driver thread only) ------------------------------------------------
+
+    def _serve(self, finished: Callable[[], bool]) -> None:
+        while not finished():
+            kind, payload, extra = self._events.get()
+            if kind == "request":
+                try:
+                    request = self._start(payload)
+                except BaseException as exc:  # a bad config: the asking task raises it
+                    extra.set_exception(exc)
+                    continue
+                request.future.add_done_callback(lambda f, reply=extra: _forward(f, reply))
+            elif kind == "done":
+                self._finish(payload, extra)
+
+    def _dataset(self, name: str) -> Dataset:
+        if name not in self._datasets:
+            self._datasets[name] = load_dataset(name, self.data_dir)
+        return self._datasets[name]
+
+    def _start(self, trials: list[Trial]) -> _Request:
+        request = _Request(len(trials))
+        fresh: list[tuple[int, Trial, str]] = []
+        for i, trial in enumerate(trials):
+            trial.config.validate()
+            key = trial.config.hash()
+            if trial.reuse and self.store is not None:
+                found = self.store.find_finished(key)
+                if found is not None and found.result is not None:
+                    self.trials_reused += 1
+                    request.fill(i, {**found.result, "reused": True})
+                    continue
+            if key in self._inflight:  # the same config is already running: share its result
+                self._inflight[key].append((request, i, trial))
+                continue
+            self._inflight[key] = [(request, i, trial)]
+            fresh.append((i, trial, key))
+        for group in self._groups(fresh):
+            self._submit([(t, k) for _, t, k in group], attempt=1)
+        return request
+
+    def _groups(self, fresh: list[tuple[int, Trial, str]]) -> list[list[tuple[int, Trial, str]]]:
+        """Single trials, or with ``fuse`` > 1 chunks of up to ``fuse`` fusable trials."""
+        if self.fuse <= 1:
+            return [[item] for item in fresh]
+        from .fused import fusion_key
+
+        by_key: dict[str, list] = {}
+        singles = []
+        for item in fresh:
+            key = fusion_key(item[1].config)
+            if key is None:
+                singles.append([item])
+            else:
+                by_key.setdefault(key, []).append(item)
+        groups = []
+        for items in by_key.values():
+            groups += [items[j:j + self.fuse] for j in range(0, len(items), self.fuse)]
+        return groups + singles
+
+    def _submit(self, group: list[tuple[Trial, str]], attempt: int) -> None:
+        data = self._dataset(group[0][0].config.dataset)
+        future = self.executor.submit([t for t, _ in group], data)
+        future.add_done_callback(lambda f: self._events.put(("done", (group, attempt), f)))
+
+    def _finish(self, submitted: tuple[list[tuple[Trial, str]], int], future: Future) -> None:
+        group, attempt = submitted
+        record = True
+        try:
+            results = future.result()
+        except UserError as exc:  # bad input found by a worker: stop, as a sequential run would
+            for _, key in group:
+                for request, _, _ in self._inflight.pop(key, []):
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+            raise
+        except Exception as exc:
+            # Training errors come back as failed results; an exception here comes from the
+            # executor (a worker killed for memory, a node gone, a trial that cannot be shipped).
+            # Try once more, then report the trials failed without recording them, so that a
+            # later resume tries them again.
+            if attempt == 1:
+                if self.log is not None:
+                    self.log(f"executor error ({type(exc).__name__}: {exc}); retrying {len(group)} trial(s)")
+                self._submit(group, attempt=2)
+                return
+            reason = f"executor error: {type(exc).__name__}: {exc}"[:500]
+            results = [{"config": t.config.canonical(), "status": "failed", "epochs": [], "checkpoints": [],
+                        "seconds": 0.0, "reason": reason, "stopped_early": False, "test_error": None,
+                        "parameters": 0, "device": t.config.device} for t, _ in group]
+            record = False
+        for (trial, key), result in zip(group, results):
+            result = {k: v for k, v in result.items() if k != "reused"}
+            if record and self.store is not None:
+                self.store.record(trial.config.canonical(), key, result, kind=trial.kind,
+                                  experiment=trial.experiment)
+            self.trials_run += 1
+            for request, index, _ in self._inflight.pop(key):
+                request.fill(index, {**result, "reused": False})
+
+
+def _forward(source: Future, target: Future) -> None:
+    if source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())
+
+
+def run_trials(trials: Sequence[Trial], store: Store | None = None, data: Dataset | None = None, *,
+               spec: ExecutorSpec | None = None, data_dir=None) -> list[dict]:
+    """Run trials with an executor built from ``spec`` (default: local, automatic workers) and
+    return their result dicts in order. The convenience form of `TrialRunner.run`."""
+    spec = spec or ExecutorSpec()
+    device = trials[0].config.device if trials else "auto"
+    with spec.create(device) as executor:
+        return TrialRunner(executor, store, data, data_dir=data_dir, fuse=spec.fuse).run(trials)
+
+
+def describe(spec: ExecutorSpec, executor: Executor) -> str:
+    """One line for logs: where trials run."""
+    if isinstance(executor, RayExecutor):
+        return (f"ray: {executor.slots} trial(s) at once, {spec.cpus_per_trial:g} CPU"
+                f"{f' + {spec.gpus_per_trial:g} GPU' if spec.gpus_per_trial else ''} each")
+    if isinstance(executor, ProcessExecutor):
+        return f"local: {executor.slots} worker processes x {executor.threads} thread(s)"
+    return f"local: in this process, {torch.get_num_threads()} thread(s)"
+
+
+__all__ = ["EXECUTORS", "Executor", "ExecutorSpec", "InProcessExecutor", "ProcessExecutor", "RayExecutor",
+           "Trial", "TrialRunner", "default_workers", "describe", "run_group", "run_trials", "usable_cores"]

@@ -1,0 +1,536 @@
+"""Fused multi-model training: G configurations of one architecture, trained as one network.
+
+An lr grid (or a set of seeds) of one model is G independent trainings that do the same
+operations on tensors of the same shapes. `train_fused` trains them as one network whose
+layers hold the G members side by side: member g owns channels ``[g*C, (g+1)*C)`` of every
+activation. A conv becomes one grouped conv (``groups = G * groups``), a batch norm one batch
+norm over ``G * C`` channels (its statistics are per channel, hence per member), a linear layer
+one batched matmul; activations and pooling act per channel already. Narrow nets (the stages
+family has 4-16 channels) run far faster this way: one wide op instead of G narrow ones.
+
+Exactness. Every parameter of the fused net has a leading member axis ``G``. No op mixes
+members, so the gradient of ``sum_g loss_g`` restricted to member g is exactly member g's own
+gradient. `FusedSGD` applies PyTorch's SGD (momentum, dampening 0, nesterov, weight decay) with
+per-member lr, momentum and weight decay tensors broadcast over that axis, so each member
+follows the same trajectory as a separate run with the same seed and data order (up to float
+rounding: the tests check losses step by step to 1e-5). Members with one seed share each batch;
+members with different seeds get their own batches, stacked.
+
+Divergence and early stops. A member whose loss goes non-finite is reported ``diverged`` at that
+step (as `depthlab.train.train` would) and masked: its update is zeroed, and at the next check
+it is cut out of the network (its slices dropped from every parameter, buffer and momentum), so
+it can never poison the others. A member whose monitor stops it is finalised the same way. When
+members leave, the remaining ones run on a narrower network.
+
+What fuses: configs equal in everything but ``lr``, ``seed``, ``momentum``, ``weight_decay`` and
+``schedule``; SGD; no early-stopping patience; models built only from Conv2d, BatchNorm1d/2d,
+Linear and parameter-free elementwise/pooling modules, whose own forward code is layout-agnostic
+(checked on a probe batch when the fused net is built). `fusion_key` says whether a config fuses.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+import time
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Batches, Dataset, load_dataset
+from .errors import ConfigError, UserError
+from .models import count_parameters, create_model
+from .train import (Checkpoint, EpochMetrics, Monitor, RunResult, TrainConfig, parse_schedule, prepare_splits,
+                    resolve_device)
+
+PER_MEMBER = ("lr", "seed", "momentum", "weight_decay", "schedule")
+# Parameter-free modules that act per channel (or per element): they work on the fused layout as is.
+LAYOUT_FREE = (nn.Tanh, nn.ELU, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Softplus, nn.Identity,
+               nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
+
+
+class NotFusable(Exception):
+    """A model (or its forward code) that the fused layout cannot represent."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused layers: every parameter and buffer carries a leading member axis G
+
+
+class FusedConv2d(nn.Module):
+    """G convs as one grouped conv over ``G * C_in`` input channels."""
+
+    def __init__(self, convs: Sequence[nn.Conv2d]):
+        super().__init__()
+        c = convs[0]
+        if c.padding_mode != "zeros":
+            raise NotFusable(f"conv padding mode {c.padding_mode}")
+        self.stride, self.padding, self.dilation, self.groups = c.stride, c.padding, c.dilation, c.groups
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in convs]))  # G, Co, Ci/groups, k, k
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in convs])) if c.bias is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.weight.shape[0]
+        bias = self.bias.reshape(-1) if self.bias is not None else None
+        return F.conv2d(x, self.weight.reshape(-1, *self.weight.shape[2:]), bias, self.stride, self.padding,
+                        self.dilation, self.groups * g)
+
+
+class FusedBatchNorm(nn.Module):
+    """G batch norms as one over ``G * C`` channels (`nn.BatchNorm1d/2d` semantics, per channel)."""
+
+    def __init__(self, norms: Sequence[nn.modules.batchnorm._BatchNorm]):
+        super().__init__()
+        n = norms[0]
+        self.eps, self.momentum, self.track_running_stats = n.eps, n.momentum, n.track_running_stats
+        stack = lambda name: torch.stack([getattr(m, name).detach() for m in norms])  # noqa: E731
+        self.weight = nn.Parameter(stack("weight")) if n.affine else None
+        self.bias = nn.Parameter(stack("bias")) if n.affine else None
+        if n.track_running_stats:
+            self.register_buffer("running_mean", stack("running_mean"))
+            self.register_buffer("running_var", stack("running_var"))
+            self.register_buffer("num_batches_tracked", n.num_batches_tracked.detach().clone())
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        bn_training = self.training or self.running_mean is None
+        use_buffers = not self.training or self.track_running_stats
+        flat = lambda t: t.view(-1) if t is not None else None  # noqa: E731  (views: updates land in place)
+        return F.batch_norm(x, flat(self.running_mean) if use_buffers else None,
+                            flat(self.running_var) if use_buffers else None, flat(self.weight), flat(self.bias),
+                            bn_training, factor, self.eps)
+
+
+class FusedLinear(nn.Module):
+    """G linear layers as one batched matmul: input ``(N, G * I)``, output ``(N, G * O)``."""
+
+    def __init__(self, linears: Sequence[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in linears]))  # G, O, I
+        bias = linears[0].bias
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in linears])) if bias is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, o, i = self.weight.shape
+        xg = x.reshape(x.shape[0], g, i).transpose(0, 1)                     # G, N, I
+        wt = self.weight.transpose(1, 2).to(xg.dtype)                         # G, I, O
+        out = (torch.baddbmm(self.bias.unsqueeze(1).to(xg.dtype), xg, wt) if self.bias is not None
+               else torch.bmm(xg, wt))
+        return out.transpose(0, 1).reshape(x.shape[0], g * o)
+
+
+FUSED_LAYERS = (FusedConv2d, FusedBatchNorm, FusedLinear)
+
+
+def _fuse_into(target: nn.Module, members: Sequence[nn.Module]) -> None:
+    """Replace, in ``target`` (a copy of member 0), every leaf by its fused version."""
+    if any(p is not None for p in target._parameters.values()):
+        raise NotFusable(f"{type(target).__name__} holds parameters of its own")
+    for name, child in list(target.named_children()):
+        peers = [getattr(m, name) for m in members]
+        if isinstance(child, nn.Conv2d):
+            setattr(target, name, FusedConv2d(peers))
+        elif isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            setattr(target, name, FusedBatchNorm(peers))
+        elif isinstance(child, nn.Linear):
+            setattr(target, name, FusedLinear(peers))
+        elif isinstance(child, LAYOUT_FREE):
+            continue
+        elif type(child) in (nn.Sequential, nn.ModuleList, nn.ModuleDict) or list(child.children()):
+            _fuse_into(child, peers)
+        elif any(True for _ in child.parameters()) or any(True for _ in child.buffers()):
+            raise NotFusable(f"layer {type(child).__name__} has no fused version")
+        elif type(child).__module__.startswith("torch.nn"):
+            raise NotFusable(f"layer {type(child).__name__} is not known to act per channel")
+        else:
+            _fuse_into(child, peers)  # a user module without state: its forward is checked by the probe
+
+
+def fuse_models(members: Sequence[nn.Module], input_shape, *, check: bool = True) -> nn.Module:
+    """One network holding ``members`` side by side (raises `NotFusable` where it cannot).
+
+    With ``check`` the fused net is compared with the members on a random probe batch, in train
+    and eval mode, on copies (so no running statistic moves): forward code that mixes channels
+    across members (a reshape by channel count, a channel padding) is caught here."""
+    fused = copy.deepcopy(members[0])
+    _fuse_into(fused, members)
+    fused.train(members[0].training)
+    if check:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(3, *input_shape, generator=generator)
+        for training in (True, False):
+            ours, theirs = copy.deepcopy(fused).train(training), [copy.deepcopy(m).train(training) for m in members]
+            with torch.no_grad():
+                got = split_outputs(ours(x.repeat(1, len(members), 1, 1)), len(members))
+                want = [m(x) for m in theirs]
+            want = [torch.stack(list(w), 1) if isinstance(w, (list, tuple)) else w.unsqueeze(1) for w in want]
+            want_t = torch.stack(want, 2)  # N, heads, G, K
+            got_t = torch.stack(list(got), 1) if isinstance(got, (list, tuple)) else got.unsqueeze(1)
+            if got_t.shape != want_t.shape or not torch.allclose(got_t, want_t, rtol=1e-3, atol=1e-4):
+                raise NotFusable(f"the model's forward does not keep members apart ({'train' if training else 'eval'}"
+                                 " mode probe differs)")
+    return fused
+
+
+def split_outputs(outputs, g: int):
+    """Fused logits ``(N, G * K)`` (or a list of them, one per head) as ``(N, G, K)``."""
+    if isinstance(outputs, (list, tuple)):
+        return [o.reshape(o.shape[0], g, -1) for o in outputs]
+    return outputs.reshape(outputs.shape[0], g, -1)
+
+
+def member_losses(outputs, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-member mean cross-entropy over heads (`depthlab.train.multi_head_loss` per member):
+    ``outputs`` split as ``(N, G, K)``, ``y`` ``(N, G)``; returns (losses ``(G,)``, final logits)."""
+    heads = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    per_head = [F.cross_entropy(o.float().permute(0, 2, 1), y, reduction="none").mean(0) for o in heads]
+    return sum(per_head) / len(per_head), heads[-1]
+
+
+def compact_(model: nn.Module, keep: torch.Tensor) -> None:
+    """Keep only members ``keep`` (indices) in every fused layer, in place."""
+    for module in model.modules():
+        if isinstance(module, FUSED_LAYERS):
+            for name, p in list(module._parameters.items()):
+                if p is not None:
+                    module._parameters[name] = nn.Parameter(p.detach()[keep].clone())
+            for name in ("running_mean", "running_var"):
+                b = module._buffers.get(name)
+                if b is not None:
+                    module._buffers[name] = b[keep].clone()
+
+
+# ---------------------------------------------------------------------------------------------
+# The optimiser
+
+
+class FusedSGD:
+    """`torch.optim.SGD` (dampening 0) over stacked parameters, with per-member lr, momentum
+    and weight decay tensors of shape ``(G,)`` broadcast over each parameter's member axis.
+    Weight decay is its own per-member term (added to the gradient before momentum, as torch
+    does), not folded into the lr. ``active`` masks members out: their parameters and momentum
+    buffers do not move."""
+
+    def __init__(self, model: nn.Module, nesterov: bool):
+        self.model, self.nesterov = model, nesterov
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def zero_grad(self) -> None:
+        for p in self.model.parameters():
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, lr: torch.Tensor, momentum: torch.Tensor, weight_decay: torch.Tensor,
+             active: torch.Tensor, use_weight_decay: bool) -> None:
+        for name, p in self.model.named_parameters():
+            if p.grad is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            live = active.view(shape)
+            d_p = p.grad
+            if use_weight_decay:
+                d_p = d_p.add(p * weight_decay.view(shape))
+            d_p = torch.where(live, d_p, torch.zeros((), dtype=d_p.dtype, device=d_p.device))
+            buf = self.buffers.get(name)
+            if buf is None:
+                buf = self.buffers[name] = d_p.clone()
+            else:
+                buf.copy_(torch.where(live, buf * momentum.view(shape) + d_p, buf))
+            step = d_p + momentum.view(shape) * buf if self.nesterov else buf
+            p.addcmul_(torch.where(live, -lr.view(shape), torch.zeros((), dtype=p.dtype, device=p.device)), step)
+
+    def compact_(self, model: nn.Module, keep: torch.Tensor) -> None:
+        self.model = model
+        self.buffers = {name: b[keep].clone() for name, b in self.buffers.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Which configs fuse
+
+
+@functools.lru_cache(maxsize=256)
+def _model_fusable(model: str, model_args_json: str, input_shape: tuple[int, ...]) -> bool:
+    args = json.loads(model_args_json)
+    try:
+        members = [create_model(model, input_shape, 10, **args) for _ in range(2)]
+        fuse_models(members, input_shape)
+    except NotFusable:
+        return False
+    return True
+
+
+def fusion_key(config: TrainConfig) -> str | None:
+    """A key shared exactly by the configs that `train_fused` can train together, or None when
+    ``config`` cannot be fused (not SGD, early-stopping patience, a model with no fused form)."""
+    if config.optimizer != "sgd" or config.patience is not None:
+        return None
+    from .data import DATASETS
+
+    info = DATASETS.get(config.dataset)
+    if info is None or not _model_fusable(config.model, json.dumps(config.model_args, sort_keys=True),
+                                          tuple(info.input_shape)):
+        return None
+    d = config.canonical()
+    for name in PER_MEMBER:
+        d.pop(name)
+    return json.dumps(d, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+@torch.no_grad()
+def _evaluate_members(model: nn.Module, batches: Batches, g: int, amp: bool, channels_last: bool) -> torch.Tensor:
+    """Error per head and member, ``(heads, G)`` (float64, on the CPU), model in eval mode
+    (`depthlab.train.evaluate` for every member at once)."""
+    was_training = model.training
+    model.eval()
+    wrong, n = None, 0
+    for xb, yb in batches:
+        with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=amp):
+            outputs = split_outputs(model(_replicate(xb, g, channels_last)), g)
+        heads = outputs if isinstance(outputs, list) else [outputs]
+        w = torch.stack([(o.argmax(-1) != yb.unsqueeze(1)).sum(0) for o in heads])  # heads, G
+        wrong = w if wrong is None else wrong + w
+        n += len(yb)
+    model.train(was_training)
+    return wrong.double().cpu() / max(n, 1)
+
+
+def _replicate(xb: torch.Tensor, g: int, channels_last: bool) -> torch.Tensor:
+    """One batch for G members that share it: ``(N, C, H, W)`` -> ``(N, G * C, H, W)``."""
+    out = xb.repeat(1, g, 1, 1)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+class _Member:
+    """One member's config, monitor, current lr and the result being built."""
+
+    def __init__(self, index: int, config: TrainConfig, monitor: Monitor | None, parameters: int, device: str):
+        self.index, self.config, self.monitor = index, config, monitor
+        self.schedule = parse_schedule(config.schedule)
+        self.result = RunResult(config.canonical(), "done", [], 0.0, parameters=parameters, device=device)
+        self.lr = config.lr
+        self.stop_at_epoch_end = False  # its monitor stopped it at the last step of an epoch
+        self.finished = False
+
+
+def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, data_dir=None,
+                monitors: Sequence[Monitor | None] | Monitor | None = None,
+                on_epoch: Callable[[int, EpochMetrics], None] | None = None,
+                on_step: Callable[[int, int, dict[int, float]], None] | None = None) -> list[dict]:
+    """Train ``configs`` (equal but for lr, seed, momentum, weight decay and schedule) as one
+    fused network; return one result dict per config, in order, with the schema of
+    `depthlab.runner.run_recorded` plus ``"fused"`` (the group size and its wall time).
+
+    ``monitors``: one per config (or one for all); each sees its member's checkpoints and may
+    stop it. ``on_epoch(i, metrics)`` gets member i's epochs; ``on_step(epoch, step, losses)``
+    the loss of every live member at every step (``{i: loss}``; it syncs, so tests only). Each member's ``seconds`` is its
+    share (1/G) of the fused wall time. A model whose fused net fails the probe check is
+    trained member by member instead (same results, no speed-up)."""
+    configs = list(configs)
+    if not configs:
+        return []
+    for c in configs:
+        c.validate()
+    keys = [fusion_key(c) for c in configs]
+    if None in keys:
+        bad = configs[keys.index(None)]
+        raise ConfigError(f"cannot fuse {bad.model} (optimizer {bad.optimizer}, patience {bad.patience}): fused "
+                          "training is SGD without early-stopping patience, on models that have a fused form")
+    if len(set(keys)) > 1:
+        raise ConfigError("fused configs must differ only in " + ", ".join(PER_MEMBER))
+    if monitors is None or callable(monitors):
+        monitors = [monitors] * len(configs)  # type: ignore[list-item]
+    monitors = list(monitors)  # type: ignore[arg-type]
+    if len(monitors) != len(configs):
+        raise ConfigError(f"{len(monitors)} monitors for {len(configs)} configs")
+    if data is None:
+        data = load_dataset(configs[0].dataset, data_dir)
+    started = time.perf_counter()
+    try:
+        results = _train_fused(configs, monitors, data, on_epoch, on_step)
+    except (KeyboardInterrupt, SystemExit, UserError):
+        raise
+    except NotFusable:
+        from .runner import run_recorded
+
+        results = [run_recorded(c, None, data, monitor=m, reuse=False) for c, m in zip(configs, monitors)]
+    except Exception as exc:  # as run_recorded: a crash (out of memory, a bug) fails these runs, not the sweep
+        seconds = time.perf_counter() - started
+        results = [{"config": c.canonical(), "status": "failed", "epochs": [], "checkpoints": [],
+                    "seconds": round(seconds / len(configs), 3), "reason": f"{type(exc).__name__}: {exc}"[:500],
+                    "stopped_early": False, "test_error": None, "parameters": 0,
+                    "device": str(resolve_device(c.device))} for c in configs]
+    return [{**r, "reused": False} for r in results]
+
+
+def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_epoch, on_step) -> list[dict]:
+    """The loop of `depthlab.train.train`, for G members at once (see the module docstring)."""
+    head = configs[0]
+    device = resolve_device(head.device)
+    amp = device.type == "cuda"
+    channels_last = device.type in ("cpu", "cuda")
+    started = time.perf_counter()
+
+    nets = []
+    for c in configs:  # each member initialised exactly as `train` initialises a separate run
+        torch.manual_seed(c.seed)
+        nets.append(create_model(c.model, data.input_shape, data.num_classes, **c.model_args))
+    parameters = count_parameters(nets[0])
+    model = fuse_models(nets, data.input_shape).to(device)  # its activations go channels-last with the input
+    del nets
+    members = [_Member(i, c, m, parameters, str(device)) for i, (c, m) in enumerate(zip(configs, monitors))]
+    optimizer = FusedSGD(model, nesterov=head.nesterov)
+
+    tx, ty, ex, ey, test_x, test_y = (t.to(device) for t in prepare_splits(head, data))
+    seeds = sorted({c.seed for c in configs})
+    train_batches = {s: Batches(tx, ty, head.batch_size, data.mean, data.std, seed=s, augment=head.augment,
+                                channels_last=channels_last) for s in seeds}
+    eval_batches = Batches(ex, ey, 1024, data.mean, data.std, shuffle=False, channels_last=channels_last)
+    steps_per_epoch = len(train_batches[seeds[0]])
+    eval_at = {round(steps_per_epoch * (i + 1) / head.evals_per_epoch) for i in range(head.evals_per_epoch)}
+    check_every = 1 if device.type == "cpu" else 20  # a finiteness check syncs an accelerator
+
+    def floats(values) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=device)
+
+    # Per-member state, indexed along the fused net's member axis; `live` names its members.
+    live = list(members)
+    momentum = floats([m.config.momentum for m in live])
+    weight_decay = floats([m.config.weight_decay for m in live])
+    use_weight_decay = any(m.config.weight_decay > 0 for m in live)
+    active = torch.ones(len(live), dtype=torch.bool, device=device)
+    first_bad = torch.full((len(live),), -1, dtype=torch.long, device=device)
+    loss_sum = torch.zeros(len(live), device=device)
+    wrong = torch.zeros(len(live), dtype=torch.long, device=device)
+    lr_values: list[float] | None = None
+    lr_t = floats([])
+
+    def drop_finished() -> None:
+        """Cut finished members out of the net, the optimiser and the per-member state."""
+        nonlocal live, momentum, weight_decay, active, first_bad, loss_sum, wrong, lr_values
+        keep = [i for i, m in enumerate(live) if not m.finished]
+        if len(keep) == len(live):
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=device)
+        compact_(model, index)
+        optimizer.compact_(model, index)
+        live = [live[i] for i in keep]
+        momentum, weight_decay, active, first_bad, loss_sum, wrong = (
+            t[index] for t in (momentum, weight_decay, active, first_bad, loss_sum, wrong))
+        lr_values = None
+
+    def test_errors() -> list[float]:
+        batches = Batches(test_x, test_y, 1024, data.mean, data.std, shuffle=False, channels_last=channels_last)
+        return _evaluate_members(model, batches, len(live), amp, channels_last)[-1].tolist()
+
+    def close_epoch(ids: list[int], epoch: int, seen: int, errors: torch.Tensor | None, seconds: float,
+                    ending: list[int]) -> None:
+        """Append the epoch's metrics of members ``ids``; finish those in ``ending``."""
+        wrong_l, loss_l = wrong.tolist(), loss_sum.tolist()
+        tests = test_errors() if ending and head.eval_split != "test" else None
+        for i in ids:
+            m = live[i]
+            errs = errors[:, i].tolist() if errors is not None else [math.nan]
+            metrics = EpochMetrics(epoch, wrong_l[i] / max(seen, 1), errs[-1], loss_l[i] / max(seen, 1), m.lr,
+                                   seconds, errs if len(errs) > 1 else None)
+            m.result.epochs.append(metrics)
+            if on_epoch is not None:
+                on_epoch(m.index, metrics)
+            if i in ending:
+                m.finished = True
+                m.result.test_error = metrics.test_error if tests is None else tests[i]
+
+    for epoch in range(head.epochs):
+        if not live:
+            break
+        epoch_start = time.perf_counter()
+        share = len(live)  # members sharing this epoch's wall time
+        model.train()
+        loss_sum, wrong = torch.zeros_like(loss_sum), torch.zeros_like(wrong)
+        seen = 0
+        errors: torch.Tensor | None = None
+        iterators = {s: iter(b) for s, b in train_batches.items()}
+        for step in range(1, steps_per_epoch + 1):
+            batch = {s: next(it) for s, it in iterators.items()}
+            if len(seeds) == 1:
+                xb, yb = batch[seeds[0]]
+                x = _replicate(xb, len(live), channels_last)
+                y = yb.unsqueeze(1).expand(len(yb), len(live))
+            else:
+                x = torch.cat([batch[m.config.seed][0] for m in live], 1)
+                x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+                y = torch.stack([batch[m.config.seed][1] for m in live], 1)
+            lrs = [m.schedule.lr_at(epoch + (step - 1) / steps_per_epoch, m.config.lr, m.config.epochs) for m in live]
+            for m, lr in zip(live, lrs):
+                m.lr = lr
+            if lrs != lr_values:  # constant schedules: one host-to-device copy, not one per step
+                lr_values, lr_t = lrs, floats(lrs)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                outputs = split_outputs(model(x), len(live))
+            losses, logits = member_losses(outputs, y)
+            if on_step is not None:
+                on_step(epoch, step, {m.index: v for m, v in zip(live, losses.tolist())})
+            optimizer.zero_grad()
+            losses.sum().backward()  # members share no op: each slice of the gradient is its own
+            finite = torch.isfinite(losses.detach())
+            first_bad = torch.where(active & ~finite & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
+            active = active & finite
+            optimizer.step(lr_t, momentum, weight_decay, active, use_weight_decay)
+            loss_sum += losses.detach() * y.shape[0]
+            wrong += (logits.detach().argmax(-1) != y).sum(0)
+            seen += y.shape[0]
+            if step % check_every == 0 or step == steps_per_epoch or step in eval_at:
+                for m, bad in zip(live, first_bad.tolist()):
+                    if bad >= 0:  # as `train`: diverged, no metrics for the unfinished epoch
+                        m.result.status, m.finished = "diverged", True
+                        m.result.reason = f"non-finite loss at epoch {epoch}, step {bad}"
+                drop_finished()
+                if not live:
+                    break
+            if step in eval_at:
+                errors = _evaluate_members(model, eval_batches, len(live), amp, channels_last)  # heads, G
+                wrong_l = wrong.tolist()
+                stopped = []
+                for i, m in enumerate(live):
+                    checkpoint = Checkpoint(epoch + step / steps_per_epoch, wrong_l[i] / seen, errors[-1, i].item())
+                    m.result.checkpoints.append(checkpoint)
+                    if m.monitor is not None and m.monitor(checkpoint):
+                        m.result.stopped_early, m.result.reason = True, "monitor stopped the run"
+                        stopped.append(i)
+                if step == steps_per_epoch:
+                    for i in stopped:
+                        live[i].stop_at_epoch_end = True
+                elif stopped:  # as `train`: a run stopped mid-epoch records the partial epoch
+                    close_epoch(stopped, epoch, seen, errors, (time.perf_counter() - epoch_start) / share, stopped)
+                    keep = [i for i in range(len(live)) if i not in stopped]
+                    drop_finished()
+                    errors = errors[:, keep]
+                    if not live:
+                        break
+        if not live:
+            break
+        last = epoch == head.epochs - 1
+        ending = [i for i, m in enumerate(live) if last or m.stop_at_epoch_end]
+        close_epoch(list(range(len(live))), epoch, seen, errors, (time.perf_counter() - epoch_start) / share, ending)
+        drop_finished()
+    wall = time.perf_counter() - started
+    out = []
+    for m in members:
+        m.result.seconds = wall / len(members)
+        d = m.result.to_dict()
+        d["checkpoints"] = [vars(c) for c in m.result.checkpoints]
+        d["fused"] = {"members": len(members), "seconds": round(wall, 3)}
+        out.append(d)
+    return out

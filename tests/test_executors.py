@@ -1,0 +1,184 @@
+"""Executors (depthlab.executors): parallel trials give the results of sequential ones, only the
+driver writes the store, and a resumed sweep skips exactly the finished trials."""
+
+from dataclasses import dataclass
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from depthlab.cli.app import executor_options, executor_spec
+from depthlab.data import Dataset
+from depthlab.errors import ConfigError
+from depthlab.executors import ExecutorSpec, InProcessExecutor, ProcessExecutor, Trial, TrialRunner
+from depthlab.runner import run_recorded
+from depthlab.store import Store
+from depthlab.train import TrainConfig
+
+BASE = dict(model="cnn-elu-bn", model_args={"depth": 3}, train_size=1000, test_size=500, epochs=1)
+
+
+def lr_batch(lrs=(0.01, 0.05, 0.1, 0.2), **extra) -> list[Trial]:
+    return [Trial(TrainConfig(**{**BASE, **extra}, lr=lr), kind="sweep", experiment="test") for lr in lrs]
+
+
+def sequential(trials, data) -> list[dict]:
+    return [run_recorded(t.config, None, data, monitor=t.monitor) for t in trials]
+
+
+def same_result(a: dict, b: dict) -> bool:
+    keys = ("config", "status", "test_error", "reason", "stopped_early")
+    return all(a[k] == b[k] for k in keys) and [e["loss"] for e in a["epochs"]] == pytest.approx(
+        [e["loss"] for e in b["epochs"]], rel=1e-6)
+
+
+def flipped(data: Dataset) -> Dataset:
+    """MNIST mirrored left-right: a dataset no worker could read from disk."""
+    return Dataset("mnist", data.train_x.flip(-1).contiguous(), data.train_y, data.test_x.flip(-1).contiguous(),
+                   data.test_y, data.mean, data.std)
+
+
+@pytest.mark.slow
+def test_process_workers_match_sequential_and_only_the_driver_writes(mnist, tmp_path):
+    data = flipped(mnist)
+    trials = lr_batch()
+    want = sequential(trials, data)
+    with Store(tmp_path / "s.db") as store, ProcessExecutor(workers=2, threads=1) as executor:
+        runner = TrialRunner(executor, store, data)
+        got = runner.run(trials)
+        assert all(same_result(g, w) for g, w in zip(got, want))  # the shipped data, not the files
+        assert [g["reused"] for g in got] == [False] * 4
+        rows = store.runs()
+        assert len(rows) == 4 and {r.status for r in rows} == {"done"}
+        assert {r.kind for r in rows} == {"sweep"} and {r.experiment for r in rows} == {"test"}
+        assert all(len(store.epochs(r.id)) == 1 for r in rows)
+        assert sorted(r.config_hash for r in rows) == sorted(t.config.hash() for t in trials)
+        again = runner.run(trials)  # resume: everything comes from the store, nothing is trained
+        assert [g["reused"] for g in again] == [True] * 4
+        assert [g["test_error"] for g in again] == [w["test_error"] for w in want]
+        assert store.count() == 4 and runner.trials_run == 4
+
+
+def test_resume_trains_only_the_missing_trials(mnist, tmp_path):
+    trials = lr_batch()
+    with Store(tmp_path / "s.db") as store, InProcessExecutor() as executor:
+        TrialRunner(executor, store, mnist).run(trials[:2])  # a sweep interrupted after two trials
+        runner = TrialRunner(executor, store, mnist)
+        got = runner.run(trials)
+        assert [g["reused"] for g in got] == [True, True, False, False]
+        assert runner.trials_run == 2 and store.count() == 4
+        assert all(same_result(g, w) for g, w in zip(got, sequential(trials, mnist)))
+
+
+def test_duplicate_trials_train_once(mnist, tmp_path):
+    trials = lr_batch((0.05, 0.05, 0.1))
+    with Store(tmp_path / "s.db") as store, InProcessExecutor() as executor:
+        runner = TrialRunner(executor, store, mnist)
+        got = runner.run(trials)
+        assert got[0]["test_error"] == got[1]["test_error"]
+        assert runner.trials_run == 2 and store.count() == 2
+
+
+def test_fused_groups_are_recorded_like_single_trials(mnist, tmp_path):
+    trials = lr_batch() + lr_batch((0.05,), model_args={"depth": 6})  # the depth-6 trial fuses with nothing
+    with Store(tmp_path / "s.db") as store, InProcessExecutor() as executor:
+        got = TrialRunner(executor, store, mnist, fuse=4).run(trials)
+        assert [g.get("fused", {}).get("members") for g in got] == [4, 4, 4, 4, None]
+        want = sequential(trials, mnist)
+        for g, w in zip(got, want):
+            assert g["config"] == w["config"] and g["status"] == w["status"]
+            assert g["test_error"] == pytest.approx(w["test_error"], abs=2 / 500)
+        assert store.count("done") == 5
+        stored = store.find_finished(trials[2].config.hash()).result
+        assert stored["fused"]["members"] == 4 and "reused" not in stored
+
+
+def raising_monitor(checkpoint):
+    raise RuntimeError("monitor exploded")
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(mnist, tmp_path):
+    trials = lr_batch((0.01, 0.05))
+    trials[0].monitor = raising_monitor
+    with Store(tmp_path / "s.db") as store, InProcessExecutor() as executor:
+        got = TrialRunner(executor, store, mnist).run(trials)
+    assert got[0]["status"] == "failed" and "monitor exploded" in got[0]["reason"]
+    assert got[1]["status"] == "done"
+
+
+def test_concurrent_searches_get_their_sequential_answers(mnist, tmp_path):
+    """Two adaptive procedures (each picks its next trial from the last result) served at once
+    by one runner answer what they answer one after the other."""
+
+    def search(runner, lrs):
+        trail = []
+        for lr in lrs:
+            (result,) = runner.run([Trial(TrainConfig(**BASE, lr=lr))])
+            trail.append((lr, result["test_error"]))
+            if result["test_error"] < 0.7:  # adaptive: stop at the first lr that learns something
+                break
+        return trail
+
+    with InProcessExecutor() as executor:
+        runner = TrialRunner(executor, None, mnist)
+        together = runner.run_concurrently([lambda: search(runner, (0.01, 0.3, 0.1)),
+                                            lambda: search(runner, (0.05, 0.2))])
+        one_by_one = [search(runner, (0.01, 0.3, 0.1)), search(runner, (0.05, 0.2))]
+    assert together == one_by_one
+    assert [len(t) for t in together] == [2, 1]  # both stopped early: the test exercises adaptivity
+
+
+def test_executor_spec_validation():
+    for kwargs, message in [(dict(workers=0), "--workers"), (dict(fuse=0), "--fuse"),
+                            (dict(ray_address="auto"), "needs --executor ray"),
+                            (dict(gpus_per_trial=0.5), "needs --executor ray"),
+                            (dict(cpus_per_trial=0), "positive"), (dict(kind="slurm"), "unknown executor")]:
+        with pytest.raises(ConfigError, match=message):
+            ExecutorSpec(**kwargs).validate()
+    assert ExecutorSpec().create().__class__.__name__ in ("InProcessExecutor", "ProcessExecutor")
+    assert ExecutorSpec(workers=1).create().__class__ is InProcessExecutor
+
+
+def test_executor_options_cli():
+    @click.command()
+    @executor_options
+    def cmd(**kwargs):
+        spec = executor_spec(**kwargs)
+        click.echo(f"{spec.kind} {spec.workers} {spec.fuse} {spec.gpus_per_trial}")
+
+    runner = CliRunner()
+    assert runner.invoke(cmd, []).output.strip() == "local None 1 0.0"
+    assert runner.invoke(cmd, ["--workers", "3", "--fuse", "8"]).output.strip() == "local 3 8 0.0"
+    bad = runner.invoke(cmd, ["--workers", "many"])
+    assert isinstance(bad.exception, ConfigError) and "--workers" in str(bad.exception)
+    bad = runner.invoke(cmd, ["--ray-address", "auto"])
+    assert isinstance(bad.exception, ConfigError)
+
+
+@dataclass
+class StopBelow:
+    threshold: float
+
+    def __call__(self, checkpoint) -> bool:
+        return checkpoint.eval_error < self.threshold
+
+
+@pytest.mark.slow
+def test_ray_runs_a_sweep_like_sequential(mnist, tmp_path):
+    ray = pytest.importorskip("ray")
+    from depthlab.executors import RayExecutor
+
+    trials = lr_batch() + [Trial(TrainConfig(**BASE, lr=0.3, evals_per_epoch=4), monitor=StopBelow(0.5))]
+    want = sequential(trials, mnist)
+    with Store(tmp_path / "s.db") as store, RayExecutor(num_cpus=2) as executor:
+        assert ray.is_initialized() and executor.slots == 2
+        runner = TrialRunner(executor, store, mnist)
+        got = runner.run(trials)
+        assert all(same_result(g, w) for g, w in zip(got, want))
+        assert got[-1]["stopped_early"] and len(got[-1]["checkpoints"]) == 3  # the monitor ran on the worker
+        assert store.count("done") == 5
+        fused = TrialRunner(executor, store, mnist, fuse=4).run(lr_batch((0.02, 0.03)))  # one Ray task
+        assert [f["fused"]["members"] for f in fused] == [2, 2]
+        assert [g["reused"] for g in TrialRunner(executor, store, mnist).run(trials)] == [True] * 5
+        assert store.count() == 7
+    assert not ray.is_initialized()

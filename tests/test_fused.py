@@ -1,0 +1,181 @@
+"""Fused multi-model training (depthlab.fused): G members trained as one network follow, step by
+step, the trajectories of G separate runs with the same seeds and data order."""
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from depthlab.data import Batches
+from depthlab.errors import ConfigError
+from depthlab.fused import NotFusable, fuse_models, fusion_key, train_fused
+from depthlab.models import create_model
+from depthlab.train import TrainConfig, make_optimizer, multi_head_loss, parse_schedule, prepare_splits, train
+
+SMALL = dict(train_size=1024, test_size=500, epochs=2, batch_size=256)  # 4 steps per epoch
+
+
+def reference_losses(config: TrainConfig, data) -> list[float]:
+    """The loss at every step of a separate run: the loop of `depthlab.train.train`, built from
+    its components, on the same batches (same seed, same order)."""
+    torch.manual_seed(config.seed)
+    model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(config, model.parameters())
+    schedule = parse_schedule(config.schedule)
+    tx, ty, *_ = prepare_splits(config, data)
+    batches = Batches(tx, ty, config.batch_size, data.mean, data.std, seed=config.seed, channels_last=True)
+    losses = []
+    for epoch in range(config.epochs):
+        for step, (xb, yb) in enumerate(batches, start=1):
+            for group in optimizer.param_groups:
+                group["lr"] = schedule.lr_at(epoch + (step - 1) / len(batches), config.lr, config.epochs)
+            loss, _ = multi_head_loss(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return losses
+
+
+def fused_losses(configs, data, **kwargs) -> tuple[list[list[float]], list[dict]]:
+    per_member: list[list[float]] = [[] for _ in configs]
+
+    def on_step(epoch, step, losses):
+        for i, value in losses.items():
+            per_member[i].append(value)
+
+    results = train_fused(configs, data, on_step=on_step, **kwargs)
+    return per_member, results
+
+
+@pytest.mark.parametrize("model,nesterov", [("cnn-elu-bn", False), ("cnn-tanh", True), ("cnn-elu-multihead", False)])
+def test_fused_losses_equal_separate_runs_step_by_step(mnist, model, nesterov):
+    base = dict(model=model, model_args={"depth": 6}, nesterov=nesterov, **SMALL)
+    configs = [TrainConfig(**base, lr=0.05),
+               TrainConfig(**base, lr=0.1, momentum=0.5),
+               TrainConfig(**base, lr=0.02, seed=1, weight_decay=5e-3),      # its own data order and init
+               TrainConfig(**base, lr=0.1, schedule="warmup:1+cosine")]      # its own schedule
+    got, results = fused_losses(configs, mnist)
+    for config, losses, result in zip(configs, got, results):
+        want = reference_losses(config, mnist)
+        assert len(losses) == len(want) == 8
+        assert losses == pytest.approx(want, abs=1e-5, rel=0), config
+        assert result["status"] == "done" and result["fused"]["members"] == 4
+
+
+def test_fused_results_match_train(mnist):
+    """Whole results (epoch metrics, checkpoints, test error) are those of `train`."""
+    base = dict(model="cnn-elu-multihead", model_args={"depth": 6}, evals_per_epoch=2, **SMALL)
+    configs = [TrainConfig(**base, lr=0.05), TrainConfig(**base, lr=0.1, seed=3)]
+    fused = train_fused(configs, mnist)
+    for config, got in zip(configs, fused):
+        want = train(config, mnist).to_dict()
+        assert got["status"] == want["status"] and got["config"] == want["config"]
+        assert len(got["epochs"]) == len(want["epochs"]) == 2
+        for g, w in zip(got["epochs"], want["epochs"]):
+            assert g["loss"] == pytest.approx(w["loss"], abs=1e-5)
+            assert g["train_error"] == pytest.approx(w["train_error"], abs=2 / 1024)
+            assert g["test_error"] == pytest.approx(w["test_error"], abs=2 / 500)
+            assert g["head_errors"] == pytest.approx(w["head_errors"], abs=2 / 500)
+            assert g["lr"] == w["lr"]
+        assert len(got["checkpoints"]) == 4
+        assert got["test_error"] == pytest.approx(want["test_error"], abs=2 / 500)
+        assert set(want) <= set(got)  # the schema of run_recorded (plus "fused")
+
+
+def test_diverging_member_does_not_touch_the_others(mnist):
+    base = dict(model="cnn-elu", model_args={"depth": 6}, **SMALL)
+    healthy = [TrainConfig(**base, lr=0.05), TrainConfig(**base, lr=0.1)]
+    wild = TrainConfig(**base, lr=50.0)  # a separate run diverges at step 3
+    alone, alone_results = fused_losses(healthy, mnist)
+    mixed, mixed_results = fused_losses([healthy[0], wild, healthy[1]], mnist)
+    assert mixed[0] == pytest.approx(alone[0], abs=1e-5)
+    assert mixed[2] == pytest.approx(alone[1], abs=1e-5)
+    assert all(v == v and abs(v) < 10 for v in mixed[0] + mixed[2])  # finite, sane
+    separate = train(wild, mnist)
+    assert separate.status == "diverged"
+    assert mixed_results[1]["status"] == "diverged"
+    assert mixed_results[1]["reason"] == separate.reason
+    assert mixed_results[1]["epochs"] == [] and mixed_results[1]["test_error"] is None
+    assert len(mixed[1]) == 3  # it left the fused net at the step its loss went non-finite
+    for r, a in zip((mixed_results[0], mixed_results[2]), alone_results):
+        assert r["status"] == "done"
+        assert r["test_error"] == pytest.approx(a["test_error"], abs=2 / 500)
+
+
+@dataclass
+class StopBelow:
+    """A monitor: stop once the train error is below ``threshold``."""
+
+    threshold: float
+
+    def __call__(self, checkpoint) -> bool:
+        return checkpoint.train_error < self.threshold
+
+
+def test_monitor_stops_members_as_train_does(mnist):
+    base = dict(model="cnn-elu-bn", model_args={"depth": 6}, evals_per_epoch=4, **SMALL)
+    configs = [TrainConfig(**base, lr=lr) for lr in (0.01, 0.1, 0.3)]
+    monitor = StopBelow(0.6)
+    fused = train_fused(configs, mnist, monitors=monitor)
+    stopped = 0
+    for config, got in zip(configs, fused):
+        want = train(config, mnist, monitor=monitor)
+        stopped += want.stopped_early
+        assert got["stopped_early"] == want.stopped_early and got["reason"] == want.reason
+        assert [c["epoch"] for c in got["checkpoints"]] == [c.epoch for c in want.checkpoints]
+        assert len(got["epochs"]) == len(want.epochs)
+        for g, w in zip(got["epochs"], want.epochs):
+            assert g["train_error"] == pytest.approx(w.train_error, abs=2 / 1024)
+            assert g["loss"] == pytest.approx(w.loss, abs=1e-5)
+        assert got["test_error"] == pytest.approx(want.test_error, abs=2 / 500)
+    assert stopped >= 1  # the test exercises a mid-run stop
+
+
+def test_fusion_key_groups_only_what_fuses():
+    base = dict(model="cnn-elu-bn", model_args={"depth": 6}, train_size=1000)
+    key = fusion_key(TrainConfig(**base))
+    assert key is not None
+    assert fusion_key(TrainConfig(**base, lr=0.3, seed=2, momentum=0.5, weight_decay=1e-4, schedule="cosine")) == key
+    assert fusion_key(TrainConfig(**{**base, "model_args": {"depth": 9}})) != key
+    assert fusion_key(TrainConfig(**base, batch_size=128)) != key
+    assert fusion_key(TrainConfig(**base, optimizer="adam")) is None
+    assert fusion_key(TrainConfig(**base, patience=2)) is None
+    assert fusion_key(TrainConfig(model="cnn-elu", model_args={"depth": 6, "skip": "rezero"})) is None  # own alpha
+
+
+def test_train_fused_refuses_unfusable_groups(mnist):
+    with pytest.raises(ConfigError, match="differ only in"):
+        train_fused([TrainConfig(model="cnn-tanh", model_args={"depth": 3}),
+                     TrainConfig(model="cnn-tanh", model_args={"depth": 6})], mnist)
+    with pytest.raises(ConfigError, match="cannot fuse"):
+        train_fused([TrainConfig(model="cnn-tanh", optimizer="adam")] * 2, mnist)
+
+
+class _Net(nn.Module):
+    def __init__(self, mix: bool):
+        super().__init__()
+        self.mix = mix
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        h = torch.tanh(self.norm(self.conv(x)))
+        if self.mix:  # a mean over channels: across members once fused
+            h = h - h.mean(1, keepdim=True)
+        return self.fc(h.flatten(1))
+
+
+def test_probe_catches_forward_code_that_mixes_members():
+    members = [_Net(mix=False) for _ in range(3)]
+    fused = fuse_models(members, (1, 8, 8))
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        got = fused.eval()(x.repeat(1, 3, 1, 1)).view(5, 3, 10)
+        for i, m in enumerate(members):
+            assert torch.allclose(got[:, i], m.eval()(x), atol=1e-5)
+    with pytest.raises(NotFusable):
+        fuse_models([_Net(mix=True) for _ in range(3)], (1, 8, 8))

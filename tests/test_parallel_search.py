@@ -1,0 +1,178 @@
+"""The frontier under parallelism (issue 8): lr waves, concurrent models, process workers, fused
+groups and Ray give the answer of the one-trial-at-a-time search."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from depthlab.cli import main
+from depthlab.executors import InProcessExecutor, ProcessExecutor, TrialRunner
+from depthlab.search import FrontierConfig, Trial, find_frontier, find_frontiers, search_width
+from depthlab.store import Store
+
+# ---------------------------------------------------------------------------------------------
+# The logic, on verdict tables
+
+
+@st.composite
+def any_tables(draw):
+    """Arbitrary verdicts (monotone or not) for depths 3..3*top, a grid of lrs and some seeds."""
+    top = draw(st.integers(1, 12))
+    lrs = sorted(draw(st.sets(st.sampled_from([0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]), min_size=1)))
+    seeds = list(range(draw(st.integers(1, 3))))
+    table = {(3 * n, lr, s): draw(st.booleans()) for n in range(1, top + 1) for lr in lrs for s in seeds}
+    explicit = draw(st.booleans())
+    return top, lrs, seeds, table, explicit
+
+
+def verdict(table, depth, lr, seed) -> Trial:
+    ok = table[(depth, lr, seed)]
+    return Trial(depth, lr, seed, ok, 0.1 if ok else 0.9 - 0.01 * seed, 1.0, "done", 0.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_tables(), st.integers(1, 7))
+def test_waves_of_lrs_give_the_sequential_answer_for_any_table(case, width):
+    top, lrs, seeds, table, explicit = case
+    config = FrontierConfig(max_depth=3 * top, lrs=tuple(lrs), seeds=len(seeds),
+                            depths=tuple(range(3, 3 * top + 1, 3)) if explicit else None)
+    one_by_one = find_frontier("cnn-tanh", config, None, trial=lambda d, lr, s: verdict(table, d, lr, s))
+    batches = []
+
+    def cells(batch):
+        batches.append(batch)
+        return [verdict(table, *cell) for cell in batch]
+
+    waves = find_frontier("cnn-tanh", config, None, cells=cells, width=width)
+    strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "seconds"}  # noqa: E731
+    assert strip(waves) == strip(one_by_one)
+    assert [t.__dict__ for d in waves.depths.values() for t in d.trials] == \
+        [t.__dict__ for d in one_by_one.depths.values() for t in d.trials]
+    assert all(len(b) <= width * len(seeds) for b in batches)
+
+
+def test_search_width():
+    config = FrontierConfig(lrs=(0.01, 0.1, 1.0))
+    assert search_width(parallelism=1, fuse=1, models=8, config=config) == 1     # sequential: no speculation
+    assert search_width(parallelism=2, fuse=1, models=8, config=config) == 1     # models fill the workers
+    assert search_width(parallelism=2, fuse=1, models=1, config=config) == 2     # one model: two lrs at once
+    assert search_width(parallelism=16, fuse=8, models=2, config=config) == 3    # fused: the whole grid
+    assert search_width(parallelism=4, fuse=1, models=1, config=FrontierConfig(lrs=(0.1, 1.0), seeds=2)) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Real training on real MNIST
+
+SMALL = dict(max_depth=9, train_size=1000, epochs=1, eval_size=300, evals_per_epoch=4, lrs=(0.03, 0.3, 1.0),
+             threshold=0.6, device="cpu")
+MODELS = ["cnn-elu-bn", "cnn-tanh"]
+
+
+def answers(result, exact: bool = True):
+    out = []
+    for m in result.models:
+        d = m.to_dict()
+        d.pop("seconds")
+        if not exact:  # fused members round differently: compare verdicts, not error digits
+            d = {"model": d["model"], "max": d["max_trainable_depth"], "lr": d["lr"],
+                 "first_failing": d["first_failing_depth"],
+                 "map": {k: (v["trainable"], v["lr"], sorted(v["lrs_tried"])) for k, v in d["depths"].items()}}
+        out.append(d)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sequential_answer(mnist):
+    return find_frontiers(MODELS, FrontierConfig(**SMALL), None, mnist)
+
+
+@pytest.mark.slow
+def test_process_workers_find_the_sequential_frontier(mnist, sequential_answer, tmp_path):
+    with Store(tmp_path / "p.db") as store, ProcessExecutor(workers=2, threads=1) as pool:
+        runner = TrialRunner(pool, store, mnist)
+        got = find_frontiers(MODELS, FrontierConfig(**SMALL), store, mnist, runner=runner)
+        assert answers(got) == answers(sequential_answer)
+        assert answers(sequential_answer)[0]["max_trainable_depth"] is not None  # a real search happened
+        assert store.count() == runner.trials_run == sum(m.trials for m in got.models)  # width 1: no extras
+        again = find_frontiers(MODELS, FrontierConfig(**SMALL), store, mnist, runner=TrialRunner(pool, store, mnist))
+        assert all(m.trials == m.trials_reused for m in again.models)
+        assert store.count() == runner.trials_run
+
+
+def test_one_model_speculates_lrs_and_reports_only_the_search(mnist, sequential_answer, tmp_path):
+    """Width 3 on one model: all three lrs of a depth at once; the extra trials are stored but the
+    answer and the trials reported are the sequential ones."""
+    with Store(tmp_path / "w.db") as store, InProcessExecutor() as pool:
+        runner = TrialRunner(pool, store, mnist)
+        got = find_frontier(MODELS[0], FrontierConfig(**SMALL), store, mnist, runner=runner, width=3)
+        want = sequential_answer.models[0]
+        strip = lambda m: {k: v for k, v in m.to_dict().items() if k != "seconds"}  # noqa: E731
+        assert strip(got) == strip(want)
+        assert store.count() == 3 * len(got.depths) > got.trials  # speculative trials, recorded
+
+
+def test_fused_lr_groups_find_the_sequential_frontier(mnist, sequential_answer, tmp_path):
+    with Store(tmp_path / "f.db") as store, InProcessExecutor() as pool:
+        runner = TrialRunner(pool, store, mnist, fuse=3)
+        got = find_frontiers(MODELS, FrontierConfig(**SMALL), store, mnist, runner=runner)
+        assert answers(got, exact=False) == answers(sequential_answer, exact=False)
+        fused = [r.result for r in store.runs() if r.result.get("fused")]
+        assert fused and {f["fused"]["members"] for f in fused} == {3}
+
+
+@pytest.mark.slow
+def test_ray_finds_the_sequential_frontier(mnist, sequential_answer, tmp_path):
+    ray = pytest.importorskip("ray")
+    from depthlab.executors import RayExecutor
+
+    with Store(tmp_path / "r.db") as store, RayExecutor(num_cpus=2) as pool:
+        got = find_frontiers(MODELS, FrontierConfig(**SMALL), store, mnist, runner=TrialRunner(pool, store, mnist))
+        assert answers(got) == answers(sequential_answer)
+        assert {r.kind for r in store.runs()} == {"frontier"}
+    assert not ray.is_initialized()
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI
+
+TINY = ["frontier", "--models", "cnn-elu-bn,cnn-tanh", "--train-size", "1000", "--epochs", "1", "--lrs", "0.1,1",
+        "--max-depth", "6", "--eval-size", "300", "--device", "cpu", "--threshold", "0.6", "--json"]
+
+
+@pytest.mark.slow
+def test_frontier_cli_workers_and_fuse_agree_with_one_worker(data_root, tmp_path, capsys):
+    docs = []
+    for i, flags in enumerate((["--workers", "1"], ["--workers", "2"], ["--workers", "1", "--fuse", "2"])):
+        code = main([*TINY, *flags, "--store", str(tmp_path / f"{i}.db"), "--out", str(tmp_path / f"o{i}"),
+                     "--data-dir", str(data_root)])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert "trials run on local" in out.err
+        docs.append(json.loads(out.out)["models"])
+    verdicts = [[(m["model"], m["max_trainable_depth"], m["first_failing_depth"], m["lr"]) for m in d] for d in docs]
+    assert verdicts[0] == verdicts[1] == verdicts[2]
+    for m in docs[0]:
+        m.pop("seconds")
+    for m in docs[1]:
+        m.pop("seconds")
+    assert docs[0] == docs[1]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--workers", "0"], "--workers"),
+    (["--workers", "two"], "--workers"),
+    (["--fuse", "0"], "--fuse"),
+    (["--ray-address", "auto"], "--ray-address needs --executor ray"),
+    (["--gpus-per-trial", "0.5"], "--gpus-per-trial needs --executor ray"),
+    (["--executor", "ray", "--workers", "2"], "--workers is for --executor local"),
+    (["--executor", "ray", "--gpus-per-trial", "-1"], "non-negative"),
+    (["--executor", "dask"], "dask"),
+])
+def test_bad_executor_flags_are_one_line_exit_2_and_store_untouched(flags, message, tmp_path, capsys):
+    store, out = tmp_path / "untouched.db", tmp_path / "out"
+    code = main(["frontier", "--store", str(store), "--out", str(out), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("depthlab: error: ") and err.count("\n") == 1 and message in err, err
+    assert not store.exists() and not out.exists()
