@@ -212,10 +212,111 @@ CASES: list[tuple[str, str]] = [
     *[(f"{R} --data-dir {{cifar}} --store {s}", m) for s, m in STORE_CASES],
 ]
 
+LS = "lr-sweep cnn-tanh --depth 3 --lrs 0.01,0.1 --epochs 1 --device cpu"
+LF = "lr-find cnn-tanh --depth 3 --steps 10 --device cpu"
+AB = "ablate cnn-tanh --depth 3 --toggle bn --epochs 1 --device cpu"
+RE = "reproduce lr-momentum --quick --device cpu"
+DG = "diagnose cnn-tanh --depth 3 --steps 2 --device cpu"
+
+CASES += [
+    # train, later flags -------------------------------------------------------------------------
+    (f"{T} --threads 0", "--threads must be a positive integer"),
+    # frontier executors -------------------------------------------------------------------------
+    (f"{F} --executor slurm", "Invalid value for '--executor'"),
+    (f"{F} --workers 0", "workers"),
+    (f"{F} --workers x", "--workers must be a positive integer or auto"),
+    (f"{F} --fuse 0", "fuse"),
+    (f"{F} --executor ray --cpus-per-trial 0", "cpus"),
+    (f"{F} --executor ray --gpus-per-trial -1", "gpus"),
+    # lr-sweep -----------------------------------------------------------------------------------
+    ("lr-sweep cnn-nope --lrs 0.1", "unknown model"),
+    ("lr-sweep cnn-tanh --depth 3", "Missing option '--lrs'"),
+    ("lr-sweep cnn-tanh --depth 3 --lrs ''", "bad learning rate"),
+    ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,-1", "must be positive"),
+    ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,abc", "bad learning rate"),
+    ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,0.1", "twice"),
+    ("lr-sweep cnn-tanh --depth 10 --lrs 0.1", "multiple of 3"),
+    (f"{LS} --epochs 0", "epochs must be a positive integer"),
+    (f"{LS} --batch-size 0", "batch size must be a positive integer"),
+    (f"{LS} --momentum 1.5", "momentum"),
+    (f"{LS} --optimizer rmsprop", "unknown optimizer"),
+    (f"{LS} --schedule 2@", "schedule"),
+    (f"{LS} --act swish", "unknown activation"),
+    (f"{LS} --dataset imagenet", "unknown dataset"),
+    (f"{LS} --device tpu", "device"),
+    (f"{LS} --data-dir {{data}}", "missing data"),
+    (f"{LS} --data-dir {{corrupt}}", "checksum mismatch"),
+    (f"{LS} --out {{text}}", "exists and is not a folder"),
+    (f"{LS} --tensorboard {{text}}", "tensorboard"),
+    *[(f"{LS} --store {s}", m) for s, m in STORE_CASES],
+    # lr-find ------------------------------------------------------------------------------------
+    ("lr-find cnn-nope", "unknown model"),
+    ("lr-find cnn-tanh --depth 10", "multiple of 3"),
+    (f"{LF} --min-lr 0", "--min-lr must be positive"),
+    (f"{LF} --min-lr 1 --max-lr 0.1", "--max-lr must be larger than --min-lr"),
+    (f"{LF} --min-lr 0.1 --max-lr 0.1", "--max-lr must be larger than --min-lr"),
+    (f"{LF} --max-lr inf", "--max-lr must be larger"),
+    (f"{LF} --steps 5", "--steps must be at least 10"),
+    (f"{LF} --smoothing 1", "--smoothing"),
+    (f"{LF} --diverge 1", "--diverge"),
+    (f"{LF} --batch-size 0", "batch size"),
+    (f"{LF} --momentum -1", "momentum"),
+    (f"{LF} --device tpu", "device"),
+    (f"{LF} --data-dir {{data}}", "missing data"),
+    (f"{LF} --data-dir {{corrupt}}", "checksum mismatch"),
+    (f"{LF} --out {{text}}", "exists and is not a folder"),
+    # ablate -------------------------------------------------------------------------------------
+    ("ablate cnn-nope --toggle bn", "unknown model"),
+    ("ablate cnn-tanh --depth 3", "Missing option '--toggle'"),
+    (f"{AB} --toggle nope", "unknown toggle"),
+    (f"{AB} --folds 1", "--folds must be at least 2"),
+    (f"{AB} --folds 0", "--folds must be at least 2"),
+    (f"{AB} --folds 2 --seeds 2", "exclude each other"),
+    (f"{AB} --seeds 0", "--seeds must be at least 1"),
+    (f"{AB} --l2 -1", "--l2 must be non-negative"),
+    (f"{AB} --bn", "both fixed"),
+    (f"{AB} --patience 0", "patience"),
+    (f"{AB} --epochs 0", "epochs"),
+    (f"{AB} --lr 0", "learning rate must be positive"),
+    (f"{AB} --depth 10", "multiple of 3"),
+    (f"{AB} --data-dir {{data}}", "missing data"),
+    (f"{AB} --data-dir {{corrupt}}", "checksum mismatch"),
+    (f"{AB} --out {{text}}", "exists and is not a folder"),
+    (f"{AB} --tensorboard {{text}}", "tensorboard"),
+    *[(f"{AB} --store {s}", m) for s, m in STORE_CASES],
+    # reproduce (the experiment registry) --------------------------------------------------------
+    ("reproduce depth-frontierz", "unknown experiment"),
+    (f"{RE} --epochs 0", "--epochs must be a positive integer"),
+    (f"{RE} --train-size 0", "--train-size must be a positive integer"),
+    (f"{RE} --device tpu", "device"),
+    (f"{RE} --data-dir {{data}}", "missing data"),
+    (f"{RE} --data-dir {{corrupt}}", "checksum mismatch"),
+    ("reproduce skipfc-ablation --quick --data-dir {data}", "missing data"),
+    ("reproduce strided-residual --quick --data-dir {corrupt}", "checksum mismatch"),
+    (f"{RE} --out {{text}}", "exists and is not a folder"),
+    *[(f"{RE} --store {s}", m) for s, m in STORE_CASES],
+    # diagnose -----------------------------------------------------------------------------------
+    ("diagnose cnn-nope --depth 3", "unknown model"),
+    ("diagnose cnn-tanh --depth 10", "multiple of 3"),
+    (f"{DG} --steps -1", "--steps"),
+    (f"{DG} --every 0", "--every"),
+    (f"{DG} --train-size 0", "train"),
+    (f"{DG} --compare-depths 4", "multiple of 3"),
+    (f"{DG} --compare-depths x", "--compare-depths"),
+    (f"{DG} --dataset imagenet", "unknown dataset"),
+    (f"{DG} --lr 0", "learning rate must be positive"),
+    (f"{DG} --batch-size 0", "batch size"),
+    (f"{DG} --momentum 2", "momentum"),
+    (f"{DG} --device tpu", "device"),
+    (f"{DG} --data-dir {{data}}", "missing data"),
+    (f"{DG} --data-dir {{corrupt}}", "checksum mismatch"),
+    (f"{DG} --out {{text}}", "exists and is not a folder"),
+]
+
 # Commands that take --store / --data-dir / --out; the defaults below are added unless a case sets them.
-TAKES_STORE = {"train", "frontier", "phase", "reproduce", "runs"}
-TAKES_DATA = {"train", "frontier", "phase", "reproduce"}
-TAKES_OUT = {"train", "frontier", "phase", "reproduce", "theory"}
+TAKES_STORE = {"train", "frontier", "phase", "reproduce", "runs", "lr-sweep", "ablate"}
+TAKES_DATA = {"train", "frontier", "phase", "reproduce", "lr-sweep", "lr-find", "ablate", "diagnose"}
+TAKES_OUT = {"train", "frontier", "phase", "reproduce", "theory", "lr-sweep", "lr-find", "ablate", "diagnose"}
 
 
 def _sha256(path: Path) -> str:
