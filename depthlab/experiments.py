@@ -862,13 +862,15 @@ def plan(name: str, *, quick: bool = False, device: str = "auto", budget: Mappin
 
 
 def reproduce(name: str, store=None, *, quick: bool = False, data_dir: str | None = None, device: str = "auto",
-              echo: Callable[[str], None] = lambda line: None, budget: Mapping | None = None) -> Reproduction:
+              echo: Callable[[str], None] = lambda line: None, budget: Mapping | None = None,
+              datasets: Mapping | None = None) -> Reproduction:
     """Run (or read back from the store) every part of a named experiment and conclude.
     ``budget`` (``epochs``, ``train_size``) cuts every run, for a machine that cannot afford the
     full protocol; the result records it so that tables are labelled."""
     experiment = get_experiment(name)
     plan(name, quick=quick, device=device, budget=budget)
     ctx = experiment_context(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget)
+    ctx.datasets.update(datasets or {})  # already loaded by the caller (the CLI loads before opening the store)
     started = time.perf_counter()
     parts = {}
     for part in experiment.parts:

@@ -10,7 +10,7 @@ import click
 
 from ..errors import ConfigError
 from .app import (cli, common_options, echo_err, executor_options, executor_spec, model_options, model_overrides,
-                  open_store, tensorboard_writer)
+                  open_store, require_tensorboard, tensorboard_writer)
 
 # --quick: the README's main job, all eight presets in a few minutes on 2 CPU cores.
 QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=9, eval_size="1000", evals_per_epoch=4)
@@ -39,7 +39,7 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data import load_dataset
     from ..models import CLASSIC_PRESETS, PRESETS
-    from ..report import format_table, safe_output_dir, write_csv
+    from ..report import check_output_dir, format_table, safe_output_dir, write_csv
     from ..search import (DEFAULT_LRS, DEPTH_HEADERS, TABLE_HEADERS, FrontierConfig, depth_rows, find_frontiers,
                           parse_depths, parse_lrs, plot_frontier, table_rows)
     from ..store import check_store_path
@@ -80,10 +80,12 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     config.validate()
     config.validate_models(names)
     spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
+    check_output_dir(out or "depthlab-out/frontier")
+    require_tensorboard(tensorboard)
     check_store_path(store_path)
+    data = load_dataset(config.dataset, data_dir)  # bad data fails before any folder or store is created
     folder = safe_output_dir(out or "depthlab-out/frontier")
     writer = tensorboard_writer(tensorboard)
-    data = load_dataset(config.dataset, data_dir)
 
     from ..executors import TrialRunner, describe
 
