@@ -76,7 +76,7 @@ from .errors import ConfigError
 from .models import CLASSIC_PRESETS, FAMILIES, create_model, resolve_model
 from .report import format_table, pyplot, safe_child, write_csv
 from .runner import run_recorded
-from .search import QUICK_LRS, FrontierConfig, find_frontiers
+from .search import QUICK_PROTOCOL, FrontierConfig, find_frontiers
 from .train import TrainConfig, evaluate, make_optimizer, multi_head_loss, parse_schedule, prepare_splits, resolve_device
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -1028,8 +1028,7 @@ register_experiment(Experiment(
     name="depth-frontier",
     question="How deep can each of the eight classic presets be and still train (error < 20% within 3 epochs)?",
     parts=(Frontier("presets", CLASSIC_PRESETS, title="depth frontier of the eight classic presets",
-                    # the quick budget of `depthlab frontier --quick`
-                    quick=dict(train_size=10000, epochs=1, lrs=QUICK_LRS, max_depth=24)),),
+                    quick=QUICK_PROTOCOL),),  # the budget of `depthlab frontier --quick`
     conclude=_conclude_frontier,
     reference="cnn-tanh 9 (lr 0.15); cnn-elu-bn 63; resnet-elu-bn 27; cnn-tanh-bn 48-54; resnet-elu 3",
 ))

@@ -50,6 +50,10 @@ from .train import TrainConfig
 
 CRITERIA = ("either", "test", "train")
 DEFAULT_LRS = tuple(round(10 ** (e / 2), 6) for e in range(-6, 1))  # 0.001, 0.003162, ... 1.0
+# The quick protocol (FrontierConfig fields) of `depthlab frontier --quick`, the README's main job,
+# and of `depthlab reproduce depth-frontier --quick`: all eight presets in minutes on 2 CPU cores.
+QUICK_PROTOCOL = dict(train_size=10000, epochs=1, lrs=(0.01, 0.1, 1.0), max_depth=9, eval_size=1000,
+                      evals_per_epoch=4)
 MAX_GRID = 1000  # more learning rates than this in log:LOW:HIGH:COUNT is a typo (and would never finish)
 
 
