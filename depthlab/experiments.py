@@ -1011,15 +1011,19 @@ def _conclude_frontier(parts: dict[str, PartResult]) -> str:
         r = p.row(model=model)
         if r["max_depth"] is None:
             return "no depth"
-        return f"{r['max_depth']}{'+ (the cap)' if r['capped'] else ''}"
+        return f"{r['max_depth']}{'+' if r['capped'] else ''}"
 
-    ranked = sorted(p.rows, key=lambda r: r["max_depth"] or 0)
-    top, bottom = ranked[-1], ranked[0]
-    return (f"The deepest trainable preset was {top['model']} ({depth(top['model'])}) and the shallowest "
-            f"{bottom['model']} ({depth(bottom['model'])}); batch norm took cnn-elu from {depth('cnn-elu')} to "
-            f"{depth('cnn-elu-bn')} and cnn-tanh from {depth('cnn-tanh')} to {depth('cnn-tanh-bn')}, LeCun init "
-            f"took cnn-tanh to {depth('cnn-tanh-lecun')}, and the skip connection took cnn-elu-bn to "
-            f"{depth('resnet-elu-bn')} (without BN: {depth('resnet-elu')}).")
+    def extreme(pick) -> str:
+        value = pick(r["max_depth"] or 0 for r in p.rows)
+        names = [r["model"] for r in p.rows if (r["max_depth"] or 0) == value]
+        return f"{' and '.join(names)} ({depth(names[0])})"
+
+    capped = [r["max_depth"] for r in p.rows if r["capped"]]
+    cap = f" (+: still trainable at the search's cap of {max(capped)})" if capped else ""
+    return (f"The deepest trainable presets: {extreme(max)}; the shallowest: {extreme(min)}; batch norm took cnn-elu "
+            f"from {depth('cnn-elu')} to {depth('cnn-elu-bn')} and cnn-tanh from {depth('cnn-tanh')} to "
+            f"{depth('cnn-tanh-bn')}, LeCun init took cnn-tanh to {depth('cnn-tanh-lecun')}, and with skip "
+            f"connections the ELU net reached {depth('resnet-elu-bn')} with BN and {depth('resnet-elu')} without{cap}.")
 
 
 register_experiment(Experiment(
