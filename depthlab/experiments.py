@@ -214,6 +214,7 @@ class Plot:
     log_x: bool = False
     xlabel: str = "epoch"
     marks: list[tuple[float, str]] = field(default_factory=list)  # vertical lines (x, label)
+    levels: list[tuple[float, str]] = field(default_factory=list)  # horizontal lines (y, label)
 
 
 @dataclass
@@ -282,6 +283,10 @@ def draw_plot(plot: Plot, path: Path) -> Path:
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2345" else ""))
     if plot.log_x:
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2358" else ""))
+    for y, label in plot.levels:
+        ax.axhline(y * scale, ls="--", color="k", lw=1, label=label)
     if plot.xlabel == "epoch":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(plot.xlabel)
@@ -639,7 +644,7 @@ class Frontier:
         title = self.title or self.label
         plot = Plot("error-vs-depth", f"{title}: best {fc.criterion} error within {fc.epochs} epoch(s)",
                     f"best {fc.criterion} error", curves, log_y=True, percent=True, log_x=True,
-                    xlabel="depth (conv layers)")
+                    xlabel="depth (conv layers)", levels=[(fc.threshold, f"threshold {100 * fc.threshold:g}%")])
         notes = [f"trainable: {fc.criterion} error < {fc.threshold:g} within {fc.epochs} epoch(s), best lr of "
                  f"{grid}; batch {fc.batch_size}, momentum {fc.momentum:g}, max depth {fc.max_depth}, "
                  f"train size {fc.train_size or 'all'}"]
