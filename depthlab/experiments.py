@@ -67,13 +67,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from .data import Batches, Dataset, load_dataset
 from .errors import ConfigError
-from .models import CLASSIC_PRESETS, FAMILIES, create_model, resolve_model
+from .models import CLASSIC_PRESETS, create_model, resolve_model
 from .report import format_table, pyplot, safe_child, write_csv
 from .runner import run_recorded
 from .search import QUICK_LRS, FrontierConfig, find_frontiers

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from depthlab.cli import main
-from depthlab.data import Dataset, load_dataset
+from depthlab.data import Dataset
 from depthlab.errors import ConfigError
 from depthlab.experiments import (EXPERIMENTS, Ablation, Context, Experiment, PartResult, Sweep, _suggest, ablate,
                                   get_experiment, lr_find, lr_sweep, make_config, model_toggles, parse_lrs, plan,
