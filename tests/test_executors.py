@@ -147,12 +147,21 @@ def test_executor_options_cli():
         click.echo(f"{spec.kind} {spec.workers} {spec.fuse} {spec.gpus_per_trial}")
 
     runner = CliRunner()
-    assert runner.invoke(cmd, []).output.strip() == "local None 1 0.0"
+    assert runner.invoke(cmd, []).output.strip() == "local None None 0.0"  # workers and fuse: auto
     assert runner.invoke(cmd, ["--workers", "3", "--fuse", "8"]).output.strip() == "local 3 8 0.0"
     bad = runner.invoke(cmd, ["--workers", "many"])
     assert isinstance(bad.exception, ConfigError) and "--workers" in str(bad.exception)
     bad = runner.invoke(cmd, ["--ray-address", "auto"])
     assert isinstance(bad.exception, ConfigError)
+    bad = runner.invoke(cmd, ["--fuse", "all"])
+    assert isinstance(bad.exception, ConfigError) and "--fuse" in str(bad.exception)
+
+
+def test_fuse_auto_fuses_the_whole_group_only_on_a_gpu():
+    assert ExecutorSpec(fuse=None).fuse_for("cpu", 7) == 1
+    assert ExecutorSpec(fuse=4).fuse_for("cpu", 7) == 4
+    assert ExecutorSpec(kind="ray", gpus_per_trial=0.25, fuse=None).fuse_for("auto", 7) == 7
+    assert ExecutorSpec(kind="ray", fuse=None).fuse_for("auto", 7) == 1
 
 
 @dataclass

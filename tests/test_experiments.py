@@ -82,6 +82,9 @@ def test_suggestion_rule_on_a_known_trace():
     assert found.min_loss_lr == pytest.approx(0.1)
     assert found.suggestion == pytest.approx(0.01)
     assert found.steepest_lr == pytest.approx(0.01, rel=0.3)
+    assert not found.flat and found.drop > 0.5
+    flat = _suggest(lrs, [2.3026 - 1e-4 * (i % 3) for i in range(41)], [2.3026 - 1e-4 * (i % 3) for i in range(41)], "t")
+    assert flat.flat and flat.suggestion is not None
 
 
 def synthetic(n=512, seed=0) -> Dataset:
@@ -134,6 +137,21 @@ def test_conclusions_are_computed_from_the_numbers():
     assert "best lr was 0.1 (2.00%" in text and "it was 0.01 (3.00%)" in text and "reached 1.60%" in text
     parts["batch64-m0"] = sweep_part("batch64-m0", [(0.03, 0.01), (0.1, 0.02)])
     assert "best lr was 0.03 (1.00%" in exp.conclude(parts)
+
+
+def test_strided_conclusion_says_what_trained():
+    exp = get_experiment("strided-residual")
+    rows = [{"arm": arm, "lr": lr, "test_error": err, "best_test_error": err}
+            for arm, lr, err in (("strided", 0.01, 0.8865), ("strided", 0.1, 0.8865), ("strided-res", 0.01, 0.03),
+                                 ("strided-res", 0.1, 0.8865), ("strided-gated", 0.01, 0.012),
+                                 ("strided-gated", 0.1, 0.5))]
+    gates = [{"arm": "a0=0.1", "gate_mean": 0.1, "test_error": 0.8865},
+             {"arm": "a0=0.5", "gate_mean": 0.81, "test_error": 0.02}]
+    text = exp.conclude({"stack-depth-3": PartResult("s", "", [], rows), "gate-start": PartResult("g", "", [], gates)})
+    assert "strided did not train (best test error 88.65%)" in text
+    assert "strided-res trained (3.00% test error at lr 0.01)" in text
+    assert "strided-gated trained (1.20% test error at lr 0.01)" in text
+    assert "a0 0.1 stayed at 0.10" in text and "a0 0.5 moved to 0.81 (2.00% test error)" in text
 
 
 def test_classic_experiments_plan_without_running():

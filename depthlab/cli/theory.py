@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from .app import cli, echo_err
 
 ACTS = ("tanh", "relu", "elu")
+MAX_GRID = 100_000  # a range LO:HI:N with more points is a typo (and would not fit in memory)
 
 
 def parse_float_list(text: str, what: str, *, positive: bool = True) -> list[float]:
@@ -21,13 +22,14 @@ def parse_float_list(text: str, what: str, *, positive: bool = True) -> list[flo
         if ":" in text:
             lo, hi, n = text.split(":")
             lo_f, hi_f, count = float(lo), float(hi), int(n)
-            if count < 2 or not lo_f < hi_f:
+            if not 2 <= count <= MAX_GRID or not lo_f < hi_f:
                 raise ValueError
             values = [lo_f + (hi_f - lo_f) * i / (count - 1) for i in range(count)]
         else:
             values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise ConfigError(f"bad {what} {text!r}: expected a list like 1,1.5,2 or a range LO:HI:N (N >= 2, LO < HI)") from None
+        raise ConfigError(f"bad {what} {text!r}: expected a list like 1,1.5,2 or a range LO:HI:N "
+                          f"(2 <= N <= {MAX_GRID}, LO < HI)") from None
     if not values or any(not math.isfinite(v) or (positive and v <= 0) for v in values):
         raise ConfigError(f"bad {what} {text!r}: values must be finite{' and positive' if positive else ''}")
     return [round(v, 10) for v in values]
@@ -231,7 +233,8 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
     """Measure the largest trainable depth of plain `stages` nets with init scaled:W2,B2 over a
     sigma_w2 grid on real MNIST, and overlay it on the mean-field prediction."""
     from ..data import load_dataset
-    from ..phase import measure_phase
+    from ..phase import measure_phase, phase_configs
+    from ..report import check_output_dir
     from ..store import Store, check_store_path
 
     check_theory_args(act, sigma_b2)
@@ -246,6 +249,10 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
         raise ConfigError(f"--width must be positive, got {width}")
     if epochs <= 0 or train_size <= 0 or test_size <= 0:
         raise ConfigError("--epochs, --train-size and --test-size must be positive")
+    phase_configs(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs, train_size=train_size,
+                  test_size=test_size, threshold=threshold, seed=seed, device=device)  # every trial, before the store
+    if out:
+        check_output_dir(out)
     check_store_path(store_path)
     data = load_dataset("mnist", data_dir)
     with Store(store_path) as store:
