@@ -45,6 +45,7 @@ def test_process_workers_match_sequential_and_only_the_driver_writes(mnist, tmp_
         runner = TrialRunner(executor, store, data)
         got = runner.run(trials)
         assert all(same_result(g, w) for g, w in zip(got, want))  # the shipped data, not the files
+        assert data.train_x.is_shared()  # ...shipped through shared memory, not copied per trial
         assert [g["reused"] for g in got] == [False] * 4
         rows = store.runs()
         assert len(rows) == 4 and {r.status for r in rows} == {"done"}
