@@ -77,6 +77,7 @@ from .models import CLASSIC_PRESETS, create_model, resolve_model
 from .report import format_table, pyplot, safe_child, write_csv
 from .runner import run_recorded
 from .search import QUICK_PROTOCOL, FrontierConfig, find_frontiers
+from .search import parse_lrs as search_parse_lrs
 from .train import TrainConfig, evaluate, make_optimizer, multi_head_loss, parse_schedule, prepare_splits, resolve_device
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -110,22 +111,12 @@ def make_config(base: Mapping | TrainConfig, *overrides: Mapping) -> TrainConfig
 
 
 def parse_lrs(text: str | Sequence[float]) -> tuple[float, ...]:
-    """``"0.01,0.03,0.1"`` -> (0.01, 0.03, 0.1); every lr must be a positive finite number."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    lrs = []
-    for item in items:
-        try:
-            lr = float(item)
-        except (TypeError, ValueError):
-            raise ConfigError(f"bad learning rate {item!r} in --lrs (expected e.g. 0.01,0.03,0.1)") from None
-        if not (math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"learning rates must be positive, got {item!r}")
-        lrs.append(lr)
-    if not lrs:
-        raise ConfigError("--lrs needs at least one learning rate")
+    """``"0.01,0.03,0.1"`` -> (0.01, 0.03, 0.1): the frontier's ``--lrs`` grammar (also
+    ``log:LOW:HIGH:COUNT``); every lr positive and finite, none listed twice."""
+    lrs = search_parse_lrs(text if isinstance(text, str) else ",".join(str(x) for x in text))
     if len(set(lrs)) != len(lrs):
         raise ConfigError("--lrs lists a learning rate twice")
-    return tuple(lrs)
+    return lrs
 
 
 # ---------------------------------------------------------------------------------------------
