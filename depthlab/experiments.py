@@ -927,7 +927,8 @@ register_experiment(Experiment(
               title="strided-gated, starting gate a0 (lr 0.03)"),
     ),
     conclude=_conclude_strided,
-    quick=dict(train_size=3000, test_size=2000, epochs=1),
+    # enough steps (2 x 157) for the residual net to leave chance level at lr 0.01
+    quick=dict(train_size=10000, test_size=2000, epochs=2),
     reference="plain strided at stack depth 3: stuck near 88.65% error; strided-res ~2.6%; gated ~1.2% "
               "(a signal-dependent gate)",
 ))
@@ -958,10 +959,10 @@ register_experiment(Experiment(
               title="batch 16, momentum 0.75", quick_lrs=(0.01, 0.07)),
         Sweep("piecewise", {**LR_BASE, "batch_size": 16, "momentum": 0.0, "lr": 0.07,
                             "schedule": "2@0.07,3@0.01"},
-              title="batch 16, momentum 0, 2@0.07,3@0.01", quick={"schedule": "1@0.07"}),
+              title="batch 16, momentum 0, 2@0.07,3@0.01", quick={"schedule": "1@0.07,1@0.01"}),
     ),
     conclude=_conclude_lr_momentum,
-    quick=dict(train_size=3000, test_size=2000, epochs=1),
+    quick=dict(train_size=6000, test_size=2000, epochs=2),
     reference="stack depth 1, lr 0.07 then 0.01, momentum 0, batch 16: ~1.6% test error in 5 epochs",
 ))
 

@@ -239,7 +239,7 @@ def test_lr_momentum_end_to_end_at_a_tiny_budget(data_root, tmp_path, monkeypatc
         assert store.count() == 5
     a = result.parts["batch64-m0"].best("test_error")
     assert f"best lr was {a['lr']:g} ({100 * a['test_error']:.2f}% test error)" in result.conclusion
-    assert "1@0.07" in result.conclusion
+    assert "1@0.07,1@0.01" in result.conclusion
 
 
 # ---------------------------------------------------------------------------------------------
