@@ -57,7 +57,7 @@ def check_cifar_dataset(name: str) -> None:
 
 def checkpoint_file(folder, config: TrainConfig) -> Path | None:
     """Where a config's training state is saved after each epoch (one file per config hash)."""
-    return None if folder is None else Path(folder) / f"{config.model}-{config.hash()}.pt"
+    return None if folder is None else safe_child(Path(folder), f"{config.model}-{config.hash()}.pt")
 
 
 def check_resumable(configs: list[TrainConfig], folder) -> None:
@@ -423,9 +423,11 @@ def lr_bn_findings(results: dict) -> list[str]:
             eh, eb = _train_errors(bn_hi), _train_errors(bn)
             th = min(e["test_error"] for e in bn_hi["epochs"])
             tb = min(e["test_error"] for e in bn["epochs"])
-            trains = eh[-1] < 0.5
+            falling = all(b < a for a, b in zip(eh, eh[1:]))
+            verdict = ("ahead of" if eh[-1] < eb[-1] else "behind") + f" the lr-0.01 run after {len(eh)} epochs"
             lines.append(f"BN at lr 0.05: final train error {_pct(eh[-1])} (lr 0.01: {_pct(eb[-1])}), best test error "
-                         f"{_pct(th)} (lr 0.01: {_pct(tb)}): "
-                         + ("it trains at the 5x higher lr" if trains else "it does not train well at 5x the lr")
-                         + (f", and better than at lr 0.01." if th < tb else f", though not better than at lr 0.01."))
+                         f"{_pct(th)} (lr 0.01: {_pct(tb)}), first-epoch loss {bn_hi['epochs'][0]['loss']:.2f} "
+                         f"(lr 0.01: {bn['epochs'][0]['loss']:.2f}): at 5x the lr it trains without diverging "
+                         f"but is {verdict}"
+                         + ("; its train error fell in every epoch (still learning)." if falling else "."))
     return lines

@@ -76,7 +76,8 @@ from .errors import ConfigError
 from .models import CLASSIC_PRESETS, create_model, resolve_model
 from .report import format_table, pyplot, safe_child, write_csv
 from .runner import run_recorded
-from .search import QUICK_LRS, FrontierConfig, find_frontiers
+from .search import QUICK_PROTOCOL, FrontierConfig, find_frontiers
+from .search import parse_lrs as search_parse_lrs
 from .train import TrainConfig, evaluate, make_optimizer, multi_head_loss, parse_schedule, prepare_splits, resolve_device
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -110,22 +111,12 @@ def make_config(base: Mapping | TrainConfig, *overrides: Mapping) -> TrainConfig
 
 
 def parse_lrs(text: str | Sequence[float]) -> tuple[float, ...]:
-    """``"0.01,0.03,0.1"`` -> (0.01, 0.03, 0.1); every lr must be a positive finite number."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    lrs = []
-    for item in items:
-        try:
-            lr = float(item)
-        except (TypeError, ValueError):
-            raise ConfigError(f"bad learning rate {item!r} in --lrs (expected e.g. 0.01,0.03,0.1)") from None
-        if not (math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"learning rates must be positive, got {item!r}")
-        lrs.append(lr)
-    if not lrs:
-        raise ConfigError("--lrs needs at least one learning rate")
+    """``"0.01,0.03,0.1"`` -> (0.01, 0.03, 0.1): the frontier's ``--lrs`` grammar (also
+    ``log:LOW:HIGH:COUNT``); every lr positive and finite, none listed twice."""
+    lrs = search_parse_lrs(text if isinstance(text, str) else ",".join(str(x) for x in text))
     if len(set(lrs)) != len(lrs):
         raise ConfigError("--lrs lists a learning rate twice")
-    return tuple(lrs)
+    return lrs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -867,13 +858,15 @@ def plan(name: str, *, quick: bool = False, device: str = "auto", budget: Mappin
 
 
 def reproduce(name: str, store=None, *, quick: bool = False, data_dir: str | None = None, device: str = "auto",
-              echo: Callable[[str], None] = lambda line: None, budget: Mapping | None = None) -> Reproduction:
+              echo: Callable[[str], None] = lambda line: None, budget: Mapping | None = None,
+              datasets: Mapping | None = None) -> Reproduction:
     """Run (or read back from the store) every part of a named experiment and conclude.
     ``budget`` (``epochs``, ``train_size``) cuts every run, for a machine that cannot afford the
     full protocol; the result records it so that tables are labelled."""
     experiment = get_experiment(name)
     plan(name, quick=quick, device=device, budget=budget)
     ctx = experiment_context(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget)
+    ctx.datasets.update(datasets or {})  # already loaded by the caller (the CLI loads before opening the store)
     started = time.perf_counter()
     parts = {}
     for part in experiment.parts:
@@ -1036,8 +1029,7 @@ register_experiment(Experiment(
     name="depth-frontier",
     question="How deep can each of the eight classic presets be and still train (error < 20% within 3 epochs)?",
     parts=(Frontier("presets", CLASSIC_PRESETS, title="depth frontier of the eight classic presets",
-                    # the quick budget of `depthlab frontier --quick`
-                    quick=dict(train_size=10000, epochs=1, lrs=QUICK_LRS, max_depth=24)),),
+                    quick=QUICK_PROTOCOL),),  # the budget of `depthlab frontier --quick`
     conclude=_conclude_frontier,
     reference="cnn-tanh 9 (lr 0.15); cnn-elu-bn 63; resnet-elu-bn 27; cnn-tanh-bn 48-54; resnet-elu 3",
 ))
