@@ -57,7 +57,7 @@ def check_cifar_dataset(name: str) -> None:
 
 def checkpoint_file(folder, config: TrainConfig) -> Path | None:
     """Where a config's training state is saved after each epoch (one file per config hash)."""
-    return None if folder is None else Path(folder) / f"{config.model}-{config.hash()}.pt"
+    return None if folder is None else safe_child(Path(folder), f"{config.model}-{config.hash()}.pt")
 
 
 def check_resumable(configs: list[TrainConfig], folder) -> None:

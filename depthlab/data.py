@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import shutil
@@ -143,7 +144,7 @@ def parse_idx(payload: bytes, name: str = "idx data") -> np.ndarray:
         raise DataError(f"{name}: truncated idx header")
     dims = struct.unpack(">" + "I" * ndim, payload[4:header])
     dtype = np.dtype(_IDX_DTYPES[dtype_code])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: four u32 dims can overflow int64
     if len(payload) - header != expected:
         raise DataError(f"{name}: wrong size: {len(payload) - header} data bytes, "
                         f"{expected} expected for shape {tuple(dims)} (truncated or corrupted)")

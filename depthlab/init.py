@@ -54,6 +54,8 @@ def parse_init(scheme: str) -> InitSpec:
     name, _, arg = scheme.partition(":")
     if name == "normal":
         (s,) = _floats(arg, 1, scheme)
+        if not math.isfinite(s * s):
+            raise ConfigError(f"bad init {scheme!r}: the standard deviation is too large")
         return InitSpec("normal", s * s)
     if name == "scaled":
         w2, b2 = _floats(arg, 2, scheme)

@@ -116,6 +116,30 @@ def search_depths(try_depth: Callable[[int], DepthTrial], ladder: Sequence[int],
     return sorted(trials, key=lambda t: t.depth)
 
 
+def phase_configs(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder: Sequence[int],
+                  lrs: Sequence[float], *, width: float = 1.0, epochs: int = 3, train_size: int | None = 10_000,
+                  test_size: int | None = 2000, threshold: float = DEFAULT_THRESHOLD, evals_per_epoch: int = 4,
+                  seed: int = 0, device: str = "auto") -> dict:
+    """The frontier protocol (`depthlab.search.FrontierConfig`) of each sigma_w2, with every
+    trial of the sweep validated: the CLI calls this before it opens the store."""
+    from .search import FrontierConfig
+
+    ladder = sorted(set(ladder))
+    if not ladder or not lrs or not sigma_w2s:
+        raise ConfigError("the phase sweep needs sigma_w2 values, depths and learning rates")
+    configs = {}
+    for sigma_w2 in sigma_w2s:
+        fc = FrontierConfig(max_depth=max(3, -(-max(ladder) // 3) * 3), lrs=tuple(float(lr) for lr in lrs),
+                            epochs=epochs, threshold=threshold, criterion="either", seed=seed,
+                            train_size=train_size, eval_size=test_size, evals_per_epoch=evals_per_epoch,
+                            device=device, model_args=dict(act=act, init=scaled_init(sigma_w2, sigma_b2), width=width))
+        fc.validate()
+        for depth in ladder:
+            fc.trial_config("stages", depth, fc.lrs[0], seed).validate()
+        configs[sigma_w2] = fc
+    return configs
+
+
 def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder: Sequence[int],
                   lrs: Sequence[float], store, data, *, width: float = 1.0, epochs: int = 3,
                   train_size: int | None = 10_000, test_size: int | None = 2000, threshold: float = DEFAULT_THRESHOLD,
@@ -130,19 +154,12 @@ def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
     follow, instead of bisecting down to consecutive multiples of 3. Near the frontier each
     failing depth costs the full budget for every lr, and a frontier at depth ~40 is located
     to within +-15% by one bisection step; the plot shows the bracket."""
-    from .search import FrontierConfig, evaluate_depth, run_trial
+    from .search import evaluate_depth, run_trial
 
     ladder = sorted(set(ladder))
-    configs = {}
-    for sigma_w2 in sigma_w2s:  # validate the whole sweep before the first run
-        fc = FrontierConfig(max_depth=max(3, -(-max(ladder) // 3) * 3), lrs=tuple(float(lr) for lr in lrs),
-                            epochs=epochs, threshold=threshold, criterion="either", seed=seed,
-                            train_size=train_size, eval_size=test_size, evals_per_epoch=evals_per_epoch,
-                            device=device, model_args=dict(act=act, init=scaled_init(sigma_w2, sigma_b2), width=width))
-        fc.validate()
-        for depth in ladder:
-            fc.trial_config("stages", depth, fc.lrs[0], seed).validate()
-        configs[sigma_w2] = fc
+    configs = phase_configs(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs,  # the whole sweep,
+                            train_size=train_size, test_size=test_size, threshold=threshold,  # validated first
+                            evals_per_epoch=evals_per_epoch, seed=seed, device=device)
 
     out = []
     for sigma_w2, fc in configs.items():
@@ -205,24 +222,33 @@ def read_measurements_csv(path: str | Path) -> list[PhaseMeasurement]:
     """Measured points from a CSV with columns sigma_w2, max_trainable_depth and optionally
     first_failing_depth and sigma_b2 (empty cells mean none)."""
     import csv
+    import io
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"measurements file {p} does not exist")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"measurements file {p} is not a readable CSV text file ({type(exc).__name__})") from None
+
+    def opt_int(row, key):
+        value = (row.get(key) or "").strip()
+        return int(float(value)) if value else None
+
     out = []
-    with open(p, newline="") as fh:
-        reader = csv.DictReader(fh)
+    line = 1
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         if not reader.fieldnames or not {"sigma_w2", "max_trainable_depth"} <= set(reader.fieldnames):
             raise ConfigError(f"measurements file {p} needs the columns sigma_w2 and max_trainable_depth")
         for line, row in enumerate(reader, start=2):
-            try:
-                def opt_int(key):
-                    value = (row.get(key) or "").strip()
-                    return int(float(value)) if value else None
-                out.append(PhaseMeasurement(float(row["sigma_w2"]), float(row.get("sigma_b2") or "nan"),
-                                            opt_int("max_trainable_depth"), opt_int("first_failing_depth")))
-            except ValueError:
-                raise ConfigError(f"measurements file {p}, line {line}: not a number") from None
+            out.append(PhaseMeasurement(float(row["sigma_w2"]), float(row.get("sigma_b2") or "nan"),
+                                        opt_int(row, "max_trainable_depth"), opt_int(row, "first_failing_depth")))
+    except (ValueError, OverflowError, TypeError):  # int(float("inf")) overflows; a short row gives None
+        raise ConfigError(f"measurements file {p}, line {line}: not a number") from None
+    except csv.Error as exc:
+        raise ConfigError(f"measurements file {p}, line {line}: not CSV ({exc})") from None
     return out
 
 

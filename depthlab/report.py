@@ -28,6 +28,22 @@ def safe_output_dir(folder: str | os.PathLike, *, base: str | os.PathLike | None
     return path
 
 
+def check_output_dir(folder: str | os.PathLike) -> Path:
+    """Check, creating nothing, that ``folder`` is a writable folder or can be created as one:
+    commands call this with the other flag checks, before the store is opened."""
+    path = Path(folder)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing == path and not path.is_dir():
+        raise ConfigError(f"output folder {folder} exists and is not a folder")
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create output folder {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"output folder {folder} is not writable")
+    return path
+
+
 def safe_child(folder: Path, name: str) -> Path:
     """``folder / name`` for a plain file name (no separators, no ``..``)."""
     if not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:

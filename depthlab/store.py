@@ -112,6 +112,20 @@ def _pid_alive(pid: int | None, since: float | None = None) -> bool:
     return True
 
 
+def _committed_tables(path: Path) -> set[str] | None:
+    """The tables in the main file of an SQLite database, read without locking or creating
+    anything (``immutable``: no -wal/-shm files); None when that read fails. Tables still in
+    the WAL are not seen, so only "has tables, none of them ours" is conclusive."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+        try:
+            return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+
+
 def check_store_path(path: str | os.PathLike, *, must_exist: bool = False) -> Path:
     """Validate a store path without creating or changing anything."""
     p = Path(path)
@@ -122,6 +136,9 @@ def check_store_path(path: str | os.PathLike, *, must_exist: bool = False) -> Pa
             with open(p, "rb") as fh:
                 if fh.read(16) != SQLITE_MAGIC:
                     raise StoreError(f"{p} is not a depthlab store (not an SQLite file)")
+            tables = _committed_tables(p)
+            if tables and "depthlab_meta" not in tables:
+                raise StoreError(f"{p} is an SQLite file but not a depthlab store")
         if not os.access(p, os.W_OK) or not os.access(p.parent if str(p.parent) else ".", os.W_OK):
             raise StoreError(f"store {p} is not writable")
     else:
@@ -250,8 +267,11 @@ class Store:
     # -- reads ------------------------------------------------------------------------------
 
     def _row(self, r) -> RunRow:
-        return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8],
-                      json.loads(r[9]) if r[9] else None, r[10], r[11], r[12], r[13])
+        try:  # config and result are JSON text: a store from elsewhere is parsed, never executed
+            return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8],
+                          json.loads(r[9]) if r[9] else None, r[10], r[11], r[12], r[13])
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path}: run {r[0]} has a corrupted record ({type(exc).__name__})") from None
 
     _COLUMNS = ("id, config_hash, kind, experiment, model, dataset, config, status, reason, result, "
                 "seconds, torch_version, device, created_at")
@@ -286,7 +306,10 @@ class Store:
         for r in rows:
             d = dict(zip(EPOCH_COLUMNS, r[:6]))
             if r[6]:
-                d.update(json.loads(r[6]))
+                try:
+                    d.update(json.loads(r[6]))
+                except (TypeError, ValueError):
+                    raise StoreError(f"{self.path}: epoch {r[0]} of run {run_id} has a corrupted record") from None
             out.append(d)
         return out
 

@@ -48,7 +48,7 @@ def reproduce(name, n, shortcut, bn_impl, epochs, max_epochs, only, patience, wa
     from ..cifar import (check_cifar_dataset, check_resumable, default_cifar_dataset, lr_bn_configs, resnet_cifar_config,
                          run_cifar_lr_bn, run_resnet18_shortcuts, run_resnet_cifar, shortcuts_configs)
     from ..data import load_dataset
-    from ..report import safe_output_dir
+    from ..report import check_output_dir, safe_output_dir
     from ..store import check_store_path
 
     if name not in CIFAR_EXPERIMENTS:
@@ -69,6 +69,9 @@ def reproduce(name, n, shortcut, bn_impl, epochs, max_epochs, only, patience, wa
         pairs = lr_bn_configs(dataset=dataset, max_epochs=max_epochs, train_size=train_size, bn_impl=bn_impl,
                               seed=seed, device=device, only=only.split(",") if only else None)
         configs = [config for _, config in pairs]
+    for folder in (out, checkpoint_dir):
+        if folder:
+            check_output_dir(folder)
     check_store_path(store_path)
     if resume:
         check_resumable(configs, checkpoint_dir)

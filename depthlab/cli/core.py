@@ -37,6 +37,7 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
           weight_decay, schedule, patience, use_val, augment, rerun, compile_, threads):
     """Train one MODEL and record it in the store."""
     from ..data import load_dataset
+    from ..report import check_output_dir
     from ..runner import run_recorded
     from ..store import check_store_path
     from ..train import TrainConfig
@@ -50,6 +51,8 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
     config.validate()
     if threads is not None and threads <= 0:
         raise ConfigError(f"--threads must be a positive integer, got {threads}")
+    if out:
+        check_output_dir(out)
     check_store_path(store_path)
     require_tensorboard(tensorboard)
     data = load_dataset(config.dataset, data_dir)
@@ -81,10 +84,11 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
                 click.echo(classic_line(e["epoch"], epochs, e["train_error"], e["test_error"], label))
     summary = {k: result[k] for k in ("config", "status", "epochs", "seconds", "reason", "test_error")}
     if out:
-        from ..report import safe_output_dir
+        from ..report import safe_child, safe_output_dir
 
         folder = safe_output_dir(out)
-        (folder / f"train-{model}-{TrainConfig(**result['config']).hash()}.json").write_text(json.dumps(summary, indent=2))
+        name = f"train-{model}-{TrainConfig(**result['config']).hash()}.json"
+        safe_child(folder, name).write_text(json.dumps(summary, indent=2))
     if as_json:
         click.echo(json.dumps(summary))
     else:

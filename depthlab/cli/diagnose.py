@@ -35,7 +35,8 @@ def diagnose(model, depth, act, init_, norm, skip, heads, width, params, steps, 
     from .. import diagnostics
     from ..data import check_dataset_name, load_dataset
     from ..models import resolve_model
-    from ..report import format_table, safe_child, safe_output_dir
+    from ..report import check_output_dir, format_table, safe_child, safe_output_dir
+    from ..train import TrainConfig
     from .theory import parse_int_list
 
     overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)
@@ -56,8 +57,11 @@ def diagnose(model, depth, act, init_, norm, skip, heads, width, params, steps, 
         depths = diagnostics.nearby_depths(model, k, overrides) if k else []
     dataset = dataset or default_dataset(model)
     check_dataset_name(dataset)
+    TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
+                batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device).validate()
+    check_output_dir(out or "depthlab-out/diagnose")
+    data = load_dataset(dataset, data_dir)  # bad data fails before the output folder is created
     folder = safe_output_dir(out or "depthlab-out/diagnose")
-    data = load_dataset(dataset, data_dir)
 
     diag = diagnostics.diagnose(model, overrides, steps=steps, every=every, lr=lr, momentum=momentum,
                                 batch_size=batch_size, train_size=train_size, dataset=dataset, data=data, seed=seed,

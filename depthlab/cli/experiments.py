@@ -10,7 +10,8 @@ import click
 
 from ..errors import ConfigError
 from . import cifar as _cifar
-from .app import cli, common_options, default_dataset, model_options, model_overrides, tensorboard_writer
+from .app import (cli, common_options, default_dataset, model_options, model_overrides, require_tensorboard,
+                  tensorboard_writer)
 
 
 def toggle_flags(f):
@@ -73,6 +74,25 @@ def _check_store(store_path):
     check_store_path(store_path)
 
 
+def _prepare(configs, data_dir, store_path, out: str | None, default: str, tensorboard: str | None = None,
+             datasets: dict | None = None) -> tuple:
+    """After the flags are validated (``configs``): check the store path, the output folder and
+    TensorBoard, then load every dataset the runs need, so that bad data fails before any store
+    or folder is created; only then create the output folder. Returns (folder, datasets)."""
+    from ..data import load_dataset
+    from ..report import check_output_dir
+
+    check_output_dir(out or f"depthlab-out/{default}")
+    require_tensorboard(tensorboard)
+    if store_path is not None:
+        _check_store(store_path)
+    datasets = {} if datasets is None else datasets
+    for config in configs:
+        if config.dataset not in datasets:
+            datasets[config.dataset] = load_dataset(config.dataset, data_dir)
+    return _out_folder(out, default), datasets
+
+
 @cli.command("lr-sweep")
 @click.argument("model")
 @model_options
@@ -100,11 +120,10 @@ def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn,
                 schedule=schedule, seed=seed, device=device)
     sweep = Sweep("lr-sweep", base, parse_lrs(lrs),
                   title=f"{model} lr sweep (batch {batch_size}, momentum {momentum:g}, {epochs} epochs)")
-    ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment="lr-sweep",
-                  on_epoch=_tensorboard_hook(tensorboard))
-    sweep.configs(ctx)   # every flag checked before the store is touched
-    _check_store(store_path)
-    folder = _out_folder(out, f"lr-sweep-{model}")
+    ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment="lr-sweep")
+    configs = sweep.configs(ctx)   # every flag checked before the store is touched
+    folder, _ = _prepare(configs, data_dir, store_path, out, f"lr-sweep-{model}", tensorboard, ctx.datasets)
+    ctx.on_epoch = _tensorboard_hook(tensorboard)
     with Store(store_path) as store:
         ctx.store = store
         part = sweep.run(ctx)
@@ -145,7 +164,6 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
     """Exponential learning-rate range test of MODEL (nothing is stored; weights are restored).
 
     Suggestion: the lr at the minimum of the smoothed loss divided by 10."""
-    from ..data import load_dataset
     from ..experiments import check_lr_range, draw_plot, lr_find, make_config
     from ..report import safe_child
 
@@ -155,8 +173,8 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
                               dataset=dataset or default_dataset(model), train_size=train_size, seed=seed,
                               device=device, batch_size=batch_size, momentum=momentum, optimizer=optimizer,
                               weight_decay=weight_decay, lr=min_lr))
-    folder = _out_folder(out, f"lr-find-{model}")
-    data = load_dataset(config.dataset, data_dir)
+    folder, datasets = _prepare([config], data_dir, None, out, f"lr-find-{model}")
+    data = datasets[config.dataset]
     started = time.perf_counter()
     found = lr_find(config, data, min_lr=min_lr, max_lr=max_lr, steps=steps, smoothing=smoothing, diverge=diverge)
     seconds = time.perf_counter() - started
@@ -164,7 +182,8 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
     (folder / "lr-find.json").write_text(json.dumps({**found.to_dict(), "config": config.canonical()}, indent=1))
     if as_json:
         click.echo(json.dumps({k: v for k, v in found.to_dict().items() if k not in ("lrs", "losses", "smoothed")}
-                              | {"steps_run": len(found.lrs), "seconds": round(seconds, 2), "plot": str(png)}))
+                              | {"steps_run": len(found.lrs), "flat": found.flat, "seconds": round(seconds, 2),
+                                 "plot": str(png)}))
         return
     click.echo(f"{len(found.lrs)} steps from lr {min_lr:g}: {found.stopped} ({seconds:.1f}s)")
     if found.suggestion is None:
@@ -174,6 +193,10 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
                    f"steepest descent at lr {found.steepest_lr:.3g}" if found.steepest_lr else
                    f"lowest smoothed loss {min(found.smoothed):.3f} at lr {found.min_loss_lr:.3g}")
         click.echo(f"suggested lr: {found.suggestion:.3g}  (rule: {found.rule})")
+        if found.flat:
+            click.echo(f"warning: the smoothed loss fell by only {100 * found.drop:.2f}%: nothing in the range "
+                       "learned within the test's steps, so this suggestion is noise (more --steps, or the model "
+                       "may not train at all)")
         if found.min_loss_lr == found.lrs[-1] and not found.stopped.startswith("diverged"):
             click.echo("(the loss was still falling at --max-lr: widen the range)")
     click.echo(f"wrote {png}")
@@ -224,11 +247,10 @@ def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, n
     repeats = f"{seeds} seeds" if seeds else f"K={folds or 3} folds"
     part = Ablation("ablate", base, tuple(toggles), folds=None if seeds else (folds or 3), seeds=seeds,
                     title=f"{model} ablation ({repeats})")
-    ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment="ablate",
-                  on_epoch=_tensorboard_hook(tensorboard))
-    part.configs(ctx)
-    _check_store(store_path)
-    folder = _out_folder(out, f"ablate-{model}")
+    ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment="ablate")
+    configs = part.configs(ctx)
+    folder, _ = _prepare(configs, data_dir, store_path, out, f"ablate-{model}", tensorboard, ctx.datasets)
+    ctx.on_epoch = _tensorboard_hook(tensorboard)
     with Store(store_path) as store:
         ctx.store = store
         result = part.run(ctx)
@@ -293,15 +315,15 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
         raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(choices)}")
     budget = check_budget({"epochs": epochs, "train_size": train_size})
     configs = plan(name, quick=quick, device=device, budget=budget)
-    _check_store(store_path)
-    folder = _out_folder(out, f"reproduce-{name}{'-quick' if quick else ''}")
+    folder, datasets = _prepare(configs, data_dir, store_path, out, f"reproduce-{name}{'-quick' if quick else ''}")
     echo = _echo_for(as_json)
     budget_label = ",".join([" quick"] * quick + [f" {k.replace('_', ' ')} {v}" for k, v in budget.items()])
     searches = any(isinstance(p, Frontier) for p in EXPERIMENTS[name].parts)
     count = f"{len(configs)} models to search" if searches else f"{len(configs)} runs"
     echo(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {count}")
     with Store(store_path) as store:
-        result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget)
+        result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget,
+                           datasets=datasets)
     paths = []
     for label, part in result.parts.items():
         paths += _show_part(part, folder, label, as_json)

@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from .app import cli, echo_err
 
 ACTS = ("tanh", "relu", "elu")
+MAX_GRID = 100_000  # a range LO:HI:N with more points is a typo (and would not fit in memory)
 
 
 def parse_float_list(text: str, what: str, *, positive: bool = True) -> list[float]:
@@ -21,13 +22,14 @@ def parse_float_list(text: str, what: str, *, positive: bool = True) -> list[flo
         if ":" in text:
             lo, hi, n = text.split(":")
             lo_f, hi_f, count = float(lo), float(hi), int(n)
-            if count < 2 or not lo_f < hi_f:
+            if not 2 <= count <= MAX_GRID or not lo_f < hi_f:
                 raise ValueError
             values = [lo_f + (hi_f - lo_f) * i / (count - 1) for i in range(count)]
         else:
             values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise ConfigError(f"bad {what} {text!r}: expected a list like 1,1.5,2 or a range LO:HI:N (N >= 2, LO < HI)") from None
+        raise ConfigError(f"bad {what} {text!r}: expected a list like 1,1.5,2 or a range LO:HI:N "
+                          f"(2 <= N <= {MAX_GRID}, LO < HI)") from None
     if not values or any(not math.isfinite(v) or (positive and v <= 0) for v in values):
         raise ConfigError(f"bad {what} {text!r}: values must be finite{' and positive' if positive else ''}")
     return [round(v, 10) for v in values]
@@ -59,8 +61,9 @@ def _fmt(value) -> str:
 
 
 def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: int | None = None,
-                  measured=(), out=None, note: str | None = None) -> dict:
-    """Compute the grid, write the table/CSV/JSON/plot to ``out`` and return the JSON object."""
+                  measured=(), out=None, note: str | None = None) -> tuple[dict, str | None]:
+    """Compute the grid, write the table/CSV/JSON/plot to ``out``; return the JSON object and
+    the folder written to (None without ``out``)."""
     from .. import theory
     from ..phase import MEASUREMENT_COLUMNS, measurement_rows, plot_phase_diagram
     from ..report import safe_child, safe_output_dir, write_csv
@@ -86,14 +89,11 @@ def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: i
         if measured:
             write_csv(safe_child(folder, f"measured-{act}-b{sigma_b2:g}.csv"), MEASUREMENT_COLUMNS,
                       measurement_rows(measured))
-        summary_files = folder
-    else:
-        summary_files = None
-    summary["_folder"] = str(summary_files) if summary_files else None
-    return summary
+        return summary, str(folder)
+    return summary, None
 
 
-def print_theory(summary: dict) -> None:
+def print_theory(summary: dict, folder: str | None = None) -> None:
     from ..report import format_table
 
     crit = summary["critical_sigma_w2"]
@@ -122,8 +122,8 @@ def print_theory(summary: dict) -> None:
                                 [[r["sigma_w2"], r["width"], r["stage"], r["channels"], r["chi_1_theory"],
                                   r["chi_1_measured"], r["phi2_theory"], r["phi2_measured"]]
                                  for r in summary["init_agreement"]]))
-    if summary.get("_folder"):
-        click.echo(f"wrote table, JSON and phase diagram to {summary['_folder']}")
+    if folder:
+        click.echo(f"wrote table, JSON and phase diagram to {folder}")
 
 
 def _predicted(summary: dict, sigma_w2: float):
@@ -132,13 +132,11 @@ def _predicted(summary: dict, sigma_w2: float):
     return theory.mean_field_point(summary["act"], sigma_w2, summary["sigma_b2"]).max_depth
 
 
-def _emit(summary: dict, as_json: bool) -> None:
-    folder = summary.pop("_folder", None)
+def _emit(summary: dict, folder: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        summary["_folder"] = folder
-        print_theory(summary)
+        print_theory(summary, folder)
 
 
 @cli.command()
@@ -180,10 +178,10 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
     widths = parse_float_list(check_widths, "--check-widths") if check_widths else []
     if widths and (check_depth < 6 or check_depth % 3):
         raise ConfigError(f"--check-depth must be a multiple of 3 and at least 6, got {check_depth}")
-    summary = theory_report(act, sigma_b2, sigma_w2s, depth=depth, measured=measured, out=out)
+    summary, folder = theory_report(act, sigma_b2, sigma_w2s, depth=depth, measured=measured, out=out)
     if widths:
         summary["init_agreement"] = init_agreement_rows(act, sigma_b2, sigma_w2s, widths, check_depth, data_dir)
-    _emit(summary, as_json)
+    _emit(summary, folder, as_json)
 
 
 def init_agreement_rows(act, sigma_b2, sigma_w2s, widths, depth, data_dir) -> list[dict]:
@@ -231,7 +229,8 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
     """Measure the largest trainable depth of plain `stages` nets with init scaled:W2,B2 over a
     sigma_w2 grid on real MNIST, and overlay it on the mean-field prediction."""
     from ..data import load_dataset
-    from ..phase import measure_phase
+    from ..phase import measure_phase, phase_configs
+    from ..report import check_output_dir
     from ..store import Store, check_store_path
 
     check_theory_args(act, sigma_b2)
@@ -246,6 +245,10 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
         raise ConfigError(f"--width must be positive, got {width}")
     if epochs <= 0 or train_size <= 0 or test_size <= 0:
         raise ConfigError("--epochs, --train-size and --test-size must be positive")
+    phase_configs(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs, train_size=train_size,
+                  test_size=test_size, threshold=threshold, seed=seed, device=device)  # every trial, before the store
+    if out:
+        check_output_dir(out)
     check_store_path(store_path)
     data = load_dataset("mnist", data_dir)
     with Store(store_path) as store:
@@ -255,7 +258,7 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
     grid = sorted(set(parse_float_list("0.5:4:71", "grid") + sigma_w2s))
     note = (f"measured: stages {act}, width x{width:g}, scaled:W2,{sigma_b2:g}, MNIST {train_size} images, "
             f"{epochs} epochs, SGD m0.9, lrs {lrs_text}, error < {threshold:g}")
-    summary = theory_report(act, sigma_b2, grid, measured=measured, out=out, note=note)
+    summary, folder = theory_report(act, sigma_b2, grid, measured=measured, out=out, note=note)
     if not as_json:
         summary["grid"] = [g for g in summary["grid"] if g["sigma_w2"] in sigma_w2s]
-    _emit(summary, as_json)
+    _emit(summary, folder, as_json)

@@ -8,6 +8,7 @@ data, not classes: ``cnn-elu-bn`` is ``stages`` with ``act="elu", init="lecun-in
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -50,12 +51,23 @@ FAMILIES: dict[str, Family] = {}
 PRESETS: dict[str, Preset] = {}
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _check_name(name: str) -> None:
+    # Model names become parts of file names (checkpoints, outputs): no separators, no "..".
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"bad model name {name!r}: use letters, digits, '.', '_' and '-'")
+
+
 def register_family(family: Family) -> None:
+    _check_name(family.name)
     FAMILIES[family.name] = family
     PRESETS.setdefault(family.name, Preset(family.name, family.name, {}, family.description))
 
 
 def register_preset(preset: Preset) -> None:
+    _check_name(preset.name)
     PRESETS[preset.name] = preset
 
 

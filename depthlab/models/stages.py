@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,8 +42,8 @@ class StagesSpec:
             raise ConfigError(f"unknown skip {self.skip!r}; choose one of: {', '.join(SKIPS)}")
         if self.heads not in (1, 3):
             raise ConfigError(f"heads must be 1 or 3, got {self.heads}")
-        if not self.width > 0:
-            raise ConfigError(f"width multiplier must be positive, got {self.width}")
+        if not (isinstance(self.width, (int, float)) and math.isfinite(self.width) and self.width > 0):
+            raise ConfigError(f"width multiplier must be a positive number, got {self.width}")
 
     def channels(self) -> tuple[int, ...]:
         return tuple(max(1, round(c * self.width)) for c in STAGE_CHANNELS)
