@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from .data import DATASETS, Dataset, load_dataset, resolve_data_root
+from .data import DATASETS, Dataset, resolve_data_root
 from .errors import ConfigError
-from .models.cifar import CIFAR_DATASETS, RESNET_CIFAR_DEPTHS
+from .models.cifar import CIFAR_DATASETS
 from .report import format_table, pyplot, safe_child, write_csv
 from .store import Store
 from .train import TrainConfig

@@ -1,13 +1,12 @@
 """CIFAR-10 models, the recipes, checkpoint/resume and the ``reproduce`` command (SPEC §2.4)."""
 
-import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from depthlab.cifar import (LR_BN_LESSONS, PAPER_TEST_ERROR, check_resumable, checkpoint_file, lr_bn_configs,
+from depthlab.cifar import (PAPER_TEST_ERROR, check_resumable, checkpoint_file, lr_bn_configs,
                             lr_bn_findings, resnet_cifar_config, shortcut_findings, shortcuts_configs)
 from depthlab.cli import main
 from depthlab.data import Dataset
