@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from depthlab.cli import main
-from depthlab.data import Dataset, load_dataset
+from depthlab.data import Dataset
 from depthlab.errors import ConfigError
 from depthlab.experiments import (EXPERIMENTS, Ablation, Context, Experiment, PartResult, Sweep, _suggest, ablate,
                                   get_experiment, lr_find, lr_sweep, make_config, model_toggles, parse_lrs, plan,
@@ -239,7 +239,7 @@ def test_lr_momentum_end_to_end_at_a_tiny_budget(data_root, tmp_path, monkeypatc
         assert store.count() == 5
     a = result.parts["batch64-m0"].best("test_error")
     assert f"best lr was {a['lr']:g} ({100 * a['test_error']:.2f}% test error)" in result.conclusion
-    assert "1@0.07" in result.conclusion
+    assert "1@0.07,1@0.01" in result.conclusion
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,9 +354,10 @@ def test_depth_frontier_conclusion_is_computed():
               "cnn-tanh-bn": 21, "resnet-elu": 3, "cnn-elu-multihead": None}
     rows = [{"model": m, "max_depth": d, "capped": m in ("cnn-elu-bn", "resnet-elu-bn")} for m, d in depths.items()]
     text = exp.conclude({"presets": PartResult("presets", "", [], rows)})
-    assert "shallowest cnn-elu-multihead (no depth)" in text
-    assert "cnn-elu from 6 to 24+ (the cap)" in text and "cnn-tanh from 9 to 21" in text
-    assert "(without BN: 3)" in text
+    assert "deepest trainable presets: cnn-elu-bn and resnet-elu-bn (24+)" in text
+    assert "the shallowest: cnn-elu-multihead (no depth)" in text
+    assert "cnn-elu from 6 to 24+" in text and "cnn-tanh from 9 to 21" in text
+    assert "reached 24+ with BN and 3 without (+: still trainable at the search's cap of 24)" in text
     assert {c.model for c in plan("depth-frontier", quick=True)} == set(depths)
 
 

@@ -324,7 +324,8 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_sweep_continues(mnist, d
     code, out, err = _cli(["frontier", "--models", "cnn-elu-bn,resnet-elu-bn", "--lrs", "0.1", "--max-depth", "12",
                            "--train-size", "1000", "--epochs", "1", "--eval-size", "200", "--threshold", "0.8",
                            "--device", "cpu", "--data-dir", str(data_root), "--store", str(db),
-                           "--out", str(tmp_path / "o"), "--json"], capsys)
+                           "--out", str(tmp_path / "o"), "--json",
+                           "--workers", "1"], capsys)  # in-process, so the patched model is used
     assert code == 0, err
     doc = json.loads(out)
     for m in doc["models"]:  # depth 6 trained, 12 and 9 "ran out of memory": the frontier is 6 for both
