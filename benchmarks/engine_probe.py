@@ -1,6 +1,6 @@
 """Where the time of one training step of cnn-tanh depth 9 (batch 256, CPU) goes.
 
-    python benchmarks/engine_probe.py [--steps N]
+    python benchmarks/engine_probe.py [--steps N] [--no-compile] [--profile]
 
 Times one SGD step on a fixed random batch for: the default (NCHW) and channels_last memory
 formats, 1 and 2 torch threads, and ``torch.compile`` (with its compile time); then the
@@ -59,7 +59,18 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="steps per timing round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="only print torch.profiler's op table for 5 channels_last steps on 1 thread")
     args = parser.parse_args(argv)
+    if args.profile:
+        torch.set_num_threads(1)
+        step = make_step(True)
+        step()
+        with torch.profiler.profile() as prof:
+            for _ in range(5):
+                step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
+        return 0
     default = torch.get_num_threads()
     print(f"{os.cpu_count()} CPUs, torch {torch.__version__}, default threads {default}, "
           f"load average {os.getloadavg()[0]:.1f}")

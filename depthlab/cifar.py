@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from .data import DATASETS, Dataset, load_dataset, resolve_data_root
+from .data import DATASETS, Dataset, resolve_data_root
 from .errors import ConfigError
-from .models.cifar import CIFAR_DATASETS, RESNET_CIFAR_DEPTHS
+from .models.cifar import CIFAR_DATASETS
 from .report import format_table, pyplot, safe_child, write_csv
 from .store import Store
 from .train import TrainConfig
@@ -423,9 +423,11 @@ def lr_bn_findings(results: dict) -> list[str]:
             eh, eb = _train_errors(bn_hi), _train_errors(bn)
             th = min(e["test_error"] for e in bn_hi["epochs"])
             tb = min(e["test_error"] for e in bn["epochs"])
-            trains = eh[-1] < 0.5
+            falling = all(b < a for a, b in zip(eh, eh[1:]))
+            verdict = ("ahead of" if eh[-1] < eb[-1] else "behind") + f" the lr-0.01 run after {len(eh)} epochs"
             lines.append(f"BN at lr 0.05: final train error {_pct(eh[-1])} (lr 0.01: {_pct(eb[-1])}), best test error "
-                         f"{_pct(th)} (lr 0.01: {_pct(tb)}): "
-                         + ("it trains at the 5x higher lr" if trains else "it does not train well at 5x the lr")
-                         + (f", and better than at lr 0.01." if th < tb else f", though not better than at lr 0.01."))
+                         f"{_pct(th)} (lr 0.01: {_pct(tb)}), first-epoch loss {bn_hi['epochs'][0]['loss']:.2f} "
+                         f"(lr 0.01: {bn['epochs'][0]['loss']:.2f}): at 5x the lr it trains without diverging "
+                         f"but is {verdict}"
+                         + ("; its train error fell in every epoch (still learning)." if falling else "."))
     return lines

@@ -335,7 +335,7 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
     arrays = {k: np.array(v, dtype=float) for k, v in rows.items()}
     verdict = judge(arrays["grad_norm"][0], arrays["signal_norm"][0], arrays["act_std"][0], arrays["weight_norm"][0],
                     diverged=diverged and len(recorded_steps) == 1)
-    if diverged and verdict.label != "exploding":
+    if diverged and len(recorded_steps) > 1:
         verdict.label = "exploding"
         verdict.reasons.append(f"loss became non-finite by step {recorded_steps[-1]}")
     return Diagnostics(model, config.canonical()["model_args"], [l.name for l in layers], np.array(recorded_steps),

@@ -207,6 +207,15 @@ class ProcessExecutor(Executor):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and self._pool is not None:
+            # Interrupted (Ctrl-C) or failed: do not wait for the running trials to finish.
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self.close()
+
 
 class RayExecutor(Executor):
     """Each group a Ray task with ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs.
@@ -291,7 +300,7 @@ class ExecutorSpec:
     ray_address: str | None = None    # ray: None = a private local instance
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    fuse: int = 1                     # > 1: fuse up to this many lr/seed variants into one network
+    fuse: int | None = 1              # > 1: fuse up to this many lr/seed variants; None = `fuse_for`
 
     def validate(self) -> None:
         if self.kind not in EXECUTORS:
@@ -300,8 +309,8 @@ class ExecutorSpec:
             raise ConfigError(f"--workers must be a positive integer or auto, got {self.workers}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"--threads must be a positive integer, got {self.threads}")
-        if not isinstance(self.fuse, int) or self.fuse < 1:
-            raise ConfigError(f"--fuse must be a positive integer, got {self.fuse}")
+        if self.fuse is not None and (not isinstance(self.fuse, int) or self.fuse < 1):
+            raise ConfigError(f"--fuse must be a positive integer or auto, got {self.fuse}")
         for name in ("cpus_per_trial", "gpus_per_trial"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -326,6 +335,15 @@ class ExecutorSpec:
 
             if importlib.util.find_spec("ray") is None:
                 raise ConfigError("--executor ray needs Ray: pip install 'depthlab[ray]'")
+
+    def fuse_for(self, device: str, group: int) -> int:
+        """The fused group size: as given, or with ``auto`` (None) the whole ``group`` (say an lr
+        grid) where trials run on a GPU, whose one small net leaves it mostly idle, and 1 on CPU,
+        where fusing a grid that the search would mostly cut short does not pay (BENCHMARKS.md)."""
+        if self.fuse is not None:
+            return self.fuse
+        on_gpu = self.gpus_per_trial > 0 if self.kind == "ray" else resolve_device(device).type == "cuda"
+        return max(1, group) if on_gpu else 1
 
     def create(self, device: str = "auto") -> Executor:
         self.validate()
@@ -532,13 +550,14 @@ def run_trials(trials: Sequence[Trial], store: Store | None = None, data: Datase
     spec = spec or ExecutorSpec()
     device = trials[0].config.device if trials else "auto"
     with spec.create(device) as executor:
-        return TrialRunner(executor, store, data, data_dir=data_dir, fuse=spec.fuse).run(trials)
+        return TrialRunner(executor, store, data, data_dir=data_dir, fuse=spec.fuse_for(device, len(trials))).run(trials)
 
 
 def describe(spec: ExecutorSpec, executor: Executor) -> str:
     """One line for logs: where trials run."""
     if isinstance(executor, RayExecutor):
-        return (f"ray: {executor.slots} trial(s) at once, {spec.cpus_per_trial:g} CPU"
+        return (f"ray ({spec.ray_address or 'a local instance'}): {executor.slots} trial(s) at once, "
+                f"{spec.cpus_per_trial:g} CPU"
                 f"{f' + {spec.gpus_per_trial:g} GPU' if spec.gpus_per_trial else ''} each")
     if isinstance(executor, ProcessExecutor):
         return f"local: {executor.slots} worker processes x {executor.threads} thread(s)"

@@ -67,16 +67,17 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from .data import Batches, Dataset, load_dataset
 from .errors import ConfigError
-from .models import CLASSIC_PRESETS, FAMILIES, create_model, resolve_model
+from .models import CLASSIC_PRESETS, create_model, resolve_model
 from .report import format_table, pyplot, safe_child, write_csv
 from .runner import run_recorded
-from .search import QUICK_LRS, FrontierConfig, find_frontiers
+from .search import QUICK_PROTOCOL, FrontierConfig, find_frontiers
+from .search import parse_lrs as search_parse_lrs
 from .train import TrainConfig, evaluate, make_optimizer, multi_head_loss, parse_schedule, prepare_splits, resolve_device
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -110,22 +111,12 @@ def make_config(base: Mapping | TrainConfig, *overrides: Mapping) -> TrainConfig
 
 
 def parse_lrs(text: str | Sequence[float]) -> tuple[float, ...]:
-    """``"0.01,0.03,0.1"`` -> (0.01, 0.03, 0.1); every lr must be a positive finite number."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    lrs = []
-    for item in items:
-        try:
-            lr = float(item)
-        except (TypeError, ValueError):
-            raise ConfigError(f"bad learning rate {item!r} in --lrs (expected e.g. 0.01,0.03,0.1)") from None
-        if not (math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"learning rates must be positive, got {item!r}")
-        lrs.append(lr)
-    if not lrs:
-        raise ConfigError("--lrs needs at least one learning rate")
+    """``"0.01,0.03,0.1"`` -> (0.01, 0.03, 0.1): the frontier's ``--lrs`` grammar (also
+    ``log:LOW:HIGH:COUNT``); every lr positive and finite, none listed twice."""
+    lrs = search_parse_lrs(text if isinstance(text, str) else ",".join(str(x) for x in text))
     if len(set(lrs)) != len(lrs):
         raise ConfigError("--lrs lists a learning rate twice")
-    return tuple(lrs)
+    return lrs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,6 +205,7 @@ class Plot:
     log_x: bool = False
     xlabel: str = "epoch"
     marks: list[tuple[float, str]] = field(default_factory=list)  # vertical lines (x, label)
+    levels: list[tuple[float, str]] = field(default_factory=list)  # horizontal lines (y, label)
 
 
 @dataclass
@@ -273,10 +265,21 @@ def draw_plot(plot: Plot, path: Path) -> Path:
         ax.axvline(x, ls="--", color="grey", lw=1)
         ax.annotate(label, (x, 0.98), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
                     fontsize=8, color="grey")
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 3, 10, 60 rather than 3x10^0 on log axes
     if plot.log_y:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2345" else ""))
     if plot.log_x:
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2358" else ""))
+    for y, label in plot.levels:
+        ax.axhline(y * scale, ls="--", color="k", lw=1, label=label)
+    if plot.xlabel == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(plot.xlabel)
     ax.set_ylabel(plot.ylabel + (" (%)" if plot.percent else ""))
     ax.set_title(plot.title, fontsize=10)
@@ -632,7 +635,7 @@ class Frontier:
         title = self.title or self.label
         plot = Plot("error-vs-depth", f"{title}: best {fc.criterion} error within {fc.epochs} epoch(s)",
                     f"best {fc.criterion} error", curves, log_y=True, percent=True, log_x=True,
-                    xlabel="depth (conv layers)")
+                    xlabel="depth (conv layers)", levels=[(fc.threshold, f"threshold {100 * fc.threshold:g}%")])
         notes = [f"trainable: {fc.criterion} error < {fc.threshold:g} within {fc.epochs} epoch(s), best lr of "
                  f"{grid}; batch {fc.batch_size}, momentum {fc.momentum:g}, max depth {fc.max_depth}, "
                  f"train size {fc.train_size or 'all'}"]
@@ -660,6 +663,13 @@ class LRFindResult:
     steepest_lr: float | None
     suggestion: float | None
     rule: str = "lr at the minimum of the smoothed loss / 10"
+    drop: float = 0.0        # relative fall of the smoothed loss from its first value to its minimum
+
+    @property
+    def flat(self) -> bool:
+        """True when the loss hardly fell (< 0.5%): nothing in the range learned within the
+        test's steps, and the minimum, hence the suggestion, is noise."""
+        return self.drop < 0.005
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -758,13 +768,14 @@ def _suggest(lrs: list[float], losses: list[float], smoothed: list[float], stopp
     if len(smoothed) < 3:
         return LRFindResult(lrs, losses, smoothed, stopped, None, None, None)
     i_min = min(range(len(smoothed)), key=smoothed.__getitem__)
+    drop = (smoothed[0] - smoothed[i_min]) / abs(smoothed[0]) if smoothed[0] else 0.0
     # steepest descent of the smoothed loss per unit of log lr, before the minimum, skipping
     # the first tenth of the trace where the moving average is still warming up
     start = max(1, len(smoothed) // 10)
     slopes = [(smoothed[i + 1] - smoothed[i - 1]) / math.log(lrs[i + 1] / lrs[i - 1])
               for i in range(start, min(i_min, len(smoothed) - 1))]
     steepest = lrs[start + min(range(len(slopes)), key=slopes.__getitem__)] if slopes else None
-    return LRFindResult(lrs, losses, smoothed, stopped, lrs[i_min], steepest, lrs[i_min] / 10)
+    return LRFindResult(lrs, losses, smoothed, stopped, lrs[i_min], steepest, lrs[i_min] / 10, drop=drop)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -882,17 +893,25 @@ GATE_A0 = (0.1, 0.5, 0.9)
 
 def _conclude_strided(parts: dict[str, PartResult]) -> str:
     p = parts["stack-depth-3"]
-    best = {arm: p.best("best_test_error", arm=arm) for arm in ("strided", "strided-res", "strided-gated")}
-    plain = best["strided"]
-    verdict = "trained" if plain and plain["best_test_error"] < TRAINED else "did not train"
     lrs = ", ".join(f"{r['lr']:g}" for r in p.rows if r["arm"] == "strided")
-    gates = parts["gate-start"]
-    moved = "; ".join(f"a0 {r['arm'].split('=')[1]} -> {r['gate_mean']:.2f} ({_pct(r['test_error'])})"
-                      for r in gates.rows if r.get("gate_mean") is not None)
-    return (f"At stack depth 3 the plain strided net {verdict} (best test error {_pct(plain and plain['best_test_error'])} "
-            f"over lrs {lrs}), while strided-res reached {_pct(best['strided-res']['test_error'])} "
-            f"(lr {best['strided-res']['lr']:g}) and strided-gated {_pct(best['strided-gated']['test_error'])} "
-            f"(lr {best['strided-gated']['lr']:g}); the free gates went from a0 to a mean of: {moved}.")
+
+    def verdict(arm: str) -> str:
+        best = p.best("best_test_error", arm=arm)
+        if best is None:
+            return f"{arm} has no finished run"
+        if best["best_test_error"] < TRAINED:
+            return f"{arm} trained ({_pct(best['test_error'])} test error at lr {best['lr']:g})"
+        return f"{arm} did not train (best test error {_pct(best['best_test_error'])})"
+
+    moves = []
+    for r in parts["gate-start"].rows:
+        if r.get("gate_mean") is None:
+            continue
+        a0 = float(r["arm"].split("=")[1])
+        how = "stayed at" if abs(r["gate_mean"] - a0) < 0.02 else "moved to"
+        moves.append(f"a0 {a0:g} {how} {r['gate_mean']:.2f} ({_pct(r['test_error'])} test error)")
+    return (f"At stack depth 3 over lrs {lrs}: {verdict('strided')}, {verdict('strided-res')} and "
+            f"{verdict('strided-gated')}; with free gates, " + "; ".join(moves) + ".")
 
 
 register_experiment(Experiment(
@@ -908,7 +927,8 @@ register_experiment(Experiment(
               title="strided-gated, starting gate a0 (lr 0.03)"),
     ),
     conclude=_conclude_strided,
-    quick=dict(train_size=3000, test_size=2000, epochs=1),
+    # enough steps (2 x 157) for the residual net to leave chance level at lr 0.01
+    quick=dict(train_size=10000, test_size=2000, epochs=2),
     reference="plain strided at stack depth 3: stuck near 88.65% error; strided-res ~2.6%; gated ~1.2% "
               "(a signal-dependent gate)",
 ))
@@ -939,10 +959,10 @@ register_experiment(Experiment(
               title="batch 16, momentum 0.75", quick_lrs=(0.01, 0.07)),
         Sweep("piecewise", {**LR_BASE, "batch_size": 16, "momentum": 0.0, "lr": 0.07,
                             "schedule": "2@0.07,3@0.01"},
-              title="batch 16, momentum 0, 2@0.07,3@0.01", quick={"schedule": "1@0.07"}),
+              title="batch 16, momentum 0, 2@0.07,3@0.01", quick={"schedule": "1@0.07,1@0.01"}),
     ),
     conclude=_conclude_lr_momentum,
-    quick=dict(train_size=3000, test_size=2000, epochs=1),
+    quick=dict(train_size=6000, test_size=2000, epochs=2),
     reference="stack depth 1, lr 0.07 then 0.01, momentum 0, batch 16: ~1.6% test error in 5 epochs",
 ))
 
@@ -990,23 +1010,26 @@ def _conclude_frontier(parts: dict[str, PartResult]) -> str:
         r = p.row(model=model)
         if r["max_depth"] is None:
             return "no depth"
-        return f"{r['max_depth']}{'+ (the cap)' if r['capped'] else ''}"
+        return f"{r['max_depth']}{'+' if r['capped'] else ''}"
 
-    ranked = sorted(p.rows, key=lambda r: r["max_depth"] or 0)
-    top, bottom = ranked[-1], ranked[0]
-    return (f"The deepest trainable preset was {top['model']} ({depth(top['model'])}) and the shallowest "
-            f"{bottom['model']} ({depth(bottom['model'])}); batch norm took cnn-elu from {depth('cnn-elu')} to "
-            f"{depth('cnn-elu-bn')} and cnn-tanh from {depth('cnn-tanh')} to {depth('cnn-tanh-bn')}, LeCun init "
-            f"took cnn-tanh to {depth('cnn-tanh-lecun')}, and the skip connection took cnn-elu-bn to "
-            f"{depth('resnet-elu-bn')} (without BN: {depth('resnet-elu')}).")
+    def extreme(pick) -> str:
+        value = pick(r["max_depth"] or 0 for r in p.rows)
+        names = [r["model"] for r in p.rows if (r["max_depth"] or 0) == value]
+        return f"{' and '.join(names)} ({depth(names[0])})"
+
+    capped = [r["max_depth"] for r in p.rows if r["capped"]]
+    cap = f" (+: still trainable at the search's cap of {max(capped)})" if capped else ""
+    return (f"The deepest trainable presets: {extreme(max)}; the shallowest: {extreme(min)}; batch norm took cnn-elu "
+            f"from {depth('cnn-elu')} to {depth('cnn-elu-bn')} and cnn-tanh from {depth('cnn-tanh')} to "
+            f"{depth('cnn-tanh-bn')}, LeCun init took cnn-tanh to {depth('cnn-tanh-lecun')}, and with skip "
+            f"connections the ELU net reached {depth('resnet-elu-bn')} with BN and {depth('resnet-elu')} without{cap}.")
 
 
 register_experiment(Experiment(
     name="depth-frontier",
     question="How deep can each of the eight classic presets be and still train (error < 20% within 3 epochs)?",
     parts=(Frontier("presets", CLASSIC_PRESETS, title="depth frontier of the eight classic presets",
-                    # the quick budget of `depthlab frontier --quick`
-                    quick=dict(train_size=10000, epochs=1, lrs=QUICK_LRS, max_depth=24)),),
+                    quick=QUICK_PROTOCOL),),  # the budget of `depthlab frontier --quick`
     conclude=_conclude_frontier,
     reference="cnn-tanh 9 (lr 0.15); cnn-elu-bn 63; resnet-elu-bn 27; cnn-tanh-bn 48-54; resnet-elu 3",
 ))

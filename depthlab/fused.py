@@ -239,14 +239,14 @@ class FusedSGD:
             d_p = p.grad
             if use_weight_decay:
                 d_p = d_p.add(p * weight_decay.view(shape))
-            d_p = torch.where(live, d_p, torch.zeros((), dtype=d_p.dtype, device=d_p.device))
+            d_p = torch.where(live, d_p, 0.0)
             buf = self.buffers.get(name)
             if buf is None:
                 buf = self.buffers[name] = d_p.clone()
             else:
                 buf.copy_(torch.where(live, buf * momentum.view(shape) + d_p, buf))
             step = d_p + momentum.view(shape) * buf if self.nesterov else buf
-            p.addcmul_(torch.where(live, -lr.view(shape), torch.zeros((), dtype=p.dtype, device=p.device)), step)
+            p.addcmul_(torch.where(live, -lr.view(shape), 0.0), step)
 
     def compact_(self, model: nn.Module, keep: torch.Tensor) -> None:
         self.model = model

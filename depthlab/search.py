@@ -50,7 +50,10 @@ from .train import TrainConfig
 
 CRITERIA = ("either", "test", "train")
 DEFAULT_LRS = tuple(round(10 ** (e / 2), 6) for e in range(-6, 1))  # 0.001, 0.003162, ... 1.0
-QUICK_LRS = (0.01, 0.1, 1.0)
+# The quick protocol (FrontierConfig fields) of `depthlab frontier --quick`, the README's main job,
+# and of `depthlab reproduce depth-frontier --quick`: all eight presets in minutes on 2 CPU cores.
+QUICK_PROTOCOL = dict(train_size=10000, epochs=1, lrs=(0.01, 0.1, 1.0), max_depth=9, eval_size=1000,
+                      evals_per_epoch=4)
 MAX_GRID = 1000  # more learning rates than this in log:LOW:HIGH:COUNT is a typo (and would never finish)
 
 
@@ -556,6 +559,11 @@ def plot_frontier(result: FrontierResult, folder) -> list:
             ax.scatter([p[0] for p in fails], [p[1] for p in fails], marker="x", color=line.get_color(), zorder=3)
     ax.axhline(result.config.threshold, color="k", ls="--", lw=1, label=f"threshold {result.config.threshold:g}")
     ax.set_xscale("log", base=2)
+    tried = sorted({d for m in result.models for d in m.depths})
+    if tried:  # plain labels at the geometric probes 3, 6, 12, ... (and the deepest depth tried)
+        ticks = sorted({d for d in (3 * 2 ** k for k in range(12)) if d <= tried[-1]} | {tried[-1]})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
     ax.set_xlabel("depth (conv layers)")
     ax.set_ylabel(f"best {result.config.criterion} error (x = failed)")
     ax.set_title(f"Error reached within {result.config.epochs} epoch(s), best lr of the grid")

@@ -241,7 +241,8 @@ class RunResult:
     test_error: float | None = None      # final test error (after restoring best weights if any)
     parameters: int = 0
     device: str = "cpu"
-    threads: int = 1                     # torch intra-op threads (CPU results depend on it bitwise)
+    # torch intra-op threads when the run was made: CPU results depend on it bitwise
+    threads: int = field(default_factory=torch.get_num_threads)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     model: nn.Module | None = field(default=None, repr=False)  # the trained network, for notebooks
 
@@ -415,8 +416,7 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     eval_at = {round(steps_per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
     check_every = 1 if device.type == "cpu" else 20  # a finiteness check syncs an accelerator
 
-    result = RunResult(canonical, "done", [], 0.0, parameters=count_parameters(model), device=str(device),
-                       threads=torch.get_num_threads())
+    result = RunResult(canonical, "done", [], 0.0, parameters=count_parameters(model), device=str(device))
     best_error, best_state, since_best = math.inf, None, 0
     first_epoch, elapsed_before = 0, 0.0
     if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):

@@ -1,13 +1,12 @@
 """CIFAR-10 models, the recipes, checkpoint/resume and the ``reproduce`` command (SPEC §2.4)."""
 
-import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from depthlab.cifar import (LR_BN_LESSONS, PAPER_TEST_ERROR, check_resumable, checkpoint_file, lr_bn_configs,
+from depthlab.cifar import (PAPER_TEST_ERROR, check_resumable, checkpoint_file, lr_bn_configs,
                             lr_bn_findings, resnet_cifar_config, shortcut_findings, shortcuts_configs)
 from depthlab.cli import main
 from depthlab.data import Dataset
@@ -180,7 +179,10 @@ def test_findings_are_computed_from_the_numbers():
     assert "90.00% -> 80.00%" in text and "diverged (non-finite loss" in text
     assert "50.00% vs 80.00% without (faster); it reached plain SGD's 3-epoch error after 1 epoch(s)" in text
     assert "BN reached the no-BN run's final train error after 2 of 3 epochs" in text
-    assert "it trains at the 5x higher lr, and better than at lr 0.01" in text
+    assert "at 5x the lr it trains without diverging but is ahead of the lr-0.01 run after 3 epochs" in text
+    assert "fell in every epoch" in text
+    results["bn-lr0.05"] = {"status": "diverged", "reason": "non-finite loss at epoch 0, step 9", "epochs": []}
+    assert "BN at lr 0.05: diverged (non-finite loss" in "\n".join(lr_bn_findings(results))
     results["momentum-lr0.001"]["epochs"] = _epochs([0.9, 0.9, 0.9])
     assert "(not faster)" in "\n".join(lr_bn_findings(results))
     lines = shortcut_findings({"plain18": {"epochs": _epochs([2.0, 1.5], [2.0, 1.5])},

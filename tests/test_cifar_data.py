@@ -2,7 +2,6 @@
 and the cifar10-jpeg zip (a tiny generated zip, plus a few images of the real one)."""
 
 import io
-import os
 import pickle
 import tarfile
 import zipfile
@@ -13,7 +12,7 @@ import pytest
 import torch
 
 from depthlab import cifar_jpeg
-from depthlab.cifar_jpeg import channel_stats, decode_members, load_cifar10_jpeg, split_members
+from depthlab.cifar_jpeg import channel_stats, decode_members, split_members
 from depthlab.data import CIFAR10_BATCHES, CIFAR10_CLASSES, load_dataset
 from depthlab.errors import DataError
 
@@ -120,14 +119,15 @@ def test_jpeg_reader_decodes_once_then_reads_the_cache(tmp_path, cache, monkeypa
     assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_y, second.test_y)
 
 
-def test_jpeg_reader_ignores_a_corrupted_cache_and_survives_an_unwritable_one(tmp_path, cache):
+def test_jpeg_reader_ignores_a_corrupted_cache_and_survives_an_unwritable_one(tmp_path, cache, monkeypatch):
     write_jpeg_zip(tmp_path / "data")
     good = load_dataset("cifar10-jpeg", tmp_path / "data", download=False)
     for path in cache.glob("*.npz"):
         path.write_bytes(b"not an npz")
     again = load_dataset("cifar10-jpeg", tmp_path / "data", download=False)
     assert torch.equal(good.train_x, again.train_x)
-    os.environ["DEPTHLAB_CACHE"] = str(tmp_path / "data" / "CIFAR10-JPEG" / "cifar10-jpeg-q75.zip" / "x")
+    # a "cache folder" below a regular file can never be created
+    monkeypatch.setenv("DEPTHLAB_CACHE", str(tmp_path / "data" / "CIFAR10-JPEG" / "cifar10-jpeg-q75.zip" / "x"))
     assert torch.equal(load_dataset("cifar10-jpeg", tmp_path / "data", download=False).train_x, good.train_x)
 
 

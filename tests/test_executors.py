@@ -1,8 +1,6 @@
 """Executors (depthlab.executors): parallel trials give the results of sequential ones, only the
 driver writes the store, and a resumed sweep skips exactly the finished trials."""
 
-from dataclasses import dataclass
-
 import click
 import pytest
 from click.testing import CliRunner
@@ -47,6 +45,7 @@ def test_process_workers_match_sequential_and_only_the_driver_writes(mnist, tmp_
         runner = TrialRunner(executor, store, data)
         got = runner.run(trials)
         assert all(same_result(g, w) for g, w in zip(got, want))  # the shipped data, not the files
+        assert data.train_x.is_shared()  # ...shipped through shared memory, not copied per trial
         assert [g["reused"] for g in got] == [False] * 4
         rows = store.runs()
         assert len(rows) == 4 and {r.status for r in rows} == {"done"}
@@ -147,38 +146,18 @@ def test_executor_options_cli():
         click.echo(f"{spec.kind} {spec.workers} {spec.fuse} {spec.gpus_per_trial}")
 
     runner = CliRunner()
-    assert runner.invoke(cmd, []).output.strip() == "local None 1 0.0"
+    assert runner.invoke(cmd, []).output.strip() == "local None None 0.0"  # workers and fuse: auto
     assert runner.invoke(cmd, ["--workers", "3", "--fuse", "8"]).output.strip() == "local 3 8 0.0"
     bad = runner.invoke(cmd, ["--workers", "many"])
     assert isinstance(bad.exception, ConfigError) and "--workers" in str(bad.exception)
     bad = runner.invoke(cmd, ["--ray-address", "auto"])
     assert isinstance(bad.exception, ConfigError)
+    bad = runner.invoke(cmd, ["--fuse", "all"])
+    assert isinstance(bad.exception, ConfigError) and "--fuse" in str(bad.exception)
 
 
-@dataclass
-class StopBelow:
-    threshold: float
-
-    def __call__(self, checkpoint) -> bool:
-        return checkpoint.eval_error < self.threshold
-
-
-@pytest.mark.slow
-def test_ray_runs_a_sweep_like_sequential(mnist, tmp_path):
-    ray = pytest.importorskip("ray")
-    from depthlab.executors import RayExecutor
-
-    trials = lr_batch() + [Trial(TrainConfig(**BASE, lr=0.3, evals_per_epoch=4), monitor=StopBelow(0.5))]
-    want = sequential(trials, mnist)
-    with Store(tmp_path / "s.db") as store, RayExecutor(num_cpus=2) as executor:
-        assert ray.is_initialized() and executor.slots == 2
-        runner = TrialRunner(executor, store, mnist)
-        got = runner.run(trials)
-        assert all(same_result(g, w) for g, w in zip(got, want))
-        assert got[-1]["stopped_early"] and len(got[-1]["checkpoints"]) == 3  # the monitor ran on the worker
-        assert store.count("done") == 5
-        fused = TrialRunner(executor, store, mnist, fuse=4).run(lr_batch((0.02, 0.03)))  # one Ray task
-        assert [f["fused"]["members"] for f in fused] == [2, 2]
-        assert [g["reused"] for g in TrialRunner(executor, store, mnist).run(trials)] == [True] * 5
-        assert store.count() == 7
-    assert not ray.is_initialized()
+def test_fuse_auto_fuses_the_whole_group_only_on_a_gpu():
+    assert ExecutorSpec(fuse=None).fuse_for("cpu", 7) == 1
+    assert ExecutorSpec(fuse=4).fuse_for("cpu", 7) == 4
+    assert ExecutorSpec(kind="ray", gpus_per_trial=0.25, fuse=None).fuse_for("auto", 7) == 7
+    assert ExecutorSpec(kind="ray", fuse=None).fuse_for("auto", 7) == 1

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from depthlab.cli import main
-from depthlab.data import Dataset, load_dataset
+from depthlab.data import Dataset
 from depthlab.errors import ConfigError
 from depthlab.experiments import (EXPERIMENTS, Ablation, Context, Experiment, PartResult, Sweep, _suggest, ablate,
                                   get_experiment, lr_find, lr_sweep, make_config, model_toggles, parse_lrs, plan,
@@ -82,6 +82,9 @@ def test_suggestion_rule_on_a_known_trace():
     assert found.min_loss_lr == pytest.approx(0.1)
     assert found.suggestion == pytest.approx(0.01)
     assert found.steepest_lr == pytest.approx(0.01, rel=0.3)
+    assert not found.flat and found.drop > 0.5
+    flat = _suggest(lrs, [2.3026 - 1e-4 * (i % 3) for i in range(41)], [2.3026 - 1e-4 * (i % 3) for i in range(41)], "t")
+    assert flat.flat and flat.suggestion is not None
 
 
 def synthetic(n=512, seed=0) -> Dataset:
@@ -134,6 +137,21 @@ def test_conclusions_are_computed_from_the_numbers():
     assert "best lr was 0.1 (2.00%" in text and "it was 0.01 (3.00%)" in text and "reached 1.60%" in text
     parts["batch64-m0"] = sweep_part("batch64-m0", [(0.03, 0.01), (0.1, 0.02)])
     assert "best lr was 0.03 (1.00%" in exp.conclude(parts)
+
+
+def test_strided_conclusion_says_what_trained():
+    exp = get_experiment("strided-residual")
+    rows = [{"arm": arm, "lr": lr, "test_error": err, "best_test_error": err}
+            for arm, lr, err in (("strided", 0.01, 0.8865), ("strided", 0.1, 0.8865), ("strided-res", 0.01, 0.03),
+                                 ("strided-res", 0.1, 0.8865), ("strided-gated", 0.01, 0.012),
+                                 ("strided-gated", 0.1, 0.5))]
+    gates = [{"arm": "a0=0.1", "gate_mean": 0.1, "test_error": 0.8865},
+             {"arm": "a0=0.5", "gate_mean": 0.81, "test_error": 0.02}]
+    text = exp.conclude({"stack-depth-3": PartResult("s", "", [], rows), "gate-start": PartResult("g", "", [], gates)})
+    assert "strided did not train (best test error 88.65%)" in text
+    assert "strided-res trained (3.00% test error at lr 0.01)" in text
+    assert "strided-gated trained (1.20% test error at lr 0.01)" in text
+    assert "a0 0.1 stayed at 0.10" in text and "a0 0.5 moved to 0.81 (2.00% test error)" in text
 
 
 def test_classic_experiments_plan_without_running():
@@ -221,7 +239,7 @@ def test_lr_momentum_end_to_end_at_a_tiny_budget(data_root, tmp_path, monkeypatc
         assert store.count() == 5
     a = result.parts["batch64-m0"].best("test_error")
     assert f"best lr was {a['lr']:g} ({100 * a['test_error']:.2f}% test error)" in result.conclusion
-    assert "1@0.07" in result.conclusion
+    assert "1@0.07,1@0.01" in result.conclusion
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,9 +354,10 @@ def test_depth_frontier_conclusion_is_computed():
               "cnn-tanh-bn": 21, "resnet-elu": 3, "cnn-elu-multihead": None}
     rows = [{"model": m, "max_depth": d, "capped": m in ("cnn-elu-bn", "resnet-elu-bn")} for m, d in depths.items()]
     text = exp.conclude({"presets": PartResult("presets", "", [], rows)})
-    assert "shallowest cnn-elu-multihead (no depth)" in text
-    assert "cnn-elu from 6 to 24+ (the cap)" in text and "cnn-tanh from 9 to 21" in text
-    assert "(without BN: 3)" in text
+    assert "deepest trainable presets: cnn-elu-bn and resnet-elu-bn (24+)" in text
+    assert "the shallowest: cnn-elu-multihead (no depth)" in text
+    assert "cnn-elu from 6 to 24+" in text and "cnn-tanh from 9 to 21" in text
+    assert "reached 24+ with BN and 3 without (+: still trainable at the search's cap of 24)" in text
     assert {c.model for c in plan("depth-frontier", quick=True)} == set(depths)
 
 

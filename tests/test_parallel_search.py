@@ -124,13 +124,26 @@ def test_fused_lr_groups_find_the_sequential_frontier(mnist, sequential_answer, 
 
 @pytest.mark.slow
 def test_ray_finds_the_sequential_frontier(mnist, sequential_answer, tmp_path):
+    """A real local Ray instance with 2 CPUs: the frontier of two models (the criterion monitor
+    runs on the Ray workers), resume from the store, and a fused group as one Ray task."""
     ray = pytest.importorskip("ray")
-    from depthlab.executors import RayExecutor
+    from depthlab.executors import RayExecutor, Trial as Job
+    from depthlab.train import TrainConfig
 
     with Store(tmp_path / "r.db") as store, RayExecutor(num_cpus=2) as pool:
-        got = find_frontiers(MODELS, FrontierConfig(**SMALL), store, mnist, runner=TrialRunner(pool, store, mnist))
+        assert ray.is_initialized() and pool.slots == 2
+        runner = TrialRunner(pool, store, mnist)
+        got = find_frontiers(MODELS, FrontierConfig(**SMALL), store, mnist, runner=runner)
         assert answers(got) == answers(sequential_answer)
-        assert {r.kind for r in store.runs()} == {"frontier"}
+        assert {r.kind for r in store.runs()} == {"frontier"} and store.count() == runner.trials_run
+        stopped = [r for r in store.runs() if r.result["stopped_early"]]
+        assert any(len(r.result["checkpoints"]) < 4 for r in stopped)  # the monitor stopped one mid-epoch
+        again = find_frontiers(MODELS, FrontierConfig(**SMALL), store, mnist, runner=TrialRunner(pool, store, mnist))
+        assert all(m.trials == m.trials_reused for m in again.models)
+        jobs = [Job(TrainConfig(model="cnn-elu-bn", model_args={"depth": 3}, train_size=500, test_size=200, epochs=1,
+                                lr=lr)) for lr in (0.05, 0.2)]
+        fused = TrialRunner(pool, store, mnist, fuse=2).run(jobs)
+        assert [f["fused"]["members"] for f in fused] == [2, 2] and all(f["status"] == "done" for f in fused)
     assert not ray.is_initialized()
 
 

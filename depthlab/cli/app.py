@@ -70,8 +70,9 @@ def executor_options(f):
         click.option("--cpus-per-trial", type=float, default=1.0, show_default=True, help="ray: CPUs per trial."),
         click.option("--gpus-per-trial", type=float, default=0.0, show_default=True,
                      help="ray: GPU share per trial (0.25 packs four trials on a GPU)."),
-        click.option("--fuse", type=int, default=1, show_default=True,
-                     help="Train up to N lr/seed variants of one model as one fused network (1 = off)."),
+        click.option("--fuse", default="auto", show_default=True,
+                     help="Train up to N lr/seed variants of one model as one fused network (1 = off); "
+                          "auto = the whole lr grid on a GPU, off on CPU."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -79,7 +80,7 @@ def executor_options(f):
 
 
 def executor_spec(executor="local", workers="auto", ray_address=None, cpus_per_trial=1.0, gpus_per_trial=0.0,
-                  fuse=1):
+                  fuse="auto"):
     """The validated `depthlab.executors.ExecutorSpec` of the `executor_options` values."""
     from ..executors import ExecutorSpec
 
@@ -90,8 +91,15 @@ def executor_spec(executor="local", workers="auto", ray_address=None, cpus_per_t
             count = int(workers)
         except ValueError:
             raise ConfigError(f"--workers must be a positive integer or auto, got {workers!r}") from None
+    if fuse is None or str(fuse).strip().lower() == "auto":
+        group = None
+    else:
+        try:
+            group = int(fuse)
+        except ValueError:
+            raise ConfigError(f"--fuse must be a positive integer or auto, got {fuse!r}") from None
     spec = ExecutorSpec(kind=executor, workers=count, ray_address=ray_address, cpus_per_trial=cpus_per_trial,
-                        gpus_per_trial=gpus_per_trial, fuse=fuse)
+                        gpus_per_trial=gpus_per_trial, fuse=group)
     spec.validate()
     return spec
 

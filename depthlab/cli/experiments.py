@@ -182,7 +182,8 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
     (folder / "lr-find.json").write_text(json.dumps({**found.to_dict(), "config": config.canonical()}, indent=1))
     if as_json:
         click.echo(json.dumps({k: v for k, v in found.to_dict().items() if k not in ("lrs", "losses", "smoothed")}
-                              | {"steps_run": len(found.lrs), "seconds": round(seconds, 2), "plot": str(png)}))
+                              | {"steps_run": len(found.lrs), "flat": found.flat, "seconds": round(seconds, 2),
+                                 "plot": str(png)}))
         return
     click.echo(f"{len(found.lrs)} steps from lr {min_lr:g}: {found.stopped} ({seconds:.1f}s)")
     if found.suggestion is None:
@@ -192,6 +193,10 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
                    f"steepest descent at lr {found.steepest_lr:.3g}" if found.steepest_lr else
                    f"lowest smoothed loss {min(found.smoothed):.3f} at lr {found.min_loss_lr:.3g}")
         click.echo(f"suggested lr: {found.suggestion:.3g}  (rule: {found.rule})")
+        if found.flat:
+            click.echo(f"warning: the smoothed loss fell by only {100 * found.drop:.2f}%: nothing in the range "
+                       "learned within the test's steps, so this suggestion is noise (more --steps, or the model "
+                       "may not train at all)")
         if found.min_loss_lr == found.lrs[-1] and not found.stopped.startswith("diverged"):
             click.echo("(the loss was still falling at --max-lr: widen the range)")
     click.echo(f"wrote {png}")

@@ -12,8 +12,6 @@ from ..errors import ConfigError
 from .app import (cli, common_options, echo_err, executor_options, executor_spec, model_options, model_overrides,
                   open_store, require_tensorboard, tensorboard_writer)
 
-# --quick: the README's main job, all eight presets in a few minutes on 2 CPU cores.
-QUICK = dict(train_size=10000, epochs=1, lrs="0.01,0.1,1", max_depth=9, eval_size="1000", evals_per_epoch=4)
 
 
 @cli.command()
@@ -40,7 +38,7 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     from ..data import load_dataset
     from ..models import CLASSIC_PRESETS, PRESETS
     from ..report import check_output_dir, format_table, safe_output_dir, write_csv
-    from ..search import (DEFAULT_LRS, DEPTH_HEADERS, TABLE_HEADERS, FrontierConfig, depth_rows, find_frontiers,
+    from ..search import (DEFAULT_LRS, QUICK_PROTOCOL, DEPTH_HEADERS, TABLE_HEADERS, FrontierConfig, depth_rows, find_frontiers,
                           parse_depths, parse_lrs, plot_frontier, table_rows)
     from ..store import check_store_path
 
@@ -53,7 +51,8 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     for name in names:
         if name not in PRESETS:
             raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(sorted(PRESETS))} or all")
-    defaults = QUICK if quick else dict(train_size=None, epochs=3, lrs=None, max_depth=300, eval_size="2000",
+    defaults = dict(QUICK_PROTOCOL, lrs=",".join(f"{lr:g}" for lr in QUICK_PROTOCOL["lrs"]),
+                    eval_size=str(QUICK_PROTOCOL["eval_size"])) if quick else dict(train_size=None, epochs=3, lrs=None, max_depth=300, eval_size="2000",
                                         evals_per_epoch=5)
     eval_size = eval_size if eval_size is not None else defaults["eval_size"]
     if eval_size.strip().lower() == "all":
@@ -90,8 +89,9 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     from ..executors import TrialRunner, describe
 
     with spec.create(config.device) as pool, open_store(store_path) as store:
-        echo_err(f"trials run on {describe(spec, pool)}" + (f", lrs fused {spec.fuse} at a time" if spec.fuse > 1 else ""))
-        runner = TrialRunner(pool, store, data, data_dir=data_dir, fuse=spec.fuse, log=echo_err)
+        group = spec.fuse_for(config.device, len(config.lrs))
+        echo_err(f"trials run on {describe(spec, pool)}" + (f", up to {group} lrs fused" if group > 1 else ""))
+        runner = TrialRunner(pool, store, data, data_dir=data_dir, fuse=group, log=echo_err)
         result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err, runner=runner)
 
     write_csv(folder / "frontier.csv", TABLE_HEADERS, table_rows(result))

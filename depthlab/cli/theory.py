@@ -61,8 +61,9 @@ def _fmt(value) -> str:
 
 
 def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: int | None = None,
-                  measured=(), out=None, note: str | None = None) -> dict:
-    """Compute the grid, write the table/CSV/JSON/plot to ``out`` and return the JSON object."""
+                  measured=(), out=None, note: str | None = None) -> tuple[dict, str | None]:
+    """Compute the grid, write the table/CSV/JSON/plot to ``out``; return the JSON object and
+    the folder written to (None without ``out``)."""
     from .. import theory
     from ..phase import MEASUREMENT_COLUMNS, measurement_rows, plot_phase_diagram
     from ..report import safe_child, safe_output_dir, write_csv
@@ -88,14 +89,11 @@ def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: i
         if measured:
             write_csv(safe_child(folder, f"measured-{act}-b{sigma_b2:g}.csv"), MEASUREMENT_COLUMNS,
                       measurement_rows(measured))
-        summary_files = folder
-    else:
-        summary_files = None
-    summary["_folder"] = str(summary_files) if summary_files else None
-    return summary
+        return summary, str(folder)
+    return summary, None
 
 
-def print_theory(summary: dict) -> None:
+def print_theory(summary: dict, folder: str | None = None) -> None:
     from ..report import format_table
 
     crit = summary["critical_sigma_w2"]
@@ -124,8 +122,8 @@ def print_theory(summary: dict) -> None:
                                 [[r["sigma_w2"], r["width"], r["stage"], r["channels"], r["chi_1_theory"],
                                   r["chi_1_measured"], r["phi2_theory"], r["phi2_measured"]]
                                  for r in summary["init_agreement"]]))
-    if summary.get("_folder"):
-        click.echo(f"wrote table, JSON and phase diagram to {summary['_folder']}")
+    if folder:
+        click.echo(f"wrote table, JSON and phase diagram to {folder}")
 
 
 def _predicted(summary: dict, sigma_w2: float):
@@ -134,13 +132,11 @@ def _predicted(summary: dict, sigma_w2: float):
     return theory.mean_field_point(summary["act"], sigma_w2, summary["sigma_b2"]).max_depth
 
 
-def _emit(summary: dict, as_json: bool) -> None:
-    folder = summary.pop("_folder", None)
+def _emit(summary: dict, folder: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        summary["_folder"] = folder
-        print_theory(summary)
+        print_theory(summary, folder)
 
 
 @cli.command()
@@ -182,10 +178,10 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
     widths = parse_float_list(check_widths, "--check-widths") if check_widths else []
     if widths and (check_depth < 6 or check_depth % 3):
         raise ConfigError(f"--check-depth must be a multiple of 3 and at least 6, got {check_depth}")
-    summary = theory_report(act, sigma_b2, sigma_w2s, depth=depth, measured=measured, out=out)
+    summary, folder = theory_report(act, sigma_b2, sigma_w2s, depth=depth, measured=measured, out=out)
     if widths:
         summary["init_agreement"] = init_agreement_rows(act, sigma_b2, sigma_w2s, widths, check_depth, data_dir)
-    _emit(summary, as_json)
+    _emit(summary, folder, as_json)
 
 
 def init_agreement_rows(act, sigma_b2, sigma_w2s, widths, depth, data_dir) -> list[dict]:
@@ -262,7 +258,7 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
     grid = sorted(set(parse_float_list("0.5:4:71", "grid") + sigma_w2s))
     note = (f"measured: stages {act}, width x{width:g}, scaled:W2,{sigma_b2:g}, MNIST {train_size} images, "
             f"{epochs} epochs, SGD m0.9, lrs {lrs_text}, error < {threshold:g}")
-    summary = theory_report(act, sigma_b2, grid, measured=measured, out=out, note=note)
+    summary, folder = theory_report(act, sigma_b2, grid, measured=measured, out=out, note=note)
     if not as_json:
         summary["grid"] = [g for g in summary["grid"] if g["sigma_w2"] in sigma_w2s]
-    _emit(summary, as_json)
+    _emit(summary, folder, as_json)
