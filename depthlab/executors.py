@@ -462,7 +462,8 @@ class TrialRunner:
             key = trial.config.hash()
             if trial.reuse and self.store is not None:
                 found = self.store.find_finished(key)
-                if found is not None and found.result is not None:
+                # as in `run_recorded`: a failure (out of memory, a bug since fixed) is tried again
+                if found is not None and found.result is not None and found.status != "failed":
                     self.trials_reused += 1
                     request.fill(i, {**found.result, "reused": True})
                     continue
