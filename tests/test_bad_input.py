@@ -231,7 +231,7 @@ CASES += [
     # lr-sweep -----------------------------------------------------------------------------------
     ("lr-sweep cnn-nope --lrs 0.1", "unknown model"),
     ("lr-sweep cnn-tanh --depth 3", "Missing option '--lrs'"),
-    ("lr-sweep cnn-tanh --depth 3 --lrs ''", "grid is empty"),
+    ("lr-sweep cnn-tanh --depth 3 --lrs ''", "learning-rate grid is empty"),
     ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,-1", "must be positive"),
     ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,abc", "bad learning rate"),
     ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,0.1", "twice"),
