@@ -105,15 +105,19 @@ def main() -> None:
             baseline = results
         agree = ""
         if baseline is not None and mode != "sequential":
-            same = all(r["status"] == b["status"] and (r["test_error"] is None or
-                                                       abs(r["test_error"] - b["test_error"]) <= 0.01)
-                       for r, b in zip(results, baseline))
-            agree = "  results agree with sequential" if same else "  RESULTS DIFFER FROM SEQUENTIAL"
+            same_status = all(r["status"] == b["status"] for r, b in zip(results, baseline))
+            gaps = [abs(r["test_error"] - b["test_error"]) for r, b in zip(results, baseline)
+                    if r["test_error"] is not None and b["test_error"] is not None]
+            agree = (f"  statuses {'agree' if same_status else 'DIFFER'}, test errors within "
+                     f"{100 * max(gaps, default=0):.2f} points of sequential")
         rate = 3600 * len(cfgs) / seconds[mode]
         ratio = (f"  {seconds['sequential'] / seconds[mode]:5.2f}x sequential (wall), "
                  f"{cpu['sequential'] / cpu[mode]:5.2f}x (CPU)") if "sequential" in seconds else ""
         print(f"{mode:14s} wall {seconds[mode]:7.1f} s  CPU {cpu[mode]:7.1f} s  {rate:7.0f} trials/h{ratio}{agree}",
               flush=True)
+        errors = " ".join(f"{r['status'][0]}{100 * r['test_error']:.1f}" if r["test_error"] is not None
+                          else r["status"] for r in results)
+        print(f"{'':14s} test error % per lr (d = done): {errors}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
