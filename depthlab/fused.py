@@ -170,8 +170,11 @@ def fuse_models(members: Sequence[nn.Module], input_shape, *, check: bool = True
         for training in (True, False):
             ours, theirs = copy.deepcopy(fused).train(training), [copy.deepcopy(m).train(training) for m in members]
             with torch.no_grad():
-                got = split_outputs(ours(x.repeat(1, len(members), 1, 1)), len(members))
                 want = [m(x) for m in theirs]
+                try:
+                    got = split_outputs(ours(x.repeat(1, len(members), 1, 1)), len(members))
+                except (RuntimeError, ValueError) as exc:  # e.g. a shortcut that pads channels
+                    raise NotFusable(f"the model's fused forward fails ({type(exc).__name__}: {exc})") from exc
             want = [torch.stack(list(w), 1) if isinstance(w, (list, tuple)) else w.unsqueeze(1) for w in want]
             want_t = torch.stack(want, 2)  # N, heads, G, K
             got_t = torch.stack(list(got), 1) if isinstance(got, (list, tuple)) else got.unsqueeze(1)
@@ -259,11 +262,21 @@ class FusedSGD:
 
 @functools.lru_cache(maxsize=256)
 def _model_fusable(model: str, model_args_json: str, input_shape: tuple[int, ...]) -> bool:
+    """Whether the model has a fused form whose shapes work out. The members are built on the
+    meta device: the driver calls this while a worker thread of the same process seeds the
+    global RNG and builds its model, so drawing weights here would change that model's init.
+    Whether the fused forward keeps members apart numerically is checked by `train_fused`,
+    which trains member by member where it does not."""
     args = json.loads(model_args_json)
     try:
-        members = [create_model(model, input_shape, 10, **args) for _ in range(2)]
-        fuse_models(members, input_shape)
+        with torch.device("meta"):
+            members = [create_model(model, input_shape, 10, **args) for _ in range(2)]
+            fused = fuse_models(members, input_shape, check=False)
+            with torch.no_grad():
+                fused(torch.empty(2, input_shape[0] * 2, *input_shape[1:]))
     except NotFusable:
+        return False
+    except (RuntimeError, ValueError, TypeError, NotImplementedError):  # the fused forward breaks
         return False
     return True
 

@@ -146,6 +146,25 @@ def test_fusion_key_groups_only_what_fuses():
     assert fusion_key(TrainConfig(model="cnn-elu", model_args={"depth": 6, "skip": "rezero"})) is None  # own alpha
 
 
+def test_fusion_key_leaves_the_global_rng_alone():
+    """The driver asks for keys while a worker thread of the same process seeds the global RNG
+    and builds its model: drawing weights here once gave fused members another init."""
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    for model, depth in [("cnn-tanh-delta", 33), ("cnn-elu-bn", 12), ("resnet-elu-bn", 15)]:
+        assert fusion_key(TrainConfig(model=model, model_args={"depth": depth})) is not None
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_models_whose_fused_forward_breaks_do_not_fuse(mnist):
+    """resnet20's option-A shortcut pads channels: fused, its shapes no longer add up. It gets
+    no key (no crash), and `fuse_models` calls it NotFusable rather than raising."""
+    cifar_like = TrainConfig(model="resnet20", dataset="cifar10")
+    assert fusion_key(cifar_like) is None
+    with pytest.raises(NotFusable, match="fused forward fails"):
+        fuse_models([create_model("resnet20", (3, 32, 32), 10) for _ in range(2)], (3, 32, 32))
+
+
 def test_train_fused_refuses_unfusable_groups(mnist):
     with pytest.raises(ConfigError, match="differ only in"):
         train_fused([TrainConfig(model="cnn-tanh", model_args={"depth": 3}),
