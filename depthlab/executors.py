@@ -502,7 +502,6 @@ class TrialRunner:
 
     def _finish(self, submitted: tuple[list[tuple[Trial, str]], int], future: Future) -> None:
         group, attempt = submitted
-        record = True
         try:
             results = future.result()
         except UserError as exc:  # bad input found by a worker: stop, as a sequential run would
@@ -514,8 +513,7 @@ class TrialRunner:
         except Exception as exc:
             # Training errors come back as failed results; an exception here comes from the
             # executor (a worker killed for memory, a node gone, a trial that cannot be shipped).
-            # Try once more, then report the trials failed without recording them, so that a
-            # later resume tries them again.
+            # Try once more, then record the trials as failed (a later run tries them again).
             if attempt == 1:
                 if self.log is not None:
                     self.log(f"executor error ({type(exc).__name__}: {exc}); retrying {len(group)} trial(s)")
@@ -524,11 +522,10 @@ class TrialRunner:
             reason = f"executor error: {type(exc).__name__}: {exc}"[:500]
             results = [{"config": t.config.canonical(), "status": "failed", "epochs": [], "checkpoints": [],
                         "seconds": 0.0, "reason": reason, "stopped_early": False, "test_error": None,
-                        "parameters": 0, "device": t.config.device} for t, _ in group]
-            record = False
+                        "parameters": 0, "device": t.config.device, "threads": None} for t, _ in group]
         for (trial, key), result in zip(group, results):
             result = {k: v for k, v in result.items() if k != "reused"}
-            if record and self.store is not None:
+            if self.store is not None:
                 self.store.record(trial.config.canonical(), key, result, kind=trial.kind,
                                   experiment=trial.experiment)
             self.trials_run += 1

@@ -384,7 +384,7 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
         results = [{"config": c.canonical(), "status": "failed", "epochs": [], "checkpoints": [],
                     "seconds": round(seconds / len(configs), 3), "reason": f"{type(exc).__name__}: {exc}"[:500],
                     "stopped_early": False, "test_error": None, "parameters": 0,
-                    "device": str(resolve_device(c.device))} for c in configs]
+                    "device": str(resolve_device(c.device)), "threads": torch.get_num_threads()} for c in configs]
     return [{**r, "reused": False} for r in results]
 
 

@@ -101,8 +101,11 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(mnist, tmp_path):
     trials[0].monitor = raising_monitor
     with Store(tmp_path / "s.db") as store, InProcessExecutor() as executor:
         got = TrialRunner(executor, store, mnist).run(trials)
-    assert got[0]["status"] == "failed" and "monitor exploded" in got[0]["reason"]
-    assert got[1]["status"] == "done"
+        assert got[0]["status"] == "failed" and "monitor exploded" in got[0]["reason"]
+        assert got[1]["status"] == "done"
+        assert store.count("failed") == 1 and store.count("done") == 1
+        again = TrialRunner(executor, store, mnist).run(trials)  # as run_recorded: a failure is retried
+        assert [g["reused"] for g in again] == [False, True] and store.count("failed") == 2
 
 
 def test_concurrent_searches_get_their_sequential_answers(mnist, tmp_path):
