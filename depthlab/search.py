@@ -373,12 +373,15 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
     With ``cells`` (run a batch of (depth, lr, seed) cells concurrently) the lrs go ``width`` at a
     time, all seeds at once, and the verdict is still read in search order: the answer and the
     trials reported are exactly those of the one-at-a-time search. Trials of lrs after the
-    deciding one ran speculatively; they are in the store, not in the result."""
+    deciding one ran speculatively; they are in the store, not in the result.
+
+    When ``start_lr`` trained the previous depth it goes first on its own: it usually trains
+    this depth too, often within a fraction of an epoch, while speculative neighbours that fail
+    would each run the whole budget for nothing."""
     order = lr_order(lrs, start_lr)
     trials: list[Trial] = []
     best_fraction = 0.0
-    for start in range(0, len(order), width if cells is not None else 1):
-        wave = order[start:start + width] if cells is not None else order[start:start + 1]
+    for wave in _waves(order, width if cells is not None else 1, lead=start_lr in order):
         if cells is not None:
             done = cells([(depth, lr, s) for lr in wave for s in seeds])
             outcomes = [done[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(wave))]
@@ -393,6 +396,12 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
                                    _median(t.epochs for t in trained), trials)
             best_fraction = max(best_fraction, fraction)
     return DepthResult(depth, False, None, _min(t.error for t in trials), best_fraction, None, trials)
+
+
+def _waves(order: list[float], width: int, lead: bool) -> list[list[float]]:
+    """``order`` cut into waves of ``width`` lrs; with ``lead`` the first lr is a wave of its own."""
+    head, rest = (order[:1], order[1:]) if lead and width > 1 else ([], order)
+    return ([head] if head else []) + [rest[i:i + width] for i in range(0, len(rest), width)]
 
 
 def _median(values) -> float | None:

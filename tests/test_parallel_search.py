@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from depthlab.cli import main
 from depthlab.executors import InProcessExecutor, ProcessExecutor, TrialRunner
-from depthlab.search import FrontierConfig, Trial, find_frontier, find_frontiers, search_width
+from depthlab.search import FrontierConfig, Trial, evaluate_depth, find_frontier, find_frontiers, search_width
 from depthlab.store import Store
 
 # ---------------------------------------------------------------------------------------------
@@ -51,6 +51,24 @@ def test_waves_of_lrs_give_the_sequential_answer_for_any_table(case, width):
     assert [t.__dict__ for d in waves.depths.values() for t in d.trials] == \
         [t.__dict__ for d in one_by_one.depths.values() for t in d.trials]
     assert all(len(b) <= width * len(seeds) for b in batches)
+
+
+def test_the_previous_winner_leads_alone_then_waves_of_width():
+    lrs = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
+    batches = []
+
+    def cells(batch):
+        batches.append(sorted({lr for _, lr, _ in batch}))
+        return [Trial(d, lr, s, False, 0.9, 1.0, "done", 0.0) for d, lr, s in batch]
+
+    evaluate_depth(12, lrs, 0.1, [0, 1], cells=cells, width=4)
+    assert batches == [[0.1], [0.01, 0.03, 0.3, 1.0], [0.001]]  # lr_order: 0.1, 0.03, 0.3, 0.01, 1.0, 0.001
+    batches.clear()
+    evaluate_depth(3, lrs, None, [0], cells=cells, width=4)      # no winner yet: full waves
+    assert [len(b) for b in batches] == [4, 2]
+    batches.clear()
+    evaluate_depth(3, lrs, 0.1, [0], cells=cells, width=1)
+    assert [len(b) for b in batches] == [1] * 6
 
 
 def test_search_width():
@@ -102,15 +120,20 @@ def test_process_workers_find_the_sequential_frontier(mnist, sequential_answer, 
 
 
 def test_one_model_speculates_lrs_and_reports_only_the_search(mnist, sequential_answer, tmp_path):
-    """Width 3 on one model: all three lrs of a depth at once; the extra trials are stored but the
-    answer and the trials reported are the sequential ones."""
+    """Width 3 on one model: the three lrs of a depth at once (after the first depth, the previous
+    winner alone first); the extra trials are stored but the answer and the trials reported are
+    the sequential ones."""
     with Store(tmp_path / "w.db") as store, InProcessExecutor() as pool:
         runner = TrialRunner(pool, store, mnist)
         got = find_frontier(MODELS[0], FrontierConfig(**SMALL), store, mnist, runner=runner, width=3)
         want = sequential_answer.models[0]
         strip = lambda m: {k: v for k, v in m.to_dict().items() if k != "seconds"}  # noqa: E731
         assert strip(got) == strip(want)
-        assert store.count() == 3 * len(got.depths) > got.trials  # speculative trials, recorded
+        expected, led = 0, False
+        for r in got.depths.values():  # in probe order
+            expected += 1 if led and r.trials[0].trained else 3  # a winner alone, else all 3 lrs
+            led = led or r.trainable
+        assert store.count() == expected > got.trials  # speculative trials, recorded
 
 
 def test_fused_lr_groups_find_the_sequential_frontier(mnist, sequential_answer, tmp_path):
@@ -119,7 +142,8 @@ def test_fused_lr_groups_find_the_sequential_frontier(mnist, sequential_answer, 
         got = find_frontiers(MODELS, FrontierConfig(**SMALL), store, mnist, runner=runner)
         assert answers(got, exact=False) == answers(sequential_answer, exact=False)
         fused = [r.result for r in store.runs() if r.result.get("fused")]
-        assert fused and {f["fused"]["members"] for f in fused} == {3}
+        # the first depth's 3 lrs as one group; later, a failed lead's 2 neighbours
+        assert {f["fused"]["members"] for f in fused} == {2, 3}
 
 
 @pytest.mark.slow
