@@ -93,6 +93,22 @@ def _prepare(configs, data_dir, store_path, out: str | None, default: str, tenso
     return _out_folder(out, default), datasets
 
 
+def _run_one_part(part, experiment: str, stem: str, data_dir, store_path, out, tensorboard, as_json):
+    """Check every flag (``part.configs``), the paths and the data before the store or a folder
+    is touched; then run ``part`` against the store and show it. Returns (result, paths)."""
+    from ..experiments import Context
+    from ..store import Store
+
+    ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment=experiment)
+    configs = part.configs(ctx)
+    folder, _ = _prepare(configs, data_dir, store_path, out, stem, tensorboard, ctx.datasets)
+    ctx.on_epoch = _tensorboard_hook(tensorboard)
+    with Store(store_path) as store:
+        ctx.store = store
+        result = part.run(ctx)
+    return result, _show_part(result, folder, experiment, as_json)
+
+
 @cli.command("lr-sweep")
 @click.argument("model")
 @model_options
@@ -110,8 +126,7 @@ def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn,
                  train_size, seed, device, store_path, out, as_json, tensorboard, lrs, epochs, batch_size, momentum,
                  optimizer, weight_decay, schedule):
     """One run of MODEL per learning rate: a table of final errors and train/test error plots."""
-    from ..experiments import Context, Sweep, parse_lrs
-    from ..store import Store
+    from ..experiments import Sweep, parse_lrs
 
     base = dict(model=model, model_args=_overrides(model, depth, act, init_, norm, skip, heads, width, params,
                                                    bn, no_skip),
@@ -120,14 +135,8 @@ def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn,
                 schedule=schedule, seed=seed, device=device)
     sweep = Sweep("lr-sweep", base, parse_lrs(lrs),
                   title=f"{model} lr sweep (batch {batch_size}, momentum {momentum:g}, {epochs} epochs)")
-    ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment="lr-sweep")
-    configs = sweep.configs(ctx)   # every flag checked before the store is touched
-    folder, _ = _prepare(configs, data_dir, store_path, out, f"lr-sweep-{model}", tensorboard, ctx.datasets)
-    ctx.on_epoch = _tensorboard_hook(tensorboard)
-    with Store(store_path) as store:
-        ctx.store = store
-        part = sweep.run(ctx)
-    paths = _show_part(part, folder, "lr-sweep", as_json)
+    part, paths = _run_one_part(sweep, "lr-sweep", f"lr-sweep-{model}", data_dir, store_path, out, tensorboard,
+                                as_json)
     best = part.best("test_error")
     if as_json:
         click.echo(json.dumps({"rows": part.rows, "best_lr": best and best["lr"], "files": paths}))
@@ -226,8 +235,7 @@ def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, n
                momentum, batch_size, optimizer, schedule, l2, patience):
     """Every on/off combination of the toggles over K folds or N seeds: mean ± std of train,
     validation and test accuracy and the time per fit, plus loss curves."""
-    from ..experiments import Ablation, Context
-    from ..store import Store
+    from ..experiments import Ablation
 
     if folds is not None and seeds is not None:
         raise ConfigError("--folds and --seeds exclude each other")
@@ -247,14 +255,7 @@ def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, n
     repeats = f"{seeds} seeds" if seeds else f"K={folds or 3} folds"
     part = Ablation("ablate", base, tuple(toggles), folds=None if seeds else (folds or 3), seeds=seeds,
                     title=f"{model} ablation ({repeats})")
-    ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment="ablate")
-    configs = part.configs(ctx)
-    folder, _ = _prepare(configs, data_dir, store_path, out, f"ablate-{model}", tensorboard, ctx.datasets)
-    ctx.on_epoch = _tensorboard_hook(tensorboard)
-    with Store(store_path) as store:
-        ctx.store = store
-        result = part.run(ctx)
-    paths = _show_part(result, folder, "ablate", as_json)
+    result, paths = _run_one_part(part, "ablate", f"ablate-{model}", data_dir, store_path, out, tensorboard, as_json)
     if as_json:
         click.echo(json.dumps({"rows": result.rows, "files": paths}))
     else:
