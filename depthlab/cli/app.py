@@ -79,25 +79,24 @@ def executor_options(f):
     return f
 
 
+def int_or_keyword(text, keyword: str, flag: str) -> int | None:
+    """An integer flag that also takes a keyword (``auto``, ``all``): None for the keyword (or
+    no value), else the integer; anything else is a usage error naming ``flag``."""
+    if text is None or str(text).strip().lower() == keyword:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} must be a positive integer or {keyword}, got {text!r}") from None
+
+
 def executor_spec(executor="local", workers="auto", ray_address=None, cpus_per_trial=1.0, gpus_per_trial=0.0,
                   fuse="auto"):
     """The validated `depthlab.executors.ExecutorSpec` of the `executor_options` values."""
     from ..executors import ExecutorSpec
 
-    if workers is None or str(workers).strip().lower() == "auto":
-        count = None
-    else:
-        try:
-            count = int(workers)
-        except ValueError:
-            raise ConfigError(f"--workers must be a positive integer or auto, got {workers!r}") from None
-    if fuse is None or str(fuse).strip().lower() == "auto":
-        group = None
-    else:
-        try:
-            group = int(fuse)
-        except ValueError:
-            raise ConfigError(f"--fuse must be a positive integer or auto, got {fuse!r}") from None
+    count = int_or_keyword(workers, "auto", "--workers")
+    group = int_or_keyword(fuse, "auto", "--fuse")
     spec = ExecutorSpec(kind=executor, workers=count, ray_address=ray_address, cpus_per_trial=cpus_per_trial,
                         gpus_per_trial=gpus_per_trial, fuse=group)
     spec.validate()

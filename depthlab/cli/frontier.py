@@ -9,8 +9,8 @@ import sys
 import click
 
 from ..errors import ConfigError
-from .app import (cli, common_options, echo_err, executor_options, executor_spec, model_options, model_overrides,
-                  open_store, require_tensorboard, tensorboard_writer)
+from .app import (cli, common_options, echo_err, executor_options, executor_spec, int_or_keyword, model_options,
+                  model_overrides, open_store, require_tensorboard, tensorboard_writer)
 
 
 
@@ -55,15 +55,9 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
                     eval_size=str(QUICK_PROTOCOL["eval_size"])) if quick else dict(train_size=None, epochs=3, lrs=None, max_depth=300, eval_size="2000",
                                         evals_per_epoch=5)
     eval_size = eval_size if eval_size is not None else defaults["eval_size"]
-    if eval_size.strip().lower() == "all":
-        eval_n = None
-    else:
-        try:
-            eval_n = int(eval_size)
-        except ValueError:
-            raise ConfigError(f"--eval-size must be a positive integer or all, got {eval_size!r}") from None
-        if eval_n <= 0:
-            raise ConfigError(f"--eval-size must be a positive integer or all, got {eval_size!r}")
+    eval_n = int_or_keyword(eval_size, "all", "--eval-size")
+    if eval_n is not None and eval_n <= 0:
+        raise ConfigError(f"--eval-size must be a positive integer or all, got {eval_size!r}")
     lr_text = lrs if lrs is not None else defaults["lrs"]
     config = FrontierConfig(
         max_depth=max_depth if max_depth is not None else defaults["max_depth"],
