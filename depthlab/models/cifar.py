@@ -16,15 +16,14 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..nn import BN_IMPLS, batch_norm
-from .registry import Family, Preset, register_family, register_preset
+from .registry import Family, Preset, check_choice, register_family, register_preset
 
 CIFAR_DATASETS = ("cifar10", "cifar10-jpeg")
 SHORTCUTS = ("A", "B")
 
 
 def _check_bn_impl(impl: str) -> None:
-    if impl not in BN_IMPLS:
-        raise ConfigError(f"unknown bn_impl {impl!r}; choose one of: {', '.join(BN_IMPLS)}")
+    check_choice("bn_impl", impl, BN_IMPLS)
 
 
 def _init_weights(model: nn.Module) -> None:

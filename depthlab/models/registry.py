@@ -20,9 +20,14 @@ from ..errors import ConfigError
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "elu": nn.ELU, "relu": nn.ReLU}
 
 
+def check_choice(what: str, value, choices, where: str = "") -> None:
+    """A spec field that must be one of ``choices``: else one line naming them."""
+    if value not in choices:
+        raise ConfigError(f"unknown {what} {value!r}{where}; choose one of: {', '.join(choices)}")
+
+
 def make_activation(name: str) -> nn.Module:
-    if name not in ACTIVATIONS:
-        raise ConfigError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    check_choice("activation", name, ACTIVATIONS)
     return ACTIVATIONS[name]()
 
 

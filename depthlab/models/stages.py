@@ -10,7 +10,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..init import init_conv_, parse_init
-from .registry import Family, Preset, make_activation, register_family, register_preset
+from .registry import Family, Preset, check_choice, make_activation, register_family, register_preset
 
 
 STAGE_CHANNELS = (4, 8, 16)
@@ -36,10 +36,8 @@ class StagesSpec:
             raise ConfigError(f"depth must be a positive multiple of 3 for the stages family, got {self.depth}")
         make_activation(self.act)
         parse_init(self.init)
-        if self.norm not in NORMS:
-            raise ConfigError(f"unknown norm {self.norm!r}; choose one of: {', '.join(NORMS)}")
-        if self.skip not in SKIPS:
-            raise ConfigError(f"unknown skip {self.skip!r}; choose one of: {', '.join(SKIPS)}")
+        check_choice("norm", self.norm, NORMS)
+        check_choice("skip", self.skip, SKIPS)
         if self.heads not in (1, 3):
             raise ConfigError(f"heads must be 1 or 3, got {self.heads}")
         if not (isinstance(self.width, (int, float)) and math.isfinite(self.width) and self.width > 0):

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..init import init_conv_, parse_init
-from .registry import Family, Preset, make_activation, register_family, register_preset
+from .registry import Family, Preset, check_choice, make_activation, register_family, register_preset
 
 STACK_CHANNELS = (4, 8, 16, 32)  # the first conv's output, then each stack's output
 SKIPS = ("none", "res", "gated")
@@ -59,12 +59,9 @@ class StridedSpec:
             raise ConfigError(f"kernel must be a positive odd integer, got {self.kernel}")
         make_activation(self.act)
         parse_init(self.init)
-        if self.skip not in SKIPS:
-            raise ConfigError(f"unknown skip {self.skip!r} for strided; choose one of: {', '.join(SKIPS)}")
-        if self.shortcut not in SHORTCUTS:
-            raise ConfigError(f"unknown shortcut {self.shortcut!r}; choose one of: {', '.join(SHORTCUTS)}")
-        if self.gate not in GATES:
-            raise ConfigError(f"unknown gate {self.gate!r}; choose one of: {', '.join(GATES)}")
+        check_choice("skip", self.skip, SKIPS, " for strided")
+        check_choice("shortcut", self.shortcut, SHORTCUTS)
+        check_choice("gate", self.gate, GATES)
         if not (isinstance(self.a0, (int, float)) and 0.0 < self.a0 < 1.0):
             raise ConfigError(f"a0 (the gate's starting value) must be in (0, 1), got {self.a0}")
 
