@@ -81,22 +81,29 @@ def run_group(trials: Sequence[Trial], data: Dataset) -> list[dict]:
     return train_fused([t.config for t in trials], data, monitors=[t.monitor for t in trials])
 
 
-def _init_process_worker(threads: int) -> None:
+def _init_process_worker(threads: int, driver_pid: int) -> None:
     torch.set_num_threads(threads)
-    _die_with_parent()
+    _exit_with_driver(driver_pid)
 
 
-def _die_with_parent() -> None:
-    """On Linux, have the kernel kill this worker when the driver dies (even by kill -9), so
-    that no orphan trains on for a driver that will never read its result."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
+def _exit_with_driver(driver_pid: int, poll_seconds: float = 0.5) -> None:
+    """Exit this worker as soon as its driver is gone (even killed by kill -9), so that no
+    orphan trains on for a driver that will never read its result, nor holds its stdout open.
 
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+    A watcher thread polls the parent pid. Not PR_SET_PDEATHSIG: the kernel sends that signal
+    when the *thread* that spawned the worker ends, and the pool spawns its workers from
+    whichever search thread submits first, so a finished model search killed live workers."""
+    import time
+
+    if os.getppid() != driver_pid:  # the driver died while this worker was starting
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == driver_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-driver", daemon=True).start()
 
 
 _RAY_DATA: dict[str, Dataset] = {}  # per Ray worker process: datasets already fetched, by object id
@@ -192,7 +199,7 @@ class ProcessExecutor(Executor):
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_process_worker, initargs=(self.threads,))
+                                             initializer=_init_process_worker, initargs=(self.threads, os.getpid()))
         return self._pool
 
     def submit(self, trials, data):

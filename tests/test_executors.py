@@ -1,6 +1,14 @@
 """Executors (depthlab.executors): parallel trials give the results of sequential ones, only the
 driver writes the store, and a resumed sweep skips exactly the finished trials."""
 
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -10,9 +18,10 @@ from depthlab.data import Dataset
 from depthlab.errors import ConfigError
 from depthlab.executors import ExecutorSpec, InProcessExecutor, ProcessExecutor, Trial, TrialRunner
 from depthlab.runner import run_recorded
-from depthlab.store import Store
+from depthlab.store import Store, _pid_alive
 from depthlab.train import TrainConfig
 
+REPO = Path(__file__).resolve().parents[1]
 BASE = dict(model="cnn-elu-bn", model_args={"depth": 3}, train_size=1000, test_size=500, epochs=1)
 
 
@@ -128,6 +137,52 @@ def test_concurrent_searches_get_their_sequential_answers(mnist, tmp_path):
         one_by_one = [search(runner, (0.01, 0.3, 0.1)), search(runner, (0.05, 0.2))]
     assert together == one_by_one
     assert [len(t) for t in together] == [2, 1]  # both stopped early: the test exercises adaptivity
+
+
+def test_workers_outlive_the_search_thread_that_spawned_them(mnist):
+    """The pool spawns its workers from the thread that submits first (a model's search
+    thread); when that search ends, the workers must go on serving the others. (With
+    PR_SET_PDEATHSIG the kernel killed them with that thread: BrokenProcessPool.)"""
+    (trial,) = lr_batch((0.05,), train_size=300, test_size=200)
+    with ProcessExecutor(2) as executor:
+        first = []
+        spawner = threading.Thread(target=lambda: first.append(executor.submit([trial], mnist).result()))
+        spawner.start()
+        spawner.join()
+        time.sleep(1.0)  # the spawning thread is gone
+        pool = executor._pool
+        assert pool._processes and all(p.is_alive() for p in pool._processes.values())
+        (again,) = executor.submit([trial], mnist).result(timeout=120)
+        assert executor._pool is pool  # the same pool served it: none broke and none was replaced
+    assert first[0][0]["status"] == again["status"] == "done"
+    assert again["test_error"] == first[0][0]["test_error"]
+
+
+def test_a_worker_exits_when_its_driver_is_killed():
+    """kill -9 of the driver: its worker notices within a poll and exits (no orphan training
+    on, nor holding the driver's stdout open)."""
+    worker_code = ("import os, time; from depthlab.executors import _exit_with_driver; "
+                   "_exit_with_driver(os.getppid(), 0.05); print('up', flush=True); time.sleep(120)")
+    driver_code = textwrap.dedent(f"""
+        import subprocess, sys, time
+        w = subprocess.Popen([sys.executable, "-c", {worker_code!r}], stdout=subprocess.PIPE, text=True)
+        assert w.stdout.readline().strip() == "up"
+        print(w.pid, flush=True)
+        time.sleep(120)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    driver = subprocess.Popen([sys.executable, "-c", driver_code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        worker = int(driver.stdout.readline())
+        assert _pid_alive(worker)
+        driver.kill()
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while _pid_alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _pid_alive(worker), "the worker outlived its killed driver"
+    finally:
+        driver.kill()
 
 
 def test_executor_spec_validation():
