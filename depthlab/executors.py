@@ -419,6 +419,16 @@ class TrialRunner:
         self._serve(request.future.done)
         return request.future.result()
 
+    def stored(self, configs: Sequence[TrainConfig]) -> list[dict | None]:
+        """The stored results of ``configs`` (None where not finished), without training any:
+        a search asks before a wave to avoid launching trials that can no longer matter."""
+        configs = list(configs)
+        if threading.get_ident() != self._driver:  # only the driver thread touches the store
+            reply: Future = Future()
+            self._events.put(("lookup", configs, reply))
+            return reply.result()
+        return [self._stored(c.hash()) for c in configs]
+
     def run_concurrently(self, tasks: Sequence[Callable[[], T]]) -> list[T]:
         """Run each task (a sequential procedure that calls `run`) in its own thread and serve
         their trials from this thread; return the tasks' results in order."""
@@ -453,8 +463,21 @@ class TrialRunner:
                     extra.set_exception(exc)
                     continue
                 request.future.add_done_callback(lambda f, reply=extra: _forward(f, reply))
+            elif kind == "lookup":
+                try:
+                    extra.set_result([self._stored(c.hash()) for c in payload])
+                except BaseException as exc:
+                    extra.set_exception(exc)
             elif kind == "done":
                 self._finish(payload, extra)
+
+    def _stored(self, key: str) -> dict | None:
+        """The stored result of config hash ``key`` (with ``"reused": True``), if it finished; as
+        in `run_recorded`, a failure (out of memory, a bug since fixed) does not count."""
+        found = self.store.find_finished(key) if self.store is not None else None
+        if found is None or found.result is None or found.status == "failed":
+            return None
+        return {**found.result, "reused": True}
 
     def _dataset(self, name: str) -> Dataset:
         if name not in self._datasets:
@@ -467,12 +490,11 @@ class TrialRunner:
         for i, trial in enumerate(trials):
             trial.config.validate()
             key = trial.config.hash()
-            if trial.reuse and self.store is not None:
-                found = self.store.find_finished(key)
-                # as in `run_recorded`: a failure (out of memory, a bug since fixed) is tried again
-                if found is not None and found.result is not None and found.status != "failed":
+            if trial.reuse:
+                found = self._stored(key)
+                if found is not None:
                     self.trials_reused += 1
-                    request.fill(i, {**found.result, "reused": True})
+                    request.fill(i, found)
                     continue
             if key in self._inflight:  # the same config is already running: share its result
                 self._inflight[key].append((request, i, trial))

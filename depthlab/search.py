@@ -283,6 +283,15 @@ def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner)
             for (d, lr, s), r, c in zip(cells, results, configs)]
 
 
+def stored_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[Trial | None]:
+    """The verdicts the runner's store already holds for ``cells`` (None where a cell would
+    train), under the reuse rules of `run_cells`; nothing is trained."""
+    configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
+    return [None if r is None or _needs_retraining(r, config)
+            else trial_from_result(d, lr, s, r, config.criterion, config.threshold, c.hash())
+            for (d, lr, s), r, c in zip(cells, runner.stored(configs), configs)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Results
 
@@ -364,10 +373,12 @@ TrialFn = Callable[[int, float, int], Trial]
 
 
 CellsFn = Callable[[list[Cell]], list[Trial]]
+StoredFn = Callable[[list[Cell]], list["Trial | None"]]
 
 
 def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, seeds: Sequence[int],
-                   trial: TrialFn | None = None, *, cells: CellsFn | None = None, width: int = 1) -> DepthResult:
+                   trial: TrialFn | None = None, *, cells: CellsFn | None = None, width: int = 1,
+                   stored: StoredFn | None = None) -> DepthResult:
     """Try lrs in search order until a majority of seeds train at one of them.
 
     With ``cells`` (run a batch of (depth, lr, seed) cells concurrently) the lrs go ``width`` at a
@@ -377,12 +388,16 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
 
     When ``start_lr`` trained the previous depth it goes first on its own: it usually trains
     this depth too, often within a fraction of an epoch, while speculative neighbours that fail
-    would each run the whole budget for nothing."""
+    would each run the whole budget for nothing. With ``stored`` (what the store already holds:
+    a resumed search) a wave ends at its first lr whose stored trials already train: the lrs
+    after it cannot change the verdict."""
     order = lr_order(lrs, start_lr)
     trials: list[Trial] = []
     best_fraction = 0.0
     for wave in _waves(order, width if cells is not None else 1, lead=start_lr in order):
         if cells is not None:
+            if stored is not None and len(wave) > 1:
+                wave = _cut_at_stored_winner(wave, depth, seeds, stored)
             done = cells([(depth, lr, s) for lr in wave for s in seeds])
             outcomes = [done[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(wave))]
         else:
@@ -396,6 +411,17 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
                                    _median(t.epochs for t in trained), trials)
             best_fraction = max(best_fraction, fraction)
     return DepthResult(depth, False, None, _min(t.error for t in trials), best_fraction, None, trials)
+
+
+def _cut_at_stored_winner(wave: list[float], depth: int, seeds: Sequence[int], stored: StoredFn) -> list[float]:
+    """``wave`` up to and including its first lr at which a majority of seeds is stored as
+    trained (the verdict is read in search order, so later lrs of the wave cannot matter)."""
+    known = stored([(depth, lr, s) for lr in wave for s in seeds])
+    for i, lr in enumerate(wave):
+        cell = known[i * len(seeds):(i + 1) * len(seeds)]
+        if 2 * sum(t is not None and t.trained for t in cell) > len(seeds):
+            return wave[:i + 1]
+    return wave
 
 
 def _waves(order: list[float], width: int, lead: bool) -> list[list[float]]:
@@ -461,13 +487,14 @@ def summarise(model: str, depths: dict[int, DepthResult], seconds: float) -> Mod
 def find_frontier(model: str, config: FrontierConfig, store: Store | None, data: Dataset | None = None, *,
                   data_dir=None, trial: TrialFn | None = None,
                   log: Callable[[str], None] | None = None, runner=None, cells: CellsFn | None = None,
-                  width: int = 1) -> ModelFrontier:
+                  width: int = 1, stored: StoredFn | None = None) -> ModelFrontier:
     """The depth frontier of one model. ``trial(depth, lr, seed) -> Trial`` replaces real training
     (tests use it to check the search against an exhaustive grid).
 
     With ``runner`` (a `depthlab.executors.TrialRunner`, which then owns the store) trials run
     through its executor, ``width`` lrs of a depth at a time (`evaluate_depth`); the answer is
-    the one-at-a-time search's. ``cells`` replaces the runner with a fake batch function."""
+    the one-at-a-time search's. ``cells`` replaces the runner with a fake batch function and
+    ``stored`` its store lookup."""
     config.validate()
     config.validate_models([model])
     started = time.perf_counter()
@@ -494,10 +521,14 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
 
     run = trial or real_trial
     batch = cells or (real_cells if runner is not None and trial is None else None)
+    peek = stored
+    if peek is None and cells is None and runner is not None and trial is None:
+        def peek(batch_cells: list[Cell]) -> list[Trial | None]:
+            return stored_cells(model, batch_cells, config, runner)
     lrs = config.sorted_lrs()
 
     def evaluate(depth: int, start_lr: float | None) -> DepthResult:
-        return evaluate_depth(depth, lrs, start_lr, seeds, run, cells=batch, width=max(1, width))
+        return evaluate_depth(depth, lrs, start_lr, seeds, run, cells=batch, width=max(1, width), stored=peek)
 
     if config.depths is not None:
         depths: dict[int, DepthResult] = {}

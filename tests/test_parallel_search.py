@@ -33,9 +33,13 @@ def verdict(table, depth, lr, seed) -> Trial:
 
 
 @settings(max_examples=200, deadline=None)
-@given(any_tables(), st.integers(1, 7))
-def test_waves_of_lrs_give_the_sequential_answer_for_any_table(case, width):
+@given(any_tables(), st.integers(1, 7), st.randoms(use_true_random=False))
+def test_waves_of_lrs_give_the_sequential_answer_for_any_table(case, width, rng):
+    """Any verdicts, any width, and any part of the grid already in the store (a resumed
+    search): the waves' answer and reported trials are the one-at-a-time search's, and no wave
+    goes on past an lr whose stored trials already decide the depth."""
     top, lrs, seeds, table, explicit = case
+    in_store = {cell for cell in table if rng.random() < 0.3}
     config = FrontierConfig(max_depth=3 * top, lrs=tuple(lrs), seeds=len(seeds),
                             depths=tuple(range(3, 3 * top + 1, 3)) if explicit else None)
     one_by_one = find_frontier("cnn-tanh", config, None, trial=lambda d, lr, s: verdict(table, d, lr, s))
@@ -45,12 +49,37 @@ def test_waves_of_lrs_give_the_sequential_answer_for_any_table(case, width):
         batches.append(batch)
         return [verdict(table, *cell) for cell in batch]
 
-    waves = find_frontier("cnn-tanh", config, None, cells=cells, width=width)
+    def stored(batch):
+        return [verdict(table, *cell) if cell in in_store else None for cell in batch]
+
+    waves = find_frontier("cnn-tanh", config, None, cells=cells, width=width, stored=stored)
     strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "seconds"}  # noqa: E731
     assert strip(waves) == strip(one_by_one)
     assert [t.__dict__ for d in waves.depths.values() for t in d.trials] == \
         [t.__dict__ for d in one_by_one.depths.values() for t in d.trials]
     assert all(len(b) <= width * len(seeds) for b in batches)
+    for b in batches:  # cells come lr by lr, all seeds of an lr together
+        lrs_in_batch = list(dict.fromkeys(lr for _, lr, _ in b))
+        decided = [2 * sum((d, lr, s) in in_store and table[(d, lr, s)] for d, x, s in b if x == lr) > len(seeds)
+                   for lr in lrs_in_batch]
+        assert not any(decided[:-1]), "a wave went on past a stored winner"
+
+
+def test_a_wave_stops_at_a_stored_winner():
+    lrs = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
+    batches = []
+
+    def cells(batch):
+        batches.append([lr for _, lr, _ in batch])
+        return [Trial(d, lr, s, lr == 0.01, 0.1, 1.0, "done", 0.0) for d, lr, s in batch]
+
+    def stored(batch):  # 0.01 already trained at this depth
+        return [Trial(d, lr, s, True, 0.1, 1.0, "done", 0.0, reused=True) if lr == 0.01 else None
+                for d, lr, s in batch]
+
+    result = evaluate_depth(12, lrs, None, [0], cells=cells, width=6, stored=stored)
+    assert batches == [[0.1, 0.03, 0.3, 0.01]]  # lr_order: 0.1, 0.03, 0.3, 0.01, 1.0, 0.001
+    assert result.trainable and result.lr == 0.01
 
 
 def test_the_previous_winner_leads_alone_then_waves_of_width():
@@ -134,6 +163,19 @@ def test_one_model_speculates_lrs_and_reports_only_the_search(mnist, sequential_
             expected += 1 if led and r.trials[0].trained else 3  # a winner alone, else all 3 lrs
             led = led or r.trainable
         assert store.count() == expected > got.trials  # speculative trials, recorded
+
+
+def test_a_resumed_wide_search_launches_nothing_the_stored_search_decided(mnist, tmp_path):
+    """The store holds a finished one-at-a-time search; the same search with 3 lrs per wave
+    finds every verdict it needs there and trains nothing (each wave stops at its stored winner
+    instead of launching the lrs after it)."""
+    with Store(tmp_path / "r.db") as store, InProcessExecutor() as pool:
+        first = find_frontier(MODELS[0], FrontierConfig(**SMALL), store, mnist, runner=TrialRunner(pool, store, mnist))
+        runner = TrialRunner(pool, store, mnist)
+        again = find_frontier(MODELS[0], FrontierConfig(**SMALL), store, mnist, runner=runner, width=3)
+        assert again.max_trainable_depth == first.max_trainable_depth is not None
+        assert any(len(r.trials) < 3 and r.trainable for r in first.depths.values())  # some waves would speculate
+        assert runner.trials_run == 0 and store.count() == first.trials
 
 
 def test_fused_lr_groups_find_the_sequential_frontier(mnist, sequential_answer, tmp_path):
