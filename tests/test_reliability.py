@@ -113,11 +113,12 @@ def _wait_for(proc: subprocess.Popen, condition, timeout: float = 180.0) -> bool
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds orphaned workers through /proc")
 def test_frontier_killed_at_random_moments_resumes_to_the_uninterrupted_result(data_root, tmp_path):
     """12 SIGKILLs of the driver at seeded random moments, each followed by the same command:
-    during start-up (imports, data loading, worker spawning), while the first trials are in
-    flight in the workers (a random fraction of the time the reference run took to record its
-    first trial), and just after a trial was recorded (the next ones in flight, the driver
-    between writes). The end state equals an uninterrupted run's, trial for trial, and no
-    worker process outlives a killed driver."""
+    during start-up (a random fraction of the reference run's imports and data loading), while
+    trials are in flight (0.3-1.5 s after this run's workers appeared), and just after a trial was
+    recorded (the next ones in flight, the driver between writes). The moments are relative to
+    the run being killed, not to the reference's timings: under a loaded machine those differ.
+    The end state equals an uninterrupted run's, trial for trial, and no worker process
+    outlives a killed driver."""
     rng = random.Random(1234)
     ref_db, db = tmp_path / "ref" / "ref.db", tmp_path / "killed" / "k.db"
     ref_db.parent.mkdir()
@@ -125,8 +126,8 @@ def test_frontier_killed_at_random_moments_resumes_to_the_uninterrupted_result(d
 
     reference = _sweep(data_root, ref_db, tmp_path / "ref-out", tmp_path / "ref.log")
     launched = time.monotonic()
-    _wait_for(reference, lambda: len(_rows(ref_db)) > 0)
-    first_record = time.monotonic() - launched  # start-up + worker spawn + the first trial
+    _wait_for(reference, lambda: len(_session_members(reference.pid)) >= 2)
+    startup = time.monotonic() - launched  # imports and data loading, up to the first worker spawn
     ref_out, _ = reference.communicate(timeout=600)
     assert reference.returncode == 0, (tmp_path / "ref.log").read_text()[-3000:]
     ref = _snapshot(ref_db)
@@ -140,29 +141,29 @@ def test_frontier_killed_at_random_moments_resumes_to_the_uninterrupted_result(d
         logs.append(tmp_path / f"run-{i}.log")
         proc = _sweep(data_root, db, tmp_path / "out", logs[-1])
         one_more = lambda: len(_rows(db)) > finished  # noqa: E731  (the driver records trials as they end)
-        started = True
         if mode == "startup":
-            time.sleep(rng.uniform(0.1, 0.6) * first_record)
-        elif mode == "in-flight":
-            time.sleep(rng.uniform(0.6, 0.98) * first_record)
+            time.sleep(rng.uniform(0.1, 0.6) * startup)
+        elif mode == "in-flight":  # this run's workers exist: trials are being handed out or trained
+            _wait_for(proc, lambda: len(_session_members(proc.pid)) >= 3)
+            time.sleep(rng.uniform(0.3, 1.5))
         else:  # after-record
-            started = _wait_for(proc, one_more)
+            _wait_for(proc, one_more)
             time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         if proc.returncode != -signal.SIGKILL:
-            assert proc.returncode == 0 and not started, f"the sweep ended on its own before the {mode} kill"
-            break
+            assert proc.returncode == 0, (mode, logs[-1].read_text()[-3000:])
+            break  # it finished the sweep before this kill: nothing was left to interrupt
         kills += 1
         moments.append(f"{mode}: {len(_rows(db)) - finished} trial(s) recorded")
-        deadline = time.monotonic() + 20  # the kernel kills the workers with their driver (PDEATHSIG)
+        deadline = time.monotonic() + 20  # workers poll for their driver and exit
         while _session_members(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _session_members(proc.pid), f"workers outlived their killed driver ({mode})"
     assert kills >= 10, moments
-    with Store(db) as store:
-        assert store.count() < len(ref["trials"]), "the kills left nothing to resume"
+    resumed = [m for m in moments if not m.endswith(": 0 trial(s) recorded")]
+    assert len(resumed) >= 3, moments  # killed runs that had resumed the sweep and recorded more of it
 
     final = _sweep(data_root, db, tmp_path / "out", tmp_path / "final.log")
     final_out, _ = final.communicate(timeout=600)
@@ -178,7 +179,7 @@ def test_frontier_killed_at_random_moments_resumes_to_the_uninterrupted_result(d
     # the dataset from a driver that just died reports the broken connection as it exits.)
     for log in (tmp_path / "ref.log", tmp_path / "final.log"):
         assert "Traceback" not in log.read_text(), log.read_text()[-2000:]
-    print("kills:", "; ".join(moments))
+    print(f"kills ({len(ref['trials'])} trials):", "; ".join(moments))
 
     def frontier(doc):
         return [{k: v for k, v in m.items() if k not in ("seconds", "trials_reused")}
