@@ -472,12 +472,9 @@ class TrialRunner:
                 self._finish(payload, extra)
 
     def _stored(self, key: str) -> dict | None:
-        """The stored result of config hash ``key`` (with ``"reused": True``), if it finished; as
-        in `run_recorded`, a failure (out of memory, a bug since fixed) does not count."""
-        found = self.store.find_finished(key) if self.store is not None else None
-        if found is None or found.result is None or found.status == "failed":
-            return None
-        return {**found.result, "reused": True}
+        from .runner import stored_result
+
+        return stored_result(self.store, key)
 
     def _dataset(self, name: str) -> Dataset:
         if name not in self._datasets:

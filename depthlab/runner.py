@@ -15,6 +15,15 @@ from .store import Store
 from .train import Monitor, RunResult, TrainConfig, resolve_device, train
 
 
+def stored_result(store: Store | None, config_hash: str) -> dict | None:
+    """The stored result of a finished run of ``config_hash`` (with ``"reused": True``), or None.
+    A failure (out of memory, a bug since fixed) is not a result: it is tried again."""
+    found = store.find_finished(config_hash) if store is not None else None
+    if found is None or found.result is None or found.status == "failed":
+        return None
+    return {**found.result, "reused": True}
+
+
 def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None = None, *,
                  data_dir=None, kind: str = "train", experiment: str | None = None,
                  monitor: Monitor | None = None, on_epoch: Callable | None = None,
@@ -31,10 +40,9 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
     config.validate()
     key = config.hash()
     if store is not None and reuse:
-        found = store.find_finished(key)
-        # A failure (out of memory, a bug since fixed) is not a result: it is tried again.
-        if found is not None and found.result is not None and found.status != "failed":
-            return {**found.result, "reused": True}
+        found = stored_result(store, key)
+        if found is not None:
+            return found
     if data is None:  # load (and fail on bad data) before anything is written
         data = load_dataset(config.dataset, data_dir)
     canonical = config.canonical()

@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 
 from .data import Dataset, check_dataset_name
 from .errors import ConfigError
-from .runner import run_recorded
+from .runner import run_recorded, stored_result
 from .store import Store
 from .train import TrainConfig
 
@@ -287,9 +287,19 @@ def stored_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runn
     """The verdicts the runner's store already holds for ``cells`` (None where a cell would
     train), under the reuse rules of `run_cells`; nothing is trained."""
     configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
-    return [None if r is None or _needs_retraining(r, config)
-            else trial_from_result(d, lr, s, r, config.criterion, config.threshold, c.hash())
-            for (d, lr, s), r, c in zip(cells, runner.stored(configs), configs)]
+    return [_stored_verdict(cell, r, config, c.hash()) for cell, r, c in zip(cells, runner.stored(configs), configs)]
+
+
+def stored_trial(model: str, cell: Cell, config: FrontierConfig, store: Store | None) -> Trial | None:
+    """`stored_cells` for one cell, read from ``store`` directly."""
+    key = config.trial_config(model, *cell).hash()
+    return _stored_verdict(cell, stored_result(store, key), config, key)
+
+
+def _stored_verdict(cell: Cell, result: dict | None, config: FrontierConfig, key: str) -> Trial | None:
+    if result is None or _needs_retraining(result, config):
+        return None
+    return trial_from_result(*cell, result, config.criterion, config.threshold, key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,12 +342,14 @@ class ModelFrontier:
     seconds: float
     trials: int
     trials_reused: int
+    next_trial: Cell | None = None  # (depth, lr, seed) the search needs next; None when it finished
 
     def to_dict(self) -> dict:
+        nxt = dict(zip(("depth", "lr", "seed"), self.next_trial)) if self.next_trial is not None else None
         return {"model": self.model, "max_trainable_depth": self.max_trainable_depth, "lr": self.lr,
                 "error": self.error, "first_failing_depth": self.first_failing_depth,
                 "fraction": self.fraction, "monotone": self.monotone, "seconds": round(self.seconds, 1),
-                "trials": self.trials, "trials_reused": self.trials_reused,
+                "trials": self.trials, "trials_reused": self.trials_reused, "next_trial": nxt,
                 "depths": {str(d): r.to_dict() for d, r in sorted(self.depths.items())}}
 
 
@@ -472,7 +484,8 @@ def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthR
     return results
 
 
-def summarise(model: str, depths: dict[int, DepthResult], seconds: float) -> ModelFrontier:
+def summarise(model: str, depths: dict[int, DepthResult], seconds: float,
+              next_trial: Cell | None = None) -> ModelFrontier:
     """The frontier of a per-depth map: deepest trainable depth and shallowest failing depth."""
     ok = sorted(d for d, r in depths.items() if r.trainable)
     bad = sorted(d for d, r in depths.items() if not r.trainable)
@@ -481,7 +494,7 @@ def summarise(model: str, depths: dict[int, DepthResult], seconds: float) -> Mod
     trials = [t for r in depths.values() for t in r.trials]
     return ModelFrontier(model, ok[-1] if ok else None, best.lr if best else None, best.error if best else None,
                          bad[0] if bad else None, best.fraction if best else None, dict(sorted(depths.items())),
-                         monotone, seconds, len(trials), sum(t.reused for t in trials))
+                         monotone, seconds, len(trials), sum(t.reused for t in trials), next_trial)
 
 
 def find_frontier(model: str, config: FrontierConfig, store: Store | None, data: Dataset | None = None, *,
@@ -526,18 +539,50 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
         def peek(batch_cells: list[Cell]) -> list[Trial | None]:
             return stored_cells(model, batch_cells, config, runner)
     lrs = config.sorted_lrs()
+    decided: dict[int, DepthResult] = {}  # in probe order, kept if a `trial` stops the search
 
     def evaluate(depth: int, start_lr: float | None) -> DepthResult:
-        return evaluate_depth(depth, lrs, start_lr, seeds, run, cells=batch, width=max(1, width), stored=peek)
+        decided[depth] = evaluate_depth(depth, lrs, start_lr, seeds, run, cells=batch, width=max(1, width),
+                                        stored=peek)
+        return decided[depth]
 
-    if config.depths is not None:
-        depths: dict[int, DepthResult] = {}
-        for d in sorted(config.depths):
-            ok = [r for r in depths.values() if r.trainable]
-            depths[d] = evaluate(d, ok[-1].lr if ok else None)
-    else:
-        depths = search_depths(config.max_depth, evaluate)
-    return summarise(model, depths, time.perf_counter() - started)
+    try:
+        if config.depths is not None:
+            for d in sorted(config.depths):
+                ok = [r for r in decided.values() if r.trainable]
+                evaluate(d, ok[-1].lr if ok else None)
+        else:
+            search_depths(config.max_depth, evaluate)
+    except PendingTrial as stop:
+        return summarise(model, decided, time.perf_counter() - started, next_trial=stop.cell)
+    return summarise(model, decided, time.perf_counter() - started)
+
+
+class PendingTrial(Exception):
+    """Raised by a ``trial`` function that may not train this cell: `find_frontier` stops there
+    and reports the depths decided so far with the cell as ``next_trial``."""
+
+    def __init__(self, cell: Cell):
+        super().__init__(cell)
+        self.cell = cell
+
+
+def frontier_status(models: Sequence[str], config: FrontierConfig, store: Store) -> FrontierResult:
+    """Each model's search replayed on the trials ``store`` already holds, training nothing:
+    the depths decided so far, and for a search that has not finished the trial it needs next.
+    Read-only, so it is safe while the search itself runs in another process."""
+    started = time.perf_counter()
+
+    def from_store(model: str) -> TrialFn:
+        def trial(depth: int, lr: float, seed: int) -> Trial:
+            found = stored_trial(model, (depth, lr, seed), config, store)
+            if found is None:
+                raise PendingTrial((depth, lr, seed))
+            return found
+        return trial
+
+    results = [find_frontier(m, config, store, trial=from_store(m)) for m in models]
+    return FrontierResult(config, results, time.perf_counter() - started)
 
 
 def find_frontiers(models: Sequence[str], config: FrontierConfig, store: Store | None,

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from depthlab.cli import main
 from depthlab.errors import ConfigError
-from depthlab.search import (DEFAULT_LRS, FrontierConfig, Trial, find_frontier, first_met, lr_order, parse_lrs,
-                             point_error, run_trial)
+from depthlab.search import (DEFAULT_LRS, FrontierConfig, PendingTrial, Trial, find_frontier, first_met, lr_order,
+                             parse_lrs, point_error, run_trial)
 from depthlab.store import Store
 from depthlab.train import train
 
@@ -84,6 +84,36 @@ def test_search_equals_exhaustive_grid_when_trainability_is_monotone(case):
             assert r.fraction == sum(table[(d, r.lr, s)] for s in seeds) / len(seeds)
     assert len(set(calls)) == len(calls)                 # no trial twice
     assert len(calls) <= len(depths) * len(lrs) * len(seeds)
+
+
+@settings(max_examples=100, deadline=None)
+@given(monotone_tables(), st.integers(0, 400))
+def test_an_interrupted_search_reports_its_decided_prefix_and_next_trial(case, cut):
+    """A trial function that stops at the k-th trial (what `frontier --status` does where the
+    store ends) gives the depths the full search had decided by then and names trial k."""
+    top, lrs, seeds, table = case
+    config = FrontierConfig(max_depth=3 * top, lrs=tuple(lrs), seeds=len(seeds))
+    calls = []
+    full = find_frontier("cnn-tanh", config, None, trial=fake_trials(table, calls))
+    cut = cut % (len(calls) + 1)
+    known = fake_trials(table, [])
+
+    def stops_at_cut(depth, lr, seed):
+        if (depth, lr, seed) not in calls[:cut]:
+            raise PendingTrial((depth, lr, seed))
+        return known(depth, lr, seed)
+
+    partial = find_frontier("cnn-tanh", config, None, trial=stops_at_cut)
+    if cut == len(calls):
+        assert partial.next_trial is None and partial.to_dict()["depths"] == full.to_dict()["depths"]
+        return
+    assert partial.next_trial == calls[cut]
+    assert partial.to_dict()["next_trial"] == dict(zip(("depth", "lr", "seed"), calls[cut]))
+    decided = {d for d, r in full.depths.items() if all(t in calls[:cut] for t in
+                                                         [(t.depth, t.lr, t.seed) for t in r.trials])}
+    assert set(partial.depths) == decided
+    for d in decided:
+        assert partial.depths[d].to_dict() == full.depths[d].to_dict()
 
 
 def test_search_shape_grows_geometrically_then_bisects():
@@ -248,6 +278,45 @@ def test_frontier_cli_table_json_csv_plots_and_resume(mnist, data_root, tmp_path
     assert "stored" in err
     with Store(store) as s:
         assert s.count() == n_runs                         # nothing trained twice
+
+
+def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, tmp_path, capsys):
+    store, out = tmp_path / "s.db", tmp_path / "out"
+    args = ["frontier", *TINY, "--store", str(store), "--data-dir", str(data_root)]
+    code, text, err = run_cli(args + ["--out", str(out), "--json"], capsys)
+    assert code == 0, err
+    ran = json.loads(text)["models"]
+    code, text, err = run_cli(args + ["--status", "--json"], capsys)
+    assert code == 0 and err == "", err
+    status = json.loads(text)["models"]
+    same = lambda m: {k: v for k, v in m.items() if k not in ("seconds", "trials_reused")}  # noqa: E731
+    assert [same(m) for m in status] == [same(m) for m in ran]          # the same answer, from the store
+    assert all(m["next_trial"] is None for m in status)
+
+    # The search interrupted before its last trial was recorded: status names that trial.
+    with Store(store) as s:
+        last = s.runs(limit=1)[0]
+    con = sqlite3.connect(store)
+    with con:
+        con.execute("DELETE FROM epochs WHERE run_id = ?", (last.id,))
+        con.execute("DELETE FROM runs WHERE id = ?", (last.id,))
+    con.close()
+    code, text, err = run_cli(args + ["--status"], capsys)
+    assert code == 0, err
+    model = last.config["model"]
+    nxt = f"depth {last.config['model_args']['depth']} lr {last.config['lr']:g} seed {last.config['seed']}"
+    row = next(line for line in text.splitlines() if line.startswith(model + " "))
+    assert nxt in row, text
+    assert "1 of 2 searches finished" in text
+    with Store(store) as s:
+        assert s.count() == sum(m["trials"] for m in ran) - 1  # status trained nothing
+
+
+def test_frontier_status_needs_an_existing_store(tmp_path, capsys):
+    missing = tmp_path / "missing.db"
+    code, text, err = run_cli(["frontier", "--status", "--store", str(missing)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not missing.exists()
 
 
 @pytest.mark.slow

@@ -27,13 +27,15 @@ from .app import (cli, common_options, echo_err, executor_options, executor_spec
 @click.option("--eval-size", default=None, help="Test images per evaluation, or all (default 2000; --quick 1000).")
 @click.option("--evals-per-epoch", type=int, default=None, help="Evaluation points per epoch (default 5; --quick 4).")
 @click.option("--quick", is_flag=True, help="10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 9, 4 evaluations of 1,000 test images per epoch.")
+@click.option("--status", is_flag=True, help="Train nothing: show what --store already decides of this search (depths so "
+              "far, each model's next trial). Read-only: safe while the search runs.")
 @model_options
 @common_options
 @executor_options
 def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds, eval_size, evals_per_epoch, quick,
              depth, act, init_, norm, skip, heads, width, params, dataset, data_dir, train_size, seed, device,
              store_path, out, as_json, tensorboard, executor, workers, ray_address, cpus_per_trial, gpus_per_trial,
-             fuse):
+             fuse, status):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data import load_dataset
     from ..models import CLASSIC_PRESETS, PRESETS
@@ -73,6 +75,9 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     config.validate()
     config.validate_models(names)
     spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
+    if status:
+        show_status(names, config, store_path, as_json)
+        return
     check_output_dir(out or "depthlab-out/frontier")
     require_tensorboard(tensorboard)
     check_store_path(store_path)
@@ -106,3 +111,26 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
                    f"({sum(m.trials_reused for m in result.models)} from {store_path}); "
                    f"table, per-depth map and plots in {folder}/")
     sys.stdout.flush()
+
+
+def show_status(names: list[str], config, store_path: str, as_json: bool) -> None:
+    """``frontier --status``: the search replayed on the store's trials, nothing trained."""
+    from ..report import format_table
+    from ..search import frontier_status
+    from ..store import Store
+
+    with Store(store_path, must_exist=True) as store:
+        result = frontier_status(names, config, store)
+    if as_json:
+        click.echo(json.dumps({"models": [m.to_dict() for m in result.models]}))
+        return
+    rows = []
+    for m in result.models:
+        nxt = m.next_trial
+        rows.append([m.model, m.max_trainable_depth, m.lr, m.error, m.first_failing_depth, m.trials,
+                     "finished" if nxt is None else f"depth {nxt[0]} lr {nxt[1]:g} seed {nxt[2]}",
+                     " ".join(f"{d}{'+' if r.trainable else '-'}" for d, r in sorted(m.depths.items()))])
+    click.echo(format_table(("model", "max trainable so far", "lr", "error", "first failing so far", "trials stored",
+                             "next trial", "depths (+ trains, - fails)"), rows))
+    done = sum(m.next_trial is None for m in result.models)
+    click.echo(f"{done} of {len(result.models)} searches finished in {store_path}")
