@@ -535,9 +535,8 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
     run = trial or real_trial
     batch = cells or (real_cells if runner is not None and trial is None else None)
     peek = stored
-    if peek is None and cells is None and runner is not None and trial is None:
-        def peek(batch_cells: list[Cell]) -> list[Trial | None]:
-            return stored_cells(model, batch_cells, config, runner)
+    if peek is None and batch is real_cells:  # a real runner: ask its store
+        peek = functools.partial(stored_cells, model, config=config, runner=runner)
     lrs = config.sorted_lrs()
     decided: dict[int, DepthResult] = {}  # in probe order, kept if a `trial` stops the search
 
