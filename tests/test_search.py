@@ -280,7 +280,8 @@ def test_frontier_cli_table_json_csv_plots_and_resume(mnist, data_root, tmp_path
         assert s.count() == n_runs                         # nothing trained twice
 
 
-def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, tmp_path, capsys):
+def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a default --out would go
     store, out = tmp_path / "s.db", tmp_path / "out"
     args = ["frontier", *TINY, "--store", str(store), "--data-dir", str(data_root)]
     code, text, err = run_cli(args + ["--out", str(out), "--json"], capsys)
@@ -301,8 +302,15 @@ def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, t
         con.execute("DELETE FROM epochs WHERE run_id = ?", (last.id,))
         con.execute("DELETE FROM runs WHERE id = ?", (last.id,))
     con.close()
+    before = sorted(p.name for p in tmp_path.iterdir())
     code, text, err = run_cli(args + ["--status"], capsys)
     assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # without --out nothing is written
+    code, _, err = run_cli(args + ["--status", "--out", str(tmp_path / "partial")], capsys)
+    assert code == 0, err
+    partial = json.loads((tmp_path / "partial" / "frontier.json").read_text())["models"]
+    assert [m["next_trial"] is None for m in partial].count(False) == 1
+    assert (tmp_path / "partial" / "frontier-depth.png").stat().st_size > 0
     model = last.config["model"]
     nxt = f"depth {last.config['model_args']['depth']} lr {last.config['lr']:g} seed {last.config['seed']}"
     row = next(line for line in text.splitlines() if line.startswith(model + " "))

@@ -28,7 +28,8 @@ from .app import (cli, common_options, echo_err, executor_options, executor_spec
 @click.option("--evals-per-epoch", type=int, default=None, help="Evaluation points per epoch (default 5; --quick 4).")
 @click.option("--quick", is_flag=True, help="10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 9, 4 evaluations of 1,000 test images per epoch.")
 @click.option("--status", is_flag=True, help="Train nothing: show what --store already decides of this search (depths so "
-              "far, each model's next trial). Read-only: safe while the search runs.")
+              "far, each model's next trial). Reads the store only (safe while the search runs); with --out, also "
+              "writes the partial table and plots there.")
 @model_options
 @common_options
 @executor_options
@@ -39,9 +40,9 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data import load_dataset
     from ..models import CLASSIC_PRESETS, PRESETS
-    from ..report import check_output_dir, format_table, safe_output_dir, write_csv
-    from ..search import (DEFAULT_LRS, QUICK_PROTOCOL, DEPTH_HEADERS, TABLE_HEADERS, FrontierConfig, depth_rows, find_frontiers,
-                          parse_depths, parse_lrs, plot_frontier, table_rows)
+    from ..report import check_output_dir, format_table, safe_output_dir
+    from ..search import (DEFAULT_LRS, QUICK_PROTOCOL, TABLE_HEADERS, FrontierConfig, find_frontiers, parse_depths,
+                          parse_lrs, table_rows)
     from ..store import check_store_path
 
     # Validate every flag before touching the store, the data or the output folder.
@@ -76,7 +77,7 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     config.validate_models(names)
     spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
     if status:
-        show_status(names, config, store_path, as_json)
+        show_status(names, config, store_path, as_json, out)
         return
     check_output_dir(out or "depthlab-out/frontier")
     require_tensorboard(tensorboard)
@@ -93,10 +94,7 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
         runner = TrialRunner(pool, store, data, data_dir=data_dir, fuse=group, log=echo_err)
         result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err, runner=runner)
 
-    write_csv(folder / "frontier.csv", TABLE_HEADERS, table_rows(result))
-    write_csv(folder / "frontier-depths.csv", DEPTH_HEADERS, depth_rows(result))
-    (folder / "frontier.json").write_text(json.dumps(result.to_dict(), indent=2))
-    plot_frontier(result, folder)
+    write_outputs(result, folder)
     if writer is not None:
         for m in result.models:
             for d, r in sorted(m.depths.items()):
@@ -113,14 +111,19 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     sys.stdout.flush()
 
 
-def show_status(names: list[str], config, store_path: str, as_json: bool) -> None:
+def show_status(names: list[str], config, store_path: str, as_json: bool, out: str | None) -> None:
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
-    from ..report import format_table
+    from ..report import check_output_dir, format_table, safe_output_dir
     from ..search import frontier_status
-    from ..store import Store
+    from ..store import Store, check_store_path
 
+    check_store_path(store_path, must_exist=True)
+    if out is not None:
+        check_output_dir(out)
     with Store(store_path, must_exist=True) as store:
         result = frontier_status(names, config, store)
+    if out is not None:
+        write_outputs(result, safe_output_dir(out))
     if as_json:
         click.echo(json.dumps({"models": [m.to_dict() for m in result.models]}))
         return
@@ -134,3 +137,14 @@ def show_status(names: list[str], config, store_path: str, as_json: bool) -> Non
                              "next trial", "depths (+ trains, - fails)"), rows))
     done = sum(m.next_trial is None for m in result.models)
     click.echo(f"{done} of {len(result.models)} searches finished in {store_path}")
+
+
+def write_outputs(result, folder) -> None:
+    """The table and per-depth map as CSV, everything as JSON, and the two plots."""
+    from ..report import write_csv
+    from ..search import DEPTH_HEADERS, TABLE_HEADERS, depth_rows, plot_frontier, table_rows
+
+    write_csv(folder / "frontier.csv", TABLE_HEADERS, table_rows(result))
+    write_csv(folder / "frontier-depths.csv", DEPTH_HEADERS, depth_rows(result))
+    (folder / "frontier.json").write_text(json.dumps(result.to_dict(), indent=2))
+    plot_frontier(result, folder)
