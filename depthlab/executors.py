@@ -27,6 +27,8 @@ that one thread), so trials of different procedures run at the same time.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import multiprocessing
 import os
@@ -394,6 +396,9 @@ class TrialRunner:
         self._datasets: dict[str, Dataset] = {data.name: data} if data is not None else {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._inflight: dict[str, list[tuple[_Request, int, Trial]]] = {}
+        self._waiting: list[tuple[float, int, list[tuple[Trial, str]], int]] = []  # a heap: cheapest first
+        self._tiebreak = itertools.count()  # equal costs go first come, first served
+        self._running = 0  # groups handed to the executor and not back yet
         self._driver = threading.get_ident()
         self.trials_run = 0
         self.trials_reused = 0
@@ -469,7 +474,9 @@ class TrialRunner:
                 except BaseException as exc:
                     extra.set_exception(exc)
             elif kind == "done":
+                self._running -= 1
                 self._finish(payload, extra)
+                self._dispatch()
 
     def _stored(self, key: str) -> dict | None:
         from .runner import stored_result
@@ -499,7 +506,8 @@ class TrialRunner:
             self._inflight[key] = [(request, i, trial)]
             fresh.append((i, trial, key))
         for group in self._groups(fresh):
-            self._submit([(t, k) for _, t, k in group], attempt=1)
+            self._enqueue([(t, k) for _, t, k in group], attempt=1)
+        self._dispatch()
         return request
 
     def _groups(self, fresh: list[tuple[int, Trial, str]]) -> list[list[tuple[int, Trial, str]]]:
@@ -521,10 +529,21 @@ class TrialRunner:
             groups += [items[j:j + self.fuse] for j in range(0, len(items), self.fuse)]
         return groups + singles
 
-    def _submit(self, group: list[tuple[Trial, str]], attempt: int) -> None:
-        data = self._dataset(group[0][0].config.dataset)
-        future = self.executor.submit([t for t, _ in group], data)
-        future.add_done_callback(lambda f: self._events.put(("done", (group, attempt), f)))
+    def _enqueue(self, group: list[tuple[Trial, str]], attempt: int) -> None:
+        """Queue a group for `_dispatch`."""
+        heapq.heappush(self._waiting, (training_cost([t.config for t, _ in group]), next(self._tiebreak), group, attempt))
+
+    def _dispatch(self) -> None:
+        """Hand the cheapest waiting groups to the executor while it has free slots. Holding the
+        rest back here (not in the executor's own first-come queue) lets a short search, or a
+        shallow depth, overtake the deep trials of another search: every search's answer is
+        the same in any order, and the short ones finish hours earlier."""
+        while self._waiting and self._running < self.executor.slots:
+            _, _, group, attempt = heapq.heappop(self._waiting)
+            data = self._dataset(group[0][0].config.dataset)
+            future = self.executor.submit([t for t, _ in group], data)
+            self._running += 1
+            future.add_done_callback(lambda f, g=group, a=attempt: self._events.put(("done", (g, a), f)))
 
     def _finish(self, submitted: tuple[list[tuple[Trial, str]], int], future: Future) -> None:
         group, attempt = submitted
@@ -543,7 +562,7 @@ class TrialRunner:
             if attempt == 1:
                 if self.log is not None:
                     self.log(f"executor error ({type(exc).__name__}: {exc}); retrying {len(group)} trial(s)")
-                self._submit(group, attempt=2)
+                self._enqueue(group, attempt=2)  # dispatched by the event loop
                 return
             reason = f"executor error: {type(exc).__name__}: {exc}"[:500]
             results = [{"config": t.config.canonical(), "status": "failed", "epochs": [], "checkpoints": [],
@@ -557,6 +576,15 @@ class TrialRunner:
             self.trials_run += 1
             for request, index, _ in self._inflight.pop(key):
                 request.fill(index, {**result, "reused": False})
+
+
+def training_cost(configs: Sequence[TrainConfig]) -> float:
+    """A rough cost of training ``configs`` (epochs x images x depth), for dispatch order only."""
+    def depth(c: TrainConfig) -> int:
+        d = (c.model_args or {}).get("depth")
+        return d if isinstance(d, int) and d > 0 else 1
+
+    return float(sum(c.epochs * (c.train_size or 60_000) * depth(c) for c in configs))
 
 
 def _forward(source: Future, target: Future) -> None:

@@ -185,6 +185,28 @@ def test_a_worker_exits_when_its_driver_is_killed():
         driver.kill()
 
 
+def test_cheap_groups_go_first_and_the_executor_gets_no_more_than_its_slots(mnist, tmp_path):
+    """Trials wait in the runner, cheapest first (epochs x images x depth), and the executor
+    never holds more groups than it has slots: a shallow depth overtakes a deep one."""
+    trials = [Trial(TrainConfig(**{**BASE, "model_args": {"depth": d}, "train_size": 300, "test_size": 200}, lr=0.05))
+              for d in (9, 3, 6)]
+    handed: list[int] = []
+
+    class Recording(InProcessExecutor):
+        def submit(self, group, data):
+            handed.append(group[0].config.model_args["depth"])
+            assert sum(not f.done() for f in futures) < self.slots  # a free slot for this group
+            futures.append(super().submit(group, data))
+            return futures[-1]
+
+    futures: list = []
+    with Store(tmp_path / "o.db") as store, Recording() as executor:
+        results = TrialRunner(executor, store, mnist).run(trials)
+        assert handed == [3, 6, 9]
+        assert [r.config["model_args"]["depth"] for r in reversed(store.runs())] == [3, 6, 9]  # recorded as they ended
+    assert [r["config"]["model_args"]["depth"] for r in results] == [9, 3, 6]  # results in the order asked
+
+
 def test_executor_spec_validation():
     for kwargs, message in [(dict(workers=0), "--workers"), (dict(fuse=0), "--fuse"),
                             (dict(ray_address="auto"), "needs --executor ray"),
