@@ -541,7 +541,11 @@ class TrialRunner:
         while self._waiting and self._running < self.executor.slots:
             _, _, group, attempt = heapq.heappop(self._waiting)
             data = self._dataset(group[0][0].config.dataset)
-            future = self.executor.submit([t for t, _ in group], data)
+            try:
+                future = self.executor.submit([t for t, _ in group], data)
+            except Exception as exc:  # it could not even be handed over: an executor error like any other
+                future = Future()
+                future.set_exception(exc)
             self._running += 1
             future.add_done_callback(lambda f, g=group, a=attempt: self._events.put(("done", (g, a), f)))
 

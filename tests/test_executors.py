@@ -207,6 +207,30 @@ def test_cheap_groups_go_first_and_the_executor_gets_no_more_than_its_slots(mnis
     assert [r["config"]["model_args"]["depth"] for r in results] == [9, 3, 6]  # results in the order asked
 
 
+def test_executor_errors_are_retried_once_then_recorded_as_failed(mnist, tmp_path):
+    """A group the executor cannot take or loses (a worker killed for memory, a node gone) is
+    tried once more; if that fails too its trials are recorded as failed and the rest go on."""
+    flaky, broken = lr_batch((0.05,), train_size=300, test_size=200), lr_batch((0.1,), train_size=300, test_size=200)
+    attempts: dict[float, int] = {}
+
+    class Unreliable(InProcessExecutor):
+        def submit(self, group, data):
+            lr = group[0].config.lr
+            attempts[lr] = attempts.get(lr, 0) + 1
+            if lr == 0.1:
+                raise RuntimeError("worker lost")       # always: recorded as failed
+            if attempts[lr] == 1:
+                raise OSError("cannot ship this trial")  # once: the retry trains it
+            return super().submit(group, data)
+
+    with Store(tmp_path / "e.db") as store, Unreliable() as executor:
+        flaky_result, broken_result = TrialRunner(executor, store, mnist).run(flaky + broken)
+        assert flaky_result["status"] == "done" and attempts[0.05] == 2
+        assert broken_result["status"] == "failed" and attempts[0.1] == 2
+        assert "executor error: RuntimeError: worker lost" in broken_result["reason"]
+        assert store.count("done") == 1 and store.count("failed") == 1
+
+
 def test_executor_spec_validation():
     for kwargs, message in [(dict(workers=0), "--workers"), (dict(fuse=0), "--fuse"),
                             (dict(ray_address="auto"), "needs --executor ray"),
