@@ -537,7 +537,7 @@ class TrialRunner:
         """Hand the cheapest waiting groups to the executor while it has free slots. Holding the
         rest back here (not in the executor's own first-come queue) lets a short search, or a
         shallow depth, overtake the deep trials of another search: every search's answer is
-        the same in any order, and the short ones finish hours earlier."""
+        the same in any order, and the short ones are not left waiting behind the long ones."""
         while self._waiting and self._running < self.executor.slots:
             _, _, group, attempt = heapq.heappop(self._waiting)
             data = self._dataset(group[0][0].config.dataset)
