@@ -135,6 +135,12 @@ class Executor:
     name = "executor"
     slots = 1  # groups that run at once
 
+    @property
+    def dispatch_limit(self) -> int | None:
+        """Groups a `TrialRunner` hands over at once (it keeps the rest, cheapest first); None:
+        everything at once, for an executor that should see the whole demand."""
+        return self.slots
+
     def submit(self, trials: Sequence[Trial], data: Dataset) -> Future:
         raise NotImplementedError
 
@@ -263,6 +269,12 @@ class RayExecutor(Executor):
         self._task = ray.remote(_ray_run_group).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
                                                         max_retries=0)
         self._data_refs: dict[int, object] = {}
+
+    @property
+    def dispatch_limit(self) -> int | None:
+        # Ray gets every group at once: its scheduler queues them, and an autoscaling cluster
+        # (or one whose nodes join later) only grows when it sees the pending demand.
+        return None
 
     def submit(self, trials, data):
         for t in trials:  # a monitor from a script or test module: ship its code, workers cannot import it
@@ -490,16 +502,21 @@ class TrialRunner:
 
     def _start(self, trials: list[Trial]) -> _Request:
         request = _Request(len(trials))
-        fresh: list[tuple[int, Trial, str]] = []
-        for i, trial in enumerate(trials):
+        # Everything that can fail (a bad config, missing data) before any trial is in flight,
+        # so that a failure strands none of them.
+        for trial in trials:
             trial.config.validate()
+        stored = [self._stored(t.config.hash()) if t.reuse else None for t in trials]
+        for trial, found in zip(trials, stored):
+            if found is None:
+                self._dataset(trial.config.dataset)  # loaded once per dataset, only if something trains
+        fresh: list[tuple[int, Trial, str]] = []
+        for i, (trial, found) in enumerate(zip(trials, stored)):
             key = trial.config.hash()
-            if trial.reuse:
-                found = self._stored(key)
-                if found is not None:
-                    self.trials_reused += 1
-                    request.fill(i, found)
-                    continue
+            if found is not None:
+                self.trials_reused += 1
+                request.fill(i, found)
+                continue
             if key in self._inflight:  # the same config is already running: share its result
                 self._inflight[key].append((request, i, trial))
                 continue
@@ -538,9 +555,10 @@ class TrialRunner:
         rest back here (not in the executor's own first-come queue) lets a short search, or a
         shallow depth, overtake the deep trials of another search: every search's answer is
         the same in any order, and the short ones are not left waiting behind the long ones."""
-        while self._waiting and self._running < self.executor.slots:
+        limit = self.executor.dispatch_limit
+        while self._waiting and (limit is None or self._running < limit):
             _, _, group, attempt = heapq.heappop(self._waiting)
-            data = self._dataset(group[0][0].config.dataset)
+            data = self._datasets[group[0][0].config.dataset]  # loaded by `_start`
             try:
                 future = self.executor.submit([t for t, _ in group], data)
             except Exception as exc:  # it could not even be handed over: an executor error like any other

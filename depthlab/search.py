@@ -402,11 +402,16 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
     this depth too, often within a fraction of an epoch, while speculative neighbours that fail
     would each run the whole budget for nothing. With ``stored`` (what the store already holds:
     a resumed search) a wave ends at its first lr whose stored trials already train: the lrs
-    after it cannot change the verdict."""
-    order = lr_order(lrs, start_lr)
+    after it cannot change the verdict (and if that stored verdict no longer holds when the wave
+    runs, another process having retrained it, they come in the next wave)."""
+    width = width if cells is not None else 1
+    pending = lr_order(lrs, start_lr)
+    lead = start_lr in pending and width > 1
     trials: list[Trial] = []
     best_fraction = 0.0
-    for wave in _waves(order, width if cells is not None else 1, lead=start_lr in order):
+    while pending:
+        wave = pending[:1] if lead else pending[:width]
+        lead = False
         if cells is not None:
             if stored is not None and len(wave) > 1:
                 wave = _cut_at_stored_winner(wave, depth, seeds, stored)
@@ -414,6 +419,7 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
             outcomes = [done[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(wave))]
         else:
             outcomes = [[trial(depth, lr, s) for s in seeds] for lr in wave]
+        pending = pending[len(wave):]
         for lr, cell in zip(wave, outcomes):
             trials += cell
             trained = [t for t in cell if t.trained]
@@ -434,12 +440,6 @@ def _cut_at_stored_winner(wave: list[float], depth: int, seeds: Sequence[int], s
         if 2 * sum(t is not None and t.trained for t in cell) > len(seeds):
             return wave[:i + 1]
     return wave
-
-
-def _waves(order: list[float], width: int, lead: bool) -> list[list[float]]:
-    """``order`` cut into waves of ``width`` lrs; with ``lead`` the first lr is a wave of its own."""
-    head, rest = (order[:1], order[1:]) if lead and width > 1 else ([], order)
-    return ([head] if head else []) + [rest[i:i + width] for i in range(0, len(rest), width)]
 
 
 def _median(values) -> float | None:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from depthlab.cli.app import executor_options, executor_spec
 from depthlab.data import Dataset
-from depthlab.errors import ConfigError
+from depthlab.errors import ConfigError, UserError
 from depthlab.executors import ExecutorSpec, InProcessExecutor, ProcessExecutor, Trial, TrialRunner
 from depthlab.runner import run_recorded
 from depthlab.store import Store, _pid_alive
@@ -229,6 +229,28 @@ def test_executor_errors_are_retried_once_then_recorded_as_failed(mnist, tmp_pat
         assert broken_result["status"] == "failed" and attempts[0.1] == 2
         assert "executor error: RuntimeError: worker lost" in broken_result["reason"]
         assert store.count("done") == 1 and store.count("failed") == 1
+
+
+def test_a_bad_trial_or_missing_data_strands_no_other_trial(mnist, tmp_path, monkeypatch):
+    """Everything that can fail in a request (a bad config, data that is not there) fails
+    before any of its trials is in flight: the same trials asked again later still run."""
+    monkeypatch.setenv("DEPTHLAB_OFFLINE", "1")
+    good = lr_batch((0.05,), train_size=300, test_size=200)
+    bad = [Trial(TrainConfig(**{**BASE, "train_size": 300, "test_size": 200}, lr=-1.0))]
+    elsewhere = [Trial(TrainConfig(**{**BASE, "train_size": 300, "test_size": 200, "dataset": "mnist32"}, lr=0.05))]
+    with InProcessExecutor() as executor:
+        runner = TrialRunner(executor, None, None, data_dir=tmp_path)  # no data there
+        with pytest.raises(ConfigError):
+            runner.run(good + bad)
+        with pytest.raises(UserError):
+            runner.run(elsewhere)
+        assert runner._inflight == {} and runner._waiting == []
+        runner = TrialRunner(executor, None, mnist, data_dir=tmp_path)
+        with pytest.raises(UserError):
+            runner.run(good + elsewhere)  # mnist is there, mnist32's files are not
+        assert runner._inflight == {} and runner._waiting == []
+        (result,) = runner.run(good)
+        assert result["status"] == "done"
 
 
 def test_executor_spec_validation():

@@ -81,6 +81,18 @@ def test_a_wave_stops_at_a_stored_winner():
     assert batches == [[0.1, 0.03, 0.3, 0.01]]  # lr_order: 0.1, 0.03, 0.3, 0.01, 1.0, 0.001
     assert result.trainable and result.lr == 0.01
 
+    # The store said 0.01 trains, but when the wave ran it did not (another process retrained
+    # it since): the lrs cut from the wave come next, as in the one-at-a-time search.
+    batches.clear()
+
+    def cells_where_only_1_trains(batch):
+        batches.append([lr for _, lr, _ in batch])
+        return [Trial(d, lr, s, lr == 1.0, 0.1, 1.0, "done", 0.0) for d, lr, s in batch]
+
+    result = evaluate_depth(12, lrs, None, [0], cells=cells_where_only_1_trains, width=6, stored=stored)
+    assert batches == [[0.1, 0.03, 0.3, 0.01], [1.0, 0.001]]
+    assert result.trainable and result.lr == 1.0
+
 
 def test_the_previous_winner_leads_alone_then_waves_of_width():
     lrs = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
