@@ -44,6 +44,7 @@ import torch
 
 from .data import Dataset, load_dataset
 from .errors import ConfigError, UserError
+from .runner import run_recorded, stored_result
 from .store import Store
 from .train import Monitor, TrainConfig, resolve_device
 
@@ -70,8 +71,6 @@ class Trial:
 def run_group(trials: Sequence[Trial], data: Dataset) -> list[dict]:
     """Train ``trials`` on ``data`` without a store and return their result dicts: one trial
     through `run_recorded`, several as one fused network (`depthlab.fused.train_fused`)."""
-    from .runner import run_recorded
-
     if len(trials) == 1:
         t = trials[0]
         out = run_recorded(t.config, None, data, kind=t.kind, experiment=t.experiment, monitor=t.monitor,
@@ -429,9 +428,7 @@ class TrialRunner:
         if not trials:
             return []
         if threading.get_ident() != self._driver:  # called from a `run_concurrently` task
-            reply: Future = Future()
-            self._events.put(("request", trials, reply))
-            return reply.result()
+            return self._ask_driver("request", trials)
         request = self._start(trials)
         self._serve(request.future.done)
         return request.future.result()
@@ -441,10 +438,14 @@ class TrialRunner:
         a search asks before a wave to avoid launching trials that can no longer matter."""
         configs = list(configs)
         if threading.get_ident() != self._driver:  # only the driver thread touches the store
-            reply: Future = Future()
-            self._events.put(("lookup", configs, reply))
-            return reply.result()
-        return [self._stored(c.hash()) for c in configs]
+            return self._ask_driver("lookup", configs)
+        return [stored_result(self.store, c.hash()) for c in configs]
+
+    def _ask_driver(self, kind: str, payload):
+        """From a `run_concurrently` task: have the driver thread's event loop serve ``kind``."""
+        reply: Future = Future()
+        self._events.put((kind, payload, reply))
+        return reply.result()
 
     def run_concurrently(self, tasks: Sequence[Callable[[], T]]) -> list[T]:
         """Run each task (a sequential procedure that calls `run`) in its own thread and serve
@@ -482,18 +483,13 @@ class TrialRunner:
                 request.future.add_done_callback(lambda f, reply=extra: _forward(f, reply))
             elif kind == "lookup":
                 try:
-                    extra.set_result([self._stored(c.hash()) for c in payload])
+                    extra.set_result(self.stored(payload))
                 except BaseException as exc:
                     extra.set_exception(exc)
             elif kind == "done":
                 self._running -= 1
                 self._finish(payload, extra)
                 self._dispatch()
-
-    def _stored(self, key: str) -> dict | None:
-        from .runner import stored_result
-
-        return stored_result(self.store, key)
 
     def _dataset(self, name: str) -> Dataset:
         if name not in self._datasets:
@@ -506,13 +502,13 @@ class TrialRunner:
         # so that a failure strands none of them.
         for trial in trials:
             trial.config.validate()
-        stored = [self._stored(t.config.hash()) if t.reuse else None for t in trials]
+        keys = [t.config.hash() for t in trials]
+        stored = [stored_result(self.store, key) if t.reuse else None for t, key in zip(trials, keys)]
         for trial, found in zip(trials, stored):
             if found is None:
                 self._dataset(trial.config.dataset)  # loaded once per dataset, only if something trains
         fresh: list[tuple[int, Trial, str]] = []
-        for i, (trial, found) in enumerate(zip(trials, stored)):
-            key = trial.config.hash()
+        for i, (trial, key, found) in enumerate(zip(trials, keys, stored)):
             if found is not None:
                 self.trials_reused += 1
                 request.fill(i, found)

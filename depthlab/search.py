@@ -415,8 +415,7 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
         if cells is not None:
             if stored is not None and len(wave) > 1:
                 wave = _cut_at_stored_winner(wave, depth, seeds, stored)
-            done = cells([(depth, lr, s) for lr in wave for s in seeds])
-            outcomes = [done[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(wave))]
+            outcomes = _by_lr(cells([(depth, lr, s) for lr in wave for s in seeds]), len(seeds))
         else:
             outcomes = [[trial(depth, lr, s) for s in seeds] for lr in wave]
         pending = pending[len(wave):]
@@ -434,12 +433,16 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
 def _cut_at_stored_winner(wave: list[float], depth: int, seeds: Sequence[int], stored: StoredFn) -> list[float]:
     """``wave`` up to and including its first lr at which a majority of seeds is stored as
     trained (the verdict is read in search order, so later lrs of the wave cannot matter)."""
-    known = stored([(depth, lr, s) for lr in wave for s in seeds])
-    for i, lr in enumerate(wave):
-        cell = known[i * len(seeds):(i + 1) * len(seeds)]
+    known = _by_lr(stored([(depth, lr, s) for lr in wave for s in seeds]), len(seeds))
+    for i, cell in enumerate(known):
         if 2 * sum(t is not None and t.trained for t in cell) > len(seeds):
             return wave[:i + 1]
     return wave
+
+
+def _by_lr(flat: list, seeds: int) -> list[list]:
+    """Per-cell results, lr by lr with all seeds of an lr together, as lists per lr."""
+    return [flat[i:i + seeds] for i in range(0, len(flat), seeds)]
 
 
 def _median(values) -> float | None:

@@ -115,9 +115,8 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
     from ..report import check_output_dir, format_table, safe_output_dir
     from ..search import frontier_status
-    from ..store import Store, check_store_path
+    from ..store import Store
 
-    check_store_path(store_path, must_exist=True)
     if out is not None:
         check_output_dir(out)
     with Store(store_path, must_exist=True) as store:
