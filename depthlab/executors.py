@@ -27,6 +27,7 @@ that one thread), so trials of different procedures run at the same time.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import math
@@ -46,7 +47,7 @@ from .data import Dataset, load_dataset
 from .errors import ConfigError, UserError
 from .runner import run_recorded, stored_result
 from .store import Store
-from .train import Monitor, TrainConfig, resolve_device
+from .train import CHECKPOINT_FORMAT, Monitor, TrainConfig, checkpoint_usable, resolve_device
 
 EXECUTORS = ("local", "ray")
 T = TypeVar("T")
@@ -68,18 +69,28 @@ class Trial:
 # What a worker does (module level: process pools and Ray import it by name)
 
 
-def run_group(trials: Sequence[Trial], data: Dataset) -> list[dict]:
+def run_group(trials: Sequence[Trial], data: Dataset, checkpoint: str | None = None) -> list[dict]:
     """Train ``trials`` on ``data`` without a store and return their result dicts: one trial
-    through `run_recorded`, several as one fused network (`depthlab.fused.train_fused`)."""
+    through `run_recorded`, several as one fused network (`depthlab.fused.train_fused`).
+
+    With ``checkpoint`` (a file path) the group saves its state there after every epoch and
+    continues from a checkpoint it finds there, so a killed sweep loses at most an epoch of each
+    trial in flight; an unreadable or foreign file there is discarded, not an error."""
+    from .fused import FUSED_CHECKPOINT_FORMAT, train_fused
+
+    fmt = CHECKPOINT_FORMAT if len(trials) == 1 else FUSED_CHECKPOINT_FORMAT
+    if checkpoint is not None and os.path.exists(checkpoint) and not checkpoint_usable(
+            checkpoint, fmt, [t.config.hash() for t in trials]):
+        os.unlink(checkpoint)
     if len(trials) == 1:
         t = trials[0]
+        options = {"checkpoint_path": checkpoint, "resume": True} if checkpoint is not None else None
         out = run_recorded(t.config, None, data, kind=t.kind, experiment=t.experiment, monitor=t.monitor,
-                           reuse=False)
+                           reuse=False, train_options=options)
         out.pop("reused", None)
         return [out]
-    from .fused import train_fused
-
-    return train_fused([t.config for t in trials], data, monitors=[t.monitor for t in trials])
+    return train_fused([t.config for t in trials], data, monitors=[t.monitor for t in trials],
+                       checkpoint_path=checkpoint)
 
 
 def _init_process_worker(threads: int, driver_pid: int) -> None:
@@ -110,7 +121,7 @@ def _exit_with_driver(driver_pid: int, poll_seconds: float = 0.5) -> None:
 _RAY_DATA: dict[str, Dataset] = {}  # per Ray worker process: datasets already fetched, by object id
 
 
-def _ray_run_group(trials: Sequence[Trial], data_ref: list) -> list[dict]:
+def _ray_run_group(trials: Sequence[Trial], data_ref: list, checkpoint: str | None = None) -> list[dict]:
     """A Ray task: fetch the dataset once per worker process (the ref is nested in a list so
     Ray does not fetch it for every task), then train on this task's CPU share."""
     import ray
@@ -121,7 +132,7 @@ def _ray_run_group(trials: Sequence[Trial], data_ref: list) -> list[dict]:
         _RAY_DATA[key] = ray.get(data_ref[0])
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
-    return run_group(trials, _RAY_DATA[key])
+    return run_group(trials, _RAY_DATA[key], checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,6 +144,7 @@ class Executor:
 
     name = "executor"
     slots = 1  # groups that run at once
+    checkpoints = False  # whether `submit` takes ``checkpoint=`` (a path its workers can write)
 
     @property
     def dispatch_limit(self) -> int | None:
@@ -140,7 +152,9 @@ class Executor:
         everything at once, for an executor that should see the whole demand."""
         return self.slots
 
-    def submit(self, trials: Sequence[Trial], data: Dataset) -> Future:
+    def submit(self, trials: Sequence[Trial], data: Dataset, checkpoint: str | None = None) -> Future:
+        """Start ``trials``; with ``checkpoint`` (executors with ``checkpoints``) they save their
+        state to that file every epoch and resume from it (`run_group`)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -157,15 +171,16 @@ class InProcessExecutor(Executor):
     """One trial at a time in a background thread of this process, on the driver's data."""
 
     name = "local"
+    checkpoints = True
 
     def __init__(self, threads: int | None = None):
         self.threads = threads
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    def submit(self, trials, data):
+    def submit(self, trials, data, checkpoint=None):
         future: Future = Future()
-        self._jobs.put((list(trials), data, future))
+        self._jobs.put((list(trials), data, checkpoint, future))
         if self._thread is None:
             # A daemon thread: Ctrl-C in the driver ends the process without waiting for a trial.
             self._thread = threading.Thread(target=self._work, name="depthlab-trials", daemon=True)
@@ -179,11 +194,11 @@ class InProcessExecutor(Executor):
             job = self._jobs.get()
             if job is None:
                 return
-            trials, data, future = job
+            trials, data, checkpoint, future = job
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(run_group(trials, data))
+                future.set_result(run_group(trials, data, checkpoint))
             except BaseException as exc:  # handed to the driver, which decides
                 future.set_exception(exc)
 
@@ -198,6 +213,7 @@ class ProcessExecutor(Executor):
     forked copy of a process that already ran torch's thread pool can deadlock)."""
 
     name = "local"
+    checkpoints = True
 
     def __init__(self, workers: int, threads: int = 1):
         self.slots, self.threads = workers, threads
@@ -209,12 +225,12 @@ class ProcessExecutor(Executor):
                                              initializer=_init_process_worker, initargs=(self.threads, os.getpid()))
         return self._pool
 
-    def submit(self, trials, data):
+    def submit(self, trials, data, checkpoint=None):
         try:
-            return self._ensure_pool().submit(run_group, list(trials), data)
+            return self._ensure_pool().submit(run_group, list(trials), data, checkpoint)
         except BrokenProcessPool:  # a worker died (killed for memory, say): start a fresh pool
             self._pool = None
-            return self._ensure_pool().submit(run_group, list(trials), data)
+            return self._ensure_pool().submit(run_group, list(trials), data, checkpoint)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -261,6 +277,8 @@ class RayExecutor(Executor):
             except ConnectionError as exc:
                 raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from None
         self.cpus_per_trial, self.gpus_per_trial = cpus_per_trial, gpus_per_trial
+        # Checkpoint files only where every worker sees the driver's disk: a private local instance.
+        self.checkpoints = self._started_here and address is None
         resources = ray.cluster_resources()
         by_cpu = int(resources.get("CPU", 1) // max(cpus_per_trial, 1e-9))
         by_gpu = int(resources.get("GPU", 0) // gpus_per_trial) if gpus_per_trial > 0 else by_cpu
@@ -275,7 +293,7 @@ class RayExecutor(Executor):
         # (or one whose nodes join later) only grows when it sees the pending demand.
         return None
 
-    def submit(self, trials, data):
+    def submit(self, trials, data, checkpoint=None):
         for t in trials:  # a monitor from a script or test module: ship its code, workers cannot import it
             module = sys.modules.get(getattr(t.monitor, "__module__", None) or "")
             if module is not None and not module.__name__.startswith(("depthlab", "builtins")):
@@ -283,7 +301,7 @@ class RayExecutor(Executor):
         ref = self._data_refs.get(id(data))
         if ref is None:
             ref = self._data_refs[id(data)] = (self.ray.put(data), data)  # keep data alive: id() stays unique
-        return self._task.remote(list(trials), [ref[0]]).future()
+        return self._task.remote(list(trials), [ref[0]], checkpoint).future()
 
     def close(self) -> None:
         self._data_refs.clear()
@@ -399,11 +417,19 @@ class TrialRunner:
     """The driver: store look-ups and writes, dispatch to an executor, results in trial order.
 
     ``data`` is used for trials on its dataset; other datasets are loaded once (from
-    ``data_dir``) when a trial needs them. The runner does not close the executor or store."""
+    ``data_dir``) when a trial needs them. The runner does not close the executor or store.
+
+    With ``checkpoint_dir`` (and an executor whose workers can write there) every group in
+    flight saves its state to a file in that folder after each epoch, named from its trials'
+    config hashes; the same group dispatched again (a resumed sweep) continues from it, and the
+    file is deleted once the group's results are in the store. A sweep killed at any moment
+    then loses at most one epoch of each trial that was running."""
 
     def __init__(self, executor: Executor, store: Store | None = None, data: Dataset | None = None, *,
-                 data_dir=None, fuse: int = 1, log: Callable[[str], None] | None = None):
+                 data_dir=None, fuse: int = 1, log: Callable[[str], None] | None = None,
+                 checkpoint_dir: str | os.PathLike | None = None):
         self.executor, self.store, self.data_dir, self.fuse, self.log = executor, store, data_dir, fuse, log
+        self.checkpoint_dir = os.fspath(checkpoint_dir) if checkpoint_dir is not None and executor.checkpoints else None
         self._datasets: dict[str, Dataset] = {data.name: data} if data is not None else {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._inflight: dict[str, list[tuple[_Request, int, Trial]]] = {}
@@ -556,12 +582,22 @@ class TrialRunner:
             _, _, group, attempt = heapq.heappop(self._waiting)
             data = self._datasets[group[0][0].config.dataset]  # loaded by `_start`
             try:
-                future = self.executor.submit([t for t, _ in group], data)
+                checkpoint = self._checkpoint_path(group)
+                future = (self.executor.submit([t for t, _ in group], data, checkpoint=checkpoint)
+                          if checkpoint is not None else self.executor.submit([t for t, _ in group], data))
             except Exception as exc:  # it could not even be handed over: an executor error like any other
                 future = Future()
                 future.set_exception(exc)
             self._running += 1
             future.add_done_callback(lambda f, g=group, a=attempt: self._events.put(("done", (g, a), f)))
+
+    def _checkpoint_path(self, group: list[tuple[Trial, str]]) -> str | None:
+        """The group's checkpoint file: the same trials in the same order, the same file."""
+        if self.checkpoint_dir is None:
+            return None
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        name = hashlib.sha256("\n".join(key for _, key in group).encode()).hexdigest()[:20]
+        return os.path.join(self.checkpoint_dir, f"{name}.pt")
 
     def _finish(self, submitted: tuple[list[tuple[Trial, str]], int], future: Future) -> None:
         group, attempt = submitted
@@ -594,6 +630,9 @@ class TrialRunner:
             self.trials_run += 1
             for request, index, _ in self._inflight.pop(key):
                 request.fill(index, {**result, "reused": False})
+        checkpoint = self._checkpoint_path(group)
+        if checkpoint is not None and os.path.exists(checkpoint):  # the results are stored: it has served
+            os.unlink(checkpoint)
 
 
 def training_cost(configs: Sequence[TrainConfig]) -> float:

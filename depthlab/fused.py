@@ -34,6 +34,7 @@ import copy
 import functools
 import json
 import math
+import os
 import time
 from typing import Callable, Sequence
 
@@ -44,10 +45,11 @@ from torch import nn
 from .data import Batches, Dataset, load_dataset
 from .errors import ConfigError, UserError
 from .models import count_parameters, create_model
-from .train import (Checkpoint, EpochMetrics, Monitor, RunResult, TrainConfig, parse_schedule, prepare_splits,
-                    resolve_device)
+from .train import (Checkpoint, EpochMetrics, Monitor, RunResult, TrainConfig, load_checkpoint, parse_schedule,
+                    prepare_splits, resolve_device, save_checkpoint)
 
 PER_MEMBER = ("lr", "seed", "momentum", "weight_decay", "schedule")
+FUSED_CHECKPOINT_FORMAT = "depthlab-fused-state-1"
 # Parameter-free modules that act per channel (or per element): they work on the fused layout as is.
 LAYOUT_FREE = (nn.Tanh, nn.ELU, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Softplus, nn.Identity,
                nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
@@ -341,7 +343,8 @@ class _Member:
 def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, data_dir=None,
                 monitors: Sequence[Monitor | None] | Monitor | None = None,
                 on_epoch: Callable[[int, EpochMetrics], None] | None = None,
-                on_step: Callable[[int, int, dict[int, float]], None] | None = None) -> list[dict]:
+                on_step: Callable[[int, int, dict[int, float]], None] | None = None,
+                checkpoint_path=None) -> list[dict]:
     """Train ``configs`` (equal but for lr, seed, momentum, weight decay and schedule) as one
     fused network; return one result dict per config, in order, with the schema of
     `depthlab.runner.run_recorded` plus ``"fused"`` (the group size and its wall time).
@@ -350,7 +353,13 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     stop it. ``on_epoch(i, metrics)`` gets member i's epochs; ``on_step(epoch, step, losses)``
     the loss of every live member at every step (``{i: loss}``; it syncs, so tests only). Each member's ``seconds`` is its
     share (1/G) of the fused wall time. A model whose fused net fails the probe check is
-    trained member by member instead (same results, no speed-up)."""
+    trained member by member instead (same results, no speed-up).
+
+    With ``checkpoint_path`` the group's whole state (the fused net, momentum buffers, which
+    members are still training, every member's results so far, the batchers' RNG states) is
+    saved there after every epoch, atomically, and a run that finds a checkpoint of the same
+    configs there continues from it: the results equal an uninterrupted run's (the restored
+    epochs are passed to ``on_epoch`` again)."""
     configs = list(configs)
     if not configs:
         return []
@@ -372,7 +381,7 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
         data = load_dataset(configs[0].dataset, data_dir)
     started = time.perf_counter()
     try:
-        results = _train_fused(configs, monitors, data, on_epoch, on_step)
+        results = _train_fused(configs, monitors, data, on_epoch, on_step, checkpoint_path)
     except (KeyboardInterrupt, SystemExit, UserError):
         raise
     except NotFusable:
@@ -388,7 +397,28 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     return [{**r, "reused": False} for r in results]
 
 
-def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_epoch, on_step) -> list[dict]:
+def _member_state(m: _Member) -> dict:
+    """What a checkpoint keeps of a member: its results so far and where it stands."""
+    r = m.result
+    return {"status": r.status, "reason": r.reason, "stopped_early": r.stopped_early, "test_error": r.test_error,
+            "epochs": [e.to_dict() for e in r.epochs], "checkpoints": [vars(c) for c in r.checkpoints],
+            "lr": m.lr, "finished": m.finished, "stop_at_epoch_end": m.stop_at_epoch_end}
+
+
+def _restore_member(m: _Member, saved: dict, on_epoch) -> None:
+    r = m.result
+    r.status, r.reason, r.stopped_early, r.test_error = (saved["status"], saved["reason"], saved["stopped_early"],
+                                                         saved["test_error"])
+    r.epochs = [EpochMetrics(**e) for e in saved["epochs"]]
+    r.checkpoints = [Checkpoint(**c) for c in saved["checkpoints"]]
+    m.lr, m.finished, m.stop_at_epoch_end = saved["lr"], saved["finished"], saved["stop_at_epoch_end"]
+    if on_epoch is not None:
+        for metrics in r.epochs:
+            on_epoch(m.index, metrics)
+
+
+def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_epoch, on_step,
+                 checkpoint_path=None) -> list[dict]:
     """The loop of `depthlab.train.train`, for G members at once (see the module docstring)."""
     head = configs[0]
     device = resolve_device(head.device)
@@ -465,7 +495,41 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
                 m.finished = True
                 m.result.test_error = metrics.test_error if tests is None else tests[i]
 
-    for epoch in range(head.epochs):
+    first_epoch, elapsed_before = 0, 0.0
+    hashes = [c.hash() for c in configs]
+    if checkpoint_path is not None and os.path.exists(checkpoint_path):
+        state = load_checkpoint(checkpoint_path, FUSED_CHECKPOINT_FORMAT)
+        if state.get("config_hashes") != hashes:
+            raise ConfigError(f"checkpoint {checkpoint_path} belongs to other configurations; delete it")
+        index = torch.tensor(state["live"], dtype=torch.long, device=device)
+        compact_(model, index)
+        model.load_state_dict(state["model"])
+        optimizer.compact_(model, index)
+        optimizer.buffers = {name: b.to(device) for name, b in state["momentum_buffers"].items()}
+        for seed, rng in state["batches_rng"].items():
+            train_batches[seed].generator.set_state(rng)
+        torch.set_rng_state(state["torch_rng"])
+        for m, saved in zip(members, state["members"]):
+            _restore_member(m, saved, on_epoch)
+        live = [members[i] for i in state["live"]]
+        momentum, weight_decay = floats([m.config.momentum for m in live]), floats([m.config.weight_decay for m in live])
+        active = torch.ones(len(live), dtype=torch.bool, device=device)
+        first_bad = torch.full((len(live),), -1, dtype=torch.long, device=device)
+        loss_sum = torch.zeros(len(live), device=device)
+        wrong = torch.zeros(len(live), dtype=torch.long, device=device)
+        first_epoch, elapsed_before = state["epoch"], state["seconds"]
+
+    def save_state(epochs_done: int) -> None:
+        if checkpoint_path is None:
+            return
+        save_checkpoint(checkpoint_path, {
+            "format": FUSED_CHECKPOINT_FORMAT, "config_hashes": hashes, "epoch": epochs_done,
+            "live": [m.index for m in live], "model": model.state_dict(), "momentum_buffers": optimizer.buffers,
+            "batches_rng": {s: b.generator.get_state() for s, b in train_batches.items()},
+            "torch_rng": torch.get_rng_state(), "members": [_member_state(m) for m in members],
+            "seconds": elapsed_before + time.perf_counter() - started})
+
+    for epoch in range(first_epoch, head.epochs):
         if not live:
             break
         epoch_start = time.perf_counter()
@@ -538,7 +602,8 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
         ending = [i for i, m in enumerate(live) if last or m.stop_at_epoch_end]
         close_epoch(list(range(len(live))), epoch, seen, errors, (time.perf_counter() - epoch_start) / share, ending)
         drop_finished()
-    wall = time.perf_counter() - started
+        save_state(epoch + 1)
+    wall = elapsed_before + time.perf_counter() - started
     out = []
     for m in members:
         m.result.seconds = wall / len(members)

@@ -152,6 +152,20 @@ def check_store_path(path: str | os.PathLike, *, must_exist: bool = False) -> Pa
     return p
 
 
+def checkpoint_dir_for(store_path: str | os.PathLike) -> str:
+    """The folder beside a store where sweeps keep the checkpoints of their trials in flight
+    (``<store>-checkpoints``, like SQLite's own ``<store>-wal``); empty when nothing runs."""
+    return os.fspath(store_path) + "-checkpoints"
+
+
+def remove_if_empty(folder: str | os.PathLike) -> None:
+    """Remove ``folder`` if it exists and is empty (a finished sweep's checkpoint folder)."""
+    try:
+        os.rmdir(folder)
+    except OSError:  # absent, or still holds checkpoints of another sweep's trials
+        pass
+
+
 class Store:
     """A depthlab run store in one SQLite file. Use as a context manager or call `close`."""
 

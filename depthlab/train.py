@@ -17,7 +17,7 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -357,18 +357,31 @@ def save_checkpoint(path, state: dict) -> None:
         raise
 
 
-def load_checkpoint(path) -> dict:
-    """Load a training checkpoint (tensors and plain containers only: ``weights_only=True``);
-    an unreadable or foreign file raises `DataError` with one clear line."""
+def load_checkpoint(path, fmt: str = CHECKPOINT_FORMAT) -> dict:
+    """Load a training checkpoint of format ``fmt`` (tensors and plain containers only:
+    ``weights_only=True``); an unreadable or foreign file raises `DataError` with one clear line."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise DataError(f"checkpoint {path} is corrupted or not a depthlab checkpoint "
                         f"({type(exc).__name__}); delete it or run without --resume") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or state.get("format") != fmt:
         raise DataError(f"checkpoint {path} is not a depthlab training checkpoint; "
                         "delete it or run without --resume")
     return state
+
+
+def checkpoint_usable(path, fmt: str = CHECKPOINT_FORMAT, config_hashes: Sequence[str] | None = None) -> bool:
+    """Whether ``path`` holds a readable checkpoint of format ``fmt`` (and of exactly these
+    configs, when ``config_hashes`` is given): what an automatic resume checks before using one."""
+    try:
+        state = load_checkpoint(path, fmt)
+    except DataError:
+        return False
+    if config_hashes is None:
+        return True
+    saved = state.get("config_hashes", [state.get("config_hash")])
+    return list(saved) == list(config_hashes)
 
 
 def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,

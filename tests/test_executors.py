@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -287,3 +288,64 @@ def test_fuse_auto_fuses_the_whole_group_only_on_a_gpu():
     assert ExecutorSpec(fuse=4).fuse_for("cpu", 7) == 4
     assert ExecutorSpec(kind="ray", gpus_per_trial=0.25, fuse=None).fuse_for("auto", 7) == 7
     assert ExecutorSpec(kind="ray", fuse=None).fuse_for("auto", 7) == 1
+
+
+@dataclass
+class Watch:
+    """A monitor that never stops a run: it records the points it is shown and, with
+    ``kill_after``, raises KeyboardInterrupt past that epoch (a sweep killed mid-trial)."""
+
+    seen: list
+    kill_after: float | None = None
+
+    def __call__(self, checkpoint) -> bool:
+        if self.kill_after is not None and checkpoint.epoch > self.kill_after:
+            raise KeyboardInterrupt
+        self.seen.append(checkpoint.epoch)
+        return False
+
+
+@pytest.mark.parametrize("lrs,fuse", [((0.05,), 1), ((0.05, 0.2), 2)])
+def test_a_sweep_killed_mid_trial_resumes_from_its_checkpoints_then_removes_them(mnist, tmp_path, lrs, fuse):
+    """Killed in the second of three epochs, then run again: the trial (or fused group)
+    continues after its first epoch, the results equal an uninterrupted run's, and no
+    checkpoint is left once the results are in the store."""
+    small = dict(train_size=600, test_size=200, epochs=3)
+    folder = tmp_path / "s.db-checkpoints"
+
+    def trials(watch: Watch) -> list[Trial]:
+        batch = lr_batch(lrs, **small)
+        for t in batch:
+            t.monitor = watch
+        return batch
+
+    with Store(tmp_path / "whole.db") as store, InProcessExecutor() as executor:
+        whole = TrialRunner(executor, store, mnist, fuse=fuse).run(trials(Watch([])))
+    killed: list = []
+    with Store(tmp_path / "s.db") as store:
+        with InProcessExecutor() as executor, pytest.raises(KeyboardInterrupt):
+            TrialRunner(executor, store, mnist, fuse=fuse, checkpoint_dir=folder).run(trials(Watch(killed, 1.5)))
+        assert len(list(folder.iterdir())) == 1 and store.count() == 0
+        resumed_points: list = []
+        with InProcessExecutor() as executor:
+            resumed = TrialRunner(executor, store, mnist, fuse=fuse, checkpoint_dir=folder).run(
+                trials(Watch(resumed_points)))
+        assert store.count("done") == len(lrs)
+    assert max(killed) < 1.5 and min(resumed_points) > 1  # it went on after epoch 1, not from the start
+    assert all(same_result(r, w) for r, w in zip(resumed, whole))
+    assert [[e["train_error"] for e in r["epochs"]] for r in resumed] == [[e["train_error"] for e in w["epochs"]]
+                                                                       for w in whole]
+    assert list(folder.iterdir()) == []
+
+
+def test_an_unreadable_checkpoint_is_discarded_not_an_error(mnist, tmp_path):
+    from depthlab.executors import run_group
+
+    for lrs in ((0.05,), (0.05, 0.2)):
+        group = lr_batch(lrs, train_size=300, test_size=200)
+        path = tmp_path / "group.pt"
+        path.write_bytes(b"half a file")
+        got = run_group(group, mnist, str(path))
+        want = run_group(group, mnist)
+        assert [r["test_error"] for r in got] == [r["test_error"] for r in want]
+        assert not path.exists() or path.stat().st_size > 100  # replaced by a real checkpoint

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from depthlab.data import Batches
-from depthlab.errors import ConfigError
+from depthlab.errors import ConfigError, UserError
 from depthlab.fused import NotFusable, fuse_models, fusion_key, train_fused
 from depthlab.models import create_model
 from depthlab.train import TrainConfig, make_optimizer, multi_head_loss, parse_schedule, prepare_splits, train
@@ -198,3 +198,56 @@ def test_probe_catches_forward_code_that_mixes_members():
             assert torch.allclose(got[:, i], m.eval()(x), atol=1e-5)
     with pytest.raises(NotFusable):
         fuse_models([_Net(mix=True) for _ in range(3)], (1, 8, 8))
+
+
+def _without_times(result: dict) -> dict:
+    """A result with its wall-clock fields dropped: everything else must match exactly."""
+    out = {k: v for k, v in result.items() if k not in ("seconds", "fused")}
+    out["epochs"] = [{k: v for k, v in e.items() if k != "seconds"} for e in result["epochs"]]
+    return out
+
+
+@pytest.mark.parametrize("interrupt_in_epoch", [1, 2])
+def test_a_fused_group_killed_mid_run_resumes_from_its_checkpoint_to_the_same_results(mnist, tmp_path,
+                                                                                       interrupt_in_epoch):
+    """Members that diverge (in epochs 0 and 2), that their monitor stops mid-epoch (in epochs 1
+    and 2, one with its own seed, hence its own batches) and one that runs to the end: after a
+    kill in epoch ``interrupt_in_epoch`` the resumed group ends exactly where an uninterrupted
+    one does, and the restored epochs are passed to ``on_epoch`` again."""
+    base = dict(model="cnn-elu", model_args={"depth": 6}, evals_per_epoch=4, **{**SMALL, "epochs": 3})
+    configs = [TrainConfig(**base, lr=lr, seed=seed) for lr, seed in ((0.01, 0), (0.1, 0), (0.3, 0), (50.0, 0),
+                                                                       (0.05, 1))]
+    monitor = StopBelow(0.6)
+    seen_whole: list = []
+    whole = train_fused(configs, mnist, monitors=monitor, on_epoch=lambda i, m: seen_whole.append((i, m.epoch)))
+    assert [r["status"] for r in whole] == ["done", "done", "diverged", "diverged", "done"]
+    assert [r["stopped_early"] for r in whole] == [False, True, False, False, True]
+
+    path = tmp_path / "group.pt"
+
+    def kill(i, metrics):
+        if metrics.epoch == interrupt_in_epoch:  # before that epoch's checkpoint is written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_fused(configs, mnist, monitors=monitor, on_epoch=kill, checkpoint_path=path)
+    assert path.exists()
+    seen_resumed: list = []
+    resumed = train_fused(configs, mnist, monitors=monitor, checkpoint_path=path,
+                          on_epoch=lambda i, m: seen_resumed.append((i, m.epoch)))
+    assert [_without_times(r) for r in resumed] == [_without_times(r) for r in whole]
+    assert sorted(seen_resumed) == sorted(seen_whole)
+    # Killed after the last epoch's checkpoint, before the results were stored: nothing to train.
+    again = train_fused(configs, mnist, monitors=monitor, checkpoint_path=path)
+    assert [_without_times(r) for r in again] == [_without_times(r) for r in whole]
+
+
+def test_a_fused_checkpoint_of_other_configs_is_refused(mnist, tmp_path):
+    base = dict(model="cnn-elu", model_args={"depth": 3}, **{**SMALL, "epochs": 1})
+    path = tmp_path / "group.pt"
+    train_fused([TrainConfig(**base, lr=0.01), TrainConfig(**base, lr=0.1)], mnist, checkpoint_path=path)
+    with pytest.raises(ConfigError, match="belongs to other configurations"):
+        train_fused([TrainConfig(**base, lr=0.01), TrainConfig(**base, lr=0.2)], mnist, checkpoint_path=path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="corrupted or not a depthlab checkpoint"):
+        train_fused([TrainConfig(**base, lr=0.01), TrainConfig(**base, lr=0.2)], mnist, checkpoint_path=path)

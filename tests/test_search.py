@@ -266,6 +266,7 @@ def test_frontier_cli_table_json_csv_plots_and_resume(mnist, data_root, tmp_path
     assert (out / "frontier.csv").read_text().splitlines()[0] == \
         "model,max trainable depth,lr,error,first failing depth,fraction"
     assert (out / "frontier-error.png").stat().st_size < 200_000
+    assert not (tmp_path / "f.db-checkpoints").exists()  # trials' checkpoints are gone once they are stored
     with Store(store) as s:
         n_runs = s.count()
     code, text, err = run_cli(args + ["--json"], capsys)

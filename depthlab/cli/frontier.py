@@ -87,12 +87,15 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     writer = tensorboard_writer(tensorboard)
 
     from ..executors import TrialRunner, describe
+    from ..store import checkpoint_dir_for, remove_if_empty
 
     with spec.create(config.device) as pool, open_store(store_path) as store:
         group = spec.fuse_for(config.device, len(config.lrs))
         echo_err(f"trials run on {describe(spec, pool)}" + (f", up to {group} lrs fused" if group > 1 else ""))
-        runner = TrialRunner(pool, store, data, data_dir=data_dir, fuse=group, log=echo_err)
+        checkpoints = checkpoint_dir_for(store_path)
+        runner = TrialRunner(pool, store, data, data_dir=data_dir, fuse=group, log=echo_err, checkpoint_dir=checkpoints)
         result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err, runner=runner)
+    remove_if_empty(checkpoints)
 
     write_outputs(result, folder)
     if writer is not None:
