@@ -384,6 +384,27 @@ def checkpoint_usable(path, fmt: str = CHECKPOINT_FORMAT, config_hashes: Sequenc
     return list(saved) == list(config_hashes)
 
 
+def saved_epochs(folder) -> dict[str, int]:
+    """For each config hash with a checkpoint in ``folder`` (a sweep's trials in flight: the
+    ``checkpoint_dir`` of `depthlab.executors.TrialRunner`), the epochs it has saved; files
+    that cannot be read are skipped. Read-only: safe while the sweep runs."""
+    found: dict[str, int] = {}
+    if not os.path.isdir(folder):
+        return found
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".pt"):
+            continue
+        try:
+            state = torch.load(os.path.join(folder, name), map_location="cpu", weights_only=True)
+        except Exception:  # being replaced, or not ours: nothing to report
+            continue
+        if isinstance(state, dict) and isinstance(state.get("epoch"), int):
+            for key in state.get("config_hashes") or [state.get("config_hash")]:
+                if isinstance(key, str):
+                    found[key] = state["epoch"]
+    return found
+
+
 def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
           monitor: Monitor | None = None, on_epoch: Callable[[EpochMetrics], None] | None = None,
           on_step: Callable[[int, int], None] | None = None, checkpoint_path=None, resume: bool = False,

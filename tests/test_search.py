@@ -18,7 +18,7 @@ from depthlab.errors import ConfigError
 from depthlab.search import (DEFAULT_LRS, FrontierConfig, PendingTrial, Trial, find_frontier, first_met, lr_order,
                              parse_lrs, point_error, run_trial)
 from depthlab.store import Store
-from depthlab.train import train
+from depthlab.train import CHECKPOINT_FORMAT, save_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -291,7 +291,8 @@ def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, t
     code, text, err = run_cli(args + ["--status", "--json"], capsys)
     assert code == 0 and err == "", err
     status = json.loads(text)["models"]
-    same = lambda m: {k: v for k, v in m.items() if k not in ("seconds", "trials_reused")}  # noqa: E731
+    timing = ("seconds", "trials_reused", "next_trial_epochs_saved")
+    same = lambda m: {k: v for k, v in m.items() if k not in timing}  # noqa: E731
     assert [same(m) for m in status] == [same(m) for m in ran]          # the same answer, from the store
     assert all(m["next_trial"] is None for m in status)
 
@@ -315,10 +316,22 @@ def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, t
     model = last.config["model"]
     nxt = f"depth {last.config['model_args']['depth']} lr {last.config['lr']:g} seed {last.config['seed']}"
     row = next(line for line in text.splitlines() if line.startswith(model + " "))
-    assert nxt in row, text
+    assert nxt in row and "saved" not in row, text
     assert "1 of 2 searches finished" in text
     with Store(store) as s:
         assert s.count() == sum(m["trials"] for m in ran) - 1  # status trained nothing
+
+    # That trial in flight, its first epoch saved by its worker: status says how far it got.
+    save_checkpoint(tmp_path / "s.db-checkpoints" / "group.pt",
+                    {"format": CHECKPOINT_FORMAT, "config_hash": last.config_hash, "epoch": 1})
+    (tmp_path / "s.db-checkpoints" / "torn.pt").write_bytes(b"half a file")  # skipped, not an error
+    code, text, err = run_cli(args + ["--status"], capsys)
+    assert code == 0, err
+    row = next(line for line in text.splitlines() if line.startswith(model + " "))
+    assert f"{nxt} (1 of 1 epochs saved)" in row, text
+    code, text, err = run_cli(args + ["--status", "--json"], capsys)
+    assert {m["model"]: m["next_trial_epochs_saved"] for m in json.loads(text)["models"]} == {
+        m["model"]: (1 if m["model"] == model else None) for m in ran}
 
 
 def test_frontier_status_needs_an_existing_store(tmp_path, capsys):

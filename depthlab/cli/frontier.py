@@ -118,7 +118,8 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
     from ..report import check_output_dir, format_table, safe_output_dir
     from ..search import frontier_status
-    from ..store import Store
+    from ..store import Store, checkpoint_dir_for
+    from ..train import saved_epochs
 
     if out is not None:
         check_output_dir(out)
@@ -126,14 +127,19 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
         result = frontier_status(names, config, store)
     if out is not None:
         write_outputs(result, safe_output_dir(out))
+    progress = saved_epochs(checkpoint_dir_for(store_path))  # trials in flight, from their checkpoints
+    in_flight = {m.model: progress.get(config.trial_config(m.model, *m.next_trial).hash())
+                 for m in result.models if m.next_trial is not None}
     if as_json:
-        click.echo(json.dumps({"models": [m.to_dict() for m in result.models]}))
+        click.echo(json.dumps({"models": [{**m.to_dict(), "next_trial_epochs_saved": in_flight.get(m.model)}
+                                          for m in result.models]}))
         return
     rows = []
     for m in result.models:
-        nxt = m.next_trial
+        nxt, saved = m.next_trial, in_flight.get(m.model)
         rows.append([m.model, m.max_trainable_depth, m.lr, m.error, m.first_failing_depth, m.trials,
-                     "finished" if nxt is None else f"depth {nxt[0]} lr {nxt[1]:g} seed {nxt[2]}",
+                     "finished" if nxt is None else f"depth {nxt[0]} lr {nxt[1]:g} seed {nxt[2]}"
+                     + (f" ({saved} of {config.epochs} epochs saved)" if saved is not None else ""),
                      " ".join(f"{d}{'+' if r.trainable else '-'}" for d, r in sorted(m.depths.items()))])
     click.echo(format_table(("model", "max trainable so far", "lr", "error", "first failing so far", "trials stored",
                              "next trial", "depths (+ trains, - fails)"), rows))
