@@ -47,7 +47,8 @@ from .data import Dataset, load_dataset
 from .errors import ConfigError, UserError
 from .runner import run_recorded, stored_result
 from .store import Store
-from .train import CHECKPOINT_FORMAT, Monitor, TrainConfig, checkpoint_usable, resolve_device
+from .train import (CHECKPOINT_FORMAT, Monitor, TrainConfig, checkpoint_resumable, discard_checkpoint,
+                    resolve_device)
 
 EXECUTORS = ("local", "ray")
 T = TypeVar("T")
@@ -73,24 +74,26 @@ def run_group(trials: Sequence[Trial], data: Dataset, checkpoint: str | None = N
     """Train ``trials`` on ``data`` without a store and return their result dicts: one trial
     through `run_recorded`, several as one fused network (`depthlab.fused.train_fused`).
 
-    With ``checkpoint`` (a file path) the group saves its state there after every epoch and
-    continues from a checkpoint it finds there, so a killed sweep loses at most an epoch of each
-    trial in flight; an unreadable or foreign file there is discarded, not an error."""
+    With ``checkpoint`` (a file path) the group saves its state there after every epoch (best
+    effort: a failed write is a warning) and continues from a checkpoint it finds there, so a
+    killed sweep loses at most an epoch of each trial in flight. A file there that cannot be
+    read, belongs to other configs or was made under other stopping criteria is discarded."""
     from .fused import FUSED_CHECKPOINT_FORMAT, train_fused
 
     fmt = CHECKPOINT_FORMAT if len(trials) == 1 else FUSED_CHECKPOINT_FORMAT
-    if checkpoint is not None and os.path.exists(checkpoint) and not checkpoint_usable(
-            checkpoint, fmt, [t.config.hash() for t in trials]):
-        os.unlink(checkpoint)
+    if checkpoint is not None and os.path.exists(checkpoint) and not checkpoint_resumable(
+            checkpoint, fmt, [t.config.hash() for t in trials], [t.monitor for t in trials]):
+        discard_checkpoint(checkpoint)
     if len(trials) == 1:
         t = trials[0]
-        options = {"checkpoint_path": checkpoint, "resume": True} if checkpoint is not None else None
+        options = (dict(checkpoint_path=checkpoint, resume=True, checkpoint_required=False)
+                   if checkpoint is not None else None)
         out = run_recorded(t.config, None, data, kind=t.kind, experiment=t.experiment, monitor=t.monitor,
                            reuse=False, train_options=options)
         out.pop("reused", None)
         return [out]
     return train_fused([t.config for t in trials], data, monitors=[t.monitor for t in trials],
-                       checkpoint_path=checkpoint)
+                       checkpoint_path=checkpoint, checkpoint_required=False)
 
 
 def _init_process_worker(threads: int, driver_pid: int) -> None:
@@ -277,8 +280,9 @@ class RayExecutor(Executor):
             except ConnectionError as exc:
                 raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from None
         self.cpus_per_trial, self.gpus_per_trial = cpus_per_trial, gpus_per_trial
-        # Checkpoint files only where every worker sees the driver's disk: a private local instance.
-        self.checkpoints = self._started_here and address is None
+        # Checkpoint files only where every worker sees the driver's disk: a private local
+        # instance (with address None, ray.init joins $RAY_ADDRESS's cluster when it is set).
+        self.checkpoints = self._started_here and address is None and not os.environ.get("RAY_ADDRESS")
         resources = ray.cluster_resources()
         by_cpu = int(resources.get("CPU", 1) // max(cpus_per_trial, 1e-9))
         by_gpu = int(resources.get("GPU", 0) // gpus_per_trial) if gpus_per_trial > 0 else by_cpu
@@ -429,7 +433,8 @@ class TrialRunner:
                  data_dir=None, fuse: int = 1, log: Callable[[str], None] | None = None,
                  checkpoint_dir: str | os.PathLike | None = None):
         self.executor, self.store, self.data_dir, self.fuse, self.log = executor, store, data_dir, fuse, log
-        self.checkpoint_dir = os.fspath(checkpoint_dir) if checkpoint_dir is not None and executor.checkpoints else None
+        self.checkpoint_dir = (os.path.abspath(checkpoint_dir)
+                               if checkpoint_dir is not None and _takes_checkpoints(executor) else None)
         self._datasets: dict[str, Dataset] = {data.name: data} if data is not None else {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._inflight: dict[str, list[tuple[_Request, int, Trial]]] = {}
@@ -581,8 +586,8 @@ class TrialRunner:
         while self._waiting and (limit is None or self._running < limit):
             _, _, group, attempt = heapq.heappop(self._waiting)
             data = self._datasets[group[0][0].config.dataset]  # loaded by `_start`
+            checkpoint = self._checkpoint_path(group)
             try:
-                checkpoint = self._checkpoint_path(group)
                 future = (self.executor.submit([t for t, _ in group], data, checkpoint=checkpoint)
                           if checkpoint is not None else self.executor.submit([t for t, _ in group], data))
             except Exception as exc:  # it could not even be handed over: an executor error like any other
@@ -595,7 +600,6 @@ class TrialRunner:
         """The group's checkpoint file: the same trials in the same order, the same file."""
         if self.checkpoint_dir is None:
             return None
-        os.makedirs(self.checkpoint_dir, exist_ok=True)
         name = hashlib.sha256("\n".join(key for _, key in group).encode()).hexdigest()[:20]
         return os.path.join(self.checkpoint_dir, f"{name}.pt")
 
@@ -631,8 +635,24 @@ class TrialRunner:
             for request, index, _ in self._inflight.pop(key):
                 request.fill(index, {**result, "reused": False})
         checkpoint = self._checkpoint_path(group)
-        if checkpoint is not None and os.path.exists(checkpoint):  # the results are stored: it has served
-            os.unlink(checkpoint)
+        if checkpoint is not None:  # the results are stored: it has served
+            try:
+                discard_checkpoint(checkpoint)
+            except OSError as exc:  # a checkpoint is only ever a saving of time
+                if self.log is not None:
+                    self.log(f"could not delete checkpoint {checkpoint}: {exc}")
+
+
+def _takes_checkpoints(executor: Executor) -> bool:
+    """Whether ``executor`` says its workers can write checkpoints and its ``submit`` (possibly
+    overridden by a subclass written before checkpoints existed) takes them."""
+    import inspect
+
+    try:
+        takes = "checkpoint" in inspect.signature(executor.submit).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return bool(executor.checkpoints) and takes
 
 
 def training_cost(configs: Sequence[TrainConfig]) -> float:

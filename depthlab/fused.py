@@ -45,8 +45,8 @@ from torch import nn
 from .data import Batches, Dataset, load_dataset
 from .errors import ConfigError, UserError
 from .models import count_parameters, create_model
-from .train import (Checkpoint, EpochMetrics, Monitor, RunResult, TrainConfig, load_checkpoint, parse_schedule,
-                    prepare_splits, resolve_device, save_checkpoint)
+from .train import (MONITOR_STOP, Checkpoint, EpochMetrics, Monitor, RunResult, TrainConfig, load_checkpoint,
+                    parse_schedule, prepare_splits, resolve_device, save_checkpoint)
 
 PER_MEMBER = ("lr", "seed", "momentum", "weight_decay", "schedule")
 FUSED_CHECKPOINT_FORMAT = "depthlab-fused-state-1"
@@ -344,7 +344,7 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
                 monitors: Sequence[Monitor | None] | Monitor | None = None,
                 on_epoch: Callable[[int, EpochMetrics], None] | None = None,
                 on_step: Callable[[int, int, dict[int, float]], None] | None = None,
-                checkpoint_path=None) -> list[dict]:
+                checkpoint_path=None, checkpoint_required: bool = True) -> list[dict]:
     """Train ``configs`` (equal but for lr, seed, momentum, weight decay and schedule) as one
     fused network; return one result dict per config, in order, with the schema of
     `depthlab.runner.run_recorded` plus ``"fused"`` (the group size and its wall time).
@@ -359,7 +359,9 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     members are still training, every member's results so far, the batchers' RNG states) is
     saved there after every epoch, atomically, and a run that finds a checkpoint of the same
     configs there continues from it: the results equal an uninterrupted run's (the restored
-    epochs are passed to ``on_epoch`` again)."""
+    epochs are passed to ``on_epoch`` again). The checkpoint records the monitors' decisions:
+    continue it under the same monitors (`depthlab.train.checkpoint_resumable` checks). Not
+    ``checkpoint_required``, a checkpoint that cannot be written is skipped with a warning."""
     configs = list(configs)
     if not configs:
         return []
@@ -381,7 +383,7 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
         data = load_dataset(configs[0].dataset, data_dir)
     started = time.perf_counter()
     try:
-        results = _train_fused(configs, monitors, data, on_epoch, on_step, checkpoint_path)
+        results = _train_fused(configs, monitors, data, on_epoch, on_step, checkpoint_path, checkpoint_required)
     except (KeyboardInterrupt, SystemExit, UserError):
         raise
     except NotFusable:
@@ -418,7 +420,7 @@ def _restore_member(m: _Member, saved: dict, on_epoch) -> None:
 
 
 def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_epoch, on_step,
-                 checkpoint_path=None) -> list[dict]:
+                 checkpoint_path=None, checkpoint_required: bool = True) -> list[dict]:
     """The loop of `depthlab.train.train`, for G members at once (see the module docstring)."""
     head = configs[0]
     device = resolve_device(head.device)
@@ -527,7 +529,7 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
             "live": [m.index for m in live], "model": model.state_dict(), "momentum_buffers": optimizer.buffers,
             "batches_rng": {s: b.generator.get_state() for s, b in train_batches.items()},
             "torch_rng": torch.get_rng_state(), "members": [_member_state(m) for m in members],
-            "seconds": elapsed_before + time.perf_counter() - started})
+            "seconds": elapsed_before + time.perf_counter() - started}, required=checkpoint_required)
 
     for epoch in range(first_epoch, head.epochs):
         if not live:
@@ -584,7 +586,7 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
                     checkpoint = Checkpoint(epoch + step / steps_per_epoch, wrong_l[i] / seen, errors[-1, i].item())
                     m.result.checkpoints.append(checkpoint)
                     if m.monitor is not None and m.monitor(checkpoint):
-                        m.result.stopped_early, m.result.reason = True, "monitor stopped the run"
+                        m.result.stopped_early, m.result.reason = True, MONITOR_STOP
                         stopped.append(i)
                 if step == steps_per_epoch:
                     for i in stopped:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import glob
 import hashlib
 import json
 import math
 import os
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -341,20 +343,35 @@ Monitor = Callable[[Checkpoint], bool]
 CHECKPOINT_FORMAT = "depthlab-train-state-1"
 
 
-def save_checkpoint(path, state: dict) -> None:
+def save_checkpoint(path, state: dict, *, required: bool = True) -> None:
     """Write ``state`` with ``torch.save`` to a temp file in the same folder, then rename it over
-    ``path``: a run killed mid-write leaves the previous checkpoint intact, never half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path), suffix=".tmp")
+    ``path``: a run killed mid-write leaves the previous checkpoint intact, never half a file.
+    Not ``required`` (a sweep's checkpoints, which only save time), a write that fails (disk
+    full, folder not writable) prints a warning and the run goes on."""
+    tmp = None
     try:
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path), suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             torch.save(state, fh)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+        if required or not isinstance(exc, (OSError, RuntimeError)):
+            raise
+        print(f"depthlab: warning: checkpoint {path} not written ({type(exc).__name__}: {exc}); "
+              "the run goes on without it", file=sys.stderr)
+
+
+def discard_checkpoint(path) -> None:
+    """Delete a checkpoint and any temp file a run killed mid-write left beside it."""
+    for name in [path, *glob.glob(glob.escape(os.fspath(path)) + "*.tmp")]:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
 
 
 def load_checkpoint(path, fmt: str = CHECKPOINT_FORMAT) -> dict:
@@ -371,17 +388,28 @@ def load_checkpoint(path, fmt: str = CHECKPOINT_FORMAT) -> dict:
     return state
 
 
-def checkpoint_usable(path, fmt: str = CHECKPOINT_FORMAT, config_hashes: Sequence[str] | None = None) -> bool:
-    """Whether ``path`` holds a readable checkpoint of format ``fmt`` (and of exactly these
-    configs, when ``config_hashes`` is given): what an automatic resume checks before using one."""
+MONITOR_STOP = "monitor stopped the run"
+
+
+def checkpoint_resumable(path, fmt: str, config_hashes: Sequence[str], monitors: Sequence[Monitor | None]) -> bool:
+    """Whether a sweep may continue from ``path``: a readable checkpoint of format ``fmt``, of
+    exactly these configs, whose runs' stopping decisions ``monitors`` (one per config) would
+    all have made too. Criteria are not part of a config's hash, so a checkpoint made under
+    another threshold (a run it stopped, or one it let go on) must not be continued."""
     try:
         state = load_checkpoint(path, fmt)
     except DataError:
         return False
-    if config_hashes is None:
-        return True
-    saved = state.get("config_hashes", [state.get("config_hash")])
-    return list(saved) == list(config_hashes)
+    if list(state.get("config_hashes", [state.get("config_hash")])) != list(config_hashes):
+        return False
+    runs = state["members"] if "members" in state else [state]
+    for run, monitor in zip(runs, monitors):
+        points = [Checkpoint(**c) for c in run.get("checkpoints", [])]
+        decisions = [bool(monitor(p)) if monitor is not None else False for p in points]
+        stopped = run.get("reason") == MONITOR_STOP
+        if decisions != [False] * (len(points) - stopped) + [True] * stopped:
+            return False
+    return True
 
 
 def saved_epochs(folder) -> dict[str, int]:
@@ -408,6 +436,7 @@ def saved_epochs(folder) -> dict[str, int]:
 def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
           monitor: Monitor | None = None, on_epoch: Callable[[EpochMetrics], None] | None = None,
           on_step: Callable[[int, int], None] | None = None, checkpoint_path=None, resume: bool = False,
+          checkpoint_required: bool = True,
           compile_model: bool = False, channels_last: bool | None = None) -> RunResult:
     """Train one configuration.
 
@@ -417,7 +446,9 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     With ``checkpoint_path`` the full training state (model, optimizer, epoch, early-stopping
     state, RNG states of the batcher and of torch) is saved there after every epoch; with
     ``resume`` an existing checkpoint of the same config is continued, giving the same result
-    as an uninterrupted run (the restored epochs are passed to ``on_epoch`` again).
+    as an uninterrupted run (the restored epochs are passed to ``on_epoch`` again; the
+    checkpoint records the monitor's decisions, so resume under the same monitor). Not
+    ``checkpoint_required`` (a sweep's checkpoints), a failed write is a warning, not an error.
     ``compile_model`` wraps the model in ``torch.compile`` (a speed option on CUDA).
     ``channels_last`` (default: on for CPU and CUDA) is exposed for benchmarks: NHWC convs are
     about twice as fast on CPU for these few-channel networks (see BENCHMARKS.md).
@@ -487,7 +518,7 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
             "best_error": best_error, "since_best": since_best, "best_state": best_state,
             "epochs": [e.to_dict() for e in result.epochs], "checkpoints": [vars(c) for c in result.checkpoints],
             "stopped_early": result.stopped_early, "reason": result.reason,
-            "seconds": elapsed_before + time.perf_counter() - started})
+            "seconds": elapsed_before + time.perf_counter() - started}, required=checkpoint_required)
 
     try:
         for epoch in range(first_epoch, config.epochs):
@@ -532,7 +563,7 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
             if on_epoch is not None:
                 on_epoch(metrics)
             if result.stopped_early:
-                result.reason = "monitor stopped the run"
+                result.reason = MONITOR_STOP
             elif config.patience is not None:
                 if eval_error < best_error:
                     best_error, since_best = eval_error, 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 import pytest
+import torch
 from click.testing import CliRunner
 
 from depthlab.cli.app import executor_options, executor_spec
@@ -20,7 +21,7 @@ from depthlab.errors import ConfigError, UserError
 from depthlab.executors import ExecutorSpec, InProcessExecutor, ProcessExecutor, Trial, TrialRunner
 from depthlab.runner import run_recorded
 from depthlab.store import Store, _pid_alive
-from depthlab.train import TrainConfig
+from depthlab.train import TrainConfig, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = dict(model="cnn-elu-bn", model_args={"depth": 3}, train_size=1000, test_size=500, epochs=1)
@@ -292,60 +293,112 @@ def test_fuse_auto_fuses_the_whole_group_only_on_a_gpu():
 
 @dataclass
 class Watch:
-    """A monitor that never stops a run: it records the points it is shown and, with
+    """A monitor: stops a run below ``threshold`` train error (never, with None) and, with
     ``kill_after``, raises KeyboardInterrupt past that epoch (a sweep killed mid-trial)."""
 
-    seen: list
+    threshold: float | None = None
     kill_after: float | None = None
 
     def __call__(self, checkpoint) -> bool:
         if self.kill_after is not None and checkpoint.epoch > self.kill_after:
             raise KeyboardInterrupt
-        self.seen.append(checkpoint.epoch)
-        return False
+        return self.threshold is not None and checkpoint.train_error < self.threshold
+
+
+def _mark_elapsed(path: Path, seconds: float) -> None:
+    """Set the training time a checkpoint says it has already spent: a resumed result that
+    reports it proves the run went on from that checkpoint."""
+    state = torch.load(path, weights_only=True)
+    state["seconds"] = seconds
+    save_checkpoint(path, state)
 
 
 @pytest.mark.parametrize("lrs,fuse", [((0.05,), 1), ((0.05, 0.2), 2)])
 def test_a_sweep_killed_mid_trial_resumes_from_its_checkpoints_then_removes_them(mnist, tmp_path, lrs, fuse):
     """Killed in the second of three epochs, then run again: the trial (or fused group)
-    continues after its first epoch, the results equal an uninterrupted run's, and no
-    checkpoint is left once the results are in the store."""
-    small = dict(train_size=600, test_size=200, epochs=3)
+    continues from its checkpoint, the results equal an uninterrupted run's, and neither the
+    checkpoint nor a temp file a killed write left beside it remains once the results are stored."""
     folder = tmp_path / "s.db-checkpoints"
 
     def trials(watch: Watch) -> list[Trial]:
-        batch = lr_batch(lrs, **small)
+        batch = lr_batch(lrs, train_size=600, test_size=200, epochs=3)
         for t in batch:
             t.monitor = watch
         return batch
 
     with Store(tmp_path / "whole.db") as store, InProcessExecutor() as executor:
-        whole = TrialRunner(executor, store, mnist, fuse=fuse).run(trials(Watch([])))
-    killed: list = []
+        whole = TrialRunner(executor, store, mnist, fuse=fuse).run(trials(Watch()))
     with Store(tmp_path / "s.db") as store:
         with InProcessExecutor() as executor, pytest.raises(KeyboardInterrupt):
-            TrialRunner(executor, store, mnist, fuse=fuse, checkpoint_dir=folder).run(trials(Watch(killed, 1.5)))
-        assert len(list(folder.iterdir())) == 1 and store.count() == 0
-        resumed_points: list = []
+            TrialRunner(executor, store, mnist, fuse=fuse, checkpoint_dir=folder).run(trials(Watch(kill_after=1.5)))
+        [saved] = list(folder.iterdir())
+        assert store.count() == 0 and torch.load(saved, weights_only=True)["epoch"] == 1
+        _mark_elapsed(saved, 1e6)
+        (folder / (saved.name + "k1ll3d.tmp")).write_bytes(b"half a checkpoint")
         with InProcessExecutor() as executor:
-            resumed = TrialRunner(executor, store, mnist, fuse=fuse, checkpoint_dir=folder).run(
-                trials(Watch(resumed_points)))
+            resumed = TrialRunner(executor, store, mnist, fuse=fuse, checkpoint_dir=folder).run(trials(Watch()))
         assert store.count("done") == len(lrs)
-    assert max(killed) < 1.5 and min(resumed_points) > 1  # it went on after epoch 1, not from the start
+    assert all(r["seconds"] * len(lrs) > 1e6 for r in resumed)  # it went on from the checkpoint
     assert all(same_result(r, w) for r, w in zip(resumed, whole))
     assert [[e["train_error"] for e in r["epochs"]] for r in resumed] == [[e["train_error"] for e in w["epochs"]]
                                                                        for w in whole]
     assert list(folder.iterdir()) == []
 
 
-def test_an_unreadable_checkpoint_is_discarded_not_an_error(mnist, tmp_path):
+@pytest.mark.parametrize("lrs", [(0.2,), (0.01, 0.2)])
+def test_a_checkpoint_made_under_another_criterion_is_not_continued(mnist, tmp_path, lrs):
+    """The threshold is not part of a trial's hash: a trial that a loose threshold stopped (or
+    let go on) before a kill is trained afresh under the new one, not resumed with the old
+    decisions."""
     from depthlab.executors import run_group
 
+    def group(watch: Watch) -> list[Trial]:
+        batch = lr_batch(lrs, train_size=600, test_size=200, epochs=3)
+        for t in batch:
+            t.monitor = watch
+        return batch
+
+    path = tmp_path / "group.pt"
+    loose = run_group(group(Watch(threshold=0.85)), mnist)
+    assert loose[-1]["stopped_early"] and loose[-1]["checkpoints"][-1]["epoch"] < 1.5  # lr 0.2 stops early
+    try:  # lr 0.01 is killed in its second epoch; lr 0.2 alone ends, killed before it is stored
+        run_group(group(Watch(threshold=0.85, kill_after=1.5)), mnist, str(path))
+    except KeyboardInterrupt:
+        assert len(lrs) == 2
+    assert path.exists()
+    _mark_elapsed(path, 1e6)
+    strict = run_group(group(Watch()), mnist, str(path))
+    want = run_group(group(Watch()), mnist)
+    assert all(not r["stopped_early"] and r["seconds"] * len(lrs) < 1e6 for r in strict)  # started afresh
+    assert all(same_result(r, w) for r, w in zip(strict, want))
+
+
+def test_an_unreadable_checkpoint_is_discarded_and_an_unwritable_one_skipped(mnist, tmp_path, capfd):
+    from depthlab.executors import run_group
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
     for lrs in ((0.05,), (0.05, 0.2)):
         group = lr_batch(lrs, train_size=300, test_size=200)
+        want = run_group(group, mnist)
         path = tmp_path / "group.pt"
         path.write_bytes(b"half a file")
         got = run_group(group, mnist, str(path))
-        want = run_group(group, mnist)
         assert [r["test_error"] for r in got] == [r["test_error"] for r in want]
-        assert not path.exists() or path.stat().st_size > 100  # replaced by a real checkpoint
+        assert path.stat().st_size > 100  # replaced by a real checkpoint
+        path.unlink()
+        unwritable = run_group(group, mnist, str(blocker / "group.pt"))  # a sweep's checkpoints only save time
+        assert [r["status"] for r in unwritable] == ["done"] * len(lrs)
+        assert [r["test_error"] for r in unwritable] == [r["test_error"] for r in want]
+        assert "warning: checkpoint" in capfd.readouterr().err
+
+
+def test_an_executor_whose_submit_predates_checkpoints_still_runs(mnist, tmp_path):
+    class OldStyle(InProcessExecutor):
+        def submit(self, trials, data):  # written before `checkpoint=` existed
+            return super().submit(trials, data)
+
+    with Store(tmp_path / "s.db") as store, OldStyle() as executor:
+        runner = TrialRunner(executor, store, mnist, checkpoint_dir=tmp_path / "c")
+        assert runner.checkpoint_dir is None
+        assert [r["status"] for r in runner.run(lr_batch((0.05,), train_size=300, test_size=200))] == ["done"]
