@@ -64,6 +64,7 @@ class Trial:
     experiment: str | None = None
     monitor: Monitor | None = None
     reuse: bool = True   # return the stored result of a finished identical config
+    extras: str | None = None  # a measure of the trained network, by name (`depthlab.experiments.EXTRAS`)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,11 +86,13 @@ def run_group(trials: Sequence[Trial], data: Dataset, checkpoint: str | None = N
             checkpoint, fmt, [t.config.hash() for t in trials], [t.monitor for t in trials]):
         discard_checkpoint(checkpoint)
     if len(trials) == 1:
+        from .experiments import extras_for
+
         t = trials[0]
         options = (dict(checkpoint_path=checkpoint, resume=True, checkpoint_required=False)
                    if checkpoint is not None else None)
         out = run_recorded(t.config, None, data, kind=t.kind, experiment=t.experiment, monitor=t.monitor,
-                           reuse=False, train_options=options)
+                           reuse=False, train_options=options, extras=extras_for(t.extras, t.config, data))
         out.pop("reused", None)
         return [out]
     return train_fused([t.config for t in trials], data, monitors=[t.monitor for t in trials],
@@ -445,6 +448,10 @@ class TrialRunner:
         self.trials_run = 0
         self.trials_reused = 0
 
+    def use_dataset(self, data: Dataset) -> None:
+        """Train trials on ``data`` (already loaded) whenever they ask for its name."""
+        self._datasets[data.name] = data
+
     @property
     def parallelism(self) -> int:
         """How many trials can usefully run at once (for searches that speculate)."""
@@ -563,7 +570,8 @@ class TrialRunner:
         by_key: dict[str, list] = {}
         singles = []
         for item in fresh:
-            key = fusion_key(item[1].config)
+            # extras measure one trained network: a fused group has none to hand them
+            key = fusion_key(item[1].config) if item[1].extras is None else None
             if key is None:
                 singles.append([item])
             else:

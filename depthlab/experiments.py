@@ -78,7 +78,8 @@ from .report import format_table, pyplot, safe_child, write_csv
 from .runner import run_recorded
 from .search import QUICK_PROTOCOL, FrontierConfig, find_frontiers
 from .search import parse_lrs as search_parse_lrs
-from .train import TrainConfig, evaluate, make_optimizer, multi_head_loss, parse_schedule, prepare_splits, resolve_device
+from .train import (EpochMetrics, TrainConfig, evaluate, make_optimizer, multi_head_loss, parse_schedule, prepare_splits,
+                    resolve_device)
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
@@ -309,6 +310,7 @@ class Context:
     echo: Callable[[str], None] = lambda line: None
     on_epoch: Callable[[str, Any], None] | None = None   # (run label, EpochMetrics), e.g. TensorBoard
     datasets: dict = field(default_factory=dict)
+    runner: Any = None  # a `depthlab.executors.TrialRunner`: `run_many` runs on its executor, all at once
 
     def dataset(self, name: str) -> Dataset:
         if name not in self.datasets:
@@ -328,13 +330,46 @@ class Context:
 
         result = run_recorded(config, self.store, data, kind=kind, experiment=self.experiment,
                               on_epoch=on_epoch, extras=extras)
+        if result.get("reused") or result["status"] != "done":
+            self._report(label, result)
+        return result
+
+    def run_many(self, items: Sequence[tuple[TrainConfig, str, str | None]]) -> list[dict]:
+        """Train (or read back) each ``(config, label, extras name)``: one after another through
+        `run` (with its per-epoch lines), or with a ``runner`` all at once on its executor
+        (workers, fused lr groups, Ray), one line per run as it is in; results in order."""
+        if self.runner is None:
+            return [self.run(c, label, extras=extras_for(name, c, self.dataset(c.dataset))) for c, label, name in items]
+        from .executors import Trial
+
+        for c, _, _ in items:
+            self.runner.use_dataset(self.dataset(c.dataset))
+        results = self.runner.run([Trial(c, kind="experiment", experiment=self.experiment, extras=name)
+                                   for c, _, name in items])
+        for (_, label, _), result in zip(items, results):
+            self._report(label, result)
+            if self.on_epoch is not None and not result.get("reused"):
+                for e in result.get("epochs", []):
+                    self.on_epoch(label, EpochMetrics(**e))
+        return results
+
+    def _report(self, label: str, result: dict) -> None:
+        final = result.get("test_error")
+        tail = f", test error {100 * final:.2f}%" if final is not None else ""
         if result.get("reused"):
-            final = result.get("test_error")
-            tail = f", test error {100 * final:.2f}%" if final is not None else ""
             self.echo(f"[{label}] {result['status']} (read from the store{tail})")
         elif result["status"] != "done":
             self.echo(f"[{label}] {result['status']}: {result.get('reason')}")
-        return result
+        else:
+            self.echo(f"[{label}] done in {result.get('seconds') or 0:.0f}s, {len(result.get('epochs', []))} "
+                      f"epoch(s){tail}")
+
+
+def _has_gates(config: TrainConfig, data: Dataset) -> bool:
+    """Whether the config's network has gates to report (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args)
+    return callable(getattr(model, "gates", None)) and len(model.gates()) > 0
 
 
 def gate_stats(model) -> dict:
@@ -362,6 +397,23 @@ def split_errors(config: TrainConfig, data: Dataset) -> Callable:
         return {**out, **gate_stats(model)}
 
     return measure
+
+
+EXTRAS: dict[str, Callable[[TrainConfig, Dataset], Callable]] = {
+    "gates": lambda config, data: gate_stats,
+    "splits": split_errors,
+}
+
+
+def extras_for(name: str | None, config: TrainConfig, data: Dataset) -> Callable | None:
+    """The ``extras`` function (see `depthlab.runner.run_recorded`) called ``name`` in `EXTRAS`,
+    for ``config`` on ``data``; None for None. By name, so that trials that need one can be
+    shipped to worker processes and Ray tasks, which build it there."""
+    if name is None:
+        return None
+    if name not in EXTRAS:
+        raise ConfigError(f"unknown extras {name!r}; choose one of: {', '.join(EXTRAS)}")
+    return EXTRAS[name](config, data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,9 +460,12 @@ class Sweep:
         rows, runs, train_curves, eval_curves = [], [], [], []
         grid = self.grid(ctx)
         eval_name = "val" if grid[0][1].eval_split == "val" else "test"
-        for arm, config in grid:
-            name = " ".join(p for p in (arm, f"lr={config.lr:g}" if self.lrs else "") if p) or config.model
-            result = ctx.run(config, f"{self.label}: {name}", extras=gate_stats)
+        names = [" ".join(p for p in (arm, f"lr={config.lr:g}" if self.lrs else "") if p) or config.model
+                 for arm, config in grid]
+        results = ctx.run_many([(config, f"{self.label}: {name}",
+                                 "gates" if _has_gates(config, ctx.dataset(config.dataset)) else None)
+                                for (_, config), name in zip(grid, names)])
+        for (arm, config), name, result in zip(grid, names, results):
             epochs = result.get("epochs", [])
             last = epochs[-1] if epochs else {}
             row = {"arm": arm, "lr": config.lr, "status": result["status"],
@@ -438,12 +493,13 @@ class Sweep:
 
 
 def lr_sweep(base: TrainConfig | Mapping, lrs: Sequence[float], store=None, *, data_dir: str | None = None,
-             echo: Callable[[str], None] = lambda line: None, label: str = "lr-sweep") -> PartResult:
+             echo: Callable[[str], None] = lambda line: None, label: str = "lr-sweep", runner=None) -> PartResult:
     """One run per learning rate (fixed batch size, momentum, schedule): table of final errors,
-    train and test error vs epoch (plots)."""
+    train and test error vs epoch (plots). With ``runner`` (a `depthlab.executors.TrialRunner`)
+    the runs go to its executor at once: worker processes, a fused lr group, Ray."""
     base = dataclasses.asdict(base) if isinstance(base, TrainConfig) else dict(base)
     sweep = Sweep(label, base, parse_lrs(lrs), title=f"{base['model']} lr sweep")
-    ctx = Context(store=store, data_dir=data_dir, echo=echo, experiment=label)
+    ctx = Context(store=store, data_dir=data_dir, echo=echo, experiment=label, runner=runner)
     sweep.configs(ctx)  # validate everything before the first run
     return sweep.run(ctx)
 
@@ -537,9 +593,8 @@ class Ablation:
         grid = self.grid(ctx)
         by_arm: dict[str, list[tuple[TrainConfig, dict]]] = {}
         what = "fold" if self.folds is not None else "seed"
-        for arm, i, config in grid:
-            data = ctx.dataset(config.dataset)
-            result = ctx.run(config, f"{self.label}: {arm} {what} {i}", extras=split_errors(config, data))
+        results = ctx.run_many([(config, f"{self.label}: {arm} {what} {i}", "splits") for arm, i, config in grid])
+        for (arm, _, config), result in zip(grid, results):
             by_arm.setdefault(arm, []).append((config, result))
         rows, runs, loss_curves, val_curves = [], [], [], []
         for arm, items in by_arm.items():
@@ -571,13 +626,14 @@ class Ablation:
 
 def ablate(base: TrainConfig | Mapping, toggles: Sequence[str], store=None, *, folds: int | None = None,
            seeds: int | None = None, data_dir: str | None = None,
-           echo: Callable[[str], None] = lambda line: None, label: str = "ablate") -> PartResult:
-    """Every on/off combination of ``toggles`` over K folds (default 3) or N seeds."""
+           echo: Callable[[str], None] = lambda line: None, label: str = "ablate", runner=None) -> PartResult:
+    """Every on/off combination of ``toggles`` over K folds (default 3) or N seeds (all fits at
+    once on the executor of ``runner``, a `depthlab.executors.TrialRunner`, when given)."""
     base = dataclasses.asdict(base) if isinstance(base, TrainConfig) else dict(base)
     if folds is None and seeds is None:
         folds = 3
     part = Ablation(label, base, tuple(toggles), folds=folds, seeds=seeds, title=f"{base['model']} ablation")
-    ctx = Context(store=store, data_dir=data_dir, echo=echo, experiment=label)
+    ctx = Context(store=store, data_dir=data_dir, echo=echo, experiment=label, runner=runner)
     part.configs(ctx)
     return part.run(ctx)
 
@@ -617,7 +673,10 @@ class Frontier:
 
     def run(self, ctx: Context) -> PartResult:
         fc = self.frontier_config(ctx)
-        result = find_frontiers(self.models, fc, ctx.store, ctx.dataset(fc.dataset), log=ctx.echo)
+        data = ctx.dataset(fc.dataset)
+        if ctx.runner is not None:
+            ctx.runner.use_dataset(data)
+        result = find_frontiers(self.models, fc, ctx.store, data, log=ctx.echo, runner=ctx.runner)
         rows, curves = [], []
         for m in result.models:
             rows.append({"model": m.model, "max_depth": m.max_trainable_depth, "lr": m.lr, "error": m.error,
@@ -859,14 +918,17 @@ def plan(name: str, *, quick: bool = False, device: str = "auto", budget: Mappin
 
 def reproduce(name: str, store=None, *, quick: bool = False, data_dir: str | None = None, device: str = "auto",
               echo: Callable[[str], None] = lambda line: None, budget: Mapping | None = None,
-              datasets: Mapping | None = None) -> Reproduction:
+              datasets: Mapping | None = None, runner=None) -> Reproduction:
     """Run (or read back from the store) every part of a named experiment and conclude.
     ``budget`` (``epochs``, ``train_size``) cuts every run, for a machine that cannot afford the
-    full protocol; the result records it so that tables are labelled."""
+    full protocol; the result records it so that tables are labelled. With ``runner`` (a
+    `depthlab.executors.TrialRunner` recording into ``store``) each part's runs go to its
+    executor all at once: worker processes, fused lr groups, Ray."""
     experiment = get_experiment(name)
     plan(name, quick=quick, device=device, budget=budget)
     ctx = experiment_context(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget)
     ctx.datasets.update(datasets or {})  # already loaded by the caller (the CLI loads before opening the store)
+    ctx.runner = runner
     started = time.perf_counter()
     parts = {}
     for part in experiment.parts:

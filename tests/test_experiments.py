@@ -376,3 +376,71 @@ def test_reproduce_forwards_cifar_experiments_to_their_command(tmp_path, capsys)
                             "--store", str(tmp_path / "s.db")], capsys)
     assert rc == 2 and "--epochs must be a positive integer" in err
     assert not (tmp_path / "s.db").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiments on an executor: worker processes, fused lr groups, checkpoints
+
+
+def test_an_lr_sweep_on_a_fused_group_matches_the_sequential_one(data_root, tmp_path):
+    from depthlab.executors import InProcessExecutor, TrialRunner
+
+    base = TrainConfig(model="strided", model_args={"stack_depth": 1}, train_size=1500, test_size=1000,
+                       epochs=2, batch_size=64, momentum=0.9, device="cpu")
+    lrs = [0.01, 0.03, 0.1]
+    with Store(tmp_path / "seq.db") as store:
+        sequential = lr_sweep(base, lrs, store, data_dir=data_root)
+    lines: list[str] = []
+    with Store(tmp_path / "fused.db") as store, InProcessExecutor() as executor:
+        runner = TrialRunner(executor, store, data_dir=data_root, fuse=3)
+        fused = lr_sweep(base, lrs, store, data_dir=data_root, runner=runner, echo=lines.append)
+        assert store.count("done") == 3 and runner.trials_run == 3
+    assert all(run["result"]["fused"]["members"] == 3 for run in fused.runs)  # one network for the grid
+    for f, s in zip(fused.rows, sequential.rows):
+        assert (f["lr"], f["status"], f["epochs"]) == (s["lr"], s["status"], s["epochs"])
+        assert f["test_error"] == pytest.approx(s["test_error"], abs=3 / 1000)
+    assert len(lines) == 3 and all(" done in " in line and "test error" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_an_ablation_on_worker_processes_measures_what_the_sequential_one_does(data_root, tmp_path):
+    """Extras (train/validation error of the restored weights) are measured in the worker that
+    trained the network; the gated strided net's gates come back from a worker too."""
+    from depthlab.executors import ProcessExecutor, TrialRunner
+
+    base = dict(model="skipfc", optimizer="adam", lr=2e-3, batch_size=128, epochs=2, train_size=1500,
+                test_size=1000, device="cpu", patience=1)
+    with Store(tmp_path / "seq.db") as store:
+        sequential = ablate(base, ["bn"], store, folds=2, data_dir=data_root)
+    with Store(tmp_path / "par.db") as store, ProcessExecutor(workers=2, threads=1) as executor:
+        runner = TrialRunner(executor, store, data_dir=data_root)
+        parallel = ablate(base, ["bn"], store, folds=2, data_dir=data_root, runner=runner)
+        gated = lr_sweep(TrainConfig(model="strided-gated", model_args={"stack_depth": 1}, train_size=600,
+                                     test_size=200, epochs=1, batch_size=64, device="cpu"), [0.01, 0.05], store,
+                         data_dir=data_root, runner=runner)
+        assert store.count("done") == 6
+    for p, s in zip(parallel.runs, sequential.runs):
+        assert p["config"] == s["config"] and p["result"]["status"] == s["result"]["status"]
+        for key in ("fit_error", "eval_error"):
+            assert p["result"]["extras"][key] == pytest.approx(s["result"]["extras"][key], abs=0.02)
+    assert [r["arm"] for r in parallel.rows] == ["bn=off", "bn=on"]
+    assert all(0 < r["gate_mean"] < 1 for r in gated.rows)
+
+
+def test_cli_experiments_take_workers_and_fuse(data_root, tmp_path, capsys):
+    common = ["--data-dir", str(data_root), "--store", str(tmp_path / "s.db")]
+    rc, out, err = run_cli(["lr-sweep", "strided", "-p", "stack_depth=1", "--lrs", "0.02,0.1", "--epochs", "1",
+                            "--batch-size", "64", "--train-size", "600", "--fuse", "2", "--out", str(tmp_path / "a"),
+                            "--json", *common], capsys)
+    assert rc == 0, err
+    assert "up to 2 fused" in err and [r["status"] for r in json.loads(out)["rows"]] == ["done", "done"]
+    with Store(tmp_path / "s.db") as store:
+        assert all(r.result["fused"]["members"] == 2 for r in store.runs())
+    assert not (tmp_path / "s.db-checkpoints").exists()
+    rc, out, err = run_cli(["ablate", "skipfc", "--toggle", "bn", "--folds", "2", "--epochs", "1", "--optimizer",
+                            "adam", "--lr", "0.002", "--train-size", "600", "--workers", "2",
+                            "--out", str(tmp_path / "b"), *common], capsys)
+    assert rc == 0, err
+    assert "2 worker processes" in err and out.count(" done in ") == 4
+    rc, out, err = run_cli(["reproduce", "lr-momentum", "--workers", "0", *common], capsys)
+    assert rc == 2 and "--workers" in err

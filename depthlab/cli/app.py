@@ -6,8 +6,8 @@ Bad flag values are checked before the store is opened, so a bad command never t
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
 import os
 import sys
 from pathlib import Path
@@ -56,14 +56,17 @@ def model_options(f):
     return f
 
 
-def executor_options(f):
-    """Where trials run: ``--executor local|ray``, ``--workers``, ``--ray-address``, CPU/GPU
-    shares per trial and ``--fuse`` (see `depthlab.executors`). Turn the values into an
-    `ExecutorSpec` with `executor_spec` (validated before the store is opened)."""
+def executor_options(f=None, *, workers: str = "auto"):
+    """Where trials run: ``--executor local|ray``, ``--workers`` (default ``workers``),
+    ``--ray-address``, CPU/GPU shares per trial and ``--fuse`` (see `depthlab.executors`). Turn
+    the values into an `ExecutorSpec` with `executor_spec` (validated before the store is opened)
+    and open it with `trial_runner`."""
+    if f is None:
+        return functools.partial(executor_options, workers=workers)
     options = [
         click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                      help="local processes, or Ray tasks (pip install 'depthlab[ray]')."),
-        click.option("--workers", default="auto", show_default=True,
+        click.option("--workers", default=workers, show_default=True,
                      help="local: parallel trials (processes); auto = one per CPU core on CPU, 1 on a GPU."),
         click.option("--ray-address", default=None,
                      help="ray: auto (the running cluster) or ray://HOST:PORT; default starts a local Ray."),
@@ -101,6 +104,28 @@ def executor_spec(executor="local", workers="auto", ray_address=None, cpus_per_t
                         gpus_per_trial=gpus_per_trial, fuse=group)
     spec.validate()
     return spec
+
+
+@contextlib.contextmanager
+def trial_runner(spec, device: str, store, store_path: str, group: int, *, data=None, data_dir=None,
+                 sequential: bool = False):
+    """Open the executor of ``spec`` and yield a `depthlab.executors.TrialRunner` on it that
+    records into ``store`` and keeps its trials' checkpoints beside it (``<store>-checkpoints``,
+    removed when empty); ``group``: how many trials one fused group could hold. With
+    ``sequential`` (commands whose classic output streams each epoch) yield None instead when
+    the spec asks for one local worker and no fusing: the caller runs its trials itself."""
+    from ..executors import TrialRunner, default_workers, describe
+    from ..store import checkpoint_dir_for, remove_if_empty
+
+    fuse = spec.fuse_for(device, group)
+    if sequential and spec.kind == "local" and (spec.workers or default_workers(device)) == 1 and fuse == 1:
+        yield None
+        return
+    checkpoints = checkpoint_dir_for(store_path)
+    with spec.create(device) as pool:
+        echo_err(f"trials run on {describe(spec, pool)}" + (f", up to {fuse} fused" if fuse > 1 else ""))
+        yield TrialRunner(pool, store, data, data_dir=data_dir, fuse=fuse, log=echo_err, checkpoint_dir=checkpoints)
+    remove_if_empty(checkpoints)
 
 
 def model_overrides(depth=None, act=None, init_=None, norm=None, skip=None, heads=None, width=None,

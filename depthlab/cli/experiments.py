@@ -10,8 +10,8 @@ import click
 
 from ..errors import ConfigError
 from . import cifar as _cifar
-from .app import (cli, common_options, default_dataset, model_options, model_overrides, require_tensorboard,
-                  tensorboard_writer)
+from .app import (cli, common_options, default_dataset, executor_options, executor_spec, model_options,
+                  model_overrides, require_tensorboard, tensorboard_writer, trial_runner)
 
 
 def toggle_flags(f):
@@ -93,9 +93,10 @@ def _prepare(configs, data_dir, store_path, out: str | None, default: str, tenso
     return _out_folder(out, default), datasets
 
 
-def _run_one_part(part, experiment: str, stem: str, data_dir, store_path, out, tensorboard, as_json):
+def _run_one_part(part, experiment: str, stem: str, data_dir, store_path, out, tensorboard, as_json, spec):
     """Check every flag (``part.configs``), the paths and the data before the store or a folder
-    is touched; then run ``part`` against the store and show it. Returns (result, paths)."""
+    is touched; then run ``part`` against the store (on the executor of ``spec``) and show it.
+    Returns (result, paths)."""
     from ..experiments import Context
     from ..store import Store
 
@@ -103,8 +104,9 @@ def _run_one_part(part, experiment: str, stem: str, data_dir, store_path, out, t
     configs = part.configs(ctx)
     folder, _ = _prepare(configs, data_dir, store_path, out, stem, tensorboard, ctx.datasets)
     ctx.on_epoch = _tensorboard_hook(tensorboard)
-    with Store(store_path) as store:
-        ctx.store = store
+    with Store(store_path) as store, trial_runner(spec, configs[0].device, store, store_path, len(configs),
+                                                  data_dir=data_dir, sequential=True) as runner:
+        ctx.store, ctx.runner = store, runner
         result = part.run(ctx)
     return result, _show_part(result, folder, experiment, as_json)
 
@@ -122,9 +124,11 @@ def _run_one_part(part, experiment: str, stem: str, data_dir, store_path, out, t
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option("--schedule", default="constant", show_default=True,
               help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise one needs one lr.")
+@executor_options(workers="1")
 def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, no_skip, dataset, data_dir,
                  train_size, seed, device, store_path, out, as_json, tensorboard, lrs, epochs, batch_size, momentum,
-                 optimizer, weight_decay, schedule):
+                 optimizer, weight_decay, schedule, executor, workers, ray_address, cpus_per_trial, gpus_per_trial,
+                 fuse):
     """One run of MODEL per learning rate: a table of final errors and train/test error plots."""
     from ..experiments import Sweep, parse_lrs
 
@@ -135,8 +139,9 @@ def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn,
                 schedule=schedule, seed=seed, device=device)
     sweep = Sweep("lr-sweep", base, parse_lrs(lrs),
                   title=f"{model} lr sweep (batch {batch_size}, momentum {momentum:g}, {epochs} epochs)")
+    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
     part, paths = _run_one_part(sweep, "lr-sweep", f"lr-sweep-{model}", data_dir, store_path, out, tensorboard,
-                                as_json)
+                                as_json, spec)
     best = part.best("test_error")
     if as_json:
         click.echo(json.dumps({"rows": part.rows, "best_lr": best and best["lr"], "files": paths}))
@@ -230,9 +235,11 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
               help="L2 penalty (as the optimiser's weight decay; for adam the classic coupled L2), e.g. 1e-5.")
 @click.option("--patience", type=int, default=None,
               help="Early stopping on validation error after N epochs without improvement; best weights restored.")
+@executor_options(workers="1")
 def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, no_skip, dataset, data_dir,
                train_size, seed, device, store_path, out, as_json, tensorboard, toggles, folds, seeds, epochs, lr,
-               momentum, batch_size, optimizer, schedule, l2, patience):
+               momentum, batch_size, optimizer, schedule, l2, patience, executor, workers, ray_address, cpus_per_trial,
+               gpus_per_trial, fuse):
     """Every on/off combination of the toggles over K folds or N seeds: mean ± std of train,
     validation and test accuracy and the time per fit, plus loss curves."""
     from ..experiments import Ablation
@@ -255,7 +262,9 @@ def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, n
     repeats = f"{seeds} seeds" if seeds else f"K={folds or 3} folds"
     part = Ablation("ablate", base, tuple(toggles), folds=None if seeds else (folds or 3), seeds=seeds,
                     title=f"{model} ablation ({repeats})")
-    result, paths = _run_one_part(part, "ablate", f"ablate-{model}", data_dir, store_path, out, tensorboard, as_json)
+    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
+    result, paths = _run_one_part(part, "ablate", f"ablate-{model}", data_dir, store_path, out, tensorboard, as_json,
+                                  spec)
     if as_json:
         click.echo(json.dumps({"rows": result.rows, "files": paths}))
     else:
@@ -299,7 +308,9 @@ register_cli_experiment(_cifar.CIFAR_EXPERIMENTS, _cifar.reproduce)
 @click.option("--epochs", type=int, default=None, help="A reduced budget: every run trains N epochs (labelled).")
 @click.option("--train-size", type=int, default=None,
               help="A reduced budget: every run uses a fixed subset of N training images (labelled).")
-def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json, epochs, train_size):
+@executor_options(workers="1")
+def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json, epochs, train_size, executor, workers,
+                  ray_address, cpus_per_trial, gpus_per_trial, fuse):
     """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
     numbers. Finished runs are read back from the store (an interrupted run resumes)."""
     from ..experiments import EXPERIMENTS, Frontier, check_budget, plan, reproduce
@@ -315,6 +326,7 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
         choices = sorted(EXPERIMENTS) + sorted(CLI_EXPERIMENTS)
         raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(choices)}")
     budget = check_budget({"epochs": epochs, "train_size": train_size})
+    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
     configs = plan(name, quick=quick, device=device, budget=budget)
     folder, datasets = _prepare(configs, data_dir, store_path, out, f"reproduce-{name}{'-quick' if quick else ''}")
     echo = _echo_for(as_json)
@@ -322,9 +334,10 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
     searches = any(isinstance(p, Frontier) for p in EXPERIMENTS[name].parts)
     count = f"{len(configs)} models to search" if searches else f"{len(configs)} runs"
     echo(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {count}")
-    with Store(store_path) as store:
+    with Store(store_path) as store, trial_runner(spec, device, store, store_path, len(configs),
+                                                  data_dir=data_dir, sequential=True) as runner:
         result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget,
-                           datasets=datasets)
+                           datasets=datasets, runner=runner)
     paths = []
     for label, part in result.parts.items():
         paths += _show_part(part, folder, label, as_json)

@@ -10,7 +10,7 @@ import click
 
 from ..errors import ConfigError
 from .app import (cli, common_options, echo_err, executor_options, executor_spec, int_or_keyword, model_options,
-                  model_overrides, open_store, require_tensorboard, tensorboard_writer)
+                  model_overrides, open_store, require_tensorboard, tensorboard_writer, trial_runner)
 
 
 
@@ -86,16 +86,9 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     folder = safe_output_dir(out or "depthlab-out/frontier")
     writer = tensorboard_writer(tensorboard)
 
-    from ..executors import TrialRunner, describe
-    from ..store import checkpoint_dir_for, remove_if_empty
-
-    with spec.create(config.device) as pool, open_store(store_path) as store:
-        group = spec.fuse_for(config.device, len(config.lrs))
-        echo_err(f"trials run on {describe(spec, pool)}" + (f", up to {group} lrs fused" if group > 1 else ""))
-        checkpoints = checkpoint_dir_for(store_path)
-        runner = TrialRunner(pool, store, data, data_dir=data_dir, fuse=group, log=echo_err, checkpoint_dir=checkpoints)
+    with open_store(store_path) as store, trial_runner(spec, config.device, store, store_path, len(config.lrs),
+                                                       data=data, data_dir=data_dir) as runner:
         result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err, runner=runner)
-    remove_if_empty(checkpoints)
 
     write_outputs(result, folder)
     if writer is not None:
