@@ -408,14 +408,17 @@ class ExecutorSpec:
 class _Request:
     """The trials of one `TrialRunner.run` call and the slots their results go to."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, on_result: Callable[[int, dict], None] | None = None):
         self.results: list[dict | None] = [None] * n
         self.missing = n
         self.future: Future = Future()
+        self.on_result = on_result
 
     def fill(self, index: int, result: dict) -> None:
         self.results[index] = result
         self.missing -= 1
+        if self.on_result is not None:
+            self.on_result(index, result)
         if self.missing == 0 and not self.future.done():
             self.future.set_result(self.results)
 
@@ -459,15 +462,16 @@ class TrialRunner:
 
     # -- the public API ---------------------------------------------------------------------
 
-    def run(self, trials: Sequence[Trial]) -> list[dict]:
+    def run(self, trials: Sequence[Trial], on_result: Callable[[int, dict], None] | None = None) -> list[dict]:
         """Run ``trials`` (concurrently, as far as the executor allows) and return their result
-        dicts in the order given, each with ``"reused"`` telling whether it came from the store."""
+        dicts in the order given, each with ``"reused"`` telling whether it came from the store.
+        ``on_result(index, result)`` is called (in the driver thread) as each one is in."""
         trials = list(trials)
         if not trials:
             return []
         if threading.get_ident() != self._driver:  # called from a `run_concurrently` task
-            return self._ask_driver("request", trials)
-        request = self._start(trials)
+            return self._ask_driver("request", (trials, on_result))
+        request = self._start(trials, on_result)
         self._serve(request.future.done)
         return request.future.result()
 
@@ -514,7 +518,7 @@ class TrialRunner:
             kind, payload, extra = self._events.get()
             if kind == "request":
                 try:
-                    request = self._start(payload)
+                    request = self._start(*payload)
                 except BaseException as exc:  # a bad config: the asking task raises it
                     extra.set_exception(exc)
                     continue
@@ -534,8 +538,8 @@ class TrialRunner:
             self._datasets[name] = load_dataset(name, self.data_dir)
         return self._datasets[name]
 
-    def _start(self, trials: list[Trial]) -> _Request:
-        request = _Request(len(trials))
+    def _start(self, trials: list[Trial], on_result: Callable[[int, dict], None] | None = None) -> _Request:
+        request = _Request(len(trials), on_result)
         # Everything that can fail (a bad config, missing data) before any trial is in flight,
         # so that a failure strands none of them.
         for trial in trials:

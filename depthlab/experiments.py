@@ -344,14 +344,16 @@ class Context:
 
         for c, _, _ in items:
             self.runner.use_dataset(self.dataset(c.dataset))
-        results = self.runner.run([Trial(c, kind="experiment", experiment=self.experiment, extras=name)
-                                   for c, _, name in items])
-        for (_, label, _), result in zip(items, results):
+
+        def arrived(index: int, result: dict) -> None:
+            label = items[index][1]
             self._report(label, result)
             if self.on_epoch is not None and not result.get("reused"):
                 for e in result.get("epochs", []):
                     self.on_epoch(label, EpochMetrics(**e))
-        return results
+
+        return self.runner.run([Trial(c, kind="experiment", experiment=self.experiment, extras=name)
+                                for c, _, name in items], on_result=arrived)
 
     def _report(self, label: str, result: dict) -> None:
         final = result.get("test_error")

@@ -300,6 +300,16 @@ def fusion_key(config: TrainConfig) -> str | None:
     return json.dumps(d, sort_keys=True)
 
 
+def fusable_group(configs: Sequence[TrainConfig]) -> int:
+    """The largest number of ``configs`` that could train as one fused network (1: none fuse)."""
+    counts: dict[str, int] = {}
+    for c in configs:
+        key = fusion_key(c)
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    return max(counts.values(), default=1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
 

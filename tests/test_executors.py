@@ -402,3 +402,23 @@ def test_an_executor_whose_submit_predates_checkpoints_still_runs(mnist, tmp_pat
         runner = TrialRunner(executor, store, mnist, checkpoint_dir=tmp_path / "c")
         assert runner.checkpoint_dir is None
         assert [r["status"] for r in runner.run(lr_batch((0.05,), train_size=300, test_size=200))] == ["done"]
+
+
+def test_results_are_handed_over_as_they_come_in(mnist, tmp_path):
+    trials = lr_batch((0.01, 0.05, 0.1), train_size=300, test_size=200)
+    arrived: list = []
+    with Store(tmp_path / "s.db") as store, InProcessExecutor() as executor:
+        TrialRunner(executor, store, mnist).run(trials[1:2])  # one of them is already stored
+        results = TrialRunner(executor, store, mnist).run(trials, on_result=lambda i, r: arrived.append(
+            (i, r["reused"], len(arrived))))
+    assert arrived[0] == (1, True, 0)  # the stored one at once, before anything trained
+    assert sorted(i for i, _, _ in arrived) == [0, 1, 2] and [r["reused"] for r in results] == [False, True, False]
+
+
+def test_experiment_commands_default_to_one_local_worker_and_let_ray_size_itself():
+    spec = executor_spec("local", None, default_workers="1")
+    assert spec.workers == 1
+    assert executor_spec("local", None).workers is None  # frontier: auto, one per core
+    assert executor_spec("local", "3", default_workers="1").workers == 3
+    pytest.importorskip("ray")
+    assert executor_spec("ray", None, default_workers="1").workers is None

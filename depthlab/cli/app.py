@@ -57,17 +57,19 @@ def model_options(f):
 
 
 def executor_options(f=None, *, workers: str = "auto"):
-    """Where trials run: ``--executor local|ray``, ``--workers`` (default ``workers``),
-    ``--ray-address``, CPU/GPU shares per trial and ``--fuse`` (see `depthlab.executors`). Turn
-    the values into an `ExecutorSpec` with `executor_spec` (validated before the store is opened)
-    and open it with `trial_runner`."""
+    """Where trials run: ``--executor local|ray``, ``--workers`` (default ``workers`` with the
+    local executor), ``--ray-address``, CPU/GPU shares per trial and ``--fuse`` (see
+    `depthlab.executors`). Turn the values into an `ExecutorSpec` with `executor_spec` (passing
+    the same ``workers`` default; validated before the store is opened) and open it with
+    `trial_runner`."""
     if f is None:
         return functools.partial(executor_options, workers=workers)
     options = [
         click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                      help="local processes, or Ray tasks (pip install 'depthlab[ray]')."),
-        click.option("--workers", default=workers, show_default=True,
-                     help="local: parallel trials (processes); auto = one per CPU core on CPU, 1 on a GPU."),
+        click.option("--workers", default=None,
+                     help=f"local: parallel trials (processes); auto = one per CPU core on CPU, 1 on a GPU "
+                          f"[default: {workers}]."),
         click.option("--ray-address", default=None,
                      help="ray: auto (the running cluster) or ray://HOST:PORT; default starts a local Ray."),
         click.option("--cpus-per-trial", type=float, default=1.0, show_default=True, help="ray: CPUs per trial."),
@@ -93,11 +95,14 @@ def int_or_keyword(text, keyword: str, flag: str) -> int | None:
         raise ConfigError(f"{flag} must be a positive integer or {keyword}, got {text!r}") from None
 
 
-def executor_spec(executor="local", workers="auto", ray_address=None, cpus_per_trial=1.0, gpus_per_trial=0.0,
-                  fuse="auto"):
-    """The validated `depthlab.executors.ExecutorSpec` of the `executor_options` values."""
+def executor_spec(executor="local", workers=None, ray_address=None, cpus_per_trial=1.0, gpus_per_trial=0.0,
+                  fuse="auto", *, default_workers: str = "auto"):
+    """The validated `depthlab.executors.ExecutorSpec` of the `executor_options` values
+    (``workers`` None: ``default_workers`` locally; Ray sizes itself)."""
     from ..executors import ExecutorSpec
 
+    if workers is None and executor == "local":
+        workers = default_workers
     count = int_or_keyword(workers, "auto", "--workers")
     group = int_or_keyword(fuse, "auto", "--fuse")
     spec = ExecutorSpec(kind=executor, workers=count, ray_address=ray_address, cpus_per_trial=cpus_per_trial,
@@ -107,24 +112,28 @@ def executor_spec(executor="local", workers="auto", ray_address=None, cpus_per_t
 
 
 @contextlib.contextmanager
-def trial_runner(spec, device: str, store, store_path: str, group: int, *, data=None, data_dir=None,
+def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, data_dir=None,
                  sequential: bool = False):
-    """Open the executor of ``spec`` and yield a `depthlab.executors.TrialRunner` on it that
-    records into ``store`` and keeps its trials' checkpoints beside it (``<store>-checkpoints``,
-    removed when empty); ``group``: how many trials one fused group could hold. With
-    ``sequential`` (commands whose classic output streams each epoch) yield None instead when
-    the spec asks for one local worker and no fusing: the caller runs its trials itself."""
+    """Open the executor of ``spec`` (first: a cluster that cannot be reached leaves no store
+    behind), then the store; yield ``(store, runner)``, the runner a
+    `depthlab.executors.TrialRunner` that records into the store and keeps its trials'
+    checkpoints beside it (``<store>-checkpoints``, removed when empty). ``group``: how many
+    trials one fused group could hold (1: none fuse). With ``sequential`` (commands whose classic
+    output streams each epoch) the runner is None when the spec asks for one local worker and
+    there is nothing to fuse: the caller runs its trials itself."""
     from ..executors import TrialRunner, default_workers, describe
-    from ..store import checkpoint_dir_for, remove_if_empty
+    from ..store import Store, checkpoint_dir_for, remove_if_empty
 
     fuse = spec.fuse_for(device, group)
-    if sequential and spec.kind == "local" and (spec.workers or default_workers(device)) == 1 and fuse == 1:
-        yield None
+    if sequential and spec.kind == "local" and (spec.workers or default_workers(device)) == 1 and fuse <= 1:
+        with Store(store_path) as store:
+            yield store, None
         return
     checkpoints = checkpoint_dir_for(store_path)
-    with spec.create(device) as pool:
+    with spec.create(device) as pool, Store(store_path) as store:
         echo_err(f"trials run on {describe(spec, pool)}" + (f", up to {fuse} fused" if fuse > 1 else ""))
-        yield TrialRunner(pool, store, data, data_dir=data_dir, fuse=fuse, log=echo_err, checkpoint_dir=checkpoints)
+        yield store, TrialRunner(pool, store, data, data_dir=data_dir, fuse=fuse, log=echo_err,
+                                 checkpoint_dir=checkpoints)
     remove_if_empty(checkpoints)
 
 

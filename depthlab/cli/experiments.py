@@ -97,15 +97,16 @@ def _run_one_part(part, experiment: str, stem: str, data_dir, store_path, out, t
     """Check every flag (``part.configs``), the paths and the data before the store or a folder
     is touched; then run ``part`` against the store (on the executor of ``spec``) and show it.
     Returns (result, paths)."""
-    from ..experiments import Context
-    from ..store import Store
+    from ..experiments import Ablation, Context
+    from ..fused import fusable_group
 
     ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment=experiment)
     configs = part.configs(ctx)
     folder, _ = _prepare(configs, data_dir, store_path, out, stem, tensorboard, ctx.datasets)
     ctx.on_epoch = _tensorboard_hook(tensorboard)
-    with Store(store_path) as store, trial_runner(spec, configs[0].device, store, store_path, len(configs),
-                                                  data_dir=data_dir, sequential=True) as runner:
+    group = 1 if isinstance(part, Ablation) else fusable_group(configs)  # ablation fits are measured: never fused
+    with trial_runner(spec, configs[0].device, store_path, group, data_dir=data_dir, sequential=True) as (store,
+                                                                                                         runner):
         ctx.store, ctx.runner = store, runner
         result = part.run(ctx)
     return result, _show_part(result, folder, experiment, as_json)
@@ -139,7 +140,7 @@ def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn,
                 schedule=schedule, seed=seed, device=device)
     sweep = Sweep("lr-sweep", base, parse_lrs(lrs),
                   title=f"{model} lr sweep (batch {batch_size}, momentum {momentum:g}, {epochs} epochs)")
-    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
+    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers="1")
     part, paths = _run_one_part(sweep, "lr-sweep", f"lr-sweep-{model}", data_dir, store_path, out, tensorboard,
                                 as_json, spec)
     best = part.best("test_error")
@@ -262,7 +263,7 @@ def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, n
     repeats = f"{seeds} seeds" if seeds else f"K={folds or 3} folds"
     part = Ablation("ablate", base, tuple(toggles), folds=None if seeds else (folds or 3), seeds=seeds,
                     title=f"{model} ablation ({repeats})")
-    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
+    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers="1")
     result, paths = _run_one_part(part, "ablate", f"ablate-{model}", data_dir, store_path, out, tensorboard, as_json,
                                   spec)
     if as_json:
@@ -314,7 +315,7 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
     """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
     numbers. Finished runs are read back from the store (an interrupted run resumes)."""
     from ..experiments import EXPERIMENTS, Frontier, check_budget, plan, reproduce
-    from ..store import Store
+    from ..fused import fusable_group
 
     if list_ or not name:
         for exp in EXPERIMENTS.values():
@@ -326,7 +327,7 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
         choices = sorted(EXPERIMENTS) + sorted(CLI_EXPERIMENTS)
         raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(choices)}")
     budget = check_budget({"epochs": epochs, "train_size": train_size})
-    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
+    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers="1")
     configs = plan(name, quick=quick, device=device, budget=budget)
     folder, datasets = _prepare(configs, data_dir, store_path, out, f"reproduce-{name}{'-quick' if quick else ''}")
     echo = _echo_for(as_json)
@@ -334,8 +335,8 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
     searches = any(isinstance(p, Frontier) for p in EXPERIMENTS[name].parts)
     count = f"{len(configs)} models to search" if searches else f"{len(configs)} runs"
     echo(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {count}")
-    with Store(store_path) as store, trial_runner(spec, device, store, store_path, len(configs),
-                                                  data_dir=data_dir, sequential=True) as runner:
+    with trial_runner(spec, device, store_path, fusable_group(configs), data_dir=data_dir, sequential=True) as (
+            store, runner):
         result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget,
                            datasets=datasets, runner=runner)
     paths = []

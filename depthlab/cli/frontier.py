@@ -10,7 +10,7 @@ import click
 
 from ..errors import ConfigError
 from .app import (cli, common_options, echo_err, executor_options, executor_spec, int_or_keyword, model_options,
-                  model_overrides, open_store, require_tensorboard, tensorboard_writer, trial_runner)
+                  model_overrides, require_tensorboard, tensorboard_writer, trial_runner)
 
 
 
@@ -86,8 +86,8 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     folder = safe_output_dir(out or "depthlab-out/frontier")
     writer = tensorboard_writer(tensorboard)
 
-    with open_store(store_path) as store, trial_runner(spec, config.device, store, store_path, len(config.lrs),
-                                                       data=data, data_dir=data_dir) as runner:
+    with trial_runner(spec, config.device, store_path, len(config.lrs), data=data, data_dir=data_dir) as (store,
+                                                                                                         runner):
         result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err, runner=runner)
 
     write_outputs(result, folder)
