@@ -912,6 +912,17 @@ def experiment_context(name: str, store=None, *, quick: bool = False, data_dir: 
     return Context(store=store, data_dir=data_dir, overrides=overrides, quick=quick, experiment=name, echo=echo)
 
 
+def fusable_runs(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None) -> int:
+    """The most runs of ``reproduce(name)`` that one fused network could train (1: none fuse):
+    a frontier part's lr grid at a depth, or a sweep part's runs that differ only in lr/seed."""
+    from .fused import fusable_group
+
+    ctx = experiment_context(name, quick=quick, device=device, budget=budget)
+    sizes = [len(p.frontier_config(ctx).lrs) if isinstance(p, Frontier) else
+             1 if isinstance(p, Ablation) else fusable_group(p.configs(ctx)) for p in get_experiment(name).parts]
+    return max(sizes, default=1)
+
+
 def plan(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None) -> list[TrainConfig]:
     """Every config ``reproduce(name)`` would run, validated (bad input fails here, early)."""
     ctx = experiment_context(name, quick=quick, device=device, budget=budget)

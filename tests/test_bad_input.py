@@ -228,6 +228,13 @@ CASES += [
     (f"{F} --fuse 0", "fuse"),
     (f"{F} --executor ray --cpus-per-trial 0", "cpus"),
     (f"{F} --executor ray --gpus-per-trial -1", "gpus"),
+    # the same flags on the experiment commands --------------------------------------------------
+    (f"{LS} --workers 0", "workers"),
+    (f"{LS} --fuse x", "--fuse must be a positive integer or auto"),
+    (f"{AB} --workers -2", "workers"),
+    (f"{AB} --executor dask", "Invalid value for '--executor'"),
+    (f"{RE} --executor ray --workers 2", "--workers is for --executor local"),
+    (f"{RE} --fuse 0", "fuse"),
     # lr-sweep -----------------------------------------------------------------------------------
     ("lr-sweep cnn-nope --lrs 0.1", "unknown model"),
     ("lr-sweep cnn-tanh --depth 3", "Missing option '--lrs'"),

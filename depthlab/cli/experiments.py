@@ -314,8 +314,7 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
                   ray_address, cpus_per_trial, gpus_per_trial, fuse):
     """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
     numbers. Finished runs are read back from the store (an interrupted run resumes)."""
-    from ..experiments import EXPERIMENTS, Frontier, check_budget, plan, reproduce
-    from ..fused import fusable_group
+    from ..experiments import EXPERIMENTS, Frontier, check_budget, fusable_runs, plan, reproduce
 
     if list_ or not name:
         for exp in EXPERIMENTS.values():
@@ -335,8 +334,8 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
     searches = any(isinstance(p, Frontier) for p in EXPERIMENTS[name].parts)
     count = f"{len(configs)} models to search" if searches else f"{len(configs)} runs"
     echo(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {count}")
-    with trial_runner(spec, device, store_path, fusable_group(configs), data_dir=data_dir, sequential=True) as (
-            store, runner):
+    group = fusable_runs(name, quick=quick, device=device, budget=budget)
+    with trial_runner(spec, device, store_path, group, data_dir=data_dir, sequential=True) as (store, runner):
         result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget,
                            datasets=datasets, runner=runner)
     paths = []
