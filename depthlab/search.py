@@ -343,6 +343,7 @@ class ModelFrontier:
     trials: int
     trials_reused: int
     next_trial: Cell | None = None  # (depth, lr, seed) the search needs next; None when it finished
+    trial_seconds: float = 0.0      # training time of its trials (when they were trained, reused or not)
 
     def to_dict(self) -> dict:
         nxt = dict(zip(("depth", "lr", "seed"), self.next_trial)) if self.next_trial is not None else None
@@ -350,6 +351,7 @@ class ModelFrontier:
                 "error": self.error, "first_failing_depth": self.first_failing_depth,
                 "fraction": self.fraction, "monotone": self.monotone, "seconds": round(self.seconds, 1),
                 "trials": self.trials, "trials_reused": self.trials_reused, "next_trial": nxt,
+                "trial_seconds": round(self.trial_seconds, 1),
                 "depths": {str(d): r.to_dict() for d, r in sorted(self.depths.items())}}
 
 
@@ -497,7 +499,8 @@ def summarise(model: str, depths: dict[int, DepthResult], seconds: float,
     trials = [t for r in depths.values() for t in r.trials]
     return ModelFrontier(model, ok[-1] if ok else None, best.lr if best else None, best.error if best else None,
                          bad[0] if bad else None, best.fraction if best else None, dict(sorted(depths.items())),
-                         monotone, seconds, len(trials), sum(t.reused for t in trials), next_trial)
+                         monotone, seconds, len(trials), sum(t.reused for t in trials), next_trial,
+                         sum(t.seconds for t in trials))
 
 
 def find_frontier(model: str, config: FrontierConfig, store: Store | None, data: Dataset | None = None, *,

@@ -294,6 +294,7 @@ def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, t
     timing = ("seconds", "trials_reused", "next_trial_epochs_saved")
     same = lambda m: {k: v for k, v in m.items() if k not in timing}  # noqa: E731
     assert [same(m) for m in status] == [same(m) for m in ran]          # the same answer, from the store
+    assert all(m["trial_seconds"] > 0 for m in status)                  # ...and the same training time
     assert all(m["next_trial"] is None for m in status)
 
     # The search interrupted before its last trial was recorded: status names that trial.

@@ -131,13 +131,16 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     for m in result.models:
         nxt, saved = m.next_trial, in_flight.get(m.model)
         rows.append([m.model, m.max_trainable_depth, m.lr, m.error, m.first_failing_depth, m.trials,
+                     f"{m.trial_seconds:,.0f}",
                      "finished" if nxt is None else f"depth {nxt[0]} lr {nxt[1]:g} seed {nxt[2]}"
                      + (f" ({saved} of {config.epochs} epochs saved)" if saved is not None else ""),
                      " ".join(f"{d}{'+' if r.trainable else '-'}" for d, r in sorted(m.depths.items()))])
     click.echo(format_table(("model", "max trainable so far", "lr", "error", "first failing so far", "trials stored",
-                             "next trial", "depths (+ trains, - fails)"), rows))
+                             "trial s", "next trial", "depths (+ trains, - fails)"), rows))
     done = sum(m.next_trial is None for m in result.models)
-    click.echo(f"{done} of {len(result.models)} searches finished in {store_path}")
+    spent = sum(m.trial_seconds for m in result.models)
+    click.echo(f"{done} of {len(result.models)} searches finished in {store_path}; {spent:,.0f} s of training in "
+               "the trials they used (speculative lrs they did not need are not counted)")
 
 
 def write_outputs(result, folder) -> None:
