@@ -178,7 +178,9 @@ class Store:
             if tables and "depthlab_meta" not in tables:
                 self.conn.close()
                 raise StoreError(f"{self.path} is an SQLite file but not a depthlab store")
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once
+            # (no busy wait) while another process opens the same new store: retry, as writes do.
+            self._while_locked(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute("PRAGMA foreign_keys = ON")
             if not tables:
@@ -193,19 +195,23 @@ class Store:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An immediate (write-locking) transaction, retried while another writer holds the lock."""
+    def _while_locked(self, statement) -> None:
+        """Run ``statement()``, retried (about 3 minutes in all) while another process holds
+        the lock SQLite needs for it."""
         for attempt in range(200):
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                break
+                statement()
+                return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 time.sleep(min(0.05 * (attempt + 1), 1.0))
-        else:
-            raise StoreError(f"store {self.path} stayed locked by another process")
+        raise StoreError(f"store {self.path} stayed locked by another process")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An immediate (write-locking) transaction, retried while another writer holds the lock."""
+        self._while_locked(lambda: self.conn.execute("BEGIN IMMEDIATE"))
         try:
             yield self.conn
         except BaseException:

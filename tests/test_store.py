@@ -223,3 +223,38 @@ def test_record_writes_a_whole_run(tmp_path):
         assert store.epochs(run_id)[0]["loss"] == 2.3
         assert [r.id for r in store.runs(kind="frontier", status="diverged")] == [run_id]
         assert store.runs(kind="train") == []
+
+
+_OPEN_AS_SOON_AS_IT_EXISTS = textwrap.dedent("""
+    import os, sys, time
+    from depthlab.store import Store
+    folder, count = sys.argv[1], int(sys.argv[2])
+    open(os.path.join(folder, f"ready-{os.getpid()}"), "w").close()
+    for i in range(count):
+        path, start = os.path.join(folder, f"s{i}.db"), time.monotonic()
+        while not os.path.exists(path):  # open it the moment another process has created it
+            if time.monotonic() - start > 30:
+                sys.exit(f"{path} never appeared")
+        with Store(path) as store:
+            store.runs(limit=1)
+""")
+
+
+@pytest.mark.slow
+def test_a_new_store_opened_by_several_processes_at_the_same_moment(tmp_path):
+    """The switch of a new file to WAL needs the file to itself; SQLite answers "database is
+    locked" at once (no busy wait) when another process opens the same new store in that
+    instant. 300 stores, each created by this process while 6 others open it as soon as it
+    exists: every open succeeds. (Before the retry, about one open in a few hundred failed.)"""
+    count = 300
+    readers = [subprocess.Popen([sys.executable, "-c", _OPEN_AS_SOON_AS_IT_EXISTS, str(tmp_path), str(count)],
+                                env=_env(), stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < len(readers) and time.monotonic() < deadline:
+        time.sleep(0.01)  # all of them imported and watching before the first store appears
+    for i in range(count):
+        with Store(tmp_path / f"s{i}.db"):
+            pass
+    for r in readers:
+        _, err = r.communicate(timeout=300)
+        assert r.returncode == 0, err[-2000:]
