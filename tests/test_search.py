@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from depthlab.cli import main
 from depthlab.errors import ConfigError
-from depthlab.search import (DEFAULT_LRS, FrontierConfig, PendingTrial, Trial, find_frontier, first_met, lr_order,
-                             parse_lrs, point_error, run_trial)
+from depthlab.search import (DEFAULT_LRS, DepthResult, FrontierConfig, PendingTrial, Trial, failure_cost_ratio,
+                             find_frontier, first_met, lr_order, parse_lrs, point_error, run_trial, search_depths,
+                             split_point)
 from depthlab.store import Store
 from depthlab.train import CHECKPOINT_FORMAT, save_checkpoint, train
 
@@ -420,3 +421,39 @@ def test_quick_sets_the_quick_protocol_and_flags_override_it(data_root, tmp_path
     assert (config["train_size"], config["epochs"], config["lrs"], config["max_depth"]) == (1000, 1, [0.01, 0.1, 1.0], 3)
     assert (config["eval_size"], config["evals_per_epoch"], config["threshold"]) == (1000, 4, 0.2)
     assert json.loads(text)["models"][0]["model"] == "cnn-elu-bn"
+
+
+def test_split_point_is_the_midpoint_for_equal_costs_and_leans_to_the_cheap_side():
+    for lo, hi in ((1, 3), (2, 4), (16, 32), (32, 64), (22, 100)):
+        points = [split_point(lo, hi, ratio) for ratio in (1.0, 2.0, 6.0, 14.0, 40.0)]
+        assert all(lo < k < hi for k in points)
+        assert points == sorted(points, reverse=True)  # costlier failures: probe nearer the trainable end
+    assert split_point(32, 64, 1.0) == 48 and split_point(16, 32, 1.0) == 24
+
+
+def test_the_cost_weighted_bisection_finds_every_boundary_for_less():
+    """Every boundary between a trainable 96 and a failing 192: the same answer as the plain
+    midpoint bisection, for less expected training when failing depths cost what they do (every
+    lr for the whole budget, against one trial stopping half-way for a trainable depth)."""
+    lrs = (0.001, 0.01, 0.1, 1.0)
+    ratio = failure_cost_ratio(FrontierConfig(lrs=lrs))
+
+    def cost_of_search(boundary: int, fail_over_ok: float) -> tuple[int, float]:
+        spent = 0.0
+
+        def evaluate(depth: int, start_lr):
+            nonlocal spent
+            ok = depth <= boundary
+            spent += depth * (1.5 if ok else 3.0 * len(lrs))  # in epochs x depth
+            return DepthResult(depth, ok, 0.1 if ok else None, None, float(ok), None)
+
+        found = search_depths(300, evaluate, fail_over_ok)
+        return max(d for d, r in found.items() if r.trainable), spent
+
+    weighted, midpoint = [], []
+    for boundary in range(96, 192, 3):
+        (answer, cost), (plain_answer, plain_cost) = cost_of_search(boundary, ratio), cost_of_search(boundary, 1.0)
+        assert answer == plain_answer == boundary
+        weighted.append(cost)
+        midpoint.append(plain_cost)
+    assert sum(weighted) < 0.9 * sum(midpoint)
