@@ -10,7 +10,7 @@ depth). A model, not a timing: it needs no data and runs in a second.
 from depthlab.search import DEFAULT_LRS, DepthResult, FrontierConfig, failure_cost_ratio, search_depths
 
 
-def search_cost(boundary: int, n_lrs: int, fail_over_ok: float) -> tuple[float, int, int]:
+def search_cost(boundary: int, n_lrs: int, fail_over_ok: float | None) -> tuple[float, int, int]:
     spent, probes = 0.0, 0
 
     def evaluate(depth: int, start_lr):
@@ -30,7 +30,7 @@ def main() -> None:
         ratio = failure_cost_ratio(FrontierConfig(lrs=lrs))
         boundaries = range(96, 192, 3)
         weighted = [search_cost(b, len(lrs), ratio) for b in boundaries]
-        midpoint = [search_cost(b, len(lrs), 1.0) for b in boundaries]
+        midpoint = [search_cost(b, len(lrs), None) for b in boundaries]
         assert [w[2] for w in weighted] == [m[2] for m in midpoint] == list(boundaries)  # the same answers
         print(f"{len(lrs):>3}  {ratio:>5g}  {sum(w[0] for w in weighted) / sum(m[0] for m in midpoint):>22.3f}"
               f"  {sum(w[1] for w in weighted) / len(weighted):>15.2f}  {sum(m[1] for m in midpoint) / len(midpoint):>15.2f}")

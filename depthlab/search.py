@@ -57,6 +57,9 @@ QUICK_PROTOCOL = dict(train_size=10000, epochs=1, lrs=(0.01, 0.1, 1.0), max_dept
 MAX_GRID = 1000  # more learning rates than this in log:LOW:HIGH:COUNT is a typo (and would never finish)
 
 
+BISECTIONS = ("cost", "midpoint")
+
+
 @dataclass(frozen=True)
 class FrontierConfig:
     """The frontier protocol. Defaults are the classic one (SPEC 4): MNIST, batch 256, SGD with
@@ -78,6 +81,7 @@ class FrontierConfig:
     dataset: str = "mnist"
     device: str = "auto"
     model_args: dict = field(default_factory=dict)  # axis overrides for every model (not depth)
+    bisection: str = "cost"                # cost-weighted split (`split_point`) or the plain midpoint
 
     def validate(self) -> None:
         if not isinstance(self.max_depth, int) or self.max_depth < 3:
@@ -105,6 +109,8 @@ class FrontierConfig:
             raise ConfigError(f"--seeds must be a positive integer, got {self.seeds}")
         if "depth" in self.model_args:
             raise ConfigError("the frontier searches the depth: use --depths or --max-depth, not --depth")
+        if self.bisection not in BISECTIONS:
+            raise ConfigError(f"unknown bisection {self.bisection!r}; choose one of: {', '.join(BISECTIONS)}")
         check_dataset_name(self.dataset)
 
     def validate_models(self, models: Sequence[str]) -> None:
@@ -493,11 +499,13 @@ def failure_cost_ratio(config: FrontierConfig) -> float:
 
 
 def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthResult],
-                  fail_over_ok: float = 1.0) -> dict[int, DepthResult]:
+                  fail_over_ok: float | None = None) -> dict[int, DepthResult]:
     """Geometric growth (3, 6, 12, ...) to the first failure or ``max_depth``, then a bisection
-    to two consecutive multiples of 3 that splits where the expected cost is least
-    (`split_point`: the midpoint when ``fail_over_ok`` is 1). ``evaluate(depth, start_lr)``
-    gives one depth's verdict."""
+    to two consecutive multiples of 3: at the midpoint, or with ``fail_over_ok`` (how much more
+    a failing depth costs than a trainable one) where the expected cost is least
+    (`split_point`). ``evaluate(depth, start_lr)`` gives one depth's verdict. The probes depend
+    only on the verdicts, never on what a store holds, so a resumed search walks the same path;
+    a store filled with one bisection is continued with the same one (``--bisection``)."""
     top = max_depth // 3
     results: dict[int, DepthResult] = {}
     lo: int | None = None   # deepest trainable, in units of 3
@@ -519,7 +527,7 @@ def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthR
             hi = n
             break
     while lo is not None and hi is not None and hi - lo > 1:
-        mid = split_point(lo, hi, fail_over_ok)
+        mid = (lo + hi) // 2 if fail_over_ok is None else split_point(lo, hi, fail_over_ok)
         if probe(mid):
             lo = mid
         else:
@@ -595,7 +603,8 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
                 ok = [r for r in decided.values() if r.trainable]
                 evaluate(d, ok[-1].lr if ok else None)
         else:
-            search_depths(config.max_depth, evaluate, failure_cost_ratio(config))
+            search_depths(config.max_depth, evaluate,
+                          failure_cost_ratio(config) if config.bisection == "cost" else None)
     except PendingTrial as stop:
         return summarise(model, decided, time.perf_counter() - started, next_trial=stop.cell)
     return summarise(model, decided, time.perf_counter() - started)

@@ -223,6 +223,7 @@ CASES += [
     (f"{T} --threads 0", "--threads must be a positive integer"),
     # frontier executors -------------------------------------------------------------------------
     (f"{F} --executor slurm", "Invalid value for '--executor'"),
+    (f"{F} --bisection half", "Invalid value for '--bisection'"),
     (f"{F} --workers 0", "workers"),
     (f"{F} --workers x", "--workers must be a positive integer or auto"),
     (f"{F} --fuse 0", "fuse"),

@@ -438,7 +438,7 @@ def test_the_cost_weighted_bisection_finds_every_boundary_for_less():
     lrs = (0.001, 0.01, 0.1, 1.0)
     ratio = failure_cost_ratio(FrontierConfig(lrs=lrs))
 
-    def cost_of_search(boundary: int, fail_over_ok: float) -> tuple[int, float]:
+    def cost_of_search(boundary: int, fail_over_ok: float | None) -> tuple[int, float]:
         spent = 0.0
 
         def evaluate(depth: int, start_lr):
@@ -452,8 +452,21 @@ def test_the_cost_weighted_bisection_finds_every_boundary_for_less():
 
     weighted, midpoint = [], []
     for boundary in range(96, 192, 3):
-        (answer, cost), (plain_answer, plain_cost) = cost_of_search(boundary, ratio), cost_of_search(boundary, 1.0)
+        (answer, cost), (plain_answer, plain_cost) = cost_of_search(boundary, ratio), cost_of_search(boundary, None)
         assert answer == plain_answer == boundary
         weighted.append(cost)
         midpoint.append(plain_cost)
     assert sum(weighted) < 0.9 * sum(midpoint)
+
+
+def test_midpoint_bisection_is_kept_for_stores_it_filled():
+    """``bisection="midpoint"`` (``--bisection midpoint``) probes exactly the midpoints, so a
+    store filled by a search started before the cost-weighted split is continued, not re-probed."""
+    table = {(3 * n, lr, 0): 3 * n <= 27 for n in range(1, 101) for lr in (0.01, 0.1)}
+    calls: list = []
+    result = find_frontier("cnn-tanh", FrontierConfig(max_depth=300, lrs=(0.01, 0.1), bisection="midpoint"), None,
+                           trial=fake_trials(table, calls))
+    assert (result.max_trainable_depth, result.first_failing_depth) == (27, 30)
+    assert list(dict.fromkeys(d for d, _, _ in calls)) == [3, 6, 12, 24, 48, 36, 30, 27]
+    with pytest.raises(ConfigError, match="unknown bisection"):
+        FrontierConfig(bisection="golden").validate()

@@ -27,6 +27,9 @@ from .app import (cli, common_options, echo_err, executor_options, executor_spec
 @click.option("--eval-size", default=None, help="Test images per evaluation, or all (default 2000; --quick 1000).")
 @click.option("--evals-per-epoch", type=int, default=None, help="Evaluation points per epoch (default 5; --quick 4).")
 @click.option("--quick", is_flag=True, help="10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 9, 4 evaluations of 1,000 test images per epoch.")
+@click.option("--bisection", type=click.Choice(["cost", "midpoint"]), default="cost", show_default=True,
+              help="How the search splits between a trainable and a failing depth: where the expected cost is "
+                   "least, or the midpoint (continue a store with the one that filled it).")
 @click.option("--status", is_flag=True, help="Train nothing: show what --store already decides of this search (depths so "
               "far, each model's next trial). Reads the store only (safe while the search runs); with --out, also "
               "writes the partial table and plots there.")
@@ -36,7 +39,7 @@ from .app import (cli, common_options, echo_err, executor_options, executor_spec
 def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds, eval_size, evals_per_epoch, quick,
              depth, act, init_, norm, skip, heads, width, params, dataset, data_dir, train_size, seed, device,
              store_path, out, as_json, tensorboard, executor, workers, ray_address, cpus_per_trial, gpus_per_trial,
-             fuse, status):
+             fuse, bisection, status):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data import load_dataset
     from ..models import CLASSIC_PRESETS, PRESETS
@@ -71,7 +74,7 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
         train_size=train_size if train_size is not None else defaults["train_size"],
         eval_size=eval_n,
         evals_per_epoch=evals_per_epoch if evals_per_epoch is not None else defaults["evals_per_epoch"],
-        dataset=dataset or "mnist", device=device,
+        dataset=dataset or "mnist", device=device, bisection=bisection,
         model_args=model_overrides(None, act, init_, norm, skip, heads, width, params))
     config.validate()
     config.validate_models(names)
