@@ -912,15 +912,23 @@ def experiment_context(name: str, store=None, *, quick: bool = False, data_dir: 
     return Context(store=store, data_dir=data_dir, overrides=overrides, quick=quick, experiment=name, echo=echo)
 
 
-def fusable_runs(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None) -> int:
-    """The most runs of ``reproduce(name)`` that one fused network could train (1: none fuse):
-    a frontier part's lr grid at a depth, or a sweep part's runs that differ only in lr/seed."""
+def fusable_size(part, ctx: Context) -> int:
+    """How many of ``part``'s runs one fused network could train (1: none fuse): a frontier's
+    lr grid at a depth, a sweep's runs that differ only in lr/seed; never an ablation's fits,
+    which are measured after training."""
     from .fused import fusable_group
 
+    if isinstance(part, Frontier):
+        return len(part.frontier_config(ctx).lrs)
+    if isinstance(part, Ablation):
+        return 1
+    return fusable_group(part.configs(ctx))
+
+
+def fusable_runs(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None) -> int:
+    """`fusable_size` of the largest part of ``reproduce(name)``."""
     ctx = experiment_context(name, quick=quick, device=device, budget=budget)
-    sizes = [len(p.frontier_config(ctx).lrs) if isinstance(p, Frontier) else
-             1 if isinstance(p, Ablation) else fusable_group(p.configs(ctx)) for p in get_experiment(name).parts]
-    return max(sizes, default=1)
+    return max((fusable_size(p, ctx) for p in get_experiment(name).parts), default=1)
 
 
 def plan(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None) -> list[TrainConfig]:

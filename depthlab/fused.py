@@ -513,22 +513,14 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
         state = load_checkpoint(checkpoint_path, FUSED_CHECKPOINT_FORMAT)
         if state.get("config_hashes") != hashes:
             raise ConfigError(f"checkpoint {checkpoint_path} belongs to other configurations; delete it")
-        index = torch.tensor(state["live"], dtype=torch.long, device=device)
-        compact_(model, index)
+        for m, saved in zip(members, state["members"]):
+            _restore_member(m, saved, on_epoch)
+        drop_finished()  # the members that had finished leave the net as they did before the save
         model.load_state_dict(state["model"])
-        optimizer.compact_(model, index)
         optimizer.buffers = {name: b.to(device) for name, b in state["momentum_buffers"].items()}
         for seed, rng in state["batches_rng"].items():
             train_batches[seed].generator.set_state(rng)
         torch.set_rng_state(state["torch_rng"])
-        for m, saved in zip(members, state["members"]):
-            _restore_member(m, saved, on_epoch)
-        live = [members[i] for i in state["live"]]
-        momentum, weight_decay = floats([m.config.momentum for m in live]), floats([m.config.weight_decay for m in live])
-        active = torch.ones(len(live), dtype=torch.bool, device=device)
-        first_bad = torch.full((len(live),), -1, dtype=torch.long, device=device)
-        loss_sum = torch.zeros(len(live), device=device)
-        wrong = torch.zeros(len(live), dtype=torch.long, device=device)
         first_epoch, elapsed_before = state["epoch"], state["seconds"]
 
     def save_state(epochs_done: int) -> None:
@@ -536,7 +528,7 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
             return
         save_checkpoint(checkpoint_path, {
             "format": FUSED_CHECKPOINT_FORMAT, "config_hashes": hashes, "epoch": epochs_done,
-            "live": [m.index for m in live], "model": model.state_dict(), "momentum_buffers": optimizer.buffers,
+            "model": model.state_dict(), "momentum_buffers": optimizer.buffers,
             "batches_rng": {s: b.generator.get_state() for s, b in train_batches.items()},
             "torch_rng": torch.get_rng_state(), "members": [_member_state(m) for m in members],
             "seconds": elapsed_before + time.perf_counter() - started}, required=checkpoint_required)

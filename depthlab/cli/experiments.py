@@ -14,6 +14,11 @@ from .app import (cli, common_options, default_dataset, executor_options, execut
                   model_overrides, require_tensorboard, tensorboard_writer, trial_runner)
 
 
+# The experiment commands run their trials one after another by default: their classic output
+# streams every epoch of every run (--workers N sends them to worker processes instead).
+EXPERIMENT_WORKERS = "1"
+
+
 def toggle_flags(f):
     """``--bn/--no-bn`` and ``--no-skip``: friendlier spellings of the model's toggles
     (skipfc: bn=true / skip=false; stages: norm=bn / skip=none; strided: skip=none)."""
@@ -97,16 +102,14 @@ def _run_one_part(part, experiment: str, stem: str, data_dir, store_path, out, t
     """Check every flag (``part.configs``), the paths and the data before the store or a folder
     is touched; then run ``part`` against the store (on the executor of ``spec``) and show it.
     Returns (result, paths)."""
-    from ..experiments import Ablation, Context
-    from ..fused import fusable_group
+    from ..experiments import Context, fusable_size
 
     ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment=experiment)
     configs = part.configs(ctx)
     folder, _ = _prepare(configs, data_dir, store_path, out, stem, tensorboard, ctx.datasets)
     ctx.on_epoch = _tensorboard_hook(tensorboard)
-    group = 1 if isinstance(part, Ablation) else fusable_group(configs)  # ablation fits are measured: never fused
-    with trial_runner(spec, configs[0].device, store_path, group, data_dir=data_dir, sequential=True) as (store,
-                                                                                                         runner):
+    with trial_runner(spec, configs[0].device, store_path, fusable_size(part, ctx), data_dir=data_dir,
+                      sequential=True) as (store, runner):
         ctx.store, ctx.runner = store, runner
         result = part.run(ctx)
     return result, _show_part(result, folder, experiment, as_json)
@@ -125,7 +128,7 @@ def _run_one_part(part, experiment: str, stem: str, data_dir, store_path, out, t
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option("--schedule", default="constant", show_default=True,
               help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise one needs one lr.")
-@executor_options(workers="1")
+@executor_options(workers=EXPERIMENT_WORKERS)
 def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, no_skip, dataset, data_dir,
                  train_size, seed, device, store_path, out, as_json, tensorboard, lrs, epochs, batch_size, momentum,
                  optimizer, weight_decay, schedule, executor, workers, ray_address, cpus_per_trial, gpus_per_trial,
@@ -140,7 +143,7 @@ def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn,
                 schedule=schedule, seed=seed, device=device)
     sweep = Sweep("lr-sweep", base, parse_lrs(lrs),
                   title=f"{model} lr sweep (batch {batch_size}, momentum {momentum:g}, {epochs} epochs)")
-    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers="1")
+    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers=EXPERIMENT_WORKERS)
     part, paths = _run_one_part(sweep, "lr-sweep", f"lr-sweep-{model}", data_dir, store_path, out, tensorboard,
                                 as_json, spec)
     best = part.best("test_error")
@@ -236,7 +239,7 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
               help="L2 penalty (as the optimiser's weight decay; for adam the classic coupled L2), e.g. 1e-5.")
 @click.option("--patience", type=int, default=None,
               help="Early stopping on validation error after N epochs without improvement; best weights restored.")
-@executor_options(workers="1")
+@executor_options(workers=EXPERIMENT_WORKERS)
 def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, no_skip, dataset, data_dir,
                train_size, seed, device, store_path, out, as_json, tensorboard, toggles, folds, seeds, epochs, lr,
                momentum, batch_size, optimizer, schedule, l2, patience, executor, workers, ray_address, cpus_per_trial,
@@ -263,7 +266,7 @@ def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, n
     repeats = f"{seeds} seeds" if seeds else f"K={folds or 3} folds"
     part = Ablation("ablate", base, tuple(toggles), folds=None if seeds else (folds or 3), seeds=seeds,
                     title=f"{model} ablation ({repeats})")
-    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers="1")
+    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers=EXPERIMENT_WORKERS)
     result, paths = _run_one_part(part, "ablate", f"ablate-{model}", data_dir, store_path, out, tensorboard, as_json,
                                   spec)
     if as_json:
@@ -309,7 +312,7 @@ register_cli_experiment(_cifar.CIFAR_EXPERIMENTS, _cifar.reproduce)
 @click.option("--epochs", type=int, default=None, help="A reduced budget: every run trains N epochs (labelled).")
 @click.option("--train-size", type=int, default=None,
               help="A reduced budget: every run uses a fixed subset of N training images (labelled).")
-@executor_options(workers="1")
+@executor_options(workers=EXPERIMENT_WORKERS)
 def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json, epochs, train_size, executor, workers,
                   ray_address, cpus_per_trial, gpus_per_trial, fuse):
     """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
@@ -326,7 +329,7 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
         choices = sorted(EXPERIMENTS) + sorted(CLI_EXPERIMENTS)
         raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(choices)}")
     budget = check_budget({"epochs": epochs, "train_size": train_size})
-    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers="1")
+    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers=EXPERIMENT_WORKERS)
     configs = plan(name, quick=quick, device=device, budget=budget)
     folder, datasets = _prepare(configs, data_dir, store_path, out, f"reproduce-{name}{'-quick' if quick else ''}")
     echo = _echo_for(as_json)
