@@ -448,10 +448,19 @@ class Batches:
         return padded[idx_n, idx_c, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.batches(self.epoch_order())
+
+    def epoch_order(self) -> torch.Tensor | None:
+        """Draw the next epoch's sample order (None without shuffling)."""
+        return torch.randperm(len(self.x), generator=self.generator).to(self.x.device) if self.shuffle else None
+
+    def batches(self, order: torch.Tensor | None, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of an epoch in ``order`` (from `epoch_order`), from batch ``start_step``
+        on: with the generator state saved at that point, a resumed epoch draws exactly the
+        batches (and augmentations) the uninterrupted one would have."""
         n = len(self.x)
-        order = (torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None)
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
-        for start in range(0, stop, self.batch_size):
+        for start in range(start_step * self.batch_size, stop, self.batch_size):
             if order is None:
                 xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
             else:

@@ -75,9 +75,9 @@ def run_group(trials: Sequence[Trial], data: Dataset, checkpoint: str | None = N
     """Train ``trials`` on ``data`` without a store and return their result dicts: one trial
     through `run_recorded`, several as one fused network (`depthlab.fused.train_fused`).
 
-    With ``checkpoint`` (a file path) the group saves its state there after every epoch (best
+    With ``checkpoint`` (a file path) the group saves its state there at every evaluation point (best
     effort: a failed write is a warning) and continues from a checkpoint it finds there, so a
-    killed sweep loses at most an epoch of each trial in flight. A file there that cannot be
+    killed sweep loses at most the steps since each trial's last evaluation. A file there that cannot be
     read, belongs to other configs or was made under other stopping criteria is discarded."""
     from .fused import FUSED_CHECKPOINT_FORMAT, train_fused
 
@@ -430,10 +430,10 @@ class TrialRunner:
     ``data_dir``) when a trial needs them. The runner does not close the executor or store.
 
     With ``checkpoint_dir`` (and an executor whose workers can write there) every group in
-    flight saves its state to a file in that folder after each epoch, named from its trials'
+    flight saves its state to a file in that folder at each evaluation point, named from its trials'
     config hashes; the same group dispatched again (a resumed sweep) continues from it, and the
     file is deleted once the group's results are in the store. A sweep killed at any moment
-    then loses at most one epoch of each trial that was running."""
+    then loses at most the steps since the last evaluation of each trial that was running."""
 
     def __init__(self, executor: Executor, store: Store | None = None, data: Dataset | None = None, *,
                  data_dir=None, fuse: int = 1, log: Callable[[str], None] | None = None,

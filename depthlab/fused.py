@@ -367,7 +367,8 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
 
     With ``checkpoint_path`` the group's whole state (the fused net, momentum buffers, which
     members are still training, every member's results so far, the batchers' RNG states) is
-    saved there after every epoch, atomically, and a run that finds a checkpoint of the same
+    saved there after every epoch and at every evaluation point inside one (with the epoch's
+    sample orders and the live members' running sums), atomically, and a run that finds a checkpoint of the same
     configs there continues from it: the results equal an uninterrupted run's (the restored
     epochs are passed to ``on_epoch`` again). The checkpoint records the monitors' decisions:
     continue it under the same monitors (`depthlab.train.checkpoint_resumable` checks). Not
@@ -508,6 +509,7 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
                 m.result.test_error = metrics.test_error if tests is None else tests[i]
 
     first_epoch, elapsed_before = 0, 0.0
+    mid_epoch: dict | None = None  # where a checkpoint saved inside an epoch stands
     hashes = [c.hash() for c in configs]
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
         state = load_checkpoint(checkpoint_path, FUSED_CHECKPOINT_FORMAT)
@@ -522,12 +524,15 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
             train_batches[seed].generator.set_state(rng)
         torch.set_rng_state(state["torch_rng"])
         first_epoch, elapsed_before = state["epoch"], state["seconds"]
+        mid_epoch = state.get("mid_epoch")
 
-    def save_state(epochs_done: int) -> None:
+    def save_state(epochs_done: int, mid: dict | None = None) -> None:
+        """Save after ``epochs_done`` whole epochs, plus ``mid`` (the running epoch's orders,
+        steps and the live members' sums) at an evaluation point inside an epoch."""
         if checkpoint_path is None:
             return
         save_checkpoint(checkpoint_path, {
-            "format": FUSED_CHECKPOINT_FORMAT, "config_hashes": hashes, "epoch": epochs_done,
+            "format": FUSED_CHECKPOINT_FORMAT, "config_hashes": hashes, "epoch": epochs_done, "mid_epoch": mid,
             "model": model.state_dict(), "momentum_buffers": optimizer.buffers,
             "batches_rng": {s: b.generator.get_state() for s, b in train_batches.items()},
             "torch_rng": torch.get_rng_state(), "members": [_member_state(m) for m in members],
@@ -540,10 +545,19 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
         share = len(live)  # members sharing this epoch's wall time
         model.train()
         loss_sum, wrong = torch.zeros_like(loss_sum), torch.zeros_like(wrong)
-        seen = 0
+        seen, start_step = 0, 0
         errors: torch.Tensor | None = None
-        iterators = {s: iter(b) for s, b in train_batches.items()}
-        for step in range(1, steps_per_epoch + 1):
+        if mid_epoch is not None:  # resumed inside this epoch: continue its orders and sums
+            orders = {s: o.to(device) if o is not None else None for s, o in mid_epoch["orders"].items()}
+            start_step, seen = mid_epoch["step"], mid_epoch["seen"]
+            loss_sum, wrong = mid_epoch["loss_sum"].to(device), mid_epoch["wrong"].to(device)
+            errors = mid_epoch["errors"].to(device) if mid_epoch["errors"] is not None else None
+            epoch_start, share = epoch_start - mid_epoch["seconds"], mid_epoch["share"]
+            mid_epoch = None
+        else:
+            orders = {s: b.epoch_order() for s, b in train_batches.items()}
+        iterators = {s: b.batches(orders[s], start_step) for s, b in train_batches.items()}
+        for step in range(start_step + 1, steps_per_epoch + 1):
             batch = {s: next(it) for s, it in iterators.items()}
             if len(seeds) == 1:
                 xb, yb = batch[seeds[0]]
@@ -600,6 +614,12 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
                     errors = errors[:, keep]
                     if not live:
                         break
+                if step != steps_per_epoch and checkpoint_path is not None:
+                    # A killed group then loses at most the steps since the last evaluation.
+                    save_state(epoch, {
+                        "step": step, "steps": steps_per_epoch, "seen": seen, "seconds": time.perf_counter() - epoch_start, "share": share,
+                        "orders": {s: o.cpu() if o is not None else None for s, o in orders.items()},
+                        "loss_sum": loss_sum.cpu(), "wrong": wrong.cpu(), "errors": errors.cpu()})
         if not live:
             break
         last = epoch == head.epochs - 1

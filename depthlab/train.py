@@ -338,7 +338,7 @@ def prepare_splits(config: TrainConfig, data: Dataset):
 Monitor = Callable[[Checkpoint], bool]
 
 # ---------------------------------------------------------------------------------------------
-# Resumable checkpoints (every epoch, atomic; loaded with weights_only=True)
+# Resumable checkpoints (every epoch and evaluation point, atomic; loaded with weights_only=True)
 
 CHECKPOINT_FORMAT = "depthlab-train-state-1"
 
@@ -412,11 +412,12 @@ def checkpoint_resumable(path, fmt: str, config_hashes: Sequence[str], monitors:
     return True
 
 
-def saved_epochs(folder) -> dict[str, int]:
+def saved_epochs(folder) -> dict[str, float]:
     """For each config hash with a checkpoint in ``folder`` (a sweep's trials in flight: the
-    ``checkpoint_dir`` of `depthlab.executors.TrialRunner`), the epochs it has saved; files
-    that cannot be read are skipped. Read-only: safe while the sweep runs."""
-    found: dict[str, int] = {}
+    ``checkpoint_dir`` of `depthlab.executors.TrialRunner`), the epochs it has saved (1.4: one
+    epoch and 40% of the next, saved at an evaluation point); files that cannot be read are
+    skipped. Read-only: safe while the sweep runs."""
+    found: dict[str, float] = {}
     if not os.path.isdir(folder):
         return found
     for name in sorted(os.listdir(folder)):
@@ -427,9 +428,13 @@ def saved_epochs(folder) -> dict[str, int]:
         except Exception:  # being replaced, or not ours: nothing to report
             continue
         if isinstance(state, dict) and isinstance(state.get("epoch"), int):
+            epochs: float = state["epoch"]
+            mid = state.get("mid_epoch")
+            if isinstance(mid, dict) and isinstance(mid.get("step"), int) and isinstance(mid.get("steps"), int):
+                epochs = round(epochs + mid["step"] / max(mid["steps"], 1), 2)
             for key in state.get("config_hashes") or [state.get("config_hash")]:
                 if isinstance(key, str):
-                    found[key] = state["epoch"]
+                    found[key] = epochs
     return found
 
 
@@ -444,7 +449,8 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     the run early by returning True (the frontier stops as soon as its criterion is met).
     ``on_epoch`` receives each epoch's metrics as soon as they exist (the store writes them).
     With ``checkpoint_path`` the full training state (model, optimizer, epoch, early-stopping
-    state, RNG states of the batcher and of torch) is saved there after every epoch; with
+    state, RNG states of the batcher and of torch) is saved there after every epoch and at every
+    evaluation point inside one (with the epoch's sample order and running sums); with
     ``resume`` an existing checkpoint of the same config is continued, giving the same result
     as an uninterrupted run (the restored epochs are passed to ``on_epoch`` again; the
     checkpoint records the monitor's decisions, so resume under the same monitor). Not
@@ -484,6 +490,7 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     result = RunResult(canonical, "done", [], 0.0, parameters=count_parameters(model), device=str(device))
     best_error, best_state, since_best = math.inf, None, 0
     first_epoch, elapsed_before = 0, 0.0
+    mid_epoch: dict | None = None  # where a checkpoint saved in the middle of an epoch stands
     if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
         state = load_checkpoint(checkpoint_path)
         if state.get("config_hash") != config.hash():
@@ -501,17 +508,20 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
         result.checkpoints = [Checkpoint(**c) for c in state["checkpoints"]]
         result.stopped_early, result.reason = state["stopped_early"], state["reason"]
         first_epoch, elapsed_before = state["epoch"], state["seconds"]
+        mid_epoch = state.get("mid_epoch")
         for d in state["epochs"]:
             metrics = EpochMetrics(**d)
             result.epochs.append(metrics)
             if on_epoch is not None:
                 on_epoch(metrics)
 
-    def save_state(epochs_done: int) -> None:
+    def save_state(epochs_done: int, mid: dict | None = None) -> None:
+        """Save after ``epochs_done`` whole epochs, plus ``mid`` (the running epoch's order,
+        steps and sums) when saving at an evaluation point inside an epoch."""
         if checkpoint_path is None:
             return
         save_checkpoint(checkpoint_path, {
-            "format": CHECKPOINT_FORMAT, "config_hash": config.hash(), "epoch": epochs_done,
+            "format": CHECKPOINT_FORMAT, "config_hash": config.hash(), "epoch": epochs_done, "mid_epoch": mid,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "batches_rng": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
@@ -528,10 +538,19 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
             model.train()
             loss_sum = torch.zeros((), device=device)
             wrong = torch.zeros((), dtype=torch.long, device=device)
-            seen = 0
+            seen, start_step = 0, 0
             lr = config.lr
             eval_error, head_errors = math.nan, None
-            for step, (xb, yb) in enumerate(train_batches, start=1):
+            if mid_epoch is not None:  # resumed inside this epoch: continue its order and sums
+                order = mid_epoch["order"].to(device) if mid_epoch["order"] is not None else None
+                start_step, seen = mid_epoch["step"], mid_epoch["seen"]
+                loss_sum, wrong = mid_epoch["loss_sum"].to(device), mid_epoch["wrong"].to(device)
+                eval_error, head_errors = mid_epoch["eval_error"], mid_epoch["head_errors"]
+                epoch_start -= mid_epoch["seconds"]
+                mid_epoch = None
+            else:
+                order = train_batches.epoch_order()
+            for step, (xb, yb) in enumerate(train_batches.batches(order, start_step), start=start_step + 1):
                 lr = schedule.lr_at(epoch + (step - 1) / steps_per_epoch, config.lr, config.epochs)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -557,6 +576,12 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
                         result.stopped_early = True
                         if step != steps_per_epoch:
                             break
+                    elif step != steps_per_epoch and checkpoint_path is not None:
+                        # A killed run then loses at most the steps since the last evaluation.
+                        save_state(epoch, {
+                            "step": step, "steps": steps_per_epoch, "order": order.cpu() if order is not None else None, "seen": seen,
+                            "loss_sum": loss_sum.cpu(), "wrong": wrong.cpu(), "eval_error": eval_error,
+                            "head_errors": head_errors, "seconds": time.perf_counter() - epoch_start})
             metrics = EpochMetrics(epoch, wrong.item() / max(seen, 1), eval_error, loss_sum.item() / max(seen, 1),
                                    lr, time.perf_counter() - epoch_start, head_errors)
             result.epochs.append(metrics)

@@ -225,6 +225,34 @@ def test_resume_continues_an_interrupted_run_to_the_uninterrupted_result(tmp_pat
     assert strip(again) == strip(full) and again.test_error == full.test_error
 
 
+def test_a_run_killed_inside_an_epoch_resumes_from_its_last_evaluation_point(tmp_path):
+    """Checkpoints are also written at the evaluation points inside an epoch (with the epoch's
+    sample order, the augmentation RNG and the running sums): killed between two of them, the
+    run continues from the last one to exactly the uninterrupted result."""
+    config = _resumable_config(evals_per_epoch=3)  # 5 steps per epoch: evaluations after steps 2, 3, 5
+    data = tiny_cifar(n_train=80, n_test=16)
+    full = train(config, data)
+
+    def kill_at_epoch_1_step_5(step, steps):
+        if kill_at_epoch_1_step_5.epoch_of_step == 1 and step == 5:
+            raise _Interrupt
+        if step == steps:
+            kill_at_epoch_1_step_5.epoch_of_step += 1
+    kill_at_epoch_1_step_5.epoch_of_step = 0
+    path = tmp_path / "cut.pt"
+    with pytest.raises(_Interrupt):
+        train(config, data, checkpoint_path=path, on_step=kill_at_epoch_1_step_5)
+    saved = load_checkpoint(path)
+    assert (saved["epoch"], saved["mid_epoch"]["step"]) == (1, 3)  # saved after epoch 1's step 3
+    resumed = train(config, data, checkpoint_path=path, resume=True)
+    strip = lambda r: [(e.epoch, e.train_error, e.test_error, e.loss, e.lr) for e in r.epochs]
+    assert strip(resumed) == strip(full)
+    assert [vars(c) for c in resumed.checkpoints] == [vars(c) for c in full.checkpoints]
+    assert resumed.test_error == full.test_error and resumed.stopped_early == full.stopped_early
+    for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
 def test_checkpoint_is_written_atomically_and_loads_weights_only(tmp_path):
     data = tiny_cifar(n_train=32, n_test=16)
     path = tmp_path / "run.pt"

@@ -242,6 +242,28 @@ def test_a_fused_group_killed_mid_run_resumes_from_its_checkpoint_to_the_same_re
     assert [_without_times(r) for r in again] == [_without_times(r) for r in whole]
 
 
+def test_a_fused_group_killed_inside_an_epoch_resumes_from_its_last_evaluation_point(mnist, tmp_path):
+    """The group also saves at the evaluation points inside an epoch: killed at epoch 1's third
+    step (after a member stopped at its first), it continues from epoch 1's second step to the
+    uninterrupted results, members of two seeds (two sample orders) included."""
+    base = dict(model="cnn-elu", model_args={"depth": 6}, evals_per_epoch=2, **{**SMALL, "epochs": 3})
+    configs = [TrainConfig(**base, lr=lr, seed=seed) for lr, seed in ((0.01, 0), (0.1, 0), (50.0, 0), (0.05, 1))]
+    monitor = StopBelow(0.6)
+    whole = train_fused(configs, mnist, monitors=monitor)
+    path = tmp_path / "group.pt"
+
+    def kill(epoch, step, losses):
+        if (epoch, step) == (1, 3):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_fused(configs, mnist, monitors=monitor, on_step=kill, checkpoint_path=path)
+    saved = torch.load(path, weights_only=True)
+    assert (saved["epoch"], saved["mid_epoch"]["step"]) == (1, 2)
+    resumed = train_fused(configs, mnist, monitors=monitor, checkpoint_path=path)
+    assert [_without_times(r) for r in resumed] == [_without_times(r) for r in whole]
+
+
 def test_a_fused_checkpoint_of_other_configs_is_refused(mnist, tmp_path):
     base = dict(model="cnn-elu", model_args={"depth": 3}, **{**SMALL, "epochs": 1})
     path = tmp_path / "group.pt"

@@ -334,6 +334,13 @@ def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, t
     code, text, err = run_cli(args + ["--status", "--json"], capsys)
     assert {m["model"]: m["next_trial_epochs_saved"] for m in json.loads(text)["models"]} == {
         m["model"]: (1 if m["model"] == model else None) for m in ran}
+    # Saved at an evaluation point inside its second epoch: the fraction of that epoch counts.
+    save_checkpoint(tmp_path / "s.db-checkpoints" / "group.pt",
+                    {"format": CHECKPOINT_FORMAT, "config_hash": last.config_hash, "epoch": 1,
+                     "mid_epoch": {"step": 2, "steps": 5}})
+    code, text, err = run_cli(args + ["--status"], capsys)
+    row = next(line for line in text.splitlines() if line.startswith(model + " "))
+    assert code == 0 and f"{nxt} (1.4 of 1 epochs saved)" in row, text
 
 
 def test_frontier_status_needs_an_existing_store(tmp_path, capsys):

@@ -136,7 +136,7 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
         rows.append([m.model, m.max_trainable_depth, m.lr, m.error, m.first_failing_depth, m.trials,
                      f"{m.trial_seconds:,.0f}",
                      "finished" if nxt is None else f"depth {nxt[0]} lr {nxt[1]:g} seed {nxt[2]}"
-                     + (f" ({saved} of {config.epochs} epochs saved)" if saved is not None else ""),
+                     + (f" ({saved:g} of {config.epochs} epochs saved)" if saved is not None else ""),
                      " ".join(f"{d}{'+' if r.trainable else '-'}" for d, r in sorted(m.depths.items()))])
     click.echo(format_table(("model", "max trainable so far", "lr", "error", "first failing so far", "trials stored",
                              "trial s", "next trial", "depths (+ trains, - fails)"), rows))
