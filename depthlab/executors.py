@@ -597,6 +597,11 @@ class TrialRunner:
         limit = self.executor.dispatch_limit
         while self._waiting and (limit is None or self._running < limit):
             _, _, group, attempt = heapq.heappop(self._waiting)
+            if limit is not None and self._split(group, idle=limit - self._running - len(self._waiting) - 1):
+                half = (len(group) + 1) // 2
+                self._enqueue(group[:half], attempt)
+                self._enqueue(group[half:], attempt)
+                continue
             data = self._datasets[group[0][0].config.dataset]  # loaded by `_start`
             checkpoint = self._checkpoint_path(group)
             try:
@@ -607,6 +612,23 @@ class TrialRunner:
                 future.set_exception(exc)
             self._running += 1
             future.add_done_callback(lambda f, g=group, a=attempt: self._events.put(("done", (g, a), f)))
+
+    def _split(self, group: list[tuple[Trial, str]], idle: int) -> bool:
+        """Whether to run ``group`` as two halves: when slots would otherwise stay idle (the last
+        search of a sweep, say), two half groups side by side finish long before one fused
+        group on one slot (on CPU a fused group of 8 costs about 4.4 lone members: BENCHMARKS.md). A
+        group with a checkpoint of its own is resumed whole; one whose halves have checkpoints
+        (an earlier run split it) is split again so they are resumed."""
+        if len(group) < 2:
+            return False
+        whole = self._checkpoint_path(group)
+        if whole is not None:
+            if os.path.exists(whole):
+                return False
+            half = (len(group) + 1) // 2
+            if any(os.path.exists(self._checkpoint_path(part) or "") for part in (group[:half], group[half:])):
+                return True
+        return idle > 0
 
     def _checkpoint_path(self, group: list[tuple[Trial, str]]) -> str | None:
         """The group's checkpoint file: the same trials in the same order, the same file."""

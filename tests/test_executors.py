@@ -209,6 +209,36 @@ def test_cheap_groups_go_first_and_the_executor_gets_no_more_than_its_slots(mnis
     assert [r["config"]["model_args"]["depth"] for r in results] == [9, 3, 6]  # results in the order asked
 
 
+@pytest.mark.parametrize("slots,checkpoint,sizes", [
+    (2, None, [3, 3]),      # a slot would idle: two halves side by side
+    (1, None, [6]),         # no idle slot: one fused group
+    (2, "whole", [6]),      # the whole group has a checkpoint: resumed whole
+    (1, "half", [3, 3]),    # an earlier run split it: split again to resume the halves
+])
+def test_a_fused_group_is_halved_only_when_a_slot_would_idle(mnist, tmp_path, slots, checkpoint, sizes):
+    trials = lr_batch((0.003, 0.01, 0.03, 0.1, 0.3, 1.0), train_size=300, test_size=200)
+    handed: list[int] = []
+
+    class Recording(InProcessExecutor):
+        def submit(self, group, data, checkpoint=None):
+            handed.append(len(group))
+            return super().submit(group, data, checkpoint)
+
+    folder = tmp_path / "ckpt"
+    with Store(tmp_path / "h.db") as store, Recording() as executor:
+        executor.slots = slots
+        runner = TrialRunner(executor, store, mnist, fuse=6, checkpoint_dir=folder)
+        keyed = [(t, t.config.hash()) for t in trials]
+        if checkpoint is not None:
+            folder.mkdir()
+            path = runner._checkpoint_path(keyed if checkpoint == "whole" else keyed[3:])
+            Path(path).write_bytes(b"a checkpoint")  # unreadable: discarded by the worker, after the choice
+        results = runner.run(trials)
+        assert handed == sizes
+        assert [r["config"]["lr"] for r in results] == [t.config.lr for t in trials]  # in the order asked
+        assert store.count() == 6 and not list(folder.glob("*.pt"))
+
+
 def test_executor_errors_are_retried_once_then_recorded_as_failed(mnist, tmp_path):
     """A group the executor cannot take or loses (a worker killed for memory, a node gone) is
     tried once more; if that fails too its trials are recorded as failed and the rest go on."""
