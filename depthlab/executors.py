@@ -160,7 +160,7 @@ class Executor:
 
     def submit(self, trials: Sequence[Trial], data: Dataset, checkpoint: str | None = None) -> Future:
         """Start ``trials``; with ``checkpoint`` (executors with ``checkpoints``) they save their
-        state to that file every epoch and resume from it (`run_group`)."""
+        state to that file at every evaluation point and resume from it (`run_group`)."""
         raise NotImplementedError
 
     def close(self) -> None:

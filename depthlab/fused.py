@@ -49,7 +49,7 @@ from .train import (MONITOR_STOP, Checkpoint, EpochMetrics, Monitor, RunResult, 
                     parse_schedule, prepare_splits, resolve_device, save_checkpoint)
 
 PER_MEMBER = ("lr", "seed", "momentum", "weight_decay", "schedule")
-FUSED_CHECKPOINT_FORMAT = "depthlab-fused-state-1"
+FUSED_CHECKPOINT_FORMAT = "depthlab-fused-state-2"  # format 1 (epoch ends only) still loads
 # Parameter-free modules that act per channel (or per element): they work on the fused layout as is.
 LAYOUT_FREE = (nn.Tanh, nn.ELU, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Softplus, nn.Identity,
                nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
@@ -551,7 +551,7 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
             orders = {s: o.to(device) if o is not None else None for s, o in mid_epoch["orders"].items()}
             start_step, seen = mid_epoch["step"], mid_epoch["seen"]
             loss_sum, wrong = mid_epoch["loss_sum"].to(device), mid_epoch["wrong"].to(device)
-            errors = mid_epoch["errors"].to(device) if mid_epoch["errors"] is not None else None
+            errors = mid_epoch["errors"]  # on the CPU, as `_evaluate_members` returns it
             epoch_start, share = epoch_start - mid_epoch["seconds"], mid_epoch["share"]
             mid_epoch = None
         else:

@@ -340,7 +340,20 @@ Monitor = Callable[[Checkpoint], bool]
 # ---------------------------------------------------------------------------------------------
 # Resumable checkpoints (every epoch and evaluation point, atomic; loaded with weights_only=True)
 
-CHECKPOINT_FORMAT = "depthlab-train-state-1"
+# Version 2 added saves inside an epoch ("mid_epoch"). Version-1 files (epoch ends only) still
+# load; code that only knows version 1 discards version-2 files instead of resuming them wrongly.
+CHECKPOINT_FORMAT = "depthlab-train-state-2"
+
+
+def _readable_format(found, fmt: str) -> bool:
+    """Whether a checkpoint of format ``found`` loads as ``fmt`` ("name-version"): the same
+    name at the same or an earlier version (each version only adds keys)."""
+    if not isinstance(found, str):
+        return False
+    name, _, version = fmt.rpartition("-")
+    found_name, _, found_version = found.rpartition("-")
+    return (found_name == name and found_version.isdigit() and version.isdigit()
+            and int(found_version) <= int(version))
 
 
 def save_checkpoint(path, state: dict, *, required: bool = True) -> None:
@@ -382,7 +395,7 @@ def load_checkpoint(path, fmt: str = CHECKPOINT_FORMAT) -> dict:
     except Exception as exc:
         raise DataError(f"checkpoint {path} is corrupted or not a depthlab checkpoint "
                         f"({type(exc).__name__}); delete it or run without --resume") from None
-    if not isinstance(state, dict) or state.get("format") != fmt:
+    if not isinstance(state, dict) or not _readable_format(state.get("format"), fmt):
         raise DataError(f"checkpoint {path} is not a depthlab training checkpoint; "
                         "delete it or run without --resume")
     return state
@@ -431,7 +444,7 @@ def saved_epochs(folder) -> dict[str, float]:
             epochs: float = state["epoch"]
             mid = state.get("mid_epoch")
             if isinstance(mid, dict) and isinstance(mid.get("step"), int) and isinstance(mid.get("steps"), int):
-                epochs = round(epochs + mid["step"] / max(mid["steps"], 1), 2)
+                epochs = math.floor(100 * (epochs + mid["step"] / max(mid["steps"], 1))) / 100  # never a whole epoch early
             for key in state.get("config_hashes") or [state.get("config_hash")]:
                 if isinstance(key, str):
                     found[key] = epochs

@@ -252,3 +252,22 @@ def test_channels_last_changes_speed_not_results(data):
     assert fast.epochs[0].loss == pytest.approx(plain.epochs[0].loss, rel=1e-4)
     assert abs(fast.epochs[0].test_error - plain.epochs[0].test_error) <= 2 / 256
     assert fast.threads == torch.get_num_threads()
+
+
+def test_checkpoints_of_an_earlier_format_version_load_and_later_or_foreign_ones_do_not(tmp_path):
+    """Version 1 (epoch ends only) is what a search started before mid-epoch saves left on disk:
+    it must still resume. A newer version (or another format) is refused, not misread."""
+    from depthlab.errors import DataError
+    from depthlab.train import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+
+    name, _, version = CHECKPOINT_FORMAT.rpartition("-")
+    assert int(version) >= 2
+    for fmt, ok in ((f"{name}-1", True), (CHECKPOINT_FORMAT, True), (f"{name}-{int(version) + 1}", False),
+                    ("depthlab-fused-state-1", False), (None, False)):
+        path = tmp_path / "c.pt"
+        save_checkpoint(path, {"format": fmt, "epoch": 1})
+        if ok:
+            assert load_checkpoint(path)["epoch"] == 1
+        else:
+            with pytest.raises(DataError):
+                load_checkpoint(path)
