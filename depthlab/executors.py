@@ -47,8 +47,8 @@ from .data import Dataset, load_dataset
 from .errors import ConfigError, UserError
 from .runner import run_recorded, stored_result
 from .store import Store
-from .train import (CHECKPOINT_FORMAT, Monitor, TrainConfig, checkpoint_resumable, discard_checkpoint,
-                    resolve_device)
+from .train import (CHECKPOINT_FORMAT, Monitor, TrainConfig, checkpoint_progress, checkpoint_resumable,
+                    discard_checkpoint, resolve_device)
 
 EXECUTORS = ("local", "ray")
 T = TypeVar("T")
@@ -604,6 +604,12 @@ class TrialRunner:
                 continue
             data = self._datasets[group[0][0].config.dataset]  # loaded by `_start`
             checkpoint = self._checkpoint_path(group)
+            if checkpoint is not None and self.log is not None and os.path.exists(checkpoint):
+                progress = checkpoint_progress(checkpoint)
+                if progress is not None:
+                    head = group[0][0].config
+                    self.log(f"resuming {head.model} {_describe_args(head.model_args)}({len(group)} trial(s)) from its "
+                             f"checkpoint: {progress[0]:g} of {head.epochs} epochs saved")
             try:
                 future = (self.executor.submit([t for t, _ in group], data, checkpoint=checkpoint)
                           if checkpoint is not None else self.executor.submit([t for t, _ in group], data))
@@ -675,6 +681,10 @@ class TrialRunner:
             except OSError as exc:  # a checkpoint is only ever a saving of time
                 if self.log is not None:
                     self.log(f"could not delete checkpoint {checkpoint}: {exc}")
+
+
+def _describe_args(model_args: dict | None) -> str:
+    return "".join(f"{k} {v} " for k, v in (model_args or {}).items())
 
 
 def _takes_checkpoints(executor: Executor) -> bool:

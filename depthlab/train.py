@@ -434,21 +434,28 @@ def saved_epochs(folder) -> dict[str, float]:
     if not os.path.isdir(folder):
         return found
     for name in sorted(os.listdir(folder)):
-        if not name.endswith(".pt"):
-            continue
-        try:
-            state = torch.load(os.path.join(folder, name), map_location="cpu", weights_only=True)
-        except Exception:  # being replaced, or not ours: nothing to report
-            continue
-        if isinstance(state, dict) and isinstance(state.get("epoch"), int):
-            epochs: float = state["epoch"]
-            mid = state.get("mid_epoch")
-            if isinstance(mid, dict) and isinstance(mid.get("step"), int) and isinstance(mid.get("steps"), int):
-                epochs = math.floor(100 * (epochs + mid["step"] / max(mid["steps"], 1))) / 100  # never a whole epoch early
-            for key in state.get("config_hashes") or [state.get("config_hash")]:
-                if isinstance(key, str):
-                    found[key] = epochs
+        if name.endswith(".pt"):
+            progress = checkpoint_progress(os.path.join(folder, name))
+            if progress is not None:
+                for key in progress[1]:
+                    found[key] = progress[0]
     return found
+
+
+def checkpoint_progress(path) -> tuple[float, list[str]] | None:
+    """The epochs a checkpoint has saved (1.4: one epoch and 40% of the next) and the config
+    hashes it is of; None for a file that cannot be read (being replaced, or not ours)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if not (isinstance(state, dict) and isinstance(state.get("epoch"), int)):
+        return None
+    epochs: float = state["epoch"]
+    mid = state.get("mid_epoch")
+    if isinstance(mid, dict) and isinstance(mid.get("step"), int) and isinstance(mid.get("steps"), int):
+        epochs = math.floor(100 * (epochs + mid["step"] / max(mid["steps"], 1))) / 100  # never a whole epoch early
+    return epochs, [k for k in state.get("config_hashes") or [state.get("config_hash")] if isinstance(k, str)]
 
 
 def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,

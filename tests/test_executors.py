@@ -365,9 +365,12 @@ def test_a_sweep_killed_mid_trial_resumes_from_its_checkpoints_then_removes_them
         assert store.count() == 0 and torch.load(saved, weights_only=True)["epoch"] == 1
         _mark_elapsed(saved, 1e6)
         (folder / (saved.name + "k1ll3d.tmp")).write_bytes(b"half a checkpoint")
+        logged: list[str] = []
         with InProcessExecutor() as executor:
-            resumed = TrialRunner(executor, store, mnist, fuse=fuse, checkpoint_dir=folder).run(trials(Watch()))
+            resumed = TrialRunner(executor, store, mnist, fuse=fuse, checkpoint_dir=folder,
+                                  log=logged.append).run(trials(Watch()))
         assert store.count("done") == len(lrs)
+        assert logged == [f"resuming cnn-elu-bn depth 3 ({len(lrs)} trial(s)) from its checkpoint: 1 of 3 epochs saved"]
     assert all(r["seconds"] * len(lrs) > 1e6 for r in resumed)  # it went on from the checkpoint
     assert all(same_result(r, w) for r, w in zip(resumed, whole))
     assert [[e["train_error"] for e in r["epochs"]] for r in resumed] == [[e["train_error"] for e in w["epochs"]]
