@@ -337,3 +337,59 @@ class Store:
         if status:
             return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status = ?", (status,)).fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+
+def snapshot_store(store_path: str | os.PathLike, dest: str | os.PathLike) -> dict:
+    """Copy a store, even one a live sweep is writing, and its checkpoint folder to ``dest``.
+
+    The store is copied with SQLite's online backup (a consistent state, WAL included, which
+    copying the file is not); each checkpoint is copied to a temporary name and renamed, and
+    checkpoints that no longer exist beside the source are removed beside ``dest``. Checkpoints
+    are copied before the store so that nothing the store still calls ``running`` is missing
+    its checkpoint. A sweep started on ``dest`` (or on a copy of it) continues where the source
+    was: this is how a long search is carried across machines that keep only a git checkout.
+    Returns ``{"runs": n, "checkpoints": m, "bytes": total}``.
+    """
+    src = check_store_path(store_path, must_exist=True)
+    dest = Path(dest)
+    if dest.resolve() == src.resolve():
+        raise StoreError(f"snapshot destination {dest} is the store itself")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src_ckpt, dest_ckpt = Path(checkpoint_dir_for(src)), Path(checkpoint_dir_for(dest))
+    copied = set()
+    total = 0
+    if src_ckpt.is_dir():
+        for f in sorted(src_ckpt.iterdir()):
+            if not f.is_file() or f.name.endswith(".tmp"):
+                continue
+            dest_ckpt.mkdir(parents=True, exist_ok=True)
+            tmp = dest_ckpt / (f.name + ".tmp")
+            try:
+                tmp.write_bytes(f.read_bytes())
+            except FileNotFoundError:  # the trial finished while we copied: nothing to carry
+                tmp.unlink(missing_ok=True)
+                continue
+            os.replace(tmp, dest_ckpt / f.name)
+            copied.add(f.name)
+            total += (dest_ckpt / f.name).stat().st_size
+    if dest_ckpt.is_dir():
+        for f in dest_ckpt.iterdir():
+            if f.name not in copied:
+                f.unlink()
+        remove_if_empty(dest_ckpt)
+    tmp_db = dest.with_name(dest.name + ".tmp")
+    tmp_db.unlink(missing_ok=True)
+    with Store(src, must_exist=True) as store:
+        out = sqlite3.connect(tmp_db)
+        try:
+            store.conn.backup(out)
+            # A snapshot is one self-contained file: no -wal beside it to forget in a commit.
+            out.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            out.close()
+        runs = store.count()
+    for side in ("-wal", "-shm"):
+        Path(os.fspath(dest) + side).unlink(missing_ok=True)
+    os.replace(tmp_db, dest)
+    total += dest.stat().st_size
+    return {"runs": runs, "checkpoints": len(copied), "bytes": total}

@@ -258,3 +258,60 @@ def test_a_new_store_opened_by_several_processes_at_the_same_moment(tmp_path):
     for r in readers:
         _, err = r.communicate(timeout=300)
         assert r.returncode == 0, err[-2000:]
+
+
+def test_snapshot_of_a_live_store_carries_its_runs_and_checkpoints(tmp_path):
+    from depthlab.store import checkpoint_dir_for, snapshot_store
+
+    data = synthetic_dataset(128, 64)
+    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, batch_size=64, device="cpu")
+    live = tmp_path / "live" / "store.db"
+    live.parent.mkdir()
+    dest = tmp_path / "carried" / "store.db"
+    with Store(live) as store:  # held open: its writes may still sit in the -wal file only
+        run_recorded(config, store, data)
+        running = store.start_run({"model": "m", "dataset": "d"}, "in-flight")
+        store.log_epoch(running, {"epoch": 0, "loss": 1.0})
+        ckpt = Path(checkpoint_dir_for(live))
+        ckpt.mkdir()
+        (ckpt / "group-a.pt").write_bytes(b"a" * 1000)
+        (ckpt / "group-b.pt.tmp").write_bytes(b"half-written")  # a write in progress: not carried
+        Path(checkpoint_dir_for(dest)).mkdir(parents=True)
+        (Path(checkpoint_dir_for(dest)) / "finished-group.pt").write_bytes(b"stale")
+
+        info = snapshot_store(live, dest)
+
+    assert info["runs"] == 2 and info["checkpoints"] == 1
+    assert sorted(os.listdir(checkpoint_dir_for(dest))) == ["group-a.pt"]
+    assert (Path(checkpoint_dir_for(dest)) / "group-a.pt").read_bytes() == b"a" * 1000
+    assert not Path(str(dest) + "-wal").exists() and not Path(str(dest) + ".tmp").exists()
+    raw = sqlite3.connect(dest)  # one self-contained file, whole
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    raw.close()
+    with Store(dest) as carried:
+        assert {r.status for r in carried.runs()} == {"done", "running"}
+        assert run_recorded(config, carried, data)["reused"]  # a sweep on the copy skips it
+
+    # The checkpoint is gone once its trial finishes: the next snapshot drops it too.
+    os.remove(Path(checkpoint_dir_for(live)) / "group-a.pt")
+    assert snapshot_store(live, dest)["checkpoints"] == 0
+    assert not os.path.exists(checkpoint_dir_for(dest))
+    with pytest.raises(StoreError, match="is the store itself"):
+        snapshot_store(live, live)
+    with pytest.raises(StoreError):
+        snapshot_store(tmp_path / "missing.db", dest)
+
+
+def test_cli_snapshot(tmp_path, capsys):
+    from depthlab.cli import main
+
+    with Store(tmp_path / "s.db") as store:
+        store.record({"model": "m", "dataset": "d"}, "h1", {"status": "done", "epochs": []})
+    assert main(["runs", "--store", str(tmp_path / "s.db"), "--snapshot", str(tmp_path / "copy.db")]) == 0
+    assert "1 run(s), 0 checkpoint(s)" in capsys.readouterr().out
+    with Store(tmp_path / "copy.db") as copy:
+        assert [r.config_hash for r in copy.runs()] == ["h1"]
+    assert main(["runs", "--store", str(tmp_path / "s.db"), "--snapshot", str(tmp_path / "s.db")]) == 2
+    err = capsys.readouterr().err
+    assert "is the store itself" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -127,10 +127,18 @@ class _Progress:
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--status", default=None, help="Only runs with this status.")
 @click.option("--json", "as_json", is_flag=True)
-def runs(store_path, limit, status, as_json):
+@click.option("--snapshot", "snapshot_path", default=None, metavar="DEST",
+              help="Instead of listing, copy the store (even while a sweep writes it) and its "
+                   "checkpoints to DEST, a store a later sweep can continue from.")
+def runs(store_path, limit, status, as_json, snapshot_path):
     """List the runs in the store, newest first."""
-    from ..store import FINISHED, Store
+    from ..store import FINISHED, Store, snapshot_store
 
+    if snapshot_path is not None:
+        info = snapshot_store(store_path, snapshot_path)
+        click.echo(f"{snapshot_path}: {info['runs']} run(s), {info['checkpoints']} checkpoint(s), "
+                   f"{info['bytes'] / 1e6:.1f} MB")
+        return
     if limit is not None and limit <= 0:
         raise ConfigError(f"--limit must be positive, got {limit}")
     if status is not None and status not in ("running", *FINISHED):
