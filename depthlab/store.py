@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import time
@@ -358,14 +359,15 @@ def snapshot_store(store_path: str | os.PathLike, dest: str | os.PathLike) -> di
     src_ckpt, dest_ckpt = Path(checkpoint_dir_for(src)), Path(checkpoint_dir_for(dest))
     copied = set()
     total = 0
-    if src_ckpt.is_dir():
-        for f in sorted(src_ckpt.iterdir()):
-            if not f.is_file() or f.name.endswith(".tmp"):
-                continue
-            dest_ckpt.mkdir(parents=True, exist_ok=True)
+    # Checkpoints being written are "*.tmp" files (train.save_checkpoint): not carried.
+    carried = [f for f in sorted(src_ckpt.iterdir()) if f.is_file() and not f.name.endswith(".tmp")] \
+        if src_ckpt.is_dir() else []
+    if carried:
+        dest_ckpt.mkdir(parents=True, exist_ok=True)
+        for f in carried:
             tmp = dest_ckpt / (f.name + ".tmp")
             try:
-                tmp.write_bytes(f.read_bytes())
+                shutil.copyfile(f, tmp)
             except FileNotFoundError:  # the trial finished while we copied: nothing to carry
                 tmp.unlink(missing_ok=True)
                 continue
