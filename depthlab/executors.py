@@ -95,8 +95,11 @@ def run_group(trials: Sequence[Trial], data: Dataset, checkpoint: str | None = N
                            reuse=False, train_options=options, extras=extras_for(t.extras, t.config, data))
         out.pop("reused", None)
         return [out]
+    # With a checkpoint a group whose fused net fails its probe is handed back (NotFusable): run
+    # member by member here it would save nothing, and a kill would lose every member's work.
     return train_fused([t.config for t in trials], data, monitors=[t.monitor for t in trials],
-                       checkpoint_path=checkpoint, checkpoint_required=False)
+                       checkpoint_path=checkpoint, checkpoint_required=False,
+                       member_by_member=checkpoint is None)
 
 
 def _init_process_worker(threads: int, driver_pid: int) -> None:
@@ -645,8 +648,17 @@ class TrialRunner:
 
     def _finish(self, submitted: tuple[list[tuple[Trial, str]], int], future: Future) -> None:
         group, attempt = submitted
+        from .fused import NotFusable
+
         try:
             results = future.result()
+        except NotFusable as exc:  # its fused net failed the probe: the members go as single trials
+            if self.log is not None:
+                self.log(f"{group[0][0].config.model}: {len(group)} trial(s) do not fuse ({exc}); "
+                         "they run one by one")
+            for item in group:
+                self._enqueue([item], attempt)
+            return
         except UserError as exc:  # bad input found by a worker: stop, as a sequential run would
             for _, key in group:
                 for request, _, _ in self._inflight.pop(key, []):

@@ -162,15 +162,19 @@ def fuse_models(members: Sequence[nn.Module], input_shape, *, check: bool = True
 
     With ``check`` the fused net is compared with the members on a random probe batch, in train
     and eval mode, on copies (so no running statistic moves): forward code that mixes channels
-    across members (a reshape by channel count, a channel padding) is caught here."""
+    across members (a reshape by channel count, a channel padding) is caught here. The probe runs
+    in float64: it looks for structural mixing, whose differences are of the order of the
+    activations, while a deep chaotic net (cnn-tanh-bn at depth 96 on a 3-image batch) amplifies
+    float32 rounding between a grouped conv and separate ones past any tolerance."""
     fused = copy.deepcopy(members[0])
     _fuse_into(fused, members)
     fused.train(members[0].training)
     if check:
         generator = torch.Generator().manual_seed(0)
-        x = torch.randn(3, *input_shape, generator=generator)
+        x = torch.randn(3, *input_shape, generator=generator, dtype=torch.float64)
         for training in (True, False):
-            ours, theirs = copy.deepcopy(fused).train(training), [copy.deepcopy(m).train(training) for m in members]
+            ours = copy.deepcopy(fused).double().train(training)
+            theirs = [copy.deepcopy(m).double().train(training) for m in members]
             with torch.no_grad():
                 want = [m(x) for m in theirs]
                 try:
@@ -354,7 +358,8 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
                 monitors: Sequence[Monitor | None] | Monitor | None = None,
                 on_epoch: Callable[[int, EpochMetrics], None] | None = None,
                 on_step: Callable[[int, int, dict[int, float]], None] | None = None,
-                checkpoint_path=None, checkpoint_required: bool = True) -> list[dict]:
+                checkpoint_path=None, checkpoint_required: bool = True,
+                member_by_member: bool = True) -> list[dict]:
     """Train ``configs`` (equal but for lr, seed, momentum, weight decay and schedule) as one
     fused network; return one result dict per config, in order, with the schema of
     `depthlab.runner.run_recorded` plus ``"fused"`` (the group size and its wall time).
@@ -363,7 +368,9 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     stop it. ``on_epoch(i, metrics)`` gets member i's epochs; ``on_step(epoch, step, losses)``
     the loss of every live member at every step (``{i: loss}``; it syncs, so tests only). Each member's ``seconds`` is its
     share (1/G) of the fused wall time. A model whose fused net fails the probe check is
-    trained member by member instead (same results, no speed-up).
+    trained member by member instead (same results, no speed-up, no checkpoint), or, not
+    ``member_by_member``, raises `NotFusable` so that the caller runs the members as single
+    trials, each with a checkpoint of its own (`depthlab.executors.TrialRunner` does).
 
     With ``checkpoint_path`` the group's whole state (the fused net, momentum buffers, which
     members are still training, every member's results so far, the batchers' RNG states) is
@@ -398,6 +405,8 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     except (KeyboardInterrupt, SystemExit, UserError):
         raise
     except NotFusable:
+        if not member_by_member:
+            raise
         from .runner import run_recorded
 
         results = [run_recorded(c, None, data, monitor=m, reuse=False) for c, m in zip(configs, monitors)]

@@ -455,3 +455,40 @@ def test_experiment_commands_default_to_one_local_worker_and_let_ray_size_itself
     assert executor_spec("local", "3", default_workers="1").workers == 3
     pytest.importorskip("ray")
     assert executor_spec("ray", None, default_workers="1").workers is None
+
+
+def test_a_group_whose_fused_net_fails_its_probe_runs_as_single_trials_with_checkpoints(mnist, tmp_path, monkeypatch):
+    """cnn-tanh-bn at depth 96 once failed the float32 probe (rounding amplified by a deep chaotic
+    net) and its group trained member by member with no checkpoint: a kill lost hours. Now the
+    runner gets the group back and sends every member as a single trial with its own checkpoint."""
+    import depthlab.executors as executors
+    import depthlab.fused as fused
+
+    real_fuse = fused.fuse_models
+
+    def probe_fails(members, input_shape, *, check=True):
+        if check:
+            raise fused.NotFusable("the model's forward does not keep members apart (train mode probe differs)")
+        return real_fuse(members, input_shape, check=check)
+
+    calls: list[tuple[int, bool]] = []
+    real_run_group = executors.run_group
+
+    def spy(trials, data, checkpoint=None):
+        calls.append((len(trials), checkpoint is not None))
+        return real_run_group(trials, data, checkpoint)
+
+    monkeypatch.setattr(fused, "fuse_models", probe_fails)
+    monkeypatch.setattr(executors, "run_group", spy)
+    batch = lr_batch((0.01, 0.05, 0.1), train_size=300, test_size=100, epochs=1)
+    logged: list[str] = []
+    with Store(tmp_path / "s.db") as store, InProcessExecutor() as executor:
+        got = TrialRunner(executor, store, mnist, fuse=3, checkpoint_dir=tmp_path / "s.db-checkpoints",
+                          log=logged.append).run(batch)
+        assert store.count("done") == 3
+    assert calls == [(3, True), (1, True), (1, True), (1, True)]
+    assert logged == ["cnn-elu-bn: 3 trial(s) do not fuse (the model's forward does not keep members apart "
+                      "(train mode probe differs)); they run one by one"]
+    assert all(same_result(g, w) for g, w in zip(got, sequential(batch, mnist)))
+    assert list((tmp_path / "s.db-checkpoints").iterdir()) == []
+

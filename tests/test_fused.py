@@ -273,3 +273,10 @@ def test_a_fused_checkpoint_of_other_configs_is_refused(mnist, tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="corrupted or not a depthlab checkpoint"):
         train_fused([TrainConfig(**base, lr=0.01), TrainConfig(**base, lr=0.2)], mnist, checkpoint_path=path)
+
+
+def test_the_fused_probe_passes_deep_chaotic_nets():
+    """The probe runs in float64: float32 rounding between a grouped conv and separate convs,
+    amplified through 96 tanh + batch-norm layers on a 3-image batch, once failed it."""
+    torch.manual_seed(0)
+    fuse_models([create_model("cnn-tanh-bn", (1, 28, 28), 10, depth=96) for _ in range(2)], (1, 28, 28))
