@@ -681,6 +681,16 @@ def depth_rows(result: FrontierResult) -> list[list]:
 DEPTH_HEADERS = ("model", "depth", "trainable", "lr", "error", "fraction", "epochs", "trials")
 
 
+def depth_label(m: ModelFrontier) -> str:
+    """A model's max trainable depth as the frontier plot labels it: ``9``, ``300+`` (the cap
+    reached), ``none``, or ``>= 48`` for a search still running (`frontier --status`)."""
+    if m.next_trial is not None:
+        return f">= {m.max_trainable_depth or 0}"
+    if not m.max_trainable_depth:
+        return "none"
+    return f"{m.max_trainable_depth}" + ("+" if m.first_failing_depth is None else "")
+
+
 def plot_frontier(result: FrontierResult, folder) -> list:
     """Two PNGs: best error vs depth per model (threshold drawn) and the frontier as bars."""
     from .report import pyplot, safe_child
@@ -715,14 +725,17 @@ def plot_frontier(result: FrontierResult, folder) -> list:
     heights = [m.max_trainable_depth or 0 for m in result.models]
     bars = ax.bar(range(len(names)), heights, color="tab:blue")
     for bar, m in zip(bars, result.models):
-        label = f"{m.max_trainable_depth}" if m.max_trainable_depth else "none"
-        if m.first_failing_depth is None and m.max_trainable_depth:
-            label += "+"  # the cap was reached
+        label = depth_label(m)
+        if m.next_trial is not None:
+            bar.set_facecolor("lightsteelblue")
+            bar.set_hatch("//")
         ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
                     fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("max trainable depth")
-    ax.set_title(f"Depth frontier (max depth {result.config.max_depth}; + = cap reached)")
+    unfinished = any(m.next_trial is not None for m in result.models)
+    ax.set_title(f"Depth frontier (max depth {result.config.max_depth}; + = cap reached)"
+                 + ("\nhatched: search not finished, depth trained so far" if unfinished else ""), fontsize=10)
     fig.tight_layout()
     paths.append(safe_child(folder, "frontier-depth.png"))
     fig.savefig(paths[-1], dpi=90)

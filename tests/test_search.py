@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from depthlab.cli import main
 from depthlab.errors import ConfigError
-from depthlab.search import (DEFAULT_LRS, DepthResult, FrontierConfig, PendingTrial, Trial, failure_cost_ratio,
-                             find_frontier, first_met, lr_order, parse_lrs, point_error, run_trial, search_depths,
+from depthlab.search import (DEFAULT_LRS, DepthResult, FrontierConfig, ModelFrontier, PendingTrial, Trial,
+                             depth_label, failure_cost_ratio, find_frontier, first_met, lr_order, parse_lrs, point_error, run_trial, search_depths,
                              split_point)
 from depthlab.store import Store
 from depthlab.train import CHECKPOINT_FORMAT, save_checkpoint, train
@@ -477,3 +477,14 @@ def test_midpoint_bisection_is_kept_for_stores_it_filled():
     assert list(dict.fromkeys(d for d, _, _ in calls)) == [3, 6, 12, 24, 48, 36, 30, 27]
     with pytest.raises(ConfigError, match="unknown bisection"):
         FrontierConfig(bisection="golden").validate()
+
+
+def test_the_frontier_plot_labels_a_running_search_as_a_lower_bound():
+    def frontier(best, first_fail, next_trial=None):
+        return ModelFrontier("m", best, 0.1, 0.1, first_fail, 1.0, {}, True, 0.0, 0, 0, next_trial)
+
+    assert depth_label(frontier(9, 12)) == "9"
+    assert depth_label(frontier(300, None)) == "300+"          # the cap reached
+    assert depth_label(frontier(None, 3)) == "none"
+    assert depth_label(frontier(48, None, (96, 0.01, 0))) == ">= 48"   # `--status` of a running search
+    assert depth_label(frontier(51, 96, (54, 0.01, 0))) == ">= 51"
