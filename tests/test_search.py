@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from depthlab.cli import main
 from depthlab.errors import ConfigError
 from depthlab.search import (DEFAULT_LRS, DepthResult, FrontierConfig, ModelFrontier, PendingTrial, Trial,
-                             depth_label, failure_cost_ratio, find_frontier, first_met, lr_order, parse_lrs, point_error, run_trial, search_depths,
-                             split_point)
+                             depth_label, failure_cost_ratio, find_frontier, first_met, lr_order, parse_lrs,
+                             point_error, run_trial, search_depths, split_point)
 from depthlab.store import Store
 from depthlab.train import CHECKPOINT_FORMAT, save_checkpoint, train
 
