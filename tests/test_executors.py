@@ -491,4 +491,3 @@ def test_a_group_whose_fused_net_fails_its_probe_runs_as_single_trials_with_chec
                       "(train mode probe differs)); they run one by one"]
     assert all(same_result(g, w) for g, w in zip(got, sequential(batch, mnist)))
     assert list((tmp_path / "s.db-checkpoints").iterdir()) == []
-
