@@ -170,8 +170,12 @@ def remove_if_empty(folder: str | os.PathLike) -> None:
 class Store:
     """A depthlab run store in one SQLite file. Use as a context manager or call `close`."""
 
-    def __init__(self, path: str | os.PathLike = "depthlab.db", *, must_exist: bool = False):
-        self.path = check_store_path(path, must_exist=must_exist)
+    def __init__(self, path: str | os.PathLike = "depthlab.db", *, must_exist: bool = False,
+                 reading: bool = False):
+        """Open (or create) the store at ``path``. ``reading=True`` opens an existing store
+        only to read it: its journal mode is left as it is, so looking into a DELETE-mode
+        snapshot (`snapshot_store`) does not rewrite its header to WAL."""
+        self.path = check_store_path(path, must_exist=must_exist or reading)
         try:
             self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             self.conn.execute("PRAGMA busy_timeout = 60000")
@@ -179,6 +183,8 @@ class Store:
             if tables and "depthlab_meta" not in tables:
                 self.conn.close()
                 raise StoreError(f"{self.path} is an SQLite file but not a depthlab store")
+            if reading and tables:
+                return
             # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once
             # (no busy wait) while another process opens the same new store: retry, as writes do.
             self._while_locked(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
@@ -381,7 +387,7 @@ def snapshot_store(store_path: str | os.PathLike, dest: str | os.PathLike) -> di
         remove_if_empty(dest_ckpt)
     tmp_db = dest.with_name(dest.name + ".tmp")
     tmp_db.unlink(missing_ok=True)
-    with Store(src, must_exist=True) as store:
+    with Store(src, reading=True) as store:
         out = sqlite3.connect(tmp_db)
         try:
             store.conn.backup(out)

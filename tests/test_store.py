@@ -315,3 +315,25 @@ def test_cli_snapshot(tmp_path, capsys):
     assert main(["runs", "--store", str(tmp_path / "s.db"), "--snapshot", str(tmp_path / "s.db")]) == 2
     err = capsys.readouterr().err
     assert "is the store itself" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_reading_a_carried_snapshot_leaves_its_file_byte_for_byte(tmp_path, capsys):
+    """`depthlab runs` and `frontier --status` on a DELETE-mode snapshot must not switch it to
+    WAL: the carried file would differ in git after every look."""
+    from depthlab.cli import main
+    from depthlab.store import snapshot_store
+
+    data = synthetic_dataset(128, 64)
+    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, batch_size=64, device="cpu")
+    live, dest = tmp_path / "live.db", tmp_path / "carried.db"
+    with Store(live) as store:
+        run_recorded(config, store, data)
+    snapshot_store(live, dest)
+    before = dest.read_bytes()
+    for args in (["runs", "--store", str(dest)],
+                 ["frontier", "--models", "cnn-tanh", "--status", "--store", str(dest)]):
+        assert main(args) == 0, capsys.readouterr().err
+    assert dest.read_bytes() == before
+    assert not Path(str(dest) + "-wal").exists()
+    with Store(dest) as writer:  # a writer still takes it over in WAL mode
+        assert writer.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

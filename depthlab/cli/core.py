@@ -143,7 +143,7 @@ def runs(store_path, limit, status, as_json, snapshot_path):
         raise ConfigError(f"--limit must be positive, got {limit}")
     if status is not None and status not in ("running", *FINISHED):
         raise ConfigError(f"unknown status {status!r}; choose one of: running, {', '.join(FINISHED)}")
-    with Store(store_path, must_exist=True) as store:
+    with Store(store_path, reading=True) as store:
         rows = store.runs(limit=limit, status=status)
     if as_json:
         click.echo(json.dumps([{"id": r.id, "hash": r.config_hash, "kind": r.kind, "model": r.model,

@@ -119,7 +119,7 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
 
     if out is not None:
         check_output_dir(out)
-    with Store(store_path, must_exist=True) as store:
+    with Store(store_path, reading=True) as store:
         result = frontier_status(names, config, store)
     if out is not None:
         write_outputs(result, safe_output_dir(out))

@@ -173,7 +173,7 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
         measured += read_measurements_csv(measured_csv)
     if store_path:
         check_store_path(store_path, must_exist=True)
-        with Store(store_path, must_exist=True) as store:
+        with Store(store_path, reading=True) as store:
             measured += measurements_from_store(store, act, sigma_b2, width=width)
     widths = parse_float_list(check_widths, "--check-widths") if check_widths else []
     if widths and (check_depth < 6 or check_depth % 3):
