@@ -47,7 +47,7 @@ from .data import Dataset, load_dataset
 from .errors import ConfigError, UserError
 from .runner import run_recorded, stored_result
 from .store import Store
-from .train import (CHECKPOINT_FORMAT, Monitor, TrainConfig, checkpoint_progress, checkpoint_resumable,
+from .train import (CANCELLED, CHECKPOINT_FORMAT, Monitor, TrainConfig, checkpoint_progress, checkpoint_resumable,
                     discard_checkpoint, resolve_device)
 
 EXECUTORS = ("local", "ray")
@@ -57,7 +57,12 @@ T = TypeVar("T")
 @dataclass
 class Trial:
     """One training run of a sweep. ``monitor`` may stop it early; for process and Ray
-    executors it must be picklable (a module-level function or a small dataclass)."""
+    executors it must be picklable (a module-level function or a small dataclass).
+
+    ``rank`` marks trials that are alternatives in an order (the lrs of one frontier wave):
+    when ranked trials train as one fused group and a member's monitor stops it, the members
+    of a larger rank are cancelled (`depthlab.fused.train_fused`), their result
+    ``status == "cancelled"`` and not recorded in the store."""
 
     config: TrainConfig
     kind: str = "train"
@@ -65,6 +70,7 @@ class Trial:
     monitor: Monitor | None = None
     reuse: bool = True   # return the stored result of a finished identical config
     extras: str | None = None  # a measure of the trained network, by name (`depthlab.experiments.EXTRAS`)
+    rank: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,7 +105,7 @@ def run_group(trials: Sequence[Trial], data: Dataset, checkpoint: str | None = N
     # member by member here it would save nothing, and a kill would lose every member's work.
     return train_fused([t.config for t in trials], data, monitors=[t.monitor for t in trials],
                        checkpoint_path=checkpoint, checkpoint_required=False,
-                       member_by_member=checkpoint is None)
+                       member_by_member=checkpoint is None, ranks=[t.rank for t in trials])
 
 
 def _init_process_worker(threads: int, driver_pid: int) -> None:
@@ -453,6 +459,7 @@ class TrialRunner:
         self._driver = threading.get_ident()
         self.trials_run = 0
         self.trials_reused = 0
+        self.trials_cancelled = 0
 
     def use_dataset(self, data: Dataset) -> None:
         """Train trials on ``data`` (already loaded) whenever they ask for its name."""
@@ -680,10 +687,13 @@ class TrialRunner:
                         "parameters": 0, "device": t.config.device, "threads": None} for t, _ in group]
         for (trial, key), result in zip(group, results):
             result = {k: v for k, v in result.items() if k != "reused"}
-            if self.store is not None:
-                self.store.record(trial.config.canonical(), key, result, kind=trial.kind,
-                                  experiment=trial.experiment)
-            self.trials_run += 1
+            if result["status"] == CANCELLED:  # moot, cut short: no verdict to keep (a later run retrains it)
+                self.trials_cancelled += 1
+            else:
+                if self.store is not None:
+                    self.store.record(trial.config.canonical(), key, result, kind=trial.kind,
+                                      experiment=trial.experiment)
+                self.trials_run += 1
             for request, index, _ in self._inflight.pop(key):
                 request.fill(index, {**result, "reused": False})
         checkpoint = self._checkpoint_path(group)

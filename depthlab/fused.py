@@ -45,8 +45,8 @@ from torch import nn
 from .data import Batches, Dataset, load_dataset
 from .errors import ConfigError, UserError
 from .models import count_parameters, create_model
-from .train import (MONITOR_STOP, Checkpoint, EpochMetrics, Monitor, RunResult, TrainConfig, load_checkpoint,
-                    parse_schedule, prepare_splits, resolve_device, save_checkpoint)
+from .train import (CANCELLED, MONITOR_STOP, Checkpoint, EpochMetrics, Monitor, RunResult, TrainConfig,
+                    load_checkpoint, parse_schedule, prepare_splits, resolve_device, save_checkpoint)
 
 PER_MEMBER = ("lr", "seed", "momentum", "weight_decay", "schedule")
 FUSED_CHECKPOINT_FORMAT = "depthlab-fused-state-2"  # format 1 (epoch ends only) still loads
@@ -345,8 +345,9 @@ def _replicate(xb: torch.Tensor, g: int, channels_last: bool) -> torch.Tensor:
 class _Member:
     """One member's config, monitor, current lr and the result being built."""
 
-    def __init__(self, index: int, config: TrainConfig, monitor: Monitor | None, parameters: int, device: str):
-        self.index, self.config, self.monitor = index, config, monitor
+    def __init__(self, index: int, config: TrainConfig, monitor: Monitor | None, parameters: int, device: str,
+                 rank: int | None = None):
+        self.index, self.config, self.monitor, self.rank = index, config, monitor, rank
         self.schedule = parse_schedule(config.schedule)
         self.result = RunResult(config.canonical(), "done", [], 0.0, parameters=parameters, device=device)
         self.lr = config.lr
@@ -359,7 +360,7 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
                 on_epoch: Callable[[int, EpochMetrics], None] | None = None,
                 on_step: Callable[[int, int, dict[int, float]], None] | None = None,
                 checkpoint_path=None, checkpoint_required: bool = True,
-                member_by_member: bool = True) -> list[dict]:
+                member_by_member: bool = True, ranks: Sequence[int | None] | None = None) -> list[dict]:
     """Train ``configs`` (equal but for lr, seed, momentum, weight decay and schedule) as one
     fused network; return one result dict per config, in order, with the schema of
     `depthlab.runner.run_recorded` plus ``"fused"`` (the group size and its wall time).
@@ -379,7 +380,14 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     configs there continues from it: the results equal an uninterrupted run's (the restored
     epochs are passed to ``on_epoch`` again). The checkpoint records the monitors' decisions:
     continue it under the same monitors (`depthlab.train.checkpoint_resumable` checks). Not
-    ``checkpoint_required``, a checkpoint that cannot be written is skipped with a warning."""
+    ``checkpoint_required``, a checkpoint that cannot be written is skipped with a warning.
+
+    ``ranks`` (one per config, None for "not ranked") marks members that are alternatives in an
+    order, as the lrs of one wave of the frontier search: once a ranked member's monitor stops
+    it, every live member of a larger rank is moot (the search reads verdicts in rank order and
+    stops at the first that trains) and is stopped at that evaluation point with status
+    ``cancelled`` (`CANCELLED`), its work so far in the result. A cancelled run is not a
+    result: `depthlab.executors.TrialRunner` does not record it."""
     configs = list(configs)
     if not configs:
         return []
@@ -397,11 +405,15 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     monitors = list(monitors)  # type: ignore[arg-type]
     if len(monitors) != len(configs):
         raise ConfigError(f"{len(monitors)} monitors for {len(configs)} configs")
+    ranks = list(ranks) if ranks is not None else [None] * len(configs)
+    if len(ranks) != len(configs):
+        raise ConfigError(f"{len(ranks)} ranks for {len(configs)} configs")
     if data is None:
         data = load_dataset(configs[0].dataset, data_dir)
     started = time.perf_counter()
     try:
-        results = _train_fused(configs, monitors, data, on_epoch, on_step, checkpoint_path, checkpoint_required)
+        results = _train_fused(configs, monitors, data, on_epoch, on_step, checkpoint_path, checkpoint_required,
+                               ranks)
     except (KeyboardInterrupt, SystemExit, UserError):
         raise
     except NotFusable:
@@ -439,8 +451,16 @@ def _restore_member(m: _Member, saved: dict, on_epoch) -> None:
             on_epoch(m.index, metrics)
 
 
+def _outranked(m: _Member, members: Sequence[_Member]) -> bool:
+    """Whether live member ``m`` is moot: a member of a smaller rank was stopped by its monitor."""
+    return m.rank is not None and not m.result.stopped_early and any(
+        o.rank is not None and o.rank < m.rank and o.result.stopped_early and o.result.reason == MONITOR_STOP
+        for o in members)
+
+
 def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_epoch, on_step,
-                 checkpoint_path=None, checkpoint_required: bool = True) -> list[dict]:
+                 checkpoint_path=None, checkpoint_required: bool = True,
+                 ranks: Sequence[int | None] | None = None) -> list[dict]:
     """The loop of `depthlab.train.train`, for G members at once (see the module docstring)."""
     head = configs[0]
     device = resolve_device(head.device)
@@ -455,7 +475,9 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
     parameters = count_parameters(nets[0])
     model = fuse_models(nets, data.input_shape).to(device)  # its activations go channels-last with the input
     del nets
-    members = [_Member(i, c, m, parameters, str(device)) for i, (c, m) in enumerate(zip(configs, monitors))]
+    ranks = list(ranks) if ranks is not None else [None] * len(configs)
+    members = [_Member(i, c, m, parameters, str(device), r)
+               for i, (c, m, r) in enumerate(zip(configs, monitors, ranks))]
     optimizer = FusedSGD(model, nesterov=head.nesterov)
 
     tx, ty, ex, ey, test_x, test_y = (t.to(device) for t in prepare_splits(head, data))
@@ -619,6 +641,17 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
                 elif stopped:  # as `train`: a run stopped mid-epoch records the partial epoch
                     close_epoch(stopped, epoch, seen, errors, (time.perf_counter() - epoch_start) / share, stopped)
                     keep = [i for i in range(len(live)) if i not in stopped]
+                    drop_finished()
+                    errors = errors[:, keep]
+                    if not live:
+                        break
+                moot = [i for i, m in enumerate(live) if _outranked(m, members)]
+                if moot:  # their verdicts can no longer change the answer: stop paying for them
+                    for i in moot:
+                        m = live[i]
+                        m.result.status, m.finished = CANCELLED, True
+                        m.result.reason = "cancelled: a member ranked before it met its monitor's criterion"
+                    keep = [i for i in range(len(live)) if i not in moot]
                     drop_finished()
                     errors = errors[:, keep]
                     if not live:

@@ -46,7 +46,7 @@ from .data import Dataset, check_dataset_name
 from .errors import ConfigError
 from .runner import run_recorded, stored_result
 from .store import Store
-from .train import TrainConfig
+from .train import CANCELLED, TrainConfig
 
 CRITERIA = ("either", "test", "train")
 DEFAULT_LRS = tuple(round(10 ** (e / 2), 6) for e in range(-6, 1))  # 0.001, 0.003162, ... 1.0
@@ -210,7 +210,7 @@ class Trial:
     trained: bool
     error: float | None      # criterion error at the point that met it, else the best seen
     epochs: float            # fractional epochs trained up to the verdict
-    status: str              # done | diverged | failed
+    status: str              # done | diverged | failed | cancelled (moot: an lr before it trained)
     seconds: float
     reused: bool = False
     run_hash: str = ""
@@ -272,16 +272,22 @@ Cell = tuple[int, float, int]  # (depth, lr, seed)
 def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[Trial]:
     """`run_trial` for several cells at once through a `depthlab.executors.TrialRunner`: the
     trials run concurrently (fused, with the runner's ``fuse``), the driver records them, and
-    the same reuse rules apply. Results in the order of ``cells``."""
+    the same reuse rules apply. Results in the order of ``cells``.
+
+    ``cells`` are one wave of `evaluate_depth`, in search order. With one seed each cell is
+    ranked by its place (`depthlab.executors.Trial.rank`): in a fused group, once a cell trains,
+    the group cancels the cells after it, whose verdicts the search would never read. (With
+    several seeds a trained seed does not decide its lr, so nothing is ranked.)"""
     from .executors import Trial as Job
 
     monitor = CriterionMonitor(config.criterion, config.threshold)
     configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
+    ranked = len({s for _, _, s in cells}) == 1 and len({lr for _, lr, _ in cells}) == len(cells)
 
-    def job(c: TrainConfig, reuse: bool = True) -> Job:
-        return Job(c, kind="frontier", experiment="frontier", monitor=monitor, reuse=reuse)
+    def job(c: TrainConfig, reuse: bool = True, rank: int | None = None) -> Job:
+        return Job(c, kind="frontier", experiment="frontier", monitor=monitor, reuse=reuse, rank=rank)
 
-    results = runner.run([job(c) for c in configs])
+    results = runner.run([job(c, rank=i if ranked else None) for i, c in enumerate(configs)])
     redo = [i for i, r in enumerate(results) if _needs_retraining(r, config)]
     for i, r in zip(redo, runner.run([job(configs[i], reuse=False) for i in redo])):
         results[i] = r
@@ -578,7 +584,9 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
         done = run_cells(model, batch, config, runner)
         if log is not None:
             for t in done:
-                verdict = f"trained at epoch {t.epochs:.2f}" if t.trained else f"failed ({t.status})"
+                verdict = (f"trained at epoch {t.epochs:.2f}" if t.trained else
+                           f"cancelled at epoch {t.epochs:.2f}: an lr before it trained"
+                           if t.status == CANCELLED else f"failed ({t.status})")
                 err = f"{100 * t.error:.1f}%" if t.error is not None else "-"
                 log(f"{model} depth {t.depth} lr {t.lr:g} seed {t.seed}: {verdict}, error {err}, "
                     f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")

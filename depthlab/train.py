@@ -235,7 +235,7 @@ class Checkpoint:
 @dataclass
 class RunResult:
     config: dict
-    status: str                          # done | diverged | failed
+    status: str                          # done | diverged | failed (| cancelled: fused only)
     epochs: list[EpochMetrics]
     seconds: float
     reason: str | None = None
@@ -402,6 +402,9 @@ def load_checkpoint(path, fmt: str = CHECKPOINT_FORMAT) -> dict:
 
 
 MONITOR_STOP = "monitor stopped the run"
+# A fused member stopped because a member ranked before it answered (`depthlab.fused.train_fused`
+# ``ranks``): its verdict cannot matter, and it is not a result (never recorded in a store).
+CANCELLED = "cancelled"
 
 
 def checkpoint_resumable(path, fmt: str, config_hashes: Sequence[str], monitors: Sequence[Monitor | None]) -> bool:

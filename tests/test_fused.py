@@ -280,3 +280,52 @@ def test_the_fused_probe_passes_deep_chaotic_nets():
     amplified through 96 tanh + batch-norm layers on a 3-image batch, once failed it."""
     torch.manual_seed(0)
     fuse_models([create_model("cnn-tanh-bn", (1, 28, 28), 10, depth=96) for _ in range(2)], (1, 28, 28))
+
+
+@dataclass
+class StopFrom:
+    """A monitor: stop at the first evaluation point at or after ``epoch``."""
+
+    epoch: float
+
+    def __call__(self, checkpoint) -> bool:
+        return checkpoint.epoch >= self.epoch - 1e-9
+
+
+@pytest.mark.parametrize("stop_at", [0.5, 1.0])  # inside an epoch, and at its last step
+def test_ranked_members_after_one_its_monitor_stops_are_cancelled(mnist, tmp_path, stop_at):
+    """Ranks 0..3 are alternatives in order: when rank 1 is stopped by its monitor, ranks 2 and 3
+    are cancelled at that evaluation point; rank 0 (before it) and an unranked member go on, to
+    exactly the results they reach in a group without ranks. Killed after the cancellation, the
+    group resumes from its checkpoint to the same results."""
+    base = dict(model="cnn-elu", model_args={"depth": 3}, evals_per_epoch=2, **SMALL)
+    configs = [TrainConfig(**base, lr=lr) for lr in (0.01, 0.02, 0.05, 0.1, 0.2)]
+    monitors = [None, StopFrom(stop_at), None, None, None]
+    ranks = [0, 1, 2, 3, None]
+    plain = train_fused(configs, mnist, monitors=monitors)
+    ranked = train_fused(configs, mnist, monitors=monitors, ranks=ranks)
+    assert [r["status"] for r in plain] == ["done"] * 5
+    assert [r["status"] for r in ranked] == ["done", "done", "cancelled", "cancelled", "done"]
+    for i in (0, 1, 4):
+        assert _without_times(ranked[i]) == _without_times(plain[i])
+    for r in ranked[2:4]:
+        assert [c["epoch"] for c in r["checkpoints"]] == ([0.5] if stop_at == 0.5 else [0.5, 1.0])
+        assert r["epochs"] == [] and "ranked before it" in r["reason"]
+    assert ranked[1]["stopped_early"] and not ranked[2]["stopped_early"]
+
+    path = tmp_path / "group.pt"
+
+    def kill(epoch, step, losses):
+        if (epoch, step) == (1, 3):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_fused(configs, mnist, monitors=monitors, ranks=ranks, on_step=kill, checkpoint_path=path)
+    resumed = train_fused(configs, mnist, monitors=monitors, ranks=ranks, checkpoint_path=path)
+    assert [_without_times(r) for r in resumed] == [_without_times(r) for r in ranked]
+
+
+def test_ranks_must_match_the_configs(mnist):
+    configs = [TrainConfig(model="cnn-elu", model_args={"depth": 3}, lr=lr, **SMALL) for lr in (0.01, 0.1)]
+    with pytest.raises(ConfigError, match="2 ranks|1 ranks"):
+        train_fused(configs, mnist, ranks=[0])

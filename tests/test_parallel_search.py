@@ -201,6 +201,32 @@ def test_fused_lr_groups_find_the_sequential_frontier(mnist, sequential_answer, 
         assert {f["fused"]["members"] for f in fused} == {2, 3}
 
 
+def test_fused_waves_cancel_the_lrs_after_a_winner_and_keep_the_sequential_answer(mnist, sequential_answer,
+                                                                                   tmp_path):
+    """A wave of 3 lrs fused: once one trains, the lrs after it in search order are cancelled
+    (their verdicts cannot matter), never stored, and the answer is the sequential one. The
+    same search run again from that store trains nothing."""
+    config = FrontierConfig(**{**SMALL, "evals_per_epoch": 8})
+    want = find_frontier(MODELS[0], config, None, mnist)
+    with Store(tmp_path / "c.db") as store, InProcessExecutor() as pool:
+        runner = TrialRunner(pool, store, mnist, fuse=3)
+        got = find_frontier(MODELS[0], config, store, mnist, runner=runner, width=3)
+        assert answers(_frontiers(got), exact=False) == answers(_frontiers(want), exact=False)
+        assert runner.trials_cancelled > 0  # the first depth: its middle lr trains, the two after it stop
+        assert store.count() == runner.trials_run
+        assert all(r.status != "cancelled" for r in store.runs())
+        again = TrialRunner(pool, store, mnist, fuse=3)
+        assert find_frontier(MODELS[0], config, store, mnist, runner=again, width=3).max_trainable_depth \
+            == got.max_trainable_depth
+        assert again.trials_run == 0 and again.trials_cancelled == 0
+
+
+def _frontiers(model_frontier):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(models=[model_frontier])
+
+
 @pytest.mark.slow
 def test_ray_finds_the_sequential_frontier(mnist, sequential_answer, tmp_path):
     """A real local Ray instance with 2 CPUs: the frontier of two models (the criterion monitor
