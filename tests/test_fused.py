@@ -207,6 +207,27 @@ def _without_times(result: dict) -> dict:
     return out
 
 
+def assert_same_run(got, want, path: str = "result") -> None:
+    """``got`` is ``want`` up to the order in which float sums were taken: a group that narrows
+    (members cut out) runs its kernels at other widths, and oneDNN may block those reductions
+    differently. Wall-clock fields are skipped; every other field matches exactly, except
+    losses (1e-5) and error rates (two test examples out of 500)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), path
+        for key in want:
+            if key not in ("seconds", "fused"):
+                assert_same_run(got[key], want[key], f"{path}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same_run(g, w, f"{path}[{i}]")
+    elif isinstance(want, float) and not isinstance(got, bool):
+        tolerance = 2 / 500 if "error" in path.rsplit(".", 1)[-1] else 1e-5
+        assert got == pytest.approx(want, abs=tolerance), path
+    else:
+        assert got == want, path
+
+
 @pytest.mark.parametrize("interrupt_in_epoch", [1, 2])
 def test_a_fused_group_killed_mid_run_resumes_from_its_checkpoint_to_the_same_results(mnist, tmp_path,
                                                                                        interrupt_in_epoch):
@@ -296,8 +317,8 @@ class StopFrom:
 def test_ranked_members_after_one_its_monitor_stops_are_cancelled(mnist, tmp_path, stop_at):
     """Ranks 0..3 are alternatives in order: when rank 1 is stopped by its monitor, ranks 2 and 3
     are cancelled at that evaluation point; rank 0 (before it) and an unranked member go on, to
-    exactly the results they reach in a group without ranks. Killed after the cancellation, the
-    group resumes from its checkpoint to the same results."""
+    the results they reach in a group without ranks (up to float summation order). Killed after
+    the cancellation, the group resumes from its checkpoint to exactly the same results."""
     base = dict(model="cnn-elu", model_args={"depth": 3}, evals_per_epoch=2, **SMALL)
     configs = [TrainConfig(**base, lr=lr) for lr in (0.01, 0.02, 0.05, 0.1, 0.2)]
     monitors = [None, StopFrom(stop_at), None, None, None]
@@ -306,8 +327,8 @@ def test_ranked_members_after_one_its_monitor_stops_are_cancelled(mnist, tmp_pat
     ranked = train_fused(configs, mnist, monitors=monitors, ranks=ranks)
     assert [r["status"] for r in plain] == ["done"] * 5
     assert [r["status"] for r in ranked] == ["done", "done", "cancelled", "cancelled", "done"]
-    for i in (0, 1, 4):
-        assert _without_times(ranked[i]) == _without_times(plain[i])
+    for i in (0, 1, 4):  # the ranked group is narrower after the cancellation: equal to float sums
+        assert_same_run(ranked[i], plain[i])
     for r in ranked[2:4]:
         assert [c["epoch"] for c in r["checkpoints"]] == ([0.5] if stop_at == 0.5 else [0.5, 1.0])
         assert r["epochs"] == [] and "ranked before it" in r["reason"]
