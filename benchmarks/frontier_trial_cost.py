@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from depthlab import create_model
-from depthlab.train import multi_head_loss
+from depthlab.engine.setup import multi_head_loss
 
 
 def step_ms(model_name: str, depth: int, steps: int) -> tuple[float, float]:

@@ -6,9 +6,9 @@ one run so that they share the machine's state:
 
 - ``sequential`` (the baseline): the trials one after another in this process with torch's
   default threads (one per core) -- what ``depthlab`` did before executors.
-- ``workers``: `depthlab.executors.ProcessExecutor` with one single-threaded process per core
+- ``workers``: `depthlab.sweep.ProcessExecutor` with one single-threaded process per core
   (process start-up included in the time).
-- ``fused``: `depthlab.fused.train_fused`, all 8 as one network, in this process.
+- ``fused``: `depthlab.engine.fused.train_fused`, all 8 as one network, in this process.
 - ``fused-workers``: the grid split into one fused group per core, one single-threaded worker each.
 
 Every mode's trials are checked against the sequential results (same status; final test error
@@ -37,10 +37,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from depthlab.data import load_dataset  # noqa: E402
-from depthlab.executors import InProcessExecutor, ProcessExecutor, Trial, TrialRunner, usable_cores  # noqa: E402
-from depthlab.fused import train_fused  # noqa: E402
-from depthlab.train import TrainConfig, train  # noqa: E402
+from depthlab.data.registry import load_dataset  # noqa: E402
+from depthlab.sweep.executors import InProcessExecutor, ProcessExecutor, usable_cores
+from depthlab.sweep.jobs import Trial
+from depthlab.sweep.driver import TrialRunner  # noqa: E402
+from depthlab.engine.fused import train_fused  # noqa: E402
+from depthlab.engine.config import TrainConfig
+from depthlab.engine.loop import train  # noqa: E402
 
 MODES = ("sequential", "workers", "fused", "fused-workers")
 

@@ -6,12 +6,17 @@ The Python API mirrors the CLI::
     result = train(TrainConfig(model="cnn-tanh", model_args={"depth": 9}, epochs=1))
 """
 
-from .data import Batches, Dataset, load_dataset
-from . import cifar_jpeg  # noqa: F401  (registers the cifar10-jpeg dataset)
+from .data.batches import Batches
+from .data.dataset import Dataset
+from .data.registry import load_dataset
 from .errors import ConfigError, DataError, StoreError, UserError
 from .models import PRESETS, create_model, model_config
-from .store import Store
-from .train import RunResult, TrainConfig, parse_schedule, train
+from .store.sqlite import Store
+from .records.record import RunResult
+from .engine.config import TrainConfig
+from .engine.schedule import parse_schedule
+from .engine.loop import train
+
 
 __version__ = "0.1.0"
 __all__ = ["Batches", "ConfigError", "DataError", "Dataset", "PRESETS", "RunResult", "Store", "StoreError",

@@ -87,3 +87,6 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+def classic_line(epoch: int, epochs: int, train_error: float, test_error: float, label: str = "Test") -> str:
+    return f"Epoch {epoch:03d}/{epochs:03d}, Train Error {100 * train_error:.2f}% || {label} Error {100 * test_error:.2f}%"

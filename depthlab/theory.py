@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import ConfigError
 
+
 Array = np.ndarray
 
 # An even number of nodes keeps z = 0 off the grid: ReLU's derivative jumps there, and with

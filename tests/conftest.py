@@ -23,6 +23,6 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist(data_root):
-    from depthlab.data import load_dataset
+    from depthlab.data.registry import load_dataset
 
     return load_dataset("mnist", data_root, download=False)

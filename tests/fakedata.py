@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depthlab.data import Dataset
+from depthlab.data.dataset import Dataset
 
 
 def synthetic_images(n: int, seed: int, size: int = 28, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from depthlab.cli import main
-from depthlab.store import Store
+from depthlab.store.sqlite import Store
 from fakedata import write_cifar_folder
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,15 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from depthlab.cifar import (PAPER_TEST_ERROR, check_resumable, checkpoint_file, lr_bn_configs,
-                            lr_bn_findings, resnet_cifar_config, shortcut_findings, shortcuts_configs)
+from depthlab.experiments.cifar import PAPER_TEST_ERROR, check_resumable, checkpoint_file, lr_bn_configs, lr_bn_findings, resnet_cifar_config, shortcut_findings, shortcuts_configs
 from depthlab.cli import main
-from depthlab.data import Dataset
+from depthlab.data.dataset import Dataset
 from depthlab.errors import ConfigError, DataError
 from depthlab.models import count_parameters, create_model, model_config
 from depthlab.models.cifar import ShortcutA
-from depthlab.nn import BatchNorm
-from depthlab.train import TrainConfig, load_checkpoint, parse_schedule, train
+from depthlab.models.layers import BatchNorm
+from depthlab.engine.config import TrainConfig
+from depthlab.engine.checkpoints import load_checkpoint
+from depthlab.engine.schedule import parse_schedule
+from depthlab.engine.loop import train
 
 from test_cifar_data import write_cifar_batches
 

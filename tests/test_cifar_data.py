@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from depthlab import cifar_jpeg
-from depthlab.cifar_jpeg import channel_stats, decode_members, split_members
-from depthlab.data import CIFAR10_BATCHES, CIFAR10_CLASSES, load_dataset
+from depthlab.data import cifar_jpeg
+from depthlab.data.cifar_jpeg import channel_stats, decode_members, split_members
+from depthlab.data.readers import CIFAR10_BATCHES
+from depthlab.data.dataset import CIFAR10_CLASSES
+from depthlab.data.registry import load_dataset
 from depthlab.errors import DataError
 
 

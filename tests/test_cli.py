@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from depthlab.cli import main
-from depthlab.store import Store
+from depthlab.store.sqlite import Store
 from fakedata import write_idx_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -255,9 +255,9 @@ def test_unusable_store(kind, small_root, tmp_path, capsys):
 def test_store_not_writable(existing_store, small_root, monkeypatch, capsys):
     # Permission bits do not stop root (CI may run as root), so the check is made to see a
     # read-only file the way it sees one for an ordinary user.
-    import depthlab.store
+    import depthlab.store.sqlite
 
-    monkeypatch.setattr(depthlab.store.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(depthlab.store.sqlite.os, "access", lambda path, mode: False)
     before = existing_store.read_bytes()
     code, out, err = run_cli(capsys, fast_args(small_root, existing_store, "--epochs", "1"))
     _assert_clean_failure(code, out, err, f"store {existing_store} is not writable")

@@ -12,11 +12,14 @@ import os
 import pytest
 import torch
 
-from depthlab.executors import InProcessExecutor, TrialRunner
-from depthlab.fused import train_fused
-from depthlab.search import FrontierConfig, find_frontiers
-from depthlab.store import Store
-from depthlab.train import TrainConfig, train
+from depthlab.sweep.executors import InProcessExecutor
+from depthlab.sweep.driver import TrialRunner
+from depthlab.engine.fused import train_fused
+from depthlab.frontier.protocol import FrontierConfig
+from depthlab.frontier.search import find_frontiers
+from depthlab.store.sqlite import Store
+from depthlab.engine.config import TrainConfig
+from depthlab.engine.loop import train
 from test_cifar import tiny_cifar
 
 DEVICE = os.environ.get("DEPTHLAB_TEST_DEVICE", "cuda")

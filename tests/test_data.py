@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from depthlab import data as D
+import depthlab.data.readers as R
 from depthlab.errors import ConfigError, DataError
 from fakedata import cifar_batch_bytes, idx_bytes, write_cifar_folder, write_idx_folder
 
@@ -35,7 +36,7 @@ def test_idx_folder_round_trip(tmp_path, gz):
 def test_parse_idx_other_dtypes():
     a = np.arange(12, dtype=">i4").reshape(3, 4)
     payload = bytes([0, 0, 0x0C, 2]) + (3).to_bytes(4, "big") + (4).to_bytes(4, "big") + a.tobytes()
-    assert np.array_equal(D.parse_idx(payload), a)
+    assert np.array_equal(R.parse_idx(payload), a)
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -48,7 +49,7 @@ def test_parse_idx_other_dtypes():
 ])
 def test_parse_idx_rejects_malformed(payload, message):
     with pytest.raises(DataError, match=message):
-        D.parse_idx(payload, "some-file")
+        R.parse_idx(payload, "some-file")
 
 
 def _corrupt_and_load(tmp_path, stem, new_bytes):
@@ -104,14 +105,14 @@ def test_missing_files_name_folder_and_files(tmp_path):
         D.load_dataset("mnist", tmp_path, download=False)
     message = str(info.value)
     assert str(folder) in message and "missing: t10k-images-idx3-ubyte" in message
-    assert all(stem in message for stem in D.IDX_FILES)
+    assert all(stem in message for stem in R.IDX_FILES)
 
 
 def test_offline_env_disables_download(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("tried the network")
 
-    monkeypatch.setattr(D, "download", no_network)
+    monkeypatch.setattr(R, "download", no_network)
     monkeypatch.setenv("DEPTHLAB_OFFLINE", "1")
     with pytest.raises(DataError, match="missing data"):
         D.load_dataset("mnist", tmp_path)
@@ -133,7 +134,7 @@ def test_real_mnist_shapes_and_labels(mnist):
 
 
 def test_real_mnist_content_matches_spec_md5(data_root):
-    for stem, expected in D.MNIST_MD5.items():
+    for stem, expected in R.MNIST_MD5.items():
         if "labels" in stem:  # the image files are checked by every load; these are quick
             raw = gzip.decompress((data_root / "MNIST" / "raw" / f"{stem}.gz").read_bytes())
             assert hashlib.md5(raw).hexdigest() == expected
@@ -142,7 +143,7 @@ def test_real_mnist_content_matches_spec_md5(data_root):
 def test_modified_mnist_file_fails_its_checksum(data_root, tmp_path):
     raw_dir = tmp_path / "MNIST" / "raw"
     raw_dir.mkdir(parents=True)
-    for stem in D.IDX_FILES[:3]:
+    for stem in R.IDX_FILES[:3]:
         (raw_dir / f"{stem}.gz").symlink_to(data_root / "MNIST" / "raw" / f"{stem}.gz")
     labels = bytearray(gzip.decompress((data_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").read_bytes()))
     labels[100] = (labels[100] + 1) % 10  # still a well-formed idx file: only the checksum can tell
@@ -152,14 +153,14 @@ def test_modified_mnist_file_fails_its_checksum(data_root, tmp_path):
         D.load_dataset("mnist", tmp_path, download=False)
     message = str(info.value)
     assert str(target) in message and "checksum mismatch" in message
-    assert D.MNIST_MD5["t10k-labels-idx1-ubyte"] in message and hashlib.md5(labels).hexdigest() in message
+    assert R.MNIST_MD5["t10k-labels-idx1-ubyte"] in message and hashlib.md5(labels).hexdigest() in message
     assert "\n" not in message
 
 
 def test_truncated_mnist_file_fails_its_checksum(data_root, tmp_path):
     raw_dir = tmp_path / "MNIST" / "raw"
     raw_dir.mkdir(parents=True)
-    for stem in D.IDX_FILES:
+    for stem in R.IDX_FILES:
         if stem != "train-labels-idx1-ubyte":
             (raw_dir / f"{stem}.gz").symlink_to(data_root / "MNIST" / "raw" / f"{stem}.gz")
     raw = gzip.decompress((data_root / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz").read_bytes())
@@ -184,10 +185,10 @@ def test_mnist32_is_mnist_zero_padded(data_root, mnist):
 
 def test_download_from_file_mirror_verifies_content(data_root, tmp_path, monkeypatch):
     mirror = (data_root / "MNIST" / "raw").as_uri() + "/"
-    monkeypatch.setattr(D, "MNIST_MIRRORS", ("file:///nonexistent-mirror/", mirror))
+    monkeypatch.setattr(R, "MNIST_MIRRORS", ("file:///nonexistent-mirror/", mirror))
     ds = D.load_dataset("mnist", tmp_path)
     assert ds.train_x.shape == (60000, 1, 28, 28)
-    assert sorted(p.name for p in (tmp_path / "MNIST" / "raw").iterdir()) == sorted(f"{s}.gz" for s in D.IDX_FILES)
+    assert sorted(p.name for p in (tmp_path / "MNIST" / "raw").iterdir()) == sorted(f"{s}.gz" for s in R.IDX_FILES)
 
 
 def test_download_with_bad_checksum_leaves_no_file(tmp_path):
@@ -196,20 +197,20 @@ def test_download_with_bad_checksum_leaves_no_file(tmp_path):
     source.write_bytes(b"payload")
     dest = tmp_path / "dest" / "file.bin"
     with pytest.raises(DataError, match="checksum mismatch"):
-        D.download([source.as_uri()], dest, md5="0" * 32)
+        R.download([source.as_uri()], dest, md5="0" * 32)
     assert not dest.exists()
     assert not dest.parent.exists() or not any(dest.parent.iterdir())  # no partial file either
-    assert D.download([source.as_uri()], dest, md5=hashlib.md5(b"payload").hexdigest()) == dest
+    assert R.download([source.as_uri()], dest, md5=hashlib.md5(b"payload").hexdigest()) == dest
     assert dest.read_bytes() == b"payload" and [p.name for p in dest.parent.iterdir()] == ["file.bin"]
 
 
 def test_download_failure_names_the_file(tmp_path):
     with pytest.raises(DataError, match="could not download x.gz"):
-        D.download([(tmp_path / "absent").as_uri()], tmp_path / "x.gz")
+        R.download([(tmp_path / "absent").as_uri()], tmp_path / "x.gz")
 
 
 def test_failed_download_gives_missing_data_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "MNIST_MIRRORS", ((tmp_path / "empty-mirror").as_uri() + "/",))
+    monkeypatch.setattr(R, "MNIST_MIRRORS", ((tmp_path / "empty-mirror").as_uri() + "/",))
     with pytest.raises(DataError, match="missing data"):
         D.load_dataset("mnist", tmp_path / "root")
 
@@ -220,7 +221,7 @@ def test_failed_download_gives_missing_data_error(tmp_path, monkeypatch):
 
 def test_cifar_folder_reader(tmp_path):
     batches = write_cifar_folder(tmp_path / "cifar-10-batches-py", per_batch=20)
-    ds = D.load_cifar10(tmp_path, False, checksums=None)
+    ds = R.load_cifar10(tmp_path, False, checksums=None)
     assert ds.train_x.shape == (100, 3, 32, 32) and ds.test_x.shape == (20, 3, 32, 32)
     assert ds.train_x.dtype == torch.uint8 and ds.train_y.dtype == torch.int64
     assert np.array_equal(ds.train_x[20:40].numpy(), batches[1][0])  # batch order kept
@@ -235,7 +236,7 @@ def test_cifar_tar_gz_reader(tmp_path):
     root.mkdir()
     with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
         tar.add(src, arcname="cifar-10-batches-py")
-    ds = D.load_cifar10(root, False, checksums=None)
+    ds = R.load_cifar10(root, False, checksums=None)
     assert np.array_equal(ds.train_x[:10].numpy(), batches[0][0])
     assert np.array_equal(ds.test_x.numpy(), batches[5][0])
 
@@ -244,19 +245,19 @@ def test_cifar_py2_module_names_are_accepted():
     # The official files were pickled by Python 2 numpy: numpy.core.multiarray, not numpy._core.
     images = np.arange(2 * 3072, dtype=np.int64).reshape(2, 3, 32, 32) % 256
     payload = cifar_batch_bytes(images, np.array([3, 7]), "b").replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
-    x, y = D.parse_cifar_batch(payload, "b")
+    x, y = R.parse_cifar_batch(payload, "b")
     assert np.array_equal(x, images) and y.tolist() == [3, 7]
 
 
 def test_cifar_checksums_are_checked(tmp_path):
     write_cifar_folder(tmp_path / "cifar-10-batches-py", per_batch=4)
     # a full-size batch (10,000 images) that is not the official file
-    images = np.zeros((D.CIFAR10_BATCH_IMAGES, 3, 32, 32), dtype=np.uint8)
+    images = np.zeros((R.CIFAR10_BATCH_IMAGES, 3, 32, 32), dtype=np.uint8)
     (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(
-        cifar_batch_bytes(images, np.zeros(D.CIFAR10_BATCH_IMAGES, dtype=np.int64), "data_batch_1"))
+        cifar_batch_bytes(images, np.zeros(R.CIFAR10_BATCH_IMAGES, dtype=np.int64), "data_batch_1"))
     with pytest.raises(DataError) as info:
         D.load_dataset("cifar10", tmp_path, download=False)
-    assert "data_batch_1: checksum mismatch" in str(info.value) and D.CIFAR10_MD5["data_batch_1"] in str(info.value)
+    assert "data_batch_1: checksum mismatch" in str(info.value) and R.CIFAR10_MD5["data_batch_1"] in str(info.value)
 
 
 def test_small_hand_made_cifar_batches_load_without_official_checksums(tmp_path):
@@ -274,7 +275,7 @@ def test_cifar_corrupted_batch(tmp_path, damage):
     target.write_bytes(payload[: len(payload) // 2] if damage == "truncate"
                        else np.random.default_rng(0).integers(0, 256, len(payload), dtype=np.uint8).tobytes())
     with pytest.raises(DataError, match=f"{target}: not a readable CIFAR-10 batch .* truncated or corrupted"):
-        D.load_cifar10(tmp_path, False, checksums=None)
+        R.load_cifar10(tmp_path, False, checksums=None)
 
 
 def test_cifar_wrong_shape(tmp_path):
@@ -283,7 +284,7 @@ def test_cifar_wrong_shape(tmp_path):
     bad = {b"data": np.zeros((4, 100), np.uint8), b"labels": [0, 1, 2, 3]}
     (folder / "test_batch").write_bytes(pickle.dumps(bad, protocol=2))
     with pytest.raises(DataError, match="test_batch: wrong size"):
-        D.load_cifar10(tmp_path, False, checksums=None)
+        R.load_cifar10(tmp_path, False, checksums=None)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "random", "missing-member"])
@@ -301,7 +302,7 @@ def test_cifar_corrupted_archive(tmp_path, damage):
     elif damage == "random":
         archive.write_bytes(np.random.default_rng(0).integers(0, 256, len(payload), dtype=np.uint8).tobytes())
     with pytest.raises(DataError) as info:
-        D.load_cifar10(tmp_path, False, checksums=None)
+        R.load_cifar10(tmp_path, False, checksums=None)
     assert str(archive) in str(info.value)
     assert ("data_batch_4" if damage == "missing-member" else "truncated or corrupted") in str(info.value)
 
@@ -314,7 +315,7 @@ def test_cifar_missing_files(tmp_path):
     write_cifar_folder(folder, per_batch=2)
     (folder / "data_batch_2").unlink()
     with pytest.raises(DataError, match="missing: data_batch_2"):
-        D.load_cifar10(tmp_path, False, checksums=None)
+        R.load_cifar10(tmp_path, False, checksums=None)
 
 
 class _Evil:
@@ -327,10 +328,10 @@ def test_restricted_unpickler_refuses_code(tmp_path):
     marker.unlink(missing_ok=True)
     payload = pickle.dumps({b"data": _Evil(), b"labels": []}, protocol=2)
     with pytest.raises(DataError, match="not a readable CIFAR-10 batch"):
-        D.parse_cifar_batch(payload, "evil")
+        R.parse_cifar_batch(payload, "evil")
     assert not marker.exists()
     with pytest.raises(pickle.UnpicklingError, match="forbidden global"):
-        D._ArrayOnlyUnpickler(io.BytesIO(payload)).load()
+        R._ArrayOnlyUnpickler(io.BytesIO(payload)).load()
 
 
 # ---------------------------------------------------------------------------------------------

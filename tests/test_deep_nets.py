@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from depthlab.models import ConvUnit, create_model
-from depthlab.train import TrainConfig, train
+from depthlab.engine.config import TrainConfig
+from depthlab.engine.loop import train
 
 
 def units(net):

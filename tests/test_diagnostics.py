@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthlab import diagnostics
+from depthlab.analysis import diagnostics
 from depthlab.cli import main
 from depthlab.errors import ConfigError
 from depthlab.models import create_model
@@ -54,7 +54,7 @@ def test_statistics_shapes_steps_and_update_ratio(mnist):
 
 
 def test_gradient_profile_matches_autograd(mnist):
-    from depthlab.data import Batches
+    from depthlab.data.batches import Batches
 
     torch.manual_seed(0)
     net = create_model("cnn-tanh", depth=6)

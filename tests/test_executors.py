@@ -1,4 +1,4 @@
-"""Executors (depthlab.executors): parallel trials give the results of sequential ones, only the
+"""Executors (depthlab.sweep): parallel trials give the results of sequential ones, only the
 driver writes the store, and a resumed sweep skips exactly the finished trials."""
 
 import os
@@ -16,12 +16,15 @@ import torch
 from click.testing import CliRunner
 
 from depthlab.cli.app import executor_options, executor_spec
-from depthlab.data import Dataset
+from depthlab.data.dataset import Dataset
 from depthlab.errors import ConfigError, UserError
-from depthlab.executors import ExecutorSpec, InProcessExecutor, ProcessExecutor, Trial, TrialRunner
-from depthlab.runner import run_recorded
-from depthlab.store import Store, _pid_alive
-from depthlab.train import TrainConfig, save_checkpoint
+from depthlab.sweep.executors import ExecutorSpec, InProcessExecutor, ProcessExecutor
+from depthlab.sweep.jobs import Trial
+from depthlab.sweep.driver import TrialRunner
+from depthlab.sweep.runner import run_recorded
+from depthlab.store.sqlite import Store, _pid_alive
+from depthlab.engine.config import TrainConfig
+from depthlab.engine.checkpoints import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = dict(model="cnn-elu-bn", model_args={"depth": 3}, train_size=1000, test_size=500, epochs=1)
@@ -163,7 +166,7 @@ def test_workers_outlive_the_search_thread_that_spawned_them(mnist):
 def test_a_worker_exits_when_its_driver_is_killed():
     """kill -9 of the driver: its worker notices within a poll and exits (no orphan training
     on, nor holding the driver's stdout open)."""
-    worker_code = ("import os, time; from depthlab.executors import _exit_with_driver; "
+    worker_code = ("import os, time; from depthlab.sweep.jobs import _exit_with_driver; "
                    "_exit_with_driver(os.getppid(), 0.05); print('up', flush=True); time.sleep(120)")
     driver_code = textwrap.dedent(f"""
         import subprocess, sys, time
@@ -383,7 +386,7 @@ def test_a_checkpoint_made_under_another_criterion_is_not_continued(mnist, tmp_p
     """The threshold is not part of a trial's hash: a trial that a loose threshold stopped (or
     let go on) before a kill is trained afresh under the new one, not resumed with the old
     decisions."""
-    from depthlab.executors import run_group
+    from depthlab.sweep.jobs import run_group
 
     def group(watch: Watch) -> list[Trial]:
         batch = lr_batch(lrs, train_size=600, test_size=200, epochs=3)
@@ -407,7 +410,7 @@ def test_a_checkpoint_made_under_another_criterion_is_not_continued(mnist, tmp_p
 
 
 def test_an_unreadable_checkpoint_is_discarded_and_an_unwritable_one_skipped(mnist, tmp_path, capfd):
-    from depthlab.executors import run_group
+    from depthlab.sweep.jobs import run_group
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
@@ -461,8 +464,8 @@ def test_a_group_whose_fused_net_fails_its_probe_runs_as_single_trials_with_chec
     """cnn-tanh-bn at depth 96 once failed the float32 probe (rounding amplified by a deep chaotic
     net) and its group trained member by member with no checkpoint: a kill lost hours. Now the
     runner gets the group back and sends every member as a single trial with its own checkpoint."""
-    import depthlab.executors as executors
-    import depthlab.fused as fused
+    import depthlab.sweep.executors as executors
+    import depthlab.engine.fused as fused
 
     real_fuse = fused.fuse_models
 

@@ -9,14 +9,16 @@ import pytest
 import torch
 
 from depthlab.cli import main
-from depthlab.data import Dataset
+from depthlab.data.dataset import Dataset
 from depthlab.errors import ConfigError
-from depthlab.experiments import (EXPERIMENTS, Ablation, Context, Experiment, PartResult, Sweep, _suggest, ablate,
-                                  get_experiment, lr_find, lr_sweep, make_config, model_toggles, parse_lrs, plan,
-                                  register_experiment, reproduce, toggle_override)
+from depthlab.experiments.catalogue import EXPERIMENTS, Experiment, get_experiment, plan, register_experiment, reproduce
+from depthlab.experiments.sweeps import Ablation, Sweep, ablate, lr_sweep
+from depthlab.experiments.parts import Context, PartResult
+from depthlab.experiments.lr_find import _suggest, lr_find
+from depthlab.experiments.configs import make_config, model_toggles, parse_lrs, toggle_override
 from depthlab.models import create_model
-from depthlab.store import Store
-from depthlab.train import TrainConfig
+from depthlab.store.sqlite import Store
+from depthlab.engine.config import TrainConfig
 
 # ---------------------------------------------------------------------------------------------
 # Small pure pieces
@@ -334,7 +336,7 @@ def test_cli_reproduce_lists_and_runs(data_root, tmp_path, capsys, monkeypatch):
 
 
 def test_frontier_part_on_a_real_subset(data_root, tmp_path):
-    from depthlab.experiments import Frontier
+    from depthlab.experiments.sweeps import Frontier
 
     part = Frontier("f", ("cnn-elu-bn",), config=dict(depths=(3, 6), lrs=(0.1,), epochs=1, train_size=1500,
                                                       eval_size=500, evals_per_epoch=2, device="cpu"))
@@ -383,7 +385,8 @@ def test_reproduce_forwards_cifar_experiments_to_their_command(tmp_path, capsys)
 
 
 def test_an_lr_sweep_on_a_fused_group_matches_the_sequential_one(data_root, tmp_path):
-    from depthlab.executors import InProcessExecutor, TrialRunner
+    from depthlab.sweep.executors import InProcessExecutor
+    from depthlab.sweep.driver import TrialRunner
 
     base = TrainConfig(model="strided", model_args={"stack_depth": 1}, train_size=1500, test_size=1000,
                        epochs=2, batch_size=64, momentum=0.9, device="cpu")
@@ -406,7 +409,8 @@ def test_an_lr_sweep_on_a_fused_group_matches_the_sequential_one(data_root, tmp_
 def test_an_ablation_on_worker_processes_measures_what_the_sequential_one_does(data_root, tmp_path):
     """Extras (train/validation error of the restored weights) are measured in the worker that
     trained the network; the gated strided net's gates come back from a worker too."""
-    from depthlab.executors import ProcessExecutor, TrialRunner
+    from depthlab.sweep.executors import ProcessExecutor
+    from depthlab.sweep.driver import TrialRunner
 
     base = dict(model="skipfc", optimizer="adam", lr=2e-3, batch_size=128, epochs=2, train_size=1500,
                 test_size=1000, device="cpu", patience=1)

@@ -1,4 +1,4 @@
-"""Fused multi-model training (depthlab.fused): G members trained as one network follow, step by
+"""Fused multi-model training (depthlab.engine.fused): G members trained as one network follow, step by
 step, the trajectories of G separate runs with the same seeds and data order."""
 
 from dataclasses import dataclass
@@ -7,17 +7,21 @@ import pytest
 import torch
 from torch import nn
 
-from depthlab.data import Batches
+from depthlab.data.batches import Batches
 from depthlab.errors import ConfigError, UserError
-from depthlab.fused import NotFusable, fuse_models, fusion_key, train_fused
+from depthlab.engine.fused_layers import NotFusable, fuse_models, fusion_key
+from depthlab.engine.fused import train_fused
 from depthlab.models import create_model
-from depthlab.train import TrainConfig, make_optimizer, multi_head_loss, parse_schedule, prepare_splits, train
+from depthlab.engine.config import TrainConfig
+from depthlab.engine.setup import make_optimizer, multi_head_loss, prepare_splits
+from depthlab.engine.schedule import parse_schedule
+from depthlab.engine.loop import train
 
 SMALL = dict(train_size=1024, test_size=500, epochs=2, batch_size=256)  # 4 steps per epoch
 
 
 def reference_losses(config: TrainConfig, data) -> list[float]:
-    """The loss at every step of a separate run: the loop of `depthlab.train.train`, built from
+    """The loss at every step of a separate run: the loop of `depthlab.engine.train`, built from
     its components, on the same batches (same seed, same order)."""
     torch.manual_seed(config.seed)
     model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args)

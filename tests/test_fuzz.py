@@ -19,13 +19,13 @@ import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from depthlab.data import _IDX_DTYPES, parse_cifar_batch, parse_idx
+from depthlab.data.readers import _IDX_DTYPES, parse_cifar_batch, parse_idx
 from depthlab.errors import ConfigError, DataError
-from depthlab.init import init_conv_, parse_init
+from depthlab.models.init import init_conv_, parse_init
 from depthlab.models import PRESETS, create_model, resolve_model
 from depthlab.report import safe_child, safe_output_dir
-from depthlab.search import parse_depths, parse_lrs
-from depthlab.train import Schedule, parse_schedule
+from depthlab.frontier.protocol import parse_depths, parse_lrs
+from depthlab.engine.schedule import Schedule, parse_schedule
 from depthlab.cli.app import model_overrides
 
 FUZZ = settings(max_examples=300, deadline=timedelta(seconds=5), derandomize=True, database=None,

@@ -1,10 +1,10 @@
-"""depthlab.nn: the from-scratch Dropout and BatchNorm against their definitions and torch's (SPEC §2.5)."""
+"""depthlab.models.layers: the from-scratch Dropout and BatchNorm against their definitions and torch's (SPEC §2.5)."""
 
 import pytest
 import torch
 from torch import nn
 
-from depthlab.nn import BatchNorm, Dropout, batch_norm
+from depthlab.models.layers import BatchNorm, Dropout, batch_norm
 
 
 # --- Dropout -----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from depthlab.cli import main
-from depthlab.store import Store, _pid_alive
+from depthlab.store.sqlite import Store, _pid_alive
 from fakedata import synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,9 +226,9 @@ _TRIAL_WRITER = textwrap.dedent("""
     import pathlib, sys, time, torch
     torch.set_num_threads(1)
     from fakedata import synthetic_dataset
-    from depthlab.runner import run_recorded
+    from depthlab.sweep.runner import run_recorded
     from depthlab.store import Store
-    from depthlab.train import TrainConfig
+    from depthlab.engine import TrainConfig
     path, tag = sys.argv[1], int(sys.argv[2])
     data = synthetic_dataset(128, 64)
     folder = pathlib.Path(path).parent
@@ -318,7 +318,7 @@ def test_diverging_trials_are_recorded_and_the_sweep_continues(mnist, data_root,
 
 def test_a_trial_that_raises_is_recorded_failed_and_the_sweep_continues(mnist, data_root, tmp_path, capsys,
                                                                         monkeypatch):
-    engine = sys.modules["depthlab.train"]  # the module (the package exports a function of that name)
+    engine = sys.modules["depthlab.engine.loop"]  # the module (the package exports a function of that name)
     real = engine.create_model
 
     def create_model(name, input_shape, num_classes, **overrides):
@@ -364,21 +364,23 @@ def test_a_real_out_of_memory_is_recorded_failed_and_the_sweep_continues(mnist, 
 def test_a_failed_trial_is_retried_by_the_next_run_not_reused(tmp_path, monkeypatch):
     """A failure (out of memory, a bug since fixed) is not a result: running the sweep again
     tries that trial again, while done and diverged trials are reused."""
-    from depthlab.runner import run_recorded
-    from depthlab.train import TrainConfig
+    from depthlab.sweep.runner import run_recorded
+    from depthlab.engine.config import TrainConfig
 
     data = synthetic_dataset(128, 64)
     config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, batch_size=64, device="cpu")
     with Store(tmp_path / "s.db") as store:
         with monkeypatch.context() as m:
-            m.setattr("depthlab.runner.train", lambda *a, **k: (_ for _ in ()).throw(MemoryError("simulated")))
+            m.setattr("depthlab.engine.run.train", lambda *a, **k: (_ for _ in ()).throw(MemoryError("simulated")))
             assert run_recorded(config, store, data)["status"] == "failed"
         again = run_recorded(config, store, data)
         assert again["status"] == "done" and not again["reused"]
         assert run_recorded(config, store, data)["reused"]
         assert [r.status for r in store.runs()] == ["done", "failed"]  # the failure stays as history
 
-    from depthlab.executors import InProcessExecutor, Trial, TrialRunner
+    from depthlab.sweep.executors import InProcessExecutor
+    from depthlab.sweep.jobs import Trial
+    from depthlab.sweep.driver import TrialRunner
 
     config2 = TrainConfig(**{**config.__dict__, "seed": 1})
     data = dataclasses.replace(data, name="mnist")  # the runner serves trials of "mnist" with this data

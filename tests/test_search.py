@@ -1,4 +1,4 @@
-"""The depth-frontier search (depthlab.search) and `depthlab frontier`."""
+"""The depth-frontier search (depthlab.frontier) and `depthlab frontier`."""
 
 import json
 import os
@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 
 from depthlab.cli import main
 from depthlab.errors import ConfigError
-from depthlab.search import (DEFAULT_LRS, DepthResult, FrontierConfig, ModelFrontier, PendingTrial, Trial,
-                             depth_label, failure_cost_ratio, find_frontier, first_met, lr_order, parse_lrs,
-                             point_error, run_trial, search_depths, split_point)
-from depthlab.store import Store
-from depthlab.train import CHECKPOINT_FORMAT, save_checkpoint, train
+from depthlab.frontier.protocol import DEFAULT_LRS, FrontierConfig, parse_lrs
+from depthlab.frontier.search import DepthResult, ModelFrontier, PendingTrial, failure_cost_ratio, find_frontier, lr_order, search_depths, split_point
+from depthlab.frontier.criterion import Trial, first_met, point_error, run_trial
+from depthlab.frontier.outputs import depth_label
+from depthlab.store.sqlite import Store
+from depthlab.engine.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
+from depthlab.engine.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,9 +16,10 @@ import pytest
 import torch
 
 import depthlab.data as D
+import depthlab.data.readers as R
 from depthlab.cli import main
 from depthlab.errors import ConfigError, DataError
-from depthlab.store import Store
+from depthlab.store.sqlite import Store
 from fakedata import cifar_batch_bytes, write_cifar_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def _keyword(call: ast.Call, name: str):
 def test_no_code_loads_pickles_or_checkpoints_unsafely():
     """torch.load only with weights_only=True, np.load only with allow_pickle=False, no plain
     pickle/marshal/shelve/eval/exec, no tar/zip extractall (path traversal): only the
-    restricted CIFAR unpickler in depthlab/data.py subclasses pickle.Unpickler."""
+    restricted CIFAR unpickler in depthlab/data/readers.py subclasses pickle.Unpickler."""
     problems = []
     for path in SOURCES:
         tree = ast.parse(path.read_text(), str(path))
@@ -81,13 +82,13 @@ def test_no_code_loads_pickles_or_checkpoints_unsafely():
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 bases = [ast.unparse(b) for b in node.bases]
-                if "pickle.Unpickler" in bases and (rel.as_posix(), node.name) != ("depthlab/data.py", "_ArrayOnlyUnpickler"):
+                if "pickle.Unpickler" in bases and (rel.as_posix(), node.name) != ("depthlab/data/readers.py", "_ArrayOnlyUnpickler"):
                     problems.append(f"{rel}:{node.lineno}: unpickler {node.name}")
     assert not problems, "unsafe loading:\n" + "\n".join(problems)
 
 
 def test_restricted_unpickler_allows_only_numpy_array_reconstruction():
-    allowed = D._ArrayOnlyUnpickler.ALLOWED
+    allowed = R._ArrayOnlyUnpickler.ALLOWED
     assert {module for module, _ in allowed} <= {"numpy", "numpy.core.multiarray", "numpy._core.multiarray", "_codecs"}
     assert ("_codecs", "encode") in allowed and not any(name in ("eval", "system", "__import__") for _, name in allowed)
 
@@ -97,7 +98,7 @@ def test_restricted_unpickler_allows_only_numpy_array_reconstruction():
 
 
 def test_a_malicious_checkpoint_is_refused_without_running_it(tmp_path):
-    from depthlab.train import load_checkpoint
+    from depthlab.engine.checkpoints import load_checkpoint
 
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
@@ -111,7 +112,7 @@ def test_a_malicious_checkpoint_is_refused_without_running_it(tmp_path):
 
 
 def test_reproduce_resume_refuses_a_malicious_checkpoint_before_the_store(tmp_path, capsys):
-    from depthlab.cifar import checkpoint_file, lr_bn_configs
+    from depthlab.experiments.cifar import checkpoint_file, lr_bn_configs
 
     write_cifar_folder(tmp_path / "data" / "cifar-10-batches-py", per_batch=8)
     ckpt, marker, store = tmp_path / "ckpt", tmp_path / "pwned", tmp_path / "s.db"
@@ -157,7 +158,7 @@ def test_a_malicious_cifar_batch_is_refused_without_running_it(how, tmp_path, ca
     assert code == 2 and "not a readable CIFAR-10 batch" in err and err.count("\n") == 1, err
     assert "data_batch_1" in err and not marker.exists() and not store.exists()
     with pytest.raises(pickle.UnpicklingError, match="forbidden global"):
-        D._ArrayOnlyUnpickler(open(root / "cifar-10-batches-py" / "data_batch_1", "rb"), encoding="bytes").load()
+        R._ArrayOnlyUnpickler(open(root / "cifar-10-batches-py" / "data_batch_1", "rb"), encoding="bytes").load()
     assert not marker.exists()
 
 
@@ -186,7 +187,7 @@ def mirrors(data_root, tmp_path_factory):
     """A good mirror (the real MNIST files) and a bad one serving tampered copies."""
     good = data_root / "MNIST" / "raw"
     bad = tmp_path_factory.mktemp("bad-mirror")
-    for stem in D.IDX_FILES:
+    for stem in R.IDX_FILES:
         content = bytearray(gzip.decompress((good / f"{stem}.gz").read_bytes()))
         content[-1] ^= 0xFF  # one flipped byte: parses fine, fails the checksum
         (bad / f"{stem}.gz").write_bytes(gzip.compress(bytes(content), compresslevel=1))
@@ -196,7 +197,7 @@ def mirrors(data_root, tmp_path_factory):
 def test_tampered_downloads_are_refused_and_never_left_in_place(mirrors, tmp_path, monkeypatch, capsys):
     good, bad = mirrors
     monkeypatch.delenv("DEPTHLAB_OFFLINE", raising=False)
-    monkeypatch.setattr(D, "MNIST_MIRRORS", (bad,))
+    monkeypatch.setattr(R, "MNIST_MIRRORS", (bad,))
     root, store = tmp_path / "root", tmp_path / "s.db"
     code, out, err = _cli(capsys, "train", "cnn-tanh", "--data-dir", str(root), "--store", str(store),
                           "--device", "cpu")
@@ -208,12 +209,12 @@ def test_tampered_downloads_are_refused_and_never_left_in_place(mirrors, tmp_pat
 def test_a_tampered_mirror_is_skipped_for_the_next_good_one(mirrors, tmp_path, monkeypatch):
     good, bad = mirrors
     monkeypatch.delenv("DEPTHLAB_OFFLINE", raising=False)
-    monkeypatch.setattr(D, "MNIST_MIRRORS", (bad, good))
+    monkeypatch.setattr(R, "MNIST_MIRRORS", (bad, good))
     data = D.load_dataset("mnist", tmp_path / "root")
     assert data.train_x.shape == (60000, 1, 28, 28)
-    for stem in D.IDX_FILES:  # what was put in place is the verified content
+    for stem in R.IDX_FILES:  # what was put in place is the verified content
         got = gzip.decompress((tmp_path / "root" / "MNIST" / "raw" / f"{stem}.gz").read_bytes())
-        assert D.md5_of(got) == D.MNIST_MD5[stem]
+        assert R.md5_of(got) == R.MNIST_MD5[stem]
 
 
 def test_a_cifar_archive_with_a_wrong_checksum_is_not_used(tmp_path, monkeypatch):
@@ -225,13 +226,13 @@ def test_a_cifar_archive_with_a_wrong_checksum_is_not_used(tmp_path, monkeypatch
     archive.parent.mkdir()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:  # a readable archive, but not the official one
-        for name in D.CIFAR10_BATCHES:
+        for name in R.CIFAR10_BATCHES:
             payload = cifar_batch_bytes(np.zeros((4, 3, 32, 32), np.uint8), np.zeros(4, np.int64), name)
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
     archive.write_bytes(buffer.getvalue())
-    monkeypatch.setattr(D, "CIFAR10_URL", archive.as_uri())
+    monkeypatch.setattr(R, "CIFAR10_URL", archive.as_uri())
     with pytest.raises(DataError, match="missing data"):
         D.load_dataset("cifar10", tmp_path / "root")
     assert not (tmp_path / "root").exists() or not any((tmp_path / "root").rglob("*"))
@@ -251,9 +252,9 @@ def test_model_names_cannot_carry_paths():
 
 def test_file_names_from_configs_go_through_safe_child(tmp_path, monkeypatch):
     """A name that would escape (if a model name ever carried a path) is refused, not written."""
-    from depthlab.cifar import checkpoint_file
+    from depthlab.experiments.cifar import checkpoint_file
     from depthlab.report import safe_child
-    from depthlab.train import TrainConfig
+    from depthlab.engine.config import TrainConfig
 
     config = TrainConfig(model="cifar-cnn", dataset="cifar10")
     assert checkpoint_file(tmp_path, config).parent == tmp_path
@@ -267,8 +268,8 @@ def test_file_names_from_configs_go_through_safe_child(tmp_path, monkeypatch):
 def test_no_file_name_is_built_from_values_without_safe_child():
     """Source rule: ``folder / f"...{value}..."`` must be ``safe_child(folder, f"...")`` so that a
     value can never add a separator or ``..``. Names built only from constants are listed."""
-    constant_names = {("depthlab/data.py", "stem"), ("depthlab/cifar_jpeg.py", "CACHE_VERSION"),
-                      ("depthlab/cifar_jpeg.py", "stat")}
+    constant_names = {("depthlab/data/readers.py", "stem"), ("depthlab/data/cifar_jpeg.py", "CACHE_VERSION"),
+                      ("depthlab/data/cifar_jpeg.py", "stat")}
     problems = []
     for path in SOURCES:
         rel = path.relative_to(REPO).as_posix()

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from depthlab.errors import StoreError
-from depthlab.runner import run_recorded
-from depthlab.store import Store, check_store_path
-from depthlab.train import TrainConfig
+from depthlab.sweep.runner import run_recorded
+from depthlab.store.sqlite import Store, check_store_path
+from depthlab.engine.config import TrainConfig
 from fakedata import synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,9 +64,9 @@ _KILLED_CHILD = textwrap.dedent("""
     import sys, time, torch
     torch.set_num_threads(1)
     from fakedata import synthetic_dataset
-    from depthlab.runner import run_recorded
+    from depthlab.sweep.runner import run_recorded
     from depthlab.store import Store
-    from depthlab.train import TrainConfig
+    from depthlab.engine import TrainConfig
     config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=2, batch_size=64, device="cpu")
     def on_epoch(m):
         print("epoch recorded", flush=True)
@@ -128,7 +128,7 @@ def test_runner_reuses_finished_runs_and_records_failures(tmp_path, monkeypatch)
         def boom(*args, **kwargs):
             raise RuntimeError("out of memory (simulated)")
 
-        monkeypatch.setattr("depthlab.runner.train", boom)
+        monkeypatch.setattr("depthlab.engine.run.train", boom)
         failed = run_recorded(TrainConfig(**{**config.__dict__, "seed": 1}), store, data)
         assert failed["status"] == "failed" and "out of memory" in failed["reason"]
         assert store.runs()[0].status == "failed" and store.runs()[0].reason.startswith("RuntimeError")
@@ -261,7 +261,7 @@ def test_a_new_store_opened_by_several_processes_at_the_same_moment(tmp_path):
 
 
 def test_snapshot_of_a_live_store_carries_its_runs_and_checkpoints(tmp_path):
-    from depthlab.store import checkpoint_dir_for, snapshot_store
+    from depthlab.store.sqlite import checkpoint_dir_for, snapshot_store
 
     data = synthetic_dataset(128, 64)
     config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, batch_size=64, device="cpu")
@@ -321,7 +321,7 @@ def test_reading_a_carried_snapshot_leaves_its_file_byte_for_byte(tmp_path, caps
     """`depthlab runs` and `frontier --status` on a DELETE-mode snapshot must not switch it to
     WAL: the carried file would differ in git after every look."""
     from depthlab.cli import main
-    from depthlab.store import snapshot_store
+    from depthlab.store.sqlite import snapshot_store
 
     data = synthetic_dataset(128, 64)
     config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, batch_size=64, device="cpu")

@@ -11,9 +11,8 @@ import torch
 from depthlab import theory
 from depthlab.cli import main
 from depthlab.errors import ConfigError
-from depthlab.init import delta_orthogonal_, init_conv_
-from depthlab.phase import (DepthTrial, best_error, frontier_of, measurements_from_store, parse_scaled_init,
-                            read_measurements_csv, scaled_init, search_depths)
+from depthlab.models.init import delta_orthogonal_, init_conv_
+from depthlab.analysis.phase import DepthTrial, best_error, frontier_of, measurements_from_store, parse_scaled_init, read_measurements_csv, scaled_init, search_depths
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,7 +176,7 @@ def test_search_depths_walks_up_then_bisects():
 
 
 def test_measurements_from_store_groups_by_sigma_w2(tmp_path):
-    from depthlab.store import Store
+    from depthlab.store.sqlite import Store
 
     def record(store, w2, depth, err, act="tanh", b2=0.05):
         cfg = {"model": "stages", "dataset": "mnist", "lr": 0.1,

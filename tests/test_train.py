@@ -8,9 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from depthlab.errors import ConfigError
-from depthlab.train import (Checkpoint, TrainConfig, evaluate, multi_head_loss, parse_schedule, prepare_splits,
-                            resolve_device, train)
-from depthlab.data import Batches
+from depthlab.records.record import Checkpoint
+from depthlab.engine.config import TrainConfig
+from depthlab.engine.setup import evaluate, multi_head_loss, prepare_splits
+from depthlab.engine.device import resolve_device
+from depthlab.engine.schedule import parse_schedule
+from depthlab.engine.loop import train
+from depthlab.data.batches import Batches
 from fakedata import synthetic_dataset
 
 
@@ -258,7 +262,7 @@ def test_checkpoints_of_an_earlier_format_version_load_and_later_or_foreign_ones
     """Version 1 (epoch ends only) is what a search started before mid-epoch saves left on disk:
     it must still resume. A newer version (or another format) is refused, not misread."""
     from depthlab.errors import DataError
-    from depthlab.train import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+    from depthlab.engine.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 
     name, _, version = CHECKPOINT_FORMAT.rpartition("-")
     assert int(version) >= 2

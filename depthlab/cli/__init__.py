@@ -10,4 +10,5 @@ from . import diagnose  # noqa: F401  (registers diagnose)
 # after cifar: `reproduce` is the experiment registry's; it forwards the CIFAR names to cifar's command
 from . import experiments  # noqa: F401  (registers lr-sweep, lr-find, ablate, reproduce)
 
+
 __all__ = ["cli", "entry", "main"]

@@ -16,6 +16,7 @@ import click
 
 from ..errors import ConfigError, UserError
 
+
 # ---------------------------------------------------------------------------------------------
 # Shared options
 
@@ -59,7 +60,7 @@ def model_options(f):
 def executor_options(f=None, *, workers: str = "auto"):
     """Where trials run: ``--executor local|ray``, ``--workers`` (default ``workers`` with the
     local executor), ``--ray-address``, CPU/GPU shares per trial and ``--fuse`` (see
-    `depthlab.executors`). Turn the values into an `ExecutorSpec` with `executor_spec` (passing
+    `depthlab.sweep`). Turn the values into an `ExecutorSpec` with `executor_spec` (passing
     the same ``workers`` default; validated before the store is opened) and open it with
     `trial_runner`."""
     if f is None:
@@ -97,9 +98,9 @@ def int_or_keyword(text, keyword: str, flag: str) -> int | None:
 
 def executor_spec(executor="local", workers=None, ray_address=None, cpus_per_trial=1.0, gpus_per_trial=0.0,
                   fuse="auto", *, default_workers: str = "auto"):
-    """The validated `depthlab.executors.ExecutorSpec` of the `executor_options` values
+    """The validated `depthlab.sweep.ExecutorSpec` of the `executor_options` values
     (``workers`` None: ``default_workers`` locally; Ray sizes itself)."""
-    from ..executors import ExecutorSpec
+    from ..sweep.executors import ExecutorSpec
 
     if workers is None and executor == "local":
         workers = default_workers
@@ -116,13 +117,14 @@ def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, d
                  sequential: bool = False):
     """Open the executor of ``spec`` (first: a cluster that cannot be reached leaves no store
     behind), then the store; yield ``(store, runner)``, the runner a
-    `depthlab.executors.TrialRunner` that records into the store and keeps its trials'
+    `depthlab.sweep.TrialRunner` that records into the store and keeps its trials'
     checkpoints beside it (``<store>-checkpoints``, removed when empty). ``group``: how many
     trials one fused group could hold (1: none fuse). With ``sequential`` (commands whose classic
     output streams each epoch) the runner is None when the spec asks for one local worker and
     there is nothing to fuse: the caller runs its trials itself."""
-    from ..executors import TrialRunner, default_workers, describe
-    from ..store import Store, checkpoint_dir_for, remove_if_empty
+    from ..store.sqlite import Store, checkpoint_dir_for, remove_if_empty
+    from ..sweep.driver import TrialRunner
+    from ..sweep.executors import default_workers, describe
 
     fuse = spec.fuse_for(device, group)
     if sequential and spec.kind == "local" and (spec.workers or default_workers(device)) == 1 and fuse <= 1:
@@ -160,7 +162,7 @@ def echo_err(message: str) -> None:
 
 
 def open_store(path: str):
-    from ..store import Store
+    from ..store.sqlite import Store
 
     return Store(path)
 
@@ -185,10 +187,6 @@ def tensorboard_writer(folder: str | None):
     except Exception:
         raise ConfigError("--tensorboard needs the tensorboard extra: pip install 'depthlab[tensorboard]'") from None
     return SummaryWriter(folder)
-
-
-def classic_line(epoch: int, epochs: int, train_error: float, test_error: float, label: str = "Test") -> str:
-    return f"Epoch {epoch:03d}/{epochs:03d}, Train Error {100 * train_error:.2f}% || {label} Error {100 * test_error:.2f}%"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

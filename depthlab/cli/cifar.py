@@ -1,5 +1,5 @@
 """``depthlab reproduce resnet-cifar | resnet18-shortcuts | cifar-lr-bn``: the CIFAR-10
-experiments of SPEC §2.4 (a thin layer over `depthlab.cifar`)."""
+experiments of SPEC §2.4 (a thin layer over `depthlab.experiments.cifar`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 
 from ..errors import ConfigError
 from .app import cli, echo_err, open_store
+
 
 CIFAR_EXPERIMENTS = ("resnet-cifar", "resnet18-shortcuts", "cifar-lr-bn")
 
@@ -23,7 +24,7 @@ def _check_positive(name: str, value) -> None:
 @click.option("--n", "n", type=int, default=3, show_default=True,
               help="resnet-cifar: blocks per stack (depth 6n+2; 3, 5, 7, 9, 18 = resnet20 ... resnet110).")
 @click.option("--shortcut", default="A", show_default=True, help="resnet-cifar: shortcut option A or B.")
-@click.option("--bn-impl", default="torch", show_default=True, help="torch or scratch (depthlab.nn.BatchNorm).")
+@click.option("--bn-impl", default="torch", show_default=True, help="torch or scratch (depthlab.models.layers.BatchNorm).")
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (resnet-cifar 200, resnet18 30).")
 @click.option("--max-epochs", type=int, default=None, help="cifar-lr-bn: cap every run's epochs (a quick look).")
 @click.option("--only", default=None, help="cifar-lr-bn: a comma list of its runs to train, e.g. bn-lr0.01,bn-lr0.05.")
@@ -45,11 +46,20 @@ def _check_positive(name: str, value) -> None:
 def reproduce(name, n, shortcut, bn_impl, epochs, max_epochs, only, patience, warmup, dataset, data_dir, train_size,
               seed, device, compile_model, store_path, out, checkpoint_dir, resume, rerun):
     """Reproduce a classic CIFAR-10 experiment by NAME: resnet-cifar, resnet18-shortcuts, cifar-lr-bn."""
-    from ..cifar import (check_cifar_dataset, check_resumable, default_cifar_dataset, lr_bn_configs, resnet_cifar_config,
-                         run_cifar_lr_bn, run_resnet18_shortcuts, run_resnet_cifar, shortcuts_configs)
-    from ..data import load_dataset
+    from ..data.registry import load_dataset
+    from ..experiments.cifar import (
+        check_cifar_dataset,
+        check_resumable,
+        default_cifar_dataset,
+        lr_bn_configs,
+        resnet_cifar_config,
+        run_cifar_lr_bn,
+        run_resnet18_shortcuts,
+        run_resnet_cifar,
+        shortcuts_configs,
+    )
     from ..report import check_output_dir, safe_output_dir
-    from ..store import check_store_path
+    from ..store.sqlite import check_store_path
 
     if name not in CIFAR_EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(CIFAR_EXPERIMENTS)}")

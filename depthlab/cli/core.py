@@ -8,8 +8,18 @@ import sys
 import click
 
 from ..errors import ConfigError
-from .app import (classic_line, cli, common_options, default_dataset, echo_err, model_options, model_overrides,
-                  open_store, require_tensorboard, tensorboard_writer)
+from ..report import classic_line
+from .app import (
+    cli,
+    common_options,
+    default_dataset,
+    echo_err,
+    model_options,
+    model_overrides,
+    open_store,
+    require_tensorboard,
+    tensorboard_writer,
+)
 
 
 @cli.command()
@@ -36,11 +46,11 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
           device, store_path, out, as_json, tensorboard, epochs, lr, momentum, nesterov, batch_size, optimizer,
           weight_decay, schedule, patience, use_val, augment, rerun, compile_, threads):
     """Train one MODEL and record it in the store."""
-    from ..data import load_dataset
+    from ..data.registry import load_dataset
+    from ..engine.config import TrainConfig
     from ..report import check_output_dir
-    from ..runner import run_recorded
-    from ..store import check_store_path
-    from ..train import TrainConfig
+    from ..store.sqlite import check_store_path
+    from ..sweep.runner import run_recorded
 
     config = TrainConfig(model=model, model_args=model_overrides(depth, act, init_, norm, skip, heads, width, params),
                          dataset=dataset or default_dataset(model), train_size=train_size,
@@ -132,7 +142,7 @@ class _Progress:
                    "checkpoints to DEST, a store a later sweep can continue from.")
 def runs(store_path, limit, status, as_json, snapshot_path):
     """List the runs in the store, newest first."""
-    from ..store import FINISHED, Store, snapshot_store
+    from ..store.sqlite import FINISHED, Store, snapshot_store
 
     if snapshot_path is not None:
         info = snapshot_store(store_path, snapshot_path)
@@ -168,7 +178,7 @@ def runs(store_path, limit, status, as_json, snapshot_path):
 @click.option("--dataset", default=None)
 def summary(model, depth, act, init_, norm, skip, heads, width, params, dataset):
     """Print a layer table and the parameter count of MODEL."""
-    from ..data import check_dataset_name
+    from ..data.registry import check_dataset_name
     from ..models import count_parameters, create_model, layer_summary
 
     overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)

@@ -32,11 +32,11 @@ def diagnose(model, depth, act, init_, norm, skip, heads, width, params, steps, 
              train_size, compare_depths, dataset, data_dir, seed, device, compile_, out, as_json):
     """Per-layer activation statistics, gradient norms and update ratios of MODEL at init and
     during training, a layer x step heatmap, and a vanishing/exploding/healthy verdict."""
-    from .. import diagnostics
-    from ..data import check_dataset_name, load_dataset
+    from ..analysis import diagnostics
+    from ..data.registry import check_dataset_name, load_dataset
+    from ..engine.config import TrainConfig
     from ..models import resolve_model
     from ..report import check_output_dir, format_table, safe_child, safe_output_dir
-    from ..train import TrainConfig
     from .theory import parse_int_list
 
     overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)

@@ -10,8 +10,18 @@ import click
 
 from ..errors import ConfigError
 from . import cifar as _cifar
-from .app import (cli, common_options, default_dataset, executor_options, executor_spec, model_options,
-                  model_overrides, require_tensorboard, tensorboard_writer, trial_runner)
+from .app import (
+    cli,
+    common_options,
+    default_dataset,
+    executor_options,
+    executor_spec,
+    model_options,
+    model_overrides,
+    require_tensorboard,
+    tensorboard_writer,
+    trial_runner,
+)
 
 
 # The experiment commands run their trials one after another by default: their classic output
@@ -29,7 +39,7 @@ def toggle_flags(f):
 
 
 def _overrides(model, depth, act, init_, norm, skip, heads, width, params, bn=None, no_skip=False) -> dict:
-    from ..experiments import toggle_override
+    from ..experiments.configs import toggle_override
 
     overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)
     if bn is not None:
@@ -74,7 +84,7 @@ def _show_part(part, folder, stem, as_json) -> list[str]:
 
 
 def _check_store(store_path):
-    from ..store import check_store_path
+    from ..store.sqlite import check_store_path
 
     check_store_path(store_path)
 
@@ -84,7 +94,7 @@ def _prepare(configs, data_dir, store_path, out: str | None, default: str, tenso
     """After the flags are validated (``configs``): check the store path, the output folder and
     TensorBoard, then load every dataset the runs need, so that bad data fails before any store
     or folder is created; only then create the output folder. Returns (folder, datasets)."""
-    from ..data import load_dataset
+    from ..data.registry import load_dataset
     from ..report import check_output_dir
 
     check_output_dir(out or f"depthlab-out/{default}")
@@ -102,7 +112,8 @@ def _run_one_part(part, experiment: str, stem: str, data_dir, store_path, out, t
     """Check every flag (``part.configs``), the paths and the data before the store or a folder
     is touched; then run ``part`` against the store (on the executor of ``spec``) and show it.
     Returns (result, paths)."""
-    from ..experiments import Context, fusable_size
+    from ..experiments.catalogue import fusable_size
+    from ..experiments.parts import Context
 
     ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment=experiment)
     configs = part.configs(ctx)
@@ -134,7 +145,8 @@ def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn,
                  optimizer, weight_decay, schedule, executor, workers, ray_address, cpus_per_trial, gpus_per_trial,
                  fuse):
     """One run of MODEL per learning rate: a table of final errors and train/test error plots."""
-    from ..experiments import Sweep, parse_lrs
+    from ..experiments.configs import parse_lrs
+    from ..experiments.sweeps import Sweep
 
     base = dict(model=model, model_args=_overrides(model, depth, act, init_, norm, skip, heads, width, params,
                                                    bn, no_skip),
@@ -182,7 +194,9 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
     """Exponential learning-rate range test of MODEL (nothing is stored; weights are restored).
 
     Suggestion: the lr at the minimum of the smoothed loss divided by 10."""
-    from ..experiments import check_lr_range, draw_plot, lr_find, make_config
+    from ..experiments.configs import make_config
+    from ..experiments.lr_find import check_lr_range, lr_find
+    from ..experiments.parts import draw_plot
     from ..report import safe_child
 
     check_lr_range(min_lr, max_lr, steps, smoothing, diverge)
@@ -246,7 +260,7 @@ def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, n
                gpus_per_trial, fuse):
     """Every on/off combination of the toggles over K folds or N seeds: mean ± std of train,
     validation and test accuracy and the time per fit, plus loss curves."""
-    from ..experiments import Ablation
+    from ..experiments.sweeps import Ablation
 
     if folds is not None and seeds is not None:
         raise ConfigError("--folds and --seeds exclude each other")
@@ -317,7 +331,8 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
                   ray_address, cpus_per_trial, gpus_per_trial, fuse):
     """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
     numbers. Finished runs are read back from the store (an interrupted run resumes)."""
-    from ..experiments import EXPERIMENTS, Frontier, check_budget, fusable_runs, plan, reproduce
+    from ..experiments.catalogue import EXPERIMENTS, check_budget, fusable_runs, plan, reproduce
+    from ..experiments.sweeps import Frontier
 
     if list_ or not name:
         for exp in EXPERIMENTS.values():

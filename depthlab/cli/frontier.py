@@ -1,5 +1,5 @@
 """``depthlab frontier``: the largest trainable depth of each model (a thin layer over
-`depthlab.search`)."""
+`depthlab.frontier`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,19 @@ import sys
 import click
 
 from ..errors import ConfigError
-from .app import (cli, common_options, echo_err, executor_options, executor_spec, int_or_keyword, model_options,
-                  model_overrides, require_tensorboard, tensorboard_writer, trial_runner)
-
+from .app import (
+    cli,
+    common_options,
+    echo_err,
+    executor_options,
+    executor_spec,
+    int_or_keyword,
+    model_options,
+    model_overrides,
+    require_tensorboard,
+    tensorboard_writer,
+    trial_runner,
+)
 
 
 @cli.command()
@@ -41,12 +51,13 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
              store_path, out, as_json, tensorboard, executor, workers, ray_address, cpus_per_trial, gpus_per_trial,
              fuse, bisection, status):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
-    from ..data import load_dataset
+    from ..data.registry import load_dataset
+    from ..frontier.outputs import TABLE_HEADERS, table_rows
+    from ..frontier.protocol import DEFAULT_LRS, QUICK_PROTOCOL, FrontierConfig, parse_depths, parse_lrs
+    from ..frontier.search import find_frontiers
     from ..models import CLASSIC_PRESETS, PRESETS
     from ..report import check_output_dir, format_table, safe_output_dir
-    from ..search import (DEFAULT_LRS, QUICK_PROTOCOL, TABLE_HEADERS, FrontierConfig, find_frontiers, parse_depths,
-                          parse_lrs, table_rows)
-    from ..store import check_store_path
+    from ..store.sqlite import check_store_path
 
     # Validate every flag before touching the store, the data or the output folder.
     if depth is not None:
@@ -112,10 +123,10 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
 
 def show_status(names: list[str], config, store_path: str, as_json: bool, out: str | None) -> None:
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
+    from ..engine.checkpoints import saved_epochs
+    from ..frontier.search import frontier_status
     from ..report import check_output_dir, format_table, safe_output_dir
-    from ..search import frontier_status
-    from ..store import Store, checkpoint_dir_for
-    from ..train import saved_epochs
+    from ..store.sqlite import Store, checkpoint_dir_for
 
     if out is not None:
         check_output_dir(out)
@@ -148,8 +159,8 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
 
 def write_outputs(result, folder) -> None:
     """The table and per-depth map as CSV, everything as JSON, and the two plots."""
+    from ..frontier.outputs import DEPTH_HEADERS, TABLE_HEADERS, depth_rows, plot_frontier, table_rows
     from ..report import write_csv
-    from ..search import DEPTH_HEADERS, TABLE_HEADERS, depth_rows, plot_frontier, table_rows
 
     write_csv(folder / "frontier.csv", TABLE_HEADERS, table_rows(result))
     write_csv(folder / "frontier-depths.csv", DEPTH_HEADERS, depth_rows(result))

@@ -11,6 +11,7 @@ import click
 from ..errors import ConfigError
 from .app import cli, echo_err
 
+
 ACTS = ("tanh", "relu", "elu")
 MAX_GRID = 100_000  # a range LO:HI:N with more points is a typo (and would not fit in memory)
 
@@ -65,7 +66,7 @@ def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: i
     """Compute the grid, write the table/CSV/JSON/plot to ``out``; return the JSON object and
     the folder written to (None without ``out``)."""
     from .. import theory
-    from ..phase import MEASUREMENT_COLUMNS, measurement_rows, plot_phase_diagram
+    from ..analysis.phase import MEASUREMENT_COLUMNS, measurement_rows, plot_phase_diagram
     from ..report import safe_child, safe_output_dir, write_csv
 
     points = theory.phase_grid(act, sigma_b2, sigma_w2s)
@@ -159,8 +160,8 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
            out, as_json):
     """Mean-field predictions for a plain net: q*, chi_1, correlation depth xi and the
     trainable depth 6 xi over a sigma_w2 grid, the critical sigma_w2, and a phase diagram."""
-    from ..phase import measurements_from_store, read_measurements_csv
-    from ..store import Store, check_store_path
+    from ..analysis.phase import measurements_from_store, read_measurements_csv
+    from ..store.sqlite import Store, check_store_path
 
     check_theory_args(act, sigma_b2)
     sigma_w2s = parse_float_list(sigma_w2_text, "--sigma-w2")
@@ -188,8 +189,8 @@ def init_agreement_rows(act, sigma_b2, sigma_w2s, widths, depth, data_dir) -> li
     """`phase.init_agreement` for each sigma_w2, width and stage (first and last)."""
     import dataclasses
 
-    from ..data import load_dataset
-    from ..phase import init_agreement
+    from ..analysis.phase import init_agreement
+    from ..data.registry import load_dataset
 
     data = load_dataset("mnist", data_dir)
     rows = []
@@ -228,10 +229,10 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
           seed, device, data_dir, store_path, out, as_json):
     """Measure the largest trainable depth of plain `stages` nets with init scaled:W2,B2 over a
     sigma_w2 grid on real MNIST, and overlay it on the mean-field prediction."""
-    from ..data import load_dataset
-    from ..phase import measure_phase, phase_configs
+    from ..analysis.phase import measure_phase, phase_configs
+    from ..data.registry import load_dataset
     from ..report import check_output_dir
-    from ..store import Store, check_store_path
+    from ..store.sqlite import Store, check_store_path
 
     check_theory_args(act, sigma_b2)
     sigma_w2s = parse_float_list(sigma_w2_text, "--sigma-w2")

@@ -10,6 +10,7 @@ from . import cifar  # noqa: F401  (registers resnet-cifar, resnet18, cifar-cnn)
 from . import skipfc, strided  # noqa: F401  (register the families)
 from .stages import CLASSIC_PRESETS, ConvUnit, StagesNet, StagesSpec
 
+
 __all__ = ["ACTIVATIONS", "CLASSIC_PRESETS", "ConvUnit", "FAMILIES", "Family", "PRESETS", "Preset", "StagesNet",
            "StagesSpec", "count_parameters", "create_model", "layer_summary", "make_activation", "model_config",
            "register_family", "register_preset", "resolve_model"]

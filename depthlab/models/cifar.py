@@ -2,7 +2,7 @@
 CIFAR ``resnet18`` and its shortcut-free twin ``plain18``, and the small ``cifar-cnn``.
 
 Every spec takes ``bn_impl``: ``"torch"`` (``nn.BatchNorm2d``) or ``"scratch"``
-(`depthlab.nn.BatchNorm`, the teaching version), so any of these models can be trained with
+(`depthlab.models.layers.BatchNorm`, the teaching version), so any of these models can be trained with
 the from-scratch layer in place of torch's.
 """
 
@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..nn import BN_IMPLS, batch_norm
+from .layers import BN_IMPLS, batch_norm
 from .registry import Family, Preset, check_choice, register_family, register_preset
+
 
 CIFAR_DATASETS = ("cifar10", "cifar10-jpeg")
 SHORTCUTS = ("A", "B")

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import ConfigError
 
+
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "elu": nn.ELU, "relu": nn.ReLU}
 
 

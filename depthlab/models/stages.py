@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..init import init_conv_, parse_init
+from .init import init_conv_, parse_init
 from .registry import Family, Preset, check_choice, make_activation, register_family, register_preset
 
 

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..init import init_conv_, parse_init
+from .init import init_conv_, parse_init
 from .registry import Family, Preset, check_choice, make_activation, register_family, register_preset
+
 
 STACK_CHANNELS = (4, 8, 16, 32)  # the first conv's output, then each stack's output
 SKIPS = ("none", "res", "gated")

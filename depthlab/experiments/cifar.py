@@ -6,7 +6,7 @@
 - `run_cifar_lr_bn`: the ``cifar-cnn`` lessons on learning rate, momentum and batch norm, each
   run's finding computed from its own numbers.
 
-Each function trains through `depthlab.runner.run_recorded` (a finished config is never trained
+Each function trains through `depthlab.sweep.runner.run_recorded` (a finished config is never trained
 twice; every epoch goes to the store), checkpoints every epoch when given a folder, and returns
 plain dicts; printing goes through the ``echo`` callable.
 """
@@ -19,16 +19,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from .data import DATASETS, Dataset, resolve_data_root
-from .errors import ConfigError
-from .models.cifar import CIFAR_DATASETS
-from .report import format_table, pyplot, safe_child, write_csv
-from .store import Store
-from .train import TrainConfig
+from ..data.dataset import Dataset, resolve_data_root
+from ..data.registry import DATASETS
+from ..engine.config import TrainConfig
+from ..errors import ConfigError
+from ..models.cifar import CIFAR_DATASETS
+from ..report import classic_line, format_table, pyplot, safe_child, write_csv
+from ..store.sqlite import Store
+
 
 # He et al. 2015, table 6 (CIFAR-10 test error, %), by n.
 PAPER_TEST_ERROR = {3: 8.75, 5: 7.51, 7: 7.17, 9: 6.97, 18: 6.43}
+
+
 WARMUP_ITERATIONS = 400  # resnet110: lr 0.01 for about the first 400 iterations
+
 
 Echo = Callable[[str], None]
 
@@ -63,7 +68,7 @@ def checkpoint_file(folder, config: TrainConfig) -> Path | None:
 def check_resumable(configs: list[TrainConfig], folder) -> None:
     """Fail (one clear line) on a corrupted or foreign checkpoint *before* anything is trained
     or written to the store; a missing checkpoint is fine (that run starts from scratch)."""
-    from .train import load_checkpoint
+    from ..engine.checkpoints import load_checkpoint
 
     for config in configs:
         path = checkpoint_file(folder, config)
@@ -113,12 +118,10 @@ def run_one(config: TrainConfig, data: Dataset, store: Store | None, *, experime
             echo: Echo = _quiet, checkpoint_dir=None, resume: bool = False, compile_model: bool = False,
             rerun: bool = False) -> dict:
     """Train one config through the store, printing the classic line and images/s per epoch."""
-    from .cli.app import classic_line
-    from .runner import run_recorded
-
     import torch
 
-    from .train import resolve_device
+    from ..engine.device import resolve_device
+    from ..sweep.runner import run_recorded
 
     cuda = resolve_device(config.device).type == "cuda"
     meter = Throughput(config.batch_size, train_images(config, data), torch.cuda.synchronize if cuda else None)
@@ -160,10 +163,6 @@ def _plot(curves: list[tuple[str, list[float]]], ylabel: str, title: str, path: 
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-# ---------------------------------------------------------------------------------------------
-# resnet-cifar (He et al. 2015)
 
 
 def resnet_cifar_config(n: int = 3, *, shortcut: str = "A", bn_impl: str = "torch", dataset: str = "cifar10",
@@ -218,10 +217,6 @@ def run_resnet_cifar(config: TrainConfig, data: Dataset, store: Store | None = N
     if out is not None:
         write_csv(safe_child(Path(out), f"resnet-cifar-n{n}.csv"), headers, rows)
     return {"n": n, "depth": depth, "paper_test_error": paper, **result}
-
-
-# ---------------------------------------------------------------------------------------------
-# resnet18 vs plain18
 
 
 def shortcuts_configs(*, dataset: str = "cifar10", epochs: int = 30, train_size: int | None = None,
@@ -280,10 +275,6 @@ def shortcut_findings(results: dict) -> list[str]:
         lines.append(f"resnet18 reached plain18's final loss ({lp:.4f}) after {reached} of "
                      f"{len(res['epochs'])} epochs")
     return lines
-
-
-# ---------------------------------------------------------------------------------------------
-# cifar-cnn: learning rate, momentum, batch norm
 
 
 @dataclass(frozen=True)

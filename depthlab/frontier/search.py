@@ -42,280 +42,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from .data import Dataset, check_dataset_name
-from .errors import ConfigError
-from .runner import run_recorded, stored_result
-from .store import Store
-from .train import CANCELLED, TrainConfig
-
-CRITERIA = ("either", "test", "train")
-DEFAULT_LRS = tuple(round(10 ** (e / 2), 6) for e in range(-6, 1))  # 0.001, 0.003162, ... 1.0
-# The quick protocol (FrontierConfig fields) of `depthlab frontier --quick`, the README's main job,
-# and of `depthlab reproduce depth-frontier --quick`: all eight presets in minutes on 2 CPU cores.
-QUICK_PROTOCOL = dict(train_size=10000, epochs=1, lrs=(0.01, 0.1, 1.0), max_depth=9, eval_size=1000,
-                      evals_per_epoch=4)
-MAX_GRID = 1000  # more learning rates than this in log:LOW:HIGH:COUNT is a typo (and would never finish)
-
-
-BISECTIONS = ("cost", "midpoint")
-
-
-@dataclass(frozen=True)
-class FrontierConfig:
-    """The frontier protocol. Defaults are the classic one (SPEC 4): MNIST, batch 256, SGD with
-    momentum 0.9, trainable when the error drops below 20% within 3 epochs, lr grid 1e-3..1."""
-
-    max_depth: int = 300
-    depths: tuple[int, ...] | None = None  # try exactly these depths instead of searching
-    lrs: tuple[float, ...] = DEFAULT_LRS
-    epochs: int = 3
-    threshold: float = 0.2
-    criterion: str = "either"
-    seeds: int = 1
-    seed: int = 0                          # seeds used: seed, seed + 1, ..., seed + seeds - 1
-    train_size: int | None = None
-    eval_size: int | None = 2000           # test images per evaluation (None: all 10,000)
-    evals_per_epoch: int = 5
-    batch_size: int = 256
-    momentum: float = 0.9
-    dataset: str = "mnist"
-    device: str = "auto"
-    model_args: dict = field(default_factory=dict)  # axis overrides for every model (not depth)
-    bisection: str = "cost"                # cost-weighted split (`split_point`) or the plain midpoint
-
-    def validate(self) -> None:
-        if not isinstance(self.max_depth, int) or self.max_depth < 3:
-            raise ConfigError(f"--max-depth must be at least 3, got {self.max_depth}")
-        if self.max_depth % 3:
-            raise ConfigError(f"--max-depth must be a multiple of 3, got {self.max_depth}")
-        if self.depths is not None:
-            if not self.depths:
-                raise ConfigError("--depths is empty")
-            for d in self.depths:
-                if not isinstance(d, int) or d <= 0 or d % 3:
-                    raise ConfigError(f"depths must be positive multiples of 3, got {d}")
-        if not self.lrs:
-            raise ConfigError("the learning-rate grid is empty")
-        for lr in self.lrs:
-            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-                raise ConfigError(f"learning rates must be positive, got {lr}")
-        if len(set(self.lrs)) != len(self.lrs):
-            raise ConfigError("the learning-rate grid has duplicates")
-        if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1):
-            raise ConfigError(f"--threshold must be in (0, 1), got {self.threshold}")
-        if self.criterion not in CRITERIA:
-            raise ConfigError(f"unknown criterion {self.criterion!r}; choose one of: {', '.join(CRITERIA)}")
-        if not isinstance(self.seeds, int) or self.seeds < 1:
-            raise ConfigError(f"--seeds must be a positive integer, got {self.seeds}")
-        if "depth" in self.model_args:
-            raise ConfigError("the frontier searches the depth: use --depths or --max-depth, not --depth")
-        if self.bisection not in BISECTIONS:
-            raise ConfigError(f"unknown bisection {self.bisection!r}; choose one of: {', '.join(BISECTIONS)}")
-        check_dataset_name(self.dataset)
-
-    def validate_models(self, models: Sequence[str]) -> None:
-        """Every model must take the axis overrides and run on the dataset (checked at depth 3)."""
-        if not models:
-            raise ConfigError("no models given")
-        for model in models:
-            self.trial_config(model, min(self.depths or (3,)), self.lrs[0], self.seed).validate()
-
-    def trial_config(self, model: str, depth: int, lr: float, seed: int) -> TrainConfig:
-        """The `TrainConfig` of one trial (its hash is the trial's key in the store)."""
-        return TrainConfig(model=model, model_args={**self.model_args, "depth": depth}, dataset=self.dataset,
-                           train_size=self.train_size, test_size=self.eval_size, eval_split="test",
-                           epochs=self.epochs, batch_size=self.batch_size, optimizer="sgd", lr=float(lr),
-                           momentum=self.momentum, evals_per_epoch=self.evals_per_epoch, seed=seed,
-                           device=self.device)
-
-    def sorted_lrs(self) -> tuple[float, ...]:
-        return tuple(sorted(float(lr) for lr in self.lrs))
-
-
-def parse_lrs(text: str) -> tuple[float, ...]:
-    """``0.01,0.1,1`` or ``log:0.001:1:7`` (7 log-spaced values from 0.001 to 1)."""
-    text = text.strip()
-    if text.startswith("log:"):
-        parts = text[4:].split(":")
-        try:
-            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-        except (ValueError, IndexError):
-            raise ConfigError(f"bad --lrs {text!r}: expected log:LOW:HIGH:COUNT, e.g. log:0.001:1:7") from None
-        if len(parts) != 3 or not (0 < lo < hi < math.inf) or not 2 <= n <= MAX_GRID:
-            raise ConfigError(f"bad --lrs {text!r}: need 0 < LOW < HIGH and 2 <= COUNT <= {MAX_GRID}")
-        return tuple(round(lo * (hi / lo) ** (i / (n - 1)), 8) for i in range(n))
-    values = []
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        try:
-            value = float(part)
-        except ValueError:
-            raise ConfigError(f"bad learning rate {part!r} in --lrs") from None
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"learning rates must be positive, got {part.strip()}")
-        values.append(value)
-    if not values:
-        raise ConfigError("the learning-rate grid is empty")
-    return tuple(values)
-
-
-def parse_depths(text: str) -> tuple[int, ...]:
-    values = []
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        try:
-            d = int(part)
-        except ValueError:
-            raise ConfigError(f"bad depth {part!r} in --depths") from None
-        if d <= 0 or d % 3:
-            raise ConfigError(f"depths must be positive multiples of 3, got {d}")
-        values.append(d)
-    if not values:
-        raise ConfigError("--depths is empty")
-    return tuple(sorted(set(values)))
-
-
-# ---------------------------------------------------------------------------------------------
-# The criterion
-
-
-def point_error(point: dict, criterion: str) -> float:
-    """The error a criterion looks at in one evaluation point (a Checkpoint as a dict)."""
-    train, test = point["train_error"], point["eval_error"]
-    if criterion == "train":
-        return train
-    if criterion == "test":
-        return test
-    return min(train, test)
-
-
-def first_met(points: Sequence[dict], criterion: str, threshold: float) -> dict | None:
-    """The first evaluation point at which the criterion holds, if any."""
-    for p in points:
-        e = point_error(p, criterion)
-        if e == e and e < threshold:  # e == e: NaN never meets it
-            return p
-    return None
-
-
-@dataclass
-class Trial:
-    """One training run of the search."""
-
-    depth: int
-    lr: float
-    seed: int
-    trained: bool
-    error: float | None      # criterion error at the point that met it, else the best seen
-    epochs: float            # fractional epochs trained up to the verdict
-    status: str              # done | diverged | failed | cancelled (moot: an lr before it trained)
-    seconds: float
-    reused: bool = False
-    run_hash: str = ""
-
-
-def trial_from_result(depth: int, lr: float, seed: int, result: dict, criterion: str,
-                      threshold: float, run_hash: str = "") -> Trial:
-    points = result.get("checkpoints") or []
-    hit = first_met(points, criterion, threshold)
-    if hit is not None:
-        error, epochs = point_error(hit, criterion), hit["epoch"]
-    else:
-        errors = [point_error(p, criterion) for p in points if point_error(p, criterion) == point_error(p, criterion)]
-        error = min(errors) if errors else None
-        epochs = points[-1]["epoch"] if points else 0.0
-    return Trial(depth, lr, seed, hit is not None, error, epochs, result["status"],
-                 float(result.get("seconds") or 0.0), bool(result.get("reused")), run_hash)
-
-
-@dataclass(frozen=True)
-class CriterionMonitor:
-    """Stops a trial at the first evaluation point that meets the criterion. A dataclass, not a
-    closure, so that process and Ray workers can run it (`depthlab.executors`)."""
-
-    criterion: str
-    threshold: float
-
-    def __call__(self, checkpoint) -> bool:
-        return first_met([vars(checkpoint)], self.criterion, self.threshold) is not None
-
-
-def _needs_retraining(result: dict, config: FrontierConfig) -> bool:
-    """A stored run that another criterion stopped early without meeting this one."""
-    return bool(result.get("reused") and result.get("stopped_early")
-                and first_met(result.get("checkpoints") or [], config.criterion, config.threshold) is None)
-
-
-def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConfig, store: Store | None,
-              data: Dataset | None, data_dir=None) -> Trial:
-    """Train one trial through the store, stopping as soon as the criterion is met.
-
-    A stored run of the same config is reused when its verdict under *this* criterion is
-    certain: it met the criterion, or it was not stopped early (full budget or diverged). A run
-    that a different criterion stopped early without meeting this one is trained again."""
-    train_config = config.trial_config(model, depth, lr, seed)
-    key = train_config.hash()
-    monitor = CriterionMonitor(config.criterion, config.threshold)
-    result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
-                          experiment="frontier", monitor=monitor)
-    if _needs_retraining(result, config):
-        result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
-                              experiment="frontier", monitor=monitor, reuse=False)
-    return trial_from_result(depth, lr, seed, result, config.criterion, config.threshold, key)
-
-
-Cell = tuple[int, float, int]  # (depth, lr, seed)
-
-
-def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[Trial]:
-    """`run_trial` for several cells at once through a `depthlab.executors.TrialRunner`: the
-    trials run concurrently (fused, with the runner's ``fuse``), the driver records them, and
-    the same reuse rules apply. Results in the order of ``cells``.
-
-    ``cells`` are one wave of `evaluate_depth`, in search order. With one seed each cell is
-    ranked by its place (`depthlab.executors.Trial.rank`): in a fused group, once a cell trains,
-    the group cancels the cells after it, whose verdicts the search would never read. (With
-    several seeds a trained seed does not decide its lr, so nothing is ranked.)"""
-    from .executors import Trial as Job
-
-    monitor = CriterionMonitor(config.criterion, config.threshold)
-    configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
-    ranked = len({s for _, _, s in cells}) == 1 and len({lr for _, lr, _ in cells}) == len(cells)
-
-    def job(c: TrainConfig, reuse: bool = True, rank: int | None = None) -> Job:
-        return Job(c, kind="frontier", experiment="frontier", monitor=monitor, reuse=reuse, rank=rank)
-
-    results = runner.run([job(c, rank=i if ranked else None) for i, c in enumerate(configs)])
-    redo = [i for i, r in enumerate(results) if _needs_retraining(r, config)]
-    for i, r in zip(redo, runner.run([job(configs[i], reuse=False) for i in redo])):
-        results[i] = r
-    return [trial_from_result(d, lr, s, r, config.criterion, config.threshold, c.hash())
-            for (d, lr, s), r, c in zip(cells, results, configs)]
-
-
-def stored_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[Trial | None]:
-    """The verdicts the runner's store already holds for ``cells`` (None where a cell would
-    train), under the reuse rules of `run_cells`; nothing is trained."""
-    configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
-    return [_stored_verdict(cell, r, config, c.hash()) for cell, r, c in zip(cells, runner.stored(configs), configs)]
-
-
-def stored_trial(model: str, cell: Cell, config: FrontierConfig, store: Store | None) -> Trial | None:
-    """`stored_cells` for one cell, read from ``store`` directly."""
-    key = config.trial_config(model, *cell).hash()
-    return _stored_verdict(cell, stored_result(store, key), config, key)
-
-
-def _stored_verdict(cell: Cell, result: dict | None, config: FrontierConfig, key: str) -> Trial | None:
-    if result is None or _needs_retraining(result, config):
-        return None
-    return trial_from_result(*cell, result, config.criterion, config.threshold, key)
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
+from ..data.dataset import Dataset
+from ..records.record import CANCELLED
+from ..store.sqlite import Store
+from .criterion import Cell, StoredFn, Trial, run_cells, run_trial, stored_cells, stored_trial
+from .protocol import FrontierConfig
 
 
 @dataclass
@@ -379,10 +110,6 @@ class FrontierResult:
         return {"config": config, "seconds": round(self.seconds, 1), "models": [m.to_dict() for m in self.models]}
 
 
-# ---------------------------------------------------------------------------------------------
-# The search
-
-
 def lr_order(lrs: Sequence[float], start: float | None) -> list[float]:
     """``start`` (or the middle of the sorted grid), then its neighbours outward, smaller first."""
     lrs = sorted(lrs)
@@ -399,7 +126,6 @@ TrialFn = Callable[[int, float, int], Trial]
 
 
 CellsFn = Callable[[list[Cell]], list[Trial]]
-StoredFn = Callable[[list[Cell]], list["Trial | None"]]
 
 
 def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, seeds: Sequence[int],
@@ -562,7 +288,7 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
     """The depth frontier of one model. ``trial(depth, lr, seed) -> Trial`` replaces real training
     (tests use it to check the search against an exhaustive grid).
 
-    With ``runner`` (a `depthlab.executors.TrialRunner`, which then owns the store) trials run
+    With ``runner`` (a `depthlab.sweep.TrialRunner`, which then owns the store) trials run
     through its executor, ``width`` lrs of a depth at a time (`evaluate_depth`); the answer is
     the one-at-a-time search's. ``cells`` replaces the runner with a fake batch function and
     ``stored`` its store lookup."""
@@ -648,7 +374,7 @@ def frontier_status(models: Sequence[str], config: FrontierConfig, store: Store)
 def find_frontiers(models: Sequence[str], config: FrontierConfig, store: Store | None,
                    data: Dataset | None = None, *, runner=None, **kwargs) -> FrontierResult:
     """`find_frontier` for several models, sharing the loaded data: one after the other, or with
-    ``runner`` (a `depthlab.executors.TrialRunner`) all at once, each model's search in its own
+    ``runner`` (a `depthlab.sweep.TrialRunner`) all at once, each model's search in its own
     thread, their trials running side by side on the runner's executor. Each search keeps its
     sequential logic, so the answers are those of the one-after-the-other run."""
     started = time.perf_counter()
@@ -667,85 +393,3 @@ def search_width(parallelism: int, fuse: int, models: int, config: FrontierConfi
     size when fusing (a fused group of lrs costs less than its members one by one)."""
     per_model = parallelism // max(1, models * config.seeds)
     return max(1, min(len(config.lrs), max(fuse, per_model)))
-
-
-# ---------------------------------------------------------------------------------------------
-# Output
-
-TABLE_HEADERS = ("model", "max trainable depth", "lr", "error", "first failing depth", "fraction")
-
-
-def table_rows(result: FrontierResult) -> list[list]:
-    return [[m.model, m.max_trainable_depth, m.lr, m.error, m.first_failing_depth, m.fraction]
-            for m in result.models]
-
-
-def depth_rows(result: FrontierResult) -> list[list]:
-    """One row per (model, depth) tried: the per-depth map."""
-    return [[m.model, d, r.trainable, r.lr, r.error, r.fraction, r.epochs, len(r.trials)]
-            for m in result.models for d, r in sorted(m.depths.items())]
-
-
-DEPTH_HEADERS = ("model", "depth", "trainable", "lr", "error", "fraction", "epochs", "trials")
-
-
-def depth_label(m: ModelFrontier) -> str:
-    """A model's max trainable depth as the frontier plot labels it: ``9``, ``300+`` (the cap
-    reached), ``none``, or ``>= 48`` for a search still running (`frontier --status`)."""
-    if m.next_trial is not None:
-        return f">= {m.max_trainable_depth or 0}"
-    if not m.max_trainable_depth:
-        return "none"
-    return f"{m.max_trainable_depth}" + ("+" if m.first_failing_depth is None else "")
-
-
-def plot_frontier(result: FrontierResult, folder) -> list:
-    """Two PNGs: best error vs depth per model (threshold drawn) and the frontier as bars."""
-    from .report import pyplot, safe_child
-
-    plt = pyplot()
-    paths = []
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for m in result.models:
-        pts = [(d, r.error) for d, r in sorted(m.depths.items()) if r.error is not None]
-        if pts:
-            line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=m.model)
-            fails = [(d, r.error) for d, r in sorted(m.depths.items()) if r.error is not None and not r.trainable]
-            ax.scatter([p[0] for p in fails], [p[1] for p in fails], marker="x", color=line.get_color(), zorder=3)
-    ax.axhline(result.config.threshold, color="k", ls="--", lw=1, label=f"threshold {result.config.threshold:g}")
-    ax.set_xscale("log", base=2)
-    tried = sorted({d for m in result.models for d in m.depths})
-    if tried:  # plain labels at the geometric probes 3, 6, 12, ... (and the deepest depth tried)
-        ticks = sorted({d for d in (3 * 2 ** k for k in range(12)) if d <= tried[-1]} | {tried[-1]})
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.minorticks_off()
-    ax.set_xlabel("depth (conv layers)")
-    ax.set_ylabel(f"best {result.config.criterion} error (x = failed)")
-    ax.set_title(f"Error reached within {result.config.epochs} epoch(s), best lr of the grid")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    paths.append(safe_child(folder, "frontier-error.png"))
-    fig.savefig(paths[-1], dpi=90)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    names = [m.model for m in result.models]
-    heights = [m.max_trainable_depth or 0 for m in result.models]
-    bars = ax.bar(range(len(names)), heights, color="tab:blue")
-    for bar, m in zip(bars, result.models):
-        label = depth_label(m)
-        if m.next_trial is not None:
-            bar.set_facecolor("lightsteelblue")
-            bar.set_hatch("//")
-        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
-                    fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("max trainable depth")
-    unfinished = any(m.next_trial is not None for m in result.models)
-    ax.set_title(f"Depth frontier (max depth {result.config.max_depth}; + = cap reached)"
-                 + ("\nhatched: search not finished, depth trained so far" if unfinished else ""), fontsize=10)
-    fig.tight_layout()
-    paths.append(safe_child(folder, "frontier-depth.png"))
-    fig.savefig(paths[-1], dpi=90)
-    plt.close(fig)
-    return paths

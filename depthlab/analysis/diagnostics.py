@@ -31,19 +31,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
+
 
 # Verdict thresholds: three orders of magnitude between the first and the last layer (or a
 # forward signal that has grown/collapsed as much) is far outside what trains with one lr.
 RATIO_LIMIT = 1e3
+
+
 # ||dL/dW|| / ||W|| above this at init: one SGD step at lr 0.01 would move a layer by its own size.
 RELATIVE_GRAD_LIMIT = 100.0
 
+
 LABELS = ("vanishing", "exploding", "healthy")
-
-
-# ---------------------------------------------------------------------------------------------
-# Probing layers
 
 
 @dataclass
@@ -117,10 +117,6 @@ def recording(model: nn.Module) -> Iterator[_Recorder]:
         yield recorder
     finally:
         recorder.remove()
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
 
 
 @dataclass
@@ -221,12 +217,8 @@ class Diagnostics:
                 "verdict": self.verdict.to_json(), "seconds": round(self.seconds, 3)}
 
 
-# ---------------------------------------------------------------------------------------------
-# Running
-
-
 def _loss(outputs, yb):
-    from .train import multi_head_loss
+    from ..engine.setup import multi_head_loss
 
     return multi_head_loss(outputs, yb)[0]
 
@@ -261,9 +253,12 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
     recorded steps fall back to eager where dynamo cannot trace them)."""
     import time
 
-    from .data import Batches, load_dataset, subset_indices
-    from .models import FAMILIES, create_model, resolve_model
-    from .train import TrainConfig, make_optimizer, resolve_device
+    from ..data.batches import Batches, subset_indices
+    from ..data.registry import load_dataset
+    from ..engine.config import TrainConfig
+    from ..engine.device import resolve_device
+    from ..engine.setup import make_optimizer
+    from ..models import FAMILIES, create_model, resolve_model
 
     overrides = dict(overrides or {})
     family, spec = resolve_model(model, **overrides)
@@ -347,9 +342,10 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
 def depth_profiles(model: str, depths: Sequence[int], overrides: dict | None = None, *, data=None, data_dir=None,
                    batch_size: int = 256, seed: int = 0, device: str = "cpu") -> dict[int, dict[str, np.ndarray]]:
     """`gradient_profile` at initialisation for several depths of one model (same batch, same seed)."""
-    from .data import Batches, load_dataset
-    from .models import FAMILIES, create_model, resolve_model
-    from .train import resolve_device
+    from ..data.batches import Batches
+    from ..data.registry import load_dataset
+    from ..engine.device import resolve_device
+    from ..models import FAMILIES, create_model, resolve_model
 
     overrides = {k: v for k, v in (overrides or {}).items() if k != "depth"}
     family, _ = resolve_model(model, **overrides)
@@ -371,7 +367,7 @@ def depth_profiles(model: str, depths: Sequence[int], overrides: dict | None = N
 
 def nearby_depths(model: str, depth: int, overrides: dict | None = None) -> list[int]:
     """A few depths around ``depth`` (about /4, /2, x1, x2) that the model accepts."""
-    from .models import resolve_model
+    from ..models import resolve_model
 
     overrides = {k: v for k, v in (overrides or {}).items() if k != "depth"}
     found = []
@@ -387,13 +383,9 @@ def nearby_depths(model: str, depth: int, overrides: dict | None = None) -> list
     return sorted(found)
 
 
-# ---------------------------------------------------------------------------------------------
-# Plots
-
-
 def plot_heatmap(diag: Diagnostics, path) -> None:
     """Layer x step heatmap of log10 weight-gradient norm."""
-    from .report import pyplot
+    from ..report import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
@@ -415,7 +407,7 @@ def plot_heatmap(diag: Diagnostics, path) -> None:
 
 def plot_depth_profiles(profiles: dict[int, dict[str, np.ndarray]], path, *, model: str) -> None:
     """Weight-gradient norm and backprop-signal norm vs layer index at init, one line per depth."""
-    from .report import pyplot
+    from ..report import pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.8), dpi=100)

@@ -4,15 +4,15 @@ twice, every epoch is recorded as it ends, and an exception inside a run is reco
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
-import torch
-
-from .data import Dataset, load_dataset
-from .errors import UserError
-from .store import Store
-from .train import Monitor, RunResult, TrainConfig, resolve_device, train
+from ..data.dataset import Dataset
+from ..data.registry import load_dataset
+from ..engine.config import TrainConfig
+from ..engine.device import resolve_device
+from ..engine.run import run_safely
+from ..records.record import Monitor
+from ..store.sqlite import Store
 
 
 def stored_result(store: Store | None, config_hash: str) -> dict | None:
@@ -56,25 +56,12 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
         if on_epoch is not None:
             on_epoch(metrics)
 
-    started = time.perf_counter()
-    try:
-        result: RunResult | None = train(config, data, data_dir=data_dir, monitor=monitor,
-                                         on_epoch=record_epoch, on_step=on_step, **(train_options or {}))
-        out = result.to_dict()
-        out["checkpoints"] = [vars(c) for c in result.checkpoints]
-        if extras is not None and result.status == "done":
-            out["extras"] = extras(result.model)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as exc:  # a run that raises (out of memory, a bug) must not stop a sweep
-        out = {"config": canonical, "status": "failed", "epochs": [], "checkpoints": [],
-               "seconds": round(time.perf_counter() - started, 3),
-               "reason": f"{type(exc).__name__}: {exc}"[:500], "stopped_early": False,
-               "test_error": None, "parameters": 0, "device": device, "threads": torch.get_num_threads()}
-        if isinstance(exc, UserError):  # the user's to fix: record it, then report it
-            if store is not None:
-                store.finish_run(run_id, "failed", seconds=out["seconds"], reason=out["reason"], result=out)
-            raise
+    def record_user_error(out: dict) -> None:
+        if store is not None:
+            store.finish_run(run_id, "failed", seconds=out["seconds"], reason=out["reason"], result=out)
+
+    out = run_safely(config, data, monitor=monitor, on_epoch=record_epoch, on_step=on_step,
+                     train_options=train_options, extras=extras, on_user_error=record_user_error)
     if store is not None:
         store.finish_run(run_id, out["status"], seconds=out["seconds"], reason=out.get("reason"), result=out,
                          device=out.get("device"))

@@ -20,11 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import CIFAR10_CLASSES, Dataset, DatasetInfo, register_dataset
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
+from .dataset import CIFAR10_CLASSES, Dataset
+from .registry import DatasetInfo, register_dataset
+
 
 JPEG_FOLDER = "CIFAR10-JPEG"
+
+
 JPEG_ZIP = "cifar10-jpeg-q75.zip"
+
+
 CACHE_VERSION = 1  # bump when the decoded layout changes, so old caches are ignored
 
 

@@ -20,12 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import StoreError
+from ..errors import StoreError
+
 
 SCHEMA_VERSION = 1
+
+
 FINISHED = ("done", "diverged", "failed")
+
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 EPOCH_COLUMNS = ("epoch", "train_error", "test_error", "loss", "lr", "seconds")
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS depthlab_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

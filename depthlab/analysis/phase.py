@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .errors import ConfigError
-from .theory import MeanFieldPoint
+from ..errors import ConfigError
+from ..theory import MeanFieldPoint
+
 
 DEFAULT_THRESHOLD = 0.2
 
@@ -120,9 +121,9 @@ def phase_configs(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
                   lrs: Sequence[float], *, width: float = 1.0, epochs: int = 3, train_size: int | None = 10_000,
                   test_size: int | None = 2000, threshold: float = DEFAULT_THRESHOLD, evals_per_epoch: int = 4,
                   seed: int = 0, device: str = "auto") -> dict:
-    """The frontier protocol (`depthlab.search.FrontierConfig`) of each sigma_w2, with every
+    """The frontier protocol (`depthlab.frontier.FrontierConfig`) of each sigma_w2, with every
     trial of the sweep validated: the CLI calls this before it opens the store."""
-    from .search import FrontierConfig
+    from ..frontier.protocol import FrontierConfig
 
     ladder = sorted(set(ladder))
     if not ladder or not lrs or not sigma_w2s:
@@ -148,13 +149,14 @@ def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
     """Measure the frontier of ``stages`` (act, ``scaled:W2,B2``, no BN, no skips) for each
     sigma_w2, recording every trial in ``store``.
 
-    Each depth is judged by `depthlab.search` (the `frontier` command's criterion, lr order
+    Each depth is judged by `depthlab.frontier` (the `frontier` command's criterion, lr order
     and trial recording, so its runs and these share store keys); only the depth search is
     coarser: the ``ladder`` is walked up to the first failure and ``refine`` bisection steps
     follow, instead of bisecting down to consecutive multiples of 3. Near the frontier each
     failing depth costs the full budget for every lr, and a frontier at depth ~40 is located
     to within +-15% by one bisection step; the plot shows the bracket."""
-    from .search import evaluate_depth, run_trial
+    from ..frontier.criterion import run_trial
+    from ..frontier.search import evaluate_depth
 
     ladder = sorted(set(ladder))
     configs = phase_configs(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs,  # the whole sweep,
@@ -266,7 +268,7 @@ def plot_phase_diagram(points: Sequence[MeanFieldPoint], path: Path, *, act: str
     """sigma_w2 on x, depth on y (log): the 6 xi curve, the critical sigma_w2, and measured
     frontiers (a dot at the largest trainable depth, a bar up to the first failing one, an
     arrow for 'trainable at every depth tried')."""
-    from .report import pyplot
+    from ..report import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
@@ -310,10 +312,6 @@ def plot_phase_diagram(points: Sequence[MeanFieldPoint], path: Path, *, act: str
     return path
 
 
-# ---------------------------------------------------------------------------------------------
-# Does the theory apply at this width? Compare it with the network at initialisation.
-
-
 @dataclass
 class InitAgreement:
     """Mean-field predictions vs one finite network at init, inside one stage (same channel
@@ -338,10 +336,10 @@ def init_agreement(act: str, sigma_w2: float, sigma_b2: float, width: float, dat
     import numpy as np
     import torch
 
-    from . import theory
-    from .data import Batches
+    from .. import theory
+    from ..data.batches import Batches
+    from ..models import create_model
     from .diagnostics import gradient_profile
-    from .models import create_model
 
     xb, yb = next(iter(Batches(data.train_x[:batch_size], data.train_y[:batch_size], batch_size, data.mean,
                                data.std, shuffle=False)))

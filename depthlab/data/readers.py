@@ -1,9 +1,4 @@
-"""Datasets: file readers, data-root resolution, downloads, splits and the device-resident batcher.
-
-Every split is held as one uint8 tensor ``(N, C, H, W)`` plus an int64 label tensor. Batches are
-sliced from it, converted and normalised as whole tensors: there is no per-sample Python on the
-training path. The folder layout is torchvision's, so an existing ``data/`` folder works as is.
-"""
+"""File readers: MNIST-style idx files and CIFAR-10 python batches, with checksummed downloads."""
 
 from __future__ import annotations
 
@@ -13,20 +8,20 @@ import io
 import math
 import os
 import pickle
-import shutil
 import struct
 import tarfile
 import tempfile
 import urllib.request
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError
+from ..errors import DataError
+from .dataset import Dataset
+
 
 # MD5 of the *uncompressed* official MNIST files: gzip containers differ between mirrors.
 MNIST_MD5 = {
@@ -35,14 +30,26 @@ MNIST_MD5 = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
+
+
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+
+
 FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
 CIFAR10_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"
+
+
 CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
 # MD5 of the official python batches (the same list torchvision verifies).
 CIFAR10_MD5 = {
     "data_batch_1": "c99cafc152244af753f735de768cd75f",
@@ -52,40 +59,10 @@ CIFAR10_MD5 = {
     "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
+
+
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
-
-
-@dataclass
-class Dataset:
-    """A dataset held in memory: uint8 images ``(N, C, H, W)`` and int64 labels per split."""
-
-    name: str
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    num_classes: int = 10
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
-
-
-# ---------------------------------------------------------------------------------------------
-# Data root and downloads
-
-
-def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """``--data-dir`` wins over ``DEPTHLAB_DATA``, which wins over ``./data``."""
-    if data_dir:
-        return Path(data_dir)
-    env = os.environ.get("DEPTHLAB_DATA")
-    return Path(env) if env else Path("data")
 
 
 def md5_of(data: bytes) -> str:
@@ -124,9 +101,6 @@ def download(urls: list[str], dest: Path, *, md5: str | None = None,
 def _gunzip_if_needed(payload: bytes) -> bytes:
     return gzip.decompress(payload) if payload[:2] == b"\x1f\x8b" else payload
 
-
-# ---------------------------------------------------------------------------------------------
-# IDX (MNIST, Fashion-MNIST)
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -224,10 +198,6 @@ def _idx_dataset(name: str, folder: Path, checksums, mirrors, mean, std, downloa
                    mean, std)
 
 
-# ---------------------------------------------------------------------------------------------
-# CIFAR-10 python batches
-
-
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Unpickles plain containers and numpy arrays only: a crafted file cannot run code."""
 
@@ -312,160 +282,3 @@ def load_cifar10(root: Path, download_missing: bool, *,
     test_x, test_y = (torch.from_numpy(a) for a in parsed[5])
     return Dataset("cifar10", train_x, train_y, test_x, test_y,
                    (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-
-
-# ---------------------------------------------------------------------------------------------
-# Registry
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    input_shape: tuple[int, int, int]
-    loader: Callable[[Path, bool], Dataset]
-    description: str
-
-
-MNIST_STATS = ((0.1307,), (0.3081,))
-FASHION_STATS = ((0.2860,), (0.3530,))
-
-DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo("mnist", (1, 28, 28), lambda root, dl: _idx_dataset(
-        "mnist", root / "MNIST" / "raw", MNIST_MD5, MNIST_MIRRORS, *MNIST_STATS, dl),
-        "MNIST 28x28, 60k/10k"),
-    "mnist32": DatasetInfo("mnist32", (1, 32, 32), lambda root, dl: _idx_dataset(
-        "mnist32", root / "MNIST" / "raw", MNIST_MD5, MNIST_MIRRORS, *MNIST_STATS, dl, pad=2),
-        "MNIST zero-padded to 32x32"),
-    "fashion-mnist": DatasetInfo("fashion-mnist", (1, 28, 28), lambda root, dl: _idx_dataset(
-        "fashion-mnist", root / "FashionMNIST" / "raw", None, FASHION_MIRRORS, *FASHION_STATS, dl),
-        "Fashion-MNIST 28x28, 60k/10k"),
-    "cifar10": DatasetInfo("cifar10", (3, 32, 32), load_cifar10, "CIFAR-10 python batches, 50k/10k"),
-}
-
-
-def register_dataset(info: DatasetInfo) -> None:
-    """Add a dataset to the registry (used by optional readers such as the CIFAR-10 JPEG one)."""
-    DATASETS[info.name] = info
-
-
-def check_dataset_name(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name]
-
-
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Dataset:
-    """Load a dataset by name into memory (uint8 tensors on the CPU).
-
-    Missing files are downloaded unless ``download`` is False or ``DEPTHLAB_OFFLINE`` is set
-    (for air-gapped machines and tests, which must never touch the network)."""
-    info = check_dataset_name(name)
-    if os.environ.get("DEPTHLAB_OFFLINE", "") not in ("", "0"):
-        download = False
-    return info.loader(resolve_data_root(data_dir), download)
-
-
-# ---------------------------------------------------------------------------------------------
-# Splits
-
-
-def subset_indices(n: int, size: int | None, seed: int = 0) -> torch.Tensor:
-    """A fixed random subset of ``size`` of ``n`` indices (all of them, in order, when size is None)."""
-    if size is None or size >= n:
-        return torch.arange(n)
-    if size <= 0:
-        raise ConfigError(f"subset size must be positive, got {size}")
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n, generator=g)[:size].sort().values
-
-
-def train_val_split(n: int, val_fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A deterministic split of ``n`` indices into train and validation parts."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"validation fraction must be in (0, 1), got {val_fraction}")
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=g)
-    n_val = max(1, int(round(n * val_fraction)))
-    return perm[n_val:].sort().values, perm[:n_val].sort().values
-
-
-def kfold_indices(n: int, k: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """K (train, validation) index pairs; the validation parts partition ``range(n)``."""
-    if k < 2:
-        raise ConfigError(f"fold count must be at least 2, got {k}")
-    g = torch.Generator().manual_seed(seed)
-    folds = torch.randperm(n, generator=g).tensor_split(k)
-    return [(torch.cat([f for j, f in enumerate(folds) if j != i]).sort().values, folds[i].sort().values)
-            for i in range(k)]
-
-
-# ---------------------------------------------------------------------------------------------
-# The device-resident batcher
-
-
-class Batches:
-    """Iterates over shuffled mini-batches of a uint8 image tensor that lives on the device.
-
-    Each batch is sliced by index, converted to float and normalised in one fused tensor op;
-    optional augmentation (random crop after zero padding, horizontal flip) runs on whole batches.
-    """
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean, std, *,
-                 shuffle: bool = True, seed: int = 0, augment: bool = False, pad: int = 4,
-                 drop_last: bool = False, channels_last: bool = False):
-        if batch_size <= 0:
-            raise ConfigError(f"batch size must be positive, got {batch_size}")
-        self.x, self.y = x, y
-        self.batch_size, self.shuffle, self.augment, self.pad = batch_size, shuffle, augment, pad
-        self.drop_last, self.channels_last = drop_last, channels_last
-        c = x.shape[1]
-        std_t = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, c, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, c, 1, 1)
-        self.scale = 1.0 / (255.0 * std_t)
-        self.shift = -mean_t / std_t
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
-
-    def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def normalise(self, xb: torch.Tensor) -> torch.Tensor:
-        out = torch.addcmul(self.shift, xb.to(torch.float32), self.scale)
-        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
-
-    def _augment(self, xb: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = xb.shape
-        p = self.pad
-        padded = torch.nn.functional.pad(xb, (p, p, p, p))
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=self.generator).to(xb.device)
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=self.generator).to(xb.device)
-        rows = (dy.view(n, 1) + torch.arange(h, device=xb.device).view(1, h))  # n, h
-        cols = (dx.view(n, 1) + torch.arange(w, device=xb.device).view(1, w))  # n, w
-        flip = (torch.rand(n, generator=self.generator) < 0.5).to(xb.device)
-        cols = torch.where(flip.view(n, 1), cols.flip(1), cols)
-        idx_n = torch.arange(n, device=xb.device).view(n, 1, 1, 1)
-        idx_c = torch.arange(xb.shape[1], device=xb.device).view(1, -1, 1, 1)
-        return padded[idx_n, idx_c, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self.batches(self.epoch_order())
-
-    def epoch_order(self) -> torch.Tensor | None:
-        """Draw the next epoch's sample order (None without shuffling)."""
-        return torch.randperm(len(self.x), generator=self.generator).to(self.x.device) if self.shuffle else None
-
-    def batches(self, order: torch.Tensor | None, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches of an epoch in ``order`` (from `epoch_order`), from batch ``start_step``
-        on: with the generator state saved at that point, a resumed epoch draws exactly the
-        batches (and augmentations) the uninterrupted one would have."""
-        n = len(self.x)
-        stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
-        for start in range(start_step * self.batch_size, stop, self.batch_size):
-            if order is None:
-                xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
-            else:
-                idx = order[start:start + self.batch_size]
-                xb, yb = self.x[idx], self.y[idx]
-            if self.augment:
-                xb = self._augment(xb)
-            yield self.normalise(xb), yb

@@ -4,7 +4,7 @@ A `Trial` is a `TrainConfig` plus how to record it. `TrialRunner` is the driver:
 trial up in the store first (a resumed sweep skips finished trials exactly as a sequential one
 does), hands the rest to an executor, and records every result in the store as it comes back.
 Only the driver touches SQLite; workers train and return result dicts with the schema of
-`depthlab.runner.run_recorded`, so stored and fresh results look the same to callers.
+`depthlab.sweep.runner.run_recorded`, so stored and fresh results look the same to callers.
 
 Executors (`ExecutorSpec` builds them from the CLI flags):
 
@@ -17,7 +17,7 @@ Executors (`ExecutorSpec` builds them from the CLI flags):
   the object store, so cluster nodes need depthlab but not the data files.
 
 With ``fuse=G`` (G > 1) the trials of one request that differ only in lr, seed, momentum,
-weight decay or schedule are trained G at a time as one network (`depthlab.fused`).
+weight decay or schedule are trained G at a time as one network (`depthlab.engine.fused`).
 
 Searches that run several independent sequential procedures (one per model, say) call
 `TrialRunner.run_concurrently`: each procedure runs in its own thread and blocks in
@@ -30,388 +30,22 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
-import math
-import multiprocessing
 import os
 import queue
-import sys
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
-
-import torch
-
-from .data import Dataset, load_dataset
-from .errors import ConfigError, UserError
-from .runner import run_recorded, stored_result
-from .store import Store
-from .train import (CANCELLED, CHECKPOINT_FORMAT, Monitor, TrainConfig, checkpoint_progress, checkpoint_resumable,
-                    discard_checkpoint, resolve_device)
-
-EXECUTORS = ("local", "ray")
-T = TypeVar("T")
-
-
-@dataclass
-class Trial:
-    """One training run of a sweep. ``monitor`` may stop it early; for process and Ray
-    executors it must be picklable (a module-level function or a small dataclass).
-
-    ``rank`` marks trials that are alternatives in an order (the lrs of one frontier wave):
-    when ranked trials train as one fused group and a member's monitor stops it, the members
-    of a larger rank are cancelled (`depthlab.fused.train_fused`), their result
-    ``status == "cancelled"`` and not recorded in the store."""
-
-    config: TrainConfig
-    kind: str = "train"
-    experiment: str | None = None
-    monitor: Monitor | None = None
-    reuse: bool = True   # return the stored result of a finished identical config
-    extras: str | None = None  # a measure of the trained network, by name (`depthlab.experiments.EXTRAS`)
-    rank: int | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# What a worker does (module level: process pools and Ray import it by name)
-
-
-def run_group(trials: Sequence[Trial], data: Dataset, checkpoint: str | None = None) -> list[dict]:
-    """Train ``trials`` on ``data`` without a store and return their result dicts: one trial
-    through `run_recorded`, several as one fused network (`depthlab.fused.train_fused`).
-
-    With ``checkpoint`` (a file path) the group saves its state there at every evaluation point (best
-    effort: a failed write is a warning) and continues from a checkpoint it finds there, so a
-    killed sweep loses at most the steps since each trial's last evaluation. A file there that cannot be
-    read, belongs to other configs or was made under other stopping criteria is discarded."""
-    from .fused import FUSED_CHECKPOINT_FORMAT, train_fused
-
-    fmt = CHECKPOINT_FORMAT if len(trials) == 1 else FUSED_CHECKPOINT_FORMAT
-    if checkpoint is not None and os.path.exists(checkpoint) and not checkpoint_resumable(
-            checkpoint, fmt, [t.config.hash() for t in trials], [t.monitor for t in trials]):
-        discard_checkpoint(checkpoint)
-    if len(trials) == 1:
-        from .experiments import extras_for
-
-        t = trials[0]
-        options = (dict(checkpoint_path=checkpoint, resume=True, checkpoint_required=False)
-                   if checkpoint is not None else None)
-        out = run_recorded(t.config, None, data, kind=t.kind, experiment=t.experiment, monitor=t.monitor,
-                           reuse=False, train_options=options, extras=extras_for(t.extras, t.config, data))
-        out.pop("reused", None)
-        return [out]
-    # With a checkpoint a group whose fused net fails its probe is handed back (NotFusable): run
-    # member by member here it would save nothing, and a kill would lose every member's work.
-    return train_fused([t.config for t in trials], data, monitors=[t.monitor for t in trials],
-                       checkpoint_path=checkpoint, checkpoint_required=False,
-                       member_by_member=checkpoint is None, ranks=[t.rank for t in trials])
-
-
-def _init_process_worker(threads: int, driver_pid: int) -> None:
-    torch.set_num_threads(threads)
-    _exit_with_driver(driver_pid)
-
-
-def _exit_with_driver(driver_pid: int, poll_seconds: float = 0.5) -> None:
-    """Exit this worker as soon as its driver is gone (even killed by kill -9), so that no
-    orphan trains on for a driver that will never read its result, nor holds its stdout open.
-
-    A watcher thread polls the parent pid. Not PR_SET_PDEATHSIG: the kernel sends that signal
-    when the *thread* that spawned the worker ends, and the pool spawns its workers from
-    whichever search thread submits first, so a finished model search killed live workers."""
-    import time
-
-    if os.getppid() != driver_pid:  # the driver died while this worker was starting
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == driver_pid:
-            time.sleep(poll_seconds)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-driver", daemon=True).start()
-
-
-_RAY_DATA: dict[str, Dataset] = {}  # per Ray worker process: datasets already fetched, by object id
-
-
-def _ray_run_group(trials: Sequence[Trial], data_ref: list, checkpoint: str | None = None) -> list[dict]:
-    """A Ray task: fetch the dataset once per worker process (the ref is nested in a list so
-    Ray does not fetch it for every task), then train on this task's CPU share."""
-    import ray
-
-    key = data_ref[0].hex()
-    if key not in _RAY_DATA:
-        _RAY_DATA.clear()  # keep one dataset per worker: a sweep uses one
-        _RAY_DATA[key] = ray.get(data_ref[0])
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
-    return run_group(trials, _RAY_DATA[key], checkpoint)
-
-
-# ---------------------------------------------------------------------------------------------
-# Executors
-
-
-class Executor:
-    """Runs groups of trials somewhere; `submit` returns a future of the group's result list."""
-
-    name = "executor"
-    slots = 1  # groups that run at once
-    checkpoints = False  # whether `submit` takes ``checkpoint=`` (a path its workers can write)
-
-    @property
-    def dispatch_limit(self) -> int | None:
-        """Groups a `TrialRunner` hands over at once (it keeps the rest, cheapest first); None:
-        everything at once, for an executor that should see the whole demand."""
-        return self.slots
-
-    def submit(self, trials: Sequence[Trial], data: Dataset, checkpoint: str | None = None) -> Future:
-        """Start ``trials``; with ``checkpoint`` (executors with ``checkpoints``) they save their
-        state to that file at every evaluation point and resume from it (`run_group`)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class InProcessExecutor(Executor):
-    """One trial at a time in a background thread of this process, on the driver's data."""
-
-    name = "local"
-    checkpoints = True
-
-    def __init__(self, threads: int | None = None):
-        self.threads = threads
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, trials, data, checkpoint=None):
-        future: Future = Future()
-        self._jobs.put((list(trials), data, checkpoint, future))
-        if self._thread is None:
-            # A daemon thread: Ctrl-C in the driver ends the process without waiting for a trial.
-            self._thread = threading.Thread(target=self._work, name="depthlab-trials", daemon=True)
-            self._thread.start()
-        return future
-
-    def _work(self) -> None:
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            trials, data, checkpoint, future = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(run_group(trials, data, checkpoint))
-            except BaseException as exc:  # handed to the driver, which decides
-                future.set_exception(exc)
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread = None
-
-
-class ProcessExecutor(Executor):
-    """``workers`` spawned processes with ``threads`` torch threads each (spawn, not fork: a
-    forked copy of a process that already ran torch's thread pool can deadlock)."""
-
-    name = "local"
-    checkpoints = True
-
-    def __init__(self, workers: int, threads: int = 1):
-        self.slots, self.threads = workers, threads
-        self._pool: ProcessPoolExecutor | None = None
-
-    def _ensure_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_process_worker, initargs=(self.threads, os.getpid()))
-        return self._pool
-
-    def submit(self, trials, data, checkpoint=None):
-        try:
-            return self._ensure_pool().submit(run_group, list(trials), data, checkpoint)
-        except BrokenProcessPool:  # a worker died (killed for memory, say): start a fresh pool
-            self._pool = None
-            return self._ensure_pool().submit(run_group, list(trials), data, checkpoint)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is not None and self._pool is not None:
-            # Interrupted (Ctrl-C) or failed: do not wait for the running trials to finish.
-            for process in list(getattr(self._pool, "_processes", {}).values()):
-                process.terminate()
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-        self.close()
-
-
-class RayExecutor(Executor):
-    """Each group a Ray task with ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs.
-
-    ``address`` None starts a private local Ray instance (``num_cpus`` CPUs, default all);
-    ``auto`` or ``ray://host:port`` joins an existing cluster. The local depthlab package is
-    shipped to the workers (Ray ``py_modules``), so the cluster runs the driver's code."""
-
-    name = "ray"
-
-    def __init__(self, address: str | None = None, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-                 num_cpus: int | None = None):
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError("--executor ray needs Ray: pip install 'depthlab[ray]'") from None
-        import depthlab
-
-        self.ray = ray
-        self._started_here = not ray.is_initialized()
-        if self._started_here:
-            runtime_env = {"py_modules": [os.path.dirname(depthlab.__file__)]}
-            kwargs = dict(address=address, runtime_env=runtime_env, log_to_driver=False,
-                          include_dashboard=False)
-            if address is None and num_cpus is not None:
-                kwargs["num_cpus"] = num_cpus
-            try:
-                ray.init(**kwargs)
-            except ConnectionError as exc:
-                raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from None
-        self.cpus_per_trial, self.gpus_per_trial = cpus_per_trial, gpus_per_trial
-        # Checkpoint files only where every worker sees the driver's disk: a private local
-        # instance (with address None, ray.init joins $RAY_ADDRESS's cluster when it is set).
-        self.checkpoints = self._started_here and address is None and not os.environ.get("RAY_ADDRESS")
-        resources = ray.cluster_resources()
-        by_cpu = int(resources.get("CPU", 1) // max(cpus_per_trial, 1e-9))
-        by_gpu = int(resources.get("GPU", 0) // gpus_per_trial) if gpus_per_trial > 0 else by_cpu
-        self.slots = max(1, min(by_cpu, by_gpu))
-        self._task = ray.remote(_ray_run_group).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
-                                                        max_retries=0)
-        self._data_refs: dict[int, object] = {}
-
-    @property
-    def dispatch_limit(self) -> int | None:
-        # Ray gets every group at once: its scheduler queues them, and an autoscaling cluster
-        # (or one whose nodes join later) only grows when it sees the pending demand.
-        return None
-
-    def submit(self, trials, data, checkpoint=None):
-        for t in trials:  # a monitor from a script or test module: ship its code, workers cannot import it
-            module = sys.modules.get(getattr(t.monitor, "__module__", None) or "")
-            if module is not None and not module.__name__.startswith(("depthlab", "builtins")):
-                self.ray.cloudpickle.register_pickle_by_value(module)
-        ref = self._data_refs.get(id(data))
-        if ref is None:
-            ref = self._data_refs[id(data)] = (self.ray.put(data), data)  # keep data alive: id() stays unique
-        return self._task.remote(list(trials), [ref[0]], checkpoint).future()
-
-    def close(self) -> None:
-        self._data_refs.clear()
-        if self._started_here and self.ray.is_initialized():
-            self.ray.shutdown()
-
-
-# ---------------------------------------------------------------------------------------------
-# Choosing an executor from flags
-
-
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def default_workers(device: str = "auto") -> int:
-    """Workers that pay off here. On CPU, one single-threaded process per core: the stages
-    nets are narrow (4-16 channels), so a second thread speeds one trial up far less than a
-    second trial running beside it (BENCHMARKS.md, "Scaling out"). On an accelerator one
-    process feeds it; fused training (``fuse``) is the way to fill it."""
-    return usable_cores() if resolve_device(device).type == "cpu" else 1
-
-
-@dataclass(frozen=True)
-class ExecutorSpec:
-    """The executor flags, validated before anything is opened; `create` builds the executor."""
-
-    kind: str = "local"
-    workers: int | None = None        # local: None = `default_workers`
-    threads: int | None = None        # torch threads per local worker: None = cores // workers
-    ray_address: str | None = None    # ray: None = a private local instance
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    fuse: int | None = 1              # > 1: fuse up to this many lr/seed variants; None = `fuse_for`
-
-    def validate(self) -> None:
-        if self.kind not in EXECUTORS:
-            raise ConfigError(f"unknown executor {self.kind!r}; choose one of: {', '.join(EXECUTORS)}")
-        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
-            raise ConfigError(f"--workers must be a positive integer or auto, got {self.workers}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ConfigError(f"--threads must be a positive integer, got {self.threads}")
-        if self.fuse is not None and (not isinstance(self.fuse, int) or self.fuse < 1):
-            raise ConfigError(f"--fuse must be a positive integer or auto, got {self.fuse}")
-        for name in ("cpus_per_trial", "gpus_per_trial"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a non-negative number, got {value}")
-        if self.cpus_per_trial <= 0:
-            raise ConfigError("--cpus-per-trial must be positive")
-        if self.kind == "local":
-            if self.ray_address is not None:
-                raise ConfigError("--ray-address needs --executor ray")
-            if self.gpus_per_trial:
-                raise ConfigError("--gpus-per-trial needs --executor ray (locally every worker sees the GPU)")
-        else:
-            if self.workers is not None:
-                raise ConfigError("--workers is for --executor local; Ray sizes itself from the cluster "
-                                  "(use --cpus-per-trial / --gpus-per-trial)")
-            if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
-                raise ConfigError("--gpus-per-trial above 1 must be a whole number")
-            address = self.ray_address
-            if address is not None and address != "auto" and not (address.startswith("ray://") or ":" in address):
-                raise ConfigError(f"bad --ray-address {address!r}: expected auto, ray://HOST:PORT or HOST:PORT")
-            import importlib.util
-
-            if importlib.util.find_spec("ray") is None:
-                raise ConfigError("--executor ray needs Ray: pip install 'depthlab[ray]'")
-
-    def fuse_for(self, device: str, group: int) -> int:
-        """The fused group size: as given, or with ``auto`` (None) the whole ``group`` (say an lr
-        grid) where trials run on a GPU, whose one small net leaves it mostly idle, and 1 on CPU,
-        where fusing a grid that the search would mostly cut short does not pay (BENCHMARKS.md)."""
-        if self.fuse is not None:
-            return self.fuse
-        on_gpu = self.gpus_per_trial > 0 if self.kind == "ray" else resolve_device(device).type == "cuda"
-        return max(1, group) if on_gpu else 1
-
-    def create(self, device: str = "auto") -> Executor:
-        self.validate()
-        if self.kind == "ray":
-            return RayExecutor(self.ray_address, cpus_per_trial=self.cpus_per_trial,
-                               gpus_per_trial=self.gpus_per_trial)
-        workers = self.workers or default_workers(device)
-        if workers == 1:
-            return InProcessExecutor(self.threads)
-        return ProcessExecutor(workers, self.threads or max(1, usable_cores() // workers))
-
-
-# ---------------------------------------------------------------------------------------------
-# The driver
+from concurrent.futures import Future
+from typing import Callable, Sequence
+
+from ..data.dataset import Dataset
+from ..data.registry import load_dataset
+from ..engine.checkpoints import checkpoint_progress, discard_checkpoint
+from ..engine.config import TrainConfig
+from ..errors import UserError
+from ..records.record import CANCELLED
+from ..store.sqlite import Store
+from .executors import Executor, ExecutorSpec
+from .jobs import T, Trial
+from .runner import stored_result
 
 
 class _Request:
@@ -579,7 +213,7 @@ class TrialRunner:
         """Single trials, or with ``fuse`` > 1 chunks of up to ``fuse`` fusable trials."""
         if self.fuse <= 1:
             return [[item] for item in fresh]
-        from .fused import fusion_key
+        from ..engine.fused_layers import fusion_key
 
         by_key: dict[str, list] = {}
         singles = []
@@ -655,7 +289,7 @@ class TrialRunner:
 
     def _finish(self, submitted: tuple[list[tuple[Trial, str]], int], future: Future) -> None:
         group, attempt = submitted
-        from .fused import NotFusable
+        from ..engine.fused_layers import NotFusable
 
         try:
             results = future.result()
@@ -747,16 +381,3 @@ def run_trials(trials: Sequence[Trial], store: Store | None = None, data: Datase
         return TrialRunner(executor, store, data, data_dir=data_dir, fuse=spec.fuse_for(device, len(trials))).run(trials)
 
 
-def describe(spec: ExecutorSpec, executor: Executor) -> str:
-    """One line for logs: where trials run."""
-    if isinstance(executor, RayExecutor):
-        return (f"ray ({spec.ray_address or 'a local instance'}): {executor.slots} trial(s) at once, "
-                f"{spec.cpus_per_trial:g} CPU"
-                f"{f' + {spec.gpus_per_trial:g} GPU' if spec.gpus_per_trial else ''} each")
-    if isinstance(executor, ProcessExecutor):
-        return f"local: {executor.slots} worker processes x {executor.threads} thread(s)"
-    return f"local: in this process, {torch.get_num_threads()} thread(s)"
-
-
-__all__ = ["EXECUTORS", "Executor", "ExecutorSpec", "InProcessExecutor", "ProcessExecutor", "RayExecutor",
-           "Trial", "TrialRunner", "default_workers", "describe", "run_group", "run_trials", "usable_cores"]

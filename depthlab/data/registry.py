@@ -1,0 +1,63 @@
+"""The dataset registry: names, input shapes and loaders (`load_dataset`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError
+from . import readers
+from .dataset import Dataset, resolve_data_root
+from .readers import FASHION_MIRRORS, MNIST_MD5, _idx_dataset, load_cifar10
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    input_shape: tuple[int, int, int]
+    loader: Callable[[Path, bool], Dataset]
+    description: str
+
+
+MNIST_STATS = ((0.1307,), (0.3081,))
+
+
+FASHION_STATS = ((0.2860,), (0.3530,))
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("mnist", (1, 28, 28), lambda root, dl: _idx_dataset(
+        "mnist", root / "MNIST" / "raw", MNIST_MD5, readers.MNIST_MIRRORS, *MNIST_STATS, dl),
+        "MNIST 28x28, 60k/10k"),
+    "mnist32": DatasetInfo("mnist32", (1, 32, 32), lambda root, dl: _idx_dataset(
+        "mnist32", root / "MNIST" / "raw", MNIST_MD5, readers.MNIST_MIRRORS, *MNIST_STATS, dl, pad=2),
+        "MNIST zero-padded to 32x32"),
+    "fashion-mnist": DatasetInfo("fashion-mnist", (1, 28, 28), lambda root, dl: _idx_dataset(
+        "fashion-mnist", root / "FashionMNIST" / "raw", None, FASHION_MIRRORS, *FASHION_STATS, dl),
+        "Fashion-MNIST 28x28, 60k/10k"),
+    "cifar10": DatasetInfo("cifar10", (3, 32, 32), load_cifar10, "CIFAR-10 python batches, 50k/10k"),
+}
+
+
+def register_dataset(info: DatasetInfo) -> None:
+    """Add a dataset to the registry (used by optional readers such as the CIFAR-10 JPEG one)."""
+    DATASETS[info.name] = info
+
+
+def check_dataset_name(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Dataset:
+    """Load a dataset by name into memory (uint8 tensors on the CPU).
+
+    Missing files are downloaded unless ``download`` is False or ``DEPTHLAB_OFFLINE`` is set
+    (for air-gapped machines and tests, which must never touch the network)."""
+    info = check_dataset_name(name)
+    if os.environ.get("DEPTHLAB_OFFLINE", "") not in ("", "0"):
+        download = False
+    return info.loader(resolve_data_root(data_dir), download)

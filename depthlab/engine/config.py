@@ -1,0 +1,92 @@
+"""`TrainConfig`: everything that defines a training run, validated, with the hash that identifies its result."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+from ..data.registry import check_dataset_name
+from ..errors import ConfigError
+from ..models import FAMILIES, model_config, resolve_model
+from .device import resolve_device
+from .schedule import parse_schedule
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+EVAL_SPLITS = ("test", "val")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. ``model_args`` override the preset's spec."""
+
+    model: str = "cnn-tanh"
+    model_args: dict = field(default_factory=dict)
+    dataset: str = "mnist"
+    train_size: int | None = None
+    test_size: int | None = None
+    eval_split: str = "test"   # "test": evaluate on the test set; "val": on a held-out part of train
+    val_fraction: float = 0.1
+    folds: int | None = None   # with eval_split "val": K folds, validation = fold `fold`
+    fold: int = 0
+    epochs: int = 3
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    augment: bool = False
+    patience: int | None = None  # early stopping on the evaluation error, best weights restored
+    evals_per_epoch: int = 1
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False      # torch.compile the model (CUDA: reduce-overhead, i.e. CUDA graphs)
+
+    def validate(self) -> None:
+        resolve_model(self.model, **self.model_args)
+        check_dataset_name(self.dataset)
+        family = FAMILIES[resolve_model(self.model, **self.model_args)[0].name]
+        if self.dataset not in family.datasets:
+            raise ConfigError(f"model {self.model!r} runs on {', '.join(family.datasets)}, not {self.dataset!r}")
+        for name in ("epochs", "batch_size", "evals_per_epoch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {value}")
+        for name in ("train_size", "test_size", "patience"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {value}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight decay must be non-negative, got {self.weight_decay}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.eval_split not in EVAL_SPLITS:
+            raise ConfigError(f"eval split must be one of {', '.join(EVAL_SPLITS)}")
+        if self.folds is not None and (self.folds < 2 or not 0 <= self.fold < self.folds):
+            raise ConfigError(f"folds must be >= 2 and fold in [0, folds), got {self.folds}, {self.fold}")
+        parse_schedule(self.schedule)
+        resolve_device(self.device)
+
+    def canonical(self) -> dict:
+        """The config with the model's full parameters filled in: what is stored and hashed."""
+        d = dataclasses.asdict(self)
+        d["model_args"] = model_config(self.model, **self.model_args)
+        return d
+
+    def hash(self) -> str:
+        """A stable hash of everything that defines the result (the device is not part of it)."""
+        d = self.canonical()
+        d.pop("device")
+        d.pop("compile")  # how the forward runs, not what it computes
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

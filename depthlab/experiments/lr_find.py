@@ -1,0 +1,153 @@
+"""The learning-rate range test: lr grows geometrically each step; the suggestion is the
+smoothed loss's minimum divided by ten."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..data.batches import Batches
+from ..data.dataset import Dataset
+from ..data.registry import load_dataset
+from ..engine.config import TrainConfig
+from ..engine.device import resolve_device
+from ..engine.setup import make_optimizer, multi_head_loss, prepare_splits
+from ..errors import ConfigError
+from ..models import create_model
+from .parts import Curve, Plot
+
+
+@dataclass
+class LRFindResult:
+    """The lr range test's trace and its suggestion.
+
+    Suggestion rule: the lr at the minimum of the smoothed loss, divided by 10. At the minimum
+    the loss has stopped improving because the lr is about to be too large; an order of
+    magnitude below it is the largest lr that still descends steadily (Smith 2017, the
+    ``lr_min / 10`` of fastai). The steepest descent point is reported too."""
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    stopped: str
+    min_loss_lr: float | None
+    steepest_lr: float | None
+    suggestion: float | None
+    rule: str = "lr at the minimum of the smoothed loss / 10"
+    drop: float = 0.0        # relative fall of the smoothed loss from its first value to its minimum
+
+    @property
+    def flat(self) -> bool:
+        """True when the loss hardly fell (< 0.5%): nothing in the range learned within the
+        test's steps, and the minimum, hence the suggestion, is noise."""
+        return self.drop < 0.005
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def plot(self) -> Plot:
+        marks = [(v, f"{name} {v:.2g}") for name, v in (("suggested", self.suggestion),
+                                                          ("steepest", self.steepest_lr)) if v]
+        return Plot("lr-find", f"lr range test ({self.stopped})", "smoothed train loss",
+                    [Curve("smoothed loss", self.lrs, self.smoothed), Curve("loss", self.lrs, self.losses)],
+                    log_x=True, xlabel="learning rate", marks=marks)
+
+
+def check_lr_range(min_lr: float, max_lr: float, steps: int, smoothing: float, diverge: float) -> None:
+    if not (math.isfinite(min_lr) and min_lr > 0):
+        raise ConfigError(f"--min-lr must be positive, got {min_lr}")
+    if not (math.isfinite(max_lr) and max_lr > min_lr):
+        raise ConfigError(f"--max-lr must be larger than --min-lr, got min {min_lr:g} >= max {max_lr:g}")
+    if not isinstance(steps, int) or steps < 10:
+        raise ConfigError(f"--steps must be at least 10, got {steps}")
+    if not 0 <= smoothing < 1:
+        raise ConfigError(f"--smoothing must be in [0, 1), got {smoothing}")
+    if not diverge > 1:
+        raise ConfigError(f"--diverge must be larger than 1, got {diverge}")
+
+
+def lr_find(config: TrainConfig, data: Dataset | None = None, *, data_dir=None, min_lr: float = 1e-5,
+            max_lr: float = 10.0, steps: int = 100, smoothing: float = 0.98, diverge: float = 4.0,
+            model: torch.nn.Module | None = None) -> LRFindResult:
+    """Exponential lr range test: ``steps`` mini-batches with the lr growing geometrically from
+    ``min_lr`` to ``max_lr``; the loss is smoothed by a bias-corrected exponential moving average;
+    the test stops early once the smoothed loss exceeds ``diverge`` times its minimum (or is not
+    finite). The network's weights are restored afterwards (pass ``model`` to test, and keep,
+    your own network; otherwise one is built from ``config`` and its seed). Nothing is stored."""
+    check_lr_range(min_lr, max_lr, steps, smoothing, diverge)
+    config.validate()
+    device = resolve_device(config.device)
+    if data is None:
+        data = load_dataset(config.dataset, data_dir)
+    channels_last = device.type in ("cpu", "cuda")
+    amp = device.type == "cuda"
+    torch.manual_seed(config.seed)
+    if model is None:
+        model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args).to(device)
+        if channels_last:  # as train() does; a caller's own network keeps its memory format
+            model = model.to(memory_format=torch.channels_last)
+    else:
+        model = model.to(device)
+    saved = copy.deepcopy(model.state_dict())
+    was_training = model.training
+    optimizer = make_optimizer(config, model.parameters())
+    tx, ty, *_ = prepare_splits(config, data)
+    batches = Batches(tx.to(device), ty.to(device), config.batch_size, data.mean, data.std, seed=config.seed,
+                      augment=config.augment, channels_last=channels_last)
+    ratio = max_lr / min_lr
+    lrs, losses, smoothed = [], [], []
+    avg, best, stopped = 0.0, math.inf, f"reached max lr {max_lr:g}"
+    model.train()
+    try:
+        step = 0
+        while step < steps:
+            for xb, yb in batches:
+                if step >= steps:
+                    break
+                lr = min_lr * ratio ** (step / (steps - 1))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    outputs = model(xb)
+                loss, _ = multi_head_loss(outputs, yb)
+                value = loss.item()
+                if not math.isfinite(value):
+                    stopped = f"diverged at lr {lr:.3g} (non-finite loss)"
+                    step = steps
+                    break
+                avg = smoothing * avg + (1 - smoothing) * value
+                smooth = avg / (1 - smoothing ** (step + 1))
+                lrs.append(lr)
+                losses.append(value)
+                smoothed.append(smooth)
+                best = min(best, smooth)
+                if step > 0 and smooth > diverge * best:
+                    stopped = f"diverged at lr {lr:.3g} (smoothed loss > {diverge:g}x its minimum)"
+                    step = steps
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+    finally:
+        model.load_state_dict(saved)
+        model.train(was_training)
+    return _suggest(lrs, losses, smoothed, stopped)
+
+
+def _suggest(lrs: list[float], losses: list[float], smoothed: list[float], stopped: str) -> LRFindResult:
+    if len(smoothed) < 3:
+        return LRFindResult(lrs, losses, smoothed, stopped, None, None, None)
+    i_min = min(range(len(smoothed)), key=smoothed.__getitem__)
+    drop = (smoothed[0] - smoothed[i_min]) / abs(smoothed[0]) if smoothed[0] else 0.0
+    # steepest descent of the smoothed loss per unit of log lr, before the minimum, skipping
+    # the first tenth of the trace where the moving average is still warming up
+    start = max(1, len(smoothed) // 10)
+    slopes = [(smoothed[i + 1] - smoothed[i - 1]) / math.log(lrs[i + 1] / lrs[i - 1])
+              for i in range(start, min(i_min, len(smoothed) - 1))]
+    steepest = lrs[start + min(range(len(slopes)), key=slopes.__getitem__)] if slopes else None
+    return LRFindResult(lrs, losses, smoothed, stopped, lrs[i_min], steepest, lrs[i_min] / 10, drop=drop)

@@ -1,0 +1,149 @@
+"""The trainability criterion: when a trial trains, the monitor that stops it at the first evaluation
+point that meets it, and trials run or read back from the store as verdicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..data.dataset import Dataset
+from ..engine.config import TrainConfig
+from ..store.sqlite import Store
+from ..sweep.runner import run_recorded, stored_result
+from .protocol import FrontierConfig
+
+
+def point_error(point: dict, criterion: str) -> float:
+    """The error a criterion looks at in one evaluation point (a Checkpoint as a dict)."""
+    train, test = point["train_error"], point["eval_error"]
+    if criterion == "train":
+        return train
+    if criterion == "test":
+        return test
+    return min(train, test)
+
+
+def first_met(points: Sequence[dict], criterion: str, threshold: float) -> dict | None:
+    """The first evaluation point at which the criterion holds, if any."""
+    for p in points:
+        e = point_error(p, criterion)
+        if e == e and e < threshold:  # e == e: NaN never meets it
+            return p
+    return None
+
+
+@dataclass
+class Trial:
+    """One training run of the search."""
+
+    depth: int
+    lr: float
+    seed: int
+    trained: bool
+    error: float | None      # criterion error at the point that met it, else the best seen
+    epochs: float            # fractional epochs trained up to the verdict
+    status: str              # done | diverged | failed | cancelled (moot: an lr before it trained)
+    seconds: float
+    reused: bool = False
+    run_hash: str = ""
+
+
+def trial_from_result(depth: int, lr: float, seed: int, result: dict, criterion: str,
+                      threshold: float, run_hash: str = "") -> Trial:
+    points = result.get("checkpoints") or []
+    hit = first_met(points, criterion, threshold)
+    if hit is not None:
+        error, epochs = point_error(hit, criterion), hit["epoch"]
+    else:
+        errors = [point_error(p, criterion) for p in points if point_error(p, criterion) == point_error(p, criterion)]
+        error = min(errors) if errors else None
+        epochs = points[-1]["epoch"] if points else 0.0
+    return Trial(depth, lr, seed, hit is not None, error, epochs, result["status"],
+                 float(result.get("seconds") or 0.0), bool(result.get("reused")), run_hash)
+
+
+@dataclass(frozen=True)
+class CriterionMonitor:
+    """Stops a trial at the first evaluation point that meets the criterion. A dataclass, not a
+    closure, so that process and Ray workers can run it (`depthlab.sweep`)."""
+
+    criterion: str
+    threshold: float
+
+    def __call__(self, checkpoint) -> bool:
+        return first_met([vars(checkpoint)], self.criterion, self.threshold) is not None
+
+
+def _needs_retraining(result: dict, config: FrontierConfig) -> bool:
+    """A stored run that another criterion stopped early without meeting this one."""
+    return bool(result.get("reused") and result.get("stopped_early")
+                and first_met(result.get("checkpoints") or [], config.criterion, config.threshold) is None)
+
+
+def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConfig, store: Store | None,
+              data: Dataset | None, data_dir=None) -> Trial:
+    """Train one trial through the store, stopping as soon as the criterion is met.
+
+    A stored run of the same config is reused when its verdict under *this* criterion is
+    certain: it met the criterion, or it was not stopped early (full budget or diverged). A run
+    that a different criterion stopped early without meeting this one is trained again."""
+    train_config = config.trial_config(model, depth, lr, seed)
+    key = train_config.hash()
+    monitor = CriterionMonitor(config.criterion, config.threshold)
+    result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
+                          experiment="frontier", monitor=monitor)
+    if _needs_retraining(result, config):
+        result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
+                              experiment="frontier", monitor=monitor, reuse=False)
+    return trial_from_result(depth, lr, seed, result, config.criterion, config.threshold, key)
+
+
+Cell = tuple[int, float, int]  # (depth, lr, seed)
+
+
+def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[Trial]:
+    """`run_trial` for several cells at once through a `depthlab.sweep.TrialRunner`: the
+    trials run concurrently (fused, with the runner's ``fuse``), the driver records them, and
+    the same reuse rules apply. Results in the order of ``cells``.
+
+    ``cells`` are one wave of `evaluate_depth`, in search order. With one seed each cell is
+    ranked by its place (`depthlab.sweep.Trial.rank`): in a fused group, once a cell trains,
+    the group cancels the cells after it, whose verdicts the search would never read. (With
+    several seeds a trained seed does not decide its lr, so nothing is ranked.)"""
+    from ..sweep.jobs import Trial as Job
+
+    monitor = CriterionMonitor(config.criterion, config.threshold)
+    configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
+    ranked = len({s for _, _, s in cells}) == 1 and len({lr for _, lr, _ in cells}) == len(cells)
+
+    def job(c: TrainConfig, reuse: bool = True, rank: int | None = None) -> Job:
+        return Job(c, kind="frontier", experiment="frontier", monitor=monitor, reuse=reuse, rank=rank)
+
+    results = runner.run([job(c, rank=i if ranked else None) for i, c in enumerate(configs)])
+    redo = [i for i, r in enumerate(results) if _needs_retraining(r, config)]
+    for i, r in zip(redo, runner.run([job(configs[i], reuse=False) for i in redo])):
+        results[i] = r
+    return [trial_from_result(d, lr, s, r, config.criterion, config.threshold, c.hash())
+            for (d, lr, s), r, c in zip(cells, results, configs)]
+
+
+def stored_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[Trial | None]:
+    """The verdicts the runner's store already holds for ``cells`` (None where a cell would
+    train), under the reuse rules of `run_cells`; nothing is trained."""
+    configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
+    return [_stored_verdict(cell, r, config, c.hash()) for cell, r, c in zip(cells, runner.stored(configs), configs)]
+
+
+def stored_trial(model: str, cell: Cell, config: FrontierConfig, store: Store | None) -> Trial | None:
+    """`stored_cells` for one cell, read from ``store`` directly."""
+    key = config.trial_config(model, *cell).hash()
+    return _stored_verdict(cell, stored_result(store, key), config, key)
+
+
+def _stored_verdict(cell: Cell, result: dict | None, config: FrontierConfig, key: str) -> Trial | None:
+    if result is None or _needs_retraining(result, config):
+        return None
+    return trial_from_result(*cell, result, config.criterion, config.threshold, key)
+
+
+StoredFn = Callable[[list[Cell]], list["Trial | None"]]

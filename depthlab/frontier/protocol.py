@@ -1,0 +1,146 @@
+"""The frontier protocol: `FrontierConfig` (budget, lr grid, criterion, depths) and its grid grammar."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..data.registry import check_dataset_name
+from ..engine.config import TrainConfig
+from ..errors import ConfigError
+
+
+CRITERIA = ("either", "test", "train")
+
+
+DEFAULT_LRS = tuple(round(10 ** (e / 2), 6) for e in range(-6, 1))  # 0.001, 0.003162, ... 1.0
+
+
+# The quick protocol (FrontierConfig fields) of `depthlab frontier --quick`, the README's main job,
+# and of `depthlab reproduce depth-frontier --quick`: all eight presets in minutes on 2 CPU cores.
+QUICK_PROTOCOL = dict(train_size=10000, epochs=1, lrs=(0.01, 0.1, 1.0), max_depth=9, eval_size=1000,
+                      evals_per_epoch=4)
+
+
+MAX_GRID = 1000  # more learning rates than this in log:LOW:HIGH:COUNT is a typo (and would never finish)
+
+
+BISECTIONS = ("cost", "midpoint")
+
+
+@dataclass(frozen=True)
+class FrontierConfig:
+    """The frontier protocol. Defaults are the classic one (SPEC 4): MNIST, batch 256, SGD with
+    momentum 0.9, trainable when the error drops below 20% within 3 epochs, lr grid 1e-3..1."""
+
+    max_depth: int = 300
+    depths: tuple[int, ...] | None = None  # try exactly these depths instead of searching
+    lrs: tuple[float, ...] = DEFAULT_LRS
+    epochs: int = 3
+    threshold: float = 0.2
+    criterion: str = "either"
+    seeds: int = 1
+    seed: int = 0                          # seeds used: seed, seed + 1, ..., seed + seeds - 1
+    train_size: int | None = None
+    eval_size: int | None = 2000           # test images per evaluation (None: all 10,000)
+    evals_per_epoch: int = 5
+    batch_size: int = 256
+    momentum: float = 0.9
+    dataset: str = "mnist"
+    device: str = "auto"
+    model_args: dict = field(default_factory=dict)  # axis overrides for every model (not depth)
+    bisection: str = "cost"                # cost-weighted split (`split_point`) or the plain midpoint
+
+    def validate(self) -> None:
+        if not isinstance(self.max_depth, int) or self.max_depth < 3:
+            raise ConfigError(f"--max-depth must be at least 3, got {self.max_depth}")
+        if self.max_depth % 3:
+            raise ConfigError(f"--max-depth must be a multiple of 3, got {self.max_depth}")
+        if self.depths is not None:
+            if not self.depths:
+                raise ConfigError("--depths is empty")
+            for d in self.depths:
+                if not isinstance(d, int) or d <= 0 or d % 3:
+                    raise ConfigError(f"depths must be positive multiples of 3, got {d}")
+        if not self.lrs:
+            raise ConfigError("the learning-rate grid is empty")
+        for lr in self.lrs:
+            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+                raise ConfigError(f"learning rates must be positive, got {lr}")
+        if len(set(self.lrs)) != len(self.lrs):
+            raise ConfigError("the learning-rate grid has duplicates")
+        if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1):
+            raise ConfigError(f"--threshold must be in (0, 1), got {self.threshold}")
+        if self.criterion not in CRITERIA:
+            raise ConfigError(f"unknown criterion {self.criterion!r}; choose one of: {', '.join(CRITERIA)}")
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ConfigError(f"--seeds must be a positive integer, got {self.seeds}")
+        if "depth" in self.model_args:
+            raise ConfigError("the frontier searches the depth: use --depths or --max-depth, not --depth")
+        if self.bisection not in BISECTIONS:
+            raise ConfigError(f"unknown bisection {self.bisection!r}; choose one of: {', '.join(BISECTIONS)}")
+        check_dataset_name(self.dataset)
+
+    def validate_models(self, models: Sequence[str]) -> None:
+        """Every model must take the axis overrides and run on the dataset (checked at depth 3)."""
+        if not models:
+            raise ConfigError("no models given")
+        for model in models:
+            self.trial_config(model, min(self.depths or (3,)), self.lrs[0], self.seed).validate()
+
+    def trial_config(self, model: str, depth: int, lr: float, seed: int) -> TrainConfig:
+        """The `TrainConfig` of one trial (its hash is the trial's key in the store)."""
+        return TrainConfig(model=model, model_args={**self.model_args, "depth": depth}, dataset=self.dataset,
+                           train_size=self.train_size, test_size=self.eval_size, eval_split="test",
+                           epochs=self.epochs, batch_size=self.batch_size, optimizer="sgd", lr=float(lr),
+                           momentum=self.momentum, evals_per_epoch=self.evals_per_epoch, seed=seed,
+                           device=self.device)
+
+    def sorted_lrs(self) -> tuple[float, ...]:
+        return tuple(sorted(float(lr) for lr in self.lrs))
+
+
+def parse_lrs(text: str) -> tuple[float, ...]:
+    """``0.01,0.1,1`` or ``log:0.001:1:7`` (7 log-spaced values from 0.001 to 1)."""
+    text = text.strip()
+    if text.startswith("log:"):
+        parts = text[4:].split(":")
+        try:
+            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
+        except (ValueError, IndexError):
+            raise ConfigError(f"bad --lrs {text!r}: expected log:LOW:HIGH:COUNT, e.g. log:0.001:1:7") from None
+        if len(parts) != 3 or not (0 < lo < hi < math.inf) or not 2 <= n <= MAX_GRID:
+            raise ConfigError(f"bad --lrs {text!r}: need 0 < LOW < HIGH and 2 <= COUNT <= {MAX_GRID}")
+        return tuple(round(lo * (hi / lo) ** (i / (n - 1)), 8) for i in range(n))
+    values = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(f"bad learning rate {part!r} in --lrs") from None
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"learning rates must be positive, got {part.strip()}")
+        values.append(value)
+    if not values:
+        raise ConfigError("the learning-rate grid is empty")
+    return tuple(values)
+
+
+def parse_depths(text: str) -> tuple[int, ...]:
+    values = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            d = int(part)
+        except ValueError:
+            raise ConfigError(f"bad depth {part!r} in --depths") from None
+        if d <= 0 or d % 3:
+            raise ConfigError(f"depths must be positive multiples of 3, got {d}")
+        values.append(d)
+    if not values:
+        raise ConfigError("--depths is empty")
+    return tuple(sorted(set(values)))

@@ -1,0 +1,10 @@
+"""Running many trials: jobs, executors (in-process, worker processes, Ray) and the driver that
+alone reads and writes the store."""
+
+from .driver import TrialRunner, run_trials
+from .executors import ExecutorSpec, default_workers
+from .jobs import Trial
+from .runner import run_recorded, stored_result
+
+
+__all__ = ["ExecutorSpec", "Trial", "TrialRunner", "default_workers", "run_recorded", "run_trials", "stored_result"]
