@@ -16,7 +16,7 @@ def mlp(**kw):
 
 def test_registered_with_defaults():
     assert "mlp" in FAMILIES and FAMILIES["mlp"].datasets[0] == "mnist"
-    assert model_config("mlp") == dict(depth=10, width=300, act="tanh", init="lecun-in", norm="none", skip="none")
+    assert model_config("mlp") == {"depth": 10, "width": 300, "act": "tanh", "init": "lecun-in", "norm": "none", "skip": "none"}
 
 
 @pytest.mark.parametrize("depth", [1, 2, 7])
@@ -55,15 +55,15 @@ def test_post_skip_where_shapes_match_and_bn():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(depth=0), "depth must be a positive integer"),
-    (dict(depth=-3), "depth must be a positive integer"),
-    (dict(depth=2.5), "depth must be a positive integer"),
-    (dict(depth=True), "depth must be a positive integer"),
-    (dict(width=0), "width must be a positive integer"),
-    (dict(act="sigmoid"), "unknown activation 'sigmoid'"),
-    (dict(init="scaled:1"), "bad init 'scaled:1'"),
-    (dict(norm="ln"), "unknown norm 'ln'"),
-    (dict(skip="rezero"), "unknown skip 'rezero'"),
+    ({"depth": 0}, "depth must be a positive integer"),
+    ({"depth": -3}, "depth must be a positive integer"),
+    ({"depth": 2.5}, "depth must be a positive integer"),
+    ({"depth": True}, "depth must be a positive integer"),
+    ({"width": 0}, "width must be a positive integer"),
+    ({"act": "sigmoid"}, "unknown activation 'sigmoid'"),
+    ({"init": "scaled:1"}, "bad init 'scaled:1'"),
+    ({"norm": "ln"}, "unknown norm 'ln'"),
+    ({"skip": "rezero"}, "unknown skip 'rezero'"),
 ])
 def test_bad_specs_are_one_line_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
