@@ -202,9 +202,9 @@ def train_fused_(net: FusedMLP, config: PhaseGridConfig, x: torch.Tensor, y: tor
 
 
 @torch.no_grad()
-def member_accuracies(net: FusedMLP, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> list[float]:
+def member_accuracies(net: FusedMLP, x: torch.Tensor, y: torch.Tensor, chunk: int = 512) -> list[float]:
     """Each member's accuracy on all of ``x``; non-finite logits count as 0 (a diverged member
-    predicts one class everywhere)."""
+    predicts one class everywhere). Chunks of 512 ran ~25% faster than 4096 on one CPU thread."""
     correct = torch.zeros(net.members, dtype=torch.int64, device=x.device)
     for start in range(0, len(x), chunk):
         logits = torch.nan_to_num(net(scale_pixels(x[start:start + chunk])), nan=0.0)
@@ -311,9 +311,10 @@ def measure_grid(config: PhaseGridConfig, data: Dataset | None = None, store: St
 class TheoryAgreement:
     """Measured frontier against the correlation depth xi_c, per sigma_w2.
 
-    ``deepest``: the deepest depth with accuracy above ``threshold`` (None when none). It is
-    *censored* (only a bound) when it is the grid's deepest depth or None; uncensored ones with
-    a finite xi_c enter the least-squares fit ``deepest ~ c * xi_c`` and the ratios deepest / xi_c."""
+    ``deepest``: the deepest grid depth with accuracy above ``threshold`` (None: none), a floor
+    of the frontier (biasing c low by up to a depth step / xi_c). It is *censored* when it is the
+    grid's deepest depth or None; the others with a finite xi_c enter the least-squares fit
+    ``deepest ~ c * xi_c`` and the ratios deepest / xi_c."""
 
     threshold: float
     sigma_w2s: list[float]

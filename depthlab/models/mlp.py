@@ -45,6 +45,12 @@ class MLPSpec:
     norm: str = "none"
     skip: str = "none"
 
+    def __post_init__(self):  # the CLI's --width is a float (the stages family's multiplier)
+        for name in ("depth", "width"):
+            value = getattr(self, name)
+            if isinstance(value, float) and value.is_integer():
+                object.__setattr__(self, name, int(value))
+
     def validate(self) -> None:
         _positive_int("depth", self.depth)
         _positive_int("width", self.width)

@@ -70,9 +70,20 @@ def test_bad_specs_are_one_line_config_errors(overrides, message):
         mlp(**overrides)
 
 
-def test_string_overrides_are_coerced():
+def test_string_and_integral_float_overrides_are_coerced():
     model = mlp(depth="4", width="12")
     assert len(model.linears()) == 5 and model.linears()[1].weight.shape == (12, 12)
+    assert model_config("mlp", width=20.0)["width"] == 20 and type(model_config("mlp", width=20.0)["width"]) is int
+    with pytest.raises(ConfigError, match="width must be a positive integer"):
+        mlp(width=20.5)
+
+
+def test_cli_summary(capsys):
+    from depthlab.cli import main
+
+    assert main(["summary", "mlp", "--depth", "3", "--width", "20"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Linear") == 4 and f"{784 * 20 + 20 + 2 * (20 * 20 + 20) + 20 * 10 + 10:,}" in out
 
 
 def _std_ok(t, expected, rel):
