@@ -8,6 +8,7 @@ from .registry import (ACTIVATIONS, FAMILIES, PRESETS, Family, Preset, count_par
 from . import stages  # noqa: F401  (registers the family)
 from . import cifar  # noqa: F401  (registers resnet-cifar, resnet18, cifar-cnn)
 from . import skipfc, strided  # noqa: F401  (register the families)
+from . import mlp  # noqa: F401  (registers the mlp family)
 from .stages import CLASSIC_PRESETS, ConvUnit, StagesNet, StagesSpec
 
 

@@ -1,0 +1,106 @@
+"""The `mlp` family: a plain fully connected network, the model of the mean-field phase diagram
+(Schoenholz et al. 2017, "Deep Information Propagation").
+
+::
+
+    flatten -> [linear -> norm -> act (+ x when skip is post)] x depth -> linear -> logits
+
+The first hidden layer maps the flattened input to ``width`` units, the other ``depth - 1`` map
+``width`` to ``width``; the post skip applies where shapes match (every hidden layer but the
+first). Every linear layer, the readout included, is initialised by ``init`` (`depthlab.init`):
+the mean-field analysis assumes ``scaled:W2,B2`` on all of them. Activations are looked up in
+the model registry's ``ACTIVATIONS`` table, so an activation added there (and, for the theory,
+to ``depthlab.theory.ACTIVATIONS``) is available here with no change to this module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..init import init_conv_, parse_init
+from .registry import Family, check_choice, make_activation, register_family
+
+NORMS = ("none", "bn")
+SKIPS = ("none", "post")
+
+
+def _positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer for the mlp family, got {value!r}")
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """``depth`` hidden layers of ``width`` units with activation ``act``, then a linear readout."""
+
+    depth: int = 10
+    width: int = 300
+    act: str = "tanh"
+    init: str = "lecun-in"
+    norm: str = "none"
+    skip: str = "none"
+
+    def __post_init__(self):  # the CLI's --width is a float (the stages family's multiplier)
+        for name in ("depth", "width"):
+            value = getattr(self, name)
+            if isinstance(value, float) and value.is_integer():
+                object.__setattr__(self, name, int(value))
+
+    def validate(self) -> None:
+        _positive_int("depth", self.depth)
+        _positive_int("width", self.width)
+        make_activation(self.act)
+        parse_init(self.init)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("skip", self.skip, SKIPS)
+
+
+class DenseUnit(nn.Module):
+    """``act(norm(linear(x)))``, plus ``x`` when ``skip`` is post and the shapes match."""
+
+    def __init__(self, n_in: int, n_out: int, act: str, norm: str, skip: str):
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+        self.norm = nn.BatchNorm1d(n_out) if norm == "bn" else nn.Identity()
+        self.act = make_activation(act)
+        self.skip = skip if n_in == n_out else "none"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.act(self.norm(self.linear(x)))
+        return u + x if self.skip == "post" else u
+
+
+class MLP(nn.Module):
+    """The fully connected network of an `MLPSpec`; returns the logits."""
+
+    def __init__(self, spec: MLPSpec, input_shape=(1, 28, 28), num_classes: int = 10):
+        super().__init__()
+        spec.validate()
+        self.spec = spec
+        n_in = math.prod(input_shape)
+        self.units = nn.ModuleList(
+            DenseUnit(n_in if i == 0 else spec.width, spec.width, spec.act, spec.norm, spec.skip)
+            for i in range(spec.depth))
+        self.classifier = nn.Linear(spec.width, num_classes)
+        for linear in self.linears():
+            init_conv_(linear, spec.init, act=spec.act, depth=spec.depth)
+
+    def linears(self) -> list[nn.Linear]:
+        """The linear layers in order, the readout last (``depth + 1`` of them)."""
+        return [u.linear for u in self.units] + [self.classifier]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for unit in self.units:
+            x = unit(x)
+        return self.classifier(x)
+
+
+register_family(Family("mlp", MLPSpec, lambda spec, shape, k: MLP(spec, shape, k),
+                       ("mnist", "fashion-mnist", "mnist32", "cifar10"),
+                       "fully connected: depth hidden layers of width units, linear readout"))
