@@ -1,4 +1,4 @@
-"""Step time of the fused phase-diagram trainer (`depthlab.mlp_phase`) and the wall time of the
+"""Step time of the fused phase-diagram trainer (`depthlab.analysis.mlp_phase`) and the wall time of the
 classic grid it implies, without running the grid.
 
 Times fused SGD steps of all 13 sigma_w2 members (width 300, batch 256) at depth 100 and at
@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from depthlab.mlp_phase import (
+from depthlab.analysis.mlp_phase import (
     PhaseGridConfig,
     init_fused_mlp,
     member_accuracies,

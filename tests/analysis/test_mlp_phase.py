@@ -1,4 +1,4 @@
-"""The fused phase-diagram trainer (`depthlab.mlp_phase`): config, init, fused = unfused,
+"""The fused phase-diagram trainer (`depthlab.analysis.mlp_phase`): config, init, fused = unfused,
 member independence, the store and resume, the verdicts on real MNIST, agreement, the plot."""
 
 import ast
@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from depthlab import mlp_phase
+from depthlab.analysis import mlp_phase
 from depthlab.errors import ConfigError
-from depthlab.mlp_phase import (
+from depthlab.analysis.mlp_phase import (
     DEFAULT_THRESHOLD,
     KIND,
     PhaseGrid,

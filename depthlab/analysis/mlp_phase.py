@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from .data import Dataset, check_dataset_name, load_dataset, subset_indices
-from .errors import ConfigError
-from .models import make_activation
-from .store import Store
-from .theory import TRAINABLE_DEPTH_FACTOR, mean_field_point
+from ..data import Dataset, check_dataset_name, load_dataset, subset_indices
+from ..errors import ConfigError
+from ..models import make_activation
+from ..store import Store
+from ..theory import TRAINABLE_DEPTH_FACTOR, mean_field_point
 
 KIND = "mlp-phase"
 PROTOCOL_VERSION = 1  # bump when a change alters what a stored cell means
