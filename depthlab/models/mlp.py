@@ -7,7 +7,7 @@
 
 The first hidden layer maps the flattened input to ``width`` units, the other ``depth - 1`` map
 ``width`` to ``width``; the post skip applies where shapes match (every hidden layer but the
-first). Every linear layer, the readout included, is initialised by ``init`` (`depthlab.init`):
+first). Every linear layer, the readout included, is initialised by ``init`` (`depthlab.models.init`):
 the mean-field analysis assumes ``scaled:W2,B2`` on all of them. Activations are looked up in
 the model registry's ``ACTIVATIONS`` table, so an activation added there (and, for the theory,
 to ``depthlab.theory.ACTIVATIONS``) is available here with no change to this module.
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..init import init_conv_, parse_init
+from .init import init_conv_, parse_init
 from .registry import Family, check_choice, make_activation, register_family
 
 NORMS = ("none", "bn")
