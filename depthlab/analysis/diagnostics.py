@@ -256,7 +256,7 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
     from ..data.batches import Batches, subset_indices
     from ..data.registry import load_dataset
     from ..engine.config import TrainConfig
-    from ..engine.device import resolve_device
+    from ..engine.device import autocast_bf16, resolve_device
     from ..engine.setup import make_optimizer
     from ..models import FAMILIES, create_model, resolve_model
 
@@ -274,7 +274,7 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
     if data is None:
         data = load_dataset(dataset, data_dir)
     started = time.perf_counter()
-    amp = dev.type == "cuda"
+    amp = autocast_bf16(config.precision)
     channels_last = dev.type in ("cpu", "cuda")
     torch.manual_seed(seed)
     net = create_model(model, data.input_shape, data.num_classes, **overrides).to(dev)

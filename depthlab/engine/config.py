@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..data.registry import check_dataset_name
 from ..errors import ConfigError
 from ..models import FAMILIES, model_config, resolve_model
-from .device import resolve_device
+from .device import DEFAULT_PRECISION, check_precision, resolve_device
 from .schedule import parse_schedule
 
 
@@ -48,6 +48,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     compile: bool = False      # torch.compile the model (CUDA: reduce-overhead, i.e. CUDA graphs)
+    precision: str = DEFAULT_PRECISION  # fp32 | bf16 (autocast) | tf32 (CUDA): part of the result's identity
 
     def validate(self) -> None:
         resolve_model(self.model, **self.model_args)
@@ -76,7 +77,7 @@ class TrainConfig:
         if self.folds is not None and (self.folds < 2 or not 0 <= self.fold < self.folds):
             raise ConfigError(f"folds must be >= 2 and fold in [0, folds), got {self.folds}, {self.fold}")
         parse_schedule(self.schedule)
-        resolve_device(self.device)
+        check_precision(self.precision, resolve_device(self.device))
 
     def canonical(self) -> dict:
         """The config with the model's full parameters filled in: what is stored and hashed."""
@@ -89,4 +90,6 @@ class TrainConfig:
         d = self.canonical()
         d.pop("device")
         d.pop("compile")  # how the forward runs, not what it computes
+        if d["precision"] == DEFAULT_PRECISION:
+            d.pop("precision")  # runs stored before precision existed were fp32 on CPU: same hash
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -12,6 +12,7 @@ from ..data.dataset import Dataset
 from ..errors import ConfigError
 from ..models import create_model
 from .config import TrainConfig
+from .device import autocast_bf16
 from .setup import evaluate, prepare_splits
 
 
@@ -43,7 +44,7 @@ def split_errors(config: TrainConfig, data: Dataset) -> Callable:
         for key, x, y in (("fit_error", tx, ty), ("eval_error", ex, ey)):
             batches = Batches(x.to(device), y.to(device), 1024, data.mean, data.std, shuffle=False,
                               channels_last=channels_last)
-            out[key], _ = evaluate(model, batches, amp=device.type == "cuda")
+            out[key], _ = evaluate(model, batches, amp=autocast_bf16(config.precision))
         return {**out, **gate_stats(model)}
 
     return measure

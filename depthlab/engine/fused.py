@@ -46,7 +46,7 @@ from ..models import count_parameters, create_model
 from ..records.record import CANCELLED, MONITOR_STOP, Checkpoint, EpochMetrics, Monitor, RunResult
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .device import resolve_device
+from .device import autocast_bf16, precision_scope, resolve_device
 from .fused_layers import (
     PER_MEMBER,
     FusedSGD,
@@ -159,8 +159,9 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
         data = load_dataset(configs[0].dataset, data_dir)
     started = time.perf_counter()
     try:
-        results = _train_fused(configs, monitors, data, on_epoch, on_step, checkpoint_path, checkpoint_required,
-                               ranks)
+        with precision_scope(resolve_device(configs[0].device), configs[0].precision):
+            results = _train_fused(configs, monitors, data, on_epoch, on_step, checkpoint_path, checkpoint_required,
+                                   ranks)
     except (KeyboardInterrupt, SystemExit, UserError):
         raise
     except NotFusable:
@@ -206,7 +207,7 @@ def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_e
     """The loop of `depthlab.engine.train`, for G members at once (see the module docstring)."""
     head = configs[0]
     device = resolve_device(head.device)
-    amp = device.type == "cuda"
+    amp = autocast_bf16(head.precision)
     channels_last = device.type in ("cpu", "cuda")
     started = time.perf_counter()
 

@@ -23,7 +23,7 @@ from ..models import count_parameters, create_model
 from ..records.record import MONITOR_STOP, Checkpoint, EpochMetrics, Monitor, RunResult
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .device import resolve_device
+from .device import autocast_bf16, precision_scope, resolve_device
 from .schedule import parse_schedule
 from .setup import evaluate, make_optimizer, multi_head_loss, prepare_splits
 
@@ -51,12 +51,19 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     """
     config.validate()
     device = resolve_device(config.device)
+    with precision_scope(device, config.precision):
+        return _train(config, device, data, data_dir, monitor, on_epoch, on_step, checkpoint_path, resume,
+                      checkpoint_required, compile_model, channels_last)
+
+
+def _train(config: TrainConfig, device: torch.device, data, data_dir, monitor, on_epoch, on_step, checkpoint_path,
+           resume, checkpoint_required, compile_model, channels_last) -> RunResult:
     if data is None:
         data = load_dataset(config.dataset, data_dir)
     canonical = config.canonical()
     started = time.perf_counter()
     schedule = parse_schedule(config.schedule)
-    amp = device.type == "cuda"
+    amp = autocast_bf16(config.precision)
     if channels_last is None:
         channels_last = device.type in ("cpu", "cuda")
 

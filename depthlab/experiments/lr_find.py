@@ -14,7 +14,7 @@ from ..data.batches import Batches
 from ..data.dataset import Dataset
 from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
-from ..engine.device import resolve_device
+from ..engine.device import autocast_bf16, resolve_device
 from ..engine.setup import make_optimizer, multi_head_loss, prepare_splits
 from ..errors import ConfigError
 from ..models import create_model
@@ -84,7 +84,7 @@ def lr_find(config: TrainConfig, data: Dataset | None = None, *, data_dir=None, 
     if data is None:
         data = load_dataset(config.dataset, data_dir)
     channels_last = device.type in ("cpu", "cuda")
-    amp = device.type == "cuda"
+    amp = autocast_bf16(config.precision)
     torch.manual_seed(config.seed)
     if model is None:
         model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args).to(device)

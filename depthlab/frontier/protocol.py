@@ -49,6 +49,7 @@ class FrontierConfig:
     momentum: float = 0.9
     dataset: str = "mnist"
     device: str = "auto"
+    precision: str = "fp32"                # fp32 | bf16 | tf32 (CUDA): recorded with every trial
     model_args: dict = field(default_factory=dict)  # axis overrides for every model (not depth)
     bisection: str = "cost"                # cost-weighted split (`split_point`) or the plain midpoint
 
@@ -95,7 +96,7 @@ class FrontierConfig:
                            train_size=self.train_size, test_size=self.eval_size, eval_split="test",
                            epochs=self.epochs, batch_size=self.batch_size, optimizer="sgd", lr=float(lr),
                            momentum=self.momentum, evals_per_epoch=self.evals_per_epoch, seed=seed,
-                           device=self.device)
+                           device=self.device, precision=self.precision)
 
     def sorted_lrs(self) -> tuple[float, ...]:
         return tuple(sorted(float(lr) for lr in self.lrs))
