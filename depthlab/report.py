@@ -1,4 +1,4 @@
-"""Output helpers: safe output folders, tables (text and CSV) and plots (matplotlib, Agg)."""
+"""Output helpers: safe output folders, tables (text and CSV) and figures (matplotlib's object API)."""
 
 from __future__ import annotations
 
@@ -79,14 +79,25 @@ def write_csv(path: Path, headers: Sequence[str], rows: Iterable[Sequence]) -> P
     return path
 
 
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend."""
-    import matplotlib
+def new_axes(ax=None, *, figsize=(6.4, 4.2), dpi: int = 90, ncols: int = 1):
+    """``(figure, axes)`` to draw into: ``ax`` and its figure when given, else a new `Figure`
+    built with matplotlib's object API (no pyplot state, no backend switch: inline plots in a
+    notebook keep working, and nothing is left open)."""
+    if ax is not None:
+        return ax.figure, ax
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=figsize, dpi=dpi)
+    axes = fig.subplots(1, ncols)
+    return fig, axes
 
-    return plt
+
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
+    """Write ``fig`` to ``path`` (its folder created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, **savefig_kwargs)
+    return path
 
 def classic_line(epoch: int, epochs: int, train_error: float, test_error: float, label: str = "Test") -> str:
     return f"Epoch {epoch:03d}/{epochs:03d}, Train Error {100 * train_error:.2f}% || {label} Error {100 * test_error:.2f}%"

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..report import new_axes
 
 
 # Verdict thresholds: three orders of magnitude between the first and the last layer (or a
@@ -383,12 +384,9 @@ def nearby_depths(model: str, depth: int, overrides: dict | None = None) -> list
     return sorted(found)
 
 
-def plot_heatmap(diag: Diagnostics, path) -> None:
-    """Layer x step heatmap of log10 weight-gradient norm."""
-    from ..report import pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+def plot_heatmap(diag: Diagnostics, ax=None):
+    """Layer x step heatmap of log10 weight-gradient norm, as a `matplotlib.figure.Figure`."""
+    fig, ax = new_axes(ax, figsize=(6.4, 4.0), dpi=100)
     with np.errstate(divide="ignore", invalid="ignore"):
         data = np.log10(diag.grad_norm.T)
     data = np.where(np.isfinite(data), data, np.nan)
@@ -401,16 +399,16 @@ def plot_heatmap(diag: Diagnostics, path) -> None:
     ax.set_title(f"{diag.model} depth {diag.config.get('depth')}: log10 ||dL/dW||  [{diag.verdict.label}]")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
-def plot_depth_profiles(profiles: dict[int, dict[str, np.ndarray]], path, *, model: str) -> None:
-    """Weight-gradient norm and backprop-signal norm vs layer index at init, one line per depth."""
-    from ..report import pyplot
-
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.8), dpi=100)
+def plot_depth_profiles(profiles: dict[int, dict[str, np.ndarray]], *, model: str, axes=None):
+    """Weight-gradient norm and backprop-signal norm vs layer index at init, one line per depth,
+    as a `matplotlib.figure.Figure` (drawn into the two ``axes`` when given)."""
+    if axes is None:
+        fig, axes = new_axes(figsize=(9.0, 3.8), dpi=100, ncols=2)
+    else:
+        fig = axes[0].figure
     for d, prof in sorted(profiles.items()):
         layers = np.arange(1, len(prof["grad_norm"]) + 1)
         # a log axis cannot show exact zeros (float32 underflow in very deep vanishing nets): say so
@@ -424,5 +422,4 @@ def plot_depth_profiles(profiles: dict[int, dict[str, np.ndarray]], path, *, mod
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{model} at initialisation", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig

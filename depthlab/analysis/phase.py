@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..errors import ConfigError
+from ..report import new_axes
 from ..theory import MeanFieldPoint
 
 
@@ -262,16 +263,13 @@ def measurement_rows(measured: Sequence[PhaseMeasurement]) -> list[list]:
              " ".join(f"{t.depth}{'+' if t.trainable else '-'}" for t in m.trials)] for m in measured]
 
 
-def plot_phase_diagram(points: Sequence[MeanFieldPoint], path: Path, *, act: str, sigma_b2: float,
+def plot_phase_diagram(points: Sequence[MeanFieldPoint], *, act: str, sigma_b2: float,
                        critical: float | None = None, measured: Sequence[PhaseMeasurement] = (),
-                       max_depth: float | None = None, note: str | None = None) -> Path:
+                       max_depth: float | None = None, note: str | None = None, ax=None):
     """sigma_w2 on x, depth on y (log): the 6 xi curve, the critical sigma_w2, and measured
     frontiers (a dot at the largest trainable depth, a bar up to the first failing one, an
-    arrow for 'trainable at every depth tried')."""
-    from ..report import pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    arrow for 'trainable at every depth tried'), as a `matplotlib.figure.Figure`."""
+    fig, ax = new_axes(ax, figsize=(6.4, 4.4), dpi=100)
     ws = [p.sigma_w2 for p in points if p.max_depth is not None and math.isfinite(p.max_depth)]
     ds = [p.max_depth for p in points if p.max_depth is not None and math.isfinite(p.max_depth)]
     top = max_depth or max([1000.0] + [m.first_failing_depth or 0 for m in measured])
@@ -307,9 +305,7 @@ def plot_phase_diagram(points: Sequence[MeanFieldPoint], path: Path, *, act: str
     if note:
         fig.text(0.01, 0.01, note, fontsize=7, color="0.3")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 @dataclass

@@ -36,7 +36,7 @@ def diagnose(model, depth, act, init_, norm, skip, heads, width, params, steps, 
     from ..data.registry import check_dataset_name, load_dataset
     from ..engine.config import TrainConfig
     from ..models import resolve_model
-    from ..report import check_output_dir, format_table, safe_child, safe_output_dir
+    from ..report import check_output_dir, format_table, safe_child, safe_output_dir, save_figure
     from .theory import parse_int_list
 
     overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)
@@ -67,12 +67,12 @@ def diagnose(model, depth, act, init_, norm, skip, heads, width, params, steps, 
                                 batch_size=batch_size, train_size=train_size, dataset=dataset, data=data, seed=seed,
                                 device=device, compile=compile_)
     stem = f"diagnose-{model}-d{k}"
-    diagnostics.plot_heatmap(diag, safe_child(folder, f"{stem}-heatmap.png"))
+    save_figure(diagnostics.plot_heatmap(diag), safe_child(folder, f"{stem}-heatmap.png"))
     profiles = {}
     if depths:
         profiles = diagnostics.depth_profiles(model, depths, overrides, data=data, batch_size=batch_size, seed=seed,
                                               device=device)
-        diagnostics.plot_depth_profiles(profiles, safe_child(folder, f"{stem}-depths.png"), model=model)
+        save_figure(diagnostics.plot_depth_profiles(profiles, model=model), safe_child(folder, f"{stem}-depths.png"))
     summary = diag.to_json()
     summary["depth_profiles"] = {str(d): {key: [float(v) for v in p[key]] for key in ("grad_norm", "signal_norm")}
                                  for d, p in profiles.items()}

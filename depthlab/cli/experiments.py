@@ -197,7 +197,7 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
     from ..experiments.configs import make_config
     from ..experiments.lr_find import check_lr_range, lr_find
     from ..experiments.parts import draw_plot
-    from ..report import safe_child
+    from ..report import safe_child, save_figure
 
     check_lr_range(min_lr, max_lr, steps, smoothing, diverge)
     config = make_config(dict(model=model, model_args=_overrides(model, depth, act, init_, norm, skip, heads,
@@ -210,7 +210,7 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
     started = time.perf_counter()
     found = lr_find(config, data, min_lr=min_lr, max_lr=max_lr, steps=steps, smoothing=smoothing, diverge=diverge)
     seconds = time.perf_counter() - started
-    png = draw_plot(found.plot(), safe_child(folder, "lr-find.png"))
+    png = save_figure(draw_plot(found.plot()), safe_child(folder, "lr-find.png"))
     (folder / "lr-find.json").write_text(json.dumps({**found.to_dict(), "config": config.canonical()}, indent=1))
     if as_json:
         click.echo(json.dumps({k: v for k, v in found.to_dict().items() if k not in ("lrs", "losses", "smoothed")}

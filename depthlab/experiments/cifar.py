@@ -24,7 +24,7 @@ from ..data.registry import DATASETS
 from ..engine.config import TrainConfig
 from ..errors import ConfigError
 from ..models.cifar import CIFAR_DATASETS
-from ..report import classic_line, format_table, pyplot, safe_child, write_csv
+from ..report import classic_line, format_table, new_axes, safe_child, save_figure, write_csv
 from ..store.sqlite import Store
 
 
@@ -148,8 +148,7 @@ def _pct(x) -> str:
 
 
 def _plot(curves: list[tuple[str, list[float]]], ylabel: str, title: str, path: Path, log: bool = False) -> Path:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = new_axes(figsize=(6, 4), dpi=100)
     for name, ys in curves:
         ax.plot(range(1, len(ys) + 1), ys, label=name)
     ax.set_xlabel("epoch")
@@ -160,9 +159,7 @@ def _plot(curves: list[tuple[str, list[float]]], ylabel: str, title: str, path: 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def resnet_cifar_config(n: int = 3, *, shortcut: str = "A", bn_impl: str = "torch", dataset: str = "cifar10",

@@ -12,7 +12,7 @@ from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
 from ..engine.extras import extras_for
 from ..records.record import EpochMetrics
-from ..report import format_table, pyplot, safe_child, write_csv
+from ..report import format_table, new_axes, safe_child, save_figure, write_csv
 from ..sweep.runner import run_recorded
 
 
@@ -98,16 +98,16 @@ class PartResult:
                 r.get(c.key + "_std") is not None for r in self.rows) else [])
         paths = [write_csv(safe_child(folder, f"{stem}.csv"), keys, [[r.get(k) for k in keys] for r in self.rows])]
         for plot in self.plots:
-            paths.append(draw_plot(plot, safe_child(folder, f"{stem}-{plot.name}.png")))
+            paths.append(save_figure(draw_plot(plot), safe_child(folder, f"{stem}-{plot.name}.png")))
         return paths
 
     def to_dict(self) -> dict:
         return {"label": self.label, "title": self.title, "rows": self.rows, "notes": self.notes}
 
 
-def draw_plot(plot: Plot, path: Path) -> Path:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
+def draw_plot(plot: Plot, ax=None):
+    """``plot`` as a `matplotlib.figure.Figure` (drawn into ``ax`` when given)."""
+    fig, ax = new_axes(ax)
     scale = 100.0 if plot.percent else 1.0
     for curve in plot.curves:
         ys = [scale * v if v is not None else math.nan for v in curve.values]
@@ -142,9 +142,7 @@ def draw_plot(plot: Plot, path: Path) -> Path:
     if plot.curves:
         ax.legend(fontsize=7, ncol=2 if len(plot.curves) > 6 else 1)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 @dataclass
