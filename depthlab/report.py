@@ -101,3 +101,17 @@ def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
 
 def classic_line(epoch: int, epochs: int, train_error: float, test_error: float, label: str = "Test") -> str:
     return f"Epoch {epoch:03d}/{epochs:03d}, Train Error {100 * train_error:.2f}% || {label} Error {100 * test_error:.2f}%"
+
+
+def data_frame(rows: Iterable[dict], columns: Sequence[str] | None = None):
+    """A pandas DataFrame of ``rows`` with ``columns`` in that order (default: every key, in the
+    order first seen). pandas is an optional extra: without it, one line says how to get it."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ConfigError("to_frame() needs pandas: pip install 'depthlab[frames]'") from None
+    rows = list(rows)
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+    return pd.DataFrame([[r.get(c) for c in columns] for r in rows], columns=list(columns))
+

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..report import new_axes
+from ..report import data_frame, new_axes
 
 
 # Verdict thresholds: three orders of magnitude between the first and the last layer (or a
@@ -206,6 +206,16 @@ class Diagnostics:
     diverged: bool
     verdict: Verdict
     seconds: float = 0.0
+
+    def to_frame(self):
+        """Long form, one row per (recorded step, conv layer): ``step``, ``layer`` (1 = input
+        side), ``layer_name``, ``loss`` (the step's train loss), ``act_mean``, ``act_std``,
+        ``grad_norm`` (||dL/dW||), ``signal_norm`` (||dL/dh||), ``weight_norm`` and
+        ``update_ratio`` (||lr dL/dW|| / ||W||)."""
+        stats = ("act_mean", "act_std", "grad_norm", "signal_norm", "weight_norm", "update_ratio")
+        return data_frame({"step": int(step), "layer": j + 1, "layer_name": name, "loss": float(self.loss[i]),
+                           **{k: float(np.atleast_2d(getattr(self, k))[i, j]) for k in stats}}
+                          for i, step in enumerate(self.steps) for j, name in enumerate(self.layers))
 
     def to_json(self) -> dict:
         def arr(a):

@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 
 from ..data import Dataset, check_dataset_name, load_dataset, subset_indices
 from ..errors import ConfigError
+from ..report import data_frame
 from ..models import make_activation
 from ..store import Store
 from ..theory import TRAINABLE_DEPTH_FACTOR, mean_field_point
@@ -252,6 +253,10 @@ class PhaseGrid:
     @property
     def sigma_w2s(self) -> list[float]:
         return [float(s) for s in self.config.sigma_w2s]
+
+    def to_frame(self):
+        """`to_rows` as a pandas DataFrame: one row per (depth, sigma_w2) cell."""
+        return data_frame(self.to_rows(), ("depth", "sigma_w2", "sigma_b2", "train_accuracy"))
 
     def to_rows(self) -> list[dict]:
         """One dict per cell: depth, sigma_w2, sigma_b2 and train_accuracy (None if unmeasured)."""

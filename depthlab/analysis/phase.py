@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..errors import ConfigError
-from ..report import new_axes
+from ..report import data_frame, new_axes
 from ..theory import MeanFieldPoint
 
 
@@ -87,6 +87,17 @@ class PhaseMeasurement:
                            for t in sorted(self.trials, key=lambda t: t.depth)}}
 
 
+class PhaseMeasurements(list):
+    """Measured frontiers, one `PhaseMeasurement` per sigma_w2 (a list, with a frame)."""
+
+    def to_frame(self):
+        """One row per sigma_w2: ``sigma_w2``, ``sigma_b2``, ``max_trainable_depth`` and
+        ``first_failing_depth`` (None where not reached), ``depths_tried`` (``12+ 15-``: trains,
+        fails)."""
+        return data_frame((dict(zip(MEASUREMENT_COLUMNS, row)) for row in measurement_rows(self)),
+                          MEASUREMENT_COLUMNS)
+
+
 def frontier_of(trials: Iterable[DepthTrial]) -> tuple[int | None, int | None]:
     """(largest trainable depth, smallest failing depth above it) of a set of trials."""
     trials = sorted(trials, key=lambda t: t.depth)
@@ -146,7 +157,7 @@ def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
                   lrs: Sequence[float], store, data, *, width: float = 1.0, epochs: int = 3,
                   train_size: int | None = 10_000, test_size: int | None = 2000, threshold: float = DEFAULT_THRESHOLD,
                   refine: int = 1, evals_per_epoch: int = 4, seed: int = 0, device: str = "auto",
-                  log: Callable[[str], None] | None = None) -> list[PhaseMeasurement]:
+                  log: Callable[[str], None] | None = None) -> PhaseMeasurements:
     """Measure the frontier of ``stages`` (act, ``scaled:W2,B2``, no BN, no skips) for each
     sigma_w2, recording every trial in ``store``.
 
@@ -164,7 +175,7 @@ def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
                             train_size=train_size, test_size=test_size, threshold=threshold,  # validated first
                             evals_per_epoch=evals_per_epoch, seed=seed, device=device)
 
-    out = []
+    out = PhaseMeasurements()
     for sigma_w2, fc in configs.items():
         last_lr: list[float | None] = [None]
 
@@ -189,7 +200,7 @@ def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
 
 
 def measurements_from_store(store, act: str, sigma_b2: float, *, width: float | None = None,
-                            threshold: float = DEFAULT_THRESHOLD, criterion: str = "either") -> list[PhaseMeasurement]:
+                            threshold: float = DEFAULT_THRESHOLD, criterion: str = "either") -> PhaseMeasurements:
     """Rebuild measured frontiers from every finished `stages` run in ``store`` with this
     activation, a ``scaled:W2,B2`` init with B2 = ``sigma_b2``, no BN and no skips (and the
     given width, if any), whichever command recorded them."""
@@ -213,7 +224,7 @@ def measurements_from_store(store, act: str, sigma_b2: float, *, width: float | 
         known = by_w2.setdefault(w2, {})
         if depth not in known or trial.error < known[depth].error:
             known[depth] = trial
-    out = []
+    out = PhaseMeasurements()
     for w2 in sorted(by_w2):
         trials = sorted(by_w2[w2].values(), key=lambda t: t.depth)
         best, failing = frontier_of(trials)

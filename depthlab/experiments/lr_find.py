@@ -17,6 +17,7 @@ from ..engine.config import TrainConfig
 from ..engine.device import autocast_bf16, resolve_device
 from ..engine.setup import make_optimizer, multi_head_loss, prepare_splits
 from ..errors import ConfigError
+from ..report import data_frame
 from ..models import create_model
 from .parts import Curve, Plot
 
@@ -48,6 +49,12 @@ class LRFindResult:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def to_frame(self):
+        """The trace as a pandas DataFrame: ``step``, ``lr``, ``loss`` (that step's train loss) and
+        ``smoothed_loss`` (its exponential moving average, bias-corrected)."""
+        return data_frame({"step": i, "lr": lr, "loss": loss, "smoothed_loss": sm}
+                          for i, (lr, loss, sm) in enumerate(zip(self.lrs, self.losses, self.smoothed)))
 
     def plot(self) -> Plot:
         marks = [(v, f"{name} {v:.2g}") for name, v in (("suggested", self.suggestion),

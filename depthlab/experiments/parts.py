@@ -12,7 +12,7 @@ from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
 from ..engine.extras import extras_for
 from ..records.record import EpochMetrics
-from ..report import format_table, new_axes, safe_child, save_figure, write_csv
+from ..report import data_frame, format_table, new_axes, safe_child, save_figure, write_csv
 from ..sweep.runner import run_recorded
 
 
@@ -74,6 +74,11 @@ class PartResult:
     plots: list[Plot] = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def to_frame(self):
+        """The table as a pandas DataFrame: one row per run or arm, the raw numbers of `rows`
+        (errors and accuracies as fractions, seconds as seconds, ``*_std`` their spreads)."""
+        return data_frame(self.rows)
 
     def format_table(self) -> str:
         return format_table([c.header for c in self.columns], [[c.cell(r) for c in self.columns] for r in self.rows])
