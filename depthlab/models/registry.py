@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .factory import ModelFactory
 
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "elu": nn.ELU, "relu": nn.ReLU}
@@ -118,16 +119,47 @@ def resolve_model(name: str, **overrides: Any) -> tuple[Family, Any]:
     return family, spec
 
 
-def model_config(name: str, **overrides: Any) -> dict:
-    """The full, validated parameter dict of a model (what the store records and hashes)."""
+def model_config(name: str | ModelFactory, **overrides: Any) -> dict:
+    """The full, validated parameter dict of a model (what the store records and hashes); for a
+    factory, its ``depth`` and keyword parameters (plain JSON values)."""
+    if isinstance(name, ModelFactory):
+        return factory_params(name, overrides)
     _, spec = resolve_model(name, **overrides)
     return dataclasses.asdict(spec)
 
 
-def create_model(name: str, input_shape=(1, 28, 28), num_classes: int = 10, **overrides: Any) -> nn.Module:
-    """Build a model by preset name: ``create_model("cnn-elu-bn", depth=30)``."""
+def create_model(name: str | ModelFactory, input_shape=(1, 28, 28), num_classes: int = 10,
+                 **overrides: Any) -> nn.Module:
+    """Build a model by preset name, ``create_model("cnn-elu-bn", depth=30)``, or by factory."""
+    if isinstance(name, ModelFactory):
+        params = factory_params(name, overrides)
+        return name.build(params.pop("depth"), tuple(input_shape), num_classes, **params)
     family, spec = resolve_model(name, **overrides)
     return family.build(spec, tuple(input_shape), num_classes)
+
+
+def factory_params(factory: ModelFactory, params: dict) -> dict:
+    """A factory's arguments, checked: an integer ``depth`` >= 1 and JSON-able keyword values
+    (numbers, strings, booleans), numbers given as text (``-p width=2``) converted."""
+    out = {k: _parse_scalar(v) for k, v in params.items() if v is not None}
+    depth = out.get("depth")
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+        raise ConfigError(f"{factory.name} needs a positive integer depth, got {depth!r}")
+    for key, value in out.items():
+        if not key.isidentifier() or not isinstance(value, (int, float, str, bool)):
+            raise ConfigError(f"{factory.name}: parameter {key}={value!r} must be a number, string or boolean")
+    return out
+
+
+def _parse_scalar(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    for parse in (int, float):
+        try:
+            return parse(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(value.lower(), value)
 
 
 def count_parameters(model: nn.Module) -> int:
