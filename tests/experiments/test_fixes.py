@@ -49,3 +49,9 @@ def test_conclusion_is_computed_from_the_numbers():
     rows = [{"model": m, "max_depth": d, "capped": False} for m, d in depths.items()]
     other = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
     assert other != text and "trained to 3" in other and "cap" not in other
+
+
+def test_conclusion_when_nothing_trained():
+    rows = [{"model": m, "max_depth": None, "capped": False} for m in ARMS]
+    text = get_experiment("trainability-fixes").conclude({"fixes": PartResult("fixes", "", [], rows)})
+    assert text.startswith("No arm trained even at depth 3") and "14 fixes" in text
