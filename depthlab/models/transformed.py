@@ -110,7 +110,7 @@ def check_transformed(name: str, init: str | None = None) -> None:
     """validate() of a DKS/TAT activation: a known name, the package importable, a usable init."""
     split_name(name)
     _import_dks(name)
-    if init is not None and init.partition(":")[0] == "critical":
+    if isinstance(init, str) and init.partition(":")[0] == "critical":
         raise ConfigError(f"init {init!r} has no critical point for activation {name!r}: leave init at its "
                           f"default (the package's orthogonal sampling) or name another scheme")
 
