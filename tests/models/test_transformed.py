@@ -91,7 +91,7 @@ def test_dks_conditions(base, depth):
     assert slope == pytest.approx(1.5 ** (1 / depth), abs=1e-4)  # leaky ReLU: phi' jumps, O(h) error
 
 
-@pytest.mark.parametrize("base", ["tanh", "softplus"])
+@pytest.mark.parametrize("base", ["tanh", "softplus", "elu", "gelu"])
 @pytest.mark.parametrize("depth", [9, 30])
 def test_tat_smooth_conditions(base, depth):
     fn = act_fn(f"tat-{base}", depth)
