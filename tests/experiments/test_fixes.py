@@ -55,3 +55,17 @@ def test_conclusion_when_nothing_trained():
     rows = [{"model": m, "max_depth": None, "capped": False} for m in ARMS]
     text = get_experiment("trainability-fixes").conclude({"fixes": PartResult("fixes", "", [], rows)})
     assert text.startswith("No arm trained even at depth 3") and "14 fixes" in text
+
+
+def test_without_dks_the_plan_fails_in_one_line(monkeypatch):
+    import sys
+
+    from depthlab.errors import ConfigError
+
+    for mod in [m for m in sys.modules if m == "dks" or m.startswith("dks.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "dks", None)
+    monkeypatch.setitem(sys.modules, "dks.pytorch", None)
+    with pytest.raises(ConfigError) as info:
+        plan("trainability-fixes")
+    assert "\n" not in str(info.value) and str(info.value).endswith("pip install 'depthlab[dks]'")

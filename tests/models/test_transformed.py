@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from depthlab.errors import ConfigError
-from depthlab.models import create_model, make_activation, model_config
+from depthlab.engine.config import TrainConfig
+from depthlab.models import create_model, layer_summary, make_activation, model_config
 from depthlab.models.stages import StagesSpec
 
 pytest.importorskip("dks.pytorch", reason="the optional dks package (pip install 'depthlab[dks]')")
@@ -182,6 +183,8 @@ def test_models_take_the_normalised_input():
     assert net.stages[0][0].conv.in_channels == 2                   # one homogeneous channel more
     mlp = create_model("mlp", (1, 28, 28), 10, depth=4, width=32, act="dks-softplus")
     assert mlp.units[0].linear.in_features == 785
+    first = layer_summary(net, (1, 28, 28))[0]
+    assert first[1:3] == ("PerLocationNorm", (2, 28, 28))
     for model in (net, mlp):
         assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
         clone = pickle.loads(pickle.dumps(model))
@@ -221,4 +224,6 @@ def test_missing_package_is_one_line(monkeypatch):
         message = str(info.value)
         assert "\n" not in message
         assert message.endswith("needs the dks package: pip install 'depthlab[dks]'")
+    with pytest.raises(ConfigError, match=r"needs the dks package: pip install 'depthlab\[dks\]'"):
+        TrainConfig(model="cnn-dks-tanh", model_args={"depth": 9}).validate()
     assert model_config("stages", act="tanh", depth=9)["act"] == "tanh"    # the rest still works
