@@ -120,8 +120,9 @@ def conclude_fixes(parts: dict[str, PartResult]) -> str:
                 f"cannot tell the {len(present)} fixes apart.")
     top = [m for m in present if _value(rows[m]) == best]
     capped = [rows[m]["max_depth"] for m in present if rows[m]["capped"]]
-    no_gain = [m for base, fixes in BASELINES.items() if base in rows
-               for m in fixes if m in rows and _value(rows[m]) <= _value(rows[base])]
+    pairs = [(base, m) for base, fixes in BASELINES.items() if base in rows for m in fixes if m in rows]
+    at_cap = [m for base, m in pairs if rows[base]["capped"] and rows[m]["capped"]]  # cannot tell
+    no_gain = [m for base, m in pairs if m not in at_cap and _value(rows[m]) <= _value(rows[base])]
     base_text = " and ".join(f"the {'naive tanh' if b == 'cnn-tanh' else 'LeCun ELU'} net trained to "
                              f"{_depth(rows[b])}" for b in BASELINES if b in rows)
     ranked = sorted((m for m in present if m not in BASELINES), key=lambda m: -_value(rows[m]))
@@ -130,6 +131,9 @@ def conclude_fixes(parts: dict[str, PartResult]) -> str:
                 f"all fixes, deepest first: {named(ranked)}")
     if no_gain:
         sentence += f"; no deeper than the net they fix: {', '.join(FIX_NAMES.get(m, m) for m in no_gain)}"
+    if at_cap:
+        sentence += (f"; at the cap together with the net they fix (the cap cannot tell them apart): "
+                     f"{', '.join(FIX_NAMES.get(m, m) for m in at_cap)}")
     return sentence + "."
 
 
@@ -138,7 +142,7 @@ register_experiment(Experiment(
     question="How deep does the same 3-stage CNN train under each known fix (init, activation transforms, "
              "normalisation, residual schemes, auxiliary heads), all under one protocol?",
     parts=(Frontier("fixes", ARMS, config=PROTOCOL, quick=QUICK,
-                    title="depth frontier of the 3-stage CNN under every fix (10k images, 1 epoch, cap 48)"),),
+                    title="depth frontier of the 3-stage CNN under every fix"),),
     conclude=conclude_fixes,
     reference="classic protocol (full MNIST, 3 epochs, cap 300): cnn-tanh 9, cnn-tanh-bn 48-54, cnn-elu-bn 63, "
               "resnet-elu-bn 27; expected here: every fix deeper than its baseline, lower numbers overall",

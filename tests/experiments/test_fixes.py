@@ -49,6 +49,12 @@ def test_conclusion_is_computed_from_the_numbers():
     rows = [{"model": m, "max_depth": d, "capped": False} for m, d in depths.items()]
     other = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
     assert other != text and "trained to 3" in other and "cap" not in other
+    depths = dict.fromkeys(ARMS, 9)
+    depths["cnn-tanh"], depths["cnn-tat-lrelu"], depths["resnet-elu-fixup"] = 3, None, 6
+    rows = [{"model": m, "max_depth": d, "capped": d == 9} for m, d in depths.items()]
+    capped = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
+    assert "no deeper than the net they fix: TAT, Fixup;" in capped
+    assert capped.endswith("the cap cannot tell them apart): BN (ELU), residual + BN, ReZero, auxiliary heads.")
 
 
 def test_conclusion_when_nothing_trained():
