@@ -23,14 +23,18 @@ the ``mlp``) of D nonlinear layers has M(x, r) = r applied D times (`chain_subne
 is what the package's ResNet example computes for a net without shortcuts. Average pooling, the
 linear readout and the optional batch norm are not nonlinear layers and are left out of the
 count, as the package's example leaves out its max and mean pooling. With skips (``post``,
-``rezero``, ``fixup``) the activation is still built for the chain of ``depth`` layers: an
-upper bound on the subnetworks there, so the per-layer map is gentler than needed, never harsher.
+``rezero``, ``fixup``) or batch norm the activation is still built for the plain chain of
+``depth`` layers: the package's residual rule assumes weighted sums (sqrt(1 - w^2) branch +
+w shortcut) that these skips are not, so such combinations run but are outside the methods'
+guarantees.
 
 Three further requirements of the methods, all inside the model so that no data pipeline
 changes (`PerLocationNorm`, `suo_init_`):
 
 * **Data normalisation**: every input location must have q = 1. The model's first layer is the
-  package's ``per_location_normalization`` (homogeneous coordinate "one", its default): for an
+  package's ``per_location_normalization`` (homogeneous coordinate "one", its default; run
+  under ``torch.device(x.device)`` because the package makes that column on the default
+  device): for an
   image, each pixel's channel vector gets a constant 1 appended and is rescaled to mean square 1
   (so a 1-channel image becomes 2 channels and the first conv takes C + 1 inputs); for the
   ``mlp``, each flattened example gets the 1 appended and is rescaled (per-example
@@ -40,8 +44,7 @@ changes (`PerLocationNorm`, `suo_init_`):
   a DKS/TAT activation with ``init`` left at the family's default (``normal:0.05`` for stages,
   ``lecun-in`` for mlp) gets SUO, and the spec records ``init="suo"`` (so the stored config says
   what was sampled; an explicitly written default is read the same way); any other ``init``
-  string is honoured as given, and
-  ``init="suo"`` selects SUO for any activation. ``init="critical"`` is refused with a DKS/TAT
+  string is honoured as given, and ``init="suo"`` selects SUO for any activation. ``init="critical"`` is refused with a DKS/TAT
   activation (the mean-field theory has no table for it).
 * The package's PyTorch ``scaled_uniform_orthogonal_`` reads a weight as ``[in, out, ...]`` (the
   JAX layout) while ``nn.Conv2d`` and ``nn.Linear`` store ``[out, in, ...]``: called directly its
@@ -56,8 +59,9 @@ c_relu(D) is the ReLU chain's C_f(0): below eta for D <= 20 (0.555 at D = 3, 0.8
 the package's 0.9 from D = 21 on. A shallow net is as nonlinear as a leaky-ReLU chain of its
 depth comfortably gets, and the frontier can start at depth 3.
 
-The package is an optional extra (``pip install 'depthlab[dks]'``); without it a DKS/TAT
-activation fails at ``validate()`` with one line. Nothing here imports ``dks`` at module level.
+The package is an optional extra (``pip install 'depthlab[dks]'``, which also installs
+``absl-py``: dks 0.1.2 imports it without declaring it); without it a DKS/TAT activation fails
+at ``validate()`` with one line. Nothing here imports ``dks`` at module level.
 """
 
 from __future__ import annotations
