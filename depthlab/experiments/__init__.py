@@ -59,6 +59,7 @@ sentence from those numbers: never a canned conclusion.
 """
 
 from . import classics  # noqa: F401  (registers the named MNIST experiments)
+from . import fixes  # noqa: F401  (registers trainability-fixes: every known fix, one protocol)
 from .catalogue import EXPERIMENTS, Experiment, get_experiment, register_experiment, reproduce
 from .lr_find import lr_find
 from .sweeps import Ablation, Frontier, Sweep, ablate, lr_sweep

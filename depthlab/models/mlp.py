@@ -23,7 +23,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from .init import init_conv_, parse_init
-from .registry import Family, check_choice, make_activation, register_family
+from .registry import Family, check_activation, check_choice, make_activation, register_family
+from .transformed import SUO, PerLocationNorm, is_transformed, resolve_init, suo_init_
 
 NORMS = ("none", "bn")
 SKIPS = ("none", "post")
@@ -36,7 +37,13 @@ def _positive_int(name: str, value) -> None:
 
 @dataclass(frozen=True)
 class MLPSpec:
-    """``depth`` hidden layers of ``width`` units with activation ``act``, then a linear readout."""
+    """``depth`` hidden layers of ``width`` units with activation ``act``, then a linear readout.
+
+    ``act`` may be a DKS/TAT activation (``dks-tanh``, ``tat-leaky-relu``, ...: see
+    `depthlab.models.transformed`): it is built for ``depth`` nonlinear layers, the net then starts
+    with the per-example normalisation of the flattened input (one more input feature), and with
+    ``init`` left at this default (``lecun-in``, recorded as ``suo``) every linear layer, the readout included, gets
+    the package's scaled-uniform-orthogonal sampling (``init="suo"`` asks for it explicitly)."""
 
     depth: int = 10
     width: int = 300
@@ -50,12 +57,15 @@ class MLPSpec:
             value = getattr(self, name)
             if isinstance(value, float) and value.is_integer():
                 object.__setattr__(self, name, int(value))
+        # the init rule of DKS/TAT: the default init means the package's sampling
+        object.__setattr__(self, "init", resolve_init(self.init, self.act, MLPSpec.init))
 
     def validate(self) -> None:
         _positive_int("depth", self.depth)
         _positive_int("width", self.width)
-        make_activation(self.act)
-        parse_init(self.init)
+        check_activation(self.act, self.init)
+        if self.init != SUO:
+            parse_init(self.init)
         check_choice("norm", self.norm, NORMS)
         check_choice("skip", self.skip, SKIPS)
 
@@ -63,11 +73,11 @@ class MLPSpec:
 class DenseUnit(nn.Module):
     """``act(norm(linear(x)))``, plus ``x`` when ``skip`` is post and the shapes match."""
 
-    def __init__(self, n_in: int, n_out: int, act: str, norm: str, skip: str):
+    def __init__(self, n_in: int, n_out: int, act: str, norm: str, skip: str, depth: int | None = None):
         super().__init__()
         self.linear = nn.Linear(n_in, n_out)
         self.norm = nn.BatchNorm1d(n_out) if norm == "bn" else nn.Identity()
-        self.act = make_activation(act)
+        self.act = make_activation(act, depth)  # depth: the network's, for DKS/TAT activations
         self.skip = skip if n_in == n_out else "none"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,19 +93,27 @@ class MLP(nn.Module):
         spec.validate()
         self.spec = spec
         n_in = math.prod(input_shape)
+        self.pln = None  # DKS/TAT: the per-example normalisation of the input, one more feature
+        if is_transformed(spec.act):
+            self.pln = PerLocationNorm(spec.act, flatten=True)
+            n_in += PerLocationNorm.EXTRA
         self.units = nn.ModuleList(
-            DenseUnit(n_in if i == 0 else spec.width, spec.width, spec.act, spec.norm, spec.skip)
+            DenseUnit(n_in if i == 0 else spec.width, spec.width, spec.act, spec.norm, spec.skip, spec.depth)
             for i in range(spec.depth))
         self.classifier = nn.Linear(spec.width, num_classes)
+        init = spec.init
         for linear in self.linears():
-            init_conv_(linear, spec.init, act=spec.act, depth=spec.depth)
+            if init == SUO:
+                suo_init_(linear, delta=False)
+            else:
+                init_conv_(linear, init, act=spec.act, depth=spec.depth)
 
     def linears(self) -> list[nn.Linear]:
         """The linear layers in order, the readout last (``depth + 1`` of them)."""
         return [u.linear for u in self.units] + [self.classifier]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1)
+        x = x.flatten(1) if self.pln is None else self.pln(x)
         for unit in self.units:
             x = unit(x)
         return self.classifier(x)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from . import transformed
 from .factory import ModelFactory
 
 
@@ -28,7 +29,23 @@ def check_choice(what: str, value, choices, where: str = "") -> None:
         raise ConfigError(f"unknown {what} {value!r}{where}; choose one of: {', '.join(choices)}")
 
 
-def make_activation(name: str) -> nn.Module:
+def check_activation(name: str, init: str | None = None) -> None:
+    """validate() of ``act`` in a family whose builder passes the depth (`make_activation`): a
+    plain activation or a DKS/TAT one (`depthlab.models.transformed`, needs the dks package)."""
+    if transformed.is_transformed(name):
+        transformed.check_transformed(name, init)
+        return
+    check_choice("activation", name, tuple(ACTIVATIONS) + transformed.TRANSFORMED)
+
+
+def make_activation(name: str, depth: int | None = None) -> nn.Module:
+    """An activation module. DKS/TAT activations (``dks-tanh``, ``tat-leaky-relu``, ...) are built
+    for a network of ``depth`` nonlinear layers: only families that pass it can take them."""
+    if transformed.is_transformed(name):
+        if depth is None:
+            raise ConfigError(f"activation {name!r} is built for the network's depth: only the stages and mlp "
+                              f"families take it")
+        return transformed.TransformedActivation(name, depth)
     check_choice("activation", name, ACTIVATIONS)
     return ACTIVATIONS[name]()
 

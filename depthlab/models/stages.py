@@ -10,7 +10,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from .init import init_conv_, parse_init
-from .registry import Family, Preset, check_choice, make_activation, register_family, register_preset
+from .registry import (Family, Preset, check_activation, check_choice, make_activation, register_family,
+                       register_preset)
+from .transformed import SUO, PerLocationNorm, is_transformed, resolve_init, suo_init_
 
 
 STAGE_CHANNELS = (4, 8, 16)
@@ -21,7 +23,13 @@ SKIPS = ("none", "post", "rezero", "fixup")
 @dataclass(frozen=True)
 class StagesSpec:
     """Three stages of depth/3 3x3 convs (4, 8, 16 channels times ``width``), 2x2 average
-    pooling after each stage, one linear layer; optional BN, skips and two extra heads."""
+    pooling after each stage, one linear layer; optional BN, skips and two extra heads.
+
+    ``act`` may be a DKS/TAT activation (``dks-tanh``, ``tat-leaky-relu``, ...: see
+    `depthlab.models.transformed`): it is built for ``depth`` nonlinear layers, the net then starts
+    with the per-location normalisation of the input (one more input channel), and with ``init``
+    left at this default (``normal:0.05``, recorded as ``suo``) every conv gets the package's delta scaled-uniform-
+    orthogonal sampling and the heads its plain one (``init="suo"`` asks for that explicitly)."""
 
     depth: int = 9
     act: str = "tanh"
@@ -31,11 +39,15 @@ class StagesSpec:
     heads: int = 1
     width: float = 1.0
 
+    def __post_init__(self):  # the init rule of DKS/TAT: the default init means the package's sampling
+        object.__setattr__(self, "init", resolve_init(self.init, self.act, StagesSpec.init))
+
     def validate(self) -> None:
         if not isinstance(self.depth, int) or self.depth <= 0 or self.depth % 3:
             raise ConfigError(f"depth must be a positive multiple of 3 for the stages family, got {self.depth}")
-        make_activation(self.act)
-        parse_init(self.init)
+        check_activation(self.act, self.init)
+        if self.init != SUO:
+            parse_init(self.init)
         check_choice("norm", self.norm, NORMS)
         check_choice("skip", self.skip, SKIPS)
         if self.heads not in (1, 3):
@@ -77,11 +89,11 @@ class ConvUnit(nn.Module):
 
     FIXUP_SCALAR = 0.1 ** 0.5
 
-    def __init__(self, c_in: int, c_out: int, act: str, norm: str, skip: str):
+    def __init__(self, c_in: int, c_out: int, act: str, norm: str, skip: str, depth: int | None = None):
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=True)
         self.norm = nn.BatchNorm2d(c_out) if norm == "bn" else nn.Identity()
-        self.act = make_activation(act)
+        self.act = make_activation(act, depth)  # depth: the network's, for DKS/TAT activations
         self.skip = skip if c_in == c_out else "none"
         if self.skip == "rezero":
             self.alpha = nn.Parameter(torch.zeros(()))
@@ -119,18 +131,29 @@ class StagesNet(nn.Module):
         self.spec = spec
         c, h, w = input_shape
         per_stage = spec.depth // 3
+        self.pln = None  # DKS/TAT: the per-location normalisation of the input, one more channel
+        if is_transformed(spec.act):
+            self.pln = PerLocationNorm(spec.act)
+            c += PerLocationNorm.EXTRA
         self.stages = nn.ModuleList()
         self.heads = nn.ModuleList()
         for i, c_out in enumerate(spec.channels()):
-            units = [ConvUnit(c if j == 0 else c_out, c_out, spec.act, spec.norm, spec.skip)
+            units = [ConvUnit(c if j == 0 else c_out, c_out, spec.act, spec.norm, spec.skip, spec.depth)
                      for j in range(per_stage)]
             self.stages.append(nn.Sequential(*units, nn.AvgPool2d(2)))
             c, h, w = c_out, h // 2, w // 2
             if spec.heads == 3 and i < 2:
                 self.heads.append(nn.Linear(c * h * w, num_classes))
         self.classifier = nn.Linear(c * h * w, num_classes)
+        init = spec.init
+        if init == SUO:
+            for head in [*self.heads, self.classifier]:
+                suo_init_(head, delta=False)
         for unit in (m for m in self.modules() if isinstance(m, ConvUnit)):
-            init_conv_(unit.conv, spec.init, act=spec.act, depth=spec.depth)
+            if init == SUO:
+                suo_init_(unit.conv, delta=True)
+            else:
+                init_conv_(unit.conv, init, act=spec.act, depth=spec.depth)
             if unit.skip == "fixup":
                 unit.zero_branch_()
         if spec.skip == "fixup":  # Fixup rule (4): the classifier starts at zero
@@ -138,6 +161,8 @@ class StagesNet(nn.Module):
             nn.init.zeros_(self.classifier.bias)
 
     def forward(self, x: torch.Tensor):
+        if self.pln is not None:
+            x = self.pln(x)
         outputs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
@@ -169,6 +194,17 @@ for _name, _values, _desc in [
     ("cnn-tanh-delta", dict(act="tanh", init="delta-orthogonal:critical"), "tanh CNN, critical delta-orthogonal init"),
     ("resnet-elu-rezero", dict(act="elu", init="lecun-in", skip="rezero"), "residual ELU CNN, ReZero, no BN"),
     ("resnet-elu-fixup", dict(act="elu", init="lecun-in", skip="fixup"), "residual ELU CNN, Fixup, no BN"),
+]:
+    register_preset(Preset(_name, "stages", _values, _desc))
+
+# Every known fix on the same CNN (the `trainability-fixes` experiment): critical Gaussian init,
+# ReLU with He init, and the DKS/TAT activations of `depthlab.models.transformed` (these need the
+# optional dks package; init left at the default gives them the package's delta-orthogonal sampling).
+for _name, _values, _desc in [
+    ("cnn-tanh-critical", dict(act="tanh", init="critical"), "tanh CNN, critical Gaussian init (q* = 1/depth)"),
+    ("cnn-relu-he", dict(act="relu", init="he"), "ReLU CNN, He init"),
+    ("cnn-tat-lrelu", dict(act="tat-leaky-relu", init="suo"), "TAT leaky-ReLU CNN, delta-orthogonal, input PLN (dks)"),
+    ("cnn-dks-tanh", dict(act="dks-tanh", init="suo"), "DKS tanh CNN, delta-orthogonal, input PLN (dks)"),
 ]:
     register_preset(Preset(_name, "stages", _values, _desc))
 

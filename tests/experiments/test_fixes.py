@@ -1,0 +1,77 @@
+"""`trainability-fixes`: the arms validate and build (fast, no training); the conclusion is computed."""
+
+import pytest
+import torch
+
+from depthlab.experiments import get_experiment
+from depthlab.experiments.catalogue import plan
+from depthlab.experiments.fixes import ARMS, PROTOCOL, QUICK
+from depthlab.experiments.parts import PartResult
+from depthlab.models import create_model, model_config
+
+pytest.importorskip("dks.pytorch", reason="the DKS/TAT arms need the optional dks package")
+
+
+def test_registered_with_every_fix_on_one_protocol():
+    exp = get_experiment("trainability-fixes")
+    (part,) = exp.parts
+    assert part.models == ARMS and len(ARMS) == 14
+    assert {model_config(m)["act"] for m in ARMS} >= {"tanh", "elu", "relu", "tat-leaky-relu", "dks-tanh"}
+    for q in (False, True):
+        configs = plan("trainability-fixes", quick=q)
+        assert [c.model for c in configs] == list(ARMS)
+        budget = QUICK if q else PROTOCOL
+        for c in configs:  # one protocol: every arm gets the same budget, only the model differs
+            assert (c.train_size, c.epochs, c.batch_size, c.test_size) == (
+                budget["train_size"], budget["epochs"], budget["batch_size"], budget["eval_size"])
+    assert PROTOCOL["max_depth"] % 3 == 0 and QUICK["max_depth"] < PROTOCOL["max_depth"]
+
+
+@pytest.mark.parametrize("model", ARMS)
+def test_every_arm_builds_at_a_couple_of_depths(model):
+    for depth in (3, 12):
+        net = create_model(model, (1, 28, 28), 10, depth=depth)
+        out = net(torch.zeros(2, 1, 28, 28))
+        logits = out[-1] if isinstance(out, list) else out
+        assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+
+
+def test_conclusion_is_computed_from_the_numbers():
+    exp = get_experiment("trainability-fixes")
+    depths = dict(zip(ARMS, [9, 12, 24, 48, 21, 48, 36, 45, 6, 48, 27, 30, 6, None]))
+    rows = [{"model": m, "max_depth": d, "capped": d == 48} for m, d in depths.items()]
+    text = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
+    assert "the naive tanh net trained to 9 and the LeCun ELU net trained to 6" in text
+    assert "the deepest were delta-orthogonal at criticality 48+, TAT 48+, BN (ELU) 48+" in text
+    assert "cap of 48" in text and "DKS 36" in text
+    assert "no deeper than the net they fix: Fixup, auxiliary heads" in text
+    depths["cnn-tanh"] = 3
+    rows = [{"model": m, "max_depth": d, "capped": False} for m, d in depths.items()]
+    other = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
+    assert other != text and "trained to 3" in other and "cap" not in other
+    depths = dict.fromkeys(ARMS, 9)
+    depths["cnn-tanh"], depths["cnn-tat-lrelu"], depths["resnet-elu-fixup"] = 3, None, 6
+    rows = [{"model": m, "max_depth": d, "capped": d == 9} for m, d in depths.items()]
+    capped = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
+    assert "no deeper than the net they fix: TAT, Fixup;" in capped
+    assert capped.endswith("the cap cannot tell them apart): BN (ELU), residual + BN, ReZero, auxiliary heads.")
+
+
+def test_conclusion_when_nothing_trained():
+    rows = [{"model": m, "max_depth": None, "capped": False} for m in ARMS]
+    text = get_experiment("trainability-fixes").conclude({"fixes": PartResult("fixes", "", [], rows)})
+    assert text.startswith("No arm trained even at depth 3") and "14 fixes" in text
+
+
+def test_without_dks_the_plan_fails_in_one_line(monkeypatch):
+    import sys
+
+    from depthlab.errors import ConfigError
+
+    for mod in [m for m in sys.modules if m == "dks" or m.startswith("dks.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "dks", None)
+    monkeypatch.setitem(sys.modules, "dks.pytorch", None)
+    with pytest.raises(ConfigError) as info:
+        plan("trainability-fixes")
+    assert "\n" not in str(info.value) and str(info.value).endswith("pip install 'depthlab[dks]'")
