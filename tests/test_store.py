@@ -337,3 +337,61 @@ def test_reading_a_carried_snapshot_leaves_its_file_byte_for_byte(tmp_path, caps
     assert not Path(str(dest) + "-wal").exists()
     with Store(dest) as writer:  # a writer still takes it over in WAL mode
         assert writer.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong-typed records (issue 24, item 7): valid JSON of the wrong type is a corrupted record
+
+
+@pytest.fixture(scope="module")
+def frontier_store(tmp_path_factory):
+    """A store (and its flags) holding one finished frontier trial, made by the real command on
+    a small generated dataset: the rows `runs`, `frontier --status` and a resume all read."""
+    from depthlab.cli import main
+    from fakedata import write_idx_folder
+
+    root = tmp_path_factory.mktemp("frontier-store")
+    write_idx_folder(root / "data" / "FashionMNIST" / "raw", 128, 64)
+    args = ["frontier", "--models", "cnn-tanh", "--depths", "3", "--lrs", "0.1", "--epochs", "1",
+            "--train-size", "128", "--eval-size", "64", "--dataset", "fashion-mnist",
+            "--data-dir", str(root / "data"), "--workers", "1", "--device", "cpu"]
+    store = root / "store.db"
+    assert main(args + ["--store", str(store), "--out", str(root / "out")]) == 0
+    return store, args
+
+
+@pytest.mark.parametrize("column, value", [
+    ("result", "[1, 2, 3]"), ("result", "3"), ("result", '"done"'), ("result", '{"epochs": 7}'),
+    ("result", '{"test_error": "low"}'), ("config", "[1, 2, 3]"), ("config", "null"),
+    ("config", '{"model_args": [3]}'), ("seconds", "'slow'"),
+])
+def test_a_record_of_the_wrong_type_is_reported_like_malformed_json(column, value, frontier_store, tmp_path, capsys):
+    from depthlab.cli import main
+    from depthlab.sweep.runner import stored_result
+
+    source, args = frontier_store
+    store = tmp_path / "store.db"
+    store.write_bytes(source.read_bytes())
+    raw = sqlite3.connect(store)
+    run_id, config_hash = raw.execute("SELECT id, config_hash FROM runs").fetchone()
+    raw.execute(f"UPDATE runs SET {column} = {value if column == 'seconds' else '?'}",
+                () if column == "seconds" else (value,))
+    raw.commit()
+    raw.close()
+    with Store(store, reading=True) as s, pytest.raises(StoreError, match=f"run {run_id} has a corrupted record"):
+        stored_result(s, config_hash)
+    for command in (["runs"], ["runs", "--json"], args + ["--status"], args + ["--out", str(tmp_path / "out")]):
+        code = main(command + ["--store", str(store)])
+        captured = capsys.readouterr()
+        assert code == 2 and f"run {run_id} has a corrupted record" in captured.err, (command, captured.err)
+        errors = [line for line in captured.err.splitlines() if line.startswith("depthlab:")]
+        assert len(errors) == 1 and "internal error" not in captured.err and "Traceback" not in captured.err
+
+
+def test_an_epoch_extra_of_the_wrong_type_is_a_corrupted_record(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        run_id = store.start_run({"model": "m", "dataset": "d"}, "h")
+        store.log_epoch(run_id, {"epoch": 0, "loss": 1.0, "head_errors": [0.5]})
+        store.conn.execute("""UPDATE epochs SET extra = '[["loss", "high"]]'""")  # dict() of it would pass
+        with pytest.raises(StoreError, match=f"epoch 0 of run {run_id} has a corrupted record"):
+            store.epochs(run_id)

@@ -89,6 +89,30 @@ class RunRow:
     created_at: float
 
 
+def _number_or_none(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _record_type_problem(r, config, result) -> str | None:
+    """What is wrong with the types of a decoded row (see `Store._COLUMNS` for ``r``), or None."""
+    if not isinstance(config, dict):
+        return f"config is a JSON {type(config).__name__}, not an object"
+    if not isinstance(config.get("model_args", {}), dict):
+        return "config model_args is not an object"
+    if result is not None:
+        if not isinstance(result, dict):
+            return f"result is a JSON {type(result).__name__}, not an object"
+        if not isinstance(result.get("epochs", []), list) or not all(isinstance(e, dict) for e in result.get("epochs", [])):
+            return "result epochs are not a list of objects"
+        if not all(_number_or_none(result.get(k)) for k in ("test_error", "train_error", "seconds")):
+            return "result errors or seconds are not numbers"
+    if not all(isinstance(v, str) for v in (r[1], r[2], r[4], r[5], r[7])):
+        return "hash, kind, model, dataset or status is not text"
+    if not _number_or_none(r[10]) or not _number_or_none(r[13]):
+        return "seconds or created_at is not a number"
+    return None
+
+
 def _linux_process_start(pid: int) -> tuple[str, float] | None:
     """(state, start time as a Unix time) of a process from /proc, or None where there is no /proc."""
     try:
@@ -302,11 +326,17 @@ class Store:
     # -- reads ------------------------------------------------------------------------------
 
     def _row(self, r) -> RunRow:
-        try:  # config and result are JSON text: a store from elsewhere is parsed, never executed
-            return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8],
-                          json.loads(r[9]) if r[9] else None, r[10], r[11], r[12], r[13])
+        """Decode a row. Config and result are JSON text: a store from elsewhere is parsed,
+        never executed, and what the parse gives must have the types every reader relies on
+        (JSON of the wrong type, ``[1,2,3]`` for a config, is as corrupted as broken JSON)."""
+        try:
+            config, result = json.loads(r[6]), json.loads(r[9]) if r[9] else None
         except (TypeError, ValueError) as exc:
             raise StoreError(f"{self.path}: run {r[0]} has a corrupted record ({type(exc).__name__})") from None
+        problem = _record_type_problem(r, config, result)
+        if problem:
+            raise StoreError(f"{self.path}: run {r[0]} has a corrupted record ({problem})")
+        return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], config, r[7], r[8], result, r[10], r[11], r[12], r[13])
 
     _COLUMNS = ("id, config_hash, kind, experiment, model, dataset, config, status, reason, result, "
                 "seconds, torch_version, device, created_at")
@@ -342,7 +372,10 @@ class Store:
             d = dict(zip(EPOCH_COLUMNS, r[:6]))
             if r[6]:
                 try:
-                    d.update(json.loads(r[6]))
+                    extra = json.loads(r[6])
+                    if not isinstance(extra, dict):
+                        raise TypeError
+                    d.update(extra)
                 except (TypeError, ValueError):
                     raise StoreError(f"{self.path}: epoch {r[0]} of run {run_id} has a corrupted record") from None
             out.append(d)
