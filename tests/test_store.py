@@ -395,3 +395,71 @@ def test_an_epoch_extra_of_the_wrong_type_is_a_corrupted_record(tmp_path):
         store.conn.execute("""UPDATE epochs SET extra = '[["loss", "high"]]'""")  # dict() of it would pass
         with pytest.raises(StoreError, match=f"epoch 0 of run {run_id} has a corrupted record"):
             store.epochs(run_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading never writes (issue 24, item 10); a store on a read-only medium is still read; SIGTERM
+
+
+def test_reading_commands_never_write_a_schema_into_an_empty_file(tmp_path, capsys):
+    from depthlab.cli import main
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert main(["runs", "--store", str(empty)]) == 0
+    assert "0 run(s)" in capsys.readouterr().out
+    assert main(["runs", "--store", str(empty), "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
+    assert main(["frontier", "--models", "cnn-tanh", "--status", "--store", str(empty)]) == 0
+    assert "0 of 1 searches finished" in capsys.readouterr().out
+    assert empty.stat().st_size == 0 and sorted(os.listdir(tmp_path)) == ["empty.db"]
+    with Store(empty) as writer:  # a writer makes it a store, as before
+        assert writer.count() == 0
+    assert empty.stat().st_size > 0
+
+
+def test_a_store_on_a_read_only_medium_can_still_be_read(tmp_path, monkeypatch, capsys):
+    """Root may write anything, so the medium's answer is simulated where depthlab asks it."""
+    import depthlab.store.sqlite as S
+    from depthlab.cli import main
+    from depthlab.store.sqlite import snapshot_store
+
+    live, carried = tmp_path / "live.db", tmp_path / "carried.db"
+    with Store(live) as store:  # WAL mode
+        store.record({"model": "m", "dataset": "d"}, "h1", {"status": "done", "epochs": []})
+    snapshot_store(live, carried)  # DELETE mode
+    real_access = os.access
+    monkeypatch.setattr(S.os, "access", lambda p, mode, **kw: False if mode & os.W_OK else real_access(p, mode, **kw))
+    for path in (live, carried):
+        before = path.read_bytes()
+        assert main(["runs", "--store", str(path)]) == 0, capsys.readouterr().err
+        assert "1 run(s)" in capsys.readouterr().out
+        with Store(path, reading=True) as store:
+            assert [r.config_hash for r in store.runs()] == ["h1"]
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                store.conn.execute("DELETE FROM runs")
+        assert path.read_bytes() == before
+        with pytest.raises(StoreError, match="is not writable"):
+            Store(path)
+    assert snapshot_store(carried, tmp_path / "copy.db")["runs"] == 1  # a snapshot reads the source only
+
+
+def test_sigterm_prints_one_line_like_ctrl_c_and_keeps_the_store(tmp_path):
+    from fakedata import write_idx_folder
+
+    write_idx_folder(tmp_path / "data" / "FashionMNIST" / "raw", 512, 64)
+    store = tmp_path / "s.db"
+    proc = subprocess.Popen([sys.executable, "-m", "depthlab", "train", "cnn-tanh", "--depth", "3", "--epochs", "200",
+                             "--batch-size", "64", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "data"),
+                             "--store", str(store), "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    assert proc.stdout.readline().startswith("Epoch 000/200")  # training, inside the store's run
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "depthlab: terminated (SIGTERM; finished runs are kept in the store)"
+    assert "Traceback" not in err and sum(line.startswith("depthlab:") for line in err.splitlines()) == 1
+    raw = sqlite3.connect(store)
+    assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert raw.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] >= 1  # the finished epochs are kept
+    raw.close()

@@ -199,10 +199,36 @@ def cli():
 # Entry point
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: it unwinds (transactions roll back, workers are
+    stopped) exactly as Ctrl-C does, and is reported on one line."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While the CLI runs, SIGTERM raises `Terminated` (only the main thread can set handlers)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
     try:
-        rv = cli.main(args=argv, prog_name="depthlab", standalone_mode=False)
+        with _sigterm_unwinds():
+            rv = cli.main(args=argv, prog_name="depthlab", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except click.exceptions.NoArgsIsHelpError as exc:  # bare `depthlab train`
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
@@ -212,12 +238,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C (and so `Terminated`) into Abort
+        if isinstance(exc.__cause__, Terminated):
+            echo_err("depthlab: terminated (SIGTERM; finished runs are kept in the store)")
+            return 143
         echo_err("depthlab: aborted")
         return 130
     except UserError as exc:
         echo_err(f"depthlab: error: {exc}")
         return exc.exit_code
+    except Terminated:
+        echo_err("depthlab: terminated (SIGTERM; finished runs are kept in the store)")
+        return 143
     except KeyboardInterrupt:
         echo_err("depthlab: interrupted (finished runs are kept in the store)")
         return 130

@@ -159,8 +159,9 @@ def _committed_tables(path: Path) -> set[str] | None:
         return None
 
 
-def check_store_path(path: str | os.PathLike, *, must_exist: bool = False) -> Path:
-    """Validate a store path without creating or changing anything."""
+def check_store_path(path: str | os.PathLike, *, must_exist: bool = False, writing: bool = True) -> Path:
+    """Validate a store path without creating or changing anything (``writing=False``: a store
+    that is only read may sit on a read-only medium)."""
     p = Path(path)
     if p.is_dir():
         raise StoreError(f"store {p} is a directory, not a depthlab store file")
@@ -172,7 +173,7 @@ def check_store_path(path: str | os.PathLike, *, must_exist: bool = False) -> Pa
             tables = _committed_tables(p)
             if tables and "depthlab_meta" not in tables:
                 raise StoreError(f"{p} is an SQLite file but not a depthlab store")
-        if not os.access(p, os.W_OK) or not os.access(p.parent if str(p.parent) else ".", os.W_OK):
+        if writing and not _writable(p):
             raise StoreError(f"store {p} is not writable")
     else:
         if must_exist:
@@ -183,6 +184,25 @@ def check_store_path(path: str | os.PathLike, *, must_exist: bool = False) -> Pa
         if not os.access(parent, os.W_OK):
             raise StoreError(f"store {p} is not writable (folder {parent} is read-only)")
     return p
+
+
+def _writable(p: Path) -> bool:
+    """Whether the store file and its folder (where SQLite puts its -wal, -shm and journal) can be written."""
+    return os.access(p, os.W_OK) and os.access(p.parent if str(p.parent) else ".", os.W_OK)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write ``path`` (a store on a read-only medium): ``mode=ro``,
+    or, where SQLite cannot open a WAL-mode file that way (no -shm beside it, none creatable),
+    ``immutable=1``, which is exact as nothing can write the file there either."""
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60.0, isolation_level=None)
+    try:
+        conn.execute("SELECT name FROM sqlite_master").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
 
 def checkpoint_dir_for(store_path: str | os.PathLike) -> str:
@@ -206,16 +226,25 @@ class Store:
                  reading: bool = False):
         """Open (or create) the store at ``path``. ``reading=True`` opens an existing store
         only to read it: its journal mode is left as it is, so looking into a DELETE-mode
-        snapshot (`snapshot_store`) does not rewrite its header to WAL."""
-        self.path = check_store_path(path, must_exist=must_exist or reading)
+        snapshot (`snapshot_store`) does not rewrite its header to WAL; an empty file is read
+        as an empty store (no schema is written into it), and a store on a read-only medium is
+        opened read-only."""
+        self.path = check_store_path(path, must_exist=must_exist or reading, writing=not reading)
         try:
-            self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            if reading and not _writable(self.path):
+                self.conn = _connect_read_only(self.path)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             self.conn.execute("PRAGMA busy_timeout = 60000")
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables and "depthlab_meta" not in tables:
                 self.conn.close()
                 raise StoreError(f"{self.path} is an SQLite file but not a depthlab store")
-            if reading and tables:
+            if reading:
+                if not tables:  # an empty file reads as an empty store; its schema is written by a writer only
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip().startswith("CREATE TABLE"):
+                            self.conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
                 return
             # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once
             # (no busy wait) while another process opens the same new store: retry, as writes do.
@@ -398,7 +427,7 @@ def snapshot_store(store_path: str | os.PathLike, dest: str | os.PathLike) -> di
     was: this is how a long search is carried across machines that keep only a git checkout.
     Returns ``{"runs": n, "checkpoints": m, "bytes": total}``.
     """
-    src = check_store_path(store_path, must_exist=True)
+    src = check_store_path(store_path, must_exist=True, writing=False)
     dest = Path(dest)
     if dest.resolve() == src.resolve():
         raise StoreError(f"snapshot destination {dest} is the store itself")
