@@ -279,7 +279,7 @@ def test_snapshot_of_a_live_store_carries_its_runs_and_checkpoints(tmp_path):
         Path(checkpoint_dir_for(dest)).mkdir(parents=True)
         (Path(checkpoint_dir_for(dest)) / "finished-group.pt").write_bytes(b"stale")
 
-        info = snapshot_store(live, dest)
+        info = snapshot_store(live, dest, force=True)  # replaces the stale checkpoint of an earlier snapshot
 
     assert info["runs"] == 2 and info["checkpoints"] == 1
     assert sorted(os.listdir(checkpoint_dir_for(dest))) == ["group-a.pt"]
@@ -295,7 +295,7 @@ def test_snapshot_of_a_live_store_carries_its_runs_and_checkpoints(tmp_path):
 
     # The checkpoint is gone once its trial finishes: the next snapshot drops it too.
     os.remove(Path(checkpoint_dir_for(live)) / "group-a.pt")
-    assert snapshot_store(live, dest)["checkpoints"] == 0
+    assert snapshot_store(live, dest, force=True)["checkpoints"] == 0
     assert not os.path.exists(checkpoint_dir_for(dest))
     with pytest.raises(StoreError, match="is the store itself"):
         snapshot_store(live, live)
@@ -463,3 +463,100 @@ def test_sigterm_prints_one_line_like_ctrl_c_and_keeps_the_store(tmp_path):
     assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert raw.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] >= 1  # the finished epochs are kept
     raw.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# runs --snapshot never destroys what is at DEST (issue 24, item 8)
+
+
+def _snapshot_source(tmp_path):
+    src = tmp_path / "live.db"
+    with Store(src) as store:
+        store.record({"model": "m", "dataset": "d"}, "h1", {"status": "done", "epochs": []})
+    ckpt = Path(str(src) + "-checkpoints")
+    ckpt.mkdir()
+    (ckpt / "group-a.pt").write_bytes(b"a" * 100)
+    return src
+
+
+def _tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("dest_kind", ["file", "store", "checkpoints-only", "folder", "empty-path"])
+@pytest.mark.parametrize("force", [False, True])
+def test_snapshot_refuses_to_destroy_what_is_at_dest(dest_kind, force, tmp_path, capsys, monkeypatch):
+    from depthlab.cli import main
+
+    monkeypatch.chdir(tmp_path)  # an empty DEST is relative to here
+
+    (tmp_path / "src").mkdir()
+    src = _snapshot_source(tmp_path / "src")
+    place = tmp_path / "place"
+    place.mkdir()
+    dest = place / "dest.db"
+    if dest_kind == "file":
+        dest.write_text("my thesis\n")
+    elif dest_kind == "store":
+        with Store(dest) as other:
+            other.record({"model": "x", "dataset": "d"}, "other", {"status": "done", "epochs": []})
+    elif dest_kind == "folder":
+        dest.mkdir()
+        (dest / "keep.txt").write_text("mine")
+    if dest_kind in ("file", "store", "checkpoints-only"):
+        mine = place / "dest.db-checkpoints"
+        mine.mkdir()
+        (mine / "notes.txt").write_text("not a checkpoint")
+        (mine / "sub").mkdir()
+        (mine / "sub" / "x.pt").write_bytes(b"nested")
+        (mine / "old-group.pt").write_bytes(b"stale")
+    before = _tree(place)
+    target = "" if dest_kind == "empty-path" else str(dest)
+    args = ["runs", "--store", str(src), "--snapshot", target] + (["--force"] if force else [])
+    code = main(args)
+    out, err = capsys.readouterr()
+    if force and dest_kind in ("store", "checkpoints-only"):  # --force replaces a store and its checkpoint files
+        assert code == 0, err
+        with Store(dest, reading=True) as copy:
+            assert [r.config_hash for r in copy.runs()] == ["h1"]
+        assert sorted(_tree(place / "dest.db-checkpoints")) == ["group-a.pt", "notes.txt", "sub", "sub/x.pt"]
+    else:
+        assert code == 2 and not out and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert "internal error" not in err and _tree(place) == before
+    assert not [p for p in place.rglob("*.tmp")] and not list(tmp_path.rglob("*.db.tmp"))
+
+
+def test_snapshot_failing_half_way_leaves_dest_and_no_temp_file(tmp_path, monkeypatch):
+    from depthlab.store.sqlite import snapshot_store
+
+    src = _snapshot_source(tmp_path)
+    dest = tmp_path / "out" / "dest.db"
+    snapshot_store(src, dest)
+    before = dest.read_bytes()
+
+    import depthlab.store.sqlite as S
+
+    class FullConnection:
+        """The source's connection, whose backup fails as on a full disk."""
+
+        def __init__(self, conn):
+            self.conn = conn
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+        def backup(self, *args, **kwargs):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(S.Store, "__init__", _wrapping_init(S.Store.__init__, FullConnection))
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        snapshot_store(src, dest, force=True)
+    assert dest.read_bytes() == before
+    assert sorted(os.listdir(dest.parent)) == ["dest.db", "dest.db-checkpoints"]
+
+
+def _wrapping_init(init, wrapper):
+    def wrapped(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.conn = wrapper(self.conn)
+    return wrapped
