@@ -385,7 +385,7 @@ def nearby_depths(model: str, depth: int, overrides: dict | None = None) -> list
 
 def plot_heatmap(diag: Diagnostics, path) -> None:
     """Layer x step heatmap of log10 weight-gradient norm."""
-    from ..report import pyplot
+    from ..report import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
@@ -401,13 +401,13 @@ def plot_heatmap(diag: Diagnostics, path) -> None:
     ax.set_title(f"{diag.model} depth {diag.config.get('depth')}: log10 ||dL/dW||  [{diag.verdict.label}]")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
 def plot_depth_profiles(profiles: dict[int, dict[str, np.ndarray]], path, *, model: str) -> None:
     """Weight-gradient norm and backprop-signal norm vs layer index at init, one line per depth."""
-    from ..report import pyplot
+    from ..report import pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.8), dpi=100)
@@ -424,5 +424,5 @@ def plot_depth_profiles(profiles: dict[int, dict[str, np.ndarray]], path, *, mod
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{model} at initialisation", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -268,7 +268,7 @@ def plot_phase_diagram(points: Sequence[MeanFieldPoint], path: Path, *, act: str
     """sigma_w2 on x, depth on y (log): the 6 xi curve, the critical sigma_w2, and measured
     frontiers (a dot at the largest trainable depth, a bar up to the first failing one, an
     arrow for 'trainable at every depth tried')."""
-    from ..report import pyplot
+    from ..report import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
@@ -307,7 +307,7 @@ def plot_phase_diagram(points: Sequence[MeanFieldPoint], path: Path, *, act: str
     if note:
         fig.text(0.01, 0.01, note, fontsize=7, color="0.3")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

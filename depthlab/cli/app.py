@@ -2,6 +2,9 @@
 
 Every user error prints one line ``depthlab: error: ...`` on stderr and exits with status 2.
 Bad flag values are checked before the store is opened, so a bad command never touches it.
+A full or read-only disk (an output file or the store) is also one line and exit status 2; every
+output is written atomically, so the previous file is intact. SIGTERM, like Ctrl-C, prints one
+line (exit 143; Ctrl-C 130).
 """
 
 from __future__ import annotations
@@ -256,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:  # a bug: still one line, with the way to see the traceback
+        from ..report import disk_problem
+
+        problem = disk_problem(exc)  # a full or read-only disk is not a bug: one line, exit 2
+        if problem is not None:
+            echo_err(f"depthlab: error: {problem}")
+            return 2
         if os.environ.get("DEPTHLAB_DEBUG"):
             raise
         echo_err(f"depthlab: internal error: {type(exc).__name__}: {exc} (set DEPTHLAB_DEBUG=1 for the traceback)")

@@ -94,11 +94,11 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
                 click.echo(classic_line(e["epoch"], epochs, e["train_error"], e["test_error"], label))
     summary = {k: result[k] for k in ("config", "status", "epochs", "seconds", "reason", "test_error")}
     if out:
-        from ..report import safe_child, safe_output_dir
+        from ..report import safe_child, safe_output_dir, write_text_atomic
 
         folder = safe_output_dir(out)
         name = f"train-{model}-{TrainConfig(**result['config']).hash()}.json"
-        safe_child(folder, name).write_text(json.dumps(summary, indent=2))
+        write_text_atomic(safe_child(folder, name), json.dumps(summary, indent=2))
     if as_json:
         click.echo(json.dumps(summary))
     else:

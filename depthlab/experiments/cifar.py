@@ -24,7 +24,7 @@ from ..data.registry import DATASETS
 from ..engine.config import TrainConfig
 from ..errors import ConfigError
 from ..models.cifar import CIFAR_DATASETS
-from ..report import classic_line, format_table, pyplot, safe_child, write_csv
+from ..report import classic_line, format_table, pyplot, safe_child, save_figure, write_csv
 from ..store.sqlite import Store
 
 
@@ -160,7 +160,7 @@ def _plot(curves: list[tuple[str, list[float]]], ylabel: str, title: str, path: 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -12,7 +12,7 @@ from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
 from ..engine.extras import extras_for
 from ..records.record import EpochMetrics
-from ..report import format_table, pyplot, safe_child, write_csv
+from ..report import format_table, pyplot, safe_child, save_figure, write_csv
 from ..sweep.runner import run_recorded
 
 
@@ -142,7 +142,7 @@ def draw_plot(plot: Plot, path: Path) -> Path:
     if plot.curves:
         ax.legend(fontsize=7, ncol=2 if len(plot.curves) > 6 else 1)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -34,7 +34,7 @@ def depth_label(m: ModelFrontier) -> str:
 
 def plot_frontier(result: FrontierResult, folder) -> list:
     """Two PNGs: best error vs depth per model (threshold drawn) and the frontier as bars."""
-    from ..report import pyplot, safe_child
+    from ..report import pyplot, safe_child, save_figure
 
     plt = pyplot()
     paths = []
@@ -58,7 +58,7 @@ def plot_frontier(result: FrontierResult, folder) -> list:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     paths.append(safe_child(folder, "frontier-error.png"))
-    fig.savefig(paths[-1], dpi=90)
+    save_figure(fig, paths[-1], dpi=90)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -79,6 +79,6 @@ def plot_frontier(result: FrontierResult, folder) -> list:
                  + ("\nhatched: search not finished, depth trained so far" if unfinished else ""), fontsize=10)
     fig.tight_layout()
     paths.append(safe_child(folder, "frontier-depth.png"))
-    fig.savefig(paths[-1], dpi=90)
+    save_figure(fig, paths[-1], dpi=90)
     plt.close(fig)
     return paths
