@@ -363,7 +363,8 @@ def frontier_store(tmp_path_factory):
 @pytest.mark.parametrize("column, value", [
     ("result", "[1, 2, 3]"), ("result", "3"), ("result", '"done"'), ("result", '{"epochs": 7}'),
     ("result", '{"test_error": "low"}'), ("config", "[1, 2, 3]"), ("config", "null"),
-    ("config", '{"model_args": [3]}'), ("seconds", "'slow'"),
+    ("config", '{"model_args": [3]}'), ("config", '{"lr": [0.1]}'), ("result", '{"epochs": [{"test_error": "x"}]}'),
+    ("seconds", "'slow'"),
 ])
 def test_a_record_of_the_wrong_type_is_reported_like_malformed_json(column, value, frontier_store, tmp_path, capsys):
     from depthlab.cli import main

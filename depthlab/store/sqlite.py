@@ -100,11 +100,16 @@ def _record_type_problem(r, config, result) -> str | None:
         return f"config is a JSON {type(config).__name__}, not an object"
     if not isinstance(config.get("model_args", {}), dict):
         return "config model_args is not an object"
+    if not _number_or_none(config.get("lr")):
+        return "config lr is not a number"
     if result is not None:
         if not isinstance(result, dict):
             return f"result is a JSON {type(result).__name__}, not an object"
-        if not isinstance(result.get("epochs", []), list) or not all(isinstance(e, dict) for e in result.get("epochs", [])):
+        epochs = result.get("epochs", [])
+        if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
             return "result epochs are not a list of objects"
+        if not all(_number_or_none(e.get(k)) for e in epochs for k in ("train_error", "test_error", "loss", "lr")):
+            return "result epoch errors are not numbers"
         if not all(_number_or_none(result.get(k)) for k in ("test_error", "train_error", "seconds")):
             return "result errors or seconds are not numbers"
     if not all(isinstance(v, str) for v in (r[1], r[2], r[4], r[5], r[7])):
