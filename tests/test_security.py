@@ -424,3 +424,14 @@ def test_a_truncated_official_idx_file_fails_its_checksum_after_a_bounded_read(d
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte: checksum mismatch .*5000 bytes uncompressed, "
                                         r"47040016 declared\); the file is truncated"):
         D.load_dataset("mnist", tmp_path, download=False)
+
+
+def test_a_download_larger_than_any_dataset_file_is_cut_off_and_not_kept(tmp_path, monkeypatch):
+    big = tmp_path / "mirror" / "train-images-idx3-ubyte.gz"
+    big.parent.mkdir()
+    big.write_bytes(b"\x00" * 5000)
+    monkeypatch.setattr(R, "MAX_DOWNLOAD_BYTES", 1000)
+    dest = tmp_path / "raw" / "train-images-idx3-ubyte.gz"
+    with pytest.raises(DataError, match="more than 1,000 bytes"):
+        R.download([big.as_uri()], dest)
+    assert not dest.parent.exists() or not os.listdir(dest.parent)

@@ -65,6 +65,11 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
+# The largest download held in memory (the CIFAR-10 archive is 170 MB): a mirror cannot make
+# us read more than this.
+MAX_DOWNLOAD_BYTES = 256 * 2**20
+
+
 def md5_of(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
@@ -77,9 +82,12 @@ def download(urls: list[str], dest: Path, *, md5: str | None = None,
     for url in urls:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
-                payload = response.read()
+                payload = response.read(MAX_DOWNLOAD_BYTES + 1)
         except Exception as exc:  # any network failure: try the next mirror
             last_error = f"{url}: {exc}"
+            continue
+        if len(payload) > MAX_DOWNLOAD_BYTES:
+            last_error = f"{url}: more than {MAX_DOWNLOAD_BYTES:,} bytes (not a dataset file)"
             continue
         check = md5_of_content(payload) if md5_of_content else md5_of(payload)
         if md5 is not None and check != md5:
