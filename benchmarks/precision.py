@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from depthlab import Store, TrainConfig, load_dataset, train  # noqa: E402
 from depthlab.frontier import FrontierConfig, find_frontiers  # noqa: E402
 from depthlab.models import CLASSIC_PRESETS, create_model  # noqa: E402
+from depthlab.report import safe_child  # noqa: E402
 
 MODELS = (("cnn-tanh", 9), ("cnn-elu-bn", 96))
 PRECISIONS = ("fp32", "bf16")
@@ -104,7 +105,7 @@ def run_verdicts(args) -> dict:
         started = time.perf_counter()
         folder = Path(args.store_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        with Store(folder / f"{precision}.db") as store:
+        with Store(safe_child(folder, f"{precision}.db")) as store:
             result = find_frontiers(list(CLASSIC_PRESETS), config, store, data)
         out[precision] = {"seconds": round(time.perf_counter() - started, 1),
                           "frontier": {m.model: [m.max_trainable_depth, m.first_failing_depth]

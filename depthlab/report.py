@@ -1,11 +1,14 @@
-"""Output helpers: safe output folders, tables (text and CSV) and figures (matplotlib's object API)."""
+"""Output helpers: safe output folders, atomic writes (every output file: text, CSV, figures),
+tables (text and CSV) and figures (matplotlib's object API)."""
 
 from __future__ import annotations
 
 import csv
+import errno
 import os
+import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import IO, Callable, Iterable, Sequence
 
 from .errors import ConfigError
 
@@ -69,13 +72,39 @@ def _cell(value) -> str:
     return str(value)
 
 
-def write_csv(path: Path, headers: Sequence[str], rows: Iterable[Sequence]) -> Path:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(headers)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def atomic_write(path: str | os.PathLike, writer: Callable[[IO], None], *, binary: bool = False,
+                 **open_kwargs) -> Path:
+    """Write ``path`` through ``writer(fh)`` atomically: into a temp file beside it (a unique
+    ``.NAME.*.tmp``), flushed to disk, then renamed over ``path``. Readers see the previous file
+    or the new one, never a part: a full disk, a read-only folder or an exception in ``writer``
+    leaves the previous file as it was and no temp file behind. An `OSError` is raised again
+    naming ``path`` (not the temp file); the CLI turns a full or read-only disk into one line."""
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.",
+                                   suffix=".tmp")
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would make it (mkstemp makes it private)
+        with os.fdopen(fd, "wb" if binary else "w", **open_kwargs) as fh:
+            writer(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        if exc.filename == tmp or exc.filename is None:
+            raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
+        raise
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
     return path
 
 
@@ -92,12 +121,55 @@ def new_axes(ax=None, *, figsize=(6.4, 4.2), dpi: int = 90, ncols: int = 1):
     return fig, axes
 
 
-def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
-    """Write ``fig`` to ``path`` (its folder created) and return the path."""
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """``Path(path).write_text(text)``, atomically (`atomic_write`)."""
+    return atomic_write(path, lambda fh: fh.write(text), encoding="utf-8")
+
+
+def write_csv(path: Path, headers: Sequence[str], rows: Iterable[Sequence]) -> Path:
+    """A CSV table, written atomically (`atomic_write`)."""
+    rows = list(rows)
+
+    def write(fh) -> None:
+        out = csv.writer(fh)
+        out.writerow(headers)
+        out.writerows(rows)
+
+    return atomic_write(path, write, newline="", encoding="utf-8")
+
+
+def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
+    """``fig.savefig(path, **kwargs)``, atomically (`atomic_write`; the format from the suffix)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, **savefig_kwargs)
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)  # a figure asked for in a new folder gets it
+    kwargs.setdefault("format", path.suffix.lstrip(".").lower() or "png")
+    return atomic_write(path, lambda fh: fig.savefig(fh, **kwargs), binary=True)
+
+
+# What a full or read-only disk looks like, as an OSError errno or in an SQLite message.
+DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EROFS: "the file system is read-only"}
+
+
+def disk_problem(exc: BaseException) -> str | None:
+    """One line for an exception that means the disk is full or read-only, else None: an
+    `OSError` (ENOSPC, EDQUOT, EROFS) or an `sqlite3` error saying so."""
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return (f"{DISK_ERRNOS[exc.errno]}{where} ({exc.strerror or exc}); nothing was half-written (a file it "
+                "would replace is intact) and the runs finished so far are kept in the store")
+    if type(exc).__module__ == "sqlite3" and isinstance(exc, Exception):
+        text = str(exc).lower()
+        if "disk is full" in text:
+            what = "the disk is full"
+        elif "readonly" in text or "read-only" in text:
+            what = "the store is read-only"
+        else:
+            return None
+        return (f"{what}: the store could not be written ({exc}); the write in progress was rolled back "
+                "and every run finished before it is kept")
+    return None
+
 
 def classic_line(epoch: int, epochs: int, train_error: float, test_error: float, label: str = "Test") -> str:
     return f"Epoch {epoch:03d}/{epochs:03d}, Train Error {100 * train_error:.2f}% || {label} Error {100 * test_error:.2f}%"

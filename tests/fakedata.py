@@ -59,7 +59,7 @@ def cifar_batch_bytes(images: np.ndarray, labels: np.ndarray, name: str) -> byte
     """A batch in the exact format of the official files: a protocol-2 pickle of a dict with
     bytes keys (they were written by Python 2), data as uint8 (N, 3072), labels as a list."""
     batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in labels],
-             b"data": np.ascontiguousarray(images.reshape(len(images), -1), dtype=np.uint8),
+             b"data": np.ascontiguousarray(images.reshape(len(images), 3072), dtype=np.uint8),
              b"filenames": [f"img_{i}.png".encode() for i in range(len(images))]}
     return pickle.dumps(batch, protocol=2)
 

@@ -476,3 +476,112 @@ def test_augmentation_random_crop_is_a_window_of_the_padded_image():
         assert matches, "an augmented image is not a (mirrored) window of its padded source"
         offsets.add(matches[0][:2])
     assert len(offsets) > 5  # the offsets really vary
+
+
+# ---------------------------------------------------------------------------------------------
+# Empty or wrong data folders are refused when loading (issue 24, item 4); the content fingerprint
+
+
+def _capsys_cli(capsys, *args):
+    from depthlab.cli import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_a_data_folder_with_no_training_images_is_refused(tmp_path, capsys):
+    """Fashion-MNIST with 0 training images was recorded `done` with Test Error nan%."""
+    folder = tmp_path / "FashionMNIST" / "raw"
+    write_idx_folder(folder, 16, 8)
+    (folder / "train-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((0, 28, 28), np.uint8)))
+    (folder / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(0, np.uint8)))
+    with pytest.raises(DataError, match="the train files hold no images"):
+        D.load_dataset("fashion-mnist", tmp_path, download=False)
+    store = tmp_path / "s.db"
+    code, out, err = _capsys_cli(capsys, "train", "cnn-tanh", "--dataset", "fashion-mnist", "--depth", "3",
+                                 "--data-dir", str(tmp_path), "--store", str(store), "--device", "cpu")
+    assert code == 2 and not out and err.count("\n") == 1 and "hold no images" in err, err
+    assert not store.exists()
+
+
+def test_cifar_batches_with_no_images_are_refused(tmp_path, monkeypatch):
+    write_cifar_folder(tmp_path / "cifar-10-batches-py", per_batch=0)
+    # numpy pickles an empty array with a call to bytes(), which the restricted unpickler refuses
+    with pytest.raises(DataError, match="data_batch_1: not a readable CIFAR-10 batch"):
+        D.load_dataset("cifar10", tmp_path, download=False)
+    monkeypatch.setattr(R, "parse_cifar_batch", lambda payload, name: (np.zeros((0, 3, 32, 32), np.uint8),
+                                                                        np.zeros(0, np.int64)))
+    with pytest.raises(DataError, match="cifar-10-batches-py: the training batches hold no images"):
+        D.load_dataset("cifar10", tmp_path, download=False)
+
+
+def test_images_of_the_wrong_size_are_refused_from_the_header(tmp_path):
+    folder = tmp_path / "FashionMNIST" / "raw"
+    write_idx_folder(folder, 16, 8)
+    target = folder / "t10k-images-idx3-ubyte"
+    target.write_bytes(idx_bytes(np.zeros((8, 32, 32), np.uint8)))
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: images of shape \(8, 32, 32\), expected \(N, 28, 28\)"):
+        D.load_dataset("fashion-mnist", tmp_path, download=False)
+    target.write_bytes(idx_bytes(np.zeros((8, 28, 28), np.uint8)))
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros((8, 1), np.uint8)))
+    with pytest.raises(DataError, match=r"labels of shape \(8, 1\), expected \(N,\)"):
+        D.load_dataset("fashion-mnist", tmp_path, download=False)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: setattr(d, "test_x", d.test_x[:0]), "the test split holds no images"),
+    (lambda d: setattr(d, "train_y", d.train_y[:-1]), "labels of shape"),
+    (lambda d: setattr(d, "test_y", d.test_y * 0 + 10), "labels outside 0..9"),
+    (lambda d: setattr(d, "test_y", d.test_y * 0 - 1), "labels outside 0..9"),
+    (lambda d: setattr(d, "train_y", d.train_y.float()), "expected integers"),
+    (lambda d: setattr(d, "train_x", d.train_x.float()), "expected uint8"),
+    (lambda d: setattr(d, "train_x", torch.zeros(len(d.train_x), 1, 32, 32, dtype=torch.uint8)), "expected 1x28x28"),
+])
+def test_every_loaded_dataset_is_validated(damage, message, monkeypatch):
+    """`load_dataset` validates what any loader returns (the registry's, or one registered later)."""
+    from fakedata import synthetic_dataset
+
+    def loader(root, dl):
+        data = synthetic_dataset(32, 16)
+        damage(data)
+        return data
+
+    D.register_dataset(D.DatasetInfo("broken", (1, 28, 28), loader, "a test set"))
+    try:
+        with pytest.raises(DataError, match=message):
+            D.load_dataset("broken", download=False)
+    finally:
+        D.DATASETS.pop("broken")
+    assert synthetic_dataset(32, 16).validate((1, 28, 28)).name == "synthetic"
+
+
+def test_fingerprint_is_stable_cached_and_tells_content_apart(tmp_path):
+    from fakedata import synthetic_dataset
+
+    write_idx_folder(tmp_path / "a" / "FashionMNIST" / "raw", 64, 32, seed=0)
+    write_idx_folder(tmp_path / "b" / "FashionMNIST" / "raw", 64, 32, seed=0, gz=True)  # same content, gzipped
+    write_idx_folder(tmp_path / "c" / "FashionMNIST" / "raw", 64, 32, seed=1)  # other files
+    a, b, c = (D.load_dataset("fashion-mnist", tmp_path / k, download=False) for k in "abc")
+    fp = a.fingerprint()
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    assert fp == b.fingerprint() == a.fingerprint()
+    assert c.fingerprint() != fp
+    subset = D.Dataset(a.name, a.train_x[:50], a.train_y[:50], a.test_x, a.test_y, a.mean, a.std)
+    assert subset.fingerprint() != fp  # another subset of the same files
+    relabelled = D.Dataset(a.name, a.train_x, a.train_y.roll(1), a.test_x, a.test_y, a.mean, a.std)
+    assert relabelled.fingerprint() != fp
+    strided = D.Dataset(a.name, a.train_x.transpose(2, 3).contiguous().transpose(2, 3), a.train_y,
+                        a.test_x, a.test_y, a.mean, a.std)
+    assert strided.fingerprint() == fp  # the content counts, not the memory layout
+    assert synthetic_dataset(32, 16).fingerprint() == synthetic_dataset(32, 16).fingerprint()
+    # cached: computed once per object
+    a.train_x = a.train_x.clone()
+    a.train_x[0] ^= 1
+    assert a.fingerprint() == fp
+
+
+def test_fingerprint_of_real_mnist_and_mnist32_differ(data_root, mnist):
+    padded = D.load_dataset("mnist32", data_root, download=False)
+    assert mnist.fingerprint() != padded.fingerprint()
+    assert D.load_dataset("mnist", data_root, download=False).fingerprint() == mnist.fingerprint()

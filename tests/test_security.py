@@ -281,3 +281,157 @@ def test_no_file_name_is_built_from_values_without_safe_child():
                 if not all((rel, n) in constant_names for n in names):
                     problems.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
     assert not problems, "file names built from values without safe_child:\n" + "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decompression and pickle bombs (issue 24, item 6): sizes are checked before anything is
+# allocated, gzip is read in bounded chunks, CIFAR pickles must have the official structure.
+
+
+class _Alloc:
+    """Unpickles to ``numpy.ndarray(shape)``: gigabytes from a few hundred bytes of pickle."""
+
+    def __init__(self, shape, dtype="u1"):
+        self.shape, self.dtype = shape, dtype
+
+    def __reduce__(self):
+        return (np.ndarray, (self.shape, np.dtype(self.dtype)))
+
+
+class _Reconstruct(_Alloc):
+    """Unpickles to ``numpy._core.multiarray._reconstruct(ndarray, shape, 'B')``, as big."""
+
+    def __reduce__(self):
+        from numpy.core.multiarray import _reconstruct
+
+        return (_reconstruct, (np.ndarray, self.shape, b"B"))
+
+
+def _peak_bytes(fn) -> int:
+    """Peak Python (and numpy) memory traced while ``fn()`` runs; ``fn`` must raise DataError."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as info:
+            fn()
+        return tracemalloc.get_traced_memory()[1], str(info.value)
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("bomb", [_Alloc, _Reconstruct])
+def test_a_cifar_pickle_bomb_is_refused_before_it_allocates(bomb, tmp_path, capsys):
+    payload = pickle.dumps({b"data": bomb((600_000, 3072)), b"labels": bomb((600_000,), "i8")}, protocol=2)
+    assert len(payload) < 400  # 1.8 GB of images, 4.8 MB of labels, declared in a few hundred bytes
+    peak, message = _peak_bytes(lambda: R.parse_cifar_batch(payload, "data_batch_1"))
+    assert peak < 10 * 2**20, peak
+    assert "data_batch_1: not a readable CIFAR-10 batch" in message and "\n" not in message
+    root = tmp_path / "data"
+    write_cifar_folder(root / "cifar-10-batches-py", per_batch=4)
+    (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(payload)
+    store = tmp_path / "s.db"
+    code, out, err = _cli(capsys, "train", "cifar-cnn", "--dataset", "cifar10", "--data-dir", str(root),
+                          "--store", str(store), "--device", "cpu")
+    assert code == 2 and "not a readable CIFAR-10 batch" in err and err.count("\n") == 1, err
+    assert not out and not store.exists()
+
+
+@pytest.mark.parametrize("batch, why", [
+    ({b"data": np.zeros((2, 3072), np.int64), b"labels": [0, 1]}, "not a uint8 array"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": np.zeros(2, np.int64)}, "not a list of ints"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, "1"]}, "not a list of ints"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"extra": 1}, "unexpected key"),
+    ({b"data": np.zeros((2, 3072), np.uint8)}, "no data or no labels"),
+    ([np.zeros((2, 3072), np.uint8), [0, 1]], "not a dict"),
+])
+def test_a_cifar_pickle_must_have_the_structure_of_the_official_batches(batch, why):
+    with pytest.raises(DataError, match=f"not a readable CIFAR-10 batch .*{why}"):
+        R.parse_cifar_batch(pickle.dumps(batch, protocol=2), "b")
+    # the official structure (bytes keys, uint8 data, a list of int labels, names) still loads
+    ok = cifar_batch_bytes(np.zeros((2, 3, 32, 32), np.uint8), np.array([3, 4]), "b")
+    assert R.parse_cifar_batch(ok, "b")[1].tolist() == [3, 4]
+
+
+def test_an_oversized_cifar_batch_is_refused_by_its_size_before_it_is_read(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    write_cifar_folder(root / "cifar-10-batches-py", per_batch=4)
+    monkeypatch.setattr(R, "MAX_CIFAR_BATCH_BYTES", 1000)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"read {self}"))
+    with pytest.raises(DataError, match="data_batch_1: .* bytes, more than a CIFAR-10 batch may hold"):
+        R.load_cifar10(root, False, checksums=None)
+
+
+def _idx_gz_bomb(path: Path, dims, zeros: int) -> None:
+    """An idx .gz whose header declares ``dims`` (uint8), followed by ``zeros`` bytes of zeros,
+    written in chunks (the test itself never holds the uncompressed data)."""
+    import struct
+
+    with gzip.GzipFile(path, mode="wb", compresslevel=1) as fh:
+        fh.write(struct.pack(">HBB", 0, 0x08, len(dims)) + struct.pack(">" + "I" * len(dims), *dims))
+        chunk = bytes(2**20)
+        for _ in range(zeros // len(chunk)):
+            fh.write(chunk)
+
+
+def test_an_idx_gzip_bomb_is_read_in_bounded_chunks(tmp_path):
+    """MNIST's training images (checksummed) replaced by a 300 kB .gz holding 64 MB of zeros
+    behind a header declaring 1000 images: reading stops at the declared size, long before
+    the checksum would be computed on everything (the old reader decompressed it all first)."""
+    from fakedata import write_idx_folder
+
+    folder = tmp_path / "MNIST" / "raw"
+    write_idx_folder(folder, 16, 8, gz=True)
+    target = folder / "train-images-idx3-ubyte.gz"
+    _idx_gz_bomb(target, (1000, 28, 28), 64 * 2**20)
+    assert target.stat().st_size < 2**20
+    peak, message = _peak_bytes(lambda: D.load_dataset("mnist", tmp_path, download=False))
+    assert peak < 8 * 2**20, peak
+    assert f"{target}: wrong size: more than 784000 data bytes" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("dims", [(4_000_000, 28, 28), (2**32 - 1, 2**32 - 1, 28)])
+def test_an_idx_header_declaring_gigabytes_is_refused_before_anything_is_allocated(dims, tmp_path):
+    from fakedata import write_idx_folder
+
+    folder = tmp_path / "FashionMNIST" / "raw"
+    write_idx_folder(folder, 16, 8, gz=True)
+    target = folder / "train-images-idx3-ubyte.gz"
+    _idx_gz_bomb(target, dims, 2**20)
+    peak, message = _peak_bytes(lambda: D.load_dataset("fashion-mnist", tmp_path, download=False))
+    assert peak < 4 * 2**20, peak
+    assert f"{target}: header declares shape {dims}" in message and "\n" not in message
+
+
+def test_a_downloaded_gzip_bomb_is_cut_off_and_fails_its_checksum(tmp_path):
+    """The mirror's payload is checked after decompressing at most the idx size limit plus a
+    header: a bomb served by a mirror cannot grow past it."""
+    bomb = tmp_path / "bomb.gz"
+    _idx_gz_bomb(bomb, (60000, 28, 28), 8 * 2**20)
+    payload = bomb.read_bytes()
+    assert len(R._gunzip_if_needed(payload, 1000)) == 1001
+    assert R._md5_of_idx_download(b"\x1f\x8b garbage") == ""
+
+
+def test_a_truncated_official_idx_file_fails_its_checksum_after_a_bounded_read(data_root, tmp_path):
+    """A short official file is all read (no more than its header declares) and named by its MD5."""
+    raw_dir = tmp_path / "MNIST" / "raw"
+    raw_dir.mkdir(parents=True)
+    for stem in R.IDX_FILES[1:]:
+        (raw_dir / f"{stem}.gz").symlink_to(data_root / "MNIST" / "raw" / f"{stem}.gz")
+    with gzip.open(data_root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz") as fh:
+        (raw_dir / "train-images-idx3-ubyte").write_bytes(fh.read(5000))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: checksum mismatch .*5000 bytes uncompressed, "
+                                        r"47040016 declared\); the file is truncated"):
+        D.load_dataset("mnist", tmp_path, download=False)
+
+
+def test_a_download_larger_than_any_dataset_file_is_cut_off_and_not_kept(tmp_path, monkeypatch):
+    big = tmp_path / "mirror" / "train-images-idx3-ubyte.gz"
+    big.parent.mkdir()
+    big.write_bytes(b"\x00" * 5000)
+    monkeypatch.setattr(R, "MAX_DOWNLOAD_BYTES", 1000)
+    dest = tmp_path / "raw" / "train-images-idx3-ubyte.gz"
+    with pytest.raises(DataError, match="more than 1,000 bytes"):
+        R.download([big.as_uri()], dest)
+    assert not dest.parent.exists() or not os.listdir(dest.parent)

@@ -279,7 +279,7 @@ def test_snapshot_of_a_live_store_carries_its_runs_and_checkpoints(tmp_path):
         Path(checkpoint_dir_for(dest)).mkdir(parents=True)
         (Path(checkpoint_dir_for(dest)) / "finished-group.pt").write_bytes(b"stale")
 
-        info = snapshot_store(live, dest)
+        info = snapshot_store(live, dest, force=True)  # replaces the stale checkpoint of an earlier snapshot
 
     assert info["runs"] == 2 and info["checkpoints"] == 1
     assert sorted(os.listdir(checkpoint_dir_for(dest))) == ["group-a.pt"]
@@ -295,7 +295,7 @@ def test_snapshot_of_a_live_store_carries_its_runs_and_checkpoints(tmp_path):
 
     # The checkpoint is gone once its trial finishes: the next snapshot drops it too.
     os.remove(Path(checkpoint_dir_for(live)) / "group-a.pt")
-    assert snapshot_store(live, dest)["checkpoints"] == 0
+    assert snapshot_store(live, dest, force=True)["checkpoints"] == 0
     assert not os.path.exists(checkpoint_dir_for(dest))
     with pytest.raises(StoreError, match="is the store itself"):
         snapshot_store(live, live)
@@ -337,3 +337,227 @@ def test_reading_a_carried_snapshot_leaves_its_file_byte_for_byte(tmp_path, caps
     assert not Path(str(dest) + "-wal").exists()
     with Store(dest) as writer:  # a writer still takes it over in WAL mode
         assert writer.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrong-typed records (issue 24, item 7): valid JSON of the wrong type is a corrupted record
+
+
+@pytest.fixture(scope="module")
+def frontier_store(tmp_path_factory):
+    """A store (and its flags) holding one finished frontier trial, made by the real command on
+    a small generated dataset: the rows `runs`, `frontier --status` and a resume all read."""
+    from depthlab.cli import main
+    from fakedata import write_idx_folder
+
+    root = tmp_path_factory.mktemp("frontier-store")
+    write_idx_folder(root / "data" / "FashionMNIST" / "raw", 128, 64)
+    args = ["frontier", "--models", "cnn-tanh", "--depths", "3", "--lrs", "0.1", "--epochs", "1",
+            "--train-size", "128", "--eval-size", "64", "--dataset", "fashion-mnist",
+            "--data-dir", str(root / "data"), "--workers", "1", "--device", "cpu"]
+    store = root / "store.db"
+    assert main(args + ["--store", str(store), "--out", str(root / "out")]) == 0
+    return store, args
+
+
+@pytest.mark.parametrize("column, value", [
+    ("result", "[1, 2, 3]"), ("result", "3"), ("result", '"done"'), ("result", '{"epochs": 7}'),
+    ("result", '{"test_error": "low"}'), ("config", "[1, 2, 3]"), ("config", "null"),
+    ("config", '{"model_args": [3]}'), ("config", '{"lr": [0.1]}'), ("result", '{"epochs": [{"test_error": "x"}]}'),
+    ("seconds", "'slow'"),
+])
+def test_a_record_of_the_wrong_type_is_reported_like_malformed_json(column, value, frontier_store, tmp_path, capsys):
+    from depthlab.cli import main
+    from depthlab.sweep.runner import stored_result
+
+    source, args = frontier_store
+    store = tmp_path / "store.db"
+    store.write_bytes(source.read_bytes())
+    raw = sqlite3.connect(store)
+    run_id, config_hash = raw.execute("SELECT id, config_hash FROM runs").fetchone()
+    raw.execute(f"UPDATE runs SET {column} = {value if column == 'seconds' else '?'}",
+                () if column == "seconds" else (value,))
+    raw.commit()
+    raw.close()
+    with Store(store, reading=True) as s, pytest.raises(StoreError, match=f"run {run_id} has a corrupted record"):
+        stored_result(s, config_hash)
+    for command in (["runs"], ["runs", "--json"], args + ["--status"], args + ["--out", str(tmp_path / "out")]):
+        code = main(command + ["--store", str(store)])
+        captured = capsys.readouterr()
+        assert code == 2 and f"run {run_id} has a corrupted record" in captured.err, (command, captured.err)
+        errors = [line for line in captured.err.splitlines() if line.startswith("depthlab:")]
+        assert len(errors) == 1 and "internal error" not in captured.err and "Traceback" not in captured.err
+
+
+def test_an_epoch_extra_of_the_wrong_type_is_a_corrupted_record(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        run_id = store.start_run({"model": "m", "dataset": "d"}, "h")
+        store.log_epoch(run_id, {"epoch": 0, "loss": 1.0, "head_errors": [0.5]})
+        store.conn.execute("""UPDATE epochs SET extra = '[["loss", "high"]]'""")  # dict() of it would pass
+        with pytest.raises(StoreError, match=f"epoch 0 of run {run_id} has a corrupted record"):
+            store.epochs(run_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading never writes (issue 24, item 10); a store on a read-only medium is still read; SIGTERM
+
+
+def test_reading_commands_never_write_a_schema_into_an_empty_file(tmp_path, capsys):
+    from depthlab.cli import main
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert main(["runs", "--store", str(empty)]) == 0
+    assert "0 run(s)" in capsys.readouterr().out
+    assert main(["runs", "--store", str(empty), "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
+    assert main(["frontier", "--models", "cnn-tanh", "--status", "--store", str(empty)]) == 0
+    assert "0 of 1 searches finished" in capsys.readouterr().out
+    assert empty.stat().st_size == 0 and sorted(os.listdir(tmp_path)) == ["empty.db"]
+    with Store(empty) as writer:  # a writer makes it a store, as before
+        assert writer.count() == 0
+    assert empty.stat().st_size > 0
+
+
+def test_a_store_on_a_read_only_medium_can_still_be_read(tmp_path, monkeypatch, capsys):
+    """Root may write anything, so the medium's answer is simulated where depthlab asks it."""
+    import depthlab.store.sqlite as S
+    from depthlab.cli import main
+    from depthlab.store.sqlite import snapshot_store
+
+    live, carried = tmp_path / "live.db", tmp_path / "carried.db"
+    with Store(live) as store:  # WAL mode
+        store.record({"model": "m", "dataset": "d"}, "h1", {"status": "done", "epochs": []})
+    snapshot_store(live, carried)  # DELETE mode
+    real_access = os.access
+    monkeypatch.setattr(S.os, "access", lambda p, mode, **kw: False if mode & os.W_OK else real_access(p, mode, **kw))
+    for path in (live, carried):
+        before = path.read_bytes()
+        assert main(["runs", "--store", str(path)]) == 0, capsys.readouterr().err
+        assert "1 run(s)" in capsys.readouterr().out
+        with Store(path, reading=True) as store:
+            assert [r.config_hash for r in store.runs()] == ["h1"]
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                store.conn.execute("DELETE FROM runs")
+        assert path.read_bytes() == before
+        with pytest.raises(StoreError, match="is not writable"):
+            Store(path)
+    assert snapshot_store(carried, tmp_path / "copy.db")["runs"] == 1  # a snapshot reads the source only
+
+
+def test_sigterm_prints_one_line_like_ctrl_c_and_keeps_the_store(tmp_path):
+    from fakedata import write_idx_folder
+
+    write_idx_folder(tmp_path / "data" / "FashionMNIST" / "raw", 512, 64)
+    store = tmp_path / "s.db"
+    proc = subprocess.Popen([sys.executable, "-m", "depthlab", "train", "cnn-tanh", "--depth", "3", "--epochs", "200",
+                             "--batch-size", "64", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "data"),
+                             "--store", str(store), "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    assert proc.stdout.readline().startswith("Epoch 000/200")  # training, inside the store's run
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "depthlab: terminated (SIGTERM; finished runs are kept in the store)"
+    assert "Traceback" not in err and sum(line.startswith("depthlab:") for line in err.splitlines()) == 1
+    raw = sqlite3.connect(store)
+    assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert raw.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] >= 1  # the finished epochs are kept
+    raw.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# runs --snapshot never destroys what is at DEST (issue 24, item 8)
+
+
+def _snapshot_source(tmp_path):
+    src = tmp_path / "live.db"
+    with Store(src) as store:
+        store.record({"model": "m", "dataset": "d"}, "h1", {"status": "done", "epochs": []})
+    ckpt = Path(str(src) + "-checkpoints")
+    ckpt.mkdir()
+    (ckpt / "group-a.pt").write_bytes(b"a" * 100)
+    return src
+
+
+def _tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("dest_kind", ["file", "store", "checkpoints-only", "folder", "empty-path"])
+@pytest.mark.parametrize("force", [False, True])
+def test_snapshot_refuses_to_destroy_what_is_at_dest(dest_kind, force, tmp_path, capsys, monkeypatch):
+    from depthlab.cli import main
+
+    monkeypatch.chdir(tmp_path)  # an empty DEST is relative to here
+
+    (tmp_path / "src").mkdir()
+    src = _snapshot_source(tmp_path / "src")
+    place = tmp_path / "place"
+    place.mkdir()
+    dest = place / "dest.db"
+    if dest_kind == "file":
+        dest.write_text("my thesis\n")
+    elif dest_kind == "store":
+        with Store(dest) as other:
+            other.record({"model": "x", "dataset": "d"}, "other", {"status": "done", "epochs": []})
+    elif dest_kind == "folder":
+        dest.mkdir()
+        (dest / "keep.txt").write_text("mine")
+    if dest_kind in ("file", "store", "checkpoints-only"):
+        mine = place / "dest.db-checkpoints"
+        mine.mkdir()
+        (mine / "notes.txt").write_text("not a checkpoint")
+        (mine / "sub").mkdir()
+        (mine / "sub" / "x.pt").write_bytes(b"nested")
+        (mine / "old-group.pt").write_bytes(b"stale")
+    before = _tree(place)
+    target = "" if dest_kind == "empty-path" else str(dest)
+    args = ["runs", "--store", str(src), "--snapshot", target] + (["--force"] if force else [])
+    code = main(args)
+    out, err = capsys.readouterr()
+    if force and dest_kind in ("store", "checkpoints-only"):  # --force replaces a store and its checkpoint files
+        assert code == 0, err
+        with Store(dest, reading=True) as copy:
+            assert [r.config_hash for r in copy.runs()] == ["h1"]
+        assert sorted(_tree(place / "dest.db-checkpoints")) == ["group-a.pt", "notes.txt", "sub", "sub/x.pt"]
+    else:
+        assert code == 2 and not out and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert "internal error" not in err and _tree(place) == before
+    assert not [p for p in place.rglob("*.tmp")] and not list(tmp_path.rglob("*.db.tmp"))
+
+
+def test_snapshot_failing_half_way_leaves_dest_and_no_temp_file(tmp_path, monkeypatch):
+    from depthlab.store.sqlite import snapshot_store
+
+    src = _snapshot_source(tmp_path)
+    dest = tmp_path / "out" / "dest.db"
+    snapshot_store(src, dest)
+    before = dest.read_bytes()
+
+    import depthlab.store.sqlite as S
+
+    class FullConnection:
+        """The source's connection, whose backup fails as on a full disk."""
+
+        def __init__(self, conn):
+            self.conn = conn
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+        def backup(self, *args, **kwargs):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(S.Store, "__init__", _wrapping_init(S.Store.__init__, FullConnection))
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        snapshot_store(src, dest, force=True)
+    assert dest.read_bytes() == before
+    assert sorted(os.listdir(dest.parent)) == ["dest.db", "dest.db-checkpoints"]
+
+
+def _wrapping_init(init, wrapper):
+    def wrapped(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.conn = wrapper(self.conn)
+    return wrapped

@@ -2,6 +2,9 @@
 
 Every user error prints one line ``depthlab: error: ...`` on stderr and exits with status 2.
 Bad flag values are checked before the store is opened, so a bad command never touches it.
+A full or read-only disk (an output file or the store) is also one line and exit status 2; every
+output is written atomically, so the previous file is intact. SIGTERM, like Ctrl-C, prints one
+line (exit 143; Ctrl-C 130).
 """
 
 from __future__ import annotations
@@ -199,10 +202,36 @@ def cli():
 # Entry point
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: it unwinds (transactions roll back, workers are
+    stopped) exactly as Ctrl-C does, and is reported on one line."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While the CLI runs, SIGTERM raises `Terminated` (only the main thread can set handlers)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
     try:
-        rv = cli.main(args=argv, prog_name="depthlab", standalone_mode=False)
+        with _sigterm_unwinds():
+            rv = cli.main(args=argv, prog_name="depthlab", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except click.exceptions.NoArgsIsHelpError as exc:  # bare `depthlab train`
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
@@ -212,18 +241,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C (and so `Terminated`) into Abort
+        if isinstance(exc.__cause__, Terminated):
+            echo_err("depthlab: terminated (SIGTERM; finished runs are kept in the store)")
+            return 143
         echo_err("depthlab: aborted")
         return 130
     except UserError as exc:
         echo_err(f"depthlab: error: {exc}")
         return exc.exit_code
+    except Terminated:
+        echo_err("depthlab: terminated (SIGTERM; finished runs are kept in the store)")
+        return 143
     except KeyboardInterrupt:
         echo_err("depthlab: interrupted (finished runs are kept in the store)")
         return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:  # a bug: still one line, with the way to see the traceback
+        from ..report import disk_problem
+
+        problem = disk_problem(exc)  # a full or read-only disk is not a bug: one line, exit 2
+        if problem is not None:
+            echo_err(f"depthlab: error: {problem}")
+            return 2
         if os.environ.get("DEPTHLAB_DEBUG"):
             raise
         echo_err(f"depthlab: internal error: {type(exc).__name__}: {exc} (set DEPTHLAB_DEBUG=1 for the traceback)")

@@ -94,11 +94,11 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
                 click.echo(classic_line(e["epoch"], epochs, e["train_error"], e["test_error"], label))
     summary = {k: result[k] for k in ("config", "status", "epochs", "seconds", "reason", "test_error")}
     if out:
-        from ..report import safe_child, safe_output_dir
+        from ..report import safe_child, safe_output_dir, write_text_atomic
 
         folder = safe_output_dir(out)
         name = f"train-{model}-{TrainConfig(**result['config']).hash()}.json"
-        safe_child(folder, name).write_text(json.dumps(summary, indent=2))
+        write_text_atomic(safe_child(folder, name), json.dumps(summary, indent=2))
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -140,15 +140,19 @@ class _Progress:
 @click.option("--snapshot", "snapshot_path", default=None, metavar="DEST",
               help="Instead of listing, copy the store (even while a sweep writes it) and its "
                    "checkpoints to DEST, a store a later sweep can continue from.")
-def runs(store_path, limit, status, as_json, snapshot_path):
+@click.option("--force", is_flag=True, help="With --snapshot: replace an existing DEST if it is a depthlab store "
+                                              "(and the checkpoint files in DEST-checkpoints/); nothing else.")
+def runs(store_path, limit, status, as_json, snapshot_path, force):
     """List the runs in the store, newest first."""
     from ..store.sqlite import FINISHED, Store, snapshot_store
 
     if snapshot_path is not None:
-        info = snapshot_store(store_path, snapshot_path)
+        info = snapshot_store(store_path, snapshot_path, force=force)
         click.echo(f"{snapshot_path}: {info['runs']} run(s), {info['checkpoints']} checkpoint(s), "
                    f"{info['bytes'] / 1e6:.1f} MB")
         return
+    if force:
+        raise ConfigError("--force only goes with --snapshot DEST")
     if limit is not None and limit <= 0:
         raise ConfigError(f"--limit must be positive, got {limit}")
     if status is not None and status not in ("running", *FINISHED):

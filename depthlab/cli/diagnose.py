@@ -36,7 +36,7 @@ def diagnose(model, depth, act, init_, norm, skip, heads, width, params, steps, 
     from ..data.registry import check_dataset_name, load_dataset
     from ..engine.config import TrainConfig
     from ..models import resolve_model
-    from ..report import check_output_dir, format_table, safe_child, safe_output_dir, save_figure
+    from ..report import check_output_dir, format_table, safe_child, safe_output_dir, save_figure, write_text_atomic
     from .theory import parse_int_list
 
     overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)
@@ -76,7 +76,7 @@ def diagnose(model, depth, act, init_, norm, skip, heads, width, params, steps, 
     summary = diag.to_json()
     summary["depth_profiles"] = {str(d): {key: [float(v) for v in p[key]] for key in ("grad_norm", "signal_norm")}
                                  for d, p in profiles.items()}
-    safe_child(folder, f"{stem}.json").write_text(json.dumps(summary))
+    write_text_atomic(safe_child(folder, f"{stem}.json"), json.dumps(summary))
     if as_json:
         click.echo(json.dumps(summary))
         return

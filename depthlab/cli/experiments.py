@@ -197,7 +197,7 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
     from ..experiments.configs import make_config
     from ..experiments.lr_find import check_lr_range, lr_find
     from ..experiments.parts import draw_plot
-    from ..report import safe_child, save_figure
+    from ..report import safe_child, save_figure, write_text_atomic
 
     check_lr_range(min_lr, max_lr, steps, smoothing, diverge)
     config = make_config(dict(model=model, model_args=_overrides(model, depth, act, init_, norm, skip, heads,
@@ -211,7 +211,7 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
     found = lr_find(config, data, min_lr=min_lr, max_lr=max_lr, steps=steps, smoothing=smoothing, diverge=diverge)
     seconds = time.perf_counter() - started
     png = save_figure(draw_plot(found.plot()), safe_child(folder, "lr-find.png"))
-    (folder / "lr-find.json").write_text(json.dumps({**found.to_dict(), "config": config.canonical()}, indent=1))
+    write_text_atomic(folder / "lr-find.json", json.dumps({**found.to_dict(), "config": config.canonical()}, indent=1))
     if as_json:
         click.echo(json.dumps({k: v for k, v in found.to_dict().items() if k not in ("lrs", "losses", "smoothed")}
                               | {"steps_run": len(found.lrs), "flat": found.flat, "seconds": round(seconds, 2),
@@ -333,6 +333,7 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
     numbers. Finished runs are read back from the store (an interrupted run resumes)."""
     from ..experiments.catalogue import EXPERIMENTS, check_budget, fusable_runs, plan, reproduce
     from ..experiments.sweeps import Frontier
+    from ..report import write_text_atomic
 
     if list_ or not name:
         for exp in EXPERIMENTS.values():
@@ -359,7 +360,7 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
     paths = []
     for label, part in result.parts.items():
         paths += _show_part(part, folder, label, as_json)
-    (folder / "reproduce.json").write_text(json.dumps(result.to_dict(), indent=1))
+    write_text_atomic(folder / "reproduce.json", json.dumps(result.to_dict(), indent=1))
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "files": paths}))
         return

@@ -160,9 +160,9 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
 def write_outputs(result, folder) -> None:
     """The table and per-depth map as CSV, everything as JSON, and the two plots."""
     from ..frontier.outputs import DEPTH_HEADERS, TABLE_HEADERS, depth_rows, save_frontier_plots, table_rows
-    from ..report import write_csv
+    from ..report import write_csv, write_text_atomic
 
     write_csv(folder / "frontier.csv", TABLE_HEADERS, table_rows(result))
     write_csv(folder / "frontier-depths.csv", DEPTH_HEADERS, depth_rows(result))
-    (folder / "frontier.json").write_text(json.dumps(result.to_dict(), indent=2))
+    write_text_atomic(folder / "frontier.json", json.dumps(result.to_dict(), indent=2))
     save_frontier_plots(result, folder)

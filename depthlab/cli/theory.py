@@ -67,7 +67,7 @@ def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: i
     the folder written to (None without ``out``)."""
     from .. import theory
     from ..analysis.phase import MEASUREMENT_COLUMNS, measurement_rows, plot_phase_diagram
-    from ..report import safe_child, safe_output_dir, save_figure, write_csv
+    from ..report import safe_child, safe_output_dir, save_figure, write_csv, write_text_atomic
 
     points = theory.phase_grid(act, sigma_b2, sigma_w2s)
     critical = theory.critical_sigma_w2(act, sigma_b2)
@@ -84,7 +84,7 @@ def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: i
         headers = ["sigma_w2", "q_star", "chi_1", "c_star", "chi_c", "xi", "max_depth", "phase"]
         write_csv(safe_child(folder, f"{stem}.csv"), headers,
                   [[getattr(p, h) for h in headers] for p in points])
-        safe_child(folder, f"{stem}.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(safe_child(folder, f"{stem}.json"), json.dumps(summary, indent=2))
         save_figure(plot_phase_diagram(points, act=act, sigma_b2=sigma_b2, critical=critical, measured=measured,
                                        note=note), safe_child(folder, f"phase-{act}-b{sigma_b2:g}.png"))
         if measured:

@@ -112,14 +112,16 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Atomic write (temp file + rename); a cache folder we cannot write is not an error."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
         os.replace(tmp, path)
-    except OSError:
-        pass
+    except OSError:  # a full disk leaves no partial temp file behind either
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def load_cifar10_jpeg(root: Path, download_missing: bool = False, *, use_cache: bool = True) -> Dataset:

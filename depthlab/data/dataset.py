@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from ..errors import DataError
 
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -25,10 +28,47 @@ class Dataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     num_classes: int = 10
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    def fingerprint(self) -> str:
+        """A short, stable checksum (16 hex digits) of the content actually loaded: both splits'
+        images and labels, with their shapes and dtypes. Equal data gives an equal fingerprint
+        in any process; another file, subset or padding gives another one. Computed once (one
+        pass over the bytes, BLAKE2b) and cached: the tensors are not expected to change."""
+        if self._fingerprint is None:
+            h = hashlib.blake2b(digest_size=8)
+            for label, t in (("train_x", self.train_x), ("train_y", self.train_y),
+                             ("test_x", self.test_x), ("test_y", self.test_y)):
+                t = t.detach().to("cpu").contiguous()
+                h.update(f"{label}:{t.dtype}:{tuple(t.shape)};".encode())
+                h.update(t.view(torch.uint8).numpy().data if t.numel() else b"")
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def validate(self, input_shape: tuple[int, ...] | None = None) -> "Dataset":
+        """Refuse, with one line (`DataError`), what would train on nothing or on the wrong
+        thing: an empty split, images that are not uint8 ``(N, C, H, W)`` (of ``input_shape``
+        when given), image and label counts that differ, labels outside ``0..num_classes-1``."""
+        for split, x, y in (("training", self.train_x, self.train_y), ("test", self.test_x, self.test_y)):
+            if x.ndim != 4 or x.dtype != torch.uint8:
+                raise DataError(f"{self.name}: {split} images are {x.dtype} of shape {tuple(x.shape)}, "
+                                "expected uint8 (N, C, H, W)")
+            if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+                raise DataError(f"{self.name}: {split} images are {'x'.join(map(str, x.shape[1:]))}, "
+                                f"expected {'x'.join(map(str, input_shape))} (a wrong data folder?)")
+            if len(x) == 0:
+                raise DataError(f"{self.name}: the {split} split holds no images (an empty or wrong data folder)")
+            if y.ndim != 1 or len(y) != len(x):
+                raise DataError(f"{self.name}: {len(x)} {split} images but labels of shape {tuple(y.shape)}")
+            if y.dtype.is_floating_point or y.dtype == torch.bool:
+                raise DataError(f"{self.name}: {split} labels are {y.dtype}, expected integers")
+            if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
+                raise DataError(f"{self.name}: {split} labels outside 0..{self.num_classes - 1}")
+        return self
 
 
 def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:

@@ -65,6 +65,11 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
+# The largest download held in memory (the CIFAR-10 archive is 170 MB): a mirror cannot make
+# us read more than this.
+MAX_DOWNLOAD_BYTES = 256 * 2**20
+
+
 def md5_of(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
@@ -77,9 +82,12 @@ def download(urls: list[str], dest: Path, *, md5: str | None = None,
     for url in urls:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
-                payload = response.read()
+                payload = response.read(MAX_DOWNLOAD_BYTES + 1)
         except Exception as exc:  # any network failure: try the next mirror
             last_error = f"{url}: {exc}"
+            continue
+        if len(payload) > MAX_DOWNLOAD_BYTES:
+            last_error = f"{url}: more than {MAX_DOWNLOAD_BYTES:,} bytes (not a dataset file)"
             continue
         check = md5_of_content(payload) if md5_of_content else md5_of(payload)
         if md5 is not None and check != md5:
@@ -98,39 +106,121 @@ def download(urls: list[str], dest: Path, *, md5: str | None = None,
     raise DataError(f"could not download {dest.name}: {last_error}")
 
 
-def _gunzip_if_needed(payload: bytes) -> bytes:
-    return gzip.decompress(payload) if payload[:2] == b"\x1f\x8b" else payload
+def _gunzip_if_needed(payload: bytes, limit: int | None = None) -> bytes:
+    """``payload`` decompressed if it is gzip; with ``limit``, at most ``limit + 1`` bytes are
+    ever decompressed (a downloaded gzip bomb is cut off, and then fails its checksum)."""
+    if payload[:2] != b"\x1f\x8b":
+        return payload
+    if limit is None:
+        return gzip.decompress(payload)
+    with gzip.GzipFile(fileobj=io.BytesIO(payload), mode="rb") as fh:
+        return fh.read(limit + 1)
 
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-def parse_idx(payload: bytes, name: str = "idx data") -> np.ndarray:
-    """Parse the bytes of an (uncompressed) idx file; a malformed file raises `DataError`."""
-    if len(payload) < 4:
-        raise DataError(f"{name}: truncated idx file ({len(payload)} bytes)")
-    zero, dtype_code, ndim = struct.unpack(">HBB", payload[:4])
+# The largest idx file read (its declared data size, checked from the header before anything
+# is allocated): the MNIST training images take 47 MB, so 256 MiB leaves room for bigger
+# MNIST-like sets while a crafted header (or a gzip bomb) cannot make us allocate gigabytes.
+MAX_IDX_BYTES = 256 * 2**20
+
+
+# The largest CIFAR-10 python batch read (an official one is 31 MB): checked on the file's
+# (or the tar member's) size before it is read, which bounds everything its pickle can build.
+MAX_CIFAR_BATCH_BYTES = 64 * 2**20
+
+
+_READ_CHUNK = 2**20
+
+
+def _idx_header(head: bytes, name: str) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """(dtype, dims, header size, declared data size) of an idx header; `DataError` if malformed
+    or if it declares more than `MAX_IDX_BYTES` of data. ``head`` may hold more than the header."""
+    if len(head) < 4:
+        raise DataError(f"{name}: truncated idx file ({len(head)} bytes)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", head[:4])
     if zero != 0 or dtype_code not in _IDX_DTYPES or not 1 <= ndim <= 4:
         raise DataError(f"{name}: not an idx file (bad magic number)")
     header = 4 + 4 * ndim
-    if len(payload) < header:
+    if len(head) < header:
         raise DataError(f"{name}: truncated idx header")
-    dims = struct.unpack(">" + "I" * ndim, payload[4:header])
+    dims = struct.unpack(">" + "I" * ndim, head[4:header])
     dtype = np.dtype(_IDX_DTYPES[dtype_code])
     expected = math.prod(dims) * dtype.itemsize  # Python ints: four u32 dims can overflow int64
+    if expected > MAX_IDX_BYTES:
+        raise DataError(f"{name}: header declares shape {tuple(dims)} ({expected:,} bytes), more than the "
+                        f"{MAX_IDX_BYTES:,} bytes an idx file may hold here (corrupted or not a dataset file)")
+    return dtype, tuple(dims), header, expected
+
+
+def parse_idx(payload: bytes, name: str = "idx data") -> np.ndarray:
+    """Parse the bytes of an (uncompressed) idx file; a malformed file raises `DataError`."""
+    dtype, dims, header, expected = _idx_header(payload[:20], name)
     if len(payload) - header != expected:
         raise DataError(f"{name}: wrong size: {len(payload) - header} data bytes, "
                         f"{expected} expected for shape {tuple(dims)} (truncated or corrupted)")
     return np.frombuffer(payload, dtype=dtype, offset=header).reshape(dims)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_into(fh, view: memoryview) -> int:
+    """Fill ``view`` from ``fh`` in bounded chunks (a gzip stream decompresses no more than a
+    chunk ahead); returns how many bytes were read (fewer when the stream ends first)."""
+    pos = 0
+    with view:
+        while pos < len(view):
+            n = fh.readinto(view[pos:pos + _READ_CHUNK])
+            if not n:
+                break
+            pos += n
+    return pos
+
+
+def read_idx_file(path: Path, *, shape: tuple[int | None, ...] | None = None, what: str = "data",
+                  md5: str | None = None) -> bytearray:
+    """The uncompressed bytes of an idx file (``.gz`` or not), read in bounded chunks: the
+    header is read first, and no more data than it declares (at most `MAX_IDX_BYTES`) is ever
+    decompressed or held, so a gzip bomb or a lying header fails before it costs memory.
+    ``shape`` (None: any size on that axis) is checked on the header, before the data is read;
+    a file shorter than its header says fails its checksum ``md5`` (when given), named as such."""
     try:
-        raw = path.read_bytes()
-        return _gunzip_if_needed(raw)
+        with open(path, "rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            fh = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+            head = fh.read(4)
+            if len(head) == 4 and 1 <= head[3] <= 4:
+                head += fh.read(4 * head[3])
+            _, dims, header, expected = _idx_header(head, str(path))
+            if shape is not None and (len(dims) != len(shape)
+                                      or any(want is not None and want != got for want, got in zip(shape, dims))):
+                want = "(" + ", ".join("N" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+                raise DataError(f"{path}: {what} of shape {dims}, expected {want} (not a file of this dataset)")
+            payload = bytearray(header + expected)  # the declared size, at most MAX_IDX_BYTES
+            payload[:header] = head[:header]
+            got = header + _read_into(fh, memoryview(payload)[header:])
+            trailing = fh.read(1)
+    except DataError:
+        raise
     except Exception as exc:  # OSError, EOFError, BadGzipFile and zlib.error share no base
         raise DataError(f"{path}: cannot read ({exc}); the file is truncated or corrupted") from None
+    if got != header + expected and not trailing and md5 is not None:  # all of a short file is here
+        digest = md5_of(memoryview(payload)[:got])
+        raise DataError(f"{path}: checksum mismatch (MD5 {digest}, expected {md5}, {got} bytes uncompressed, "
+                        f"{header + expected} declared); the file is truncated, corrupted or not the official one")
+    if got != header + expected or trailing:
+        size = f"{got - header}" if not trailing else f"more than {expected}"
+        raise DataError(f"{path}: wrong size: {size} data bytes, {expected} expected for shape {dims} "
+                        "(truncated or corrupted)")
+    return payload
+
+
+def _md5_of_idx_download(payload: bytes) -> str:
+    try:
+        return md5_of(_gunzip_if_needed(payload, MAX_IDX_BYTES + 64))
+    except Exception:  # a broken gzip from a mirror: a checksum that matches nothing
+        return ""
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
@@ -141,8 +231,9 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
 
 
 def load_idx_folder(folder: Path, *, checksums: dict[str, str] | None, mirrors: tuple[str, ...],
-                    download_missing: bool) -> dict[str, np.ndarray]:
+                    download_missing: bool, image_size: tuple[int, int] = (28, 28)) -> dict[str, np.ndarray]:
     """Read the four idx files of an MNIST-like set, downloading any that are missing.
+    Images must be ``image_size``, each split must hold images (as many as labels, in 0..9).
 
     All four are located (or fetched) before any is read, so a missing file is reported as
     such, with the folder and the full list of files expected."""
@@ -153,7 +244,7 @@ def load_idx_folder(folder: Path, *, checksums: dict[str, str] | None, mirrors: 
             try:
                 path = download([m + stem + ".gz" for m in mirrors], folder / f"{stem}.gz",
                                 md5=checksums.get(stem) if checksums else None,
-                                md5_of_content=lambda b: md5_of(_gunzip_if_needed(b)))
+                                md5_of_content=_md5_of_idx_download)
             except DataError:
                 path = None
         paths[stem] = path
@@ -166,7 +257,9 @@ def load_idx_folder(folder: Path, *, checksums: dict[str, str] | None, mirrors: 
                         "set --data-dir or DEPTHLAB_DATA)")
     arrays: dict[str, np.ndarray] = {}
     for stem, path in paths.items():
-        payload = _read_bytes(path)
+        kind = "images" if "images" in stem else "labels"
+        payload = read_idx_file(path, shape=(None, *image_size) if kind == "images" else (None,), what=kind,
+                                md5=checksums.get(stem) if checksums else None)
         if checksums and stem in checksums and md5_of(payload) != checksums[stem]:
             raise DataError(f"{path}: checksum mismatch (MD5 {md5_of(payload)}, expected {checksums[stem]}, "
                             f"{len(payload)} bytes uncompressed); the file is truncated, corrupted "
@@ -178,6 +271,8 @@ def load_idx_folder(folder: Path, *, checksums: dict[str, str] | None, mirrors: 
             raise DataError(f"{folder}: {split} images {images.shape} and labels {labels.shape} disagree")
         if images.dtype != np.uint8 or labels.dtype != np.uint8:
             raise DataError(f"{folder}: {split} files must hold unsigned bytes (idx type 0x08)")
+        if not len(images):
+            raise DataError(f"{folder}: the {split} files hold no images (an empty or wrong data folder)")
         if labels.size and labels.max() > 9:
             raise DataError(f"{folder}: {split} labels outside 0..9 (corrupted label file)")
     return arrays
@@ -198,28 +293,92 @@ def _idx_dataset(name: str, folder: Path, checksums, mirrors, mean, std, downloa
                    mean, std)
 
 
+class _NdarrayToken:
+    """Stands for ``numpy.ndarray`` in a CIFAR pickle: it may only be passed to ``_reconstruct``
+    (as numpy's own pickles do); calling it, which would allocate an array of any shape the
+    file asks for (``numpy.ndarray((600000, 3072))``: 1.8 GB from 240 bytes), is refused."""
+
+    def __new__(cls, *args, **kwargs):
+        raise pickle.UnpicklingError("numpy.ndarray called directly (not how numpy pickles an array)")
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays only: a crafted file cannot run code."""
+    """Unpickles plain containers and numpy arrays only: a crafted file cannot run code, and
+    cannot allocate more than its own size: an array is made empty (``_reconstruct`` with shape
+    ``(0,)``, as numpy pickles it) and filled from the raw bytes the file holds; a direct
+    ``numpy.ndarray(shape)`` call or ``_reconstruct`` with any other shape is refused."""
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+        if name == "ndarray":
+            return _NdarrayToken
+        found = super().find_class(module, name)
+        if name == "_reconstruct":
+            def reconstruct(subtype, shape, dtype):
+                if subtype is not _NdarrayToken or tuple(shape) != (0,):
+                    raise pickle.UnpicklingError(f"_reconstruct({getattr(subtype, '__name__', '?')}, {shape!r}): "
+                                                 "only empty numpy arrays are made before their data is read")
+                return found(np.ndarray, (0,), dtype)
+            return reconstruct
+        if name == "encode":
+            def encode(text, encoding="utf-8"):
+                if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+                    raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r}: only latin1 text")
+                return found(text, encoding)
+            return encode
+        return found
+
+
+_CIFAR_KEYS = {"data", "labels", "batch_label", "filenames"}
+
+
+def _cifar_structure(batch, name: str) -> tuple[np.ndarray, list]:
+    """The ``data`` array and ``labels`` list of an unpickled batch, which must have the exact
+    structure of the official batches: a dict with (bytes or str) keys ``data`` (a uint8
+    ndarray), ``labels`` (a list of ints) and optionally ``batch_label`` and ``filenames``."""
+    def bad(what: str) -> DataError:
+        return DataError(f"{name}: not a readable CIFAR-10 batch ({what}); the file is truncated or "
+                         "corrupted, or not a CIFAR-10 batch")
+
+    if type(batch) is not dict:
+        raise bad(f"a {type(batch).__name__}, not a dict")
+    fields = {}
+    for key, value in batch.items():
+        text = key.decode("latin1") if type(key) is bytes else key if type(key) is str else None
+        if text not in _CIFAR_KEYS or text in fields:
+            raise bad(f"unexpected key {key!r}")
+        fields[text] = value
+    if "data" not in fields or "labels" not in fields:
+        raise bad("no data or no labels")
+    data, labels = fields["data"], fields["labels"]
+    if type(data) is not np.ndarray or data.dtype != np.uint8:
+        raise bad(f"data is a {type(data).__name__} of {getattr(data, 'dtype', '?')}, not a uint8 array")
+    if type(labels) is not list or not all(type(v) is int for v in labels):
+        raise bad("labels are not a list of ints")
+    filenames = fields.get("filenames", [])
+    if type(filenames) is not list or not all(type(v) in (bytes, str) for v in filenames):
+        raise bad("filenames are not a list of names")
+    if type(fields.get("batch_label", b"")) not in (bytes, str):
+        raise bad("batch_label is not a name")
+    return data, labels
 
 
 def parse_cifar_batch(payload: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse one CIFAR-10 python batch into uint8 images (N, 3, 32, 32) and int64 labels."""
+    if len(payload) > MAX_CIFAR_BATCH_BYTES:
+        raise DataError(f"{name}: {len(payload):,} bytes, more than a CIFAR-10 batch may hold "
+                        f"({MAX_CIFAR_BATCH_BYTES:,}); not a CIFAR-10 batch")
     try:
         batch = _ArrayOnlyUnpickler(io.BytesIO(payload), encoding="bytes").load()
-        data = np.asarray(batch[b"data"] if b"data" in batch else batch["data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"] if b"labels" in batch else batch["labels"], dtype=np.int64)
     except Exception as exc:
         raise DataError(f"{name}: not a readable CIFAR-10 batch ({type(exc).__name__}); "
                         "the file is truncated or corrupted") from None
+    data, label_list = _cifar_structure(batch, name)
+    labels = np.asarray(label_list, dtype=np.int64) if label_list else np.zeros(0, np.int64)
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise DataError(f"{name}: wrong size: data {data.shape}, labels {labels.shape}; "
                         "expected (N, 3072) and N labels")
@@ -247,6 +406,9 @@ def load_cifar10(root: Path, download_missing: bool, *,
         for batch in CIFAR10_BATCHES:
             path = folder / batch
             try:
+                if path.stat().st_size > MAX_CIFAR_BATCH_BYTES:
+                    raise DataError(f"{path}: {path.stat().st_size:,} bytes, more than a CIFAR-10 batch may "
+                                    f"hold ({MAX_CIFAR_BATCH_BYTES:,}); not a CIFAR-10 batch")
                 payloads[str(path)] = path.read_bytes()
             except OSError as exc:
                 raise DataError(f"{path}: cannot read ({exc})") from None
@@ -265,7 +427,10 @@ def load_cifar10(root: Path, download_missing: bool, *,
                 for batch in CIFAR10_BATCHES:
                     if batch not in members:
                         raise DataError(f"{archive}: missing member {batch}")
-                    payloads[f"{archive}:{batch}"] = tar.extractfile(members[batch]).read()
+                    if members[batch].size > MAX_CIFAR_BATCH_BYTES:  # the member's size, before reading it
+                        raise DataError(f"{archive}: member {batch} holds {members[batch].size:,} bytes, more "
+                                        f"than a CIFAR-10 batch may ({MAX_CIFAR_BATCH_BYTES:,})")
+                    payloads[f"{archive}:{batch}"] = tar.extractfile(members[batch]).read(MAX_CIFAR_BATCH_BYTES + 1)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{archive}: cannot read ({exc}); the archive is truncated or corrupted") from None
     parsed = [parse_cifar_batch(p, n) for n, p in payloads.items()]
@@ -276,6 +441,10 @@ def load_cifar10(root: Path, download_missing: bool, *,
             if len(images) == CIFAR10_BATCH_IMAGES and md5_of(payload) != checksums[batch]:
                 raise DataError(f"{name}: checksum mismatch (MD5 {md5_of(payload)}, expected {checksums[batch]}, "
                                 f"size {len(payload)} bytes); the file is corrupted or not the official one")
+    for split, batches in (("training", parsed[:5]), ("test", parsed[5:])):
+        if not sum(len(x) for x, _ in batches):
+            where = folder if folder.is_dir() else archive
+            raise DataError(f"{where}: the {split} batches hold no images (an empty or wrong data folder)")
     train = parsed[:5]
     train_x = torch.from_numpy(np.concatenate([x for x, _ in train]))
     train_y = torch.from_numpy(np.concatenate([y for _, y in train]))

@@ -56,8 +56,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     """Load a dataset by name into memory (uint8 tensors on the CPU).
 
     Missing files are downloaded unless ``download`` is False or ``DEPTHLAB_OFFLINE`` is set
-    (for air-gapped machines and tests, which must never touch the network)."""
+    (for air-gapped machines and tests, which must never touch the network). What is loaded
+    is validated (`Dataset.validate`): an empty split, images of the wrong size or labels
+    that do not match them are a `DataError`, never a run that trains on nothing."""
     info = check_dataset_name(name)
     if os.environ.get("DEPTHLAB_OFFLINE", "") not in ("", "0"):
         download = False
-    return info.loader(resolve_data_root(data_dir), download)
+    return info.loader(resolve_data_root(data_dir), download).validate(info.input_shape)

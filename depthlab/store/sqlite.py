@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,6 +90,35 @@ class RunRow:
     created_at: float
 
 
+def _number_or_none(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _record_type_problem(r, config, result) -> str | None:
+    """What is wrong with the types of a decoded row (see `Store._COLUMNS` for ``r``), or None."""
+    if not isinstance(config, dict):
+        return f"config is a JSON {type(config).__name__}, not an object"
+    if not isinstance(config.get("model_args", {}), dict):
+        return "config model_args is not an object"
+    if not _number_or_none(config.get("lr")):
+        return "config lr is not a number"
+    if result is not None:
+        if not isinstance(result, dict):
+            return f"result is a JSON {type(result).__name__}, not an object"
+        epochs = result.get("epochs", [])
+        if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
+            return "result epochs are not a list of objects"
+        if not all(_number_or_none(e.get(k)) for e in epochs for k in ("train_error", "test_error", "loss", "lr")):
+            return "result epoch errors are not numbers"
+        if not all(_number_or_none(result.get(k)) for k in ("test_error", "train_error", "seconds")):
+            return "result errors or seconds are not numbers"
+    if not all(isinstance(v, str) for v in (r[1], r[2], r[4], r[5], r[7])):
+        return "hash, kind, model, dataset or status is not text"
+    if not _number_or_none(r[10]) or not _number_or_none(r[13]):
+        return "seconds or created_at is not a number"
+    return None
+
+
 def _linux_process_start(pid: int) -> tuple[str, float] | None:
     """(state, start time as a Unix time) of a process from /proc, or None where there is no /proc."""
     try:
@@ -135,8 +165,9 @@ def _committed_tables(path: Path) -> set[str] | None:
         return None
 
 
-def check_store_path(path: str | os.PathLike, *, must_exist: bool = False) -> Path:
-    """Validate a store path without creating or changing anything."""
+def check_store_path(path: str | os.PathLike, *, must_exist: bool = False, writing: bool = True) -> Path:
+    """Validate a store path without creating or changing anything (``writing=False``: a store
+    that is only read may sit on a read-only medium)."""
     p = Path(path)
     if p.is_dir():
         raise StoreError(f"store {p} is a directory, not a depthlab store file")
@@ -148,7 +179,7 @@ def check_store_path(path: str | os.PathLike, *, must_exist: bool = False) -> Pa
             tables = _committed_tables(p)
             if tables and "depthlab_meta" not in tables:
                 raise StoreError(f"{p} is an SQLite file but not a depthlab store")
-        if not os.access(p, os.W_OK) or not os.access(p.parent if str(p.parent) else ".", os.W_OK):
+        if writing and not _writable(p):
             raise StoreError(f"store {p} is not writable")
     else:
         if must_exist:
@@ -159,6 +190,25 @@ def check_store_path(path: str | os.PathLike, *, must_exist: bool = False) -> Pa
         if not os.access(parent, os.W_OK):
             raise StoreError(f"store {p} is not writable (folder {parent} is read-only)")
     return p
+
+
+def _writable(p: Path) -> bool:
+    """Whether the store file and its folder (where SQLite puts its -wal, -shm and journal) can be written."""
+    return os.access(p, os.W_OK) and os.access(p.parent if str(p.parent) else ".", os.W_OK)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write ``path`` (a store on a read-only medium): ``mode=ro``,
+    or, where SQLite cannot open a WAL-mode file that way (no -shm beside it, none creatable),
+    ``immutable=1``, which is exact as nothing can write the file there either."""
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60.0, isolation_level=None)
+    try:
+        conn.execute("SELECT name FROM sqlite_master").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
 
 def checkpoint_dir_for(store_path: str | os.PathLike) -> str:
@@ -182,16 +232,25 @@ class Store:
                  reading: bool = False):
         """Open (or create) the store at ``path``. ``reading=True`` opens an existing store
         only to read it: its journal mode is left as it is, so looking into a DELETE-mode
-        snapshot (`snapshot_store`) does not rewrite its header to WAL."""
-        self.path = check_store_path(path, must_exist=must_exist or reading)
+        snapshot (`snapshot_store`) does not rewrite its header to WAL; an empty file is read
+        as an empty store (no schema is written into it), and a store on a read-only medium is
+        opened read-only."""
+        self.path = check_store_path(path, must_exist=must_exist or reading, writing=not reading)
         try:
-            self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            if reading and not _writable(self.path):
+                self.conn = _connect_read_only(self.path)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             self.conn.execute("PRAGMA busy_timeout = 60000")
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables and "depthlab_meta" not in tables:
                 self.conn.close()
                 raise StoreError(f"{self.path} is an SQLite file but not a depthlab store")
-            if reading and tables:
+            if reading:
+                if not tables:  # an empty file reads as an empty store; its schema is written by a writer only
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip().startswith("CREATE TABLE"):
+                            self.conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
                 return
             # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once
             # (no busy wait) while another process opens the same new store: retry, as writes do.
@@ -302,11 +361,17 @@ class Store:
     # -- reads ------------------------------------------------------------------------------
 
     def _row(self, r) -> RunRow:
-        try:  # config and result are JSON text: a store from elsewhere is parsed, never executed
-            return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8],
-                          json.loads(r[9]) if r[9] else None, r[10], r[11], r[12], r[13])
+        """Decode a row. Config and result are JSON text: a store from elsewhere is parsed,
+        never executed, and what the parse gives must have the types every reader relies on
+        (JSON of the wrong type, ``[1,2,3]`` for a config, is as corrupted as broken JSON)."""
+        try:
+            config, result = json.loads(r[6]), json.loads(r[9]) if r[9] else None
         except (TypeError, ValueError) as exc:
             raise StoreError(f"{self.path}: run {r[0]} has a corrupted record ({type(exc).__name__})") from None
+        problem = _record_type_problem(r, config, result)
+        if problem:
+            raise StoreError(f"{self.path}: run {r[0]} has a corrupted record ({problem})")
+        return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], config, r[7], r[8], result, r[10], r[11], r[12], r[13])
 
     _COLUMNS = ("id, config_hash, kind, experiment, model, dataset, config, status, reason, result, "
                 "seconds, torch_version, device, created_at")
@@ -342,7 +407,10 @@ class Store:
             d = dict(zip(EPOCH_COLUMNS, r[:6]))
             if r[6]:
                 try:
-                    d.update(json.loads(r[6]))
+                    extra = json.loads(r[6])
+                    if not isinstance(extra, dict):
+                        raise TypeError
+                    d.update(extra)
                 except (TypeError, ValueError):
                     raise StoreError(f"{self.path}: epoch {r[0]} of run {run_id} has a corrupted record") from None
             out.append(d)
@@ -354,23 +422,66 @@ class Store:
         return self.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
 
-def snapshot_store(store_path: str | os.PathLike, dest: str | os.PathLike) -> dict:
+CHECKPOINT_SUFFIXES = (".pt", ".tmp")  # a sweep's checkpoints, and the temp files of their writes
+
+
+def _is_depthlab_store(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(16) != SQLITE_MAGIC:
+                return False
+    except OSError:
+        return False
+    return "depthlab_meta" in (_committed_tables(path) or set())
+
+
+def _check_snapshot_destination(dest: Path, dest_ckpt: Path, force: bool) -> None:
+    """Refuse a destination whose replacement could lose anything: without ``force``, any
+    existing DEST or DEST-checkpoints; with it, anything but a depthlab store (and a folder)."""
+    if dest.is_dir():
+        raise StoreError(f"snapshot destination {dest} is a folder; give the path of a store file")
+    if dest.exists() or dest.is_symlink():
+        if not force:
+            raise StoreError(f"snapshot destination {dest} exists; --force replaces it if it is a depthlab store")
+        if not _is_depthlab_store(dest):
+            raise StoreError(f"snapshot destination {dest} exists and is not a depthlab store: not replaced")
+    if dest_ckpt.exists() or dest_ckpt.is_symlink():
+        if not dest_ckpt.is_dir() or dest_ckpt.is_symlink():
+            raise StoreError(f"snapshot destination {dest_ckpt} exists and is not a checkpoint folder")
+        if not force:
+            raise StoreError(f"snapshot destination {dest_ckpt} exists; --force replaces the checkpoint "
+                             "files in it")
+
+
+def snapshot_store(store_path: str | os.PathLike, dest: str | os.PathLike, *, force: bool = False) -> dict:
     """Copy a store, even one a live sweep is writing, and its checkpoint folder to ``dest``.
 
     The store is copied with SQLite's online backup (a consistent state, WAL included, which
-    copying the file is not); each checkpoint is copied to a temporary name and renamed, and
-    checkpoints that no longer exist beside the source are removed beside ``dest``. Checkpoints
-    are copied before the store so that nothing the store still calls ``running`` is missing
-    its checkpoint. A sweep started on ``dest`` (or on a copy of it) continues where the source
-    was: this is how a long search is carried across machines that keep only a git checkout.
+    copying the file is not) to a temporary file renamed over ``dest``; each checkpoint is
+    copied to a temporary name and renamed. Checkpoints are copied before the store so that
+    nothing the store still calls ``running`` is missing its checkpoint. A sweep started on
+    ``dest`` (or on a copy of it) continues where the source was: this is how a long search is
+    carried across machines that keep only a git checkout.
+
+    Nothing that exists is destroyed unasked: an existing ``dest`` or ``dest-checkpoints/`` is
+    refused (`StoreError`) unless ``force``, and even then only a depthlab store is replaced
+    and, in its checkpoint folder, only checkpoint files (``*.pt``, ``*.tmp``) that no longer
+    exist beside the source are removed; any other file or folder there is left alone. A
+    folder, or an empty path, is refused. A failure leaves no temporary file behind.
     Returns ``{"runs": n, "checkpoints": m, "bytes": total}``.
     """
-    src = check_store_path(store_path, must_exist=True)
+    if not os.fspath(dest).strip():
+        raise StoreError("snapshot destination is empty; give the path of a store file")
+    src = check_store_path(store_path, must_exist=True, writing=False)
     dest = Path(dest)
     if dest.resolve() == src.resolve():
         raise StoreError(f"snapshot destination {dest} is the store itself")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     src_ckpt, dest_ckpt = Path(checkpoint_dir_for(src)), Path(checkpoint_dir_for(dest))
+    _check_snapshot_destination(dest, dest_ckpt, force)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"snapshot destination {dest}: cannot create its folder ({exc.strerror})") from None
     copied = set()
     total = 0
     # Checkpoints being written are "*.tmp" files (train.save_checkpoint): not carried.
@@ -385,27 +496,35 @@ def snapshot_store(store_path: str | os.PathLike, dest: str | os.PathLike) -> di
             except FileNotFoundError:  # the trial finished while we copied: nothing to carry
                 tmp.unlink(missing_ok=True)
                 continue
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             os.replace(tmp, dest_ckpt / f.name)
             copied.add(f.name)
             total += (dest_ckpt / f.name).stat().st_size
     if dest_ckpt.is_dir():
         for f in dest_ckpt.iterdir():
-            if f.name not in copied:
+            if f.name not in copied and f.is_file() and not f.is_symlink() and f.name.endswith(CHECKPOINT_SUFFIXES):
                 f.unlink()
         remove_if_empty(dest_ckpt)
-    tmp_db = dest.with_name(dest.name + ".tmp")
-    tmp_db.unlink(missing_ok=True)
-    with Store(src, reading=True) as store:
-        out = sqlite3.connect(tmp_db)
-        try:
-            store.conn.backup(out)
-            # A snapshot is one self-contained file: no -wal beside it to forget in a commit.
-            out.execute("PRAGMA journal_mode = DELETE")
-        finally:
-            out.close()
-        runs = store.count()
-    for side in ("-wal", "-shm"):
-        Path(os.fspath(dest) + side).unlink(missing_ok=True)
-    os.replace(tmp_db, dest)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".tmp")
+    os.close(fd)
+    tmp_db = Path(tmp_name)
+    try:
+        with Store(src, reading=True) as store:
+            out = sqlite3.connect(tmp_db)
+            try:
+                store.conn.backup(out)
+                # A snapshot is one self-contained file: no -wal beside it to forget in a commit.
+                out.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                out.close()
+            runs = store.count()
+        for side in ("-wal", "-shm"):
+            Path(os.fspath(dest) + side).unlink(missing_ok=True)
+        os.replace(tmp_db, dest)
+    finally:
+        for leftover in (tmp_db, Path(tmp_name + "-journal"), Path(tmp_name + "-wal"), Path(tmp_name + "-shm")):
+            leftover.unlink(missing_ok=True)
     total += dest.stat().st_size
     return {"runs": runs, "checkpoints": len(copied), "bytes": total}
