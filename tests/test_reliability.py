@@ -318,7 +318,7 @@ def test_diverging_trials_are_recorded_and_the_sweep_continues(mnist, data_root,
 
 def test_a_trial_that_raises_is_recorded_failed_and_the_sweep_continues(mnist, data_root, tmp_path, capsys,
                                                                         monkeypatch):
-    engine = sys.modules["depthlab.engine.loop"]  # the module (the package exports a function of that name)
+    engine = sys.modules["depthlab.engine.setup"]  # where every trainer builds its networks
     real = engine.create_model
 
     def create_model(name, input_shape, num_classes, **overrides):

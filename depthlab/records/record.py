@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable
 
 import torch
 from torch import nn
+
+
+class RunStatus(str, Enum):
+    """A run's status. A str enum: stored values, JSON and comparisons with plain strings stay
+    the strings they always were (``RunStatus.DONE == "done"``, ``f"{RunStatus.DONE}" == "done"``)."""
+
+    DONE = "done"            # trained to its end (or stopped early by its monitor or patience)
+    DIVERGED = "diverged"    # its loss went non-finite
+    FAILED = "failed"        # it raised (out of memory, a bug): not a result, tried again
+    RUNNING = "running"      # in the store: started, not finished
+    CANCELLED = "cancelled"  # a fused member outranked by one that met its criterion: not a result
+
+    __str__ = str.__str__
+    __format__ = str.__format__
 
 
 @dataclass
