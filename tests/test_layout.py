@@ -40,7 +40,7 @@ def test_imports_point_down_the_layers():
     lint = str(exe) if exe.exists() else shutil.which("lint-imports")
     if lint is None:
         pytest.skip("import-linter is not installed")
-    done = subprocess.run([lint, "--no-cache"], cwd=PACKAGE.parent, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([lint, "--no-cache"], cwd=PACKAGE.parent, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -69,9 +69,10 @@ def test_the_precision_is_in_the_hash_only_when_not_the_default():
 
 @pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
 def test_a_cpu_step_computes_its_activations_in_the_configs_precision(precision, dtype):
+    from fakedata import synthetic_dataset
+
     from depthlab.engine.setup import set_up
     from depthlab.engine.stepper import SingleStepper
-    from fakedata import synthetic_dataset
 
     config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, train_size=64, test_size=32, batch_size=32,
                          epochs=1, device="cpu", precision=precision)

@@ -41,7 +41,7 @@ from ..data.dataset import Dataset
 from ..data.registry import load_dataset
 from ..errors import ConfigError, UserError
 from ..models import count_parameters
-from ..records.record import EpochMetrics, Monitor
+from ..records.record import EpochMetrics, Monitor, RunResult
 from .config import TrainConfig
 from .device import precision_scope
 from .fused_layers import (
@@ -211,10 +211,10 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
                 on_epoch: Callable[[int, EpochMetrics], None] | None = None,
                 on_step: Callable[[int, int, dict[int, float]], None] | None = None,
                 checkpoint_path=None, checkpoint_required: bool = True,
-                member_by_member: bool = True, ranks: Sequence[int | None] | None = None) -> list[dict]:
+                member_by_member: bool = True, ranks: Sequence[int | None] | None = None) -> list[RunResult]:
     """Train ``configs`` (equal but for lr, seed, momentum, weight decay and schedule) as one
-    fused network; return one result dict per config, in order, with the schema of
-    `depthlab.sweep.runner.run_recorded` plus ``"fused"`` (the group size and its wall time).
+    fused network; return one `RunResult` per config, in order, as `depthlab.sweep.runner.run_recorded`
+    does, with ``fused`` set (the group size and its wall time).
 
     ``monitors``: one per config (or one for all); each sees its member's checkpoints and may
     stop it. ``on_epoch(i, metrics)`` gets member i's epochs; ``on_step(epoch, step, losses)``
@@ -237,7 +237,7 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     order, as the lrs of one wave of the frontier search: once a ranked member's monitor stops
     it, every live member of a larger rank is moot (the search reads verdicts in rank order and
     stops at the first that trains) and is stopped at that evaluation point with status
-    ``cancelled`` (`CANCELLED`), its work so far in the result. A cancelled run is not a
+    ``cancelled`` (`RunStatus.CANCELLED`), its work so far in the result. A cancelled run is not a
     result: `depthlab.sweep.TrialRunner` does not record it."""
     configs = list(configs)
     if not configs:
@@ -268,13 +268,9 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
             stepper = FusedStepper(setup, configs, monitors, ranks, on_step)
             wall = run_epochs(stepper, on_epoch=on_epoch, checkpoint_path=checkpoint_path,
                               checkpoint_required=checkpoint_required, started=started)
-        results = []
-        for m in stepper.members:
-            m.result.seconds = wall / len(configs)
-            d = m.result.to_dict()
-            d["checkpoints"] = [vars(c) for c in m.result.checkpoints]
-            d["fused"] = {"members": len(configs), "seconds": round(wall, 3)}
-            results.append(d)
+        results = [m.result for m in stepper.members]
+        for r in results:
+            r.seconds, r.fused = wall / len(configs), {"members": len(configs), "seconds": round(wall, 3)}
     except (KeyboardInterrupt, SystemExit, UserError):
         raise
     except NotFusable:
@@ -284,6 +280,8 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     except Exception as exc:  # as run_recorded: a crash (out of memory, a bug) fails these runs, not the sweep
         seconds = (time.perf_counter() - started) / len(configs)
         results = [failed_result(c, seconds, exc) for c in configs]
-    return [{**r, "reused": False} for r in results]
+    for r in results:
+        r.reused = False
+    return results
 
 

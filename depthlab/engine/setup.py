@@ -4,8 +4,8 @@ model, the optimiser, and `forward_backward`, the one place where a run differen
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
