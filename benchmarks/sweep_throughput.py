@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from depthlab.data.registry import load_dataset  # noqa: E402
 from depthlab.sweep.executors import InProcessExecutor, ProcessExecutor, usable_cores
-from depthlab.sweep.jobs import Trial
+from depthlab.sweep.jobs import Job
 from depthlab.sweep.driver import TrialRunner  # noqa: E402
 from depthlab.engine.fused import train_fused  # noqa: E402
 from depthlab.engine.config import TrainConfig
@@ -56,12 +56,12 @@ def configs(args) -> list[TrainConfig]:
             for lr in lrs]
 
 
-def run_mode(mode: str, cfgs: list[TrainConfig], data, cores: int) -> list[dict]:
+def run_mode(mode: str, cfgs: list[TrainConfig], data, cores: int) -> list:
     if mode == "sequential":
-        return [train(c, data).to_dict() for c in cfgs]
+        return [train(c, data) for c in cfgs]
     if mode == "fused":
         return train_fused(cfgs, data)
-    trials = [Trial(c) for c in cfgs]
+    trials = [Job(c) for c in cfgs]
     with ProcessExecutor(workers=cores, threads=1) as executor:
         fuse = -(-len(cfgs) // cores) if mode == "fused-workers" else 1
         return TrialRunner(executor, None, data, fuse=fuse).run(trials)
@@ -108,9 +108,9 @@ def main() -> None:
             baseline = results
         agree = ""
         if baseline is not None and mode != "sequential":
-            same_status = all(r["status"] == b["status"] for r, b in zip(results, baseline))
-            gaps = [abs(r["test_error"] - b["test_error"]) for r, b in zip(results, baseline)
-                    if r["test_error"] is not None and b["test_error"] is not None]
+            same_status = all(r.status == b.status for r, b in zip(results, baseline))
+            gaps = [abs(r.test_error - b.test_error) for r, b in zip(results, baseline)
+                    if r.test_error is not None and b.test_error is not None]
             agree = (f"  statuses {'agree' if same_status else 'DIFFER'}, test errors within "
                      f"{100 * max(gaps, default=0):.2f} points of sequential")
         rate = 3600 * len(cfgs) / seconds[mode]
@@ -118,8 +118,8 @@ def main() -> None:
                  f"{cpu['sequential'] / cpu[mode]:5.2f}x (CPU)") if "sequential" in seconds else ""
         print(f"{mode:14s} wall {seconds[mode]:7.1f} s  CPU {cpu[mode]:7.1f} s  {rate:7.0f} trials/h{ratio}{agree}",
               flush=True)
-        errors = " ".join(f"{r['status'][0]}{100 * r['test_error']:.1f}" if r["test_error"] is not None
-                          else r["status"] for r in results)
+        errors = " ".join(f"{r.status[0]}{100 * r.test_error:.1f}" if r.test_error is not None
+                          else r.status for r in results)
         print(f"{'':14s} test error % per lr (d = done): {errors}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 

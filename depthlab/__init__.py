@@ -12,12 +12,12 @@ from .data.registry import load_dataset
 from .errors import ConfigError, DataError, StoreError, UserError
 from .models import PRESETS, create_model, model_config
 from .store.sqlite import Store
-from .records.record import RunResult
+from .records.record import RunResult, RunStatus
 from .engine.config import TrainConfig
 from .engine.schedule import parse_schedule
 from .engine.loop import train
 
 
 __version__ = "0.1.0"
-__all__ = ["Batches", "ConfigError", "DataError", "Dataset", "PRESETS", "RunResult", "Store", "StoreError",
+__all__ = ["Batches", "ConfigError", "DataError", "Dataset", "PRESETS", "RunResult", "RunStatus", "Store", "StoreError",
            "TrainConfig", "UserError", "create_model", "load_dataset", "model_config", "parse_schedule", "train"]

@@ -55,9 +55,9 @@ def test_a_fused_group_on_the_device_matches_its_members_run_alone(mnist):
     fused = train_fused(configs, mnist)
     for config, result in zip(configs, fused):
         alone = train(config, mnist)
-        assert result["status"] == alone.status
-        assert abs(result["test_error"] - alone.test_error) < 0.05
-        assert result["fused"]["members"] == 3
+        assert result.status == alone.status
+        assert abs(result.test_error - alone.test_error) < 0.05
+        assert result.fused["members"] == 3
 
 
 def test_a_frontier_on_the_device_with_fused_lr_grids(mnist, tmp_path):

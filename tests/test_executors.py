@@ -18,8 +18,9 @@ from click.testing import CliRunner
 from depthlab.cli.app import executor_options, executor_spec
 from depthlab.data.dataset import Dataset
 from depthlab.errors import ConfigError, UserError
+from depthlab.records.record import RunResult
 from depthlab.sweep.executors import ExecutorSpec, InProcessExecutor, ProcessExecutor
-from depthlab.sweep.jobs import Trial
+from depthlab.sweep.jobs import Job
 from depthlab.sweep.driver import TrialRunner
 from depthlab.sweep.runner import run_recorded
 from depthlab.store.sqlite import Store, _pid_alive
@@ -30,18 +31,18 @@ REPO = Path(__file__).resolve().parents[1]
 BASE = dict(model="cnn-elu-bn", model_args={"depth": 3}, train_size=1000, test_size=500, epochs=1)
 
 
-def lr_batch(lrs=(0.01, 0.05, 0.1, 0.2), **extra) -> list[Trial]:
-    return [Trial(TrainConfig(**{**BASE, **extra}, lr=lr), kind="sweep", experiment="test") for lr in lrs]
+def lr_batch(lrs=(0.01, 0.05, 0.1, 0.2), **extra) -> list[Job]:
+    return [Job(TrainConfig(**{**BASE, **extra}, lr=lr), kind="sweep", experiment="test") for lr in lrs]
 
 
-def sequential(trials, data) -> list[dict]:
+def sequential(trials, data) -> list[RunResult]:
     return [run_recorded(t.config, None, data, monitor=t.monitor) for t in trials]
 
 
-def same_result(a: dict, b: dict) -> bool:
+def same_result(a: RunResult, b: RunResult) -> bool:
     keys = ("config", "status", "test_error", "reason", "stopped_early")
-    return all(a[k] == b[k] for k in keys) and [e["loss"] for e in a["epochs"]] == pytest.approx(
-        [e["loss"] for e in b["epochs"]], rel=1e-6)
+    return all(getattr(a, k) == getattr(b, k) for k in keys) and [e.loss for e in a.epochs] == pytest.approx(
+        [e.loss for e in b.epochs], rel=1e-6)
 
 
 def flipped(data: Dataset) -> Dataset:
@@ -60,15 +61,15 @@ def test_process_workers_match_sequential_and_only_the_driver_writes(mnist, tmp_
         got = runner.run(trials)
         assert all(same_result(g, w) for g, w in zip(got, want))  # the shipped data, not the files
         assert data.train_x.is_shared()  # ...shipped through shared memory, not copied per trial
-        assert [g["reused"] for g in got] == [False] * 4
+        assert [g.reused for g in got] == [False] * 4
         rows = store.runs()
         assert len(rows) == 4 and {r.status for r in rows} == {"done"}
         assert {r.kind for r in rows} == {"sweep"} and {r.experiment for r in rows} == {"test"}
         assert all(len(store.epochs(r.id)) == 1 for r in rows)
         assert sorted(r.config_hash for r in rows) == sorted(t.config.hash() for t in trials)
         again = runner.run(trials)  # resume: everything comes from the store, nothing is trained
-        assert [g["reused"] for g in again] == [True] * 4
-        assert [g["test_error"] for g in again] == [w["test_error"] for w in want]
+        assert [g.reused for g in again] == [True] * 4
+        assert [g.test_error for g in again] == [w.test_error for w in want]
         assert store.count() == 4 and runner.trials_run == 4
 
 
@@ -78,7 +79,7 @@ def test_resume_trains_only_the_missing_trials(mnist, tmp_path):
         TrialRunner(executor, store, mnist).run(trials[:2])  # a sweep interrupted after two trials
         runner = TrialRunner(executor, store, mnist)
         got = runner.run(trials)
-        assert [g["reused"] for g in got] == [True, True, False, False]
+        assert [g.reused for g in got] == [True, True, False, False]
         assert runner.trials_run == 2 and store.count() == 4
         assert all(same_result(g, w) for g, w in zip(got, sequential(trials, mnist)))
 
@@ -88,7 +89,7 @@ def test_duplicate_trials_train_once(mnist, tmp_path):
     with Store(tmp_path / "s.db") as store, InProcessExecutor() as executor:
         runner = TrialRunner(executor, store, mnist)
         got = runner.run(trials)
-        assert got[0]["test_error"] == got[1]["test_error"]
+        assert got[0].test_error == got[1].test_error
         assert runner.trials_run == 2 and store.count() == 2
 
 
@@ -96,11 +97,11 @@ def test_fused_groups_are_recorded_like_single_trials(mnist, tmp_path):
     trials = lr_batch() + lr_batch((0.05,), model_args={"depth": 6})  # the depth-6 trial fuses with nothing
     with Store(tmp_path / "s.db") as store, InProcessExecutor() as executor:
         got = TrialRunner(executor, store, mnist, fuse=4).run(trials)
-        assert [g.get("fused", {}).get("members") for g in got] == [4, 4, 4, 4, None]
+        assert [(g.fused or {}).get("members") for g in got] == [4, 4, 4, 4, None]
         want = sequential(trials, mnist)
         for g, w in zip(got, want):
-            assert g["config"] == w["config"] and g["status"] == w["status"]
-            assert g["test_error"] == pytest.approx(w["test_error"], abs=2 / 500)
+            assert g.config == w.config and g.status == w.status
+            assert g.test_error == pytest.approx(w.test_error, abs=2 / 500)
         assert store.count("done") == 5
         stored = store.find_finished(trials[2].config.hash()).result
         assert stored["fused"]["members"] == 4 and "reused" not in stored
@@ -115,11 +116,11 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(mnist, tmp_path):
     trials[0].monitor = raising_monitor
     with Store(tmp_path / "s.db") as store, InProcessExecutor() as executor:
         got = TrialRunner(executor, store, mnist).run(trials)
-        assert got[0]["status"] == "failed" and "monitor exploded" in got[0]["reason"]
-        assert got[1]["status"] == "done"
+        assert got[0].status == "failed" and "monitor exploded" in got[0].reason
+        assert got[1].status == "done"
         assert store.count("failed") == 1 and store.count("done") == 1
         again = TrialRunner(executor, store, mnist).run(trials)  # as run_recorded: a failure is retried
-        assert [g["reused"] for g in again] == [False, True] and store.count("failed") == 2
+        assert [g.reused for g in again] == [False, True] and store.count("failed") == 2
 
 
 def test_concurrent_searches_get_their_sequential_answers(mnist, tmp_path):
@@ -129,9 +130,9 @@ def test_concurrent_searches_get_their_sequential_answers(mnist, tmp_path):
     def search(runner, lrs):
         trail = []
         for lr in lrs:
-            (result,) = runner.run([Trial(TrainConfig(**BASE, lr=lr))])
-            trail.append((lr, result["test_error"]))
-            if result["test_error"] < 0.7:  # adaptive: stop at the first lr that learns something
+            (result,) = runner.run([Job(TrainConfig(**BASE, lr=lr))])
+            trail.append((lr, result.test_error))
+            if result.test_error < 0.7:  # adaptive: stop at the first lr that learns something
                 break
         return trail
 
@@ -159,8 +160,8 @@ def test_workers_outlive_the_search_thread_that_spawned_them(mnist):
         assert pool._processes and all(p.is_alive() for p in pool._processes.values())
         (again,) = executor.submit([trial], mnist).result(timeout=120)
         assert executor._pool is pool  # the same pool served it: none broke and none was replaced
-    assert first[0][0]["status"] == again["status"] == "done"
-    assert again["test_error"] == first[0][0]["test_error"]
+    assert first[0][0].status == again.status == "done"
+    assert again.test_error == first[0][0].test_error
 
 
 def test_a_worker_exits_when_its_driver_is_killed():
@@ -193,7 +194,7 @@ def test_a_worker_exits_when_its_driver_is_killed():
 def test_cheap_groups_go_first_and_the_executor_gets_no_more_than_its_slots(mnist, tmp_path):
     """Trials wait in the runner, cheapest first (epochs x images x depth), and the executor
     never holds more groups than it has slots: a shallow depth overtakes a deep one."""
-    trials = [Trial(TrainConfig(**{**BASE, "model_args": {"depth": d}, "train_size": 300, "test_size": 200}, lr=0.05))
+    trials = [Job(TrainConfig(**{**BASE, "model_args": {"depth": d}, "train_size": 300, "test_size": 200}, lr=0.05))
               for d in (9, 3, 6)]
     handed: list[int] = []
 
@@ -209,7 +210,7 @@ def test_cheap_groups_go_first_and_the_executor_gets_no_more_than_its_slots(mnis
         results = TrialRunner(executor, store, mnist).run(trials)
         assert handed == [3, 6, 9]
         assert [r.config["model_args"]["depth"] for r in reversed(store.runs())] == [3, 6, 9]  # recorded as they ended
-    assert [r["config"]["model_args"]["depth"] for r in results] == [9, 3, 6]  # results in the order asked
+    assert [r.config["model_args"]["depth"] for r in results] == [9, 3, 6]  # results in the order asked
 
 
 @pytest.mark.parametrize("slots,checkpoint,sizes", [
@@ -238,7 +239,7 @@ def test_a_fused_group_is_halved_only_when_a_slot_would_idle(mnist, tmp_path, sl
             Path(path).write_bytes(b"a checkpoint")  # unreadable: discarded by the worker, after the choice
         results = runner.run(trials)
         assert handed == sizes
-        assert [r["config"]["lr"] for r in results] == [t.config.lr for t in trials]  # in the order asked
+        assert [r.config["lr"] for r in results] == [t.config.lr for t in trials]  # in the order asked
         assert store.count() == 6 and not list(folder.glob("*.pt"))
 
 
@@ -260,9 +261,9 @@ def test_executor_errors_are_retried_once_then_recorded_as_failed(mnist, tmp_pat
 
     with Store(tmp_path / "e.db") as store, Unreliable() as executor:
         flaky_result, broken_result = TrialRunner(executor, store, mnist).run(flaky + broken)
-        assert flaky_result["status"] == "done" and attempts[0.05] == 2
-        assert broken_result["status"] == "failed" and attempts[0.1] == 2
-        assert "executor error: RuntimeError: worker lost" in broken_result["reason"]
+        assert flaky_result.status == "done" and attempts[0.05] == 2
+        assert broken_result.status == "failed" and attempts[0.1] == 2
+        assert "executor error: RuntimeError: worker lost" in broken_result.reason
         assert store.count("done") == 1 and store.count("failed") == 1
 
 
@@ -271,8 +272,8 @@ def test_a_bad_trial_or_missing_data_strands_no_other_trial(mnist, tmp_path, mon
     before any of its trials is in flight: the same trials asked again later still run."""
     monkeypatch.setenv("DEPTHLAB_OFFLINE", "1")
     good = lr_batch((0.05,), train_size=300, test_size=200)
-    bad = [Trial(TrainConfig(**{**BASE, "train_size": 300, "test_size": 200}, lr=-1.0))]
-    elsewhere = [Trial(TrainConfig(**{**BASE, "train_size": 300, "test_size": 200, "dataset": "mnist32"}, lr=0.05))]
+    bad = [Job(TrainConfig(**{**BASE, "train_size": 300, "test_size": 200}, lr=-1.0))]
+    elsewhere = [Job(TrainConfig(**{**BASE, "train_size": 300, "test_size": 200, "dataset": "mnist32"}, lr=0.05))]
     with InProcessExecutor() as executor:
         runner = TrialRunner(executor, None, None, data_dir=tmp_path)  # no data there
         with pytest.raises(ConfigError):
@@ -285,7 +286,7 @@ def test_a_bad_trial_or_missing_data_strands_no_other_trial(mnist, tmp_path, mon
             runner.run(good + elsewhere)  # mnist is there, mnist32's files are not
         assert runner._inflight == {} and runner._waiting == []
         (result,) = runner.run(good)
-        assert result["status"] == "done"
+        assert result.status == "done"
 
 
 def test_executor_spec_validation():
@@ -353,7 +354,7 @@ def test_a_sweep_killed_mid_trial_resumes_from_its_checkpoints_then_removes_them
     checkpoint nor a temp file a killed write left beside it remains once the results are stored."""
     folder = tmp_path / "s.db-checkpoints"
 
-    def trials(watch: Watch) -> list[Trial]:
+    def trials(watch: Watch) -> list[Job]:
         batch = lr_batch(lrs, train_size=600, test_size=200, epochs=3)
         for t in batch:
             t.monitor = watch
@@ -374,9 +375,9 @@ def test_a_sweep_killed_mid_trial_resumes_from_its_checkpoints_then_removes_them
                                   log=logged.append).run(trials(Watch()))
         assert store.count("done") == len(lrs)
         assert logged == [f"resuming cnn-elu-bn depth 3 ({len(lrs)} trial(s)) from its checkpoint: 1 of 3 epochs saved"]
-    assert all(r["seconds"] * len(lrs) > 1e6 for r in resumed)  # it went on from the checkpoint
+    assert all(r.seconds * len(lrs) > 1e6 for r in resumed)  # it went on from the checkpoint
     assert all(same_result(r, w) for r, w in zip(resumed, whole))
-    assert [[e["train_error"] for e in r["epochs"]] for r in resumed] == [[e["train_error"] for e in w["epochs"]]
+    assert [[e.train_error for e in r.epochs] for r in resumed] == [[e.train_error for e in w.epochs]
                                                                        for w in whole]
     assert list(folder.iterdir()) == []
 
@@ -388,7 +389,7 @@ def test_a_checkpoint_made_under_another_criterion_is_not_continued(mnist, tmp_p
     decisions."""
     from depthlab.sweep.jobs import run_group
 
-    def group(watch: Watch) -> list[Trial]:
+    def group(watch: Watch) -> list[Job]:
         batch = lr_batch(lrs, train_size=600, test_size=200, epochs=3)
         for t in batch:
             t.monitor = watch
@@ -396,7 +397,7 @@ def test_a_checkpoint_made_under_another_criterion_is_not_continued(mnist, tmp_p
 
     path = tmp_path / "group.pt"
     loose = run_group(group(Watch(threshold=0.85)), mnist)
-    assert loose[-1]["stopped_early"] and loose[-1]["checkpoints"][-1]["epoch"] < 1.5  # lr 0.2 stops early
+    assert loose[-1].stopped_early and loose[-1].checkpoints[-1].epoch < 1.5  # lr 0.2 stops early
     try:  # lr 0.01 is killed in its second epoch; lr 0.2 alone ends, killed before it is stored
         run_group(group(Watch(threshold=0.85, kill_after=1.5)), mnist, str(path))
     except KeyboardInterrupt:
@@ -405,7 +406,7 @@ def test_a_checkpoint_made_under_another_criterion_is_not_continued(mnist, tmp_p
     _mark_elapsed(path, 1e6)
     strict = run_group(group(Watch()), mnist, str(path))
     want = run_group(group(Watch()), mnist)
-    assert all(not r["stopped_early"] and r["seconds"] * len(lrs) < 1e6 for r in strict)  # started afresh
+    assert all(not r.stopped_early and r.seconds * len(lrs) < 1e6 for r in strict)  # started afresh
     assert all(same_result(r, w) for r, w in zip(strict, want))
 
 
@@ -420,12 +421,12 @@ def test_an_unreadable_checkpoint_is_discarded_and_an_unwritable_one_skipped(mni
         path = tmp_path / "group.pt"
         path.write_bytes(b"half a file")
         got = run_group(group, mnist, str(path))
-        assert [r["test_error"] for r in got] == [r["test_error"] for r in want]
+        assert [r.test_error for r in got] == [r.test_error for r in want]
         assert path.stat().st_size > 100  # replaced by a real checkpoint
         path.unlink()
         unwritable = run_group(group, mnist, str(blocker / "group.pt"))  # a sweep's checkpoints only save time
-        assert [r["status"] for r in unwritable] == ["done"] * len(lrs)
-        assert [r["test_error"] for r in unwritable] == [r["test_error"] for r in want]
+        assert [r.status for r in unwritable] == ["done"] * len(lrs)
+        assert [r.test_error for r in unwritable] == [r.test_error for r in want]
         assert "warning: checkpoint" in capfd.readouterr().err
 
 
@@ -437,7 +438,7 @@ def test_an_executor_whose_submit_predates_checkpoints_still_runs(mnist, tmp_pat
     with Store(tmp_path / "s.db") as store, OldStyle() as executor:
         runner = TrialRunner(executor, store, mnist, checkpoint_dir=tmp_path / "c")
         assert runner.checkpoint_dir is None
-        assert [r["status"] for r in runner.run(lr_batch((0.05,), train_size=300, test_size=200))] == ["done"]
+        assert [r.status for r in runner.run(lr_batch((0.05,), train_size=300, test_size=200))] == ["done"]
 
 
 def test_results_are_handed_over_as_they_come_in(mnist, tmp_path):
@@ -446,9 +447,9 @@ def test_results_are_handed_over_as_they_come_in(mnist, tmp_path):
     with Store(tmp_path / "s.db") as store, InProcessExecutor() as executor:
         TrialRunner(executor, store, mnist).run(trials[1:2])  # one of them is already stored
         results = TrialRunner(executor, store, mnist).run(trials, on_result=lambda i, r: arrived.append(
-            (i, r["reused"], len(arrived))))
+            (i, r.reused, len(arrived))))
     assert arrived[0] == (1, True, 0)  # the stored one at once, before anything trained
-    assert sorted(i for i, _, _ in arrived) == [0, 1, 2] and [r["reused"] for r in results] == [False, True, False]
+    assert sorted(i for i, _, _ in arrived) == [0, 1, 2] and [r.reused for r in results] == [False, True, False]
 
 
 def test_experiment_commands_default_to_one_local_worker_and_let_ray_size_itself():

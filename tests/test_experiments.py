@@ -183,7 +183,7 @@ def test_lr_sweep_records_each_lr_and_resumes_from_the_store(data_root, tmp_path
         assert all(r["status"] == "done" and 0 <= r["test_error"] <= 1 for r in part.rows)
         assert store.count() == 2
         again = lr_sweep(base, [0.01, 0.05], store, data_dir=data_root)
-        assert store.count() == 2 and all(r["reused"] for r in (x["result"] for x in again.runs))
+        assert store.count() == 2 and all(r.reused for r in (x["result"] for x in again.runs))
         assert [r["test_error"] for r in again.rows] == [r["test_error"] for r in part.rows]
     paths = part.write(tmp_path, "sweep")
     assert [p.name for p in paths] == ["sweep.csv", "sweep-train-error.png", "sweep-test-error.png"]
@@ -398,7 +398,7 @@ def test_an_lr_sweep_on_a_fused_group_matches_the_sequential_one(data_root, tmp_
         runner = TrialRunner(executor, store, data_dir=data_root, fuse=3)
         fused = lr_sweep(base, lrs, store, data_dir=data_root, runner=runner, echo=lines.append)
         assert store.count("done") == 3 and runner.trials_run == 3
-    assert all(run["result"]["fused"]["members"] == 3 for run in fused.runs)  # one network for the grid
+    assert all(run["result"].fused["members"] == 3 for run in fused.runs)  # one network for the grid
     for f, s in zip(fused.rows, sequential.rows):
         assert (f["lr"], f["status"], f["epochs"]) == (s["lr"], s["status"], s["epochs"])
         assert f["test_error"] == pytest.approx(s["test_error"], abs=3 / 1000)
@@ -424,9 +424,9 @@ def test_an_ablation_on_worker_processes_measures_what_the_sequential_one_does(d
                          data_dir=data_root, runner=runner)
         assert store.count("done") == 6
     for p, s in zip(parallel.runs, sequential.runs):
-        assert p["config"] == s["config"] and p["result"]["status"] == s["result"]["status"]
+        assert p["config"] == s["config"] and p["result"].status == s["result"].status
         for key in ("fit_error", "eval_error"):
-            assert p["result"]["extras"][key] == pytest.approx(s["result"]["extras"][key], abs=0.02)
+            assert p["result"].extras[key] == pytest.approx(s["result"].extras[key], abs=0.02)
     assert [r["arm"] for r in parallel.rows] == ["bn=off", "bn=on"]
     assert all(0 < r["gate_mean"] < 1 for r in gated.rows)
 

@@ -12,6 +12,7 @@ from depthlab.errors import ConfigError, UserError
 from depthlab.engine.fused_layers import NotFusable, fuse_models, fusion_key
 from depthlab.engine.fused import train_fused
 from depthlab.models import create_model
+from depthlab.records.record import RunResult
 from depthlab.engine.config import TrainConfig
 from depthlab.engine.setup import make_optimizer, multi_head_loss, prepare_splits
 from depthlab.engine.schedule import parse_schedule
@@ -43,7 +44,7 @@ def reference_losses(config: TrainConfig, data) -> list[float]:
     return losses
 
 
-def fused_losses(configs, data, **kwargs) -> tuple[list[list[float]], list[dict]]:
+def fused_losses(configs, data, **kwargs) -> tuple[list[list[float]], list[RunResult]]:
     per_member: list[list[float]] = [[] for _ in configs]
 
     def on_step(epoch, step, losses):
@@ -66,7 +67,7 @@ def test_fused_losses_equal_separate_runs_step_by_step(mnist, model, nesterov):
         want = reference_losses(config, mnist)
         assert len(losses) == len(want) == 8
         assert losses == pytest.approx(want, abs=1e-5, rel=0), config
-        assert result["status"] == "done" and result["fused"]["members"] == 4
+        assert result.status == "done" and result.fused["members"] == 4
 
 
 def test_fused_results_match_train(mnist):
@@ -76,17 +77,17 @@ def test_fused_results_match_train(mnist):
     fused = train_fused(configs, mnist)
     for config, got in zip(configs, fused):
         want = train(config, mnist).to_dict()
-        assert got["status"] == want["status"] and got["config"] == want["config"]
-        assert len(got["epochs"]) == len(want["epochs"]) == 2
-        for g, w in zip(got["epochs"], want["epochs"]):
-            assert g["loss"] == pytest.approx(w["loss"], abs=1e-5)
-            assert g["train_error"] == pytest.approx(w["train_error"], abs=2 / 1024)
-            assert g["test_error"] == pytest.approx(w["test_error"], abs=2 / 500)
-            assert g["head_errors"] == pytest.approx(w["head_errors"], abs=2 / 500)
-            assert g["lr"] == w["lr"]
-        assert len(got["checkpoints"]) == 4
-        assert got["test_error"] == pytest.approx(want["test_error"], abs=2 / 500)
-        assert set(want) <= set(got)  # the schema of run_recorded (plus "fused")
+        assert got.status == want["status"] and got.config == want["config"]
+        assert len(got.epochs) == len(want["epochs"]) == 2
+        for g, w in zip(got.epochs, want["epochs"]):
+            assert g.loss == pytest.approx(w["loss"], abs=1e-5)
+            assert g.train_error == pytest.approx(w["train_error"], abs=2 / 1024)
+            assert g.test_error == pytest.approx(w["test_error"], abs=2 / 500)
+            assert g.head_errors == pytest.approx(w["head_errors"], abs=2 / 500)
+            assert g.lr == w["lr"]
+        assert len(got.checkpoints) == 4
+        assert got.test_error == pytest.approx(want["test_error"], abs=2 / 500)
+        assert set(want) <= set(got.to_dict())  # the schema of run_recorded (plus "fused")
 
 
 def test_diverging_member_does_not_touch_the_others(mnist):
@@ -100,13 +101,13 @@ def test_diverging_member_does_not_touch_the_others(mnist):
     assert all(v == v and abs(v) < 10 for v in mixed[0] + mixed[2])  # finite, sane
     separate = train(wild, mnist)
     assert separate.status == "diverged"
-    assert mixed_results[1]["status"] == "diverged"
-    assert mixed_results[1]["reason"] == separate.reason
-    assert mixed_results[1]["epochs"] == [] and mixed_results[1]["test_error"] is None
+    assert mixed_results[1].status == "diverged"
+    assert mixed_results[1].reason == separate.reason
+    assert mixed_results[1].epochs == [] and mixed_results[1].test_error is None
     assert len(mixed[1]) == 3  # it left the fused net at the step its loss went non-finite
     for r, a in zip((mixed_results[0], mixed_results[2]), alone_results):
-        assert r["status"] == "done"
-        assert r["test_error"] == pytest.approx(a["test_error"], abs=2 / 500)
+        assert r.status == "done"
+        assert r.test_error == pytest.approx(a.test_error, abs=2 / 500)
 
 
 @dataclass
@@ -128,13 +129,13 @@ def test_monitor_stops_members_as_train_does(mnist):
     for config, got in zip(configs, fused):
         want = train(config, mnist, monitor=monitor)
         stopped += want.stopped_early
-        assert got["stopped_early"] == want.stopped_early and got["reason"] == want.reason
-        assert [c["epoch"] for c in got["checkpoints"]] == [c.epoch for c in want.checkpoints]
-        assert len(got["epochs"]) == len(want.epochs)
-        for g, w in zip(got["epochs"], want.epochs):
-            assert g["train_error"] == pytest.approx(w.train_error, abs=2 / 1024)
-            assert g["loss"] == pytest.approx(w.loss, abs=1e-5)
-        assert got["test_error"] == pytest.approx(want.test_error, abs=2 / 500)
+        assert got.stopped_early == want.stopped_early and got.reason == want.reason
+        assert [c.epoch for c in got.checkpoints] == [c.epoch for c in want.checkpoints]
+        assert len(got.epochs) == len(want.epochs)
+        for g, w in zip(got.epochs, want.epochs):
+            assert g.train_error == pytest.approx(w.train_error, abs=2 / 1024)
+            assert g.loss == pytest.approx(w.loss, abs=1e-5)
+        assert got.test_error == pytest.approx(want.test_error, abs=2 / 500)
     assert stopped >= 1  # the test exercises a mid-run stop
 
 
@@ -204,14 +205,15 @@ def test_probe_catches_forward_code_that_mixes_members():
         fuse_models([_Net(mix=True) for _ in range(3)], (1, 8, 8))
 
 
-def _without_times(result: dict) -> dict:
+def _without_times(result: RunResult) -> dict:
     """A result with its wall-clock fields dropped: everything else must match exactly."""
-    out = {k: v for k, v in result.items() if k not in ("seconds", "fused")}
-    out["epochs"] = [{k: v for k, v in e.items() if k != "seconds"} for e in result["epochs"]]
+    d = result.to_dict()
+    out = {k: v for k, v in d.items() if k not in ("seconds", "fused")}
+    out["epochs"] = [{k: v for k, v in e.items() if k != "seconds"} for e in d["epochs"]]
     return out
 
 
-def assert_same_run(got: dict, want: dict) -> None:
+def assert_same_run(got: RunResult, want: RunResult) -> None:
     """``got`` is ``want`` up to the order in which float sums were taken: a group that narrows
     (members cut out) runs its kernels at other widths, and oneDNN may block those reductions
     differently. Wall-clock fields are skipped (`_without_times`); every other field matches
@@ -248,8 +250,8 @@ def test_a_fused_group_killed_mid_run_resumes_from_its_checkpoint_to_the_same_re
     monitor = StopBelow(0.6)
     seen_whole: list = []
     whole = train_fused(configs, mnist, monitors=monitor, on_epoch=lambda i, m: seen_whole.append((i, m.epoch)))
-    assert [r["status"] for r in whole] == ["done", "done", "diverged", "diverged", "done"]
-    assert [r["stopped_early"] for r in whole] == [False, True, False, False, True]
+    assert [r.status for r in whole] == ["done", "done", "diverged", "diverged", "done"]
+    assert [r.stopped_early for r in whole] == [False, True, False, False, True]
 
     path = tmp_path / "group.pt"
 
@@ -332,14 +334,14 @@ def test_ranked_members_after_one_its_monitor_stops_are_cancelled(mnist, tmp_pat
     ranks = [0, 1, 2, 3, None]
     plain = train_fused(configs, mnist, monitors=monitors)
     ranked = train_fused(configs, mnist, monitors=monitors, ranks=ranks)
-    assert [r["status"] for r in plain] == ["done"] * 5
-    assert [r["status"] for r in ranked] == ["done", "done", "cancelled", "cancelled", "done"]
+    assert [r.status for r in plain] == ["done"] * 5
+    assert [r.status for r in ranked] == ["done", "done", "cancelled", "cancelled", "done"]
     for i in (0, 1, 4):  # the ranked group is narrower after the cancellation: equal to float sums
         assert_same_run(ranked[i], plain[i])
     for r in ranked[2:4]:
-        assert [c["epoch"] for c in r["checkpoints"]] == ([0.5] if stop_at == 0.5 else [0.5, 1.0])
-        assert r["epochs"] == [] and "ranked before it" in r["reason"]
-    assert ranked[1]["stopped_early"] and not ranked[2]["stopped_early"]
+        assert [c.epoch for c in r.checkpoints] == ([0.5] if stop_at == 0.5 else [0.5, 1.0])
+        assert r.epochs == [] and "ranked before it" in r.reason
+    assert ranked[1].stopped_early and not ranked[2].stopped_early
 
     path = tmp_path / "group.pt"
 

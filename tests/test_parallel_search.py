@@ -11,7 +11,7 @@ from depthlab.cli import main
 from depthlab.sweep.executors import InProcessExecutor, ProcessExecutor
 from depthlab.sweep.driver import TrialRunner
 from depthlab.frontier.protocol import FrontierConfig
-from depthlab.frontier.criterion import Trial
+from depthlab.frontier.criterion import TrialVerdict
 from depthlab.frontier.search import evaluate_depth, find_frontier, find_frontiers, search_width
 from depthlab.store.sqlite import Store
 
@@ -30,9 +30,9 @@ def any_tables(draw):
     return top, lrs, seeds, table, explicit
 
 
-def verdict(table, depth, lr, seed) -> Trial:
+def verdict(table, depth, lr, seed) -> TrialVerdict:
     ok = table[(depth, lr, seed)]
-    return Trial(depth, lr, seed, ok, 0.1 if ok else 0.9 - 0.01 * seed, 1.0, "done", 0.0)
+    return TrialVerdict(depth, lr, seed, ok, 0.1 if ok else 0.9 - 0.01 * seed, 1.0, "done", 0.0)
 
 
 @settings(max_examples=200, deadline=None)
@@ -74,10 +74,10 @@ def test_a_wave_stops_at_a_stored_winner():
 
     def cells(batch):
         batches.append([lr for _, lr, _ in batch])
-        return [Trial(d, lr, s, lr == 0.01, 0.1, 1.0, "done", 0.0) for d, lr, s in batch]
+        return [TrialVerdict(d, lr, s, lr == 0.01, 0.1, 1.0, "done", 0.0) for d, lr, s in batch]
 
     def stored(batch):  # 0.01 already trained at this depth
-        return [Trial(d, lr, s, True, 0.1, 1.0, "done", 0.0, reused=True) if lr == 0.01 else None
+        return [TrialVerdict(d, lr, s, True, 0.1, 1.0, "done", 0.0, reused=True) if lr == 0.01 else None
                 for d, lr, s in batch]
 
     result = evaluate_depth(12, lrs, None, [0], cells=cells, width=6, stored=stored)
@@ -90,7 +90,7 @@ def test_a_wave_stops_at_a_stored_winner():
 
     def cells_where_only_1_trains(batch):
         batches.append([lr for _, lr, _ in batch])
-        return [Trial(d, lr, s, lr == 1.0, 0.1, 1.0, "done", 0.0) for d, lr, s in batch]
+        return [TrialVerdict(d, lr, s, lr == 1.0, 0.1, 1.0, "done", 0.0) for d, lr, s in batch]
 
     result = evaluate_depth(12, lrs, None, [0], cells=cells_where_only_1_trains, width=6, stored=stored)
     assert batches == [[0.1, 0.03, 0.3, 0.01], [1.0, 0.001]]
@@ -103,7 +103,7 @@ def test_the_previous_winner_leads_alone_then_waves_of_width():
 
     def cells(batch):
         batches.append(sorted({lr for _, lr, _ in batch}))
-        return [Trial(d, lr, s, False, 0.9, 1.0, "done", 0.0) for d, lr, s in batch]
+        return [TrialVerdict(d, lr, s, False, 0.9, 1.0, "done", 0.0) for d, lr, s in batch]
 
     evaluate_depth(12, lrs, 0.1, [0, 1], cells=cells, width=4)
     assert batches == [[0.1], [0.01, 0.03, 0.3, 1.0], [0.001]]  # lr_order: 0.1, 0.03, 0.3, 0.01, 1.0, 0.001
@@ -236,7 +236,7 @@ def test_ray_finds_the_sequential_frontier(mnist, sequential_answer, tmp_path):
     runs on the Ray workers), resume from the store, and a fused group as one Ray task."""
     ray = pytest.importorskip("ray")
     from depthlab.sweep.executors import RayExecutor
-    from depthlab.sweep.jobs import Trial as Job
+    from depthlab.sweep.jobs import Job
     from depthlab.engine.config import TrainConfig
 
     with Store(tmp_path / "r.db") as store, RayExecutor(num_cpus=2) as pool:
@@ -252,7 +252,7 @@ def test_ray_finds_the_sequential_frontier(mnist, sequential_answer, tmp_path):
         jobs = [Job(TrainConfig(model="cnn-elu-bn", model_args={"depth": 3}, train_size=500, test_size=200, epochs=1,
                                 lr=lr)) for lr in (0.05, 0.2)]
         fused = TrialRunner(pool, store, mnist, fuse=2).run(jobs)
-        assert [f["fused"]["members"] for f in fused] == [2, 2] and all(f["status"] == "done" for f in fused)
+        assert [f.fused["members"] for f in fused] == [2, 2] and all(f.status == "done" for f in fused)
     assert not ray.is_initialized()
 
 

@@ -239,7 +239,7 @@ _TRIAL_WRITER = textwrap.dedent("""
         for i in range(6):
             config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=2, batch_size=64,
                                  lr=0.01 * (i + 1), seed=tag, device="cpu")
-            assert run_recorded(config, store, data)["status"] == "done"
+            assert run_recorded(config, store, data).status == "done"
             for j in range(10):  # and a burst of small raw writes between trials
                 run_id = store.start_run({"model": "m", "dataset": "d"}, f"raw-{tag}-{i}-{j}")
                 store.log_epoch(run_id, {"epoch": 0, "loss": 1.0})
@@ -318,7 +318,7 @@ def test_diverging_trials_are_recorded_and_the_sweep_continues(mnist, data_root,
 
 def test_a_trial_that_raises_is_recorded_failed_and_the_sweep_continues(mnist, data_root, tmp_path, capsys,
                                                                         monkeypatch):
-    engine = sys.modules["depthlab.engine.loop"]  # the module (the package exports a function of that name)
+    engine = sys.modules["depthlab.engine.setup"]  # where every trainer builds its networks
     real = engine.create_model
 
     def create_model(name, input_shape, num_classes, **overrides):
@@ -372,24 +372,24 @@ def test_a_failed_trial_is_retried_by_the_next_run_not_reused(tmp_path, monkeypa
     with Store(tmp_path / "s.db") as store:
         with monkeypatch.context() as m:
             m.setattr("depthlab.engine.run.train", lambda *a, **k: (_ for _ in ()).throw(MemoryError("simulated")))
-            assert run_recorded(config, store, data)["status"] == "failed"
+            assert run_recorded(config, store, data).status == "failed"
         again = run_recorded(config, store, data)
-        assert again["status"] == "done" and not again["reused"]
-        assert run_recorded(config, store, data)["reused"]
+        assert again.status == "done" and not again.reused
+        assert run_recorded(config, store, data).reused
         assert [r.status for r in store.runs()] == ["done", "failed"]  # the failure stays as history
 
     from depthlab.sweep.executors import InProcessExecutor
-    from depthlab.sweep.jobs import Trial
+    from depthlab.sweep.jobs import Job
     from depthlab.sweep.driver import TrialRunner
 
     config2 = TrainConfig(**{**config.__dict__, "seed": 1})
     data = dataclasses.replace(data, name="mnist")  # the runner serves trials of "mnist" with this data
     with Store(tmp_path / "r.db") as store, InProcessExecutor() as executor:  # the parallel driver does the same
         store.record(config2.canonical(), config2.hash(), {"status": "failed", "reason": "MemoryError", "epochs": []})
-        [again] = TrialRunner(executor, store, data).run([Trial(config2)])
-        assert again["status"] == "done" and not again["reused"]
-        [reused] = TrialRunner(executor, store, data).run([Trial(config2)])
-        assert reused["reused"]
+        [again] = TrialRunner(executor, store, data).run([Job(config2)])
+        assert again.status == "done" and not again.reused
+        [reused] = TrialRunner(executor, store, data).run([Job(config2)])
+        assert reused.reused
 
 
 # ---------------------------------------------------------------------------------------------

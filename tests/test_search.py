@@ -17,7 +17,7 @@ from depthlab.cli import main
 from depthlab.errors import ConfigError
 from depthlab.frontier.protocol import DEFAULT_LRS, FrontierConfig, parse_lrs
 from depthlab.frontier.search import DepthResult, ModelFrontier, PendingTrial, failure_cost_ratio, find_frontier, lr_order, search_depths, split_point
-from depthlab.frontier.criterion import Trial, first_met, point_error, run_trial
+from depthlab.frontier.criterion import TrialVerdict, first_met, point_error, run_trial
 from depthlab.frontier.outputs import depth_label
 from depthlab.store.sqlite import Store
 from depthlab.engine.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
@@ -36,7 +36,7 @@ def fake_trials(table: dict, calls: list):
     def trial(depth, lr, seed):
         calls.append((depth, lr, seed))
         ok = table[(depth, lr, seed)]
-        return Trial(depth, lr, seed, ok, 0.1 if ok else 0.9, 1.0, "done", 0.0)
+        return TrialVerdict(depth, lr, seed, ok, 0.1 if ok else 0.9, 1.0, "done", 0.0)
 
     return trial
 

@@ -100,7 +100,7 @@ def test_killed_run_is_running_not_done_and_is_replaced(tmp_path):
         assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
         out = run_recorded(config, store, synthetic_dataset(256, 64))
-        assert out["status"] == "done" and not out["reused"]
+        assert out.status == "done" and not out.reused
         rows = store.runs()
         assert [r.status for r in rows] == ["done"]  # the stale row was replaced, not kept
         assert len(store.epochs(rows[0].id)) == 2
@@ -122,15 +122,15 @@ def test_runner_reuses_finished_runs_and_records_failures(tmp_path, monkeypatch)
     with Store(tmp_path / "s.db") as store:
         first = run_recorded(config, store, data)
         again = run_recorded(config, store, data)
-        assert not first["reused"] and again["reused"]
-        assert again["epochs"] == first["epochs"] and store.count() == 1
+        assert not first.reused and again.reused
+        assert again.epochs == first.epochs and store.count() == 1
 
         def boom(*args, **kwargs):
             raise RuntimeError("out of memory (simulated)")
 
         monkeypatch.setattr("depthlab.engine.run.train", boom)
         failed = run_recorded(TrainConfig(**{**config.__dict__, "seed": 1}), store, data)
-        assert failed["status"] == "failed" and "out of memory" in failed["reason"]
+        assert failed.status == "failed" and "out of memory" in failed.reason
         assert store.runs()[0].status == "failed" and store.runs()[0].reason.startswith("RuntimeError")
 
 
@@ -291,7 +291,7 @@ def test_snapshot_of_a_live_store_carries_its_runs_and_checkpoints(tmp_path):
     raw.close()
     with Store(dest) as carried:
         assert {r.status for r in carried.runs()} == {"done", "running"}
-        assert run_recorded(config, carried, data)["reused"]  # a sweep on the copy skips it
+        assert run_recorded(config, carried, data).reused  # a sweep on the copy skips it
 
     # The checkpoint is gone once its trial finishes: the next snapshot drops it too.
     os.remove(Path(checkpoint_dir_for(live)) / "group-a.pt")

@@ -228,20 +228,14 @@ class Diagnostics:
                 "verdict": self.verdict.to_json(), "seconds": round(self.seconds, 3)}
 
 
-def _loss(outputs, yb):
-    from ..engine.setup import multi_head_loss
-
-    return multi_head_loss(outputs, yb)[0]
-
-
 def gradient_profile(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> dict[str, np.ndarray]:
     """One forward/backward pass at the model's current weights: per-layer activation mean/std,
     weight-gradient, backprop-signal and weight norms (no update). Gradients are left in place."""
+    from ..engine.setup import forward_backward
+
     with recording(model) as rec:
         rec.active = True
-        model.zero_grad(set_to_none=True)
-        loss = _loss(model(xb), yb)
-        loss.backward()
+        loss, _ = forward_backward(model, xb, yb, amp=False, zero_grad=lambda: model.zero_grad(set_to_none=True))
         return {"act_mean": np.array(rec.mean), "act_std": np.array(rec.std),
                 "grad_norm": np.array([_norm(l.conv.weight.grad) for l in rec.layers]),
                 "signal_norm": np.array(rec.signal_norms()),
@@ -259,17 +253,16 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
     """Train ``model`` for ``steps`` SGD steps on real data, recording per-layer statistics at
     initialisation and every ``every`` steps. Returns a `Diagnostics` with a verdict.
 
-    On CUDA the forward runs under bf16 autocast (statistics are taken in float32) and the
-    model is channels_last; ``compile`` wraps it in ``torch.compile`` (hooks stay active: the
+    The set-up is a training run's (`depthlab.engine.setup.set_up`: fp32, channels-last on CPU
+    and CUDA, the same seeded network and batches); ``compile`` wraps it in ``torch.compile`` (hooks stay active: the
     recorded steps fall back to eager where dynamo cannot trace them)."""
     import time
 
-    from ..data.batches import Batches, subset_indices
     from ..data.registry import load_dataset
     from ..engine.config import TrainConfig
-    from ..engine.device import autocast_bf16, resolve_device
-    from ..engine.setup import make_optimizer
-    from ..models import FAMILIES, create_model, resolve_model
+    from ..engine.device import precision_scope
+    from ..engine.setup import forward_backward, make_optimizer, set_up
+    from ..models import FAMILIES, resolve_model
 
     overrides = dict(overrides or {})
     family, spec = resolve_model(model, **overrides)
@@ -281,22 +274,15 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
         raise ConfigError(f"steps must be a non-negative integer, got {steps}")
     if not isinstance(every, int) or every <= 0:
         raise ConfigError(f"every must be a positive integer, got {every}")
-    dev = resolve_device(device)
     if data is None:
         data = load_dataset(dataset, data_dir)
     started = time.perf_counter()
-    amp = autocast_bf16(config.precision)
-    channels_last = dev.type in ("cpu", "cuda")
-    torch.manual_seed(seed)
-    net = create_model(model, data.input_shape, data.num_classes, **overrides).to(dev)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    setup = set_up(config, data)  # device, precision, channels-last, the train subset's batches
+    net = setup.new_model()
     layers = conv_layers(net)
     optimizer = make_optimizer(config, net.parameters())
     forward = torch.compile(net) if compile else net
-    idx = subset_indices(len(data.train_x), train_size, seed=0)
-    batches = Batches(data.train_x[idx].to(dev), data.train_y[idx].to(dev), batch_size, data.mean, data.std,
-                      seed=seed, channels_last=channels_last)
+    batches = setup.train_batches[seed]
 
     def batch_stream():
         while True:
@@ -307,17 +293,14 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
                                               "update_ratio")}
     recorded_steps, losses = [], []
     diverged = False
-    with recording(net) as rec:
+    with recording(net) as rec, precision_scope(setup.device, config.precision):
         for step in range(steps + 1):
             xb, yb = next(stream)
             record = step % every == 0 or step == steps
             rec.active = record
             rec.reset()
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                outputs = forward(xb)
-            loss = _loss(outputs, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, _ = forward_backward(forward, xb, yb, amp=setup.amp,
+                                       zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
             if not math.isfinite(loss.item()):
                 diverged = True
             if record:

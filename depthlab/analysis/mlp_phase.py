@@ -36,6 +36,7 @@ from ..data import Dataset, check_dataset_name, load_dataset, subset_indices
 from ..errors import ConfigError
 from ..report import data_frame
 from ..models import make_activation
+from ..records.record import RunStatus
 from ..store import Store
 from ..theory import TRAINABLE_DEPTH_FACTOR, mean_field_point
 
@@ -267,7 +268,7 @@ class PhaseGrid:
 
 def _stored_accuracy(store: Store | None, cell_hash: str) -> float | None:
     found = store.find_finished(cell_hash) if store is not None else None
-    value = found.result.get("train_accuracy") if found and found.status != "failed" and found.result else None
+    value = found.result.get("train_accuracy") if found and found.status != RunStatus.FAILED and found.result else None
     return float(value) if isinstance(value, (int, float)) else None
 
 
@@ -299,7 +300,7 @@ def measure_grid(config: PhaseGridConfig, data: Dataset | None = None, store: St
             seconds = time.perf_counter() - t0
             for j, acc, div, loss in zip(todo, accs, diverged, losses):
                 grid.accuracy[i, j] = acc
-                result = {"status": "diverged" if div else "done", "train_accuracy": acc,
+                result = {"status": (RunStatus.DIVERGED if div else RunStatus.DONE).value, "train_accuracy": acc,
                           "final_loss": loss if math.isfinite(loss) else None, "seconds": seconds / len(todo),
                           "group_seconds": seconds, "group_size": len(todo), "device": str(device)}
                 if store is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..errors import ConfigError
+from ..records.record import RunStatus
 from ..report import data_frame, new_axes
 from ..theory import MeanFieldPoint
 
@@ -206,7 +207,7 @@ def measurements_from_store(store, act: str, sigma_b2: float, *, width: float | 
     given width, if any), whichever command recorded them."""
     by_w2: dict[float, dict[int, DepthTrial]] = {}
     for row in store.runs():
-        if row.status not in ("done", "diverged") or row.result is None:
+        if row.status not in (RunStatus.DONE, RunStatus.DIVERGED) or row.result is None:
             continue
         args = row.config.get("model_args", {})
         if row.model != "stages" and "act" not in args:

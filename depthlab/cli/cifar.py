@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..errors import ConfigError
+from ..records.record import RunStatus
 from .app import cli, echo_err, open_store
 
 
@@ -98,6 +99,6 @@ def reproduce(name, n, shortcut, bn_impl, epochs, max_epochs, only, patience, wa
             results = list(run_resnet18_shortcuts(configs, data, store, **options).values())
         else:
             results = list(run_cifar_lr_bn(pairs, data, store, **options)["results"].values())
-    if any(r["status"] == "failed" for r in results):
+    if any(r["status"] == RunStatus.FAILED for r in results):
         echo_err("depthlab: some runs failed (see the store for the reason)")
         sys.exit(1)

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..errors import ConfigError
+from ..records.record import RunStatus
 from ..report import classic_line
 from .app import (
     cli,
@@ -83,7 +84,8 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
 
         torch.set_num_threads(threads)
     with open_store(store_path) as store:
-        result = run_recorded(config, store, data, on_epoch=on_epoch, reuse=not rerun, on_step=progress.step)
+        record = run_recorded(config, store, data, on_epoch=on_epoch, reuse=not rerun, on_step=progress.step)
+    result = {**record.to_dict(), "reused": record.reused}  # the record as the JSON it is shown and saved as
     progress.clear()
     if writer is not None:
         writer.close()
@@ -103,10 +105,10 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
         click.echo(json.dumps(summary))
     else:
         status = result["status"]
-        tail = f" ({result['reason']})" if result.get("reason") and status != "done" else ""
+        tail = f" ({result['reason']})" if result.get("reason") and status != RunStatus.DONE else ""
         test = f", test error {100 * result['test_error']:.2f}%" if result.get("test_error") is not None else ""
         click.echo(f"{status} in {result['seconds']:.1f}s{test}{tail}")
-    if result["status"] == "failed":
+    if result["status"] == RunStatus.FAILED:
         sys.exit(1)
 
 
@@ -155,7 +157,7 @@ def runs(store_path, limit, status, as_json, snapshot_path, force):
         raise ConfigError("--force only goes with --snapshot DEST")
     if limit is not None and limit <= 0:
         raise ConfigError(f"--limit must be positive, got {limit}")
-    if status is not None and status not in ("running", *FINISHED):
+    if status is not None and status not in (RunStatus.RUNNING, *FINISHED):
         raise ConfigError(f"unknown status {status!r}; choose one of: running, {', '.join(FINISHED)}")
     with Store(store_path, reading=True) as store:
         rows = store.runs(limit=limit, status=status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -49,6 +50,27 @@ def autocast_bf16(precision: str) -> bool:
     return precision == "bf16"
 
 
+@dataclass(frozen=True)
+class PrecisionPolicy:
+    """How a run's arithmetic is done on its device: the forward's autocast dtype (None: fp32)
+    and whether CUDA matmuls and convolutions may use tf32."""
+
+    autocast: torch.dtype | None
+    tf32: bool
+
+    @property
+    def amp(self) -> bool:
+        return self.autocast is not None
+
+
+def precision_policy(device: torch.device, precision: str = DEFAULT_PRECISION) -> PrecisionPolicy:
+    """The policy of a run in ``precision`` on ``device``: bf16 autocast only when asked for
+    (on every device: a CUDA run is fp32 unless its config says otherwise), tf32 only on CUDA."""
+    check_precision(precision, device)
+    return PrecisionPolicy(torch.bfloat16 if autocast_bf16(precision) else None,
+                           device.type == "cuda" and precision == "tf32")
+
+
 @contextmanager
 def precision_scope(device: torch.device, precision: str) -> Iterator[None]:
     """Inside: CUDA matmuls and convolutions use tf32 exactly when ``precision`` is tf32 (torch's
@@ -57,7 +79,7 @@ def precision_scope(device: torch.device, precision: str) -> Iterator[None]:
         yield
         return
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision_policy(device, precision).tf32
     try:
         yield
     finally:

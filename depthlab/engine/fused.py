@@ -30,8 +30,6 @@ Linear and parameter-free elementwise/pooling modules, whose own forward code is
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from typing import Callable, Sequence
 
@@ -42,11 +40,10 @@ from ..data.batches import Batches
 from ..data.dataset import Dataset
 from ..data.registry import load_dataset
 from ..errors import ConfigError, UserError
-from ..models import count_parameters, create_model
-from ..records.record import CANCELLED, MONITOR_STOP, Checkpoint, EpochMetrics, Monitor, RunResult
-from .checkpoints import load_checkpoint, save_checkpoint
+from ..models import count_parameters
+from ..records.record import EpochMetrics, Monitor, RunResult
 from .config import TrainConfig
-from .device import autocast_bf16, precision_scope, resolve_device
+from .device import precision_scope
 from .fused_layers import (
     PER_MEMBER,
     FusedSGD,
@@ -57,10 +54,10 @@ from .fused_layers import (
     member_losses,
     split_outputs,
 )
+from .loop import run_epochs
 from .run import failed_result, run_safely
-from .schedule import parse_schedule
-from .setup import prepare_splits
-
+from .setup import Setup, forward_backward, set_up
+from .stepper import Member, Stepper
 
 FUSED_CHECKPOINT_FORMAT = "depthlab-fused-state-2"  # format 1 (epoch ends only) still loads
 
@@ -68,7 +65,7 @@ FUSED_CHECKPOINT_FORMAT = "depthlab-fused-state-2"  # format 1 (epoch ends only)
 @torch.no_grad()
 def _evaluate_members(model: nn.Module, batches: Batches, g: int, amp: bool, channels_last: bool) -> torch.Tensor:
     """Error per head and member, ``(heads, G)`` (float64, on the CPU), model in eval mode
-    (`depthlab.engine.evaluate` for every member at once)."""
+    (`depthlab.engine.setup.evaluate` for every member at once)."""
     was_training = model.training
     model.eval()
     wrong, n = None, 0
@@ -89,17 +86,124 @@ def _replicate(xb: torch.Tensor, g: int, channels_last: bool) -> torch.Tensor:
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
-class _Member:
-    """One member's config, monitor, current lr and the result being built."""
+class FusedStepper(Stepper):
+    """G members as one fused network (see the module docstring); per-member state is indexed
+    along the net's member axis, in the order of ``live``."""
 
-    def __init__(self, index: int, config: TrainConfig, monitor: Monitor | None, parameters: int, device: str,
-                 rank: int | None = None):
-        self.index, self.config, self.monitor, self.rank = index, config, monitor, rank
-        self.schedule = parse_schedule(config.schedule)
-        self.result = RunResult(config.canonical(), "done", [], 0.0, parameters=parameters, device=device)
-        self.lr = config.lr
-        self.stop_at_epoch_end = False  # its monitor stopped it at the last step of an epoch
-        self.finished = False
+    format = FUSED_CHECKPOINT_FORMAT
+
+    def __init__(self, setup: Setup, configs: list[TrainConfig], monitors: list, ranks: list,
+                 on_step: Callable | None = None):
+        # each member initialised exactly as `train` initialises a separate run
+        nets = [setup.new_model(c, on_device=False) for c in configs]
+        parameters = count_parameters(nets[0])
+        self.model = fuse_models(nets, setup.data.input_shape).to(setup.device)  # goes channels-last with the input
+        del nets
+        super().__init__(setup, [Member(i, c, m, parameters, str(setup.device), r)
+                                 for i, (c, m, r) in enumerate(zip(configs, monitors, ranks))])
+        self.optimizer = FusedSGD(self.model, nesterov=setup.config.nesterov)
+        self.hashes = [c.hash() for c in configs]
+        self.seeds = sorted(setup.train_batches)
+        self.on_step = on_step
+        self.momentum = self._floats([m.config.momentum for m in self.live])
+        self.weight_decay = self._floats([m.config.weight_decay for m in self.live])
+        self.use_weight_decay = any(m.config.weight_decay > 0 for m in self.live)
+        self.active = torch.ones(len(self.live), dtype=torch.bool, device=setup.device)
+        self.bad = torch.full((len(self.live),), -1, dtype=torch.long, device=setup.device)
+        self.lr_values: list[float] | None = None
+        self.lr_t = self._floats([])
+        self.zero_sums()
+
+    def _floats(self, values) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=self.setup.device)
+
+    def train_mode(self) -> None:
+        self.model.train()
+
+    def zero_sums(self) -> None:
+        self.loss_sum = torch.zeros(len(self.live), device=self.setup.device)
+        self.wrong = torch.zeros(len(self.live), dtype=torch.long, device=self.setup.device)
+
+    def step(self, batch, epoch: int, step: int) -> int:
+        live, g, channels_last = self.live, len(self.live), self.setup.channels_last
+        if len(self.seeds) == 1:
+            xb, yb = batch[self.seeds[0]]
+            x = _replicate(xb, g, channels_last)
+            y = yb.unsqueeze(1).expand(len(yb), g)
+        else:
+            x = torch.cat([batch[m.config.seed][0] for m in live], 1)
+            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            y = torch.stack([batch[m.config.seed][1] for m in live], 1)
+        lrs = self.set_lrs(epoch, step)
+        if lrs != self.lr_values:  # constant schedules: one host-to-device copy, not one per step
+            self.lr_values, self.lr_t = lrs, self._floats(lrs)
+        losses, logits = forward_backward(self.model, x, y, amp=self.setup.amp, zero_grad=self.optimizer.zero_grad,
+                                          loss_fn=lambda outputs, y: member_losses(split_outputs(outputs, g), y))
+        if self.on_step is not None:
+            self.on_step(epoch, step, {m.index: v for m, v in zip(live, losses.tolist())})
+        finite = torch.isfinite(losses.detach())
+        self.bad = torch.where(self.active & ~finite & (self.bad < 0), torch.full_like(self.bad, step), self.bad)
+        self.active = self.active & finite  # a diverged member's update is zeroed until it leaves the net
+        self.optimizer.step(self.lr_t, self.momentum, self.weight_decay, self.active, self.use_weight_decay)
+        self.loss_sum += losses.detach() * y.shape[0]
+        self.wrong += (logits.detach().argmax(-1) != y).sum(0)
+        return y.shape[0]
+
+    def first_bad(self, step: int) -> list[int]:
+        return self.bad.tolist()
+
+    def sums(self) -> tuple[list[int], list[float]]:
+        return self.wrong.tolist(), self.loss_sum.tolist()
+
+    def evaluate(self, batches: Batches) -> torch.Tensor:
+        return _evaluate_members(self.model, batches, len(self.live), self.setup.amp, self.setup.channels_last)
+
+    def drop_finished(self) -> None:
+        """Cut finished members out of the net, the optimiser and the per-member state."""
+        keep = [i for i, m in enumerate(self.live) if not m.finished]
+        if len(keep) == len(self.live):
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self.setup.device)
+        compact_(self.model, index)
+        self.optimizer.compact_(self.model, index)
+        self.live = [self.live[i] for i in keep]
+        self.momentum, self.weight_decay, self.active, self.bad, self.loss_sum, self.wrong = (
+            t[index] for t in (self.momentum, self.weight_decay, self.active, self.bad, self.loss_sum, self.wrong))
+        self.lr_values = None
+        if self.errors is not None:
+            self.errors = self.errors[:, keep]
+
+    def final_test_errors(self) -> list[float] | None:
+        if self.setup.config.eval_split == "test":
+            return None
+        return self.evaluate(self.setup.test_batches())[-1].tolist()
+
+    def pack(self, epochs_done: int, mid: dict | None, seconds: float) -> dict:
+        if mid is not None:
+            mid = {**mid, "loss_sum": self.loss_sum.cpu(), "wrong": self.wrong.cpu(), "errors": self.errors.cpu()}
+        return {"format": FUSED_CHECKPOINT_FORMAT, "config_hashes": self.hashes, "epoch": epochs_done,
+                "mid_epoch": mid, "model": self.model.state_dict(), "momentum_buffers": self.optimizer.buffers,
+                "batches_rng": {s: b.generator.get_state() for s, b in self.setup.train_batches.items()},
+                "torch_rng": torch.get_rng_state(), "members": [m.state() for m in self.members],
+                "seconds": seconds}
+
+    def unpack(self, state: dict, on_epoch, path) -> tuple[int, float, dict | None]:
+        device = self.setup.device
+        if state.get("config_hashes") != self.hashes:
+            raise ConfigError(f"checkpoint {path} belongs to other configurations; delete it")
+        for m, saved in zip(self.members, state["members"]):
+            m.restore(saved, on_epoch)
+        self.drop_finished()  # the members that had finished leave the net as they did before the save
+        self.model.load_state_dict(state["model"])
+        self.optimizer.buffers = {name: b.to(device) for name, b in state["momentum_buffers"].items()}
+        for seed, rng in state["batches_rng"].items():
+            self.setup.train_batches[seed].generator.set_state(rng)
+        torch.set_rng_state(state["torch_rng"])
+        mid = state.get("mid_epoch")
+        if mid is not None:
+            self.loss_sum, self.wrong = mid["loss_sum"].to(device), mid["wrong"].to(device)
+            self.errors = mid["errors"]  # on the CPU, as `_evaluate_members` returns it
+        return state["epoch"], state["seconds"], mid
 
 
 def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, data_dir=None,
@@ -107,10 +211,10 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
                 on_epoch: Callable[[int, EpochMetrics], None] | None = None,
                 on_step: Callable[[int, int, dict[int, float]], None] | None = None,
                 checkpoint_path=None, checkpoint_required: bool = True,
-                member_by_member: bool = True, ranks: Sequence[int | None] | None = None) -> list[dict]:
+                member_by_member: bool = True, ranks: Sequence[int | None] | None = None) -> list[RunResult]:
     """Train ``configs`` (equal but for lr, seed, momentum, weight decay and schedule) as one
-    fused network; return one result dict per config, in order, with the schema of
-    `depthlab.sweep.runner.run_recorded` plus ``"fused"`` (the group size and its wall time).
+    fused network; return one `RunResult` per config, in order, as `depthlab.sweep.runner.run_recorded`
+    does, with ``fused`` set (the group size and its wall time).
 
     ``monitors``: one per config (or one for all); each sees its member's checkpoints and may
     stop it. ``on_epoch(i, metrics)`` gets member i's epochs; ``on_step(epoch, step, losses)``
@@ -133,7 +237,7 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     order, as the lrs of one wave of the frontier search: once a ranked member's monitor stops
     it, every live member of a larger rank is moot (the search reads verdicts in rank order and
     stops at the first that trains) and is stopped at that evaluation point with status
-    ``cancelled`` (`CANCELLED`), its work so far in the result. A cancelled run is not a
+    ``cancelled`` (`RunStatus.CANCELLED`), its work so far in the result. A cancelled run is not a
     result: `depthlab.sweep.TrialRunner` does not record it."""
     configs = list(configs)
     if not configs:
@@ -159,9 +263,14 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
         data = load_dataset(configs[0].dataset, data_dir)
     started = time.perf_counter()
     try:
-        with precision_scope(resolve_device(configs[0].device), configs[0].precision):
-            results = _train_fused(configs, monitors, data, on_epoch, on_step, checkpoint_path, checkpoint_required,
-                                   ranks)
+        setup = set_up(configs, data)
+        with precision_scope(setup.device, configs[0].precision):
+            stepper = FusedStepper(setup, configs, monitors, ranks, on_step)
+            wall = run_epochs(stepper, on_epoch=on_epoch, checkpoint_path=checkpoint_path,
+                              checkpoint_required=checkpoint_required, started=started)
+        results = [m.result for m in stepper.members]
+        for r in results:
+            r.seconds, r.fused = wall / len(configs), {"members": len(configs), "seconds": round(wall, 3)}
     except (KeyboardInterrupt, SystemExit, UserError):
         raise
     except NotFusable:
@@ -171,253 +280,8 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     except Exception as exc:  # as run_recorded: a crash (out of memory, a bug) fails these runs, not the sweep
         seconds = (time.perf_counter() - started) / len(configs)
         results = [failed_result(c, seconds, exc) for c in configs]
-    return [{**r, "reused": False} for r in results]
+    for r in results:
+        r.reused = False
+    return results
 
 
-def _member_state(m: _Member) -> dict:
-    """What a checkpoint keeps of a member: its results so far and where it stands."""
-    r = m.result
-    return {"status": r.status, "reason": r.reason, "stopped_early": r.stopped_early, "test_error": r.test_error,
-            "epochs": [e.to_dict() for e in r.epochs], "checkpoints": [vars(c) for c in r.checkpoints],
-            "lr": m.lr, "finished": m.finished, "stop_at_epoch_end": m.stop_at_epoch_end}
-
-
-def _restore_member(m: _Member, saved: dict, on_epoch) -> None:
-    r = m.result
-    r.status, r.reason, r.stopped_early, r.test_error = (saved["status"], saved["reason"], saved["stopped_early"],
-                                                         saved["test_error"])
-    r.epochs = [EpochMetrics(**e) for e in saved["epochs"]]
-    r.checkpoints = [Checkpoint(**c) for c in saved["checkpoints"]]
-    m.lr, m.finished, m.stop_at_epoch_end = saved["lr"], saved["finished"], saved["stop_at_epoch_end"]
-    if on_epoch is not None:
-        for metrics in r.epochs:
-            on_epoch(m.index, metrics)
-
-
-def _outranked(m: _Member, members: Sequence[_Member]) -> bool:
-    """Whether live member ``m`` is moot: a member of a smaller rank was stopped by its monitor."""
-    return m.rank is not None and not m.result.stopped_early and any(
-        o.rank is not None and o.rank < m.rank and o.result.stopped_early and o.result.reason == MONITOR_STOP
-        for o in members)
-
-
-def _train_fused(configs: list[TrainConfig], monitors: list, data: Dataset, on_epoch, on_step,
-                 checkpoint_path=None, checkpoint_required: bool = True,
-                 ranks: Sequence[int | None] | None = None) -> list[dict]:
-    """The loop of `depthlab.engine.train`, for G members at once (see the module docstring)."""
-    head = configs[0]
-    device = resolve_device(head.device)
-    amp = autocast_bf16(head.precision)
-    channels_last = device.type in ("cpu", "cuda")
-    started = time.perf_counter()
-
-    nets = []
-    for c in configs:  # each member initialised exactly as `train` initialises a separate run
-        torch.manual_seed(c.seed)
-        nets.append(create_model(c.model, data.input_shape, data.num_classes, **c.model_args))
-    parameters = count_parameters(nets[0])
-    model = fuse_models(nets, data.input_shape).to(device)  # its activations go channels-last with the input
-    del nets
-    ranks = list(ranks) if ranks is not None else [None] * len(configs)
-    members = [_Member(i, c, m, parameters, str(device), r)
-               for i, (c, m, r) in enumerate(zip(configs, monitors, ranks))]
-    optimizer = FusedSGD(model, nesterov=head.nesterov)
-
-    tx, ty, ex, ey, test_x, test_y = (t.to(device) for t in prepare_splits(head, data))
-    seeds = sorted({c.seed for c in configs})
-    train_batches = {s: Batches(tx, ty, head.batch_size, data.mean, data.std, seed=s, augment=head.augment,
-                                channels_last=channels_last) for s in seeds}
-    eval_batches = Batches(ex, ey, 1024, data.mean, data.std, shuffle=False, channels_last=channels_last)
-    steps_per_epoch = len(train_batches[seeds[0]])
-    eval_at = {round(steps_per_epoch * (i + 1) / head.evals_per_epoch) for i in range(head.evals_per_epoch)}
-    check_every = 1 if device.type == "cpu" else 20  # a finiteness check syncs an accelerator
-
-    def floats(values) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.float32, device=device)
-
-    # Per-member state, indexed along the fused net's member axis; `live` names its members.
-    live = list(members)
-    momentum = floats([m.config.momentum for m in live])
-    weight_decay = floats([m.config.weight_decay for m in live])
-    use_weight_decay = any(m.config.weight_decay > 0 for m in live)
-    active = torch.ones(len(live), dtype=torch.bool, device=device)
-    first_bad = torch.full((len(live),), -1, dtype=torch.long, device=device)
-    loss_sum = torch.zeros(len(live), device=device)
-    wrong = torch.zeros(len(live), dtype=torch.long, device=device)
-    lr_values: list[float] | None = None
-    lr_t = floats([])
-
-    def drop_finished() -> None:
-        """Cut finished members out of the net, the optimiser and the per-member state."""
-        nonlocal live, momentum, weight_decay, active, first_bad, loss_sum, wrong, lr_values
-        keep = [i for i, m in enumerate(live) if not m.finished]
-        if len(keep) == len(live):
-            return
-        index = torch.tensor(keep, dtype=torch.long, device=device)
-        compact_(model, index)
-        optimizer.compact_(model, index)
-        live = [live[i] for i in keep]
-        momentum, weight_decay, active, first_bad, loss_sum, wrong = (
-            t[index] for t in (momentum, weight_decay, active, first_bad, loss_sum, wrong))
-        lr_values = None
-
-    def test_errors() -> list[float]:
-        batches = Batches(test_x, test_y, 1024, data.mean, data.std, shuffle=False, channels_last=channels_last)
-        return _evaluate_members(model, batches, len(live), amp, channels_last)[-1].tolist()
-
-    def close_epoch(ids: list[int], epoch: int, seen: int, errors: torch.Tensor | None, seconds: float,
-                    ending: list[int]) -> None:
-        """Append the epoch's metrics of members ``ids``; finish those in ``ending``."""
-        wrong_l, loss_l = wrong.tolist(), loss_sum.tolist()
-        tests = test_errors() if ending and head.eval_split != "test" else None
-        for i in ids:
-            m = live[i]
-            errs = errors[:, i].tolist() if errors is not None else [math.nan]
-            metrics = EpochMetrics(epoch, wrong_l[i] / max(seen, 1), errs[-1], loss_l[i] / max(seen, 1), m.lr,
-                                   seconds, errs if len(errs) > 1 else None)
-            m.result.epochs.append(metrics)
-            if on_epoch is not None:
-                on_epoch(m.index, metrics)
-            if i in ending:
-                m.finished = True
-                m.result.test_error = metrics.test_error if tests is None else tests[i]
-
-    first_epoch, elapsed_before = 0, 0.0
-    mid_epoch: dict | None = None  # where a checkpoint saved inside an epoch stands
-    hashes = [c.hash() for c in configs]
-    if checkpoint_path is not None and os.path.exists(checkpoint_path):
-        state = load_checkpoint(checkpoint_path, FUSED_CHECKPOINT_FORMAT)
-        if state.get("config_hashes") != hashes:
-            raise ConfigError(f"checkpoint {checkpoint_path} belongs to other configurations; delete it")
-        for m, saved in zip(members, state["members"]):
-            _restore_member(m, saved, on_epoch)
-        drop_finished()  # the members that had finished leave the net as they did before the save
-        model.load_state_dict(state["model"])
-        optimizer.buffers = {name: b.to(device) for name, b in state["momentum_buffers"].items()}
-        for seed, rng in state["batches_rng"].items():
-            train_batches[seed].generator.set_state(rng)
-        torch.set_rng_state(state["torch_rng"])
-        first_epoch, elapsed_before = state["epoch"], state["seconds"]
-        mid_epoch = state.get("mid_epoch")
-
-    def save_state(epochs_done: int, mid: dict | None = None) -> None:
-        """Save after ``epochs_done`` whole epochs, plus ``mid`` (the running epoch's orders,
-        steps and the live members' sums) at an evaluation point inside an epoch."""
-        if checkpoint_path is None:
-            return
-        save_checkpoint(checkpoint_path, {
-            "format": FUSED_CHECKPOINT_FORMAT, "config_hashes": hashes, "epoch": epochs_done, "mid_epoch": mid,
-            "model": model.state_dict(), "momentum_buffers": optimizer.buffers,
-            "batches_rng": {s: b.generator.get_state() for s, b in train_batches.items()},
-            "torch_rng": torch.get_rng_state(), "members": [_member_state(m) for m in members],
-            "seconds": elapsed_before + time.perf_counter() - started}, required=checkpoint_required)
-
-    for epoch in range(first_epoch, head.epochs):
-        if not live:
-            break
-        epoch_start = time.perf_counter()
-        share = len(live)  # members sharing this epoch's wall time
-        model.train()
-        loss_sum, wrong = torch.zeros_like(loss_sum), torch.zeros_like(wrong)
-        seen, start_step = 0, 0
-        errors: torch.Tensor | None = None
-        if mid_epoch is not None:  # resumed inside this epoch: continue its orders and sums
-            orders = {s: o.to(device) if o is not None else None for s, o in mid_epoch["orders"].items()}
-            start_step, seen = mid_epoch["step"], mid_epoch["seen"]
-            loss_sum, wrong = mid_epoch["loss_sum"].to(device), mid_epoch["wrong"].to(device)
-            errors = mid_epoch["errors"]  # on the CPU, as `_evaluate_members` returns it
-            epoch_start, share = epoch_start - mid_epoch["seconds"], mid_epoch["share"]
-            mid_epoch = None
-        else:
-            orders = {s: b.epoch_order() for s, b in train_batches.items()}
-        iterators = {s: b.batches(orders[s], start_step) for s, b in train_batches.items()}
-        for step in range(start_step + 1, steps_per_epoch + 1):
-            batch = {s: next(it) for s, it in iterators.items()}
-            if len(seeds) == 1:
-                xb, yb = batch[seeds[0]]
-                x = _replicate(xb, len(live), channels_last)
-                y = yb.unsqueeze(1).expand(len(yb), len(live))
-            else:
-                x = torch.cat([batch[m.config.seed][0] for m in live], 1)
-                x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-                y = torch.stack([batch[m.config.seed][1] for m in live], 1)
-            lrs = [m.schedule.lr_at(epoch + (step - 1) / steps_per_epoch, m.config.lr, m.config.epochs) for m in live]
-            for m, lr in zip(live, lrs):
-                m.lr = lr
-            if lrs != lr_values:  # constant schedules: one host-to-device copy, not one per step
-                lr_values, lr_t = lrs, floats(lrs)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                outputs = split_outputs(model(x), len(live))
-            losses, logits = member_losses(outputs, y)
-            if on_step is not None:
-                on_step(epoch, step, {m.index: v for m, v in zip(live, losses.tolist())})
-            optimizer.zero_grad()
-            losses.sum().backward()  # members share no op: each slice of the gradient is its own
-            finite = torch.isfinite(losses.detach())
-            first_bad = torch.where(active & ~finite & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
-            active = active & finite
-            optimizer.step(lr_t, momentum, weight_decay, active, use_weight_decay)
-            loss_sum += losses.detach() * y.shape[0]
-            wrong += (logits.detach().argmax(-1) != y).sum(0)
-            seen += y.shape[0]
-            if step % check_every == 0 or step == steps_per_epoch or step in eval_at:
-                for m, bad in zip(live, first_bad.tolist()):
-                    if bad >= 0:  # as `train`: diverged, no metrics for the unfinished epoch
-                        m.result.status, m.finished = "diverged", True
-                        m.result.reason = f"non-finite loss at epoch {epoch}, step {bad}"
-                drop_finished()
-                if not live:
-                    break
-            if step in eval_at:
-                errors = _evaluate_members(model, eval_batches, len(live), amp, channels_last)  # heads, G
-                wrong_l = wrong.tolist()
-                stopped = []
-                for i, m in enumerate(live):
-                    checkpoint = Checkpoint(epoch + step / steps_per_epoch, wrong_l[i] / seen, errors[-1, i].item())
-                    m.result.checkpoints.append(checkpoint)
-                    if m.monitor is not None and m.monitor(checkpoint):
-                        m.result.stopped_early, m.result.reason = True, MONITOR_STOP
-                        stopped.append(i)
-                if step == steps_per_epoch:
-                    for i in stopped:
-                        live[i].stop_at_epoch_end = True
-                elif stopped:  # as `train`: a run stopped mid-epoch records the partial epoch
-                    close_epoch(stopped, epoch, seen, errors, (time.perf_counter() - epoch_start) / share, stopped)
-                    keep = [i for i in range(len(live)) if i not in stopped]
-                    drop_finished()
-                    errors = errors[:, keep]
-                    if not live:
-                        break
-                moot = [i for i, m in enumerate(live) if _outranked(m, members)]
-                if moot:  # their verdicts can no longer change the answer: stop paying for them
-                    for i in moot:
-                        m = live[i]
-                        m.result.status, m.finished = CANCELLED, True
-                        m.result.reason = "cancelled: a member ranked before it met its monitor's criterion"
-                    keep = [i for i in range(len(live)) if i not in moot]
-                    drop_finished()
-                    errors = errors[:, keep]
-                    if not live:
-                        break
-                if step != steps_per_epoch and checkpoint_path is not None:
-                    # A killed group then loses at most the steps since the last evaluation.
-                    save_state(epoch, {
-                        "step": step, "steps": steps_per_epoch, "seen": seen, "seconds": time.perf_counter() - epoch_start, "share": share,
-                        "orders": {s: o.cpu() if o is not None else None for s, o in orders.items()},
-                        "loss_sum": loss_sum.cpu(), "wrong": wrong.cpu(), "errors": errors.cpu()})
-        if not live:
-            break
-        last = epoch == head.epochs - 1
-        ending = [i for i, m in enumerate(live) if last or m.stop_at_epoch_end]
-        close_epoch(list(range(len(live))), epoch, seen, errors, (time.perf_counter() - epoch_start) / share, ending)
-        drop_finished()
-        save_state(epoch + 1)
-    wall = elapsed_before + time.perf_counter() - started
-    out = []
-    for m in members:
-        m.result.seconds = wall / len(members)
-        d = m.result.to_dict()
-        d["checkpoints"] = [vars(c) for c in m.result.checkpoints]
-        d["fused"] = {"members": len(members), "seconds": round(wall, 3)}
-        out.append(d)
-    return out

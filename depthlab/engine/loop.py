@@ -1,31 +1,37 @@
-"""The training engine: a config dataclass, optimisers, learning-rate schedules and one loop.
+"""The training engine's one epoch loop, and `train`: one configuration.
 
 ``train(TrainConfig(model="cnn-tanh", model_args={"depth": 9}, epochs=3))`` returns a
 `RunResult` with per-epoch train error (counted on the fly, train mode), evaluation error
 (eval mode, after each epoch) and loss. A NaN/inf loss stops the run as ``diverged``.
+
+`run_epochs` is the loop of every trainer: single runs (`SingleStepper`) and fused groups
+(`depthlab.engine.fused`). It owns the epochs and their sample orders, the evaluation points
+and the members' monitors, rank cancellation, divergence, epoch metrics, and mid-epoch
+checkpoints and their resumption; the stepper owns the network(s), the steps and the
+checkpoint's contents.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
 from typing import Callable
 
-import torch
-
-from ..data.batches import Batches
 from ..data.dataset import Dataset
-from ..data.registry import load_dataset
-from ..errors import ConfigError
-from ..models import count_parameters, create_model
-from ..records.record import MONITOR_STOP, Checkpoint, EpochMetrics, Monitor, RunResult
-from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from ..records.record import (
+    MONITOR_STOP,
+    Checkpoint,
+    EpochMetrics,
+    Monitor,
+    RunResult,
+    RunStatus,
+)
+from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .device import autocast_bf16, precision_scope, resolve_device
-from .schedule import parse_schedule
-from .setup import evaluate, make_optimizer, multi_head_loss, prepare_splits
+from .device import precision_scope
+from .setup import set_up
+from .stepper import Member, SingleStepper, Stepper
 
 
 def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
@@ -50,169 +56,138 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     about twice as fast on CPU for these few-channel networks (see BENCHMARKS.md).
     """
     config.validate()
-    device = resolve_device(config.device)
-    with precision_scope(device, config.precision):
-        return _train(config, device, data, data_dir, monitor, on_epoch, on_step, checkpoint_path, resume,
-                      checkpoint_required, compile_model, channels_last)
-
-
-def _train(config: TrainConfig, device: torch.device, data, data_dir, monitor, on_epoch, on_step, checkpoint_path,
-           resume, checkpoint_required, compile_model, channels_last) -> RunResult:
-    if data is None:
-        data = load_dataset(config.dataset, data_dir)
-    canonical = config.canonical()
+    setup = set_up(config, data, data_dir=data_dir, channels_last=channels_last)
     started = time.perf_counter()
-    schedule = parse_schedule(config.schedule)
-    amp = autocast_bf16(config.precision)
-    if channels_last is None:
-        channels_last = device.type in ("cpu", "cuda")
-
-    torch.manual_seed(config.seed)
-    model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(config, model.parameters())
-    # Deep thin nets are launch-bound on a GPU: CUDA graphs (reduce-overhead) remove that cost.
-    net = (torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else "default")
-           if compile_model or config.compile else model)  # state dicts are taken from `model`
-
-    tx, ty, ex, ey, test_x, test_y = (t.to(device) for t in prepare_splits(config, data))
-    train_batches = Batches(tx, ty, config.batch_size, data.mean, data.std, seed=config.seed,
-                            augment=config.augment, channels_last=channels_last)
-    eval_batches = Batches(ex, ey, 1024, data.mean, data.std, shuffle=False, channels_last=channels_last)
-    steps_per_epoch = len(train_batches)
-    eval_at = {round(steps_per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
-    check_every = 1 if device.type == "cpu" else 20  # a finiteness check syncs an accelerator
-
-    result = RunResult(canonical, "done", [], 0.0, parameters=count_parameters(model), device=str(device))
-    best_error, best_state, since_best = math.inf, None, 0
-    first_epoch, elapsed_before = 0, 0.0
-    mid_epoch: dict | None = None  # where a checkpoint saved in the middle of an epoch stands
-    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
-        state = load_checkpoint(checkpoint_path)
-        if state.get("config_hash") != config.hash():
-            raise ConfigError(f"checkpoint {checkpoint_path} belongs to a different configuration; "
-                              "delete it or run without --resume")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        train_batches.generator.set_state(state["batches_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        best_error, since_best = state["best_error"], state["since_best"]
-        best_state = ({k: v.to(device) for k, v in state["best_state"].items()}
-                      if state["best_state"] is not None else None)
-        result.checkpoints = [Checkpoint(**c) for c in state["checkpoints"]]
-        result.stopped_early, result.reason = state["stopped_early"], state["reason"]
-        first_epoch, elapsed_before = state["epoch"], state["seconds"]
-        mid_epoch = state.get("mid_epoch")
-        for d in state["epochs"]:
-            metrics = EpochMetrics(**d)
-            result.epochs.append(metrics)
-            if on_epoch is not None:
-                on_epoch(metrics)
-
-    def save_state(epochs_done: int, mid: dict | None = None) -> None:
-        """Save after ``epochs_done`` whole epochs, plus ``mid`` (the running epoch's order,
-        steps and sums) when saving at an evaluation point inside an epoch."""
-        if checkpoint_path is None:
-            return
-        save_checkpoint(checkpoint_path, {
-            "format": CHECKPOINT_FORMAT, "config_hash": config.hash(), "epoch": epochs_done, "mid_epoch": mid,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "batches_rng": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-            "best_error": best_error, "since_best": since_best, "best_state": best_state,
-            "epochs": [e.to_dict() for e in result.epochs], "checkpoints": [vars(c) for c in result.checkpoints],
-            "stopped_early": result.stopped_early, "reason": result.reason,
-            "seconds": elapsed_before + time.perf_counter() - started}, required=checkpoint_required)
-
-    try:
-        for epoch in range(first_epoch, config.epochs):
-            if result.stopped_early:  # a resumed run that had already stopped
-                break
-            epoch_start = time.perf_counter()
-            model.train()
-            loss_sum = torch.zeros((), device=device)
-            wrong = torch.zeros((), dtype=torch.long, device=device)
-            seen, start_step = 0, 0
-            lr = config.lr
-            eval_error, head_errors = math.nan, None
-            if mid_epoch is not None:  # resumed inside this epoch: continue its order and sums
-                order = mid_epoch["order"].to(device) if mid_epoch["order"] is not None else None
-                start_step, seen = mid_epoch["step"], mid_epoch["seen"]
-                loss_sum, wrong = mid_epoch["loss_sum"].to(device), mid_epoch["wrong"].to(device)
-                eval_error, head_errors = mid_epoch["eval_error"], mid_epoch["head_errors"]
-                epoch_start -= mid_epoch["seconds"]
-                mid_epoch = None
-            else:
-                order = train_batches.epoch_order()
-            for step, (xb, yb) in enumerate(train_batches.batches(order, start_step), start=start_step + 1):
-                lr = schedule.lr_at(epoch + (step - 1) / steps_per_epoch, config.lr, config.epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    outputs = net(xb)
-                loss, logits = multi_head_loss(outputs, yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach() * len(yb)
-                wrong += (logits.detach().argmax(1) != yb).sum()
-                seen += len(yb)
-                if on_step is not None:
-                    on_step(step, steps_per_epoch)
-                if step % check_every == 0 or step == steps_per_epoch:
-                    if not torch.isfinite(loss_sum):
-                        raise _Diverged(epoch, step)
-                if step in eval_at:
-                    eval_error, head_errors = evaluate(net, eval_batches, amp)
-                    checkpoint = Checkpoint(epoch + step / steps_per_epoch, wrong.item() / seen, eval_error)
-                    result.checkpoints.append(checkpoint)
-                    if monitor is not None and monitor(checkpoint):
-                        result.stopped_early = True
-                        if step != steps_per_epoch:
-                            break
-                    elif step != steps_per_epoch and checkpoint_path is not None:
-                        # A killed run then loses at most the steps since the last evaluation.
-                        save_state(epoch, {
-                            "step": step, "steps": steps_per_epoch, "order": order.cpu() if order is not None else None, "seen": seen,
-                            "loss_sum": loss_sum.cpu(), "wrong": wrong.cpu(), "eval_error": eval_error,
-                            "head_errors": head_errors, "seconds": time.perf_counter() - epoch_start})
-            metrics = EpochMetrics(epoch, wrong.item() / max(seen, 1), eval_error, loss_sum.item() / max(seen, 1),
-                                   lr, time.perf_counter() - epoch_start, head_errors)
-            result.epochs.append(metrics)
-            if on_epoch is not None:
-                on_epoch(metrics)
-            if result.stopped_early:
-                result.reason = MONITOR_STOP
-            elif config.patience is not None:
-                if eval_error < best_error:
-                    best_error, since_best = eval_error, 0
-                    best_state = copy.deepcopy(model.state_dict())
-                else:
-                    since_best += 1
-                    if since_best > config.patience:
-                        result.stopped_early, result.reason = True, f"early stopping after epoch {epoch}"
-            save_state(epoch + 1)
-            if result.stopped_early:
-                break
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        if config.eval_split == "test" and best_state is None and result.epochs:
-            result.test_error = result.epochs[-1].test_error
-        else:
-            result.test_error, _ = evaluate(
-                net, Batches(test_x, test_y, 1024, data.mean, data.std, shuffle=False,
-                               channels_last=channels_last), amp)
-    except _Diverged as exc:
-        result.status, result.reason = "diverged", f"non-finite loss at epoch {exc.epoch}, step {exc.step}"
-    result.seconds = elapsed_before + time.perf_counter() - started
-    result.model = model
+    with precision_scope(setup.device, config.precision):
+        stepper = SingleStepper(setup, monitor, on_step=on_step, compile_model=compile_model)
+        seconds = run_epochs(stepper, on_epoch=(lambda _, metrics: on_epoch(metrics)) if on_epoch else None,
+                             checkpoint_path=checkpoint_path, checkpoint_required=checkpoint_required,
+                             resume=resume, started=started)
+    result = stepper.members[0].result
+    result.seconds, result.model = seconds, stepper.model
     return result
 
 
-class _Diverged(Exception):
-    def __init__(self, epoch: int, step: int):
-        super().__init__(f"diverged at epoch {epoch}, step {step}")
-        self.epoch, self.step = epoch, step
+def _outranked(m: Member, members: list[Member]) -> bool:
+    """Whether live member ``m`` is moot: a member of a smaller rank was stopped by its monitor."""
+    return m.rank is not None and not m.result.stopped_early and any(
+        o.rank is not None and o.rank < m.rank and o.result.stopped_early and o.result.reason == MONITOR_STOP
+        for o in members)
+
+
+def run_epochs(stepper: Stepper, *, on_epoch: Callable[[int, EpochMetrics], None] | None = None,
+               checkpoint_path=None, checkpoint_required: bool = True, resume: bool = True,
+               started: float | None = None) -> float:
+    """Train ``stepper``'s members to their ends; returns the wall seconds (those of the runs a
+    checkpoint restored included). ``on_epoch(member index, metrics)`` gets each epoch of each
+    member. With ``checkpoint_path`` the state is saved there after every epoch and at every
+    evaluation point inside one; with ``resume`` a checkpoint found there is continued."""
+    setup = stepper.setup
+    steps, device = setup.steps_per_epoch, setup.device
+    started = time.perf_counter() if started is None else started
+    first_epoch, elapsed_before, mid_epoch = 0, 0.0, None
+    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
+        state = load_checkpoint(checkpoint_path, stepper.format)
+        first_epoch, elapsed_before, mid_epoch = stepper.unpack(state, on_epoch, checkpoint_path)
+
+    def save(epochs_done: int, mid: dict | None = None) -> None:
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, stepper.pack(epochs_done, mid, elapsed_before + time.perf_counter() - started),
+                            required=checkpoint_required)
+
+    def finish(ids: list[int]) -> None:
+        """Members ``ids`` (indices into ``live``) end: their final test errors."""
+        if not ids:
+            return
+        tests = stepper.final_test_errors()
+        for i in ids:
+            m = stepper.live[i]
+            m.finished = True
+            m.result.test_error = m.result.epochs[-1].test_error if tests is None else tests[i]
+
+    def close_epoch(ids: list[int], epoch: int, seen: int, seconds: float, last: bool) -> None:
+        """Append the epoch's metrics of live members ``ids``; finish those whose run ends."""
+        wrong, loss = stepper.sums()
+        ending = []
+        for i in ids:
+            m = stepper.live[i]
+            errs = stepper.errors[:, i].tolist() if stepper.errors is not None else [math.nan]
+            metrics = EpochMetrics(epoch, wrong[i] / max(seen, 1), errs[-1], loss[i] / max(seen, 1), m.lr,
+                                   seconds, errs if len(errs) > 1 else None)
+            m.result.epochs.append(metrics)
+            if on_epoch is not None:
+                on_epoch(m.index, metrics)
+            stepper.end_epoch(m, metrics)
+            if last or m.result.stopped_early:
+                ending.append(i)
+        finish(ending)
+
+    def end_members(ids: list[int], status: RunStatus, reason: str) -> None:
+        for i in ids:
+            m = stepper.live[i]
+            m.result.status, m.result.reason, m.finished = status, reason, True
+
+    for epoch in range(first_epoch, setup.config.epochs):
+        if all(m.result.stopped_early for m in stepper.live):  # none left, or a resumed run that had stopped
+            break
+        epoch_start = time.perf_counter()
+        share = len(stepper.live)  # members sharing this epoch's wall time
+        stepper.train_mode()
+        seen, start_step = 0, 0
+        if mid_epoch is not None:  # resumed inside this epoch: continue its orders and sums
+            orders = {s: o.to(device) if o is not None else None for s, o in mid_epoch["orders"].items()}
+            start_step, seen, share = mid_epoch["step"], mid_epoch["seen"], mid_epoch["share"]
+            epoch_start -= mid_epoch["seconds"]
+            mid_epoch = None
+        else:
+            stepper.zero_sums()
+            stepper.errors = None
+            orders = {s: b.epoch_order() for s, b in setup.train_batches.items()}
+        iterators = {s: b.batches(orders[s], start_step) for s, b in setup.train_batches.items()}
+        for step in range(start_step + 1, steps + 1):
+            seen += stepper.step({s: next(it) for s, it in iterators.items()}, epoch, step)
+            if step % setup.check_every == 0 or step == steps or step in setup.eval_at:
+                for i, bad in enumerate(stepper.first_bad(step)):
+                    if bad >= 0:  # diverged: no metrics for the unfinished epoch, no test error
+                        end_members([i], RunStatus.DIVERGED, f"non-finite loss at epoch {epoch}, step {bad}")
+                stepper.drop_finished()
+                if not stepper.live:
+                    break
+            if step not in setup.eval_at:
+                continue
+            stepper.errors = stepper.evaluate(setup.eval_batches)  # heads, live
+            wrong = stepper.sums()[0]
+            stopped = []
+            for i, m in enumerate(stepper.live):
+                point = Checkpoint(epoch + step / steps, wrong[i] / seen, stepper.errors[-1, i].item())
+                m.result.checkpoints.append(point)
+                if m.monitor is not None and m.monitor(point):
+                    m.result.stopped_early, m.result.reason = True, MONITOR_STOP
+                    stopped.append(i)
+            if step == steps:
+                for i in stopped:
+                    stepper.live[i].stop_at_epoch_end = True
+            elif stopped:  # a run stopped inside an epoch records the partial epoch
+                close_epoch(stopped, epoch, seen, (time.perf_counter() - epoch_start) / share, False)
+                stepper.drop_finished()
+            # Once a ranked member met its criterion the members ranked after it are moot (the
+            # search reads verdicts in rank order): stop paying for them.
+            end_members([i for i, m in enumerate(stepper.live) if _outranked(m, stepper.members)],
+                        RunStatus.CANCELLED, "cancelled: a member ranked before it met its monitor's criterion")
+            stepper.drop_finished()
+            if not stepper.live:
+                break
+            if step != steps and checkpoint_path is not None:
+                # A killed run then loses at most the steps since the last evaluation.
+                save(epoch, {"step": step, "steps": steps, "seen": seen, "share": share,
+                             "seconds": time.perf_counter() - epoch_start,
+                             "orders": {s: o.cpu() if o is not None else None for s, o in orders.items()}})
+        if not stepper.live:
+            break
+        close_epoch(list(range(len(stepper.live))), epoch, seen, (time.perf_counter() - epoch_start) / share,
+                    epoch == setup.config.epochs - 1)
+        stepper.drop_finished()
+        save(epoch + 1)
+    finish(list(range(len(stepper.live))))  # a resumed run that had already stopped or ended
+    stepper.drop_finished()
+    return elapsed_before + time.perf_counter() - started

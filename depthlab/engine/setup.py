@@ -1,6 +1,11 @@
-"""The pieces of a run's set-up shared by every trainer: optimisers, the multi-head loss, evaluation and splits."""
+"""A run's set-up, shared by every trainer (single runs, fused groups, the lr range test and the
+gradient diagnostics): device, precision, data splits and batchers, evaluation points, the seeded
+model, the optimiser, and `forward_backward`, the one place where a run differentiates its loss."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -8,7 +13,90 @@ from torch import nn
 
 from ..data.batches import Batches, kfold_indices, subset_indices, train_val_split
 from ..data.dataset import Dataset
+from ..data.registry import load_dataset
+from ..models import create_model
 from .config import TrainConfig
+from .device import PrecisionPolicy, precision_policy, resolve_device
+
+
+@dataclass
+class Setup:
+    """Everything a run needs before its first step. ``config`` is the run's (a fused group's
+    first member's: its members differ only in per-member fields). ``train_batches`` holds one
+    batcher per seed (a fused group's members of one seed share their batches)."""
+
+    config: TrainConfig
+    data: Dataset
+    device: torch.device
+    precision: PrecisionPolicy
+    channels_last: bool
+    train_batches: dict[int, Batches]
+    eval_batches: Batches
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    steps_per_epoch: int
+    eval_at: set[int]        # the steps of an epoch after which the run is evaluated
+    check_every: int         # steps between finiteness checks (each syncs an accelerator)
+
+    @property
+    def amp(self) -> bool:
+        return self.precision.amp
+
+    def autocast(self):
+        """The forward's precision context (bf16 autocast when the config asks for it)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def test_batches(self) -> Batches:
+        return Batches(self.test_x, self.test_y, 1024, self.data.mean, self.data.std, shuffle=False,
+                       channels_last=self.channels_last)
+
+    def new_model(self, config: TrainConfig | None = None, *, on_device: bool = True) -> nn.Module:
+        """``config``'s network initialised from its seed (as every trainer initialises it), on
+        the device and channels-last unless ``on_device`` is false (then on the CPU, as built)."""
+        config = config or self.config
+        torch.manual_seed(config.seed)
+        model = create_model(config.model, self.data.input_shape, self.data.num_classes, **config.model_args)
+        if not on_device:
+            return model
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+
+def set_up(configs: TrainConfig | Sequence[TrainConfig], data: Dataset | None = None, *, data_dir=None,
+           channels_last: bool | None = None) -> Setup:
+    """The set-up of a run of ``configs`` (one config, or a fused group's, validated by the
+    caller). ``channels_last`` (default: on for CPU and CUDA): NHWC convs are about twice as fast
+    on CPU for these few-channel networks (see BENCHMARKS.md)."""
+    configs = [configs] if isinstance(configs, TrainConfig) else list(configs)
+    head = configs[0]
+    device = resolve_device(head.device)
+    if data is None:
+        data = load_dataset(head.dataset, data_dir)
+    if channels_last is None:
+        channels_last = device.type in ("cpu", "cuda")
+    tx, ty, ex, ey, test_x, test_y = (t.to(device) for t in prepare_splits(head, data))
+    train_batches = {s: Batches(tx, ty, head.batch_size, data.mean, data.std, seed=s, augment=head.augment,
+                                channels_last=channels_last) for s in sorted({c.seed for c in configs})}
+    eval_batches = Batches(ex, ey, 1024, data.mean, data.std, shuffle=False, channels_last=channels_last)
+    steps = len(next(iter(train_batches.values())))
+    eval_at = {round(steps * (i + 1) / head.evals_per_epoch) for i in range(head.evals_per_epoch)}
+    return Setup(head, data, device, precision_policy(device, head.precision), channels_last, train_batches,
+                 eval_batches, test_x, test_y, steps, eval_at, 1 if device.type == "cpu" else 20)
+
+
+def forward_backward(net: Callable, x: torch.Tensor, y: torch.Tensor, *, amp: bool, zero_grad: Callable[[], None],
+                     loss_fn: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass (under bf16 autocast when ``amp``), the loss ``loss_fn(outputs, y)`` (by
+    default `multi_head_loss`; a fused net's gives one loss per member, whose sum is
+    differentiated: members share no op, so each one's gradient is its own), the old gradients
+    cleared with ``zero_grad`` and the new ones computed. Returns (loss, final-head logits);
+    the caller steps its optimiser. Every trainer's backward pass is this one."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        outputs = net(x)
+    loss, logits = (loss_fn or multi_head_loss)(outputs, y)
+    zero_grad()
+    loss.sum().backward()
+    return loss, logits
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:

@@ -24,6 +24,7 @@ from ..data.registry import DATASETS
 from ..engine.config import TrainConfig
 from ..errors import ConfigError
 from ..models.cifar import CIFAR_DATASETS
+from ..records.record import RunStatus
 from ..report import classic_line, format_table, new_axes, safe_child, save_figure, write_csv
 from ..store.sqlite import Store
 
@@ -117,7 +118,8 @@ def train_images(config: TrainConfig, data: Dataset) -> int:
 def run_one(config: TrainConfig, data: Dataset, store: Store | None, *, experiment: str, label: str,
             echo: Echo = _quiet, checkpoint_dir=None, resume: bool = False, compile_model: bool = False,
             rerun: bool = False) -> dict:
-    """Train one config through the store, printing the classic line and images/s per epoch."""
+    """Train one config through the store, printing the classic line and images/s per epoch;
+    returns the run's record as a report dict (`RunResult.to_dict`, ``reused``, ``images_per_second``)."""
     import torch
 
     from ..engine.device import resolve_device
@@ -135,12 +137,13 @@ def run_one(config: TrainConfig, data: Dataset, store: Store | None, *, experime
 
     options = dict(checkpoint_path=checkpoint_file(checkpoint_dir, config), resume=resume,
                    compile_model=compile_model)
-    result = run_recorded(config, store, data, kind="reproduce", experiment=experiment, on_epoch=on_epoch,
+    record = run_recorded(config, store, data, kind="reproduce", experiment=experiment, on_epoch=on_epoch,
                           on_step=meter.step, reuse=not rerun, train_options=options)
-    if result.get("reused"):
+    if record.reused:
         echo(f"[{label}] already in the store: shown from there (--rerun trains again)")
-    result["images_per_second"] = (sum(meter.rates) / len(meter.rates)) if meter.rates else None
-    return result
+    # the report's row: the stored record's JSON, whether it was reused, and the measured speed
+    return {**record.to_dict(), "reused": record.reused,
+            "images_per_second": (sum(meter.rates) / len(meter.rates)) if meter.rates else None}
 
 
 def _pct(x) -> str:
@@ -380,7 +383,7 @@ def lr_bn_findings(results: dict) -> list[str]:
                      f"{': slow, still far from converged' if e[-1] > 0.5 else ''}.")
     if big:
         e = _train_errors(big)
-        if big["status"] == "diverged":
+        if big["status"] == RunStatus.DIVERGED:
             lines.append(f"sgd lr 0.9: diverged ({big.get('reason')}).")
         elif e:
             jumps = [abs(b - a) for a, b in zip(e, e[1:])]
@@ -405,7 +408,7 @@ def lr_bn_findings(results: dict) -> list[str]:
                      + (f"; BN reached the no-BN run's final train error after {reached} of {len(ec)} epochs."
                         if reached else "."))
     if bn and bn_hi and bn["epochs"]:
-        if bn_hi["status"] == "diverged" or not bn_hi["epochs"]:
+        if bn_hi["status"] == RunStatus.DIVERGED or not bn_hi["epochs"]:
             lines.append(f"BN at lr 0.05: {bn_hi['status']} ({bn_hi.get('reason')}): BN did not tolerate lr 0.05 here.")
         else:
             eh, eb = _train_errors(bn_hi), _train_errors(bn)

@@ -10,15 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.batches import Batches
 from ..data.dataset import Dataset
-from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
-from ..engine.device import autocast_bf16, resolve_device
-from ..engine.setup import make_optimizer, multi_head_loss, prepare_splits
+from ..engine.device import precision_scope
+from ..engine.setup import forward_backward, make_optimizer, set_up
 from ..errors import ConfigError
 from ..report import data_frame
-from ..models import create_model
 from .parts import Curve, Plot
 
 
@@ -87,59 +84,49 @@ def lr_find(config: TrainConfig, data: Dataset | None = None, *, data_dir=None, 
     your own network; otherwise one is built from ``config`` and its seed). Nothing is stored."""
     check_lr_range(min_lr, max_lr, steps, smoothing, diverge)
     config.validate()
-    device = resolve_device(config.device)
-    if data is None:
-        data = load_dataset(config.dataset, data_dir)
-    channels_last = device.type in ("cpu", "cuda")
-    amp = autocast_bf16(config.precision)
-    torch.manual_seed(config.seed)
+    setup = set_up(config, data, data_dir=data_dir)
     if model is None:
-        model = create_model(config.model, data.input_shape, data.num_classes, **config.model_args).to(device)
-        if channels_last:  # as train() does; a caller's own network keeps its memory format
-            model = model.to(memory_format=torch.channels_last)
+        model = setup.new_model()  # seeded, on the device, channels-last: as train() builds it
     else:
-        model = model.to(device)
+        torch.manual_seed(config.seed)
+        model = model.to(setup.device)  # a caller's own network keeps its memory format
     saved = copy.deepcopy(model.state_dict())
     was_training = model.training
     optimizer = make_optimizer(config, model.parameters())
-    tx, ty, *_ = prepare_splits(config, data)
-    batches = Batches(tx.to(device), ty.to(device), config.batch_size, data.mean, data.std, seed=config.seed,
-                      augment=config.augment, channels_last=channels_last)
+    batches = setup.train_batches[config.seed]
     ratio = max_lr / min_lr
     lrs, losses, smoothed = [], [], []
     avg, best, stopped = 0.0, math.inf, f"reached max lr {max_lr:g}"
     model.train()
     try:
-        step = 0
-        while step < steps:
-            for xb, yb in batches:
-                if step >= steps:
-                    break
-                lr = min_lr * ratio ** (step / (steps - 1))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    outputs = model(xb)
-                loss, _ = multi_head_loss(outputs, yb)
-                value = loss.item()
-                if not math.isfinite(value):
-                    stopped = f"diverged at lr {lr:.3g} (non-finite loss)"
-                    step = steps
-                    break
-                avg = smoothing * avg + (1 - smoothing) * value
-                smooth = avg / (1 - smoothing ** (step + 1))
-                lrs.append(lr)
-                losses.append(value)
-                smoothed.append(smooth)
-                best = min(best, smooth)
-                if step > 0 and smooth > diverge * best:
-                    stopped = f"diverged at lr {lr:.3g} (smoothed loss > {diverge:g}x its minimum)"
-                    step = steps
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
+        with precision_scope(setup.device, config.precision):
+            step = 0
+            while step < steps:
+                for xb, yb in batches:
+                    if step >= steps:
+                        break
+                    lr = min_lr * ratio ** (step / (steps - 1))
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    loss, _ = forward_backward(model, xb, yb, amp=setup.amp,
+                                               zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        stopped = f"diverged at lr {lr:.3g} (non-finite loss)"
+                        step = steps
+                        break
+                    avg = smoothing * avg + (1 - smoothing) * value
+                    smooth = avg / (1 - smoothing ** (step + 1))
+                    lrs.append(lr)
+                    losses.append(value)
+                    smoothed.append(smooth)
+                    best = min(best, smooth)
+                    if step > 0 and smooth > diverge * best:
+                        stopped = f"diverged at lr {lr:.3g} (smoothed loss > {diverge:g}x its minimum)"
+                        step = steps
+                        break
+                    optimizer.step()
+                    step += 1
     finally:
         model.load_state_dict(saved)
         model.train(was_training)

@@ -11,7 +11,7 @@ from ..data.dataset import Dataset
 from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
 from ..engine.extras import extras_for
-from ..records.record import EpochMetrics
+from ..records.record import RunResult, RunStatus
 from ..report import data_frame, format_table, new_axes, safe_child, save_figure, write_csv
 from ..sweep.runner import run_recorded
 
@@ -170,7 +170,8 @@ class Context:
             self.datasets[name] = load_dataset(name, self.data_dir)
         return self.datasets[name]
 
-    def run(self, config: TrainConfig, label: str, extras: Callable | None = None, kind: str = "experiment") -> dict:
+    def run(self, config: TrainConfig, label: str, extras: Callable | None = None,
+            kind: str = "experiment") -> RunResult:
         """Train (or read back) one config, echoing the classic per-epoch line with a label."""
         data = self.dataset(config.dataset)
         eval_name = "Val" if config.eval_split == "val" else "Test"
@@ -183,38 +184,37 @@ class Context:
 
         result = run_recorded(config, self.store, data, kind=kind, experiment=self.experiment,
                               on_epoch=on_epoch, extras=extras)
-        if result.get("reused") or result["status"] != "done":
+        if result.reused or result.status != RunStatus.DONE:
             self._report(label, result)
         return result
 
-    def run_many(self, items: Sequence[tuple[TrainConfig, str, str | None]]) -> list[dict]:
+    def run_many(self, items: Sequence[tuple[TrainConfig, str, str | None]]) -> list[RunResult]:
         """Train (or read back) each ``(config, label, extras name)``: one after another through
         `run` (with its per-epoch lines), or with a ``runner`` all at once on its executor
         (workers, fused lr groups, Ray), one line per run as it is in; results in order."""
         if self.runner is None:
             return [self.run(c, label, extras=extras_for(name, c, self.dataset(c.dataset))) for c, label, name in items]
-        from ..sweep.jobs import Trial
+        from ..sweep.jobs import Job
 
         for c, _, _ in items:
             self.runner.use_dataset(self.dataset(c.dataset))
 
-        def arrived(index: int, result: dict) -> None:
+        def arrived(index: int, result: RunResult) -> None:
             label = items[index][1]
             self._report(label, result)
-            if self.on_epoch is not None and not result.get("reused"):
-                for e in result.get("epochs", []):
-                    self.on_epoch(label, EpochMetrics(**e))
+            if self.on_epoch is not None and not result.reused:
+                for e in result.epochs:
+                    self.on_epoch(label, e)
 
-        return self.runner.run([Trial(c, kind="experiment", experiment=self.experiment, extras=name)
+        return self.runner.run([Job(c, kind="experiment", experiment=self.experiment, extras=name)
                                 for c, _, name in items], on_result=arrived)
 
-    def _report(self, label: str, result: dict) -> None:
-        final = result.get("test_error")
+    def _report(self, label: str, result: RunResult) -> None:
+        final = result.test_error
         tail = f", test error {100 * final:.2f}%" if final is not None else ""
-        if result.get("reused"):
-            self.echo(f"[{label}] {result['status']} (read from the store{tail})")
-        elif result["status"] != "done":
-            self.echo(f"[{label}] {result['status']}: {result.get('reason')}")
+        if result.reused:
+            self.echo(f"[{label}] {result.status} (read from the store{tail})")
+        elif result.status != RunStatus.DONE:
+            self.echo(f"[{label}] {result.status}: {result.reason}")
         else:
-            self.echo(f"[{label}] done in {result.get('seconds') or 0:.0f}s, {len(result.get('epochs', []))} "
-                      f"epoch(s){tail}")
+            self.echo(f"[{label}] done in {result.seconds or 0:.0f}s, {len(result.epochs)} epoch(s){tail}")

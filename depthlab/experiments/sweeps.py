@@ -17,6 +17,7 @@ from ..engine.schedule import parse_schedule
 from ..errors import ConfigError
 from ..frontier.protocol import FrontierConfig
 from ..frontier.search import find_frontiers
+from ..records.record import RunResult, RunStatus
 from .configs import make_config, parse_lrs, toggle_override
 from .parts import Column, Context, Curve, PartResult, Plot
 
@@ -67,19 +68,18 @@ class Sweep:
                                  "gates" if _has_gates(config, ctx.dataset(config.dataset)) else None)
                                 for (_, config), name in zip(grid, names)])
         for (arm, config), name, result in zip(grid, names, results):
-            epochs = result.get("epochs", [])
-            last = epochs[-1] if epochs else {}
-            row = {"arm": arm, "lr": config.lr, "status": result["status"],
-                   "train_error": last.get("train_error"), "test_error": result.get("test_error"),
-                   "best_test_error": min((e["test_error"] for e in epochs), default=None),
-                   "epochs": len(epochs), "seconds": result.get("seconds"), "label": name,
+            epochs = result.epochs
+            row = {"arm": arm, "lr": config.lr, "status": result.status,
+                   "train_error": epochs[-1].train_error if epochs else None, "test_error": result.test_error,
+                   "best_test_error": min((e.test_error for e in epochs), default=None),
+                   "epochs": len(epochs), "seconds": round(result.seconds, 3), "label": name,
                    "schedule": config.schedule, "batch_size": config.batch_size, "momentum": config.momentum}
-            row.update(result.get("extras") or {})
+            row.update(result.extras or {})
             rows.append(row)
             runs.append({"label": name, "config": config.canonical(), "result": result})
-            xs = [e["epoch"] + 1 for e in epochs]
-            train_curves.append(Curve(name, xs, [e["train_error"] for e in epochs]))
-            eval_curves.append(Curve(name, xs, [e["test_error"] for e in epochs]))
+            xs = [e.epoch + 1 for e in epochs]
+            train_curves.append(Curve(name, xs, [e.train_error for e in epochs]))
+            eval_curves.append(Curve(name, xs, [e.test_error for e in epochs]))
         columns = ([Column("arm", "arm")] if self.arms else []) + [
             Column("lr", "lr", "sci"), Column("status", "status"), Column("train_error", "final train err", "pct"),
             Column("test_error", f"final {eval_name} err", "pct"),
@@ -188,26 +188,26 @@ class Ablation:
 
     def run(self, ctx: Context) -> PartResult:
         grid = self.grid(ctx)
-        by_arm: dict[str, list[tuple[TrainConfig, dict]]] = {}
+        by_arm: dict[str, list[tuple[TrainConfig, RunResult]]] = {}
         what = "fold" if self.folds is not None else "seed"
         results = ctx.run_many([(config, f"{self.label}: {arm} {what} {i}", "splits") for arm, i, config in grid])
         for (arm, _, config), result in zip(grid, results):
             by_arm.setdefault(arm, []).append((config, result))
         rows, runs, loss_curves, val_curves = [], [], [], []
         for arm, items in by_arm.items():
-            done = [(c, r) for c, r in items if r["status"] == "done"]
+            done = [(c, r) for c, r in items if r.status == RunStatus.DONE]
             row: dict = {"arm": arm, "fits": f"{len(done)}/{len(items)}"}
             for key, values in (
-                    ("train_acc", [1 - r["extras"]["fit_error"] for _, r in done if r.get("extras")]),
-                    ("val_acc", [1 - r["extras"]["eval_error"] for _, r in done if r.get("extras")]),
-                    ("test_acc", [1 - r["test_error"] for _, r in done if r.get("test_error") is not None]),
-                    ("seconds", [r["seconds"] for _, r in done]),
-                    ("epochs", [len(r["epochs"]) for _, r in done])):
+                    ("train_acc", [1 - r.extras["fit_error"] for _, r in done if r.extras]),
+                    ("val_acc", [1 - r.extras["eval_error"] for _, r in done if r.extras]),
+                    ("test_acc", [1 - r.test_error for _, r in done if r.test_error is not None]),
+                    ("seconds", [round(r.seconds, 3) for _, r in done]),
+                    ("epochs", [len(r.epochs) for _, r in done])):
                 row[key], row[key + "_std"] = _mean_std(values)
             rows.append(row)
             runs += [{"label": arm, "config": c.canonical(), "result": r} for c, r in items]
-            loss_curves.append(_mean_curve(arm, [[e["loss"] for e in r["epochs"]] for _, r in done]))
-            val_curves.append(_mean_curve(arm, [[e["test_error"] for e in r["epochs"]] for _, r in done]))
+            loss_curves.append(_mean_curve(arm, [[e.loss for e in r.epochs] for _, r in done]))
+            val_curves.append(_mean_curve(arm, [[e.test_error for e in r.epochs] for _, r in done]))
         columns = [Column("arm", "arm"), Column("train_acc", "train acc %", "pct_pm"),
                    Column("val_acc", "val acc %", "pct_pm"), Column("test_acc", "test acc %", "pct_pm"),
                    Column("seconds", "s/fit", "sec"), Column("epochs", "epochs", "float"), Column("fits", "fits")]

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
 from ..engine.config import TrainConfig
+from ..records.record import RunResult, RunStatus
 from ..store.sqlite import Store
 from ..sweep.runner import run_recorded, stored_result
 from .protocol import FrontierConfig
@@ -33,8 +34,8 @@ def first_met(points: Sequence[dict], criterion: str, threshold: float) -> dict 
 
 
 @dataclass
-class Trial:
-    """One training run of the search."""
+class TrialVerdict:
+    """The search's verdict on one training run (a cell: depth, lr, seed): did it train, at what error and cost."""
 
     depth: int
     lr: float
@@ -42,15 +43,15 @@ class Trial:
     trained: bool
     error: float | None      # criterion error at the point that met it, else the best seen
     epochs: float            # fractional epochs trained up to the verdict
-    status: str              # done | diverged | failed | cancelled (moot: an lr before it trained)
+    status: RunStatus        # done | diverged | failed | cancelled (moot: an lr before it trained)
     seconds: float
     reused: bool = False
     run_hash: str = ""
 
 
-def trial_from_result(depth: int, lr: float, seed: int, result: dict, criterion: str,
-                      threshold: float, run_hash: str = "") -> Trial:
-    points = result.get("checkpoints") or []
+def trial_from_result(depth: int, lr: float, seed: int, result: RunResult, criterion: str,
+                      threshold: float, run_hash: str = "") -> TrialVerdict:
+    points = [vars(c) for c in result.checkpoints]
     hit = first_met(points, criterion, threshold)
     if hit is not None:
         error, epochs = point_error(hit, criterion), hit["epoch"]
@@ -58,8 +59,8 @@ def trial_from_result(depth: int, lr: float, seed: int, result: dict, criterion:
         errors = [point_error(p, criterion) for p in points if point_error(p, criterion) == point_error(p, criterion)]
         error = min(errors) if errors else None
         epochs = points[-1]["epoch"] if points else 0.0
-    return Trial(depth, lr, seed, hit is not None, error, epochs, result["status"],
-                 float(result.get("seconds") or 0.0), bool(result.get("reused")), run_hash)
+    return TrialVerdict(depth, lr, seed, hit is not None, error, epochs, result.status, float(result.seconds),
+                        result.reused, run_hash)
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,14 @@ class CriterionMonitor:
         return first_met([vars(checkpoint)], self.criterion, self.threshold) is not None
 
 
-def _needs_retraining(result: dict, config: FrontierConfig) -> bool:
+def _needs_retraining(result: RunResult, config: FrontierConfig) -> bool:
     """A stored run that another criterion stopped early without meeting this one."""
-    return bool(result.get("reused") and result.get("stopped_early")
-                and first_met(result.get("checkpoints") or [], config.criterion, config.threshold) is None)
+    return bool(result.reused and result.stopped_early
+                and first_met([vars(c) for c in result.checkpoints], config.criterion, config.threshold) is None)
 
 
 def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConfig, store: Store | None,
-              data: Dataset | None, data_dir=None) -> Trial:
+              data: Dataset | None, data_dir=None) -> TrialVerdict:
     """Train one trial through the store, stopping as soon as the criterion is met.
 
     A stored run of the same config is reused when its verdict under *this* criterion is
@@ -101,16 +102,16 @@ def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConf
 Cell = tuple[int, float, int]  # (depth, lr, seed)
 
 
-def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[Trial]:
+def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[TrialVerdict]:
     """`run_trial` for several cells at once through a `depthlab.sweep.TrialRunner`: the
     trials run concurrently (fused, with the runner's ``fuse``), the driver records them, and
     the same reuse rules apply. Results in the order of ``cells``.
 
     ``cells`` are one wave of `evaluate_depth`, in search order. With one seed each cell is
-    ranked by its place (`depthlab.sweep.Trial.rank`): in a fused group, once a cell trains,
+    ranked by its place (`depthlab.sweep.Job.rank`): in a fused group, once a cell trains,
     the group cancels the cells after it, whose verdicts the search would never read. (With
     several seeds a trained seed does not decide its lr, so nothing is ranked.)"""
-    from ..sweep.jobs import Trial as Job
+    from ..sweep.jobs import Job
 
     monitor = CriterionMonitor(config.criterion, config.threshold)
     configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
@@ -127,23 +128,23 @@ def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner)
             for (d, lr, s), r, c in zip(cells, results, configs)]
 
 
-def stored_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[Trial | None]:
+def stored_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[TrialVerdict | None]:
     """The verdicts the runner's store already holds for ``cells`` (None where a cell would
     train), under the reuse rules of `run_cells`; nothing is trained."""
     configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
     return [_stored_verdict(cell, r, config, c.hash()) for cell, r, c in zip(cells, runner.stored(configs), configs)]
 
 
-def stored_trial(model: str, cell: Cell, config: FrontierConfig, store: Store | None) -> Trial | None:
+def stored_trial(model: str, cell: Cell, config: FrontierConfig, store: Store | None) -> TrialVerdict | None:
     """`stored_cells` for one cell, read from ``store`` directly."""
     key = config.trial_config(model, *cell).hash()
     return _stored_verdict(cell, stored_result(store, key), config, key)
 
 
-def _stored_verdict(cell: Cell, result: dict | None, config: FrontierConfig, key: str) -> Trial | None:
+def _stored_verdict(cell: Cell, result: RunResult | None, config: FrontierConfig, key: str) -> TrialVerdict | None:
     if result is None or _needs_retraining(result, config):
         return None
     return trial_from_result(*cell, result, config.criterion, config.threshold, key)
 
 
-StoredFn = Callable[[list[Cell]], list["Trial | None"]]
+StoredFn = Callable[[list[Cell]], list["TrialVerdict | None"]]

@@ -43,9 +43,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
-from ..records.record import CANCELLED
+from ..records.record import RunStatus
 from ..store.sqlite import Store
-from .criterion import Cell, StoredFn, Trial, run_cells, run_trial, stored_cells, stored_trial
+from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
 from .protocol import FrontierConfig
 
 
@@ -59,7 +59,7 @@ class DepthResult:
     error: float | None       # the median seed error at that lr; when failing, the best over lrs
     fraction: float           # fraction of seeds that trained at that lr (best over lrs when failing)
     epochs: float | None      # median epochs to meet the criterion at that lr
-    trials: list[Trial] = field(default_factory=list)
+    trials: list[TrialVerdict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         cells: dict[str, dict] = {}
@@ -122,10 +122,10 @@ def lr_order(lrs: Sequence[float], start: float | None) -> list[float]:
     return order
 
 
-TrialFn = Callable[[int, float, int], Trial]
+TrialFn = Callable[[int, float, int], TrialVerdict]
 
 
-CellsFn = Callable[[list[Cell]], list[Trial]]
+CellsFn = Callable[[list[Cell]], list[TrialVerdict]]
 
 
 def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, seeds: Sequence[int],
@@ -147,7 +147,7 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
     width = width if cells is not None else 1
     pending = lr_order(lrs, start_lr)
     lead = start_lr in pending and width > 1
-    trials: list[Trial] = []
+    trials: list[TrialVerdict] = []
     best_fraction = 0.0
     while pending:
         wave = pending[:1] if lead else pending[:width]
@@ -285,7 +285,7 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
                   data_dir=None, trial: TrialFn | None = None,
                   log: Callable[[str], None] | None = None, runner=None, cells: CellsFn | None = None,
                   width: int = 1, stored: StoredFn | None = None) -> ModelFrontier:
-    """The depth frontier of one model. ``trial(depth, lr, seed) -> Trial`` replaces real training
+    """The depth frontier of one model. ``trial(depth, lr, seed) -> TrialVerdict`` replaces real training
     (tests use it to check the search against an exhaustive grid).
 
     With ``runner`` (a `depthlab.sweep.TrialRunner`, which then owns the store) trials run
@@ -297,7 +297,7 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
     started = time.perf_counter()
     seeds = [config.seed + i for i in range(config.seeds)]
 
-    def real_trial(depth: int, lr: float, seed: int) -> Trial:
+    def real_trial(depth: int, lr: float, seed: int) -> TrialVerdict:
         t = run_trial(model, depth, lr, seed, config, store, data, data_dir)
         if log is not None:
             verdict = f"trained at epoch {t.epochs:.2f}" if t.trained else f"failed ({t.status})"
@@ -306,13 +306,13 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
                 f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
         return t
 
-    def real_cells(batch: list[Cell]) -> list[Trial]:
+    def real_cells(batch: list[Cell]) -> list[TrialVerdict]:
         done = run_cells(model, batch, config, runner)
         if log is not None:
             for t in done:
                 verdict = (f"trained at epoch {t.epochs:.2f}" if t.trained else
                            f"cancelled at epoch {t.epochs:.2f}: an lr before it trained"
-                           if t.status == CANCELLED else f"failed ({t.status})")
+                           if t.status == RunStatus.CANCELLED else f"failed ({t.status})")
                 err = f"{100 * t.error:.1f}%" if t.error is not None else "-"
                 log(f"{model} depth {t.depth} lr {t.lr:g} seed {t.seed}: {verdict}, error {err}, "
                     f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
@@ -360,7 +360,7 @@ def frontier_status(models: Sequence[str], config: FrontierConfig, store: Store)
     started = time.perf_counter()
 
     def from_store(model: str) -> TrialFn:
-        def trial(depth: int, lr: float, seed: int) -> Trial:
+        def trial(depth: int, lr: float, seed: int) -> TrialVerdict:
             found = stored_trial(model, (depth, lr, seed), config, store)
             if found is None:
                 raise PendingTrial((depth, lr, seed))

@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable
 
 import torch
 from torch import nn
+
+
+class RunStatus(str, Enum):
+    """A run's status. A str enum: stored values, JSON and comparisons with plain strings stay
+    the strings they always were (``RunStatus.DONE == "done"``, ``f"{RunStatus.DONE}" == "done"``)."""
+
+    DONE = "done"            # trained to its end (or stopped early by its monitor or patience)
+    DIVERGED = "diverged"    # its loss went non-finite
+    FAILED = "failed"        # it raised (out of memory, a bug): not a result, tried again
+    RUNNING = "running"      # in the store: started, not finished
+    # A fused member stopped because a member ranked before it met its monitor's criterion
+    # (`depthlab.engine.fused.train_fused` ``ranks``): its verdict cannot matter; never stored.
+    CANCELLED = "cancelled"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
 
 
 @dataclass
@@ -38,8 +55,12 @@ class Checkpoint:
 
 @dataclass
 class RunResult:
+    """The record of one run: what the trainer returns, workers send back, the driver and the
+    search read, and the store keeps (as `to_dict`'s JSON; `from_dict` reads it back, records
+    stored by earlier versions included). One type from the trainer to the store."""
+
     config: dict
-    status: str                          # done | diverged | failed (| cancelled: fused only)
+    status: RunStatus
     epochs: list[EpochMetrics]
     seconds: float
     reason: str | None = None
@@ -48,24 +69,49 @@ class RunResult:
     parameters: int = 0
     device: str = "cpu"
     # torch intra-op threads when the run was made: CPU results depend on it bitwise
-    threads: int = field(default_factory=torch.get_num_threads)
-    checkpoints: list[Checkpoint] = field(default_factory=list)
-    model: nn.Module | None = field(default=None, repr=False)  # the trained network, for notebooks
+    threads: int | None = field(default_factory=torch.get_num_threads)
+    checkpoints: list[Checkpoint] = field(default_factory=list)  # the evaluation points, in order
+    extras: dict | None = None           # measures of the trained network (`depthlab.engine.extras`)
+    fused: dict | None = None            # a fused group's member: {"members": G, "seconds": wall time}
+    reused: bool = False                 # read back from the store, not trained by this call (not stored)
+    other: dict = field(default_factory=dict, repr=False)  # stored keys this version does not know, kept
+    model: nn.Module | None = field(default=None, repr=False, compare=False)  # the trained network, for notebooks
+
+    def __post_init__(self) -> None:
+        self.status = RunStatus(self.status)
+
+    @classmethod
+    def failed(cls, config: dict, seconds: float, reason: str, *, device: str, threads: int | None) -> RunResult:
+        """A run that raised (or that its executor lost): no metrics, the reason."""
+        return cls(config, RunStatus.FAILED, [], seconds, reason[:500], device=device, threads=threads)
 
     def to_dict(self) -> dict:
-        return {"config": self.config, "status": self.status,
-                "epochs": [e.to_dict() for e in self.epochs], "seconds": round(self.seconds, 3),
-                "reason": self.reason, "stopped_early": self.stopped_early,
-                "test_error": self.test_error, "parameters": self.parameters, "device": self.device,
-                "threads": self.threads}
+        """The JSON-able record the store keeps (``reused`` and the model are not part of it)."""
+        d = {**self.other, "config": self.config, "status": self.status.value,
+             "epochs": [e.to_dict() for e in self.epochs], "seconds": round(self.seconds, 3),
+             "reason": self.reason, "stopped_early": self.stopped_early, "test_error": self.test_error,
+             "parameters": self.parameters, "device": self.device, "threads": self.threads,
+             "checkpoints": [vars(c) for c in self.checkpoints]}
+        if self.extras is not None:
+            d["extras"] = self.extras
+        if self.fused is not None:
+            d["fused"] = self.fused
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, *, reused: bool | None = None) -> RunResult:
+        """A record from `to_dict`'s JSON (or a stored one of an earlier version)."""
+        known = {"config", "status", "epochs", "seconds", "reason", "stopped_early", "test_error", "parameters",
+                 "device", "threads", "checkpoints", "extras", "fused", "reused"}
+        return cls(d.get("config") or {}, RunStatus(d["status"]), [EpochMetrics(**e) for e in d.get("epochs") or []],
+                   float(d.get("seconds") or 0.0), d.get("reason"), bool(d.get("stopped_early", False)),
+                   d.get("test_error"), d.get("parameters") or 0, d.get("device") or "cpu", d.get("threads"),
+                   [Checkpoint(**c) for c in d.get("checkpoints") or []], d.get("extras"), d.get("fused"),
+                   bool(d.get("reused", False)) if reused is None else reused,
+                   {k: v for k, v in d.items() if k not in known})
 
 
 Monitor = Callable[[Checkpoint], bool]
 
 
 MONITOR_STOP = "monitor stopped the run"
-
-
-# A fused member stopped because a member ranked before it answered (`depthlab.engine.fused.train_fused`
-# ``ranks``): its verdict cannot matter, and it is not a result (never recorded in a store).
-CANCELLED = "cancelled"

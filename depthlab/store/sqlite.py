@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import StoreError
+from ..records.record import RunStatus
 
 
 SCHEMA_VERSION = 1
 
 
-FINISHED = ("done", "diverged", "failed")
+FINISHED = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.FAILED)
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -320,7 +321,7 @@ class Store:
                 "INSERT INTO runs (config_hash, kind, experiment, model, dataset, config, status, "
                 "torch_version, device, pid, host, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (config_hash, kind, experiment, config.get("model", "?"), config.get("dataset", "?"),
-                 json.dumps(config, sort_keys=True), "running", torch.__version__, device,
+                 json.dumps(config, sort_keys=True), RunStatus.RUNNING.value, torch.__version__, device,
                  os.getpid(), socket.gethostname(), time.time()))
             return int(cur.lastrowid)
 

@@ -3,8 +3,8 @@ alone reads and writes the store."""
 
 from .driver import TrialRunner, run_trials
 from .executors import ExecutorSpec, default_workers
-from .jobs import Trial
+from .jobs import Job
 from .runner import run_recorded, stored_result
 
 
-__all__ = ["ExecutorSpec", "Trial", "TrialRunner", "default_workers", "run_recorded", "run_trials", "stored_result"]
+__all__ = ["ExecutorSpec", "Job", "TrialRunner", "default_workers", "run_recorded", "run_trials", "stored_result"]

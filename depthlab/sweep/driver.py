@@ -1,9 +1,9 @@
 """Executors: run many trials (a sweep, a frontier) at once, locally or on a Ray cluster.
 
-A `Trial` is a `TrainConfig` plus how to record it. `TrialRunner` is the driver: it looks each
+A `Job` is a `TrainConfig` plus how to record it. `TrialRunner` is the driver: it looks each
 trial up in the store first (a resumed sweep skips finished trials exactly as a sequential one
 does), hands the rest to an executor, and records every result in the store as it comes back.
-Only the driver touches SQLite; workers train and return result dicts with the schema of
+Only the driver touches SQLite; workers train and return `RunResult`s, as
 `depthlab.sweep.runner.run_recorded`, so stored and fresh results look the same to callers.
 
 Executors (`ExecutorSpec` builds them from the CLI flags):
@@ -27,6 +27,7 @@ that one thread), so trials of different procedures run at the same time.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import heapq
 import itertools
@@ -41,23 +42,23 @@ from ..data.registry import load_dataset
 from ..engine.checkpoints import checkpoint_progress, discard_checkpoint
 from ..engine.config import TrainConfig
 from ..errors import UserError
-from ..records.record import CANCELLED
+from ..records.record import RunResult, RunStatus
 from ..store.sqlite import Store
 from .executors import Executor, ExecutorSpec
-from .jobs import T, Trial
+from .jobs import Job, T
 from .runner import stored_result
 
 
 class _Request:
     """The trials of one `TrialRunner.run` call and the slots their results go to."""
 
-    def __init__(self, n: int, on_result: Callable[[int, dict], None] | None = None):
-        self.results: list[dict | None] = [None] * n
+    def __init__(self, n: int, on_result: Callable[[int, RunResult], None] | None = None):
+        self.results: list[RunResult | None] = [None] * n
         self.missing = n
         self.future: Future = Future()
         self.on_result = on_result
 
-    def fill(self, index: int, result: dict) -> None:
+    def fill(self, index: int, result: RunResult) -> None:
         self.results[index] = result
         self.missing -= 1
         if self.on_result is not None:
@@ -86,8 +87,8 @@ class TrialRunner:
                                if checkpoint_dir is not None and _takes_checkpoints(executor) else None)
         self._datasets: dict[str, Dataset] = {data.name: data} if data is not None else {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
-        self._inflight: dict[str, list[tuple[_Request, int, Trial]]] = {}
-        self._waiting: list[tuple[float, int, list[tuple[Trial, str]], int]] = []  # a heap: cheapest first
+        self._inflight: dict[str, list[tuple[_Request, int, Job]]] = {}
+        self._waiting: list[tuple[float, int, list[tuple[Job, str]], int]] = []  # a heap: cheapest first
         self._tiebreak = itertools.count()  # equal costs go first come, first served
         self._running = 0  # groups handed to the executor and not back yet
         self._driver = threading.get_ident()
@@ -106,9 +107,9 @@ class TrialRunner:
 
     # -- the public API ---------------------------------------------------------------------
 
-    def run(self, trials: Sequence[Trial], on_result: Callable[[int, dict], None] | None = None) -> list[dict]:
-        """Run ``trials`` (concurrently, as far as the executor allows) and return their result
-        dicts in the order given, each with ``"reused"`` telling whether it came from the store.
+    def run(self, trials: Sequence[Job], on_result: Callable[[int, RunResult], None] | None = None) -> list[RunResult]:
+        """Run ``trials`` (concurrently, as far as the executor allows) and return their results
+        in the order given, each with ``reused`` telling whether it came from the store.
         ``on_result(index, result)`` is called (in the driver thread) as each one is in."""
         trials = list(trials)
         if not trials:
@@ -119,7 +120,7 @@ class TrialRunner:
         self._serve(request.future.done)
         return request.future.result()
 
-    def stored(self, configs: Sequence[TrainConfig]) -> list[dict | None]:
+    def stored(self, configs: Sequence[TrainConfig]) -> list[RunResult | None]:
         """The stored results of ``configs`` (None where not finished), without training any:
         a search asks before a wave to avoid launching trials that can no longer matter."""
         configs = list(configs)
@@ -182,7 +183,7 @@ class TrialRunner:
             self._datasets[name] = load_dataset(name, self.data_dir)
         return self._datasets[name]
 
-    def _start(self, trials: list[Trial], on_result: Callable[[int, dict], None] | None = None) -> _Request:
+    def _start(self, trials: list[Job], on_result: Callable[[int, RunResult], None] | None = None) -> _Request:
         request = _Request(len(trials), on_result)
         # Everything that can fail (a bad config, missing data) before any trial is in flight,
         # so that a failure strands none of them.
@@ -193,7 +194,7 @@ class TrialRunner:
         for trial, found in zip(trials, stored):
             if found is None:
                 self._dataset(trial.config.dataset)  # loaded once per dataset, only if something trains
-        fresh: list[tuple[int, Trial, str]] = []
+        fresh: list[tuple[int, Job, str]] = []
         for i, (trial, key, found) in enumerate(zip(trials, keys, stored)):
             if found is not None:
                 self.trials_reused += 1
@@ -209,7 +210,7 @@ class TrialRunner:
         self._dispatch()
         return request
 
-    def _groups(self, fresh: list[tuple[int, Trial, str]]) -> list[list[tuple[int, Trial, str]]]:
+    def _groups(self, fresh: list[tuple[int, Job, str]]) -> list[list[tuple[int, Job, str]]]:
         """Single trials, or with ``fuse`` > 1 chunks of up to ``fuse`` fusable trials."""
         if self.fuse <= 1:
             return [[item] for item in fresh]
@@ -229,7 +230,7 @@ class TrialRunner:
             groups += [items[j:j + self.fuse] for j in range(0, len(items), self.fuse)]
         return groups + singles
 
-    def _enqueue(self, group: list[tuple[Trial, str]], attempt: int) -> None:
+    def _enqueue(self, group: list[tuple[Job, str]], attempt: int) -> None:
         """Queue a group for `_dispatch`."""
         heapq.heappush(self._waiting, (training_cost([t.config for t, _ in group]), next(self._tiebreak), group, attempt))
 
@@ -263,7 +264,7 @@ class TrialRunner:
             self._running += 1
             future.add_done_callback(lambda f, g=group, a=attempt: self._events.put(("done", (g, a), f)))
 
-    def _split(self, group: list[tuple[Trial, str]], idle: int) -> bool:
+    def _split(self, group: list[tuple[Job, str]], idle: int) -> bool:
         """Whether to run ``group`` as two halves: when slots would otherwise stay idle (the last
         search of a sweep, say), two half groups side by side finish long before one fused
         group on one slot (on CPU a fused group of 8 costs about 4.4 lone members: BENCHMARKS.md). A
@@ -280,14 +281,14 @@ class TrialRunner:
                 return True
         return idle > 0
 
-    def _checkpoint_path(self, group: list[tuple[Trial, str]]) -> str | None:
+    def _checkpoint_path(self, group: list[tuple[Job, str]]) -> str | None:
         """The group's checkpoint file: the same trials in the same order, the same file."""
         if self.checkpoint_dir is None:
             return None
         name = hashlib.sha256("\n".join(key for _, key in group).encode()).hexdigest()[:20]
         return os.path.join(self.checkpoint_dir, f"{name}.pt")
 
-    def _finish(self, submitted: tuple[list[tuple[Trial, str]], int], future: Future) -> None:
+    def _finish(self, submitted: tuple[list[tuple[Job, str]], int], future: Future) -> None:
         group, attempt = submitted
         from ..engine.fused_layers import NotFusable
 
@@ -315,21 +316,20 @@ class TrialRunner:
                     self.log(f"executor error ({type(exc).__name__}: {exc}); retrying {len(group)} trial(s)")
                 self._enqueue(group, attempt=2)  # dispatched by the event loop
                 return
-            reason = f"executor error: {type(exc).__name__}: {exc}"[:500]
-            results = [{"config": t.config.canonical(), "status": "failed", "epochs": [], "checkpoints": [],
-                        "seconds": 0.0, "reason": reason, "stopped_early": False, "test_error": None,
-                        "parameters": 0, "device": t.config.device, "threads": None} for t, _ in group]
+            reason = f"executor error: {type(exc).__name__}: {exc}"
+            results = [RunResult.failed(t.config.canonical(), 0.0, reason, device=t.config.device, threads=None)
+                       for t, _ in group]
         for (trial, key), result in zip(group, results):
-            result = {k: v for k, v in result.items() if k != "reused"}
-            if result["status"] == CANCELLED:  # moot, cut short: no verdict to keep (a later run retrains it)
+            result.reused = False
+            if result.status == RunStatus.CANCELLED:  # moot, cut short: no verdict to keep (a later run retrains it)
                 self.trials_cancelled += 1
             else:
                 if self.store is not None:
-                    self.store.record(trial.config.canonical(), key, result, kind=trial.kind,
+                    self.store.record(trial.config.canonical(), key, result.to_dict(), kind=trial.kind,
                                       experiment=trial.experiment)
                 self.trials_run += 1
             for request, index, _ in self._inflight.pop(key):
-                request.fill(index, {**result, "reused": False})
+                request.fill(index, copy.copy(result))  # each request its own record
         checkpoint = self._checkpoint_path(group)
         if checkpoint is not None:  # the results are stored: it has served
             try:
@@ -371,10 +371,10 @@ def _forward(source: Future, target: Future) -> None:
         target.set_result(source.result())
 
 
-def run_trials(trials: Sequence[Trial], store: Store | None = None, data: Dataset | None = None, *,
-               spec: ExecutorSpec | None = None, data_dir=None) -> list[dict]:
+def run_trials(trials: Sequence[Job], store: Store | None = None, data: Dataset | None = None, *,
+               spec: ExecutorSpec | None = None, data_dir=None) -> list[RunResult]:
     """Run trials with an executor built from ``spec`` (default: local, automatic workers) and
-    return their result dicts in order. The convenience form of `TrialRunner.run`."""
+    return their results in order. The convenience form of `TrialRunner.run`."""
     spec = spec or ExecutorSpec()
     device = trials[0].config.device if trials else "auto"
     with spec.create(device) as executor:

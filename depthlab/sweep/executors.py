@@ -19,7 +19,7 @@ import torch
 from ..data.dataset import Dataset
 from ..engine.device import resolve_device
 from ..errors import ConfigError
-from .jobs import Trial, _init_process_worker, _ray_run_group, run_group
+from .jobs import Job, _init_process_worker, _ray_run_group, run_group
 
 
 EXECUTORS = ("local", "ray")
@@ -38,7 +38,7 @@ class Executor:
         everything at once, for an executor that should see the whole demand."""
         return self.slots
 
-    def submit(self, trials: Sequence[Trial], data: Dataset, checkpoint: str | None = None) -> Future:
+    def submit(self, trials: Sequence[Job], data: Dataset, checkpoint: str | None = None) -> Future:
         """Start ``trials``; with ``checkpoint`` (executors with ``checkpoints``) they save their
         state to that file at every evaluation point and resume from it (`run_group`)."""
         raise NotImplementedError

@@ -1,5 +1,5 @@
 """A job: one trial (a `TrainConfig` plus how to record and monitor it), and the worker-side code that
-trains a group of jobs (alone or fused) and returns their result dicts."""
+trains a group of jobs (alone or fused) and returns their `RunResult`s."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from ..data.dataset import Dataset
 from ..engine.checkpoints import CHECKPOINT_FORMAT, checkpoint_resumable, discard_checkpoint
 from ..engine.config import TrainConfig
-from ..records.record import Monitor
+from ..records.record import Monitor, RunResult
 from .runner import run_recorded
 
 
@@ -21,14 +21,14 @@ T = TypeVar("T")
 
 
 @dataclass
-class Trial:
+class Job:
     """One training run of a sweep. ``monitor`` may stop it early; for process and Ray
     executors it must be picklable (a module-level function or a small dataclass).
 
     ``rank`` marks trials that are alternatives in an order (the lrs of one frontier wave):
     when ranked trials train as one fused group and a member's monitor stops it, the members
-    of a larger rank are cancelled (`depthlab.engine.fused.train_fused`), their result
-    ``status == "cancelled"`` and not recorded in the store."""
+    of a larger rank are cancelled (`depthlab.engine.fused.train_fused`), their result's
+    status `RunStatus.CANCELLED`, and not recorded in the store."""
 
     config: TrainConfig
     kind: str = "train"
@@ -39,8 +39,8 @@ class Trial:
     rank: int | None = None
 
 
-def run_group(trials: Sequence[Trial], data: Dataset, checkpoint: str | None = None) -> list[dict]:
-    """Train ``trials`` on ``data`` without a store and return their result dicts: one trial
+def run_group(trials: Sequence[Job], data: Dataset, checkpoint: str | None = None) -> list[RunResult]:
+    """Train ``trials`` on ``data`` without a store and return their results: one trial
     through `run_recorded`, several as one fused network (`depthlab.engine.fused.train_fused`).
 
     With ``checkpoint`` (a file path) the group saves its state there at every evaluation point (best
@@ -59,10 +59,8 @@ def run_group(trials: Sequence[Trial], data: Dataset, checkpoint: str | None = N
         t = trials[0]
         options = (dict(checkpoint_path=checkpoint, resume=True, checkpoint_required=False)
                    if checkpoint is not None else None)
-        out = run_recorded(t.config, None, data, kind=t.kind, experiment=t.experiment, monitor=t.monitor,
-                           reuse=False, train_options=options, extras=extras_for(t.extras, t.config, data))
-        out.pop("reused", None)
-        return [out]
+        return [run_recorded(t.config, None, data, kind=t.kind, experiment=t.experiment, monitor=t.monitor,
+                             reuse=False, train_options=options, extras=extras_for(t.extras, t.config, data))]
     # With a checkpoint a group whose fused net fails its probe is handed back (NotFusable): run
     # member by member here it would save nothing, and a kill would lose every member's work.
     return train_fused([t.config for t in trials], data, monitors=[t.monitor for t in trials],
@@ -98,7 +96,7 @@ def _exit_with_driver(driver_pid: int, poll_seconds: float = 0.5) -> None:
 _RAY_DATA: dict[str, Dataset] = {}  # per Ray worker process: datasets already fetched, by object id
 
 
-def _ray_run_group(trials: Sequence[Trial], data_ref: list, checkpoint: str | None = None) -> list[dict]:
+def _ray_run_group(trials: Sequence[Job], data_ref: list, checkpoint: str | None = None) -> list[RunResult]:
     """A Ray task: fetch the dataset once per worker process (the ref is nested in a list so
     Ray does not fetch it for every task), then train on this task's CPU share."""
     import ray

@@ -11,32 +11,32 @@ from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
 from ..engine.device import resolve_device
 from ..engine.run import run_safely
-from ..records.record import Monitor
+from ..records.record import Monitor, RunResult, RunStatus
 from ..store.sqlite import Store
 
 
-def stored_result(store: Store | None, config_hash: str) -> dict | None:
-    """The stored result of a finished run of ``config_hash`` (with ``"reused": True``), or None.
+def stored_result(store: Store | None, config_hash: str) -> RunResult | None:
+    """The stored result of a finished run of ``config_hash`` (``reused`` set), or None.
     A failure (out of memory, a bug since fixed) is not a result: it is tried again."""
     found = store.find_finished(config_hash) if store is not None else None
-    if found is None or found.result is None or found.status == "failed":
+    if found is None or found.result is None or found.status == RunStatus.FAILED:
         return None
-    return {**found.result, "reused": True}
+    return RunResult.from_dict(found.result, reused=True)
 
 
 def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None = None, *,
                  data_dir=None, kind: str = "train", experiment: str | None = None,
                  monitor: Monitor | None = None, on_epoch: Callable | None = None,
                  reuse: bool = True, on_step=None, train_options: dict | None = None,
-                 extras: Callable | None = None) -> dict:
+                 extras: Callable | None = None) -> RunResult:
     """Train ``config`` (or return its stored result when ``reuse`` and it already finished).
 
-    Returns the result as a dict (``RunResult.to_dict()`` plus ``"reused": bool`` and
-    ``"checkpoints"``) so that stored and fresh results look the same to callers.
+    Returns a `RunResult` (``reused`` telling whether it came from the store): stored and fresh
+    results look the same to callers.
     ``train_options`` are passed on to `train` (e.g. ``checkpoint_path``, ``resume``,
     ``compile_model``: ways of running that do not change the result).
     ``extras(model)`` may measure the trained network (gate values, train-split accuracy of the
-    restored weights...); its JSON-able dict is stored with the result under ``"extras"``."""
+    restored weights...); its JSON-able dict is stored with the result as its ``extras``."""
     config.validate()
     key = config.hash()
     if store is not None and reuse:
@@ -56,14 +56,15 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
         if on_epoch is not None:
             on_epoch(metrics)
 
-    def record_user_error(out: dict) -> None:
+    def record_user_error(out: RunResult) -> None:
         if store is not None:
-            store.finish_run(run_id, "failed", seconds=out["seconds"], reason=out["reason"], result=out)
+            store.finish_run(run_id, RunStatus.FAILED.value, seconds=round(out.seconds, 3), reason=out.reason,
+                             result=out.to_dict())
 
     out = run_safely(config, data, monitor=monitor, on_epoch=record_epoch, on_step=on_step,
                      train_options=train_options, extras=extras, on_user_error=record_user_error)
     if store is not None:
-        store.finish_run(run_id, out["status"], seconds=out["seconds"], reason=out.get("reason"), result=out,
-                         device=out.get("device"))
-    out["reused"] = False
+        store.finish_run(run_id, out.status.value, seconds=round(out.seconds, 3), reason=out.reason,
+                         result=out.to_dict(), device=out.device)
+    out.reused = False
     return out
