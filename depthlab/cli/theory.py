@@ -9,7 +9,7 @@ import math
 import click
 
 from ..errors import ConfigError
-from .app import cli, echo_err
+from .app import cli, log
 
 
 ACTS = ("tanh", "relu", "elu")
@@ -255,7 +255,7 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
     with Store(store_path) as store:
         measured = measure_phase(act, sigma_b2, sigma_w2s, ladder, lrs, store, data, width=width, epochs=epochs,
                                  train_size=train_size, test_size=test_size, threshold=threshold, refine=refine, seed=seed,
-                                 device=device, log=echo_err)
+                                 device=device, log=log.info)
     grid = sorted(set(parse_float_list("0.5:4:71", "grid") + sigma_w2s))
     note = (f"measured: stages {act}, width x{width:g}, scaled:W2,{sigma_b2:g}, MNIST {train_size} images, "
             f"{epochs} epochs, SGD m0.9, lrs {lrs_text}, error < {threshold:g}")

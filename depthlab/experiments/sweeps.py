@@ -238,8 +238,8 @@ def ablate(base: TrainConfig | Mapping, toggles: Sequence[str], store=None, *, f
 @dataclass(frozen=True)
 class Frontier:
     """The depth frontier of each model (SPEC 4) found by `depthlab.frontier.find_frontiers`.
-    ``config`` and ``quick`` hold `FrontierConfig` fields; the context's device, seed and
-    train_size overrides apply too."""
+    ``config`` and ``quick`` hold `FrontierConfig` fields; the context's device, seed,
+    train_size, epochs and precision overrides apply too."""
 
     label: str
     models: tuple[str, ...]
@@ -249,7 +249,7 @@ class Frontier:
 
     def frontier_config(self, ctx: Context) -> FrontierConfig:
         values = {**self.config, **(self.quick if ctx.quick else {})}
-        values.update({k: v for k, v in ctx.overrides.items() if k in ("device", "seed", "train_size", "epochs")})
+        values.update({k: v for k, v in ctx.overrides.items() if k in ("device", "seed", "train_size", "epochs", "precision")})
         known = {f.name for f in dataclasses.fields(FrontierConfig)}
         unknown = set(values) - known
         if unknown:
