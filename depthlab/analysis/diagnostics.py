@@ -249,8 +249,8 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
     """Train ``model`` for ``steps`` SGD steps on real data, recording per-layer statistics at
     initialisation and every ``every`` steps. Returns a `Diagnostics` with a verdict.
 
-    With ``precision`` bf16 the forward runs under bf16 autocast (statistics are taken in
-    float32); on CUDA the model is channels_last; ``compile`` wraps it in ``torch.compile`` (hooks stay active: the
+    On CUDA the forward runs under bf16 autocast (statistics are taken in float32) and the
+    model is channels_last; ``compile`` wraps it in ``torch.compile`` (hooks stay active: the
     recorded steps fall back to eager where dynamo cannot trace them)."""
     import time
 

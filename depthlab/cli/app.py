@@ -62,22 +62,37 @@ class EchoHandler(logging.Handler):
             self.handleError(record)
 
 
-def configure_logging() -> EchoHandler:
-    """Install (once) the handler of the ``depthlab`` logger: plain messages, level INFO, not
-    passed on to the root logger; progress lines back on stdout."""
-    handler = next((h for h in log.handlers if isinstance(h, EchoHandler)), None)
-    if handler is None:
-        handler = EchoHandler()
-        log.addHandler(handler)
+def _handler() -> EchoHandler | None:
+    return next((h for h in log.handlers if isinstance(h, EchoHandler)), None)
+
+
+@contextlib.contextmanager
+def terminal_logging():
+    """While inside (one command line): the ``depthlab`` logger prints INFO and up through an
+    `EchoHandler`, plain messages, not passed on to the root logger. Outside, library use stays
+    quiet unless the caller configures logging. Nested uses share the outer handler."""
+    handler = _handler()
+    if handler is not None:
+        yield handler
+        return
+    handler = EchoHandler()
+    saved = log.level, log.propagate
+    log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    handler.progress_err = False
-    return handler
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
 def progress_to_stderr(flag: bool = True) -> None:
     """Send progress lines to stderr (``--json``: stdout holds one JSON object)."""
-    configure_logging().progress_err = flag
+    handler = _handler()
+    if handler is not None:
+        handler.progress_err = flag
 
 
 @contextlib.contextmanager
@@ -139,7 +154,9 @@ def tensorboard_writer(folder: str | None):
 @click.version_option(package_name="depthlab")
 def cli():
     """depthlab: how does depth interact with trainability?"""
-    configure_logging()
+    ctx = click.get_current_context()
+    if _handler() is None:  # invoked without main() (click's test runner): print messages until the command ends
+        ctx.with_resource(terminal_logging())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +165,11 @@ def cli():
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
-    configure_logging()
+    with terminal_logging():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         rv = cli.main(args=argv, prog_name="depthlab", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

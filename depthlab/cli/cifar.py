@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..errors import ConfigError
-from .app import cli, log, open_store, progress
+from .app import cli, log, open_store
 from .options import Values, data_options, option_group, run_options
 
 
@@ -104,7 +104,7 @@ def reproduce(name, recipe, data, run, compile_model, checkpoint_dir, resume, re
     cifar = load_dataset(dataset, data.data_dir)  # bad data fails before any folder or store is created
     folder = safe_output_dir(out) if out else None
     ckpt = safe_output_dir(checkpoint_dir) if checkpoint_dir else None
-    options = dict(echo=progress.info, out=folder, checkpoint_dir=ckpt, resume=resume, compile_model=compile_model,
+    options = dict(out=folder, checkpoint_dir=ckpt, resume=resume, compile_model=compile_model,
                    rerun=rerun)
     with open_store(run.store_path) as store:
         if name == "resnet-cifar":

@@ -27,13 +27,6 @@ from .options import (
 EXPERIMENT_WORKERS = "1"
 
 
-def _progress(as_json: bool):
-    """Where an experiment's progress lines go: the ``depthlab.progress`` logger (stdout, or
-    stderr when stdout holds the JSON)."""
-    progress_to_stderr(as_json)
-    return progress.info
-
-
 def _out_folder(out: str | None, default: str):
     from ..report import safe_output_dir
 
@@ -96,7 +89,8 @@ def _run_one_part(part, experiment: str, stem: str, data, run, spec):
     from ..experiments.catalogue import fusable_size
     from ..experiments.parts import Context
 
-    ctx = Context(data_dir=data.data_dir, echo=_progress(run.as_json), experiment=experiment)
+    progress_to_stderr(run.as_json)  # the runs' progress lines (the depthlab.progress logger)
+    ctx = Context(data_dir=data.data_dir, experiment=experiment)
     configs = part.configs(ctx)
     folder, _ = _prepare(configs, data.data_dir, run.store_path, run.out, stem, run.tensorboard, ctx.datasets)
     ctx.on_epoch = _tensorboard_hook(run.tensorboard)
@@ -312,14 +306,14 @@ def reproduce_cmd(name, quick, list_, data_dir, run, budget, spec):
     device, precision, store_path, out, as_json = run.device, run.precision, run.store_path, run.out, run.as_json
     configs = plan(name, quick=quick, device=device, budget=budget, precision=precision)
     folder, datasets = _prepare(configs, data_dir, store_path, out, f"reproduce-{name}{'-quick' if quick else ''}")
-    echo = _progress(as_json)
+    progress_to_stderr(as_json)  # the runs' progress lines (the depthlab.progress logger)
     budget_label = ",".join([" quick"] * quick + [f" {k.replace('_', ' ')} {v}" for k, v in budget.items()])
     searches = any(isinstance(p, Frontier) for p in EXPERIMENTS[name].parts)
     count = f"{len(configs)} models to search" if searches else f"{len(configs)} runs"
-    echo(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {count}")
+    progress.info(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {count}")
     group = fusable_runs(name, quick=quick, device=device, budget=budget, precision=precision)
     with trial_runner(spec, device, store_path, group, data_dir=data_dir, sequential=True) as (store, runner):
-        result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget,
+        result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, budget=budget,
                            datasets=datasets, runner=runner, precision=precision)
     paths = []
     for label, part in result.parts.items():

@@ -9,7 +9,7 @@ from typing import Callable, Mapping
 from ..engine.config import TrainConfig
 from ..engine.device import DEFAULT_PRECISION
 from ..errors import ConfigError
-from .parts import Context, PartResult
+from .parts import Context, PartResult, progress
 from .sweeps import Ablation, Frontier
 
 
@@ -75,7 +75,7 @@ def check_budget(budget: Mapping | None) -> dict:
 
 
 def experiment_context(name: str, store=None, *, quick: bool = False, data_dir: str | None = None,
-                       device: str = "auto", echo: Callable[[str], None] = lambda line: None,
+                       device: str = "auto", echo: Callable[[str], None] = progress,
                        budget: Mapping | None = None, precision: str = DEFAULT_PRECISION) -> Context:
     experiment = get_experiment(name)
     overrides = {**(experiment.quick if quick else {}), **check_budget(budget), "device": device}
@@ -112,7 +112,7 @@ def plan(name: str, *, quick: bool = False, device: str = "auto", budget: Mappin
 
 
 def reproduce(name: str, store=None, *, quick: bool = False, data_dir: str | None = None, device: str = "auto",
-              echo: Callable[[str], None] = lambda line: None, budget: Mapping | None = None,
+              echo: Callable[[str], None] = progress, budget: Mapping | None = None,
               datasets: Mapping | None = None, runner=None, precision: str = DEFAULT_PRECISION) -> Reproduction:
     """Run (or read back from the store) every part of a named experiment and conclude.
     ``budget`` (``epochs``, ``train_size``) cuts every run, for a machine that cannot afford the

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..frontier.protocol import FrontierConfig
 from ..frontier.search import find_frontiers
 from .configs import make_config, parse_lrs, toggle_override
-from .parts import Column, Context, Curve, PartResult, Plot
+from .parts import Column, Context, Curve, PartResult, Plot, progress
 
 
 def _error_plots(title: str, curves_train: list[Curve], curves_eval: list[Curve], eval_name: str) -> list[Plot]:
@@ -94,7 +94,7 @@ class Sweep:
 
 
 def lr_sweep(base: TrainConfig | Mapping, lrs: Sequence[float], store=None, *, data_dir: str | None = None,
-             echo: Callable[[str], None] = lambda line: None, label: str = "lr-sweep", runner=None) -> PartResult:
+             echo: Callable[[str], None] = progress, label: str = "lr-sweep", runner=None) -> PartResult:
     """One run per learning rate (fixed batch size, momentum, schedule): table of final errors,
     train and test error vs epoch (plots). With ``runner`` (a `depthlab.sweep.TrialRunner`)
     the runs go to its executor at once: worker processes, a fused lr group, Ray."""
@@ -223,7 +223,7 @@ class Ablation:
 
 def ablate(base: TrainConfig | Mapping, toggles: Sequence[str], store=None, *, folds: int | None = None,
            seeds: int | None = None, data_dir: str | None = None,
-           echo: Callable[[str], None] = lambda line: None, label: str = "ablate", runner=None) -> PartResult:
+           echo: Callable[[str], None] = progress, label: str = "ablate", runner=None) -> PartResult:
     """Every on/off combination of ``toggles`` over K folds (default 3) or N seeds (all fits at
     once on the executor of ``runner``, a `depthlab.sweep.TrialRunner`, when given)."""
     base = dataclasses.asdict(base) if isinstance(base, TrainConfig) else dict(base)

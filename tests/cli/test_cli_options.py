@@ -188,19 +188,39 @@ def test_frontier_flags_build_the_protocol(args, expected, monkeypatch, tmp_path
 
 
 def test_messages_go_through_the_depthlab_logger(capsys):
-    from depthlab.cli.app import EchoHandler, log, progress, progress_to_stderr
+    from depthlab.cli.app import EchoHandler, log, progress, progress_to_stderr, terminal_logging
 
+    with terminal_logging():
+        assert any(isinstance(h, EchoHandler) for h in logging.getLogger("depthlab").handlers)
+        log.info("a notice")
+        progress.info("Epoch 000/001")
+        assert capsys.readouterr() == ("Epoch 000/001\n", "a notice\n")
+        progress_to_stderr(True)
+        progress.info("Epoch 000/001")
+        assert capsys.readouterr() == ("", "Epoch 000/001\n")
+        with terminal_logging():  # nested: the same handler
+            assert sum(isinstance(h, EchoHandler) for h in log.handlers) == 1
+    # outside a command line, library use is quiet (as the old default echo was)
+    assert not any(isinstance(h, EchoHandler) for h in log.handlers)
+    progress.info("quiet")
+    log.info("quiet")
+    assert capsys.readouterr() == ("", "")
     assert main(["models", "--json"]) == 0
     capsys.readouterr()
-    assert any(isinstance(h, EchoHandler) for h in logging.getLogger("depthlab").handlers)
-    log.info("a notice")
-    progress.info("Epoch 000/001")
+    progress.info("still quiet")
+    assert capsys.readouterr() == ("", "")
+
+
+def test_experiment_progress_lines_go_through_the_logger(small_root, tmp_path, capsys):
+    """lr-sweep passes no echo callable: its per-epoch lines come from the progress logger,
+    on stdout, or on stderr under --json."""
+    args = ["lr-sweep", "cnn-tanh", "--depth", "3", "--lrs", "0.1", "--epochs", "1", "--dataset", "fashion-mnist",
+            "--data-dir", str(small_root), "--device", "cpu", "--batch-size", "64", "--store", str(tmp_path / "s.db"),
+            "--out", str(tmp_path / "o")]
+    assert main(args) == 0
     out, err = capsys.readouterr()
-    assert (out, err) == ("Epoch 000/001\n", "a notice\n")
-    progress_to_stderr(True)
-    progress.info("Epoch 000/001")
-    assert capsys.readouterr() == ("", "Epoch 000/001\n")
-    main(["models", "--json"])  # every command starts with progress on stdout
-    capsys.readouterr()
-    progress.info("again")
-    assert capsys.readouterr().out == "again\n"
+    assert "Epoch 000/001" in out and "Epoch" not in err
+    assert main([*args, "--json", "--store", str(tmp_path / "t.db")]) == 0
+    out, err = capsys.readouterr()
+    assert "Epoch 000/001" in err and "Epoch" not in out
+    json.loads(out)
