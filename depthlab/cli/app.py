@@ -122,6 +122,11 @@ def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, d
     remove_if_empty(checkpoints)
 
 
+def echo_err(message: str) -> None:
+    """One line on stderr, outside the logger (main's error lines, printed after the command)."""
+    click.echo(message, err=True)
+
+
 def open_store(path: str):
     from ..store.sqlite import Store
 
@@ -154,9 +159,8 @@ def tensorboard_writer(folder: str | None):
 @click.version_option(package_name="depthlab")
 def cli():
     """depthlab: how does depth interact with trainability?"""
-    ctx = click.get_current_context()
-    if _handler() is None:  # invoked without main() (click's test runner): print messages until the command ends
-        ctx.with_resource(terminal_logging())
+    # the depthlab logger prints while the command runs (main()'s own error lines use echo_err)
+    click.get_current_context().with_resource(terminal_logging())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,11 +169,6 @@ def cli():
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
-    with terminal_logging():
-        return _main(argv)
-
-
-def _main(argv: list[str] | None) -> int:
     try:
         rv = cli.main(args=argv, prog_name="depthlab", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
@@ -177,25 +176,25 @@ def _main(argv: list[str] | None) -> int:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
         return 2
     except click.UsageError as exc:
-        log.error(f"depthlab: error: {exc.format_message()}")
+        echo_err(f"depthlab: error: {exc.format_message()}")
         return 2
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
-        log.error("depthlab: aborted")
+        echo_err("depthlab: aborted")
         return 130
     except UserError as exc:
-        log.error(f"depthlab: error: {exc}")
+        echo_err(f"depthlab: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        log.error("depthlab: interrupted (finished runs are kept in the store)")
+        echo_err("depthlab: interrupted (finished runs are kept in the store)")
         return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:  # a bug: still one line, with the way to see the traceback
         if os.environ.get("DEPTHLAB_DEBUG"):
             raise
-        log.error(f"depthlab: internal error: {type(exc).__name__}: {exc} (set DEPTHLAB_DEBUG=1 for the traceback)")
+        echo_err(f"depthlab: internal error: {type(exc).__name__}: {exc} (set DEPTHLAB_DEBUG=1 for the traceback)")
         return 1
 
 

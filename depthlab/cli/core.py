@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ..engine.device import DEFAULT_PRECISION
 from ..errors import ConfigError
 from ..report import classic_line
 from .app import cli, log, open_store, progress, progress_to_stderr, require_tensorboard, tensorboard_writer
@@ -120,7 +121,6 @@ class _Progress:
                    "checkpoints to DEST, a store a later sweep can continue from.")
 def runs(store_path, limit, status, as_json, snapshot_path):
     """List the runs in the store, newest first."""
-    from ..engine.device import DEFAULT_PRECISION
     from ..store.sqlite import FINISHED, Store, snapshot_store
 
     if snapshot_path is not None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import click
 
+from ..engine.config import TrainConfig
 from ..errors import ConfigError
 
 
@@ -92,11 +93,15 @@ def option_from_field(cls, name: str, *decls: str, default=_MISSING, help: str |
 # Groups of options, handed to the command as one object
 
 
-def option_group(dest: str, factory, *options, finish=None):
+def option_group(dest: str, factory, *options):
     """A decorator adding ``options`` (click.option decorators) to a command and giving the
     command, instead of one parameter per option, the single keyword ``dest``:
-    ``factory(**values)`` (or ``finish(factory(**values))``)."""
-    probe = lambda: None  # noqa: E731  (learns the parameter names the options fill)
+    ``factory(**values)`` (a dataclass, `Values`, or a function that validates, like
+    `executor_spec`)."""
+
+    def probe():  # learns the names of the parameters the options fill
+        pass
+
     for option in options:
         probe = option(probe)
     names = {p.name for p in probe.__click_params__}
@@ -104,8 +109,7 @@ def option_group(dest: str, factory, *options, finish=None):
     def decorate(f):
         @functools.wraps(f)
         def command(*args, **kwargs):
-            group = factory(**{n: kwargs.pop(n) for n in names if n in kwargs})
-            kwargs[dest] = finish(group) if finish else group
+            kwargs[dest] = factory(**{n: kwargs.pop(n) for n in names if n in kwargs})
             return f(*args, **kwargs)
 
         command.__click_params__ = list(getattr(f, "__click_params__", []))
@@ -130,12 +134,6 @@ class Values:
 
     def __repr__(self) -> str:
         return f"Values({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
-
-
-def _train_config():
-    from ..engine.config import TrainConfig
-
-    return TrainConfig
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,7 +237,6 @@ def data_options(f=None, *, data_dir: bool = True, train_size: bool = True,
     if f is None:
         return functools.partial(data_options, data_dir=data_dir, train_size=train_size, dataset_help=dataset_help,
                                  data_dir_help=data_dir_help, train_size_default=train_size_default)
-    TrainConfig = _train_config()
     options = [option_from_field(TrainConfig, "dataset", default=None, help=dataset_help)]
     if data_dir:
         options.append(click.option("--data-dir", default=None, help=data_dir_help))
@@ -273,7 +270,6 @@ def run_options(f=None, *, take=RUN_OPTIONS, out_help: str = "Folder for tables,
     if f is None:
         return functools.partial(run_options, take=take, out_help=out_help, device_help=device_help,
                                  store_default=store_default)
-    TrainConfig = _train_config()
     unknown = set(take) - set(RUN_OPTIONS)
     if unknown:
         raise ValueError(f"unknown run options {sorted(unknown)}")
@@ -302,7 +298,6 @@ def common_options(f):
 def train_options(*names: str, **changes):
     """`TrainConfig` fields ``names`` as options, one `Values` parameter ``hp``.
     ``changes[name]``: keyword arguments for `option_from_field` (another help, default, ...)."""
-    TrainConfig = _train_config()
     decls = {"compile": ("--compile",)}
     options = [option_from_field(TrainConfig, n, *decls.get(n, ()), **changes.get(n, {})) for n in names]
     return option_group("hp", Values, *options)
