@@ -15,7 +15,7 @@ from depthlab.frontier.protocol import FrontierConfig
 from depthlab.store.sqlite import Store
 from fakedata import write_idx_folder
 
-TRAINING_COMMANDS = ("train", "frontier", "lr-sweep", "lr-find", "ablate", "reproduce", "diagnose")
+TRAINING_COMMANDS = ("train", "frontier", "lr-sweep", "lr-find", "ablate", "reproduce", "diagnose", "phase")
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,7 @@ def test_option_from_field_types_flags_and_overrides():
 # A handful of option objects per command
 
 
-@pytest.mark.parametrize("command", ["train", "frontier", "lr-sweep", "lr-find", "ablate", "reproduce", "diagnose",
-                                     "summary"])
+@pytest.mark.parametrize("command", [*TRAINING_COMMANDS, "summary"])
 def test_commands_take_a_handful_of_option_objects(command):
     function = inspect.unwrap(cli.commands[command].callback)
     assert len(inspect.signature(function).parameters) <= 8, inspect.signature(function)
@@ -148,6 +147,13 @@ def test_precision_reaches_the_frontier_and_reproduce_plans():
     assert {c.precision for c in plan("depth-frontier", quick=True, precision="bf16")} == {"bf16"}
     assert {c.precision for c in plan("lr-momentum", quick=True, precision="bf16")} == {"bf16"}
     assert {c.precision for c in plan("lr-momentum", quick=True)} == {"fp32"}
+
+
+def test_precision_reaches_the_phase_sweep():
+    from depthlab.analysis.phase import phase_configs
+
+    configs = phase_configs("tanh", 0.05, [1.0, 2.0], [6, 12], [0.1], precision="bf16")
+    assert {fc.trial_config("stages", 6, 0.1, 0).precision for fc in configs.values()} == {"bf16"}
 
 
 # ---------------------------------------------------------------------------------------------
