@@ -54,6 +54,13 @@ def protocol_options(f):
     )(f)
 
 
+def _quick_help() -> str:
+    q = FrontierConfig.quick()
+    return (f"The quick protocol (FrontierConfig.quick()): {q.train_size:,} training images, {q.epochs} epoch(s), "
+            f"lrs {','.join(f'{lr:g}' for lr in q.lrs)}, max depth {q.max_depth}, {q.evals_per_epoch} evaluations "
+            f"of {q.eval_size:,} test images per epoch.")
+
+
 def protocol_config(protocol: Values, quick: bool, model_opts, data, run) -> FrontierConfig:
     """The `FrontierConfig` the flags ask for: `FrontierConfig.quick()` (``--quick``) or the
     classic protocol, with every flag given replacing its field. Not yet validated."""
@@ -81,7 +88,7 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data, run) -> Fro
 @cli.command()
 @click.option("--models", default="all", show_default=True, help="Comma-separated presets, or all (the eight classic ones).")
 @protocol_options
-@click.option("--quick", is_flag=True, help="10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 9, 4 evaluations of 1,000 test images per epoch.")
+@click.option("--quick", is_flag=True, help=_quick_help())
 @click.option("--status", is_flag=True, help="Train nothing: show what --store already decides of this search (depths so "
               "far, each model's next trial). Reads the store only (safe while the search runs); with --out, also "
               "writes the partial table and plots there.")

@@ -38,9 +38,9 @@ class TrainConfig:
     batch_size: int = field(default=256, metadata={"help": "Mini-batch size."})
     optimizer: str = field(default="sgd", metadata={"help": "sgd, adam or adamw."})
     lr: float = field(default=0.1, metadata={"help": "Learning rate."})
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (adam: beta1)."})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (adam and adamw ignore it)."})
     nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum."})
-    weight_decay: float = field(default=0.0, metadata={"help": "Weight decay (L2)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Weight decay (adam: coupled L2; adamw: decoupled)."})
     schedule: str = field(default="constant", metadata={
         "help": "constant | 2@0.07,3@0.01 | multistep:M1,M2[:gamma] | cosine, optionally warmup:E+..."})
     augment: bool = field(default=False, metadata={"help": "Random crop (pad 4) + horizontal flip."})
