@@ -1,4 +1,5 @@
-"""The ``depthlab`` command group, the flags shared by commands, and the entry point.
+"""The ``depthlab`` command group, its messages (the ``depthlab`` logger), the executor and
+store helpers commands share, and the entry point. The shared flags are in `depthlab.cli.options`.
 
 Every user error prints one line ``depthlab: error: ...`` on stderr and exits with status 2.
 Bad flag values are checked before the store is opened, so a bad command never touches it.
@@ -15,24 +16,12 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, UserError
-from .options import (  # noqa: F401  (the shared flags, re-exported for callers of the old names)
-    DataOptions,
-    ModelOptions,
-    RunOptions,
-    Values,
-    common_options,
-    data_options,
-    default_dataset,
-    executor_flags as executor_options,
-    executor_spec,
-    int_or_keyword,
-    model_options,
-    model_overrides,
-    option_from_field,
-    option_group,
-    run_options,
-    train_options,
-)
+
+# The names callers imported from here before `depthlab.cli.options` existed: `executor_options`
+# here is the old one (separate parameters, for `executor_spec`); commands use
+# `options.executor_options`, which hands them the validated spec.
+from .options import executor_flags as executor_options  # noqa: F401
+from .options import executor_spec, int_or_keyword, model_overrides  # noqa: F401
 
 
 # ---------------------------------------------------------------------------------------------

@@ -286,11 +286,6 @@ def run_options(f=None, *, take=RUN_OPTIONS, out_help: str = "Folder for tables,
     return option_group("run", RunOptions, *[every[name] for name in RUN_OPTIONS if name in take])(f)
 
 
-def common_options(f):
-    """The flags shared by every command that trains and records (data and run options)."""
-    return data_options(run_options(f))
-
-
 # ---------------------------------------------------------------------------------------------
 # Training hyperparameters
 
