@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..errors import ConfigError
-from .app import cli, log, open_store
+from .app import cli, echo_err, open_store
 from .options import Values, data_options, option_group, run_options
 
 
@@ -51,7 +51,7 @@ def recipe_options(f):
               help="Where every run saves its state after each epoch.")
 @click.option("--resume", is_flag=True, help="Continue interrupted runs from their checkpoints.")
 @click.option("--rerun", is_flag=True, help="Train even if a config already finished in the store.")
-def reproduce(name, recipe, data, run, compile_model, checkpoint_dir, resume, rerun):
+def reproduce(name, recipe, data_opts, run, compile_model, checkpoint_dir, resume, rerun):
     """Reproduce a classic CIFAR-10 experiment by NAME: resnet-cifar, resnet18-shortcuts, cifar-lr-bn."""
     import dataclasses
 
@@ -73,23 +73,23 @@ def reproduce(name, recipe, data, run, compile_model, checkpoint_dir, resume, re
 
     if name not in CIFAR_EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(CIFAR_EXPERIMENTS)}")
-    r, seed, device, train_size = recipe, run.seed, run.device, data.train_size
-    for flag, value in (("--epochs", r.epochs), ("--max-epochs", r.max_epochs), ("--train-size", train_size),
-                        ("--patience", r.patience)):
+    rc, seed, device, train_size, data_dir = recipe, run.seed, run.device, data_opts.train_size, data_opts.data_dir
+    for flag, value in (("--epochs", rc.epochs), ("--max-epochs", rc.max_epochs), ("--train-size", train_size),
+                        ("--patience", rc.patience)):
         _check_positive(flag, value)
-    dataset = data.dataset or default_cifar_dataset(data.data_dir)
+    dataset = data_opts.dataset or default_cifar_dataset(data_dir)
     check_cifar_dataset(dataset)
     pairs = []
     if name == "resnet-cifar":
-        configs = [resnet_cifar_config(r.n, shortcut=r.shortcut, bn_impl=r.bn_impl, dataset=dataset,
-                                       epochs=r.epochs or 200, patience=r.patience, train_size=train_size,
-                                       warmup=r.warmup, seed=seed, device=device)]
+        configs = [resnet_cifar_config(rc.n, shortcut=rc.shortcut, bn_impl=rc.bn_impl, dataset=dataset,
+                                       epochs=rc.epochs or 200, patience=rc.patience, train_size=train_size,
+                                       warmup=rc.warmup, seed=seed, device=device)]
     elif name == "resnet18-shortcuts":
-        configs = shortcuts_configs(dataset=dataset, epochs=r.epochs or 30, train_size=train_size, bn_impl=r.bn_impl,
-                                    seed=seed, device=device)
+        configs = shortcuts_configs(dataset=dataset, epochs=rc.epochs or 30, train_size=train_size,
+                                    bn_impl=rc.bn_impl, seed=seed, device=device)
     else:
-        pairs = lr_bn_configs(dataset=dataset, max_epochs=r.max_epochs, train_size=train_size, bn_impl=r.bn_impl,
-                              seed=seed, device=device, only=r.only.split(",") if r.only else None)
+        pairs = lr_bn_configs(dataset=dataset, max_epochs=rc.max_epochs, train_size=train_size, bn_impl=rc.bn_impl,
+                              seed=seed, device=device, only=rc.only.split(",") if rc.only else None)
         configs = [config for _, config in pairs]
     check_precision(run.precision, resolve_device(device))
     configs = [dataclasses.replace(c, precision=run.precision) for c in configs]
@@ -101,18 +101,18 @@ def reproduce(name, recipe, data, run, compile_model, checkpoint_dir, resume, re
     check_store_path(run.store_path)
     if resume:
         check_resumable(configs, checkpoint_dir)
-    cifar = load_dataset(dataset, data.data_dir)  # bad data fails before any folder or store is created
+    data = load_dataset(dataset, data_dir)  # bad data fails before any folder or store is created
     folder = safe_output_dir(out) if out else None
     ckpt = safe_output_dir(checkpoint_dir) if checkpoint_dir else None
     options = dict(out=folder, checkpoint_dir=ckpt, resume=resume, compile_model=compile_model,
                    rerun=rerun)
     with open_store(run.store_path) as store:
         if name == "resnet-cifar":
-            results = [run_resnet_cifar(configs[0], cifar, store, **options)]
+            results = [run_resnet_cifar(configs[0], data, store, **options)]
         elif name == "resnet18-shortcuts":
-            results = list(run_resnet18_shortcuts(configs, cifar, store, **options).values())
+            results = list(run_resnet18_shortcuts(configs, data, store, **options).values())
         else:
-            results = list(run_cifar_lr_bn(pairs, cifar, store, **options)["results"].values())
-    if any(res["status"] == "failed" for res in results):
-        log.error("depthlab: some runs failed (see the store for the reason)")
+            results = list(run_cifar_lr_bn(pairs, data, store, **options)["results"].values())
+    if any(r["status"] == "failed" for r in results):
+        echo_err("depthlab: some runs failed (see the store for the reason)")
         sys.exit(1)

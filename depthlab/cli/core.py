@@ -10,7 +10,8 @@ import click
 from ..engine.device import DEFAULT_PRECISION
 from ..errors import ConfigError
 from ..report import classic_line
-from .app import cli, log, open_store, progress, progress_to_stderr, require_tensorboard, tensorboard_writer
+from .app import cli, log, open_store, progress_to_stderr, require_tensorboard, tensorboard_writer
+from .app import progress as progress_log
 from .options import data_options, model_options, run_options, train_options
 
 
@@ -25,7 +26,7 @@ from .options import data_options, model_options, run_options, train_options
 @click.option("--rerun", is_flag=True, help="Train even if this exact config already finished in the store.")
 @click.option("--threads", type=int, default=None,
               help="CPU threads for torch (default: torch's). 1 is fastest on a busy machine; see BENCHMARKS.md.")
-def train(model, model_opts, data, run, hp, use_val, rerun, threads):
+def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     """Train one MODEL and record it in the store."""
     from ..data.registry import load_dataset
     from ..engine.config import TrainConfig
@@ -33,26 +34,27 @@ def train(model, model_opts, data, run, hp, use_val, rerun, threads):
     from ..store.sqlite import check_store_path
     from ..sweep.runner import run_recorded
 
-    config = TrainConfig(model=model, model_args=model_opts.overrides(), dataset=data.dataset_for(model),
-                         train_size=data.train_size, eval_split="val" if use_val else "test", **hp.fields(),
+    config = TrainConfig(model=model, model_args=model_opts.overrides(), dataset=data_opts.dataset_for(model),
+                         train_size=data_opts.train_size, eval_split="val" if use_val else "test", **hp.fields(),
                          seed=run.seed, device=run.device, precision=run.precision)
     config.validate()
+    store_path, out, as_json, tensorboard = run.store_path, run.out, run.as_json, run.tensorboard
     if threads is not None and threads <= 0:
         raise ConfigError(f"--threads must be a positive integer, got {threads}")
-    if run.out:
-        check_output_dir(run.out)
-    check_store_path(run.store_path)
-    require_tensorboard(run.tensorboard)
-    dataset = load_dataset(config.dataset, data.data_dir)
-    writer = tensorboard_writer(run.tensorboard)
+    if out:
+        check_output_dir(out)
+    check_store_path(store_path)
+    require_tensorboard(tensorboard)
+    data = load_dataset(config.dataset, data_opts.data_dir)
+    writer = tensorboard_writer(tensorboard)
     label = "Val" if use_val else "Test"
     epochs = config.epochs
-    bar = _Progress(enabled=sys.stderr.isatty() and not run.as_json)
-    progress_to_stderr(run.as_json)
+    progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
+    progress_to_stderr(as_json)
 
     def on_epoch(m):
-        bar.clear()
-        progress.info(classic_line(m.epoch, epochs, m.train_error, m.test_error, label))
+        progress.clear()
+        progress_log.info(classic_line(m.epoch, epochs, m.train_error, m.test_error, label))
         if writer is not None:
             for key in ("train_error", "test_error", "loss", "lr"):
                 writer.add_scalar(key, getattr(m, key), m.epoch)
@@ -61,24 +63,24 @@ def train(model, model_opts, data, run, hp, use_val, rerun, threads):
         import torch
 
         torch.set_num_threads(threads)
-    with open_store(run.store_path) as store:
-        result = run_recorded(config, store, dataset, on_epoch=on_epoch, reuse=not rerun, on_step=bar.step)
-    bar.clear()
+    with open_store(store_path) as store:
+        result = run_recorded(config, store, data, on_epoch=on_epoch, reuse=not rerun, on_step=progress.step)
+    progress.clear()
     if writer is not None:
         writer.close()
     if result.get("reused"):
-        log.info(f"(already in {run.store_path}: shown from the store; --rerun trains again)")
-        if not run.as_json:
+        log.info(f"(already in {store_path}: shown from the store; --rerun trains again)")
+        if not as_json:
             for e in result["epochs"]:
                 click.echo(classic_line(e["epoch"], epochs, e["train_error"], e["test_error"], label))
     summary = {k: result[k] for k in ("config", "status", "epochs", "seconds", "reason", "test_error")}
-    if run.out:
+    if out:
         from ..report import safe_child, safe_output_dir
 
-        folder = safe_output_dir(run.out)
+        folder = safe_output_dir(out)
         name = f"train-{model}-{TrainConfig(**result['config']).hash()}.json"
         safe_child(folder, name).write_text(json.dumps(summary, indent=2))
-    if run.as_json:
+    if as_json:
         click.echo(json.dumps(summary))
     else:
         status = result["status"]
@@ -156,13 +158,13 @@ def runs(store_path, limit, status, as_json, snapshot_path):
 @click.argument("model")
 @model_options
 @data_options(train_size=False, data_dir=False)
-def summary(model, model_opts, data):
+def summary(model, model_opts, data_opts):
     """Print a layer table and the parameter count of MODEL."""
     from ..data.registry import check_dataset_name
     from ..models import count_parameters, create_model, layer_summary
 
     overrides = model_opts.overrides()
-    info = check_dataset_name(data.dataset_for(model))
+    info = check_dataset_name(data_opts.dataset_for(model))
     net = create_model(model, info.input_shape, 10, **overrides)
     rows = layer_summary(net, info.input_shape)
     click.echo(f"{'Layer':28} {'Type':12} {'Output shape':18} {'Param #':>10}")

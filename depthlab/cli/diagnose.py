@@ -8,7 +8,7 @@ import click
 
 from ..errors import ConfigError
 from .app import cli
-from .options import Values, data_options, model_options, option_group, run_options, train_options
+from .options import Values, data_options, default_dataset, model_options, option_group, run_options, train_options
 
 
 def watch_options(f):
@@ -32,7 +32,7 @@ def watch_options(f):
 @data_options(dataset_help=None, data_dir_help=None, train_size_default=10_000)
 @run_options(take=("seed", "device", "precision", "out", "json"),
              out_help="Folder for the plots and the JSON (default: depthlab-out/diagnose).")
-def diagnose(model, model_opts, watch, hp, data, run):
+def diagnose(model, model_opts, watch, hp, data_opts, run):
     """Per-layer activation statistics, gradient norms and update ratios of MODEL at init and
     during training, a layer x step heatmap, and a vanishing/exploding/healthy verdict."""
     from ..analysis import diagnostics
@@ -43,8 +43,9 @@ def diagnose(model, model_opts, watch, hp, data, run):
     from .theory import parse_int_list
 
     steps, every, compare_depths = watch.steps, watch.every, watch.compare_depths
-    lr, momentum, batch_size, train_size = hp.lr, hp.momentum, hp.batch_size, data.train_size
-    seed, device, out = run.seed, run.device, run.out
+    lr, momentum, batch_size, train_size = hp.lr, hp.momentum, hp.batch_size, data_opts.train_size
+    dataset, data_dir = data_opts.dataset, data_opts.data_dir
+    seed, device, out, as_json = run.seed, run.device, run.out, run.as_json
     overrides = model_opts.overrides()
     _, spec = resolve_model(model, **overrides)
     k = getattr(spec, "depth", None)
@@ -61,30 +62,30 @@ def diagnose(model, model_opts, watch, hp, data, run):
             resolve_model(model, **{**overrides, "depth": d})
     else:
         depths = diagnostics.nearby_depths(model, k, overrides) if k else []
-    dataset = data.dataset_for(model)
+    dataset = dataset or default_dataset(model)
     check_dataset_name(dataset)
     TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
                 batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device,
                 precision=run.precision).validate()
     check_output_dir(out or "depthlab-out/diagnose")
-    images = load_dataset(dataset, data.data_dir)  # bad data fails before the output folder is created
+    data = load_dataset(dataset, data_dir)  # bad data fails before the output folder is created
     folder = safe_output_dir(out or "depthlab-out/diagnose")
 
     diag = diagnostics.diagnose(model, overrides, steps=steps, every=every, lr=lr, momentum=momentum,
-                                batch_size=batch_size, train_size=train_size, dataset=dataset, data=images, seed=seed,
+                                batch_size=batch_size, train_size=train_size, dataset=dataset, data=data, seed=seed,
                                 device=device, compile=hp.compile, precision=run.precision)
     stem = f"diagnose-{model}-d{k}"
     diagnostics.plot_heatmap(diag, safe_child(folder, f"{stem}-heatmap.png"))
     profiles = {}
     if depths:
-        profiles = diagnostics.depth_profiles(model, depths, overrides, data=images, batch_size=batch_size, seed=seed,
+        profiles = diagnostics.depth_profiles(model, depths, overrides, data=data, batch_size=batch_size, seed=seed,
                                               device=device)
         diagnostics.plot_depth_profiles(profiles, safe_child(folder, f"{stem}-depths.png"), model=model)
     summary = diag.to_json()
     summary["depth_profiles"] = {str(d): {key: [float(v) for v in p[key]] for key in ("grad_norm", "signal_norm")}
                                  for d, p in profiles.items()}
     safe_child(folder, f"{stem}.json").write_text(json.dumps(summary))
-    if run.as_json:
+    if as_json:
         click.echo(json.dumps(summary))
         return
     init_rows = [[name, diag.act_mean[0, i], diag.act_std[0, i], diag.grad_norm[0, i], diag.signal_norm[0, i],

@@ -82,7 +82,7 @@ def _prepare(configs, data_dir, store_path, out: str | None, default: str, tenso
     return _out_folder(out, default), datasets
 
 
-def _run_one_part(part, experiment: str, stem: str, data, run, spec):
+def _run_one_part(part, experiment: str, stem: str, data_opts, run, spec):
     """Check every flag (``part.configs``), the paths and the data before the store or a folder
     is touched; then run ``part`` against the store (on the executor of ``spec``) and show it.
     Returns (result, paths)."""
@@ -90,21 +90,21 @@ def _run_one_part(part, experiment: str, stem: str, data, run, spec):
     from ..experiments.parts import Context
 
     progress_to_stderr(run.as_json)  # the runs' progress lines (the depthlab.progress logger)
-    ctx = Context(data_dir=data.data_dir, experiment=experiment)
+    ctx = Context(data_dir=data_opts.data_dir, experiment=experiment)
     configs = part.configs(ctx)
-    folder, _ = _prepare(configs, data.data_dir, run.store_path, run.out, stem, run.tensorboard, ctx.datasets)
+    folder, _ = _prepare(configs, data_opts.data_dir, run.store_path, run.out, stem, run.tensorboard, ctx.datasets)
     ctx.on_epoch = _tensorboard_hook(run.tensorboard)
-    with trial_runner(spec, configs[0].device, run.store_path, fusable_size(part, ctx), data_dir=data.data_dir,
+    with trial_runner(spec, configs[0].device, run.store_path, fusable_size(part, ctx), data_dir=data_opts.data_dir,
                       sequential=True) as (store, runner):
         ctx.store, ctx.runner = store, runner
         result = part.run(ctx)
     return result, _show_part(result, folder, experiment, run.as_json)
 
 
-def _base(model: str, model_opts, data, run, **hyper) -> dict:
+def _base(model: str, model_opts, data_opts, run, **hyper) -> dict:
     """The `TrainConfig` fields every run of an experiment command shares."""
-    return dict(model=model, model_args=model_opts.overrides(model), dataset=data.dataset_for(model),
-                train_size=data.train_size, **hyper, seed=run.seed, device=run.device, precision=run.precision)
+    return dict(model=model, model_args=model_opts.overrides(model), dataset=data_opts.dataset_for(model),
+                train_size=data_opts.train_size, **hyper, seed=run.seed, device=run.device, precision=run.precision)
 
 
 @cli.command("lr-sweep")
@@ -117,15 +117,15 @@ def _base(model: str, model_opts, data, run, **hyper) -> dict:
                schedule=dict(help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise "
                                   "one needs one lr."))
 @executor_options(workers=EXPERIMENT_WORKERS)
-def lr_sweep_cmd(model, model_opts, data, run, lrs, hp, spec):
+def lr_sweep_cmd(model, model_opts, data_opts, run, lrs, hp, spec):
     """One run of MODEL per learning rate: a table of final errors and train/test error plots."""
     from ..experiments.configs import parse_lrs
     from ..experiments.sweeps import Sweep
 
-    base = _base(model, model_opts, data, run, **hp.fields())
+    base = _base(model, model_opts, data_opts, run, **hp.fields())
     sweep = Sweep("lr-sweep", base, parse_lrs(lrs),
                   title=f"{model} lr sweep (batch {hp.batch_size}, momentum {hp.momentum:g}, {hp.epochs} epochs)")
-    part, paths = _run_one_part(sweep, "lr-sweep", f"lr-sweep-{model}", data, run, spec)
+    part, paths = _run_one_part(sweep, "lr-sweep", f"lr-sweep-{model}", data_opts, run, spec)
     best = part.best("test_error")
     if run.as_json:
         click.echo(json.dumps({"rows": part.rows, "best_lr": best and best["lr"], "files": paths}))
@@ -156,7 +156,7 @@ def range_test_options(f):
              out_help="Folder for the plot and JSON (default depthlab-out/lr-find-MODEL).")
 @range_test_options
 @train_options("batch_size", "momentum", "optimizer", "weight_decay")
-def lr_find_cmd(model, model_opts, data, run, range_test, hp):
+def lr_find_cmd(model, model_opts, data_opts, run, range_test, hp):
     """Exponential learning-rate range test of MODEL (nothing is stored; weights are restored).
 
     Suggestion: the lr at the minimum of the smoothed loss divided by 10."""
@@ -165,19 +165,19 @@ def lr_find_cmd(model, model_opts, data, run, range_test, hp):
     from ..experiments.parts import draw_plot
     from ..report import safe_child
 
-    r = range_test
+    r, out, as_json = range_test, run.out, run.as_json
     min_lr, max_lr = r.min_lr, r.max_lr
     check_lr_range(min_lr, max_lr, r.steps, r.smoothing, r.diverge)
-    config = make_config(_base(model, model_opts, data, run, **hp.fields(), lr=min_lr))
-    folder, datasets = _prepare([config], data.data_dir, None, run.out, f"lr-find-{model}")
-    dataset = datasets[config.dataset]
+    config = make_config(_base(model, model_opts, data_opts, run, **hp.fields(), lr=min_lr))
+    folder, datasets = _prepare([config], data_opts.data_dir, None, out, f"lr-find-{model}")
+    data = datasets[config.dataset]
     started = time.perf_counter()
-    found = lr_find(config, dataset, min_lr=min_lr, max_lr=max_lr, steps=r.steps, smoothing=r.smoothing,
+    found = lr_find(config, data, min_lr=min_lr, max_lr=max_lr, steps=r.steps, smoothing=r.smoothing,
                     diverge=r.diverge)
     seconds = time.perf_counter() - started
     png = draw_plot(found.plot(), safe_child(folder, "lr-find.png"))
     (folder / "lr-find.json").write_text(json.dumps({**found.to_dict(), "config": config.canonical()}, indent=1))
-    if run.as_json:
+    if as_json:
         click.echo(json.dumps({k: v for k, v in found.to_dict().items() if k not in ("lrs", "losses", "smoothed")}
                               | {"steps_run": len(found.lrs), "flat": found.flat, "seconds": round(seconds, 2),
                                  "plot": str(png)}))
@@ -222,7 +222,7 @@ def ablation_options(f):
                patience=dict(help="Early stopping on validation error after N epochs without improvement; best "
                                   "weights restored."))
 @executor_options(workers=EXPERIMENT_WORKERS)
-def ablate_cmd(model, model_opts, data, run, ablation, hp, spec):
+def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
     """Every on/off combination of the toggles over K folds or N seeds: mean ± std of train,
     validation and test accuracy and the time per fit, plus loss curves."""
     from ..experiments.sweeps import Ablation
@@ -238,11 +238,11 @@ def ablate_cmd(model, model_opts, data, run, ablation, hp, spec):
         raise ConfigError(f"--l2 must be non-negative, got {l2}")
     if (model_opts.bn is not None and "bn" in toggles) or (model_opts.no_skip and "skip" in toggles):
         raise ConfigError("a switch cannot be both fixed (--bn/--no-bn/--no-skip) and toggled")
-    base = _base(model, model_opts, data, run, **hp.fields(), weight_decay=l2)
+    base = _base(model, model_opts, data_opts, run, **hp.fields(), weight_decay=l2)
     repeats = f"{seeds} seeds" if seeds else f"K={folds or 3} folds"
     part = Ablation("ablate", base, tuple(toggles), folds=None if seeds else (folds or 3), seeds=seeds,
                     title=f"{model} ablation ({repeats})")
-    result, paths = _run_one_part(part, "ablate", f"ablate-{model}", data, run, spec)
+    result, paths = _run_one_part(part, "ablate", f"ablate-{model}", data_opts, run, spec)
     if run.as_json:
         click.echo(json.dumps({"rows": result.rows, "files": paths}))
     else:

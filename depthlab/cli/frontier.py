@@ -61,7 +61,7 @@ def _quick_help() -> str:
             f"of {q.eval_size:,} test images per epoch.")
 
 
-def protocol_config(protocol: Values, quick: bool, model_opts, data, run) -> FrontierConfig:
+def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -> FrontierConfig:
     """The `FrontierConfig` the flags ask for: `FrontierConfig.quick()` (``--quick``) or the
     classic protocol, with every flag given replacing its field. Not yet validated."""
     import dataclasses
@@ -80,8 +80,8 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data, run) -> Fro
         depths=parse_depths(protocol.depths) if protocol.depths is not None else None,
         lrs=parse_lrs(protocol.lrs) if protocol.lrs is not None else base.lrs,
         threshold=protocol.threshold, criterion=protocol.criterion, seeds=protocol.seeds, seed=run.seed,
-        train_size=data.train_size if data.train_size is not None else base.train_size,
-        eval_size=eval_n, dataset=data.dataset or base.dataset, device=run.device, precision=run.precision,
+        train_size=data_opts.train_size if data_opts.train_size is not None else base.train_size,
+        eval_size=eval_n, dataset=data_opts.dataset or base.dataset, device=run.device, precision=run.precision,
         bisection=protocol.bisection, model_args=model_opts.overrides(depth=False))
 
 
@@ -96,7 +96,7 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data, run) -> Fro
 @data_options
 @run_options
 @executor_options
-def frontier(models, protocol, quick, status, model_opts, data, run, spec):
+def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data.registry import load_dataset
     from ..frontier.outputs import TABLE_HEADERS, table_rows
@@ -114,7 +114,7 @@ def frontier(models, protocol, quick, status, model_opts, data, run, spec):
     for name in names:
         if name not in PRESETS:
             raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(sorted(PRESETS))} or all")
-    config = protocol_config(protocol, quick, model_opts, data, run)
+    config = protocol_config(protocol, quick, model_opts, data_opts, run)
     config.validate()
     config.validate_models(names)
     store_path, out = run.store_path, run.out
@@ -124,13 +124,14 @@ def frontier(models, protocol, quick, status, model_opts, data, run, spec):
     check_output_dir(out or "depthlab-out/frontier")
     require_tensorboard(run.tensorboard)
     check_store_path(store_path)
-    dataset = load_dataset(config.dataset, data.data_dir)  # bad data fails before any folder or store is created
+    data_dir = data_opts.data_dir
+    data = load_dataset(config.dataset, data_dir)  # bad data fails before any folder or store is created
     folder = safe_output_dir(out or "depthlab-out/frontier")
     writer = tensorboard_writer(run.tensorboard)
 
-    with trial_runner(spec, config.device, store_path, len(config.lrs), data=dataset,
-                      data_dir=data.data_dir) as (store, runner):
-        result = find_frontiers(names, config, store, dataset, data_dir=data.data_dir, log=log.info, runner=runner)
+    with trial_runner(spec, config.device, store_path, len(config.lrs), data=data, data_dir=data_dir) as (store,
+                                                                                                         runner):
+        result = find_frontiers(names, config, store, data, data_dir=data_dir, log=log.info, runner=runner)
 
     write_outputs(result, folder)
     if writer is not None:

@@ -7,7 +7,7 @@ options into one object handed to the command, so that a command takes a handful
 
 - `ModelOptions` (``model_options``): the model-axis overrides (--depth, --act, ... -p KEY=VALUE,
   and with ``toggles`` --bn/--no-bn, --no-skip);
-- `DataOptions` (``data_options``): --dataset, --data-dir, --train-size;
+- `DataOptions` (``data_options``, parameter ``data_opts``): --dataset, --data-dir, --train-size;
 - `RunOptions` (``run_options``): --seed, --device, --precision, --store, --out, --json,
   --tensorboard (each command picks the ones it takes);
 - `Values` (``train_options`` and the frontier's protocol group): hyperparameters, by field name;
@@ -233,7 +233,7 @@ def data_options(f=None, *, data_dir: bool = True, train_size: bool = True,
                  dataset_help: str | None = "Dataset name (default: the model's own).",
                  data_dir_help: str | None = "Data root (default: $DEPTHLAB_DATA, else ./data).",
                  train_size_default=None):
-    """--dataset (and --data-dir, --train-size) as one `DataOptions` parameter ``data``."""
+    """--dataset (and --data-dir, --train-size) as one `DataOptions` parameter ``data_opts``."""
     if f is None:
         return functools.partial(data_options, data_dir=data_dir, train_size=train_size, dataset_help=dataset_help,
                                  data_dir_help=data_dir_help, train_size_default=train_size_default)
@@ -242,7 +242,7 @@ def data_options(f=None, *, data_dir: bool = True, train_size: bool = True,
         options.append(click.option("--data-dir", default=None, help=data_dir_help))
     if train_size:
         options.append(option_from_field(TrainConfig, "train_size", default=train_size_default))
-    return option_group("data", DataOptions, *options)(f)
+    return option_group("data_opts", DataOptions, *options)(f)
 
 
 # ---------------------------------------------------------------------------------------------
