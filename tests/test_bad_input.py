@@ -319,6 +319,9 @@ CASES += [
     (f"{DG} --data-dir {{data}}", "missing data"),
     (f"{DG} --data-dir {{corrupt}}", "checksum mismatch"),
     (f"{DG} --out {{text}}", "exists and is not a folder"),
+    # --precision on every command that trains ----------------------------------------------------
+    *[(f"{cmd} --precision fp8", "Invalid value for '--precision'") for cmd in (T, F, P, LS, LF, AB, RE, DG, R)],
+    *[(f"{cmd} --precision tf32", "tf32 needs a CUDA device") for cmd in (T, F, P, LS, LF, AB, RE, DG, R)],
 ]
 
 # Commands that take --store / --data-dir / --out; the defaults below are added unless a case sets them.

@@ -249,7 +249,8 @@ def _norm(t: torch.Tensor | None) -> float:
 
 def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, every: int = 5, lr: float = 0.1,
              momentum: float = 0.9, batch_size: int = 256, train_size: int | None = 10_000, dataset: str | None = None,
-             data=None, data_dir=None, seed: int = 0, device: str = "auto", compile: bool = False) -> Diagnostics:
+             data=None, data_dir=None, seed: int = 0, device: str = "auto", compile: bool = False,
+             precision: str = "fp32") -> Diagnostics:
     """Train ``model`` for ``steps`` SGD steps on real data, recording per-layer statistics at
     initialisation and every ``every`` steps. Returns a `Diagnostics` with a verdict.
 
@@ -268,7 +269,8 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
     family, spec = resolve_model(model, **overrides)
     dataset = dataset or FAMILIES[family.name].datasets[0]
     config = TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
-                         batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device)
+                         batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device,
+                         precision=precision)
     config.validate()
     if not isinstance(steps, int) or steps < 0:
         raise ConfigError(f"steps must be a non-negative integer, got {steps}")

@@ -133,7 +133,7 @@ def search_depths(try_depth: Callable[[int], DepthTrial], ladder: Sequence[int],
 def phase_configs(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder: Sequence[int],
                   lrs: Sequence[float], *, width: float = 1.0, epochs: int = 3, train_size: int | None = 10_000,
                   test_size: int | None = 2000, threshold: float = DEFAULT_THRESHOLD, evals_per_epoch: int = 4,
-                  seed: int = 0, device: str = "auto") -> dict:
+                  seed: int = 0, device: str = "auto", precision: str = "fp32") -> dict:
     """The frontier protocol (`depthlab.frontier.FrontierConfig`) of each sigma_w2, with every
     trial of the sweep validated: the CLI calls this before it opens the store."""
     from ..frontier.protocol import FrontierConfig
@@ -146,7 +146,7 @@ def phase_configs(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
         fc = FrontierConfig(max_depth=max(3, -(-max(ladder) // 3) * 3), lrs=tuple(float(lr) for lr in lrs),
                             epochs=epochs, threshold=threshold, criterion="either", seed=seed,
                             train_size=train_size, eval_size=test_size, evals_per_epoch=evals_per_epoch,
-                            device=device, model_args=dict(act=act, init=scaled_init(sigma_w2, sigma_b2), width=width))
+                            device=device, precision=precision, model_args=dict(act=act, init=scaled_init(sigma_w2, sigma_b2), width=width))
         fc.validate()
         for depth in ladder:
             fc.trial_config("stages", depth, fc.lrs[0], seed).validate()
@@ -158,7 +158,7 @@ def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
                   lrs: Sequence[float], store, data, *, width: float = 1.0, epochs: int = 3,
                   train_size: int | None = 10_000, test_size: int | None = 2000, threshold: float = DEFAULT_THRESHOLD,
                   refine: int = 1, evals_per_epoch: int = 4, seed: int = 0, device: str = "auto",
-                  log: Callable[[str], None] | None = None) -> PhaseMeasurements:
+                  log: Callable[[str], None] | None = None, precision: str = "fp32") -> PhaseMeasurements:
     """Measure the frontier of ``stages`` (act, ``scaled:W2,B2``, no BN, no skips) for each
     sigma_w2, recording every trial in ``store``.
 
@@ -174,7 +174,7 @@ def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
     ladder = sorted(set(ladder))
     configs = phase_configs(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs,  # the whole sweep,
                             train_size=train_size, test_size=test_size, threshold=threshold,  # validated first
-                            evals_per_epoch=evals_per_epoch, seed=seed, device=device)
+                            evals_per_epoch=evals_per_epoch, seed=seed, device=device, precision=precision)
 
     out = PhaseMeasurements()
     for sigma_w2, fc in configs.items():

@@ -1,4 +1,5 @@
-"""The ``depthlab`` command group, the flags shared by commands, and the entry point.
+"""The ``depthlab`` command group, its messages (the ``depthlab`` logger), the executor and
+store helpers commands share, and the entry point. The shared flags are in `depthlab.cli.options`.
 
 Every user error prints one line ``depthlab: error: ...`` on stderr and exits with status 2.
 Bad flag values are checked before the store is opened, so a bad command never touches it.
@@ -10,7 +11,7 @@ line (exit 143; Ctrl-C 130).
 from __future__ import annotations
 
 import contextlib
-import functools
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,100 +20,71 @@ import click
 
 from ..errors import ConfigError, UserError
 
+# The names callers imported from here before `depthlab.cli.options` existed: `executor_options`
+# here is the old one (separate parameters, for `executor_spec`); commands use
+# `options.executor_options`, which hands them the validated spec.
+from .options import executor_flags as executor_options  # noqa: F401
+from .options import executor_spec, int_or_keyword, model_overrides  # noqa: F401
+
 
 # ---------------------------------------------------------------------------------------------
-# Shared options
+# Messages: the ``depthlab`` logger
 
 
-def common_options(f):
-    """Flags shared by every command that trains."""
-    options = [
-        click.option("--dataset", default=None, help="Dataset name (default: the model's own)."),
-        click.option("--data-dir", default=None, help="Data root (default: $DEPTHLAB_DATA, else ./data)."),
-        click.option("--train-size", type=int, default=None, help="Use a fixed random subset of N training images."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps."),
-        click.option("--store", "store_path", default="depthlab.db", show_default=True, help="SQLite run store."),
-        click.option("--out", default=None, help="Folder for tables, plots and JSON."),
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
-        click.option("--tensorboard", default=None, help="Write per-epoch scalars to this folder."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+log = logging.getLogger("depthlab")                    # notices: stderr
+progress = logging.getLogger("depthlab.progress")      # per-run progress lines: stdout (stderr under --json)
 
 
-def model_options(f):
-    """Overrides of the model's spec (only those the model's family takes are accepted)."""
-    options = [
-        click.option("--depth", type=int, default=None, help="Number of conv layers (stages: multiple of 3)."),
-        click.option("--act", default=None, help="Activation: tanh, elu, relu."),
-        click.option("--init", "init_", default=None, help="Conv init, e.g. normal:0.05, lecun-in, scaled:1.76,0.05."),
-        click.option("--norm", default=None, help="none or bn."),
-        click.option("--skip", default=None, help="none, post, rezero or fixup."),
-        click.option("--heads", type=int, default=None, help="1 or 3 loss heads."),
-        click.option("--width", type=float, default=None, help="Channel width multiplier."),
-        click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-                     help="Any other model parameter, e.g. -p stack_depth=3."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+class EchoHandler(logging.Handler):
+    """Log records printed as plain lines the way ``click.echo`` prints them (to the streams in
+    use when the record is emitted): progress lines on stdout, unless `progress_to_stderr` was
+    asked (a command that prints JSON on stdout), everything else on stderr."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter("%(message)s"))
+        self.progress_err = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            err = (self.progress_err or record.levelno >= logging.WARNING
+                   or not (record.name == progress.name or record.name.startswith(progress.name + ".")))
+            click.echo(self.format(record), err=err)
+        except Exception:  # pragma: no cover  (a closed stream)
+            self.handleError(record)
 
 
-def executor_options(f=None, *, workers: str = "auto"):
-    """Where trials run: ``--executor local|ray``, ``--workers`` (default ``workers`` with the
-    local executor), ``--ray-address``, CPU/GPU shares per trial and ``--fuse`` (see
-    `depthlab.sweep`). Turn the values into an `ExecutorSpec` with `executor_spec` (passing
-    the same ``workers`` default; validated before the store is opened) and open it with
-    `trial_runner`."""
-    if f is None:
-        return functools.partial(executor_options, workers=workers)
-    options = [
-        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="local processes, or Ray tasks (pip install 'depthlab[ray]')."),
-        click.option("--workers", default=None,
-                     help=f"local: parallel trials (processes); auto = one per CPU core on CPU, 1 on a GPU "
-                          f"[default: {workers}]."),
-        click.option("--ray-address", default=None,
-                     help="ray: auto (the running cluster) or ray://HOST:PORT; default starts a local Ray."),
-        click.option("--cpus-per-trial", type=float, default=1.0, show_default=True, help="ray: CPUs per trial."),
-        click.option("--gpus-per-trial", type=float, default=0.0, show_default=True,
-                     help="ray: GPU share per trial (0.25 packs four trials on a GPU)."),
-        click.option("--fuse", default="auto", show_default=True,
-                     help="Train up to N lr/seed variants of one model as one fused network (1 = off); "
-                          "auto = the whole lr grid on a GPU, off on CPU."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+def _handler() -> EchoHandler | None:
+    return next((h for h in log.handlers if isinstance(h, EchoHandler)), None)
 
 
-def int_or_keyword(text, keyword: str, flag: str) -> int | None:
-    """An integer flag that also takes a keyword (``auto``, ``all``): None for the keyword (or
-    no value), else the integer; anything else is a usage error naming ``flag``."""
-    if text is None or str(text).strip().lower() == keyword:
-        return None
+@contextlib.contextmanager
+def terminal_logging():
+    """While inside (one command line): the ``depthlab`` logger prints INFO and up through an
+    `EchoHandler`, plain messages, not passed on to the root logger. Outside, library use stays
+    quiet unless the caller configures logging. Nested uses share the outer handler."""
+    handler = _handler()
+    if handler is not None:
+        yield handler
+        return
+    handler = EchoHandler()
+    saved = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"{flag} must be a positive integer or {keyword}, got {text!r}") from None
+        yield handler
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
-def executor_spec(executor="local", workers=None, ray_address=None, cpus_per_trial=1.0, gpus_per_trial=0.0,
-                  fuse="auto", *, default_workers: str = "auto"):
-    """The validated `depthlab.sweep.ExecutorSpec` of the `executor_options` values
-    (``workers`` None: ``default_workers`` locally; Ray sizes itself)."""
-    from ..sweep.executors import ExecutorSpec
-
-    if workers is None and executor == "local":
-        workers = default_workers
-    count = int_or_keyword(workers, "auto", "--workers")
-    group = int_or_keyword(fuse, "auto", "--fuse")
-    spec = ExecutorSpec(kind=executor, workers=count, ray_address=ray_address, cpus_per_trial=cpus_per_trial,
-                        gpus_per_trial=gpus_per_trial, fuse=group)
-    spec.validate()
-    return spec
+def progress_to_stderr(flag: bool = True) -> None:
+    """Send progress lines to stderr (``--json``: stdout holds one JSON object)."""
+    handler = _handler()
+    if handler is not None:
+        handler.progress_err = flag
 
 
 @contextlib.contextmanager
@@ -136,31 +108,14 @@ def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, d
         return
     checkpoints = checkpoint_dir_for(store_path)
     with spec.create(device) as pool, Store(store_path) as store:
-        echo_err(f"trials run on {describe(spec, pool)}" + (f", up to {fuse} fused" if fuse > 1 else ""))
-        yield store, TrialRunner(pool, store, data, data_dir=data_dir, fuse=fuse, log=echo_err,
+        log.info(f"trials run on {describe(spec, pool)}" + (f", up to {fuse} fused" if fuse > 1 else ""))
+        yield store, TrialRunner(pool, store, data, data_dir=data_dir, fuse=fuse, log=log.info,
                                  checkpoint_dir=checkpoints)
     remove_if_empty(checkpoints)
 
 
-def model_overrides(depth=None, act=None, init_=None, norm=None, skip=None, heads=None, width=None,
-                    params=()) -> dict:
-    overrides = dict(depth=depth, act=act, init=init_, norm=norm, skip=skip, heads=heads, width=width)
-    for item in params:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"bad --param {item!r}: expected KEY=VALUE")
-        overrides[key.replace("-", "_")] = value
-    return {k: v for k, v in overrides.items() if v is not None}
-
-
-def default_dataset(model: str) -> str:
-    from ..models import FAMILIES, resolve_model
-
-    family, _ = resolve_model(model)
-    return FAMILIES[family.name].datasets[0]
-
-
 def echo_err(message: str) -> None:
+    """One line on stderr, outside the logger (main's error lines, printed after the command)."""
     click.echo(message, err=True)
 
 
@@ -196,6 +151,8 @@ def tensorboard_writer(folder: str | None):
 @click.version_option(package_name="depthlab")
 def cli():
     """depthlab: how does depth interact with trainability?"""
+    # the depthlab logger prints while the command runs (main()'s own error lines use echo_err)
+    click.get_current_context().with_resource(terminal_logging())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import click
 from ..errors import ConfigError
 from ..records.record import RunStatus
 from .app import cli, echo_err, open_store
+from .options import Values, data_options, option_group, run_options
 
 
 CIFAR_EXPERIMENTS = ("resnet-cifar", "resnet18-shortcuts", "cifar-lr-bn")
@@ -20,34 +21,43 @@ def _check_positive(name: str, value) -> None:
         raise ConfigError(f"{name} must be a positive integer, got {value}")
 
 
+def recipe_options(f):
+    """The CIFAR-10 recipes' own flags as one `Values` parameter ``recipe``."""
+    return option_group(
+        "recipe", Values,
+        click.option("--n", "n", type=int, default=3, show_default=True,
+                     help="resnet-cifar: blocks per stack (depth 6n+2; 3, 5, 7, 9, 18 = resnet20 ... resnet110)."),
+        click.option("--shortcut", default="A", show_default=True, help="resnet-cifar: shortcut option A or B."),
+        click.option("--bn-impl", default="torch", show_default=True,
+                     help="torch or scratch (depthlab.models.layers.BatchNorm)."),
+        click.option("--epochs", type=int, default=None,
+                     help="Override the recipe's epochs (resnet-cifar 200, resnet18 30)."),
+        click.option("--max-epochs", type=int, default=None, help="cifar-lr-bn: cap every run's epochs (a quick look)."),
+        click.option("--only", default=None,
+                     help="cifar-lr-bn: a comma list of its runs to train, e.g. bn-lr0.01,bn-lr0.05."),
+        click.option("--patience", type=int, default=50, show_default=True,
+                     help="resnet-cifar: early-stopping patience on val error (best weights are restored)."),
+        click.option("--warmup/--no-warmup", default=None,
+                     help="resnet-cifar: lr 0.01 for ~400 iterations (default: n=18)."),
+    )(f)
+
+
 @cli.command()
 @click.argument("name")
-@click.option("--n", "n", type=int, default=3, show_default=True,
-              help="resnet-cifar: blocks per stack (depth 6n+2; 3, 5, 7, 9, 18 = resnet20 ... resnet110).")
-@click.option("--shortcut", default="A", show_default=True, help="resnet-cifar: shortcut option A or B.")
-@click.option("--bn-impl", default="torch", show_default=True, help="torch or scratch (depthlab.models.layers.BatchNorm).")
-@click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (resnet-cifar 200, resnet18 30).")
-@click.option("--max-epochs", type=int, default=None, help="cifar-lr-bn: cap every run's epochs (a quick look).")
-@click.option("--only", default=None, help="cifar-lr-bn: a comma list of its runs to train, e.g. bn-lr0.01,bn-lr0.05.")
-@click.option("--patience", type=int, default=50, show_default=True,
-              help="resnet-cifar: early-stopping patience on val error (best weights are restored).")
-@click.option("--warmup/--no-warmup", default=None, help="resnet-cifar: lr 0.01 for ~400 iterations (default: n=18).")
-@click.option("--dataset", default=None, help="cifar10 or cifar10-jpeg (default: cifar10 if present, else the JPEG stand-in).")
-@click.option("--data-dir", default=None, help="Data root (default: $DEPTHLAB_DATA, else ./data).")
-@click.option("--train-size", type=int, default=None, help="Use a fixed random subset of N training images.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+@recipe_options
+@data_options(dataset_help="cifar10 or cifar10-jpeg (default: cifar10 if present, else the JPEG stand-in).")
+@run_options(take=("seed", "device", "precision", "store", "out"), out_help="Folder for tables and plots.")
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (CUDA speed option).")
-@click.option("--store", "store_path", default="depthlab.db", show_default=True, help="SQLite run store.")
-@click.option("--out", default=None, help="Folder for tables and plots.")
 @click.option("--checkpoint-dir", default="depthlab-checkpoints", show_default=True,
               help="Where every run saves its state after each epoch.")
 @click.option("--resume", is_flag=True, help="Continue interrupted runs from their checkpoints.")
 @click.option("--rerun", is_flag=True, help="Train even if a config already finished in the store.")
-def reproduce(name, n, shortcut, bn_impl, epochs, max_epochs, only, patience, warmup, dataset, data_dir, train_size,
-              seed, device, compile_model, store_path, out, checkpoint_dir, resume, rerun):
+def reproduce(name, recipe, data_opts, run, compile_model, checkpoint_dir, resume, rerun):
     """Reproduce a classic CIFAR-10 experiment by NAME: resnet-cifar, resnet18-shortcuts, cifar-lr-bn."""
+    import dataclasses
+
     from ..data.registry import load_dataset
+    from ..engine.device import check_precision, resolve_device
     from ..experiments.cifar import (
         check_cifar_dataset,
         check_resumable,
@@ -64,35 +74,40 @@ def reproduce(name, n, shortcut, bn_impl, epochs, max_epochs, only, patience, wa
 
     if name not in CIFAR_EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(CIFAR_EXPERIMENTS)}")
-    for flag, value in (("--epochs", epochs), ("--max-epochs", max_epochs), ("--train-size", train_size),
-                        ("--patience", patience)):
+    rc, seed, device, train_size, data_dir = recipe, run.seed, run.device, data_opts.train_size, data_opts.data_dir
+    for flag, value in (("--epochs", rc.epochs), ("--max-epochs", rc.max_epochs), ("--train-size", train_size),
+                        ("--patience", rc.patience)):
         _check_positive(flag, value)
-    dataset = dataset or default_cifar_dataset(data_dir)
+    dataset = data_opts.dataset or default_cifar_dataset(data_dir)
     check_cifar_dataset(dataset)
+    pairs = []
     if name == "resnet-cifar":
-        configs = [resnet_cifar_config(n, shortcut=shortcut, bn_impl=bn_impl, dataset=dataset, epochs=epochs or 200,
-                                       patience=patience, train_size=train_size, warmup=warmup, seed=seed,
-                                       device=device)]
+        configs = [resnet_cifar_config(rc.n, shortcut=rc.shortcut, bn_impl=rc.bn_impl, dataset=dataset,
+                                       epochs=rc.epochs or 200, patience=rc.patience, train_size=train_size,
+                                       warmup=rc.warmup, seed=seed, device=device)]
     elif name == "resnet18-shortcuts":
-        configs = shortcuts_configs(dataset=dataset, epochs=epochs or 30, train_size=train_size, bn_impl=bn_impl,
-                                    seed=seed, device=device)
+        configs = shortcuts_configs(dataset=dataset, epochs=rc.epochs or 30, train_size=train_size,
+                                    bn_impl=rc.bn_impl, seed=seed, device=device)
     else:
-        pairs = lr_bn_configs(dataset=dataset, max_epochs=max_epochs, train_size=train_size, bn_impl=bn_impl,
-                              seed=seed, device=device, only=only.split(",") if only else None)
+        pairs = lr_bn_configs(dataset=dataset, max_epochs=rc.max_epochs, train_size=train_size, bn_impl=rc.bn_impl,
+                              seed=seed, device=device, only=rc.only.split(",") if rc.only else None)
         configs = [config for _, config in pairs]
+    check_precision(run.precision, resolve_device(device))
+    configs = [dataclasses.replace(c, precision=run.precision) for c in configs]
+    pairs = [(lesson, dataclasses.replace(c, precision=run.precision)) for lesson, c in pairs]
+    out = run.out
     for folder in (out, checkpoint_dir):
         if folder:
             check_output_dir(folder)
-    check_store_path(store_path)
+    check_store_path(run.store_path)
     if resume:
         check_resumable(configs, checkpoint_dir)
     data = load_dataset(dataset, data_dir)  # bad data fails before any folder or store is created
     folder = safe_output_dir(out) if out else None
     ckpt = safe_output_dir(checkpoint_dir) if checkpoint_dir else None
-    echo = click.echo
-    options = dict(echo=echo, out=folder, checkpoint_dir=ckpt, resume=resume, compile_model=compile_model,
+    options = dict(out=folder, checkpoint_dir=ckpt, resume=resume, compile_model=compile_model,
                    rerun=rerun)
-    with open_store(store_path) as store:
+    with open_store(run.store_path) as store:
         if name == "resnet-cifar":
             results = [run_resnet_cifar(configs[0], data, store, **options)]
         elif name == "resnet18-shortcuts":

@@ -7,45 +7,27 @@ import sys
 
 import click
 
+from ..engine.device import DEFAULT_PRECISION
 from ..errors import ConfigError
 from ..records.record import RunStatus
 from ..report import classic_line
-from .app import (
-    cli,
-    common_options,
-    default_dataset,
-    echo_err,
-    model_options,
-    model_overrides,
-    open_store,
-    require_tensorboard,
-    tensorboard_writer,
-)
+from .app import cli, log, open_store, progress_to_stderr, require_tensorboard, tensorboard_writer
+from .app import progress as progress_log
+from .options import data_options, model_options, run_options, train_options
 
 
 @cli.command()
 @click.argument("model")
 @model_options
-@common_options
-@click.option("--epochs", type=int, default=3, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--nesterov", is_flag=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--optimizer", default="sgd", show_default=True, help="sgd, adam or adamw.")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--schedule", default="constant", show_default=True,
-              help="constant | 2@0.07,3@0.01 | multistep:M1,M2[:gamma] | cosine, optionally warmup:E+...")
-@click.option("--patience", type=int, default=None, help="Early stopping patience (epochs); restores best weights.")
+@data_options
+@run_options
+@train_options("epochs", "lr", "momentum", "nesterov", "batch_size", "optimizer", "weight_decay", "schedule",
+               "patience", "augment", "compile")
 @click.option("--val", "use_val", is_flag=True, help="Evaluate on a 10% validation split; test once at the end.")
-@click.option("--augment", is_flag=True, help="Random crop (pad 4) + horizontal flip.")
 @click.option("--rerun", is_flag=True, help="Train even if this exact config already finished in the store.")
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (CUDA graphs on a GPU).")
 @click.option("--threads", type=int, default=None,
               help="CPU threads for torch (default: torch's). 1 is fastest on a busy machine; see BENCHMARKS.md.")
-def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, data_dir, train_size, seed,
-          device, store_path, out, as_json, tensorboard, epochs, lr, momentum, nesterov, batch_size, optimizer,
-          weight_decay, schedule, patience, use_val, augment, rerun, compile_, threads):
+def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     """Train one MODEL and record it in the store."""
     from ..data.registry import load_dataset
     from ..engine.config import TrainConfig
@@ -53,28 +35,27 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
     from ..store.sqlite import check_store_path
     from ..sweep.runner import run_recorded
 
-    config = TrainConfig(model=model, model_args=model_overrides(depth, act, init_, norm, skip, heads, width, params),
-                         dataset=dataset or default_dataset(model), train_size=train_size,
-                         eval_split="val" if use_val else "test", epochs=epochs, batch_size=batch_size,
-                         optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
-                         weight_decay=weight_decay, schedule=schedule, augment=augment, patience=patience,
-                         seed=seed, device=device, compile=compile_)
+    config = TrainConfig(model=model, model_args=model_opts.overrides(), dataset=data_opts.dataset_for(model),
+                         train_size=data_opts.train_size, eval_split="val" if use_val else "test", **hp.fields(),
+                         seed=run.seed, device=run.device, precision=run.precision)
     config.validate()
+    store_path, out, as_json, tensorboard = run.store_path, run.out, run.as_json, run.tensorboard
     if threads is not None and threads <= 0:
         raise ConfigError(f"--threads must be a positive integer, got {threads}")
     if out:
         check_output_dir(out)
     check_store_path(store_path)
     require_tensorboard(tensorboard)
-    data = load_dataset(config.dataset, data_dir)
+    data = load_dataset(config.dataset, data_opts.data_dir)
     writer = tensorboard_writer(tensorboard)
     label = "Val" if use_val else "Test"
+    epochs = config.epochs
     progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
+    progress_to_stderr(as_json)
 
     def on_epoch(m):
         progress.clear()
-        line = classic_line(m.epoch, epochs, m.train_error, m.test_error, label)
-        click.echo(line, err=as_json)
+        progress_log.info(classic_line(m.epoch, epochs, m.train_error, m.test_error, label))
         if writer is not None:
             for key in ("train_error", "test_error", "loss", "lr"):
                 writer.add_scalar(key, getattr(m, key), m.epoch)
@@ -90,7 +71,7 @@ def train(model, depth, act, init_, norm, skip, heads, width, params, dataset, d
     if writer is not None:
         writer.close()
     if result.get("reused"):
-        echo_err(f"(already in {store_path}: shown from the store; --rerun trains again)")
+        log.info(f"(already in {store_path}: shown from the store; --rerun trains again)")
         if not as_json:
             for e in result["epochs"]:
                 click.echo(classic_line(e["epoch"], epochs, e["train_error"], e["test_error"], label))
@@ -166,7 +147,7 @@ def runs(store_path, limit, status, as_json, snapshot_path, force):
                                 "dataset": r.dataset, "status": r.status, "seconds": r.seconds,
                                 "config": r.config, "result": r.result} for r in rows]))
         return
-    click.echo(f"{'id':>5}  {'hash':16}  {'kind':9} {'model':18} {'depth':>5} {'lr':>8} {'status':9} "
+    click.echo(f"{'id':>5}  {'hash':16}  {'kind':9} {'model':18} {'depth':>5} {'lr':>8} {'precision':9} {'status':9} "
                f"{'test err':>8} {'seconds':>8}")
     for r in rows:
         depth = r.config.get("model_args", {}).get("depth", "")
@@ -174,21 +155,22 @@ def runs(store_path, limit, status, as_json, snapshot_path, force):
         err_s = f"{100 * err:.2f}%" if isinstance(err, (int, float)) else "-"
         secs = f"{r.seconds:.1f}" if r.seconds is not None else "-"
         click.echo(f"{r.id:>5}  {r.config_hash:16}  {r.kind:9} {r.model:18} {str(depth):>5} "
-                   f"{r.config.get('lr', ''):>8} {r.status:9} {err_s:>8} {secs:>8}")
+                   f"{r.config.get('lr', ''):>8} {r.config.get('precision', DEFAULT_PRECISION):9} {r.status:9} "
+                   f"{err_s:>8} {secs:>8}")
     click.echo(f"{len(rows)} run(s) in {store_path}")
 
 
 @cli.command()
 @click.argument("model")
 @model_options
-@click.option("--dataset", default=None)
-def summary(model, depth, act, init_, norm, skip, heads, width, params, dataset):
+@data_options(train_size=False, data_dir=False)
+def summary(model, model_opts, data_opts):
     """Print a layer table and the parameter count of MODEL."""
     from ..data.registry import check_dataset_name
     from ..models import count_parameters, create_model, layer_summary
 
-    overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)
-    info = check_dataset_name(dataset or default_dataset(model))
+    overrides = model_opts.overrides()
+    info = check_dataset_name(data_opts.dataset_for(model))
     net = create_model(model, info.input_shape, 10, **overrides)
     rows = layer_summary(net, info.input_shape)
     click.echo(f"{'Layer':28} {'Type':12} {'Output shape':18} {'Param #':>10}")

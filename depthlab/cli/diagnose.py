@@ -7,29 +7,32 @@ import json
 import click
 
 from ..errors import ConfigError
-from .app import cli, default_dataset, model_options, model_overrides
+from .app import cli
+from .options import Values, data_options, default_dataset, model_options, option_group, run_options, train_options
+
+
+def watch_options(f):
+    """What diagnose records, as one `Values` parameter ``watch``."""
+    return option_group(
+        "watch", Values,
+        click.option("--steps", type=int, default=50, show_default=True, help="Training steps to watch."),
+        click.option("--every", type=int, default=None, help="Record every N steps (default: steps/10)."),
+        click.option("--compare-depths", default=None,
+                     help="Depths for the gradient-vs-layer chart at init, e.g. 6,12,24 (default: about K/4, K/2, "
+                          "K, 2K)."),
+    )(f)
 
 
 @cli.command()
 @click.argument("model")
 @model_options
-@click.option("--steps", type=int, default=50, show_default=True, help="Training steps to watch.")
-@click.option("--every", type=int, default=None, help="Record every N steps (default: steps/10).")
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--train-size", type=int, default=10_000, show_default=True)
-@click.option("--compare-depths", default=None,
-              help="Depths for the gradient-vs-layer chart at init, e.g. 6,12,24 (default: about K/4, K/2, K, 2K).")
-@click.option("--dataset", default=None)
-@click.option("--data-dir", default=None)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (worth it on a GPU).")
-@click.option("--out", default=None, help="Folder for the plots and the JSON (default: depthlab-out/diagnose).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def diagnose(model, depth, act, init_, norm, skip, heads, width, params, steps, every, lr, momentum, batch_size,
-             train_size, compare_depths, dataset, data_dir, seed, device, compile_, out, as_json):
+@watch_options
+@train_options("lr", "momentum", "batch_size", "compile",
+               compile=dict(help="torch.compile the model (worth it on a GPU)."))
+@data_options(dataset_help=None, data_dir_help=None, train_size_default=10_000)
+@run_options(take=("seed", "device", "precision", "out", "json"),
+             out_help="Folder for the plots and the JSON (default: depthlab-out/diagnose).")
+def diagnose(model, model_opts, watch, hp, data_opts, run):
     """Per-layer activation statistics, gradient norms and update ratios of MODEL at init and
     during training, a layer x step heatmap, and a vanishing/exploding/healthy verdict."""
     from ..analysis import diagnostics
@@ -39,7 +42,11 @@ def diagnose(model, depth, act, init_, norm, skip, heads, width, params, steps, 
     from ..report import check_output_dir, format_table, safe_child, safe_output_dir, save_figure, write_text_atomic
     from .theory import parse_int_list
 
-    overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)
+    steps, every, compare_depths = watch.steps, watch.every, watch.compare_depths
+    lr, momentum, batch_size, train_size = hp.lr, hp.momentum, hp.batch_size, data_opts.train_size
+    dataset, data_dir = data_opts.dataset, data_opts.data_dir
+    seed, device, out, as_json = run.seed, run.device, run.out, run.as_json
+    overrides = model_opts.overrides()
     _, spec = resolve_model(model, **overrides)
     k = getattr(spec, "depth", None)
     if steps < 0:
@@ -58,14 +65,15 @@ def diagnose(model, depth, act, init_, norm, skip, heads, width, params, steps, 
     dataset = dataset or default_dataset(model)
     check_dataset_name(dataset)
     TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
-                batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device).validate()
+                batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device,
+                precision=run.precision).validate()
     check_output_dir(out or "depthlab-out/diagnose")
     data = load_dataset(dataset, data_dir)  # bad data fails before the output folder is created
     folder = safe_output_dir(out or "depthlab-out/diagnose")
 
     diag = diagnostics.diagnose(model, overrides, steps=steps, every=every, lr=lr, momentum=momentum,
                                 batch_size=batch_size, train_size=train_size, dataset=dataset, data=data, seed=seed,
-                                device=device, compile=compile_)
+                                device=device, compile=hp.compile, precision=run.precision)
     stem = f"diagnose-{model}-d{k}"
     save_figure(diagnostics.plot_heatmap(diag), safe_child(folder, f"{stem}-heatmap.png"))
     profiles = {}

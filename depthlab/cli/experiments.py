@@ -10,47 +10,21 @@ import click
 
 from ..errors import ConfigError
 from . import cifar as _cifar
-from .app import (
-    cli,
-    common_options,
-    default_dataset,
+from .app import cli, progress, progress_to_stderr, require_tensorboard, tensorboard_writer, trial_runner
+from .options import (
+    Values,
+    data_options,
     executor_options,
-    executor_spec,
     model_options,
-    model_overrides,
-    require_tensorboard,
-    tensorboard_writer,
-    trial_runner,
+    option_group,
+    run_options,
+    train_options,
 )
 
 
 # The experiment commands run their trials one after another by default: their classic output
 # streams every epoch of every run (--workers N sends them to worker processes instead).
 EXPERIMENT_WORKERS = "1"
-
-
-def toggle_flags(f):
-    """``--bn/--no-bn`` and ``--no-skip``: friendlier spellings of the model's toggles
-    (skipfc: bn=true / skip=false; stages: norm=bn / skip=none; strided: skip=none)."""
-    f = click.option("--no-skip", "no_skip", is_flag=True, default=False,
-                     help="Turn the model's skip connection off (same as --toggle skip off).")(f)
-    f = click.option("--bn/--no-bn", "bn", default=None, help="Turn batch norm on or off.")(f)
-    return f
-
-
-def _overrides(model, depth, act, init_, norm, skip, heads, width, params, bn=None, no_skip=False) -> dict:
-    from ..experiments.configs import toggle_override
-
-    overrides = model_overrides(depth, act, init_, norm, skip, heads, width, params)
-    if bn is not None:
-        overrides.update(toggle_override(model, "bn", bn))
-    if no_skip:
-        overrides.update(toggle_override(model, "skip", False))
-    return overrides
-
-
-def _echo_for(as_json: bool):
-    return lambda line: click.echo(line, err=as_json)
 
 
 def _out_folder(out: str | None, default: str):
@@ -108,58 +82,52 @@ def _prepare(configs, data_dir, store_path, out: str | None, default: str, tenso
     return _out_folder(out, default), datasets
 
 
-def _run_one_part(part, experiment: str, stem: str, data_dir, store_path, out, tensorboard, as_json, spec):
+def _run_one_part(part, experiment: str, stem: str, data_opts, run, spec):
     """Check every flag (``part.configs``), the paths and the data before the store or a folder
     is touched; then run ``part`` against the store (on the executor of ``spec``) and show it.
     Returns (result, paths)."""
     from ..experiments.catalogue import fusable_size
     from ..experiments.parts import Context
 
-    ctx = Context(data_dir=data_dir, echo=_echo_for(as_json), experiment=experiment)
+    progress_to_stderr(run.as_json)  # the runs' progress lines (the depthlab.progress logger)
+    ctx = Context(data_dir=data_opts.data_dir, experiment=experiment)
     configs = part.configs(ctx)
-    folder, _ = _prepare(configs, data_dir, store_path, out, stem, tensorboard, ctx.datasets)
-    ctx.on_epoch = _tensorboard_hook(tensorboard)
-    with trial_runner(spec, configs[0].device, store_path, fusable_size(part, ctx), data_dir=data_dir,
+    folder, _ = _prepare(configs, data_opts.data_dir, run.store_path, run.out, stem, run.tensorboard, ctx.datasets)
+    ctx.on_epoch = _tensorboard_hook(run.tensorboard)
+    with trial_runner(spec, configs[0].device, run.store_path, fusable_size(part, ctx), data_dir=data_opts.data_dir,
                       sequential=True) as (store, runner):
         ctx.store, ctx.runner = store, runner
         result = part.run(ctx)
-    return result, _show_part(result, folder, experiment, as_json)
+    return result, _show_part(result, folder, experiment, run.as_json)
+
+
+def _base(model: str, model_opts, data_opts, run, **hyper) -> dict:
+    """The `TrainConfig` fields every run of an experiment command shares."""
+    return dict(model=model, model_args=model_opts.overrides(model), dataset=data_opts.dataset_for(model),
+                train_size=data_opts.train_size, **hyper, seed=run.seed, device=run.device, precision=run.precision)
 
 
 @cli.command("lr-sweep")
 @click.argument("model")
-@model_options
-@toggle_flags
-@common_options
+@model_options(toggles=True)
+@data_options
+@run_options
 @click.option("--lrs", required=True, help="Comma-separated learning rates, e.g. 0.01,0.03,0.1.")
-@click.option("--epochs", type=int, default=3, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--optimizer", default="sgd", show_default=True, help="sgd, adam or adamw.")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--schedule", default="constant", show_default=True,
-              help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise one needs one lr.")
+@train_options("epochs", "batch_size", "momentum", "optimizer", "weight_decay", "schedule",
+               schedule=dict(help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise "
+                                  "one needs one lr."))
 @executor_options(workers=EXPERIMENT_WORKERS)
-def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, no_skip, dataset, data_dir,
-                 train_size, seed, device, store_path, out, as_json, tensorboard, lrs, epochs, batch_size, momentum,
-                 optimizer, weight_decay, schedule, executor, workers, ray_address, cpus_per_trial, gpus_per_trial,
-                 fuse):
+def lr_sweep_cmd(model, model_opts, data_opts, run, lrs, hp, spec):
     """One run of MODEL per learning rate: a table of final errors and train/test error plots."""
     from ..experiments.configs import parse_lrs
     from ..experiments.sweeps import Sweep
 
-    base = dict(model=model, model_args=_overrides(model, depth, act, init_, norm, skip, heads, width, params,
-                                                   bn, no_skip),
-                dataset=dataset or default_dataset(model), train_size=train_size, epochs=epochs,
-                batch_size=batch_size, momentum=momentum, optimizer=optimizer, weight_decay=weight_decay,
-                schedule=schedule, seed=seed, device=device)
+    base = _base(model, model_opts, data_opts, run, **hp.fields())
     sweep = Sweep("lr-sweep", base, parse_lrs(lrs),
-                  title=f"{model} lr sweep (batch {batch_size}, momentum {momentum:g}, {epochs} epochs)")
-    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers=EXPERIMENT_WORKERS)
-    part, paths = _run_one_part(sweep, "lr-sweep", f"lr-sweep-{model}", data_dir, store_path, out, tensorboard,
-                                as_json, spec)
+                  title=f"{model} lr sweep (batch {hp.batch_size}, momentum {hp.momentum:g}, {hp.epochs} epochs)")
+    part, paths = _run_one_part(sweep, "lr-sweep", f"lr-sweep-{model}", data_opts, run, spec)
     best = part.best("test_error")
-    if as_json:
+    if run.as_json:
         click.echo(json.dumps({"rows": part.rows, "best_lr": best and best["lr"], "files": paths}))
     else:
         if best:
@@ -167,30 +135,28 @@ def lr_sweep_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn,
         click.echo(f"wrote {', '.join(paths)}")
 
 
+def range_test_options(f):
+    """The range test's flags as one `Values` parameter ``range_test``."""
+    return option_group(
+        "range_test", Values,
+        click.option("--min-lr", type=float, default=1e-5, show_default=True),
+        click.option("--max-lr", type=float, default=10.0, show_default=True),
+        click.option("--steps", type=int, default=100, show_default=True, help="Mini-batches in the range test."),
+        click.option("--smoothing", type=float, default=0.98, show_default=True, help="EMA factor of the loss."),
+        click.option("--diverge", type=float, default=4.0, show_default=True,
+                     help="Stop once the smoothed loss exceeds this multiple of its minimum."),
+    )(f)
+
+
 @cli.command("lr-find")
 @click.argument("model")
-@model_options
-@toggle_flags
-@click.option("--dataset", default=None, help="Dataset name (default: the model's own).")
-@click.option("--data-dir", default=None, help="Data root (default: $DEPTHLAB_DATA, else ./data).")
-@click.option("--train-size", type=int, default=None, help="Use a fixed random subset of N training images.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
-@click.option("--out", default=None, help="Folder for the plot and JSON (default depthlab-out/lr-find-MODEL).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-@click.option("--min-lr", type=float, default=1e-5, show_default=True)
-@click.option("--max-lr", type=float, default=10.0, show_default=True)
-@click.option("--steps", type=int, default=100, show_default=True, help="Mini-batches in the range test.")
-@click.option("--smoothing", type=float, default=0.98, show_default=True, help="EMA factor of the loss.")
-@click.option("--diverge", type=float, default=4.0, show_default=True,
-              help="Stop once the smoothed loss exceeds this multiple of its minimum.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--optimizer", default="sgd", show_default=True, help="sgd, adam or adamw.")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, no_skip, dataset, data_dir,
-                train_size, seed, device, out, as_json, min_lr, max_lr, steps, smoothing, diverge, batch_size,
-                momentum, optimizer, weight_decay):
+@model_options(toggles=True)
+@data_options
+@run_options(take=("seed", "device", "precision", "out", "json"),
+             out_help="Folder for the plot and JSON (default depthlab-out/lr-find-MODEL).")
+@range_test_options
+@train_options("batch_size", "momentum", "optimizer", "weight_decay")
+def lr_find_cmd(model, model_opts, data_opts, run, range_test, hp):
     """Exponential learning-rate range test of MODEL (nothing is stored; weights are restored).
 
     Suggestion: the lr at the minimum of the smoothed loss divided by 10."""
@@ -199,16 +165,15 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
     from ..experiments.parts import draw_plot
     from ..report import safe_child, save_figure, write_text_atomic
 
-    check_lr_range(min_lr, max_lr, steps, smoothing, diverge)
-    config = make_config(dict(model=model, model_args=_overrides(model, depth, act, init_, norm, skip, heads,
-                                                                 width, params, bn, no_skip),
-                              dataset=dataset or default_dataset(model), train_size=train_size, seed=seed,
-                              device=device, batch_size=batch_size, momentum=momentum, optimizer=optimizer,
-                              weight_decay=weight_decay, lr=min_lr))
-    folder, datasets = _prepare([config], data_dir, None, out, f"lr-find-{model}")
+    r, out, as_json = range_test, run.out, run.as_json
+    min_lr, max_lr = r.min_lr, r.max_lr
+    check_lr_range(min_lr, max_lr, r.steps, r.smoothing, r.diverge)
+    config = make_config(_base(model, model_opts, data_opts, run, **hp.fields(), lr=min_lr))
+    folder, datasets = _prepare([config], data_opts.data_dir, None, out, f"lr-find-{model}")
     data = datasets[config.dataset]
     started = time.perf_counter()
-    found = lr_find(config, data, min_lr=min_lr, max_lr=max_lr, steps=steps, smoothing=smoothing, diverge=diverge)
+    found = lr_find(config, data, min_lr=min_lr, max_lr=max_lr, steps=r.steps, smoothing=r.smoothing,
+                    diverge=r.diverge)
     seconds = time.perf_counter() - started
     png = save_figure(draw_plot(found.plot()), safe_child(folder, "lr-find.png"))
     write_text_atomic(folder / "lr-find.json", json.dumps({**found.to_dict(), "config": config.canonical()}, indent=1))
@@ -234,34 +199,35 @@ def lr_find_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, 
     click.echo(f"wrote {png}")
 
 
+def ablation_options(f):
+    """What the ablation varies and how often, as one `Values` parameter ``ablation``."""
+    return option_group(
+        "ablation", Values,
+        click.option("--toggle", "toggles", multiple=True, required=True,
+                     help="A switch to turn off and on (repeatable): bn, skip, or any boolean model parameter."),
+        click.option("--folds", type=int, default=None, help="K-fold splits (validation = one fold; default 3)."),
+        click.option("--seeds", type=int, default=None, help="N seeds on one fixed 2/3-1/3 split instead of folds."),
+        click.option("--l2", type=float, default=0.0, show_default=True,
+                     help="L2 penalty (as the optimiser's weight decay; for adam the classic coupled L2), e.g. 1e-5."),
+    )(f)
+
+
 @cli.command("ablate")
 @click.argument("model")
-@model_options
-@toggle_flags
-@common_options
-@click.option("--toggle", "toggles", multiple=True, required=True,
-              help="A switch to turn off and on (repeatable): bn, skip, or any boolean model parameter.")
-@click.option("--folds", type=int, default=None, help="K-fold splits (validation = one fold; default 3).")
-@click.option("--seeds", type=int, default=None, help="N seeds on one fixed 2/3-1/3 split instead of folds.")
-@click.option("--epochs", type=int, default=3, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--optimizer", default="sgd", show_default=True, help="sgd, adam or adamw.")
-@click.option("--schedule", default="constant", show_default=True)
-@click.option("--l2", type=float, default=0.0, show_default=True,
-              help="L2 penalty (as the optimiser's weight decay; for adam the classic coupled L2), e.g. 1e-5.")
-@click.option("--patience", type=int, default=None,
-              help="Early stopping on validation error after N epochs without improvement; best weights restored.")
+@model_options(toggles=True)
+@data_options
+@run_options
+@ablation_options
+@train_options("epochs", "lr", "momentum", "batch_size", "optimizer", "schedule", "patience",
+               patience=dict(help="Early stopping on validation error after N epochs without improvement; best "
+                                  "weights restored."))
 @executor_options(workers=EXPERIMENT_WORKERS)
-def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, no_skip, dataset, data_dir,
-               train_size, seed, device, store_path, out, as_json, tensorboard, toggles, folds, seeds, epochs, lr,
-               momentum, batch_size, optimizer, schedule, l2, patience, executor, workers, ray_address, cpus_per_trial,
-               gpus_per_trial, fuse):
+def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
     """Every on/off combination of the toggles over K folds or N seeds: mean ± std of train,
     validation and test accuracy and the time per fit, plus loss curves."""
     from ..experiments.sweeps import Ablation
 
+    toggles, folds, seeds, l2 = ablation.toggles, ablation.folds, ablation.seeds, ablation.l2
     if folds is not None and seeds is not None:
         raise ConfigError("--folds and --seeds exclude each other")
     if folds is not None and folds < 2:
@@ -270,20 +236,14 @@ def ablate_cmd(model, depth, act, init_, norm, skip, heads, width, params, bn, n
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     if l2 < 0:
         raise ConfigError(f"--l2 must be non-negative, got {l2}")
-    if (bn is not None and "bn" in toggles) or (no_skip and "skip" in toggles):
+    if (model_opts.bn is not None and "bn" in toggles) or (model_opts.no_skip and "skip" in toggles):
         raise ConfigError("a switch cannot be both fixed (--bn/--no-bn/--no-skip) and toggled")
-    base = dict(model=model, model_args=_overrides(model, depth, act, init_, norm, skip, heads, width, params,
-                                                   bn, no_skip),
-                dataset=dataset or default_dataset(model), train_size=train_size, epochs=epochs, lr=lr,
-                momentum=momentum, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
-                weight_decay=l2, patience=patience, seed=seed, device=device)
+    base = _base(model, model_opts, data_opts, run, **hp.fields(), weight_decay=l2)
     repeats = f"{seeds} seeds" if seeds else f"K={folds or 3} folds"
     part = Ablation("ablate", base, tuple(toggles), folds=None if seeds else (folds or 3), seeds=seeds,
                     title=f"{model} ablation ({repeats})")
-    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers=EXPERIMENT_WORKERS)
-    result, paths = _run_one_part(part, "ablate", f"ablate-{model}", data_dir, store_path, out, tensorboard, as_json,
-                                  spec)
-    if as_json:
+    result, paths = _run_one_part(part, "ablate", f"ablate-{model}", data_opts, run, spec)
+    if run.as_json:
         click.echo(json.dumps({"rows": result.rows, "files": paths}))
     else:
         click.echo(f"wrote {', '.join(paths)}")
@@ -319,16 +279,15 @@ register_cli_experiment(_cifar.CIFAR_EXPERIMENTS, _cifar.reproduce)
 @click.option("--quick", is_flag=True, help="A reduced budget that finishes in minutes on 2 CPU cores.")
 @click.option("--list", "list_", is_flag=True, help="List the experiments and exit.")
 @click.option("--data-dir", default=None, help="Data root (default: $DEPTHLAB_DATA, else ./data).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
-@click.option("--store", "store_path", default="depthlab.db", show_default=True, help="SQLite run store.")
-@click.option("--out", default=None, help="Folder for tables and plots (default depthlab-out/reproduce-NAME).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-@click.option("--epochs", type=int, default=None, help="A reduced budget: every run trains N epochs (labelled).")
-@click.option("--train-size", type=int, default=None,
-              help="A reduced budget: every run uses a fixed subset of N training images (labelled).")
+@run_options(take=("device", "precision", "store", "out", "json"),
+             out_help="Folder for tables and plots (default depthlab-out/reproduce-NAME).")
+@option_group("budget", Values,
+              click.option("--epochs", type=int, default=None,
+                           help="A reduced budget: every run trains N epochs (labelled)."),
+              click.option("--train-size", type=int, default=None,
+                           help="A reduced budget: every run uses a fixed subset of N training images (labelled)."))
 @executor_options(workers=EXPERIMENT_WORKERS)
-def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json, epochs, train_size, executor, workers,
-                  ray_address, cpus_per_trial, gpus_per_trial, fuse):
+def reproduce_cmd(name, quick, list_, data_dir, run, budget, spec):
     """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
     numbers. Finished runs are read back from the store (an interrupted run resumes)."""
     from ..experiments.catalogue import EXPERIMENTS, check_budget, fusable_runs, plan, reproduce
@@ -344,19 +303,19 @@ def reproduce_cmd(name, quick, list_, data_dir, device, store_path, out, as_json
     if name not in EXPERIMENTS:
         choices = sorted(EXPERIMENTS) + sorted(CLI_EXPERIMENTS)
         raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(choices)}")
-    budget = check_budget({"epochs": epochs, "train_size": train_size})
-    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse, default_workers=EXPERIMENT_WORKERS)
-    configs = plan(name, quick=quick, device=device, budget=budget)
+    budget = check_budget(budget.fields())
+    device, precision, store_path, out, as_json = run.device, run.precision, run.store_path, run.out, run.as_json
+    configs = plan(name, quick=quick, device=device, budget=budget, precision=precision)
     folder, datasets = _prepare(configs, data_dir, store_path, out, f"reproduce-{name}{'-quick' if quick else ''}")
-    echo = _echo_for(as_json)
+    progress_to_stderr(as_json)  # the runs' progress lines (the depthlab.progress logger)
     budget_label = ",".join([" quick"] * quick + [f" {k.replace('_', ' ')} {v}" for k, v in budget.items()])
     searches = any(isinstance(p, Frontier) for p in EXPERIMENTS[name].parts)
     count = f"{len(configs)} models to search" if searches else f"{len(configs)} runs"
-    echo(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {count}")
-    group = fusable_runs(name, quick=quick, device=device, budget=budget)
+    progress.info(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {count}")
+    group = fusable_runs(name, quick=quick, device=device, budget=budget, precision=precision)
     with trial_runner(spec, device, store_path, group, data_dir=data_dir, sequential=True) as (store, runner):
-        result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget,
-                           datasets=datasets, runner=runner)
+        result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, budget=budget,
+                           datasets=datasets, runner=runner, precision=precision)
     paths = []
     for label, part in result.parts.items():
         paths += _show_part(part, folder, label, as_json)

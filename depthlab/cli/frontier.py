@@ -9,58 +9,104 @@ import sys
 import click
 
 from ..errors import ConfigError
-from .app import (
-    cli,
-    common_options,
-    echo_err,
+from ..frontier.protocol import FrontierConfig
+from .app import cli, log, require_tensorboard, tensorboard_writer, trial_runner
+from .options import (
+    data_options,
     executor_options,
-    executor_spec,
+    field_help,
     int_or_keyword,
     model_options,
-    model_overrides,
-    require_tensorboard,
-    tensorboard_writer,
-    trial_runner,
+    option_from_field,
+    option_group,
+    run_options,
+    Values,
 )
+
+
+def _protocol_option(name: str, default_text: str | None = None, quick_text: str | None = None, **kwargs):
+    """A `FrontierConfig` field as an option; one the quick protocol changes defaults to None
+    (resolved in `protocol_config`) and says both defaults in its help."""
+    classic, quick = FrontierConfig(), FrontierConfig.quick()
+    if name in quick.changes():
+        first = default_text if default_text is not None else getattr(classic, name)
+        second = quick_text if quick_text is not None else getattr(quick, name)
+        kwargs.update(default=None, help=f"{field_help(FrontierConfig, name).rstrip('.')} "
+                                         f"(default {first}; --quick {second}).")
+    return option_from_field(FrontierConfig, name, **kwargs)
+
+
+def protocol_options(f):
+    """The search's flags (FrontierConfig fields) as one `Values` parameter ``protocol``."""
+    quick = FrontierConfig.quick()
+    return option_group(
+        "protocol", Values,
+        _protocol_option("max_depth"),
+        option_from_field(FrontierConfig, "depths", type=str),
+        _protocol_option("lrs", "log:0.001:1:7, half-decades", ",".join(f"{lr:g}" for lr in quick.lrs), type=str),
+        _protocol_option("epochs"),
+        option_from_field(FrontierConfig, "threshold"),
+        option_from_field(FrontierConfig, "criterion"),
+        option_from_field(FrontierConfig, "seeds"),
+        _protocol_option("eval_size", type=str),
+        _protocol_option("evals_per_epoch"),
+        option_from_field(FrontierConfig, "bisection"),
+    )(f)
+
+
+def _quick_help() -> str:
+    q = FrontierConfig.quick()
+    return (f"The quick protocol (FrontierConfig.quick()): {q.train_size:,} training images, {q.epochs} epoch(s), "
+            f"lrs {','.join(f'{lr:g}' for lr in q.lrs)}, max depth {q.max_depth}, {q.evals_per_epoch} evaluations "
+            f"of {q.eval_size:,} test images per epoch.")
+
+
+def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -> FrontierConfig:
+    """The `FrontierConfig` the flags ask for: `FrontierConfig.quick()` (``--quick``) or the
+    classic protocol, with every flag given replacing its field. Not yet validated."""
+    import dataclasses
+
+    from ..frontier.protocol import parse_depths, parse_lrs
+
+    base = FrontierConfig.quick() if quick else FrontierConfig()
+    eval_n = base.eval_size
+    if protocol.eval_size is not None:
+        eval_n = int_or_keyword(protocol.eval_size, "all", "--eval-size")
+        if eval_n is not None and eval_n <= 0:
+            raise ConfigError(f"--eval-size must be a positive integer or all, got {protocol.eval_size!r}")
+    given = {k: v for k, v in protocol.given().items() if k in ("max_depth", "epochs", "evals_per_epoch")}
+    return dataclasses.replace(
+        base, **given,
+        depths=parse_depths(protocol.depths) if protocol.depths is not None else None,
+        lrs=parse_lrs(protocol.lrs) if protocol.lrs is not None else base.lrs,
+        threshold=protocol.threshold, criterion=protocol.criterion, seeds=protocol.seeds, seed=run.seed,
+        train_size=data_opts.train_size if data_opts.train_size is not None else base.train_size,
+        eval_size=eval_n, dataset=data_opts.dataset or base.dataset, device=run.device, precision=run.precision,
+        bisection=protocol.bisection, model_args=model_opts.overrides(depth=False))
 
 
 @cli.command()
 @click.option("--models", default="all", show_default=True, help="Comma-separated presets, or all (the eight classic ones).")
-@click.option("--max-depth", type=int, default=None, help="Deepest depth the search tries (default 300; --quick 9).")
-@click.option("--depths", default=None, help="Try exactly these depths (multiples of 3) instead of searching.")
-@click.option("--lrs", default=None, help="Learning-rate grid: 0.01,0.1,1 or log:LOW:HIGH:COUNT "
-              "(default log:0.001:1:7, half-decades; --quick 0.01,0.1,1).")
-@click.option("--epochs", type=int, default=None, help="Budget per trial (default 3; --quick 1).")
-@click.option("--threshold", type=float, default=0.2, show_default=True, help="Trainable when the error drops below this.")
-@click.option("--criterion", type=click.Choice(["either", "test", "train"]), default="either", show_default=True)
-@click.option("--seeds", type=int, default=1, show_default=True, help="Seeds per (depth, lr); a majority must train.")
-@click.option("--eval-size", default=None, help="Test images per evaluation, or all (default 2000; --quick 1000).")
-@click.option("--evals-per-epoch", type=int, default=None, help="Evaluation points per epoch (default 5; --quick 4).")
-@click.option("--quick", is_flag=True, help="10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 9, 4 evaluations of 1,000 test images per epoch.")
-@click.option("--bisection", type=click.Choice(["cost", "midpoint"]), default="cost", show_default=True,
-              help="How the search splits between a trainable and a failing depth: where the expected cost is "
-                   "least, or the midpoint (continue a store with the one that filled it).")
+@protocol_options
+@click.option("--quick", is_flag=True, help=_quick_help())
 @click.option("--status", is_flag=True, help="Train nothing: show what --store already decides of this search (depths so "
               "far, each model's next trial). Reads the store only (safe while the search runs); with --out, also "
               "writes the partial table and plots there.")
 @model_options
-@common_options
+@data_options
+@run_options
 @executor_options
-def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds, eval_size, evals_per_epoch, quick,
-             depth, act, init_, norm, skip, heads, width, params, dataset, data_dir, train_size, seed, device,
-             store_path, out, as_json, tensorboard, executor, workers, ray_address, cpus_per_trial, gpus_per_trial,
-             fuse, bisection, status):
+def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data.registry import load_dataset
     from ..frontier.outputs import TABLE_HEADERS, table_rows
-    from ..frontier.protocol import DEFAULT_LRS, QUICK_PROTOCOL, FrontierConfig, parse_depths, parse_lrs
     from ..frontier.search import find_frontiers
     from ..models import CLASSIC_PRESETS, PRESETS
     from ..report import check_output_dir, format_table, safe_output_dir
     from ..store.sqlite import check_store_path
 
     # Validate every flag before touching the store, the data or the output folder.
-    if depth is not None:
+    if model_opts.depth is not None:
         raise ConfigError("frontier searches the depth: use --depths or --max-depth, not --depth")
     names = list(CLASSIC_PRESETS) if models.strip() == "all" else [m.strip() for m in models.split(",") if m.strip()]
     if not names:
@@ -68,41 +114,24 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
     for name in names:
         if name not in PRESETS:
             raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(sorted(PRESETS))} or all")
-    defaults = dict(QUICK_PROTOCOL, lrs=",".join(f"{lr:g}" for lr in QUICK_PROTOCOL["lrs"]),
-                    eval_size=str(QUICK_PROTOCOL["eval_size"])) if quick else dict(train_size=None, epochs=3, lrs=None, max_depth=300, eval_size="2000",
-                                        evals_per_epoch=5)
-    eval_size = eval_size if eval_size is not None else defaults["eval_size"]
-    eval_n = int_or_keyword(eval_size, "all", "--eval-size")
-    if eval_n is not None and eval_n <= 0:
-        raise ConfigError(f"--eval-size must be a positive integer or all, got {eval_size!r}")
-    lr_text = lrs if lrs is not None else defaults["lrs"]
-    config = FrontierConfig(
-        max_depth=max_depth if max_depth is not None else defaults["max_depth"],
-        depths=parse_depths(depths) if depths is not None else None,
-        lrs=parse_lrs(lr_text) if lr_text is not None else DEFAULT_LRS,
-        epochs=epochs if epochs is not None else defaults["epochs"],
-        threshold=threshold, criterion=criterion, seeds=seeds, seed=seed,
-        train_size=train_size if train_size is not None else defaults["train_size"],
-        eval_size=eval_n,
-        evals_per_epoch=evals_per_epoch if evals_per_epoch is not None else defaults["evals_per_epoch"],
-        dataset=dataset or "mnist", device=device, bisection=bisection,
-        model_args=model_overrides(None, act, init_, norm, skip, heads, width, params))
+    config = protocol_config(protocol, quick, model_opts, data_opts, run)
     config.validate()
     config.validate_models(names)
-    spec = executor_spec(executor, workers, ray_address, cpus_per_trial, gpus_per_trial, fuse)
+    store_path, out = run.store_path, run.out
     if status:
-        show_status(names, config, store_path, as_json, out)
+        show_status(names, config, store_path, run.as_json, out)
         return
     check_output_dir(out or "depthlab-out/frontier")
-    require_tensorboard(tensorboard)
+    require_tensorboard(run.tensorboard)
     check_store_path(store_path)
+    data_dir = data_opts.data_dir
     data = load_dataset(config.dataset, data_dir)  # bad data fails before any folder or store is created
     folder = safe_output_dir(out or "depthlab-out/frontier")
-    writer = tensorboard_writer(tensorboard)
+    writer = tensorboard_writer(run.tensorboard)
 
     with trial_runner(spec, config.device, store_path, len(config.lrs), data=data, data_dir=data_dir) as (store,
                                                                                                          runner):
-        result = find_frontiers(names, config, store, data, data_dir=data_dir, log=echo_err, runner=runner)
+        result = find_frontiers(names, config, store, data, data_dir=data_dir, log=log.info, runner=runner)
 
     write_outputs(result, folder)
     if writer is not None:
@@ -111,7 +140,7 @@ def frontier(models, max_depth, depths, lrs, epochs, threshold, criterion, seeds
                 if r.error is not None:
                     writer.add_scalar(f"frontier/{m.model}/best_error", r.error, d)
         writer.close()
-    if as_json:
+    if run.as_json:
         click.echo(json.dumps({"models": [m.to_dict() for m in result.models]}))
     else:
         click.echo(format_table(TABLE_HEADERS, table_rows(result)))

@@ -9,7 +9,9 @@ import math
 import click
 
 from ..errors import ConfigError
-from .app import cli, echo_err
+from ..frontier.protocol import FrontierConfig
+from .app import cli, log
+from .options import Values, option_from_field, option_group, run_options
 
 
 ACTS = ("tanh", "relu", "elu")
@@ -202,33 +204,49 @@ def init_agreement_rows(act, sigma_b2, sigma_w2s, widths, depth, data_dir) -> li
     return rows
 
 
+def phase_grid_options(f):
+    """What the phase sweep measures, as one `Values` parameter ``grid``."""
+    return option_group(
+        "grid", Values,
+        click.option("--act", default="tanh", show_default=True, help="tanh, relu or elu."),
+        click.option("--sigma-b2", type=float, default=0.05, show_default=True, help="Bias variance of the init."),
+        click.option("--sigma-w2", "sigma_w2_text", default="1,2.5,4", show_default=True,
+                     help="The sigma_w2 values to measure (list or LO:HI:N)."),
+        click.option("--depths", "depths_text", default="6,12,24,48,96", show_default=True,
+                     help="Depth ladder, walked up until a depth fails (multiples of 3)."),
+        click.option("--refine", type=int, default=1, show_default=True,
+                     help="Bisection steps between the last trainable and first failing depth."),
+        click.option("--lrs", "lrs_text", default="0.03,0.1", show_default=True,
+                     help="Learning rates (tried in the frontier's order: from the one that trained the last depth)."),
+        click.option("--width", type=float, default=2.0, show_default=True, help="Channel width multiplier."),
+    )(f)
+
+
+def phase_budget_options(f):
+    """Each trial's budget and criterion, as one `Values` parameter ``budget``."""
+    return option_group(
+        "budget", Values,
+        option_from_field(FrontierConfig, "epochs"),
+        click.option("--train-size", type=int, default=10_000, show_default=True),
+        click.option("--test-size", type=int, default=2000, show_default=True,
+                     help="Evaluate on a fixed subset of N test images (as `frontier` does)."),
+        option_from_field(FrontierConfig, "threshold"),
+    )(f)
+
+
 @cli.command()
-@click.option("--act", default="tanh", show_default=True, help="tanh, relu or elu.")
-@click.option("--sigma-b2", type=float, default=0.05, show_default=True, help="Bias variance of the init.")
-@click.option("--sigma-w2", "sigma_w2_text", default="1,2.5,4", show_default=True,
-              help="The sigma_w2 values to measure (list or LO:HI:N).")
-@click.option("--depths", "depths_text", default="6,12,24,48,96", show_default=True,
-              help="Depth ladder, walked up until a depth fails (multiples of 3).")
-@click.option("--refine", type=int, default=1, show_default=True,
-              help="Bisection steps between the last trainable and first failing depth.")
-@click.option("--lrs", "lrs_text", default="0.03,0.1", show_default=True,
-              help="Learning rates (tried in the frontier's order: from the one that trained the last depth).")
-@click.option("--width", type=float, default=2.0, show_default=True, help="Channel width multiplier.")
-@click.option("--epochs", type=int, default=3, show_default=True)
-@click.option("--train-size", type=int, default=10_000, show_default=True)
-@click.option("--test-size", type=int, default=2000, show_default=True,
-              help="Evaluate on a fixed subset of N test images (as `frontier` does).")
-@click.option("--threshold", type=float, default=0.2, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@phase_grid_options
+@phase_budget_options
 @click.option("--data-dir", default=None)
-@click.option("--store", "store_path", default="depthlab.db", show_default=True)
-@click.option("--out", default=None, help="Folder for the measured CSV and the phase diagram.")
-@click.option("--json", "as_json", is_flag=True)
-def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, epochs, train_size, test_size, threshold,
-          seed, device, data_dir, store_path, out, as_json):
+@run_options(take=("seed", "device", "precision", "store", "out", "json"),
+             out_help="Folder for the measured CSV and the phase diagram.")
+def phase(grid, budget, data_dir, run):
     """Measure the largest trainable depth of plain `stages` nets with init scaled:W2,B2 over a
     sigma_w2 grid on real MNIST, and overlay it on the mean-field prediction."""
+    act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width = (
+        grid.act, grid.sigma_b2, grid.sigma_w2_text, grid.depths_text, grid.refine, grid.lrs_text, grid.width)
+    epochs, train_size, test_size, threshold = budget.epochs, budget.train_size, budget.test_size, budget.threshold
+    seed, device, store_path, out, as_json = run.seed, run.device, run.store_path, run.out, run.as_json
     from ..analysis.phase import measure_phase, phase_configs
     from ..data.registry import load_dataset
     from ..report import check_output_dir
@@ -247,7 +265,8 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
     if epochs <= 0 or train_size <= 0 or test_size <= 0:
         raise ConfigError("--epochs, --train-size and --test-size must be positive")
     phase_configs(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs, train_size=train_size,
-                  test_size=test_size, threshold=threshold, seed=seed, device=device)  # every trial, before the store
+                  test_size=test_size, threshold=threshold, seed=seed, device=device,
+                  precision=run.precision)  # every trial, before the store
     if out:
         check_output_dir(out)
     check_store_path(store_path)
@@ -255,7 +274,7 @@ def phase(act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width, ep
     with Store(store_path) as store:
         measured = measure_phase(act, sigma_b2, sigma_w2s, ladder, lrs, store, data, width=width, epochs=epochs,
                                  train_size=train_size, test_size=test_size, threshold=threshold, refine=refine, seed=seed,
-                                 device=device, log=echo_err)
+                                 device=device, log=log.info, precision=run.precision)
     grid = sorted(set(parse_float_list("0.5:4:71", "grid") + sigma_w2s))
     note = (f"measured: stages {act}, width x{width:g}, scaled:W2,{sigma_b2:g}, MNIST {train_size} images, "
             f"{epochs} epochs, SGD m0.9, lrs {lrs_text}, error < {threshold:g}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..data.registry import check_dataset_name
 from ..errors import ConfigError
 from ..models import FAMILIES, model_config, resolve_model
-from .device import DEFAULT_PRECISION, check_precision, resolve_device
+from .device import DEFAULT_PRECISION, PRECISIONS, check_precision, resolve_device
 from .schedule import parse_schedule
 
 
@@ -27,28 +27,32 @@ class TrainConfig:
 
     model: str = "cnn-tanh"
     model_args: dict = field(default_factory=dict)
-    dataset: str = "mnist"
-    train_size: int | None = None
+    dataset: str = field(default="mnist", metadata={"help": "Dataset name."})
+    train_size: int | None = field(default=None, metadata={"help": "Use a fixed random subset of N training images."})
     test_size: int | None = None
     eval_split: str = "test"   # "test": evaluate on the test set; "val": on a held-out part of train
     val_fraction: float = 0.1
     folds: int | None = None   # with eval_split "val": K folds, validation = fold `fold`
     fold: int = 0
-    epochs: int = 3
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    augment: bool = False
-    patience: int | None = None  # early stopping on the evaluation error, best weights restored
+    epochs: int = field(default=3, metadata={"help": "Training epochs."})
+    batch_size: int = field(default=256, metadata={"help": "Mini-batch size."})
+    optimizer: str = field(default="sgd", metadata={"help": "sgd, adam or adamw."})
+    lr: float = field(default=0.1, metadata={"help": "Learning rate."})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (adam and adamw ignore it)."})
+    nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Weight decay (adam: coupled L2; adamw: decoupled)."})
+    schedule: str = field(default="constant", metadata={
+        "help": "constant | 2@0.07,3@0.01 | multistep:M1,M2[:gamma] | cosine, optionally warmup:E+..."})
+    augment: bool = field(default=False, metadata={"help": "Random crop (pad 4) + horizontal flip."})
+    patience: int | None = field(default=None, metadata={  # early stopping on the evaluation error
+        "help": "Early stopping patience (epochs); restores best weights."})
     evals_per_epoch: int = 1
-    seed: int = 0
-    device: str = "auto"
-    compile: bool = False      # torch.compile the model (CUDA: reduce-overhead, i.e. CUDA graphs)
-    precision: str = DEFAULT_PRECISION  # fp32 | bf16 (autocast) | tf32 (CUDA): part of the result's identity
+    seed: int = field(default=0, metadata={"help": "Random seed (init, batch order, subsets)."})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or mps."})
+    compile: bool = field(default=False, metadata={  # CUDA: reduce-overhead, i.e. CUDA graphs
+        "help": "torch.compile the model (CUDA graphs on a GPU)."})
+    precision: str = field(default=DEFAULT_PRECISION, metadata={  # part of the result's identity
+        "help": "fp32, bf16 (autocast) or tf32 (CUDA matmuls/convolutions).", "choices": PRECISIONS})
 
     def validate(self) -> None:
         resolve_model(self.model, **self.model_args)

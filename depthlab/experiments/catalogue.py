@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from ..engine.config import TrainConfig
+from ..engine.device import DEFAULT_PRECISION
 from ..errors import ConfigError
-from .parts import Context, PartResult
+from .parts import Context, PartResult, progress
 from .sweeps import Ablation, Frontier
 
 
@@ -74,10 +75,12 @@ def check_budget(budget: Mapping | None) -> dict:
 
 
 def experiment_context(name: str, store=None, *, quick: bool = False, data_dir: str | None = None,
-                       device: str = "auto", echo: Callable[[str], None] = lambda line: None,
-                       budget: Mapping | None = None) -> Context:
+                       device: str = "auto", echo: Callable[[str], None] = progress,
+                       budget: Mapping | None = None, precision: str = DEFAULT_PRECISION) -> Context:
     experiment = get_experiment(name)
     overrides = {**(experiment.quick if quick else {}), **check_budget(budget), "device": device}
+    if precision != DEFAULT_PRECISION:
+        overrides["precision"] = precision
     return Context(store=store, data_dir=data_dir, overrides=overrides, quick=quick, experiment=name, echo=echo)
 
 
@@ -94,29 +97,33 @@ def fusable_size(part, ctx: Context) -> int:
     return fusable_group(part.configs(ctx))
 
 
-def fusable_runs(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None) -> int:
+def fusable_runs(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None,
+                 precision: str = DEFAULT_PRECISION) -> int:
     """`fusable_size` of the largest part of ``reproduce(name)``."""
-    ctx = experiment_context(name, quick=quick, device=device, budget=budget)
+    ctx = experiment_context(name, quick=quick, device=device, budget=budget, precision=precision)
     return max((fusable_size(p, ctx) for p in get_experiment(name).parts), default=1)
 
 
-def plan(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None) -> list[TrainConfig]:
+def plan(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None,
+         precision: str = DEFAULT_PRECISION) -> list[TrainConfig]:
     """Every config ``reproduce(name)`` would run, validated (bad input fails here, early)."""
-    ctx = experiment_context(name, quick=quick, device=device, budget=budget)
+    ctx = experiment_context(name, quick=quick, device=device, budget=budget, precision=precision)
     return [c for part in get_experiment(name).parts for c in part.configs(ctx)]
 
 
 def reproduce(name: str, store=None, *, quick: bool = False, data_dir: str | None = None, device: str = "auto",
-              echo: Callable[[str], None] = lambda line: None, budget: Mapping | None = None,
-              datasets: Mapping | None = None, runner=None) -> Reproduction:
+              echo: Callable[[str], None] = progress, budget: Mapping | None = None,
+              datasets: Mapping | None = None, runner=None, precision: str = DEFAULT_PRECISION) -> Reproduction:
     """Run (or read back from the store) every part of a named experiment and conclude.
     ``budget`` (``epochs``, ``train_size``) cuts every run, for a machine that cannot afford the
     full protocol; the result records it so that tables are labelled. With ``runner`` (a
     `depthlab.sweep.TrialRunner` recording into ``store``) each part's runs go to its
-    executor all at once: worker processes, fused lr groups, Ray."""
+    executor all at once: worker processes, fused lr groups, Ray. ``precision`` (fp32, bf16,
+    tf32) applies to every run."""
     experiment = get_experiment(name)
-    plan(name, quick=quick, device=device, budget=budget)
-    ctx = experiment_context(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget)
+    plan(name, quick=quick, device=device, budget=budget, precision=precision)
+    ctx = experiment_context(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget,
+                             precision=precision)
     ctx.datasets.update(datasets or {})  # already loaded by the caller (the CLI loads before opening the store)
     ctx.runner = runner
     started = time.perf_counter()

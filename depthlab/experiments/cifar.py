@@ -8,7 +8,8 @@
 
 Each function trains through `depthlab.sweep.runner.run_recorded` (a finished config is never trained
 twice; every epoch goes to the store), checkpoints every epoch when given a folder, and returns
-plain dicts; printing goes through the ``echo`` callable.
+plain dicts; printing goes through the ``echo`` callable (by default the ``depthlab.progress``
+logger, which the CLI prints).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..models.cifar import CIFAR_DATASETS
 from ..records.record import RunStatus
 from ..report import classic_line, format_table, new_axes, safe_child, save_figure, write_csv
 from ..store.sqlite import Store
+from .parts import progress
 
 
 # He et al. 2015, table 6 (CIFAR-10 test error, %), by n.
@@ -37,10 +39,6 @@ WARMUP_ITERATIONS = 400  # resnet110: lr 0.01 for about the first 400 iterations
 
 
 Echo = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def default_cifar_dataset(data_dir=None) -> str:
@@ -116,7 +114,7 @@ def train_images(config: TrainConfig, data: Dataset) -> int:
 
 
 def run_one(config: TrainConfig, data: Dataset, store: Store | None, *, experiment: str, label: str,
-            echo: Echo = _quiet, checkpoint_dir=None, resume: bool = False, compile_model: bool = False,
+            echo: Echo = progress, checkpoint_dir=None, resume: bool = False, compile_model: bool = False,
             rerun: bool = False) -> dict:
     """Train one config through the store, printing the classic line and images/s per epoch;
     returns the run's record as a report dict (`RunResult.to_dict`, ``reused``, ``images_per_second``)."""
@@ -192,7 +190,7 @@ def resnet_cifar_config(n: int = 3, *, shortcut: str = "A", bn_impl: str = "torc
     return config
 
 
-def run_resnet_cifar(config: TrainConfig, data: Dataset, store: Store | None = None, *, echo: Echo = _quiet,
+def run_resnet_cifar(config: TrainConfig, data: Dataset, store: Store | None = None, *, echo: Echo = progress,
                      out=None, checkpoint_dir=None, resume: bool = False, compile_model: bool = False,
                      rerun: bool = False) -> dict:
     """Train one resnet-cifar config and print its test error next to the paper's."""
@@ -231,7 +229,7 @@ def shortcuts_configs(*, dataset: str = "cifar10", epochs: int = 30, train_size:
 
 
 def run_resnet18_shortcuts(configs: list[TrainConfig], data: Dataset, store: Store | None = None, *,
-                           echo: Echo = _quiet, out=None, checkpoint_dir=None, resume: bool = False,
+                           echo: Echo = progress, out=None, checkpoint_dir=None, resume: bool = False,
                            compile_model: bool = False, rerun: bool = False) -> dict:
     """Train plain18 and resnet18 and plot both training-loss curves."""
     results = {}
@@ -324,7 +322,7 @@ def lr_bn_configs(*, dataset: str = "cifar10", max_epochs: int | None = None, tr
 
 
 def run_cifar_lr_bn(pairs: list[tuple[Lesson, TrainConfig]], data: Dataset, store: Store | None = None, *,
-                    echo: Echo = _quiet, out=None, checkpoint_dir=None, resume: bool = False,
+                    echo: Echo = progress, out=None, checkpoint_dir=None, resume: bool = False,
                     compile_model: bool = False, rerun: bool = False) -> dict:
     """Train the lessons' runs in order, then print a table and what each run shows."""
     results: dict[str, dict] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..frontier.protocol import QUICK_PROTOCOL
+from ..frontier.protocol import FrontierConfig
 from ..models import CLASSIC_PRESETS
 from .catalogue import Experiment, register_experiment
 from .parts import PartResult
@@ -166,7 +166,7 @@ register_experiment(Experiment(
     name="depth-frontier",
     question="How deep can each of the eight classic presets be and still train (error < 20% within 3 epochs)?",
     parts=(Frontier("presets", CLASSIC_PRESETS, title="depth frontier of the eight classic presets",
-                    quick=QUICK_PROTOCOL),),  # the budget of `depthlab frontier --quick`
+                    quick=FrontierConfig.quick().changes()),),  # the budget of `depthlab frontier --quick`
     conclude=_conclude_frontier,
     reference="cnn-tanh 9 (lr 0.15); cnn-elu-bn 63; resnet-elu-bn 27; cnn-tanh-bn 48-54; resnet-elu 3",
 ))

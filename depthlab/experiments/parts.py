@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,17 +151,28 @@ def draw_plot(plot: Plot, ax=None):
     return fig
 
 
+PROGRESS = logging.getLogger("depthlab.progress")
+
+
+def progress(line: str) -> None:
+    """A progress line (a run's epoch, a search's step): INFO on the ``depthlab.progress``
+    logger, which the CLI prints (on stdout, or stderr under ``--json``); silent in library use
+    unless logging is configured."""
+    PROGRESS.info(line)
+
+
 @dataclass
 class Context:
     """Where runs go (store), what they load (data_dir, device), the budget cut (``overrides``,
-    applied to every config, and ``quick``) and where progress lines go (``echo``)."""
+    applied to every config, and ``quick``) and where progress lines go (``echo``: by default
+    the ``depthlab.progress`` logger)."""
 
     store: Any = None
     data_dir: str | None = None
     overrides: dict = field(default_factory=dict)
     quick: bool = False
     experiment: str | None = None
-    echo: Callable[[str], None] = lambda line: None
+    echo: Callable[[str], None] = progress
     on_epoch: Callable[[str, Any], None] | None = None   # (run label, EpochMetrics), e.g. TensorBoard
     datasets: dict = field(default_factory=dict)
     runner: Any = None  # a `depthlab.sweep.TrialRunner`: `run_many` runs on its executor, all at once

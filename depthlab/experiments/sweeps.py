@@ -19,7 +19,7 @@ from ..frontier.protocol import FrontierConfig
 from ..frontier.search import find_frontiers
 from ..records.record import RunResult, RunStatus
 from .configs import make_config, parse_lrs, toggle_override
-from .parts import Column, Context, Curve, PartResult, Plot
+from .parts import Column, Context, Curve, PartResult, Plot, progress
 
 
 def _error_plots(title: str, curves_train: list[Curve], curves_eval: list[Curve], eval_name: str) -> list[Plot]:
@@ -94,7 +94,7 @@ class Sweep:
 
 
 def lr_sweep(base: TrainConfig | Mapping, lrs: Sequence[float], store=None, *, data_dir: str | None = None,
-             echo: Callable[[str], None] = lambda line: None, label: str = "lr-sweep", runner=None) -> PartResult:
+             echo: Callable[[str], None] = progress, label: str = "lr-sweep", runner=None) -> PartResult:
     """One run per learning rate (fixed batch size, momentum, schedule): table of final errors,
     train and test error vs epoch (plots). With ``runner`` (a `depthlab.sweep.TrialRunner`)
     the runs go to its executor at once: worker processes, a fused lr group, Ray."""
@@ -223,7 +223,7 @@ class Ablation:
 
 def ablate(base: TrainConfig | Mapping, toggles: Sequence[str], store=None, *, folds: int | None = None,
            seeds: int | None = None, data_dir: str | None = None,
-           echo: Callable[[str], None] = lambda line: None, label: str = "ablate", runner=None) -> PartResult:
+           echo: Callable[[str], None] = progress, label: str = "ablate", runner=None) -> PartResult:
     """Every on/off combination of ``toggles`` over K folds (default 3) or N seeds (all fits at
     once on the executor of ``runner``, a `depthlab.sweep.TrialRunner`, when given)."""
     base = dataclasses.asdict(base) if isinstance(base, TrainConfig) else dict(base)
@@ -238,8 +238,8 @@ def ablate(base: TrainConfig | Mapping, toggles: Sequence[str], store=None, *, f
 @dataclass(frozen=True)
 class Frontier:
     """The depth frontier of each model (SPEC 4) found by `depthlab.frontier.find_frontiers`.
-    ``config`` and ``quick`` hold `FrontierConfig` fields; the context's device, seed and
-    train_size overrides apply too."""
+    ``config`` and ``quick`` hold `FrontierConfig` fields; the context's device, seed,
+    train_size, epochs and precision overrides apply too."""
 
     label: str
     models: tuple[str, ...]
@@ -249,7 +249,7 @@ class Frontier:
 
     def frontier_config(self, ctx: Context) -> FrontierConfig:
         values = {**self.config, **(self.quick if ctx.quick else {})}
-        values.update({k: v for k, v in ctx.overrides.items() if k in ("device", "seed", "train_size", "epochs")})
+        values.update({k: v for k, v in ctx.overrides.items() if k in ("device", "seed", "train_size", "epochs", "precision")})
         known = {f.name for f in dataclasses.fields(FrontierConfig)}
         unknown = set(values) - known
         if unknown:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 from ..data.registry import check_dataset_name
 from ..engine.config import TrainConfig
+from ..engine.device import DEFAULT_PRECISION, PRECISIONS
 from ..errors import ConfigError
 
 
@@ -15,12 +16,6 @@ CRITERIA = ("either", "test", "train")
 
 
 DEFAULT_LRS = tuple(round(10 ** (e / 2), 6) for e in range(-6, 1))  # 0.001, 0.003162, ... 1.0
-
-
-# The quick protocol (FrontierConfig fields) of `depthlab frontier --quick`, the README's main job,
-# and of `depthlab reproduce depth-frontier --quick`: all eight presets in minutes on 2 CPU cores.
-QUICK_PROTOCOL = dict(train_size=10000, epochs=1, lrs=(0.01, 0.1, 1.0), max_depth=9, eval_size=1000,
-                      evals_per_epoch=4)
 
 
 MAX_GRID = 1000  # more learning rates than this in log:LOW:HIGH:COUNT is a typo (and would never finish)
@@ -34,24 +29,46 @@ class FrontierConfig:
     """The frontier protocol. Defaults are the classic one (SPEC 4): MNIST, batch 256, SGD with
     momentum 0.9, trainable when the error drops below 20% within 3 epochs, lr grid 1e-3..1."""
 
-    max_depth: int = 300
-    depths: tuple[int, ...] | None = None  # try exactly these depths instead of searching
-    lrs: tuple[float, ...] = DEFAULT_LRS
-    epochs: int = 3
-    threshold: float = 0.2
-    criterion: str = "either"
-    seeds: int = 1
+    max_depth: int = field(default=300, metadata={"help": "Deepest depth the search tries."})
+    depths: tuple[int, ...] | None = field(default=None, metadata={  # exactly these depths instead of searching
+        "help": "Try exactly these depths (multiples of 3) instead of searching."})
+    lrs: tuple[float, ...] = field(default=DEFAULT_LRS, metadata={
+        "help": "Learning-rate grid: 0.01,0.1,1 or log:LOW:HIGH:COUNT."})
+    epochs: int = field(default=3, metadata={"help": "Budget per trial."})
+    threshold: float = field(default=0.2, metadata={"help": "Trainable when the error drops below this."})
+    criterion: str = field(default="either", metadata={
+        "help": "Which error must drop below the threshold.", "choices": CRITERIA})
+    seeds: int = field(default=1, metadata={"help": "Seeds per (depth, lr); a majority must train."})
     seed: int = 0                          # seeds used: seed, seed + 1, ..., seed + seeds - 1
     train_size: int | None = None
-    eval_size: int | None = 2000           # test images per evaluation (None: all 10,000)
-    evals_per_epoch: int = 5
+    eval_size: int | None = field(default=2000, metadata={  # None: all 10,000
+        "help": "Test images per evaluation, or all."})
+    evals_per_epoch: int = field(default=5, metadata={"help": "Evaluation points per epoch."})
     batch_size: int = 256
     momentum: float = 0.9
     dataset: str = "mnist"
     device: str = "auto"
-    precision: str = "fp32"                # fp32 | bf16 | tf32 (CUDA): recorded with every trial
+    precision: str = field(default=DEFAULT_PRECISION, metadata={  # recorded with every trial
+        "help": "fp32, bf16 (autocast) or tf32 (CUDA matmuls/convolutions).", "choices": PRECISIONS})
     model_args: dict = field(default_factory=dict)  # axis overrides for every model (not depth)
-    bisection: str = "cost"                # cost-weighted split (`split_point`) or the plain midpoint
+    bisection: str = field(default="cost", metadata={  # cost-weighted split (`split_point`) or the plain midpoint
+        "help": "How the search splits between a trainable and a failing depth: where the expected cost is "
+                "least, or the midpoint (continue a store with the one that filled it).", "choices": BISECTIONS})
+
+    @classmethod
+    def quick(cls, **changes) -> "FrontierConfig":
+        """The quick protocol of `depthlab frontier --quick`, the README's main job, and of
+        `depthlab reproduce depth-frontier --quick`: all eight presets in minutes on 2 CPU cores
+        (10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 9, 4 evaluations of 1,000 test
+        images per epoch). ``changes`` replace any of its fields."""
+        quick = dict(train_size=10000, epochs=1, lrs=(0.01, 0.1, 1.0), max_depth=9, eval_size=1000,
+                     evals_per_epoch=4)
+        return cls(**{**quick, **changes})
+
+    def changes(self) -> dict:
+        """The fields that differ from the classic protocol (the defaults)."""
+        default = type(self)()
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
 
     def validate(self) -> None:
         if not isinstance(self.max_depth, int) or self.max_depth < 3:
