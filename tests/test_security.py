@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import depthlab.data as D
+import depthlab.data.download as DL
 import depthlab.data.readers as R
 from depthlab.cli import main
 from depthlab.errors import ConfigError, DataError
@@ -430,7 +431,7 @@ def test_a_download_larger_than_any_dataset_file_is_cut_off_and_not_kept(tmp_pat
     big = tmp_path / "mirror" / "train-images-idx3-ubyte.gz"
     big.parent.mkdir()
     big.write_bytes(b"\x00" * 5000)
-    monkeypatch.setattr(R, "MAX_DOWNLOAD_BYTES", 1000)
+    monkeypatch.setattr(DL, "MAX_DOWNLOAD_BYTES", 1000)  # where download() reads it
     dest = tmp_path / "raw" / "train-images-idx3-ubyte.gz"
     with pytest.raises(DataError, match="more than 1,000 bytes"):
         R.download([big.as_uri()], dest)

@@ -261,7 +261,8 @@ def test_a_new_store_opened_by_several_processes_at_the_same_moment(tmp_path):
 
 
 def test_snapshot_of_a_live_store_carries_its_runs_and_checkpoints(tmp_path):
-    from depthlab.store.sqlite import checkpoint_dir_for, snapshot_store
+    from depthlab.store.snapshot import snapshot_store
+    from depthlab.store.sqlite import checkpoint_dir_for
 
     data = synthetic_dataset(128, 64)
     config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, batch_size=64, device="cpu")
@@ -321,7 +322,7 @@ def test_reading_a_carried_snapshot_leaves_its_file_byte_for_byte(tmp_path, caps
     """`depthlab runs` and `frontier --status` on a DELETE-mode snapshot must not switch it to
     WAL: the carried file would differ in git after every look."""
     from depthlab.cli import main
-    from depthlab.store.sqlite import snapshot_store
+    from depthlab.store.snapshot import snapshot_store
 
     data = synthetic_dataset(128, 64)
     config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, batch_size=64, device="cpu")
@@ -423,7 +424,7 @@ def test_a_store_on_a_read_only_medium_can_still_be_read(tmp_path, monkeypatch, 
     """Root may write anything, so the medium's answer is simulated where depthlab asks it."""
     import depthlab.store.sqlite as S
     from depthlab.cli import main
-    from depthlab.store.sqlite import snapshot_store
+    from depthlab.store.snapshot import snapshot_store
 
     live, carried = tmp_path / "live.db", tmp_path / "carried.db"
     with Store(live) as store:  # WAL mode
@@ -528,7 +529,7 @@ def test_snapshot_refuses_to_destroy_what_is_at_dest(dest_kind, force, tmp_path,
 
 
 def test_snapshot_failing_half_way_leaves_dest_and_no_temp_file(tmp_path, monkeypatch):
-    from depthlab.store.sqlite import snapshot_store
+    from depthlab.store.snapshot import snapshot_store
 
     src = _snapshot_source(tmp_path)
     dest = tmp_path / "out" / "dest.db"

@@ -127,7 +127,8 @@ class _Progress:
                                               "(and the checkpoint files in DEST-checkpoints/); nothing else.")
 def runs(store_path, limit, status, as_json, snapshot_path, force):
     """List the runs in the store, newest first."""
-    from ..store.sqlite import FINISHED, Store, snapshot_store
+    from ..store.snapshot import snapshot_store
+    from ..store.sqlite import FINISHED, Store
 
     if snapshot_path is not None:
         info = snapshot_store(store_path, snapshot_path, force=force)
