@@ -272,7 +272,9 @@ def test_a_bad_trial_or_missing_data_strands_no_other_trial(mnist, tmp_path, mon
     before any of its trials is in flight: the same trials asked again later still run."""
     monkeypatch.setenv("DEPTHLAB_OFFLINE", "1")
     good = lr_batch((0.05,), train_size=300, test_size=200)
-    bad = [Job(TrainConfig(**{**BASE, "train_size": 300, "test_size": 200}, lr=-1.0))]
+    invalid = TrainConfig(**{**BASE, "train_size": 300, "test_size": 200})
+    invalid.lr = -1.0   # configs validate when built: made invalid afterwards, as a caller might
+    bad = [Job(invalid)]
     elsewhere = [Job(TrainConfig(**{**BASE, "train_size": 300, "test_size": 200, "dataset": "mnist32"}, lr=0.05))]
     with InProcessExecutor() as executor:
         runner = TrialRunner(executor, None, None, data_dir=tmp_path)  # no data there

@@ -9,6 +9,7 @@ from typing import Callable
 
 from ..errors import ConfigError
 from . import readers
+from .npz import load_npz, npz_path
 from .dataset import Dataset, resolve_data_root
 from .readers import FASHION_MIRRORS, MNIST_MD5, _idx_dataset, load_cifar10
 
@@ -47,9 +48,37 @@ def register_dataset(info: DatasetInfo) -> None:
 
 
 def check_dataset_name(name: str) -> DatasetInfo:
+    """The registered dataset ``name``, or for ``npz:PATH`` one whose input shape is read from the
+    file's header (`depthlab.data.npz`; the arrays are read by `load_dataset`)."""
+    path = npz_path(name) if isinstance(name, str) else None
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"dataset {name!r}: no such file {path}")
+        return DatasetInfo(name, _npz_shape(path), lambda root, dl: load_npz(path), f"your own data from {path}")
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
+        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))} "
+                          f"or npz:PATH")
     return DATASETS[name]
+
+
+def _npz_shape(path: Path) -> tuple[int, int, int]:
+    """(C, H, W) of an npz dataset's images, from the array header only (no data read)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(path) as z, z.open("x_train.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read(f)[0]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return load_npz(path).input_shape   # a one-line DataError saying what is wrong
+    if len(shape) == 3:
+        return (1, shape[1], shape[2])
+    if len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4):
+        return (shape[3], shape[1], shape[2])
+    return tuple(shape[1:]) if len(shape) == 4 else load_npz(path).input_shape
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Dataset:
@@ -60,6 +89,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     is validated (`Dataset.validate`): an empty split, images of the wrong size or labels
     that do not match them are a `DataError`, never a run that trains on nothing."""
     info = check_dataset_name(name)
+    if npz_path(name) is not None:
+        return load_npz(npz_path(name))   # checked by its reader (float images allowed)
     if os.environ.get("DEPTHLAB_OFFLINE", "") not in ("", "0"):
         download = False
     return info.loader(resolve_data_root(data_dir), download).validate(info.input_shape)

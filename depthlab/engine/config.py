@@ -7,10 +7,11 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..data.registry import check_dataset_name
 from ..errors import ConfigError
-from ..models import FAMILIES, model_config, resolve_model
+from ..models import FAMILIES, ModelFactory, model_config, resolve_model
 from .device import DEFAULT_PRECISION, PRECISIONS, check_precision, resolve_device
 from .schedule import parse_schedule
 
@@ -23,9 +24,12 @@ EVAL_SPLITS = ("test", "val")
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run. ``model_args`` override the preset's spec."""
+    """Everything that defines a training run, validated when built. ``model`` is a preset name or
+    your own factory ``build(depth, **params)`` (a `ModelFactory`, or a function converted with
+    `ModelFactory.from_callable`); ``model_args`` override the preset's spec or are the factory's
+    ``depth`` and parameters."""
 
-    model: str = "cnn-tanh"
+    model: Any = "cnn-tanh"   # str | ModelFactory
     model_args: dict = field(default_factory=dict)
     dataset: str = field(default="mnist", metadata={"help": "Dataset name."})
     train_size: int | None = field(default=None, metadata={"help": "Use a fixed random subset of N training images."})
@@ -54,12 +58,30 @@ class TrainConfig:
     precision: str = field(default=DEFAULT_PRECISION, metadata={  # part of the result's identity
         "help": "fp32, bf16 (autocast) or tf32 (CUDA matmuls/convolutions).", "choices": PRECISIONS})
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, (str, ModelFactory)):
+            self.model = ModelFactory.from_callable(self.model)
+        self.validate()
+
+    @property
+    def model_name(self) -> str:
+        """The preset's name, or the factory's label (``nets.build``)."""
+        return self.model.name if isinstance(self.model, ModelFactory) else self.model
+
     def validate(self) -> None:
-        resolve_model(self.model, **self.model_args)
-        check_dataset_name(self.dataset)
-        family = FAMILIES[resolve_model(self.model, **self.model_args)[0].name]
-        if self.dataset not in family.datasets:
-            raise ConfigError(f"model {self.model!r} runs on {', '.join(family.datasets)}, not {self.dataset!r}")
+        if not isinstance(self.model_args, dict):
+            raise ConfigError(f"model_args must be a dict, got {type(self.model_args).__name__}")
+        if isinstance(self.model, ModelFactory):
+            model_config(self.model, **self.model_args)   # a positive depth, plain parameter values
+            check_dataset_name(self.dataset)
+        elif not isinstance(self.model, str):
+            raise ConfigError(f"a model must be a preset name or a function build(depth, **params), got {self.model!r}")
+        else:
+            resolve_model(self.model, **self.model_args)
+            check_dataset_name(self.dataset)
+            family = FAMILIES[resolve_model(self.model, **self.model_args)[0].name]
+            if self.dataset not in family.datasets and not self.dataset.startswith("npz:"):
+                raise ConfigError(f"model {self.model!r} runs on {', '.join(family.datasets)}, not {self.dataset!r}")
         for name in ("epochs", "batch_size", "evals_per_epoch"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -85,8 +107,10 @@ class TrainConfig:
 
     def canonical(self) -> dict:
         """The config with the model's full parameters filled in: what is stored and hashed."""
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["model_args"] = model_config(self.model, **self.model_args)
+        if isinstance(self.model, ModelFactory):   # the store's model column: the label; the hash: the source
+            d["model"], d["factory"] = self.model.name, self.model.identity()
         return d
 
     def hash(self) -> str:
@@ -94,6 +118,9 @@ class TrainConfig:
         d = self.canonical()
         d.pop("device")
         d.pop("compile")  # how the forward runs, not what it computes
+        if "factory" in d:   # a factory is its function and source, wherever the file lives
+            identity = d.pop("factory")
+            d["model"] = {k: identity[k] for k in ("factory", "source_sha256")}
         if d["precision"] == DEFAULT_PRECISION:
             d.pop("precision")  # runs stored before precision existed were fp32 on CPU: same hash
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

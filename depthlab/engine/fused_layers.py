@@ -247,8 +247,8 @@ def _model_fusable(model: str, model_args_json: str, input_shape: tuple[int, ...
 def fusion_key(config: TrainConfig) -> str | None:
     """A key shared exactly by the configs that `train_fused` can train together, or None when
     ``config`` cannot be fused (not SGD, early-stopping patience, a model with no fused form)."""
-    if config.optimizer != "sgd" or config.patience is not None:
-        return None
+    if config.optimizer != "sgd" or config.patience is not None or not isinstance(config.model, str):
+        return None   # a model factory has no fused form
     from ..data.registry import DATASETS
 
     info = DATASETS.get(config.dataset)

@@ -55,6 +55,9 @@ class FrontierConfig:
         "help": "How the search splits between a trainable and a failing depth: where the expected cost is "
                 "least, or the midpoint (continue a store with the one that filled it).", "choices": BISECTIONS})
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     @classmethod
     def quick(cls, **changes) -> "FrontierConfig":
         """The quick protocol of `depthlab frontier --quick`, the README's main job, and of
@@ -105,7 +108,8 @@ class FrontierConfig:
         if not models:
             raise ConfigError("no models given")
         for model in models:
-            self.trial_config(model, min(self.depths or (3,)), self.lrs[0], self.seed).validate()
+            self.trial_config(model, min(self.depths or (getattr(model, "depth_step", 3),)), self.lrs[0],
+                              self.seed).validate()
 
     def trial_config(self, model: str, depth: int, lr: float, seed: int) -> TrainConfig:
         """The `TrainConfig` of one trial (its hash is the trial's key in the store)."""

@@ -231,22 +231,23 @@ def failure_cost_ratio(config: FrontierConfig) -> float:
 
 
 def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthResult],
-                  fail_over_ok: float | None = None) -> dict[int, DepthResult]:
+                  fail_over_ok: float | None = None, step: int = 3) -> dict[int, DepthResult]:
     """Geometric growth (3, 6, 12, ...) to the first failure or ``max_depth``, then a bisection
     to two consecutive multiples of 3: at the midpoint, or with ``fail_over_ok`` (how much more
     a failing depth costs than a trainable one) where the expected cost is least
     (`split_point`). ``evaluate(depth, start_lr)`` gives one depth's verdict. The probes depend
     only on the verdicts, never on what a store holds, so a resumed search walks the same path;
-    a store filled with one bisection is continued with the same one (``--bisection``)."""
-    top = max_depth // 3
+    a store filled with one bisection is continued with the same one (``--bisection``). Depths
+    are multiples of ``step`` (3 for the presets; a model factory's ``depth_step``)."""
+    top = max_depth // step
     results: dict[int, DepthResult] = {}
     lo: int | None = None   # deepest trainable, in units of 3
     hi: int | None = None   # shallowest failing, in units of 3
 
     def probe(n: int) -> bool:
-        start = results[3 * lo].lr if lo is not None else None
-        results[3 * n] = evaluate(3 * n, start)
-        return results[3 * n].trainable
+        start = results[step * lo].lr if lo is not None else None
+        results[step * n] = evaluate(step * n, start)
+        return results[step * n].trainable
 
     n = 1
     while True:
@@ -338,10 +339,15 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
                 evaluate(d, ok[-1].lr if ok else None)
         else:
             search_depths(config.max_depth, evaluate,
-                          failure_cost_ratio(config) if config.bisection == "cost" else None)
+                          failure_cost_ratio(config) if config.bisection == "cost" else None, depth_step(model))
     except PendingTrial as stop:
-        return summarise(model, decided, time.perf_counter() - started, next_trial=stop.cell)
-    return summarise(model, decided, time.perf_counter() - started)
+        return summarise(str(model), decided, time.perf_counter() - started, next_trial=stop.cell)
+    return summarise(str(model), decided, time.perf_counter() - started)
+
+
+def depth_step(model) -> int:
+    """The depths a model's search probes are multiples of this: 3 for a preset, a factory's ``depth_step``."""
+    return getattr(model, "depth_step", 3)
 
 
 class PendingTrial(Exception):

@@ -19,7 +19,7 @@ import importlib.abc
 import importlib.util
 import inspect
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,7 +40,7 @@ class ModelFactory:
     """A model factory by its source: ``function`` defined in ``source`` (read from ``origin``)."""
 
     function: str
-    source: str
+    source: str = field(repr=False)
     origin: str = "<python>"   # where the source came from, for messages; not part of the identity
     depth_step: int = 1
 
@@ -53,6 +53,9 @@ class ModelFactory:
         """A label for tables and file names: ``nets.build`` for ``build`` in ``nets.py``."""
         stem = Path(self.origin).stem if self.origin.endswith(".py") else "factory"
         return f"{stem}.{self.function}"
+
+    def __str__(self) -> str:
+        return self.name
 
     def identity(self) -> dict:
         """What the store records in the run's config and hashes: the function and its source's hash."""
