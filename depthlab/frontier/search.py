@@ -109,6 +109,16 @@ class FrontierResult:
         config["lrs"] = list(config["lrs"])
         return {"config": config, "seconds": round(self.seconds, 1), "models": [m.to_dict() for m in self.models]}
 
+    def to_frame(self):
+        """One row per model: ``model``, ``max_trainable_depth``, ``capped`` (it trained at the
+        deepest depth searched), ``lr``, ``error`` (a fraction), ``first_failing_depth``, ``fraction``."""
+        from ..report import data_frame
+
+        return data_frame({"model": m.model, "max_trainable_depth": m.max_trainable_depth,
+                           "capped": m.first_failing_depth is None and m.max_trainable_depth is not None,
+                           "lr": m.lr, "error": m.error, "first_failing_depth": m.first_failing_depth,
+                           "fraction": m.fraction} for m in self.models)
+
 
 def lr_order(lrs: Sequence[float], start: float | None) -> list[float]:
     """``start`` (or the middle of the sorted grid), then its neighbours outward, smaller first."""

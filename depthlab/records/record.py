@@ -85,6 +85,13 @@ class RunResult:
         """A run that raised (or that its executor lost): no metrics, the reason."""
         return cls(config, RunStatus.FAILED, [], seconds, reason[:500], device=device, threads=threads)
 
+    def to_frame(self):
+        """One row per epoch: ``epoch``, ``train_error``, ``test_error`` (fractions), ``loss``, ``lr``, ``seconds``."""
+        from ..report import data_frame
+
+        return data_frame((e.to_dict() for e in self.epochs),
+                          ("epoch", "train_error", "test_error", "loss", "lr", "seconds"))
+
     def to_dict(self) -> dict:
         """The JSON-able record the store keeps (``reused`` and the model are not part of it)."""
         d = {**self.other, "config": self.config, "status": self.status.value,

@@ -398,6 +398,20 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return [self._row(r) for r in self.conn.execute(sql, args).fetchall()]
 
+    def frame(self, *, limit: int | None = None, status: str | None = None, kind: str | None = None):
+        """`runs` as a pandas DataFrame, one row per run: id, status, model, depth, lr, precision,
+        epochs, train_size, test_error (a fraction), seconds, kind, dataset, config_hash, device."""
+        from ..report import data_frame
+
+        return data_frame({"id": r.id, "status": r.status, "model": r.model,
+                           "depth": (r.config.get("model_args") or {}).get("depth"), "lr": r.config.get("lr"),
+                           "precision": r.config.get("precision", "fp32"), "epochs": r.config.get("epochs"),
+                           "train_size": r.config.get("train_size"), "test_error": (r.result or {}).get("test_error"),
+                           "seconds": r.seconds, "kind": r.kind, "dataset": r.dataset, "config_hash": r.config_hash,
+                           "device": r.device} for r in self.runs(limit=limit, status=status, kind=kind))
+
+    runs_frame = frame
+
     def epochs(self, run_id: int) -> list[dict]:
         rows = self.conn.execute(f"SELECT {', '.join(EPOCH_COLUMNS)}, extra FROM epochs "
                                  "WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()

@@ -1,0 +1,142 @@
+"""The notebook-grade API: `train` and `frontier` as the command line runs them, in three lines.
+
+    import depthlab
+    result = depthlab.train(depthlab.TrainConfig(model="cnn-elu-bn", model_args={"depth": 30}, epochs=1))
+    frontier = depthlab.frontier(build, store="runs.db", max_depth=12, epochs=1, train_size=5000)
+    frontier.to_frame(), frontier.plot()
+
+Both record into a store (a path or an open `Store`; None: nothing is recorded) and reuse what it
+already holds exactly as the CLI does (`depthlab.sweep.runner.run_recorded`, the frontier's trial
+runner), so a notebook and ``depthlab frontier --store`` share trials. ``progress`` shows a
+tqdm bar (``tqdm.auto``: a widget in Jupyter, text elsewhere; nothing when tqdm is missing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from typing import Any, Iterator
+
+from .data.dataset import Dataset
+from .data.registry import load_dataset
+from .engine.config import TrainConfig
+from .errors import ConfigError
+from .frontier.protocol import FrontierConfig
+from .frontier.search import FrontierResult, find_frontiers
+from .models import CLASSIC_PRESETS, ModelFactory
+from .records.record import RunResult
+from .store.sqlite import Store, checkpoint_dir_for, remove_if_empty
+
+
+def train(config: TrainConfig, data: Dataset | None = None, *, store: str | os.PathLike | Store | None = None,
+          progress: bool = True, reuse: bool = True, data_dir=None, **options: Any) -> RunResult:
+    """Train ``config`` (a `TrainConfig`) and return its `RunResult` (``result.model`` is the
+    trained network, ``result.to_frame()`` its epochs). With ``store`` the run is recorded there
+    and a finished run of the same config is read back instead of trained (``reuse=False``
+    trains again). ``options`` go to `run_recorded` (``monitor``, ``on_epoch``, ``on_step``,
+    ``train_options``, ``kind``, ``experiment``)."""
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"train() takes a TrainConfig, got {type(config).__name__}")
+    from .sweep.runner import run_recorded
+
+    on_step = options.pop("on_step", None)
+    with _opened(store) as opened, _bar(progress, f"{config.model_name}", "step") as bar:
+        def step(i: int, total: int) -> None:
+            if bar is not None:
+                bar.total = total * config.epochs
+                bar.update(1)
+            if on_step is not None:
+                on_step(i, total)
+
+        return run_recorded(config, opened, data, data_dir=data_dir, reuse=reuse, on_step=step, **options)
+
+
+def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None, progress: bool = True, *,
+             workers: int | None = None, executor=None, data: Dataset | None = None, data_dir=None,
+             quick: bool = False, **fields: Any) -> FrontierResult:
+    """The depth frontier of ``models``: a preset name, ``"all"`` (the eight classic presets),
+    your own factory ``build(depth, **params)`` (a function or `ModelFactory`), or a list of
+    these. ``fields`` are `FrontierConfig` fields (``max_depth=12, epochs=1, train_size=5000,
+    lrs=(0.01, 0.1), model_args={"width": 2}``; ``quick=True`` starts from
+    `FrontierConfig.quick`). A factory's depths are multiples of its ``depth_step`` (1 unless
+    set). ``workers`` > 1 trains trials in that many worker processes; ``executor`` takes a
+    `depthlab.sweep.ExecutorSpec` (e.g. ``ExecutorSpec(kind="ray")``). Returns a
+    `FrontierResult`: ``.to_frame()``, ``.plot()``, ``.models``."""
+    names = _models(models)
+    base = FrontierConfig.quick() if quick else FrontierConfig()
+    try:
+        config = dataclasses.replace(base, **{k: tuple(v) if k in ("lrs", "depths") and v is not None else v
+                                              for k, v in fields.items()})
+    except TypeError as exc:
+        raise ConfigError(f"frontier(): {exc}".replace("__init__() ", "")) from None
+    config.validate_models(names)
+    if data is None:
+        data = load_dataset(config.dataset, data_dir)
+    with _opened(store) as opened, _bar(progress, "frontier", "trial") as bar:
+        def log(line: str) -> None:
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(line[:60], refresh=False)
+
+        with _runner(workers, executor, config, opened, data, data_dir) as runner:
+            return find_frontiers(names, config, opened, data, data_dir=data_dir, log=log, runner=runner)
+
+
+def _models(models: Any) -> list:
+    if isinstance(models, str) and models == "all":
+        return list(CLASSIC_PRESETS)
+    items = list(models) if isinstance(models, (list, tuple)) else [models]
+    if not items:
+        raise ConfigError("no models given")
+    return [m if isinstance(m, (str, ModelFactory)) else ModelFactory.from_callable(m) for m in items]
+
+
+@contextlib.contextmanager
+def _opened(store) -> Iterator[Store | None]:
+    if store is None or isinstance(store, Store):
+        yield store
+        return
+    with Store(store) as opened:
+        yield opened
+
+
+@contextlib.contextmanager
+def _runner(workers: int | None, executor, config: FrontierConfig, store: Store | None, data, data_dir):
+    """None (trials run here, one after the other) or a `TrialRunner` on ``executor``/``workers``."""
+    if executor is None and (workers is None or workers == 1):
+        yield None
+        return
+    from .sweep.driver import TrialRunner
+    from .sweep.executors import ExecutorSpec
+
+    spec = executor if executor is not None else ExecutorSpec(workers=workers)
+    if workers is not None and executor is not None:
+        spec = dataclasses.replace(spec, workers=workers)
+    spec.validate()
+    checkpoints = checkpoint_dir_for(store.path) if store is not None else None
+    with spec.create(config.device) as pool:
+        yield TrialRunner(pool, store, data, data_dir=data_dir, fuse=spec.fuse_for(config.device, len(config.lrs)),
+                          checkpoint_dir=checkpoints)
+    if checkpoints is not None:
+        remove_if_empty(checkpoints)
+
+
+@contextlib.contextmanager
+def _bar(enabled: bool, what: str, unit: str):
+    if not enabled:
+        yield None
+        return
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        yield None
+        return
+    bar = tqdm(desc=what, unit=unit, leave=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+__all__ = ["frontier", "train"]

@@ -1,0 +1,166 @@
+"""depthlab as a library (issue #21): your own model factory wherever a preset name goes (hash =
+its source, never fused, pickled as source to workers and Ray), `depthlab.train` and
+`depthlab.frontier` against a store as the CLI runs them, npz datasets, frames."""
+
+from __future__ import annotations
+
+import pickle
+import textwrap
+
+import numpy as np
+import pytest
+
+import depthlab
+from depthlab import ConfigError, FrontierConfig, ModelFactory, Store, TrainConfig
+
+NETS = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    class Muted(nn.Module):
+        """Constant logits from a depth on: a net that cannot train."""
+        def forward(self, x):
+            return x * 0.0
+
+
+    def build(depth, width=32, fails_from=3):
+        layers = [nn.Flatten(), nn.Linear(784, width), nn.Tanh()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(width, width), nn.Tanh()]
+        layers.append(nn.Linear(width, 10))
+        if depth >= fails_from:
+            layers.append(Muted())
+        return nn.Sequential(*layers)
+''')
+
+SMALL = dict(max_depth=3, lrs=(0.3,), epochs=1, train_size=2000, eval_size=300, evals_per_epoch=2,
+             threshold=0.6, device="cpu")
+
+
+@pytest.fixture
+def nets(tmp_path):
+    path = tmp_path / "nets.py"
+    path.write_text(NETS)
+    return path
+
+
+def build(depth, width=8):
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), *[m for _ in range(depth) for m in (nn.Linear(784 if _ == 0 else width, width),
+                                                                         nn.Tanh())], nn.Linear(width, 10))
+
+
+def test_frontier_and_train_are_the_functions_and_the_subpackage_still_imports():
+    from depthlab import frontier
+    from depthlab.frontier.search import find_frontier
+    from depthlab.frontier import protocol
+
+    assert callable(frontier) and frontier is depthlab.frontier and depthlab.frontier.__module__ == "depthlab.api"
+    assert callable(find_frontier) and protocol.FrontierConfig is FrontierConfig
+    assert depthlab.train.__module__ == "depthlab.api"
+
+
+def test_a_factory_config_is_hashed_by_its_source_and_never_fused(nets):
+    from depthlab.engine.fused_layers import fusion_key
+
+    factory = ModelFactory.from_file(f"{nets}:build")
+    config = TrainConfig(model=factory, model_args={"depth": 4, "width": 8})
+    assert config.model_name == "nets.build" and config.canonical()["model"] == "nets.build"
+    assert config.canonical()["factory"]["source_sha256"] == factory.sha256
+    assert fusion_key(config) is None
+    assert pickle.loads(pickle.dumps(config)).hash() == config.hash()
+    nets.write_text(NETS.replace("width=32", "width=33"))
+    edited = TrainConfig(model=ModelFactory.from_file(f"{nets}:build"), model_args={"depth": 4, "width": 8})
+    assert edited.hash() != config.hash()
+    moved = TrainConfig(model=ModelFactory(factory.function, factory.source, "elsewhere/nets.py"),
+                        model_args={"depth": 4, "width": 8})
+    assert moved.hash() == config.hash()   # where the file lives is not what it computes
+    as_function = TrainConfig(model=build, model_args={"depth": 2})
+    assert isinstance(as_function.model, ModelFactory) and as_function.model.function == "build"
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(model_args={"width": 2}), "needs a positive integer depth"),
+    (dict(model_args={"depth": 0}), "needs a positive integer depth"),
+    (dict(model_args={"depth": 2, "width": [1]}), "must be a number, string or boolean"),
+    (dict(model=42), "a preset name or a function"),
+    (dict(lr=-1.0), "learning rate must be positive"),
+    (dict(dataset="npz:/no/such.npz"), "no such file"),
+])
+def test_configs_validate_when_built(kw, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        TrainConfig(**{"model": build, "model_args": {"depth": 2}, **kw})
+    assert "\n" not in str(info.value)
+
+
+def test_frontier_config_validates_when_built():
+    with pytest.raises(ConfigError, match="--threshold must be in"):
+        FrontierConfig(threshold=2.0)
+
+
+def test_train_records_into_a_store_and_reuses_it(mnist, tmp_path):
+    config = TrainConfig(model=build, model_args={"depth": 2}, train_size=600, test_size=200, epochs=2, lr=0.1,
+                         device="cpu")
+    first = depthlab.train(config, mnist, store=tmp_path / "s.db", progress=False)
+    again = depthlab.train(config, mnist, store=tmp_path / "s.db", progress=True)
+    assert not first.reused and again.reused and again.test_error == first.test_error
+    frame = first.to_frame()
+    assert list(frame.columns) == ["epoch", "train_error", "test_error", "loss", "lr", "seconds"]
+    assert len(frame) == 2 and frame.test_error.between(0, 1).all()
+    with Store(tmp_path / "s.db") as store:
+        runs = store.frame()
+        assert store.runs_frame is not None and len(store.runs()) == 1
+    assert {"id", "status", "model", "depth", "lr", "precision", "epochs", "train_size", "test_error",
+            "seconds"} <= set(runs.columns)
+    assert runs.model[0] == "test_api.build" and runs.depth[0] == 2 and runs.status[0] == "done"
+
+
+def test_an_npz_dataset_trains_a_preset_and_a_factory(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (200, 28, 28)).astype(np.uint8), y_train=rng.integers(0, 10, 200),
+             x_test=rng.integers(0, 256, (50, 28, 28)).astype(np.uint8), y_test=np.arange(50) % 10)
+    from depthlab.data.registry import check_dataset_name
+
+    assert check_dataset_name(f"npz:{path}").input_shape == (1, 28, 28)
+    for model, args in (("cnn-tanh", {"depth": 3}), (build, {"depth": 1})):
+        result = depthlab.train(TrainConfig(model=model, model_args=args, dataset=f"npz:{path}", epochs=1,
+                                            batch_size=50, device="cpu"), progress=False)
+        assert result.status == "done" and len(result.to_frame()) == 1
+
+
+def _answer(result):
+    return [(m.model, m.max_trainable_depth, m.first_failing_depth, sorted(m.depths)) for m in result.models]
+
+
+def test_a_factory_frontier_steps_by_its_depth_step_and_retrains_when_edited(mnist, nets, tmp_path):
+    store = tmp_path / "f.db"
+    factory = ModelFactory.from_file(f"{nets}:build")
+    found = depthlab.frontier(factory, store=store, progress=False, data=mnist, **SMALL)
+    assert _answer(found) == [("nets.build", 2, 3, [1, 2, 3])]
+    frame = found.to_frame()
+    assert list(frame.columns) == ["model", "max_trainable_depth", "capped", "lr", "error", "first_failing_depth",
+                                   "fraction"]
+    assert frame.max_trainable_depth[0] == 2 and not frame.capped[0]
+    again = depthlab.frontier(factory, store=store, progress=False, data=mnist, **SMALL)
+    assert again.models[0].trials == again.models[0].trials_reused > 0
+    nets.write_text(NETS.replace("fails_from=3", "fails_from=4"))
+    edited = depthlab.frontier(ModelFactory.from_file(f"{nets}:build"), store=store, progress=False, data=mnist,
+                               **SMALL)
+    assert edited.models[0].trials_reused == 0 and edited.models[0].max_trainable_depth == 3
+
+
+@pytest.mark.slow
+def test_a_factory_frontier_is_the_same_on_worker_processes_and_ray(mnist, nets, tmp_path):
+    from depthlab.sweep.executors import ExecutorSpec
+
+    factory = ModelFactory.from_file(f"{nets}:build")
+    here = depthlab.frontier(factory, progress=False, data=mnist, **SMALL)
+    workers = depthlab.frontier(factory, store=tmp_path / "w.db", workers=2, progress=False, data=mnist, **SMALL)
+    assert _answer(workers) == _answer(here) == [("nets.build", 2, 3, [1, 2, 3])]
+    pytest.importorskip("ray")
+    on_ray = depthlab.frontier(factory, store=tmp_path / "r.db", executor=ExecutorSpec(kind="ray"), progress=False,
+                               data=mnist, **SMALL)
+    assert _answer(on_ray) == _answer(here)
