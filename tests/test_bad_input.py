@@ -103,6 +103,8 @@ CASES: list[tuple[str, str]] = [
     ("runs --store {absent}", "does not exist"),
     *[(f"runs --store {s}", m) for s, m in STORE_CASES[:3]],
     ("runs --store {corrupt_record}", "corrupted record"),
+    # info ---------------------------------------------------------------------------------------
+    ("info --data-dir {text}", "is not a folder"),
     # summary / models -------------------------------------------------------------------------
     ("summary cnn-nope", "unknown model"),
     ("summary cnn-tanh --depth 10", "multiple of 3"),
