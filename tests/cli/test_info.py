@@ -24,3 +24,15 @@ def test_info_names_versions_devices_the_data_root_and_what_is_there(tmp_path, c
                                 "datasets": {n: None for n in doc["data_root"]["datasets"]}}
     assert set(doc["optional"]) == {"pandas", "ray", "dks", "tensorboard", "pillow"}
     assert doc["precision"]["default"] == "fp32" and doc["store"]["default"] == "depthlab.db"
+
+
+def test_models_aligns_its_preset_rows(capsys):
+    from depthlab.cli import main
+
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("presets:")
+    header, rows = lines[start + 1], [line for line in lines[start + 3:] if line.startswith("  ") and
+                                      not line.startswith("axes")]
+    col = header.index("description")
+    assert rows and all(line[col - 2] == " " and line[col - 1] == " " and line[col] != " " for line in rows)
