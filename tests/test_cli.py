@@ -359,3 +359,25 @@ def test_subprocess_real_mnist(data_root, tmp_path):
     with Store(tmp_path / "depthlab.db") as store:
         [row] = store.runs()
         assert row.status == "done" and row.config["train_size"] == 2000 and row.device == "cpu"
+
+
+def test_a_schedule_longer_than_epochs_warns_naming_what_is_cut(small_root, tmp_path, capsys):
+    code, out, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--train-size", "128",
+                                               "--schedule", "1@0.1,2@0.01"))
+    assert code == 0, err
+    assert "runs 3 epochs but --epochs is 1: cut 0.01 for epochs 1-3" in err
+    code, out, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--train-size", "128",
+                                               "--schedule", "multistep:1,5"))
+    assert code == 0 and "milestone(s) 1,5 at or after --epochs 1: they never apply" in err
+
+
+def test_patience_says_it_stopped_early_and_restored_the_best_weights(small_root, tmp_path, capsys):
+    # a good epoch, then an lr that wrecks the network: patience 1 stops and restores epoch 000
+    code, out, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "6", "--schedule",
+                                               "1@0.1,5@50", "--patience", "1"))
+    assert code in (0, 1), err
+    line = out.splitlines()[-1]
+    if "stopped early" in out:
+        assert line.startswith("stopped early after epoch 00") and "restored the best weights, from epoch 00" in line
+        best = min((ln for ln in out.splitlines() if ln.startswith("Epoch ")), key=lambda ln: float(ln.split()[-1][:-1]))
+        assert f"from epoch {best.split()[1][:3]}" in line          # the epoch the classic lines show as best

@@ -39,6 +39,7 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
                          train_size=data_opts.train_size, eval_split="val" if use_val else "test", **hp.fields(),
                          seed=run.seed, device=run.device, precision=run.precision)
     config.validate()
+    check_schedule(config, lr_given=_given("lr"))
     store_path, out, as_json, tensorboard = run.store_path, run.out, run.as_json, run.tensorboard
     if threads is not None and threads <= 0:
         raise ConfigError(f"--threads must be a positive integer, got {threads}")
@@ -47,6 +48,7 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     check_store_path(store_path)
     require_tensorboard(tensorboard)
     data = load_dataset(config.dataset, data_opts.data_dir)
+    check_train_size(config.train_size, data)
     writer = tensorboard_writer(tensorboard)
     label = "Val" if use_val else "Test"
     epochs = config.epochs
@@ -89,8 +91,55 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
         tail = f" ({result['reason']})" if result.get("reason") and status != RunStatus.DONE else ""
         test = f", test error {100 * result['test_error']:.2f}%" if result.get("test_error") is not None else ""
         click.echo(f"{status} in {result['seconds']:.1f}s{test}{tail}")
+        if result.get("stopped_early"):
+            best = min(result["epochs"], key=lambda e: e["test_error"]) if result["epochs"] else None
+            last = result["epochs"][-1]["epoch"] if result["epochs"] else None
+            click.echo(f"stopped early after epoch {last:03d} (--patience {config.patience}: no improvement for "
+                       f"{last - best['epoch']} epoch(s)); restored the best weights, from epoch {best['epoch']:03d} "
+                       f"({label.lower()} error {100 * best['test_error']:.2f}%)" if best is not None else
+                       f"stopped early ({result.get('reason')}); restored the best weights")
     if result["status"] == RunStatus.FAILED:
         sys.exit(1)
+
+
+def check_train_size(train_size: int | None, data) -> None:
+    """--train-size above the dataset's training images is an error, not a silent "all"."""
+    if train_size is not None and train_size > len(data.train_y):
+        raise ConfigError(f"--train-size {train_size:,} is more than the {len(data.train_y):,} training images of "
+                          f"{data.name}")
+
+
+def _given(name: str) -> bool:
+    """Whether option ``name`` was typed on the command line (not its default)."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+def check_schedule(config, *, lr_given: bool) -> None:
+    """Inputs that would be silently bent: ``--lr`` with a piecewise schedule (whose lrs are
+    absolute: refused), and a schedule longer than ``--epochs`` (warned, naming what is cut)."""
+    from ..engine.schedule import parse_schedule
+
+    sched = parse_schedule(config.schedule)
+    if sched.kind == "piecewise":
+        if lr_given:
+            raise ConfigError(f"--lr does not apply with the piecewise schedule {config.schedule!r}: its lrs are "
+                              "absolute; drop --lr (or use multistep:/cosine, which scale --lr)")
+        cut, start = [], 0.0
+        for length, lr in sched.segments:
+            end = start + length
+            if end > config.epochs:
+                cut.append(f"{lr:g} for epochs {max(start, config.epochs):g}-{end:g}")
+            start = end
+        if cut:
+            log.warning(f"warning: the schedule {config.schedule!r} runs {start:g} epochs but --epochs is "
+                        f"{config.epochs}: cut {'; '.join(cut)}")
+    elif sched.kind == "multistep":
+        late = [m for m in sched.milestones if m >= config.epochs]
+        if late:
+            log.warning(f"warning: the schedule {config.schedule!r} has milestone(s) {','.join(map(str, late))} "
+                        f"at or after --epochs {config.epochs}: they never apply")
 
 
 class _Progress:
