@@ -187,3 +187,42 @@ def data_frame(rows: Iterable[dict], columns: Sequence[str] | None = None):
         columns = list(dict.fromkeys(k for r in rows for k in r))
     return pd.DataFrame([[r.get(c) for c in columns] for r in rows], columns=list(columns))
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Wording: one convention in everything a person reads. Errors are percentages (JSON and CSV
+# keep fractions, and say so); epochs are zero-based epoch numbers in the classic line and
+# "after 0.75 epochs" (epochs of training done) for fractional evaluation points.
+
+
+def percent(fraction: float | None, digits: int = 1) -> str:
+    """``0.185`` -> ``18.5%``; None (or NaN) -> ``-``."""
+    if fraction is None or fraction != fraction:
+        return "-"
+    return f"{100 * fraction:.{digits}f}%"
+
+
+def epochs_words(epochs: float, preposition: str = "after") -> str:
+    """``after 0.75 epochs``, ``after 1 epoch``, ``in 3 epochs``: training done, as a count."""
+    value = f"{epochs:.2f}".rstrip("0").rstrip(".") if epochs != int(epochs) else f"{int(epochs)}"
+    return f"{preposition} {value} epoch{'' if value == '1' else 's'}"
+
+
+def trial_words(trained: bool, status: str, error: float | None, epochs: float, reason: str | None = None) -> str:
+    """What happened to one frontier trial, in words that cannot contradict each other:
+    ``trains: 18.5% after 0.8 epochs``, ``does not train: best 88.4% in 3 epochs``,
+    ``diverged after 0.25 epochs``, ``cancelled after 0.5 epochs: an lr before it trained``,
+    ``error in training after 0 epochs (OutOfMemoryError ...)``. ``error`` is the criterion error
+    at the deciding evaluation point (when it trains) or the best one seen (when it does not)."""
+    if trained:
+        return f"trains: {percent(error)} {epochs_words(epochs)}"
+    if status == "diverged":
+        if not epochs:
+            return "diverged before its first evaluation point"
+        best = f" (best {percent(error)} before)" if error is not None else ""
+        return f"diverged {epochs_words(epochs)}{best}"
+    if status == "cancelled":
+        return f"cancelled {epochs_words(epochs)}: an lr before it trained"
+    if status == "failed":
+        return f"error in training {epochs_words(epochs)}" + (f" ({reason})" if reason else "")
+    return f"does not train: best {percent(error)} {epochs_words(epochs, 'in')}"

@@ -42,6 +42,8 @@ STORE_CASES = [  # (store argument, message): bad stores, for every command that
 CASES: list[tuple[str, str]] = [
     # train ------------------------------------------------------------------------------------
     ("train cnn-nope", "unknown model"),
+    ("train cifar-cnn --epochs 1 --device cpu --train-size 100 --data-dir {cifar}", "more than the 40 training"),
+    (f"{T} --lr 0.1 --schedule 2@0.1,1@0.01", "--lr does not apply with the piecewise schedule"),
     (f"{T} --dataset imagenet", "unknown dataset"),
     ("train cifar-cnn --dataset mnist", "runs on cifar10"),
     ("train cnn-tanh --depth 10", "multiple of 3"),
@@ -103,6 +105,8 @@ CASES: list[tuple[str, str]] = [
     ("runs --store {absent}", "does not exist"),
     *[(f"runs --store {s}", m) for s, m in STORE_CASES[:3]],
     ("runs --store {corrupt_record}", "corrupted record"),
+    # info ---------------------------------------------------------------------------------------
+    ("info --data-dir {text}", "is not a folder"),
     # summary / models -------------------------------------------------------------------------
     ("summary cnn-nope", "unknown model"),
     ("summary cnn-tanh --depth 10", "multiple of 3"),

@@ -89,13 +89,40 @@ def test_runs_lists_the_store(small_root, tmp_path, capsys):
     code, out, _ = run_cli(capsys, ["runs", "--store", str(db)])
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split()[:3] == ["id", "hash", "kind"] and lines[-1] == f"2 run(s) in {db}"
-    assert sum("cnn-tanh" in line and " done " in line for line in lines) == 2
+    assert lines[0].split()[:3] == ["id", "hash", "kind"] and lines[-1] == f"showing 2 of 2 run(s) in {db}"
+    assert "epochs" in lines[0] and "train size" in lines[0] and "final test error" in lines[0]
+    assert sum("cnn-tanh" in line and " done " in line and " 1/1 " in line for line in lines) == 2
+    col = lines[0].index("status")
+    assert all(line[col:].startswith("done ") for line in lines[2:-1])  # aligned columns
     code, out, _ = run_cli(capsys, ["runs", "--store", str(db), "--json", "--limit", "1"])
     rows = json.loads(out)
     assert len(rows) == 1 and rows[0]["status"] == "done" and rows[0]["config"]["seed"] == 1
+    code, out, _ = run_cli(capsys, ["runs", "--store", str(db), "--limit", "1"])
+    assert out.splitlines()[-1].startswith(f"showing 1 of 2 run(s) in {db}")
     code, out, _ = run_cli(capsys, ["runs", "--store", str(db), "--status", "diverged"])
-    assert out.splitlines()[-1] == f"0 run(s) in {db}"
+    assert out.splitlines()[-1] == f"showing 0 of 0 diverged run(s) in {db}"
+
+
+def test_runs_shows_a_run_whose_process_is_gone_as_interrupted(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        live = store.start_run({"model": "cnn-tanh", "dataset": "mnist", "epochs": 3}, "live")
+        gone = store.start_run({"model": "cnn-tanh", "dataset": "mnist", "epochs": 3}, "gone")
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout.strip()  # a process that has exited: killed mid-run
+        store.conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (int(dead), gone))
+        store.conn.commit()
+    code, out, _ = run_cli(capsys, ["runs", "--store", str(db)])
+    lines = {line.split()[0]: line for line in out.splitlines()[2:-1]}
+    assert " interrupted " in lines[str(gone)] and " running " not in lines[str(gone)]
+    assert " 0/3 " in lines[str(gone)]
+    code, out, _ = run_cli(capsys, ["runs", "--store", str(db), "--status", "interrupted", "--json"])
+    assert [r["id"] for r in json.loads(out)] == [gone] and json.loads(out)[0]["status"] == "interrupted"
+    code, out, _ = run_cli(capsys, ["runs", "--store", str(db), "--status", "running", "--json"])
+    assert [r["id"] for r in json.loads(out)] == [live]
 
 
 def test_summary_matches_torchsummary_style(capsys):
@@ -332,3 +359,25 @@ def test_subprocess_real_mnist(data_root, tmp_path):
     with Store(tmp_path / "depthlab.db") as store:
         [row] = store.runs()
         assert row.status == "done" and row.config["train_size"] == 2000 and row.device == "cpu"
+
+
+def test_a_schedule_longer_than_epochs_warns_naming_what_is_cut(small_root, tmp_path, capsys):
+    code, out, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--train-size", "128",
+                                               "--schedule", "1@0.1,2@0.01"))
+    assert code == 0, err
+    assert "runs 3 epochs but --epochs is 1: cut 0.01 for epochs 1-3" in err
+    code, out, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--train-size", "128",
+                                               "--schedule", "multistep:1,5"))
+    assert code == 0 and "milestone(s) 1,5 at or after --epochs 1: they never apply" in err
+
+
+def test_patience_says_it_stopped_early_and_restored_the_best_weights(small_root, tmp_path, capsys):
+    # a good epoch, then an lr that wrecks the network: patience 1 stops and restores epoch 000
+    code, out, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "6", "--schedule",
+                                               "1@0.1,5@50", "--patience", "1"))
+    assert code in (0, 1), err
+    line = out.splitlines()[-1]
+    if "stopped early" in out:
+        assert line.startswith("stopped early after epoch 00") and "restored the best weights, from epoch 00" in line
+        best = min((ln for ln in out.splitlines() if ln.startswith("Epoch ")), key=lambda ln: float(ln.split()[-1][:-1]))
+        assert f"from epoch {best.split()[1][:3]}" in line          # the epoch the classic lines show as best

@@ -267,7 +267,7 @@ def test_frontier_cli_table_json_csv_plots_and_resume(mnist, data_root, tmp_path
     assert {p.name for p in out.iterdir()} >= {"frontier.csv", "frontier-depths.csv", "frontier.json",
                                                "frontier-error.png", "frontier-depth.png"}
     assert (out / "frontier.csv").read_text().splitlines()[0] == \
-        "model,max trainable depth,lr,error,first failing depth,fraction"
+        "model,max trainable depth,capped,lr,criterion error (fraction),first failing depth,seeds trained (fraction)"
     assert (out / "frontier-error.png").stat().st_size < 200_000
     assert not (tmp_path / "f.db-checkpoints").exists()  # trials' checkpoints are gone once they are stored
     with Store(store) as s:
@@ -486,7 +486,7 @@ def test_the_frontier_plot_labels_a_running_search_as_a_lower_bound():
         return ModelFrontier("m", best, 0.1, 0.1, first_fail, 1.0, {}, True, 0.0, 0, 0, next_trial)
 
     assert depth_label(frontier(9, 12)) == "9"
-    assert depth_label(frontier(300, None)) == "300+"          # the cap reached
+    assert depth_label(frontier(300, None)) == "≥ 300 (cap)"   # the cap reached
     assert depth_label(frontier(None, 3)) == "none"
-    assert depth_label(frontier(48, None, (96, 0.01, 0))) == ">= 48"   # `--status` of a running search
-    assert depth_label(frontier(51, 96, (54, 0.01, 0))) == ">= 51"
+    assert depth_label(frontier(48, None, (96, 0.01, 0))) == "≥ 48 so far"   # `--status` of a running search
+    assert depth_label(frontier(51, 96, (54, 0.01, 0))) == "≥ 51 so far"

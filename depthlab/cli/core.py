@@ -10,7 +10,7 @@ import click
 from ..engine.device import DEFAULT_PRECISION
 from ..errors import ConfigError
 from ..records.record import RunStatus
-from ..report import classic_line
+from ..report import classic_line, format_table, percent
 from .app import cli, log, open_store, progress_to_stderr, require_tensorboard, tensorboard_writer
 from .app import progress as progress_log
 from .options import data_options, model_options, run_options, train_options
@@ -39,6 +39,7 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
                          train_size=data_opts.train_size, eval_split="val" if use_val else "test", **hp.fields(),
                          seed=run.seed, device=run.device, precision=run.precision)
     config.validate()
+    check_schedule(config, lr_given=_given("lr"))
     store_path, out, as_json, tensorboard = run.store_path, run.out, run.as_json, run.tensorboard
     if threads is not None and threads <= 0:
         raise ConfigError(f"--threads must be a positive integer, got {threads}")
@@ -47,6 +48,7 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     check_store_path(store_path)
     require_tensorboard(tensorboard)
     data = load_dataset(config.dataset, data_opts.data_dir)
+    check_train_size(config.train_size, data)
     writer = tensorboard_writer(tensorboard)
     label = "Val" if use_val else "Test"
     epochs = config.epochs
@@ -89,8 +91,55 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
         tail = f" ({result['reason']})" if result.get("reason") and status != RunStatus.DONE else ""
         test = f", test error {100 * result['test_error']:.2f}%" if result.get("test_error") is not None else ""
         click.echo(f"{status} in {result['seconds']:.1f}s{test}{tail}")
+        if result.get("stopped_early"):
+            best = min(result["epochs"], key=lambda e: e["test_error"]) if result["epochs"] else None
+            last = result["epochs"][-1]["epoch"] if result["epochs"] else None
+            click.echo(f"stopped early after epoch {last:03d} (--patience {config.patience}: no improvement for "
+                       f"{last - best['epoch']} epoch(s)); restored the best weights, from epoch {best['epoch']:03d} "
+                       f"({label.lower()} error {100 * best['test_error']:.2f}%)" if best is not None else
+                       f"stopped early ({result.get('reason')}); restored the best weights")
     if result["status"] == RunStatus.FAILED:
         sys.exit(1)
+
+
+def check_train_size(train_size: int | None, data) -> None:
+    """--train-size above the dataset's training images is an error, not a silent "all"."""
+    if train_size is not None and train_size > len(data.train_y):
+        raise ConfigError(f"--train-size {train_size:,} is more than the {len(data.train_y):,} training images of "
+                          f"{data.name}")
+
+
+def _given(name: str) -> bool:
+    """Whether option ``name`` was typed on the command line (not its default)."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+def check_schedule(config, *, lr_given: bool) -> None:
+    """Inputs that would be silently bent: ``--lr`` with a piecewise schedule (whose lrs are
+    absolute: refused), and a schedule longer than ``--epochs`` (warned, naming what is cut)."""
+    from ..engine.schedule import parse_schedule
+
+    sched = parse_schedule(config.schedule)
+    if sched.kind == "piecewise":
+        if lr_given:
+            raise ConfigError(f"--lr does not apply with the piecewise schedule {config.schedule!r}: its lrs are "
+                              "absolute; drop --lr (or use multistep:/cosine, which scale --lr)")
+        cut, start = [], 0.0
+        for length, lr in sched.segments:
+            end = start + length
+            if end > config.epochs:
+                cut.append(f"{lr:g} for epochs {max(start, config.epochs):g}-{end:g}")
+            start = end
+        if cut:
+            log.warning(f"warning: the schedule {config.schedule!r} runs {start:g} epochs but --epochs is "
+                        f"{config.epochs}: cut {'; '.join(cut)}")
+    elif sched.kind == "multistep":
+        late = [m for m in sched.milestones if m >= config.epochs]
+        if late:
+            log.warning(f"warning: the schedule {config.schedule!r} has milestone(s) {','.join(map(str, late))} "
+                        f"at or after --epochs {config.epochs}: they never apply")
 
 
 class _Progress:
@@ -139,26 +188,42 @@ def runs(store_path, limit, status, as_json, snapshot_path, force):
         raise ConfigError("--force only goes with --snapshot DEST")
     if limit is not None and limit <= 0:
         raise ConfigError(f"--limit must be positive, got {limit}")
-    if status is not None and status not in (RunStatus.RUNNING, *FINISHED):
-        raise ConfigError(f"unknown status {status!r}; choose one of: running, {', '.join(FINISHED)}")
+    if status is not None and status not in (RunStatus.RUNNING, "interrupted", *FINISHED):
+        raise ConfigError(f"unknown status {status!r}; choose one of: running, interrupted, {', '.join(FINISHED)}")
     with Store(store_path, reading=True) as store:
-        rows = store.runs(limit=limit, status=status)
+        gone = store.interrupted()
+        if status in ("interrupted", RunStatus.RUNNING):
+            rows = [r for r in store.runs(status=RunStatus.RUNNING) if (r.id in gone) == (status == "interrupted")]
+            total = len(rows)
+            rows = rows[:limit]
+        else:
+            rows = store.runs(limit=limit, status=status)
+            total = store.count(status)
+        done_epochs = {r.id: len(store.epochs(r.id)) for r in rows}
+    shown = lambda r: "interrupted" if r.id in gone else str(r.status)  # noqa: E731
     if as_json:
         click.echo(json.dumps([{"id": r.id, "hash": r.config_hash, "kind": r.kind, "model": r.model,
-                                "dataset": r.dataset, "status": r.status, "seconds": r.seconds,
-                                "config": r.config, "result": r.result} for r in rows]))
+                                "dataset": r.dataset, "status": shown(r), "seconds": r.seconds,
+                                "epochs_done": done_epochs[r.id], "config": r.config, "result": r.result}
+                               for r in rows]))
         return
-    click.echo(f"{'id':>5}  {'hash':16}  {'kind':9} {'model':18} {'depth':>5} {'lr':>8} {'precision':9} {'status':9} "
-               f"{'test err':>8} {'seconds':>8}")
+    table = []
     for r in rows:
-        depth = r.config.get("model_args", {}).get("depth", "")
         err = r.result.get("test_error") if r.result else None
-        err_s = f"{100 * err:.2f}%" if isinstance(err, (int, float)) else "-"
-        secs = f"{r.seconds:.1f}" if r.seconds is not None else "-"
-        click.echo(f"{r.id:>5}  {r.config_hash:16}  {r.kind:9} {r.model:18} {str(depth):>5} "
-                   f"{r.config.get('lr', ''):>8} {r.config.get('precision', DEFAULT_PRECISION):9} {r.status:9} "
-                   f"{err_s:>8} {secs:>8}")
-    click.echo(f"{len(rows)} run(s) in {store_path}")
+        planned = r.config.get("epochs")
+        train_size = r.config.get("train_size")
+        table.append([r.id, r.config_hash, r.kind, r.model, r.config.get("model_args", {}).get("depth", ""),
+                      r.config.get("lr", ""), r.config.get("precision", DEFAULT_PRECISION), shown(r),
+                      f"{done_epochs[r.id]}/{planned}" if planned is not None else done_epochs[r.id],
+                      f"{train_size:,}" if isinstance(train_size, int) else "all",
+                      percent(err, 2) if isinstance(err, (int, float)) else "-",
+                      f"{r.seconds:.1f}" if r.seconds is not None else "-"])
+    if table:
+        click.echo(format_table(("id", "hash", "kind", "model", "depth", "lr", "precision", "status", "epochs",
+                                 "train size", "final test error", "seconds"), table))
+    what = f" {status}" if status else ""
+    click.echo(f"showing {len(rows)} of {total}{what} run(s) in {store_path}"
+               + (f" (--limit {limit}; --limit N shows more)" if len(rows) < total else ""))
 
 
 @cli.command()
@@ -202,11 +267,10 @@ def models(as_json):
         fields = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(fam.spec_cls))
         click.echo(f"family {name}: {fam.description}\n  parameters: {fields}\n  datasets: {', '.join(fam.datasets)}")
     click.echo("presets:")
-    for name, p in PRESETS.items():
-        if name in FAMILIES:
-            continue
-        values = ", ".join(f"{k}={v}" for k, v in p.values.items())
-        click.echo(f"  {name:20} {p.family:8} {values:45} {p.description}")
+    rows = [[name, p.family, ", ".join(f"{k}={v}" for k, v in p.values.items()), p.description]
+            for name, p in PRESETS.items() if name not in FAMILIES]
+    for line in format_table(("preset", "family", "values", "description"), rows).splitlines():
+        click.echo(f"  {line}".rstrip())
     click.echo("axes (stages): act tanh|elu|relu; init normal:S|scaled:W2,B2|lecun-in|lecun-out|glorot|he|"
                "orthogonal|torch-default|delta-orthogonal[:W2,B2|:critical]|critical; norm none|bn; "
                "skip none|post|rezero|fixup; heads 1|3; width >0")

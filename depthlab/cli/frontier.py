@@ -99,7 +99,7 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
 def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data.registry import load_dataset
-    from ..frontier.outputs import TABLE_HEADERS, table_rows
+    from ..frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
     from ..frontier.search import find_frontiers
     from ..models import CLASSIC_PRESETS, PRESETS
     from ..report import check_output_dir, format_table, safe_output_dir
@@ -141,9 +141,9 @@ def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
                     writer.add_scalar(f"frontier/{m.model}/best_error", r.error, d)
         writer.close()
     if run.as_json:
-        click.echo(json.dumps({"models": [m.to_dict() for m in result.models]}))
+        click.echo(json.dumps({"units": JSON_UNITS, "models": [m.to_dict() for m in result.models]}))
     else:
-        click.echo(format_table(TABLE_HEADERS, table_rows(result)))
+        click.echo(format_table(PRINTED_HEADERS, printed_rows(result)))
         click.echo(f"{result.seconds:.0f}s; {sum(m.trials for m in result.models)} trials "
                    f"({sum(m.trials_reused for m in result.models)} from {store_path}); "
                    f"table, per-depth map and plots in {folder}/")
@@ -153,8 +153,9 @@ def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
 def show_status(names: list[str], config, store_path: str, as_json: bool, out: str | None) -> None:
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
     from ..engine.checkpoints import saved_epochs
+    from ..frontier.outputs import depth_label
     from ..frontier.search import frontier_status
-    from ..report import check_output_dir, format_table, safe_output_dir
+    from ..report import check_output_dir, format_table, percent, safe_output_dir
     from ..store.sqlite import Store, checkpoint_dir_for
 
     if out is not None:
@@ -167,18 +168,22 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     in_flight = {m.model: progress.get(config.trial_config(m.model, *m.next_trial).hash())
                  for m in result.models if m.next_trial is not None}
     if as_json:
-        click.echo(json.dumps({"models": [{**m.to_dict(), "next_trial_epochs_saved": in_flight.get(m.model)}
+        from ..frontier.outputs import JSON_UNITS
+
+        click.echo(json.dumps({"units": JSON_UNITS, "models": [{**m.to_dict(), "next_trial_epochs_saved": in_flight.get(m.model)}
                                           for m in result.models]}))
         return
     rows = []
     for m in result.models:
         nxt, saved = m.next_trial, in_flight.get(m.model)
-        rows.append([m.model, m.max_trainable_depth, m.lr, m.error, m.first_failing_depth, m.trials,
+        rows.append([m.model, depth_label(m), m.lr, percent(m.error) if m.error is not None else None,
+                     m.first_failing_depth, m.trials,
                      f"{m.trial_seconds:,.0f}",
                      "finished" if nxt is None else f"depth {nxt[0]} lr {nxt[1]:g} seed {nxt[2]}"
                      + (f" ({saved:g} of {config.epochs} epochs saved)" if saved is not None else ""),
                      " ".join(f"{d}{'+' if r.trainable else '-'}" for d, r in sorted(m.depths.items()))])
-    click.echo(format_table(("model", "max trainable so far", "lr", "error", "first failing so far", "trials stored",
+    click.echo(format_table(("model", "max trainable depth", "lr", "criterion error", "first failing so far",
+                             "trials stored",
                              "trial s", "next trial", "depths (+ trains, - fails)"), rows))
     done = sum(m.next_trial is None for m in result.models)
     spent = sum(m.trial_seconds for m in result.models)
@@ -188,10 +193,11 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
 
 def write_outputs(result, folder) -> None:
     """The table and per-depth map as CSV, everything as JSON, and the two plots."""
-    from ..frontier.outputs import DEPTH_HEADERS, TABLE_HEADERS, depth_rows, save_frontier_plots, table_rows
+    from ..frontier.outputs import (DEPTH_HEADERS, TABLE_HEADERS, depth_rows, frontier_json, save_frontier_plots,
+                                    table_rows)
     from ..report import write_csv, write_text_atomic
 
     write_csv(folder / "frontier.csv", TABLE_HEADERS, table_rows(result))
     write_csv(folder / "frontier-depths.csv", DEPTH_HEADERS, depth_rows(result))
-    write_text_atomic(folder / "frontier.json", json.dumps(result.to_dict(), indent=2))
+    write_text_atomic(folder / "frontier.json", json.dumps(frontier_json(result), indent=2))
     save_frontier_plots(result, folder)

@@ -8,12 +8,49 @@ from ..report import new_axes, safe_child, save_figure
 from .search import FrontierResult, ModelFrontier
 
 
-TABLE_HEADERS = ("model", "max trainable depth", "lr", "error", "first failing depth", "fraction")
+# Files (CSV, JSON) hold errors and seed fractions as fractions (0.185); what a person reads (the
+# printed table, progress lines, plots) shows percentages (18.5%). The error is the criterion error
+# at the evaluation point that decided the depth (median over the seeds that trained), or, for a
+# depth that does not train, the best one seen at any lr.
+TABLE_HEADERS = ("model", "max trainable depth", "capped", "lr", "criterion error (fraction)",
+                 "first failing depth", "seeds trained (fraction)")
+PRINTED_HEADERS = ("model", "max trainable depth", "lr", "criterion error", "first failing depth", "seeds trained")
+DEPTH_HEADERS = ("model", "depth", "trainable", "lr", "criterion error (fraction)", "seeds trained (fraction)",
+                 "epochs trained", "trials")
+JSON_UNITS = {"error": "fraction (0.185 = 18.5%): the criterion error at the evaluation point that decided "
+                       "the depth, or the best one seen when it does not train",
+              "fraction": "fraction of the seeds that trained at that lr (the best over lrs when none did)",
+              "epochs": "epochs of training done at the deciding evaluation point (0.75 = three quarters "
+                        "of the first epoch)",
+              "capped": "true when every depth tried trains: the frontier is at least max_trainable_depth"}
+
+
+def depth_cell(m: ModelFrontier) -> int | str | None:
+    """The max trainable depth as a table shows it: ``9``, ``≥ 300 (cap)`` when the cap was reached."""
+    if m.capped:
+        return f"≥ {m.max_trainable_depth} (cap)"
+    return m.max_trainable_depth
 
 
 def table_rows(result: FrontierResult) -> list[list]:
-    return [[m.model, m.max_trainable_depth, m.lr, m.error, m.first_failing_depth, m.fraction]
+    """The CSV rows: errors and fractions as fractions."""
+    return [[m.model, depth_cell(m), m.capped, m.lr, m.error, m.first_failing_depth, m.fraction]
             for m in result.models]
+
+
+def _seeds(fraction: float | None, seeds: int) -> str | None:
+    if fraction is None:
+        return None
+    return f"{round(fraction * seeds)}/{seeds}"
+
+
+def printed_rows(result: FrontierResult) -> list[list]:
+    """The printed table's rows: errors as percentages, seeds as ``2/3``."""
+    from ..report import percent
+
+    seeds = result.config.seeds
+    return [[m.model, depth_cell(m), m.lr, percent(m.error) if m.error is not None else None,
+             m.first_failing_depth, _seeds(m.fraction, seeds)] for m in result.models]
 
 
 def depth_rows(result: FrontierResult) -> list[list]:
@@ -22,17 +59,19 @@ def depth_rows(result: FrontierResult) -> list[list]:
             for m in result.models for d, r in sorted(m.depths.items())]
 
 
-DEPTH_HEADERS = ("model", "depth", "trainable", "lr", "error", "fraction", "epochs", "trials")
+def frontier_json(result: FrontierResult) -> dict:
+    """The result as the JSON `frontier` writes, with what its numbers mean (``units``)."""
+    return {"units": JSON_UNITS, **result.to_dict()}
 
 
 def depth_label(m: ModelFrontier) -> str:
-    """A model's max trainable depth as the frontier plot labels it: ``9``, ``300+`` (the cap
-    reached), ``none``, or ``>= 48`` for a search still running (`frontier --status`)."""
+    """A model's max trainable depth as the plot labels it: ``9``, ``≥ 300 (cap)`` (the cap
+    reached), ``none``, or ``≥ 48 so far`` for a search still running (`frontier --status`)."""
     if m.next_trial is not None:
-        return f">= {m.max_trainable_depth or 0}"
+        return f"≥ {m.max_trainable_depth or 0} so far"
     if not m.max_trainable_depth:
         return "none"
-    return f"{m.max_trainable_depth}" + ("+" if m.first_failing_depth is None else "")
+    return str(depth_cell(m))
 
 
 def plot_frontier(result: FrontierResult, kind: str = "depth", *, ax=None):
@@ -44,12 +83,14 @@ def plot_frontier(result: FrontierResult, kind: str = "depth", *, ax=None):
     fig, ax = new_axes(ax, figsize=(7, 4.2))
     if kind == "error":
         for m in result.models:
-            pts = [(d, r.error) for d, r in sorted(m.depths.items()) if r.error is not None]
+            pts = [(d, 100 * r.error) for d, r in sorted(m.depths.items()) if r.error is not None]
             if pts:
                 line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=m.model)
-                fails = [(d, r.error) for d, r in sorted(m.depths.items()) if r.error is not None and not r.trainable]
+                fails = [(d, 100 * r.error) for d, r in sorted(m.depths.items())
+                         if r.error is not None and not r.trainable]
                 ax.scatter([p[0] for p in fails], [p[1] for p in fails], marker="x", color=line.get_color(), zorder=3)
-        ax.axhline(result.config.threshold, color="k", ls="--", lw=1, label=f"threshold {result.config.threshold:g}")
+        ax.axhline(100 * result.config.threshold, color="k", ls="--", lw=1,
+                   label=f"threshold {100 * result.config.threshold:g}%")
         ax.set_xscale("log", base=2)
         tried = sorted({d for m in result.models for d in m.depths})
         if tried:  # plain labels at the geometric probes 3, 6, 12, ... (and the deepest depth tried)
@@ -57,7 +98,7 @@ def plot_frontier(result: FrontierResult, kind: str = "depth", *, ax=None):
             ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.minorticks_off()
         ax.set_xlabel("depth (conv layers)")
-        ax.set_ylabel(f"best {result.config.criterion} error (x = failed)")
+        ax.set_ylabel(f"{result.config.criterion} error, % (x = does not train)")
         ax.set_title(f"Error reached within {result.config.epochs} epoch(s), best lr of the grid")
         ax.legend(fontsize=7, ncol=2)
     else:
@@ -73,7 +114,7 @@ def plot_frontier(result: FrontierResult, kind: str = "depth", *, ax=None):
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("max trainable depth")
         unfinished = any(m.next_trial is not None for m in result.models)
-        ax.set_title(f"Depth frontier (max depth {result.config.max_depth}; + = cap reached)"
+        ax.set_title(f"Depth frontier (max depth {result.config.max_depth}; ≥ N (cap) = cap reached)"
                      + ("\nhatched: search not finished, depth trained so far" if unfinished else ""), fontsize=10)
     fig.tight_layout()
     return fig

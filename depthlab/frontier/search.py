@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
-from ..records.record import RunStatus
+from ..report import trial_words
 from ..store.sqlite import Store
 from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
 from .protocol import FrontierConfig
@@ -88,9 +88,15 @@ class ModelFrontier:
     next_trial: Cell | None = None  # (depth, lr, seed) the search needs next; None when it finished
     trial_seconds: float = 0.0      # training time of its trials (when they were trained, reused or not)
 
+    @property
+    def capped(self) -> bool:
+        """The search finished with every depth it tried trainable: the frontier is at least the cap."""
+        return self.next_trial is None and bool(self.max_trainable_depth) and self.first_failing_depth is None
+
     def to_dict(self) -> dict:
         nxt = dict(zip(("depth", "lr", "seed"), self.next_trial)) if self.next_trial is not None else None
-        return {"model": self.model, "max_trainable_depth": self.max_trainable_depth, "lr": self.lr,
+        return {"model": self.model, "max_trainable_depth": self.max_trainable_depth, "capped": self.capped,
+                "lr": self.lr,
                 "error": self.error, "first_failing_depth": self.first_failing_depth,
                 "fraction": self.fraction, "monotone": self.monotone, "seconds": round(self.seconds, 1),
                 "trials": self.trials, "trials_reused": self.trials_reused, "next_trial": nxt,
@@ -311,9 +317,8 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
     def real_trial(depth: int, lr: float, seed: int) -> TrialVerdict:
         t = run_trial(model, depth, lr, seed, config, store, data, data_dir)
         if log is not None:
-            verdict = f"trained at epoch {t.epochs:.2f}" if t.trained else f"failed ({t.status})"
-            err = f"{100 * t.error:.1f}%" if t.error is not None else "-"
-            log(f"{model} depth {depth} lr {lr:g} seed {seed}: {verdict}, error {err}, "
+            log(f"{model} depth {depth} lr {lr:g} seed {seed}: "
+                f"{trial_words(t.trained, t.status, t.error, t.epochs)}, "
                 f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
         return t
 
@@ -321,11 +326,8 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
         done = run_cells(model, batch, config, runner)
         if log is not None:
             for t in done:
-                verdict = (f"trained at epoch {t.epochs:.2f}" if t.trained else
-                           f"cancelled at epoch {t.epochs:.2f}: an lr before it trained"
-                           if t.status == RunStatus.CANCELLED else f"failed ({t.status})")
-                err = f"{100 * t.error:.1f}%" if t.error is not None else "-"
-                log(f"{model} depth {t.depth} lr {t.lr:g} seed {t.seed}: {verdict}, error {err}, "
+                log(f"{model} depth {t.depth} lr {t.lr:g} seed {t.seed}: "
+                    f"{trial_words(t.trained, t.status, t.error, t.epochs)}, "
                     f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
         return done
 

@@ -429,6 +429,13 @@ class Store:
             out.append(d)
         return out
 
+    def interrupted(self) -> set[int]:
+        """Ids of ``running`` rows written on this host by a process that is gone (Ctrl-C, kill):
+        interrupted, not running. Rows from another host cannot be checked and stay running."""
+        rows = self.conn.execute("SELECT id, pid, host, created_at FROM runs WHERE status = 'running'").fetchall()
+        here = socket.gethostname()
+        return {r[0] for r in rows if r[2] == here and r[1] != os.getpid() and not _pid_alive(r[1], r[3])}
+
     def count(self, status: str | None = None) -> int:
         if status:
             return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status = ?", (status,)).fetchone()[0]

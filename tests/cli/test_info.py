@@ -1,0 +1,38 @@
+"""`depthlab info` (issue 22 item 4): versions, devices, precision, data root and its datasets
+(present or not, nothing loaded), the default store."""
+
+import json
+
+from depthlab.cli import main
+from fakedata import write_idx_folder
+
+
+def test_info_names_versions_devices_the_data_root_and_what_is_there(tmp_path, capsys, monkeypatch):
+    write_idx_folder(tmp_path / "FashionMNIST" / "raw", 16, 8, gz=True)
+    monkeypatch.setenv("DEPTHLAB_DATA", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    for word in ("depthlab ", "python ", "torch ", "numpy ", "pandas", "ray", "dks", "tensorboard", "pillow",
+                 "devices: cpu", "precision: fp32", f"data root: {tmp_path} (from DEPTHLAB_DATA",
+                 "store: depthlab.db"):
+        assert word in text, (word, text)
+    assert "fashion-mnist  present" in text and "cifar10        not present" in text
+    assert main(["info", "--json", "--data-dir", str(tmp_path / "none")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["data_root"] == {"path": str(tmp_path / "none"), "from": "--data-dir", "exists": False,
+                                "datasets": {n: None for n in doc["data_root"]["datasets"]}}
+    assert set(doc["optional"]) == {"pandas", "ray", "dks", "tensorboard", "pillow"}
+    assert doc["precision"]["default"] == "fp32" and doc["store"]["default"] == "depthlab.db"
+
+
+def test_models_aligns_its_preset_rows(capsys):
+    from depthlab.cli import main
+
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("presets:")
+    header, rows = lines[start + 1], [line for line in lines[start + 3:] if line.startswith("  ") and
+                                      not line.startswith("axes")]
+    col = header.index("description")
+    assert rows and all(line[col - 2] == " " and line[col - 1] == " " and line[col] != " " for line in rows)
