@@ -144,6 +144,8 @@ CASES: list[tuple[str, str]] = [
     ("frontier --max-depth 0", "at least 3"),
     ("frontier --max-depth 10", "multiple of 3"),
     (f"{F} --seeds 0", "seeds"),
+    (f"{F} --seeds x", "--seeds must be a positive integer or auto"),
+    (f"{F} --seeds 1.5", "--seeds must be a positive integer or auto"),
     ("frontier --epochs 0", "epochs must be a positive integer"),
     (f"{F} --train-size 0", "train size"),
     (f"{F} --eval-size x", "--eval-size"),

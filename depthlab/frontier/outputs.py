@@ -12,7 +12,9 @@ TABLE_HEADERS = ("model", "max trainable depth", "lr", "error", "first failing d
 
 
 def table_rows(result: FrontierResult) -> list[list]:
-    return [[m.model, m.max_trainable_depth, m.lr, m.error, m.first_failing_depth, m.fraction]
+    """One row per model; with ``--seeds auto`` the depth is the majority frontier with its band,
+    ``66 [51–72]`` (every seed trains up to 51, some seed up to 72)."""
+    return [[m.model, m.label or m.max_trainable_depth, m.lr, m.error, m.first_failing_depth, m.fraction]
             for m in result.models]
 
 
@@ -30,6 +32,8 @@ def depth_label(m: ModelFrontier) -> str:
     reached), ``none``, or ``>= 48`` for a search still running (`frontier --status`)."""
     if m.next_trial is not None:
         return f">= {m.max_trainable_depth or 0}"
+    if m.label is not None:  # --seeds auto: the majority frontier and its band
+        return m.label
     if not m.max_trainable_depth:
         return "none"
     return f"{m.max_trainable_depth}" + ("+" if m.first_failing_depth is None else "")
