@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 T = "train cnn-tanh --depth 3 --epochs 1 --device cpu"
 F = "frontier --models cnn-tanh --max-depth 6 --epochs 1 --lrs 0.1 --device cpu"
 P = "phase --depths 6,12 --lrs 0.1 --sigma-w2 1,2 --epochs 1 --train-size 500 --device cpu"
+PM = "phase --family mlp --width 16 --sigma-w2 1,2 --depths 2,4 --steps 3 --train-size 200 --device cpu"
 R = "reproduce cifar-lr-bn --max-epochs 1 --train-size 16 --device cpu --checkpoint-dir {out}/ckpt"
 
 STORE_CASES = [  # (store argument, message): bad stores, for every command that writes one
@@ -147,6 +148,8 @@ CASES: list[tuple[str, str]] = [
     ("frontier --max-depth 0", "at least 3"),
     ("frontier --max-depth 10", "multiple of 3"),
     (f"{F} --seeds 0", "seeds"),
+    (f"{F} --seeds x", "--seeds must be a positive integer or auto"),
+    (f"{F} --seeds 1.5", "--seeds must be a positive integer or auto"),
     ("frontier --epochs 0", "epochs must be a positive integer"),
     (f"{F} --train-size 0", "train size"),
     (f"{F} --eval-size x", "--eval-size"),
@@ -198,6 +201,24 @@ CASES: list[tuple[str, str]] = [
     (f"{P} --data-dir {{corrupt}}", "checksum mismatch"),
     (f"{P} --out {{text}}", "exists and is not a folder"),
     *[(f"{P} --store {s}", m) for s, m in STORE_CASES],
+    # phase --family mlp -------------------------------------------------------------------------
+    (f"{PM} --width 2.5", "hidden units"),
+    (f"{PM} --width 0", "hidden units"),
+    (f"{PM} --steps 0", "--steps must be positive"),
+    (f"{PM} --depths 0,10", "bad --depths"),
+    (f"{PM} --depths x", "bad --depths"),
+    (f"{PM} --sigma-w2 0,1", "bad --sigma-w2"),
+    (f"{PM} --train-size 0", "--train-size must be positive"),
+    (f"{PM} --threshold 1", "--threshold must be in (0, 1)"),
+    (f"{PM} --act swish", "unknown activation"),
+    (f"{PM} --refine 2", "--refine does not apply to --family mlp"),
+    (f"{PM} --epochs 2", "--epochs does not apply to --family mlp"),
+    (f"{P} --steps 10", "--steps does not apply to --family stages"),
+    (f"{PM} --family cnn", "Invalid value for '--family'"),
+    (f"{PM} --device tpu", "device"),
+    (f"{PM} --data-dir {{data}}", "missing data"),
+    (f"{PM} --out {{text}}", "exists and is not a folder"),
+    *[(f"{PM} --store {s}", m) for s, m in STORE_CASES],
     # reproduce (CIFAR-10 experiments) ---------------------------------------------------------
     ("reproduce imagenet", "unknown experiment"),
     (f"{R.replace('cifar-lr-bn', 'resnet-cifar')} --n 0", "n >= 1"),

@@ -47,7 +47,7 @@ def protocol_options(f):
         _protocol_option("epochs"),
         option_from_field(FrontierConfig, "threshold"),
         option_from_field(FrontierConfig, "criterion"),
-        option_from_field(FrontierConfig, "seeds"),
+        option_from_field(FrontierConfig, "seeds", type=str, default="1", show_default=True),
         _protocol_option("eval_size", type=str),
         _protocol_option("evals_per_epoch"),
         option_from_field(FrontierConfig, "bisection"),
@@ -66,7 +66,7 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
     classic protocol, with every flag given replacing its field. Not yet validated."""
     import dataclasses
 
-    from ..frontier.protocol import parse_depths, parse_lrs
+    from ..frontier.protocol import parse_depths, parse_lrs, parse_seeds
 
     base = FrontierConfig.quick() if quick else FrontierConfig()
     eval_n = base.eval_size
@@ -79,7 +79,7 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
         base, **given,
         depths=parse_depths(protocol.depths) if protocol.depths is not None else None,
         lrs=parse_lrs(protocol.lrs) if protocol.lrs is not None else base.lrs,
-        threshold=protocol.threshold, criterion=protocol.criterion, seeds=protocol.seeds, seed=run.seed,
+        threshold=protocol.threshold, criterion=protocol.criterion, seeds=parse_seeds(protocol.seeds), seed=run.seed,
         train_size=data_opts.train_size if data_opts.train_size is not None else base.train_size,
         eval_size=eval_n, dataset=data_opts.dataset or base.dataset, device=run.device, precision=run.precision,
         bisection=protocol.bisection, model_args=model_opts.overrides(depth=False))

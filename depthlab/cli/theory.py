@@ -204,21 +204,33 @@ def init_agreement_rows(act, sigma_b2, sigma_w2s, widths, depth, data_dir) -> li
     return rows
 
 
+FAMILIES = ("stages", "mlp")
+
+
 def phase_grid_options(f):
-    """What the phase sweep measures, as one `Values` parameter ``grid``."""
+    """What the phase sweep measures, as one `Values` parameter ``grid``. Defaults that depend
+    on --family are None here and resolved per family (`_stages_defaults`, `PhaseGridConfig`)."""
     return option_group(
         "grid", Values,
+        click.option("--family", type=click.Choice(FAMILIES), default="stages", show_default=True,
+                     help="stages: the measured frontier of plain stages CNNs; mlp: the wide-MLP trainability "
+                          "heatmap of Schoenholz et al. 2017 (train accuracy per sigma_w2 and depth)."),
         click.option("--act", default="tanh", show_default=True, help="tanh, relu or elu."),
         click.option("--sigma-b2", type=float, default=0.05, show_default=True, help="Bias variance of the init."),
-        click.option("--sigma-w2", "sigma_w2_text", default="1,2.5,4", show_default=True,
-                     help="The sigma_w2 values to measure (list or LO:HI:N)."),
-        click.option("--depths", "depths_text", default="6,12,24,48,96", show_default=True,
-                     help="Depth ladder, walked up until a depth fails (multiples of 3)."),
-        click.option("--refine", type=int, default=1, show_default=True,
-                     help="Bisection steps between the last trainable and first failing depth."),
-        click.option("--lrs", "lrs_text", default="0.03,0.1", show_default=True,
-                     help="Learning rates (tried in the frontier's order: from the one that trained the last depth)."),
-        click.option("--width", type=float, default=2.0, show_default=True, help="Channel width multiplier."),
+        click.option("--sigma-w2", "sigma_w2_text", default=None,
+                     help="The sigma_w2 values to measure (list or LO:HI:N; default 1,2.5,4; mlp 1:4:13)."),
+        click.option("--depths", "depths_text", default=None,
+                     help="stages: depth ladder, walked up until a depth fails (multiples of 3; default "
+                          "6,12,24,48,96); mlp: the depths of the grid (default 10,20,...,100)."),
+        click.option("--refine", type=int, default=None,
+                     help="stages: bisection steps between the last trainable and first failing depth (default 1)."),
+        click.option("--lrs", "lrs_text", default=None,
+                     help="stages: learning rates (tried in the frontier's order: from the one that trained the "
+                          "last depth; default 0.03,0.1)."),
+        click.option("--width", type=float, default=None,
+                     help="stages: channel width multiplier (default 2); mlp: hidden units (default 300)."),
+        click.option("--steps", type=int, default=None,
+                     help="mlp: SGD steps per cell (default 200; longer budgets are a new grid in the store)."),
     )(f)
 
 
@@ -226,12 +238,38 @@ def phase_budget_options(f):
     """Each trial's budget and criterion, as one `Values` parameter ``budget``."""
     return option_group(
         "budget", Values,
-        option_from_field(FrontierConfig, "epochs"),
-        click.option("--train-size", type=int, default=10_000, show_default=True),
-        click.option("--test-size", type=int, default=2000, show_default=True,
-                     help="Evaluate on a fixed subset of N test images (as `frontier` does)."),
-        option_from_field(FrontierConfig, "threshold"),
+        option_from_field(FrontierConfig, "epochs", default=None,
+                          help="stages: budget per trial (default 3)."),
+        click.option("--train-size", type=int, default=None,
+                     help="Training images (default stages 10000; mlp all, used to train and to measure accuracy)."),
+        click.option("--test-size", type=int, default=None,
+                     help="stages: evaluate on a fixed subset of N test images (as `frontier` does; default 2000)."),
+        option_from_field(FrontierConfig, "threshold", default=None,
+                          help="Trainable when the error drops below this (default stages 0.2; mlp 0.6: train "
+                               "accuracy above 0.4)."),
     )(f)
+
+
+STAGES_DEFAULTS = dict(sigma_w2_text="1,2.5,4", depths_text="6,12,24,48,96", refine=1, lrs_text="0.03,0.1",
+                       width=2.0, epochs=FrontierConfig().epochs, train_size=10_000, test_size=2000)
+MLP_ONLY = ("steps",)
+STAGES_ONLY = ("refine", "lrs_text", "epochs", "test_size")
+
+
+def _resolve_family_flags(grid: Values, budget: Values) -> None:
+    """Reject flags of the other family; fill in this family's defaults (stages) in place."""
+    flag = {"lrs_text": "--lrs", "test_size": "--test-size"}
+    given = {**grid.given(), **budget.given()}
+    wrong = STAGES_ONLY if grid.family == "mlp" else MLP_ONLY
+    for name in wrong:
+        if name in given:
+            raise ConfigError(f"{flag.get(name, '--' + name.replace('_', '-'))} does not apply to --family "
+                              f"{grid.family}")
+    if grid.family == "stages":
+        for values in (grid, budget):
+            for name, default in STAGES_DEFAULTS.items():
+                if hasattr(values, name) and getattr(values, name) is None:
+                    setattr(values, name, default)
 
 
 @cli.command()
@@ -242,7 +280,15 @@ def phase_budget_options(f):
              out_help="Folder for the measured CSV and the phase diagram.")
 def phase(grid, budget, data_dir, run):
     """Measure the largest trainable depth of plain `stages` nets with init scaled:W2,B2 over a
-    sigma_w2 grid on real MNIST, and overlay it on the mean-field prediction."""
+    sigma_w2 grid on real MNIST, and overlay it on the mean-field prediction; or (--family mlp)
+    the train-accuracy heatmap of wide tanh MLPs over (sigma_w2, depth) against xi_c."""
+    _resolve_family_flags(grid, budget)
+    if grid.family == "mlp":
+        from .phase_mlp import phase_mlp
+
+        return phase_mlp(grid, budget, data_dir, run)
+    if budget.threshold is None:
+        budget.threshold = FrontierConfig().threshold
     act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width = (
         grid.act, grid.sigma_b2, grid.sigma_w2_text, grid.depths_text, grid.refine, grid.lrs_text, grid.width)
     epochs, train_size, test_size, threshold = budget.epochs, budget.train_size, budget.test_size, budget.threshold

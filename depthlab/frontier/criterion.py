@@ -102,7 +102,8 @@ def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConf
 Cell = tuple[int, float, int]  # (depth, lr, seed)
 
 
-def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[TrialVerdict]:
+def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner, *,
+              rank: bool = True) -> list[TrialVerdict]:
     """`run_trial` for several cells at once through a `depthlab.sweep.TrialRunner`: the
     trials run concurrently (fused, with the runner's ``fuse``), the driver records them, and
     the same reuse rules apply. Results in the order of ``cells``.
@@ -110,12 +111,13 @@ def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner)
     ``cells`` are one wave of `evaluate_depth`, in search order. With one seed each cell is
     ranked by its place (`depthlab.sweep.Job.rank`): in a fused group, once a cell trains,
     the group cancels the cells after it, whose verdicts the search would never read. (With
-    several seeds a trained seed does not decide its lr, so nothing is ranked.)"""
+    several seeds a trained seed does not decide its lr, so nothing is ranked; nor with ``rank``
+    False, when every verdict is read: ``--seeds auto`` re-checking a boundary.)"""
     from ..sweep.jobs import Job
 
     monitor = CriterionMonitor(config.criterion, config.threshold)
     configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
-    ranked = len({s for _, _, s in cells}) == 1 and len({lr for _, lr, _ in cells}) == len(cells)
+    ranked = rank and len({s for _, _, s in cells}) == 1 and len({lr for _, lr, _ in cells}) == len(cells)
 
     def job(c: TrainConfig, reuse: bool = True, rank: int | None = None) -> Job:
         return Job(c, kind="frontier", experiment="frontier", monitor=monitor, reuse=reuse, rank=rank)

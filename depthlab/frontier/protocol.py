@@ -24,6 +24,21 @@ MAX_GRID = 1000  # more learning rates than this in log:LOW:HIGH:COUNT is a typo
 BISECTIONS = ("cost", "midpoint")
 
 
+AUTO_SEEDS = "auto"
+
+
+def parse_seeds(text) -> int | str:
+    """``--seeds``: a positive integer or ``auto`` (validated by `FrontierConfig.validate`)."""
+    if isinstance(text, int) or text is None:
+        return 1 if text is None else text
+    if text.strip().lower() == AUTO_SEEDS:
+        return AUTO_SEEDS
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--seeds must be a positive integer or {AUTO_SEEDS}, got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class FrontierConfig:
     """The frontier protocol. Defaults are the classic one (SPEC 4): MNIST, batch 256, SGD with
@@ -38,7 +53,9 @@ class FrontierConfig:
     threshold: float = field(default=0.2, metadata={"help": "Trainable when the error drops below this."})
     criterion: str = field(default="either", metadata={
         "help": "Which error must drop below the threshold.", "choices": CRITERIA})
-    seeds: int = field(default=1, metadata={"help": "Seeds per (depth, lr); a majority must train."})
+    seeds: int | str = field(default=1, metadata={  # or "auto": `depthlab.frontier.seeds`
+        "help": "Seeds per (depth, lr); a majority must train. auto: search with one seed, then re-check the "
+                "boundary with 3-5 seeds and report the frontier with its band."})
     seed: int = 0                          # seeds used: seed, seed + 1, ..., seed + seeds - 1
     train_size: int | None = None
     eval_size: int | None = field(default=2000, metadata={  # None: all 10,000
@@ -95,8 +112,9 @@ class FrontierConfig:
             raise ConfigError(f"--threshold must be in (0, 1), got {self.threshold}")
         if self.criterion not in CRITERIA:
             raise ConfigError(f"unknown criterion {self.criterion!r}; choose one of: {', '.join(CRITERIA)}")
-        if not isinstance(self.seeds, int) or self.seeds < 1:
-            raise ConfigError(f"--seeds must be a positive integer, got {self.seeds}")
+        if self.seeds != AUTO_SEEDS and (not isinstance(self.seeds, int) or isinstance(self.seeds, bool)
+                                         or self.seeds < 1):
+            raise ConfigError(f"--seeds must be a positive integer or {AUTO_SEEDS}, got {self.seeds}")
         if "depth" in self.model_args:
             raise ConfigError("the frontier searches the depth: use --depths or --max-depth, not --depth")
         if self.bisection not in BISECTIONS:
@@ -118,6 +136,15 @@ class FrontierConfig:
                            epochs=self.epochs, batch_size=self.batch_size, optimizer="sgd", lr=float(lr),
                            momentum=self.momentum, evals_per_epoch=self.evals_per_epoch, seed=seed,
                            device=self.device, precision=self.precision)
+
+    @property
+    def auto_seeds(self) -> bool:
+        """``seeds="auto"``: one seed for the search, then more at the boundary (`frontier.seeds`)."""
+        return self.seeds == AUTO_SEEDS
+
+    def seed_count(self) -> int:
+        """Seeds per (depth, lr) in the search itself (1 with ``seeds="auto"``)."""
+        return 1 if self.auto_seeds else self.seeds
 
     def sorted_lrs(self) -> tuple[float, ...]:
         return tuple(sorted(float(lr) for lr in self.lrs))

@@ -47,6 +47,8 @@ from ..report import trial_words
 from ..store.sqlite import Store
 from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
 from .protocol import FrontierConfig
+from .seeds import SeedPolicy, recheck
+from .seeds import summarise as summarise_seeds
 
 
 @dataclass
@@ -87,6 +89,8 @@ class ModelFrontier:
     trials_reused: int
     next_trial: Cell | None = None  # (depth, lr, seed) the search needs next; None when it finished
     trial_seconds: float = 0.0      # training time of its trials (when they were trained, reused or not)
+    band: tuple[int | None, int | None] | None = None  # --seeds auto: (every seed trains, some seed trains) to here
+    label: str | None = None        # --seeds auto: "66 [51–72]"
 
     @property
     def capped(self) -> bool:
@@ -101,6 +105,9 @@ class ModelFrontier:
                 "fraction": self.fraction, "monotone": self.monotone, "seconds": round(self.seconds, 1),
                 "trials": self.trials, "trials_reused": self.trials_reused, "next_trial": nxt,
                 "trial_seconds": round(self.trial_seconds, 1),
+                **({"band": list(self.band), "label": self.label,
+                    "seed_fractions": {str(d): r.fraction for d, r in sorted(self.depths.items())}}
+                   if self.band is not None else {}),
                 "depths": {str(d): r.to_dict() for d, r in sorted(self.depths.items())}}
 
 
@@ -312,7 +319,7 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
     config.validate()
     config.validate_models([model])
     started = time.perf_counter()
-    seeds = [config.seed + i for i in range(config.seeds)]
+    seeds = [config.seed + i for i in range(config.seed_count())]
 
     def real_trial(depth: int, lr: float, seed: int) -> TrialVerdict:
         t = run_trial(model, depth, lr, seed, config, store, data, data_dir)
@@ -322,8 +329,8 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
                 f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
         return t
 
-    def real_cells(batch: list[Cell]) -> list[TrialVerdict]:
-        done = run_cells(model, batch, config, runner)
+    def real_cells(batch: list[Cell], rank: bool = True) -> list[TrialVerdict]:
+        done = run_cells(model, batch, config, runner, rank=rank)
         if log is not None:
             for t in done:
                 log(f"{model} depth {t.depth} lr {t.lr:g} seed {t.seed}: "
@@ -344,6 +351,8 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
                                         stored=peek)
         return decided[depth]
 
+    rechecked: list[TrialVerdict] = []  # --seeds auto: the boundary's extra seeds
+    next_trial = None
     try:
         if config.depths is not None:
             for d in sorted(config.depths):
@@ -352,14 +361,47 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
         else:
             search_depths(config.max_depth, evaluate,
                           failure_cost_ratio(config) if config.bisection == "cost" else None, depth_step(model))
+        if config.auto_seeds:
+            each = (lambda b: batch(b, rank=False)) if batch is real_cells else batch
+            recheck([t for r in decided.values() for t in r.trials],
+                     each or (lambda b: [run(*cell) for cell in b]), lrs, step=depth_step(model), max_depth=_top(config),
+                     policy=SeedPolicy(first_seed=config.seed), into=rechecked)
     except PendingTrial as stop:
-        return summarise(str(model), decided, time.perf_counter() - started, next_trial=stop.cell)
-    return summarise(str(model), decided, time.perf_counter() - started)
+        next_trial = stop.cell
+    if config.auto_seeds:
+        return seeded_frontier(model, decided, rechecked, config, time.perf_counter() - started, next_trial)
+    return summarise(str(model), decided, time.perf_counter() - started, next_trial=next_trial)
 
 
 def depth_step(model) -> int:
     """The depths a model's search probes are multiples of this: 3 for a preset, a factory's ``depth_step``."""
     return getattr(model, "depth_step", 3)
+
+
+def _top(config: FrontierConfig) -> int:
+    return max(config.depths) if config.depths is not None else config.max_depth
+
+
+def seeded_frontier(model: str, decided: dict[int, DepthResult], rechecked: list[TrialVerdict],
+                    config: FrontierConfig, seconds: float, next_trial: Cell | None = None) -> ModelFrontier:
+    """The ``--seeds auto`` frontier: every trial (search and re-checks) voted per depth
+    (`seeds.summarise`), the majority frontier with its band and each depth's fraction of seeds."""
+    trials = [t for r in decided.values() for t in r.trials] + rechecked
+    table = {(t.depth, t.lr, t.seed): t.trained for t in trials}
+    seeded = summarise_seeds(table, step=depth_step(model), max_depth=_top(config))
+    depths = {}
+    for d, v in seeded.depths.items():
+        at = [t for t in trials if t.depth == d]
+        won = [t for t in at if t.lr == v.lr and t.trained] if v.trains else []
+        depths[d] = DepthResult(d, v.trains, v.lr if v.trains else None,
+                                _median(t.error for t in won) if won else _min(t.error for t in at), v.fraction,
+                                _median(t.epochs for t in won) if won else None, at)
+    result = summarise(str(model), depths, seconds, next_trial)
+    best = depths.get(seeded.max_trainable_depth)
+    result.max_trainable_depth, result.first_failing_depth = seeded.max_trainable_depth, seeded.first_failing_depth
+    result.lr, result.error, result.fraction = (best.lr, best.error, best.fraction) if best else (None, None, None)
+    result.monotone, result.band, result.label = seeded.monotone, seeded.band, seeded.label()
+    return result
 
 
 class PendingTrial(Exception):
@@ -409,5 +451,5 @@ def search_width(parallelism: int, fuse: int, models: int, config: FrontierConfi
     """How many lrs of a depth each model's search tries at once: enough to keep
     ``parallelism`` trial slots busy when there are fewer models than slots, and the fused group
     size when fusing (a fused group of lrs costs less than its members one by one)."""
-    per_model = parallelism // max(1, models * config.seeds)
+    per_model = parallelism // max(1, models * config.seed_count())
     return max(1, min(len(config.lrs), max(fuse, per_model)))

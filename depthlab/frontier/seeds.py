@@ -18,7 +18,7 @@ logic is tested on synthetic tables and the search runs the trials (`depthlab.fr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
@@ -179,3 +179,21 @@ def summarise(verdicts: Verdicts, *, step: int, max_depth: int) -> SeededFrontie
     trains = [votes[d].trains for d in depths]
     monotone = all(a or not b for a, b in zip(trains, trains[1:]))  # no failing depth below a trainable one
     return SeededFrontier(ok, fail, (every[-1] if every else None, some[-1] if some else None), votes, monotone)
+
+
+def recheck(trials: Sequence, run: Callable[[list[Cell]], Sequence], grid: Sequence[float], *, step: int,
+            max_depth: int, policy: SeedPolicy = SeedPolicy(), into: list | None = None) -> dict[Cell, bool]:
+    """Back the boundary of a finished one-seed search with seeds: ask `next_cells`, run what it
+    asks for with ``run(cells) -> verdicts`` (objects with depth, lr, seed, trained: the search's
+    `TrialVerdict`), until it asks for nothing. ``trials`` are the search's verdicts; the new
+    ones are appended to ``into`` as they come (kept if ``run`` raises). Returns the table."""
+    table: dict[Cell, bool] = {(t.depth, t.lr, t.seed): bool(t.trained) for t in trials}
+    into = [] if into is None else into
+    while cells := next_cells(table, grid, step=step, max_depth=max_depth, policy=policy):
+        for t in run(cells):
+            table[(t.depth, t.lr, t.seed)] = bool(t.trained)
+            into.append(t)
+        missing = [c for c in cells if c not in table]
+        if missing:
+            raise RuntimeError(f"the trial runner did not answer {missing}")
+    return table
