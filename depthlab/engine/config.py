@@ -61,14 +61,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, (str, ModelFactory)):
             self.model = ModelFactory.from_callable(self.model)
-        self.validate()
+        self.validate(where=False)
 
     @property
     def model_name(self) -> str:
         """The preset's name, or the factory's label (``nets.build``)."""
         return self.model.name if isinstance(self.model, ModelFactory) else self.model
 
-    def validate(self) -> None:
+    def validate(self, *, where: bool = True) -> None:
+        """One `ConfigError` line for a bad value. ``where`` (the default, as training does) also
+        checks that the device exists here; a config is built anywhere (`__post_init__`)."""
         if not isinstance(self.model_args, dict):
             raise ConfigError(f"model_args must be a dict, got {type(self.model_args).__name__}")
         if isinstance(self.model, ModelFactory):
@@ -103,7 +105,9 @@ class TrainConfig:
         if self.folds is not None and (self.folds < 2 or not 0 <= self.fold < self.folds):
             raise ConfigError(f"folds must be >= 2 and fold in [0, folds), got {self.folds}, {self.fold}")
         parse_schedule(self.schedule)
-        check_precision(self.precision, resolve_device(self.device))
+        device = resolve_device(self.device, available=where)
+        if where or self.device != "auto":  # "auto" on another machine may well be a GPU
+            check_precision(self.precision, device)
 
     def canonical(self) -> dict:
         """The config with the model's full parameters filled in: what is stored and hashed."""

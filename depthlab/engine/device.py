@@ -11,8 +11,9 @@ import torch
 from ..errors import ConfigError
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu."""
+def resolve_device(name: str = "auto", *, available: bool = True) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu. Not ``available``: only the name is checked, so a
+    config for a GPU can be built on a machine without one (a Ray driver sending GPU trials)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -23,7 +24,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if available and device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device cuda requested but CUDA is not available")
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unsupported device {name!r}")

@@ -149,6 +149,10 @@ class FrontierConfig:
     def sorted_lrs(self) -> tuple[float, ...]:
         return tuple(sorted(float(lr) for lr in self.lrs))
 
+    def deepest(self) -> int:
+        """The deepest depth the protocol may try."""
+        return max(self.depths) if self.depths is not None else self.max_depth
+
 
 def parse_lrs(text: str) -> tuple[float, ...]:
     """``0.01,0.1,1`` or ``log:0.001:1:7`` (7 log-spaced values from 0.001 to 1)."""
@@ -193,3 +197,8 @@ def parse_depths(text: str) -> tuple[int, ...]:
     if not values:
         raise ConfigError("--depths is empty")
     return tuple(sorted(set(values)))
+
+
+def depth_step(model) -> int:
+    """The depths a model's search probes are multiples of this: 3 for a preset, a factory's ``depth_step``."""
+    return getattr(model, "depth_step", 3)

@@ -46,7 +46,7 @@ from ..data.dataset import Dataset
 from ..report import trial_words
 from ..store.sqlite import Store
 from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
-from .protocol import FrontierConfig
+from .protocol import FrontierConfig, depth_step
 from .seeds import SeedPolicy, recheck
 from .seeds import summarise as summarise_seeds
 
@@ -364,7 +364,7 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
         if config.auto_seeds:
             each = (lambda b: batch(b, rank=False)) if batch is real_cells else batch
             recheck([t for r in decided.values() for t in r.trials],
-                     each or (lambda b: [run(*cell) for cell in b]), lrs, step=depth_step(model), max_depth=_top(config),
+                     each or (lambda b: [run(*cell) for cell in b]), lrs, step=depth_step(model), max_depth=config.deepest(),
                      policy=SeedPolicy(first_seed=config.seed), into=rechecked)
     except PendingTrial as stop:
         next_trial = stop.cell
@@ -373,22 +373,13 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
     return summarise(str(model), decided, time.perf_counter() - started, next_trial=next_trial)
 
 
-def depth_step(model) -> int:
-    """The depths a model's search probes are multiples of this: 3 for a preset, a factory's ``depth_step``."""
-    return getattr(model, "depth_step", 3)
-
-
-def _top(config: FrontierConfig) -> int:
-    return max(config.depths) if config.depths is not None else config.max_depth
-
-
 def seeded_frontier(model: str, decided: dict[int, DepthResult], rechecked: list[TrialVerdict],
                     config: FrontierConfig, seconds: float, next_trial: Cell | None = None) -> ModelFrontier:
     """The ``--seeds auto`` frontier: every trial (search and re-checks) voted per depth
     (`seeds.summarise`), the majority frontier with its band and each depth's fraction of seeds."""
     trials = [t for r in decided.values() for t in r.trials] + rechecked
     table = {(t.depth, t.lr, t.seed): t.trained for t in trials}
-    seeded = summarise_seeds(table, step=depth_step(model), max_depth=_top(config))
+    seeded = summarise_seeds(table, step=depth_step(model), max_depth=config.deepest())
     depths = {}
     for d, v in seeded.depths.items():
         at = [t for t in trials if t.depth == d]

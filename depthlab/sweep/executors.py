@@ -22,6 +22,8 @@ from ..errors import ConfigError
 from .jobs import Job, _init_process_worker, _ray_run_group, run_group
 
 
+# The depthlab package folder, shipped to Ray workers (found from here: this module is depthlab/sweep/).
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXECUTORS = ("local", "ray")
 
 
@@ -148,12 +150,10 @@ class RayExecutor(Executor):
             import ray
         except ImportError:
             raise ConfigError("--executor ray needs Ray: pip install 'depthlab[ray]'") from None
-        import depthlab
-
         self.ray = ray
         self._started_here = not ray.is_initialized()
         if self._started_here:
-            runtime_env = {"py_modules": [os.path.dirname(depthlab.__file__)]}
+            runtime_env = {"py_modules": [PACKAGE_DIR]}
             kwargs = dict(address=address, runtime_env=runtime_env, log_to_driver=False,
                           include_dashboard=False)
             if address is None and num_cpus is not None:
