@@ -18,3 +18,11 @@ class DataError(UserError):
 
 class StoreError(UserError):
     """A store path that cannot be written or is not a depthlab store."""
+
+
+class InfrastructureError(UserError):
+    """The machinery failed, not the training: a worker process or Ray worker died (killed,
+    out of memory), a node went away. Never a verdict: the trials are left unrecorded, for the
+    next run of the same command. One line, exit status 3."""
+
+    exit_code = 3

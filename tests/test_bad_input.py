@@ -245,7 +245,7 @@ DG = "diagnose cnn-tanh --depth 3 --steps 2 --device cpu"
 
 CASES += [
     # train, later flags -------------------------------------------------------------------------
-    (f"{T} --threads 0", "--threads must be a positive integer"),
+    (f"{T} --threads 0", "threads must be a positive integer"),
     # frontier executors -------------------------------------------------------------------------
     (f"{F} --executor slurm", "Invalid value for '--executor'"),
     (f"{F} --bisection half", "Invalid value for '--bisection'"),
@@ -347,6 +347,30 @@ CASES += [
     # --precision on every command that trains ----------------------------------------------------
     *[(f"{cmd} --precision fp8", "Invalid value for '--precision'") for cmd in (T, F, P, LS, LF, AB, RE, DG, R)],
     *[(f"{cmd} --precision tf32", "tf32 needs a CUDA device") for cmd in (T, F, P, LS, LF, AB, RE, DG, R)],
+    # Hardening II item 5: every numeric flag has a bound, checked before anything runs ---------
+    (f"{T} --threads 100000", "threads must be at most 256"),
+    (f"{T} --depth 300000000", "depth must be at most 30,000"),
+    (f"{T} --depth 30000", "more than the"),  # the memory estimate, whatever the machine
+    (f"{T} --seed 9223372036854775808", "seed must be an integer in [0, 2**63 - 1]"),
+    (f"{T} --seed -1", "seed must be an integer in [0, 2**63 - 1]"),
+    (f"{T} --epochs 100000", "epochs must be at most 10,000"),
+    (f"{T} --batch-size 100000000", "batch size must be at most"),
+    (f"{T} --train-size 100000000", "train size must be at most"),
+    (f"{T} --lr 1e9", "learning rate must be at most"),
+    (f"{T} --width 1e6", "more than the"),
+    (f"{F} --evals-per-epoch 1000000000", "--evals-per-epoch must be at most 1,000"),
+    (f"{F} --max-depth 300000000", "depths must be at most 30,000"),
+    (f"{F} --seeds 1000000000", "--seeds must be at most 1,000"),
+    (f"{F} --seed 9223372036854775808", "seed must be an integer"),
+    (f"{F} --threads 100000", "--threads must be an integer from 1 to 256"),
+    (f"{F} --workers 100000", "--workers must be at most 256"),
+    (f"{F} --fuse 100000", "--fuse must be at most 256"),
+    (f"{AB} --seeds 1000000000", "--seeds must be at most 1,000"),
+    (f"{AB} --folds 1000000", "--folds must be at most 1,000"),
+    (f"{LS} --threads 100000", "--threads must be an integer from 1 to 256"),
+    ("theory --check-widths 1 --check-depth 3000000", "--check-depth must be at most 3,000"),
+    ("theory --depth 300000000", "--depth must be at most 30,000"),
+    (f"{P} --width 1e6", "more than the"),
 ]
 
 # Commands that take --store / --data-dir / --out; the defaults below are added unless a case sets them.

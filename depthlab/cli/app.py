@@ -101,9 +101,14 @@ def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, d
     from ..sweep.driver import TrialRunner
     from ..sweep.executors import default_workers, describe
 
+    from ..engine.config import SWEEP_THREADS
+    from ..engine.device import thread_scope
+
     fuse = spec.fuse_for(device, group)
-    if sequential and spec.kind == "local" and (spec.workers or default_workers(device)) == 1 and fuse <= 1:
-        with Store(store_path) as store:
+    if (sequential and spec.kind == "local" and (spec.workers or default_workers(device)) == 1 and fuse <= 1
+            and (spec.threads or SWEEP_THREADS) == SWEEP_THREADS):
+        # the caller's trials (threads not pinned) compute on the sweep's thread count, as a runner's would
+        with Store(store_path) as store, thread_scope(SWEEP_THREADS):
             yield store, None
         return
     checkpoints = checkpoint_dir_for(store_path)

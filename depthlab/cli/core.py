@@ -26,7 +26,8 @@ from .options import data_options, model_options, run_options, train_options
 @click.option("--val", "use_val", is_flag=True, help="Evaluate on a 10% validation split; test once at the end.")
 @click.option("--rerun", is_flag=True, help="Train even if this exact config already finished in the store.")
 @click.option("--threads", type=int, default=None,
-              help="CPU threads for torch (default: torch's). 1 is fastest on a busy machine; see BENCHMARKS.md.")
+              help="CPU threads for torch (default: torch's, 1 to 256). Recorded: the result depends on it bitwise; "
+                   "sweeps run on 1 (their --threads).")
 def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     """Train one MODEL and record it in the store."""
     from ..data.registry import load_dataset
@@ -37,12 +38,16 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
 
     config = TrainConfig(model=model, model_args=model_opts.overrides(), dataset=data_opts.dataset_for(model),
                          train_size=data_opts.train_size, eval_split="val" if use_val else "test", **hp.fields(),
-                         seed=run.seed, device=run.device, precision=run.precision)
+                         seed=run.seed, device=run.device, precision=run.precision, threads=threads)
     config.validate()
     check_schedule(config, lr_given=_given("lr"))
+    if config.threads is None:  # every core, but recorded: the thread count is part of the run's identity
+        import dataclasses
+
+        import torch
+
+        config = dataclasses.replace(config, threads=torch.get_num_threads())
     store_path, out, as_json, tensorboard = run.store_path, run.out, run.as_json, run.tensorboard
-    if threads is not None and threads <= 0:
-        raise ConfigError(f"--threads must be a positive integer, got {threads}")
     if out:
         check_output_dir(out)
     check_store_path(store_path)
@@ -62,10 +67,6 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
             for key in ("train_error", "test_error", "loss", "lr"):
                 writer.add_scalar(key, getattr(m, key), m.epoch)
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     with open_store(store_path) as store:
         record = run_recorded(config, store, data, on_epoch=on_epoch, reuse=not rerun, on_step=progress.step)
     result = {**record.to_dict(), "reused": record.reused}  # the record as the JSON it is shown and saved as

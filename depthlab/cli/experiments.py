@@ -234,6 +234,12 @@ def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
         raise ConfigError(f"--folds must be at least 2, got {folds}")
     if seeds is not None and seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    from ..engine.config import MAX_FOLDS, MAX_SEEDS
+
+    if seeds is not None and seeds > MAX_SEEDS:
+        raise ConfigError(f"--seeds must be at most {MAX_SEEDS:,}, got {seeds:,}")
+    if folds is not None and folds > MAX_FOLDS:
+        raise ConfigError(f"--folds must be at most {MAX_FOLDS:,}, got {folds:,}")
     if l2 < 0:
         raise ConfigError(f"--l2 must be non-negative, got {l2}")
     if (model_opts.bn is not None and "bn" in toggles) or (model_opts.no_skip and "skip" in toggles):

@@ -314,7 +314,7 @@ def int_or_keyword(text, keyword: str, flag: str) -> int | None:
 
 
 def executor_spec(executor="local", workers=None, ray_address=None, cpus_per_trial=1.0, gpus_per_trial=0.0,
-                  fuse="auto", *, default_workers: str = "auto"):
+                  fuse="auto", threads=None, *, default_workers: str = "auto"):
     """The validated `depthlab.sweep.ExecutorSpec` of the `executor_options` values
     (``workers`` None: ``default_workers`` locally; Ray sizes itself)."""
     from ..sweep.executors import ExecutorSpec
@@ -324,7 +324,7 @@ def executor_spec(executor="local", workers=None, ray_address=None, cpus_per_tri
     count = int_or_keyword(workers, "auto", "--workers")
     group = int_or_keyword(fuse, "auto", "--fuse")
     spec = ExecutorSpec(kind=executor, workers=count, ray_address=ray_address, cpus_per_trial=cpus_per_trial,
-                        gpus_per_trial=gpus_per_trial, fuse=group)
+                        gpus_per_trial=gpus_per_trial, fuse=group, threads=threads)
     spec.validate()
     return spec
 
@@ -344,6 +344,9 @@ def _executor_option_list(workers: str) -> list:
         click.option("--fuse", default="auto", show_default=True,
                      help="Train up to N lr/seed variants of one model as one fused network (1 = off); "
                           "auto = the whole lr grid on a GPU, off on CPU."),
+        click.option("--threads", type=int, default=None,
+                     help="torch threads of every trial, whatever --workers/--executor (1 to 256) [default: 1]. "
+                          "Results depend on it bitwise; at 1 it is left out of the config hash."),
     ]
 
 

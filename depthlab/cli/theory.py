@@ -16,6 +16,7 @@ from .options import Values, option_from_field, option_group, run_options
 
 ACTS = ("tanh", "relu", "elu")
 MAX_GRID = 100_000  # a range LO:HI:N with more points is a typo (and would not fit in memory)
+MAX_CHECK_DEPTH = 3_000  # theory --check-widths builds real nets of --check-depth layers
 
 
 def parse_float_list(text: str, what: str, *, positive: bool = True) -> list[float]:
@@ -154,7 +155,8 @@ def _emit(summary: dict, folder: str | None, as_json: bool) -> None:
 @click.option("--width", type=float, default=None, help="With --store: only runs of this width multiplier.")
 @click.option("--check-widths", default=None,
               help="Compare chi_1 and E[phi^2] with real nets at init for these width multipliers, e.g. 1,2,4.")
-@click.option("--check-depth", type=int, default=36, show_default=True, help="Depth of the nets --check-widths builds.")
+@click.option("--check-depth", type=int, default=36, show_default=True,
+              help="Depth of the nets --check-widths builds (6 to 3,000).")
 @click.option("--data-dir", default=None, help="Data root for --check-widths.")
 @click.option("--out", default=None, help="Folder for the table, JSON and phase diagram.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -169,6 +171,10 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
     sigma_w2s = parse_float_list(sigma_w2_text, "--sigma-w2")
     if depth is not None and depth <= 0:
         raise ConfigError(f"--depth must be positive, got {depth}")
+    from ..engine.memory import MAX_DEPTH
+
+    if depth is not None and depth > MAX_DEPTH:
+        raise ConfigError(f"--depth must be at most {MAX_DEPTH:,}, got {depth:,}")
     if width is not None and not width > 0:
         raise ConfigError(f"--width must be positive, got {width}")
     measured = []
@@ -181,6 +187,8 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
     widths = parse_float_list(check_widths, "--check-widths") if check_widths else []
     if widths and (check_depth < 6 or check_depth % 3):
         raise ConfigError(f"--check-depth must be a multiple of 3 and at least 6, got {check_depth}")
+    if check_depth > MAX_CHECK_DEPTH:  # it builds real nets of that depth, several per width
+        raise ConfigError(f"--check-depth must be at most {MAX_CHECK_DEPTH:,}, got {check_depth:,}")
     summary, folder = theory_report(act, sigma_b2, sigma_w2s, depth=depth, measured=measured, out=out)
     if widths:
         summary["init_agreement"] = init_agreement_rows(act, sigma_b2, sigma_w2s, widths, check_depth, data_dir)
@@ -317,7 +325,10 @@ def phase(grid, budget, data_dir, run):
         check_output_dir(out)
     check_store_path(store_path)
     data = load_dataset("mnist", data_dir)
-    with Store(store_path) as store:
+    from ..engine.config import SWEEP_THREADS
+    from ..engine.device import thread_scope
+
+    with Store(store_path) as store, thread_scope(SWEEP_THREADS):  # a sweep's trials: one fixed thread count
         measured = measure_phase(act, sigma_b2, sigma_w2s, ladder, lrs, store, data, width=width, epochs=epochs,
                                  train_size=train_size, test_size=test_size, threshold=threshold, refine=refine, seed=seed,
                                  device=device, log=log.info, precision=run.precision)

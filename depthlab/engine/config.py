@@ -7,12 +7,14 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from ..data.registry import check_dataset_name
 from ..errors import ConfigError
 from ..models import FAMILIES, ModelFactory, model_config, resolve_model
-from .device import DEFAULT_PRECISION, PRECISIONS, check_precision, resolve_device
+from .device import DEFAULT_PRECISION, MAX_THREADS, PRECISIONS, check_precision, resolve_device
+from .memory import check_depth, check_memory
 from .schedule import parse_schedule
 
 
@@ -20,6 +22,18 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 EVAL_SPLITS = ("test", "val")
+
+# A sweep's trials run on this many threads unless told otherwise; at this value (and None,
+# runs made before threads were recorded) the thread count is left out of the hash.
+SWEEP_THREADS = 1
+
+# Upper bounds of the numeric fields (docs/RELIABILITY.md, "Bounds"), checked by validate().
+BOUNDS = {"epochs": 10_000, "batch_size": 1 << 20, "evals_per_epoch": 1_000, "train_size": 10_000_000,
+          "test_size": 10_000_000, "patience": 10_000, "threads": MAX_THREADS}
+MAX_SEED = 2**63 - 1
+MAX_LR = 1e6
+MAX_FOLDS = 1_000
+MAX_SEEDS = 1_000  # seeds per cell of a sweep (frontier --seeds, ablate --seeds)
 
 
 @dataclass
@@ -57,6 +71,9 @@ class TrainConfig:
         "help": "torch.compile the model (CUDA graphs on a GPU)."})
     precision: str = field(default=DEFAULT_PRECISION, metadata={  # part of the result's identity
         "help": "fp32, bf16 (autocast) or tf32 (CUDA matmuls/convolutions).", "choices": PRECISIONS})
+    # torch intra-op threads the run computes on (None: not pinned, whatever the process has).
+    # CPU results depend on it bitwise, so it is part of the hash, except at SWEEP_THREADS.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, (str, ModelFactory)):
@@ -73,27 +90,34 @@ class TrainConfig:
         checks that the device exists here; a config is built anywhere (`__post_init__`)."""
         if not isinstance(self.model_args, dict):
             raise ConfigError(f"model_args must be a dict, got {type(self.model_args).__name__}")
+        spec = None
         if isinstance(self.model, ModelFactory):
-            model_config(self.model, **self.model_args)   # a positive depth, plain parameter values
-            check_dataset_name(self.dataset)
+            params = model_config(self.model, **self.model_args)   # a positive depth, plain parameter values
+            check_depth(SimpleNamespace(depth=params["depth"]))
+            info = check_dataset_name(self.dataset)
         elif not isinstance(self.model, str):
             raise ConfigError(f"a model must be a preset name or a function build(depth, **params), got {self.model!r}")
         else:
-            resolve_model(self.model, **self.model_args)
-            check_dataset_name(self.dataset)
-            family = FAMILIES[resolve_model(self.model, **self.model_args)[0].name]
+            family, spec = resolve_model(self.model, **self.model_args)
+            check_depth(spec)
+            info = check_dataset_name(self.dataset)
+            family = FAMILIES[family.name]
             if self.dataset not in family.datasets and not self.dataset.startswith("npz:"):
                 raise ConfigError(f"model {self.model!r} runs on {', '.join(family.datasets)}, not {self.dataset!r}")
-        for name in ("epochs", "batch_size", "evals_per_epoch"):
+        for name in ("epochs", "batch_size", "evals_per_epoch", "train_size", "test_size", "patience", "threads"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if value is None and name not in ("epochs", "batch_size", "evals_per_epoch"):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {value}")
-        for name in ("train_size", "test_size", "patience"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {value}")
+            if value > BOUNDS[name]:
+                raise ConfigError(f"{name.replace('_', ' ')} must be at most {BOUNDS[name]:,}, got {value:,}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if self.lr > MAX_LR:
+            raise ConfigError(f"learning rate must be at most {MAX_LR:g}, got {self.lr:g}")
         if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
@@ -102,12 +126,16 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         if self.eval_split not in EVAL_SPLITS:
             raise ConfigError(f"eval split must be one of {', '.join(EVAL_SPLITS)}")
-        if self.folds is not None and (self.folds < 2 or not 0 <= self.fold < self.folds):
+        if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
+            raise ConfigError(f"validation fraction must be in (0, 1), got {self.val_fraction}")
+        if self.folds is not None and (self.folds < 2 or self.folds > MAX_FOLDS or not 0 <= self.fold < self.folds):
             raise ConfigError(f"folds must be >= 2 and fold in [0, folds), got {self.folds}, {self.fold}")
         parse_schedule(self.schedule)
         device = resolve_device(self.device, available=where)
         if where or self.device != "auto":  # "auto" on another machine may well be a GPU
             check_precision(self.precision, device)
+        if where and spec is not None:
+            check_memory(self.model, spec, tuple(info.input_shape), self.batch_size, device)
 
     def canonical(self) -> dict:
         """The config with the model's full parameters filled in: what is stored and hashed."""
@@ -127,4 +155,6 @@ class TrainConfig:
             d["model"] = {k: identity[k] for k in ("factory", "source_sha256")}
         if d["precision"] == DEFAULT_PRECISION:
             d.pop("precision")  # runs stored before precision existed were fp32 on CPU: same hash
+        if d["threads"] in (None, SWEEP_THREADS):
+            d.pop("threads")  # stores made before threads existed keep replaying
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -85,3 +85,23 @@ def precision_scope(device: torch.device, precision: str) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+MAX_THREADS = 256  # torch intra-op threads a run may ask for (100000 crashed OpenMP)
+
+
+@contextmanager
+def thread_scope(threads: int | None) -> Iterator[None]:
+    """Run the body on ``threads`` torch intra-op threads (None: leave them as they are) and
+    restore the previous count after. CPU results depend on it bitwise, so a sweep pins it."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    if before != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

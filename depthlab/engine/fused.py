@@ -43,7 +43,7 @@ from ..errors import ConfigError, UserError
 from ..models import count_parameters
 from ..records.record import EpochMetrics, Monitor, RunResult
 from .config import TrainConfig
-from .device import precision_scope
+from .device import precision_scope, thread_scope
 from .fused_layers import (
     PER_MEMBER,
     FusedSGD,
@@ -263,11 +263,12 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
         data = load_dataset(configs[0].dataset, data_dir)
     started = time.perf_counter()
     try:
-        setup = set_up(configs, data)
-        with precision_scope(setup.device, configs[0].precision):
-            stepper = FusedStepper(setup, configs, monitors, ranks, on_step)
-            wall = run_epochs(stepper, on_epoch=on_epoch, checkpoint_path=checkpoint_path,
-                              checkpoint_required=checkpoint_required, started=started)
+        with thread_scope(configs[0].threads):
+            setup = set_up(configs, data)
+            with precision_scope(setup.device, configs[0].precision):
+                stepper = FusedStepper(setup, configs, monitors, ranks, on_step)
+                wall = run_epochs(stepper, on_epoch=on_epoch, checkpoint_path=checkpoint_path,
+                                  checkpoint_required=checkpoint_required, started=started)
         results = [m.result for m in stepper.members]
         for r in results:
             r.seconds, r.fused = wall / len(configs), {"members": len(configs), "seconds": round(wall, 3)}

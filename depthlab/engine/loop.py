@@ -29,7 +29,7 @@ from ..records.record import (
 )
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .device import precision_scope
+from .device import precision_scope, thread_scope
 from .setup import set_up
 from .stepper import Member, SingleStepper, Stepper
 
@@ -56,6 +56,14 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
     about twice as fast on CPU for these few-channel networks (see BENCHMARKS.md).
     """
     config.validate()
+    with thread_scope(config.threads):
+        return _train(config, data, data_dir=data_dir, monitor=monitor, on_epoch=on_epoch, on_step=on_step,
+                      checkpoint_path=checkpoint_path, resume=resume, checkpoint_required=checkpoint_required,
+                      compile_model=compile_model, channels_last=channels_last)
+
+
+def _train(config: TrainConfig, data, *, data_dir, monitor, on_epoch, on_step, checkpoint_path, resume,
+           checkpoint_required, compile_model, channels_last) -> RunResult:
     setup = set_up(config, data, data_dir=data_dir, channels_last=channels_last)
     started = time.perf_counter()
     with precision_scope(setup.device, config.precision):

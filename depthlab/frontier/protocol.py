@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 from ..data.registry import check_dataset_name
-from ..engine.config import TrainConfig
+from ..engine.config import BOUNDS, MAX_SEEDS, TrainConfig
+from ..engine.memory import MAX_DEPTH
 from ..engine.device import DEFAULT_PRECISION, PRECISIONS
 from ..errors import ConfigError
 
@@ -93,6 +94,11 @@ class FrontierConfig:
     def validate(self) -> None:
         if not isinstance(self.max_depth, int) or self.max_depth < 3:
             raise ConfigError(f"--max-depth must be at least 3, got {self.max_depth}")
+        if self.max_depth > MAX_DEPTH or any(isinstance(d, int) and d > MAX_DEPTH for d in self.depths or ()):
+            raise ConfigError(f"depths must be at most {MAX_DEPTH:,}")
+        if isinstance(self.evals_per_epoch, int) and self.evals_per_epoch > BOUNDS["evals_per_epoch"]:
+            raise ConfigError(f"--evals-per-epoch must be at most {BOUNDS['evals_per_epoch']:,}, "
+                              f"got {self.evals_per_epoch:,}")
         if self.max_depth % 3:
             raise ConfigError(f"--max-depth must be a multiple of 3, got {self.max_depth}")
         if self.depths is not None:
@@ -115,6 +121,8 @@ class FrontierConfig:
         if self.seeds != AUTO_SEEDS and (not isinstance(self.seeds, int) or isinstance(self.seeds, bool)
                                          or self.seeds < 1):
             raise ConfigError(f"--seeds must be a positive integer or {AUTO_SEEDS}, got {self.seeds}")
+        if self.seeds != AUTO_SEEDS and self.seeds > MAX_SEEDS:
+            raise ConfigError(f"--seeds must be at most {MAX_SEEDS:,}, got {self.seeds:,}")
         if "depth" in self.model_args:
             raise ConfigError("the frontier searches the depth: use --depths or --max-depth, not --depth")
         if self.bisection not in BISECTIONS:

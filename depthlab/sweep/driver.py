@@ -28,6 +28,7 @@ that one thread), so trials of different procedures run at the same time.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import heapq
 import itertools
@@ -40,13 +41,13 @@ from typing import Callable, Sequence
 from ..data.dataset import Dataset
 from ..data.registry import load_dataset
 from ..engine.checkpoints import checkpoint_progress, discard_checkpoint
-from ..engine.config import TrainConfig
-from ..errors import UserError
+from ..engine.config import SWEEP_THREADS, TrainConfig
+from ..errors import InfrastructureError, UserError
 from ..records.record import RunResult, RunStatus
 from ..store.sqlite import Store
 from .executors import Executor, ExecutorSpec
 from .jobs import Job, T
-from .runner import stored_result
+from .runner import stored_config, stored_result
 
 
 class _Request:
@@ -77,11 +78,24 @@ class TrialRunner:
     flight saves its state to a file in that folder at each evaluation point, named from its trials'
     config hashes; the same group dispatched again (a resumed sweep) continues from it, and the
     file is deleted once the group's results are in the store. A sweep killed at any moment
-    then loses at most the steps since the last evaluation of each trial that was running."""
+    then loses at most the steps since the last evaluation of each trial that was running.
+
+    Every trial computes on ``threads`` torch threads (default: the executor's
+    ``trial_threads``, 1): a config that does not pin its threads is pinned to it, so the
+    stored numbers do not depend on the executor or the number of workers.
+
+    An executor error (a worker killed, a node gone) is not a verdict: the group is tried again
+    ``retries`` times, ``backoff`` seconds after the first failure and twice as long after each
+    next one, then the run stops with an `InfrastructureError` and the group's trials stay
+    unrecorded (the next run of the same command trains them)."""
+
+    retries = 2
+    backoff = 1.0
 
     def __init__(self, executor: Executor, store: Store | None = None, data: Dataset | None = None, *,
                  data_dir=None, fuse: int = 1, log: Callable[[str], None] | None = None,
-                 checkpoint_dir: str | os.PathLike | None = None):
+                 checkpoint_dir: str | os.PathLike | None = None, threads: int | None = None):
+        self.threads = threads or getattr(executor, "trial_threads", None) or SWEEP_THREADS
         self.executor, self.store, self.data_dir, self.fuse, self.log = executor, store, data_dir, fuse, log
         self.checkpoint_dir = (os.path.abspath(checkpoint_dir)
                                if checkpoint_dir is not None and _takes_checkpoints(executor) else None)
@@ -111,7 +125,7 @@ class TrialRunner:
         """Run ``trials`` (concurrently, as far as the executor allows) and return their results
         in the order given, each with ``reused`` telling whether it came from the store.
         ``on_result(index, result)`` is called (in the driver thread) as each one is in."""
-        trials = list(trials)
+        trials = [self._pinned(t) for t in trials]
         if not trials:
             return []
         if threading.get_ident() != self._driver:  # called from a `run_concurrently` task
@@ -123,10 +137,17 @@ class TrialRunner:
     def stored(self, configs: Sequence[TrainConfig]) -> list[RunResult | None]:
         """The stored results of ``configs`` (None where not finished), without training any:
         a search asks before a wave to avoid launching trials that can no longer matter."""
-        configs = list(configs)
+        configs = [self._pinned_config(c) for c in configs]
         if threading.get_ident() != self._driver:  # only the driver thread touches the store
             return self._ask_driver("lookup", configs)
-        return [stored_result(self.store, c.hash()) for c in configs]
+        return [self._stored(c) for c in configs]
+
+    def _pinned_config(self, config: TrainConfig) -> TrainConfig:
+        return config if config.threads is not None else dataclasses.replace(config, threads=self.threads)
+
+    def _pinned(self, job: Job) -> Job:
+        config = self._pinned_config(job.config)
+        return job if config is job.config else dataclasses.replace(job, config=config)
 
     def _ask_driver(self, kind: str, payload):
         """From a `run_concurrently` task: have the driver thread's event loop serve ``kind``."""
@@ -177,6 +198,14 @@ class TrialRunner:
                 self._running -= 1
                 self._finish(payload, extra)
                 self._dispatch()
+            elif kind == "retry":
+                self._enqueue(*payload)
+                self._dispatch()
+
+    def _stored(self, config: TrainConfig) -> RunResult | None:
+        """The stored result of ``config`` if it was made on the data it would train on now."""
+        return stored_result(self.store, config.hash(), dataset=config.dataset,
+                             fingerprint=lambda: self._dataset(config.dataset).fingerprint())
 
     def _dataset(self, name: str) -> Dataset:
         if name not in self._datasets:
@@ -190,35 +219,40 @@ class TrialRunner:
         for trial in trials:
             trial.config.validate()
         keys = [t.config.hash() for t in trials]
-        stored = [stored_result(self.store, key) if t.reuse else None for t, key in zip(trials, keys)]
+        stored = [self._stored(t.config) if t.reuse else None for t in trials]
         for trial, found in zip(trials, stored):
             if found is None:
                 self._dataset(trial.config.dataset)  # loaded once per dataset, only if something trains
-        fresh: list[tuple[int, Job, str]] = []
-        for i, (trial, key, found) in enumerate(zip(trials, keys, stored)):
-            if found is not None:
-                self.trials_reused += 1
-                request.fill(i, found)
-                continue
-            if key in self._inflight:  # the same config is already running: share its result
-                self._inflight[key].append((request, i, trial))
-                continue
-            self._inflight[key] = [(request, i, trial)]
-            fresh.append((i, trial, key))
-        for group in self._groups(fresh):
-            self._enqueue([(t, k) for _, t, k in group], attempt=1)
+        # Groups are formed from every trial of the request, stored ones included, and only
+        # then thinned to what must train: a function of the request alone, never of which
+        # other requests arrived first, nor of what a killed run already stored.
+        for group in self._pieces(self._groups([(i, t, k) for i, (t, k) in enumerate(zip(trials, keys))])):
+            fresh: list[tuple[Job, str]] = []
+            for i, trial, key in group:
+                found = stored[i]
+                if found is not None:
+                    self.trials_reused += 1
+                    request.fill(i, found)
+                    continue
+                if key in self._inflight:  # the same config is already running: share its result
+                    self._inflight[key].append((request, i, trial))
+                    continue
+                self._inflight[key] = [(request, i, trial)]
+                fresh.append((trial, key))
+            if fresh:
+                self._enqueue(fresh, attempt=1)
         self._dispatch()
         return request
 
-    def _groups(self, fresh: list[tuple[int, Job, str]]) -> list[list[tuple[int, Job, str]]]:
+    def _groups(self, items: list[tuple[int, Job, str]]) -> list[list[tuple[int, Job, str]]]:
         """Single trials, or with ``fuse`` > 1 chunks of up to ``fuse`` fusable trials."""
         if self.fuse <= 1:
-            return [[item] for item in fresh]
+            return [[item] for item in items]
         from ..engine.fused_layers import fusion_key
 
         by_key: dict[str, list] = {}
         singles = []
-        for item in fresh:
+        for item in items:
             # extras measure one trained network: a fused group has none to hand them
             key = fusion_key(item[1].config) if item[1].extras is None else None
             if key is None:
@@ -226,9 +260,38 @@ class TrialRunner:
             else:
                 by_key.setdefault(key, []).append(item)
         groups = []
-        for items in by_key.values():
-            groups += [items[j:j + self.fuse] for j in range(0, len(items), self.fuse)]
+        for members in by_key.values():
+            groups += [members[j:j + self.fuse] for j in range(0, len(members), self.fuse)]
         return groups + singles
+
+    def _pieces(self, groups: list[list]) -> list[list]:
+        """Halve the largest group (the first of equals) while the request has fewer groups than
+        the executor has slots: a request that alone would leave slots idle (one search's wave,
+        the last search of a sweep) runs as half groups side by side, which on CPU finish long
+        before one fused group on one slot (BENCHMARKS.md). It depends on the request and the
+        number of slots, never on timing (a fused group's members are cancelled by rank and
+        computed as one net, so another split would store other trials and other bits). A group
+        with a checkpoint is resumed as it was: never split, and halves with checkpoints of
+        their own (a run with more slots split it) are split again."""
+        def saved(g: list) -> bool:
+            return os.path.exists(self._checkpoint_path([(t, k) for _, t, k in g]) or "")
+
+        def resumed(g: list) -> list[list]:
+            half = (len(g) + 1) // 2
+            if len(g) < 2 or saved(g) or not (saved(g[:half]) or saved(g[half:])):
+                return [g]
+            return resumed(g[:half]) + resumed(g[half:])
+
+        pieces = [p for g in groups for p in resumed(list(g))]
+        while self.executor.dispatch_limit is not None and len(pieces) < self.executor.slots:
+            # Ray (no dispatch limit) sees every group and queues them itself
+            splittable = [j for j, g in enumerate(pieces) if len(g) >= 2 and not saved(g)]
+            if not splittable:
+                break
+            j = max(splittable, key=lambda j: (len(pieces[j]), -j))
+            half = (len(pieces[j]) + 1) // 2
+            pieces[j:j + 1] = [pieces[j][:half], pieces[j][half:]]
+        return pieces
 
     def _enqueue(self, group: list[tuple[Job, str]], attempt: int) -> None:
         """Queue a group for `_dispatch`."""
@@ -242,11 +305,6 @@ class TrialRunner:
         limit = self.executor.dispatch_limit
         while self._waiting and (limit is None or self._running < limit):
             _, _, group, attempt = heapq.heappop(self._waiting)
-            if limit is not None and self._split(group, idle=limit - self._running - len(self._waiting) - 1):
-                half = (len(group) + 1) // 2
-                self._enqueue(group[:half], attempt)
-                self._enqueue(group[half:], attempt)
-                continue
             data = self._datasets[group[0][0].config.dataset]  # loaded by `_start`
             checkpoint = self._checkpoint_path(group)
             if checkpoint is not None and self.log is not None and os.path.exists(checkpoint):
@@ -263,23 +321,6 @@ class TrialRunner:
                 future.set_exception(exc)
             self._running += 1
             future.add_done_callback(lambda f, g=group, a=attempt: self._events.put(("done", (g, a), f)))
-
-    def _split(self, group: list[tuple[Job, str]], idle: int) -> bool:
-        """Whether to run ``group`` as two halves: when slots would otherwise stay idle (the last
-        search of a sweep, say), two half groups side by side finish long before one fused
-        group on one slot (on CPU a fused group of 8 costs about 4.4 lone members: BENCHMARKS.md). A
-        group with a checkpoint of its own is resumed whole; one whose halves have checkpoints
-        (an earlier run split it) is split again so they are resumed."""
-        if len(group) < 2:
-            return False
-        whole = self._checkpoint_path(group)
-        if whole is not None:
-            if os.path.exists(whole):
-                return False
-            half = (len(group) + 1) // 2
-            if any(os.path.exists(self._checkpoint_path(part) or "") for part in (group[:half], group[half:])):
-                return True
-        return idle > 0
 
     def _checkpoint_path(self, group: list[tuple[Job, str]]) -> str | None:
         """The group's checkpoint file: the same trials in the same order, the same file."""
@@ -309,23 +350,31 @@ class TrialRunner:
             raise
         except Exception as exc:
             # Training errors come back as failed results; an exception here comes from the
-            # executor (a worker killed for memory, a node gone, a trial that cannot be shipped).
-            # Try once more, then record the trials as failed (a later run tries them again).
-            if attempt == 1:
+            # executor (a worker killed for memory, a node gone, a trial that cannot be shipped):
+            # never a verdict. Try again after a pause, then stop with the trials unrecorded.
+            if attempt <= self.retries:
+                delay = self.backoff * 2 ** (attempt - 1)
                 if self.log is not None:
-                    self.log(f"executor error ({type(exc).__name__}: {exc}); retrying {len(group)} trial(s)")
-                self._enqueue(group, attempt=2)  # dispatched by the event loop
+                    self.log(f"executor error ({_one_line(exc)}); retrying {len(group)} trial(s) in {delay:g} s")
+                timer = threading.Timer(delay, self._events.put, args=(("retry", (group, attempt + 1), None),))
+                timer.daemon = True
+                timer.start()
                 return
-            reason = f"executor error: {type(exc).__name__}: {exc}"
-            results = [RunResult.failed(t.config.canonical(), 0.0, reason, device=t.config.device, threads=None)
-                       for t, _ in group]
+            head = group[0][0].config
+            error = InfrastructureError(
+                f"the executor failed {attempt} times running {head.model} {_describe_args(head.model_args)}"
+                f"({len(group)} trial(s)): {_one_line(exc)}; nothing was recorded for them, and finished trials "
+                "are kept: run the same command again to continue")
+            self._abandon(error)
+            raise error from exc
         for (trial, key), result in zip(group, results):
             result.reused = False
             if result.status == RunStatus.CANCELLED:  # moot, cut short: no verdict to keep (a later run retrains it)
                 self.trials_cancelled += 1
             else:
                 if self.store is not None:
-                    self.store.record(trial.config.canonical(), key, result.to_dict(), kind=trial.kind,
+                    data = self._datasets[trial.config.dataset]
+                    self.store.record(stored_config(trial.config, data), key, result.to_dict(), kind=trial.kind,
                                       experiment=trial.experiment)
                 self.trials_run += 1
             for request, index, _ in self._inflight.pop(key):
@@ -337,6 +386,21 @@ class TrialRunner:
             except OSError as exc:  # a checkpoint is only ever a saving of time
                 if self.log is not None:
                     self.log(f"could not delete checkpoint {checkpoint}: {exc}")
+
+
+    def _abandon(self, error: BaseException) -> None:
+        """Stop: every request still waiting gets ``error`` (its search thread raises it)."""
+        self._waiting.clear()
+        for entries in self._inflight.values():
+            for request, _, _ in entries:
+                if not request.future.done():
+                    request.future.set_exception(error)
+        self._inflight.clear()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def _describe_args(model_args: dict | None) -> str:

@@ -17,7 +17,8 @@ from typing import Sequence
 import torch
 
 from ..data.dataset import Dataset
-from ..engine.device import resolve_device
+from ..engine.config import SWEEP_THREADS
+from ..engine.device import MAX_THREADS, resolve_device
 from ..errors import ConfigError
 from .jobs import Job, _init_process_worker, _ray_run_group, run_group
 
@@ -25,6 +26,8 @@ from .jobs import Job, _init_process_worker, _ray_run_group, run_group
 # The depthlab package folder, shipped to Ray workers (found from here: this module is depthlab/sweep/).
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXECUTORS = ("local", "ray")
+MAX_WORKERS = 256  # local worker processes
+MAX_FUSE = 256     # members of one fused network
 
 
 class Executor:
@@ -33,6 +36,9 @@ class Executor:
     name = "executor"
     slots = 1  # groups that run at once
     checkpoints = False  # whether `submit` takes ``checkpoint=`` (a path its workers can write)
+    # torch threads every trial computes on, whatever the executor (`TrialRunner` pins each
+    # trial's config to it): the executor decides only how many trials run at once
+    trial_threads = SWEEP_THREADS
 
     @property
     def dispatch_limit(self) -> int | None:
@@ -63,6 +69,7 @@ class InProcessExecutor(Executor):
 
     def __init__(self, threads: int | None = None):
         self.threads = threads
+        self.trial_threads = threads or SWEEP_THREADS
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -103,8 +110,9 @@ class ProcessExecutor(Executor):
     name = "local"
     checkpoints = True
 
-    def __init__(self, workers: int, threads: int = 1):
+    def __init__(self, workers: int, threads: int = SWEEP_THREADS):
         self.slots, self.threads = workers, threads
+        self.trial_threads = threads
         self._pool: ProcessPoolExecutor | None = None
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
@@ -217,7 +225,7 @@ class ExecutorSpec:
 
     kind: str = "local"
     workers: int | None = None        # local: None = `default_workers`
-    threads: int | None = None        # torch threads per local worker: None = cores // workers
+    threads: int | None = None        # torch threads per trial, whatever the executor: None = 1 (SWEEP_THREADS)
     ray_address: str | None = None    # ray: None = a private local instance
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -228,8 +236,12 @@ class ExecutorSpec:
             raise ConfigError(f"unknown executor {self.kind!r}; choose one of: {', '.join(EXECUTORS)}")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ConfigError(f"--workers must be a positive integer or auto, got {self.workers}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ConfigError(f"--threads must be a positive integer, got {self.threads}")
+        if self.threads is not None and (not isinstance(self.threads, int) or not 1 <= self.threads <= MAX_THREADS):
+            raise ConfigError(f"--threads must be an integer from 1 to {MAX_THREADS}, got {self.threads}")
+        if self.workers is not None and self.workers > MAX_WORKERS:
+            raise ConfigError(f"--workers must be at most {MAX_WORKERS}, got {self.workers}")
+        if self.fuse is not None and self.fuse > MAX_FUSE:
+            raise ConfigError(f"--fuse must be at most {MAX_FUSE}, got {self.fuse}")
         if self.fuse is not None and (not isinstance(self.fuse, int) or self.fuse < 1):
             raise ConfigError(f"--fuse must be a positive integer or auto, got {self.fuse}")
         for name in ("cpus_per_trial", "gpus_per_trial"):
@@ -268,13 +280,16 @@ class ExecutorSpec:
 
     def create(self, device: str = "auto") -> Executor:
         self.validate()
+        threads = self.threads or SWEEP_THREADS
         if self.kind == "ray":
-            return RayExecutor(self.ray_address, cpus_per_trial=self.cpus_per_trial,
-                               gpus_per_trial=self.gpus_per_trial)
+            executor: Executor = RayExecutor(self.ray_address, cpus_per_trial=self.cpus_per_trial,
+                                             gpus_per_trial=self.gpus_per_trial)
+            executor.trial_threads = threads
+            return executor
         workers = self.workers or default_workers(device)
         if workers == 1:
-            return InProcessExecutor(self.threads)
-        return ProcessExecutor(workers, self.threads or max(1, usable_cores() // workers))
+            return InProcessExecutor(threads)
+        return ProcessExecutor(workers, threads)
 
 
 def describe(spec: ExecutorSpec, executor: Executor) -> str:
@@ -285,4 +300,4 @@ def describe(spec: ExecutorSpec, executor: Executor) -> str:
                 f"{f' + {spec.gpus_per_trial:g} GPU' if spec.gpus_per_trial else ''} each")
     if isinstance(executor, ProcessExecutor):
         return f"local: {executor.slots} worker processes x {executor.threads} thread(s)"
-    return f"local: in this process, {torch.get_num_threads()} thread(s)"
+    return f"local: in this process, {executor.trial_threads} thread(s)"

@@ -15,13 +15,39 @@ from ..records.record import Monitor, RunResult, RunStatus
 from ..store.sqlite import Store
 
 
-def stored_result(store: Store | None, config_hash: str) -> RunResult | None:
+# Datasets whose files are checked against the official checksums when loaded: data of that
+# name is always the same data, so runs recorded before fingerprints existed may be reused.
+STANDARD_DATASETS = ("mnist", "mnist32", "cifar10")
+
+FINGERPRINT_KEY = "data_fingerprint"  # in a stored config: `Dataset.fingerprint()` of the data it ran on
+
+
+def stored_result(store: Store | None, config_hash: str, *, dataset: str | None = None,
+                  fingerprint: str | Callable[[], str] | None = None) -> RunResult | None:
     """The stored result of a finished run of ``config_hash`` (``reused`` set), or None.
-    A failure (out of memory, a bug since fixed) is not a result: it is tried again."""
+    A failure (out of memory, a bug since fixed) is not a result: it is tried again.
+
+    With ``fingerprint`` (the data that would train, or a function giving it) a result is a
+    result only for that data: its stored fingerprint must be equal, and one recorded without
+    (before 2026-12-06) counts only on a standard checksummed ``dataset`` (`STANDARD_DATASETS`).
+    Without, the data is not checked (a read-only view of the store)."""
     found = store.find_finished(config_hash) if store is not None else None
     if found is None or found.result is None or found.status == RunStatus.FAILED:
         return None
+    if fingerprint is not None:
+        recorded = found.config.get(FINGERPRINT_KEY) if isinstance(found.config, dict) else None
+        if recorded is None:
+            if (dataset or found.config.get("dataset")) not in STANDARD_DATASETS:
+                return None
+        elif recorded != (fingerprint() if callable(fingerprint) else fingerprint):
+            return None
     return RunResult.from_dict(found.result, reused=True)
+
+
+def stored_config(config: TrainConfig, data: Dataset) -> dict:
+    """What the store keeps as the config of a run of ``config`` on ``data``: the canonical
+    config and the data's fingerprint (not part of the hash: old stores keep their keys)."""
+    return {**config.canonical(), FINGERPRINT_KEY: data.fingerprint()}
 
 
 def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None = None, *,
@@ -39,13 +65,19 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
     restored weights...); its JSON-able dict is stored with the result as its ``extras``."""
     config.validate()
     key = config.hash()
+    loaded: list[Dataset] = [data] if data is not None else []
+
+    def the_data() -> Dataset:  # loaded (and failing on bad data) before anything is written
+        if not loaded:
+            loaded.append(load_dataset(config.dataset, data_dir))
+        return loaded[0]
+
     if store is not None and reuse:
-        found = stored_result(store, key)
+        found = stored_result(store, key, dataset=config.dataset, fingerprint=lambda: the_data().fingerprint())
         if found is not None:
             return found
-    if data is None:  # load (and fail on bad data) before anything is written
-        data = load_dataset(config.dataset, data_dir)
-    canonical = config.canonical()
+    data = the_data()
+    canonical = stored_config(config, data)
     device = str(resolve_device(config.device))
     run_id = store.start_run(canonical, key, kind=kind, experiment=experiment,
                              device=device) if store is not None else None
