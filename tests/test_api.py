@@ -164,3 +164,47 @@ def test_a_factory_frontier_is_the_same_on_worker_processes_and_ray(mnist, nets,
     on_ray = depthlab.frontier(factory, store=tmp_path / "r.db", executor=ExecutorSpec(kind="ray"), progress=False,
                                data=mnist, **SMALL)
     assert _answer(on_ray) == _answer(here)
+
+
+CLI_SMALL = ["--max-depth", "3", "--lrs", "0.3", "--epochs", "1", "--train-size", "2000", "--eval-size", "300",
+             "--evals-per-epoch", "2", "--threshold", "0.6", "--device", "cpu", "--json"]
+
+
+def _cli_frontier(capsys, nets, store, data_root, out, *extra):
+    import json
+
+    from depthlab.cli import main
+
+    code = main(["frontier", "--model-file", f"{nets}:build", *CLI_SMALL, "--store", str(store), "--out", str(out),
+                 "--data-dir", str(data_root), *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return [(m["model"], m["max_trainable_depth"], m["first_failing_depth"], sorted(map(int, m["depths"])),
+             m["trials_reused"]) for m in json.loads(captured.out.splitlines()[-1])["models"]]
+
+
+@pytest.mark.slow
+def test_the_cli_searches_a_model_file_the_same_on_workers_and_ray_and_retrains_when_edited(capsys, nets, tmp_path,
+                                                                                             data_root):
+    here = _cli_frontier(capsys, nets, tmp_path / "a.db", data_root, tmp_path / "a")
+    assert here == [("nets.build", 2, 3, [1, 2, 3], 0)]
+    assert _cli_frontier(capsys, nets, tmp_path / "w.db", data_root, tmp_path / "w", "--workers", "2") == here
+    assert _cli_frontier(capsys, nets, tmp_path / "a.db", data_root, tmp_path / "a") == [("nets.build", 2, 3,
+                                                                                          [1, 2, 3], 3)]
+    nets.write_text(NETS.replace("fails_from=3", "fails_from=4"))
+    assert _cli_frontier(capsys, nets, tmp_path / "a.db", data_root, tmp_path / "a") == [("nets.build", 3, None,
+                                                                                          [1, 2, 3], 0)]
+    pytest.importorskip("ray")
+    nets.write_text(NETS)
+    on_ray = _cli_frontier(capsys, nets, tmp_path / "r.db", data_root, tmp_path / "r", "--executor", "ray")
+    assert on_ray == here
+
+
+def test_a_model_file_failing_at_its_smallest_depth_is_one_line_exit_2(nets, tmp_path, capsys):
+    from depthlab.cli import main
+
+    nets.write_text(NETS + "\n\ndef broken(depth):\n    return nn.Linear(3, 10)\n")
+    code = main(["train", "--model-file", f"{nets}:broken", "--depth", "2", "--store", str(tmp_path / "s.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "nets.broken(depth=2) fails on a batch" in err
+    assert not (tmp_path / "s.db").exists()

@@ -61,14 +61,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, (str, ModelFactory)):
             self.model = ModelFactory.from_callable(self.model)
-        self.validate()
+        self.validate(device=False)   # a config may be built for a device elsewhere (a Ray GPU worker)
 
     @property
     def model_name(self) -> str:
         """The preset's name, or the factory's label (``nets.build``)."""
         return self.model.name if isinstance(self.model, ModelFactory) else self.model
 
-    def validate(self) -> None:
+    def validate(self, *, device: bool = True) -> None:
+        """One-line `ConfigError` for anything wrong; ``device``: also whether this machine has
+        the device and it supports the precision (checked where the run starts)."""
         if not isinstance(self.model_args, dict):
             raise ConfigError(f"model_args must be a dict, got {type(self.model_args).__name__}")
         if isinstance(self.model, ModelFactory):
@@ -103,7 +105,8 @@ class TrainConfig:
         if self.folds is not None and (self.folds < 2 or not 0 <= self.fold < self.folds):
             raise ConfigError(f"folds must be >= 2 and fold in [0, folds), got {self.folds}, {self.fold}")
         parse_schedule(self.schedule)
-        check_precision(self.precision, resolve_device(self.device))
+        if device:
+            check_precision(self.precision, resolve_device(self.device))
 
     def canonical(self) -> dict:
         """The config with the model's full parameters filled in: what is stored and hashed."""

@@ -50,9 +50,9 @@ class ModelFactory:
 
     @property
     def name(self) -> str:
-        """A label for tables and file names: ``nets.build`` for ``build`` in ``nets.py``."""
-        stem = Path(self.origin).stem if self.origin.endswith(".py") else "factory"
-        return f"{stem}.{self.function}"
+        """A label for tables and file names: ``nets.build`` for ``build`` in ``nets.py``, ``build``
+        for one defined in a notebook."""
+        return f"{Path(self.origin).stem}.{self.function}" if self.origin.endswith(".py") else self.function
 
     def __str__(self) -> str:
         return self.name
