@@ -208,3 +208,23 @@ def test_a_model_file_failing_at_its_smallest_depth_is_one_line_exit_2(nets, tmp
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "nets.broken(depth=2) fails on a batch" in err
     assert not (tmp_path / "s.db").exists()
+
+
+def test_lr_sweep_and_ablate_take_a_model_file(nets, tmp_path, data_root, capsys):
+    import json
+
+    from depthlab.cli import main
+
+    nets.write_text(NETS.replace("def build(depth, width=32, fails_from=3):",
+                                 "def build(depth, width=32, fails_from=3, bn=False):"))
+    common = ["--model-file", f"{nets}:build", "--depth", "1", "--epochs", "1", "--train-size", "500",
+              "--device", "cpu", "--workers", "1", "--data-dir", str(data_root), "--json"]
+    assert main(["lr-sweep", *common, "--lrs", "0.1,0.3", "--store", str(tmp_path / "s.db"),
+                 "--out", str(tmp_path / "sweep")]) == 0
+    rows = json.loads(capsys.readouterr().out.splitlines()[-1])["rows"]
+    assert [r["lr"] for r in rows] == [0.1, 0.3] and all(r["status"] == "done" for r in rows)
+    assert main(["ablate", *common, "--toggle", "bn", "--seeds", "1", "--store", str(tmp_path / "s.db"),
+                 "--out", str(tmp_path / "ablate")]) == 0
+    assert len(json.loads(capsys.readouterr().out.splitlines()[-1])["rows"]) == 2
+    with Store(tmp_path / "s.db") as store:
+        assert {r.model for r in store.runs()} == {"nets.build"} and store.count() == 4

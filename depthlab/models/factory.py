@@ -95,6 +95,14 @@ class ModelFactory:
                                   "notebook cell") from None
         return cls(fn.__name__, source, origin, _depth_step(fn, origin))
 
+    def boolean_params(self) -> tuple[str, ...]:
+        """The keyword parameters with a True/False default: the toggles ``depthlab ablate`` switches."""
+        try:
+            params = inspect.signature(self.load()).parameters.values()
+        except (TypeError, ValueError):
+            return ()
+        return tuple(p.name for p in params if isinstance(p.default, bool))
+
     def load(self) -> Callable[..., nn.Module]:
         """The function itself, executed from the source (once per process and source)."""
         return _load(self.source, self.function, self.origin)
