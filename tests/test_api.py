@@ -144,6 +144,9 @@ def test_a_factory_frontier_steps_by_its_depth_step_and_retrains_when_edited(mni
     assert list(frame.columns) == ["model", "max_trainable_depth", "capped", "lr", "error", "first_failing_depth",
                                    "fraction"]
     assert frame.max_trainable_depth[0] == 2 and not frame.capped[0]
+    from matplotlib.figure import Figure
+
+    assert isinstance(found.plot(), Figure) and isinstance(found.plot("error"), Figure)
     again = depthlab.frontier(factory, store=store, progress=False, data=mnist, **SMALL)
     assert again.models[0].trials == again.models[0].trials_reused > 0
     nets.write_text(NETS.replace("fails_from=3", "fails_from=4"))
