@@ -144,6 +144,9 @@ def test_a_factory_frontier_steps_by_its_depth_step_and_retrains_when_edited(mni
     assert list(frame.columns) == ["model", "max_trainable_depth", "capped", "lr", "error", "first_failing_depth",
                                    "fraction"]
     assert frame.max_trainable_depth[0] == 2 and not frame.capped[0]
+    from matplotlib.figure import Figure
+
+    assert isinstance(found.plot(), Figure) and isinstance(found.plot("error"), Figure)
     again = depthlab.frontier(factory, store=store, progress=False, data=mnist, **SMALL)
     assert again.models[0].trials == again.models[0].trials_reused > 0
     nets.write_text(NETS.replace("fails_from=3", "fails_from=4"))
@@ -164,3 +167,67 @@ def test_a_factory_frontier_is_the_same_on_worker_processes_and_ray(mnist, nets,
     on_ray = depthlab.frontier(factory, store=tmp_path / "r.db", executor=ExecutorSpec(kind="ray"), progress=False,
                                data=mnist, **SMALL)
     assert _answer(on_ray) == _answer(here)
+
+
+CLI_SMALL = ["--max-depth", "3", "--lrs", "0.3", "--epochs", "1", "--train-size", "2000", "--eval-size", "300",
+             "--evals-per-epoch", "2", "--threshold", "0.6", "--device", "cpu", "--json"]
+
+
+def _cli_frontier(capsys, nets, store, data_root, out, *extra):
+    import json
+
+    from depthlab.cli import main
+
+    code = main(["frontier", "--model-file", f"{nets}:build", *CLI_SMALL, "--store", str(store), "--out", str(out),
+                 "--data-dir", str(data_root), *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return [(m["model"], m["max_trainable_depth"], m["first_failing_depth"], sorted(map(int, m["depths"])),
+             m["trials_reused"]) for m in json.loads(captured.out.splitlines()[-1])["models"]]
+
+
+@pytest.mark.slow
+def test_the_cli_searches_a_model_file_the_same_on_workers_and_ray_and_retrains_when_edited(capsys, nets, tmp_path,
+                                                                                             data_root):
+    here = _cli_frontier(capsys, nets, tmp_path / "a.db", data_root, tmp_path / "a")
+    assert here == [("nets.build", 2, 3, [1, 2, 3], 0)]
+    assert _cli_frontier(capsys, nets, tmp_path / "w.db", data_root, tmp_path / "w", "--workers", "2") == here
+    assert _cli_frontier(capsys, nets, tmp_path / "a.db", data_root, tmp_path / "a") == [("nets.build", 2, 3,
+                                                                                          [1, 2, 3], 3)]
+    nets.write_text(NETS.replace("fails_from=3", "fails_from=4"))
+    assert _cli_frontier(capsys, nets, tmp_path / "a.db", data_root, tmp_path / "a") == [("nets.build", 3, None,
+                                                                                          [1, 2, 3], 0)]
+    pytest.importorskip("ray")
+    nets.write_text(NETS)
+    on_ray = _cli_frontier(capsys, nets, tmp_path / "r.db", data_root, tmp_path / "r", "--executor", "ray")
+    assert on_ray == here
+
+
+def test_a_model_file_failing_at_its_smallest_depth_is_one_line_exit_2(nets, tmp_path, capsys):
+    from depthlab.cli import main
+
+    nets.write_text(NETS + "\n\ndef broken(depth):\n    return nn.Linear(3, 10)\n")
+    code = main(["train", "--model-file", f"{nets}:broken", "--depth", "2", "--store", str(tmp_path / "s.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "nets.broken(depth=2) fails on a batch" in err
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_lr_sweep_and_ablate_take_a_model_file(nets, tmp_path, data_root, capsys):
+    import json
+
+    from depthlab.cli import main
+
+    nets.write_text(NETS.replace("def build(depth, width=32, fails_from=3):",
+                                 "def build(depth, width=32, fails_from=3, bn=False):"))
+    common = ["--model-file", f"{nets}:build", "--depth", "1", "--epochs", "1", "--train-size", "500",
+              "--device", "cpu", "--workers", "1", "--data-dir", str(data_root), "--json"]
+    assert main(["lr-sweep", *common, "--lrs", "0.1,0.3", "--store", str(tmp_path / "s.db"),
+                 "--out", str(tmp_path / "sweep")]) == 0
+    rows = json.loads(capsys.readouterr().out.splitlines()[-1])["rows"]
+    assert [r["lr"] for r in rows] == [0.1, 0.3] and all(r["status"] == "done" for r in rows)
+    assert main(["ablate", *common, "--toggle", "bn", "--seeds", "1", "--store", str(tmp_path / "s.db"),
+                 "--out", str(tmp_path / "ablate")]) == 0
+    assert len(json.loads(capsys.readouterr().out.splitlines()[-1])["rows"]) == 2
+    with Store(tmp_path / "s.db") as store:
+        assert {r.model for r in store.runs()} == {"nets.build"} and store.count() == 4

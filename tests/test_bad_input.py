@@ -374,6 +374,17 @@ CASES += [
 ]
 
 # Commands that take --store / --data-dir / --out; the defaults below are added unless a case sets them.
+CASES += [  # your own model and data (issue 21)
+    ("train --model-file {nofolder}/nets.py:build --depth 3", "cannot read model file"),
+    ("train --model-file {text} --depth 3", "SyntaxError"),
+    ("train cnn-tanh --model-file {text}", "not both"),
+    ("train --depth 3", "give a MODEL"),
+    (F + " --model-file {text}", "SyntaxError"),
+    ("summary --model-file {text}", "SyntaxError"),
+    (T + " --dataset npz:{nofolder}/d.npz", "no such file"),
+]
+
+
 TAKES_STORE = {"train", "frontier", "phase", "reproduce", "runs", "lr-sweep", "ablate"}
 TAKES_DATA = {"train", "frontier", "phase", "reproduce", "lr-sweep", "lr-find", "ablate", "diagnose"}
 TAKES_OUT = {"train", "frontier", "phase", "reproduce", "theory", "lr-sweep", "lr-find", "ablate", "diagnose"}

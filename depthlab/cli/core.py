@@ -17,8 +17,8 @@ from .options import data_options, model_options, run_options, train_options
 
 
 @cli.command()
-@click.argument("model")
-@model_options
+@click.argument("model", required=False)
+@model_options(model_file=True)
 @data_options
 @run_options
 @train_options("epochs", "lr", "momentum", "nesterov", "batch_size", "optimizer", "weight_decay", "schedule",
@@ -36,6 +36,7 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     from ..store.sqlite import check_store_path
     from ..sweep.runner import run_recorded
 
+    model = model_opts.model(model, data_opts.dataset)
     config = TrainConfig(model=model, model_args=model_opts.overrides(), dataset=data_opts.dataset_for(model),
                          train_size=data_opts.train_size, eval_split="val" if use_val else "test", **hp.fields(),
                          seed=run.seed, device=run.device, precision=run.precision, threads=threads)
@@ -83,7 +84,7 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
         from ..report import safe_child, safe_output_dir, write_text_atomic
 
         folder = safe_output_dir(out)
-        name = f"train-{model}-{TrainConfig(**result['config']).hash()}.json"
+        name = f"train-{config.model_name}-{config.hash()}.json"
         write_text_atomic(safe_child(folder, name), json.dumps(summary, indent=2))
     if as_json:
         click.echo(json.dumps(summary))
@@ -228,15 +229,18 @@ def runs(store_path, limit, status, as_json, snapshot_path, force):
 
 
 @cli.command()
-@click.argument("model")
-@model_options
+@click.argument("model", required=False)
+@model_options(model_file=True)
 @data_options(train_size=False, data_dir=False)
 def summary(model, model_opts, data_opts):
     """Print a layer table and the parameter count of MODEL."""
     from ..data.registry import check_dataset_name
     from ..models import count_parameters, create_model, layer_summary
 
+    model = model_opts.model(model, data_opts.dataset)
     overrides = model_opts.overrides()
+    if not isinstance(model, str):   # a factory: at its smallest depth unless --depth says otherwise
+        overrides.setdefault("depth", model.depth_step)
     info = check_dataset_name(data_opts.dataset_for(model))
     net = create_model(model, info.input_shape, 10, **overrides)
     rows = layer_summary(net, info.input_shape)

@@ -108,8 +108,8 @@ def _base(model: str, model_opts, data_opts, run, **hyper) -> dict:
 
 
 @cli.command("lr-sweep")
-@click.argument("model")
-@model_options(toggles=True)
+@click.argument("model", required=False)
+@model_options(toggles=True, model_file=True)
 @data_options
 @run_options
 @click.option("--lrs", required=True, help="Comma-separated learning rates, e.g. 0.01,0.03,0.1.")
@@ -122,6 +122,7 @@ def lr_sweep_cmd(model, model_opts, data_opts, run, lrs, hp, spec):
     from ..experiments.configs import parse_lrs
     from ..experiments.sweeps import Sweep
 
+    model = model_opts.model(model, data_opts.dataset)
     base = _base(model, model_opts, data_opts, run, **hp.fields())
     sweep = Sweep("lr-sweep", base, parse_lrs(lrs),
                   title=f"{model} lr sweep (batch {hp.batch_size}, momentum {hp.momentum:g}, {hp.epochs} epochs)")
@@ -213,8 +214,8 @@ def ablation_options(f):
 
 
 @cli.command("ablate")
-@click.argument("model")
-@model_options(toggles=True)
+@click.argument("model", required=False)
+@model_options(toggles=True, model_file=True)
 @data_options
 @run_options
 @ablation_options
@@ -227,6 +228,7 @@ def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
     validation and test accuracy and the time per fit, plus loss curves."""
     from ..experiments.sweeps import Ablation
 
+    model = model_opts.model(model, data_opts.dataset)
     toggles, folds, seeds, l2 = ablation.toggles, ablation.folds, ablation.seeds, ablation.l2
     if folds is not None and seeds is not None:
         raise ConfigError("--folds and --seeds exclude each other")

@@ -92,7 +92,7 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
 @click.option("--status", is_flag=True, help="Train nothing: show what --store already decides of this search (depths so "
               "far, each model's next trial). Reads the store only (safe while the search runs); with --out, also "
               "writes the partial table and plots there.")
-@model_options
+@model_options(model_file=True)
 @data_options
 @run_options
 @executor_options
@@ -109,10 +109,12 @@ def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
     if model_opts.depth is not None:
         raise ConfigError("frontier searches the depth: use --depths or --max-depth, not --depth")
     names = list(CLASSIC_PRESETS) if models.strip() == "all" else [m.strip() for m in models.split(",") if m.strip()]
+    if model_opts.model_file is not None:   # your own model; with --models also those presets
+        names = [model_opts.model(None, data_opts.dataset)] + ([] if models.strip() == "all" else names)
     if not names:
         raise ConfigError("--models is empty")
     for name in names:
-        if name not in PRESETS:
+        if isinstance(name, str) and name not in PRESETS:
             raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(sorted(PRESETS))} or all")
     config = protocol_config(protocol, quick, model_opts, data_opts, run)
     config.validate()
@@ -165,7 +167,8 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     if out is not None:
         write_outputs(result, safe_output_dir(out))
     progress = saved_epochs(checkpoint_dir_for(store_path))  # trials in flight, from their checkpoints
-    in_flight = {m.model: progress.get(config.trial_config(m.model, *m.next_trial).hash())
+    by_name = {str(n): n for n in names}   # a model factory is reported by its label
+    in_flight = {m.model: progress.get(config.trial_config(by_name[m.model], *m.next_trial).hash())
                  for m in result.models if m.next_trial is not None}
     if as_json:
         from ..frontier.outputs import JSON_UNITS

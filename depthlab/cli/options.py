@@ -154,6 +154,27 @@ class ModelOptions:
     params: tuple = ()
     bn: bool | None = None     # --bn/--no-bn (commands with toggles)
     no_skip: bool = False      # --no-skip
+    model_file: str | None = None   # --model-file nets.py:build (your own model factory)
+
+    def model(self, name: str | None, dataset: str | None = None):
+        """MODEL, or with --model-file the factory it names, checked by building it at its smallest
+        depth (a factory that fails there is bad input: one line, exit 2)."""
+        if self.model_file is None:
+            if name is None:
+                raise ConfigError("give a MODEL (a preset name) or --model-file PATH.py:FUNCTION")
+            return name
+        if name is not None:
+            raise ConfigError(f"give a MODEL or --model-file, not both (got {name!r})")
+        from ..data.registry import check_dataset_name
+        from ..models import FactoryError, ModelFactory, create_model
+
+        factory = ModelFactory.from_file(self.model_file)
+        args = {**self.overrides(), "depth": self.depth or factory.depth_step}
+        try:
+            create_model(factory, check_dataset_name(dataset or "mnist").input_shape, 10, **args)
+        except FactoryError as exc:
+            raise ConfigError(f"--model-file {self.model_file}: {exc}") from None
+        return factory
 
     def overrides(self, model: str | None = None, *, depth: bool = True) -> dict:
         """The ``model_args`` these flags ask for (``depth=False``: without --depth); with
@@ -181,12 +202,12 @@ def model_overrides(depth=None, act=None, init_=None, norm=None, skip=None, head
     return {k: v for k, v in overrides.items() if v is not None}
 
 
-def model_options(f=None, *, toggles: bool = False):
+def model_options(f=None, *, toggles: bool = False, model_file: bool = False):
     """The model-axis flags as one `ModelOptions` parameter ``model_opts``; ``toggles`` adds
     ``--bn/--no-bn`` and ``--no-skip`` (friendlier spellings of the model's toggles: skipfc
     bn=true / skip=false; stages norm=bn / skip=none; strided skip=none)."""
     if f is None:
-        return functools.partial(model_options, toggles=toggles)
+        return functools.partial(model_options, toggles=toggles, model_file=model_file)
     options = [
         click.option("--depth", type=int, default=None, help="Number of conv layers (stages: multiple of 3)."),
         click.option("--act", default=None, help="Activation: tanh, elu, relu."),
@@ -198,6 +219,10 @@ def model_options(f=None, *, toggles: bool = False):
         click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
                      help="Any other model parameter, e.g. -p stack_depth=3."),
     ]
+    if model_file:   # commands that take your own model: ModelOptions.model(MODEL) gives it
+        options.append(click.option("--model-file", "model_file", default=None, metavar="PATH.py[:FUNCTION]",
+                                    help="Your own model: build(depth, **params) in a Python file "
+                                         "(parameters with -p), instead of MODEL."))
     if toggles:
         options += [
             click.option("--bn/--no-bn", "bn", default=None, help="Turn batch norm on or off."),
@@ -222,9 +247,11 @@ class DataOptions:
         return self.dataset or default_dataset(model)
 
 
-def default_dataset(model: str) -> str:
+def default_dataset(model) -> str:
     from ..models import FAMILIES, resolve_model
 
+    if not isinstance(model, str):   # a model factory: MNIST unless --dataset says otherwise
+        return "mnist"
     family, _ = resolve_model(model)
     return FAMILIES[family.name].datasets[0]
 

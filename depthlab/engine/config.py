@@ -78,16 +78,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, (str, ModelFactory)):
             self.model = ModelFactory.from_callable(self.model)
-        self.validate(where=False)
+        self.validate(device=False)   # a config may be built for a device elsewhere (a Ray GPU worker)
 
     @property
     def model_name(self) -> str:
         """The preset's name, or the factory's label (``nets.build``)."""
         return self.model.name if isinstance(self.model, ModelFactory) else self.model
 
-    def validate(self, *, where: bool = True) -> None:
-        """One `ConfigError` line for a bad value. ``where`` (the default, as training does) also
-        checks that the device exists here; a config is built anywhere (`__post_init__`)."""
+    def validate(self, *, device: bool = True) -> None:
+        """One-line `ConfigError` for anything wrong; ``device``: also whether this machine has
+        the device and it supports the precision (checked where the run starts)."""
         if not isinstance(self.model_args, dict):
             raise ConfigError(f"model_args must be a dict, got {type(self.model_args).__name__}")
         spec = None
@@ -131,11 +131,11 @@ class TrainConfig:
         if self.folds is not None and (self.folds < 2 or self.folds > MAX_FOLDS or not 0 <= self.fold < self.folds):
             raise ConfigError(f"folds must be >= 2 and fold in [0, folds), got {self.folds}, {self.fold}")
         parse_schedule(self.schedule)
-        device = resolve_device(self.device, available=where)
-        if where or self.device != "auto":  # "auto" on another machine may well be a GPU
-            check_precision(self.precision, device)
-        if where and spec is not None:
-            check_memory(self.model, spec, tuple(info.input_shape), self.batch_size, device)
+        resolved = resolve_device(self.device, available=device)
+        if device or self.device != "auto":  # "auto" on another machine may well be a GPU
+            check_precision(self.precision, resolved)
+        if device and spec is not None:
+            check_memory(self.model, spec, tuple(info.input_shape), self.batch_size, resolved)
 
     def canonical(self) -> dict:
         """The config with the model's full parameters filled in: what is stored and hashed."""

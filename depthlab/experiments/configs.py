@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 from ..engine.config import TrainConfig
 from ..errors import ConfigError
 from ..frontier.protocol import parse_lrs as search_parse_lrs
-from ..models import resolve_model
+from ..models import ModelFactory, resolve_model
 
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -71,7 +71,10 @@ register_toggle("skipfc", "skip", "skip", False, True)
 
 
 def model_toggles(model: str) -> dict[str, tuple[str, Any, Any]]:
-    """The toggles a model takes: the registered ones plus every boolean field of its spec."""
+    """The toggles a model takes: the registered ones plus every boolean field of its spec (of a
+    model factory: its keyword parameters with a boolean default)."""
+    if isinstance(model, ModelFactory):
+        return {name: (name, False, True) for name in model.boolean_params()}
     family, _ = resolve_model(model)
     toggles = {f.name: (f.name, False, True) for f in dataclasses.fields(family.spec_cls)
                if f.type in ("bool", bool)}

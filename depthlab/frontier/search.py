@@ -122,6 +122,13 @@ class FrontierResult:
         config["lrs"] = list(config["lrs"])
         return {"config": config, "seconds": round(self.seconds, 1), "models": [m.to_dict() for m in self.models]}
 
+    def plot(self, kind: str = "depth", *, ax=None):
+        """The frontier as a matplotlib Figure (`depthlab.frontier.outputs.plot_frontier`): ``"depth"``
+        bars of each model's max trainable depth, ``"error"`` the best error at each depth tried."""
+        from .outputs import plot_frontier
+
+        return plot_frontier(self, kind, ax=ax)
+
     def to_frame(self):
         """One row per model: ``model``, ``max_trainable_depth``, ``capped`` (it trained at the
         deepest depth searched), ``lr``, ``error`` (a fraction), ``first_failing_depth``, ``fraction``."""

@@ -50,9 +50,9 @@ class ModelFactory:
 
     @property
     def name(self) -> str:
-        """A label for tables and file names: ``nets.build`` for ``build`` in ``nets.py``."""
-        stem = Path(self.origin).stem if self.origin.endswith(".py") else "factory"
-        return f"{stem}.{self.function}"
+        """A label for tables and file names: ``nets.build`` for ``build`` in ``nets.py``, ``build``
+        for one defined in a notebook."""
+        return f"{Path(self.origin).stem}.{self.function}" if self.origin.endswith(".py") else self.function
 
     def __str__(self) -> str:
         return self.name
@@ -94,6 +94,14 @@ class ModelFactory:
                 raise ConfigError(f"cannot read the source of {fn.__name__!r}: define it in a file or a "
                                   "notebook cell") from None
         return cls(fn.__name__, source, origin, _depth_step(fn, origin))
+
+    def boolean_params(self) -> tuple[str, ...]:
+        """The keyword parameters with a True/False default: the toggles ``depthlab ablate`` switches."""
+        try:
+            params = inspect.signature(self.load()).parameters.values()
+        except (TypeError, ValueError):
+            return ()
+        return tuple(p.name for p in params if isinstance(p.default, bool))
 
     def load(self) -> Callable[..., nn.Module]:
         """The function itself, executed from the source (once per process and source)."""

@@ -97,7 +97,7 @@ def test_the_flags_are_still_all_there():
                  "--weight-decay", "--schedule", "--patience", "--val", "--augment", "--rerun", "--compile",
                  "--threads"):
         assert flag in names, flag
-    assert len(cli.commands["frontier"].params) == 37  # 36 flags before --precision
+    assert len(cli.commands["frontier"].params) == 38  # 36 flags before --precision, --model-file after it
 
 
 def test_model_options_overrides():
