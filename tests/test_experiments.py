@@ -304,7 +304,7 @@ def test_cli_lr_find(data_root, tmp_path, capsys):
 def test_cli_ablate_with_friendly_flags(data_root, tmp_path, capsys):
     rc, out, err = run_cli(["ablate", "skipfc", "--toggle", "bn", "--no-skip", "--seeds", "2", "--epochs", "1",
                             "--optimizer", "adam", "--lr", "0.002", "--batch-size", "128", "--train-size", "1200",
-                            "--l2", "1e-5", "--patience", "2", "--data-dir", str(data_root),
+                            "--weight-decay", "1e-5", "--patience", "2", "--data-dir", str(data_root),
                             "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "o"), "--json"], capsys)
     assert rc == 0, err
     rows = json.loads(out)["rows"]

@@ -147,7 +147,19 @@ def tensorboard_writer(folder: str | None):
     return SummaryWriter(folder)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+EPILOG = """\b
+Examples:
+  depthlab train cnn-tanh --depth 9 --epochs 3 --lr 0.1
+  depthlab frontier --models all --quick --store f.db
+  depthlab runs --store f.db --status done
+
+\b
+Data root: --data-dir, else $DEPTHLAB_DATA, else ./data (depthlab info shows it and the datasets there).
+Store: every run is recorded in --store (default ./depthlab.db); a finished config is shown from it,
+not trained again (--rerun trains again)."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(package_name="depthlab")
 def cli():
     """depthlab: how does depth interact with trainability?"""

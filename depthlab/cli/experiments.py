@@ -139,8 +139,9 @@ def range_test_options(f):
     """The range test's flags as one `Values` parameter ``range_test``."""
     return option_group(
         "range_test", Values,
-        click.option("--min-lr", type=float, default=1e-5, show_default=True),
-        click.option("--max-lr", type=float, default=10.0, show_default=True),
+        click.option("--min-lr", type=float, default=1e-5, show_default=True, help="Learning rate of the first step."),
+        click.option("--max-lr", type=float, default=10.0, show_default=True,
+                     help="Learning rate of the last step (the range grows geometrically in between)."),
         click.option("--steps", type=int, default=100, show_default=True, help="Mini-batches in the range test."),
         click.option("--smoothing", type=float, default=0.98, show_default=True, help="EMA factor of the loss."),
         click.option("--diverge", type=float, default=4.0, show_default=True,
@@ -207,8 +208,9 @@ def ablation_options(f):
                      help="A switch to turn off and on (repeatable): bn, skip, or any boolean model parameter."),
         click.option("--folds", type=int, default=None, help="K-fold splits (validation = one fold; default 3)."),
         click.option("--seeds", type=int, default=None, help="N seeds on one fixed 2/3-1/3 split instead of folds."),
-        click.option("--l2", type=float, default=0.0, show_default=True,
-                     help="L2 penalty (as the optimiser's weight decay; for adam the classic coupled L2), e.g. 1e-5."),
+        click.option("--weight-decay", "l2", type=float, default=0.0, show_default=True,
+                     help="Weight decay, e.g. 1e-5 (the optimiser's; for adam the classic coupled L2 penalty)."),
+        click.option("--l2", "l2_old", type=float, default=None, hidden=True, help="Old name of --weight-decay."),
     )(f)
 
 
@@ -228,6 +230,8 @@ def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
     from ..experiments.sweeps import Ablation
 
     toggles, folds, seeds, l2 = ablation.toggles, ablation.folds, ablation.seeds, ablation.l2
+    if ablation.l2_old is not None:  # the old spelling still works
+        l2 = ablation.l2_old
     if folds is not None and seeds is not None:
         raise ConfigError("--folds and --seeds exclude each other")
     if folds is not None and folds < 2:
@@ -235,7 +239,7 @@ def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
     if seeds is not None and seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     if l2 < 0:
-        raise ConfigError(f"--l2 must be non-negative, got {l2}")
+        raise ConfigError(f"--weight-decay must be non-negative, got {l2}")
     if (model_opts.bn is not None and "bn" in toggles) or (model_opts.no_skip and "skip" in toggles):
         raise ConfigError("a switch cannot be both fixed (--bn/--no-bn/--no-skip) and toggled")
     base = _base(model, model_opts, data_opts, run, **hp.fields(), weight_decay=l2)

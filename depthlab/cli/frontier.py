@@ -11,6 +11,7 @@ import click
 from ..errors import ConfigError
 from ..frontier.protocol import FrontierConfig
 from .app import cli, log, require_tensorboard, tensorboard_writer, trial_runner
+from .core import check_train_size
 from .options import (
     data_options,
     executor_options,
@@ -126,6 +127,7 @@ def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
     check_store_path(store_path)
     data_dir = data_opts.data_dir
     data = load_dataset(config.dataset, data_dir)  # bad data fails before any folder or store is created
+    check_train_size(config.train_size, data)
     folder = safe_output_dir(out or "depthlab-out/frontier")
     writer = tensorboard_writer(run.tensorboard)
 
@@ -148,6 +150,10 @@ def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
                    f"({sum(m.trials_reused for m in result.models)} from {store_path}); "
                    f"table, per-depth map and plots in {folder}/")
     sys.stdout.flush()
+
+
+# --depth cannot apply (the search chooses the depth): not offered; --depths / --max-depth are.
+frontier.params = [p for p in frontier.params if p.name != "depth"]
 
 
 def show_status(names: list[str], config, store_path: str, as_json: bool, out: str | None) -> None:

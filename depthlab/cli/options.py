@@ -237,9 +237,14 @@ def data_options(f=None, *, data_dir: bool = True, train_size: bool = True,
     if f is None:
         return functools.partial(data_options, data_dir=data_dir, train_size=train_size, dataset_help=dataset_help,
                                  data_dir_help=data_dir_help, train_size_default=train_size_default)
+    from ..data.registry import DATASETS
+
+    if dataset_help is not None:
+        dataset_help = f"{dataset_help.rstrip('.')}; one of: {', '.join(DATASETS)}."
     options = [option_from_field(TrainConfig, "dataset", default=None, help=dataset_help)]
     if data_dir:
-        options.append(click.option("--data-dir", default=None, help=data_dir_help))
+        options.append(click.option("--data-dir", default=None,
+                                    help=data_dir_help or "Data root (default: $DEPTHLAB_DATA, else ./data)."))
     if train_size:
         options.append(option_from_field(TrainConfig, "train_size", default=train_size_default))
     return option_group("data_opts", DataOptions, *options)(f)
