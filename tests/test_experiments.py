@@ -287,7 +287,8 @@ def test_cli_lr_sweep(data_root, tmp_path, capsys):
     assert rc == 0, err
     assert "Epoch 000/001" in out and "best lr" in out
     assert {p.name for p in (tmp_path / "o").iterdir()} == {"lr-sweep.csv", "lr-sweep-train-error.png",
-                                                             "lr-sweep-test-error.png"}
+                                                             "lr-sweep-test-error.png", ".depthlab-command"}
+    assert (tmp_path / "o" / ".depthlab-command").read_text() == "lr-sweep\n"   # whose results these are
 
 
 def test_cli_lr_find(data_root, tmp_path, capsys):

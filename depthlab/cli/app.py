@@ -114,6 +114,27 @@ def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, d
     remove_if_empty(checkpoints)
 
 
+def output_folder(out: str | None, store_path: str | None, default: str | None = None) -> str:
+    """Check (creating nothing) the folder this command writes to: ``--out``, else
+    `report.default_output_dir` of its store and ``default`` (the command's name); a folder that
+    holds another command's results is refused without ``--force``. Returns the folder."""
+    from ..report import check_output_dir, check_output_owner, default_output_dir
+
+    ctx = click.get_current_context()
+    command = ctx.command.name
+    folder = out or default_output_dir(store_path, default or command)
+    check_output_dir(folder)
+    check_output_owner(folder, command, force=bool(ctx.params.get("force")))
+    return folder
+
+
+def create_output_folder(folder: str):
+    """Create the folder `output_folder` checked, marked as this command's."""
+    from ..report import mark_output_dir, safe_output_dir
+
+    return mark_output_dir(safe_output_dir(folder), click.get_current_context().command.name)
+
+
 def echo_err(message: str) -> None:
     """One line on stderr, outside the logger (main's error lines, printed after the command)."""
     click.echo(message, err=True)

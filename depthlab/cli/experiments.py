@@ -10,7 +10,8 @@ import click
 
 from ..errors import ConfigError
 from . import cifar as _cifar
-from .app import cli, progress, progress_to_stderr, require_tensorboard, tensorboard_writer, trial_runner
+from .app import (cli, create_output_folder, output_folder, progress, progress_to_stderr, require_tensorboard,
+                  tensorboard_writer, trial_runner)
 from .options import (
     Values,
     data_options,
@@ -28,9 +29,13 @@ EXPERIMENT_WORKERS = "1"
 
 
 def _out_folder(out: str | None, default: str):
-    from ..report import safe_output_dir
+    from ..report import default_output_dir
 
-    return safe_output_dir(out or f"depthlab-out/{default}")
+    return create_output_folder(out or default_output_dir(_store_of_context(), default))
+
+
+def _store_of_context() -> str | None:
+    return click.get_current_context().params.get("store_path")
 
 
 def _tensorboard_hook(folder: str | None):
@@ -69,9 +74,7 @@ def _prepare(configs, data_dir, store_path, out: str | None, default: str, tenso
     TensorBoard, then load every dataset the runs need, so that bad data fails before any store
     or folder is created; only then create the output folder. Returns (folder, datasets)."""
     from ..data.registry import load_dataset
-    from ..report import check_output_dir
-
-    check_output_dir(out or f"depthlab-out/{default}")
+    output_folder(out, store_path, default)
     require_tensorboard(tensorboard)
     if store_path is not None:
         _check_store(store_path)

@@ -10,7 +10,8 @@ import click
 
 from ..errors import ConfigError
 from ..frontier.protocol import FrontierConfig
-from .app import cli, log, require_tensorboard, tensorboard_writer, trial_runner
+from .app import (cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_writer,
+                  trial_runner)
 from .core import check_train_size
 from .options import (
     data_options,
@@ -103,7 +104,7 @@ def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
     from ..frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
     from ..frontier.search import find_frontiers
     from ..models import CLASSIC_PRESETS, PRESETS
-    from ..report import check_output_dir, format_table, safe_output_dir
+    from ..report import format_table
     from ..store.sqlite import check_store_path
 
     # Validate every flag before touching the store, the data or the output folder.
@@ -122,13 +123,13 @@ def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
     if status:
         show_status(names, config, store_path, run.as_json, out)
         return
-    check_output_dir(out or "depthlab-out/frontier")
+    out = output_folder(out, store_path)
     require_tensorboard(run.tensorboard)
     check_store_path(store_path)
     data_dir = data_opts.data_dir
     data = load_dataset(config.dataset, data_dir)  # bad data fails before any folder or store is created
     check_train_size(config.train_size, data)
-    folder = safe_output_dir(out or "depthlab-out/frontier")
+    folder = create_output_folder(out)
     writer = tensorboard_writer(run.tensorboard)
 
     with trial_runner(spec, config.device, store_path, len(config.lrs), data=data, data_dir=data_dir) as (store,
@@ -161,15 +162,15 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     from ..engine.checkpoints import saved_epochs
     from ..frontier.outputs import depth_label
     from ..frontier.search import frontier_status
-    from ..report import check_output_dir, format_table, percent, safe_output_dir
+    from ..report import format_table, percent
     from ..store.sqlite import Store, checkpoint_dir_for
 
     if out is not None:
-        check_output_dir(out)
+        output_folder(out, store_path)
     with Store(store_path, reading=True) as store:
         result = frontier_status(names, config, store)
     if out is not None:
-        write_outputs(result, safe_output_dir(out))
+        write_outputs(result, create_output_folder(out))
     progress = saved_epochs(checkpoint_dir_for(store_path))  # trials in flight, from their checkpoints
     in_flight = {m.model: progress.get(config.trial_config(m.model, *m.next_trial).hash())
                  for m in result.models if m.next_trial is not None}

@@ -263,6 +263,7 @@ class RunOptions:
     out: str | None = None
     as_json: bool = False
     tensorboard: str | None = None
+    force: bool = False
 
 
 RUN_OPTIONS = ("seed", "device", "precision", "store", "out", "json", "tensorboard")
@@ -288,7 +289,11 @@ def run_options(f=None, *, take=RUN_OPTIONS, out_help: str = "Folder for tables,
         "json": click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
         "tensorboard": click.option("--tensorboard", default=None, help="Write per-epoch scalars to this folder."),
     }
-    return option_group("run", RunOptions, *[every[name] for name in RUN_OPTIONS if name in take])(f)
+    chosen = [every[name] for name in RUN_OPTIONS if name in take]
+    if "out" in take:
+        chosen.append(click.option("--force", is_flag=True,
+                                   help="Write into an --out folder that holds another command's results."))
+    return option_group("run", RunOptions, *chosen)(f)
 
 
 # ---------------------------------------------------------------------------------------------
