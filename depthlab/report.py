@@ -224,6 +224,10 @@ def data_frame(rows: Iterable[dict], columns: Sequence[str] | None = None):
 # "after 0.75 epochs" (epochs of training done) for fractional evaluation points.
 
 
+# The x label of every per-epoch plot: the same epoch numbers as the classic lines and the JSON.
+EPOCH_AXIS = "epoch (numbered from 000, as in the Epoch 000/N lines)"
+
+
 def percent(fraction: float | None, digits: int = 1) -> str:
     """``0.185`` -> ``18.5%``; None (or NaN) -> ``-``."""
     if fraction is None or fraction != fraction:

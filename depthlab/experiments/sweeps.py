@@ -77,7 +77,7 @@ class Sweep:
             row.update(result.extras or {})
             rows.append(row)
             runs.append({"label": name, "config": config.canonical(), "result": result})
-            xs = [e.epoch + 1 for e in epochs]
+            xs = [e.epoch for e in epochs]  # numbered as the classic lines and the JSON number them (from 0)
             train_curves.append(Curve(name, xs, [e.train_error for e in epochs]))
             eval_curves.append(Curve(name, xs, [e.test_error for e in epochs]))
         columns = ([Column("arm", "arm")] if self.arms else []) + [
@@ -119,7 +119,7 @@ def _mean_curve(label: str, series: list[list[float]]) -> Curve:
         m, s = _mean_std([x[i] for x in series if i < len(x) and x[i] is not None and math.isfinite(x[i])])
         means.append(m if m is not None else math.nan)
         stds.append(s if s is not None else 0.0)
-    return Curve(label, list(range(1, length + 1)), means, stds)
+    return Curve(label, list(range(length)), means, stds)  # epochs numbered from 0, as everywhere
 
 
 @dataclass(frozen=True)
