@@ -115,7 +115,7 @@ def _base(model: str, model_opts, data_opts, run, **hyper) -> dict:
 @model_options(toggles=True)
 @data_options
 @run_options
-@click.option("--lrs", required=True, help="Comma-separated learning rates, e.g. 0.01,0.03,0.1.")
+@click.option("--lrs", required=True, help="Learning-rate grid: 0.01,0.03,0.1 or log:LOW:HIGH:COUNT (as frontier --lrs).")
 @train_options("epochs", "batch_size", "momentum", "optimizer", "weight_decay", "schedule",
                schedule=dict(help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise "
                                   "one needs one lr."))

@@ -91,16 +91,18 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
 @click.option("--models", default="all", show_default=True, help="Comma-separated presets, or all (the eight classic ones).")
 @protocol_options
 @click.option("--quick", is_flag=True, help=_quick_help())
-@click.option("--status", is_flag=True, help="Train nothing: show what --store already decides of this search (depths so "
-              "far, each model's next trial). Reads the store only (safe while the search runs); with --out, also "
-              "writes the partial table and plots there.")
-@click.option("--dry-run", is_flag=True, help="Train nothing: print the plan and an estimated CPU time from "
-              "per-layer costs measured on this machine (once, a few seconds; cached).")
+@option_group(
+    "mode", Values,
+    click.option("--status", is_flag=True, help="Train nothing: show what --store already decides of this search "
+                 "(depths so far, each model's next trial). Reads the store only (safe while the search runs); with "
+                 "--out, also writes the partial table and plots there."),
+    click.option("--dry-run", is_flag=True, help="Train nothing: print the plan and an estimated CPU time from "
+                 "per-layer costs measured on this machine (once, a few seconds; cached)."))
 @model_options
 @data_options
 @run_options
 @executor_options
-def frontier(models, protocol, quick, status, dry_run, model_opts, data_opts, run, spec):
+def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data.registry import load_dataset
     from ..frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
@@ -122,10 +124,10 @@ def frontier(models, protocol, quick, status, dry_run, model_opts, data_opts, ru
     config.validate()
     config.validate_models(names)
     store_path, out = run.store_path, run.out
-    if status:
+    if mode.status:
         show_status(names, config, store_path, run.as_json, out)
         return
-    if dry_run:
+    if mode.dry_run:
         from .plan import layer_costs, plan_lines
 
         full = 60_000 if config.dataset in ("mnist", "mnist32", "fashion-mnist") else 50_000
