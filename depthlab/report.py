@@ -47,6 +47,35 @@ def check_output_dir(folder: str | os.PathLike) -> Path:
     return path
 
 
+OWNER_FILE = ".depthlab-command"  # which command's results a folder holds
+
+
+def check_output_owner(folder: str | os.PathLike, command: str, force: bool = False) -> None:
+    """Refuse (unless ``force``) to write ``command``'s results into a folder that already holds
+    another command's (as its `OWNER_FILE` says); creates nothing."""
+    marker = Path(folder) / OWNER_FILE
+    try:
+        owner = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+    except OSError:
+        owner = None
+    if owner and owner != command and not force:
+        raise ConfigError(f"output folder {folder} already holds the results of `depthlab {owner}`; "
+                          f"write `{command}` elsewhere (--out) or pass --force")
+
+
+def mark_output_dir(folder: Path, command: str) -> Path:
+    """Record in ``folder`` that it holds ``command``'s results (see `check_output_owner`)."""
+    write_text_atomic(folder / OWNER_FILE, command + "\n")
+    return folder
+
+
+def default_output_dir(store_path: str | os.PathLike | None, command: str) -> str:
+    """A command's default output folder, from its store and its name:
+    ``depthlab-out/<store stem>/<command>`` (``depthlab-out/depthlab/frontier`` for the default store)."""
+    stem = Path(store_path).stem if store_path else "depthlab"
+    return f"depthlab-out/{stem}/{command}"
+
+
 def safe_child(folder: Path, name: str) -> Path:
     """``folder / name`` for a plain file name (no separators, no ``..``)."""
     if not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:
@@ -193,6 +222,10 @@ def data_frame(rows: Iterable[dict], columns: Sequence[str] | None = None):
 # Wording: one convention in everything a person reads. Errors are percentages (JSON and CSV
 # keep fractions, and say so); epochs are zero-based epoch numbers in the classic line and
 # "after 0.75 epochs" (epochs of training done) for fractional evaluation points.
+
+
+# The x label of every per-epoch plot: the same epoch numbers as the classic lines and the JSON.
+EPOCH_AXIS = "epoch (numbered from 000, as in the Epoch 000/N lines)"
 
 
 def percent(fraction: float | None, digits: int = 1) -> str:

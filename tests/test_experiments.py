@@ -199,8 +199,9 @@ def test_ablation_on_real_mnist32_subset(data_root, tmp_path):
     assert [r["arm"] for r in part.rows] == ["bn=off", "bn=on"]
     for row in part.rows:
         assert row["fits"] == "2/2"
-        for key in ("train_acc", "val_acc", "test_acc"):
-            assert 0.2 < row[key] <= 1.0 and row[key + "_std"] >= 0
+        for key in ("train_error", "val_error", "test_error"):   # errors, like every other view
+            assert 0.0 <= row[key] < 0.8 and row[key + "_std"] >= 0
+        assert "train_acc" not in row
     # the two folds validate on disjoint halves, so the stored configs differ only in the fold
     folds = [r["config"]["fold"] for r in part.runs]
     assert folds == [0, 1, 0, 1]
@@ -287,7 +288,8 @@ def test_cli_lr_sweep(data_root, tmp_path, capsys):
     assert rc == 0, err
     assert "Epoch 000/001" in out and "best lr" in out
     assert {p.name for p in (tmp_path / "o").iterdir()} == {"lr-sweep.csv", "lr-sweep-train-error.png",
-                                                             "lr-sweep-test-error.png"}
+                                                             "lr-sweep-test-error.png", ".depthlab-command"}
+    assert (tmp_path / "o" / ".depthlab-command").read_text() == "lr-sweep\n"   # whose results these are
 
 
 def test_cli_lr_find(data_root, tmp_path, capsys):
@@ -304,7 +306,7 @@ def test_cli_lr_find(data_root, tmp_path, capsys):
 def test_cli_ablate_with_friendly_flags(data_root, tmp_path, capsys):
     rc, out, err = run_cli(["ablate", "skipfc", "--toggle", "bn", "--no-skip", "--seeds", "2", "--epochs", "1",
                             "--optimizer", "adam", "--lr", "0.002", "--batch-size", "128", "--train-size", "1200",
-                            "--l2", "1e-5", "--patience", "2", "--data-dir", str(data_root),
+                            "--weight-decay", "1e-5", "--patience", "2", "--data-dir", str(data_root),
                             "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "o"), "--json"], capsys)
     assert rc == 0, err
     rows = json.loads(out)["rows"]

@@ -119,6 +119,27 @@ def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, d
     remove_if_empty(checkpoints)
 
 
+def output_folder(out: str | None, store_path: str | None, default: str | None = None) -> str:
+    """Check (creating nothing) the folder this command writes to: ``--out``, else
+    `report.default_output_dir` of its store and ``default`` (the command's name); a folder that
+    holds another command's results is refused without ``--force``. Returns the folder."""
+    from ..report import check_output_dir, check_output_owner, default_output_dir
+
+    ctx = click.get_current_context()
+    command = ctx.command.name
+    folder = out or default_output_dir(store_path, default or command)
+    check_output_dir(folder)
+    check_output_owner(folder, command, force=bool(ctx.params.get("force")))
+    return folder
+
+
+def create_output_folder(folder: str):
+    """Create the folder `output_folder` checked, marked as this command's."""
+    from ..report import mark_output_dir, safe_output_dir
+
+    return mark_output_dir(safe_output_dir(folder), click.get_current_context().command.name)
+
+
 def echo_err(message: str) -> None:
     """One line on stderr, outside the logger (main's error lines, printed after the command)."""
     click.echo(message, err=True)
@@ -152,7 +173,19 @@ def tensorboard_writer(folder: str | None):
     return SummaryWriter(folder)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+EPILOG = """\b
+Examples:
+  depthlab train cnn-tanh --depth 9 --epochs 3 --lr 0.1
+  depthlab frontier --models all --quick --store f.db
+  depthlab runs --store f.db --status done
+
+\b
+Data root: --data-dir, else $DEPTHLAB_DATA, else ./data (depthlab info shows it and the datasets there).
+Store: every run is recorded in --store (default ./depthlab.db); a finished config is shown from it,
+not trained again (--rerun trains again)."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(package_name="depthlab")
 def cli():
     """depthlab: how does depth interact with trainability?"""

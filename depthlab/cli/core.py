@@ -167,10 +167,11 @@ class _Progress:
 
 
 @cli.command()
-@click.option("--store", "store_path", default="depthlab.db", show_default=True)
-@click.option("--limit", type=int, default=50, show_default=True)
-@click.option("--status", default=None, help="Only runs with this status.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--store", "store_path", default="depthlab.db", show_default=True, help="The run store to list.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Show at most N runs, newest first.")
+@click.option("--status", default=None, help="Only runs with this status: done, diverged, failed, running, "
+                                              "interrupted (running, but its process is gone).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON list on stdout (errors as fractions).")
 @click.option("--snapshot", "snapshot_path", default=None, metavar="DEST",
               help="Instead of listing, copy the store (even while a sweep writes it) and its "
                    "checkpoints to DEST, a store a later sweep can continue from.")
@@ -253,7 +254,7 @@ def summary(model, model_opts, data_opts):
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def models(as_json):
     """List model families, presets and the axes they take."""
     import dataclasses

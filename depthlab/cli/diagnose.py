@@ -7,7 +7,7 @@ import json
 import click
 
 from ..errors import ConfigError
-from .app import cli
+from .app import cli, create_output_folder, output_folder
 from .options import Values, data_options, default_dataset, model_options, option_group, run_options, train_options
 
 
@@ -39,7 +39,7 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     from ..data.registry import check_dataset_name, load_dataset
     from ..engine.config import TrainConfig
     from ..models import resolve_model
-    from ..report import check_output_dir, format_table, safe_child, safe_output_dir, save_figure, write_text_atomic
+    from ..report import format_table, safe_child, save_figure, write_text_atomic
     from .theory import parse_int_list
 
     steps, every, compare_depths = watch.steps, watch.every, watch.compare_depths
@@ -67,9 +67,9 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
                 batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device,
                 precision=run.precision).validate()
-    check_output_dir(out or "depthlab-out/diagnose")
+    out = output_folder(out, getattr(run, "store_path", None))
     data = load_dataset(dataset, data_dir)  # bad data fails before the output folder is created
-    folder = safe_output_dir(out or "depthlab-out/diagnose")
+    folder = create_output_folder(out)
 
     diag = diagnostics.diagnose(model, overrides, steps=steps, every=every, lr=lr, momentum=momentum,
                                 batch_size=batch_size, train_size=train_size, dataset=dataset, data=data, seed=seed,

@@ -10,7 +10,8 @@ import click
 
 from ..errors import ConfigError
 from . import cifar as _cifar
-from .app import cli, progress, progress_to_stderr, require_tensorboard, tensorboard_writer, trial_runner
+from .app import (cli, create_output_folder, output_folder, progress, progress_to_stderr, require_tensorboard,
+                  tensorboard_writer, trial_runner)
 from .options import (
     Values,
     data_options,
@@ -28,9 +29,13 @@ EXPERIMENT_WORKERS = "1"
 
 
 def _out_folder(out: str | None, default: str):
-    from ..report import safe_output_dir
+    from ..report import default_output_dir
 
-    return safe_output_dir(out or f"depthlab-out/{default}")
+    return create_output_folder(out or default_output_dir(_store_of_context(), default))
+
+
+def _store_of_context() -> str | None:
+    return click.get_current_context().params.get("store_path")
 
 
 def _tensorboard_hook(folder: str | None):
@@ -69,9 +74,7 @@ def _prepare(configs, data_dir, store_path, out: str | None, default: str, tenso
     TensorBoard, then load every dataset the runs need, so that bad data fails before any store
     or folder is created; only then create the output folder. Returns (folder, datasets)."""
     from ..data.registry import load_dataset
-    from ..report import check_output_dir
-
-    check_output_dir(out or f"depthlab-out/{default}")
+    output_folder(out, store_path, default)
     require_tensorboard(tensorboard)
     if store_path is not None:
         _check_store(store_path)
@@ -112,7 +115,7 @@ def _base(model: str, model_opts, data_opts, run, **hyper) -> dict:
 @model_options(toggles=True, model_file=True)
 @data_options
 @run_options
-@click.option("--lrs", required=True, help="Comma-separated learning rates, e.g. 0.01,0.03,0.1.")
+@click.option("--lrs", required=True, help="Learning-rate grid: 0.01,0.03,0.1 or log:LOW:HIGH:COUNT (as frontier --lrs).")
 @train_options("epochs", "batch_size", "momentum", "optimizer", "weight_decay", "schedule",
                schedule=dict(help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise "
                                   "one needs one lr."))
@@ -140,8 +143,9 @@ def range_test_options(f):
     """The range test's flags as one `Values` parameter ``range_test``."""
     return option_group(
         "range_test", Values,
-        click.option("--min-lr", type=float, default=1e-5, show_default=True),
-        click.option("--max-lr", type=float, default=10.0, show_default=True),
+        click.option("--min-lr", type=float, default=1e-5, show_default=True, help="Learning rate of the first step."),
+        click.option("--max-lr", type=float, default=10.0, show_default=True,
+                     help="Learning rate of the last step (the range grows geometrically in between)."),
         click.option("--steps", type=int, default=100, show_default=True, help="Mini-batches in the range test."),
         click.option("--smoothing", type=float, default=0.98, show_default=True, help="EMA factor of the loss."),
         click.option("--diverge", type=float, default=4.0, show_default=True,
@@ -208,8 +212,9 @@ def ablation_options(f):
                      help="A switch to turn off and on (repeatable): bn, skip, or any boolean model parameter."),
         click.option("--folds", type=int, default=None, help="K-fold splits (validation = one fold; default 3)."),
         click.option("--seeds", type=int, default=None, help="N seeds on one fixed 2/3-1/3 split instead of folds."),
-        click.option("--l2", type=float, default=0.0, show_default=True,
-                     help="L2 penalty (as the optimiser's weight decay; for adam the classic coupled L2), e.g. 1e-5."),
+        click.option("--weight-decay", "l2", type=float, default=0.0, show_default=True,
+                     help="Weight decay, e.g. 1e-5 (the optimiser's; for adam the classic coupled L2 penalty)."),
+        click.option("--l2", "l2_old", type=float, default=None, hidden=True, help="Old name of --weight-decay."),
     )(f)
 
 
@@ -230,6 +235,8 @@ def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
 
     model = model_opts.model(model, data_opts.dataset)
     toggles, folds, seeds, l2 = ablation.toggles, ablation.folds, ablation.seeds, ablation.l2
+    if ablation.l2_old is not None:  # the old spelling still works
+        l2 = ablation.l2_old
     if folds is not None and seeds is not None:
         raise ConfigError("--folds and --seeds exclude each other")
     if folds is not None and folds < 2:
@@ -243,7 +250,7 @@ def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
     if folds is not None and folds > MAX_FOLDS:
         raise ConfigError(f"--folds must be at most {MAX_FOLDS:,}, got {folds:,}")
     if l2 < 0:
-        raise ConfigError(f"--l2 must be non-negative, got {l2}")
+        raise ConfigError(f"--weight-decay must be non-negative, got {l2}")
     if (model_opts.bn is not None and "bn" in toggles) or (model_opts.no_skip and "skip" in toggles):
         raise ConfigError("a switch cannot be both fixed (--bn/--no-bn/--no-skip) and toggled")
     base = _base(model, model_opts, data_opts, run, **hp.fields(), weight_decay=l2)

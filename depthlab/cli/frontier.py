@@ -10,7 +10,9 @@ import click
 
 from ..errors import ConfigError
 from ..frontier.protocol import FrontierConfig
-from .app import cli, log, require_tensorboard, tensorboard_writer, trial_runner
+from .app import (cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_writer,
+                  trial_runner)
+from .core import check_train_size
 from .options import (
     data_options,
     executor_options,
@@ -89,20 +91,24 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
 @click.option("--models", default="all", show_default=True, help="Comma-separated presets, or all (the eight classic ones).")
 @protocol_options
 @click.option("--quick", is_flag=True, help=_quick_help())
-@click.option("--status", is_flag=True, help="Train nothing: show what --store already decides of this search (depths so "
-              "far, each model's next trial). Reads the store only (safe while the search runs); with --out, also "
-              "writes the partial table and plots there.")
+@option_group(
+    "mode", Values,
+    click.option("--status", is_flag=True, help="Train nothing: show what --store already decides of this search "
+                 "(depths so far, each model's next trial). Reads the store only (safe while the search runs); with "
+                 "--out, also writes the partial table and plots there."),
+    click.option("--dry-run", is_flag=True, help="Train nothing: print the plan and an estimated CPU time from "
+                 "per-layer costs measured on this machine (once, a few seconds; cached)."))
 @model_options(model_file=True)
 @data_options
 @run_options
 @executor_options
-def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
+def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
     from ..data.registry import load_dataset
     from ..frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
     from ..frontier.search import find_frontiers
     from ..models import CLASSIC_PRESETS, PRESETS
-    from ..report import check_output_dir, format_table, safe_output_dir
+    from ..report import format_table
     from ..store.sqlite import check_store_path
 
     # Validate every flag before touching the store, the data or the output folder.
@@ -120,15 +126,23 @@ def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
     config.validate()
     config.validate_models(names)
     store_path, out = run.store_path, run.out
-    if status:
+    if mode.status:
         show_status(names, config, store_path, run.as_json, out)
         return
-    check_output_dir(out or "depthlab-out/frontier")
+    if mode.dry_run:
+        from .plan import layer_costs, plan_lines
+
+        full = 60_000 if config.dataset in ("mnist", "mnist32", "fashion-mnist") else 50_000
+        for line in plan_lines(names, config, layer_costs(), config.train_size or full):
+            click.echo(line)
+        return
+    out = output_folder(out, store_path)
     require_tensorboard(run.tensorboard)
     check_store_path(store_path)
     data_dir = data_opts.data_dir
     data = load_dataset(config.dataset, data_dir)  # bad data fails before any folder or store is created
-    folder = safe_output_dir(out or "depthlab-out/frontier")
+    check_train_size(config.train_size, data)
+    folder = create_output_folder(out)
     writer = tensorboard_writer(run.tensorboard)
 
     with trial_runner(spec, config.device, store_path, len(config.lrs), data=data, data_dir=data_dir) as (store,
@@ -152,20 +166,24 @@ def frontier(models, protocol, quick, status, model_opts, data_opts, run, spec):
     sys.stdout.flush()
 
 
+# --depth cannot apply (the search chooses the depth): not offered; --depths / --max-depth are.
+frontier.params = [p for p in frontier.params if p.name != "depth"]
+
+
 def show_status(names: list[str], config, store_path: str, as_json: bool, out: str | None) -> None:
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
     from ..engine.checkpoints import saved_epochs
     from ..frontier.outputs import depth_label
     from ..frontier.search import frontier_status
-    from ..report import check_output_dir, format_table, percent, safe_output_dir
+    from ..report import format_table, percent
     from ..store.sqlite import Store, checkpoint_dir_for
 
     if out is not None:
-        check_output_dir(out)
+        output_folder(out, store_path)
     with Store(store_path, reading=True) as store:
         result = frontier_status(names, config, store)
     if out is not None:
-        write_outputs(result, safe_output_dir(out))
+        write_outputs(result, create_output_folder(out))
     progress = saved_epochs(checkpoint_dir_for(store_path))  # trials in flight, from their checkpoints
     by_name = {str(n): n for n in names}   # a model factory is reported by its label
     in_flight = {m.model: progress.get(config.trial_config(by_name[m.model], *m.next_trial).hash())

@@ -264,9 +264,14 @@ def data_options(f=None, *, data_dir: bool = True, train_size: bool = True,
     if f is None:
         return functools.partial(data_options, data_dir=data_dir, train_size=train_size, dataset_help=dataset_help,
                                  data_dir_help=data_dir_help, train_size_default=train_size_default)
+    from ..data.registry import DATASETS
+
+    if dataset_help is not None:
+        dataset_help = f"{dataset_help.rstrip('.')}; one of: {', '.join(DATASETS)}."
     options = [option_from_field(TrainConfig, "dataset", default=None, help=dataset_help)]
     if data_dir:
-        options.append(click.option("--data-dir", default=None, help=data_dir_help))
+        options.append(click.option("--data-dir", default=None,
+                                    help=data_dir_help or "Data root (default: $DEPTHLAB_DATA, else ./data)."))
     if train_size:
         options.append(option_from_field(TrainConfig, "train_size", default=train_size_default))
     return option_group("data_opts", DataOptions, *options)(f)
@@ -285,6 +290,7 @@ class RunOptions:
     out: str | None = None
     as_json: bool = False
     tensorboard: str | None = None
+    force: bool = False
 
 
 RUN_OPTIONS = ("seed", "device", "precision", "store", "out", "json", "tensorboard")
@@ -310,7 +316,11 @@ def run_options(f=None, *, take=RUN_OPTIONS, out_help: str = "Folder for tables,
         "json": click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
         "tensorboard": click.option("--tensorboard", default=None, help="Write per-epoch scalars to this folder."),
     }
-    return option_group("run", RunOptions, *[every[name] for name in RUN_OPTIONS if name in take])(f)
+    chosen = [every[name] for name in RUN_OPTIONS if name in take]
+    if "out" in take:
+        chosen.append(click.option("--force", is_flag=True,
+                                   help="Write into an --out folder that holds another command's results."))
+    return option_group("run", RunOptions, *chosen)(f)
 
 
 # ---------------------------------------------------------------------------------------------

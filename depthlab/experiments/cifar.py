@@ -26,7 +26,7 @@ from ..engine.config import TrainConfig
 from ..errors import ConfigError
 from ..models.cifar import CIFAR_DATASETS
 from ..records.record import RunStatus
-from ..report import classic_line, format_table, new_axes, safe_child, save_figure, write_csv
+from ..report import EPOCH_AXIS, classic_line, format_table, new_axes, safe_child, save_figure, write_csv
 from ..store.sqlite import Store
 from .parts import progress
 
@@ -151,8 +151,8 @@ def _pct(x) -> str:
 def _plot(curves: list[tuple[str, list[float]]], ylabel: str, title: str, path: Path, log: bool = False) -> Path:
     fig, ax = new_axes(figsize=(6, 4), dpi=100)
     for name, ys in curves:
-        ax.plot(range(1, len(ys) + 1), ys, label=name)
-    ax.set_xlabel("epoch")
+        ax.plot(range(len(ys)), ys, label=name)
+    ax.set_xlabel(EPOCH_AXIS)
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")

@@ -112,17 +112,17 @@ def _conclude_skipfc(parts: dict[str, PartResult]) -> str:
     def acc(bn: str, skip: str) -> dict:
         return p.row(arm=f"bn={bn} skip={skip}")
 
-    d_bn = sum(acc("on", s)["test_acc"] - acc("off", s)["test_acc"] for s in ("on", "off")) / 2
-    d_skip = sum(acc(b, "on")["test_acc"] - acc(b, "off")["test_acc"] for b in ("on", "off")) / 2
-    spread = max(r["test_acc_std"] for r in p.rows)
-    best = max(p.rows, key=lambda r: r["val_acc"])
+    d_bn = sum(acc("on", s)["test_error"] - acc("off", s)["test_error"] for s in ("on", "off")) / 2
+    d_skip = sum(acc(b, "on")["test_error"] - acc(b, "off")["test_error"] for b in ("on", "off")) / 2
+    spread = max(r["test_error_std"] for r in p.rows)
+    best = min(p.rows, key=lambda r: r["val_error"])
     bugs = parts["reference-bugs"]
-    ref_bn, ref_plain = bugs.row(arm="reference bn=on")["test_acc"], bugs.row(arm="reference bn=off")["test_acc"]
-    return (f"Averaged over the other toggle, batch norm changed test accuracy by {100 * d_bn:+.2f} points and the "
+    ref_bn, ref_plain = bugs.row(arm="reference bn=on")["test_error"], bugs.row(arm="reference bn=off")["test_error"]
+    return (f"Averaged over the other toggle, batch norm changed the test error by {100 * d_bn:+.2f} points and the "
             f"skip by {100 * d_skip:+.2f} (largest fold-to-fold std {100 * spread:.2f}); the best validation "
-            f"accuracy was {best['arm']} ({100 * best['test_acc']:.2f}% test); re-creating the reference's two bugs "
-            f"gave {100 * ref_bn:.2f}% with BN and {100 * ref_plain:.2f}% without, against "
-            f"{100 * acc('on', 'on')['test_acc']:.2f}% and {100 * acc('off', 'on')['test_acc']:.2f}% fixed.")
+            f"error was {best['arm']} ({100 * best['test_error']:.2f}% test error); re-creating the reference's two "
+            f"bugs gave {100 * ref_bn:.2f}% test error with BN and {100 * ref_plain:.2f}% without, against "
+            f"{100 * acc('on', 'on')['test_error']:.2f}% and {100 * acc('off', 'on')['test_error']:.2f}% fixed.")
 
 
 register_experiment(Experiment(

@@ -13,7 +13,7 @@ from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
 from ..engine.extras import extras_for
 from ..records.record import RunResult, RunStatus
-from ..report import data_frame, format_table, new_axes, safe_child, save_figure, write_csv
+from ..report import EPOCH_AXIS, data_frame, format_table, new_axes, safe_child, save_figure, write_csv
 from ..sweep.runner import run_recorded
 
 
@@ -139,9 +139,11 @@ def draw_plot(plot: Plot, ax=None):
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2358" else ""))
     for y, label in plot.levels:
         ax.axhline(y * scale, ls="--", color="k", lw=1, label=label)
+    xlabel = plot.xlabel
     if plot.xlabel == "epoch":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(plot.xlabel)
+        xlabel = EPOCH_AXIS
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(plot.ylabel + (" (%)" if plot.percent else ""))
     ax.set_title(plot.title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)

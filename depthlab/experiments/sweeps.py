@@ -77,7 +77,7 @@ class Sweep:
             row.update(result.extras or {})
             rows.append(row)
             runs.append({"label": name, "config": config.canonical(), "result": result})
-            xs = [e.epoch + 1 for e in epochs]
+            xs = [e.epoch for e in epochs]  # numbered as the classic lines and the JSON number them (from 0)
             train_curves.append(Curve(name, xs, [e.train_error for e in epochs]))
             eval_curves.append(Curve(name, xs, [e.test_error for e in epochs]))
         columns = ([Column("arm", "arm")] if self.arms else []) + [
@@ -119,14 +119,14 @@ def _mean_curve(label: str, series: list[list[float]]) -> Curve:
         m, s = _mean_std([x[i] for x in series if i < len(x) and x[i] is not None and math.isfinite(x[i])])
         means.append(m if m is not None else math.nan)
         stds.append(s if s is not None else 0.0)
-    return Curve(label, list(range(1, length + 1)), means, stds)
+    return Curve(label, list(range(length)), means, stds)  # epochs numbered from 0, as everywhere
 
 
 @dataclass(frozen=True)
 class Ablation:
     """Every on/off combination of ``toggles`` (or the explicit ``arms``) over ``folds`` K-fold
     splits (train on K-1 folds, validate on one: K = 3 gives the 2/3-1/3 protocol) or ``seeds``
-    seeds on one fixed 2/3-1/3 split. Reports mean +- std of train/val/test accuracy."""
+    seeds on one fixed 2/3-1/3 split. Reports mean +- std of train/val/test error."""
 
     label: str
     base: Mapping
@@ -198,9 +198,9 @@ class Ablation:
             done = [(c, r) for c, r in items if r.status == RunStatus.DONE]
             row: dict = {"arm": arm, "fits": f"{len(done)}/{len(items)}"}
             for key, values in (
-                    ("train_acc", [1 - r.extras["fit_error"] for _, r in done if r.extras]),
-                    ("val_acc", [1 - r.extras["eval_error"] for _, r in done if r.extras]),
-                    ("test_acc", [1 - r.test_error for _, r in done if r.test_error is not None]),
+                    ("train_error", [r.extras["fit_error"] for _, r in done if r.extras]),
+                    ("val_error", [r.extras["eval_error"] for _, r in done if r.extras]),
+                    ("test_error", [r.test_error for _, r in done if r.test_error is not None]),
                     ("seconds", [round(r.seconds, 3) for _, r in done]),
                     ("epochs", [len(r.epochs) for _, r in done])):
                 row[key], row[key + "_std"] = _mean_std(values)
@@ -208,8 +208,8 @@ class Ablation:
             runs += [{"label": arm, "config": c.canonical(), "result": r} for c, r in items]
             loss_curves.append(_mean_curve(arm, [[e.loss for e in r.epochs] for _, r in done]))
             val_curves.append(_mean_curve(arm, [[e.test_error for e in r.epochs] for _, r in done]))
-        columns = [Column("arm", "arm"), Column("train_acc", "train acc %", "pct_pm"),
-                   Column("val_acc", "val acc %", "pct_pm"), Column("test_acc", "test acc %", "pct_pm"),
+        columns = [Column("arm", "arm"), Column("train_error", "train err %", "pct_pm"),
+                   Column("val_error", "val err %", "pct_pm"), Column("test_error", "test err %", "pct_pm"),
                    Column("seconds", "s/fit", "sec"), Column("epochs", "epochs", "float"), Column("fits", "fits")]
         title = self.title or self.label
         n = len(self.repeats(ctx))
@@ -217,7 +217,8 @@ class Ablation:
         plots = [Plot("loss", f"{title}: train loss ({mean_over})", "train loss", loss_curves, log_y=True),
                  Plot("val-error", f"{title}: validation error ({mean_over})", "validation error", val_curves,
                       log_y=True, percent=True)]
-        notes = [f"{mean_over}; train acc is the final (restored) network in eval mode on its fit split"]
+        notes = [f"{mean_over}; errors of the final (restored) network in eval mode: train on its fit split, val on "
+                 "its validation split, test once on the test set"]
         return PartResult(self.label, title, columns, rows, plots, runs, notes)
 
 

@@ -97,7 +97,8 @@ def test_the_flags_are_still_all_there():
                  "--weight-decay", "--schedule", "--patience", "--val", "--augment", "--rerun", "--compile",
                  "--threads"):
         assert flag in names, flag
-    assert len(cli.commands["frontier"].params) == 38  # 36 flags before --precision, --model-file after it
+    # 36 flags before --precision; then --model-file, --dry-run and --force, and --depth no longer offered
+    assert len(cli.commands["frontier"].params) == 39
 
 
 def test_model_options_overrides():
@@ -126,7 +127,7 @@ def test_precision_reaches_the_config_and_the_runs_table(small_root, tmp_path, c
     lines = capsys.readouterr().out.splitlines()
     assert "precision" in lines[0].split()
     column = lines[0].split().index("precision")
-    assert sorted(line.split()[column] for line in lines[1:3]) == ["bf16", "fp32"]
+    assert sorted(line.split()[column] for line in lines[2:4]) == ["bf16", "fp32"]  # under the header and its rule
     with Store(db, reading=True) as store:
         assert sorted(r.config["precision"] for r in store.runs()) == ["bf16", "fp32"]
 

@@ -36,3 +36,21 @@ def test_models_aligns_its_preset_rows(capsys):
                                       not line.startswith("axes")]
     col = header.index("description")
     assert rows and all(line[col - 2] == " " and line[col - 1] == " " and line[col] != " " for line in rows)
+
+
+def test_one_vocabulary_help_everywhere_and_examples_at_the_end(capsys):
+    import click
+
+    from depthlab.cli import cli, main
+
+    missing = [(name, p.opts) for name, c in cli.commands.items() for p in c.params
+               if isinstance(p, click.Option) and not p.help and not p.hidden and name != "phase"]
+    assert not missing, missing                                      # every option says what it does
+    assert "depth" not in {p.name for p in cli.commands["frontier"].params}  # cannot apply: not offered
+    assert "--weight-decay" in [o for p in cli.commands["ablate"].params for o in p.opts]
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    tail = text[text.index("Examples:"):]
+    assert tail.count("depthlab ") >= 3 and "Data root: --data-dir, else $DEPTHLAB_DATA" in tail and "Store:" in tail
+    assert main(["train", "--help"]) == 0
+    assert "one of: mnist, mnist32, fashion-mnist, cifar10" in " ".join(capsys.readouterr().out.split())

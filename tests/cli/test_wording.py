@@ -47,3 +47,12 @@ def test_a_capped_frontier_says_so_in_table_csv_json_and_plot(tmp_path):
     doc = json.loads((tmp_path / "frontier.json").read_text())
     assert [m["capped"] for m in doc["models"]] == [True, False]
     assert "fraction" in doc["units"]["error"] and "seeds" in doc["units"]["fraction"]
+
+
+def test_one_epoch_numbering_classic_line_json_and_plots():
+    from depthlab.experiments.sweeps import _mean_curve
+    from depthlab.report import EPOCH_AXIS, classic_line
+
+    assert classic_line(0, 3, 0.5, 0.4).startswith("Epoch 000/003, Train Error 50.00% || Test Error 40.00%")
+    assert _mean_curve("a", [[0.5, 0.4, 0.3]]).epochs == [0, 1, 2]   # the epoch the line calls 000 is x = 0
+    assert "000" in EPOCH_AXIS

@@ -1,0 +1,116 @@
+"""``frontier --dry-run``: the plan of a search and an estimate of its CPU time from per-layer
+costs measured on this machine (once; cached), before anything trains.
+
+The cost model is benchmarks/frontier_trial_cost.py's: a trial at depth d costs about
+``images * d * (CPU seconds per image per layer)``, an evaluated image about half a trained one.
+The per-layer cost is measured for one model with and one without batch norm (a few SGD steps of
+256 images at depth 6, the best of two, over 6 layers: an upper bound that includes the head), in
+CPU time, and cached in
+``~/.cache/depthlab/layer-cost.json`` per torch version and thread count."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+MEASURE = {"plain": "cnn-tanh", "bn": "cnn-elu-bn"}
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "depthlab" / "layer-cost.json"
+
+
+def _step_seconds(model: str, depth: int, steps: int = 3) -> float:
+    import torch
+
+    from ..engine.setup import multi_head_loss
+    from ..models import create_model
+
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 1, 28, 28), torch.randint(0, 10, (256,))
+    net = create_model(model, depth=depth)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        loss, _ = multi_head_loss(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    t = time.process_time()
+    for _ in range(steps):
+        step()
+    return (time.process_time() - t) / steps
+
+
+def layer_costs(*, measure=_step_seconds) -> dict:
+    """CPU seconds per trained image per conv layer, ``{"plain": s, "bn": s}``: from the cache,
+    else measured now (a few seconds) and cached."""
+    import torch
+
+    key = f"v2, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+    path = _cache_file()
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached["costs"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    costs = {kind: min(measure(model, 6) for _ in range(2)) / (6 * 256) for kind, model in MEASURE.items()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"key": key, "costs": costs, "measured": time.time()}))
+    except OSError:
+        pass
+    return costs
+
+
+def probe_depths(max_depth: int, depths=None) -> list[int]:
+    """The depths the search probes first: the given grid, else 3, 6, 12, ... and the cap."""
+    if depths:
+        return sorted(d for d in depths if d <= max_depth)
+    out, d = [], 3
+    while d < max_depth:
+        out.append(d)
+        d *= 2
+    return out + [max_depth]
+
+
+def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list[str]:
+    """The plan, and its CPU time between the best case (the first lr trains at once at every
+    depth, and all depths train) and a bound (every lr of every probed depth runs its full budget)."""
+    from ..models import PRESETS
+
+    depths = probe_depths(config.max_depth, config.depths)
+    evals = config.evals_per_epoch * config.epochs * (config.eval_size or 10_000)
+    images = train_images * config.epochs + 0.5 * evals
+    lines = [f"plan: {len(names)} model(s) {', '.join(names)}; depths probed first {', '.join(map(str, depths))} "
+             f"(then bisection between the last trainable and first failing depth, multiples of 3); "
+             f"lrs {', '.join(f'{lr:g}' for lr in config.lrs)}; {config.seeds} seed(s); {config.epochs} epoch(s) of "
+             f"{train_images:,} images; {config.evals_per_epoch} evaluation(s) of "
+             f"{config.eval_size or 10_000:,} test images per epoch; threshold {100 * config.threshold:g}% "
+             f"{config.criterion} error"]
+    low = high = 0.0
+    for name in names:
+        values = PRESETS[name].values if name in PRESETS else {}
+        per_layer = costs["bn" if values.get("norm") == "bn" else "plain"]
+        full = [images * d * per_layer for d in depths]
+        low += sum(f / config.epochs / config.evals_per_epoch for f in full) * config.seeds
+        high += sum(full) * len(config.lrs) * config.seeds
+    lines.append(f"estimated CPU time on this machine: {_hours(low)} to {_hours(high)} "
+                 f"(measured {1e6 * costs['plain']:.0f} us per image per layer, {1e6 * costs['bn']:.0f} with batch "
+                 f"norm; the bound trains every lr of every probed depth for the full budget, bisection steps "
+                 f"not counted); nothing was trained")
+    return lines
+
+
+def _hours(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
