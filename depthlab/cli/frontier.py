@@ -173,7 +173,8 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     rows = []
     for m in result.models:
         nxt, saved = m.next_trial, in_flight.get(m.model)
-        rows.append([m.model, m.label or m.max_trainable_depth, m.lr, m.error, m.first_failing_depth, m.trials,
+        depth = m.label if m.label and nxt is None else m.max_trainable_depth  # --seeds auto: the band, once done
+        rows.append([m.model, depth, m.lr, m.error, m.first_failing_depth, m.trials,
                      f"{m.trial_seconds:,.0f}",
                      "finished" if nxt is None else f"depth {nxt[0]} lr {nxt[1]:g} seed {nxt[2]}"
                      + (f" ({saved:g} of {config.epochs} epochs saved)" if saved is not None else ""),
