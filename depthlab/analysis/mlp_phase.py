@@ -356,8 +356,8 @@ def theory_agreement(grid: PhaseGrid, threshold: float = DEFAULT_THRESHOLD) -> T
     for j in range(len(xi)):
         passing = depths[grid.accuracy[:, j] > threshold]
         deepest.append(int(passing.max()) if passing.size else None)
-    censored = [d is None or d == depths.max() for d in deepest]
-    used = [not cens and x is not None and 0 < x < math.inf for cens, x in zip(censored, xi)]
+    censored = [bool(d is None or d == int(depths.max())) for d in deepest]  # plain bools: JSON
+    used = [bool(not cens and x is not None and 0 < x < math.inf) for cens, x in zip(censored, xi)]
     pairs = [(d, x) for d, x, ok in zip(deepest, xi, used) if ok]
     c = median = iqr = None
     ratios = [d / x for d, x in pairs]

@@ -17,7 +17,9 @@ that meets the criterion gives the same verdict as running the whole budget and 
 every point; `tests/test_search.py` checks this against full-budget runs.
 
 **Trainable depth.** Depth d is trainable when, for some lr of the grid, a majority of the
-``seeds`` seeds train; the first such lr found is reported with its fraction of seeds.
+``seeds`` seeds train; the first such lr found is reported with its fraction of seeds. With
+``seeds="auto"`` the search runs one seed, then `seeds.recheck` backs its boundary with more
+(`seeded_frontier`: the majority frontier with its band).
 
 **The search (and why it equals the exhaustive grid).** Learning rates at a depth are tried
 starting from the one that trained the nearest shallower depth (the middle of the grid at first),

@@ -4,6 +4,7 @@ member independence, the store and resume, the verdicts on real MNIST, agreement
 import ast
 import inspect
 import io
+import json
 import math
 
 import numpy as np
@@ -224,6 +225,7 @@ def test_theory_agreement_picks_uncensored_frontiers_and_fits_them():
     assert a.median_ratio == pytest.approx(float(np.median(d / x)))
     assert a.iqr_ratio == pytest.approx((np.percentile(d / x, 25), np.percentile(d / x, 75)))
     assert a.to_json()["xi"][2] is not None and math.isfinite(a.xi[2])
+    assert json.loads(json.dumps(a.to_json()))["censored"] == a.censored  # plain bools, not numpy's
     nothing = theory_agreement(PhaseGrid(config, np.full((4, 5), 0.1)))
     assert nothing.c is None and nothing.median_ratio is None and nothing.deepest == [None] * 5
 
