@@ -231,3 +231,11 @@ def test_lr_sweep_and_ablate_take_a_model_file(nets, tmp_path, data_root, capsys
     assert len(json.loads(capsys.readouterr().out.splitlines()[-1])["rows"]) == 2
     with Store(tmp_path / "s.db") as store:
         assert {r.model for r in store.runs()} == {"nets.build"} and store.count() == 4
+
+
+def test_an_empty_store_frames_with_its_columns(tmp_path):
+    from depthlab.store.sqlite import RUN_FRAME_COLUMNS
+
+    with Store(tmp_path / "e.db") as store:
+        frame = store.frame()
+    assert list(frame.columns) == list(RUN_FRAME_COLUMNS) and len(frame) == 0

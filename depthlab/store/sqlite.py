@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS epochs (
 """
 
 
+RUN_FRAME_COLUMNS = ("id", "status", "model", "depth", "lr", "precision", "epochs", "train_size", "test_error",
+                     "seconds", "kind", "dataset", "config_hash", "device")
+
+
 @dataclass
 class RunRow:
     id: int
@@ -403,12 +407,13 @@ class Store:
         epochs, train_size, test_error (a fraction), seconds, kind, dataset, config_hash, device."""
         from ..report import data_frame
 
-        return data_frame({"id": r.id, "status": r.status, "model": r.model,
-                           "depth": (r.config.get("model_args") or {}).get("depth"), "lr": r.config.get("lr"),
-                           "precision": r.config.get("precision", "fp32"), "epochs": r.config.get("epochs"),
-                           "train_size": r.config.get("train_size"), "test_error": (r.result or {}).get("test_error"),
-                           "seconds": r.seconds, "kind": r.kind, "dataset": r.dataset, "config_hash": r.config_hash,
-                           "device": r.device} for r in self.runs(limit=limit, status=status, kind=kind))
+        rows = ({"id": r.id, "status": r.status, "model": r.model,
+                 "depth": (r.config.get("model_args") or {}).get("depth"), "lr": r.config.get("lr"),
+                 "precision": r.config.get("precision", "fp32"), "epochs": r.config.get("epochs"),
+                 "train_size": r.config.get("train_size"), "test_error": (r.result or {}).get("test_error"),
+                 "seconds": r.seconds, "kind": r.kind, "dataset": r.dataset, "config_hash": r.config_hash,
+                 "device": r.device} for r in self.runs(limit=limit, status=status, kind=kind))
+        return data_frame(rows, RUN_FRAME_COLUMNS)
 
     runs_frame = frame
 
