@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from depthlab.report import safe_child  # noqa: E402
 SWEEP = ["frontier", "--models", "cnn-tanh,cnn-elu-bn", "--depths", "3,6", "--lrs", "0.01,0.1", "--epochs", "1",
          "--train-size", "600", "--eval-size", "300", "--device", "cpu", "--json"]
 MODES = {"inproc": ["--workers", "1"], "w2": ["--workers", "2"], "fuse2": ["--workers", "2", "--fuse", "2"],
@@ -105,7 +107,7 @@ def answer(stdout: str) -> list:
 
 
 def storm(mode: str, kills_wanted: int, rng: random.Random, folder: Path, env: dict) -> dict:
-    ref_store = folder / f"{mode}-ref.db"
+    ref_store = safe_child(folder, f"{mode}-ref.db")
     started = time.monotonic()
     ref = subprocess.run(command(mode, ref_store), capture_output=True, text=True, env=env, cwd=REPO)
     ref_seconds = time.monotonic() - started
@@ -117,7 +119,7 @@ def storm(mode: str, kills_wanted: int, rng: random.Random, folder: Path, env: d
                "running_rows_left": 0, "processes_left_behind": 0}
     while figures["kills"] < kills_wanted:
         figures["rounds"] += 1
-        store = folder / f"{mode}-{figures['rounds']}.db"
+        store = safe_child(folder, f"{mode}-{figures['rounds']}.db")
         while True:  # one round: invoke until an exit 0
             figures["invocations"] += 1
             proc = subprocess.Popen(command(mode, store), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -184,7 +186,7 @@ def main() -> None:
             rows.append(storm(mode, args.kills, rng, Path(tmp), env))
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))  # noqa: a benchmark's own output
+        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
