@@ -193,7 +193,7 @@ BAD = {
     "schedule unknown": (["train", "cnn-tanh", "--schedule", "linear"], "malformed schedule"),
     "optimizer unknown": (["train", "cnn-tanh", "--optimizer", "rmsprop"], "unknown optimizer"),
     "device unknown": (["train", "cnn-tanh", "--device", "tpu"], "device"),
-    "threads zero": (["train", "cnn-tanh", "--threads", "0"], "--threads must be a positive integer"),
+    "threads zero": (["train", "cnn-tanh", "--threads", "0"], "threads must be a positive integer"),
     "unknown flag": (["train", "cnn-tanh", "--depht", "9"], "No such option"),
     "unknown param": (["train", "cnn-tanh", "-p", "colour=red"], "no parameter 'colour'"),
     "summary unknown model": (["summary", "nope"], "unknown model 'nope'"),

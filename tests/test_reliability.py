@@ -344,14 +344,19 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_sweep_continues(mnist, d
     assert "error in training" in err  # the log line says so
 
 
-def test_a_real_out_of_memory_is_recorded_failed_and_the_sweep_continues(mnist, data_root, tmp_path, capsys):
-    # Width x1e6: the second conv would need 1.15e15 bytes (more than a 47-bit address space),
-    # so the allocation fails at once, on any machine, before anything is touched.
+def test_a_real_out_of_memory_is_recorded_failed_and_the_sweep_continues(mnist, data_root, tmp_path, capsys,
+                                                                          monkeypatch):
+    # Width x1e6: the second conv would need 1.15e15 bytes (more than a 47-bit address space).
+    # The memory estimate refuses it before anything runs (exit 2, with the estimate); one that
+    # the estimate misses fails at the allocation, on any machine, and is recorded failed.
     db = tmp_path / "oom.db"
-    code, out, err = _cli(["frontier", "--models", "cnn-tanh,cnn-elu", "--width", "1e6", "--depths", "3,6",
-                           "--lrs", "0.1,1", "--train-size", "600", "--epochs", "1", "--device", "cpu",
-                           "--workers", "1", "--data-dir", str(data_root), "--store", str(db),
-                           "--out", str(tmp_path / "o"), "--json"], capsys)
+    args = ["frontier", "--models", "cnn-tanh,cnn-elu", "--width", "1e6", "--depths", "3,6",
+            "--lrs", "0.1,1", "--train-size", "600", "--epochs", "1", "--device", "cpu",
+            "--workers", "1", "--data-dir", str(data_root), "--store", str(db), "--out", str(tmp_path / "o"), "--json"]
+    code, out, err = _cli(args, capsys)
+    assert code == 2 and "GiB to train, more than the" in err and not db.exists(), err
+    monkeypatch.setattr("depthlab.engine.config.check_memory", lambda *a, **k: None)  # an estimate that misses
+    code, out, err = _cli(args, capsys)
     assert code == 0, err
     doc = json.loads(out)
     assert [(m["model"], m["max_trainable_depth"]) for m in doc["models"]] == [("cnn-tanh", None), ("cnn-elu", None)]
