@@ -403,7 +403,7 @@ def test_a_failed_trial_is_retried_by_the_next_run_not_reused(tmp_path, monkeypa
 
 def _train_json(data_root, tmp_path, name, seed):
     args = [sys.executable, "-m", "depthlab", "train", "cnn-elu-bn", "--depth", "6", "--train-size", "1000",
-            "--epochs", "2", "--batch-size", "128", "--lr", "0.05", "--schedule", "1@0.05,1@0.01", "--seed", str(seed),
+            "--epochs", "2", "--batch-size", "128", "--schedule", "1@0.05,1@0.01", "--seed", str(seed),
             "--device", "cpu", "--data-dir", str(data_root), "--store", str(tmp_path / f"{name}.db"), "--json"]
     proc = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

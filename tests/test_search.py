@@ -407,7 +407,7 @@ def test_frontier_resumes_after_kill_9(data_root, tmp_path):
     (["--seeds", "0"], "seeds"),
     (["--epochs", "0"], "epochs"),
     (["--eval-size", "x"], "eval-size"),
-    (["--depth", "9"], "searches the depth"),
+    (["--depth", "9"], "No such option '--depth'"),  # the frontier searches the depth: not offered
     (["--criterion", "val"], "criterion"),
 ])
 def test_bad_input_is_one_line_exit_2_and_store_untouched(extra, message, tmp_path, capsys):

@@ -15,6 +15,8 @@ import os
 import time
 from pathlib import Path
 
+from ..report import write_text_atomic
+
 MEASURE = {"plain": "cnn-tanh", "bn": "cnn-elu-bn"}
 
 
@@ -63,7 +65,7 @@ def layer_costs(*, measure=_step_seconds) -> dict:
     costs = {kind: min(measure(model, 6) for _ in range(2)) / (6 * 256) for kind, model in MEASURE.items()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "costs": costs, "measured": time.time()}))
+        write_text_atomic(path, json.dumps({"key": key, "costs": costs, "measured": time.time()}))
     except OSError:
         pass
     return costs
