@@ -28,7 +28,7 @@ def _cache_file() -> Path:
 def _step_seconds(model: str, depth: int, steps: int = 3) -> float:
     import torch
 
-    from ..engine.setup import multi_head_loss
+    from ..engine.setup import forward_backward
     from ..models import create_model
 
     torch.manual_seed(0)
@@ -36,10 +36,8 @@ def _step_seconds(model: str, depth: int, steps: int = 3) -> float:
     net = create_model(model, depth=depth)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
-    def step():
-        loss, _ = multi_head_loss(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+    def step():  # the engine's own step, fp32
+        forward_backward(net, x, y, amp=False, zero_grad=lambda: opt.zero_grad(set_to_none=True))
         opt.step()
 
     step()
