@@ -27,14 +27,21 @@ def npz_path(name: str) -> Path | None:
     return Path(name[len(PREFIX):]) if name.startswith(PREFIX) else None
 
 
+def _layout(shape: tuple[int, ...]) -> str | None:
+    """How images of array ``shape`` are laid out: ``"nhw"``, ``"nhwc"``, ``"nchw"``, or None."""
+    if len(shape) == 3:
+        return "nhw"
+    if len(shape) == 4 and shape[-1] in CHANNELS and shape[1] not in CHANNELS:
+        return "nhwc"
+    return "nchw" if len(shape) == 4 and shape[1] in CHANNELS else None
+
+
 def _images(x: np.ndarray, what: str) -> np.ndarray:
-    if x.ndim == 3:
-        x = x[:, None]
-    elif x.ndim == 4 and x.shape[-1] in CHANNELS and x.shape[1] not in CHANNELS:
-        x = x.transpose(0, 3, 1, 2)
-    elif not (x.ndim == 4 and x.shape[1] in CHANNELS):
+    layout = _layout(x.shape)
+    if layout is None:
         raise DataError(f"{what}: images must be N x H x W, N x H x W x C or N x C x H x W (C in 1, 3, 4), "
                         f"got shape {x.shape}")
+    x = x[:, None] if layout == "nhw" else x.transpose(0, 3, 1, 2) if layout == "nhwc" else x
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
@@ -87,3 +94,20 @@ def load_npz(path: str | Path) -> Dataset:
     std = tuple(max(float(v), 1e-12) / 255 for v in x_train.std(axis=axes, dtype=np.float64))
     return Dataset(f"{PREFIX}{path}", torch.from_numpy(x_train), torch.from_numpy(y_train),
                    torch.from_numpy(x_test), torch.from_numpy(y_test), mean, std, num_classes=classes)
+
+
+def npz_input_shape(path: Path) -> tuple[int, int, int]:
+    """(C, H, W) of an npz dataset's images from the ``x_train`` array's header alone (no data
+    read), by the layout rule of `load_npz`; a file that cannot be read so is loaded, for its
+    one-line `DataError`."""
+    try:
+        with zipfile.ZipFile(path) as z, z.open("x_train.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = tuple(read(f)[0])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return load_npz(path).input_shape
+    layout = _layout(shape)
+    if layout is None:
+        return load_npz(path).input_shape
+    return (1, *shape[1:]) if layout == "nhw" else (shape[3], shape[1], shape[2]) if layout == "nhwc" else shape[1:]

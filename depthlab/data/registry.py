@@ -9,7 +9,7 @@ from typing import Callable
 
 from ..errors import ConfigError
 from . import readers
-from .npz import load_npz, npz_path
+from .npz import load_npz, npz_input_shape, npz_path
 from .dataset import Dataset, resolve_data_root
 from .readers import FASHION_MIRRORS, MNIST_MD5, _idx_dataset, load_cifar10
 
@@ -54,31 +54,11 @@ def check_dataset_name(name: str) -> DatasetInfo:
     if path is not None:
         if not path.is_file():
             raise ConfigError(f"dataset {name!r}: no such file {path}")
-        return DatasetInfo(name, _npz_shape(path), lambda root, dl: load_npz(path), f"your own data from {path}")
+        return DatasetInfo(name, npz_input_shape(path), lambda root, dl: load_npz(path), f"your own data from {path}")
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))} "
                           f"or npz:PATH")
     return DATASETS[name]
-
-
-def _npz_shape(path: Path) -> tuple[int, int, int]:
-    """(C, H, W) of an npz dataset's images, from the array header only (no data read)."""
-    import zipfile
-
-    import numpy as np
-
-    try:
-        with zipfile.ZipFile(path) as z, z.open("x_train.npy") as f:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape = read(f)[0]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return load_npz(path).input_shape   # a one-line DataError saying what is wrong
-    if len(shape) == 3:
-        return (1, shape[1], shape[2])
-    if len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4):
-        return (shape[3], shape[1], shape[2])
-    return tuple(shape[1:]) if len(shape) == 4 else load_npz(path).input_shape
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Dataset:
