@@ -14,7 +14,6 @@ logger, which the CLI prints).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ from ..engine.config import TrainConfig
 from ..errors import ConfigError
 from ..models.cifar import CIFAR_DATASETS
 from ..records.record import RunStatus
-from ..report import EPOCH_AXIS, classic_line, format_table, new_axes, safe_child, save_figure, write_csv
+from ..report import EPOCH_AXIS, classic_line, format_table, new_axes, percent, safe_child, save_figure, write_csv
 from ..store.sqlite import Store
 from .parts import progress
 
@@ -144,10 +143,6 @@ def run_one(config: TrainConfig, data: Dataset, store: Store | None, *, experime
             "images_per_second": (sum(meter.rates) / len(meter.rates)) if meter.rates else None}
 
 
-def _pct(x) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
-
-
 def _plot(curves: list[tuple[str, list[float]]], ylabel: str, title: str, path: Path, log: bool = False) -> Path:
     fig, ax = new_axes(figsize=(6, 4), dpi=100)
     for name, ys in curves:
@@ -203,7 +198,7 @@ def run_resnet_cifar(config: TrainConfig, data: Dataset, store: Store | None = N
     paper = PAPER_TEST_ERROR.get(n)
     best_val = min((e["test_error"] for e in result["epochs"]), default=None)
     rows = [[f"resnet{depth}", n, config.model_args["shortcut"], data.name, len(result["epochs"]),
-             result["status"], _pct(best_val), _pct(result["test_error"]),
+             result["status"], percent(best_val, 2), percent(result["test_error"], 2),
              f"{paper:.2f}%" if paper is not None else "-",
              f"{result['images_per_second']:,.0f}" if result.get("images_per_second") else "-",
              f"{result['seconds']:.0f}"]]
@@ -243,8 +238,8 @@ def run_resnet18_shortcuts(configs: list[TrainConfig], data: Dataset, store: Sto
     for model, r in results.items():
         ep = r["epochs"]
         rows.append([model, len(ep), r["status"], ep[0]["loss"] if ep else None, ep[-1]["loss"] if ep else None,
-                     _pct(ep[-1]["train_error"]) if ep else "-", _pct(r["test_error"]),
-                     _pct(min(e["test_error"] for e in ep)) if ep else "-",
+                     percent(ep[-1]["train_error"], 2) if ep else "-", percent(r["test_error"], 2),
+                     percent(min(e["test_error"] for e in ep), 2) if ep else "-",
                      f"{r['images_per_second']:,.0f}" if r.get("images_per_second") else "-", f"{r['seconds']:.0f}"])
     echo(format_table(headers, rows))
     for line in shortcut_findings(results):
@@ -340,8 +335,8 @@ def run_cifar_lr_bn(pairs: list[tuple[Lesson, TrainConfig]], data: Dataset, stor
         ep = r["epochs"]
         finite = [e["test_error"] for e in ep if e["test_error"] == e["test_error"]]
         rows.append([lesson.key, lesson.model, lesson.lr, lesson.momentum, lesson.batch_size, len(ep), r["status"],
-                     _pct(ep[-1]["train_error"]) if ep else "-", _pct(ep[-1]["test_error"]) if ep else "-",
-                     _pct(min(finite)) if finite else "-",
+                     percent(ep[-1]["train_error"], 2) if ep else "-", percent(ep[-1]["test_error"], 2) if ep else "-",
+                     percent(min(finite), 2) if finite else "-",
                      f"{r['images_per_second']:,.0f}" if r.get("images_per_second") else "-", f"{r['seconds']:.0f}"])
     echo(format_table(headers, rows))
     findings = lr_bn_findings(results)
@@ -376,7 +371,7 @@ def lr_bn_findings(results: dict) -> list[str]:
     if slow and slow["epochs"]:
         e = _train_errors(slow)
         drop = (e[0] - e[-1]) / max(len(e) - 1, 1)
-        lines.append(f"sgd lr 0.001: train error {_pct(e[0])} -> {_pct(e[-1])} in {len(e)} epochs "
+        lines.append(f"sgd lr 0.001: train error {percent(e[0], 2)} -> {percent(e[-1], 2)} in {len(e)} epochs "
                      f"({100 * drop:.2f} points per epoch after the first)"
                      f"{': slow, still far from converged' if e[-1] > 0.5 else ''}.")
     if big:
@@ -386,13 +381,13 @@ def lr_bn_findings(results: dict) -> list[str]:
         elif e:
             jumps = [abs(b - a) for a, b in zip(e, e[1:])]
             stuck = e[-1] >= chance - 0.02
-            lines.append(f"sgd lr 0.9: train error per epoch {', '.join(_pct(x) for x in e)}"
+            lines.append(f"sgd lr 0.9: train error per epoch {', '.join(percent(x, 2) for x in e)}"
                          f"{' (at chance: the lr is too large to learn)' if stuck else ''}"
                          f"{f'; largest epoch-to-epoch jump {100 * max(jumps):.1f} points' if jumps else ''}.")
     if slow and mom and slow["epochs"] and mom["epochs"]:
         es, em = _train_errors(slow), _train_errors(mom)
         reached = _first_epoch_below(em, es[-1])
-        lines.append(f"momentum 0.9 at lr 0.001: final train error {_pct(em[-1])} vs {_pct(es[-1])} without "
+        lines.append(f"momentum 0.9 at lr 0.001: final train error {percent(em[-1], 2)} vs {percent(es[-1], 2)} without "
                      f"({'faster' if em[-1] < es[-1] else 'not faster'})"
                      + (f"; it reached plain SGD's {len(es)}-epoch error after {reached} epoch(s)." if reached else "."))
     cnn, bn, bn_hi = (results.get(k) for k in ("cnn-lr0.01", "bn-lr0.01", "bn-lr0.05"))
@@ -401,8 +396,8 @@ def lr_bn_findings(results: dict) -> list[str]:
         reached = _first_epoch_below(eb, ec[-1])
         tc = min(e["test_error"] for e in cnn["epochs"])
         tb = min(e["test_error"] for e in bn["epochs"])
-        lines.append(f"BN at lr 0.01: final train error {_pct(eb[-1])} vs {_pct(ec[-1])} without BN; best test "
-                     f"error {_pct(tb)} vs {_pct(tc)}"
+        lines.append(f"BN at lr 0.01: final train error {percent(eb[-1], 2)} vs {percent(ec[-1], 2)} without BN; best test "
+                     f"error {percent(tb, 2)} vs {percent(tc, 2)}"
                      + (f"; BN reached the no-BN run's final train error after {reached} of {len(ec)} epochs."
                         if reached else "."))
     if bn and bn_hi and bn["epochs"]:
@@ -414,8 +409,8 @@ def lr_bn_findings(results: dict) -> list[str]:
             tb = min(e["test_error"] for e in bn["epochs"])
             falling = all(b < a for a, b in zip(eh, eh[1:]))
             verdict = ("ahead of" if eh[-1] < eb[-1] else "behind") + f" the lr-0.01 run after {len(eh)} epochs"
-            lines.append(f"BN at lr 0.05: final train error {_pct(eh[-1])} (lr 0.01: {_pct(eb[-1])}), best test error "
-                         f"{_pct(th)} (lr 0.01: {_pct(tb)}), first-epoch loss {bn_hi['epochs'][0]['loss']:.2f} "
+            lines.append(f"BN at lr 0.05: final train error {percent(eh[-1], 2)} (lr 0.01: {percent(eb[-1], 2)}), best test error "
+                         f"{percent(th, 2)} (lr 0.01: {percent(tb, 2)}), first-epoch loss {bn_hi['epochs'][0]['loss']:.2f} "
                          f"(lr 0.01: {bn['epochs'][0]['loss']:.2f}): at 5x the lr it trains without diverging "
                          f"but is {verdict}"
                          + ("; its train error fell in every epoch (still learning)." if falling else "."))
