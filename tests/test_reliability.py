@@ -34,6 +34,7 @@ def _env(**extra) -> dict:
     env["OMP_NUM_THREADS"] = "1"  # the same thread count in every process: bit-identical results
     env["MKL_NUM_THREADS"] = "1"
     env["DEPTHLAB_OFFLINE"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a crash in a child prints every thread's stack to its log
     env.update(extra)
     return env
 

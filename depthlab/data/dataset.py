@@ -34,6 +34,17 @@ class Dataset:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
 
+    def share_memory_(self) -> "Dataset":
+        """Move the four tensors into shared memory, in place (a no-op once they are there).
+
+        Pickling a tensor for another process does this implicitly, swapping its storage for a
+        shared copy and freeing the old one. Whoever sends the dataset to workers calls this
+        first, in its own thread: done implicitly in a pool's feeder thread it would free the
+        memory under a reader in another thread (a fingerprint being hashed: a SIGSEGV)."""
+        for t in (self.train_x, self.train_y, self.test_x, self.test_y):
+            t.share_memory_()
+        return self
+
     def fingerprint(self) -> str:
         """A short, stable checksum (16 hex digits) of the content actually loaded: both splits'
         images and labels, with their shapes and dtypes. Equal data gives an equal fingerprint

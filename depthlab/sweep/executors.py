@@ -122,6 +122,7 @@ class ProcessExecutor(Executor):
         return self._pool
 
     def submit(self, trials, data, checkpoint=None):
+        data.share_memory_()  # here, not in the pool's feeder thread (see Dataset.share_memory_)
         try:
             return self._ensure_pool().submit(run_group, list(trials), data, checkpoint)
         except BrokenProcessPool:  # a worker died (killed for memory, say): start a fresh pool
