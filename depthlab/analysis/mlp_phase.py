@@ -38,6 +38,7 @@ from ..report import data_frame
 from ..models import make_activation
 from ..records.record import RunStatus
 from ..store import Store
+from ..sweep.runner import FINGERPRINT_KEY, recorded_on
 from ..theory import TRAINABLE_DEPTH_FACTOR, mean_field_point
 
 KIND = "mlp-phase"
@@ -266,9 +267,14 @@ class PhaseGrid:
                 for i, d in enumerate(self.depths) for j, s in enumerate(self.sigma_w2s)]
 
 
-def _stored_accuracy(store: Store | None, cell_hash: str) -> float | None:
+def _stored_accuracy(store: Store | None, cell_hash: str, data: Dataset) -> float | None:
+    """A cell's stored training accuracy, if it was measured on this data (`recorded_on`)."""
     found = store.find_finished(cell_hash) if store is not None else None
-    value = found.result.get("train_accuracy") if found and found.status != RunStatus.FAILED and found.result else None
+    if found is None or found.status == RunStatus.FAILED or not found.result:
+        return None
+    if not recorded_on(found.config, data.fingerprint, dataset=data.name):
+        return None
+    value = found.result.get("train_accuracy")
     return float(value) if isinstance(value, (int, float)) else None
 
 
@@ -290,7 +296,7 @@ def measure_grid(config: PhaseGridConfig, data: Dataset | None = None, store: St
     sigmas = [float(s) for s in config.sigma_w2s]
     grid = PhaseGrid(config, np.full((len(config.depths), len(sigmas)), np.nan))
     for i, depth in enumerate(config.depths):
-        stored = [_stored_accuracy(store, config.cell_hash(depth, s)) for s in sigmas]
+        stored = [_stored_accuracy(store, config.cell_hash(depth, s), data) for s in sigmas]
         todo = [j for j, acc in enumerate(stored) if acc is None]
         grid.accuracy[i] = [np.nan if acc is None else acc for acc in stored]
         grid.reused += len(sigmas) - len(todo)
@@ -304,8 +310,8 @@ def measure_grid(config: PhaseGridConfig, data: Dataset | None = None, store: St
                           "final_loss": loss if math.isfinite(loss) else None, "seconds": seconds / len(todo),
                           "group_seconds": seconds, "group_size": len(todo), "device": str(device)}
                 if store is not None:
-                    store.record(config.cell_config(depth, sigmas[j]), config.cell_hash(depth, sigmas[j]),
-                                 result, kind=KIND)
+                    store.record({**config.cell_config(depth, sigmas[j]), FINGERPRINT_KEY: data.fingerprint()},
+                                 config.cell_hash(depth, sigmas[j]), result, kind=KIND)
             grid.trained += len(todo)
         if progress is not None:
             progress({"depth": depth, "sigma_w2s": sigmas, "accuracies": grid.accuracy[i].tolist(),

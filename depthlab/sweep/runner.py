@@ -34,14 +34,19 @@ def stored_result(store: Store | None, config_hash: str, *, dataset: str | None 
     found = store.find_finished(config_hash) if store is not None else None
     if found is None or found.result is None or found.status == RunStatus.FAILED:
         return None
-    if fingerprint is not None:
-        recorded = found.config.get(FINGERPRINT_KEY) if isinstance(found.config, dict) else None
-        if recorded is None:
-            if (dataset or found.config.get("dataset")) not in STANDARD_DATASETS:
-                return None
-        elif recorded != (fingerprint() if callable(fingerprint) else fingerprint):
-            return None
+    if fingerprint is not None and not recorded_on(found.config, fingerprint, dataset=dataset):
+        return None
     return RunResult.from_dict(found.result, reused=True)
+
+
+def recorded_on(stored: dict | None, fingerprint: str | Callable[[], str], *, dataset: str | None = None) -> bool:
+    """Whether a stored config was recorded on the data of ``fingerprint`` (a value, or a
+    function giving it, called only when needed). A config recorded without a fingerprint
+    (before 2026-12-06) counts only on a standard checksummed dataset (`STANDARD_DATASETS`)."""
+    recorded = stored.get(FINGERPRINT_KEY) if isinstance(stored, dict) else None
+    if recorded is None:
+        return (dataset or (stored or {}).get("dataset")) in STANDARD_DATASETS
+    return recorded == (fingerprint() if callable(fingerprint) else fingerprint)
 
 
 def stored_config(config: TrainConfig, data: Dataset) -> dict:

@@ -187,6 +187,24 @@ def test_an_interrupted_grid_resumes_and_a_finished_one_trains_nothing(tiny_stor
         assert stored.config["seed"] == 0 and stored.config["width"] == 32 and stored.model == "mlp"
 
 
+def test_cells_measured_on_other_data_are_measured_again(tiny_store, mnist, tmp_path):
+    """Same grid, same name, other images (a wrong data folder, say): nothing is reused."""
+    import dataclasses
+    import shutil
+
+    path, grid, _ = tiny_store
+    copy = tmp_path / "copy.db"
+    shutil.copy(path, copy)
+    other = dataclasses.replace(mnist, train_x=mnist.train_x.flip(0), train_y=mnist.train_y.flip(0))
+    small = PhaseGridConfig(**{**TINY.__dict__, "depths": TINY.depths[:1]})
+    with Store(copy) as store:
+        assert store.runs(kind=KIND)[0].config["data_fingerprint"] == mnist.fingerprint()
+        same = measure_grid(small, mnist, store)
+        moved = measure_grid(small, other, store)
+    assert (same.reused, same.trained) == (3, 0)
+    assert (moved.reused, moved.trained) == (0, 3)
+
+
 def test_a_cell_does_not_depend_on_its_neighbours(tiny_store, mnist):
     _, grid, _ = tiny_store
     alone = measure_grid(PhaseGridConfig(**{**TINY.__dict__, "depths": (20,), "sigma_w2s": (4.0,)}), mnist)
