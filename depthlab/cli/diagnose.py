@@ -101,7 +101,8 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
                   diag.update_ratio[0, i]] for i, name in enumerate(diag.layers)]
     step_of = max(1, len(init_rows) // 12)
     shown = init_rows[::step_of] + ([init_rows[-1]] if (len(init_rows) - 1) % step_of else [])
-    click.echo(f"{diag.model} depth {k}: {len(diag.layers)} {'conv' if diag.layer_kind == 'conv' else 'Linear/conv'} layers, {steps} steps at lr {lr:g} "
+    kind = "conv" if diag.layer_kind == "conv" else "Linear/conv"
+    click.echo(f"{diag.model} depth {k}: {len(diag.layers)} {kind} layers, {steps} steps at lr {lr:g} "
                f"({diag.seconds:.1f}s); at initialisation:")
     click.echo(format_table(["layer", "act mean", "act std", "|dL/dW|", "|dL/dh|", "update/weight"], shown))
     last = len(diag.steps) - 1
