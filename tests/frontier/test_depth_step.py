@@ -129,3 +129,13 @@ def test_the_cli_searches_a_factory_with_depth_step_2_to_max_depth_7(factory, tm
     assert code == 0, err
     (found,) = json.loads(out.splitlines()[-1])["models"]
     assert sorted(map(int, found["depths"])) == [2, 4, 6] and found["max_trainable_depth"] == 6
+
+
+def test_the_dry_run_plans_a_factory_with_its_step(factory):
+    from depthlab.cli import plan
+
+    assert plan.probe_depths(7, step=2) == [2, 4, 6] and plan.probe_depths(300) == [3, 6, 12, 24, 48, 96, 192, 300]
+    lines = plan.plan_lines([factory, "cnn-tanh"], FrontierConfig(max_depth=9), {"plain": 1e-6, "bn": 2e-6}, 1000)
+    assert "depths probed first nets.build: 1, 2, 4, 8, 9; cnn-tanh: 3, 6, 9" in lines[0]
+    lines = plan.plan_lines([factory], FrontierConfig(max_depth=7, depth_step=2), {"plain": 1e-6, "bn": 2e-6}, 1000)
+    assert "model(s) nets.build; depths probed first 2, 4, 6 " in lines[0] and "multiples of 2)" in lines[0]
