@@ -60,9 +60,10 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
     these. ``fields`` are `FrontierConfig` fields (``max_depth=12, epochs=1, train_size=5000,
     lrs=(0.01, 0.1), model_args={"width": 2}``; ``quick=True`` starts from
     `FrontierConfig.quick`). A factory's depths are multiples of its ``depth_step`` (1 unless
-    set). ``workers`` > 1 trains trials in that many worker processes; ``executor`` takes a
-    `depthlab.sweep.ExecutorSpec` (e.g. ``ExecutorSpec(kind="ray")``). Returns a
-    `FrontierResult`: ``.to_frame()``, ``.plot()``, ``.models``."""
+    set), or of the field ``depth_step=N`` (any model). ``workers`` > 1 trains trials in that
+    many worker processes; ``executor`` takes a `depthlab.sweep.ExecutorSpec` (e.g.
+    ``ExecutorSpec(kind="ray")``). Returns a `FrontierResult`: ``.to_frame()``, ``.plot()``,
+    ``.models``."""
     names = _models(models)
     base = FrontierConfig.quick() if quick else FrontierConfig()
     try:

@@ -129,7 +129,7 @@ CASES: list[tuple[str, str]] = [
     (f"{F} --depths 3,10", "multiples of 3"),
     (f"{F} --depths 0", "multiples of 3"),
     (f"{F} --depths ''", "empty"),
-    (f"{F} --depth 9", "No such option '--depth'. (Did you mean one of: '--depths'"),
+    (f"{F} --depth 9", "No such option '--depth'. (Did you mean one of: '--depth-step', '--depths'"),
     ("frontier --lrs ''", "learning-rate grid is empty"),
     ("frontier --lrs ,", "learning-rate grid is empty"),
     ("frontier --lrs 0.1,-0.5", "must be positive"),
@@ -383,7 +383,45 @@ CASES += [  # your own model and data (issue 21)
     (F + " --model-file {text}", "SyntaxError"),
     ("summary --model-file {text}", "SyntaxError"),
     (T + " --dataset npz:{nofolder}/d.npz", "no such file"),
+    ("diagnose --model-file {text}", "SyntaxError"),
+    ("diagnose cnn-tanh --model-file {nets}", "not both"),
+    ("diagnose --steps 1", "give a MODEL"),
+    ("diagnose --model-file {nets}:broken --steps 1", "nets.broken(depth=1) raised ValueError"),
+    ("diagnose --model-file {nets}:upto3 --compare-depths 2,5", "--compare-depths 5: nets.upto3(depth=5) raised"),
+    ("diagnose --model-file {nets} --depth 0", "positive integer depth"),
+    # which depths are valid is the factory's business; --depth-step is bounded (1 to the deepest depth)
+    (f"{F} --depth-step 0", "--depth-step must be an integer from 1 to the deepest depth (6), got 0"),
+    (f"{F} --depth-step 7", "--depth-step must be an integer from 1 to the deepest depth (6), got 7"),
+    (f"{F} --depth-step x", "'x' is not a valid integer"),
+    (f"{F} --depth-step 4", "--max-depth must be a multiple of 4"),
+    (f"{F} --depth-step 2", "multiple of 3"),   # the stages family takes no depth 2
+    (f"{F} --depths 3,6 --depth-step 9", "from 1 to the deepest depth (6), got 9"),
+    ("frontier --model-file {nets} --max-depth 7 --depth-step 8", "from 1 to the deepest depth (7), got 8"),
+    ("frontier --model-file {nets} --depths 1,2,5 --depth-step 6", "from 1 to the deepest depth (5), got 6"),
+    ("frontier --model-file {nets} --depths 0,2", "depths must be positive, got 0"),
+    ("frontier --model-file {nets}:stepped --max-depth 2", "--max-depth must be at least 3, got 2"),
+    ("frontier --model-file {nets}:broken --max-depth 7", "nets.broken(depth=1) raised ValueError"),
 ]
+
+
+NETS = """
+from torch import nn
+
+def build(depth):
+    return nn.Sequential(nn.Flatten(), *[nn.Linear(784, 784) for _ in range(depth - 1)], nn.Linear(784, 10))
+
+def stepped(depth):
+    return build(depth)
+stepped.depth_step = 3
+
+def broken(depth):
+    raise ValueError("no such net")
+
+def upto3(depth):
+    if depth > 3:
+        raise ValueError("too deep")
+    return build(depth)
+"""
 
 
 TAKES_STORE = {"train", "frontier", "phase", "reproduce", "runs", "lr-sweep", "ablate"}
@@ -435,6 +473,8 @@ def bad_files(tmp_path_factory, data_root):
         run_id = store.start_run({"model": "cnn-tanh", "dataset": "mnist"}, "h")
         store.finish_run(run_id, "done", seconds=1.0, result={"test_error": 0.1})
         store.conn.execute("UPDATE runs SET result = ? WHERE id = ?", ("{not json", run_id))
+    files["nets"] = root / "nets.py"   # your own model factories, good and broken
+    files["nets"].write_text(NETS)
     files["dir"] = root / "a-folder"
     files["dir"].mkdir()
     return files

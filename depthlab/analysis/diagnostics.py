@@ -1,8 +1,9 @@
 """Gradient-flow diagnostics: why a deep network does or does not train.
 
-For every conv layer (the output of its unit, i.e. after norm and activation, where the model
-has units with a ``conv`` attribute; the raw conv output otherwise) at initialisation and every
-few steps of training on real data:
+For every conv layer of a built-in model (the output of its unit, i.e. after norm and
+activation, where the model has units with a ``conv`` attribute; the raw conv output otherwise),
+and every Linear and conv layer of your own model (a factory, or a built-in one without convs),
+at initialisation and every few steps of training on real data:
 
 - activation mean and standard deviation (forward signal),
 - weight-gradient norm ||dL/dW||,
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models import ModelFactory, create_model, default_dataset, model_config
 from ..report import data_frame, new_axes
 
 
@@ -45,32 +47,48 @@ RELATIVE_GRAD_LIMIT = 100.0
 
 
 LABELS = ("vanishing", "exploding", "healthy")
+WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)   # what a factory's layers are (`weight_layers`)
 
 
 @dataclass
 class Layer:
     name: str
-    conv: nn.Module       # the module owning the weight
+    owner: nn.Module      # the module owning the weight (a conv or Linear)
     probe: nn.Module      # whose output is "the layer's activation"
 
 
-def conv_layers(model: nn.Module) -> list[Layer]:
-    """The conv layers of ``model`` in registration (= forward, for sequential nets) order.
-    A module with a ``conv`` attribute (a unit: conv, norm, activation, skip) is probed at its
-    output; a conv outside such a unit is probed at its own output."""
+def weight_layers(model: nn.Module, kinds: tuple = WEIGHT_LAYERS) -> list[Layer]:
+    """The layers of ``model`` of ``kinds`` (Linear and conv of any dimension), in registration
+    (= forward, for sequential nets) order. A module with a ``conv`` attribute (a unit: conv,
+    norm, activation, skip) is probed at its output; a layer outside such a unit at its own."""
     layers: list[Layer] = []
-    owned: set[int] = set()
     for name, module in model.named_modules():
         conv = getattr(module, "conv", None)
-        if isinstance(conv, nn.Conv2d) and id(conv) not in owned:
-            layers.append(Layer(name, conv, module))
-            owned.add(id(conv))
-        elif isinstance(module, nn.Conv2d) and id(module) not in owned:
-            layers.append(Layer(name, module, module))
-            owned.add(id(module))
+        owner = conv if isinstance(conv, kinds) else module if isinstance(module, kinds) else None
+        if isinstance(getattr(owner, "weight", None), torch.Tensor) and all(l.owner is not owner for l in layers):
+            layers.append(Layer(name, owner, module))
     if not layers:
-        raise ConfigError("the model has no conv layers to diagnose")
+        raise ConfigError(f"the model has no {'conv' if kinds == (nn.Conv2d,) else 'Linear or conv'} layers to "
+                          "diagnose")
     return layers
+
+
+def conv_layers(model: nn.Module) -> list[Layer]:
+    """The conv layers of ``model`` (`weight_layers` of kind `nn.Conv2d`)."""
+    return weight_layers(model, (nn.Conv2d,))
+
+
+def layer_kind(layers: Sequence[Layer]) -> str:
+    """``conv`` when every layer is a 2-d conv, else ``weight`` (what plots and tables call them)."""
+    return "conv" if all(isinstance(l.owner, nn.Conv2d) for l in layers) else "weight"
+
+
+def layers_for(model, net: nn.Module) -> list[Layer]:
+    """What diagnose watches in ``net``, built from ``model``: the conv layers of a built-in
+    model (its depth counts them), else (a factory, the mlp family) every Linear and conv layer."""
+    if isinstance(model, str) and any(isinstance(m, nn.Conv2d) for m in net.modules()):
+        return conv_layers(net)
+    return weight_layers(net)
 
 
 class _Recorder:
@@ -112,8 +130,8 @@ class _Recorder:
 
 
 @contextmanager
-def recording(model: nn.Module) -> Iterator[_Recorder]:
-    recorder = _Recorder(conv_layers(model))
+def recording(model: nn.Module, layers: Sequence[Layer] | None = None) -> Iterator[_Recorder]:
+    recorder = _Recorder(conv_layers(model) if layers is None else layers)
     try:
         yield recorder
     finally:
@@ -190,7 +208,9 @@ def judge(grad_norm: Sequence[float], signal_norm: Sequence[float], act_std: Seq
 @dataclass
 class Diagnostics:
     """Per-layer statistics over training. Arrays are ``(len(steps), len(layers))``; row 0 is
-    the initialisation (step 0, before any update)."""
+    the initialisation (step 0, before any update). ``model`` is the preset's name or the
+    factory's label; ``layer_kind`` says what the layers are: ``conv`` or ``weight``
+    (Linear and conv, `layers_for`)."""
 
     model: str
     config: dict
@@ -206,9 +226,10 @@ class Diagnostics:
     diverged: bool
     verdict: Verdict
     seconds: float = 0.0
+    layer_kind: str = "conv"
 
     def to_frame(self):
-        """Long form, one row per (recorded step, conv layer): ``step``, ``layer`` (1 = input
+        """Long form, one row per (recorded step, layer): ``step``, ``layer`` (1 = input
         side), ``layer_name``, ``loss`` (the step's train loss), ``act_mean``, ``act_std``,
         ``grad_norm`` (||dL/dW||), ``signal_norm`` (||dL/dh||), ``weight_norm`` and
         ``update_ratio`` (||lr dL/dW|| / ||W||)."""
@@ -225,21 +246,23 @@ class Diagnostics:
                 "act_mean": arr(self.act_mean), "act_std": arr(self.act_std), "grad_norm": arr(self.grad_norm),
                 "signal_norm": arr(self.signal_norm), "weight_norm": arr(self.weight_norm),
                 "update_ratio": arr(self.update_ratio), "diverged": self.diverged,
-                "verdict": self.verdict.to_json(), "seconds": round(self.seconds, 3)}
+                "verdict": self.verdict.to_json(), "seconds": round(self.seconds, 3), "layer_kind": self.layer_kind}
 
 
-def gradient_profile(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> dict[str, np.ndarray]:
+def gradient_profile(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
+                     layers: Sequence[Layer] | None = None) -> dict[str, np.ndarray]:
     """One forward/backward pass at the model's current weights: per-layer activation mean/std,
-    weight-gradient, backprop-signal and weight norms (no update). Gradients are left in place."""
+    weight-gradient, backprop-signal and weight norms (no update) of ``layers`` (default: the
+    conv layers). Gradients are left in place."""
     from ..engine.setup import forward_backward
 
-    with recording(model) as rec:
+    with recording(model, layers) as rec:
         rec.active = True
         loss, _ = forward_backward(model, xb, yb, amp=False, zero_grad=lambda: model.zero_grad(set_to_none=True))
         return {"act_mean": np.array(rec.mean), "act_std": np.array(rec.std),
-                "grad_norm": np.array([_norm(l.conv.weight.grad) for l in rec.layers]),
+                "grad_norm": np.array([_norm(l.owner.weight.grad) for l in rec.layers]),
                 "signal_norm": np.array(rec.signal_norms()),
-                "weight_norm": np.array([_norm(l.conv.weight) for l in rec.layers]),
+                "weight_norm": np.array([_norm(l.owner.weight) for l in rec.layers]),
                 "loss": float(loss.item())}
 
 
@@ -247,12 +270,14 @@ def _norm(t: torch.Tensor | None) -> float:
     return math.nan if t is None else float(t.detach().float().norm().item())
 
 
-def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, every: int = 5, lr: float = 0.1,
+def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: int = 5, lr: float = 0.1,
              momentum: float = 0.9, batch_size: int = 256, train_size: int | None = 10_000, dataset: str | None = None,
              data=None, data_dir=None, seed: int = 0, device: str = "auto", compile: bool = False,
              precision: str = "fp32") -> Diagnostics:
-    """Train ``model`` for ``steps`` SGD steps on real data, recording per-layer statistics at
-    initialisation and every ``every`` steps. Returns a `Diagnostics` with a verdict.
+    """Train ``model`` (a preset name, or your own factory ``build(depth, **params)``: a function
+    or `ModelFactory`, its depth and parameters in ``overrides``) for ``steps`` SGD steps on real
+    data, recording per-layer statistics (`layers_for`) at initialisation and every ``every``
+    steps. Returns a `Diagnostics` with a verdict.
 
     The set-up is a training run's (`depthlab.engine.setup.set_up`: fp32, channels-last on CPU
     and CUDA, the same seeded network and batches); ``compile`` wraps it in ``torch.compile`` (hooks stay active: the
@@ -263,11 +288,9 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
     from ..engine.config import TrainConfig
     from ..engine.device import precision_scope
     from ..engine.setup import forward_backward, make_optimizer, set_up
-    from ..models import FAMILIES, resolve_model
-
-    overrides = dict(overrides or {})
-    family, spec = resolve_model(model, **overrides)
-    dataset = dataset or FAMILIES[family.name].datasets[0]
+    overrides, model = dict(overrides or {}), _model(model)
+    model_config(model, **overrides)
+    dataset = dataset or default_dataset(model)
     config = TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
                          batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device,
                          precision=precision)
@@ -281,7 +304,7 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
     started = time.perf_counter()
     setup = set_up(config, data)  # device, precision, channels-last, the train subset's batches
     net = setup.new_model()
-    layers = conv_layers(net)
+    layers = layers_for(model, net)
     optimizer = make_optimizer(config, net.parameters())
     forward = torch.compile(net) if compile else net
     batches = setup.train_batches[seed]
@@ -295,7 +318,7 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
                                               "update_ratio")}
     recorded_steps, losses = [], []
     diverged = False
-    with recording(net) as rec, precision_scope(setup.device, config.precision):
+    with recording(net, layers) as rec, precision_scope(setup.device, config.precision):
         for step in range(steps + 1):
             xb, yb = next(stream)
             record = step % every == 0 or step == steps
@@ -306,10 +329,10 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
             if not math.isfinite(loss.item()):
                 diverged = True
             if record:
-                before = [l.conv.weight.detach().clone() for l in layers]
+                before = [l.owner.weight.detach().clone() for l in layers]
                 rows["act_mean"].append(list(rec.mean))
                 rows["act_std"].append(list(rec.std))
-                rows["grad_norm"].append([_norm(l.conv.weight.grad) for l in layers])
+                rows["grad_norm"].append([_norm(l.owner.weight.grad) for l in layers])
                 rows["signal_norm"].append(rec.signal_norms())
                 rows["weight_norm"].append([_norm(b) for b in before])
                 recorded_steps.append(step)
@@ -321,7 +344,7 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
             if step < steps:
                 optimizer.step()
             if record:
-                rows["update_ratio"].append([_norm(l.conv.weight.detach() - b) / max(_norm(b), 1e-30)
+                rows["update_ratio"].append([_norm(l.owner.weight.detach() - b) / max(_norm(b), 1e-30)
                                              if step < steps else math.nan for l, b in zip(layers, before)])
     arrays = {k: np.array(v, dtype=float) for k, v in rows.items()}
     verdict = judge(arrays["grad_norm"][0], arrays["signal_norm"][0], arrays["act_std"][0], arrays["weight_norm"][0],
@@ -329,27 +352,30 @@ def diagnose(model: str, overrides: dict | None = None, *, steps: int = 50, ever
     if diverged and len(recorded_steps) > 1:
         verdict.label = "exploding"
         verdict.reasons.append(f"loss became non-finite by step {recorded_steps[-1]}")
-    return Diagnostics(model, config.canonical()["model_args"], [l.name for l in layers], np.array(recorded_steps),
-                       arrays["act_mean"], arrays["act_std"], arrays["grad_norm"], arrays["signal_norm"],
-                       arrays["weight_norm"], arrays["update_ratio"], np.array(losses, dtype=float), diverged,
-                       verdict, time.perf_counter() - started)
+    return Diagnostics(config.model_name, config.canonical()["model_args"], [l.name for l in layers],
+                       np.array(recorded_steps), arrays["act_mean"], arrays["act_std"], arrays["grad_norm"],
+                       arrays["signal_norm"], arrays["weight_norm"], arrays["update_ratio"],
+                       np.array(losses, dtype=float), diverged, verdict, time.perf_counter() - started,
+                       layer_kind(layers))
 
 
-def depth_profiles(model: str, depths: Sequence[int], overrides: dict | None = None, *, data=None, data_dir=None,
+def _model(model):
+    """A preset name as it is; a function ``build(depth, **params)`` as its `ModelFactory`."""
+    return model if isinstance(model, str) else ModelFactory.from_callable(model)
+
+
+def depth_profiles(model, depths: Sequence[int], overrides: dict | None = None, *, data=None, data_dir=None,
                    batch_size: int = 256, seed: int = 0, device: str = "cpu") -> dict[int, dict[str, np.ndarray]]:
     """`gradient_profile` at initialisation for several depths of one model (same batch, same seed)."""
     from ..data.batches import Batches
     from ..data.registry import load_dataset
     from ..engine.device import resolve_device
-    from ..models import FAMILIES, create_model, resolve_model
-
-    overrides = {k: v for k, v in (overrides or {}).items() if k != "depth"}
-    family, _ = resolve_model(model, **overrides)
+    overrides, model = {k: v for k, v in (overrides or {}).items() if k != "depth"}, _model(model)
     for d in depths:
-        resolve_model(model, **overrides, depth=d)
+        model_config(model, **overrides, depth=d)
     dev = resolve_device(device)
     if data is None:
-        data = load_dataset(FAMILIES[family.name].datasets[0], data_dir)
+        data = load_dataset(default_dataset(model), data_dir)
     batches = Batches(data.train_x[:batch_size].to(dev), data.train_y[:batch_size].to(dev), batch_size,
                       data.mean, data.std, shuffle=False)
     xb, yb = next(iter(batches))
@@ -357,20 +383,22 @@ def depth_profiles(model: str, depths: Sequence[int], overrides: dict | None = N
     for d in depths:
         torch.manual_seed(seed)
         net = create_model(model, data.input_shape, data.num_classes, **overrides, depth=d).to(dev)
-        out[d] = gradient_profile(net, xb, yb)
+        out[d] = gradient_profile(net, xb, yb, layers_for(model, net))
     return out
 
 
-def nearby_depths(model: str, depth: int, overrides: dict | None = None) -> list[int]:
-    """A few depths around ``depth`` (about /4, /2, x1, x2) that the model accepts."""
-    from ..models import resolve_model
-
-    overrides = {k: v for k, v in (overrides or {}).items() if k != "depth"}
+def nearby_depths(model, depth: int, overrides: dict | None = None) -> list[int]:
+    """A few depths around ``depth`` (about /4, /2, x1, x2) that the model accepts (a factory:
+    multiples of its ``depth_step``; whether it builds there is for its caller to check)."""
+    overrides, model = {k: v for k, v in (overrides or {}).items() if k != "depth"}, _model(model)
+    step = getattr(model, "depth_step", 1)
     found = []
     for target in (depth // 4, depth // 2, depth, 2 * depth):
         for d in range(max(target, 1), max(target - 3, 0), -1):
             try:
-                resolve_model(model, **overrides, depth=d)
+                if d % step:
+                    raise ConfigError(f"not a multiple of {step}")
+                model_config(model, **overrides, depth=d)
             except ConfigError:
                 continue
             if d not in found:
@@ -390,14 +418,15 @@ def plot_heatmap(diag: Diagnostics, ax=None):
     ticks = range(0, len(diag.steps), max(1, len(diag.steps) // 8))
     ax.set_xticks(list(ticks), [str(diag.steps[i]) for i in ticks])
     ax.set_xlabel("training step")
-    ax.set_ylabel("conv layer (1 = input side)")
+    ax.set_ylabel(f"{'conv ' if diag.layer_kind == 'conv' else ''}layer (1 = input side)")
     ax.set_title(f"{diag.model} depth {diag.config.get('depth')}: log10 ||dL/dW||  [{diag.verdict.label}]")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     return fig
 
 
-def plot_depth_profiles(profiles: dict[int, dict[str, np.ndarray]], *, model: str, axes=None):
+def plot_depth_profiles(profiles: dict[int, dict[str, np.ndarray]], *, model: str, axes=None,
+                        layer_kind: str = "conv"):
     """Weight-gradient norm and backprop-signal norm vs layer index at init, one line per depth,
     as a `matplotlib.figure.Figure` (drawn into the two ``axes`` when given)."""
     if axes is None:
@@ -412,7 +441,7 @@ def plot_depth_profiles(profiles: dict[int, dict[str, np.ndarray]], *, model: st
         axes[1].plot(layers, prof["signal_norm"], label=f"depth {d}")
     for ax, title in zip(axes, ("weight-gradient norm ||dL/dW||", "backprop signal ||dL/dh||")):
         ax.set_yscale("log")
-        ax.set_xlabel("conv layer (1 = input side)")
+        ax.set_xlabel(f"{'conv ' if layer_kind == 'conv' else ''}layer (1 = input side)")
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{model} at initialisation", fontsize=11)

@@ -1,4 +1,5 @@
-"""``depthlab diagnose MODEL --depth K``: gradient-flow diagnostics on real data."""
+"""``depthlab diagnose MODEL --depth K`` (or ``--model-file nets.py:build``): gradient-flow
+diagnostics on real data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import click
 
 from ..errors import ConfigError
 from .app import cli, create_output_folder, output_folder
-from .options import Values, data_options, default_dataset, model_options, option_group, run_options, train_options
+from .options import Values, data_options, model_options, option_group, run_options, train_options
 
 
 def watch_options(f):
@@ -24,8 +25,8 @@ def watch_options(f):
 
 
 @cli.command()
-@click.argument("model")
-@model_options
+@click.argument("model", required=False)
+@model_options(model_file=True)
 @watch_options
 @train_options("lr", "momentum", "batch_size", "compile",
                compile=dict(help="torch.compile the model (worth it on a GPU)."))
@@ -33,12 +34,13 @@ def watch_options(f):
 @run_options(take=("seed", "device", "precision", "out", "json"),
              out_help="Folder for the plots and the JSON (default: depthlab-out/diagnose).")
 def diagnose(model, model_opts, watch, hp, data_opts, run):
-    """Per-layer activation statistics, gradient norms and update ratios of MODEL at init and
+    """Per-layer activation statistics, gradient norms and update ratios of MODEL (its conv
+    layers; with --model-file, every Linear and conv layer of your own network) at init and
     during training, a layer x step heatmap, and a vanishing/exploding/healthy verdict."""
     from ..analysis import diagnostics
     from ..data.registry import check_dataset_name, load_dataset
     from ..engine.config import TrainConfig
-    from ..models import resolve_model
+    from ..models import default_dataset, model_config
     from ..report import format_table, safe_child, save_figure, write_text_atomic
     from .theory import parse_int_list
 
@@ -46,9 +48,11 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     lr, momentum, batch_size, train_size = hp.lr, hp.momentum, hp.batch_size, data_opts.train_size
     dataset, data_dir = data_opts.dataset, data_opts.data_dir
     seed, device, out, as_json = run.seed, run.device, run.out, run.as_json
+    model = model_opts.model(model, dataset)   # a factory is checked at --depth (or its smallest depth)
     overrides = model_opts.overrides()
-    _, spec = resolve_model(model, **overrides)
-    k = getattr(spec, "depth", None)
+    if not isinstance(model, str):
+        overrides.setdefault("depth", model.depth_step)
+    k = model_config(model, **overrides).get("depth")
     if steps < 0:
         raise ConfigError(f"--steps must be >= 0, got {steps}")
     if every is not None and every <= 0:
@@ -56,14 +60,18 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     every = every or max(1, steps // 10)
     if train_size is not None and train_size <= 0:
         raise ConfigError(f"--train-size must be positive, got {train_size}")
+    dataset = dataset or default_dataset(model)
+    info = check_dataset_name(dataset)
     if compare_depths:
         depths = parse_int_list(compare_depths, "--compare-depths")
         for d in depths:
-            resolve_model(model, **{**overrides, "depth": d})
+            model_config(model, **{**overrides, "depth": d})
+            if not isinstance(model, str) and (error := _build_error(model, overrides, d, info.input_shape)):
+                raise ConfigError(f"--compare-depths {d}: {error}")
     else:
         depths = diagnostics.nearby_depths(model, k, overrides) if k else []
-    dataset = dataset or default_dataset(model)
-    check_dataset_name(dataset)
+        if not isinstance(model, str):   # the factory's business: only the depths it builds
+            depths = [d for d in depths if not _build_error(model, overrides, d, info.input_shape)]
     TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
                 batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device,
                 precision=run.precision).validate()
@@ -74,13 +82,14 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     diag = diagnostics.diagnose(model, overrides, steps=steps, every=every, lr=lr, momentum=momentum,
                                 batch_size=batch_size, train_size=train_size, dataset=dataset, data=data, seed=seed,
                                 device=device, compile=hp.compile, precision=run.precision)
-    stem = f"diagnose-{model}-d{k}"
+    stem = f"diagnose-{diag.model}-d{k}"
     save_figure(diagnostics.plot_heatmap(diag), safe_child(folder, f"{stem}-heatmap.png"))
     profiles = {}
     if depths:
         profiles = diagnostics.depth_profiles(model, depths, overrides, data=data, batch_size=batch_size, seed=seed,
                                               device=device)
-        save_figure(diagnostics.plot_depth_profiles(profiles, model=model), safe_child(folder, f"{stem}-depths.png"))
+        save_figure(diagnostics.plot_depth_profiles(profiles, model=diag.model, layer_kind=diag.layer_kind),
+                    safe_child(folder, f"{stem}-depths.png"))
     summary = diag.to_json()
     summary["depth_profiles"] = {str(d): {key: [float(v) for v in p[key]] for key in ("grad_norm", "signal_norm")}
                                  for d, p in profiles.items()}
@@ -92,7 +101,8 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
                   diag.update_ratio[0, i]] for i, name in enumerate(diag.layers)]
     step_of = max(1, len(init_rows) // 12)
     shown = init_rows[::step_of] + ([init_rows[-1]] if (len(init_rows) - 1) % step_of else [])
-    click.echo(f"{model} depth {k}: {len(diag.layers)} conv layers, {steps} steps at lr {lr:g} "
+    kind = "conv" if diag.layer_kind == "conv" else "Linear/conv"
+    click.echo(f"{diag.model} depth {k}: {len(diag.layers)} {kind} layers, {steps} steps at lr {lr:g} "
                f"({diag.seconds:.1f}s); at initialisation:")
     click.echo(format_table(["layer", "act mean", "act std", "|dL/dW|", "|dL/dh|", "update/weight"], shown))
     last = len(diag.steps) - 1
@@ -100,3 +110,14 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
                f"{diag.grad_norm[last, 0]:.3g} / {diag.grad_norm[last, -1]:.3g}" + (" (diverged)" if diag.diverged else ""))
     click.echo(diag.verdict.line())
     click.echo(f"wrote {stem}-heatmap.png{', ' + stem + '-depths.png' if profiles else ''} and {stem}.json to {folder}")
+
+
+def _build_error(factory, overrides: dict, depth: int, input_shape) -> str | None:
+    """Why ``factory`` fails at ``depth`` (one line), or None when it builds."""
+    from ..models import FactoryError, create_model
+
+    try:
+        create_model(factory, input_shape, 10, **{**overrides, "depth": depth})
+    except FactoryError as exc:
+        return str(exc)
+    return None

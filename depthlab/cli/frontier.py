@@ -45,6 +45,7 @@ def protocol_options(f):
         "protocol", Values,
         _protocol_option("max_depth"),
         option_from_field(FrontierConfig, "depths", type=str),
+        option_from_field(FrontierConfig, "depth_step"),
         _protocol_option("lrs", "log:0.001:1:7, half-decades", ",".join(f"{lr:g}" for lr in quick.lrs), type=str),
         _protocol_option("epochs"),
         option_from_field(FrontierConfig, "threshold"),
@@ -79,7 +80,7 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
     given = {k: v for k, v in protocol.given().items() if k in ("max_depth", "epochs", "evals_per_epoch")}
     return dataclasses.replace(
         base, **given,
-        depths=parse_depths(protocol.depths) if protocol.depths is not None else None,
+        depths=parse_depths(protocol.depths) if protocol.depths is not None else None, depth_step=protocol.depth_step,
         lrs=parse_lrs(protocol.lrs) if protocol.lrs is not None else base.lrs,
         threshold=protocol.threshold, criterion=protocol.criterion, seeds=parse_seeds(protocol.seeds), seed=run.seed,
         train_size=data_opts.train_size if data_opts.train_size is not None else base.train_size,

@@ -244,16 +244,9 @@ class DataOptions:
 
     def dataset_for(self, model: str) -> str:
         """--dataset, else the model's own."""
+        from ..models import default_dataset
+
         return self.dataset or default_dataset(model)
-
-
-def default_dataset(model) -> str:
-    from ..models import FAMILIES, resolve_model
-
-    if not isinstance(model, str):   # a model factory: MNIST unless --dataset says otherwise
-        return "mnist"
-    family, _ = resolve_model(model)
-    return FAMILIES[family.name].datasets[0]
 
 
 def data_options(f=None, *, data_dir: bool = True, train_size: bool = True,

@@ -69,15 +69,16 @@ def layer_costs(*, measure=_step_seconds) -> dict:
     return costs
 
 
-def probe_depths(max_depth: int, depths=None) -> list[int]:
-    """The depths the search probes first: the given grid, else 3, 6, 12, ... and the cap."""
+def probe_depths(max_depth: int, depths=None, step: int = 3) -> list[int]:
+    """The depths the search probes first: the given grid, else step, 2 step, 4 step, ... and the
+    cap (the deepest multiple of ``step`` up to ``max_depth``)."""
     if depths:
-        return sorted(d for d in depths if d <= max_depth)
-    out, d = [], 3
-    while d < max_depth:
+        return sorted(depths)
+    out, d, cap = [], step, max_depth // step * step
+    while d < cap:
         out.append(d)
         d *= 2
-    return out + [max_depth]
+    return out + [cap]
 
 
 def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list[str]:
@@ -85,11 +86,15 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
     depth, and all depths train) and a bound (every lr of every probed depth runs its full budget)."""
     from ..models import PRESETS
 
-    depths = probe_depths(config.max_depth, config.depths)
+    probed = {str(n): probe_depths(config.max_depth, config.depths, config.step_for(n)) for n in names}
+    steps = sorted({config.step_for(n) for n in names})
     evals = config.evals_per_epoch * config.epochs * (config.eval_size or 10_000)
     images = train_images * config.epochs + 0.5 * evals
-    lines = [f"plan: {len(names)} model(s) {', '.join(names)}; depths probed first {', '.join(map(str, depths))} "
-             f"(then bisection between the last trainable and first failing depth, multiples of 3); "
+    shown = {", ".join(map(str, d)) for d in probed.values()}
+    first = shown.pop() if len(shown) == 1 else "; ".join(f"{n}: {', '.join(map(str, d))}" for n, d in probed.items())
+    lines = [f"plan: {len(names)} model(s) {', '.join(probed)}; depths probed first {first} "
+             f"(then bisection between the last trainable and first failing depth, multiples of "
+             f"{' or '.join(map(str, steps))}); "
              f"lrs {', '.join(f'{lr:g}' for lr in config.lrs)}; {config.seeds} seed(s); {config.epochs} epoch(s) of "
              f"{train_images:,} images; {config.evals_per_epoch} evaluation(s) of "
              f"{config.eval_size or 10_000:,} test images per epoch; threshold {100 * config.threshold:g}% "
@@ -98,7 +103,7 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
     for name in names:
         values = PRESETS[name].values if name in PRESETS else {}
         per_layer = costs["bn" if values.get("norm") == "bn" else "plain"]
-        full = [images * d * per_layer for d in depths]
+        full = [images * d * per_layer for d in probed[str(name)]]
         low += sum(f / config.epochs / config.evals_per_epoch for f in full) * config.seeds
         high += sum(full) * len(config.lrs) * config.seeds
     lines.append(f"estimated CPU time on this machine: {_hours(low)} to {_hours(high)} "

@@ -47,7 +47,12 @@ class FrontierConfig:
 
     max_depth: int = field(default=300, metadata={"help": "Deepest depth the search tries."})
     depths: tuple[int, ...] | None = field(default=None, metadata={  # exactly these depths instead of searching
-        "help": "Try exactly these depths (multiples of 3) instead of searching."})
+        "help": "Try exactly these depths instead of searching (for the built-in families, multiples of the depth "
+                "step)."})
+    depth_step: int | None = field(default=None, metadata={  # None: each model's own (`step_for`)
+        "help": "The search probes multiples of this depth, from 1 to the deepest depth (default: 3 for the built-in "
+                "families, whose --max-depth and --depths are multiples of it; for --model-file, build.depth_step, "
+                "else 1: which depths it takes is the factory's business)."})
     lrs: tuple[float, ...] = field(default=DEFAULT_LRS, metadata={
         "help": "Learning-rate grid: 0.01,0.1,1 or log:LOW:HIGH:COUNT."})
     epochs: int = field(default=3, metadata={"help": "Budget per trial."})
@@ -92,21 +97,22 @@ class FrontierConfig:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
 
     def validate(self) -> None:
-        if not isinstance(self.max_depth, int) or self.max_depth < 3:
-            raise ConfigError(f"--max-depth must be at least 3, got {self.max_depth}")
+        if not isinstance(self.max_depth, int) or isinstance(self.max_depth, bool):
+            raise ConfigError(f"--max-depth must be an integer, got {self.max_depth!r}")
         if self.max_depth > MAX_DEPTH or any(isinstance(d, int) and d > MAX_DEPTH for d in self.depths or ()):
             raise ConfigError(f"depths must be at most {MAX_DEPTH:,}")
         if isinstance(self.evals_per_epoch, int) and self.evals_per_epoch > BOUNDS["evals_per_epoch"]:
             raise ConfigError(f"--evals-per-epoch must be at most {BOUNDS['evals_per_epoch']:,}, "
                               f"got {self.evals_per_epoch:,}")
-        if self.max_depth % 3:
-            raise ConfigError(f"--max-depth must be a multiple of 3, got {self.max_depth}")
         if self.depths is not None:
             if not self.depths:
                 raise ConfigError("--depths is empty")
             for d in self.depths:
-                if not isinstance(d, int) or d <= 0 or d % 3:
-                    raise ConfigError(f"depths must be positive multiples of 3, got {d}")
+                if not isinstance(d, int) or isinstance(d, bool):
+                    raise ConfigError(f"depths must be integers, got {d!r}")
+        step, deepest = self.depth_step, self.deepest()
+        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= deepest):
+            raise ConfigError(f"--depth-step must be an integer from 1 to the deepest depth ({deepest}), got {step}")
         if not self.lrs:
             raise ConfigError("the learning-rate grid is empty")
         for lr in self.lrs:
@@ -130,12 +136,26 @@ class FrontierConfig:
         check_dataset_name(self.dataset)
 
     def validate_models(self, models: Sequence[str]) -> None:
-        """Every model must take the axis overrides and run on the dataset (checked at depth 3)."""
+        """Every model must take the axis overrides and run on the dataset (checked at its smallest
+        depth). For a built-in family the depths are multiples of the step in use (`step_for`);
+        for a model factory any positive depth, which ones it takes being its own business."""
         if not models:
             raise ConfigError("no models given")
         for model in models:
-            self.trial_config(model, min(self.depths or (getattr(model, "depth_step", 3),)), self.lrs[0],
-                              self.seed).validate()
+            step, preset = self.step_for(model), isinstance(model, str)
+            if self.max_depth < step:
+                raise ConfigError(f"--max-depth must be at least {step}, got {self.max_depth}")
+            if preset and self.max_depth % step:
+                raise ConfigError(f"--max-depth must be a multiple of {step}, got {self.max_depth}")
+            for d in self.depths or ():
+                if d <= 0 or (preset and d % step):
+                    raise ConfigError(f"depths must be positive{f' multiples of {step}' if preset else ''}, got {d}")
+            self.trial_config(model, min(self.depths or (step,)), self.lrs[0], self.seed).validate()
+
+    def step_for(self, model) -> int:
+        """The depths a model's search probes are multiples of this: ``depth_step`` when set, else
+        3 for a built-in family and a factory's own ``depth_step`` (1 unless it sets one)."""
+        return self.depth_step or getattr(model, "depth_step", 3)
 
     def trial_config(self, model: str, depth: int, lr: float, seed: int) -> TrainConfig:
         """The `TrainConfig` of one trial (its hash is the trial's key in the store)."""
@@ -199,14 +219,7 @@ def parse_depths(text: str) -> tuple[int, ...]:
             d = int(part)
         except ValueError:
             raise ConfigError(f"bad depth {part!r} in --depths") from None
-        if d <= 0 or d % 3:
-            raise ConfigError(f"depths must be positive multiples of 3, got {d}")
-        values.append(d)
+        values.append(d)   # which depths are valid: `FrontierConfig.validate_models`
     if not values:
         raise ConfigError("--depths is empty")
     return tuple(sorted(set(values)))
-
-
-def depth_step(model) -> int:
-    """The depths a model's search probes are multiples of this: 3 for a preset, a factory's ``depth_step``."""
-    return getattr(model, "depth_step", 3)

@@ -48,7 +48,7 @@ from ..report import trial_words
 from ..store.sqlite import Store
 from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
 from .bisection import failure_cost_ratio, split_point
-from .protocol import FrontierConfig, depth_step
+from .protocol import FrontierConfig
 from .seeds import SeedPolicy, recheck
 from .seeds import summarise as summarise_seeds
 
@@ -235,7 +235,8 @@ def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthR
     (`split_point`). ``evaluate(depth, start_lr)`` gives one depth's verdict. The probes depend
     only on the verdicts, never on what a store holds, so a resumed search walks the same path;
     a store filled with one bisection is continued with the same one (``--bisection``). Depths
-    are multiples of ``step`` (3 for the presets; a model factory's ``depth_step``)."""
+    are multiples of ``step`` (`FrontierConfig.step_for`: 3 for the presets, a model factory's
+    ``depth_step``, or ``--depth-step``) up to ``max_depth``, which need not be one."""
     top = max_depth // step
     results: dict[int, DepthResult] = {}
     lo: int | None = None   # deepest trainable, in units of 3
@@ -334,12 +335,12 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
                 evaluate(d, ok[-1].lr if ok else None)
         else:
             search_depths(config.max_depth, evaluate,
-                          failure_cost_ratio(config) if config.bisection == "cost" else None, depth_step(model))
+                          failure_cost_ratio(config) if config.bisection == "cost" else None, config.step_for(model))
         if config.auto_seeds:
             each = (lambda b: batch(b, rank=False)) if batch is real_cells else batch
             recheck([t for r in decided.values() for t in r.trials],
-                     each or (lambda b: [run(*cell) for cell in b]), lrs, step=depth_step(model), max_depth=config.deepest(),
-                     policy=SeedPolicy(first_seed=config.seed), into=rechecked)
+                    each or (lambda b: [run(*cell) for cell in b]), lrs, step=config.step_for(model),
+                    max_depth=config.deepest(), policy=SeedPolicy(first_seed=config.seed), into=rechecked)
     except PendingTrial as stop:
         next_trial = stop.cell
     if config.auto_seeds:
@@ -353,7 +354,7 @@ def seeded_frontier(model: str, decided: dict[int, DepthResult], rechecked: list
     (`seeds.summarise`), the majority frontier with its band and each depth's fraction of seeds."""
     trials = [t for r in decided.values() for t in r.trials] + rechecked
     table = {(t.depth, t.lr, t.seed): t.trained for t in trials}
-    seeded = summarise_seeds(table, step=depth_step(model), max_depth=config.deepest())
+    seeded = summarise_seeds(table, step=config.step_for(model), max_depth=config.deepest())
     depths = {}
     for d, v in seeded.depths.items():
         at = [t for t in trials if t.depth == d]

@@ -4,8 +4,8 @@ package registers them all."""
 
 from .factory import FactoryError, ModelFactory
 from .registry import (ACTIVATIONS, FAMILIES, PRESETS, Family, Preset, count_parameters, create_model,
-                       layer_summary, make_activation, model_config, register_family, register_preset,
-                       resolve_model)
+                       default_dataset, layer_summary, make_activation, model_config, register_family,
+                       register_preset, resolve_model)
 from . import stages  # noqa: F401  (registers the family)
 from . import cifar  # noqa: F401  (registers resnet-cifar, resnet18, cifar-cnn)
 from . import skipfc, strided  # noqa: F401  (register the families)
@@ -15,5 +15,5 @@ from .stages import CLASSIC_PRESETS, ConvUnit, StagesNet, StagesSpec
 
 __all__ = ["ACTIVATIONS", "CLASSIC_PRESETS", "ConvUnit", "FAMILIES", "FactoryError", "Family", "ModelFactory",
            "PRESETS", "Preset", "StagesNet",
-           "StagesSpec", "count_parameters", "create_model", "layer_summary", "make_activation", "model_config",
-           "register_family", "register_preset", "resolve_model"]
+           "StagesSpec", "count_parameters", "create_model", "default_dataset", "layer_summary", "make_activation",
+           "model_config", "register_family", "register_preset", "resolve_model"]

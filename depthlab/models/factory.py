@@ -8,7 +8,8 @@ the source's SHA-256 so that an edited factory never reuses stale trials.
 The network takes the dataset's batches ``(N, C, H, W)`` and returns 10 logits ``(N, 10)``, or
 a list of such tensors for several loss heads (the last one is the prediction). Which depths are
 valid is the factory's business; the frontier searches multiples of ``depth_step`` (1 unless
-the function has an attribute ``depth_step``, e.g. ``build.depth_step = 3``).
+the function has an attribute ``depth_step``, e.g. ``build.depth_step = 3``, or the frontier is
+given ``depth_step=`` / ``--depth-step``).
 """
 
 from __future__ import annotations

@@ -155,6 +155,14 @@ def create_model(name: str | ModelFactory, input_shape=(1, 28, 28), num_classes:
     return family.build(spec, tuple(input_shape), num_classes)
 
 
+def default_dataset(model: str | ModelFactory) -> str:
+    """The dataset a model runs on unless told otherwise: its family's first, MNIST for a factory."""
+    if isinstance(model, ModelFactory):
+        return "mnist"
+    family, _ = resolve_model(model)
+    return FAMILIES[family.name].datasets[0]
+
+
 def factory_params(factory: ModelFactory, params: dict) -> dict:
     """A factory's arguments, checked: an integer ``depth`` >= 1 and JSON-able keyword values
     (numbers, strings, booleans), numbers given as text (``-p width=2``) converted."""
