@@ -15,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+from ..frontier.seeds import SeedPolicy
 from ..report import write_text_atomic
 
 MEASURE = {"plain": "cnn-tanh", "bn": "cnn-elu-bn"}
@@ -92,24 +93,35 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
     images = train_images * config.epochs + 0.5 * evals
     shown = {", ".join(map(str, d)) for d in probed.values()}
     first = shown.pop() if len(shown) == 1 else "; ".join(f"{n}: {', '.join(map(str, d))}" for n, d in probed.items())
+    seeds = config.seed_count()
+    policy = SeedPolicy()
+    seeding = (f"1 seed, then {policy.min_seeds}-{policy.max_seeds} at the boundary" if config.auto_seeds
+               else f"{seeds} seed(s)")
     lines = [f"plan: {len(names)} model(s) {', '.join(probed)}; depths probed first {first} "
              f"(then bisection between the last trainable and first failing depth, multiples of "
              f"{' or '.join(map(str, steps))}); "
-             f"lrs {', '.join(f'{lr:g}' for lr in config.lrs)}; {config.seeds} seed(s); {config.epochs} epoch(s) of "
+             f"lrs {', '.join(f'{lr:g}' for lr in config.lrs)}; {seeding}; {config.epochs} epoch(s) of "
              f"{train_images:,} images; {config.evals_per_epoch} evaluation(s) of "
              f"{config.eval_size or 10_000:,} test images per epoch; threshold {100 * config.threshold:g}% "
              f"{config.criterion} error"]
+    # --seeds auto re-checks the boundary (deepest trainable and first failing depth) with extra
+    # seeds: at least (min - 1) at the deciding lr, at most (max - 1) at it and its two neighbours
+    recheck_low, recheck_high = ((policy.min_seeds - 1, (policy.max_seeds - 1) * min(3, len(config.lrs)))
+                                 if config.auto_seeds else (0, 0))
     low = high = 0.0
     for name in names:
         values = PRESETS[name].values if name in PRESETS else {}
         per_layer = costs["bn" if values.get("norm") == "bn" else "plain"]
         full = [images * d * per_layer for d in probed[str(name)]]
-        low += sum(f / config.epochs / config.evals_per_epoch for f in full) * config.seeds
-        high += sum(full) * len(config.lrs) * config.seeds
+        first_point = [f / config.epochs / config.evals_per_epoch for f in full]
+        low += sum(first_point) * seeds + 2 * first_point[0] * recheck_low
+        high += sum(full) * len(config.lrs) * seeds + 2 * full[-1] * recheck_high
+    recheck = (f"; with --seeds auto, {2 * recheck_low} to {2 * recheck_high} boundary re-check trials per model, "
+               f"between the shallowest and the deepest probed depth" if config.auto_seeds else "")
     lines.append(f"estimated CPU time on this machine: {_hours(low)} to {_hours(high)} "
                  f"(measured {1e6 * costs['plain']:.0f} us per image per layer, {1e6 * costs['bn']:.0f} with batch "
                  f"norm; the bound trains every lr of every probed depth for the full budget, bisection steps "
-                 f"not counted); nothing was trained")
+                 f"not counted{recheck}); nothing was trained")
     return lines
 
 

@@ -30,3 +30,19 @@ def test_layer_costs_are_measured_once_and_cached(tmp_path, monkeypatch):
     n = len(calls)
     assert plan.layer_costs(measure=measure) == first and len(calls) == n     # from the cache
     assert plan.probe_depths(300) == [3, 6, 12, 24, 48, 96, 192, 300] and plan.probe_depths(9) == [3, 6, 9]
+
+
+def test_the_dry_run_of_seeds_auto_counts_its_boundary_rechecks(tmp_path, capsys, monkeypatch):
+    """It used to be an internal error: the plan multiplied by the string "auto"."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(plan, "layer_costs", lambda: {"plain": 30e-6, "bn": 45e-6})
+    args = ["frontier", "--models", "cnn-elu", "--quick", "--dry-run", "--store", str(tmp_path / "f.db")]
+
+    def plan_and_estimate(extra):
+        assert main(args + extra) == 0
+        return capsys.readouterr().out.splitlines()[:2]
+
+    (_, one), (auto_plan, auto) = plan_and_estimate([]), plan_and_estimate(["--seeds", "auto"])
+    assert "; 1 seed, then 3-5 at the boundary;" in auto_plan
+    assert "4 to 24 boundary re-check trials per model" in auto  # 2 depths x (2 seeds .. 4 seeds x 3 lrs)
+    assert "re-check" not in one and one.split(" (")[0] != auto.split(" (")[0]  # the rechecks cost more
