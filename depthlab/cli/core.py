@@ -193,6 +193,7 @@ class _Progress:
                                               "(and the checkpoint files in DEST-checkpoints/); nothing else.")
 def runs(store_path, limit, status, as_json, snapshot_path, force):
     """List the runs in the store, newest first."""
+    from ..frontier.criterion import recorded_criterion_error
     from ..store.snapshot import snapshot_store
     from ..store.sqlite import FINISHED, Store
 
@@ -218,29 +219,43 @@ def runs(store_path, limit, status, as_json, snapshot_path, force):
             total = store.count(status)
         done_epochs = {r.id: len(store.epochs(r.id)) for r in rows}
     shown = lambda r: "interrupted" if r.id in gone else str(r.status)  # noqa: E731
+    criteria = {r.id: recorded_criterion_error(r.config, r.result) for r in rows if r.kind == "frontier"}
+    criteria = {k: v for k, v in criteria.items() if v is not None}
     if as_json:
         click.echo(json.dumps([{"id": r.id, "hash": r.config_hash, "kind": r.kind, "model": r.model,
                                 "dataset": r.dataset, "status": shown(r), "seconds": r.seconds,
-                                "epochs_done": done_epochs[r.id], "config": r.config, "result": r.result}
+                                "epochs_done": done_epochs[r.id], "config": r.config, "result": r.result,
+                                **({"criterion_error": criteria[r.id][1]} if r.id in criteria else {})}
                                for r in rows]))
         return
     table = []
     for r in rows:
-        err = r.result.get("test_error") if r.result else None
+        err = criteria[r.id][1] if r.id in criteria else r.result.get("test_error") if r.result else None
         planned = r.config.get("epochs")
         train_size = r.config.get("train_size")
         table.append([r.id, r.config_hash, r.kind, r.model, r.config.get("model_args", {}).get("depth", ""),
                       r.config.get("lr", ""), r.config.get("precision", DEFAULT_PRECISION), shown(r),
                       f"{done_epochs[r.id]}/{planned}" if planned is not None else done_epochs[r.id],
                       f"{train_size:,}" if isinstance(train_size, int) else "all",
-                      percent(err, 2) if isinstance(err, (int, float)) else "-",
+                      percent(err, 1 if r.id in criteria else 2) if isinstance(err, (int, float)) else "-",
                       f"{r.seconds:.1f}" if r.seconds is not None else "-"])
     if table:
         click.echo(format_table(("id", "hash", "kind", "model", "depth", "lr", "precision", "status", "epochs",
-                                 "train size", "final test error", "seconds"), table))
+                                 "train size", _error_header(criteria, len(rows)), "seconds"), table))
     what = f" {status}" if status else ""
     click.echo(f"showing {len(rows)} of {total}{what} run(s) in {store_path}"
                + (f" (--limit {limit}; --limit N shows more)" if len(rows) < total else ""))
+
+
+def _error_header(criteria: dict, rows: int) -> str:
+    """The error column's header: a frontier trial shows its criterion error (the error at the
+    evaluation point that decided it, as its frontier line and tables do), others their final
+    test error; with both, the header says which is which."""
+    names = sorted({name for name, _ in criteria.values()})
+    criterion = f"criterion error ({'/'.join(names)})" if names else ""
+    if not criteria:
+        return "final test error"
+    return criterion if len(criteria) == rows else f"error: frontier {criterion}, else final test"
 
 
 @cli.command()
