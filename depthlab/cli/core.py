@@ -110,8 +110,8 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
         if result.get("stopped_early"):
             best = min(result["epochs"], key=lambda e: e["test_error"]) if result["epochs"] else None
             last = result["epochs"][-1]["epoch"] if result["epochs"] else None
-            click.echo(f"stopped early after epoch {last:03d} (--patience {config.patience}: no improvement for "
-                       f"{last - best['epoch']} epoch(s)); restored the best weights, from epoch {best['epoch']:03d} "
+            click.echo(f"stopped early after epoch {last:03d} (--patience {config.patience}: {last - best['epoch']} "
+                       f"epoch(s) without improvement); restored the best weights, from epoch {best['epoch']:03d} "
                        f"({label.lower()} error {100 * best['test_error']:.2f}%)" if best is not None else
                        f"stopped early ({result.get('reason')}); restored the best weights")
     if result["status"] == RunStatus.FAILED:

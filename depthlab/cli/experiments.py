@@ -225,8 +225,8 @@ def ablation_options(f):
 @run_options
 @ablation_options
 @train_options("epochs", "lr", "momentum", "batch_size", "optimizer", "schedule", "patience",
-               patience=dict(help="Early stopping on validation error after N epochs without improvement; best "
-                                  "weights restored."))
+               patience=dict(help="Early stopping: stop after N epochs without improvement of the validation "
+                                  "error; the best epoch's weights are restored."))
 @executor_options(workers=EXPERIMENT_WORKERS)
 def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
     """Every on/off combination of the toggles over K folds or N seeds: mean ± std of train,
