@@ -23,11 +23,6 @@ from .options import (
 )
 
 
-# The experiment commands run their trials one after another by default: their classic output
-# streams every epoch of every run (--workers N sends them to worker processes instead).
-EXPERIMENT_WORKERS = "1"
-
-
 def _out_folder(out: str | None, default: str):
     from ..report import default_output_dir
 
@@ -119,7 +114,7 @@ def _base(model: str, model_opts, data_opts, run, **hyper) -> dict:
 @train_options("epochs", "batch_size", "momentum", "optimizer", "weight_decay", "schedule",
                schedule=dict(help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise "
                                   "one needs one lr."))
-@executor_options(workers=EXPERIMENT_WORKERS)
+@executor_options
 def lr_sweep_cmd(model, model_opts, data_opts, run, lrs, hp, spec):
     """One run of MODEL per learning rate: a table of final errors and train/test error plots."""
     from ..experiments.configs import parse_lrs
@@ -227,7 +222,7 @@ def ablation_options(f):
 @train_options("epochs", "lr", "momentum", "batch_size", "optimizer", "schedule", "patience",
                patience=dict(help="Early stopping: stop after N epochs without improvement of the validation "
                                   "error; the best epoch's weights are restored."))
-@executor_options(workers=EXPERIMENT_WORKERS)
+@executor_options
 def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
     """Every on/off combination of the toggles over K folds or N seeds: mean ± std of train,
     validation and test accuracy and the time per fit, plus loss curves."""
@@ -301,7 +296,7 @@ register_cli_experiment(_cifar.CIFAR_EXPERIMENTS, _cifar.reproduce)
                            help="A reduced budget: every run trains N epochs (labelled)."),
               click.option("--train-size", type=int, default=None,
                            help="A reduced budget: every run uses a fixed subset of N training images (labelled)."))
-@executor_options(workers=EXPERIMENT_WORKERS)
+@executor_options
 def reproduce_cmd(name, quick, list_, data_dir, run, budget, spec):
     """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
     numbers. Finished runs are read back from the store (an interrupted run resumes)."""

@@ -3,8 +3,6 @@ command resumes from its last saved epoch and ends where an uninterrupted run en
 
 import os
 
-import pytest
-
 from depthlab.cli import main
 from depthlab.engine.stepper import SingleStepper
 from depthlab.store.sqlite import Store, checkpoint_dir_for
