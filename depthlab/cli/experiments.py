@@ -9,6 +9,7 @@ import time
 import click
 
 from ..errors import ConfigError
+from ..frontier.protocol import GRID_GRAMMAR
 from . import cifar as _cifar
 from .app import (cli, create_output_folder, output_folder, progress, progress_to_stderr, require_tensorboard,
                   tensorboard_writer, trial_runner)
@@ -110,7 +111,7 @@ def _base(model: str, model_opts, data_opts, run, **hyper) -> dict:
 @model_options(toggles=True, model_file=True)
 @data_options
 @run_options
-@click.option("--lrs", required=True, help="Learning-rate grid: 0.01,0.03,0.1 or log:LOW:HIGH:COUNT (as frontier --lrs).")
+@click.option("--lrs", required=True, help=f"Learning-rate grid: {GRID_GRAMMAR}.")
 @train_options("epochs", "batch_size", "momentum", "optimizer", "weight_decay", "schedule",
                schedule=dict(help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise "
                                   "one needs one lr."))
