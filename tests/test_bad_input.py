@@ -277,6 +277,10 @@ CASES += [
     ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,-1", "must be positive"),
     ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,abc", "bad learning rate"),
     ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,0.1", "twice"),
+    (f"{LS} --train-size 70000 --data-dir {{mnist}}", "more than the 60,000 training images"),
+    ("lr-sweep cifar-cnn --lrs 0.1 --epochs 1 --device cpu --train-size 100 --data-dir {cifar}",
+     "more than the 40 training"),
+    (f"{AB} --train-size 70000 --data-dir {{mnist}}", "more than the 60,000 training images"),
     ("lr-sweep cnn-tanh --depth 10 --lrs 0.1", "multiple of 3"),
     (f"{LS} --epochs 0", "epochs must be a positive integer"),
     (f"{LS} --batch-size 0", "batch size must be a positive integer"),
@@ -428,6 +432,7 @@ def bad_files(tmp_path_factory, data_root):
     write_cifar_folder(root / "cifar_missing" / "cifar-10-batches-py", per_batch=8)
     (root / "cifar_missing" / "cifar-10-batches-py" / "data_batch_3").unlink()
     files["cifar"], files["cifar_missing"] = root / "cifar", root / "cifar_missing"
+    files["mnist"] = data_root  # the real data, for checks that need it loaded
     files["text"] = root / "notes.txt"
     files["text"].write_text("not a store, not a folder, not a CSV of measurements\n")
     files["binary"] = root / "binary.csv"

@@ -13,6 +13,7 @@ from ..frontier.protocol import GRID_GRAMMAR
 from . import cifar as _cifar
 from .app import (cli, create_output_folder, output_folder, progress, progress_to_stderr, require_tensorboard,
                   tensorboard_writer, trial_runner)
+from .core import check_train_size
 from .options import (
     Values,
     data_options,
@@ -68,7 +69,8 @@ def _prepare(configs, data_dir, store_path, out: str | None, default: str, tenso
              datasets: dict | None = None) -> tuple:
     """After the flags are validated (``configs``): check the store path, the output folder and
     TensorBoard, then load every dataset the runs need, so that bad data fails before any store
-    or folder is created; only then create the output folder. Returns (folder, datasets)."""
+    or folder is created (a --train-size above the data's size included); only then create the output
+    folder. Returns (folder, datasets)."""
     from ..data.registry import load_dataset
     output_folder(out, store_path, default)
     require_tensorboard(tensorboard)
@@ -78,6 +80,7 @@ def _prepare(configs, data_dir, store_path, out: str | None, default: str, tenso
     for config in configs:
         if config.dataset not in datasets:
             datasets[config.dataset] = load_dataset(config.dataset, data_dir)
+        check_train_size(config.train_size, datasets[config.dataset])  # as train and frontier do
     return _out_folder(out, default), datasets
 
 
