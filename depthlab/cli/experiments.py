@@ -92,7 +92,7 @@ def _run_one_part(part, experiment: str, stem: str, data_opts, run, spec):
     from ..experiments.parts import Context
 
     progress_to_stderr(run.as_json)  # the runs' progress lines (the depthlab.progress logger)
-    ctx = Context(data_dir=data_opts.data_dir, experiment=experiment)
+    ctx = Context(data_dir=data_opts.data_dir, experiment=experiment, epoch_lines=True)
     configs = part.configs(ctx)
     folder, _ = _prepare(configs, data_opts.data_dir, run.store_path, run.out, stem, run.tensorboard, ctx.datasets)
     ctx.on_epoch = _tensorboard_hook(run.tensorboard)
@@ -329,7 +329,7 @@ def reproduce_cmd(name, quick, list_, data_dir, run, budget, spec):
     group = fusable_runs(name, quick=quick, device=device, budget=budget, precision=precision)
     with trial_runner(spec, device, store_path, group, data_dir=data_dir, sequential=True) as (store, runner):
         result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, budget=budget,
-                           datasets=datasets, runner=runner, precision=precision)
+                           datasets=datasets, runner=runner, precision=precision, epoch_lines=True)
     paths = []
     for label, part in result.parts.items():
         paths += _show_part(part, folder, label, as_json)

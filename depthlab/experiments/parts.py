@@ -178,6 +178,7 @@ class Context:
     on_epoch: Callable[[str, Any], None] | None = None   # (run label, EpochMetrics), e.g. TensorBoard
     datasets: dict = field(default_factory=dict)
     runner: Any = None  # a `depthlab.sweep.TrialRunner`: `run_many` runs on its executor, all at once
+    epoch_lines: bool = False  # with a runner, echo each run's epoch lines as it comes back (the CLI does)
 
     def dataset(self, name: str) -> Dataset:
         if name not in self.datasets:
@@ -203,7 +204,8 @@ class Context:
     def run_many(self, items: Sequence[tuple[TrainConfig, str, str | None]]) -> list[RunResult]:
         """Train (or read back) each ``(config, label, extras name)``: one after another through
         `run` (with its per-epoch lines), or with a ``runner`` all at once on its executor
-        (workers, fused lr groups, Ray), each run's per-epoch lines as it is in; results in order."""
+        (workers, fused lr groups, Ray), one line per run as it is in (after its per-epoch lines
+        with ``epoch_lines``); results in order."""
         if self.runner is None:
             return [self.run(c, label, extras=extras_for(name, c, self.dataset(c.dataset))) for c, label, name in items]
         from ..sweep.jobs import Job
@@ -213,9 +215,10 @@ class Context:
 
         def arrived(index: int, result: RunResult) -> None:
             config, label = items[index][0], items[index][1]
-            if not result.reused:  # the lines a run trained here streams, all at once
+            if not result.reused:  # what a run trained here streams, all at once
                 for e in result.epochs:
-                    self._epoch_line(label, config, e)
+                    if self.epoch_lines:
+                        self._epoch_line(label, config, e)
                     if self.on_epoch is not None:
                         self.on_epoch(label, e)
             self._report(label, result)
