@@ -139,6 +139,7 @@ CASES: list[tuple[str, str]] = [
     ("frontier --lrs log:1:0.1:5", "bad --lrs"),
     ("frontier --lrs log:0.001:1:1", "bad --lrs"),
     ("frontier --lrs log:0.001:1:100000000", "COUNT <= 1000"),
+    ("frontier --lrs lin:0.1:0.01:3", "bad --lrs"),
     ("frontier --lrs 0.1,0.1", "duplicates"),
     (f"{F} --threshold 0", "threshold must be in (0, 1)"),
     (f"{F} --threshold 1", "threshold must be in (0, 1)"),
@@ -171,6 +172,11 @@ CASES: list[tuple[str, str]] = [
     ("theory --sigma-w2 1:0:5", "bad --sigma-w2"),
     ("theory --sigma-w2 0,1", "bad --sigma-w2"),
     ("theory --sigma-w2 0.5:4:1000000000", "bad --sigma-w2"),
+    ("theory --sigma-w2 lin:1:4", "bad --sigma-w2"),
+    ("theory --sigma-w2 lin:4:1:13", "bad --sigma-w2"),
+    ("theory --sigma-w2 log:0:1:5", "bad --sigma-w2"),
+    ("theory --sigma-w2 log:1:4:x", "bad --sigma-w2"),
+    ("theory --check-widths lin:0:2:3", "bad --check-widths"),
     ("theory --depth 0", "--depth must be positive"),
     ("theory --width 0", "--width must be positive"),
     ("theory --store {absent}", "does not exist"),
@@ -187,6 +193,8 @@ CASES: list[tuple[str, str]] = [
     (f"{P} --sigma-w2 ''", "bad --sigma-w2"),
     (f"{P} --lrs ''", "bad --lrs"),
     (f"{P} --lrs 0,0.1", "bad --lrs"),
+    (f"{P} --lrs log:1:0.1:3", "bad --lrs"),
+    (f"{P} --sigma-w2 lin:1:4:1", "bad --sigma-w2"),
     (f"{P} --threshold 0", "--threshold must be in (0, 1)"),
     (f"{P} --threshold 1.5", "--threshold must be in (0, 1)"),
     (f"{P} --depths 4,6", "multiple of 3"),
@@ -208,6 +216,7 @@ CASES: list[tuple[str, str]] = [
     (f"{PM} --depths 0,10", "bad --depths"),
     (f"{PM} --depths x", "bad --depths"),
     (f"{PM} --sigma-w2 0,1", "bad --sigma-w2"),
+    (f"{PM} --sigma-w2 lin:1:4", "bad --sigma-w2"),
     (f"{PM} --train-size 0", "--train-size must be positive"),
     (f"{PM} --threshold 1", "--threshold must be in (0, 1)"),
     (f"{PM} --act swish", "unknown activation"),
@@ -268,6 +277,10 @@ CASES += [
     ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,-1", "must be positive"),
     ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,abc", "bad learning rate"),
     ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,0.1", "twice"),
+    (f"{LS} --train-size 70000 --data-dir {{mnist}}", "more than the 60,000 training images"),
+    ("lr-sweep cifar-cnn --lrs 0.1 --epochs 1 --device cpu --train-size 100 --data-dir {cifar}",
+     "more than the 40 training"),
+    (f"{AB} --train-size 70000 --data-dir {{mnist}}", "more than the 60,000 training images"),
     ("lr-sweep cnn-tanh --depth 10 --lrs 0.1", "multiple of 3"),
     (f"{LS} --epochs 0", "epochs must be a positive integer"),
     (f"{LS} --batch-size 0", "batch size must be a positive integer"),
@@ -457,6 +470,7 @@ def bad_files(tmp_path_factory, data_root):
     write_cifar_folder(root / "cifar_missing" / "cifar-10-batches-py", per_batch=8)
     (root / "cifar_missing" / "cifar-10-batches-py" / "data_batch_3").unlink()
     files["cifar"], files["cifar_missing"] = root / "cifar", root / "cifar_missing"
+    files["mnist"] = data_root  # the real data, for checks that need it loaded
     files["text"] = root / "notes.txt"
     files["text"].write_text("not a store, not a folder, not a CSV of measurements\n")
     files["binary"] = root / "binary.csv"

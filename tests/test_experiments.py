@@ -436,7 +436,8 @@ def test_an_ablation_on_worker_processes_measures_what_the_sequential_one_does(d
 def test_cli_experiments_take_workers_and_fuse(data_root, tmp_path, capsys):
     common = ["--data-dir", str(data_root), "--store", str(tmp_path / "s.db")]
     rc, out, err = run_cli(["lr-sweep", "strided", "-p", "stack_depth=1", "--lrs", "0.02,0.1", "--epochs", "1",
-                            "--batch-size", "64", "--train-size", "600", "--fuse", "2", "--out", str(tmp_path / "a"),
+                            "--batch-size", "64", "--train-size", "600", "--fuse", "2", "--workers", "1",  # one slot: not halved
+                            "--out", str(tmp_path / "a"),
                             "--json", *common], capsys)
     assert rc == 0, err
     assert "up to 2 fused" in err and [r["status"] for r in json.loads(out)["rows"]] == ["done", "done"]

@@ -167,9 +167,9 @@ def test_device_resolution():
 
 
 def test_early_stopping_restores_best_weights(data):
-    # Two good epochs, then an lr that wrecks the network: patience 1 stops after two bad
+    # Two good epochs, then an lr that wrecks the network: patience 2 stops after two bad
     # epochs and the final test error is the best epoch's, measured again on restored weights.
-    result = train(config(epochs=6, schedule="2@0.1,1@50,3@1e-9", patience=1), data)
+    result = train(config(epochs=6, schedule="2@0.1,1@50,3@1e-9", patience=2), data)
     errors = [e.test_error for e in result.epochs]
     assert result.stopped_early and "early stopping" in result.reason
     assert len(errors) == 4 and errors[1] < 0.2 and min(errors[2:]) > 0.5

@@ -36,7 +36,8 @@ def recipe_options(f):
         click.option("--only", default=None,
                      help="cifar-lr-bn: a comma list of its runs to train, e.g. bn-lr0.01,bn-lr0.05."),
         click.option("--patience", type=int, default=50, show_default=True,
-                     help="resnet-cifar: early-stopping patience on val error (best weights are restored)."),
+                     help="resnet-cifar: stop after N epochs without improvement of the val error (best weights "
+                          "are restored)."),
         click.option("--warmup/--no-warmup", default=None,
                      help="resnet-cifar: lr 0.01 for ~400 iterations (default: n=18)."),
     )(f)

@@ -29,11 +29,14 @@ from .options import data_options, model_options, run_options, train_options
               help="CPU threads for torch (default: torch's, 1 to 256). Recorded: the result depends on it bitwise; "
                    "sweeps run on 1 (their --threads).")
 def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
-    """Train one MODEL and record it in the store."""
+    """Train one MODEL and record it in the store. Every epoch is checkpointed beside the store
+    (STORE-checkpoints/): the same command after an interruption (Ctrl-C, kill) resumes from
+    the last saved epoch, with the result of an uninterrupted run."""
     from ..data.registry import load_dataset
+    from ..engine.checkpoints import checkpoint_file, discard_checkpoint, resume_point
     from ..engine.config import TrainConfig
     from ..report import check_output_dir
-    from ..store.sqlite import check_store_path
+    from ..store.sqlite import check_store_path, checkpoint_dir_for, remove_if_empty
     from ..sweep.runner import run_recorded
 
     model = model_opts.model(model, data_opts.dataset)
@@ -61,15 +64,26 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
     progress_to_stderr(as_json)
 
+    ckpt = checkpoint_file(checkpoint_dir_for(store_path), config)
+    resumed_from = [resume_point(ckpt, config.hash())]
+
     def on_epoch(m):
         progress.clear()
+        if resumed_from[0] is not None:  # the restored epochs come back first: say so once, before them
+            log.info(f"resuming from epoch {resumed_from.pop():g}, saved in {ckpt} (an interrupted run of "
+                     "this command)")
+            resumed_from.append(None)
         progress_log.info(classic_line(m.epoch, epochs, m.train_error, m.test_error, label))
         if writer is not None:
             for key in ("train_error", "test_error", "loss", "lr"):
                 writer.add_scalar(key, getattr(m, key), m.epoch)
 
     with open_store(store_path) as store:
-        record = run_recorded(config, store, data, on_epoch=on_epoch, reuse=not rerun, on_step=progress.step)
+        record = run_recorded(config, store, data, on_epoch=on_epoch, reuse=not rerun, on_step=progress.step,
+                              train_options=dict(checkpoint_path=ckpt, resume=True))
+    if record.status != RunStatus.FAILED:  # done with it (a failure keeps it: the next attempt resumes)
+        discard_checkpoint(ckpt)
+        remove_if_empty(checkpoint_dir_for(store_path))
     result = {**record.to_dict(), "reused": record.reused}  # the record as the JSON it is shown and saved as
     progress.clear()
     if writer is not None:
@@ -96,8 +110,8 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
         if result.get("stopped_early"):
             best = min(result["epochs"], key=lambda e: e["test_error"]) if result["epochs"] else None
             last = result["epochs"][-1]["epoch"] if result["epochs"] else None
-            click.echo(f"stopped early after epoch {last:03d} (--patience {config.patience}: no improvement for "
-                       f"{last - best['epoch']} epoch(s)); restored the best weights, from epoch {best['epoch']:03d} "
+            click.echo(f"stopped early after epoch {last:03d} (--patience {config.patience}: {last - best['epoch']} "
+                       f"epoch(s) without improvement); restored the best weights, from epoch {best['epoch']:03d} "
                        f"({label.lower()} error {100 * best['test_error']:.2f}%)" if best is not None else
                        f"stopped early ({result.get('reason')}); restored the best weights")
     if result["status"] == RunStatus.FAILED:
@@ -179,6 +193,7 @@ class _Progress:
                                               "(and the checkpoint files in DEST-checkpoints/); nothing else.")
 def runs(store_path, limit, status, as_json, snapshot_path, force):
     """List the runs in the store, newest first."""
+    from ..frontier.criterion import recorded_criterion_error
     from ..store.snapshot import snapshot_store
     from ..store.sqlite import FINISHED, Store
 
@@ -204,29 +219,43 @@ def runs(store_path, limit, status, as_json, snapshot_path, force):
             total = store.count(status)
         done_epochs = {r.id: len(store.epochs(r.id)) for r in rows}
     shown = lambda r: "interrupted" if r.id in gone else str(r.status)  # noqa: E731
+    criteria = {r.id: recorded_criterion_error(r.config, r.result) for r in rows if r.kind == "frontier"}
+    criteria = {k: v for k, v in criteria.items() if v is not None}
     if as_json:
         click.echo(json.dumps([{"id": r.id, "hash": r.config_hash, "kind": r.kind, "model": r.model,
                                 "dataset": r.dataset, "status": shown(r), "seconds": r.seconds,
-                                "epochs_done": done_epochs[r.id], "config": r.config, "result": r.result}
+                                "epochs_done": done_epochs[r.id], "config": r.config, "result": r.result,
+                                **({"criterion_error": criteria[r.id][1]} if r.id in criteria else {})}
                                for r in rows]))
         return
     table = []
     for r in rows:
-        err = r.result.get("test_error") if r.result else None
+        err = criteria[r.id][1] if r.id in criteria else r.result.get("test_error") if r.result else None
         planned = r.config.get("epochs")
         train_size = r.config.get("train_size")
         table.append([r.id, r.config_hash, r.kind, r.model, r.config.get("model_args", {}).get("depth", ""),
                       r.config.get("lr", ""), r.config.get("precision", DEFAULT_PRECISION), shown(r),
                       f"{done_epochs[r.id]}/{planned}" if planned is not None else done_epochs[r.id],
                       f"{train_size:,}" if isinstance(train_size, int) else "all",
-                      percent(err, 2) if isinstance(err, (int, float)) else "-",
+                      percent(err, 1 if r.id in criteria else 2) if isinstance(err, (int, float)) else "-",
                       f"{r.seconds:.1f}" if r.seconds is not None else "-"])
     if table:
         click.echo(format_table(("id", "hash", "kind", "model", "depth", "lr", "precision", "status", "epochs",
-                                 "train size", "final test error", "seconds"), table))
+                                 "train size", _error_header(criteria, len(rows)), "seconds"), table))
     what = f" {status}" if status else ""
     click.echo(f"showing {len(rows)} of {total}{what} run(s) in {store_path}"
                + (f" (--limit {limit}; --limit N shows more)" if len(rows) < total else ""))
+
+
+def _error_header(criteria: dict, rows: int) -> str:
+    """The error column's header: a frontier trial shows its criterion error (the error at the
+    evaluation point that decided it, as its frontier line and tables do), others their final
+    test error; with both, the header says which is which."""
+    names = sorted({name for name, _ in criteria.values()})
+    criterion = f"criterion error ({'/'.join(names)})" if names else ""
+    if not criteria:
+        return "final test error"
+    return criterion if len(criteria) == rows else f"error: frontier {criterion}, else final test"
 
 
 @cli.command()

@@ -9,9 +9,11 @@ import time
 import click
 
 from ..errors import ConfigError
+from ..frontier.protocol import GRID_GRAMMAR
 from . import cifar as _cifar
 from .app import (cli, create_output_folder, output_folder, progress, progress_to_stderr, require_tensorboard,
                   tensorboard_writer, trial_runner)
+from .core import check_train_size
 from .options import (
     Values,
     data_options,
@@ -21,11 +23,6 @@ from .options import (
     run_options,
     train_options,
 )
-
-
-# The experiment commands run their trials one after another by default: their classic output
-# streams every epoch of every run (--workers N sends them to worker processes instead).
-EXPERIMENT_WORKERS = "1"
 
 
 def _out_folder(out: str | None, default: str):
@@ -72,7 +69,8 @@ def _prepare(configs, data_dir, store_path, out: str | None, default: str, tenso
              datasets: dict | None = None) -> tuple:
     """After the flags are validated (``configs``): check the store path, the output folder and
     TensorBoard, then load every dataset the runs need, so that bad data fails before any store
-    or folder is created; only then create the output folder. Returns (folder, datasets)."""
+    or folder is created (a --train-size above the data's size included); only then create the output
+    folder. Returns (folder, datasets)."""
     from ..data.registry import load_dataset
     output_folder(out, store_path, default)
     require_tensorboard(tensorboard)
@@ -82,6 +80,7 @@ def _prepare(configs, data_dir, store_path, out: str | None, default: str, tenso
     for config in configs:
         if config.dataset not in datasets:
             datasets[config.dataset] = load_dataset(config.dataset, data_dir)
+        check_train_size(config.train_size, datasets[config.dataset])  # as train and frontier do
     return _out_folder(out, default), datasets
 
 
@@ -93,7 +92,7 @@ def _run_one_part(part, experiment: str, stem: str, data_opts, run, spec):
     from ..experiments.parts import Context
 
     progress_to_stderr(run.as_json)  # the runs' progress lines (the depthlab.progress logger)
-    ctx = Context(data_dir=data_opts.data_dir, experiment=experiment)
+    ctx = Context(data_dir=data_opts.data_dir, experiment=experiment, epoch_lines=True)
     configs = part.configs(ctx)
     folder, _ = _prepare(configs, data_opts.data_dir, run.store_path, run.out, stem, run.tensorboard, ctx.datasets)
     ctx.on_epoch = _tensorboard_hook(run.tensorboard)
@@ -115,11 +114,11 @@ def _base(model: str, model_opts, data_opts, run, **hyper) -> dict:
 @model_options(toggles=True, model_file=True)
 @data_options
 @run_options
-@click.option("--lrs", required=True, help="Learning-rate grid: 0.01,0.03,0.1 or log:LOW:HIGH:COUNT (as frontier --lrs).")
+@click.option("--lrs", required=True, help=f"Learning-rate grid: {GRID_GRAMMAR}.")
 @train_options("epochs", "batch_size", "momentum", "optimizer", "weight_decay", "schedule",
                schedule=dict(help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise "
                                   "one needs one lr."))
-@executor_options(workers=EXPERIMENT_WORKERS)
+@executor_options
 def lr_sweep_cmd(model, model_opts, data_opts, run, lrs, hp, spec):
     """One run of MODEL per learning rate: a table of final errors and train/test error plots."""
     from ..experiments.configs import parse_lrs
@@ -225,9 +224,9 @@ def ablation_options(f):
 @run_options
 @ablation_options
 @train_options("epochs", "lr", "momentum", "batch_size", "optimizer", "schedule", "patience",
-               patience=dict(help="Early stopping on validation error after N epochs without improvement; best "
-                                  "weights restored."))
-@executor_options(workers=EXPERIMENT_WORKERS)
+               patience=dict(help="Early stopping: stop after N epochs without improvement of the validation "
+                                  "error; the best epoch's weights are restored."))
+@executor_options
 def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
     """Every on/off combination of the toggles over K folds or N seeds: mean ± std of train,
     validation and test accuracy and the time per fit, plus loss curves."""
@@ -301,7 +300,7 @@ register_cli_experiment(_cifar.CIFAR_EXPERIMENTS, _cifar.reproduce)
                            help="A reduced budget: every run trains N epochs (labelled)."),
               click.option("--train-size", type=int, default=None,
                            help="A reduced budget: every run uses a fixed subset of N training images (labelled)."))
-@executor_options(workers=EXPERIMENT_WORKERS)
+@executor_options
 def reproduce_cmd(name, quick, list_, data_dir, run, budget, spec):
     """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
     numbers. Finished runs are read back from the store (an interrupted run resumes)."""
@@ -330,7 +329,7 @@ def reproduce_cmd(name, quick, list_, data_dir, run, budget, spec):
     group = fusable_runs(name, quick=quick, device=device, budget=budget, precision=precision)
     with trial_runner(spec, device, store_path, group, data_dir=data_dir, sequential=True) as (store, runner):
         result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, budget=budget,
-                           datasets=datasets, runner=runner, precision=precision)
+                           datasets=datasets, runner=runner, precision=precision, epoch_lines=True)
     paths = []
     for label, part in result.parts.items():
         paths += _show_part(part, folder, label, as_json)

@@ -364,8 +364,9 @@ def _executor_option_list(workers: str) -> list:
         click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                      help="local processes, or Ray tasks (pip install 'depthlab[ray]')."),
         click.option("--workers", default=None,
-                     help=f"local: parallel trials (processes); auto = one per CPU core on CPU, 1 on a GPU "
-                          f"[default: {workers}]."),
+                     help=f"local: trials run at once (processes); auto = one per CPU core on CPU, 1 on a GPU "
+                          f"[default: {workers}]. Results do not depend on it (each trial computes on --threads); "
+                          "with several, a run's lines come when it finishes."),
         click.option("--ray-address", default=None,
                      help="ray: auto (the running cluster) or ray://HOST:PORT; default starts a local Ray."),
         click.option("--cpus-per-trial", type=float, default=1.0, show_default=True, help="ray: CPUs per trial."),

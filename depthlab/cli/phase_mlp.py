@@ -17,12 +17,12 @@ DEFAULT_OUT = "depthlab-out/phase-mlp"
 def mlp_grid_config(grid: Values, budget: Values, seed: int):
     """The validated `PhaseGridConfig` of the flags (unset ones keep the classic protocol)."""
     from ..analysis.mlp_phase import PhaseGridConfig
-    from .theory import check_theory_args, parse_float_list, parse_int_list
+    from .theory import check_theory_args, parse_int_list, parse_float_grid
 
     check_theory_args(grid.act, grid.sigma_b2)
     changes = {"act": grid.act, "sigma_b2": grid.sigma_b2, "seed": seed}
     if grid.sigma_w2_text is not None:
-        changes["sigma_w2s"] = tuple(parse_float_list(grid.sigma_w2_text, "--sigma-w2"))
+        changes["sigma_w2s"] = tuple(parse_float_grid(grid.sigma_w2_text))
     if grid.depths_text is not None:
         changes["depths"] = tuple(parse_int_list(grid.depths_text, "--depths"))
     if grid.width is not None:

@@ -9,34 +9,19 @@ import math
 import click
 
 from ..errors import ConfigError
-from ..frontier.protocol import FrontierConfig
+from ..frontier.protocol import GRID_GRAMMAR, FrontierConfig, parse_grid, parse_lrs
 from .app import cli, log
 from .options import Values, option_from_field, option_group, run_options
 
 
 ACTS = ("tanh", "relu", "elu")
-MAX_GRID = 100_000  # a range LO:HI:N with more points is a typo (and would not fit in memory)
+MAX_GRID = 100_000  # a sigma_w2 range with more points is a typo (and would not fit in memory)
 MAX_CHECK_DEPTH = 3_000  # theory --check-widths builds real nets of --check-depth layers
 
 
-def parse_float_list(text: str, what: str, *, positive: bool = True) -> list[float]:
-    """``1,1.5,2`` or ``LO:HI:N`` (N evenly spaced values) -> a list of floats."""
-    text = (text or "").strip()
-    try:
-        if ":" in text:
-            lo, hi, n = text.split(":")
-            lo_f, hi_f, count = float(lo), float(hi), int(n)
-            if not 2 <= count <= MAX_GRID or not lo_f < hi_f:
-                raise ValueError
-            values = [lo_f + (hi_f - lo_f) * i / (count - 1) for i in range(count)]
-        else:
-            values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"bad {what} {text!r}: expected a list like 1,1.5,2 or a range LO:HI:N "
-                          f"(2 <= N <= {MAX_GRID}, LO < HI)") from None
-    if not values or any(not math.isfinite(v) or (positive and v <= 0) for v in values):
-        raise ConfigError(f"bad {what} {text!r}: values must be finite{' and positive' if positive else ''}")
-    return [round(v, 10) for v in values]
+def parse_float_grid(text: str, what: str = "--sigma-w2", noun: str = "sigma_w2 value") -> list[float]:
+    """A sigma_w2 (or width) grid, in the grammar of every grid option (`parse_grid`)."""
+    return list(parse_grid(text, what, noun, max_count=MAX_GRID))
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
@@ -146,15 +131,16 @@ def _emit(summary: dict, folder: str | None, as_json: bool) -> None:
 @cli.command()
 @click.option("--act", default="tanh", show_default=True, help="tanh, relu or elu.")
 @click.option("--sigma-b2", type=float, default=0.05, show_default=True, help="Bias variance.")
-@click.option("--sigma-w2", "sigma_w2_text", default="0.5:4:71", show_default=True,
-              help="sigma_w2 grid: a list 1,1.5,2 or a range LO:HI:N.")
+@click.option("--sigma-w2", "sigma_w2_text", default="lin:0.5:4:71", show_default=True,
+              help=f"sigma_w2 grid: {GRID_GRAMMAR}.")
 @click.option("--depth", type=int, default=None, help="Also print the critical init for this depth.")
 @click.option("--store", "store_path", default=None, help="Overlay measured frontiers found in this store.")
 @click.option("--measured", "measured_csv", default=None,
               help="Overlay measured points from a CSV (sigma_w2, max_trainable_depth[, first_failing_depth]).")
 @click.option("--width", type=float, default=None, help="With --store: only runs of this width multiplier.")
 @click.option("--check-widths", default=None,
-              help="Compare chi_1 and E[phi^2] with real nets at init for these width multipliers, e.g. 1,2,4.")
+              help=f"Compare chi_1 and E[phi^2] with real nets at init for these width multipliers, e.g. 1,2,4: "
+                   f"{GRID_GRAMMAR}.")
 @click.option("--check-depth", type=int, default=36, show_default=True,
               help="Depth of the nets --check-widths builds (6 to 3,000).")
 @click.option("--data-dir", default=None, help="Data root for --check-widths.")
@@ -168,7 +154,7 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
     from ..store.sqlite import Store, check_store_path
 
     check_theory_args(act, sigma_b2)
-    sigma_w2s = parse_float_list(sigma_w2_text, "--sigma-w2")
+    sigma_w2s = parse_float_grid(sigma_w2_text)
     if depth is not None and depth <= 0:
         raise ConfigError(f"--depth must be positive, got {depth}")
     from ..engine.memory import MAX_DEPTH
@@ -184,7 +170,7 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
         check_store_path(store_path, must_exist=True)
         with Store(store_path, reading=True) as store:
             measured += measurements_from_store(store, act, sigma_b2, width=width)
-    widths = parse_float_list(check_widths, "--check-widths") if check_widths else []
+    widths = parse_float_grid(check_widths, "--check-widths", "width") if check_widths else []
     if widths and (check_depth < 6 or check_depth % 3):
         raise ConfigError(f"--check-depth must be a multiple of 3 and at least 6, got {check_depth}")
     if check_depth > MAX_CHECK_DEPTH:  # it builds real nets of that depth, several per width
@@ -226,7 +212,8 @@ def phase_grid_options(f):
         click.option("--act", default="tanh", show_default=True, help="tanh, relu or elu."),
         click.option("--sigma-b2", type=float, default=0.05, show_default=True, help="Bias variance of the init."),
         click.option("--sigma-w2", "sigma_w2_text", default=None,
-                     help="The sigma_w2 values to measure (list or LO:HI:N; default 1,2.5,4; mlp 1:4:13)."),
+                     help=f"The sigma_w2 values to measure: {GRID_GRAMMAR} (default 1,2.5,4; mlp "
+                          "lin:1:4:13)."),
         click.option("--depths", "depths_text", default=None,
                      help="stages: depth ladder, walked up until a depth fails (multiples of 3; default "
                           "6,12,24,48,96); mlp: the depths of the grid (default 10,20,...,100)."),
@@ -234,7 +221,7 @@ def phase_grid_options(f):
                      help="stages: bisection steps between the last trainable and first failing depth (default 1)."),
         click.option("--lrs", "lrs_text", default=None,
                      help="stages: learning rates (tried in the frontier's order: from the one that trained the "
-                          "last depth; default 0.03,0.1)."),
+                          f"last depth; default 0.03,0.1): {GRID_GRAMMAR}."),
         click.option("--width", type=float, default=None,
                      help="stages: channel width multiplier (default 2); mlp: hidden units (default 300)."),
         click.option("--steps", type=int, default=None,
@@ -307,9 +294,9 @@ def phase(grid, budget, data_dir, run):
     from ..store.sqlite import Store, check_store_path
 
     check_theory_args(act, sigma_b2)
-    sigma_w2s = parse_float_list(sigma_w2_text, "--sigma-w2")
+    sigma_w2s = parse_float_grid(sigma_w2_text)
     ladder = parse_int_list(depths_text, "--depths")
-    lrs = parse_float_list(lrs_text, "--lrs")
+    lrs = list(parse_lrs(lrs_text))
     if refine < 0:
         raise ConfigError(f"--refine must be >= 0, got {refine}")
     if not 0 < threshold < 1:
@@ -332,7 +319,9 @@ def phase(grid, budget, data_dir, run):
         measured = measure_phase(act, sigma_b2, sigma_w2s, ladder, lrs, store, data, width=width, epochs=epochs,
                                  train_size=train_size, test_size=test_size, threshold=threshold, refine=refine, seed=seed,
                                  device=device, log=log.info, precision=run.precision)
-    grid = sorted(set(parse_float_list("0.5:4:71", "grid") + sigma_w2s))
+    from ..theory import default_sigma_w2_grid
+
+    grid = sorted(set(default_sigma_w2_grid() + sigma_w2s))
     note = (f"measured: stages {act}, width x{width:g}, scaled:W2,{sigma_b2:g}, MNIST {train_size} images, "
             f"{epochs} epochs, SGD m0.9, lrs {lrs_text}, error < {threshold:g}")
     summary, folder = theory_report(act, sigma_b2, grid, measured=measured, out=out, note=note)

@@ -8,12 +8,17 @@ import math
 import os
 import sys
 import tempfile
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from ..errors import DataError
 from ..records.record import MONITOR_STOP, Checkpoint, Monitor
+from ..report import safe_child
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 # Version 2 added saves inside an epoch ("mid_epoch"). Version-1 files (epoch ends only) still
@@ -96,6 +101,24 @@ def checkpoint_resumable(path, fmt: str, config_hashes: Sequence[str], monitors:
         if decisions != [False] * (len(points) - stopped) + [True] * stopped:
             return False
     return True
+
+
+def checkpoint_file(folder, config: "TrainConfig") -> Path | None:
+    """Where a config's training state is saved after each epoch (one file per config hash)."""
+    return None if folder is None else safe_child(Path(folder), f"{config.model_name}-{config.hash()}.pt")
+
+
+def resume_point(path, config_hash: str) -> float | None:
+    """The epochs (1.4: one and 40% of the next) a single run of ``config_hash`` continues from
+    the checkpoint at ``path``; None when there is none to continue. A file that cannot be
+    continued (corrupted, of another config) is deleted: it would only fail the run."""
+    if path is None or not os.path.exists(path):
+        return None
+    progress = checkpoint_progress(path)
+    if progress is None or not checkpoint_resumable(path, CHECKPOINT_FORMAT, [config_hash], [None]):
+        discard_checkpoint(path)
+        return None
+    return progress[0]
 
 
 def saved_epochs(folder) -> dict[str, float]:

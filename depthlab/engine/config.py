@@ -31,6 +31,9 @@ SWEEP_THREADS = 1
 BOUNDS = {"epochs": 10_000, "batch_size": 1 << 20, "evals_per_epoch": 1_000, "train_size": 10_000_000,
           "test_size": 10_000_000, "patience": 10_000, "threads": MAX_THREADS}
 MAX_SEED = 2**63 - 1
+# In the hash of a run with patience: N means stop after N epochs without improvement (before
+# 2026-12-06 it was N+1, and those runs, hashed without this, are not reused as runs of this rule).
+PATIENCE_RULE = "stop-after-n"
 MAX_LR = 1e6
 MAX_FOLDS = 1_000
 MAX_SEEDS = 1_000  # seeds per cell of a sweep (frontier --seeds, ablate --seeds)
@@ -63,7 +66,8 @@ class TrainConfig:
         "help": "constant | 2@0.07,3@0.01 | multistep:M1,M2[:gamma] | cosine, optionally warmup:E+..."})
     augment: bool = field(default=False, metadata={"help": "Random crop (pad 4) + horizontal flip."})
     patience: int | None = field(default=None, metadata={  # early stopping on the evaluation error
-        "help": "Early stopping patience (epochs); restores best weights."})
+        "help": "Early stopping: stop after N epochs without improvement of the evaluation error (as Keras "
+                "and Lightning count); the best epoch's weights are restored."})
     evals_per_epoch: int = 1
     seed: int = field(default=0, metadata={"help": "Random seed (init, batch order, subsets)."})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or mps."})
@@ -157,4 +161,8 @@ class TrainConfig:
             d.pop("precision")  # runs stored before precision existed were fp32 on CPU: same hash
         if d["threads"] in (None, SWEEP_THREADS):
             d.pop("threads")  # stores made before threads existed keep replaying
+        if d.get("patience") is not None:
+            # Until 2026-12-06 patience N stopped after N+1 epochs without improvement; now after N
+            # (Keras, Lightning). Runs stored under the old rule are other runs: not reused.
+            d["patience_rule"] = PATIENCE_RULE
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

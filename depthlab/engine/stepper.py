@@ -171,7 +171,7 @@ class SingleStepper(Stepper):
             self.best_state = copy.deepcopy(self.model.state_dict())
         else:
             self.since_best += 1
-            if self.since_best > patience:
+            if self.since_best >= patience:  # N epochs without improvement (Keras, Lightning)
                 r.stopped_early, r.reason = True, f"early stopping after epoch {metrics.epoch}"
 
     def final_test_errors(self) -> list[float] | None:

@@ -113,19 +113,20 @@ def plan(name: str, *, quick: bool = False, device: str = "auto", budget: Mappin
 
 def reproduce(name: str, store=None, *, quick: bool = False, data_dir: str | None = None, device: str = "auto",
               echo: Callable[[str], None] = progress, budget: Mapping | None = None,
-              datasets: Mapping | None = None, runner=None, precision: str = DEFAULT_PRECISION) -> Reproduction:
+              datasets: Mapping | None = None, runner=None, precision: str = DEFAULT_PRECISION,
+              epoch_lines: bool = False) -> Reproduction:
     """Run (or read back from the store) every part of a named experiment and conclude.
     ``budget`` (``epochs``, ``train_size``) cuts every run, for a machine that cannot afford the
     full protocol; the result records it so that tables are labelled. With ``runner`` (a
     `depthlab.sweep.TrialRunner` recording into ``store``) each part's runs go to its
     executor all at once: worker processes, fused lr groups, Ray. ``precision`` (fp32, bf16,
-    tf32) applies to every run."""
+    tf32) applies to every run; ``epoch_lines``: with ``runner``, each run's epoch lines as it is in."""
     experiment = get_experiment(name)
     plan(name, quick=quick, device=device, budget=budget, precision=precision)
     ctx = experiment_context(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget,
                              precision=precision)
     ctx.datasets.update(datasets or {})  # already loaded by the caller (the CLI loads before opening the store)
-    ctx.runner = runner
+    ctx.runner, ctx.epoch_lines = runner, epoch_lines
     started = time.perf_counter()
     parts = {}
     for part in experiment.parts:

@@ -21,6 +21,7 @@ from typing import Callable
 
 from ..data.dataset import Dataset, resolve_data_root
 from ..data.registry import DATASETS
+from ..engine.checkpoints import checkpoint_file
 from ..engine.config import TrainConfig
 from ..errors import ConfigError
 from ..models.cifar import CIFAR_DATASETS
@@ -56,11 +57,6 @@ def check_cifar_dataset(name: str) -> None:
         raise ConfigError(f"the CIFAR experiments run on {', '.join(CIFAR_DATASETS)}, not {name!r}")
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}")
-
-
-def checkpoint_file(folder, config: TrainConfig) -> Path | None:
-    """Where a config's training state is saved after each epoch (one file per config hash)."""
-    return None if folder is None else safe_child(Path(folder), f"{config.model}-{config.hash()}.pt")
 
 
 def check_resumable(configs: list[TrainConfig], folder) -> None:

@@ -13,7 +13,7 @@ from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
 from ..engine.extras import extras_for
 from ..records.record import RunResult, RunStatus
-from ..report import EPOCH_AXIS, data_frame, format_table, new_axes, safe_child, save_figure, write_csv
+from ..report import EPOCH_AXIS, classic_line, data_frame, format_table, new_axes, safe_child, save_figure, write_csv
 from ..sweep.runner import run_recorded
 
 
@@ -178,6 +178,7 @@ class Context:
     on_epoch: Callable[[str, Any], None] | None = None   # (run label, EpochMetrics), e.g. TensorBoard
     datasets: dict = field(default_factory=dict)
     runner: Any = None  # a `depthlab.sweep.TrialRunner`: `run_many` runs on its executor, all at once
+    epoch_lines: bool = False  # with a runner, echo each run's epoch lines as it comes back (the CLI does)
 
     def dataset(self, name: str) -> Dataset:
         if name not in self.datasets:
@@ -188,11 +189,9 @@ class Context:
             kind: str = "experiment") -> RunResult:
         """Train (or read back) one config, echoing the classic per-epoch line with a label."""
         data = self.dataset(config.dataset)
-        eval_name = "Val" if config.eval_split == "val" else "Test"
 
         def on_epoch(m):
-            self.echo(f"[{label}] Epoch {m.epoch:03d}/{config.epochs:03d}, Train Error {100 * m.train_error:.2f}% "
-                      f"|| {eval_name} Error {100 * m.test_error:.2f}%")
+            self._epoch_line(label, config, m)
             if self.on_epoch is not None:
                 self.on_epoch(label, m)
 
@@ -205,7 +204,8 @@ class Context:
     def run_many(self, items: Sequence[tuple[TrainConfig, str, str | None]]) -> list[RunResult]:
         """Train (or read back) each ``(config, label, extras name)``: one after another through
         `run` (with its per-epoch lines), or with a ``runner`` all at once on its executor
-        (workers, fused lr groups, Ray), one line per run as it is in; results in order."""
+        (workers, fused lr groups, Ray), one line per run as it is in (after its per-epoch lines
+        with ``epoch_lines``); results in order."""
         if self.runner is None:
             return [self.run(c, label, extras=extras_for(name, c, self.dataset(c.dataset))) for c, label, name in items]
         from ..sweep.jobs import Job
@@ -214,14 +214,22 @@ class Context:
             self.runner.use_dataset(self.dataset(c.dataset))
 
         def arrived(index: int, result: RunResult) -> None:
-            label = items[index][1]
-            self._report(label, result)
-            if self.on_epoch is not None and not result.reused:
+            config, label = items[index][0], items[index][1]
+            if not result.reused:  # what a run trained here streams, all at once
                 for e in result.epochs:
-                    self.on_epoch(label, e)
+                    if self.epoch_lines:
+                        self._epoch_line(label, config, e)
+                    if self.on_epoch is not None:
+                        self.on_epoch(label, e)
+            self._report(label, result)
 
         return self.runner.run([Job(c, kind="experiment", experiment=self.experiment, extras=name)
                                 for c, _, name in items], on_result=arrived)
+
+    def _epoch_line(self, label: str, config: TrainConfig, m) -> None:
+        """The classic line of one epoch of run ``label``."""
+        eval_name = "Val" if config.eval_split == "val" else "Test"
+        self.echo(f"[{label}] {classic_line(m.epoch, config.epochs, m.train_error, m.test_error, eval_name)}")
 
     def _report(self, label: str, result: RunResult) -> None:
         final = result.test_error

@@ -10,8 +10,8 @@ from ..data.dataset import Dataset
 from ..engine.config import TrainConfig
 from ..records.record import RunResult, RunStatus
 from ..store.sqlite import Store
-from ..sweep.runner import run_recorded, stored_result
-from .protocol import FrontierConfig
+from ..sweep.runner import MONITOR_KEY, run_recorded, stored_result
+from .protocol import CRITERIA, FrontierConfig
 
 
 def point_error(point: dict, criterion: str) -> float:
@@ -49,17 +49,32 @@ class TrialVerdict:
     run_hash: str = ""
 
 
-def trial_from_result(depth: int, lr: float, seed: int, result: RunResult, criterion: str,
-                      threshold: float, run_hash: str = "") -> TrialVerdict:
-    points = [vars(c) for c in result.checkpoints]
+def criterion_error(points: Sequence[dict], criterion: str, threshold: float) -> tuple[bool, float | None, float]:
+    """A run's evaluation points read under a criterion: whether it met it, the criterion error
+    at the deciding point (the one that met it, else the best seen) and the epochs up to it."""
     hit = first_met(points, criterion, threshold)
     if hit is not None:
-        error, epochs = point_error(hit, criterion), hit["epoch"]
-    else:
-        errors = [point_error(p, criterion) for p in points if point_error(p, criterion) == point_error(p, criterion)]
-        error = min(errors) if errors else None
-        epochs = points[-1]["epoch"] if points else 0.0
-    return TrialVerdict(depth, lr, seed, hit is not None, error, epochs, result.status, float(result.seconds),
+        return True, point_error(hit, criterion), hit["epoch"]
+    errors = [point_error(p, criterion) for p in points if point_error(p, criterion) == point_error(p, criterion)]
+    return False, (min(errors) if errors else None), (points[-1]["epoch"] if points else 0.0)
+
+
+def recorded_criterion_error(config: dict, result: dict | None) -> tuple[str, float | None] | None:
+    """For a stored frontier trial (its stored config and result), the criterion it ran under
+    and its criterion error, the number its frontier line and tables show; None for a run
+    stored without its criterion (other runs, frontier trials recorded before 2026-12-06)."""
+    recorded = config.get(MONITOR_KEY) if isinstance(config, dict) else None
+    if not (isinstance(recorded, dict) and recorded.get("criterion") in CRITERIA
+            and isinstance(recorded.get("threshold"), (int, float))):
+        return None
+    points = [p for p in (result or {}).get("checkpoints") or [] if isinstance(p, dict)]
+    return recorded["criterion"], criterion_error(points, recorded["criterion"], recorded["threshold"])[1]
+
+
+def trial_from_result(depth: int, lr: float, seed: int, result: RunResult, criterion: str,
+                      threshold: float, run_hash: str = "") -> TrialVerdict:
+    trained, error, epochs = criterion_error([vars(c) for c in result.checkpoints], criterion, threshold)
+    return TrialVerdict(depth, lr, seed, trained, error, epochs, result.status, float(result.seconds),
                         result.reused, run_hash)
 
 
@@ -73,6 +88,10 @@ class CriterionMonitor:
 
     def __call__(self, checkpoint) -> bool:
         return first_met([vars(checkpoint)], self.criterion, self.threshold) is not None
+
+    def describe(self) -> dict:
+        """What the store records of the monitor beside a run's config (`MONITOR_KEY`)."""
+        return {"criterion": self.criterion, "threshold": self.threshold}
 
 
 def _needs_retraining(result: RunResult, config: FrontierConfig) -> bool:

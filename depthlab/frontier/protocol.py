@@ -19,7 +19,12 @@ CRITERIA = ("either", "test", "train")
 DEFAULT_LRS = tuple(round(10 ** (e / 2), 6) for e in range(-6, 1))  # 0.001, 0.003162, ... 1.0
 
 
-MAX_GRID = 1000  # more learning rates than this in log:LOW:HIGH:COUNT is a typo (and would never finish)
+MAX_GRID = 1000  # more values than this in a grid range is a typo (and would never finish)
+
+
+# The grammar of every grid option (--lrs, --sigma-w2, --check-widths), in the help texts.
+GRID_GRAMMAR = ("a list 0.01,0.1, log:LOW:HIGH:COUNT (log-spaced) or lin:LOW:HIGH:COUNT (evenly spaced; "
+                "LOW:HIGH:COUNT too)")
 
 
 BISECTIONS = ("cost", "midpoint")
@@ -54,7 +59,7 @@ class FrontierConfig:
                 "families, whose --max-depth and --depths are multiples of it; for --model-file, build.depth_step, "
                 "else 1: which depths it takes is the factory's business)."})
     lrs: tuple[float, ...] = field(default=DEFAULT_LRS, metadata={
-        "help": "Learning-rate grid: 0.01,0.1,1 or log:LOW:HIGH:COUNT."})
+        "help": f"Learning-rate grid: {GRID_GRAMMAR}."})
     epochs: int = field(default=3, metadata={"help": "Budget per trial."})
     threshold: float = field(default=0.2, metadata={"help": "Trainable when the error drops below this."})
     criterion: str = field(default="either", metadata={
@@ -182,18 +187,27 @@ class FrontierConfig:
         return max(self.depths) if self.depths is not None else self.max_depth
 
 
-def parse_lrs(text: str) -> tuple[float, ...]:
-    """``0.01,0.1,1`` or ``log:0.001:1:7`` (7 log-spaced values from 0.001 to 1)."""
-    text = text.strip()
-    if text.startswith("log:"):
-        parts = text[4:].split(":")
+def parse_grid(text: str, what: str, noun: str, *, max_count: int = MAX_GRID) -> tuple[float, ...]:
+    """A grid option's values (``what``: the flag; ``noun``: what one value is), every one
+    positive and finite: ``0.01,0.1,1`` as listed, ``log:0.001:1:7`` (7 log-spaced values from
+    0.001 to 1), ``lin:1:4:13`` (13 evenly spaced values, 1 to 4; ``1:4:13`` is the same).
+    Anything else is one `ConfigError` line naming ``what``."""
+    text = (text or "").strip()
+    kind, _, rest = text.partition(":")
+    if kind in ("log", "lin") or (rest and ":" in rest):  # a range: log:, lin:, or LOW:HIGH:COUNT
+        parts = (rest if kind in ("log", "lin") else text).split(":")
+        log_spaced = kind == "log"
+        form = f"{kind}:LOW:HIGH:COUNT" if kind in ("log", "lin") else "LOW:HIGH:COUNT"
         try:
             lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
         except (ValueError, IndexError):
-            raise ConfigError(f"bad --lrs {text!r}: expected log:LOW:HIGH:COUNT, e.g. log:0.001:1:7") from None
-        if len(parts) != 3 or not (0 < lo < hi < math.inf) or not 2 <= n <= MAX_GRID:
-            raise ConfigError(f"bad --lrs {text!r}: need 0 < LOW < HIGH and 2 <= COUNT <= {MAX_GRID}")
-        return tuple(round(lo * (hi / lo) ** (i / (n - 1)), 8) for i in range(n))
+            raise ConfigError(f"bad {what} {text!r}: expected {form}, e.g. {kind if kind in ('log', 'lin') else 'log'}"
+                              f":0.001:1:7") from None
+        if len(parts) != 3 or not (0 < lo < hi < math.inf) or not 2 <= n <= max_count:
+            raise ConfigError(f"bad {what} {text!r}: need 0 < LOW < HIGH and 2 <= COUNT <= {max_count}")
+        if log_spaced:
+            return tuple(round(lo * (hi / lo) ** (i / (n - 1)), 8) for i in range(n))
+        return tuple(round(lo + (hi - lo) * i / (n - 1), 10) for i in range(n))
     values = []
     for part in text.split(","):
         if not part.strip():
@@ -201,13 +215,18 @@ def parse_lrs(text: str) -> tuple[float, ...]:
         try:
             value = float(part)
         except ValueError:
-            raise ConfigError(f"bad learning rate {part!r} in --lrs") from None
+            raise ConfigError(f"bad {what} {text!r}: bad {noun} {part.strip()!r}; expected {GRID_GRAMMAR}") from None
         if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"learning rates must be positive, got {part.strip()}")
+            raise ConfigError(f"bad {what} {text!r}: {noun}s must be positive, got {part.strip()}")
         values.append(value)
     if not values:
-        raise ConfigError("the learning-rate grid is empty")
+        raise ConfigError(f"bad {what} {text!r}: the {noun.replace(' value', '').replace(' ', '-')} grid is empty")
     return tuple(values)
+
+
+def parse_lrs(text: str, what: str = "--lrs") -> tuple[float, ...]:
+    """A learning-rate grid (`parse_grid`): ``0.01,0.1,1`` or ``log:0.001:1:7``."""
+    return parse_grid(text, what, "learning rate")
 
 
 def parse_depths(text: str) -> tuple[int, ...]:

@@ -374,8 +374,8 @@ class TrialRunner:
             else:
                 if self.store is not None:
                     data = self._datasets[trial.config.dataset]
-                    self.store.record(stored_config(trial.config, data), key, result.to_dict(), kind=trial.kind,
-                                      experiment=trial.experiment)
+                    self.store.record(stored_config(trial.config, data, trial.monitor), key, result.to_dict(),
+                                      kind=trial.kind, experiment=trial.experiment)
                 self.trials_run += 1
             for request, index, _ in self._inflight.pop(key):
                 request.fill(index, copy.copy(result))  # each request its own record

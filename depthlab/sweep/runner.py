@@ -20,6 +20,7 @@ from ..store.sqlite import Store
 STANDARD_DATASETS = ("mnist", "mnist32", "cifar10")
 
 FINGERPRINT_KEY = "data_fingerprint"  # in a stored config: `Dataset.fingerprint()` of the data it ran on
+MONITOR_KEY = "monitor"  # in a stored config: ``monitor.describe()``, for a monitor that describes itself
 
 
 def stored_result(store: Store | None, config_hash: str, *, dataset: str | None = None,
@@ -49,10 +50,13 @@ def recorded_on(stored: dict | None, fingerprint: str | Callable[[], str], *, da
     return recorded == (fingerprint() if callable(fingerprint) else fingerprint)
 
 
-def stored_config(config: TrainConfig, data: Dataset) -> dict:
+def stored_config(config: TrainConfig, data: Dataset, monitor: Monitor | None = None) -> dict:
     """What the store keeps as the config of a run of ``config`` on ``data``: the canonical
-    config and the data's fingerprint (not part of the hash: old stores keep their keys)."""
-    return {**config.canonical(), FINGERPRINT_KEY: data.fingerprint()}
+    config, the data's fingerprint and what ``monitor`` says it decides (its ``describe()``,
+    e.g. the frontier's criterion). Neither is part of the hash: old stores keep their keys."""
+    described = getattr(monitor, "describe", None)
+    return {**config.canonical(), FINGERPRINT_KEY: data.fingerprint(),
+            **({MONITOR_KEY: described()} if callable(described) else {})}
 
 
 def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None = None, *,
@@ -82,7 +86,7 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
         if found is not None:
             return found
     data = the_data()
-    canonical = stored_config(config, data)
+    canonical = stored_config(config, data, monitor)
     device = str(resolve_device(config.device))
     run_id = store.start_run(canonical, key, kind=kind, experiment=experiment,
                              device=device) if store is not None else None
