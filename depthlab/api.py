@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 from typing import Any, Iterator
 
@@ -28,20 +29,32 @@ from .models import CLASSIC_PRESETS, ModelFactory
 from .records.record import RunResult
 from .store.sqlite import Store, checkpoint_dir_for, remove_if_empty
 
+log = logging.getLogger("depthlab")
+
 
 def train(config: TrainConfig, data: Dataset | None = None, *, store: str | os.PathLike | Store | None = None,
           progress: bool = True, reuse: bool = True, data_dir=None, **options: Any) -> RunResult:
     """Train ``config`` (a `TrainConfig`) and return its `RunResult` (``result.model`` is the
     trained network, ``result.to_frame()`` its epochs). With ``store`` the run is recorded there
     and a finished run of the same config is read back instead of trained (``reuse=False``
-    trains again). ``options`` go to `run_recorded` (``monitor``, ``on_epoch``, ``on_step``,
-    ``train_options``, ``kind``, ``experiment``)."""
+    trains again). With a store its state is also saved after every epoch beside it
+    (``<store>-checkpoints/``): the same call after an interruption (Ctrl-C, a kill) continues
+    from the last saved epoch, logs that it does, and ends with an uninterrupted run's result;
+    the file goes once the run has ended (a failed run keeps it for the next attempt).
+    ``options`` go to `run_recorded` (``monitor``, ``on_epoch``, ``on_step``, ``kind``,
+    ``experiment``)."""
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"train() takes a TrainConfig, got {type(config).__name__}")
+    from .engine.checkpoints import checkpoint_file, discard_checkpoint, resume_point
+    from .records.record import RunStatus
     from .sweep.runner import run_recorded
 
-    on_step = options.pop("on_step", None)
+    on_step, on_epoch = options.pop("on_step", None), options.pop("on_epoch", None)
     with _opened(store) as opened, _bar(progress, f"{config.model_name}", "step") as bar:
+        folder = checkpoint_dir_for(opened.path) if opened is not None else None
+        saved = checkpoint_file(folder, config)
+        resumed_from = resume_point(saved, config.hash())
+
         def step(i: int, total: int) -> None:
             if bar is not None:
                 bar.total = total * config.epochs
@@ -49,7 +62,22 @@ def train(config: TrainConfig, data: Dataset | None = None, *, store: str | os.P
             if on_step is not None:
                 on_step(i, total)
 
-        return run_recorded(config, opened, data, data_dir=data_dir, reuse=reuse, on_step=step, **options)
+        def epoch(metrics) -> None:
+            nonlocal resumed_from
+            if resumed_from is not None:  # the restored epochs come back first: say so once, before them
+                log.info(f"resuming from epoch {resumed_from:g}, saved in {saved} (an interrupted run of this "
+                         "config)")
+                resumed_from = None
+            if on_epoch is not None:
+                on_epoch(metrics)
+
+        resumable = {} if saved is None else {"train_options": dict(checkpoint_path=saved, resume=True)}
+        record = run_recorded(config, opened, data, data_dir=data_dir, reuse=reuse, on_step=step, on_epoch=epoch,
+                              **resumable, **options)
+        if saved is not None and record.status != RunStatus.FAILED:
+            discard_checkpoint(saved)
+            remove_if_empty(folder)
+        return record
 
 
 def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None, progress: bool = True, *,

@@ -33,11 +33,10 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     (STORE-checkpoints/): the same command after an interruption (Ctrl-C, kill) resumes from
     the last saved epoch, with the result of an uninterrupted run."""
     from ..data.registry import load_dataset
-    from ..engine.checkpoints import checkpoint_file, discard_checkpoint, resume_point
+    from ..api import train as train_and_record
     from ..engine.config import TrainConfig
     from ..report import check_output_dir
-    from ..store.sqlite import check_store_path, checkpoint_dir_for, remove_if_empty
-    from ..sweep.runner import run_recorded
+    from ..store.sqlite import check_store_path
 
     model = model_opts.model(model, data_opts.dataset)
     config = TrainConfig(model=model, model_args=model_opts.overrides(), dataset=data_opts.dataset_for(model),
@@ -64,26 +63,16 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
     progress_to_stderr(as_json)
 
-    ckpt = checkpoint_file(checkpoint_dir_for(store_path), config)
-    resumed_from = [resume_point(ckpt, config.hash())]
-
     def on_epoch(m):
         progress.clear()
-        if resumed_from[0] is not None:  # the restored epochs come back first: say so once, before them
-            log.info(f"resuming from epoch {resumed_from.pop():g}, saved in {ckpt} (an interrupted run of "
-                     "this command)")
-            resumed_from.append(None)
         progress_log.info(classic_line(m.epoch, epochs, m.train_error, m.test_error, label))
         if writer is not None:
             for key in ("train_error", "test_error", "loss", "lr"):
                 writer.add_scalar(key, getattr(m, key), m.epoch)
 
-    with open_store(store_path) as store:
-        record = run_recorded(config, store, data, on_epoch=on_epoch, reuse=not rerun, on_step=progress.step,
-                              train_options=dict(checkpoint_path=ckpt, resume=True))
-    if record.status != RunStatus.FAILED:  # done with it (a failure keeps it: the next attempt resumes)
-        discard_checkpoint(ckpt)
-        remove_if_empty(checkpoint_dir_for(store_path))
+    with open_store(store_path) as store:  # checkpointed every epoch: the same command resumes
+        record = train_and_record(config, data, store=store, progress=False, reuse=not rerun, on_epoch=on_epoch,
+                                  on_step=progress.step)
     result = {**record.to_dict(), "reused": record.reused}  # the record as the JSON it is shown and saved as
     progress.clear()
     if writer is not None:

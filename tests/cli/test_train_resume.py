@@ -65,3 +65,39 @@ def test_a_corrupted_checkpoint_is_dropped_and_the_run_starts_over(data_root, tm
     out, err = capsys.readouterr()
     assert "resuming" not in err
     assert not path.exists()
+
+
+def test_the_python_api_resumes_the_same_way(data_root, tmp_path, monkeypatch, caplog):
+    """`depthlab.train(config, store=...)` is what the command runs: it checkpoints and resumes too."""
+    import logging
+
+    import pytest
+
+    import depthlab
+    from depthlab.engine.config import TrainConfig
+
+    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, train_size=512, epochs=3, batch_size=64,
+                         lr=0.05, device="cpu", threads=1)
+    whole = depthlab.train(config, store=tmp_path / "whole.db", progress=False, data_dir=data_root)
+    end_epoch = SingleStepper.end_epoch
+
+    def interrupt_in_second_epoch(self, member, metrics):
+        if metrics.epoch == 1:
+            raise KeyboardInterrupt
+        end_epoch(self, member, metrics)
+
+    monkeypatch.setattr(SingleStepper, "end_epoch", interrupt_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        depthlab.train(config, store=tmp_path / "cut.db", progress=False, data_dir=data_root)
+    monkeypatch.undo()
+    assert len(os.listdir(checkpoint_dir_for(tmp_path / "cut.db"))) == 1
+    seen = []
+    with caplog.at_level(logging.INFO, logger="depthlab"):
+        resumed = depthlab.train(config, store=tmp_path / "cut.db", progress=False, data_dir=data_root,
+                                 on_epoch=lambda m: seen.append(m.epoch))
+    assert [r.message for r in caplog.records if "resuming" in r.message][0].startswith("resuming from epoch 1,")
+    assert seen == [0, 1, 2]  # the restored epoch comes back first, then the two trained now
+    assert resumed.test_error == whole.test_error
+    assert [(e.train_error, e.test_error) for e in resumed.epochs] == [(e.train_error, e.test_error)
+                                                                       for e in whole.epochs]
+    assert not os.path.exists(checkpoint_dir_for(tmp_path / "cut.db"))
