@@ -24,7 +24,8 @@ from depthlab.errors import ConfigError, DataError
 from depthlab.models.init import init_conv_, parse_init
 from depthlab.models import PRESETS, create_model, resolve_model
 from depthlab.report import safe_child, safe_output_dir
-from depthlab.frontier.protocol import parse_depths, parse_lrs
+from depthlab.engine.memory import MAX_DEPTH
+from depthlab.frontier.protocol import FrontierConfig, parse_depths, parse_lrs
 from depthlab.engine.schedule import Schedule, parse_schedule
 from depthlab.cli.app import model_overrides
 
@@ -170,7 +171,13 @@ def test_depth_list_parses_or_config_error(text):
         depths = parse_depths(text)
     except ConfigError:
         return
-    assert depths and all(d > 0 and d % 3 == 0 for d in depths)
+    assert depths and all(isinstance(d, int) for d in depths)
+    try:  # which depths a model takes is the config's check: a built-in family's are positive multiples of 3
+        FrontierConfig(depths=depths, max_depth=max(3, -(-max(depths) // 3) * 3)).validate_models(["cnn-tanh"])
+    except ConfigError:
+        assert any(d <= 0 or d % 3 for d in depths) or max(depths) > MAX_DEPTH
+        return
+    assert all(d > 0 and d % 3 == 0 for d in depths)
 
 
 # ---------------------------------------------------------------------------------------------
