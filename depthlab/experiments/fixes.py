@@ -66,7 +66,7 @@ from __future__ import annotations
 
 from .catalogue import Experiment, register_experiment
 from .parts import PartResult
-from .sweeps import Frontier
+from .sweeps import Frontier, Sweep
 
 
 FIXES: tuple[tuple[str, str], ...] = (
@@ -89,10 +89,22 @@ ARMS = tuple(model for model, _ in FIXES)
 FIX_NAMES = dict(FIXES)
 BASELINES = {"cnn-tanh": ARMS[1:8], "cnn-elu": ARMS[9:]}  # each fix against the net it fixes
 
-PROTOCOL = dict(train_size=10000, epochs=1, batch_size=128, lrs=(0.003, 0.01, 0.03, 0.1, 0.3), max_depth=48,
+PROTOCOL = dict(train_size=10000, epochs=1, batch_size=128, lrs=(0.003, 0.01, 0.03, 0.1, 0.3), max_depth=96,
                 eval_size=1000, evals_per_epoch=4)
 QUICK = dict(train_size=5000, epochs=1, batch_size=64, lrs=(0.01, 0.1), max_depth=9, eval_size=500,
              evals_per_epoch=2)
+
+
+# The 1,000-layer vanilla run: 999 convolutions and the linear readout, no BN, no skips, of the
+# deepest normaliser-free fix without skips (DKS, 96+ in the frontier above, where delta-orthogonal
+# reached 36), at the lr that decided its frontier (0.01), on the frontier's budget.
+VANILLA_1000 = Sweep("vanilla-1000", dict(model="cnn-dks-tanh", model_args={"depth": 999}, train_size=10000,
+                                          test_size=1000, epochs=1, batch_size=128, lr=0.01, momentum=0.9,
+                                          evals_per_epoch=4),
+                     title="DKS tanh, 999 conv layers + readout, no BN, no skips",
+                     quick=dict(model_args={"depth": 12}, train_size=5000, test_size=500, batch_size=64))
+NORMALISER_FREE = ("cnn-tanh-lecun", "cnn-tanh-critical", "cnn-tanh-delta", "cnn-relu-he", "cnn-tat-lrelu",
+                   "cnn-dks-tanh")  # no BN and no skips: the fixes a vanilla deep net can use
 
 
 def _depth(row: dict) -> str:
@@ -135,7 +147,27 @@ def conclude_fixes(parts: dict[str, PartResult]) -> str:
     if at_cap:
         sentence += (f"; at the cap together with the net they fix (the cap cannot tell them apart): "
                      f"{', '.join(FIX_NAMES.get(m, m) for m in at_cap)}")
-    return sentence + "."
+    return sentence + "." + _vanilla_sentence(parts.get("vanilla-1000"), rows)
+
+
+def _vanilla_sentence(part: PartResult | None, rows: dict) -> str:
+    """What the 1,000-layer run shows, and whether its arm is still the deepest normaliser-free fix."""
+    if part is None or not part.rows:
+        return ""
+    run, config = part.rows[0], part.runs[0]["config"]
+    layers, arm = config["model_args"]["depth"] + 1, config["model"]
+    errors = [e for e in (run["train_error"], run["best_test_error"]) if e is not None]
+    if run["status"] == "done" and errors and min(errors) < 0.2:
+        outcome = f"trained: {100 * run['train_error']:.1f}% train and {100 * run['test_error']:.1f}% test error"
+    else:
+        last = "n/a" if run["train_error"] is None else f"{100 * run['train_error']:.1f}%"
+        outcome = f"did not train ({run['status']}, final train error {last})"
+    best = max((m for m in NORMALISER_FREE if m in rows), key=lambda m: _value(rows[m]), default=None)
+    choice = ""
+    if best is not None and arm in rows and _value(rows[best]) > _value(rows[arm]):
+        choice = f" ({FIX_NAMES.get(best, best)} went deeper in this frontier: the {layers:,}-layer arm is not its best)"
+    return (f" A {layers:,}-layer vanilla net (no BN, no skips) with {FIX_NAMES.get(arm, arm)} {outcome} after "
+            f"{run['epochs']} epoch(s) at lr {config['lr']:g}{choice}.")
 
 
 register_experiment(Experiment(
@@ -143,7 +175,7 @@ register_experiment(Experiment(
     question="How deep does the same 3-stage CNN train under each known fix (init, activation transforms, "
              "normalisation, residual schemes, auxiliary heads), all under one protocol?",
     parts=(Frontier("fixes", ARMS, config=PROTOCOL, quick=QUICK,
-                    title="depth frontier of the 3-stage CNN under every fix"),),
+                    title="depth frontier of the 3-stage CNN under every fix"), VANILLA_1000),
     conclude=conclude_fixes,
     reference="classic protocol (full MNIST, 3 epochs, cap 300): cnn-tanh 9, cnn-tanh-bn 48-54, cnn-elu-bn 63, "
               "resnet-elu-bn 27; expected here: every fix deeper than its baseline, lower numbers overall",
