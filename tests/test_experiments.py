@@ -116,10 +116,65 @@ def test_lr_find_restores_weights_and_stops_on_divergence():
     assert found.min_loss_lr == found.lrs[found.smoothed.index(min(found.smoothed))]
 
 
+class SpikeOnce(torch.nn.Module):
+    """A network whose second forward pass gives huge logits: the early spike a fresh network
+    can show at a tiny lr, which is not divergence."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.inner(x)
+        return out * 1e4 if self.calls == 2 else out
+
+
+def test_an_early_spike_neither_stops_the_range_test_nor_sets_the_suggestion():
+    data = synthetic()
+    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, batch_size=32, momentum=0.9, device="cpu")
+
+    def run(**kwargs):
+        model = SpikeOnce(create_model("cnn-tanh", (1, 28, 28), 10, depth=3))
+        return lr_find(config, data, min_lr=1e-4, max_lr=1e-1, steps=60, **kwargs, model=model)
+
+    without = run(burn_in=0)
+    assert without.stopped.startswith("diverged") and len(without.lrs) <= 3  # the old rule: stopped by the spike
+    found = run()                                                             # burn-in: a tenth of the steps
+    assert found.burn_in == 6 and not found.stopped.startswith("diverged") and len(found.lrs) == 60
+    assert found.min_loss_lr in found.lrs[6:]
+
+
+def test_a_minimum_inside_the_burn_in_is_not_the_suggestion():
+    lrs = [10 ** (-4 + i / 10) for i in range(40)]
+    smoothed = [2.3] * 40
+    smoothed[1] = 1.0                    # the average warming up, not the lr's doing
+    smoothed[30] = 2.0                   # the real minimum
+    found = _suggest(lrs, smoothed, smoothed, "reached max lr", burn_in=4)
+    assert found.min_loss_lr == lrs[30] and found.suggestion == pytest.approx(lrs[30] / 10)
+    assert _suggest(lrs, smoothed, smoothed, "reached max lr").min_loss_lr == lrs[1]
+
+
+def test_the_range_test_plot_is_clipped_to_the_smoothed_loss_and_readable():
+    from depthlab.experiments.parts import draw_plot
+
+    lrs = [10 ** (-5 + i / 10) for i in range(60)]
+    smoothed = [2.3 - 0.005 * i for i in range(50)] + [2.05 + 0.5 * i for i in range(10)]
+    losses = smoothed[:-1] + [1e10]      # the diverging end
+    plot = _suggest(lrs, losses, smoothed, "diverged", burn_in=6).plot()
+    low, high = plot.ylim
+    assert low < min(smoothed) and 2.3 < high < 3 and high < max(losses)
+    fig = draw_plot(plot)
+    ax = fig.axes[0]
+    assert ax.get_ylim() == pytest.approx((low, high))
+    assert not any(t.get_text() for t in ax.xaxis.get_minorticklabels())  # 6 decades: majors only
+
+
 def test_lr_find_range_checks():
     config = TrainConfig(model="cnn-tanh", model_args={"depth": 3})
     for kwargs, message in ((dict(min_lr=1.0, max_lr=0.1), "larger than"), (dict(min_lr=0.0), "positive"),
-                            (dict(steps=3), "steps"), (dict(smoothing=1.0), "smoothing")):
+                            (dict(steps=3), "steps"), (dict(smoothing=1.0), "smoothing"),
+                            (dict(steps=20, burn_in=11), "burn-in"), (dict(burn_in=-1), "burn-in")):
         with pytest.raises(ConfigError, match=message):
             lr_find(config, synthetic(64), **kwargs)
 
@@ -301,6 +356,11 @@ def test_cli_lr_find(data_root, tmp_path, capsys):
     assert found["steps_run"] <= 30 and found["rule"].startswith("lr at the minimum")
     assert found["suggestion"] == pytest.approx(found["min_loss_lr"] / 10)
     assert (tmp_path / "o" / "lr-find.png").exists()
+    assert sorted(found["files"]) == [str(tmp_path / "o" / "lr-find.json"), str(tmp_path / "o" / "lr-find.png")]
+    rc, out, err = run_cli(["lr-find", "strided", "-p", "stack_depth=1", "--train-size", "1000", "--steps", "30",
+                            "--min-lr", "1e-3", "--max-lr", "3", "--data-dir", str(data_root), "--out",
+                            str(tmp_path / "o"), "--force"], capsys)
+    assert rc == 0 and out.splitlines()[-1] == f"wrote lr-find.png, lr-find.json to {tmp_path / 'o'}/"  # every file
 
 
 def test_cli_ablate_with_friendly_flags(data_root, tmp_path, capsys):

@@ -149,6 +149,9 @@ def range_test_options(f):
         click.option("--smoothing", type=float, default=0.98, show_default=True, help="EMA factor of the loss."),
         click.option("--diverge", type=float, default=4.0, show_default=True,
                      help="Stop once the smoothed loss exceeds this multiple of its minimum."),
+        click.option("--burn-in", type=int, default=None,
+                     help="First steps that neither stop the test nor count for the suggestion "
+                          "(0 to half of --steps) [default: a tenth of --steps]."),
     )(f)
 
 
@@ -171,20 +174,21 @@ def lr_find_cmd(model, model_opts, data_opts, run, range_test, hp):
 
     r, out, as_json = range_test, run.out, run.as_json
     min_lr, max_lr = r.min_lr, r.max_lr
-    check_lr_range(min_lr, max_lr, r.steps, r.smoothing, r.diverge)
+    check_lr_range(min_lr, max_lr, r.steps, r.smoothing, r.diverge, r.burn_in)
     config = make_config(_base(model, model_opts, data_opts, run, **hp.fields(), lr=min_lr))
     folder, datasets = _prepare([config], data_opts.data_dir, None, out, f"lr-find-{model}")
     data = datasets[config.dataset]
     started = time.perf_counter()
     found = lr_find(config, data, min_lr=min_lr, max_lr=max_lr, steps=r.steps, smoothing=r.smoothing,
-                    diverge=r.diverge)
+                    diverge=r.diverge, burn_in=r.burn_in)
     seconds = time.perf_counter() - started
     png = save_figure(draw_plot(found.plot()), safe_child(folder, "lr-find.png"))
-    write_text_atomic(folder / "lr-find.json", json.dumps({**found.to_dict(), "config": config.canonical()}, indent=1))
+    trace = safe_child(folder, "lr-find.json")
+    write_text_atomic(trace, json.dumps({**found.to_dict(), "config": config.canonical()}, indent=1))
     if as_json:
         click.echo(json.dumps({k: v for k, v in found.to_dict().items() if k not in ("lrs", "losses", "smoothed")}
                               | {"steps_run": len(found.lrs), "flat": found.flat, "seconds": round(seconds, 2),
-                                 "plot": str(png)}))
+                                 "plot": str(png), "files": [str(png), str(trace)]}))
         return
     click.echo(f"{len(found.lrs)} steps from lr {min_lr:g}: {found.stopped} ({seconds:.1f}s)")
     if found.suggestion is None:
@@ -200,7 +204,7 @@ def lr_find_cmd(model, model_opts, data_opts, run, range_test, hp):
                        "may not train at all)")
         if found.min_loss_lr == found.lrs[-1] and not found.stopped.startswith("diverged"):
             click.echo("(the loss was still falling at --max-lr: widen the range)")
-    click.echo(f"wrote {png}")
+    click.echo(f"wrote {png.name}, {trace.name} to {folder}/")
 
 
 def ablation_options(f):

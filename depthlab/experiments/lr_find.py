@@ -37,6 +37,7 @@ class LRFindResult:
     suggestion: float | None
     rule: str = "lr at the minimum of the smoothed loss / 10"
     drop: float = 0.0        # relative fall of the smoothed loss from its first value to its minimum
+    burn_in: int = 0         # first steps ignored by the divergence stop and the suggestion
 
     @property
     def flat(self) -> bool:
@@ -54,14 +55,24 @@ class LRFindResult:
                           for i, (lr, loss, sm) in enumerate(zip(self.lrs, self.losses, self.smoothed)))
 
     def plot(self) -> Plot:
+        """Loss against lr (log x), the y axis clipped to where the smoothed loss lives: from a
+        little below its minimum to a little above where it started, so that the spikes of the
+        diverging end do not flatten the useful part into a line."""
         marks = [(v, f"{name} {v:.2g}") for name, v in (("suggested", self.suggestion),
                                                           ("steepest", self.steepest_lr)) if v]
-        return Plot("lr-find", f"lr range test ({self.stopped})", "smoothed train loss",
+        finite = [v for v in self.smoothed if math.isfinite(v)]
+        ylim = None
+        if finite:
+            low, start = min(finite), max(finite[:max(1, self.burn_in + 1)])
+            span = max(start - low, 0.05 * abs(start), 1e-6)
+            ylim = (low - 0.1 * span, start + 0.5 * span)
+        return Plot("lr-find", f"lr range test ({self.stopped})", "train loss",
                     [Curve("smoothed loss", self.lrs, self.smoothed), Curve("loss", self.lrs, self.losses)],
-                    log_x=True, xlabel="learning rate", marks=marks)
+                    log_x=True, xlabel="learning rate", marks=marks, ylim=ylim)
 
 
-def check_lr_range(min_lr: float, max_lr: float, steps: int, smoothing: float, diverge: float) -> None:
+def check_lr_range(min_lr: float, max_lr: float, steps: int, smoothing: float, diverge: float,
+                   burn_in: int | None = None) -> None:
     if not (math.isfinite(min_lr) and min_lr > 0):
         raise ConfigError(f"--min-lr must be positive, got {min_lr}")
     if not (math.isfinite(max_lr) and max_lr > min_lr):
@@ -72,17 +83,22 @@ def check_lr_range(min_lr: float, max_lr: float, steps: int, smoothing: float, d
         raise ConfigError(f"--smoothing must be in [0, 1), got {smoothing}")
     if not diverge > 1:
         raise ConfigError(f"--diverge must be larger than 1, got {diverge}")
+    if burn_in is not None and not (isinstance(burn_in, int) and 0 <= burn_in <= steps // 2):
+        raise ConfigError(f"--burn-in must be from 0 to half of --steps ({steps // 2}), got {burn_in}")
 
 
 def lr_find(config: TrainConfig, data: Dataset | None = None, *, data_dir=None, min_lr: float = 1e-5,
             max_lr: float = 10.0, steps: int = 100, smoothing: float = 0.98, diverge: float = 4.0,
-            model: torch.nn.Module | None = None) -> LRFindResult:
+            burn_in: int | None = None, model: torch.nn.Module | None = None) -> LRFindResult:
     """Exponential lr range test: ``steps`` mini-batches with the lr growing geometrically from
     ``min_lr`` to ``max_lr``; the loss is smoothed by a bias-corrected exponential moving average;
     the test stops early once the smoothed loss exceeds ``diverge`` times its minimum (or is not
-    finite). The network's weights are restored afterwards (pass ``model`` to test, and keep,
+    finite). The first ``burn_in`` steps (default a tenth of ``steps``, as Lightning skips its
+    first 10 of 100) neither stop the test nor count for the suggestion: an early spike of a
+    fresh network is not divergence, and a minimum there is the average warming up. The network's weights are restored afterwards (pass ``model`` to test, and keep,
     your own network; otherwise one is built from ``config`` and its seed). Nothing is stored."""
-    check_lr_range(min_lr, max_lr, steps, smoothing, diverge)
+    burn_in = steps // 10 if burn_in is None else burn_in
+    check_lr_range(min_lr, max_lr, steps, smoothing, diverge, burn_in)
     config.validate()
     setup = set_up(config, data, data_dir=data_dir)
     if model is None:
@@ -120,8 +136,9 @@ def lr_find(config: TrainConfig, data: Dataset | None = None, *, data_dir=None, 
                     lrs.append(lr)
                     losses.append(value)
                     smoothed.append(smooth)
-                    best = min(best, smooth)
-                    if step > 0 and smooth > diverge * best:
+                    if step >= burn_in:
+                        best = min(best, smooth)
+                    if step > burn_in and smooth > diverge * best:
                         stopped = f"diverged at lr {lr:.3g} (smoothed loss > {diverge:g}x its minimum)"
                         step = steps
                         break
@@ -130,18 +147,20 @@ def lr_find(config: TrainConfig, data: Dataset | None = None, *, data_dir=None, 
     finally:
         model.load_state_dict(saved)
         model.train(was_training)
-    return _suggest(lrs, losses, smoothed, stopped)
+    return _suggest(lrs, losses, smoothed, stopped, burn_in)
 
 
-def _suggest(lrs: list[float], losses: list[float], smoothed: list[float], stopped: str) -> LRFindResult:
-    if len(smoothed) < 3:
-        return LRFindResult(lrs, losses, smoothed, stopped, None, None, None)
-    i_min = min(range(len(smoothed)), key=smoothed.__getitem__)
-    drop = (smoothed[0] - smoothed[i_min]) / abs(smoothed[0]) if smoothed[0] else 0.0
-    # steepest descent of the smoothed loss per unit of log lr, before the minimum, skipping
-    # the first tenth of the trace where the moving average is still warming up
-    start = max(1, len(smoothed) // 10)
+def _suggest(lrs: list[float], losses: list[float], smoothed: list[float], stopped: str,
+             burn_in: int = 0) -> LRFindResult:
+    if len(smoothed) < burn_in + 3:
+        return LRFindResult(lrs, losses, smoothed, stopped, None, None, None, burn_in=burn_in)
+    i_min = min(range(burn_in, len(smoothed)), key=smoothed.__getitem__)
+    first = smoothed[burn_in]
+    drop = (first - smoothed[i_min]) / abs(first) if first else 0.0
+    # steepest descent of the smoothed loss per unit of log lr, before the minimum, after the burn-in
+    start = max(1, burn_in, len(smoothed) // 10)
     slopes = [(smoothed[i + 1] - smoothed[i - 1]) / math.log(lrs[i + 1] / lrs[i - 1])
               for i in range(start, min(i_min, len(smoothed) - 1))]
     steepest = lrs[start + min(range(len(slopes)), key=slopes.__getitem__)] if slopes else None
-    return LRFindResult(lrs, losses, smoothed, stopped, lrs[i_min], steepest, lrs[i_min] / 10, drop=drop)
+    return LRFindResult(lrs, losses, smoothed, stopped, lrs[i_min], steepest, lrs[i_min] / 10, drop=drop,
+                        burn_in=burn_in)

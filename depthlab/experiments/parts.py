@@ -62,6 +62,7 @@ class Plot:
     xlabel: str = "epoch"
     marks: list[tuple[float, str]] = field(default_factory=list)  # vertical lines (x, label)
     levels: list[tuple[float, str]] = field(default_factory=list)  # horizontal lines (y, label)
+    ylim: tuple[float, float] | None = None  # the y range shown (what lies outside is clipped)
 
 
 @dataclass
@@ -136,7 +137,13 @@ def draw_plot(plot: Plot, ax=None):
     if plot.log_x:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2358" else ""))
+        low, high = ax.get_xlim()
+        if high / low <= 300:  # over more than a few decades, labelled minor ticks overlap
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2358" else ""))
+        else:
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    if plot.ylim is not None:
+        ax.set_ylim(*(scale * y for y in plot.ylim))
     for y, label in plot.levels:
         ax.axhline(y * scale, ls="--", color="k", lw=1, label=label)
     xlabel = plot.xlabel
