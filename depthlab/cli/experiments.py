@@ -160,7 +160,7 @@ def range_test_options(f):
 @model_options(toggles=True)
 @data_options
 @run_options(take=("seed", "device", "precision", "out", "json"),
-             out_help="Folder for the plot and JSON (default depthlab-out/lr-find-MODEL).")
+             out_help="Folder for the plot and JSON (default depthlab-out/depthlab/lr-find-MODEL).")
 @range_test_options
 @train_options("batch_size", "momentum", "optimizer", "weight_decay")
 def lr_find_cmd(model, model_opts, data_opts, run, range_test, hp):
@@ -233,7 +233,7 @@ def ablation_options(f):
 @executor_options
 def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
     """Every on/off combination of the toggles over K folds or N seeds: mean ± std of train,
-    validation and test accuracy and the time per fit, plus loss curves."""
+    validation and test error and the time per fit, plus loss curves."""
     from ..experiments.sweeps import Ablation
 
     model = model_opts.model(model, data_opts.dataset)
@@ -298,7 +298,7 @@ register_cli_experiment(_cifar.CIFAR_EXPERIMENTS, _cifar.reproduce)
 @click.option("--list", "list_", is_flag=True, help="List the experiments and exit.")
 @click.option("--data-dir", default=None, help="Data root (default: $DEPTHLAB_DATA, else ./data).")
 @run_options(take=("device", "precision", "store", "out", "json"),
-             out_help="Folder for tables and plots (default depthlab-out/reproduce-NAME).")
+             out_help="Folder for tables and plots (default depthlab-out/<store stem>/reproduce-NAME, -quick with --quick).")
 @option_group("budget", Values,
               click.option("--epochs", type=int, default=None,
                            help="A reduced budget: every run trains N epochs (labelled)."),
