@@ -366,7 +366,7 @@ def seeded_frontier(model: str, decided: dict[int, DepthResult], rechecked: list
     best = depths.get(seeded.max_trainable_depth)
     result.max_trainable_depth, result.first_failing_depth = seeded.max_trainable_depth, seeded.first_failing_depth
     result.lr, result.error, result.fraction = (best.lr, best.error, best.fraction) if best else (None, None, None)
-    result.monotone, result.band, result.label = seeded.monotone, seeded.band, seeded.label()
+    result.monotone, result.band, result.label = seeded.monotone, seeded.band, seeded.label(result.capped)
     return result
 
 

@@ -86,12 +86,18 @@ class SeededFrontier:
     depths: dict[int, DepthVote] = field(default_factory=dict)
     monotone: bool = True
 
-    def label(self) -> str:
-        """``66 [51–72]``; ``none`` when no depth trains by majority."""
+    def label(self, capped: bool = False) -> str:
+        """``66 [51–72]`` (every seed trains up to 51, some seed up to 72); ``3 [none–3]`` when
+        no depth trains with every seed; ``none`` when no depth trains by majority. A frontier
+        at its cap reads like an unseeded one, ``≥ 24 (cap)``, with its band only when some
+        seed failed below the cap (``≥ 24 (cap) [12–24]``)."""
         if self.max_trainable_depth is None:
             return "none"
         lo, hi = self.band
-        return f"{self.max_trainable_depth} [{lo if lo is not None else '-'}–{hi if hi is not None else '-'}]"
+        if capped:
+            head = f"≥ {self.max_trainable_depth} (cap)"
+            return head if lo == hi == self.max_trainable_depth else f"{head} [{'none' if lo is None else lo}–{hi}]"
+        return f"{self.max_trainable_depth} [{'none' if lo is None else lo}–{'none' if hi is None else hi}]"
 
 
 def vote(verdicts: Verdicts, depth: int, lrs: Sequence[float] | None = None) -> DepthVote:

@@ -89,3 +89,16 @@ def test_nothing_trains():
 def test_the_policy_is_validated():
     with pytest.raises(ConfigError):
         SeedPolicy(min_seeds=4, max_seeds=3).validate()
+
+
+def test_labels_at_the_cap_and_without_a_depth_every_seed_trains():
+    """A capped frontier reads ``≥ 24 (cap)`` as an unseeded one does (it read ``24 [24–24]``), and
+    a missing end of the band is ``none`` (it read ``3 [-–3]``)."""
+    from depthlab.frontier.seeds import SeededFrontier
+
+    at_cap = SeededFrontier(max_trainable_depth=24, first_failing_depth=None, band=(24, 24))
+    assert at_cap.label(capped=True) == "≥ 24 (cap)"
+    shaky = SeededFrontier(max_trainable_depth=24, first_failing_depth=None, band=(12, 24))
+    assert shaky.label(capped=True) == "≥ 24 (cap) [12–24]"
+    no_floor = SeededFrontier(max_trainable_depth=3, first_failing_depth=6, band=(None, 3))
+    assert no_floor.label() == "3 [none–3]"
