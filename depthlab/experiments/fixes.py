@@ -36,18 +36,19 @@ one stops at the first evaluation point that meets the criterion):
 * **5 learning rates, 0.003 to 0.3** (half decades): where the classic frontier's winning lrs
   lie, plus 0.003 for the kernel-shaped nets (DKS/TAT diverge at 0.1 even at depth 3 here);
   1.0 with momentum 0.9 diverges for most arms.
-* **Depth cap 48** (the search visits 3, 6, 12, 24, 48 and bisects): it separates the broken
-  arms (the naive tanh net stops near 9-12 under the classic protocol) from the fixed ones (BN
-  tanh 48-54, ELU BN 63 there) while keeping a failing depth at under 5 CPU-minutes (5 lrs x
-  53 s at depth 48). Arms still
-  trainable at 48 are reported as "48+": the cap, not their limit.
+* **Depth cap 96** (the search visits 3, 6, 12, 24, 48, 96 and bisects). The protocol was first
+  run with cap 48 (2,237 s wall on one worker): five arms trained at the cap, so it was raised to
+  96, reusing every trial (1,371 s more on two workers). At 96 a failing depth costs 5 lrs x
+  80-160 s. Arms still trainable at 96 are reported as "96+": the cap, not their limit.
 
-Estimated cost: about 150 s for an arm that fails near 12, about 250 s for one that trains to
-the cap and 600-900 s for one whose frontier lies between 24 and 48: about 1.6 CPU-hours for the
-14 arms (under 2 even if most frontiers fall between 24 and 48), about 50 minutes of wall time
-on 2 workers. The shorter budget lowers every
-frontier compared to the classic protocol (a deep net has fewer steps to leave chance level): the
+Measured cost (2026-12-06, the shared 2-core machine): 4,254 s of trial time for the 14 arms
+and the first 1,000-layer run, about 1.2 CPU-hours. The shorter budget lowers every frontier
+compared to the classic protocol (a deep net has fewer steps to leave chance level): the
 comparison is between arms, under the same budget, not with the classic numbers.
+
+A second part trains a 1,000-layer vanilla net (999 convs and the readout, no BN, no skips) of
+the deepest normaliser-free, skip-free fix (DKS) at the lr that decided its deepest trial and
+one grid step either side, on the same budget.
 
 The kernel approximation behind DKS and TAT assumes wide layers; this net has 4/8/16 channels,
 so the per-location q of a DKS/TAT net drifts from 1 layer by layer (a random walk with variance
@@ -58,7 +59,7 @@ of depth 24 (same budget, lr 0.01) DKS tanh trained within a quarter epoch (14.5
 ReLU was learning (43%) and ReLU + He lagged (74%): the transforms work, TAT more slowly. The experiment measures whether the methods
 survive this narrowness under a short budget; it does not test them at the widths they target.
 
-``--quick`` (a smoke run, about 2 minutes): 5,000 images, 1 epoch at batch 64 (78 steps: fewer
+``--quick`` (a smoke run, 44 s on the loaded machine): 5,000 images, 1 epoch at batch 64 (78 steps: fewer
 and nothing leaves chance level), lrs 0.01 and 0.1, depth cap 9, 500 test images.
 """
 

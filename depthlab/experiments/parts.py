@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -116,9 +117,11 @@ def draw_plot(plot: Plot, ax=None):
     """``plot`` as a `matplotlib.figure.Figure` (drawn into ``ax`` when given)."""
     fig, ax = new_axes(ax)
     scale = 100.0 if plot.percent else 1.0
-    for curve in plot.curves:
+    for i, curve in enumerate(plot.curves):
         ys = [scale * v if v is not None else math.nan for v in curve.values]
-        (line,) = ax.plot(curve.epochs, ys, marker="o" if len(ys) < 12 else None, ms=3, label=curve.label)
+        # past the colour cycle's 10 colours, a new line style tells the curves apart
+        (line,) = ax.plot(curve.epochs, ys, marker="o" if len(ys) < 12 else None, ms=3, label=curve.label,
+                          ls=("-", "--", ":")[(i // 10) % 3])
         if curve.std is not None:
             lo = [y - scale * s for y, s in zip(ys, curve.std)]
             hi = [y + scale * s for y, s in zip(ys, curve.std)]
@@ -152,7 +155,7 @@ def draw_plot(plot: Plot, ax=None):
         xlabel = EPOCH_AXIS
     ax.set_xlabel(xlabel)
     ax.set_ylabel(plot.ylabel + (" (%)" if plot.percent else ""))
-    ax.set_title(plot.title, fontsize=10)
+    ax.set_title(textwrap.fill(plot.title, 70), fontsize=10)  # a long title wraps instead of being cut
     ax.grid(True, which="both", alpha=0.3)
     if plot.curves:
         ax.legend(fontsize=7, ncol=2 if len(plot.curves) > 6 else 1)
