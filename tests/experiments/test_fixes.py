@@ -5,7 +5,7 @@ import torch
 
 from depthlab.experiments import get_experiment
 from depthlab.experiments.catalogue import plan
-from depthlab.experiments.fixes import ARMS, PROTOCOL, QUICK
+from depthlab.experiments.fixes import ARMS, PROTOCOL, QUICK, VANILLA_1000
 from depthlab.experiments.parts import PartResult
 from depthlab.models import create_model, model_config
 
@@ -14,14 +14,18 @@ pytest.importorskip("dks.pytorch", reason="the DKS/TAT arms need the optional dk
 
 def test_registered_with_every_fix_on_one_protocol():
     exp = get_experiment("trainability-fixes")
-    (part,) = exp.parts
-    assert part.models == ARMS and len(ARMS) == 14
+    part, vanilla = exp.parts
+    assert part.models == ARMS and len(ARMS) == 14 and vanilla is VANILLA_1000
     assert {model_config(m)["act"] for m in ARMS} >= {"tanh", "elu", "relu", "tat-leaky-relu", "dks-tanh"}
     for q in (False, True):
         configs = plan("trainability-fixes", quick=q)
-        assert [c.model for c in configs] == list(ARMS)
+        assert [c.model for c in configs[:len(ARMS)]] == list(ARMS)
         budget = QUICK if q else PROTOCOL
-        for c in configs:  # one protocol: every arm gets the same budget, only the model differs
+        for c in configs[len(ARMS):]:  # the vanilla DKS run: no BN, no skips, the frontier's data budget
+            assert c.model == "cnn-dks-tanh" and model_config(c.model)["norm"] in (None, "none")
+            assert (c.train_size, c.epochs) == (budget["train_size"], budget["epochs"])
+            assert c.model_args["depth"] == (12 if q else 999)
+        for c in configs[:len(ARMS)]:  # one protocol: every arm gets the same budget, only the model differs
             assert (c.train_size, c.epochs, c.batch_size, c.test_size) == (
                 budget["train_size"], budget["epochs"], budget["batch_size"], budget["eval_size"])
     assert PROTOCOL["max_depth"] % 3 == 0 and QUICK["max_depth"] < PROTOCOL["max_depth"]
@@ -75,3 +79,26 @@ def test_without_dks_the_plan_fails_in_one_line(monkeypatch):
     with pytest.raises(ConfigError) as info:
         plan("trainability-fixes")
     assert "\n" not in str(info.value) and str(info.value).endswith("pip install 'depthlab[dks]'")
+
+
+def test_the_vanilla_sentence_reports_the_best_lr_and_whether_its_arm_is_the_best():
+    exp = get_experiment("trainability-fixes")
+    rows = [{"model": m, "max_depth": 96 if m in ("cnn-dks-tanh", "resnet-elu-bn") else 24,
+             "capped": m in ("cnn-dks-tanh", "resnet-elu-bn")} for m in ARMS]
+
+    def vanilla(errors):
+        runs = [{"config": {"model": "cnn-dks-tanh", "model_args": {"depth": 999}, "lr": lr}} for lr, _ in errors]
+        part_rows = [{"lr": lr, "status": "done", "train_error": e, "test_error": e + 0.01, "best_test_error": e,
+                      "epochs": 1} for lr, e in errors]
+        return PartResult("vanilla-1000", "", [], part_rows, [], runs)
+
+    failed = exp.conclude({"fixes": PartResult("fixes", "", [], rows),
+                           "vanilla-1000": vanilla([(0.001, 0.856), (0.003, 0.901)])})
+    assert failed.endswith("A 1,000-layer vanilla net (no BN, no skips) with DKS did not train at any lr of 0.001, "
+                           "0.003 (lowest error 85.6%, at lr 0.001) after 1 epoch(s).")
+    trained = exp.conclude({"fixes": PartResult("fixes", "", [], rows),
+                            "vanilla-1000": vanilla([(0.001, 0.5), (0.003, 0.15)])})
+    assert "with DKS trained: 15.0% train and 16.0% test error at lr 0.003 (of 0.001, 0.003)" in trained
+    rows = [{**r, "max_depth": 99 if r["model"] == "cnn-tanh-delta" else r["max_depth"]} for r in rows]
+    other = exp.conclude({"fixes": PartResult("fixes", "", [], rows), "vanilla-1000": vanilla([(0.01, 0.9)])})
+    assert "(delta-orthogonal at criticality went deeper in this frontier" in other
