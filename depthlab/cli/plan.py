@@ -73,13 +73,9 @@ def layer_costs(*, measure=_step_seconds) -> dict:
 def probe_depths(max_depth: int, depths=None, step: int = 3) -> list[int]:
     """The depths the search probes first: the given grid, else step, 2 step, 4 step, ... and the
     cap (the deepest multiple of ``step`` up to ``max_depth``)."""
-    if depths:
-        return sorted(depths)
-    out, d, cap = [], step, max_depth // step * step
-    while d < cap:
-        out.append(d)
-        d *= 2
-    return out + [cap]
+    from ..frontier.search import probe_ladder
+
+    return sorted(depths) if depths else probe_ladder(max_depth, step)
 
 
 def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list[str]:

@@ -227,6 +227,17 @@ def _min(values) -> float | None:
     return min(values) if values else None
 
 
+def probe_ladder(max_depth: int, step: int = 3) -> list[int]:
+    """The depths the search grows through until its first failure: ``step``, 2 ``step``,
+    4 ``step``, ... and the deepest multiple of ``step`` up to ``max_depth`` (`search_depths`)."""
+    top, n, ladder = max(max_depth // step, 1), 1, []
+    while True:
+        ladder.append(step * n)
+        if n >= top:
+            return ladder
+        n = min(2 * n, top)
+
+
 def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthResult],
                   fail_over_ok: float | None = None, step: int = 3) -> dict[int, DepthResult]:
     """Geometric growth (3, 6, 12, ...) to the first failure or ``max_depth``, then a bisection
@@ -237,7 +248,6 @@ def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthR
     a store filled with one bisection is continued with the same one (``--bisection``). Depths
     are multiples of ``step`` (`FrontierConfig.step_for`: 3 for the presets, a model factory's
     ``depth_step``, or ``--depth-step``) up to ``max_depth``, which need not be one."""
-    top = max_depth // step
     results: dict[int, DepthResult] = {}
     lo: int | None = None   # deepest trainable, in units of 3
     hi: int | None = None   # shallowest failing, in units of 3
@@ -247,16 +257,11 @@ def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthR
         results[step * n] = evaluate(step * n, start)
         return results[step * n].trainable
 
-    n = 1
-    while True:
-        if probe(n):
-            lo = n
-            if n == top:
-                break
-            n = min(2 * n, top)
-        else:
+    for n in (d // step for d in probe_ladder(max_depth, step)):
+        if not probe(n):
             hi = n
             break
+        lo = n
     while lo is not None and hi is not None and hi - lo > 1:
         mid = (lo + hi) // 2 if fail_over_ok is None else split_point(lo, hi, fail_over_ok)
         if probe(mid):
