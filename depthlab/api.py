@@ -25,7 +25,7 @@ from .engine.config import TrainConfig
 from .errors import ConfigError
 from .frontier.protocol import FrontierConfig
 from .frontier.search import FrontierResult, find_frontiers
-from .models import CLASSIC_PRESETS, ModelFactory
+from .models import CLASSIC_PRESETS, as_model
 from .records.record import RunResult
 from .store.sqlite import Store, checkpoint_dir_for, remove_if_empty
 
@@ -118,7 +118,7 @@ def _models(models: Any) -> list:
     items = list(models) if isinstance(models, (list, tuple)) else [models]
     if not items:
         raise ConfigError("no models given")
-    return [m if isinstance(m, (str, ModelFactory)) else ModelFactory.from_callable(m) for m in items]
+    return [as_model(m) for m in items]
 
 
 @contextlib.contextmanager

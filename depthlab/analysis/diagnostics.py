@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..models import ModelFactory, create_model, default_dataset, model_config
+from ..models import as_model, create_model, default_dataset, model_config
 from ..report import data_frame, new_axes
 
 
@@ -288,7 +288,7 @@ def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: in
     from ..engine.config import TrainConfig
     from ..engine.device import precision_scope
     from ..engine.setup import forward_backward, make_optimizer, set_up
-    overrides, model = dict(overrides or {}), _model(model)
+    overrides, model = dict(overrides or {}), as_model(model)
     model_config(model, **overrides)
     dataset = dataset or default_dataset(model)
     config = TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
@@ -359,18 +359,13 @@ def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: in
                        layer_kind(layers))
 
 
-def _model(model):
-    """A preset name as it is; a function ``build(depth, **params)`` as its `ModelFactory`."""
-    return model if isinstance(model, str) else ModelFactory.from_callable(model)
-
-
 def depth_profiles(model, depths: Sequence[int], overrides: dict | None = None, *, data=None, data_dir=None,
                    batch_size: int = 256, seed: int = 0, device: str = "cpu") -> dict[int, dict[str, np.ndarray]]:
     """`gradient_profile` at initialisation for several depths of one model (same batch, same seed)."""
     from ..data.batches import Batches
     from ..data.registry import load_dataset
     from ..engine.device import resolve_device
-    overrides, model = {k: v for k, v in (overrides or {}).items() if k != "depth"}, _model(model)
+    overrides, model = {k: v for k, v in (overrides or {}).items() if k != "depth"}, as_model(model)
     for d in depths:
         model_config(model, **overrides, depth=d)
     dev = resolve_device(device)
@@ -390,7 +385,7 @@ def depth_profiles(model, depths: Sequence[int], overrides: dict | None = None, 
 def nearby_depths(model, depth: int, overrides: dict | None = None) -> list[int]:
     """A few depths around ``depth`` (about /4, /2, x1, x2) that the model accepts (a factory:
     multiples of its ``depth_step``; whether it builds there is for its caller to check)."""
-    overrides, model = {k: v for k, v in (overrides or {}).items() if k != "depth"}, _model(model)
+    overrides, model = {k: v for k, v in (overrides or {}).items() if k != "depth"}, as_model(model)
     step = getattr(model, "depth_step", 1)
     found = []
     for target in (depth // 4, depth // 2, depth, 2 * depth):

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..data.registry import check_dataset_name
 from ..errors import ConfigError
-from ..models import FAMILIES, ModelFactory, model_config, resolve_model
+from ..models import FAMILIES, ModelFactory, as_model, model_config, resolve_model
 from .device import DEFAULT_PRECISION, MAX_THREADS, PRECISIONS, check_precision, resolve_device
 from .memory import check_depth, check_memory
 from .schedule import parse_schedule
@@ -80,8 +80,7 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model, (str, ModelFactory)):
-            self.model = ModelFactory.from_callable(self.model)
+        self.model = as_model(self.model)
         self.validate(device=False)   # a config may be built for a device elsewhere (a Ray GPU worker)
 
     @property

@@ -174,3 +174,9 @@ def _depth_step(fn: Callable, origin: str) -> int:
     if not isinstance(step, int) or isinstance(step, bool) or step < 1:
         raise ConfigError(f"{origin}: depth_step must be a positive integer, got {step!r}")
     return step
+
+
+def as_model(model) -> "str | ModelFactory":
+    """What a config holds as its model: a preset name as it is, anything else (a function
+    ``build(depth, **params)`` or a `ModelFactory`) as a `ModelFactory`."""
+    return model if isinstance(model, str) else ModelFactory.from_callable(model)
