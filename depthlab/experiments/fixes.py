@@ -41,8 +41,9 @@ one stops at the first evaluation point that meets the criterion):
   96, reusing every trial (1,371 s more on two workers). At 96 a failing depth costs 5 lrs x
   80-160 s. Arms still trainable at 96 are reported as "96+": the cap, not their limit.
 
-Measured cost (2026-12-06, the shared 2-core machine): 4,254 s of trial time for the 14 arms
-and the first 1,000-layer run, about 1.2 CPU-hours. The shorter budget lowers every frontier
+Measured cost (2026-12-06, the shared 2-core machine): 3,913 s of trial time for the 14 arms
+(each trial's wall time on one thread: at most 1.1 CPU-hours) and 1,061 s for the three
+1,000-layer runs. The shorter budget lowers every frontier
 compared to the classic protocol (a deep net has fewer steps to leave chance level): the
 comparison is between arms, under the same budget, not with the classic numbers.
 
