@@ -5,10 +5,12 @@
 (eval mode, after each epoch) and loss. A NaN/inf loss stops the run as ``diverged``.
 
 `run_epochs` is the loop of every trainer: single runs (`SingleStepper`) and fused groups
-(`depthlab.engine.fused`). It owns the epochs and their sample orders, the evaluation points
-and the members' monitors, rank cancellation, divergence, epoch metrics, and mid-epoch
-checkpoints and their resumption; the stepper owns the network(s), the steps and the
-checkpoint's contents.
+(`depthlab.engine.fused`). Read top to bottom, `EpochLoop` is: for each epoch, for each step,
+take the step; at a check step look for divergence; at an evaluation point evaluate, record
+the point and ask each member's monitor; close the epoch. What varies around that is a
+`LoopCallback` (Lightning's callbacks, in miniature): `DivergenceStop`, `RankCancellation` of
+fused groups, `Checkpointing` (saving, and resuming mid-epoch). The stepper owns the
+network(s), the steps and the checkpoint's contents.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
 from ..records.record import (
@@ -32,6 +35,8 @@ from .config import TrainConfig
 from .device import precision_scope, thread_scope
 from .setup import set_up
 from .stepper import Member, SingleStepper, Stepper
+
+EpochHook = Callable[[int, EpochMetrics], None]  # (member index, metrics)
 
 
 def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
@@ -76,6 +81,174 @@ def _train(config: TrainConfig, data, *, data_dir, monitor, on_epoch, on_step, c
     return result
 
 
+def run_epochs(stepper: Stepper, *, on_epoch: EpochHook | None = None, checkpoint_path=None,
+               checkpoint_required: bool = True, resume: bool = True, started: float | None = None,
+               callbacks: Sequence[LoopCallback] = ()) -> float:
+    """Train ``stepper``'s members to their ends; returns the wall seconds (those of the runs a
+    checkpoint restored included). ``on_epoch(member index, metrics)`` gets each epoch of each
+    member. With ``checkpoint_path`` the state is saved there after every epoch and at every
+    evaluation point inside one; with ``resume`` a checkpoint found there is continued.
+    ``callbacks`` run after the built-in ones (divergence, rank cancellation, checkpointing)."""
+    saver = Checkpointing(checkpoint_path, checkpoint_required, started)
+    first_epoch, mid_epoch = saver.restore(stepper, on_epoch) if resume else (0, None)
+    loop = EpochLoop(stepper, on_epoch, [DivergenceStop(), RankCancellation(), saver, *callbacks])
+    loop.run(first_epoch, mid_epoch)
+    return saver.elapsed()
+
+
+@dataclass
+class EpochState:
+    """Where the running epoch stands: what a mid-epoch checkpoint saves and restores."""
+
+    epoch: int
+    orders: dict          # each seed's sample order for this epoch
+    started: float        # perf_counter at its start (moved back by the seconds a resumed epoch had run)
+    share: int            # members sharing its wall time
+    seen: int = 0         # training examples seen so far
+    start_step: int = 0   # the last step already taken (a resumed epoch)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+
+class LoopCallback:
+    """A hook into `EpochLoop`; every method does nothing unless overridden. A callback may end
+    live members (`EpochLoop.end_members`, then `Stepper.drop_finished`); the loop stops when
+    none is left."""
+
+    def on_check(self, loop: EpochLoop, step: int) -> None:
+        """After a step the loop checks (every ``check_every`` steps, the last, evaluation points)."""
+
+    def on_eval_point(self, loop: EpochLoop, step: int) -> None:
+        """After an evaluation point was recorded and the monitors asked."""
+
+    def on_epoch_end(self, loop: EpochLoop) -> None:
+        """After an epoch's metrics were recorded."""
+
+
+class EpochLoop:
+    """The loop every trainer shares: epochs, steps, evaluation points and monitors, epoch metrics."""
+
+    def __init__(self, stepper: Stepper, on_epoch: EpochHook | None, callbacks: Sequence[LoopCallback]):
+        self.stepper, self.setup, self.on_epoch, self.callbacks = stepper, stepper.setup, on_epoch, callbacks
+        self.state: EpochState | None = None
+
+    def run(self, first_epoch: int, mid_epoch: dict | None) -> None:
+        stepper, epochs = self.stepper, self.setup.config.epochs
+        for epoch in range(first_epoch, epochs):
+            if all(m.result.stopped_early for m in stepper.live):  # none left, or a resumed run that had stopped
+                break
+            self.state = self._start_epoch(epoch, mid_epoch)
+            mid_epoch = None
+            self._train_epoch()
+            if not stepper.live:
+                break
+            self.close_epoch(list(range(len(stepper.live))), epoch == epochs - 1)
+            stepper.drop_finished()
+            self._call("on_epoch_end")
+        self.finish(list(range(len(stepper.live))))  # a resumed run that had already stopped or ended
+        stepper.drop_finished()
+
+    def _start_epoch(self, epoch: int, mid: dict | None) -> EpochState:
+        self.stepper.train_mode()
+        if mid is None:
+            self.stepper.zero_sums()
+            self.stepper.errors = None
+            orders = {s: b.epoch_order() for s, b in self.setup.train_batches.items()}
+            return EpochState(epoch, orders, time.perf_counter(), len(self.stepper.live))
+        # resumed inside this epoch: continue its orders and sums
+        device = self.setup.device
+        orders = {s: o.to(device) if o is not None else None for s, o in mid["orders"].items()}
+        return EpochState(epoch, orders, time.perf_counter() - mid["seconds"], mid["share"], mid["seen"],
+                          mid["step"])
+
+    def _train_epoch(self) -> None:
+        setup, stepper, state = self.setup, self.stepper, self.state
+        steps = setup.steps_per_epoch
+        iterators = {s: b.batches(state.orders[s], state.start_step) for s, b in setup.train_batches.items()}
+        for step in range(state.start_step + 1, steps + 1):
+            state.seen += stepper.step({s: next(it) for s, it in iterators.items()}, state.epoch, step)
+            if step % setup.check_every == 0 or step == steps or step in setup.eval_at:
+                self._call("on_check", step)
+                if not stepper.live:
+                    return
+            if step in setup.eval_at:
+                self._evaluation_point(step)
+                self._call("on_eval_point", step)
+                if not stepper.live:
+                    return
+
+    def _evaluation_point(self, step: int) -> None:
+        """Evaluate, record the point of each live member and ask its monitor whether to stop."""
+        stepper, state, steps = self.stepper, self.state, self.setup.steps_per_epoch
+        stepper.errors = stepper.evaluate(self.setup.eval_batches)  # heads, live
+        wrong = stepper.sums()[0]
+        stopped = []
+        for i, m in enumerate(stepper.live):
+            point = Checkpoint(state.epoch + step / steps, wrong[i] / state.seen, stepper.errors[-1, i].item())
+            m.result.checkpoints.append(point)
+            if m.monitor is not None and m.monitor(point):
+                m.result.stopped_early, m.result.reason = True, MONITOR_STOP
+                stopped.append(i)
+        if step == steps:
+            for i in stopped:
+                stepper.live[i].stop_at_epoch_end = True
+        elif stopped:  # a run stopped inside an epoch records the partial epoch
+            self.close_epoch(stopped, False)
+            stepper.drop_finished()
+
+    def close_epoch(self, ids: list[int], last: bool) -> None:
+        """Append the epoch's metrics of live members ``ids``; finish those whose run ends."""
+        stepper, state = self.stepper, self.state
+        wrong, loss = stepper.sums()
+        seconds = state.seconds() / state.share
+        ending = []
+        for i in ids:
+            m = stepper.live[i]
+            errs = stepper.errors[:, i].tolist() if stepper.errors is not None else [math.nan]
+            metrics = EpochMetrics(state.epoch, wrong[i] / max(state.seen, 1), errs[-1],
+                                   loss[i] / max(state.seen, 1), m.lr, seconds, errs if len(errs) > 1 else None)
+            m.result.epochs.append(metrics)
+            if self.on_epoch is not None:
+                self.on_epoch(m.index, metrics)
+            stepper.end_epoch(m, metrics)
+            if last or m.result.stopped_early:
+                ending.append(i)
+        self.finish(ending)
+
+    def finish(self, ids: list[int]) -> None:
+        """Members ``ids`` (indices into ``live``) end: their final test errors."""
+        if not ids:
+            return
+        tests = self.stepper.final_test_errors()
+        for i in ids:
+            m = self.stepper.live[i]
+            m.finished = True
+            m.result.test_error = m.result.epochs[-1].test_error if tests is None else tests[i]
+
+    def end_members(self, ids: list[int], status: RunStatus, reason: str) -> None:
+        """Members ``ids`` (indices into ``live``) end now, with ``status``. They stay in ``live``
+        (the indices of the others hold) until the caller's `Stepper.drop_finished`."""
+        for i in ids:
+            m = self.stepper.live[i]
+            m.result.status, m.result.reason, m.finished = status, reason, True
+
+    def _call(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+
+class DivergenceStop(LoopCallback):
+    """A member whose loss went non-finite ends as diverged (no metrics for the unfinished epoch)."""
+
+    def on_check(self, loop: EpochLoop, step: int) -> None:
+        bad_steps = loop.stepper.first_bad(step)
+        for i, bad in enumerate(bad_steps):
+            if bad >= 0:
+                loop.end_members([i], RunStatus.DIVERGED, f"non-finite loss at epoch {loop.state.epoch}, step {bad}")
+        loop.stepper.drop_finished()
+
+
 def _outranked(m: Member, members: list[Member]) -> bool:
     """Whether live member ``m`` is moot: a member of a smaller rank was stopped by its monitor."""
     return m.rank is not None and not m.result.stopped_early and any(
@@ -83,119 +256,50 @@ def _outranked(m: Member, members: list[Member]) -> bool:
         for o in members)
 
 
-def run_epochs(stepper: Stepper, *, on_epoch: Callable[[int, EpochMetrics], None] | None = None,
-               checkpoint_path=None, checkpoint_required: bool = True, resume: bool = True,
-               started: float | None = None) -> float:
-    """Train ``stepper``'s members to their ends; returns the wall seconds (those of the runs a
-    checkpoint restored included). ``on_epoch(member index, metrics)`` gets each epoch of each
-    member. With ``checkpoint_path`` the state is saved there after every epoch and at every
-    evaluation point inside one; with ``resume`` a checkpoint found there is continued."""
-    setup = stepper.setup
-    steps, device = setup.steps_per_epoch, setup.device
-    started = time.perf_counter() if started is None else started
-    first_epoch, elapsed_before, mid_epoch = 0, 0.0, None
-    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
-        state = load_checkpoint(checkpoint_path, stepper.format)
-        first_epoch, elapsed_before, mid_epoch = stepper.unpack(state, on_epoch, checkpoint_path)
+class RankCancellation(LoopCallback):
+    """Once a ranked member met its criterion the members ranked after it are moot (the search
+    reads verdicts in rank order): stop paying for them."""
 
-    def save(epochs_done: int, mid: dict | None = None) -> None:
-        if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, stepper.pack(epochs_done, mid, elapsed_before + time.perf_counter() - started),
-                            required=checkpoint_required)
+    def on_eval_point(self, loop: EpochLoop, step: int) -> None:
+        live, members = loop.stepper.live, loop.stepper.members
+        loop.end_members([i for i, m in enumerate(live) if _outranked(m, members)],
+                         RunStatus.CANCELLED, "cancelled: a member ranked before it met its monitor's criterion")
+        loop.stepper.drop_finished()
 
-    def finish(ids: list[int]) -> None:
-        """Members ``ids`` (indices into ``live``) end: their final test errors."""
-        if not ids:
+
+class Checkpointing(LoopCallback):
+    """Saves the state after every epoch and at every evaluation point inside one (a killed run
+    then loses at most the steps since the last evaluation), and restores it on resume. Keeps the
+    run's wall clock, the seconds before a resume included."""
+
+    def __init__(self, path, required: bool, started: float | None):
+        self.path, self.required = path, required
+        self.started = time.perf_counter() if started is None else started
+        self.elapsed_before = 0.0
+
+    def restore(self, stepper: Stepper, on_epoch: EpochHook | None) -> tuple[int, dict | None]:
+        """(epochs done, the running epoch's state) of the checkpoint at ``path``, if any."""
+        if self.path is None or not os.path.exists(self.path):
+            return 0, None
+        state = load_checkpoint(self.path, stepper.format)
+        first_epoch, self.elapsed_before, mid_epoch = stepper.unpack(state, on_epoch, self.path)
+        return first_epoch, mid_epoch
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def on_eval_point(self, loop: EpochLoop, step: int) -> None:
+        state, steps = loop.state, loop.setup.steps_per_epoch
+        if step == steps or self.path is None or not loop.stepper.live:
             return
-        tests = stepper.final_test_errors()
-        for i in ids:
-            m = stepper.live[i]
-            m.finished = True
-            m.result.test_error = m.result.epochs[-1].test_error if tests is None else tests[i]
+        orders = {s: o.cpu() if o is not None else None for s, o in state.orders.items()}
+        self._save(loop.stepper, state.epoch, {"step": step, "steps": steps, "seen": state.seen,
+                                               "share": state.share, "seconds": state.seconds(),
+                                               "orders": orders})
 
-    def close_epoch(ids: list[int], epoch: int, seen: int, seconds: float, last: bool) -> None:
-        """Append the epoch's metrics of live members ``ids``; finish those whose run ends."""
-        wrong, loss = stepper.sums()
-        ending = []
-        for i in ids:
-            m = stepper.live[i]
-            errs = stepper.errors[:, i].tolist() if stepper.errors is not None else [math.nan]
-            metrics = EpochMetrics(epoch, wrong[i] / max(seen, 1), errs[-1], loss[i] / max(seen, 1), m.lr,
-                                   seconds, errs if len(errs) > 1 else None)
-            m.result.epochs.append(metrics)
-            if on_epoch is not None:
-                on_epoch(m.index, metrics)
-            stepper.end_epoch(m, metrics)
-            if last or m.result.stopped_early:
-                ending.append(i)
-        finish(ending)
+    def on_epoch_end(self, loop: EpochLoop) -> None:
+        self._save(loop.stepper, loop.state.epoch + 1)
 
-    def end_members(ids: list[int], status: RunStatus, reason: str) -> None:
-        for i in ids:
-            m = stepper.live[i]
-            m.result.status, m.result.reason, m.finished = status, reason, True
-
-    for epoch in range(first_epoch, setup.config.epochs):
-        if all(m.result.stopped_early for m in stepper.live):  # none left, or a resumed run that had stopped
-            break
-        epoch_start = time.perf_counter()
-        share = len(stepper.live)  # members sharing this epoch's wall time
-        stepper.train_mode()
-        seen, start_step = 0, 0
-        if mid_epoch is not None:  # resumed inside this epoch: continue its orders and sums
-            orders = {s: o.to(device) if o is not None else None for s, o in mid_epoch["orders"].items()}
-            start_step, seen, share = mid_epoch["step"], mid_epoch["seen"], mid_epoch["share"]
-            epoch_start -= mid_epoch["seconds"]
-            mid_epoch = None
-        else:
-            stepper.zero_sums()
-            stepper.errors = None
-            orders = {s: b.epoch_order() for s, b in setup.train_batches.items()}
-        iterators = {s: b.batches(orders[s], start_step) for s, b in setup.train_batches.items()}
-        for step in range(start_step + 1, steps + 1):
-            seen += stepper.step({s: next(it) for s, it in iterators.items()}, epoch, step)
-            if step % setup.check_every == 0 or step == steps or step in setup.eval_at:
-                for i, bad in enumerate(stepper.first_bad(step)):
-                    if bad >= 0:  # diverged: no metrics for the unfinished epoch, no test error
-                        end_members([i], RunStatus.DIVERGED, f"non-finite loss at epoch {epoch}, step {bad}")
-                stepper.drop_finished()
-                if not stepper.live:
-                    break
-            if step not in setup.eval_at:
-                continue
-            stepper.errors = stepper.evaluate(setup.eval_batches)  # heads, live
-            wrong = stepper.sums()[0]
-            stopped = []
-            for i, m in enumerate(stepper.live):
-                point = Checkpoint(epoch + step / steps, wrong[i] / seen, stepper.errors[-1, i].item())
-                m.result.checkpoints.append(point)
-                if m.monitor is not None and m.monitor(point):
-                    m.result.stopped_early, m.result.reason = True, MONITOR_STOP
-                    stopped.append(i)
-            if step == steps:
-                for i in stopped:
-                    stepper.live[i].stop_at_epoch_end = True
-            elif stopped:  # a run stopped inside an epoch records the partial epoch
-                close_epoch(stopped, epoch, seen, (time.perf_counter() - epoch_start) / share, False)
-                stepper.drop_finished()
-            # Once a ranked member met its criterion the members ranked after it are moot (the
-            # search reads verdicts in rank order): stop paying for them.
-            end_members([i for i, m in enumerate(stepper.live) if _outranked(m, stepper.members)],
-                        RunStatus.CANCELLED, "cancelled: a member ranked before it met its monitor's criterion")
-            stepper.drop_finished()
-            if not stepper.live:
-                break
-            if step != steps and checkpoint_path is not None:
-                # A killed run then loses at most the steps since the last evaluation.
-                save(epoch, {"step": step, "steps": steps, "seen": seen, "share": share,
-                             "seconds": time.perf_counter() - epoch_start,
-                             "orders": {s: o.cpu() if o is not None else None for s, o in orders.items()}})
-        if not stepper.live:
-            break
-        close_epoch(list(range(len(stepper.live))), epoch, seen, (time.perf_counter() - epoch_start) / share,
-                    epoch == setup.config.epochs - 1)
-        stepper.drop_finished()
-        save(epoch + 1)
-    finish(list(range(len(stepper.live))))  # a resumed run that had already stopped or ended
-    stepper.drop_finished()
-    return elapsed_before + time.perf_counter() - started
+    def _save(self, stepper: Stepper, epochs_done: int, mid: dict | None = None) -> None:
+        if self.path is not None:
+            save_checkpoint(self.path, stepper.pack(epochs_done, mid, self.elapsed()), required=self.required)
