@@ -341,42 +341,10 @@ def load_cifar10(root: Path, download_missing: bool, *,
     ``checksums`` (the official MD5s; ``None`` skips the check)."""
     folder = root / "cifar-10-batches-py"
     archive = root / "cifar-10-python.tar.gz"
-    payloads: dict[str, bytes] = {}
     if folder.is_dir():
-        missing = [b for b in CIFAR10_BATCHES if not (folder / b).is_file()]
-        if missing:
-            raise DataError(f"missing data: {folder} needs {', '.join(CIFAR10_BATCHES)} "
-                            f"(missing: {', '.join(missing)})")
-        for batch in CIFAR10_BATCHES:
-            path = folder / batch
-            try:
-                if path.stat().st_size > MAX_CIFAR_BATCH_BYTES:
-                    raise DataError(f"{path}: {path.stat().st_size:,} bytes, more than a CIFAR-10 batch may "
-                                    f"hold ({MAX_CIFAR_BATCH_BYTES:,}); not a CIFAR-10 batch")
-                payloads[str(path)] = path.read_bytes()
-            except OSError as exc:
-                raise DataError(f"{path}: cannot read ({exc})") from None
+        payloads = _cifar_folder_payloads(folder)
     else:
-        if not archive.exists() and download_missing:
-            try:
-                download([CIFAR10_URL], archive, md5=CIFAR10_TGZ_MD5)
-            except DataError:
-                pass
-        if not archive.exists():
-            raise DataError(f"missing data: expected {folder}/ with {', '.join(CIFAR10_BATCHES)} "
-                            f"or {archive} (download failed or disabled; set --data-dir or DEPTHLAB_DATA)")
-        try:
-            with tarfile.open(archive, "r:gz") as tar:
-                members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-                for batch in CIFAR10_BATCHES:
-                    if batch not in members:
-                        raise DataError(f"{archive}: missing member {batch}")
-                    if members[batch].size > MAX_CIFAR_BATCH_BYTES:  # the member's size, before reading it
-                        raise DataError(f"{archive}: member {batch} holds {members[batch].size:,} bytes, more "
-                                        f"than a CIFAR-10 batch may ({MAX_CIFAR_BATCH_BYTES:,})")
-                    payloads[f"{archive}:{batch}"] = tar.extractfile(members[batch]).read(MAX_CIFAR_BATCH_BYTES + 1)
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{archive}: cannot read ({exc}); the archive is truncated or corrupted") from None
+        payloads = _cifar_archive_payloads(archive, folder, download_missing)
     parsed = [parse_cifar_batch(p, n) for n, p in payloads.items()]
     if checksums:
         # An official batch holds 10,000 images and must match its MD5 (a same-size corruption
@@ -395,3 +363,49 @@ def load_cifar10(root: Path, download_missing: bool, *,
     test_x, test_y = (torch.from_numpy(a) for a in parsed[5])
     return Dataset("cifar10", train_x, train_y, test_x, test_y,
                    (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+
+
+def _cifar_folder_payloads(folder: Path) -> dict[str, bytes]:
+    """The bytes of each CIFAR-10 batch file in ``folder``, by path, each size-checked before reading."""
+    missing = [b for b in CIFAR10_BATCHES if not (folder / b).is_file()]
+    if missing:
+        raise DataError(f"missing data: {folder} needs {', '.join(CIFAR10_BATCHES)} "
+                        f"(missing: {', '.join(missing)})")
+    payloads: dict[str, bytes] = {}
+    for batch in CIFAR10_BATCHES:
+        path = folder / batch
+        try:
+            if path.stat().st_size > MAX_CIFAR_BATCH_BYTES:
+                raise DataError(f"{path}: {path.stat().st_size:,} bytes, more than a CIFAR-10 batch may "
+                                f"hold ({MAX_CIFAR_BATCH_BYTES:,}); not a CIFAR-10 batch")
+            payloads[str(path)] = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc})") from None
+    return payloads
+
+
+def _cifar_archive_payloads(archive: Path, folder: Path, download_missing: bool) -> dict[str, bytes]:
+    """The bytes of each CIFAR-10 batch in the official archive (downloaded first if allowed),
+    by ``archive:member``, each member's size checked before it is read."""
+    if not archive.exists() and download_missing:
+        try:
+            download([CIFAR10_URL], archive, md5=CIFAR10_TGZ_MD5)
+        except DataError:
+            pass
+    if not archive.exists():
+        raise DataError(f"missing data: expected {folder}/ with {', '.join(CIFAR10_BATCHES)} "
+                        f"or {archive} (download failed or disabled; set --data-dir or DEPTHLAB_DATA)")
+    payloads: dict[str, bytes] = {}
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            for batch in CIFAR10_BATCHES:
+                if batch not in members:
+                    raise DataError(f"{archive}: missing member {batch}")
+                if members[batch].size > MAX_CIFAR_BATCH_BYTES:  # the member's size, before reading it
+                    raise DataError(f"{archive}: member {batch} holds {members[batch].size:,} bytes, more "
+                                    f"than a CIFAR-10 batch may ({MAX_CIFAR_BATCH_BYTES:,})")
+                payloads[f"{archive}:{batch}"] = tar.extractfile(members[batch]).read(MAX_CIFAR_BATCH_BYTES + 1)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{archive}: cannot read ({exc}); the archive is truncated or corrupted") from None
+    return payloads

@@ -242,23 +242,7 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     configs = list(configs)
     if not configs:
         return []
-    for c in configs:
-        c.validate()
-    keys = [fusion_key(c) for c in configs]
-    if None in keys:
-        bad = configs[keys.index(None)]
-        raise ConfigError(f"cannot fuse {bad.model} (optimizer {bad.optimizer}, patience {bad.patience}): fused "
-                          "training is SGD without early-stopping patience, on models that have a fused form")
-    if len(set(keys)) > 1:
-        raise ConfigError("fused configs must differ only in " + ", ".join(PER_MEMBER))
-    if monitors is None or callable(monitors):
-        monitors = [monitors] * len(configs)  # type: ignore[list-item]
-    monitors = list(monitors)  # type: ignore[arg-type]
-    if len(monitors) != len(configs):
-        raise ConfigError(f"{len(monitors)} monitors for {len(configs)} configs")
-    ranks = list(ranks) if ranks is not None else [None] * len(configs)
-    if len(ranks) != len(configs):
-        raise ConfigError(f"{len(ranks)} ranks for {len(configs)} configs")
+    monitors, ranks = _check_group(configs, monitors, ranks)
     if data is None:
         data = load_dataset(configs[0].dataset, data_dir)
     started = time.perf_counter()
@@ -286,3 +270,23 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     return results
 
 
+def _check_group(configs: list[TrainConfig], monitors, ranks) -> tuple[list, list]:
+    """The group's configs validated as one fusable group; its monitors and ranks, one per config."""
+    for c in configs:
+        c.validate()
+    keys = [fusion_key(c) for c in configs]
+    if None in keys:
+        bad = configs[keys.index(None)]
+        raise ConfigError(f"cannot fuse {bad.model} (optimizer {bad.optimizer}, patience {bad.patience}): fused "
+                          "training is SGD without early-stopping patience, on models that have a fused form")
+    if len(set(keys)) > 1:
+        raise ConfigError("fused configs must differ only in " + ", ".join(PER_MEMBER))
+    if monitors is None or callable(monitors):
+        monitors = [monitors] * len(configs)
+    monitors = list(monitors)
+    if len(monitors) != len(configs):
+        raise ConfigError(f"{len(monitors)} monitors for {len(configs)} configs")
+    ranks = list(ranks) if ranks is not None else [None] * len(configs)
+    if len(ranks) != len(configs):
+        raise ConfigError(f"{len(ranks)} ranks for {len(configs)} configs")
+    return monitors, ranks

@@ -74,31 +74,46 @@ def snapshot_store(store_path: str | os.PathLike, dest: str | os.PathLike, *, fo
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"snapshot destination {dest}: cannot create its folder ({exc.strerror})") from None
-    copied = set()
+    copied, total = _copy_checkpoints(src_ckpt, dest_ckpt)
+    runs = _backup_store(src, dest)
+    total += dest.stat().st_size
+    return {"runs": runs, "checkpoints": len(copied), "bytes": total}
+
+
+def _copy_checkpoints(src_ckpt: Path, dest_ckpt: Path) -> tuple[set[str], int]:
+    """Copy the finished checkpoint files (each to a temporary name, then renamed) and remove the
+    destination's checkpoint files that no longer exist beside the source; (names copied, bytes)."""
+    copied: set[str] = set()
     total = 0
     # Checkpoints being written are "*.tmp" files (train.save_checkpoint): not carried.
     carried = [f for f in sorted(src_ckpt.iterdir()) if f.is_file() and not f.name.endswith(".tmp")] \
         if src_ckpt.is_dir() else []
     if carried:
         dest_ckpt.mkdir(parents=True, exist_ok=True)
-        for f in carried:
-            tmp = dest_ckpt / (f.name + ".tmp")
-            try:
-                shutil.copyfile(f, tmp)
-            except FileNotFoundError:  # the trial finished while we copied: nothing to carry
-                tmp.unlink(missing_ok=True)
-                continue
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            os.replace(tmp, dest_ckpt / f.name)
-            copied.add(f.name)
-            total += (dest_ckpt / f.name).stat().st_size
+    for f in carried:
+        tmp = dest_ckpt / (f.name + ".tmp")
+        try:
+            shutil.copyfile(f, tmp)
+        except FileNotFoundError:  # the trial finished while we copied: nothing to carry
+            tmp.unlink(missing_ok=True)
+            continue
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, dest_ckpt / f.name)
+        copied.add(f.name)
+        total += (dest_ckpt / f.name).stat().st_size
     if dest_ckpt.is_dir():
         for f in dest_ckpt.iterdir():
             if f.name not in copied and f.is_file() and not f.is_symlink() and f.name.endswith(CHECKPOINT_SUFFIXES):
                 f.unlink()
         remove_if_empty(dest_ckpt)
+    return copied, total
+
+
+def _backup_store(src: Path, dest: Path) -> int:
+    """SQLite's online backup of ``src`` into a temporary file renamed over ``dest``, in DELETE
+    journal mode; the number of runs copied. A failure leaves no temporary file behind."""
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".tmp")
     os.close(fd)
     tmp_db = Path(tmp_name)
@@ -118,5 +133,4 @@ def snapshot_store(store_path: str | os.PathLike, dest: str | os.PathLike, *, fo
     finally:
         for leftover in (tmp_db, Path(tmp_name + "-journal"), Path(tmp_name + "-wal"), Path(tmp_name + "-shm")):
             leftover.unlink(missing_ok=True)
-    total += dest.stat().st_size
-    return {"runs": runs, "checkpoints": len(copied), "bytes": total}
+    return runs
