@@ -4,6 +4,8 @@ twice, every epoch is recorded as it ends, and an exception inside a run is reco
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Callable
 
 from ..data.dataset import Dataset
@@ -50,6 +52,31 @@ def recorded_on(stored: dict | None, fingerprint: str | Callable[[], str], *, da
     return recorded == (fingerprint() if callable(fingerprint) else fingerprint)
 
 
+def claim_or_wait(store: Store, config_hash: str, stored: Callable[[], RunResult | None], *,
+                  poll: float = 2.0) -> RunResult | None:
+    """The stored result of ``config_hash`` (``stored()``), or None once this process holds its
+    claim (`Store.claim`) and must train it. While another live process trains it, wait and read
+    its result back, so that two processes never train one config at once; a claim given up
+    without a result (a failure) or gone stale (its process died) is taken over."""
+    told = False
+    while True:
+        found = stored()
+        if found is not None:
+            return found
+        elsewhere = store.claim([config_hash])
+        if not elsewhere:
+            found = stored()  # finished elsewhere between the look and the claim
+            if found is not None:
+                store.release([config_hash])
+            return found
+        if not told:
+            pid, host = elsewhere[config_hash]
+            logging.getLogger("depthlab").info(
+                f"run {config_hash[:12]} is in flight in another process (pid {pid} on {host}); waiting for its result")
+            told = True
+        time.sleep(poll)
+
+
 def stored_config(config: TrainConfig, data: Dataset, monitor: Monitor | None = None) -> dict:
     """What the store keeps as the config of a run of ``config`` on ``data``: the canonical
     config, the data's fingerprint and what ``monitor`` says it decides (its ``describe()``,
@@ -82,7 +109,8 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
         return loaded[0]
 
     if store is not None and reuse:
-        found = stored_result(store, key, dataset=config.dataset, fingerprint=lambda: the_data().fingerprint())
+        found = claim_or_wait(store, key, lambda: stored_result(store, key, dataset=config.dataset,
+                                                                fingerprint=lambda: the_data().fingerprint()))
         if found is not None:
             return found
     data = the_data()
