@@ -119,22 +119,25 @@ def backup_path(path: Path, version: int) -> Path:
     return candidate
 
 
-def migrate(conn: sqlite3.Connection, path: Path, transaction) -> None:
-    """Bring an older store to `SCHEMA_VERSION`: a backup copy first (SQLite's online backup, a
-    consistent copy even while other processes write), then every step in one transaction,
-    which re-reads the version (another process may have migrated it meanwhile)."""
-    version = read_version(conn, path)
-    if version == SCHEMA_VERSION:
-        return
+def back_up(conn: sqlite3.Connection, path: Path, version: int) -> Path:
+    """Copy an older store beside itself before its migration (SQLite's online backup: a
+    consistent copy even while other processes write, taken before the store is switched to WAL)."""
     backup = backup_path(path, version)
     target = sqlite3.connect(backup)
     try:
         conn.backup(target)
     finally:
         target.close()
+    return backup
+
+
+def migrate(conn: sqlite3.Connection, path: Path, transaction, backup: Path) -> None:
+    """Bring an older store to `SCHEMA_VERSION` (its ``backup`` taken by `back_up`): every step
+    in one transaction, which re-reads the version (another process may have migrated it
+    meanwhile: then the backup is dropped, that process kept its own)."""
     with transaction() as c:
         version = read_version(c, path)
-        if version == SCHEMA_VERSION:  # migrated by another process since: its backup is the one
+        if version == SCHEMA_VERSION:
             backup.unlink()
             return
         for step in range(version, SCHEMA_VERSION):

@@ -177,6 +177,7 @@ class Store:
                     if statement.strip().startswith("CREATE TABLE"):
                         self.conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
             return version
+        backup = schema.back_up(self.conn, self.path, version) if tables and version < schema.SCHEMA_VERSION else None
         # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once
         # (no busy wait) while another process opens the same new store: retry, as writes do.
         self._while_locked(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
@@ -186,8 +187,8 @@ class Store:
             with self.transaction() as c:
                 if "depthlab_meta" not in {r[0] for r in c.execute("SELECT name FROM sqlite_master")}:
                     schema.create(c)
-        elif version < schema.SCHEMA_VERSION:
-            schema.migrate(self.conn, self.path, self.transaction)
+        elif backup is not None:
+            schema.migrate(self.conn, self.path, self.transaction, backup)
         return schema.SCHEMA_VERSION
 
     # -- plumbing ---------------------------------------------------------------------------
