@@ -83,9 +83,9 @@ def check_config(config) -> None:
     if not isinstance(config, dict):
         raise BadRecord(f"config is a JSON {type(config).__name__}, not an object")
     model_args = config.get("model_args", {})
-    if model_args is not None and not isinstance(model_args, dict):
+    if not isinstance(model_args, dict):
         raise BadRecord("config model_args is not an object")
-    if not _count_or_none((model_args or {}).get("depth"), 1):
+    if not _count_or_none(model_args.get("depth"), 1):
         raise BadRecord("config model_args.depth is not a positive integer")
     if not _number_or_none(config.get("lr")):
         raise BadRecord("config lr is not a number")
