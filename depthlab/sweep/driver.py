@@ -235,7 +235,6 @@ class TrialRunner(SharedWork):
                     continue
                 self._inflight[key] = [(request, i, trial)]
                 fresh.append((trial, key))
-            fresh = self._claimed(fresh)
             if fresh:
                 self._enqueue(fresh, attempt=1)
         self._dispatch()
@@ -302,6 +301,9 @@ class TrialRunner(SharedWork):
         limit = self.executor.dispatch_limit
         while self._waiting and (limit is None or self._running < limit):
             _, _, group, attempt = heapq.heappop(self._waiting)
+            group = self._claimed(group)  # what another process trains meanwhile is awaited, not trained twice
+            if not group:
+                continue
             data = self._datasets[group[0][0].config.dataset]  # loaded by `_start`
             checkpoint = self._checkpoint_path(group)
             if checkpoint is not None and self.log is not None and os.path.exists(checkpoint):

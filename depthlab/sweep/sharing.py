@@ -1,6 +1,8 @@
 """Sharing a store's trials between processes: the driver's side of the store's claims
-(`depthlab.store.claims`). Before a trial trains, its driver claims it; a trial that another
-live process has claimed is not trained here but awaited, and its result is read back from the
+(`depthlab.store.claims`). A driver claims a trial when it hands it to its executor (not
+when a search asks for it: two sweeps then split the waiting trials between them, each taking
+the next one the other has not started); a trial that another live process has claimed is not
+trained here but awaited, and its result is read back from the
 store once that process records it (as if it had been found there at the start). A claim given
 up without a result (the trial failed, was cancelled, or its process is gone) is taken over and
 the trial trained here. Two identical sweeps on one store therefore train each trial once.
@@ -23,9 +25,9 @@ class SharedWork:
     claim_poll = 2.0  # seconds between looks at the trials other processes train
 
     def _claimed(self, fresh: list[tuple[Job, str]]) -> list[tuple[Job, str]]:
-        """Claim the ``fresh`` trials of a request (one transaction) and return those to train
-        here. A trial claimed by another live process is awaited; one whose result was stored
-        since the request looked (another process finished it meanwhile) is read back."""
+        """Claim the trials of a group about to be dispatched (one transaction) and return those
+        to train here. A trial claimed by another live process is awaited; one whose result was
+        stored since its request looked (another process finished it meanwhile) is read back."""
         if self.store is None or not fresh:
             return fresh
         # a trial that must not reuse a stored result trains here whatever runs elsewhere
