@@ -180,3 +180,15 @@ def test_run_recorded_waits_for_a_live_claim_and_reads_the_result_back(tmp_path)
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_snapshot_carries_no_claims(tmp_path):
+    from depthlab.store.snapshot import snapshot_store
+
+    with Store(tmp_path / "live.db") as store:
+        store.record({"model": "m", "dataset": "d"}, "h1", {"status": "done", "epochs": []})
+        assert store.claim(["h2"]) == {}  # in flight here, while the snapshot is taken
+        snapshot_store(tmp_path / "live.db", tmp_path / "copy.db")
+        assert store.conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 1
+    with Store(tmp_path / "copy.db", reading=True) as copy:
+        assert copy.conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0 and copy.count() == 1
