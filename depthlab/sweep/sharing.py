@@ -60,10 +60,7 @@ class SharedWork:
             del self._elsewhere[key]
             if found is not None:
                 self._read_back(key, found)
-            elif (found := self._stored(trial.config)) is not None:  # finished just before our claim
-                self.store.release([key])
-                self._read_back(key, found)
-            else:
+            else:  # ours now; `_claimed` looks at the store once more when it is dispatched
                 self._enqueue([(trial, key)], attempt=1)
         self._dispatch()
 
