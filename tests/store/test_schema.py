@@ -149,6 +149,8 @@ def test_carried_stores_answer_as_before_and_reading_leaves_them_byte_for_byte(n
             assert version_of(path) == "2" and (tmp_path / "store.db.bak-v1").exists()
         assert main(["runs", "--json", "--limit", "1000", "--store", str(path)]) == 0
         answers[label] = json.loads(capsys.readouterr().out)
+        assert main(["theory", "--store", str(path)]) == 0
+        answers[label + "-theory"] = capsys.readouterr().out
         if name == "frontier-full":
             assert main(FRONTIER_FULL_STATUS + ["--store", str(path)]) == 0
             out = capsys.readouterr().out
@@ -158,7 +160,8 @@ def test_carried_stores_answer_as_before_and_reading_leaves_them_byte_for_byte(n
             answers[label + "-status"] = out.replace(str(path), "STORE")
     assert len(answers["original"]) > 100
     assert answers["original"] == answers["migrated"]
+    assert answers["original-theory"] == answers["migrated-theory"]
     if name == "frontier-full":
         assert answers["original-status"] == answers["migrated-status"]
-    assert md5(original) == before  # read by `runs --json` (and `frontier --status`): not rewritten
+    assert md5(original) == before  # read by `runs --json`, `theory` (and `frontier --status`): not rewritten
     assert not Path(str(original) + "-wal").exists() and version_of(original) == "1"
