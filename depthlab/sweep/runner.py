@@ -13,6 +13,7 @@ from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
 from ..engine.device import resolve_device
 from ..engine.run import run_safely
+from ..errors import StoreError
 from ..records.record import Monitor, RunResult, RunStatus
 from ..store.sqlite import Store
 
@@ -39,7 +40,11 @@ def stored_result(store: Store | None, config_hash: str, *, dataset: str | None 
         return None
     if fingerprint is not None and not recorded_on(found.config, fingerprint, dataset=dataset):
         return None
-    return RunResult.from_dict(found.result, reused=True)
+    try:
+        return RunResult.from_dict(found.result, reused=True)
+    except (TypeError, KeyError, ValueError) as exc:  # fields of the right types that do not make a run
+        raise StoreError(f"{store.path}: run {found.id} has a corrupted record (its result does not read as a "
+                         f"run: {type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def recorded_on(stored: dict | None, fingerprint: str | Callable[[], str], *, dataset: str | None = None) -> bool:

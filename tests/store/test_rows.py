@@ -92,6 +92,23 @@ def test_a_bad_finished_row_is_one_line_naming_it_in_every_reader(case, frontier
     raw.close()
 
 
+@pytest.mark.parametrize("change, words", [
+    (edit(result=lambda r: r.update(epochs=[{}])), "TypeError"),
+    (edit(result=lambda r: r["epochs"][0].update(colour="red")), "TypeError"),
+    (edit(result=lambda r: r.pop("status")), "KeyError"),
+    (edit(result=lambda r: r.update(checkpoints=[5])), "TypeError"),
+])
+def test_a_result_that_does_not_read_as_a_run_is_named_by_its_readers(change, words, frontier_store, tmp_path, capsys):
+    """Fields of the right types that still do not make a `RunResult` (an epoch without its
+    numbers, an unknown key, no status): the readers that rebuild the run name the row."""
+    store, args, run_id, config_hash = a_bad_copy(frontier_store, tmp_path, change)
+    with Store(store, reading=True) as s, pytest.raises(StoreError, match=f"run {run_id} has a corrupted record"):
+        stored_result(s, config_hash)
+    for command in (args + ["--status"], args + ["--out", str(tmp_path / "out")]):
+        line = one_line_exit_2(command, store, capsys)
+        assert f"run {run_id} has a corrupted record (its result does not read as a run: {words}" in line, line
+
+
 def test_a_row_with_an_unknown_status_is_named_by_runs(frontier_store, tmp_path, capsys):
     """``status='weird'`` is not a finished row: the frontier does not read it (it looks up
     finished rows only); `runs`, which lists every row, names it."""
