@@ -26,3 +26,20 @@ def mnist(data_root):
     from depthlab.data.registry import load_dataset
 
     return load_dataset("mnist", data_root, download=False)
+
+
+@pytest.fixture(scope="session")
+def frontier_store(tmp_path_factory):
+    """A store (and its flags) holding one finished frontier trial, made by the real command on
+    a small generated dataset: the rows `runs`, `frontier --status` and a resume all read."""
+    from depthlab.cli import main
+    from fakedata import write_idx_folder
+
+    root = tmp_path_factory.mktemp("frontier-store")
+    write_idx_folder(root / "data" / "FashionMNIST" / "raw", 128, 64)
+    args = ["frontier", "--models", "cnn-tanh", "--depths", "3", "--lrs", "0.1", "--epochs", "1",
+            "--train-size", "128", "--eval-size", "64", "--dataset", "fashion-mnist",
+            "--data-dir", str(root / "data"), "--workers", "1", "--device", "cpu"]
+    store = root / "store.db"
+    assert main(args + ["--store", str(store), "--out", str(root / "out")]) == 0
+    return store, args

@@ -344,23 +344,6 @@ def test_reading_a_carried_snapshot_leaves_its_file_byte_for_byte(tmp_path, caps
 # Wrong-typed records (issue 24, item 7): valid JSON of the wrong type is a corrupted record
 
 
-@pytest.fixture(scope="module")
-def frontier_store(tmp_path_factory):
-    """A store (and its flags) holding one finished frontier trial, made by the real command on
-    a small generated dataset: the rows `runs`, `frontier --status` and a resume all read."""
-    from depthlab.cli import main
-    from fakedata import write_idx_folder
-
-    root = tmp_path_factory.mktemp("frontier-store")
-    write_idx_folder(root / "data" / "FashionMNIST" / "raw", 128, 64)
-    args = ["frontier", "--models", "cnn-tanh", "--depths", "3", "--lrs", "0.1", "--epochs", "1",
-            "--train-size", "128", "--eval-size", "64", "--dataset", "fashion-mnist",
-            "--data-dir", str(root / "data"), "--workers", "1", "--device", "cpu"]
-    store = root / "store.db"
-    assert main(args + ["--store", str(store), "--out", str(root / "out")]) == 0
-    return store, args
-
-
 @pytest.mark.parametrize("column, value", [
     ("result", "[1, 2, 3]"), ("result", "3"), ("result", '"done"'), ("result", '{"epochs": 7}'),
     ("result", '{"test_error": "low"}'), ("config", "[1, 2, 3]"), ("config", "null"),

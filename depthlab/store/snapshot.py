@@ -122,6 +122,10 @@ def _backup_store(src: Path, dest: Path) -> int:
             out = sqlite3.connect(tmp_db)
             try:
                 store.conn.backup(out)
+                # Claims name the processes training the source's trials: none of them trains the copy's.
+                if out.execute("SELECT 1 FROM sqlite_master WHERE name = 'claims'").fetchone():
+                    out.execute("DELETE FROM claims")
+                    out.commit()
                 # A snapshot is one self-contained file: no -wal beside it to forget in a commit.
                 out.execute("PRAGMA journal_mode = DELETE")
             finally:

@@ -1,4 +1,6 @@
 """The run store: one SQLite file (WAL mode) holding every run, its config and its metrics.
+Its schema and migrations are in `depthlab.store.schema`, the checks of what a row holds in
+`depthlab.store.rows`, the claims of trials in flight in `depthlab.store.claims`.
 
 A run is inserted as ``running`` before training starts, each epoch is appended in its own
 transaction, and the final status is written last. A process killed at any moment therefore
@@ -14,6 +16,7 @@ import os
 import socket
 import sqlite3
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +24,9 @@ from typing import Iterator
 
 from ..errors import StoreError
 from ..records.record import RunStatus
-
-
-SCHEMA_VERSION = 1
+from . import claims, schema
+from .claims import _pid_alive  # noqa: F401  (the liveness check callers and tests know it by)
+from .rows import BadRecord, decode_epoch, decode_run
 
 
 FINISHED = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.FAILED)
@@ -33,42 +36,6 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 EPOCH_COLUMNS = ("epoch", "train_error", "test_error", "loss", "lr", "seconds")
-
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS depthlab_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    config_hash TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'train',
-    experiment TEXT,
-    model TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    config TEXT NOT NULL,
-    status TEXT NOT NULL,
-    reason TEXT,
-    result TEXT,
-    seconds REAL,
-    torch_version TEXT,
-    device TEXT,
-    pid INTEGER,
-    host TEXT,
-    created_at REAL NOT NULL,
-    finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (config_hash, status);
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    train_error REAL,
-    test_error REAL,
-    loss REAL,
-    lr REAL,
-    seconds REAL,
-    extra TEXT,
-    PRIMARY KEY (run_id, epoch)
-);
-"""
 
 
 RUN_FRAME_COLUMNS = ("id", "status", "model", "depth", "lr", "precision", "epochs", "train_size", "test_error",
@@ -91,67 +58,6 @@ class RunRow:
     torch_version: str | None
     device: str | None
     created_at: float
-
-
-def _number_or_none(value) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
-
-
-def _record_type_problem(r, config, result) -> str | None:
-    """What is wrong with the types of a decoded row (see `Store._COLUMNS` for ``r``), or None."""
-    if not isinstance(config, dict):
-        return f"config is a JSON {type(config).__name__}, not an object"
-    if not isinstance(config.get("model_args", {}), dict):
-        return "config model_args is not an object"
-    if not _number_or_none(config.get("lr")):
-        return "config lr is not a number"
-    if result is not None:
-        if not isinstance(result, dict):
-            return f"result is a JSON {type(result).__name__}, not an object"
-        epochs = result.get("epochs", [])
-        if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
-            return "result epochs are not a list of objects"
-        if not all(_number_or_none(e.get(k)) for e in epochs for k in ("train_error", "test_error", "loss", "lr")):
-            return "result epoch errors are not numbers"
-        if not all(_number_or_none(result.get(k)) for k in ("test_error", "train_error", "seconds")):
-            return "result errors or seconds are not numbers"
-    if not all(isinstance(v, str) for v in (r[1], r[2], r[4], r[5], r[7])):
-        return "hash, kind, model, dataset or status is not text"
-    if not _number_or_none(r[10]) or not _number_or_none(r[13]):
-        return "seconds or created_at is not a number"
-    return None
-
-
-def _linux_process_start(pid: int) -> tuple[str, float] | None:
-    """(state, start time as a Unix time) of a process from /proc, or None where there is no /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        btime = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                     if line.startswith("btime "))
-        fields = stat[stat.rindex(")") + 2:].split()  # the name in (...) may contain spaces
-        return fields[0], btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
-def _pid_alive(pid: int | None, since: float | None = None) -> bool:
-    """Whether process ``pid`` still runs and, given ``since`` (when the row was written), is the
-    process that wrote it: a zombie (killed, not yet reaped) is dead, and on Linux a process that
-    started after ``since`` merely reuses the pid of the dead writer."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    info = _linux_process_start(pid)
-    if info is not None:
-        state, started = info
-        if state in ("Z", "X") or (since is not None and started > since + 2.0):  # btime has 1 s resolution
-            return False
-    return True
 
 
 def _committed_tables(path: Path) -> set[str] | None:
@@ -239,36 +145,51 @@ class Store:
         as an empty store (no schema is written into it), and a store on a read-only medium is
         opened read-only."""
         self.path = check_store_path(path, must_exist=must_exist or reading, writing=not reading)
+        self.token = uuid.uuid4().hex  # names this store object's claims (`depthlab.store.claims`)
+        self._heartbeat: claims.Heartbeat | None = None
         try:
             if reading and not _writable(self.path):
                 self.conn = _connect_read_only(self.path)
             else:
                 self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            self.conn.execute("PRAGMA busy_timeout = 60000")
-            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if tables and "depthlab_meta" not in tables:
-                self.conn.close()
-                raise StoreError(f"{self.path} is an SQLite file but not a depthlab store")
-            if reading:
-                if not tables:  # an empty file reads as an empty store; its schema is written by a writer only
-                    for statement in SCHEMA.split(";"):
-                        if statement.strip().startswith("CREATE TABLE"):
-                            self.conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
-                return
-            # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once
-            # (no busy wait) while another process opens the same new store: retry, as writes do.
-            self._while_locked(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
-            self.conn.execute("PRAGMA synchronous = NORMAL")
-            self.conn.execute("PRAGMA foreign_keys = ON")
-            if not tables:
-                with self.transaction() as c:
-                    for statement in SCHEMA.split(";"):
-                        if statement.strip():
-                            c.execute(statement)
-                    c.execute("INSERT OR IGNORE INTO depthlab_meta VALUES ('schema_version', ?)",
-                              (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable depthlab store ({exc})") from None
+        try:
+            self.version = self._open(reading)
+        except BaseException as exc:
+            self.conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"{self.path} is not a usable depthlab store ({exc})") from None
+            raise
+
+    def _open(self, reading: bool) -> int:
+        """Check what the file holds and, for a writer, set it up: WAL, the schema of a new store,
+        the migration of an older one. Returns the schema version the file has (for a reader,
+        possibly older than `schema.SCHEMA_VERSION`: it is read as it is, never migrated)."""
+        self.conn.execute("PRAGMA busy_timeout = 60000")
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "depthlab_meta" not in tables:
+            raise StoreError(f"{self.path} is an SQLite file but not a depthlab store")
+        version = schema.read_version(self.conn, self.path) if tables else schema.SCHEMA_VERSION
+        if reading:
+            if not tables:  # an empty file reads as an empty store; its schema is written by a writer only
+                for statement in schema.statements(schema.SCHEMA):
+                    if statement.strip().startswith("CREATE TABLE"):
+                        self.conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+            return version
+        backup = schema.back_up(self.conn, self.path, version) if tables and version < schema.SCHEMA_VERSION else None
+        # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once
+        # (no busy wait) while another process opens the same new store: retry, as writes do.
+        self._while_locked(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        if not tables:
+            with self.transaction() as c:
+                if "depthlab_meta" not in {r[0] for r in c.execute("SELECT name FROM sqlite_master")}:
+                    schema.create(c)
+        elif backup is not None:
+            schema.migrate(self.conn, self.path, self.transaction, backup)
+        return schema.SCHEMA_VERSION
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -298,6 +219,16 @@ class Store:
             self.conn.execute("COMMIT")
 
     def close(self) -> None:
+        """Close, first releasing the claims this store object still holds (trials it took but
+        did not finish: an error, Ctrl-C), so that other processes need not wait for them."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            claims._OPEN_TOKENS.discard(self.token)
+            try:
+                with self.transaction() as c:
+                    claims.release(c, None, self.token)
+            except (sqlite3.Error, StoreError):  # e.g. a full disk: the claims go stale with this process
+                pass
         self.conn.close()
 
     def __enter__(self) -> "Store":
@@ -305,6 +236,24 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    # -- claims (`depthlab.store.claims`) ----------------------------------------------------
+
+    def claim(self, config_hashes: list[str]) -> dict[str, tuple[int, str]]:
+        """Claim the trials ``config_hashes`` for this store object before training them (one
+        transaction). Returns {hash: (pid, host)} for those another live process is training:
+        they are not claimed, their result is to be waited for (`claimed_elsewhere`)."""
+        if self._heartbeat is None:
+            claims._OPEN_TOKENS.add(self.token)
+            self._heartbeat = claims.Heartbeat(self.path, self.token)
+        with self.transaction() as c:
+            return claims.take(c, list(config_hashes), self.token)
+
+    def release(self, config_hashes: list[str]) -> None:
+        """Give up this store object's claims of ``config_hashes`` (a trial cancelled or abandoned)."""
+        if self._heartbeat is not None:
+            with self.transaction() as c:
+                claims.release(c, list(config_hashes), self.token)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -347,6 +296,13 @@ class Store:
                       "device = COALESCE(?, device) WHERE id = ?",
                       (status, reason, json.dumps(result) if result is not None else None,
                        seconds, time.time(), device, run_id))
+            self._release_claim_of(c, run_id)
+
+    def _release_claim_of(self, c: sqlite3.Connection, run_id: int) -> None:
+        """With a run's result, in its transaction: its claim (if this store holds it) is released."""
+        if self._heartbeat is not None:
+            c.execute("DELETE FROM claims WHERE token = ? AND config_hash = (SELECT config_hash FROM runs "
+                      "WHERE id = ?)", (self.token, run_id))
 
     def record(self, config: dict, config_hash: str, result: dict, *, kind: str = "train",
                experiment: str | None = None) -> int:
@@ -359,32 +315,38 @@ class Store:
             c.execute("UPDATE runs SET status = ?, reason = ?, result = ?, seconds = ?, finished_at = ? "
                       "WHERE id = ?", (result["status"], result.get("reason"), json.dumps(result),
                                        result.get("seconds"), time.time(), run_id))
+            self._release_claim_of(c, run_id)
         return run_id
 
     # -- reads ------------------------------------------------------------------------------
 
-    def _row(self, r) -> RunRow:
-        """Decode a row. Config and result are JSON text: a store from elsewhere is parsed,
-        never executed, and what the parse gives must have the types every reader relies on
-        (JSON of the wrong type, ``[1,2,3]`` for a config, is as corrupted as broken JSON)."""
+    def _select(self, sql: str, args=()) -> list[sqlite3.Row]:
+        """Rows read by column name (never by position: a column added later moves none)."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        return cursor.execute(sql, args).fetchall()
+
+    def _row(self, r: sqlite3.Row) -> RunRow:
+        """Decode a row. Config and result are JSON text: a store from elsewhere is parsed
+        (nesting bounded), never executed, and every column and field a reader relies on must
+        have its type and range (`depthlab.store.rows`): a row that fails is named by its id."""
         try:
-            config, result = json.loads(r[6]), json.loads(r[9]) if r[9] else None
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"{self.path}: run {r[0]} has a corrupted record ({type(exc).__name__})") from None
-        problem = _record_type_problem(r, config, result)
-        if problem:
-            raise StoreError(f"{self.path}: run {r[0]} has a corrupted record ({problem})")
-        return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], config, r[7], r[8], result, r[10], r[11], r[12], r[13])
+            config, result = decode_run(r)
+        except BadRecord as exc:
+            raise StoreError(f"{self.path}: run {r['id']} has a corrupted record ({exc})") from None
+        return RunRow(r["id"], r["config_hash"], r["kind"], r["experiment"], r["model"], r["dataset"], config,
+                      r["status"], r["reason"], result, r["seconds"], r["torch_version"], r["device"],
+                      r["created_at"])
 
     _COLUMNS = ("id, config_hash, kind, experiment, model, dataset, config, status, reason, result, "
                 "seconds, torch_version, device, created_at")
 
     def find_finished(self, config_hash: str) -> RunRow | None:
         """The latest finished run (done, diverged or failed) of a config, if any."""
-        r = self.conn.execute(
+        rows = self._select(
             f"SELECT {self._COLUMNS} FROM runs WHERE config_hash = ? AND status IN ('done','diverged','failed') "
-            "ORDER BY id DESC LIMIT 1", (config_hash,)).fetchone()
-        return self._row(r) if r else None
+            "ORDER BY id DESC LIMIT 1", (config_hash,))
+        return self._row(rows[0]) if rows else None
 
     def runs(self, *, limit: int | None = None, status: str | None = None, kind: str | None = None) -> list[RunRow]:
         sql = f"SELECT {self._COLUMNS} FROM runs"
@@ -400,7 +362,7 @@ class Store:
         sql += " ORDER BY id DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return [self._row(r) for r in self.conn.execute(sql, args).fetchall()]
+        return [self._row(r) for r in self._select(sql, args)]
 
     def frame(self, *, limit: int | None = None, status: str | None = None, kind: str | None = None):
         """`runs` as a pandas DataFrame, one row per run: id, status, model, depth, lr, precision,
@@ -418,28 +380,24 @@ class Store:
     runs_frame = frame
 
     def epochs(self, run_id: int) -> list[dict]:
-        rows = self.conn.execute(f"SELECT {', '.join(EPOCH_COLUMNS)}, extra FROM epochs "
-                                 "WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()
+        """The epochs table's rows of a run, checked (`depthlab.store.rows.decode_epoch`)."""
         out = []
-        for r in rows:
-            d = dict(zip(EPOCH_COLUMNS, r[:6]))
-            if r[6]:
-                try:
-                    extra = json.loads(r[6])
-                    if not isinstance(extra, dict):
-                        raise TypeError
-                    d.update(extra)
-                except (TypeError, ValueError):
-                    raise StoreError(f"{self.path}: epoch {r[0]} of run {run_id} has a corrupted record") from None
-            out.append(d)
+        for r in self._select(f"SELECT {', '.join(EPOCH_COLUMNS)}, extra FROM epochs "
+                              "WHERE run_id = ? ORDER BY epoch", (run_id,)):
+            try:
+                out.append(decode_epoch(r, EPOCH_COLUMNS))
+            except BadRecord as exc:
+                raise StoreError(f"{self.path}: epoch {r['epoch']} of run {run_id} has a corrupted record "
+                                 f"({exc})") from None
         return out
 
     def interrupted(self) -> set[int]:
         """Ids of ``running`` rows written on this host by a process that is gone (Ctrl-C, kill):
         interrupted, not running. Rows from another host cannot be checked and stay running."""
-        rows = self.conn.execute("SELECT id, pid, host, created_at FROM runs WHERE status = 'running'").fetchall()
+        rows = self._select("SELECT id, pid, host, created_at FROM runs WHERE status = 'running'")
         here = socket.gethostname()
-        return {r[0] for r in rows if r[2] == here and r[1] != os.getpid() and not _pid_alive(r[1], r[3])}
+        return {r["id"] for r in rows
+                if r["host"] == here and r["pid"] != os.getpid() and not _pid_alive(r["pid"], r["created_at"])}
 
     def count(self, status: str | None = None) -> int:
         if status:

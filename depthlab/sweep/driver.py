@@ -23,6 +23,9 @@ Searches that run several independent sequential procedures (one per model, say)
 `TrialRunner.run_concurrently`: each procedure runs in its own thread and blocks in
 `TrialRunner.run`, while the calling thread serves all of them (store reads and writes stay in
 that one thread), so trials of different procedures run at the same time.
+
+Processes that share a store share its trials: a trial another live process is training is
+waited for and read back, never trained twice (`depthlab.sweep.sharing.SharedWork`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import itertools
 import os
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from typing import Callable, Sequence
 
@@ -47,28 +51,12 @@ from ..records.record import RunResult, RunStatus
 from ..store.sqlite import Store
 from .executors import Executor, ExecutorSpec
 from .jobs import Job, T
+from .requests import Request, describe_args, forward, one_line, takes_checkpoints, training_cost
 from .runner import stored_config, stored_result
+from .sharing import SharedWork
 
 
-class _Request:
-    """The trials of one `TrialRunner.run` call and the slots their results go to."""
-
-    def __init__(self, n: int, on_result: Callable[[int, RunResult], None] | None = None):
-        self.results: list[RunResult | None] = [None] * n
-        self.missing = n
-        self.future: Future = Future()
-        self.on_result = on_result
-
-    def fill(self, index: int, result: RunResult) -> None:
-        self.results[index] = result
-        self.missing -= 1
-        if self.on_result is not None:
-            self.on_result(index, result)
-        if self.missing == 0 and not self.future.done():
-            self.future.set_result(self.results)
-
-
-class TrialRunner:
+class TrialRunner(SharedWork):
     """The driver: store look-ups and writes, dispatch to an executor, results in trial order.
 
     ``data`` is used for trials on its dataset; other datasets are loaded once (from
@@ -98,13 +86,15 @@ class TrialRunner:
         self.threads = threads or getattr(executor, "trial_threads", None) or SWEEP_THREADS
         self.executor, self.store, self.data_dir, self.fuse, self.log = executor, store, data_dir, fuse, log
         self.checkpoint_dir = (os.path.abspath(checkpoint_dir)
-                               if checkpoint_dir is not None and _takes_checkpoints(executor) else None)
+                               if checkpoint_dir is not None and takes_checkpoints(executor) else None)
         self._datasets: dict[str, Dataset] = {data.name: data} if data is not None else {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
-        self._inflight: dict[str, list[tuple[_Request, int, Job]]] = {}
+        self._inflight: dict[str, list[tuple[Request, int, Job]]] = {}
         self._waiting: list[tuple[float, int, list[tuple[Job, str]], int]] = []  # a heap: cheapest first
         self._tiebreak = itertools.count()  # equal costs go first come, first served
         self._running = 0  # groups handed to the executor and not back yet
+        self._elsewhere: dict[str, Job] = {}  # trials another live process has claimed: awaited
+        self._looked = 0.0  # when `_elsewhere` was last looked at
         self._driver = threading.get_ident()
         self.trials_run = 0
         self.trials_reused = 0
@@ -181,14 +171,20 @@ class TrialRunner:
 
     def _serve(self, finished: Callable[[], bool]) -> None:
         while not finished():
-            kind, payload, extra = self._events.get()
+            if self._elsewhere and time.monotonic() - self._looked >= self.claim_poll:
+                self._look_elsewhere()
+                continue
+            try:
+                kind, payload, extra = self._events.get(timeout=self.claim_poll if self._elsewhere else None)
+            except queue.Empty:
+                continue
             if kind == "request":
                 try:
                     request = self._start(*payload)
                 except BaseException as exc:  # a bad config: the asking task raises it
                     extra.set_exception(exc)
                     continue
-                request.future.add_done_callback(lambda f, reply=extra: _forward(f, reply))
+                request.future.add_done_callback(lambda f, reply=extra: forward(f, reply))
             elif kind == "lookup":
                 try:
                     extra.set_result(self.stored(payload))
@@ -212,8 +208,8 @@ class TrialRunner:
             self._datasets[name] = load_dataset(name, self.data_dir)
         return self._datasets[name]
 
-    def _start(self, trials: list[Job], on_result: Callable[[int, RunResult], None] | None = None) -> _Request:
-        request = _Request(len(trials), on_result)
+    def _start(self, trials: list[Job], on_result: Callable[[int, RunResult], None] | None = None) -> Request:
+        request = Request(len(trials), on_result)
         # Everything that can fail (a bad config, missing data) before any trial is in flight,
         # so that a failure strands none of them.
         for trial in trials:
@@ -305,13 +301,16 @@ class TrialRunner:
         limit = self.executor.dispatch_limit
         while self._waiting and (limit is None or self._running < limit):
             _, _, group, attempt = heapq.heappop(self._waiting)
+            group = self._claimed(group)  # what another process trains meanwhile is awaited, not trained twice
+            if not group:
+                continue
             data = self._datasets[group[0][0].config.dataset]  # loaded by `_start`
             checkpoint = self._checkpoint_path(group)
             if checkpoint is not None and self.log is not None and os.path.exists(checkpoint):
                 progress = checkpoint_progress(checkpoint)
                 if progress is not None:
                     head = group[0][0].config
-                    self.log(f"resuming {head.model} {_describe_args(head.model_args)}({len(group)} trial(s)) from its "
+                    self.log(f"resuming {head.model} {describe_args(head.model_args)}({len(group)} trial(s)) from its "
                              f"checkpoint: {progress[0]:g} of {head.epochs} epochs saved")
             try:
                 future = (self.executor.submit([t for t, _ in group], data, checkpoint=checkpoint)
@@ -343,6 +342,8 @@ class TrialRunner:
                 self._enqueue([item], attempt)
             return
         except UserError as exc:  # bad input found by a worker: stop, as a sequential run would
+            if self.store is not None:
+                self.store.release([key for _, key in group])
             for _, key in group:
                 for request, _, _ in self._inflight.pop(key, []):
                     if not request.future.done():
@@ -355,15 +356,15 @@ class TrialRunner:
             if attempt <= self.retries:
                 delay = self.backoff * 2 ** (attempt - 1)
                 if self.log is not None:
-                    self.log(f"executor error ({_one_line(exc)}); retrying {len(group)} trial(s) in {delay:g} s")
+                    self.log(f"executor error ({one_line(exc)}); retrying {len(group)} trial(s) in {delay:g} s")
                 timer = threading.Timer(delay, self._events.put, args=(("retry", (group, attempt + 1), None),))
                 timer.daemon = True
                 timer.start()
                 return
             head = group[0][0].config
             error = InfrastructureError(
-                f"the executor failed {attempt} times running {head.model} {_describe_args(head.model_args)}"
-                f"({len(group)} trial(s)): {_one_line(exc)}; nothing was recorded for them, and finished trials "
+                f"the executor failed {attempt} times running {head.model} {describe_args(head.model_args)}"
+                f"({len(group)} trial(s)): {one_line(exc)}; nothing was recorded for them, and finished trials "
                 "are kept: run the same command again to continue")
             self._abandon(error)
             raise error from exc
@@ -371,6 +372,8 @@ class TrialRunner:
             result.reused = False
             if result.status == RunStatus.CANCELLED:  # moot, cut short: no verdict to keep (a later run retrains it)
                 self.trials_cancelled += 1
+                if self.store is not None:
+                    self.store.release([key])
             else:
                 if self.store is not None:
                     data = self._datasets[trial.config.dataset]
@@ -389,50 +392,17 @@ class TrialRunner:
 
 
     def _abandon(self, error: BaseException) -> None:
-        """Stop: every request still waiting gets ``error`` (its search thread raises it)."""
+        """Stop: every request still waiting gets ``error`` (its search thread raises it), and
+        the claims of trials that will not be trained are given up."""
+        if self.store is not None:
+            self.store.release(list(self._inflight))
         self._waiting.clear()
+        self._elsewhere.clear()
         for entries in self._inflight.values():
             for request, _, _ in entries:
                 if not request.future.done():
                     request.future.set_exception(error)
         self._inflight.clear()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
-
-
-def _describe_args(model_args: dict | None) -> str:
-    return "".join(f"{k} {v} " for k, v in (model_args or {}).items())
-
-
-def _takes_checkpoints(executor: Executor) -> bool:
-    """Whether ``executor`` says its workers can write checkpoints and its ``submit`` (possibly
-    overridden by a subclass written before checkpoints existed) takes them."""
-    import inspect
-
-    try:
-        takes = "checkpoint" in inspect.signature(executor.submit).parameters
-    except (TypeError, ValueError):
-        takes = False
-    return bool(executor.checkpoints) and takes
-
-
-def training_cost(configs: Sequence[TrainConfig]) -> float:
-    """A rough cost of training ``configs`` (epochs x images x depth), for dispatch order only."""
-    def depth(c: TrainConfig) -> int:
-        d = (c.model_args or {}).get("depth")
-        return d if isinstance(d, int) and d > 0 else 1
-
-    return float(sum(c.epochs * (c.train_size or 60_000) * depth(c) for c in configs))
-
-
-def _forward(source: Future, target: Future) -> None:
-    if source.exception() is not None:
-        target.set_exception(source.exception())
-    else:
-        target.set_result(source.result())
 
 
 def run_trials(trials: Sequence[Job], store: Store | None = None, data: Dataset | None = None, *,

@@ -4,6 +4,8 @@ twice, every epoch is recorded as it ends, and an exception inside a run is reco
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Callable
 
 from ..data.dataset import Dataset
@@ -11,6 +13,7 @@ from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
 from ..engine.device import resolve_device
 from ..engine.run import run_safely
+from ..errors import StoreError
 from ..records.record import Monitor, RunResult, RunStatus
 from ..store.sqlite import Store
 
@@ -37,7 +40,11 @@ def stored_result(store: Store | None, config_hash: str, *, dataset: str | None 
         return None
     if fingerprint is not None and not recorded_on(found.config, fingerprint, dataset=dataset):
         return None
-    return RunResult.from_dict(found.result, reused=True)
+    try:
+        return RunResult.from_dict(found.result, reused=True)
+    except (TypeError, KeyError, ValueError) as exc:  # fields of the right types that do not make a run
+        raise StoreError(f"{store.path}: run {found.id} has a corrupted record (its result does not read as a "
+                         f"run: {type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def recorded_on(stored: dict | None, fingerprint: str | Callable[[], str], *, dataset: str | None = None) -> bool:
@@ -48,6 +55,31 @@ def recorded_on(stored: dict | None, fingerprint: str | Callable[[], str], *, da
     if recorded is None:
         return (dataset or (stored or {}).get("dataset")) in STANDARD_DATASETS
     return recorded == (fingerprint() if callable(fingerprint) else fingerprint)
+
+
+def claim_or_wait(store: Store, config_hash: str, stored: Callable[[], RunResult | None], *,
+                  poll: float = 2.0) -> RunResult | None:
+    """The stored result of ``config_hash`` (``stored()``), or None once this process holds its
+    claim (`Store.claim`) and must train it. While another live process trains it, wait and read
+    its result back, so that two processes never train one config at once; a claim given up
+    without a result (a failure) or gone stale (its process died) is taken over."""
+    told = False
+    while True:
+        found = stored()
+        if found is not None:
+            return found
+        elsewhere = store.claim([config_hash])
+        if not elsewhere:
+            found = stored()  # finished elsewhere between the look and the claim
+            if found is not None:
+                store.release([config_hash])
+            return found
+        if not told:
+            pid, host = elsewhere[config_hash]
+            logging.getLogger("depthlab").info(
+                f"run {config_hash[:12]} is in flight in another process (pid {pid} on {host}); waiting for its result")
+            told = True
+        time.sleep(poll)
 
 
 def stored_config(config: TrainConfig, data: Dataset, monitor: Monitor | None = None) -> dict:
@@ -82,7 +114,8 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
         return loaded[0]
 
     if store is not None and reuse:
-        found = stored_result(store, key, dataset=config.dataset, fingerprint=lambda: the_data().fingerprint())
+        found = claim_or_wait(store, key, lambda: stored_result(store, key, dataset=config.dataset,
+                                                                fingerprint=lambda: the_data().fingerprint()))
         if found is not None:
             return found
     data = the_data()
