@@ -10,8 +10,7 @@ import click
 
 from ..errors import ConfigError
 from ..frontier.protocol import FrontierConfig
-from .app import (cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_writer,
-                  trial_runner)
+from .app import cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_writer
 from .core import check_train_size
 from .options import (
     data_options,
@@ -105,24 +104,20 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
 @executor_options
 def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
+    from ..api import frontier_models, run_frontier
     from ..data.registry import load_dataset
     from ..frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
-    from ..frontier.search import find_frontiers
-    from ..models import CLASSIC_PRESETS, PRESETS
     from ..report import format_table
     from ..store.sqlite import check_store_path
 
     # Validate every flag before touching the store, the data or the output folder.
     if model_opts.depth is not None:
         raise ConfigError("frontier searches the depth: use --depths or --max-depth, not --depth")
-    names = list(CLASSIC_PRESETS) if models.strip() == "all" else [m.strip() for m in models.split(",") if m.strip()]
-    if model_opts.model_file is not None:   # your own model; with --models also those presets
-        names = [model_opts.model(None, data_opts.dataset)] + ([] if models.strip() == "all" else names)
-    if not names:
-        raise ConfigError("--models is empty")
-    for name in names:
-        if isinstance(name, str) and name not in PRESETS:
-            raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(sorted(PRESETS))} or all")
+    if model_opts.model_file is None:
+        names = frontier_models(models, "--models")
+    else:   # your own model; with --models also those presets
+        presets = [] if models.strip() == "all" else models.split(",")
+        names = frontier_models([model_opts.model(None, data_opts.dataset), *presets], "--models")
     config = protocol_config(protocol, quick, model_opts, data_opts, run)
     config.validate()
     config.validate_models(names)
@@ -146,9 +141,8 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     folder = create_output_folder(out)
     writer = tensorboard_writer(run.tensorboard)
 
-    with trial_runner(spec, config.device, store_path, len(config.lrs), data=data, data_dir=data_dir) as (store,
-                                                                                                         runner):
-        result = find_frontiers(names, config, store, data, data_dir=data_dir, log=log.info, runner=runner)
+    result = run_frontier(names, config, store_path, data, spec, data_dir=data_dir, log=log.info,
+                          runner_log=log.info)
 
     write_outputs(result, folder)
     if writer is not None:
