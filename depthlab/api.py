@@ -23,8 +23,8 @@ from .data.dataset import Dataset
 from .data.registry import load_dataset
 from .engine.config import TrainConfig
 from .errors import ConfigError
-from .frontier.protocol import FrontierConfig
-from .frontier.search import FrontierResult, find_frontiers
+from .depth_frontier.protocol import FrontierConfig
+from .depth_frontier.search import FrontierResult, find_frontiers
 from .models import CLASSIC_PRESETS, PRESETS, as_model
 from .records.record import RunResult
 from .store.sqlite import Store, checkpoint_dir_for, remove_if_empty

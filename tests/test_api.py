@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -63,6 +65,23 @@ def test_frontier_and_train_are_the_functions_and_the_subpackage_still_imports()
     assert callable(frontier) and frontier is depthlab.frontier and depthlab.frontier.__module__ == "depthlab.api"
     assert callable(find_frontier) and protocol.FrontierConfig is FrontierConfig
     assert depthlab.train.__module__ == "depthlab.api"
+
+
+def test_the_depth_frontier_package_imports_under_its_own_name_beside_the_function():
+    """`import depthlab.depth_frontier.search as s` works (the function `depthlab.frontier` no
+    longer shadows the package), and the ``depthlab.frontier.<module>`` path of ``from`` imports
+    gives the same module objects, in a fresh interpreter too."""
+    import depthlab.depth_frontier.search as search
+    from depthlab.depth_frontier import protocol
+    from depthlab.frontier import search as by_old_path
+
+    assert search.find_frontier is depthlab.depth_frontier.find_frontier and by_old_path is search
+    assert protocol.FrontierConfig is FrontierConfig and callable(depthlab.frontier)
+    fresh = subprocess.run([sys.executable, "-c", "import depthlab.depth_frontier.search as s\n"
+                            "from depthlab.frontier.outputs import depth_label\n"
+                            "import depthlab\nassert s.find_frontier and callable(depthlab.frontier)"],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert fresh.returncode == 0, fresh.stderr
 
 
 def test_a_factory_config_is_hashed_by_its_source_and_never_fused(nets):

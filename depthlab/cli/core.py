@@ -178,7 +178,7 @@ class _Progress:
                                               "(and the checkpoint files in DEST-checkpoints/); nothing else.")
 def runs(store_path, limit, status, as_json, snapshot_path, force):
     """List the runs in the store, newest first."""
-    from ..frontier.criterion import recorded_criterion_error
+    from ..depth_frontier.criterion import recorded_criterion_error
     from ..store.snapshot import snapshot_store
     from ..store.sqlite import FINISHED, Store
 

@@ -9,7 +9,7 @@ import math
 import click
 
 from ..errors import ConfigError
-from ..frontier.protocol import GRID_GRAMMAR, FrontierConfig, parse_grid, parse_lrs
+from ..depth_frontier.protocol import GRID_GRAMMAR, FrontierConfig, parse_grid, parse_lrs
 from .app import cli, log
 from .options import Values, option_from_field, option_group, run_options
 
