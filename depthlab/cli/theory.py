@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..depth_frontier.protocol import GRID_GRAMMAR, FrontierConfig, parse_lrs
 from .app import cli, log
 from .options import Values, option_from_field, option_group, run_options
-from .theory_args import ACTS, MAX_GRID, check_theory_args, parse_float_grid, parse_int_list  # noqa: F401
+from .theory_args import check_theory_args, parse_float_grid, parse_int_list
 
 
 MAX_CHECK_DEPTH = 3_000  # theory --check-widths builds real nets of --check-depth layers
