@@ -325,3 +325,24 @@ def test_the_api_and_the_cli_parse_models_in_one_place():
         frontier_models(["cnn-tanh", "cnn-nope"])
     with pytest.raises(ConfigError, match="--models is empty"):
         frontier_models(" , ", "--models")
+
+
+def test_train_from_python_and_the_shell_pins_the_same_threads(data_root, tmp_path, capsys):
+    """A config that leaves threads unset runs on the process's threads from both entry points,
+    and records them: in a 2-thread process, `depthlab.train` and ``depthlab train`` store one
+    run (the second reuses the first) whose threads and hash say 2, never the 1-thread key."""
+    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, train_size=300,
+                         device="cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = depthlab.train(config, store=tmp_path / "t.db", progress=False, data_dir=data_root)
+        code = main(["train", "cnn-tanh", "--depth", "3", "--epochs", "1", "--train-size", "300", "--device", "cpu",
+                     "--store", str(tmp_path / "t.db"), "--data-dir", str(data_root), "--json"])
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0, capsys.readouterr().err
+    assert result.threads == 2 and result.config["threads"] == 2
+    with Store(tmp_path / "t.db", reading=True) as store:
+        rows = store.runs()
+    assert len(rows) == 1 and rows[0].config_hash != config.hash()   # not the key of a 1-thread run
