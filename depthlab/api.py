@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from .data.dataset import Dataset
 from .data.registry import load_dataset
@@ -29,7 +29,7 @@ from .models import CLASSIC_PRESETS, PRESETS, as_model
 from .records.record import RunResult
 from .store.sqlite import Store, checkpoint_dir_for, remove_if_empty
 from .sweep.executors import ExecutorSpec
-from .sweep.session import open_runner
+from .sweep.session import open_runner, opened_store
 
 log = logging.getLogger("depthlab")
 
@@ -54,7 +54,7 @@ def train(config: TrainConfig, data: Dataset | None = None, *, store: str | os.P
     from .sweep.runner import run_recorded
 
     on_step, on_epoch = options.pop("on_step", None), options.pop("on_epoch", None)
-    with _opened(store) as opened, _bar(progress, f"{config.model_name}", "step") as bar:
+    with opened_store(store) as opened, _bar(progress, f"{config.model_name}", "step") as bar:
         folder = checkpoint_dir_for(opened.path) if opened is not None else None
         saved = checkpoint_file(folder, config)
         resumed_from = resume_point(saved, config.hash())
@@ -172,15 +172,6 @@ def _executor_spec(workers: int | None = None, threads: int | None = None, execu
     spec = dataclasses.replace(spec, **changes)
     spec.validate()
     return spec
-
-
-@contextlib.contextmanager
-def _opened(store) -> Iterator[Store | None]:
-    if store is None or isinstance(store, Store):
-        yield store
-        return
-    with Store(store) as opened:
-        yield opened
 
 
 @contextlib.contextmanager

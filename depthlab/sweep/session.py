@@ -44,10 +44,10 @@ def open_runner(spec: ExecutorSpec, device: str, store: str | os.PathLike | Stor
     say = log_line or log.info
     fuse = spec.fuse_for(device, group)
     if sequential and _runs_here_unfused(spec, device, fuse):
-        with _opened(store) as opened, thread_scope(SWEEP_THREADS):
+        with opened_store(store) as opened, thread_scope(SWEEP_THREADS):
             yield opened, None
         return
-    with spec.create(device) as pool, _opened(store) as opened:
+    with spec.create(device) as pool, opened_store(store) as opened:
         checkpoints = checkpoint_dir_for(opened.path) if opened is not None else None
         say(f"trials run on {describe(spec, pool)}" + (f", up to {fuse} fused" if fuse > 1 else ""))
         yield opened, TrialRunner(pool, opened, data, data_dir=data_dir, fuse=fuse, log=say,
@@ -62,7 +62,9 @@ def _runs_here_unfused(spec: ExecutorSpec, device: str, fuse: int) -> bool:
 
 
 @contextlib.contextmanager
-def _opened(store: str | os.PathLike | Store | None) -> Iterator[Store | None]:
+def opened_store(store: str | os.PathLike | Store | None) -> Iterator[Store | None]:
+    """``store`` as an open `Store`: a path opened here and closed on the way out, an open one
+    (or None) as it is, left open for its owner."""
     if store is None or isinstance(store, Store):
         yield store
         return
