@@ -1,5 +1,5 @@
 """Expected training cost of the frontier's depth search: cost-weighted bisection
-(`depthlab.frontier.split_point`) against midpoint bisection, over every boundary between a
+(`depthlab.depth_frontier.split_point`) against midpoint bisection, over every boundary between a
 trainable 96 and a failing 192, under the search's own cost model (a trainable depth: one trial
 stopping half-way through 3 epochs; a failing depth: every lr for all 3 epochs; both times the
 depth). A model, not a timing: it needs no data and runs in a second.
@@ -7,8 +7,8 @@ depth). A model, not a timing: it needs no data and runs in a second.
     python benchmarks/bisection_cost.py
 """
 
-from depthlab.frontier.protocol import DEFAULT_LRS, FrontierConfig
-from depthlab.frontier.search import DepthResult, failure_cost_ratio, search_depths
+from depthlab.depth_frontier.protocol import DEFAULT_LRS, FrontierConfig
+from depthlab.depth_frontier.search import DepthResult, failure_cost_ratio, search_depths
 
 
 def search_cost(boundary: int, n_lrs: int, fail_over_ok: float | None) -> tuple[float, int, int]:

@@ -1,7 +1,7 @@
 """Frontier search vs the exhaustive grid, measured in the same run on real MNIST.
 
 Baseline: every (depth, lr) cell of a small case trained for the whole budget (the definition).
-Search: `depthlab.frontier.find_frontier` (early stopping at the criterion, lrs from the previous
+Search: `depthlab.depth_frontier.find_frontier` (early stopping at the criterion, lrs from the previous
 depth's outward, geometric growth then bisection). Prints both wall times, the trial counts, the
 ratio, and checks that both give the same frontier. Times are CPU seconds of this process (one
 thread): on a shared machine wall time mostly measures the neighbours.
@@ -19,9 +19,9 @@ import time
 import torch
 
 from depthlab import load_dataset
-from depthlab.frontier.protocol import FrontierConfig
-from depthlab.frontier.search import find_frontier
-from depthlab.frontier.criterion import first_met
+from depthlab.depth_frontier.protocol import FrontierConfig
+from depthlab.depth_frontier.search import find_frontier
+from depthlab.depth_frontier.criterion import first_met
 from depthlab.engine.loop import train
 
 

@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from depthlab import Store, TrainConfig, load_dataset, train  # noqa: E402
-from depthlab.frontier import FrontierConfig, find_frontiers  # noqa: E402
+from depthlab.depth_frontier import FrontierConfig, find_frontiers  # noqa: E402
 from depthlab.models import CLASSIC_PRESETS, create_model  # noqa: E402
 from depthlab.report import safe_child  # noqa: E402
 

@@ -7,9 +7,15 @@ The Python API mirrors the CLI (`depthlab.api`)::
     found = depthlab.frontier(build, store="runs.db", max_depth=12, epochs=1)   # your own factory
     result.to_frame(), found.to_frame(), depthlab.Store("runs.db").frame()
 
-``depthlab.frontier`` is the function (`depthlab.api.frontier`); the package of the same name
-stays importable as a module path (``from depthlab.frontier.search import find_frontier``).
+``depthlab.frontier`` is the function (`depthlab.api.frontier`); the depth frontier's package
+is `depthlab.depth_frontier` (``import depthlab.depth_frontier.search as search``). Its modules
+also answer to the path ``depthlab.frontier.<module>`` in ``from`` imports (``from
+depthlab.frontier.search import find_frontier``): the same module objects, for code written
+against that path.
 """
+
+import importlib as _importlib
+import sys as _sys
 
 from .data.batches import Batches
 from .data.dataset import Dataset
@@ -20,10 +26,14 @@ from .store.sqlite import Store
 from .records.record import RunResult, RunStatus
 from .engine.config import TrainConfig
 from .engine.schedule import parse_schedule
-from .frontier.protocol import FrontierConfig
-from .frontier.search import FrontierResult
-from . import frontier as _frontier_package  # noqa: F401  (imported before the name is rebound)
-from .api import frontier, train  # noqa: E402,F811  (the functions replace the subpackage's name)
+from .depth_frontier.protocol import FrontierConfig
+from .depth_frontier.search import FrontierResult
+from .api import frontier, train
+
+_sys.modules.setdefault(f"{__name__}.frontier", _sys.modules[f"{__name__}.depth_frontier"])
+for _module in ("bisection", "criterion", "outputs", "protocol", "search", "seeds"):
+    _sys.modules.setdefault(f"{__name__}.frontier.{_module}",
+                            _importlib.import_module(f".depth_frontier.{_module}", __name__))
 
 
 __version__ = "0.1.0"

@@ -17,17 +17,19 @@ import contextlib
 import dataclasses
 import logging
 import os
-from typing import Any, Iterator
+from typing import Any, Callable
 
 from .data.dataset import Dataset
 from .data.registry import load_dataset
 from .engine.config import TrainConfig
 from .errors import ConfigError
-from .frontier.protocol import FrontierConfig
-from .frontier.search import FrontierResult, find_frontiers
-from .models import CLASSIC_PRESETS, as_model
+from .depth_frontier.protocol import FrontierConfig
+from .depth_frontier.search import FrontierResult, find_frontiers
+from .models import CLASSIC_PRESETS, PRESETS, as_model
 from .records.record import RunResult
 from .store.sqlite import Store, checkpoint_dir_for, remove_if_empty
+from .sweep.executors import ExecutorSpec
+from .sweep.session import open_runner, opened_store
 
 log = logging.getLogger("depthlab")
 
@@ -42,15 +44,17 @@ def train(config: TrainConfig, data: Dataset | None = None, *, store: str | os.P
     from the last saved epoch, logs that it does, and ends with an uninterrupted run's result;
     the file goes once the run has ended (a failed run keeps it for the next attempt).
     ``options`` go to `run_recorded` (``monitor``, ``on_epoch``, ``on_step``, ``kind``,
-    ``experiment``)."""
+    ``experiment``). A config that leaves ``threads`` unset runs on this process's torch
+    threads, recorded and hashed as such (`pinned_threads`), as ``depthlab train`` runs it."""
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"train() takes a TrainConfig, got {type(config).__name__}")
+    config = pinned_threads(config)
     from .engine.checkpoints import checkpoint_file, discard_checkpoint, resume_point
     from .records.record import RunStatus
     from .sweep.runner import run_recorded
 
     on_step, on_epoch = options.pop("on_step", None), options.pop("on_epoch", None)
-    with _opened(store) as opened, _bar(progress, f"{config.model_name}", "step") as bar:
+    with opened_store(store) as opened, _bar(progress, f"{config.model_name}", "step") as bar:
         folder = checkpoint_dir_for(opened.path) if opened is not None else None
         saved = checkpoint_file(folder, config)
         resumed_from = resume_point(saved, config.hash())
@@ -80,75 +84,94 @@ def train(config: TrainConfig, data: Dataset | None = None, *, store: str | os.P
         return record
 
 
+def pinned_threads(config: TrainConfig) -> TrainConfig:
+    """``config`` with its threads pinned: one that leaves them unset runs on every thread this
+    process has, and says so, since CPU results depend on the count bitwise (the hash holds it
+    unless it is `SWEEP_THREADS`). `train` and ``depthlab train`` run a config this way."""
+    if config.threads is not None:
+        return config
+    import torch
+
+    return dataclasses.replace(config, threads=torch.get_num_threads())
+
+
 def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None, progress: bool = True, *,
-             workers: int | None = None, executor=None, data: Dataset | None = None, data_dir=None,
-             quick: bool = False, **fields: Any) -> FrontierResult:
+             workers: int | None = None, threads: int | None = None, executor=None, data: Dataset | None = None,
+             data_dir=None, quick: bool = False, **fields: Any) -> FrontierResult:
     """The depth frontier of ``models``: a preset name, ``"all"`` (the eight classic presets),
-    your own factory ``build(depth, **params)`` (a function or `ModelFactory`), or a list of
-    these. ``fields`` are `FrontierConfig` fields (``max_depth=12, epochs=1, train_size=5000,
-    lrs=(0.01, 0.1), model_args={"width": 2}``; ``quick=True`` starts from
-    `FrontierConfig.quick`). A factory's depths are multiples of its ``depth_step`` (1 unless
-    set), or of the field ``depth_step=N`` (any model). ``workers`` > 1 trains trials in that
-    many worker processes; ``executor`` takes a `depthlab.sweep.ExecutorSpec` (e.g.
-    ``ExecutorSpec(kind="ray")``). Returns a `FrontierResult`: ``.to_frame()``, ``.plot()``,
-    ``.models``."""
-    names = _models(models)
+    comma-separated presets, your own factory ``build(depth, **params)`` (a function or
+    `ModelFactory`), or a list of these. ``fields`` are `FrontierConfig` fields (``max_depth=12,
+    epochs=1, train_size=5000, lrs=(0.01, 0.1), model_args={"width": 2}``; ``quick=True``
+    starts from `FrontierConfig.quick`). A factory's depths are multiples of its ``depth_step``
+    (1 unless set), or of the field ``depth_step=N`` (any model). ``workers`` > 1 trains trials
+    in that many worker processes; ``threads``: torch threads of every trial (default 1, as
+    ``depthlab frontier``); ``executor`` takes a `depthlab.sweep.ExecutorSpec` (e.g.
+    ``ExecutorSpec(kind="ray")``). The trials are those of ``depthlab frontier`` with the same
+    flags: same hashes, same bits, reused from a store either wrote. Returns a
+    `FrontierResult`: ``.to_frame()``, ``.plot()``, ``.models``."""
+    names = frontier_models(models)
     base = FrontierConfig.quick() if quick else FrontierConfig()
     try:
         config = dataclasses.replace(base, **{k: tuple(v) if k in ("lrs", "depths") and v is not None else v
                                               for k, v in fields.items()})
     except TypeError as exc:
         raise ConfigError(f"frontier(): {exc}".replace("__init__() ", "")) from None
+    config.validate()
     config.validate_models(names)
+    spec = _executor_spec(workers, threads, executor)
     if data is None:
         data = load_dataset(config.dataset, data_dir)
-    with _opened(store) as opened, _bar(progress, "frontier", "trial") as bar:
+    with _bar(progress, "frontier", "trial") as bar:
         def log(line: str) -> None:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(line[:60], refresh=False)
 
-        with _runner(workers, executor, config, opened, data, data_dir) as runner:
-            return find_frontiers(names, config, opened, data, data_dir=data_dir, log=log, runner=runner)
+        return run_frontier(names, config, store, data, spec, data_dir=data_dir, log=log)
 
 
-def _models(models: Any) -> list:
-    if isinstance(models, str) and models == "all":
+def run_frontier(names: list, config: FrontierConfig, store: str | os.PathLike | Store | None, data: Dataset,
+                 spec: ExecutorSpec, *, data_dir=None, log: Callable[[str], None] | None = None,
+                 runner_log: Callable[[str], None] | None = None) -> FrontierResult:
+    """The search of validated ``names`` and ``config`` on loaded ``data``, as `frontier` and
+    ``depthlab frontier`` both run it: through the one runner `depthlab.sweep.open_runner`
+    builds (so every trial computes on the spec's threads, and its key is the same from Python
+    and from the shell). ``log`` hears each trial's line, ``runner_log`` the runner's."""
+    with open_runner(spec, config.device, store, len(config.lrs), data=data, data_dir=data_dir,
+                     log_line=runner_log) as (opened, runner):
+        return find_frontiers(names, config, opened, data, data_dir=data_dir, log=log, runner=runner)
+
+
+def frontier_models(models: Any, what: str = "models") -> list:
+    """The models a frontier searches, from ``"all"`` (the eight classic presets), preset names
+    (one string, comma-separated, or a list), factories, or a list of these: preset names
+    checked against the registry, factories as `ModelFactory`. ``what`` names the argument in
+    errors (``--models`` on the command line)."""
+    if isinstance(models, str) and models.strip() == "all":
         return list(CLASSIC_PRESETS)
-    items = list(models) if isinstance(models, (list, tuple)) else [models]
+    items = models.split(",") if isinstance(models, str) else list(models) if isinstance(models, (list, tuple)) \
+        else [models]
+    items = [m.strip() if isinstance(m, str) else m for m in items]
+    items = [m for m in items if not (isinstance(m, str) and not m)]
     if not items:
-        raise ConfigError("no models given")
+        raise ConfigError(f"{what} is empty")
+    for name in items:
+        if isinstance(name, str) and name not in PRESETS:
+            raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(sorted(PRESETS))} or all")
     return [as_model(m) for m in items]
 
 
-@contextlib.contextmanager
-def _opened(store) -> Iterator[Store | None]:
-    if store is None or isinstance(store, Store):
-        yield store
-        return
-    with Store(store) as opened:
-        yield opened
-
-
-@contextlib.contextmanager
-def _runner(workers: int | None, executor, config: FrontierConfig, store: Store | None, data, data_dir):
-    """None (trials run here, one after the other) or a `TrialRunner` on ``executor``/``workers``."""
-    if executor is None and (workers is None or workers == 1):
-        yield None
-        return
-    from .sweep.driver import TrialRunner
-    from .sweep.executors import ExecutorSpec
-
-    spec = executor if executor is not None else ExecutorSpec(workers=workers)
-    if workers is not None and executor is not None:
-        spec = dataclasses.replace(spec, workers=workers)
+def _executor_spec(workers: int | None = None, threads: int | None = None, executor=None) -> ExecutorSpec:
+    """The validated `ExecutorSpec` of `frontier`'s ``workers``, ``threads`` and ``executor``
+    (default: one trial at a time, in this process, on one thread, as ``depthlab frontier
+    --workers 1``)."""
+    spec = executor if executor is not None else ExecutorSpec(workers=1 if workers is None else workers)
+    if not isinstance(spec, ExecutorSpec):
+        raise ConfigError(f"executor must be a depthlab.sweep.ExecutorSpec, got {type(spec).__name__}")
+    changes = {k: v for k, v in (("workers", workers), ("threads", threads)) if v is not None}
+    spec = dataclasses.replace(spec, **changes)
     spec.validate()
-    checkpoints = checkpoint_dir_for(store.path) if store is not None else None
-    with spec.create(config.device) as pool:
-        yield TrialRunner(pool, store, data, data_dir=data_dir, fuse=spec.fuse_for(config.device, len(config.lrs)),
-                          checkpoint_dir=checkpoints)
-    if checkpoints is not None:
-        remove_if_empty(checkpoints)
+    return spec
 
 
 @contextlib.contextmanager
@@ -168,4 +191,4 @@ def _bar(enabled: bool, what: str, unit: str):
         bar.close()
 
 
-__all__ = ["frontier", "train"]
+__all__ = ["frontier", "frontier_models", "run_frontier", "train"]

@@ -4,14 +4,19 @@ its source, never fused, pickled as source to workers and Ray), `depthlab.train`
 
 from __future__ import annotations
 
+import json
 import pickle
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
 import pytest
+import torch
 
 import depthlab
 from depthlab import ConfigError, FrontierConfig, ModelFactory, Store, TrainConfig
+from depthlab.cli import main
 
 NETS = textwrap.dedent('''
     import torch
@@ -60,6 +65,23 @@ def test_frontier_and_train_are_the_functions_and_the_subpackage_still_imports()
     assert callable(frontier) and frontier is depthlab.frontier and depthlab.frontier.__module__ == "depthlab.api"
     assert callable(find_frontier) and protocol.FrontierConfig is FrontierConfig
     assert depthlab.train.__module__ == "depthlab.api"
+
+
+def test_the_depth_frontier_package_imports_under_its_own_name_beside_the_function():
+    """`import depthlab.depth_frontier.search as s` works (the function `depthlab.frontier` no
+    longer shadows the package), and the ``depthlab.frontier.<module>`` path of ``from`` imports
+    gives the same module objects, in a fresh interpreter too."""
+    import depthlab.depth_frontier.search as search
+    from depthlab.depth_frontier import protocol
+    from depthlab.frontier import search as by_old_path
+
+    assert search.find_frontier is depthlab.depth_frontier.find_frontier and by_old_path is search
+    assert protocol.FrontierConfig is FrontierConfig and callable(depthlab.frontier)
+    fresh = subprocess.run([sys.executable, "-c", "import depthlab.depth_frontier.search as s\n"
+                            "from depthlab.frontier.outputs import depth_label\n"
+                            "import depthlab\nassert s.find_frontier and callable(depthlab.frontier)"],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert fresh.returncode == 0, fresh.stderr
 
 
 def test_a_factory_config_is_hashed_by_its_source_and_never_fused(nets):
@@ -239,3 +261,88 @@ def test_an_empty_store_frames_with_its_columns(tmp_path):
     with Store(tmp_path / "e.db") as store:
         frame = store.frame()
     assert list(frame.columns) == list(RUN_FRAME_COLUMNS) and len(frame) == 0
+
+
+# -- one runner, one identity (issue #29): the API and the CLI run one frontier on the same trials
+
+ONE_FRONTIER = {"depths": (3, 6), "lrs": (0.1,), "epochs": 1, "train_size": 500, "eval_size": 200,
+                "evals_per_epoch": 1, "device": "cpu"}
+ONE_FRONTIER_FLAGS = ["frontier", "--models", "cnn-tanh", "--depths", "3,6", "--lrs", "0.1", "--epochs", "1",
+                      "--train-size", "500", "--eval-size", "200", "--evals-per-epoch", "1", "--device", "cpu",
+                      "--workers", "1", "--json"]
+
+
+def stored_trials(path) -> dict:
+    """Every trial of a store by config hash: status, config, threads and per-epoch numbers."""
+    with Store(path, reading=True) as store:
+        return {r.config_hash: (r.status, json.dumps(r.config, sort_keys=True), (r.result or {}).get("threads"),
+                                json.dumps([{k: v for k, v in e.items() if k != "seconds"} for e in store.epochs(r.id)],
+                                           sort_keys=True))
+                for r in store.runs()}
+
+
+def cli_frontier(store, data_root, out, capsys) -> dict:
+    code = main([*ONE_FRONTIER_FLAGS, "--store", str(store), "--data-dir", str(data_root), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)["models"][0]
+
+
+def test_the_api_and_the_cli_run_one_frontier_on_the_same_trials(data_root, tmp_path, capsys):
+    """Same hashes, same threads, same stored numbers from Python and from the shell, and each
+    reuses the other's store without training. The process has 2 threads, as on a 2-core machine:
+    the API once trained on them, unpinned, under the hash of a 1-thread run."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        by_api = depthlab.frontier("cnn-tanh", store=tmp_path / "api.db", progress=False, data_dir=data_root,
+                                   **ONE_FRONTIER).models[0]
+        by_cli = cli_frontier(tmp_path / "cli.db", data_root, tmp_path / "out-cli", capsys)
+        api_trials, cli_trials = stored_trials(tmp_path / "api.db"), stored_trials(tmp_path / "cli.db")
+        assert len(api_trials) >= 2 and api_trials == cli_trials
+        assert {threads for _, _, threads, _ in api_trials.values()} == {1}
+        assert by_api.trials_reused == 0 and by_cli["trials_reused"] == 0
+        assert by_cli["max_trainable_depth"] == by_api.max_trainable_depth and by_cli["lr"] == by_api.lr
+        again_cli = cli_frontier(tmp_path / "api.db", data_root, tmp_path / "out-again", capsys)
+        again_api = depthlab.frontier(["cnn-tanh"], store=tmp_path / "cli.db", progress=False, data_dir=data_root,
+                                      **ONE_FRONTIER).models[0]
+    finally:
+        torch.set_num_threads(before)
+    assert again_cli["trials"] == again_cli["trials_reused"] == by_api.trials  # trained nothing
+    assert again_api.trials == again_api.trials_reused == by_cli["trials"]
+    assert stored_trials(tmp_path / "api.db") == api_trials and stored_trials(tmp_path / "cli.db") == cli_trials
+
+
+def test_the_api_and_the_cli_parse_models_in_one_place():
+    """`frontier_models`: "all", comma-separated presets, factories and lists, one error wording."""
+    from depthlab.api import frontier_models
+    from depthlab.models import CLASSIC_PRESETS
+
+    assert frontier_models("all") == list(CLASSIC_PRESETS)
+    assert frontier_models(" cnn-tanh, cnn-elu ") == frontier_models(["cnn-tanh", "cnn-elu"]) == ["cnn-tanh", "cnn-elu"]
+    assert isinstance(frontier_models(build)[0], ModelFactory)
+    with pytest.raises(ConfigError, match="unknown model 'cnn-nope'"):
+        frontier_models(["cnn-tanh", "cnn-nope"])
+    with pytest.raises(ConfigError, match="--models is empty"):
+        frontier_models(" , ", "--models")
+
+
+def test_train_from_python_and_the_shell_pins_the_same_threads(data_root, tmp_path, capsys):
+    """A config that leaves threads unset runs on the process's threads from both entry points,
+    and records them: in a 2-thread process, `depthlab.train` and ``depthlab train`` store one
+    run (the second reuses the first) whose threads and hash say 2, never the 1-thread key."""
+    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, train_size=300,
+                         device="cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = depthlab.train(config, store=tmp_path / "t.db", progress=False, data_dir=data_root)
+        code = main(["train", "cnn-tanh", "--depth", "3", "--epochs", "1", "--train-size", "300", "--device", "cpu",
+                     "--store", str(tmp_path / "t.db"), "--data-dir", str(data_root), "--json"])
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0, capsys.readouterr().err
+    assert result.threads == 2 and result.config["threads"] == 2
+    with Store(tmp_path / "t.db", reading=True) as store:
+        rows = store.runs()
+    assert len(rows) == 1 and rows[0].config_hash != config.hash()   # not the key of a 1-thread run

@@ -15,8 +15,8 @@ import torch
 from depthlab.sweep.executors import InProcessExecutor
 from depthlab.sweep.driver import TrialRunner
 from depthlab.engine.fused import train_fused
-from depthlab.frontier.protocol import FrontierConfig
-from depthlab.frontier.search import find_frontiers
+from depthlab.depth_frontier.protocol import FrontierConfig
+from depthlab.depth_frontier.search import find_frontiers
 from depthlab.store.sqlite import Store
 from depthlab.engine.config import TrainConfig
 from depthlab.engine.loop import train

@@ -25,7 +25,7 @@ from depthlab.models.init import init_conv_, parse_init
 from depthlab.models import PRESETS, create_model, resolve_model
 from depthlab.report import safe_child, safe_output_dir
 from depthlab.engine.memory import MAX_DEPTH
-from depthlab.frontier.protocol import FrontierConfig, parse_depths, parse_lrs
+from depthlab.depth_frontier.protocol import FrontierConfig, parse_depths, parse_lrs
 from depthlab.engine.schedule import Schedule, parse_schedule
 from depthlab.cli.app import model_overrides
 

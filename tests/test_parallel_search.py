@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from depthlab.cli import main
 from depthlab.sweep.executors import InProcessExecutor, ProcessExecutor
 from depthlab.sweep.driver import TrialRunner
-from depthlab.frontier.protocol import FrontierConfig
-from depthlab.frontier.criterion import TrialVerdict
-from depthlab.frontier.search import evaluate_depth, find_frontier, find_frontiers, search_width
+from depthlab.depth_frontier.protocol import FrontierConfig
+from depthlab.depth_frontier.criterion import TrialVerdict
+from depthlab.depth_frontier.search import evaluate_depth, find_frontier, find_frontiers, search_width
 from depthlab.store.sqlite import Store
 
 # ---------------------------------------------------------------------------------------------

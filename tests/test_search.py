@@ -1,4 +1,4 @@
-"""The depth-frontier search (depthlab.frontier) and `depthlab frontier`."""
+"""The depth-frontier search (depthlab.depth_frontier) and `depthlab frontier`."""
 
 import json
 import os
@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from depthlab.cli import main
 from depthlab.errors import ConfigError
-from depthlab.frontier.protocol import DEFAULT_LRS, FrontierConfig, parse_lrs
-from depthlab.frontier.search import DepthResult, ModelFrontier, PendingTrial, failure_cost_ratio, find_frontier, lr_order, search_depths, split_point
-from depthlab.frontier.criterion import TrialVerdict, first_met, point_error, run_trial
-from depthlab.frontier.outputs import depth_label
+from depthlab.depth_frontier.protocol import DEFAULT_LRS, FrontierConfig, parse_lrs
+from depthlab.depth_frontier.search import DepthResult, ModelFrontier, PendingTrial, failure_cost_ratio, find_frontier, lr_order, search_depths, split_point
+from depthlab.depth_frontier.criterion import TrialVerdict, first_met, point_error, run_trial
+from depthlab.depth_frontier.outputs import depth_label
 from depthlab.store.sqlite import Store
 from depthlab.engine.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
 from depthlab.engine.loop import train

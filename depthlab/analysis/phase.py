@@ -134,9 +134,9 @@ def phase_configs(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
                   lrs: Sequence[float], *, width: float = 1.0, epochs: int = 3, train_size: int | None = 10_000,
                   test_size: int | None = 2000, threshold: float = DEFAULT_THRESHOLD, evals_per_epoch: int = 4,
                   seed: int = 0, device: str = "auto", precision: str = "fp32") -> dict:
-    """The frontier protocol (`depthlab.frontier.FrontierConfig`) of each sigma_w2, with every
+    """The frontier protocol (`depthlab.depth_frontier.FrontierConfig`) of each sigma_w2, with every
     trial of the sweep validated: the CLI calls this before it opens the store."""
-    from ..frontier.protocol import FrontierConfig
+    from ..depth_frontier.protocol import FrontierConfig
 
     ladder = sorted(set(ladder))
     if not ladder or not lrs or not sigma_w2s:
@@ -162,14 +162,14 @@ def measure_phase(act: str, sigma_b2: float, sigma_w2s: Sequence[float], ladder:
     """Measure the frontier of ``stages`` (act, ``scaled:W2,B2``, no BN, no skips) for each
     sigma_w2, recording every trial in ``store``.
 
-    Each depth is judged by `depthlab.frontier` (the `frontier` command's criterion, lr order
+    Each depth is judged by `depthlab.depth_frontier` (the `frontier` command's criterion, lr order
     and trial recording, so its runs and these share store keys); only the depth search is
     coarser: the ``ladder`` is walked up to the first failure and ``refine`` bisection steps
     follow, instead of bisecting down to consecutive multiples of 3. Near the frontier each
     failing depth costs the full budget for every lr, and a frontier at depth ~40 is located
     to within +-15% by one bisection step; the plot shows the bracket."""
-    from ..frontier.criterion import run_trial
-    from ..frontier.search import evaluate_depth
+    from ..depth_frontier.criterion import run_trial
+    from ..depth_frontier.search import evaluate_depth
 
     ladder = sorted(set(ladder))
     configs = phase_configs(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs,  # the whole sweep,

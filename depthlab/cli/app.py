@@ -90,33 +90,14 @@ def progress_to_stderr(flag: bool = True) -> None:
 @contextlib.contextmanager
 def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, data_dir=None,
                  sequential: bool = False):
-    """Open the executor of ``spec`` (first: a cluster that cannot be reached leaves no store
-    behind), then the store; yield ``(store, runner)``, the runner a
-    `depthlab.sweep.TrialRunner` that records into the store and keeps its trials'
-    checkpoints beside it (``<store>-checkpoints``, removed when empty). ``group``: how many
-    trials one fused group could hold (1: none fuse). With ``sequential`` (commands whose classic
-    output streams each epoch) the runner is None when the spec asks for one local worker and
-    there is nothing to fuse: the caller runs its trials itself."""
-    from ..store.sqlite import Store, checkpoint_dir_for, remove_if_empty
-    from ..sweep.driver import TrialRunner
-    from ..sweep.executors import default_workers, describe
+    """`depthlab.sweep.open_runner` on ``store_path`` (the one place a sweep's executor, store
+    and runner are opened, for the Python API too): yields ``(store, runner)``; with
+    ``sequential`` the runner is None where the caller can run its trials itself."""
+    from ..sweep.session import open_runner
 
-    from ..engine.config import SWEEP_THREADS
-    from ..engine.device import thread_scope
-
-    fuse = spec.fuse_for(device, group)
-    if (sequential and spec.kind == "local" and (spec.workers or default_workers(device)) == 1 and fuse <= 1
-            and (spec.threads or SWEEP_THREADS) == SWEEP_THREADS):
-        # the caller's trials (threads not pinned) compute on the sweep's thread count, as a runner's would
-        with Store(store_path) as store, thread_scope(SWEEP_THREADS):
-            yield store, None
-        return
-    checkpoints = checkpoint_dir_for(store_path)
-    with spec.create(device) as pool, Store(store_path) as store:
-        log.info(f"trials run on {describe(spec, pool)}" + (f", up to {fuse} fused" if fuse > 1 else ""))
-        yield store, TrialRunner(pool, store, data, data_dir=data_dir, fuse=fuse, log=log.info,
-                                 checkpoint_dir=checkpoints)
-    remove_if_empty(checkpoints)
+    with open_runner(spec, device, store_path, group, data=data, data_dir=data_dir, sequential=sequential,
+                     log_line=log.info) as opened:
+        yield opened
 
 
 def output_folder(out: str | None, store_path: str | None, default: str | None = None) -> str:

@@ -33,6 +33,7 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     (STORE-checkpoints/): the same command after an interruption (Ctrl-C, kill) resumes from
     the last saved epoch, with the result of an uninterrupted run."""
     from ..data.registry import load_dataset
+    from ..api import pinned_threads
     from ..api import train as train_and_record
     from ..engine.config import TrainConfig
     from ..report import check_output_dir
@@ -44,12 +45,7 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
                          seed=run.seed, device=run.device, precision=run.precision, threads=threads)
     config.validate()
     check_schedule(config, lr_given=_given("lr"))
-    if config.threads is None:  # every core, but recorded: the thread count is part of the run's identity
-        import dataclasses
-
-        import torch
-
-        config = dataclasses.replace(config, threads=torch.get_num_threads())
+    config = pinned_threads(config)  # every core, recorded: part of the run's identity, as depthlab.train does
     store_path, out, as_json, tensorboard = run.store_path, run.out, run.as_json, run.tensorboard
     if out:
         check_output_dir(out)
@@ -182,7 +178,7 @@ class _Progress:
                                               "(and the checkpoint files in DEST-checkpoints/); nothing else.")
 def runs(store_path, limit, status, as_json, snapshot_path, force):
     """List the runs in the store, newest first."""
-    from ..frontier.criterion import recorded_criterion_error
+    from ..depth_frontier.criterion import recorded_criterion_error
     from ..store.snapshot import snapshot_store
     from ..store.sqlite import FINISHED, Store
 

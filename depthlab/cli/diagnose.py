@@ -42,7 +42,7 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     from ..engine.config import TrainConfig
     from ..models import default_dataset, model_config
     from ..report import format_table, safe_child, save_figure, write_text_atomic
-    from .theory import parse_int_list
+    from .theory_args import parse_int_list
 
     steps, every, compare_depths = watch.steps, watch.every, watch.compare_depths
     lr, momentum, batch_size, train_size = hp.lr, hp.momentum, hp.batch_size, data_opts.train_size

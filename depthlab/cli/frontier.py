@@ -1,5 +1,5 @@
-"""``depthlab frontier``: the largest trainable depth of each model (a thin layer over
-`depthlab.frontier`)."""
+"""``depthlab frontier``: the largest trainable depth of each model (a thin layer over the API:
+`depthlab.api.frontier_models` parses ``--models``, `depthlab.api.run_frontier` runs the search)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import sys
 import click
 
 from ..errors import ConfigError
-from ..frontier.protocol import FrontierConfig
-from .app import (cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_writer,
-                  trial_runner)
+from ..depth_frontier.protocol import FrontierConfig
+from .app import cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_writer
 from .core import check_train_size
 from .options import (
     data_options,
@@ -69,7 +68,7 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
     classic protocol, with every flag given replacing its field. Not yet validated."""
     import dataclasses
 
-    from ..frontier.protocol import parse_depths, parse_lrs, parse_seeds
+    from ..depth_frontier.protocol import parse_depths, parse_lrs, parse_seeds
 
     base = FrontierConfig.quick() if quick else FrontierConfig()
     eval_n = base.eval_size
@@ -105,24 +104,20 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
 @executor_options
 def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
+    from ..api import frontier_models, run_frontier
     from ..data.registry import load_dataset
-    from ..frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
-    from ..frontier.search import find_frontiers
-    from ..models import CLASSIC_PRESETS, PRESETS
+    from ..depth_frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
     from ..report import format_table
     from ..store.sqlite import check_store_path
 
     # Validate every flag before touching the store, the data or the output folder.
     if model_opts.depth is not None:
         raise ConfigError("frontier searches the depth: use --depths or --max-depth, not --depth")
-    names = list(CLASSIC_PRESETS) if models.strip() == "all" else [m.strip() for m in models.split(",") if m.strip()]
-    if model_opts.model_file is not None:   # your own model; with --models also those presets
-        names = [model_opts.model(None, data_opts.dataset)] + ([] if models.strip() == "all" else names)
-    if not names:
-        raise ConfigError("--models is empty")
-    for name in names:
-        if isinstance(name, str) and name not in PRESETS:
-            raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(sorted(PRESETS))} or all")
+    if model_opts.model_file is None:
+        names = frontier_models(models, "--models")
+    else:   # your own model; with --models also those presets
+        presets = [] if models.strip() == "all" else models.split(",")
+        names = frontier_models([model_opts.model(None, data_opts.dataset), *presets], "--models")
     config = protocol_config(protocol, quick, model_opts, data_opts, run)
     config.validate()
     config.validate_models(names)
@@ -146,9 +141,8 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     folder = create_output_folder(out)
     writer = tensorboard_writer(run.tensorboard)
 
-    with trial_runner(spec, config.device, store_path, len(config.lrs), data=data, data_dir=data_dir) as (store,
-                                                                                                         runner):
-        result = find_frontiers(names, config, store, data, data_dir=data_dir, log=log.info, runner=runner)
+    result = run_frontier(names, config, store_path, data, spec, data_dir=data_dir, log=log.info,
+                          runner_log=log.info)
 
     write_outputs(result, folder)
     if writer is not None:
@@ -174,8 +168,8 @@ frontier.params = [p for p in frontier.params if p.name != "depth"]
 def show_status(names: list[str], config, store_path: str, as_json: bool, out: str | None) -> None:
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
     from ..engine.checkpoints import saved_epochs
-    from ..frontier.outputs import depth_label
-    from ..frontier.search import frontier_status
+    from ..depth_frontier.outputs import depth_label
+    from ..depth_frontier.search import frontier_status
     from ..report import format_table, percent
     from ..store.sqlite import Store, checkpoint_dir_for
 
@@ -190,7 +184,7 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     in_flight = {m.model: progress.get(config.trial_config(by_name[m.model], *m.next_trial).hash())
                  for m in result.models if m.next_trial is not None}
     if as_json:
-        from ..frontier.outputs import JSON_UNITS
+        from ..depth_frontier.outputs import JSON_UNITS
 
         click.echo(json.dumps({"units": JSON_UNITS, "models": [{**m.to_dict(), "next_trial_epochs_saved": in_flight.get(m.model)}
                                           for m in result.models]}))
@@ -215,7 +209,7 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
 
 def write_outputs(result, folder) -> None:
     """The table and per-depth map as CSV, everything as JSON, and the two plots."""
-    from ..frontier.outputs import (DEPTH_HEADERS, TABLE_HEADERS, depth_rows, frontier_json, save_frontier_plots,
+    from ..depth_frontier.outputs import (DEPTH_HEADERS, TABLE_HEADERS, depth_rows, frontier_json, save_frontier_plots,
                                     table_rows)
     from ..report import write_csv, write_text_atomic
 

@@ -17,7 +17,7 @@ DEFAULT_OUT = "depthlab-out/phase-mlp"
 def mlp_grid_config(grid: Values, budget: Values, seed: int):
     """The validated `PhaseGridConfig` of the flags (unset ones keep the classic protocol)."""
     from ..analysis.mlp_phase import PhaseGridConfig
-    from .theory import check_theory_args, parse_int_list, parse_float_grid
+    from .theory_args import check_theory_args, parse_float_grid, parse_int_list
 
     check_theory_args(grid.act, grid.sigma_b2)
     changes = {"act": grid.act, "sigma_b2": grid.sigma_b2, "seed": seed}

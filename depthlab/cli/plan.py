@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from ..frontier.seeds import SeedPolicy
+from ..depth_frontier.seeds import SeedPolicy
 from ..report import write_text_atomic
 
 MEASURE = {"plain": "cnn-tanh", "bn": "cnn-elu-bn"}
@@ -73,7 +73,7 @@ def layer_costs(*, measure=_step_seconds) -> dict:
 def probe_depths(max_depth: int, depths=None, step: int = 3) -> list[int]:
     """The depths the search probes first: the given grid, else step, 2 step, 4 step, ... and the
     cap (the deepest multiple of ``step`` up to ``max_depth``)."""
-    from ..frontier.search import probe_ladder
+    from ..depth_frontier.search import probe_ladder
 
     return sorted(depths) if depths else probe_ladder(max_depth, step)
 

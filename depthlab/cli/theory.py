@@ -9,36 +9,13 @@ import math
 import click
 
 from ..errors import ConfigError
-from ..frontier.protocol import GRID_GRAMMAR, FrontierConfig, parse_grid, parse_lrs
+from ..depth_frontier.protocol import GRID_GRAMMAR, FrontierConfig, parse_lrs
 from .app import cli, log
 from .options import Values, option_from_field, option_group, run_options
+from .theory_args import check_theory_args, parse_float_grid, parse_int_list
 
 
-ACTS = ("tanh", "relu", "elu")
-MAX_GRID = 100_000  # a sigma_w2 range with more points is a typo (and would not fit in memory)
 MAX_CHECK_DEPTH = 3_000  # theory --check-widths builds real nets of --check-depth layers
-
-
-def parse_float_grid(text: str, what: str = "--sigma-w2", noun: str = "sigma_w2 value") -> list[float]:
-    """A sigma_w2 (or width) grid, in the grammar of every grid option (`parse_grid`)."""
-    return list(parse_grid(text, what, noun, max_count=MAX_GRID))
-
-
-def parse_int_list(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in (text or "").split(",")]
-    except ValueError:
-        raise ConfigError(f"bad {what} {text!r}: expected whole numbers like 6,12,24") from None
-    if not values or any(v <= 0 for v in values):
-        raise ConfigError(f"bad {what} {text!r}: values must be positive")
-    return sorted(set(values))
-
-
-def check_theory_args(act: str, sigma_b2: float) -> None:
-    if act not in ACTS:
-        raise ConfigError(f"unknown activation {act!r}; choose one of: {', '.join(ACTS)}")
-    if not math.isfinite(sigma_b2) or sigma_b2 < 0:
-        raise ConfigError(f"--sigma-b2 must be a finite non-negative number, got {sigma_b2}")
 
 
 def _fmt(value) -> str:

@@ -49,7 +49,7 @@ Part kinds (all frozen dataclasses whose configs are plain dicts of `TrainConfig
   the toggles (or the explicit arms) over K folds (validation = one fold) or N seeds (a fixed 2/3 -
   1/3 split); mean +- std of train/validation/test accuracy and seconds per fit; loss curves.
 - `Frontier(label, models, config={FrontierConfig fields}, quick={...})`: the depth frontier of
-  each model through `depthlab.frontier` (max trainable depth, its lr, first failing depth).
+  each model through `depthlab.depth_frontier` (max trainable depth, its lr, first failing depth).
 - anything else with a ``label`` and a ``run(ctx: Context) -> PartResult`` method (and
   ``configs(ctx) -> list[TrainConfig]`` so bad input is caught before the store is opened).
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..frontier.protocol import FrontierConfig
+from ..depth_frontier.protocol import FrontierConfig
 from ..models import CLASSIC_PRESETS
 from .catalogue import Experiment, register_experiment
 from .parts import PartResult

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from ..engine.config import TrainConfig
 from ..errors import ConfigError
-from ..frontier.protocol import parse_lrs as search_parse_lrs
+from ..depth_frontier.protocol import parse_lrs as search_parse_lrs
 from ..models import ModelFactory, resolve_model
 
 

@@ -15,8 +15,8 @@ from ..engine.config import TrainConfig
 from ..engine.extras import _has_gates
 from ..engine.schedule import parse_schedule
 from ..errors import ConfigError
-from ..frontier.protocol import FrontierConfig
-from ..frontier.search import find_frontiers
+from ..depth_frontier.protocol import FrontierConfig
+from ..depth_frontier.search import find_frontiers
 from ..records.record import RunResult, RunStatus
 from .configs import make_config, parse_lrs, toggle_override
 from .parts import Column, Context, Curve, PartResult, Plot, progress
@@ -238,7 +238,7 @@ def ablate(base: TrainConfig | Mapping, toggles: Sequence[str], store=None, *, f
 
 @dataclass(frozen=True)
 class Frontier:
-    """The depth frontier of each model (SPEC 4) found by `depthlab.frontier.find_frontiers`.
+    """The depth frontier of each model (SPEC 4) found by `depthlab.depth_frontier.find_frontiers`.
     ``config`` and ``quick`` hold `FrontierConfig` fields; the context's device, seed,
     train_size, epochs and precision overrides apply too."""
 

@@ -49,7 +49,7 @@ from ..engine.config import SWEEP_THREADS, TrainConfig
 from ..errors import InfrastructureError, UserError
 from ..records.record import RunResult, RunStatus
 from ..store.sqlite import Store
-from .executors import Executor, ExecutorSpec
+from .executors import Executor
 from .jobs import Job, T
 from .requests import Request, describe_args, forward, one_line, takes_checkpoints, training_cost
 from .runner import stored_config, stored_result
@@ -403,15 +403,5 @@ class TrialRunner(SharedWork):
                 if not request.future.done():
                     request.future.set_exception(error)
         self._inflight.clear()
-
-
-def run_trials(trials: Sequence[Job], store: Store | None = None, data: Dataset | None = None, *,
-               spec: ExecutorSpec | None = None, data_dir=None) -> list[RunResult]:
-    """Run trials with an executor built from ``spec`` (default: local, automatic workers) and
-    return their results in order. The convenience form of `TrialRunner.run`."""
-    spec = spec or ExecutorSpec()
-    device = trials[0].config.device if trials else "auto"
-    with spec.create(device) as executor:
-        return TrialRunner(executor, store, data, data_dir=data_dir, fuse=spec.fuse_for(device, len(trials))).run(trials)
 
 

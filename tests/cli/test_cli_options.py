@@ -11,7 +11,7 @@ import pytest
 from depthlab.cli import cli, main
 from depthlab.cli.options import ModelOptions, option_from_field
 from depthlab.engine.config import TrainConfig
-from depthlab.frontier.protocol import FrontierConfig
+from depthlab.depth_frontier.protocol import FrontierConfig
 from depthlab.store.sqlite import Store
 from fakedata import write_idx_folder
 

@@ -1,6 +1,6 @@
 """One grid grammar for every grid option (issue 22): a list ``0.01,0.1``, ``log:LOW:HIGH:COUNT``
 (log-spaced) or ``lin:LOW:HIGH:COUNT`` (evenly spaced; the older ``LOW:HIGH:COUNT`` is the same),
-parsed by `depthlab.frontier.protocol.parse_grid` for --lrs, --sigma-w2 and --check-widths."""
+parsed by `depthlab.depth_frontier.protocol.parse_grid` for --lrs, --sigma-w2 and --check-widths."""
 
 import json
 
@@ -10,7 +10,7 @@ import pytest
 from depthlab.cli import main
 from depthlab.cli.app import cli
 from depthlab.errors import ConfigError
-from depthlab.frontier.protocol import GRID_GRAMMAR, parse_grid, parse_lrs
+from depthlab.depth_frontier.protocol import GRID_GRAMMAR, parse_grid, parse_lrs
 from depthlab.theory import default_sigma_w2_grid
 
 

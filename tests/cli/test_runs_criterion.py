@@ -5,7 +5,7 @@ import json
 import re
 
 from depthlab.cli import main
-from depthlab.frontier.criterion import recorded_criterion_error
+from depthlab.depth_frontier.criterion import recorded_criterion_error
 
 
 def _run(capsys, args):

@@ -15,9 +15,9 @@ from depthlab import theory
 from depthlab.analysis.diagnostics import depth_profiles, diagnose, plot_depth_profiles, plot_heatmap
 from depthlab.analysis.phase import PhaseMeasurement, plot_phase_diagram
 from depthlab.experiments.parts import Curve, Plot, draw_plot
-from depthlab.frontier.outputs import plot_frontier, save_frontier_plots
-from depthlab.frontier.protocol import FrontierConfig
-from depthlab.frontier.search import FrontierResult, find_frontier
+from depthlab.depth_frontier.outputs import plot_frontier, save_frontier_plots
+from depthlab.depth_frontier.protocol import FrontierConfig
+from depthlab.depth_frontier.search import FrontierResult, find_frontier
 from depthlab.report import save_figure
 from fakedata import synthetic_dataset
 

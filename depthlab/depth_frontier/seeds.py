@@ -13,7 +13,7 @@ depth at which every seed trained to the deepest depth at which any seed trained
 
 Everything here is a pure function of a table of verdicts ``{(depth, lr, seed): trained}``;
 `next_cells` says which trials to run next and `summarise` reads the answer off the table, so the
-logic is tested on synthetic tables and the search runs the trials (`depthlab.frontier.search`).
+logic is tested on synthetic tables and the search runs the trials (`depthlab.depth_frontier.search`).
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ class FrontierConfig:
     threshold: float = field(default=0.2, metadata={"help": "Trainable when the error drops below this."})
     criterion: str = field(default="either", metadata={
         "help": "Which error must drop below the threshold.", "choices": CRITERIA})
-    seeds: int | str = field(default=1, metadata={  # or "auto": `depthlab.frontier.seeds`
+    seeds: int | str = field(default=1, metadata={  # or "auto": `depthlab.depth_frontier.seeds`
         "help": "Seeds per (depth, lr); a majority must train. auto: search with one seed, then re-check the "
                 "boundary with 3-5 seeds and report the frontier with its band."})
     seed: int = 0                          # seeds used: seed, seed + 1, ..., seed + seeds - 1

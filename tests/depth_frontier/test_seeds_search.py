@@ -8,10 +8,10 @@ import pytest
 
 from depthlab.cli import main
 from depthlab.errors import ConfigError
-from depthlab.frontier.criterion import TrialVerdict
-from depthlab.frontier.outputs import depth_label, table_rows
-from depthlab.frontier.protocol import FrontierConfig, parse_seeds
-from depthlab.frontier.search import FrontierResult, PendingTrial, find_frontier, search_width
+from depthlab.depth_frontier.criterion import TrialVerdict
+from depthlab.depth_frontier.outputs import depth_label, table_rows
+from depthlab.depth_frontier.protocol import FrontierConfig, parse_seeds
+from depthlab.depth_frontier.search import FrontierResult, PendingTrial, find_frontier, search_width
 
 LRS = (0.01, 0.1, 1.0)
 CONFIG = FrontierConfig(max_depth=48, lrs=LRS, seeds="auto")

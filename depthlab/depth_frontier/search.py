@@ -125,7 +125,7 @@ class FrontierResult:
         return {"config": config, "seconds": round(self.seconds, 1), "models": [m.to_dict() for m in self.models]}
 
     def plot(self, kind: str = "depth", *, ax=None):
-        """The frontier as a matplotlib Figure (`depthlab.frontier.outputs.plot_frontier`): ``"depth"``
+        """The frontier as a matplotlib Figure (`depthlab.depth_frontier.outputs.plot_frontier`): ``"depth"``
         bars of each model's max trainable depth, ``"error"`` the best error at each depth tried."""
         from .outputs import plot_frontier
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from depthlab.errors import ConfigError
-from depthlab.frontier.seeds import SeedPolicy, next_cells, summarise, vote
+from depthlab.depth_frontier.seeds import SeedPolicy, next_cells, summarise, vote
 
 GRID = (0.01, 0.1, 1.0)
 POLICY = SeedPolicy(min_seeds=3, max_seeds=5)
@@ -94,7 +94,7 @@ def test_the_policy_is_validated():
 def test_labels_at_the_cap_and_without_a_depth_every_seed_trains():
     """A capped frontier reads ``≥ 24 (cap)`` as an unseeded one does (it read ``24 [24–24]``), and
     a missing end of the band is ``none`` (it read ``3 [-–3]``)."""
-    from depthlab.frontier.seeds import SeededFrontier
+    from depthlab.depth_frontier.seeds import SeededFrontier
 
     at_cap = SeededFrontier(max_trainable_depth=24, first_failing_depth=None, band=(24, 24))
     assert at_cap.label(capped=True) == "≥ 24 (cap)"

@@ -13,9 +13,9 @@ import pytest
 import depthlab
 from depthlab.cli import main
 from depthlab.errors import ConfigError
-from depthlab.frontier.criterion import TrialVerdict
-from depthlab.frontier.protocol import FrontierConfig
-from depthlab.frontier.search import find_frontier
+from depthlab.depth_frontier.criterion import TrialVerdict
+from depthlab.depth_frontier.protocol import FrontierConfig
+from depthlab.depth_frontier.search import find_frontier
 from depthlab.models import ModelFactory
 
 NETS = textwrap.dedent('''

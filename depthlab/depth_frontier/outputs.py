@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..report import new_axes, safe_child, save_figure
-from .search import FrontierResult, ModelFrontier
+
+if TYPE_CHECKING:  # names for annotations only: the search imports this module (`FrontierResult.plot`)
+    from .search import FrontierResult, ModelFrontier
 
 
 # Files (CSV, JSON) hold errors and seed fractions as fractions (0.185); what a person reads (the

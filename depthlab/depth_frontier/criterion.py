@@ -3,11 +3,12 @@ point that meets it, and trials run or read back from the store as verdicts."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
-from ..engine.config import TrainConfig
+from ..engine.config import SWEEP_THREADS, TrainConfig
 from ..records.record import RunResult, RunStatus
 from ..store.sqlite import Store
 from ..sweep.runner import MONITOR_KEY, run_recorded, stored_result
@@ -108,6 +109,8 @@ def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConf
     certain: it met the criterion, or it was not stopped early (full budget or diverged). A run
     that a different criterion stopped early without meeting this one is trained again."""
     train_config = config.trial_config(model, depth, lr, seed)
+    if train_config.threads is None:  # on the threads a runner pins (the same bits from every entry point)
+        train_config = dataclasses.replace(train_config, threads=SWEEP_THREADS)
     key = train_config.hash()
     monitor = CriterionMonitor(config.criterion, config.threshold)
     result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",

@@ -1,0 +1,38 @@
+"""The arguments ``depthlab theory`` and ``depthlab phase`` (its MLP grid in `depthlab.cli.phase_mlp`
+too) share: the activation, sigma_b2, and the sigma_w2, width and depth lists, each checked to
+one line."""
+
+from __future__ import annotations
+
+import math
+
+from ..depth_frontier.protocol import parse_grid
+from ..errors import ConfigError
+
+
+ACTS = ("tanh", "relu", "elu")
+MAX_GRID = 100_000  # a sigma_w2 range with more points is a typo (and would not fit in memory)
+
+
+def parse_float_grid(text: str, what: str = "--sigma-w2", noun: str = "sigma_w2 value") -> list[float]:
+    """A sigma_w2 (or width) grid, in the grammar of every grid option (`parse_grid`)."""
+    return list(parse_grid(text, what, noun, max_count=MAX_GRID))
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    """Positive whole numbers, comma-separated (``--depths 6,12,24``), sorted, each once."""
+    try:
+        values = [int(v) for v in (text or "").split(",")]
+    except ValueError:
+        raise ConfigError(f"bad {what} {text!r}: expected whole numbers like 6,12,24") from None
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(f"bad {what} {text!r}: values must be positive")
+    return sorted(set(values))
+
+
+def check_theory_args(act: str, sigma_b2: float) -> None:
+    """The mean-field activation and bias variance, refused in one line when they have no theory."""
+    if act not in ACTS:
+        raise ConfigError(f"unknown activation {act!r}; choose one of: {', '.join(ACTS)}")
+    if not math.isfinite(sigma_b2) or sigma_b2 < 0:
+        raise ConfigError(f"--sigma-b2 must be a finite non-negative number, got {sigma_b2}")
