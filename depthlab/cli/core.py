@@ -15,6 +15,8 @@ from .app import cli, log, open_store, progress_to_stderr, require_tensorboard, 
 from .app import progress as progress_log
 from .options import data_options, model_options, run_options, train_options
 
+MAX_LIMIT = 10**9  # runs --limit (SQLite's LIMIT takes a 64-bit integer)
+
 
 @cli.command()
 @click.argument("model", required=False)
@@ -193,8 +195,8 @@ def runs(store_path, limit, status, as_json, snapshot_path, force):
         return
     if force:
         raise ConfigError("--force only goes with --snapshot DEST")
-    if limit is not None and limit <= 0:
-        raise ConfigError(f"--limit must be positive, got {limit}")
+    if limit is not None and not 0 < limit <= MAX_LIMIT:
+        raise ConfigError(f"--limit must be positive and at most {MAX_LIMIT:,}, got {limit:,}")
     if status is not None and status not in (RunStatus.RUNNING, "interrupted", *FINISHED):
         raise ConfigError(f"unknown status {status!r}; choose one of: running, interrupted, {', '.join(FINISHED)}")
     with Store(store_path, reading=True) as store:
@@ -261,6 +263,13 @@ def summary(model, model_opts, data_opts):
     if not isinstance(model, str):   # a factory: at its smallest depth unless --depth says otherwise
         overrides.setdefault("depth", model.depth_step)
     info = check_dataset_name(data_opts.dataset_for(model))
+    if isinstance(model, str):   # a net too large to build is refused with its estimate, as train refuses it
+        import torch
+
+        from ..engine.memory import check_memory
+        from ..models import resolve_model
+
+        check_memory(model, resolve_model(model, **overrides)[1], tuple(info.input_shape), 1, torch.device("cpu"))
     net = create_model(model, info.input_shape, 10, **overrides)
     rows = layer_summary(net, info.input_shape)
     click.echo(f"{'Layer':28} {'Type':12} {'Output shape':18} {'Param #':>10}")

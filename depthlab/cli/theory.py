@@ -9,6 +9,7 @@ import math
 import click
 
 from ..errors import ConfigError
+from ..theory import MAX_VARIANCE
 from ..frontier.protocol import GRID_GRAMMAR, FrontierConfig, parse_grid, parse_lrs
 from .app import cli, log
 from .options import Values, option_from_field, option_group, run_options
@@ -17,11 +18,18 @@ from .options import Values, option_from_field, option_group, run_options
 ACTS = ("tanh", "relu", "elu")
 MAX_GRID = 100_000  # a sigma_w2 range with more points is a typo (and would not fit in memory)
 MAX_CHECK_DEPTH = 3_000  # theory --check-widths builds real nets of --check-depth layers
+MAX_CHECK_WIDTH = 64  # theory --check-widths builds real nets: 16 x 64 = 1,024 channels in the last stage
+MAX_REFINE = 10  # phase --refine: bisection rounds between a trainable and an untrainable depth
 
 
-def parse_float_grid(text: str, what: str = "--sigma-w2", noun: str = "sigma_w2 value") -> list[float]:
-    """A sigma_w2 (or width) grid, in the grammar of every grid option (`parse_grid`)."""
-    return list(parse_grid(text, what, noun, max_count=MAX_GRID))
+def parse_float_grid(text: str, what: str = "--sigma-w2", noun: str = "sigma_w2 value", *,
+                     upper: float = MAX_VARIANCE) -> list[float]:
+    """A sigma_w2 (or width) grid, in the grammar of every grid option (`parse_grid`), each value at
+    most ``upper``."""
+    values = list(parse_grid(text, what, noun, max_count=MAX_GRID))
+    if max(values) > upper:
+        raise ConfigError(f"bad {what} {text!r}: values must be at most {upper:g}")
+    return values
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
@@ -39,6 +47,8 @@ def check_theory_args(act: str, sigma_b2: float) -> None:
         raise ConfigError(f"unknown activation {act!r}; choose one of: {', '.join(ACTS)}")
     if not math.isfinite(sigma_b2) or sigma_b2 < 0:
         raise ConfigError(f"--sigma-b2 must be a finite non-negative number, got {sigma_b2}")
+    if sigma_b2 > MAX_VARIANCE:
+        raise ConfigError(f"--sigma-b2 must be at most {MAX_VARIANCE:g}, got {sigma_b2:g}")
 
 
 def _fmt(value) -> str:
@@ -161,8 +171,10 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
 
     if depth is not None and depth > MAX_DEPTH:
         raise ConfigError(f"--depth must be at most {MAX_DEPTH:,}, got {depth:,}")
-    if width is not None and not width > 0:
+    if width is not None and not (math.isfinite(width) and width > 0):
         raise ConfigError(f"--width must be positive, got {width}")
+    if check_depth < 6 or check_depth % 3:
+        raise ConfigError(f"--check-depth must be a multiple of 3 and at least 6, got {check_depth}")
     measured = []
     if measured_csv:
         measured += read_measurements_csv(measured_csv)
@@ -170,9 +182,7 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
         check_store_path(store_path, must_exist=True)
         with Store(store_path, reading=True) as store:
             measured += measurements_from_store(store, act, sigma_b2, width=width)
-    widths = parse_float_grid(check_widths, "--check-widths", "width") if check_widths else []
-    if widths and (check_depth < 6 or check_depth % 3):
-        raise ConfigError(f"--check-depth must be a multiple of 3 and at least 6, got {check_depth}")
+    widths = parse_float_grid(check_widths, "--check-widths", "width", upper=MAX_CHECK_WIDTH) if check_widths else []
     if check_depth > MAX_CHECK_DEPTH:  # it builds real nets of that depth, several per width
         raise ConfigError(f"--check-depth must be at most {MAX_CHECK_DEPTH:,}, got {check_depth:,}")
     summary, folder = theory_report(act, sigma_b2, sigma_w2s, depth=depth, measured=measured, out=out)
@@ -297,12 +307,12 @@ def phase(grid, budget, data_dir, run):
     sigma_w2s = parse_float_grid(sigma_w2_text)
     ladder = parse_int_list(depths_text, "--depths")
     lrs = list(parse_lrs(lrs_text))
-    if refine < 0:
-        raise ConfigError(f"--refine must be >= 0, got {refine}")
+    if not 0 <= refine <= MAX_REFINE:
+        raise ConfigError(f"--refine must be from 0 to {MAX_REFINE}, got {refine}")
     if not 0 < threshold < 1:
         raise ConfigError(f"--threshold must be in (0, 1), got {threshold}")
     if not width > 0:
-        raise ConfigError(f"--width must be positive, got {width}")
+        raise ConfigError(f"--width must be positive, got {width}")   # its upper bound: the model's (StagesSpec)
     if epochs <= 0 or train_size <= 0 or test_size <= 0:
         raise ConfigError("--epochs, --train-size and --test-size must be positive")
     phase_configs(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs, train_size=train_size,
