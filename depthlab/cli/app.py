@@ -122,14 +122,15 @@ def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, d
 def output_folder(out: str | None, store_path: str | None, default: str | None = None) -> str:
     """Check (creating nothing) the folder this command writes to: ``--out``, else
     `report.default_output_dir` of its store and ``default`` (the command's name); a folder that
-    holds another command's results is refused without ``--force``. Returns the folder."""
+    holds another command's results, or files depthlab did not write (a folder it never marked,
+    holding more than the command's store), is refused without ``--force``. Returns the folder."""
     from ..report import check_output_dir, check_output_owner, default_output_dir
 
     ctx = click.get_current_context()
     command = ctx.command.name
     folder = out or default_output_dir(store_path, default or command)
     check_output_dir(folder)
-    check_output_owner(folder, command, force=bool(ctx.params.get("force")))
+    check_output_owner(folder, command, force=bool(ctx.params.get("force")), own=[store_path] if store_path else [])
     return folder
 
 

@@ -11,7 +11,8 @@ from ..engine.device import DEFAULT_PRECISION
 from ..errors import ConfigError
 from ..records.record import RunStatus
 from ..report import classic_line, format_table, percent
-from .app import cli, log, open_store, progress_to_stderr, require_tensorboard, tensorboard_writer
+from .app import (cli, create_output_folder, log, open_store, output_folder, progress_to_stderr, require_tensorboard,
+                  tensorboard_writer)
 from .app import progress as progress_log
 from .options import data_options, model_options, run_options, train_options
 
@@ -37,7 +38,6 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     from ..data.registry import load_dataset
     from ..api import train as train_and_record
     from ..engine.config import TrainConfig
-    from ..report import check_output_dir
     from ..store.sqlite import check_store_path
 
     model = model_opts.model(model, data_opts.dataset)
@@ -54,7 +54,7 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
         config = dataclasses.replace(config, threads=torch.get_num_threads())
     store_path, out, as_json, tensorboard = run.store_path, run.out, run.as_json, run.tensorboard
     if out:
-        check_output_dir(out)
+        output_folder(out, store_path)
     check_store_path(store_path)
     require_tensorboard(tensorboard)
     data = load_dataset(config.dataset, data_opts.data_dir)
@@ -86,9 +86,9 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
                 click.echo(classic_line(e["epoch"], epochs, e["train_error"], e["test_error"], label))
     summary = {k: result[k] for k in ("config", "status", "epochs", "seconds", "reason", "test_error")}
     if out:
-        from ..report import safe_child, safe_output_dir, write_text_atomic
+        from ..report import safe_child, write_text_atomic
 
-        folder = safe_output_dir(out)
+        folder = create_output_folder(out)
         name = f"train-{config.model_name}-{config.hash()}.json"
         write_text_atomic(safe_child(folder, name), json.dumps(summary, indent=2))
     if as_json:

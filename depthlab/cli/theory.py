@@ -11,7 +11,7 @@ import click
 from ..errors import ConfigError
 from ..theory import MAX_VARIANCE
 from ..frontier.protocol import GRID_GRAMMAR, FrontierConfig, parse_grid, parse_lrs
-from .app import cli, log
+from .app import cli, create_output_folder, log, output_folder
 from .options import Values, option_from_field, option_group, run_options
 
 
@@ -65,7 +65,7 @@ def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: i
     the folder written to (None without ``out``)."""
     from .. import theory
     from ..analysis.phase import MEASUREMENT_COLUMNS, measurement_rows, plot_phase_diagram
-    from ..report import safe_child, safe_output_dir, save_figure, write_csv, write_text_atomic
+    from ..report import safe_child, save_figure, write_csv, write_text_atomic
 
     points = theory.phase_grid(act, sigma_b2, sigma_w2s)
     critical = theory.critical_sigma_w2(act, sigma_b2)
@@ -77,7 +77,7 @@ def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: i
     if measured:
         summary["measured"] = [m.to_json() for m in measured]
     if out:
-        folder = safe_output_dir(out)
+        folder = create_output_folder(out)
         stem = f"theory-{act}-b{sigma_b2:g}"
         headers = ["sigma_w2", "q_star", "chi_1", "c_star", "chi_c", "xi", "max_depth", "phase"]
         write_csv(safe_child(folder, f"{stem}.csv"), headers,
@@ -155,9 +155,11 @@ def _emit(summary: dict, folder: str | None, as_json: bool) -> None:
               help="Depth of the nets --check-widths builds (6 to 3,000).")
 @click.option("--data-dir", default=None, help="Data root for --check-widths.")
 @click.option("--out", default=None, help="Folder for the table, JSON and phase diagram.")
+@click.option("--force", is_flag=True,
+              help="Write into an --out folder that holds another command's results or files depthlab did not write.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width, check_widths, check_depth, data_dir,
-           out, as_json):
+           out, force, as_json):
     """Mean-field predictions for a plain net: q*, chi_1, correlation depth xi and the
     trainable depth 6 xi over a sigma_w2 grid, the critical sigma_w2, and a phase diagram."""
     from ..analysis.phase import measurements_from_store, read_measurements_csv
@@ -175,6 +177,8 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
         raise ConfigError(f"--width must be positive, got {width}")
     if check_depth < 6 or check_depth % 3:
         raise ConfigError(f"--check-depth must be a multiple of 3 and at least 6, got {check_depth}")
+    if out:
+        output_folder(out, store_path)   # checked before anything is computed or written
     measured = []
     if measured_csv:
         measured += read_measurements_csv(measured_csv)
@@ -300,7 +304,6 @@ def phase(grid, budget, data_dir, run):
     seed, device, store_path, out, as_json = run.seed, run.device, run.store_path, run.out, run.as_json
     from ..analysis.phase import measure_phase, phase_configs
     from ..data.registry import load_dataset
-    from ..report import check_output_dir
     from ..store.sqlite import Store, check_store_path
 
     check_theory_args(act, sigma_b2)
@@ -319,7 +322,7 @@ def phase(grid, budget, data_dir, run):
                   test_size=test_size, threshold=threshold, seed=seed, device=device,
                   precision=run.precision)  # every trial, before the store
     if out:
-        check_output_dir(out)
+        output_folder(out, store_path)
     check_store_path(store_path)
     data = load_dataset("mnist", data_dir)
     from ..engine.config import SWEEP_THREADS
