@@ -20,12 +20,12 @@ import os
 from typing import Any, Iterator
 
 from .data.dataset import Dataset
-from .data.registry import load_dataset
+from .data.registry import check_dataset_name, load_dataset
 from .engine.config import TrainConfig
 from .errors import ConfigError
 from .frontier.protocol import FrontierConfig
 from .frontier.search import FrontierResult, find_frontiers
-from .models import CLASSIC_PRESETS, as_model
+from .models import CLASSIC_PRESETS, ModelFactory, as_model
 from .records.record import RunResult
 from .store.sqlite import Store, checkpoint_dir_for, remove_if_empty
 
@@ -50,6 +50,7 @@ def train(config: TrainConfig, data: Dataset | None = None, *, store: str | os.P
     from .sweep.runner import run_recorded
 
     on_step, on_epoch = options.pop("on_step", None), options.pop("on_epoch", None)
+    _check_factory_builds(config)
     with _opened(store) as opened, _bar(progress, f"{config.model_name}", "step") as bar:
         folder = checkpoint_dir_for(opened.path) if opened is not None else None
         saved = checkpoint_file(folder, config)
@@ -110,6 +111,25 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
 
         with _runner(workers, executor, config, opened, data, data_dir) as runner:
             return find_frontiers(names, config, opened, data, data_dir=data_dir, log=log, runner=runner)
+
+
+def _check_factory_builds(config: TrainConfig) -> None:
+    """Build a factory's network once before any store is opened, as the command line does: one that
+    tries to end the process (`errors.UserCodeExit`) is refused with nothing recorded. Any other
+    failure is left to the run, which records it ``failed`` with its reason."""
+    if not isinstance(config.model, ModelFactory):
+        return
+    import torch
+
+    config.validate()
+
+    from .models import FactoryError, create_model
+
+    try:
+        with torch.random.fork_rng(devices=[]):   # the caller's random state is left as it was
+            create_model(config.model, check_dataset_name(config.dataset).input_shape, 10, **config.model_args)
+    except FactoryError:
+        pass
 
 
 def _models(models: Any) -> list:

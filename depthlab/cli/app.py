@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, counting_ctrl_c
 
 # The names callers imported from here before `depthlab.cli.options` existed: `executor_options`
 # here is the old one (separate parameters, for `executor_spec`); commands use
@@ -226,7 +226,7 @@ def _sigterm_unwinds():
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
     try:
-        with _sigterm_unwinds():
+        with _sigterm_unwinds(), counting_ctrl_c():
             rv = cli.main(args=argv, prog_name="depthlab", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except click.exceptions.NoArgsIsHelpError as exc:  # bare `depthlab train`
