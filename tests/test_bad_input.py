@@ -412,9 +412,9 @@ CASES += [  # issue 29: every numeric flag bounded (each of these ran on, or was
     (f"{P} --sigma-w2 1,1e300", "values must be at most 100"),
     (f"{P} --refine 1000000000", "--refine must be from 0 to 10, got 1000000000"),
     (f"{P} --width 1e300", "width multiplier must be at most 1e+06"),
-    (f"{PM} --width 1000000000", "width must be an integer from 1 to 16,384"),
-    (f"{PM} --steps 1000000000", "steps must be an integer from 0 to 100,000"),
-    (PM.replace("--depths 2,4", "--depths 2,400000000"), "depths must be a non-empty list of integers from 1 to 30,000"),
+    (f"{PM} --width 1000000000", "width must be a positive integer (at most 16,384)"),
+    (f"{PM} --steps 1000000000", "steps must be a non-negative integer (at most 100,000)"),
+    (PM.replace("--depths 2,4", "--depths 2,400000000"), "depths must be a non-empty list of positive integers (each at most 30,000)"),
     ("runs --store {store} --limit 100000000000000000000000", "--limit must be positive and at most 1,000,000,000"),
 ]
 
