@@ -72,14 +72,16 @@ def counting_ctrl_c():
 
 
 @contextlib.contextmanager
-def users_code(what: str):
+def users_code(what: str, *, interrupts: bool = True):
     """Run the user's code ``what`` (a model factory, the network it built, a callback). A
     ``SystemExit`` it raises becomes `UserCodeExit` (one line, exit 2), never an exit status of its
-    own; so does a ``KeyboardInterrupt`` it raised itself: one during which no SIGINT arrived while
-    `counting_ctrl_c` counted them. A real Ctrl-C, SIGTERM (a KeyboardInterrupt subclass), and every
-    KeyboardInterrupt where SIGINTs are not counted (a notebook, a library caller, a worker process)
-    propagate as they are: there a KeyboardInterrupt cannot be told apart from Ctrl-C."""
-    before = _CtrlC.seen if _CtrlC.counting else None
+    own; so does (with ``interrupts``) a ``KeyboardInterrupt`` it raised itself: one during which no
+    SIGINT arrived while `counting_ctrl_c` counted them. A real Ctrl-C, SIGTERM (a KeyboardInterrupt
+    subclass), and every KeyboardInterrupt where SIGINTs are not counted (a notebook, a library
+    caller, a worker process) propagate as they are: there it cannot be told apart from Ctrl-C.
+    ``interrupts=False`` (around training, where depthlab's own code runs between the user's)
+    leaves every KeyboardInterrupt an interrupt."""
+    before = _CtrlC.seen if _CtrlC.counting and interrupts else None
     try:
         yield
     except SystemExit as exc:

@@ -35,7 +35,7 @@ def run_safely(config: TrainConfig, data: Dataset, *, monitor: Monitor | None = 
     in a factory's network or a callback)."""
     started = time.perf_counter()
     try:
-        with users_code(f"training {config.model_name}"):   # its network (a factory's) or a callback
+        with users_code(f"training {config.model_name}", interrupts=False):   # its network, or a callback
             result = train(config, data, monitor=monitor, on_epoch=on_epoch, on_step=on_step, **(train_options or {}))
         if extras is not None and result.status == RunStatus.DONE:
             result.extras = extras(result.model)
