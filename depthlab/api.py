@@ -101,6 +101,10 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
     except TypeError as exc:
         raise ConfigError(f"frontier(): {exc}".replace("__init__() ", "")) from None
     config.validate_models(names)
+    for model in names:   # a factory that ends the process is refused before the data and the store
+        if isinstance(model, ModelFactory):
+            depth = min(config.depths or (config.step_for(model),))
+            _check_factory_builds(config.trial_config(model, depth, config.lrs[0], config.seed))
     if data is None:
         data = load_dataset(config.dataset, data_dir)
     with _opened(store) as opened, _bar(progress, "frontier", "trial") as bar:

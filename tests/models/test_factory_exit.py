@@ -91,6 +91,8 @@ def test_the_api_refuses_an_exiting_factory_before_the_store_is_opened(nets, tmp
     config = TrainConfig(model=factory, model_args={"depth": 1}, epochs=1, train_size=100, device="cpu")
     with pytest.raises(UserCodeExit, match=r"nets.exits\(depth=1\) called sys.exit\(5\)"):
         depthlab.train(config, store=tmp_path / "s.db", data_dir=data_root, progress=False)
+    with pytest.raises(UserCodeExit, match=r"nets.exits\(depth=1\) called sys.exit\(5\)"):
+        depthlab.frontier(factory, store=tmp_path / "s.db", data_dir=data_root, progress=False, max_depth=2)
     assert not (tmp_path / "s.db").exists()
 
 
