@@ -20,12 +20,12 @@ import os
 from typing import Any, Callable
 
 from .data.dataset import Dataset
-from .data.registry import load_dataset
+from .data.registry import check_dataset_name, load_dataset
 from .engine.config import TrainConfig
 from .errors import ConfigError
 from .depth_frontier.protocol import FrontierConfig
 from .depth_frontier.search import FrontierResult, find_frontiers
-from .models import CLASSIC_PRESETS, PRESETS, as_model
+from .models import CLASSIC_PRESETS, PRESETS, ModelFactory, as_model
 from .records.record import RunResult
 from .store.sqlite import Store, checkpoint_dir_for, remove_if_empty
 from .sweep.executors import ExecutorSpec
@@ -54,6 +54,7 @@ def train(config: TrainConfig, data: Dataset | None = None, *, store: str | os.P
     from .sweep.runner import run_recorded
 
     on_step, on_epoch = options.pop("on_step", None), options.pop("on_epoch", None)
+    _check_factory_builds(config)
     with opened_store(store) as opened, _bar(progress, f"{config.model_name}", "step") as bar:
         folder = checkpoint_dir_for(opened.path) if opened is not None else None
         saved = checkpoint_file(folder, config)
@@ -118,6 +119,10 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
         raise ConfigError(f"frontier(): {exc}".replace("__init__() ", "")) from None
     config.validate()
     config.validate_models(names)
+    for model in names:   # a factory that ends the process is refused before the data and the store
+        if isinstance(model, ModelFactory):
+            depth = min(config.depths or (config.step_for(model),))
+            _check_factory_builds(config.trial_config(model, depth, config.lrs[0], config.seed))
     spec = _executor_spec(workers, threads, executor)
     if data is None:
         data = load_dataset(config.dataset, data_dir)
@@ -128,6 +133,25 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
                 bar.set_postfix_str(line[:60], refresh=False)
 
         return run_frontier(names, config, store, data, spec, data_dir=data_dir, log=log)
+
+
+def _check_factory_builds(config: TrainConfig) -> None:
+    """Build a factory's network once before any store is opened, as the command line does: one that
+    tries to end the process (`errors.UserCodeExit`) is refused with nothing recorded. Any other
+    failure is left to the run, which records it ``failed`` with its reason."""
+    if not isinstance(config.model, ModelFactory):
+        return
+    import torch
+
+    config.validate()
+
+    from .models import FactoryError, create_model
+
+    try:
+        with torch.random.fork_rng(devices=[]):   # the caller's random state is left as it was
+            create_model(config.model, check_dataset_name(config.dataset).input_shape, 10, **config.model_args)
+    except FactoryError:
+        pass
 
 
 def run_frontier(names: list, config: FrontierConfig, store: str | os.PathLike | Store | None, data: Dataset,

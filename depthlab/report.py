@@ -50,9 +50,12 @@ def check_output_dir(folder: str | os.PathLike) -> Path:
 OWNER_FILE = ".depthlab-command"  # which command's results a folder holds
 
 
-def check_output_owner(folder: str | os.PathLike, command: str, force: bool = False) -> None:
+def check_output_owner(folder: str | os.PathLike, command: str, force: bool = False, *,
+                       own: Iterable[str | os.PathLike] = ()) -> None:
     """Refuse (unless ``force``) to write ``command``'s results into a folder that already holds
-    another command's (as its `OWNER_FILE` says); creates nothing."""
+    another command's (as its `OWNER_FILE` says), or into an existing folder depthlab never marked
+    that holds anything but ``own`` (the command's store and its companion files): those are the
+    user's files, and a result written there could replace one of them. Creates nothing."""
     marker = Path(folder) / OWNER_FILE
     try:
         owner = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
@@ -61,6 +64,31 @@ def check_output_owner(folder: str | os.PathLike, command: str, force: bool = Fa
     if owner and owner != command and not force:
         raise ConfigError(f"output folder {folder} already holds the results of `depthlab {owner}`; "
                           f"write `{command}` elsewhere (--out) or pass --force")
+    if owner or force:
+        return
+    foreign = sorted(set(_entries(Path(folder))) - {name for path in own for name in _companions(Path(path), folder)})
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConfigError(f"output folder {folder} holds files depthlab did not write ({shown}); write `{command}` "
+                          "elsewhere (--out) or pass --force to write into it")
+
+
+def _entries(folder: Path) -> list[str]:
+    """The names in ``folder`` (none if it does not exist or cannot be listed)."""
+    try:
+        return [entry.name for entry in folder.iterdir()]
+    except OSError:
+        return []
+
+
+def _companions(store: Path, folder: str | os.PathLike) -> list[str]:
+    """The names, in ``folder``, of a store's file and the files depthlab keeps beside it."""
+    try:
+        if store.resolve().parent != Path(folder).resolve():
+            return []
+    except OSError:
+        return []
+    return [store.name + suffix for suffix in ("", "-wal", "-shm", "-journal", "-checkpoints")]
 
 
 def mark_output_dir(folder: Path, command: str) -> Path:

@@ -30,6 +30,8 @@ import numpy as np
 
 from .errors import ConfigError
 
+MAX_VARIANCE = 100.0  # sigma_w^2 and sigma_b^2: beyond it tanh's Gaussian integrals overflow
+
 
 Array = np.ndarray
 

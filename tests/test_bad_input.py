@@ -387,6 +387,37 @@ CASES += [
     (f"{P} --width 1e6", "more than the"),
 ]
 
+CASES += [  # issue 29: every numeric flag bounded (each of these ran on, or was an internal error, before)
+    (f"{DG} --steps 1000000000", "--steps must be at most 100,000, got 1,000,000,000"),
+    (f"{DG} --every 5", "--every must be at most --steps (2), got 5"),
+    (f"{DG} --compare-depths 3,3000000000", "--compare-depths must be at most 30,000"),
+    (f"{LF} --steps 1000000000", "--steps must be at most 100,000, got 1,000,000,000"),
+    (f"{LF} --max-lr 1e300", "--max-lr must be at most 1e+06"),
+    (f"{LF} --diverge 1e300", "--diverge must be larger than 1 and at most 1e+06"),
+    (f"{T} --weight-decay 1e300", "weight decay must be at most 1000, got 1e+300"),
+    (f"{LS} --weight-decay 1e4", "weight decay must be at most 1000"),
+    (f"{AB} --l2 1e300", "weight decay must be at most 1000"),
+    (f"{T} --width 1e300", "width multiplier must be at most 1e+06"),
+    (f"{T} --width 1e5", "more than the"),   # the width's working bound: the memory estimate
+    ("summary cnn-tanh --width 1e6", "more than the"),   # was an internal error (it built the net)
+    (f"{F} --lrs 0.1,1e300", "learning rates must be at most 1e+06, got 1e+300"),
+    (f"{F} --cpus-per-trial 1e300", "--cpus-per-trial must be at most 1024"),
+    (f"{F} --executor ray --gpus-per-trial 1000", "--gpus-per-trial at most 64"),
+    ("theory --sigma-b2 1e300", "--sigma-b2 must be at most 100"),
+    ("theory --sigma-w2 1,1e300", "values must be at most 100"),
+    ("theory --width inf", "--width must be positive"),
+    ("theory --check-depth -5", "--check-depth must be a multiple of 3 and at least 6, got -5"),
+    ("theory --check-widths 1,1e300", "bad --check-widths '1,1e300': values must be at most 64"),
+    (f"{P} --sigma-b2 1e300", "--sigma-b2 must be at most 100"),
+    (f"{P} --sigma-w2 1,1e300", "values must be at most 100"),
+    (f"{P} --refine 1000000000", "--refine must be from 0 to 10, got 1000000000"),
+    (f"{P} --width 1e300", "width multiplier must be at most 1e+06"),
+    (f"{PM} --width 1000000000", "width must be a positive integer (at most 16,384)"),
+    (f"{PM} --steps 1000000000", "steps must be a non-negative integer (at most 100,000)"),
+    (PM.replace("--depths 2,4", "--depths 2,400000000"), "depths must be a non-empty list of positive integers (each at most 30,000)"),
+    ("runs --store {store} --limit 100000000000000000000000", "--limit must be positive and at most 1,000,000,000"),
+]
+
 # Commands that take --store / --data-dir / --out; the defaults below are added unless a case sets them.
 CASES += [  # your own model and data (issue 21)
     ("train --model-file {nofolder}/nets.py:build --depth 3", "cannot read model file"),
@@ -396,6 +427,14 @@ CASES += [  # your own model and data (issue 21)
     (F + " --model-file {text}", "SyntaxError"),
     ("summary --model-file {text}", "SyntaxError"),
     (T + " --dataset npz:{nofolder}/d.npz", "no such file"),
+    # the npz attacks of issue 29: one line before the store is opened (no `failed` row, no MemoryError, no abort)
+    (T + " --dataset npz:{npz_empty}", "empty file (0 bytes), not an .npz file"),
+    (T + " --dataset npz:{npz_labels}", "labels must be 0 .. K-1 with at most 100,000 classes"),
+    (T + " --dataset npz:{npz_huge}", "more than the 2.00 GiB an npz dataset may hold"),
+    (F + " --dataset npz:{npz_labels}", "labels must be 0 .. K-1 with at most 100,000 classes"),
+    (F + " --dataset npz:{npz_empty}", "empty file (0 bytes)"),
+    ("diagnose cnn-tanh --depth 3 --steps 2 --device cpu --dataset npz:{npz_huge}", "nothing was read"),
+    ("lr-find cnn-tanh --depth 3 --steps 10 --device cpu --dataset npz:{npz_labels}", "at most 100,000 classes"),
     ("diagnose --model-file {text}", "SyntaxError"),
     ("diagnose cnn-tanh --model-file {nets}", "not both"),
     ("diagnose --steps 1", "give a MODEL"),
@@ -491,7 +530,31 @@ def bad_files(tmp_path_factory, data_root):
     files["nets"].write_text(NETS)
     files["dir"] = root / "a-folder"
     files["dir"].mkdir()
+    _write_bad_npz_files(root, files)
     return files
+
+
+def _write_bad_npz_files(root: Path, files: dict) -> None:
+    """The npz attacks of issue 29: an empty file, labels of 2**40, headers declaring 10**9 images."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    good = dict(x_train=np.zeros((20, 28, 28), np.uint8), y_train=np.arange(20) % 2,
+                x_test=np.zeros((4, 28, 28), np.uint8), y_test=np.arange(4) % 2)
+    files["npz_empty"] = root / "empty.npz"
+    files["npz_empty"].write_bytes(b"")
+    files["npz_labels"] = root / "labels.npz"
+    np.savez(files["npz_labels"], **{**good, "y_train": np.full(20, 2**40)})
+    files["npz_huge"] = root / "huge.npz"
+    with zipfile.ZipFile(files["npz_huge"], "w") as z:
+        for key, value in good.items():
+            shape = (10**9, *value.shape[1:]) if key.endswith("train") else value.shape
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {"shape": shape, "fortran_order": False,
+                                                          "descr": np.lib.format.dtype_to_descr(value.dtype)})
+            z.writestr(f"{key}.npy", header.getvalue() + value.tobytes())
 
 
 def _fill(text: str, values: dict) -> list[str]:

@@ -36,10 +36,13 @@ from ..data import Dataset, check_dataset_name, load_dataset, subset_indices
 from ..errors import ConfigError
 from ..report import data_frame
 from ..models import make_activation
+from ..models.mlp import MAX_MLP_WIDTH
 from ..records.record import RunStatus
 from ..store import Store
 from ..sweep.runner import FINGERPRINT_KEY, recorded_on
-from ..theory import TRAINABLE_DEPTH_FACTOR, mean_field_point
+from ..theory import MAX_VARIANCE, TRAINABLE_DEPTH_FACTOR, mean_field_point
+from ..engine.config import MAX_LR, MAX_SEED, MAX_STEPS
+from ..engine.memory import MAX_DEPTH
 
 KIND = "mlp-phase"
 PROTOCOL_VERSION = 1  # bump when a change alters what a stored cell means
@@ -76,18 +79,23 @@ class PhaseGridConfig:
         make_activation(self.act)
         check_dataset_name(self.dataset)
         for name, ok, what in [
-            ("width", _is_int(self.width) and self.width > 0, "a positive integer"),
+            ("width", _is_int(self.width) and 0 < self.width <= MAX_MLP_WIDTH,
+             f"a positive integer (at most {MAX_MLP_WIDTH:,})"),
             ("batch_size", _is_int(self.batch_size) and self.batch_size > 0, "a positive integer"),
-            ("steps", _is_int(self.steps) and self.steps >= 0, "a non-negative integer"),
-            ("seed", _is_int(self.seed), "an integer"),
+            ("steps", _is_int(self.steps) and 0 <= self.steps <= MAX_STEPS,
+             f"a non-negative integer (at most {MAX_STEPS:,})"),
+            ("seed", _is_int(self.seed) and 0 <= self.seed <= MAX_SEED, "an integer in [0, 2**63 - 1]"),
             ("train_size", self.train_size is None or _is_int(self.train_size) and self.train_size > 0,
              "a positive integer or None"),
-            ("sigma_b2", _is_number(self.sigma_b2) and self.sigma_b2 >= 0, "a finite non-negative number"),
-            ("lr", _is_number(self.lr) and self.lr > 0, "a finite positive number"),
+            ("sigma_b2", _is_number(self.sigma_b2) and 0 <= self.sigma_b2 <= MAX_VARIANCE,
+             f"a finite non-negative number (at most {MAX_VARIANCE:g})"),
+            ("lr", _is_number(self.lr) and 0 < self.lr <= MAX_LR, f"a finite positive number (at most {MAX_LR:g})"),
             ("sigma_w2s", isinstance(self.sigma_w2s, tuple) and len(self.sigma_w2s) > 0
-             and all(_is_number(s) and s > 0 for s in self.sigma_w2s), "a non-empty list of positive numbers"),
+             and all(_is_number(s) and 0 < s <= MAX_VARIANCE for s in self.sigma_w2s),
+             f"a non-empty list of positive numbers (each at most {MAX_VARIANCE:g})"),
             ("depths", isinstance(self.depths, tuple) and len(self.depths) > 0
-             and all(_is_int(d) and d > 0 for d in self.depths), "a non-empty list of positive integers"),
+             and all(_is_int(d) and 0 < d <= MAX_DEPTH for d in self.depths),
+             f"a non-empty list of positive integers (each at most {MAX_DEPTH:,})"),
         ]:
             if not ok:
                 raise ConfigError(f"{name} must be {what}, got {getattr(self, name)!r}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, counting_ctrl_c
 
 # The names callers imported from here before `depthlab.cli.options` existed: `executor_options`
 # here is the old one (separate parameters, for `executor_spec`); commands use
@@ -103,14 +103,15 @@ def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, d
 def output_folder(out: str | None, store_path: str | None, default: str | None = None) -> str:
     """Check (creating nothing) the folder this command writes to: ``--out``, else
     `report.default_output_dir` of its store and ``default`` (the command's name); a folder that
-    holds another command's results is refused without ``--force``. Returns the folder."""
+    holds another command's results, or files depthlab did not write (a folder it never marked,
+    holding more than the command's store), is refused without ``--force``. Returns the folder."""
     from ..report import check_output_dir, check_output_owner, default_output_dir
 
     ctx = click.get_current_context()
     command = ctx.command.name
     folder = out or default_output_dir(store_path, default or command)
     check_output_dir(folder)
-    check_output_owner(folder, command, force=bool(ctx.params.get("force")))
+    check_output_owner(folder, command, force=bool(ctx.params.get("force")), own=[store_path] if store_path else [])
     return folder
 
 
@@ -206,7 +207,7 @@ def _sigterm_unwinds():
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
     try:
-        with _sigterm_unwinds():
+        with _sigterm_unwinds(), counting_ctrl_c():
             rv = cli.main(args=argv, prog_name="depthlab", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except click.exceptions.NoArgsIsHelpError as exc:  # bare `depthlab train`

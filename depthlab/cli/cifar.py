@@ -9,7 +9,7 @@ import click
 
 from ..errors import ConfigError
 from ..records.record import RunStatus
-from .app import cli, echo_err, open_store
+from .app import cli, create_output_folder, echo_err, open_store, output_folder
 from .options import Values, data_options, option_group, run_options
 
 
@@ -97,14 +97,15 @@ def reproduce(name, recipe, data_opts, run, compile_model, checkpoint_dir, resum
     configs = [dataclasses.replace(c, precision=run.precision) for c in configs]
     pairs = [(lesson, dataclasses.replace(c, precision=run.precision)) for lesson, c in pairs]
     out = run.out
-    for folder in (out, checkpoint_dir):
-        if folder:
-            check_output_dir(folder)
+    if out:
+        output_folder(out, run.store_path)
+    if checkpoint_dir:
+        check_output_dir(checkpoint_dir)
     check_store_path(run.store_path)
     if resume:
         check_resumable(configs, checkpoint_dir)
     data = load_dataset(dataset, data_dir)  # bad data fails before any folder or store is created
-    folder = safe_output_dir(out) if out else None
+    folder = create_output_folder(out) if out else None
     ckpt = safe_output_dir(checkpoint_dir) if checkpoint_dir else None
     options = dict(out=folder, checkpoint_dir=ckpt, resume=resume, compile_model=compile_model,
                    rerun=rerun)

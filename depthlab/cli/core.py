@@ -11,9 +11,12 @@ from ..engine.device import DEFAULT_PRECISION
 from ..errors import ConfigError
 from ..records.record import RunStatus
 from ..report import classic_line, format_table, percent
-from .app import cli, log, open_store, progress_to_stderr, require_tensorboard, tensorboard_writer
+from .app import (cli, create_output_folder, log, open_store, output_folder, progress_to_stderr, require_tensorboard,
+                  tensorboard_writer)
 from .app import progress as progress_log
 from .options import data_options, model_options, run_options, train_options
+
+MAX_LIMIT = 10**9  # runs --limit (SQLite's LIMIT takes a 64-bit integer)
 
 
 @cli.command()
@@ -36,7 +39,6 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     from ..api import pinned_threads
     from ..api import train as train_and_record
     from ..engine.config import TrainConfig
-    from ..report import check_output_dir
     from ..store.sqlite import check_store_path
 
     model = model_opts.model(model, data_opts.dataset)
@@ -48,7 +50,7 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     config = pinned_threads(config)  # every core, recorded: part of the run's identity, as depthlab.train does
     store_path, out, as_json, tensorboard = run.store_path, run.out, run.as_json, run.tensorboard
     if out:
-        check_output_dir(out)
+        output_folder(out, store_path)
     check_store_path(store_path)
     require_tensorboard(tensorboard)
     data = load_dataset(config.dataset, data_opts.data_dir)
@@ -80,9 +82,9 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
                 click.echo(classic_line(e["epoch"], epochs, e["train_error"], e["test_error"], label))
     summary = {k: result[k] for k in ("config", "status", "epochs", "seconds", "reason", "test_error")}
     if out:
-        from ..report import safe_child, safe_output_dir, write_text_atomic
+        from ..report import safe_child, write_text_atomic
 
-        folder = safe_output_dir(out)
+        folder = create_output_folder(out)
         name = f"train-{config.model_name}-{config.hash()}.json"
         write_text_atomic(safe_child(folder, name), json.dumps(summary, indent=2))
     if as_json:
@@ -189,8 +191,8 @@ def runs(store_path, limit, status, as_json, snapshot_path, force):
         return
     if force:
         raise ConfigError("--force only goes with --snapshot DEST")
-    if limit is not None and limit <= 0:
-        raise ConfigError(f"--limit must be positive, got {limit}")
+    if limit is not None and not 0 < limit <= MAX_LIMIT:
+        raise ConfigError(f"--limit must be positive and at most {MAX_LIMIT:,}, got {limit:,}")
     if status is not None and status not in (RunStatus.RUNNING, "interrupted", *FINISHED):
         raise ConfigError(f"unknown status {status!r}; choose one of: running, interrupted, {', '.join(FINISHED)}")
     with Store(store_path, reading=True) as store:
@@ -257,6 +259,13 @@ def summary(model, model_opts, data_opts):
     if not isinstance(model, str):   # a factory: at its smallest depth unless --depth says otherwise
         overrides.setdefault("depth", model.depth_step)
     info = check_dataset_name(data_opts.dataset_for(model))
+    if isinstance(model, str):   # a net too large to build is refused with its estimate, as train refuses it
+        import torch
+
+        from ..engine.memory import check_memory
+        from ..models import resolve_model
+
+        check_memory(model, resolve_model(model, **overrides)[1], tuple(info.input_shape), 1, torch.device("cpu"))
     net = create_model(model, info.input_shape, 10, **overrides)
     rows = layer_summary(net, info.input_shape)
     click.echo(f"{'Layer':28} {'Type':12} {'Output shape':18} {'Param #':>10}")

@@ -39,7 +39,8 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     during training, a layer x step heatmap, and a vanishing/exploding/healthy verdict."""
     from ..analysis import diagnostics
     from ..data.registry import check_dataset_name, load_dataset
-    from ..engine.config import TrainConfig
+    from ..engine.config import MAX_STEPS, TrainConfig
+    from ..engine.memory import MAX_DEPTH
     from ..models import default_dataset, model_config
     from ..report import format_table, safe_child, save_figure, write_text_atomic
     from .theory_args import parse_int_list
@@ -55,8 +56,12 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     k = model_config(model, **overrides).get("depth")
     if steps < 0:
         raise ConfigError(f"--steps must be >= 0, got {steps}")
+    if steps > MAX_STEPS:
+        raise ConfigError(f"--steps must be at most {MAX_STEPS:,}, got {steps:,}")
     if every is not None and every <= 0:
         raise ConfigError(f"--every must be positive, got {every}")
+    if every is not None and every > max(steps, 1):
+        raise ConfigError(f"--every must be at most --steps ({steps:,}), got {every:,}")
     every = every or max(1, steps // 10)
     if train_size is not None and train_size <= 0:
         raise ConfigError(f"--train-size must be positive, got {train_size}")
@@ -65,6 +70,8 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     if compare_depths:
         depths = parse_int_list(compare_depths, "--compare-depths")
         for d in depths:
+            if d > MAX_DEPTH:
+                raise ConfigError(f"--compare-depths must be at most {MAX_DEPTH:,}, got {d:,}")
             model_config(model, **{**overrides, "depth": d})
             if not isinstance(model, str) and (error := _build_error(model, overrides, d, info.input_shape)):
                 raise ConfigError(f"--compare-depths {d}: {error}")

@@ -312,7 +312,7 @@ def run_options(f=None, *, take=RUN_OPTIONS, out_help: str = "Folder for tables,
     chosen = [every[name] for name in RUN_OPTIONS if name in take]
     if "out" in take:
         chosen.append(click.option("--force", is_flag=True,
-                                   help="Write into an --out folder that holds another command's results."))
+                                   help="Write into an --out folder that holds another command's results or files depthlab did not write."))
     return option_group("run", RunOptions, *chosen)(f)
 
 

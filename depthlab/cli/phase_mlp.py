@@ -8,7 +8,7 @@ import json
 import click
 
 from ..errors import ConfigError
-from .app import log
+from .app import create_output_folder, log, output_folder
 from .options import Values
 
 DEFAULT_OUT = "depthlab-out/phase-mlp"
@@ -50,7 +50,6 @@ def phase_mlp(grid: Values, budget: Values, data_dir, run) -> None:
                                              write_phase_outputs)
     from ..data.registry import load_dataset
     from ..engine.device import check_precision, resolve_device
-    from ..report import check_output_dir, safe_output_dir
     from ..store.sqlite import Store, check_store_path
 
     config = mlp_grid_config(grid, budget, run.seed)
@@ -62,10 +61,10 @@ def phase_mlp(grid: Values, budget: Values, data_dir, run) -> None:
     if run.precision != "fp32":
         raise ConfigError("--family mlp trains in fp32 only (the classic protocol)")
     out = run.out or DEFAULT_OUT
-    check_output_dir(out)
+    output_folder(out, run.store_path)
     check_store_path(run.store_path)
     data = load_dataset(config.dataset, data_dir)
-    folder = safe_output_dir(out)
+    folder = create_output_folder(out)
 
     def progress(p: dict) -> None:
         accs = " ".join(f"{a:.2f}" for a in p["accuracies"])

@@ -10,12 +10,14 @@ import click
 
 from ..errors import ConfigError
 from ..depth_frontier.protocol import GRID_GRAMMAR, FrontierConfig, parse_lrs
-from .app import cli, log
+from .app import cli, create_output_folder, log, output_folder
 from .options import Values, option_from_field, option_group, run_options
 from .theory_args import check_theory_args, parse_float_grid, parse_int_list
 
 
 MAX_CHECK_DEPTH = 3_000  # theory --check-widths builds real nets of --check-depth layers
+MAX_CHECK_WIDTH = 64  # theory --check-widths builds real nets: 16 x 64 = 1,024 channels in the last stage
+MAX_REFINE = 10  # phase --refine: bisection rounds between a trainable and an untrainable depth
 
 
 def _fmt(value) -> str:
@@ -32,7 +34,7 @@ def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: i
     the folder written to (None without ``out``)."""
     from .. import theory
     from ..analysis.phase import MEASUREMENT_COLUMNS, measurement_rows, plot_phase_diagram
-    from ..report import safe_child, safe_output_dir, save_figure, write_csv, write_text_atomic
+    from ..report import safe_child, save_figure, write_csv, write_text_atomic
 
     points = theory.phase_grid(act, sigma_b2, sigma_w2s)
     critical = theory.critical_sigma_w2(act, sigma_b2)
@@ -44,7 +46,7 @@ def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: i
     if measured:
         summary["measured"] = [m.to_json() for m in measured]
     if out:
-        folder = safe_output_dir(out)
+        folder = create_output_folder(out)
         stem = f"theory-{act}-b{sigma_b2:g}"
         headers = ["sigma_w2", "q_star", "chi_1", "c_star", "chi_c", "xi", "max_depth", "phase"]
         write_csv(safe_child(folder, f"{stem}.csv"), headers,
@@ -122,9 +124,11 @@ def _emit(summary: dict, folder: str | None, as_json: bool) -> None:
               help="Depth of the nets --check-widths builds (6 to 3,000).")
 @click.option("--data-dir", default=None, help="Data root for --check-widths.")
 @click.option("--out", default=None, help="Folder for the table, JSON and phase diagram.")
+@click.option("--force", is_flag=True,
+              help="Write into an --out folder that holds another command's results or files depthlab did not write.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width, check_widths, check_depth, data_dir,
-           out, as_json):
+           out, force, as_json):
     """Mean-field predictions for a plain net: q*, chi_1, correlation depth xi and the
     trainable depth 6 xi over a sigma_w2 grid, the critical sigma_w2, and a phase diagram."""
     from ..analysis.phase import measurements_from_store, read_measurements_csv
@@ -138,8 +142,12 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
 
     if depth is not None and depth > MAX_DEPTH:
         raise ConfigError(f"--depth must be at most {MAX_DEPTH:,}, got {depth:,}")
-    if width is not None and not width > 0:
+    if width is not None and not (math.isfinite(width) and width > 0):
         raise ConfigError(f"--width must be positive, got {width}")
+    if check_depth < 6 or check_depth % 3:
+        raise ConfigError(f"--check-depth must be a multiple of 3 and at least 6, got {check_depth}")
+    if out:
+        output_folder(out, store_path)   # checked before anything is computed or written
     measured = []
     if measured_csv:
         measured += read_measurements_csv(measured_csv)
@@ -147,9 +155,7 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
         check_store_path(store_path, must_exist=True)
         with Store(store_path, reading=True) as store:
             measured += measurements_from_store(store, act, sigma_b2, width=width)
-    widths = parse_float_grid(check_widths, "--check-widths", "width") if check_widths else []
-    if widths and (check_depth < 6 or check_depth % 3):
-        raise ConfigError(f"--check-depth must be a multiple of 3 and at least 6, got {check_depth}")
+    widths = parse_float_grid(check_widths, "--check-widths", "width", upper=MAX_CHECK_WIDTH) if check_widths else []
     if check_depth > MAX_CHECK_DEPTH:  # it builds real nets of that depth, several per width
         raise ConfigError(f"--check-depth must be at most {MAX_CHECK_DEPTH:,}, got {check_depth:,}")
     summary, folder = theory_report(act, sigma_b2, sigma_w2s, depth=depth, measured=measured, out=out)
@@ -267,26 +273,25 @@ def phase(grid, budget, data_dir, run):
     seed, device, store_path, out, as_json = run.seed, run.device, run.store_path, run.out, run.as_json
     from ..analysis.phase import measure_phase, phase_configs
     from ..data.registry import load_dataset
-    from ..report import check_output_dir
     from ..store.sqlite import Store, check_store_path
 
     check_theory_args(act, sigma_b2)
     sigma_w2s = parse_float_grid(sigma_w2_text)
     ladder = parse_int_list(depths_text, "--depths")
     lrs = list(parse_lrs(lrs_text))
-    if refine < 0:
-        raise ConfigError(f"--refine must be >= 0, got {refine}")
+    if not 0 <= refine <= MAX_REFINE:
+        raise ConfigError(f"--refine must be from 0 to {MAX_REFINE}, got {refine}")
     if not 0 < threshold < 1:
         raise ConfigError(f"--threshold must be in (0, 1), got {threshold}")
     if not width > 0:
-        raise ConfigError(f"--width must be positive, got {width}")
+        raise ConfigError(f"--width must be positive, got {width}")   # its upper bound: the model's (StagesSpec)
     if epochs <= 0 or train_size <= 0 or test_size <= 0:
         raise ConfigError("--epochs, --train-size and --test-size must be positive")
     phase_configs(act, sigma_b2, sigma_w2s, ladder, lrs, width=width, epochs=epochs, train_size=train_size,
                   test_size=test_size, threshold=threshold, seed=seed, device=device,
                   precision=run.precision)  # every trial, before the store
     if out:
-        check_output_dir(out)
+        output_folder(out, store_path)
     check_store_path(store_path)
     data = load_dataset("mnist", data_dir)
     from ..engine.config import SWEEP_THREADS

@@ -8,15 +8,21 @@ import math
 
 from ..depth_frontier.protocol import parse_grid
 from ..errors import ConfigError
+from ..theory import MAX_VARIANCE
 
 
 ACTS = ("tanh", "relu", "elu")
 MAX_GRID = 100_000  # a sigma_w2 range with more points is a typo (and would not fit in memory)
 
 
-def parse_float_grid(text: str, what: str = "--sigma-w2", noun: str = "sigma_w2 value") -> list[float]:
-    """A sigma_w2 (or width) grid, in the grammar of every grid option (`parse_grid`)."""
-    return list(parse_grid(text, what, noun, max_count=MAX_GRID))
+def parse_float_grid(text: str, what: str = "--sigma-w2", noun: str = "sigma_w2 value", *,
+                     upper: float = MAX_VARIANCE) -> list[float]:
+    """A sigma_w2 (or width) grid, in the grammar of every grid option (`parse_grid`), each value at
+    most ``upper``."""
+    values = list(parse_grid(text, what, noun, max_count=MAX_GRID))
+    if max(values) > upper:
+        raise ConfigError(f"bad {what} {text!r}: values must be at most {upper:g}")
+    return values
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
@@ -36,3 +42,5 @@ def check_theory_args(act: str, sigma_b2: float) -> None:
         raise ConfigError(f"unknown activation {act!r}; choose one of: {', '.join(ACTS)}")
     if not math.isfinite(sigma_b2) or sigma_b2 < 0:
         raise ConfigError(f"--sigma-b2 must be a finite non-negative number, got {sigma_b2}")
+    if sigma_b2 > MAX_VARIANCE:
+        raise ConfigError(f"--sigma-b2 must be at most {MAX_VARIANCE:g}, got {sigma_b2:g}")

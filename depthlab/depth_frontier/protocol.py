@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 from ..data.registry import check_dataset_name
-from ..engine.config import BOUNDS, MAX_SEEDS, TrainConfig
+from ..engine.config import BOUNDS, MAX_LR, MAX_SEEDS, TrainConfig
 from ..engine.memory import MAX_DEPTH
 from ..engine.device import DEFAULT_PRECISION, PRECISIONS
 from ..errors import ConfigError
@@ -123,6 +123,8 @@ class FrontierConfig:
         for lr in self.lrs:
             if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
                 raise ConfigError(f"learning rates must be positive, got {lr}")
+            if lr > MAX_LR:
+                raise ConfigError(f"learning rates must be at most {MAX_LR:g}, got {lr:g}")
         if len(set(self.lrs)) != len(self.lrs):
             raise ConfigError("the learning-rate grid has duplicates")
         if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1):

@@ -35,6 +35,8 @@ MAX_SEED = 2**63 - 1
 # 2026-12-06 it was N+1, and those runs, hashed without this, are not reused as runs of this rule).
 PATIENCE_RULE = "stop-after-n"
 MAX_LR = 1e6
+MAX_WEIGHT_DECAY = 1e3
+MAX_STEPS = 100_000  # mini-batches of a step-counted measurement (diagnose, lr-find, phase --family mlp)
 MAX_FOLDS = 1_000
 MAX_SEEDS = 1_000  # seeds per cell of a sweep (frontier --seeds, ablate --seeds)
 
@@ -125,6 +127,8 @@ class TrainConfig:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"weight decay must be non-negative, got {self.weight_decay}")
+        if self.weight_decay > MAX_WEIGHT_DECAY:
+            raise ConfigError(f"weight decay must be at most {MAX_WEIGHT_DECAY:g}, got {self.weight_decay:g}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         if self.eval_split not in EVAL_SPLITS:

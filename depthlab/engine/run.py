@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 
 from ..data.dataset import Dataset
-from ..errors import UserError
+from ..errors import UserError, users_code
 from ..records.record import Monitor, RunResult, RunStatus
 from .config import TrainConfig
 from .device import resolve_device
@@ -31,10 +31,12 @@ def run_safely(config: TrainConfig, data: Dataset, *, monitor: Monitor | None = 
     """Train ``config`` and return its result (for a finished run with ``extras``, with
     ``extras=extras(model)``; without the model, so that it travels light from a worker). An
     exception is returned as a failed result; a `UserError` is passed to ``on_user_error`` and
-    re-raised."""
+    re-raised, as is user code that tries to end the process (`errors.users_code`: ``sys.exit``
+    in a factory's network or a callback)."""
     started = time.perf_counter()
     try:
-        result = train(config, data, monitor=monitor, on_epoch=on_epoch, on_step=on_step, **(train_options or {}))
+        with users_code(f"training {config.model_name}", interrupts=False):   # its network, or a callback
+            result = train(config, data, monitor=monitor, on_epoch=on_epoch, on_step=on_step, **(train_options or {}))
         if extras is not None and result.status == RunStatus.DONE:
             result.extras = extras(result.model)
         result.model = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.dataset import Dataset
-from ..engine.config import TrainConfig
+from ..engine.config import MAX_LR, MAX_STEPS, TrainConfig
 from ..engine.device import precision_scope
 from ..engine.setup import forward_backward, make_optimizer, set_up
 from ..errors import ConfigError
@@ -70,6 +70,8 @@ class LRFindResult:
                     [Curve("smoothed loss", self.lrs, self.smoothed), Curve("loss", self.lrs, self.losses)],
                     log_x=True, xlabel="learning rate", marks=marks, ylim=ylim)
 
+MAX_DIVERGE = 1e6  # --diverge: the loss may grow by this factor over its minimum before the test stops
+
 
 def check_lr_range(min_lr: float, max_lr: float, steps: int, smoothing: float, diverge: float,
                    burn_in: int | None = None) -> None:
@@ -77,12 +79,16 @@ def check_lr_range(min_lr: float, max_lr: float, steps: int, smoothing: float, d
         raise ConfigError(f"--min-lr must be positive, got {min_lr}")
     if not (math.isfinite(max_lr) and max_lr > min_lr):
         raise ConfigError(f"--max-lr must be larger than --min-lr, got min {min_lr:g} >= max {max_lr:g}")
+    if max_lr > MAX_LR:
+        raise ConfigError(f"--max-lr must be at most {MAX_LR:g}, got {max_lr:g}")
     if not isinstance(steps, int) or steps < 10:
         raise ConfigError(f"--steps must be at least 10, got {steps}")
+    if steps > MAX_STEPS:
+        raise ConfigError(f"--steps must be at most {MAX_STEPS:,}, got {steps:,}")
     if not 0 <= smoothing < 1:
         raise ConfigError(f"--smoothing must be in [0, 1), got {smoothing}")
-    if not diverge > 1:
-        raise ConfigError(f"--diverge must be larger than 1, got {diverge}")
+    if not 1 < diverge <= MAX_DIVERGE:
+        raise ConfigError(f"--diverge must be larger than 1 and at most {MAX_DIVERGE:g}, got {diverge:g}")
     if burn_in is not None and not (isinstance(burn_in, int) and 0 <= burn_in <= steps // 2):
         raise ConfigError(f"--burn-in must be from 0 to half of --steps ({steps // 2}), got {burn_in}")
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UserCodeExit, users_code
 
 
 class FactoryError(Exception):
@@ -111,8 +111,9 @@ class ModelFactory:
     def build(self, depth: int, input_shape=(1, 28, 28), num_classes: int = 10, **params: Any) -> nn.Module:
         """Call the factory and check what it returns on a zero batch of ``input_shape``."""
         try:
-            model = self.load()(depth, **params)
-        except FactoryError:
+            with users_code(f"{self.name}(depth={depth})"):
+                model = self.load()(depth, **params)
+        except (FactoryError, UserCodeExit):
             raise
         except Exception as exc:
             raise FactoryError(f"{self.name}(depth={depth}) raised {type(exc).__name__}: {exc}"[:300]) from None
@@ -126,8 +127,10 @@ def check_outputs(model: nn.Module, name: str, depth: int, input_shape: tuple, n
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), users_code(f"{name}(depth={depth})'s network, on a batch of zeros,"):
             out = model(torch.zeros(2, *input_shape))
+    except UserCodeExit:
+        raise
     except Exception as exc:
         raise FactoryError(f"{name}(depth={depth}) fails on a batch of shape (N, {', '.join(map(str, input_shape))}): "
                            f"{type(exc).__name__}: {exc}"[:300]) from None
@@ -160,7 +163,10 @@ def _load(source: str, function: str, origin: str) -> Callable[..., nn.Module]:
     loader = _SourceLoader(source, origin)
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader, origin=origin))
     try:
-        loader.exec_module(module)
+        with users_code(f"{origin}, when loaded,"):
+            loader.exec_module(module)
+    except UserCodeExit:
+        raise
     except Exception as exc:
         raise ConfigError(f"{origin}: {type(exc).__name__}: {exc}"[:300]) from None
     fn = getattr(module, function, None)

@@ -30,6 +30,9 @@ NORMS = ("none", "bn")
 SKIPS = ("none", "post")
 
 
+MAX_MLP_WIDTH = 16_384  # hidden units: one hidden layer is then 268 million weights (1 GiB)
+
+
 def _positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{name} must be a positive integer for the mlp family, got {value!r}")
@@ -63,6 +66,9 @@ class MLPSpec:
     def validate(self) -> None:
         _positive_int("depth", self.depth)
         _positive_int("width", self.width)
+        if self.width > MAX_MLP_WIDTH:
+            raise ConfigError(f"width must be at most {MAX_MLP_WIDTH:,} hidden units for the mlp family, got "
+                              f"{self.width:,}")
         check_activation(self.act, self.init)
         if self.init != SUO:
             parse_init(self.init)

@@ -20,6 +20,10 @@ NORMS = ("none", "bn")
 SKIPS = ("none", "post", "rezero", "fixup")
 
 
+# The width's working bound is the memory estimate (engine/memory.py), which refuses 1e6 on any machine;
+# this one keeps the estimate's arithmetic finite.
+MAX_WIDTH = 1e6
+
 @dataclass(frozen=True)
 class StagesSpec:
     """Three stages of depth/3 3x3 convs (4, 8, 16 channels times ``width``), 2x2 average
@@ -54,6 +58,8 @@ class StagesSpec:
             raise ConfigError(f"heads must be 1 or 3, got {self.heads}")
         if not (isinstance(self.width, (int, float)) and math.isfinite(self.width) and self.width > 0):
             raise ConfigError(f"width multiplier must be a positive number, got {self.width}")
+        if self.width > MAX_WIDTH:
+            raise ConfigError(f"width multiplier must be at most {MAX_WIDTH:g}, got {self.width:g}")
 
     def channels(self) -> tuple[int, ...]:
         return tuple(max(1, round(c * self.width)) for c in STAGE_CHANNELS)

@@ -28,6 +28,8 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXECUTORS = ("local", "ray")
 MAX_WORKERS = 256  # local worker processes
 MAX_FUSE = 256     # members of one fused network
+MAX_CPUS_PER_TRIAL = 1024  # Ray resources one trial may ask for
+MAX_GPUS_PER_TRIAL = 64
 
 
 class Executor:
@@ -251,6 +253,9 @@ class ExecutorSpec:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a non-negative number, got {value}")
         if self.cpus_per_trial <= 0:
             raise ConfigError("--cpus-per-trial must be positive")
+        if self.cpus_per_trial > MAX_CPUS_PER_TRIAL or self.gpus_per_trial > MAX_GPUS_PER_TRIAL:
+            raise ConfigError(f"--cpus-per-trial must be at most {MAX_CPUS_PER_TRIAL} and --gpus-per-trial at most "
+                              f"{MAX_GPUS_PER_TRIAL}, got {self.cpus_per_trial:g} and {self.gpus_per_trial:g}")
         if self.kind == "local":
             if self.ray_address is not None:
                 raise ConfigError("--ray-address needs --executor ray")
