@@ -86,17 +86,17 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
     """The depth frontier of ``models``: a preset name, ``"all"`` (the eight classic presets),
     your own factory ``build(depth, **params)`` (a function or `ModelFactory`), or a list of
     these. ``fields`` are `FrontierConfig` fields (``max_depth=12, epochs=1, train_size=5000,
-    lrs=(0.01, 0.1), model_args={"width": 2}``; ``quick=True`` starts from
+    lrs=(0.01, 0.1), model_args={"width": 2}``; ``optimizers=("sgd", "adam")`` searches both, each
+    on its own grid, ``lrs={"adam": (1e-4, 1e-3)}`` sets one; ``quick=True`` starts from
     `FrontierConfig.quick`). A factory's depths are multiples of its ``depth_step`` (1 unless
     set), or of the field ``depth_step=N`` (any model). ``workers`` > 1 trains trials in that
     many worker processes; ``executor`` takes a `depthlab.sweep.ExecutorSpec` (e.g.
     ``ExecutorSpec(kind="ray")``). Returns a `FrontierResult`: ``.to_frame()``, ``.plot()``,
     ``.models``."""
     names = _models(models)
-    base = FrontierConfig.quick() if quick else FrontierConfig()
+    make = FrontierConfig.quick if quick else FrontierConfig
     try:
-        config = dataclasses.replace(base, **{k: tuple(v) if k in ("lrs", "depths") and v is not None else v
-                                              for k, v in fields.items()})
+        config = make(**{k: _as_tuples(v) if k in ("lrs", "depths", "optimizers") else v for k, v in fields.items()})
     except TypeError as exc:
         raise ConfigError(f"frontier(): {exc}".replace("__init__() ", "")) from None
     config.validate_models(names)
@@ -110,6 +110,16 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
 
         with _runner(workers, executor, config, opened, data, data_dir) as runner:
             return find_frontiers(names, config, opened, data, data_dir=data_dir, log=log, runner=runner)
+
+
+def _as_tuples(value: Any) -> Any:
+    """A grid field as `FrontierConfig` keeps it: lists become tuples (a mapping of optimizer to
+    grid, ``lrs={"adam": [1e-4, 1e-3]}``, keeps its keys); a name (``optimizers="adam"``) is a tuple of one."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, dict):
+        return {k: _as_tuples(v) for k, v in value.items()}
+    return tuple(value) if isinstance(value, (list, tuple, range)) else value
 
 
 def _models(models: Any) -> list:
@@ -145,7 +155,7 @@ def _runner(workers: int | None, executor, config: FrontierConfig, store: Store 
     spec.validate()
     checkpoints = checkpoint_dir_for(store.path) if store is not None else None
     with spec.create(config.device) as pool:
-        yield TrialRunner(pool, store, data, data_dir=data_dir, fuse=spec.fuse_for(config.device, len(config.lrs)),
+        yield TrialRunner(pool, store, data, data_dir=data_dir, fuse=spec.fuse_for(config.device, config.widest_grid()),
                           checkpoint_dir=checkpoints)
     if checkpoints is not None:
         remove_if_empty(checkpoints)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..report import new_axes, safe_child, save_figure
+from .protocol import lr_cell, optimizer_of
 from .search import FrontierResult, ModelFrontier
 
 
@@ -25,6 +26,12 @@ JSON_UNITS = {"error": "fraction (0.185 = 18.5%): the criterion error at the eva
               "capped": "true when every depth tried trains: the frontier is at least max_trainable_depth"}
 
 
+def table_headers(result: FrontierResult, headers: tuple[str, ...] = TABLE_HEADERS) -> tuple[str, ...]:
+    """A CSV's headers (``TABLE_HEADERS`` or ``DEPTH_HEADERS``), with a last column ``optimizer``
+    when the search names its optimizer (`FrontierConfig.names_optimizer`: not SGD alone)."""
+    return headers + ("optimizer",) if result.config.names_optimizer else headers
+
+
 def depth_cell(m: ModelFrontier) -> int | str | None:
     """The max trainable depth as a table shows it: ``9``, ``≥ 300 (cap)`` when the cap was reached."""
     if m.capped:
@@ -35,9 +42,21 @@ def depth_cell(m: ModelFrontier) -> int | str | None:
 def table_rows(result: FrontierResult) -> list[list]:
     """The CSV rows: errors and fractions as fractions; with ``--seeds auto`` the depth is the
     majority frontier with its band, ``66 [51–72]`` (every seed trains up to 51, some seed up to 72)."""
-    return [[m.model, m.label if m.label is not None else depth_cell(m), m.capped, m.lr, m.error,
-             m.first_failing_depth, m.fraction]
+    return [[m.model, m.label if m.label is not None else depth_cell(m), m.capped, _number(m.lr), m.error,
+             m.first_failing_depth, m.fraction] + _optimizer(m.lr, result)
             for m in result.models]
+
+
+def _number(lr) -> float | None:
+    return None if lr is None else float(lr)
+
+
+def _optimizer(lr, result: FrontierResult) -> list:
+    """The optimizer column's cell (`table_headers`): the optimizer that trained, None where
+    nothing did; no cell for a search with SGD alone."""
+    if not result.config.names_optimizer:
+        return []
+    return [None if lr is None else optimizer_of(lr)]
 
 
 def _seeds(fraction: float | None, seeds: int) -> str | None:
@@ -51,14 +70,14 @@ def printed_rows(result: FrontierResult) -> list[list]:
     from ..report import percent
 
     seeds = result.config.seeds
-    return [[m.model, depth_cell(m), m.lr, percent(m.error) if m.error is not None else None,
+    return [[m.model, depth_cell(m), lr_cell(m.lr), percent(m.error) if m.error is not None else None,
              m.first_failing_depth, _seeds(m.fraction, seeds)] for m in result.models]
 
 
 def depth_rows(result: FrontierResult) -> list[list]:
     """One row per (model, depth) tried: the per-depth map."""
-    return [[m.model, d, r.trainable, r.lr, r.error, r.fraction, r.epochs, len(r.trials)]
-            for m in result.models for d, r in sorted(m.depths.items())]
+    return [[m.model, d, r.trainable, _number(r.lr), r.error, r.fraction, r.epochs, len(r.trials)]
+            + _optimizer(r.lr, result) for m in result.models for d, r in sorted(m.depths.items())]
 
 
 def frontier_json(result: FrontierResult) -> dict:
@@ -113,7 +132,8 @@ def plot_frontier(result: FrontierResult, kind: str = "depth", *, ax=None):
             if m.next_trial is not None:
                 bar.set_facecolor("lightsteelblue")
                 bar.set_hatch("//")
-            ax.annotate(depth_label(m), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+            label = depth_label(m) + (f"\n{lr_cell(m.lr)}" if result.config.names_optimizer and m.lr is not None else "")
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                         va="bottom", fontsize=8)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("max trainable depth")
