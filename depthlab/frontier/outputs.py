@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..report import new_axes, safe_child, save_figure
-from .protocol import lr_cell, optimizer_of
+from .protocol import OptimizerLr, lr_cell, optimizer_of
 from .search import FrontierResult, ModelFrontier
 
 
@@ -48,7 +48,8 @@ def table_rows(result: FrontierResult) -> list[list]:
 
 
 def _number(lr) -> float | None:
-    return None if lr is None else float(lr)
+    """A search point's lr in a file (the optimizer has its own column)."""
+    return float(lr) if isinstance(lr, OptimizerLr) else lr
 
 
 def _optimizer(lr, result: FrontierResult) -> list:

@@ -190,7 +190,7 @@ class FrontierConfig:
         if step is not None and (not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= deepest):
             raise ConfigError(f"--depth-step must be an integer from 1 to the deepest depth ({deepest}), got {step}")
         check_optimizers(self.optimizers)
-        for name, grid in self.grids().items():
+        for name, grid in self._given_grids().items():
             check_grid(grid, "" if len(self.optimizers) == 1 else f"{name}'s ")
         if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1):
             raise ConfigError(f"--threshold must be in (0, 1), got {self.threshold}")
@@ -251,8 +251,12 @@ class FrontierConfig:
 
     def grids(self) -> dict[str, tuple[float, ...]]:
         """Each optimizer's lr grid, sorted, in the order of ``optimizers``."""
+        return {name: tuple(sorted(float(lr) for lr in grid)) for name, grid in self._given_grids().items()}
+
+    def _given_grids(self) -> dict:
+        """Each optimizer's grid as given (`validate` checks these before `grids` sorts them)."""
         given = self.lrs if isinstance(self.lrs, Mapping) else {self.optimizers[0]: self.lrs}
-        return {name: tuple(sorted(float(lr) for lr in given[name])) for name in self.optimizers}
+        return {name: given[name] for name in self.optimizers}
 
     def points(self) -> tuple[float, ...]:
         """Every (optimizer, lr) the search may try, optimizer by optimizer, each grid sorted:

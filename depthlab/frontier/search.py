@@ -49,7 +49,7 @@ from ..report import trial_words
 from ..store.sqlite import Store
 from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
 from .bisection import failure_cost_ratio, split_point
-from .protocol import FrontierConfig, lr_words, optimizer_of
+from .protocol import FrontierConfig, OptimizerLr, lr_words, optimizer_of
 from .seeds import SeedPolicy, recheck
 from .seeds import summarise as summarise_seeds
 
@@ -73,7 +73,7 @@ class DepthResult:
             cell["trained"] += t.trained
             cell["seeds"] += 1
             cell["errors"].append(t.error)
-        return {"trainable": self.trainable, "lr": self.lr, **_optimizer_entry(self.lr), "error": self.error,
+        return {"trainable": self.trainable, "lr": _number(self.lr), **_optimizer_entry(self.lr), "error": self.error,
                 "fraction": self.fraction, "epochs": self.epochs, "lrs_tried": cells}
 
 
@@ -81,6 +81,11 @@ def point_key(lr) -> str:
     """A search point as a JSON key: ``0.01`` (SGD alone), else ``adam 0.0001``."""
     name = optimizer_of(lr)
     return f"{name + ' ' if name else ''}{lr:g}"
+
+
+def _number(lr) -> float | None:
+    """A search point's lr as JSON holds it (its optimizer goes beside it: `_optimizer_entry`)."""
+    return float(lr) if isinstance(lr, OptimizerLr) else lr
 
 
 def _optimizer_entry(lr) -> dict:
@@ -116,9 +121,10 @@ class ModelFrontier:
     def to_dict(self) -> dict:
         nxt = None
         if self.next_trial is not None:
-            nxt = {**dict(zip(("depth", "lr", "seed"), self.next_trial)), **_optimizer_entry(self.next_trial[1])}
+            depth, lr, seed = self.next_trial
+            nxt = {"depth": depth, "lr": _number(lr), "seed": seed, **_optimizer_entry(lr)}
         return {"model": self.model, "max_trainable_depth": self.max_trainable_depth, "capped": self.capped,
-                "lr": self.lr, **_optimizer_entry(self.lr),
+                "lr": _number(self.lr), **_optimizer_entry(self.lr),
                 "error": self.error, "first_failing_depth": self.first_failing_depth,
                 "fraction": self.fraction, "monotone": self.monotone, "seconds": round(self.seconds, 1),
                 "trials": self.trials, "trials_reused": self.trials_reused, "next_trial": nxt,
@@ -159,7 +165,7 @@ class FrontierResult:
         named = self.config.names_optimizer
         return data_frame({"model": m.model, "max_trainable_depth": m.max_trainable_depth,
                            "capped": m.first_failing_depth is None and m.max_trainable_depth is not None,
-                           "lr": float(m.lr) if m.lr is not None else None, "error": m.error,
+                           "lr": _number(m.lr), "error": m.error,
                            "first_failing_depth": m.first_failing_depth, "fraction": m.fraction,
                            **({"optimizer": optimizer_of(m.lr)} if named else {})} for m in self.models)
 
