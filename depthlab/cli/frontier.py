@@ -179,7 +179,7 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
     from ..engine.checkpoints import saved_epochs
     from ..frontier.outputs import depth_label
-    from ..frontier.protocol import lr_cell, lr_words
+    from ..frontier.points import lr_cell, lr_words
     from ..frontier.search import frontier_status
     from ..report import format_table, percent
     from ..store.sqlite import Store, checkpoint_dir_for

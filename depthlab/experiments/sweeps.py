@@ -15,7 +15,8 @@ from ..engine.config import TrainConfig
 from ..engine.extras import _has_gates
 from ..engine.schedule import parse_schedule
 from ..errors import ConfigError
-from ..frontier.protocol import FrontierConfig, optimizer_of
+from ..frontier.points import optimizer_of
+from ..frontier.protocol import FrontierConfig
 from ..frontier.search import find_frontiers
 from ..records.record import RunResult, RunStatus
 from .configs import make_config, parse_lrs, toggle_override

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..report import new_axes, safe_child, save_figure
-from .protocol import OptimizerLr, lr_cell, optimizer_of
+from .points import OptimizerLr, lr_cell, optimizer_of
 from .search import FrontierResult, ModelFrontier
 
 

@@ -11,6 +11,7 @@ from ..engine.config import BOUNDS, MAX_SEEDS, OPTIMIZERS, TrainConfig
 from ..engine.memory import MAX_DEPTH
 from ..engine.device import DEFAULT_PRECISION, PRECISIONS
 from ..errors import ConfigError
+from .points import OptimizerLr, optimizer_of
 
 
 CRITERIA = ("either", "test", "train")
@@ -41,56 +42,6 @@ BISECTIONS = ("cost", "midpoint")
 
 
 AUTO_SEEDS = "auto"
-
-
-class OptimizerLr(float):
-    """A learning rate of a named optimizer: one point of a search over several optimizers.
-
-    The search is written over lrs (an order, waves, neighbours, votes, formatting); this value
-    is its lr wherever the search treats it as a number, and equal only to the same optimizer's
-    same lr, so that sgd 0.01 and adam 0.01 are two cells. A search with SGD alone uses plain
-    floats (`FrontierConfig.points`), which keeps its cells and outputs as they were before the
-    optimizer became an axis (stored trials keep their hash either way: `trial_config`)."""
-
-    __slots__ = ("optimizer",)
-
-    def __new__(cls, optimizer: str, lr: float) -> "OptimizerLr":
-        point = super().__new__(cls, lr)
-        point.optimizer = optimizer
-        return point
-
-    def __eq__(self, other) -> bool:
-        return (isinstance(other, OptimizerLr) and other.optimizer == self.optimizer
-                and float(self) == float(other))
-
-    def __ne__(self, other) -> bool:
-        return not self == other
-
-    def __hash__(self) -> int:
-        return hash((self.optimizer, float(self)))
-
-    def __repr__(self) -> str:
-        return f"{self.optimizer}={float(self)!r}"
-
-    def __reduce__(self):
-        return OptimizerLr, (self.optimizer, float(self))
-
-
-def optimizer_of(lr, default: str | None = None) -> str | None:
-    """The optimizer of a search point (an `OptimizerLr`), or ``default`` for a plain lr."""
-    return getattr(lr, "optimizer", default)
-
-
-def lr_words(lr) -> str:
-    """A search point as the answer names it: ``lr 0.01``, or ``adam lr 0.0001``."""
-    name = optimizer_of(lr)
-    return f"{name + ' ' if name else ''}lr {lr:g}"
-
-
-def lr_cell(lr):
-    """A search point in a table cell: the lr itself, or ``adam 0.0001``."""
-    name = optimizer_of(lr)
-    return lr if name is None else f"{name} {lr:g}"
 
 
 def parse_seeds(text) -> int | str:

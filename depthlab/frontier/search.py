@@ -38,7 +38,6 @@ every listed depth is tried (no assumption) and ``monotone`` says whether the ma
 from __future__ import annotations
 
 import functools
-import itertools
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -49,7 +48,8 @@ from ..report import trial_words
 from ..store.sqlite import Store
 from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
 from .bisection import failure_cost_ratio, split_point
-from .protocol import FrontierConfig, OptimizerLr, lr_words, optimizer_of
+from .points import OptimizerLr, lr_order, lr_words, one_optimizer, optimizer_of, point_key
+from .protocol import FrontierConfig
 from .seeds import SeedPolicy, recheck
 from .seeds import summarise as summarise_seeds
 
@@ -75,12 +75,6 @@ class DepthResult:
             cell["errors"].append(t.error)
         return {"trainable": self.trainable, "lr": _number(self.lr), **_optimizer_entry(self.lr), "error": self.error,
                 "fraction": self.fraction, "epochs": self.epochs, "lrs_tried": cells}
-
-
-def point_key(lr) -> str:
-    """A search point as a JSON key: ``0.01`` (SGD alone), else ``adam 0.0001``."""
-    name = optimizer_of(lr)
-    return f"{name + ' ' if name else ''}{lr:g}"
 
 
 def _number(lr) -> float | None:
@@ -170,34 +164,6 @@ class FrontierResult:
                            **({"optimizer": optimizer_of(m.lr)} if named else {})} for m in self.models)
 
 
-def lr_order(lrs: Sequence[float], start: float | None) -> list[float]:
-    """``start`` (or the middle of the sorted grid), then its neighbours outward, smaller first.
-
-    With several optimizers (``lrs`` are `OptimizerLr` points) each optimizer's grid is one block
-    in that order: ``start``'s optimizer first, from ``start``, then the others as listed, each
-    from the middle of its grid."""
-    blocks: dict[str | None, list[float]] = {}
-    for lr in lrs:
-        blocks.setdefault(optimizer_of(lr), []).append(lr)
-    if len(blocks) > 1:
-        first = optimizer_of(start) if start in lrs else None
-        names = sorted(blocks, key=lambda name: name != first)  # stable: the others keep their order
-        return [lr for name in names for lr in _grid_order(blocks[name], start if name == first else None)]
-    return _grid_order(lrs, start)
-
-
-def _grid_order(lrs: Sequence[float], start: float | None) -> list[float]:
-    """One grid's order (`lr_order`)."""
-    lrs = sorted(lrs)
-    i = len(lrs) // 2 if start is None or start not in lrs else lrs.index(start)
-    order = [lrs[i]]
-    for step in range(1, len(lrs)):
-        for j in (i - step, i + step):
-            if 0 <= j < len(lrs):
-                order.append(lrs[j])
-    return order
-
-
 TrialFn = Callable[[int, float, int], TrialVerdict]
 
 
@@ -229,7 +195,7 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
     trials: list[TrialVerdict] = []
     best_fraction = 0.0
     while pending:
-        wave = pending[:1] if lead else _one_optimizer(pending[:width])
+        wave = pending[:1] if lead else one_optimizer(pending[:width])
         lead = False
         if cells is not None:
             if stored is not None and len(wave) > 1:
@@ -247,13 +213,6 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
                                    _median(t.epochs for t in trained), trials)
             best_fraction = max(best_fraction, fraction)
     return DepthResult(depth, False, None, _min(t.error for t in trials), best_fraction, None, trials)
-
-
-def _one_optimizer(wave: list[float]) -> list[float]:
-    """The head of ``wave`` that shares its first point's optimizer: a wave (a fused group when
-    the runner fuses) never mixes optimizers."""
-    name = optimizer_of(wave[0])
-    return [lr for lr in itertools.takewhile(lambda lr: optimizer_of(lr) == name, wave)]
 
 
 def _cut_at_stored_winner(wave: list[float], depth: int, seeds: Sequence[int], stored: StoredFn) -> list[float]:

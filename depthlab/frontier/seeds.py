@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from .protocol import optimizer_of
+from .points import optimizer_of
 
 Cell = tuple[int, float, int]  # (depth, lr, seed)
 Verdicts = Mapping[Cell, bool]

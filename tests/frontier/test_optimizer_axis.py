@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from depthlab.errors import ConfigError
 from depthlab.frontier.criterion import TrialVerdict
 from depthlab.frontier.outputs import printed_rows, table_headers, table_rows
-from depthlab.frontier.protocol import (ADAPTIVE_LRS, DEFAULT_LRS, FrontierConfig, OptimizerLr, lr_words,
+from depthlab.frontier.points import OptimizerLr, lr_words
+from depthlab.frontier.protocol import (ADAPTIVE_LRS, DEFAULT_LRS, FrontierConfig,
                                         parse_optimizer_lrs, parse_optimizers)
 from depthlab.frontier.search import FrontierResult, PendingTrial, find_frontier, lr_order
 from depthlab.frontier.seeds import neighbours
