@@ -357,7 +357,7 @@ def parse_optimizer_lrs(values: Sequence[str]):
             raise ConfigError(f"bad --lrs {text!r}: unknown optimizer {name!r}; choose from: {', '.join(OPTIMIZERS)}")
         if name in named:
             raise ConfigError(f"--lrs gives {name}'s grid twice")
-        named[name] = parse_lrs(grid, f"--lrs {name}=")
+        named[name] = parse_lrs(grid, f"--lrs for {name}")
     return named
 
 

@@ -265,7 +265,7 @@ def test_bad_optimizer_settings_are_one_config_error(changes, message):
     (["0.01", "0.1"], "each names its optimizer"),
     (["rmsprop=0.1"], "unknown optimizer"),
     (["adam=0.1", "adam=0.2"], "twice"),
-    (["adam=log:1:0.1:3"], "bad --lrs adam="),
+    (["adam=log:1:0.1:3"], "bad --lrs for adam"),
 ])
 def test_bad_grids_are_one_config_error(values, message):
     with pytest.raises(ConfigError, match=message):
