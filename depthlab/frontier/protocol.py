@@ -173,7 +173,7 @@ class FrontierConfig:
             for d in self.depths or ():
                 if d <= 0 or (preset and d % step):
                     raise ConfigError(f"depths must be positive{f' multiples of {step}' if preset else ''}, got {d}")
-            for lr in self.points()[:1] + self.points()[-1:]:  # the first and last optimizer
+            for lr in {optimizer_of(p): p for p in reversed(self.points())}.values():  # each optimizer's first lr
                 self.trial_config(model, min(self.depths or (step,)), lr, self.seed).validate()
 
     def step_for(self, model) -> int:
