@@ -15,7 +15,7 @@ from ..engine.config import TrainConfig
 from ..engine.extras import _has_gates
 from ..engine.schedule import parse_schedule
 from ..errors import ConfigError
-from ..frontier.points import optimizer_of
+from ..frontier.points import optimizer_of, plain_lr
 from ..frontier.protocol import FrontierConfig
 from ..frontier.search import find_frontiers
 from ..records.record import RunResult, RunStatus
@@ -279,9 +279,8 @@ class Frontier:
         result = find_frontiers(self.models, fc, ctx.store, data, log=ctx.echo, runner=ctx.runner)
         rows, curves = [], []
         for m in result.models:
-            rows.append({"model": m.model, "max_depth": m.max_trainable_depth, "lr": m.lr,
-                         "optimizer": optimizer_of(m.lr, fc.optimizers[0]) if m.lr is not None else None,
-                         "error": m.error,
+            rows.append({"model": m.model, "max_depth": m.max_trainable_depth, "lr": plain_lr(m.lr),
+                         **({"optimizer": optimizer_of(m.lr)} if fc.names_optimizer else {}), "error": m.error,
                          "first_failing": m.first_failing_depth, "fraction": m.fraction, "trials": m.trials,
                          "capped": m.max_trainable_depth is not None and m.first_failing_depth is None,
                          "seconds": m.seconds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..report import new_axes, safe_child, save_figure
-from .points import OptimizerLr, lr_cell, optimizer_of
+from .points import lr_cell, optimizer_of, plain_lr
 from .search import FrontierResult, ModelFrontier
 
 
@@ -42,14 +42,9 @@ def depth_cell(m: ModelFrontier) -> int | str | None:
 def table_rows(result: FrontierResult) -> list[list]:
     """The CSV rows: errors and fractions as fractions; with ``--seeds auto`` the depth is the
     majority frontier with its band, ``66 [51–72]`` (every seed trains up to 51, some seed up to 72)."""
-    return [[m.model, m.label if m.label is not None else depth_cell(m), m.capped, _number(m.lr), m.error,
+    return [[m.model, m.label if m.label is not None else depth_cell(m), m.capped, plain_lr(m.lr), m.error,
              m.first_failing_depth, m.fraction] + _optimizer(m.lr, result)
             for m in result.models]
-
-
-def _number(lr) -> float | None:
-    """A search point's lr in a file (the optimizer has its own column)."""
-    return float(lr) if isinstance(lr, OptimizerLr) else lr
 
 
 def _optimizer(lr, result: FrontierResult) -> list:
@@ -77,7 +72,7 @@ def printed_rows(result: FrontierResult) -> list[list]:
 
 def depth_rows(result: FrontierResult) -> list[list]:
     """One row per (model, depth) tried: the per-depth map."""
-    return [[m.model, d, r.trainable, _number(r.lr), r.error, r.fraction, r.epochs, len(r.trials)]
+    return [[m.model, d, r.trainable, plain_lr(r.lr), r.error, r.fraction, r.epochs, len(r.trials)]
             + _optimizer(r.lr, result) for m in result.models for d, r in sorted(m.depths.items())]
 
 

@@ -57,6 +57,11 @@ def lr_cell(lr):
     return lr if name is None else f"{name} {lr:g}"
 
 
+def plain_lr(lr):
+    """A search point's lr as files and JSON hold it (its optimizer goes in its own field)."""
+    return float(lr) if isinstance(lr, OptimizerLr) else lr
+
+
 def point_key(lr) -> str:
     """A search point as a JSON key: ``0.01`` (SGD alone), else ``adam 0.0001``."""
     name = optimizer_of(lr)

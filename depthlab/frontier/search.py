@@ -48,7 +48,7 @@ from ..report import trial_words
 from ..store.sqlite import Store
 from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
 from .bisection import failure_cost_ratio, split_point
-from .points import OptimizerLr, lr_order, lr_words, one_optimizer, optimizer_of, point_key
+from .points import lr_order, lr_words, one_optimizer, optimizer_of, plain_lr, point_key
 from .protocol import FrontierConfig
 from .seeds import SeedPolicy, recheck
 from .seeds import summarise as summarise_seeds
@@ -73,13 +73,8 @@ class DepthResult:
             cell["trained"] += t.trained
             cell["seeds"] += 1
             cell["errors"].append(t.error)
-        return {"trainable": self.trainable, "lr": _number(self.lr), **_optimizer_entry(self.lr), "error": self.error,
+        return {"trainable": self.trainable, "lr": plain_lr(self.lr), **_optimizer_entry(self.lr), "error": self.error,
                 "fraction": self.fraction, "epochs": self.epochs, "lrs_tried": cells}
-
-
-def _number(lr) -> float | None:
-    """A search point's lr as JSON holds it (its optimizer goes beside it: `_optimizer_entry`)."""
-    return float(lr) if isinstance(lr, OptimizerLr) else lr
 
 
 def _optimizer_entry(lr) -> dict:
@@ -116,9 +111,9 @@ class ModelFrontier:
         nxt = None
         if self.next_trial is not None:
             depth, lr, seed = self.next_trial
-            nxt = {"depth": depth, "lr": _number(lr), "seed": seed, **_optimizer_entry(lr)}
+            nxt = {"depth": depth, "lr": plain_lr(lr), "seed": seed, **_optimizer_entry(lr)}
         return {"model": self.model, "max_trainable_depth": self.max_trainable_depth, "capped": self.capped,
-                "lr": _number(self.lr), **_optimizer_entry(self.lr),
+                "lr": plain_lr(self.lr), **_optimizer_entry(self.lr),
                 "error": self.error, "first_failing_depth": self.first_failing_depth,
                 "fraction": self.fraction, "monotone": self.monotone, "seconds": round(self.seconds, 1),
                 "trials": self.trials, "trials_reused": self.trials_reused, "next_trial": nxt,
@@ -159,7 +154,7 @@ class FrontierResult:
         named = self.config.names_optimizer
         return data_frame({"model": m.model, "max_trainable_depth": m.max_trainable_depth,
                            "capped": m.first_failing_depth is None and m.max_trainable_depth is not None,
-                           "lr": _number(m.lr), "error": m.error,
+                           "lr": plain_lr(m.lr), "error": m.error,
                            "first_failing_depth": m.first_failing_depth, "fraction": m.fraction,
                            **({"optimizer": optimizer_of(m.lr)} if named else {})} for m in self.models)
 
