@@ -31,7 +31,7 @@ from .depth_frontier.search import FrontierResult
 from .api import frontier, train
 
 _sys.modules.setdefault(f"{__name__}.frontier", _sys.modules[f"{__name__}.depth_frontier"])
-for _module in ("bisection", "criterion", "outputs", "protocol", "search", "seeds"):
+for _module in ("bisection", "criterion", "outputs", "points", "protocol", "search", "seeds"):
     _sys.modules.setdefault(f"{__name__}.frontier.{_module}",
                             _importlib.import_module(f".depth_frontier.{_module}", __name__))
 

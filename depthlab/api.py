@@ -102,8 +102,9 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
     """The depth frontier of ``models``: a preset name, ``"all"`` (the eight classic presets),
     comma-separated presets, your own factory ``build(depth, **params)`` (a function or
     `ModelFactory`), or a list of these. ``fields`` are `FrontierConfig` fields (``max_depth=12,
-    epochs=1, train_size=5000, lrs=(0.01, 0.1), model_args={"width": 2}``; ``quick=True``
-    starts from `FrontierConfig.quick`). A factory's depths are multiples of its ``depth_step``
+    epochs=1, train_size=5000, lrs=(0.01, 0.1), model_args={"width": 2}``;
+    ``optimizers=("sgd", "adam")`` searches both, each on its own grid, ``lrs={"adam": (1e-4,
+    1e-3)}`` sets one; ``quick=True`` starts from `FrontierConfig.quick`). A factory's depths are multiples of its ``depth_step``
     (1 unless set), or of the field ``depth_step=N`` (any model). ``workers`` > 1 trains trials
     in that many worker processes; ``threads``: torch threads of every trial (default 1, as
     ``depthlab frontier``); ``executor`` takes a `depthlab.sweep.ExecutorSpec` (e.g.
@@ -111,10 +112,9 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
     flags: same hashes, same bits, reused from a store either wrote. Returns a
     `FrontierResult`: ``.to_frame()``, ``.plot()``, ``.models``."""
     names = frontier_models(models)
-    base = FrontierConfig.quick() if quick else FrontierConfig()
+    make = FrontierConfig.quick if quick else FrontierConfig
     try:
-        config = dataclasses.replace(base, **{k: tuple(v) if k in ("lrs", "depths") and v is not None else v
-                                              for k, v in fields.items()})
+        config = make(**{k: _as_tuples(v) if k in ("lrs", "depths", "optimizers") else v for k, v in fields.items()})
     except TypeError as exc:
         raise ConfigError(f"frontier(): {exc}".replace("__init__() ", "")) from None
     config.validate()
@@ -122,7 +122,7 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
     for model in names:   # a factory that ends the process is refused before the data and the store
         if isinstance(model, ModelFactory):
             depth = min(config.depths or (config.step_for(model),))
-            _check_factory_builds(config.trial_config(model, depth, config.lrs[0], config.seed))
+            _check_factory_builds(config.trial_config(model, depth, config.points()[0], config.seed))
     spec = _executor_spec(workers, threads, executor)
     if data is None:
         data = load_dataset(config.dataset, data_dir)
@@ -133,6 +133,16 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
                 bar.set_postfix_str(line[:60], refresh=False)
 
         return run_frontier(names, config, store, data, spec, data_dir=data_dir, log=log)
+
+
+def _as_tuples(value: Any) -> Any:
+    """A grid field as `FrontierConfig` keeps it: lists become tuples (a mapping of optimizer to
+    grid, ``lrs={"adam": [1e-4, 1e-3]}``, keeps its keys); a name (``optimizers="adam"``) is a tuple of one."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, dict):
+        return {k: _as_tuples(v) for k, v in value.items()}
+    return tuple(value) if isinstance(value, (list, tuple, range)) else value
 
 
 def _check_factory_builds(config: TrainConfig) -> None:
@@ -161,7 +171,7 @@ def run_frontier(names: list, config: FrontierConfig, store: str | os.PathLike |
     ``depthlab frontier`` both run it: through the one runner `depthlab.sweep.open_runner`
     builds (so every trial computes on the spec's threads, and its key is the same from Python
     and from the shell). ``log`` hears each trial's line, ``runner_log`` the runner's."""
-    with open_runner(spec, config.device, store, len(config.lrs), data=data, data_dir=data_dir,
+    with open_runner(spec, config.device, store, config.widest_grid(), data=data, data_dir=data_dir,
                      log_line=runner_log) as (opened, runner):
         return find_frontiers(names, config, opened, data, data_dir=data_dir, log=log, runner=runner)
 

@@ -9,7 +9,7 @@ import sys
 import click
 
 from ..errors import ConfigError
-from ..depth_frontier.protocol import FrontierConfig
+from ..depth_frontier.protocol import QUICK_GRIDS, FrontierConfig
 from .app import cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_writer
 from .core import check_train_size
 from .options import (
@@ -45,7 +45,11 @@ def protocol_options(f):
         _protocol_option("max_depth"),
         option_from_field(FrontierConfig, "depths", type=str),
         option_from_field(FrontierConfig, "depth_step"),
-        _protocol_option("lrs", "log:0.001:1:7, half-decades", ",".join(f"{lr:g}" for lr in quick.lrs), type=str),
+        option_from_field(FrontierConfig, "optimizers", type=str, default="sgd", show_default=True),
+        _protocol_option("lrs", "sgd log:0.001:1:7 in half decades, adam and adamw log:1e-5:1e-2:7",
+                         "sgd " + ",".join(f"{lr:g}" for lr in quick.lrs) + ", adam and adamw "
+                         + ",".join(f"{lr:g}" for lr in QUICK_GRIDS["adam"]), type=str,
+                         multiple=True, metavar="[OPTIMIZER=]GRID"),
         _protocol_option("epochs"),
         option_from_field(FrontierConfig, "threshold"),
         option_from_field(FrontierConfig, "criterion"),
@@ -65,10 +69,9 @@ def _quick_help() -> str:
 
 def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -> FrontierConfig:
     """The `FrontierConfig` the flags ask for: `FrontierConfig.quick()` (``--quick``) or the
-    classic protocol, with every flag given replacing its field. Not yet validated."""
-    import dataclasses
-
-    from ..depth_frontier.protocol import parse_depths, parse_lrs, parse_seeds
+    classic protocol, with every flag given replacing its field (an optimizer without a grid
+    from ``--lrs`` takes its default grid, or its quick one). Validated."""
+    from ..depth_frontier.protocol import parse_depths, parse_optimizer_lrs, parse_optimizers, parse_seeds
 
     base = FrontierConfig.quick() if quick else FrontierConfig()
     eval_n = base.eval_size
@@ -77,10 +80,11 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
         if eval_n is not None and eval_n <= 0:
             raise ConfigError(f"--eval-size must be a positive integer or all, got {protocol.eval_size!r}")
     given = {k: v for k, v in protocol.given().items() if k in ("max_depth", "epochs", "evals_per_epoch")}
-    return dataclasses.replace(
-        base, **given,
+    make = FrontierConfig.quick if quick else FrontierConfig
+    return make(
+        **given,
         depths=parse_depths(protocol.depths) if protocol.depths is not None else None, depth_step=protocol.depth_step,
-        lrs=parse_lrs(protocol.lrs) if protocol.lrs is not None else base.lrs,
+        optimizers=parse_optimizers(protocol.optimizers), lrs=parse_optimizer_lrs(protocol.lrs),
         threshold=protocol.threshold, criterion=protocol.criterion, seeds=parse_seeds(protocol.seeds), seed=run.seed,
         train_size=data_opts.train_size if data_opts.train_size is not None else base.train_size,
         eval_size=eval_n, dataset=data_opts.dataset or base.dataset, device=run.device, precision=run.precision,
@@ -169,6 +173,7 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
     from ..engine.checkpoints import saved_epochs
     from ..depth_frontier.outputs import depth_label
+    from ..depth_frontier.points import lr_cell, lr_words
     from ..depth_frontier.search import frontier_status
     from ..report import format_table, percent
     from ..store.sqlite import Store, checkpoint_dir_for
@@ -192,10 +197,10 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     rows = []
     for m in result.models:
         nxt, saved = m.next_trial, in_flight.get(m.model)
-        rows.append([m.model, depth_label(m), m.lr, percent(m.error) if m.error is not None else None,
+        rows.append([m.model, depth_label(m), lr_cell(m.lr), percent(m.error) if m.error is not None else None,
                      m.first_failing_depth, m.trials,
                      f"{m.trial_seconds:,.0f}",
-                     "finished" if nxt is None else f"depth {nxt[0]} lr {nxt[1]:g} seed {nxt[2]}"
+                     "finished" if nxt is None else f"depth {nxt[0]} {lr_words(nxt[1])} seed {nxt[2]}"
                      + (f" ({saved:g} of {config.epochs} epochs saved)" if saved is not None else ""),
                      " ".join(f"{d}{'+' if r.trainable else '-'}" for d, r in sorted(m.depths.items()))])
     click.echo(format_table(("model", "max trainable depth", "lr", "criterion error", "first failing so far",
@@ -209,11 +214,11 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
 
 def write_outputs(result, folder) -> None:
     """The table and per-depth map as CSV, everything as JSON, and the two plots."""
-    from ..depth_frontier.outputs import (DEPTH_HEADERS, TABLE_HEADERS, depth_rows, frontier_json, save_frontier_plots,
+    from ..depth_frontier.outputs import (DEPTH_HEADERS, depth_rows, frontier_json, save_frontier_plots, table_headers,
                                     table_rows)
     from ..report import write_csv, write_text_atomic
 
-    write_csv(folder / "frontier.csv", TABLE_HEADERS, table_rows(result))
-    write_csv(folder / "frontier-depths.csv", DEPTH_HEADERS, depth_rows(result))
+    write_csv(folder / "frontier.csv", table_headers(result), table_rows(result))
+    write_csv(folder / "frontier-depths.csv", table_headers(result, DEPTH_HEADERS), depth_rows(result))
     write_text_atomic(folder / "frontier.json", json.dumps(frontier_json(result), indent=2))
     save_frontier_plots(result, folder)

@@ -96,13 +96,13 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
     lines = [f"plan: {len(names)} model(s) {', '.join(probed)}; depths probed first {first} "
              f"(then bisection between the last trainable and first failing depth, multiples of "
              f"{' or '.join(map(str, steps))}); "
-             f"lrs {', '.join(f'{lr:g}' for lr in config.lrs)}; {seeding}; {config.epochs} epoch(s) of "
+             f"{_grids(config)}; {seeding}; {config.epochs} epoch(s) of "
              f"{train_images:,} images; {config.evals_per_epoch} evaluation(s) of "
              f"{config.eval_size or 10_000:,} test images per epoch; threshold {100 * config.threshold:g}% "
              f"{config.criterion} error"]
     # --seeds auto re-checks the boundary (deepest trainable and first failing depth) with extra
     # seeds: at least (min - 1) at the deciding lr, at most (max - 1) at it and its two neighbours
-    recheck_low, recheck_high = ((policy.min_seeds - 1, (policy.max_seeds - 1) * min(3, len(config.lrs)))
+    recheck_low, recheck_high = ((policy.min_seeds - 1, (policy.max_seeds - 1) * min(3, config.widest_grid()))
                                  if config.auto_seeds else (0, 0))
     low = high = 0.0
     for name in names:
@@ -111,7 +111,7 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
         full = [images * d * per_layer for d in probed[str(name)]]
         first_point = [f / config.epochs / config.evals_per_epoch for f in full]
         low += sum(first_point) * seeds + 2 * first_point[0] * recheck_low
-        high += sum(full) * len(config.lrs) * seeds + 2 * full[-1] * recheck_high
+        high += sum(full) * len(config.points()) * seeds + 2 * full[-1] * recheck_high
     recheck = (f"; with --seeds auto, {2 * recheck_low} to {2 * recheck_high} boundary re-check trials per model, "
                f"between the shallowest and the deepest probed depth" if config.auto_seeds else "")
     lines.append(f"estimated CPU time on this machine: {_hours(low)} to {_hours(high)} "
@@ -119,6 +119,15 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
                  f"norm; the bound trains every lr of every probed depth for the full budget, bisection steps "
                  f"not counted{recheck}); nothing was trained")
     return lines
+
+
+def _grids(config) -> str:
+    """The grids the plan names: ``lrs 0.01, 0.1`` (SGD alone), else each optimizer's with its
+    count, ``sgd lrs 0.01, 0.1; adam lrs 0.0001, 0.001 (5 (optimizer, lr) points)``."""
+    if not config.names_optimizer:
+        return f"lrs {config.grid_text()}"
+    grids = "; ".join(f"{name} lrs {', '.join(f'{lr:g}' for lr in grid)}" for name, grid in config.grids().items())
+    return f"{grids} ({len(config.points())} (optimizer, lr) points)"
 
 
 def _hours(seconds: float) -> str:

@@ -41,5 +41,6 @@ def failure_cost_ratio(config: FrontierConfig) -> float:
     failing depth trains every lr for the whole budget; a trainable one usually trains its first
     lr (the one that trained the depth below), which meets the criterion about half-way (the
     full protocol's trainable trials stopped after 0.2-2.8 of 3 epochs: BENCHMARKS.md). Fixed by
-    the flags, never by timings, so the probe order is reproducible."""
-    return 2.0 * len(config.lrs)
+    the flags, never by timings, so the probe order is reproducible. With several optimizers
+    "every lr" is every point of every optimizer's grid."""
+    return 2.0 * len(config.points())

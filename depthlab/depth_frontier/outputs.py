@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..report import new_axes, safe_child, save_figure
+from .points import lr_cell, optimizer_of, plain_lr
 
 if TYPE_CHECKING:  # names for annotations only: the search imports this module (`FrontierResult.plot`)
     from .search import FrontierResult, ModelFrontier
@@ -28,6 +29,12 @@ JSON_UNITS = {"error": "fraction (0.185 = 18.5%): the criterion error at the eva
               "capped": "true when every depth tried trains: the frontier is at least max_trainable_depth"}
 
 
+def table_headers(result: FrontierResult, headers: tuple[str, ...] = TABLE_HEADERS) -> tuple[str, ...]:
+    """A CSV's headers (``TABLE_HEADERS`` or ``DEPTH_HEADERS``), with a last column ``optimizer``
+    when the search names its optimizer (`FrontierConfig.names_optimizer`: not SGD alone)."""
+    return headers + ("optimizer",) if result.config.names_optimizer else headers
+
+
 def depth_cell(m: ModelFrontier) -> int | str | None:
     """The max trainable depth as a table shows it: ``9``, ``≥ 300 (cap)`` when the cap was reached."""
     if m.capped:
@@ -38,9 +45,17 @@ def depth_cell(m: ModelFrontier) -> int | str | None:
 def table_rows(result: FrontierResult) -> list[list]:
     """The CSV rows: errors and fractions as fractions; with ``--seeds auto`` the depth is the
     majority frontier with its band, ``66 [51–72]`` (every seed trains up to 51, some seed up to 72)."""
-    return [[m.model, m.label if m.label is not None else depth_cell(m), m.capped, m.lr, m.error,
-             m.first_failing_depth, m.fraction]
+    return [[m.model, m.label if m.label is not None else depth_cell(m), m.capped, plain_lr(m.lr), m.error,
+             m.first_failing_depth, m.fraction] + _optimizer(m.lr, result)
             for m in result.models]
+
+
+def _optimizer(lr, result: FrontierResult) -> list:
+    """The optimizer column's cell (`table_headers`): the optimizer that trained, None where
+    nothing did; no cell for a search with SGD alone."""
+    if not result.config.names_optimizer:
+        return []
+    return [None if lr is None else optimizer_of(lr)]
 
 
 def _seeds(fraction: float | None, seeds: int) -> str | None:
@@ -54,14 +69,14 @@ def printed_rows(result: FrontierResult) -> list[list]:
     from ..report import percent
 
     seeds = result.config.seeds
-    return [[m.model, depth_cell(m), m.lr, percent(m.error) if m.error is not None else None,
+    return [[m.model, depth_cell(m), lr_cell(m.lr), percent(m.error) if m.error is not None else None,
              m.first_failing_depth, _seeds(m.fraction, seeds)] for m in result.models]
 
 
 def depth_rows(result: FrontierResult) -> list[list]:
     """One row per (model, depth) tried: the per-depth map."""
-    return [[m.model, d, r.trainable, r.lr, r.error, r.fraction, r.epochs, len(r.trials)]
-            for m in result.models for d, r in sorted(m.depths.items())]
+    return [[m.model, d, r.trainable, plain_lr(r.lr), r.error, r.fraction, r.epochs, len(r.trials)]
+            + _optimizer(r.lr, result) for m in result.models for d, r in sorted(m.depths.items())]
 
 
 def frontier_json(result: FrontierResult) -> dict:
@@ -116,7 +131,8 @@ def plot_frontier(result: FrontierResult, kind: str = "depth", *, ax=None):
             if m.next_trial is not None:
                 bar.set_facecolor("lightsteelblue")
                 bar.set_hatch("//")
-            ax.annotate(depth_label(m), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+            label = depth_label(m) + (f"\n{lr_cell(m.lr)}" if result.config.names_optimizer and m.lr is not None else "")
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                         va="bottom", fontsize=8)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("max trainable depth")

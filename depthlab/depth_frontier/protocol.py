@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..data.registry import check_dataset_name
-from ..engine.config import BOUNDS, MAX_LR, MAX_SEEDS, TrainConfig
+from ..engine.config import BOUNDS, MAX_LR, MAX_SEEDS, OPTIMIZERS, TrainConfig
 from ..engine.memory import MAX_DEPTH
 from ..engine.device import DEFAULT_PRECISION, PRECISIONS
 from ..errors import ConfigError
+from .points import OptimizerLr, optimizer_of
 
 
 CRITERIA = ("either", "test", "train")
 
 
 DEFAULT_LRS = tuple(round(10 ** (e / 2), 6) for e in range(-6, 1))  # 0.001, 0.003162, ... 1.0
+
+
+# Adam and AdamW take steps of about lr per weight whatever the gradient's scale, so their working
+# lrs sit below SGD's (1.5 decades at depth 6, and lower with depth: docs/FRONTIER.md): the grid
+# spans 1e-5..1e-2 in half decades, like SGD's 1e-3..1.
+ADAPTIVE_LRS = tuple(round(10 ** (e / 2), 8) for e in range(-10, -3))  # 1e-05, 3.162e-05, ... 0.01
+
+
+# Each optimizer's grid (`FrontierConfig.lrs`), and the quick protocol's: the top three decades.
+DEFAULT_GRIDS = {"sgd": DEFAULT_LRS, "adam": ADAPTIVE_LRS, "adamw": ADAPTIVE_LRS}
+QUICK_GRIDS = {name: grid[2::2] for name, grid in DEFAULT_GRIDS.items()}  # sgd: 0.01, 0.1, 1
 
 
 MAX_GRID = 1000  # more values than this in a grid range is a typo (and would never finish)
@@ -58,8 +70,13 @@ class FrontierConfig:
         "help": "The search probes multiples of this depth, from 1 to the deepest depth (default: 3 for the built-in "
                 "families, whose --max-depth and --depths are multiples of it; for --model-file, build.depth_step, "
                 "else 1: which depths it takes is the factory's business)."})
-    lrs: tuple[float, ...] = field(default=DEFAULT_LRS, metadata={
-        "help": f"Learning-rate grid: {GRID_GRAMMAR}."})
+    optimizers: tuple[str, ...] = field(default=("sgd",), metadata={
+        "help": f"Optimizers to search (comma-separated: {', '.join(OPTIMIZERS)}): a depth trains when some "
+                "optimizer trains it at some lr of its own grid."})
+    lrs: tuple[float, ...] | Mapping[str, tuple[float, ...]] | None = field(default=None, metadata={  # None: defaults
+        "help": f"Learning-rate grid: {GRID_GRAMMAR}; per optimizer OPTIMIZER=GRID (repeat the flag: --lrs "
+                "sgd=0.01,0.1 --lrs adam=log:1e-5:1e-2:7; a plain grid needs a single optimizer; an optimizer "
+                "not named keeps its default grid)."})
     epochs: int = field(default=3, metadata={"help": "Budget per trial."})
     threshold: float = field(default=0.2, metadata={"help": "Trainable when the error drops below this."})
     criterion: str = field(default="either", metadata={
@@ -84,17 +101,23 @@ class FrontierConfig:
                 "least, or the midpoint (continue a store with the one that filled it).", "choices": BISECTIONS})
 
     def __post_init__(self) -> None:
+        check_optimizers(self.optimizers)
+        object.__setattr__(self, "optimizers", tuple(self.optimizers))
+        object.__setattr__(self, "lrs", resolve_grids(self.lrs, self.optimizers, DEFAULT_GRIDS))
         self.validate()
 
     @classmethod
     def quick(cls, **changes) -> "FrontierConfig":
         """The quick protocol of `depthlab frontier --quick`, the README's main job, and of
         `depthlab reproduce depth-frontier --quick`: all eight presets in minutes on 2 CPU cores
-        (10k training images, 1 epoch, lrs 0.01,0.1,1, max depth 9, 4 evaluations of 1,000 test
-        images per epoch). ``changes`` replace any of its fields."""
-        quick = dict(train_size=10000, epochs=1, lrs=(0.01, 0.1, 1.0), max_depth=9, eval_size=1000,
-                     evals_per_epoch=4)
-        return cls(**{**quick, **changes})
+        (10k training images, 1 epoch, lrs 0.01,0.1,1 for SGD (1e-4,1e-3,1e-2 for Adam/AdamW),
+        max depth 9, 4 evaluations of 1,000 test images per epoch). ``changes`` replace any of
+        its fields; an optimizer without a grid of its own gets its quick grid."""
+        quick = dict(train_size=10000, epochs=1, max_depth=9, eval_size=1000, evals_per_epoch=4)
+        optimizers = changes.get("optimizers", ("sgd",))
+        check_optimizers(optimizers)
+        lrs = resolve_grids(changes.get("lrs"), tuple(optimizers), QUICK_GRIDS)
+        return cls(**{**quick, **changes, "lrs": lrs})
 
     def changes(self) -> dict:
         """The fields that differ from the classic protocol (the defaults)."""
@@ -118,15 +141,9 @@ class FrontierConfig:
         step, deepest = self.depth_step, self.deepest()
         if step is not None and (not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= deepest):
             raise ConfigError(f"--depth-step must be an integer from 1 to the deepest depth ({deepest}), got {step}")
-        if not self.lrs:
-            raise ConfigError("the learning-rate grid is empty")
-        for lr in self.lrs:
-            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-                raise ConfigError(f"learning rates must be positive, got {lr}")
-            if lr > MAX_LR:
-                raise ConfigError(f"learning rates must be at most {MAX_LR:g}, got {lr:g}")
-        if len(set(self.lrs)) != len(self.lrs):
-            raise ConfigError("the learning-rate grid has duplicates")
+        check_optimizers(self.optimizers)
+        for name, grid in self._given_grids().items():
+            check_grid(grid, "" if len(self.optimizers) == 1 else f"{name}'s ")
         if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1):
             raise ConfigError(f"--threshold must be in (0, 1), got {self.threshold}")
         if self.criterion not in CRITERIA:
@@ -157,7 +174,8 @@ class FrontierConfig:
             for d in self.depths or ():
                 if d <= 0 or (preset and d % step):
                     raise ConfigError(f"depths must be positive{f' multiples of {step}' if preset else ''}, got {d}")
-            self.trial_config(model, min(self.depths or (step,)), self.lrs[0], self.seed).validate()
+            for lr in {optimizer_of(p): p for p in reversed(self.points())}.values():  # each optimizer's first lr
+                self.trial_config(model, min(self.depths or (step,)), lr, self.seed).validate()
 
     def step_for(self, model) -> int:
         """The depths a model's search probes are multiples of this: ``depth_step`` when set, else
@@ -165,10 +183,12 @@ class FrontierConfig:
         return self.depth_step or getattr(model, "depth_step", 3)
 
     def trial_config(self, model: str, depth: int, lr: float, seed: int) -> TrainConfig:
-        """The `TrainConfig` of one trial (its hash is the trial's key in the store)."""
+        """The `TrainConfig` of one trial (its hash is the trial's key in the store). ``lr`` is a
+        search point: a plain lr is the first optimizer's, an `OptimizerLr` names its own."""
         return TrainConfig(model=model, model_args={**self.model_args, "depth": depth}, dataset=self.dataset,
                            train_size=self.train_size, test_size=self.eval_size, eval_split="test",
-                           epochs=self.epochs, batch_size=self.batch_size, optimizer="sgd", lr=float(lr),
+                           epochs=self.epochs, batch_size=self.batch_size,
+                           optimizer=optimizer_of(lr, self.optimizers[0]), lr=float(lr),
                            momentum=self.momentum, evals_per_epoch=self.evals_per_epoch, seed=seed,
                            device=self.device, precision=self.precision)
 
@@ -181,8 +201,41 @@ class FrontierConfig:
         """Seeds per (depth, lr) in the search itself (1 with ``seeds="auto"``)."""
         return 1 if self.auto_seeds else self.seeds
 
+    def grids(self) -> dict[str, tuple[float, ...]]:
+        """Each optimizer's lr grid, sorted, in the order of ``optimizers``."""
+        return {name: tuple(sorted(float(lr) for lr in grid)) for name, grid in self._given_grids().items()}
+
+    def _given_grids(self) -> dict:
+        """Each optimizer's grid as given (`validate` checks these before `grids` sorts them)."""
+        given = self.lrs if isinstance(self.lrs, Mapping) else {self.optimizers[0]: self.lrs}
+        return {name: given[name] for name in self.optimizers}
+
+    def points(self) -> tuple[float, ...]:
+        """Every (optimizer, lr) the search may try, optimizer by optimizer, each grid sorted:
+        `OptimizerLr` values, except for SGD alone (the classic protocol), whose search keeps
+        plain lrs and so the cells and outputs it had before the optimizer became an axis."""
+        if not self.names_optimizer:
+            return self.grids()["sgd"]
+        return tuple(OptimizerLr(name, lr) for name, grid in self.grids().items() for lr in grid)
+
+    @property
+    def names_optimizer(self) -> bool:
+        """The search's points, answers and tables name their optimizer: anything but SGD alone."""
+        return self.optimizers != ("sgd",)
+
     def sorted_lrs(self) -> tuple[float, ...]:
-        return tuple(sorted(float(lr) for lr in self.lrs))
+        """The search points (`points`)."""
+        return self.points()
+
+    def widest_grid(self) -> int:
+        """The most lrs one optimizer has: how many trials of one depth can fuse at most."""
+        return max(len(grid) for grid in self.grids().values())
+
+    def grid_text(self) -> str:
+        """The grids as a plan or a note says them: ``0.01, 0.1`` or ``sgd 0.01, 0.1; adam 0.001``."""
+        grids = self.grids()
+        text = {name: ", ".join(f"{lr:g}" for lr in grid) for name, grid in grids.items()}
+        return text[self.optimizers[0]] if len(grids) == 1 else "; ".join(f"{n} {t}" for n, t in text.items())
 
     def deepest(self) -> int:
         """The deepest depth the protocol may try."""
@@ -229,6 +282,86 @@ def parse_grid(text: str, what: str, noun: str, *, max_count: int = MAX_GRID) ->
 def parse_lrs(text: str, what: str = "--lrs") -> tuple[float, ...]:
     """A learning-rate grid (`parse_grid`): ``0.01,0.1,1`` or ``log:0.001:1:7``."""
     return parse_grid(text, what, "learning rate")
+
+
+def check_optimizers(optimizers) -> None:
+    """``optimizers``: a non-empty tuple of distinct names from `OPTIMIZERS` (one `ConfigError` line)."""
+    if isinstance(optimizers, str) or not isinstance(optimizers, (tuple, list)) or not optimizers:
+        raise ConfigError(f"optimizers must be a non-empty list of {', '.join(OPTIMIZERS)}, got {optimizers!r}")
+    for name in optimizers:
+        if name not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {name!r}; choose from: {', '.join(OPTIMIZERS)}")
+    if len(set(optimizers)) != len(optimizers):
+        raise ConfigError(f"--optimizers has duplicates: {','.join(optimizers)}")
+
+
+def check_grid(grid, whose: str = "") -> None:
+    """One optimizer's lr grid: non-empty, positive finite values, no duplicates."""
+    if not isinstance(grid, (tuple, list)):
+        raise ConfigError(f"the {whose}learning-rate grid must be a list of lrs, got {grid!r}")
+    if not grid:
+        raise ConfigError(f"the {whose}learning-rate grid is empty")
+    for lr in grid:
+        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"learning rates must be positive, got {lr}")
+        if lr > MAX_LR:
+            raise ConfigError(f"learning rates must be at most {MAX_LR:g}, got {lr:g}")
+    if len(set(grid)) != len(grid):
+        raise ConfigError(f"the {whose}learning-rate grid has duplicates")
+
+
+def resolve_grids(lrs, optimizers: tuple[str, ...], defaults: Mapping[str, tuple[float, ...]]):
+    """``FrontierConfig.lrs`` as stored: one optimizer's grid as a plain tuple (as before the
+    optimizer axis), several as ``{optimizer: grid}`` in the order of ``optimizers``. ``lrs`` is
+    None (each optimizer's default), a plain grid (a single optimizer only: with several it would
+    be ambiguous which one it means), or a mapping naming some of the optimizers (the others take
+    their default)."""
+    if lrs is None:
+        lrs = {}
+    if not isinstance(lrs, Mapping):
+        if len(optimizers) > 1:
+            raise ConfigError(f"with several optimizers name each grid, e.g. --lrs {optimizers[0]}=0.01,0.1 "
+                              f"(or lrs={{'{optimizers[0]}': (0.01, 0.1)}})")
+        return tuple(lrs) if isinstance(lrs, (tuple, list)) else lrs
+    for name in lrs:
+        if name not in optimizers:
+            raise ConfigError(f"--lrs names {name!r}, which is not among the optimizers searched "
+                              f"({','.join(optimizers)})")
+    grids = {name: tuple(lrs[name]) if isinstance(lrs.get(name), (tuple, list)) else lrs.get(name, defaults[name])
+             for name in optimizers}
+    return grids[optimizers[0]] if len(optimizers) == 1 else grids
+
+
+def parse_optimizers(text: str) -> tuple[str, ...]:
+    """``--optimizers sgd,adam``: the names, checked (`check_optimizers`)."""
+    names = tuple(part.strip().lower() for part in (text or "").split(",") if part.strip())
+    check_optimizers(names)
+    return names
+
+
+def parse_optimizer_lrs(values: Sequence[str]):
+    """The ``--lrs`` flags: one plain grid (``0.01,0.1``, ``log:0.001:1:7``: the single
+    optimizer's) or ``OPTIMIZER=GRID`` per optimizer (``sgd=0.01,0.1``, ``adam=log:1e-5:1e-2:7``;
+    the flag repeated, the optimizers not named keep their default grid). Returns what
+    `FrontierConfig.lrs` takes: None (no flag), a tuple or ``{optimizer: grid}``."""
+    values = [values] if isinstance(values, str) else list(values or ())
+    if not values:
+        return None
+    named: dict[str, tuple[float, ...]] = {}
+    for text in values:
+        name, sep, grid = text.partition("=")
+        if not sep:
+            if len(values) > 1:
+                raise ConfigError(f"bad --lrs {text!r}: with several --lrs flags each names its optimizer, "
+                                  "e.g. --lrs sgd=0.01,0.1 --lrs adam=log:1e-5:1e-2:7")
+            return parse_lrs(text)
+        name = name.strip().lower()
+        if name not in OPTIMIZERS:
+            raise ConfigError(f"bad --lrs {text!r}: unknown optimizer {name!r}; choose from: {', '.join(OPTIMIZERS)}")
+        if name in named:
+            raise ConfigError(f"--lrs gives {name}'s grid twice")
+        named[name] = parse_lrs(grid, f"--lrs for {name}")
+    return named
 
 
 def parse_depths(text: str) -> tuple[int, ...]:

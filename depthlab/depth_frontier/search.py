@@ -48,6 +48,7 @@ from ..report import trial_words
 from ..store.sqlite import Store
 from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
 from .bisection import failure_cost_ratio, split_point
+from .points import lr_order, lr_words, one_optimizer, optimizer_of, plain_lr, point_key
 from .protocol import FrontierConfig
 from .seeds import SeedPolicy, recheck
 from .seeds import summarise as summarise_seeds
@@ -68,12 +69,19 @@ class DepthResult:
     def to_dict(self) -> dict:
         cells: dict[str, dict] = {}
         for t in self.trials:
-            cell = cells.setdefault(f"{t.lr:g}", {"trained": 0, "seeds": 0, "errors": []})
+            cell = cells.setdefault(point_key(t.lr), {"trained": 0, "seeds": 0, "errors": []})
             cell["trained"] += t.trained
             cell["seeds"] += 1
             cell["errors"].append(t.error)
-        return {"trainable": self.trainable, "lr": self.lr, "error": self.error, "fraction": self.fraction,
-                "epochs": self.epochs, "lrs_tried": cells}
+        return {"trainable": self.trainable, "lr": plain_lr(self.lr), **_optimizer_entry(self.lr), "error": self.error,
+                "fraction": self.fraction, "epochs": self.epochs, "lrs_tried": cells}
+
+
+def _optimizer_entry(lr) -> dict:
+    """``{"optimizer": name}`` for a point that names its optimizer, else nothing (the JSON of a
+    search with SGD alone is as it was; its optimizer is in the config)."""
+    name = optimizer_of(lr)
+    return {"optimizer": name} if name else {}
 
 
 @dataclass
@@ -89,7 +97,7 @@ class ModelFrontier:
     seconds: float
     trials: int
     trials_reused: int
-    next_trial: Cell | None = None  # (depth, lr, seed) the search needs next; None when it finished
+    next_trial: Cell | None = None  # (depth, lr, seed) the search needs next (lr: a search point); None: finished
     trial_seconds: float = 0.0      # training time of its trials (when they were trained, reused or not)
     band: tuple[int | None, int | None] | None = None  # --seeds auto: (every seed trains, some seed trains) to here
     label: str | None = None        # --seeds auto: "66 [51–72]"
@@ -100,9 +108,12 @@ class ModelFrontier:
         return self.next_trial is None and bool(self.max_trainable_depth) and self.first_failing_depth is None
 
     def to_dict(self) -> dict:
-        nxt = dict(zip(("depth", "lr", "seed"), self.next_trial)) if self.next_trial is not None else None
+        nxt = None
+        if self.next_trial is not None:
+            depth, lr, seed = self.next_trial
+            nxt = {"depth": depth, "lr": plain_lr(lr), "seed": seed, **_optimizer_entry(lr)}
         return {"model": self.model, "max_trainable_depth": self.max_trainable_depth, "capped": self.capped,
-                "lr": self.lr,
+                "lr": plain_lr(self.lr), **_optimizer_entry(self.lr),
                 "error": self.error, "first_failing_depth": self.first_failing_depth,
                 "fraction": self.fraction, "monotone": self.monotone, "seconds": round(self.seconds, 1),
                 "trials": self.trials, "trials_reused": self.trials_reused, "next_trial": nxt,
@@ -121,7 +132,9 @@ class FrontierResult:
 
     def to_dict(self) -> dict:
         config = asdict(self.config)
-        config["lrs"] = list(config["lrs"])
+        lrs = config["lrs"]
+        config["lrs"] = {name: list(grid) for name, grid in lrs.items()} if isinstance(lrs, dict) else list(lrs)
+        config["optimizers"] = list(config["optimizers"])
         return {"config": config, "seconds": round(self.seconds, 1), "models": [m.to_dict() for m in self.models]}
 
     def plot(self, kind: str = "depth", *, ax=None):
@@ -133,25 +146,17 @@ class FrontierResult:
 
     def to_frame(self):
         """One row per model: ``model``, ``max_trainable_depth``, ``capped`` (it trained at the
-        deepest depth searched), ``lr``, ``error`` (a fraction), ``first_failing_depth``, ``fraction``."""
+        deepest depth searched), ``lr``, ``error`` (a fraction), ``first_failing_depth``,
+        ``fraction``, and ``optimizer`` (the one that trained) when the search names its optimizer
+        (`FrontierConfig.names_optimizer`: anything but SGD alone)."""
         from ..report import data_frame
 
+        named = self.config.names_optimizer
         return data_frame({"model": m.model, "max_trainable_depth": m.max_trainable_depth,
                            "capped": m.first_failing_depth is None and m.max_trainable_depth is not None,
-                           "lr": m.lr, "error": m.error, "first_failing_depth": m.first_failing_depth,
-                           "fraction": m.fraction} for m in self.models)
-
-
-def lr_order(lrs: Sequence[float], start: float | None) -> list[float]:
-    """``start`` (or the middle of the sorted grid), then its neighbours outward, smaller first."""
-    lrs = sorted(lrs)
-    i = len(lrs) // 2 if start is None or start not in lrs else lrs.index(start)
-    order = [lrs[i]]
-    for step in range(1, len(lrs)):
-        for j in (i - step, i + step):
-            if 0 <= j < len(lrs):
-                order.append(lrs[j])
-    return order
+                           "lr": plain_lr(m.lr), "error": m.error,
+                           "first_failing_depth": m.first_failing_depth, "fraction": m.fraction,
+                           **({"optimizer": optimizer_of(m.lr)} if named else {})} for m in self.models)
 
 
 TrialFn = Callable[[int, float, int], TrialVerdict]
@@ -175,14 +180,17 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
     would each run the whole budget for nothing. With ``stored`` (what the store already holds:
     a resumed search) a wave ends at its first lr whose stored trials already train: the lrs
     after it cannot change the verdict (and if that stored verdict no longer holds when the wave
-    runs, another process having retrained it, they come in the next wave)."""
+    runs, another process having retrained it, they come in the next wave).
+
+    ``lrs`` are search points (`FrontierConfig.points`): with several optimizers a depth trains
+    when some optimizer trains it at some lr, and a wave holds one optimizer's lrs only."""
     width = width if cells is not None else 1
     pending = lr_order(lrs, start_lr)
     lead = start_lr in pending and width > 1
     trials: list[TrialVerdict] = []
     best_fraction = 0.0
     while pending:
-        wave = pending[:1] if lead else pending[:width]
+        wave = pending[:1] if lead else one_optimizer(pending[:width])
         lead = False
         if cells is not None:
             if stored is not None and len(wave) > 1:
@@ -304,7 +312,7 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
     def real_trial(depth: int, lr: float, seed: int) -> TrialVerdict:
         t = run_trial(model, depth, lr, seed, config, store, data, data_dir)
         if log is not None:
-            log(f"{model} depth {depth} lr {lr:g} seed {seed}: "
+            log(f"{model} depth {depth} {lr_words(lr)} seed {seed}: "
                 f"{trial_words(t.trained, t.status, t.error, t.epochs)}, "
                 f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
         return t
@@ -313,7 +321,7 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
         done = run_cells(model, batch, config, runner, rank=rank)
         if log is not None:
             for t in done:
-                log(f"{model} depth {t.depth} lr {t.lr:g} seed {t.seed}: "
+                log(f"{model} depth {t.depth} {lr_words(t.lr)} seed {t.seed}: "
                     f"{trial_words(t.trained, t.status, t.error, t.epochs)}, "
                     f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
         return done
@@ -423,4 +431,4 @@ def search_width(parallelism: int, fuse: int, models: int, config: FrontierConfi
     ``parallelism`` trial slots busy when there are fewer models than slots, and the fused group
     size when fusing (a fused group of lrs costs less than its members one by one)."""
     per_model = parallelism // max(1, models * config.seed_count())
-    return max(1, min(len(config.lrs), max(fuse, per_model)))
+    return max(1, min(config.widest_grid(), max(fuse, per_model)))

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from .points import optimizer_of
 
 Cell = tuple[int, float, int]  # (depth, lr, seed)
 Verdicts = Mapping[Cell, bool]
@@ -112,8 +113,9 @@ def vote(verdicts: Verdicts, depth: int, lrs: Sequence[float] | None = None) -> 
 
 
 def neighbours(lr: float, grid: Sequence[float]) -> list[float]:
-    """``lr`` and the lrs next to it in the sorted grid."""
-    grid = sorted(grid)
+    """``lr`` and the lrs next to it in the sorted grid (its own optimizer's grid, when the grid
+    holds several optimizers' `OptimizerLr` points)."""
+    grid = sorted(g for g in grid if optimizer_of(g) == optimizer_of(lr))
     i = grid.index(lr)
     return grid[max(0, i - 1):i + 2]
 

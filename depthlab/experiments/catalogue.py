@@ -91,7 +91,7 @@ def fusable_size(part, ctx: Context) -> int:
     from ..engine.fused_layers import fusable_group
 
     if isinstance(part, Frontier):
-        return len(part.frontier_config(ctx).lrs)
+        return part.frontier_config(ctx).widest_grid()
     if isinstance(part, Ablation):
         return 1
     return fusable_group(part.configs(ctx))

@@ -91,9 +91,13 @@ ARMS = tuple(model for model, _ in FIXES)
 FIX_NAMES = dict(FIXES)
 BASELINES = {"cnn-tanh": ARMS[1:8], "cnn-elu": ARMS[9:]}  # each fix against the net it fixes
 
-PROTOCOL = dict(train_size=10000, epochs=1, batch_size=128, lrs=(0.003, 0.01, 0.03, 0.1, 0.3), max_depth=96,
-                eval_size=1000, evals_per_epoch=4)
-QUICK = dict(train_size=5000, epochs=1, batch_size=64, lrs=(0.01, 0.1), max_depth=9, eval_size=500,
+# The optimizers each arm's frontier searches (a depth trains when one of them trains it at some lr
+# of its grid), and their grids: an optimizer without a grid here takes the frontier's default
+# (`depthlab.depth_frontier.protocol.DEFAULT_GRIDS`). SGD alone keeps every stored trial of this table.
+OPTIMIZERS: tuple[str, ...] = ("sgd",)
+PROTOCOL = dict(train_size=10000, epochs=1, batch_size=128, optimizers=OPTIMIZERS,
+                lrs={"sgd": (0.003, 0.01, 0.03, 0.1, 0.3)}, max_depth=96, eval_size=1000, evals_per_epoch=4)
+QUICK = dict(train_size=5000, epochs=1, batch_size=64, lrs={"sgd": (0.01, 0.1)}, max_depth=9, eval_size=500,
              evals_per_epoch=2)
 
 

@@ -15,6 +15,7 @@ from ..engine.config import TrainConfig
 from ..engine.extras import _has_gates
 from ..engine.schedule import parse_schedule
 from ..errors import ConfigError
+from ..depth_frontier.points import optimizer_of, plain_lr
 from ..depth_frontier.protocol import FrontierConfig
 from ..depth_frontier.search import find_frontiers
 from ..records.record import RunResult, RunStatus
@@ -240,7 +241,10 @@ def ablate(base: TrainConfig | Mapping, toggles: Sequence[str], store=None, *, f
 class Frontier:
     """The depth frontier of each model (SPEC 4) found by `depthlab.depth_frontier.find_frontiers`.
     ``config`` and ``quick`` hold `FrontierConfig` fields; the context's device, seed,
-    train_size, epochs and precision overrides apply too."""
+    train_size, epochs and precision overrides apply too. ``optimizers`` (a field) makes the
+    optimizer an axis of the search; ``lrs`` may map optimizer names to grids, quick's per
+    optimizer over config's, and a grid for an optimizer not searched is ignored (an experiment
+    declares the grids it may use; the optimizers searched choose among them)."""
 
     label: str
     models: tuple[str, ...]
@@ -250,6 +254,8 @@ class Frontier:
 
     def frontier_config(self, ctx: Context) -> FrontierConfig:
         values = {**self.config, **(self.quick if ctx.quick else {})}
+        values["lrs"] = _searched_grids(self.config.get("lrs"), self.quick.get("lrs") if ctx.quick else None,
+                                        values.get("optimizers", ("sgd",)))
         values.update({k: v for k, v in ctx.overrides.items() if k in ("device", "seed", "train_size", "epochs", "precision")})
         known = {f.name for f in dataclasses.fields(FrontierConfig)}
         unknown = set(values) - known
@@ -273,7 +279,8 @@ class Frontier:
         result = find_frontiers(self.models, fc, ctx.store, data, log=ctx.echo, runner=ctx.runner)
         rows, curves = [], []
         for m in result.models:
-            rows.append({"model": m.model, "max_depth": m.max_trainable_depth, "lr": m.lr, "error": m.error,
+            rows.append({"model": m.model, "max_depth": m.max_trainable_depth, "lr": plain_lr(m.lr),
+                         **({"optimizer": optimizer_of(m.lr)} if fc.names_optimizer else {}), "error": m.error,
                          "first_failing": m.first_failing_depth, "fraction": m.fraction, "trials": m.trials,
                          "capped": m.max_trainable_depth is not None and m.first_failing_depth is None,
                          "seconds": m.seconds,
@@ -281,10 +288,11 @@ class Frontier:
             pts = [(d, r.error) for d, r in sorted(m.depths.items()) if r.error is not None]
             curves.append(Curve(m.model, [d for d, _ in pts], [e for _, e in pts]))
         columns = [Column("model", "model"), Column("max_depth", "max trainable depth"),
+                   *([Column("optimizer", "optimizer")] if fc.names_optimizer else []),
                    Column("lr", "lr", "sci"), Column("error", f"{fc.criterion} error", "pct"),
                    Column("first_failing", "first failing depth"), Column("fraction", "fraction", "float"),
                    Column("trials", "trials"), Column("seconds", "seconds", "sec")]
-        grid = ", ".join(f"{lr:g}" for lr in fc.sorted_lrs())
+        grid = fc.grid_text()
         title = self.title or self.label
         plot = Plot("error-vs-depth", f"{title}: best {fc.criterion} error within {fc.epochs} epoch(s)",
                     f"best {fc.criterion} error", curves, log_y=True, percent=True, log_x=True,
@@ -293,3 +301,15 @@ class Frontier:
                  f"{grid}; batch {fc.batch_size}, momentum {fc.momentum:g}, max depth {fc.max_depth}, "
                  f"train size {fc.train_size or 'all'}"]
         return PartResult(self.label, title, columns, rows, [plot], [r for r in rows], notes)
+
+def _searched_grids(config_lrs, quick_lrs, optimizers):
+    """A `Frontier` part's ``lrs`` for the optimizers it searches: quick's grid over config's
+    (per optimizer when both map optimizers to grids), grids of optimizers not searched left out."""
+    lrs = quick_lrs if quick_lrs is not None else config_lrs
+    if isinstance(config_lrs, Mapping) and isinstance(quick_lrs, Mapping):
+        lrs = {**config_lrs, **quick_lrs}
+    if isinstance(lrs, Mapping):
+        return {name: grid for name, grid in lrs.items() if name in optimizers}
+    return lrs
+
+

@@ -97,9 +97,9 @@ def test_the_flags_are_still_all_there():
                  "--weight-decay", "--schedule", "--patience", "--val", "--augment", "--rerun", "--compile",
                  "--threads"):
         assert flag in names, flag
-    # 36 flags before --precision; then --model-file, --dry-run, --force, --threads and --depth-step, and --depth no
-    # longer offered
-    assert len(cli.commands["frontier"].params) == 41
+    # 36 flags before --precision; then --model-file, --dry-run, --force, --threads, --depth-step and --optimizers,
+    # and --depth no longer offered
+    assert len(cli.commands["frontier"].params) == 42
 
 
 def test_model_options_overrides():
