@@ -11,22 +11,52 @@ The Python API mirrors the CLI (`depthlab.api`)::
 stays importable as a module path (``from depthlab.frontier.search import find_frontier``).
 """
 
-from .data.batches import Batches
-from .data.dataset import Dataset
-from .data.registry import load_dataset
-from .errors import ConfigError, DataError, StoreError, UserError
-from .models import PRESETS, FactoryError, ModelFactory, create_model, model_config
-from .store.sqlite import Store
-from .records.record import RunResult, RunStatus
-from .engine.config import TrainConfig
-from .engine.schedule import parse_schedule
-from .frontier.protocol import FrontierConfig
-from .frontier.search import FrontierResult
-from . import frontier as _frontier_package  # noqa: F401  (imported before the name is rebound)
-from .api import frontier, train  # noqa: E402,F811  (the functions replace the subpackage's name)
-
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
+
+# Every public name and the module that defines it. They are imported on first use (PEP 562), so
+# that `import depthlab.cli` (and with it `depthlab --help`, `--version`) does not import torch.
+_EXPORTS = {
+    "Batches": "data.batches", "Dataset": "data.dataset", "load_dataset": "data.registry",
+    "ConfigError": "errors", "DataError": "errors", "StoreError": "errors", "UserError": "errors",
+    "PRESETS": "models", "FactoryError": "models", "ModelFactory": "models", "create_model": "models",
+    "model_config": "models", "Store": "store.sqlite", "RunResult": "records.record",
+    "RunStatus": "records.record", "TrainConfig": "engine.config", "parse_schedule": "engine.schedule",
+    "FrontierConfig": "frontier.protocol", "FrontierResult": "frontier.search",
+    "frontier": "api", "train": "api",
+}
 __all__ = ["Batches", "ConfigError", "DataError", "Dataset", "FactoryError", "FrontierConfig", "FrontierResult",
            "ModelFactory", "PRESETS", "RunResult", "RunStatus", "Store", "StoreError", "TrainConfig", "UserError",
            "create_model", "frontier", "load_dataset", "model_config", "parse_schedule", "train"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'depthlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    if name != "frontier":
+        globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """``depthlab.frontier`` is the function (`depthlab.api.frontier`) even after the subpackage of
+    the same name is imported (the import system then sets the attribute: it is kept aside)."""
+
+    @property
+    def frontier(self):
+        return importlib.import_module(".api", __name__).frontier
+
+    @frontier.setter
+    def frontier(self, module):
+        self.__dict__["_frontier_package"] = module
+
+
+sys.modules[__name__].__class__ = _Package

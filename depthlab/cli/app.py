@@ -19,12 +19,23 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, UserError
+from .commands import LazyGroup
 
 # The names callers imported from here before `depthlab.cli.options` existed: `executor_options`
 # here is the old one (separate parameters, for `executor_spec`); commands use
 # `options.executor_options`, which hands them the validated spec.
-from .options import executor_flags as executor_options  # noqa: F401
-from .options import executor_spec, int_or_keyword, model_overrides  # noqa: F401
+# They are read from `options` on first use: it imports `TrainConfig` (torch), and `depthlab --help`
+# must not.
+_FROM_OPTIONS = {"executor_options": "executor_flags", "executor_spec": "executor_spec",
+                 "int_or_keyword": "int_or_keyword", "model_overrides": "model_overrides"}
+
+
+def __getattr__(name: str):
+    if name not in _FROM_OPTIONS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import options
+
+    return getattr(options, _FROM_OPTIONS[name])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +196,7 @@ Store: every run is recorded in --store (default ./depthlab.db); a finished conf
 not trained again (--rerun trains again)."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(package_name="depthlab")
 def cli():
     """depthlab: how does depth interact with trainability?"""
