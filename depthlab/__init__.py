@@ -26,11 +26,11 @@ _EXPORTS = {
     "model_config": "models", "Store": "store.sqlite", "RunResult": "records.record",
     "RunStatus": "records.record", "TrainConfig": "engine.config", "parse_schedule": "engine.schedule",
     "FrontierConfig": "frontier.protocol", "FrontierResult": "frontier.search",
-    "frontier": "api", "train": "api",
+    "frontier": "api", "train": "api", "diagnose": "api", "lr_find": "api",
 }
 __all__ = ["Batches", "ConfigError", "DataError", "Dataset", "FactoryError", "FrontierConfig", "FrontierResult",
            "ModelFactory", "PRESETS", "RunResult", "RunStatus", "Store", "StoreError", "TrainConfig", "UserError",
-           "create_model", "frontier", "load_dataset", "model_config", "parse_schedule", "train"]
+           "create_model", "diagnose", "frontier", "load_dataset", "lr_find", "model_config", "parse_schedule", "train"]
 
 
 def __getattr__(name: str):

@@ -41,6 +41,12 @@ from ..report import data_frame, new_axes
 # forward signal that has grown/collapsed as much) is far outside what trains with one lr.
 RATIO_LIMIT = 1e3
 
+# ... or, over a shallower net, ten times (`SHALLOW_RATIO_LIMIT`) at a steady rate of over 1.5x per
+# layer (`PER_LAYER_LIMIT`): a 7-layer MLP whose backprop signal first/last is 0.0253 (issue 32) loses
+# 1.8x per layer and is vanishing, while a 30-layer BN net at 65.5 (1.16x per layer) is healthy.
+SHALLOW_RATIO_LIMIT = 10.0
+PER_LAYER_LIMIT = 1.5
+
 
 # ||dL/dW|| / ||W|| above this at init: one SGD step at lr 0.01 would move a layer by its own size.
 RELATIVE_GRAD_LIMIT = 100.0
@@ -201,8 +207,29 @@ def judge(grad_norm: Sequence[float], signal_norm: Sequence[float], act_std: Seq
         if std_ratio < 1 / RATIO_LIMIT:
             vanishing = True
             reasons.append(f"activations shrink to {std_ratio:.2g} of their first-layer size")
+    if not (exploding or vanishing):
+        exploding, vanishing = _steady_drift(signal_ratio, std_ratio, len(s), reasons)
     label = "exploding" if exploding else "vanishing" if vanishing else "healthy"
     return Verdict(label, grad_ratio, signal_ratio, std_ratio, max_rel, reasons)
+
+
+def _steady_drift(signal_ratio: float, std_ratio: float, layers: int, reasons: list[str]) -> tuple[bool, bool]:
+    """(exploding, vanishing) of a signal that changes by over `SHALLOW_RATIO_LIMIT` between the
+    first and the last layer at over `PER_LAYER_LIMIT` per layer on average; reasons appended."""
+    exploding = vanishing = False
+    steps = max(layers - 1, 1)
+    for ratio, what in ((signal_ratio, "backprop signal"), (std_ratio, "activation std")):
+        if not math.isfinite(ratio) or ratio <= 0:
+            continue
+        per_layer = ratio ** (1 / steps)
+        towards = " towards the input" if what == "backprop signal" else ""   # that ratio is first/last
+        if ratio > SHALLOW_RATIO_LIMIT and per_layer > PER_LAYER_LIMIT:
+            exploding = True
+            reasons.append(f"{what} grows {per_layer:.2g}x per layer{towards} ({ratio:.3g} over {layers} layers)")
+        elif ratio < 1 / SHALLOW_RATIO_LIMIT and per_layer < 1 / PER_LAYER_LIMIT:
+            vanishing = True
+            reasons.append(f"{what} shrinks {1 / per_layer:.2g}x per layer ({ratio:.3g} over {layers} layers)")
+    return exploding, vanishing
 
 
 @dataclass

@@ -233,6 +233,18 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _kept_note(argv: list[str] | None, bare: bool = False) -> str:
+    """What an interrupted command keeps: ``; finished runs are kept in the store`` for a command
+    with ``--store``; a command without one (diagnose, lr-find, ...) keeps nothing it had not
+    written yet."""
+    args = sys.argv[1:] if argv is None else argv
+    name = next((a for a in args if not a.startswith("-")), None)
+    command = cli.get_command(None, name) if name else None
+    stored = command is not None and any("--store" in getattr(p, "opts", ()) for p in command.params)
+    note = "finished runs are kept in the store" if stored else "nothing was recorded: this command keeps no store"
+    return f" ({note})" if bare else f"; {note}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
     try:
@@ -249,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort as exc:  # click turns Ctrl-C (and so `Terminated`) into Abort
         if isinstance(exc.__cause__, Terminated):
-            echo_err("depthlab: terminated (SIGTERM; finished runs are kept in the store)")
+            echo_err(f"depthlab: terminated (SIGTERM{_kept_note(argv)})")
             return 143
         echo_err("depthlab: aborted")
         return 130
@@ -257,10 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         echo_err(f"depthlab: error: {exc}")
         return exc.exit_code
     except Terminated:
-        echo_err("depthlab: terminated (SIGTERM; finished runs are kept in the store)")
+        echo_err(f"depthlab: terminated (SIGTERM{_kept_note(argv)})")
         return 143
     except KeyboardInterrupt:
-        echo_err("depthlab: interrupted (finished runs are kept in the store)")
+        echo_err(f"depthlab: interrupted{_kept_note(argv, bare=True)}")
         return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
