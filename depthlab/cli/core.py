@@ -180,11 +180,17 @@ class _Progress:
                    "checkpoints to DEST, a store a later sweep can continue from.")
 @click.option("--force", is_flag=True, help="With --snapshot: replace an existing DEST if it is a depthlab store "
                                               "(and the checkpoint files in DEST-checkpoints/); nothing else.")
-def runs(store_path, limit, status, as_json, snapshot_path, force):
+@click.option("--tensorboard", "tensorboard", default=None, metavar="DIR",
+              help="Export the store for TensorBoard instead of listing it: one folder per run (of --status, if "
+                   "given) with its epochs' scalars; DIR must be new or empty.")
+def runs(store_path, limit, status, as_json, snapshot_path, force, tensorboard):
     """List the runs in the store, newest first."""
     from ..frontier.criterion import recorded_criterion_error
     from ..store.snapshot import snapshot_store
     from ..store.sqlite import FINISHED, Store
+
+    if tensorboard is not None:
+        return _export_tensorboard(store_path, tensorboard, status, snapshot_path)
 
     if snapshot_path is not None:
         info = snapshot_store(store_path, snapshot_path, force=force)
@@ -234,6 +240,22 @@ def runs(store_path, limit, status, as_json, snapshot_path, force):
     what = f" {status}" if status else ""
     click.echo(f"showing {len(rows)} of {total}{what} run(s) in {store_path}"
                + (f" (--limit {limit}; --limit N shows more)" if len(rows) < total else ""))
+
+
+def _export_tensorboard(store_path: str, folder: str, status: str | None, snapshot_path: str | None) -> None:
+    """``runs --tensorboard DIR``: every run as TensorBoard event files (`depthlab.store.tensorboard`)."""
+    from ..store.sqlite import FINISHED, Store
+    from ..store.tensorboard import check_export_folder, export_tensorboard
+
+    if snapshot_path is not None:
+        raise ConfigError("--tensorboard and --snapshot are two different commands: give one")
+    if status is not None and status not in (RunStatus.RUNNING, *FINISHED):
+        raise ConfigError(f"--tensorboard exports runs by stored status: one of running, {', '.join(FINISHED)}")
+    require_tensorboard(folder)
+    check_export_folder(folder)
+    with Store(store_path, reading=True, must_exist=True) as store:
+        count = export_tensorboard(store, folder, status=status)
+    click.echo(f"exported {count} run(s) of {store_path} to {folder}/ (tensorboard --logdir {folder})")
 
 
 def _error_header(criteria: dict, rows: int) -> str:
