@@ -60,21 +60,19 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     writer = tensorboard_writer(tensorboard)
     label = "Val" if use_val else "Test"
     epochs = config.epochs
-    progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
+    bar = sys.stderr.isatty() and not as_json    # the API's tqdm bar, on stderr, only on a terminal
     progress_to_stderr(as_json)
 
     def on_epoch(m):
-        progress.clear()
-        progress_log.info(classic_line(m.epoch, epochs, m.train_error, m.test_error, label))
+        with _outside_bar():
+            progress_log.info(classic_line(m.epoch, epochs, m.train_error, m.test_error, label))
         if writer is not None:
             for key in ("train_error", "test_error", "loss", "lr"):
                 writer.add_scalar(key, getattr(m, key), m.epoch)
 
     with open_store(store_path) as store:  # checkpointed every epoch: the same command resumes
-        record = train_and_record(config, data, store=store, progress=False, reuse=not rerun, on_epoch=on_epoch,
-                                  on_step=progress.step)
+        record = train_and_record(config, data, store=store, progress=bar, reuse=not rerun, on_epoch=on_epoch)
     result = {**record.to_dict(), "reused": record.reused}  # the record as the JSON it is shown and saved as
-    progress.clear()
     if writer is not None:
         writer.close()
     if result.get("reused"):
@@ -147,26 +145,16 @@ def check_schedule(config, *, lr_given: bool) -> None:
                         f"at or after --epochs {config.epochs}: they never apply")
 
 
-class _Progress:
-    """A one-line progress indicator on stderr, only when stderr is a terminal."""
+def _outside_bar():
+    """A context in which a line can be printed without cutting through the tqdm bar (the bar is
+    cleared, then redrawn below the line); a plain context without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        import contextlib
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.shown = False
-
-    def step(self, step: int, total: int) -> None:
-        if self.enabled and (step % 5 == 0 or step == total):
-            width = 30
-            done = int(width * step / total)
-            sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {step}/{total}")
-            sys.stderr.flush()
-            self.shown = True
-
-    def clear(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r" + " " * 60 + "\r")
-            sys.stderr.flush()
-            self.shown = False
+        return contextlib.nullcontext()
+    return tqdm.external_write_mode()
 
 
 @cli.command()

@@ -91,3 +91,25 @@ def test_a_factory_without_source_says_how_to_give_one():
     exec(compile("def build(depth):\n    return None\n", "<stdin>", "exec"), namespace)
     with pytest.raises(ConfigError, match="piped to stdin.*save the script as a file"):
         ModelFactory.from_callable(namespace["build"])
+
+
+def test_train_on_a_terminal_shows_the_apis_tqdm_bar_not_its_own(tmp_path, data_root, monkeypatch, capsys):
+    import sys
+
+    import depthlab.api
+    import depthlab.cli.core as core
+
+    assert not hasattr(core, "_Progress")          # one progress bar: the API's (tqdm)
+    asked = {}
+    real = depthlab.api.train
+
+    def spy(*args, **kwargs):
+        asked.update(progress=kwargs.get("progress"), on_step=kwargs.get("on_step"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(depthlab.api, "train", spy)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    code = main(["train", "cnn-tanh", "--depth", "3", "--epochs", "1", "--train-size", "256", "--batch-size", "64",
+                 "--device", "cpu", "--data-dir", str(data_root), "--store", str(tmp_path / "s.db")])
+    assert code == 0 and asked == {"progress": True, "on_step": None}
+    assert "Epoch 000/001" in capsys.readouterr().out
