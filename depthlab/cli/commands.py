@@ -15,7 +15,7 @@ import click
 # command name -> (module under depthlab.cli, its first sentence: its summary in `depthlab --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("core", 'Train one MODEL and record it in the store.'),
-    "runs": ("core", 'List the runs in the store, newest first.'),
+    "runs": ("runs", 'List the runs in the store, newest first.'),
     "summary": ("core", 'Print a layer table and the parameter count of MODEL.'),
     "models": ("core", 'List model families, presets and the axes they take.'),
     "frontier": ("frontier", 'Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs).'),
@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # the order the modules register in: `experiments` imports `cifar` first, and its `reproduce`
 # (the experiment registry's, forwarding the CIFAR names) replaces cifar's
-MODULES = ("core", "frontier", "theory", "cifar", "diagnose", "info", "experiments")
+MODULES = ("core", "runs", "frontier", "theory", "cifar", "diagnose", "info", "experiments")
 
 
 class LazyGroup(click.Group):

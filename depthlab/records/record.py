@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # torch is imported on first use: `depthlab runs` reads records without it
+    from torch import nn
 
 
 class RunStatus(str, Enum):
@@ -53,6 +55,12 @@ class Checkpoint:
     eval_error: float       # evaluation error now (eval mode)
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 @dataclass
 class RunResult:
     """The record of one run: what the trainer returns, workers send back, the driver and the
@@ -69,7 +77,7 @@ class RunResult:
     parameters: int = 0
     device: str = "cpu"
     # torch intra-op threads when the run was made: CPU results depend on it bitwise
-    threads: int | None = field(default_factory=torch.get_num_threads)
+    threads: int | None = field(default_factory=lambda: _torch_threads())
     checkpoints: list[Checkpoint] = field(default_factory=list)  # the evaluation points, in order
     extras: dict | None = None           # measures of the trained network (`depthlab.engine.extras`)
     fused: dict | None = None            # a fused group's member: {"members": G, "seconds": wall time}

@@ -47,3 +47,20 @@ def test_the_frontier_subpackage_stays_importable_beside_the_function():
     from depthlab.frontier.search import FrontierResult
 
     assert callable(depthlab.frontier) and depthlab.FrontierResult is FrontierResult
+
+
+def test_listing_a_store_of_trained_runs_does_not_import_torch(tmp_path):
+    from depthlab.store.sqlite import Store
+
+    with Store(tmp_path / "s.db") as store:
+        run_id = store.start_run({"model": "cnn-tanh", "model_args": {"depth": 9}, "lr": 0.1, "epochs": 1,
+                                  "precision": "fp32"}, "h1")
+        store.log_epoch(run_id, {"epoch": 0, "train_error": 0.5, "test_error": 0.4, "loss": 1.0, "lr": 0.1,
+                                 "seconds": 1.0})
+        store.finish_run(run_id, "done", seconds=1.0, result={"test_error": 0.4})
+    for argv in (["runs", "--store", str(tmp_path / "s.db")], ["runs", "--help"]):
+        done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "NO-TORCH 0", done.stdout
+        assert ("cnn-tanh" in done.stdout) is (argv[-1] != "--help")   # the listing holds the run
