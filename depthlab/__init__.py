@@ -3,8 +3,9 @@
 The Python API mirrors the CLI (`depthlab.api`)::
 
     import depthlab
-    result = depthlab.train(depthlab.TrainConfig(model="cnn-tanh", model_args={"depth": 9}, epochs=1))
+    result = depthlab.train("cnn-tanh", depth=9, epochs=1)      # or a TrainConfig; fields named as the CLI's flags
     found = depthlab.frontier(build, store="runs.db", max_depth=12, epochs=1)   # your own factory
+    depthlab.diagnose("cnn-tanh", depth=30, steps=20), depthlab.lr_find("cnn-elu-bn", depth=30)
     result.to_frame(), found.to_frame(), depthlab.Store("runs.db").frame()
 
 ``depthlab.frontier`` is the function (`depthlab.api.frontier`); the package of the same name
