@@ -3,40 +3,42 @@
 The Python API mirrors the CLI (`depthlab.api`)::
 
     import depthlab
-    result = depthlab.train(depthlab.TrainConfig(model="cnn-tanh", model_args={"depth": 9}, epochs=1))
+    result = depthlab.train("cnn-tanh", depth=9, epochs=1)      # or a TrainConfig; fields named as the CLI's flags
     found = depthlab.frontier(build, store="runs.db", max_depth=12, epochs=1)   # your own factory
+    depthlab.diagnose("cnn-tanh", depth=30, steps=20), depthlab.lr_find("cnn-elu-bn", depth=30)
     result.to_frame(), found.to_frame(), depthlab.Store("runs.db").frame()
 
-``depthlab.frontier`` is the function (`depthlab.api.frontier`); the depth frontier's package
-is `depthlab.depth_frontier` (``import depthlab.depth_frontier.search as search``). Its modules
-also answer to the path ``depthlab.frontier.<module>`` in ``from`` imports (``from
-depthlab.frontier.search import find_frontier``): the same module objects, for code written
-against that path.
+``depthlab.frontier`` is the function (`depthlab.api.frontier`); the depth frontier's package is
+`depthlab.depth_frontier` (``import depthlab.depth_frontier.search as search``).
 """
 
-import importlib as _importlib
-import sys as _sys
-
-from .data.batches import Batches
-from .data.dataset import Dataset
-from .data.registry import load_dataset
-from .errors import ConfigError, DataError, StoreError, UserError
-from .models import PRESETS, FactoryError, ModelFactory, create_model, model_config
-from .store.sqlite import Store
-from .records.record import RunResult, RunStatus
-from .engine.config import TrainConfig
-from .engine.schedule import parse_schedule
-from .depth_frontier.protocol import FrontierConfig
-from .depth_frontier.search import FrontierResult
-from .api import frontier, train
-
-_sys.modules.setdefault(f"{__name__}.frontier", _sys.modules[f"{__name__}.depth_frontier"])
-for _module in ("bisection", "criterion", "outputs", "points", "protocol", "search", "seeds"):
-    _sys.modules.setdefault(f"{__name__}.frontier.{_module}",
-                            _importlib.import_module(f".depth_frontier.{_module}", __name__))
-
+import importlib
 
 __version__ = "0.1.0"
+
+# Every public name and the module that defines it. They are imported on first use (PEP 562), so
+# that `import depthlab.cli` (and with it `depthlab --help`, `--version`) does not import torch.
+_EXPORTS = {
+    "Batches": "data.batches", "Dataset": "data.dataset", "load_dataset": "data.registry",
+    "ConfigError": "errors", "DataError": "errors", "StoreError": "errors", "UserError": "errors",
+    "PRESETS": "models", "FactoryError": "models", "ModelFactory": "models", "create_model": "models",
+    "model_config": "models", "Store": "store.sqlite", "RunResult": "records.record",
+    "RunStatus": "records.record", "TrainConfig": "engine.config", "parse_schedule": "engine.schedule",
+    "FrontierConfig": "depth_frontier.protocol", "FrontierResult": "depth_frontier.search",
+    "frontier": "api", "train": "api", "diagnose": "api", "lr_find": "api",
+}
 __all__ = ["Batches", "ConfigError", "DataError", "Dataset", "FactoryError", "FrontierConfig", "FrontierResult",
            "ModelFactory", "PRESETS", "RunResult", "RunStatus", "Store", "StoreError", "TrainConfig", "UserError",
-           "create_model", "frontier", "load_dataset", "model_config", "parse_schedule", "train"]
+           "create_model", "diagnose", "frontier", "load_dataset", "lr_find", "model_config", "parse_schedule", "train"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'depthlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

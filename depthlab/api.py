@@ -34,10 +34,12 @@ from .sweep.session import open_runner, opened_store
 log = logging.getLogger("depthlab")
 
 
-def train(config: TrainConfig, data: Dataset | None = None, *, store: str | os.PathLike | Store | None = None,
+def train(config: Any, data: Dataset | None = None, *, store: str | os.PathLike | Store | None = None,
           progress: bool = True, reuse: bool = True, data_dir=None, **options: Any) -> RunResult:
-    """Train ``config`` (a `TrainConfig`) and return its `RunResult` (``result.model`` is the
-    trained network, ``result.to_frame()`` its epochs). With ``store`` the run is recorded there
+    """Train ``config`` (a `TrainConfig`, or a model with its fields as keywords, named as the
+    CLI's flags: ``train("cnn-tanh", depth=9, epochs=3, lr=0.1)``, `train_config`) and return
+    its `RunResult` (``result.model`` is the trained network, ``result.to_frame()`` its epochs;
+    a run read back from the store has no network: ``model`` None). With ``store`` the run is recorded there
     and a finished run of the same config is read back instead of trained (``reuse=False``
     trains again). With a store its state is also saved after every epoch beside it
     (``<store>-checkpoints/``): the same call after an interruption (Ctrl-C, a kill) continues
@@ -46,9 +48,8 @@ def train(config: TrainConfig, data: Dataset | None = None, *, store: str | os.P
     ``options`` go to `run_recorded` (``monitor``, ``on_epoch``, ``on_step``, ``kind``,
     ``experiment``). A config that leaves ``threads`` unset runs on this process's torch
     threads, recorded and hashed as such (`pinned_threads`), as ``depthlab train`` runs it."""
-    if not isinstance(config, TrainConfig):
-        raise ConfigError(f"train() takes a TrainConfig, got {type(config).__name__}")
-    config = pinned_threads(config)
+    run_options = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
+    config, options = pinned_threads(train_config(config, **options)), run_options
     from .engine.checkpoints import checkpoint_file, discard_checkpoint, resume_point
     from .records.record import RunStatus
     from .sweep.runner import run_recorded
@@ -78,7 +79,7 @@ def train(config: TrainConfig, data: Dataset | None = None, *, store: str | os.P
 
         resumable = {} if saved is None else {"train_options": dict(checkpoint_path=saved, resume=True)}
         record = run_recorded(config, opened, data, data_dir=data_dir, reuse=reuse, on_step=step, on_epoch=epoch,
-                              **resumable, **options)
+                              keep_model=True, **resumable, **options)
         if saved is not None and record.status != RunStatus.FAILED:
             discard_checkpoint(saved)
             remove_if_empty(folder)
@@ -133,6 +134,64 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
                 bar.set_postfix_str(line[:60], refresh=False)
 
         return run_frontier(names, config, store, data, spec, data_dir=data_dir, log=log)
+
+
+# `run_recorded`'s own keywords; every other keyword of `train` is a field of the config
+RUN_OPTIONS = ("monitor", "on_epoch", "on_step", "kind", "experiment", "train_options")
+# the CLI's model-axis flags (`--depth`, `--act`, ...): keywords that go to ``model_args``
+MODEL_AXES = ("depth", "act", "init", "norm", "skip", "heads", "width")
+
+
+def train_config(model: Any, **fields: Any) -> TrainConfig:
+    """The `TrainConfig` of ``model`` (a preset name, a factory, or a `TrainConfig` whose fields
+    ``fields`` replace) with ``fields`` named as the CLI's flags: the model axes (``depth``,
+    ``act``, ``init``, ``norm``, ``skip``, ``heads``, ``width``) and ``params`` (``-p k=v``) go
+    to ``model_args``, the rest are `TrainConfig` fields. One way from keywords to a config, for
+    every entry point that trains."""
+    if isinstance(model, TrainConfig) and not fields:
+        return model
+    args = _model_args(fields)
+    try:
+        if isinstance(model, TrainConfig):
+            return dataclasses.replace(model, model_args={**model.model_args, **args}, **fields)
+        return TrainConfig(model=as_model(model), model_args=args, **fields)
+    except TypeError as exc:
+        raise ConfigError(f"{exc}".replace("__init__() ", "").replace("TrainConfig.", "")) from None
+
+
+def _model_args(fields: dict) -> dict:
+    """Take the model's arguments out of ``fields``: ``model_args``, ``params`` and the model axes."""
+    args = dict(fields.pop("model_args", None) or {})
+    args.update(fields.pop("params", None) or {})
+    args.update({k: fields.pop(k) for k in MODEL_AXES if fields.get(k) is not None})
+    return args
+
+
+def diagnose(model: Any, *, data: Dataset | None = None, data_dir=None, **fields: Any):
+    """Per-layer gradient flow of ``model`` (a preset name or a factory) over a few SGD steps, as
+    ``depthlab diagnose`` computes it: `depthlab.analysis.diagnostics.diagnose` with the model
+    axes (``depth``, ``act``, ... ``params``) as keywords beside its own (``steps``, ``every``,
+    ``lr``, ``momentum``, ``batch_size``, ``train_size``, ``seed``, ``device``, ``precision``).
+    Returns a `Diagnostics` (``.verdict``, ``.to_frame()``). Nothing is recorded (no store)."""
+    from .analysis.diagnostics import diagnose as run_diagnose
+
+    args = _model_args(fields)
+    return run_diagnose(model, args, data=data, data_dir=data_dir, **fields)
+
+
+LR_RANGE = ("min_lr", "max_lr", "steps", "smoothing", "diverge", "burn_in")
+
+
+def lr_find(model: Any, *, data: Dataset | None = None, data_dir=None, **fields: Any):
+    """The exponential learning-rate range test of ``model`` (a preset name, a factory or a
+    `TrainConfig`; its fields as keywords, as `train` takes them), as ``depthlab lr-find`` runs it:
+    the range keywords (``min_lr``, ``max_lr``, ``steps``, ``smoothing``, ``diverge``,
+    ``burn_in``) go to `depthlab.experiments.lr_find.lr_find`. Returns an `LRFindResult`
+    (``.suggestion``). Nothing is recorded (no store); the weights are restored."""
+    from .experiments.lr_find import lr_find as run_lr_find
+
+    ranges = {k: fields.pop(k) for k in LR_RANGE if k in fields}
+    return run_lr_find(train_config(model, **fields), data, data_dir=data_dir, **ranges)
 
 
 def _as_tuples(value: Any) -> Any:
@@ -225,4 +284,4 @@ def _bar(enabled: bool, what: str, unit: str):
         bar.close()
 
 
-__all__ = ["frontier", "frontier_models", "run_frontier", "train"]
+__all__ = ["diagnose", "frontier", "frontier_models", "lr_find", "run_frontier", "train", "train_config"]

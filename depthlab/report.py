@@ -121,6 +121,16 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
     return "\n".join(lines)
 
 
+def html_table(headers: Sequence[str], rows: Iterable[Sequence], caption: str | None = None) -> str:
+    """The same table as HTML, for a notebook's ``_repr_html_`` (every cell escaped)."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
+    title = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return f"<table>{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def _cell(value) -> str:
     if value is None:
         return "-"

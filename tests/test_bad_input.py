@@ -102,6 +102,8 @@ CASES: list[tuple[str, str]] = [
     # runs -------------------------------------------------------------------------------------
     ("runs --limit 0", "--limit must be positive"),
     ("runs --status bogus", "unknown status"),
+    ("runs --tensorboard tb --snapshot copy.db", "two different commands"),
+    ("runs --tensorboard tb --status interrupted", "by stored status"),
     ("runs --store {nofolder}/s.db", "does not exist"),
     ("runs --store {absent}", "does not exist"),
     *[(f"runs --store {s}", m) for s, m in STORE_CASES[:3]],

@@ -19,12 +19,23 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, UserError, counting_ctrl_c
+from .commands import LazyGroup
 
 # The names callers imported from here before `depthlab.cli.options` existed: `executor_options`
 # here is the old one (separate parameters, for `executor_spec`); commands use
 # `options.executor_options`, which hands them the validated spec.
-from .options import executor_flags as executor_options  # noqa: F401
-from .options import executor_spec, int_or_keyword, model_overrides  # noqa: F401
+# They are read from `options` on first use: it imports `TrainConfig` (torch), and `depthlab --help`
+# must not.
+_FROM_OPTIONS = {"executor_options": "executor_flags", "executor_spec": "executor_spec",
+                 "int_or_keyword": "int_or_keyword", "model_overrides": "model_overrides"}
+
+
+def __getattr__(name: str):
+    if name not in _FROM_OPTIONS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import options
+
+    return getattr(options, _FROM_OPTIONS[name])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +178,7 @@ Store: every run is recorded in --store (default ./depthlab.db); a finished conf
 not trained again (--rerun trains again)."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(package_name="depthlab")
 def cli():
     """depthlab: how does depth interact with trainability?"""
@@ -204,6 +215,18 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _kept_note(argv: list[str] | None, bare: bool = False) -> str:
+    """What an interrupted command keeps: ``; finished runs are kept in the store`` for a command
+    with ``--store``; a command without one (diagnose, lr-find, ...) keeps nothing it had not
+    written yet."""
+    args = sys.argv[1:] if argv is None else argv
+    name = next((a for a in args if not a.startswith("-")), None)
+    command = cli.get_command(None, name) if name else None
+    stored = command is not None and any("--store" in getattr(p, "opts", ()) for p in command.params)
+    note = "finished runs are kept in the store" if stored else "nothing was recorded: this command keeps no store"
+    return f" ({note})" if bare else f"; {note}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
     try:
@@ -220,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort as exc:  # click turns Ctrl-C (and so `Terminated`) into Abort
         if isinstance(exc.__cause__, Terminated):
-            echo_err("depthlab: terminated (SIGTERM; finished runs are kept in the store)")
+            echo_err(f"depthlab: terminated (SIGTERM{_kept_note(argv)})")
             return 143
         echo_err("depthlab: aborted")
         return 130
@@ -228,10 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         echo_err(f"depthlab: error: {exc}")
         return exc.exit_code
     except Terminated:
-        echo_err("depthlab: terminated (SIGTERM; finished runs are kept in the store)")
+        echo_err(f"depthlab: terminated (SIGTERM{_kept_note(argv)})")
         return 143
     except KeyboardInterrupt:
-        echo_err("depthlab: interrupted (finished runs are kept in the store)")
+        echo_err(f"depthlab: interrupted{_kept_note(argv, bare=True)}")
         return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1

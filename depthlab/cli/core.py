@@ -7,16 +7,14 @@ import sys
 
 import click
 
-from ..engine.device import DEFAULT_PRECISION
 from ..errors import ConfigError
 from ..records.record import RunStatus
-from ..report import classic_line, format_table, percent
+from ..report import classic_line, format_table
 from .app import (cli, create_output_folder, log, open_store, output_folder, progress_to_stderr, require_tensorboard,
                   tensorboard_writer)
 from .app import progress as progress_log
 from .options import data_options, model_options, run_options, train_options
 
-MAX_LIMIT = 10**9  # runs --limit (SQLite's LIMIT takes a 64-bit integer)
 
 
 @cli.command()
@@ -58,21 +56,19 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     writer = tensorboard_writer(tensorboard)
     label = "Val" if use_val else "Test"
     epochs = config.epochs
-    progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
+    bar = sys.stderr.isatty() and not as_json    # the API's tqdm bar, on stderr, only on a terminal
     progress_to_stderr(as_json)
 
     def on_epoch(m):
-        progress.clear()
-        progress_log.info(classic_line(m.epoch, epochs, m.train_error, m.test_error, label))
+        with _outside_bar():
+            progress_log.info(classic_line(m.epoch, epochs, m.train_error, m.test_error, label))
         if writer is not None:
             for key in ("train_error", "test_error", "loss", "lr"):
                 writer.add_scalar(key, getattr(m, key), m.epoch)
 
     with open_store(store_path) as store:  # checkpointed every epoch: the same command resumes
-        record = train_and_record(config, data, store=store, progress=False, reuse=not rerun, on_epoch=on_epoch,
-                                  on_step=progress.step)
+        record = train_and_record(config, data, store=store, progress=bar, reuse=not rerun, on_epoch=on_epoch)
     result = {**record.to_dict(), "reused": record.reused}  # the record as the JSON it is shown and saved as
-    progress.clear()
     if writer is not None:
         writer.close()
     if result.get("reused"):
@@ -145,104 +141,16 @@ def check_schedule(config, *, lr_given: bool) -> None:
                         f"at or after --epochs {config.epochs}: they never apply")
 
 
-class _Progress:
-    """A one-line progress indicator on stderr, only when stderr is a terminal."""
+def _outside_bar():
+    """A context in which a line can be printed without cutting through the tqdm bar (the bar is
+    cleared, then redrawn below the line); a plain context without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        import contextlib
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.shown = False
-
-    def step(self, step: int, total: int) -> None:
-        if self.enabled and (step % 5 == 0 or step == total):
-            width = 30
-            done = int(width * step / total)
-            sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {step}/{total}")
-            sys.stderr.flush()
-            self.shown = True
-
-    def clear(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r" + " " * 60 + "\r")
-            sys.stderr.flush()
-            self.shown = False
-
-
-@cli.command()
-@click.option("--store", "store_path", default="depthlab.db", show_default=True, help="The run store to list.")
-@click.option("--limit", type=int, default=50, show_default=True, help="Show at most N runs, newest first.")
-@click.option("--status", default=None, help="Only runs with this status: done, diverged, failed, running, "
-                                              "interrupted (running, but its process is gone).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON list on stdout (errors as fractions).")
-@click.option("--snapshot", "snapshot_path", default=None, metavar="DEST",
-              help="Instead of listing, copy the store (even while a sweep writes it) and its "
-                   "checkpoints to DEST, a store a later sweep can continue from.")
-@click.option("--force", is_flag=True, help="With --snapshot: replace an existing DEST if it is a depthlab store "
-                                              "(and the checkpoint files in DEST-checkpoints/); nothing else.")
-def runs(store_path, limit, status, as_json, snapshot_path, force):
-    """List the runs in the store, newest first."""
-    from ..depth_frontier.criterion import recorded_criterion_error
-    from ..store.snapshot import snapshot_store
-    from ..store.sqlite import FINISHED, Store
-
-    if snapshot_path is not None:
-        info = snapshot_store(store_path, snapshot_path, force=force)
-        click.echo(f"{snapshot_path}: {info['runs']} run(s), {info['checkpoints']} checkpoint(s), "
-                   f"{info['bytes'] / 1e6:.1f} MB")
-        return
-    if force:
-        raise ConfigError("--force only goes with --snapshot DEST")
-    if limit is not None and not 0 < limit <= MAX_LIMIT:
-        raise ConfigError(f"--limit must be positive and at most {MAX_LIMIT:,}, got {limit:,}")
-    if status is not None and status not in (RunStatus.RUNNING, "interrupted", *FINISHED):
-        raise ConfigError(f"unknown status {status!r}; choose one of: running, interrupted, {', '.join(FINISHED)}")
-    with Store(store_path, reading=True) as store:
-        gone = store.interrupted()
-        if status in ("interrupted", RunStatus.RUNNING):
-            rows = [r for r in store.runs(status=RunStatus.RUNNING) if (r.id in gone) == (status == "interrupted")]
-            total = len(rows)
-            rows = rows[:limit]
-        else:
-            rows = store.runs(limit=limit, status=status)
-            total = store.count(status)
-        done_epochs = {r.id: len(store.epochs(r.id)) for r in rows}
-    shown = lambda r: "interrupted" if r.id in gone else str(r.status)  # noqa: E731
-    criteria = {r.id: recorded_criterion_error(r.config, r.result) for r in rows if r.kind == "frontier"}
-    criteria = {k: v for k, v in criteria.items() if v is not None}
-    if as_json:
-        click.echo(json.dumps([{"id": r.id, "hash": r.config_hash, "kind": r.kind, "model": r.model,
-                                "dataset": r.dataset, "status": shown(r), "seconds": r.seconds,
-                                "epochs_done": done_epochs[r.id], "config": r.config, "result": r.result,
-                                **({"criterion_error": criteria[r.id][1]} if r.id in criteria else {})}
-                               for r in rows]))
-        return
-    table = []
-    for r in rows:
-        err = criteria[r.id][1] if r.id in criteria else r.result.get("test_error") if r.result else None
-        planned = r.config.get("epochs")
-        train_size = r.config.get("train_size")
-        table.append([r.id, r.config_hash, r.kind, r.model, r.config.get("model_args", {}).get("depth", ""),
-                      r.config.get("lr", ""), r.config.get("precision", DEFAULT_PRECISION), shown(r),
-                      f"{done_epochs[r.id]}/{planned}" if planned is not None else done_epochs[r.id],
-                      f"{train_size:,}" if isinstance(train_size, int) else "all",
-                      percent(err, 1 if r.id in criteria else 2) if isinstance(err, (int, float)) else "-",
-                      f"{r.seconds:.1f}" if r.seconds is not None else "-"])
-    if table:
-        click.echo(format_table(("id", "hash", "kind", "model", "depth", "lr", "precision", "status", "epochs",
-                                 "train size", _error_header(criteria, len(rows)), "seconds"), table))
-    what = f" {status}" if status else ""
-    click.echo(f"showing {len(rows)} of {total}{what} run(s) in {store_path}"
-               + (f" (--limit {limit}; --limit N shows more)" if len(rows) < total else ""))
-
-
-def _error_header(criteria: dict, rows: int) -> str:
-    """The error column's header: a frontier trial shows its criterion error (the error at the
-    evaluation point that decided it, as its frontier line and tables do), others their final
-    test error; with both, the header says which is which."""
-    names = sorted({name for name, _ in criteria.values()})
-    criterion = f"criterion error ({'/'.join(names)})" if names else ""
-    if not criteria:
-        return "final test error"
-    return criterion if len(criteria) == rows else f"error: frontier {criterion}, else final test"
+        return contextlib.nullcontext()
+    return tqdm.external_write_mode()
 
 
 @cli.command()

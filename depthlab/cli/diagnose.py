@@ -32,7 +32,7 @@ def watch_options(f):
                compile=dict(help="torch.compile the model (worth it on a GPU)."))
 @data_options(dataset_help=None, data_dir_help=None, train_size_default=10_000)
 @run_options(take=("seed", "device", "precision", "out", "json"),
-             out_help="Folder for the plots and the JSON (default: depthlab-out/diagnose).")
+             out_help="Folder for the plots and the JSON (default: depthlab-out/depthlab/diagnose).")
 def diagnose(model, model_opts, watch, hp, data_opts, run):
     """Per-layer activation statistics, gradient norms and update ratios of MODEL (its conv
     layers; with --model-file, every Linear and conv layer of your own network) at init and
@@ -104,14 +104,14 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     if as_json:
         click.echo(json.dumps(summary))
         return
-    init_rows = [[name, diag.act_mean[0, i], diag.act_std[0, i], diag.grad_norm[0, i], diag.signal_norm[0, i],
+    init_rows = [[i + 1, name, diag.act_mean[0, i], diag.act_std[0, i], diag.grad_norm[0, i], diag.signal_norm[0, i],
                   diag.update_ratio[0, i]] for i, name in enumerate(diag.layers)]
     step_of = max(1, len(init_rows) // 12)
     shown = init_rows[::step_of] + ([init_rows[-1]] if (len(init_rows) - 1) % step_of else [])
     kind = "conv" if diag.layer_kind == "conv" else "Linear/conv"
     click.echo(f"{diag.model} depth {k}: {len(diag.layers)} {kind} layers, {steps} steps at lr {lr:g} "
                f"({diag.seconds:.1f}s); at initialisation:")
-    click.echo(format_table(["layer", "act mean", "act std", "|dL/dW|", "|dL/dh|", "update/weight"], shown))
+    click.echo(format_table(["layer", "module", "act mean", "act std", "|dL/dW|", "|dL/dh|", "update/weight"], shown))
     last = len(diag.steps) - 1
     click.echo(f"after {int(diag.steps[last])} steps: loss {diag.loss[last]:.4g}, |dL/dW| first/last layer "
                f"{diag.grad_norm[last, 0]:.3g} / {diag.grad_norm[last, -1]:.3g}" + (" (diverged)" if diag.diverged else ""))

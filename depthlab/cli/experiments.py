@@ -156,8 +156,8 @@ def range_test_options(f):
 
 
 @cli.command("lr-find")
-@click.argument("model")
-@model_options(toggles=True)
+@click.argument("model", required=False)
+@model_options(toggles=True, model_file=True)
 @data_options
 @run_options(take=("seed", "device", "precision", "out", "json"),
              out_help="Folder for the plot and JSON (default depthlab-out/depthlab/lr-find-MODEL).")
@@ -175,6 +175,7 @@ def lr_find_cmd(model, model_opts, data_opts, run, range_test, hp):
     r, out, as_json = range_test, run.out, run.as_json
     min_lr, max_lr = r.min_lr, r.max_lr
     check_lr_range(min_lr, max_lr, r.steps, r.smoothing, r.diverge, r.burn_in)
+    model = model_opts.model(model, data_opts.dataset)
     config = make_config(_base(model, model_opts, data_opts, run, **hp.fields(), lr=min_lr))
     folder, datasets = _prepare([config], data_opts.data_dir, None, out, f"lr-find-{model}")
     data = datasets[config.dataset]

@@ -227,7 +227,8 @@ def model_options(f=None, *, toggles: bool = False, model_file: bool = False):
         options += [
             click.option("--bn/--no-bn", "bn", default=None, help="Turn batch norm on or off."),
             click.option("--no-skip", "no_skip", is_flag=True, default=False,
-                         help="Turn the model's skip connection off (same as --toggle skip off)."),
+                         help="Turn the model's skip connection off (skipfc: -p skip=false; stages and strided: "
+                              "--skip none)."),
         ]
     return option_group("model_opts", ModelOptions, *options)(f)
 

@@ -64,12 +64,17 @@ def _seeds(fraction: float | None, seeds: int) -> str | None:
     return f"{round(fraction * seeds)}/{seeds}"
 
 
+def _printed_depth(m: ModelFrontier) -> int | str | None:
+    """`depth_cell`, with ``none`` for a finished search where no depth trains (as ``--status`` says)."""
+    return "none" if m.max_trainable_depth is None and m.next_trial is None else depth_cell(m)
+
+
 def printed_rows(result: FrontierResult) -> list[list]:
     """The printed table's rows: errors as percentages, seeds as ``2/3``."""
     from ..report import percent
 
     seeds = result.config.seeds
-    return [[m.model, depth_cell(m), lr_cell(m.lr), percent(m.error) if m.error is not None else None,
+    return [[m.model, _printed_depth(m), lr_cell(m.lr), percent(m.error) if m.error is not None else None,
              m.first_failing_depth, _seeds(m.fraction, seeds)] for m in result.models]
 
 
@@ -96,6 +101,15 @@ def depth_label(m: ModelFrontier) -> str:
     return str(depth_cell(m))
 
 
+def depth_axis_unit(result: FrontierResult) -> str:
+    """What the depth axis counts: the models' own unit (`depthlab.models.depth_unit`) when they
+    share one, else ``layers``."""
+    from ..models import depth_unit
+
+    units = {depth_unit(m.model) for m in result.models}
+    return units.pop() if len(units) == 1 else "layers"
+
+
 def plot_frontier(result: FrontierResult, kind: str = "depth", *, ax=None):
     """The frontier as a `matplotlib.figure.Figure`: ``kind="depth"``, the max trainable depth of
     each model as bars; ``kind="error"``, the best error reached at each depth tried, per model,
@@ -119,7 +133,7 @@ def plot_frontier(result: FrontierResult, kind: str = "depth", *, ax=None):
             ticks = sorted({d for d in (3 * 2 ** k for k in range(12)) if d <= tried[-1]} | {tried[-1]})
             ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.minorticks_off()
-        ax.set_xlabel("depth (conv layers)")
+        ax.set_xlabel(f"depth ({depth_axis_unit(result)})")
         ax.set_ylabel(f"{result.config.criterion} error, % (x = does not train)")
         ax.set_title(f"Error reached within {result.config.epochs} epoch(s), best lr of the grid")
         ax.legend(fontsize=7, ncol=2)

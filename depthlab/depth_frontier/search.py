@@ -144,6 +144,27 @@ class FrontierResult:
 
         return plot_frontier(self, kind, ax=ax)
 
+    def _table(self) -> tuple[str, tuple, list]:
+        from .outputs import PRINTED_HEADERS, printed_rows
+
+        n = len(self.models)
+        return (f"FrontierResult: {n} model{'s' * (n != 1)}, {self.seconds:.1f} s", PRINTED_HEADERS,
+                printed_rows(self))
+
+    def __repr__(self) -> str:
+        """The printed table of ``depthlab frontier``, one line per model (the per-depth map is
+        in ``.models`` and ``to_dict()``)."""
+        from ..report import format_table
+
+        title, headers, rows = self._table()
+        return f"{title}\n{format_table(headers, rows)}"
+
+    def _repr_html_(self) -> str:
+        from ..report import html_table
+
+        title, headers, rows = self._table()
+        return html_table(headers, rows, caption=title)
+
     def to_frame(self):
         """One row per model: ``model``, ``max_trainable_depth``, ``capped`` (it trained at the
         deepest depth searched), ``lr``, ``error`` (a fraction), ``first_failing_depth``,

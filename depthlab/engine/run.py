@@ -27,9 +27,10 @@ def failed_result(config: TrainConfig, seconds: float, exc: BaseException) -> Ru
 def run_safely(config: TrainConfig, data: Dataset, *, monitor: Monitor | None = None,
                on_epoch: Callable | None = None, on_step=None, train_options: dict | None = None,
                extras: Callable | None = None,
-               on_user_error: Callable[[RunResult], None] | None = None) -> RunResult:
+               on_user_error: Callable[[RunResult], None] | None = None, keep_model: bool = False) -> RunResult:
     """Train ``config`` and return its result (for a finished run with ``extras``, with
-    ``extras=extras(model)``; without the model, so that it travels light from a worker). An
+    ``extras=extras(model)``; without the model, so that it travels light from a worker, unless
+    ``keep_model``: a caller in this process that hands the trained network back). An
     exception is returned as a failed result; a `UserError` is passed to ``on_user_error`` and
     re-raised, as is user code that tries to end the process (`errors.users_code`: ``sys.exit``
     in a factory's network or a callback)."""
@@ -39,7 +40,8 @@ def run_safely(config: TrainConfig, data: Dataset, *, monitor: Monitor | None = 
             result = train(config, data, monitor=monitor, on_epoch=on_epoch, on_step=on_step, **(train_options or {}))
         if extras is not None and result.status == RunStatus.DONE:
             result.extras = extras(result.model)
-        result.model = None
+        if not keep_model:
+            result.model = None
         return result
     except (KeyboardInterrupt, SystemExit):
         raise

@@ -4,7 +4,7 @@ package registers them all."""
 
 from .factory import FactoryError, ModelFactory, as_model
 from .registry import (ACTIVATIONS, FAMILIES, PRESETS, Family, Preset, count_parameters, create_model,
-                       default_dataset, layer_summary, make_activation, model_config, register_family,
+                       default_dataset, depth_unit, layer_summary, make_activation, model_config, register_family,
                        register_preset, resolve_model)
 from . import stages  # noqa: F401  (registers the family)
 from . import cifar  # noqa: F401  (registers resnet-cifar, resnet18, cifar-cnn)
@@ -13,7 +13,7 @@ from . import mlp  # noqa: F401  (registers the mlp family)
 from .stages import CLASSIC_PRESETS, ConvUnit, StagesNet, StagesSpec
 
 
-__all__ = ["ACTIVATIONS", "CLASSIC_PRESETS", "ConvUnit", "FAMILIES", "FactoryError", "Family", "ModelFactory", "as_model",
+__all__ = ["ACTIVATIONS", "depth_unit", "CLASSIC_PRESETS", "ConvUnit", "FAMILIES", "FactoryError", "Family", "ModelFactory", "as_model",
            "PRESETS", "Preset", "StagesNet",
            "StagesSpec", "count_parameters", "create_model", "default_dataset", "layer_summary", "make_activation",
            "model_config", "register_family", "register_preset", "resolve_model"]

@@ -92,8 +92,11 @@ class ModelFactory:
             try:
                 source, origin = textwrap.dedent(inspect.getsource(fn)), "<python>"
             except (OSError, TypeError):
-                raise ConfigError(f"cannot read the source of {fn.__name__!r}: define it in a file or a "
-                                  "notebook cell") from None
+                raise ConfigError(f"cannot read the source of {fn.__name__!r} (a script piped to stdin or typed "
+                                  "at the >>> prompt keeps none, and workers rebuild the model from its source): "
+                                  "save the script as a file and run that, define the function in an imported "
+                                  f"module or a notebook cell, or pass ModelFactory.from_file('nets.py:"
+                                  f"{fn.__name__}')") from None
         return cls(fn.__name__, source, origin, _depth_step(fn, origin))
 
     def boolean_params(self) -> tuple[str, ...]:

@@ -127,4 +127,5 @@ class MLP(nn.Module):
 
 register_family(Family("mlp", MLPSpec, lambda spec, shape, k: MLP(spec, shape, k),
                        ("mnist", "fashion-mnist", "mnist32", "cifar10"),
-                       "fully connected: depth hidden layers of width units, linear readout"))
+                       "fully connected: depth hidden layers of width units, linear readout",
+                       depth_unit="hidden layers"))

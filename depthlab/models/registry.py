@@ -61,6 +61,7 @@ class Family:
     build: Callable[[Any, tuple[int, int, int], int], nn.Module]
     datasets: tuple[str, ...]
     description: str
+    depth_unit: str = "conv layers"   # what ``depth`` counts, as plots label the depth axis
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,14 @@ def create_model(name: str | ModelFactory, input_shape=(1, 28, 28), num_classes:
         return name.build(params.pop("depth"), tuple(input_shape), num_classes, **params)
     family, spec = resolve_model(name, **overrides)
     return family.build(spec, tuple(input_shape), num_classes)
+
+
+def depth_unit(model: str | ModelFactory) -> str:
+    """What a model's ``depth`` counts, for axis labels: its family's `Family.depth_unit`
+    (``conv layers``, ``hidden layers``); ``layers`` for a factory (its own ``build`` decides)."""
+    if isinstance(model, str) and model in PRESETS:
+        return FAMILIES[PRESETS[model].family].depth_unit
+    return "layers"
 
 
 def default_dataset(model: str | ModelFactory) -> str:

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # torch is imported on first use: `depthlab runs` reads records without it
+    from torch import nn
 
 
 class RunStatus(str, Enum):
@@ -53,6 +55,12 @@ class Checkpoint:
     eval_error: float       # evaluation error now (eval mode)
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 @dataclass
 class RunResult:
     """The record of one run: what the trainer returns, workers send back, the driver and the
@@ -69,13 +77,15 @@ class RunResult:
     parameters: int = 0
     device: str = "cpu"
     # torch intra-op threads when the run was made: CPU results depend on it bitwise
-    threads: int | None = field(default_factory=torch.get_num_threads)
+    threads: int | None = field(default_factory=lambda: _torch_threads())
     checkpoints: list[Checkpoint] = field(default_factory=list)  # the evaluation points, in order
     extras: dict | None = None           # measures of the trained network (`depthlab.engine.extras`)
     fused: dict | None = None            # a fused group's member: {"members": G, "seconds": wall time}
     reused: bool = False                 # read back from the store, not trained by this call (not stored)
     other: dict = field(default_factory=dict, repr=False)  # stored keys this version does not know, kept
-    model: nn.Module | None = field(default=None, repr=False, compare=False)  # the trained network, for notebooks
+    # the trained network, for notebooks: set by the call that trained it; None for a run read back from
+    # the store (`reused`), which keeps metrics, not weights
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.status)
@@ -84,6 +94,22 @@ class RunResult:
     def failed(cls, config: dict, seconds: float, reason: str, *, device: str, threads: int | None) -> RunResult:
         """A run that raised (or that its executor lost): no metrics, the reason."""
         return cls(config, RunStatus.FAILED, [], seconds, reason[:500], device=device, threads=threads)
+
+    def __repr__(self) -> str:
+        """One line: model, depth, status, epochs, final test error, time (``to_frame()``: every epoch)."""
+        args = self.config.get("model_args") or {}
+        depth = f" depth {args['depth']}" if "depth" in args else ""
+        error = f", test error {100 * self.test_error:.2f}%" if self.test_error is not None else ""
+        reused = ", read from the store" if self.reused else ""
+        return (f"RunResult({self.config.get('model')}{depth}: {self.status.value}, {len(self.epochs)} epochs"
+                f"{error}, {self.seconds:.1f} s{reused})")
+
+    def _repr_html_(self) -> str:
+        """The epochs as a compact table, the one-line summary as its caption."""
+        from ..report import html_table, percent
+
+        rows = [[e.epoch, percent(e.train_error), percent(e.test_error), e.loss, e.seconds] for e in self.epochs]
+        return html_table(("epoch", "train error", "test error", "loss", "seconds"), rows, caption=repr(self))
 
     def to_frame(self):
         """One row per epoch: ``epoch``, ``train_error``, ``test_error`` (fractions), ``loss``, ``lr``, ``seconds``."""

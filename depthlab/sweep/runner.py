@@ -95,11 +95,12 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
                  data_dir=None, kind: str = "train", experiment: str | None = None,
                  monitor: Monitor | None = None, on_epoch: Callable | None = None,
                  reuse: bool = True, on_step=None, train_options: dict | None = None,
-                 extras: Callable | None = None) -> RunResult:
+                 extras: Callable | None = None, keep_model: bool = False) -> RunResult:
     """Train ``config`` (or return its stored result when ``reuse`` and it already finished).
 
     Returns a `RunResult` (``reused`` telling whether it came from the store): stored and fresh
-    results look the same to callers.
+    results look the same to callers, except that ``keep_model`` keeps a trained run's network as
+    its ``model`` (the store keeps no weights: a result read back from it has none).
     ``train_options`` are passed on to `train` (e.g. ``checkpoint_path``, ``resume``,
     ``compile_model``: ways of running that do not change the result).
     ``extras(model)`` may measure the trained network (gate values, train-split accuracy of the
@@ -136,7 +137,8 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
                              result=out.to_dict())
 
     out = run_safely(config, data, monitor=monitor, on_epoch=record_epoch, on_step=on_step,
-                     train_options=train_options, extras=extras, on_user_error=record_user_error)
+                     train_options=train_options, extras=extras, on_user_error=record_user_error,
+                     keep_model=keep_model)
     if store is not None:
         store.finish_run(run_id, out.status.value, seconds=round(out.seconds, 3), reason=out.reason,
                          result=out.to_dict(), device=out.device)
