@@ -213,8 +213,7 @@ def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: in
 
     from ..data.registry import load_dataset
     from ..engine.config import TrainConfig
-    from ..engine.device import precision_scope
-    from ..engine.setup import forward_backward, make_optimizer, set_up
+    from ..engine.setup import make_optimizer, set_up
     overrides, model = dict(overrides or {}), as_model(model)
     model_config(model, **overrides)
     dataset = dataset or default_dataset(model)
@@ -222,10 +221,7 @@ def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: in
                          batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device,
                          precision=precision)
     config.validate()
-    if not isinstance(steps, int) or steps < 0:
-        raise ConfigError(f"steps must be a non-negative integer, got {steps}")
-    if not isinstance(every, int) or every <= 0:
-        raise ConfigError(f"every must be a positive integer, got {every}")
+    _check_watch(steps, every)
     if data is None:
         data = load_dataset(dataset, data_dir)
     started = time.perf_counter()
@@ -234,17 +230,49 @@ def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: in
     layers = layers_for(model, net)
     optimizer = make_optimizer(config, net.parameters())
     forward = torch.compile(net) if compile else net
-    batches = setup.train_batches[seed]
+    trace = _watch_training(net, forward, layers, optimizer, setup, config, steps, every)
+    arrays = {k: np.array(v, dtype=float) for k, v in trace.rows.items()}
+    return Diagnostics(config.model_name, config.canonical()["model_args"], [l.name for l in layers],
+                       np.array(trace.steps), arrays["act_mean"], arrays["act_std"], arrays["grad_norm"],
+                       arrays["signal_norm"], arrays["weight_norm"], arrays["update_ratio"],
+                       np.array(trace.losses, dtype=float), trace.diverged, _verdict(arrays, trace),
+                       time.perf_counter() - started, layer_kind(layers))
 
-    def batch_stream():
-        while True:
-            yield from batches
 
-    stream = batch_stream()
-    rows: dict[str, list] = {k: [] for k in ("act_mean", "act_std", "grad_norm", "signal_norm", "weight_norm",
-                                              "update_ratio")}
-    recorded_steps, losses = [], []
-    diverged = False
+def _check_watch(steps, every) -> None:
+    """Refuse a ``steps``/``every`` that the recording loop cannot honour (one line, before any data is read)."""
+    if not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"steps must be a non-negative integer, got {steps}")
+    if not isinstance(every, int) or every <= 0:
+        raise ConfigError(f"every must be a positive integer, got {every}")
+
+
+@dataclass
+class _Trace:
+    """What `_watch_training` collected: per-statistic rows (one per recorded step), the
+    recorded steps, their losses, and whether the loss became non-finite."""
+    rows: dict[str, list]
+    steps: list[int]
+    losses: list[float]
+    diverged: bool = False
+
+
+def _cycle(batches):
+    """The training batches over and over (the watch may run past one epoch)."""
+    while True:
+        yield from batches
+
+
+def _watch_training(net, forward, layers, optimizer, setup, config, steps: int, every: int) -> _Trace:
+    """Run ``steps`` SGD steps (plus the step-``steps`` pass that is recorded but not applied),
+    recording the layers' statistics at step 0, every ``every`` steps and the last one; stop at
+    the first non-finite loss (its update ratio is NaN: no step is taken after it)."""
+    from ..engine.device import precision_scope
+    from ..engine.setup import forward_backward
+    stream = _cycle(setup.train_batches[config.seed])
+    trace = _Trace({k: [] for k in ("act_mean", "act_std", "grad_norm", "signal_norm", "weight_norm",
+                                    "update_ratio")}, [], [])
+    rows = trace.rows
     with recording(net, layers) as rec, precision_scope(setup.device, config.precision):
         for step in range(steps + 1):
             xb, yb = next(stream)
@@ -254,17 +282,10 @@ def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: in
             loss, _ = forward_backward(forward, xb, yb, amp=setup.amp,
                                        zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
             if not math.isfinite(loss.item()):
-                diverged = True
+                trace.diverged = True
             if record:
-                before = [l.owner.weight.detach().clone() for l in layers]
-                rows["act_mean"].append(list(rec.mean))
-                rows["act_std"].append(list(rec.std))
-                rows["grad_norm"].append([_norm(l.owner.weight.grad) for l in layers])
-                rows["signal_norm"].append(rec.signal_norms())
-                rows["weight_norm"].append([_norm(b) for b in before])
-                recorded_steps.append(step)
-                losses.append(loss.item())
-            if diverged:
+                before = _record_step(trace, rec, layers, step, loss.item())
+            if trace.diverged:
                 if record:
                     rows["update_ratio"].append([math.nan] * len(layers))
                 break
@@ -273,17 +294,32 @@ def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: in
             if record:
                 rows["update_ratio"].append([_norm(l.owner.weight.detach() - b) / max(_norm(b), 1e-30)
                                              if step < steps else math.nan for l, b in zip(layers, before)])
-    arrays = {k: np.array(v, dtype=float) for k, v in rows.items()}
+    return trace
+
+
+def _record_step(trace: _Trace, rec, layers, step: int, loss: float) -> list[torch.Tensor]:
+    """Append one recorded step's statistics to ``trace``; returns the weights before the
+    optimiser step, from which the update ratio is measured once the step is taken."""
+    before = [l.owner.weight.detach().clone() for l in layers]
+    trace.rows["act_mean"].append(list(rec.mean))
+    trace.rows["act_std"].append(list(rec.std))
+    trace.rows["grad_norm"].append([_norm(l.owner.weight.grad) for l in layers])
+    trace.rows["signal_norm"].append(rec.signal_norms())
+    trace.rows["weight_norm"].append([_norm(b) for b in before])
+    trace.steps.append(step)
+    trace.losses.append(loss)
+    return before
+
+
+def _verdict(arrays: dict[str, np.ndarray], trace: _Trace) -> Verdict:
+    """Judge the statistics at initialisation; a loss that became non-finite after the first
+    recorded step makes the verdict "exploding" whatever the initial statistics said."""
     verdict = judge(arrays["grad_norm"][0], arrays["signal_norm"][0], arrays["act_std"][0], arrays["weight_norm"][0],
-                    diverged=diverged and len(recorded_steps) == 1)
-    if diverged and len(recorded_steps) > 1:
+                    diverged=trace.diverged and len(trace.steps) == 1)
+    if trace.diverged and len(trace.steps) > 1:
         verdict.label = "exploding"
-        verdict.reasons.append(f"loss became non-finite by step {recorded_steps[-1]}")
-    return Diagnostics(config.model_name, config.canonical()["model_args"], [l.name for l in layers],
-                       np.array(recorded_steps), arrays["act_mean"], arrays["act_std"], arrays["grad_norm"],
-                       arrays["signal_norm"], arrays["weight_norm"], arrays["update_ratio"],
-                       np.array(losses, dtype=float), diverged, verdict, time.perf_counter() - started,
-                       layer_kind(layers))
+        verdict.reasons.append(f"loss became non-finite by step {trace.steps[-1]}")
+    return verdict
 
 
 def depth_profiles(model, depths: Sequence[int], overrides: dict | None = None, *, data=None, data_dir=None,

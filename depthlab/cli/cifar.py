@@ -55,32 +55,41 @@ def recipe_options(f):
 @click.option("--rerun", is_flag=True, help="Train even if a config already finished in the store.")
 def reproduce(name, recipe, data_opts, run, compile_model, checkpoint_dir, resume, rerun):
     """Reproduce a classic CIFAR-10 experiment by NAME: resnet-cifar, resnet18-shortcuts, cifar-lr-bn."""
-    import dataclasses
-
     from ..data.registry import load_dataset
-    from ..engine.device import check_precision, resolve_device
-    from ..experiments.cifar import (
-        check_cifar_dataset,
-        check_resumable,
-        default_cifar_dataset,
-        lr_bn_configs,
-        resnet_cifar_config,
-        run_cifar_lr_bn,
-        run_resnet18_shortcuts,
-        run_resnet_cifar,
-        shortcuts_configs,
-    )
-    from ..report import check_output_dir, safe_output_dir
-    from ..store.sqlite import check_store_path
+    from ..experiments.cifar import check_cifar_dataset, default_cifar_dataset
+    from ..report import safe_output_dir
 
     if name not in CIFAR_EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(CIFAR_EXPERIMENTS)}")
-    rc, seed, device, train_size, data_dir = recipe, run.seed, run.device, data_opts.train_size, data_opts.data_dir
-    for flag, value in (("--epochs", rc.epochs), ("--max-epochs", rc.max_epochs), ("--train-size", train_size),
-                        ("--patience", rc.patience)):
+    train_size, data_dir = data_opts.train_size, data_opts.data_dir
+    for flag, value in (("--epochs", recipe.epochs), ("--max-epochs", recipe.max_epochs), ("--train-size", train_size),
+                        ("--patience", recipe.patience)):
         _check_positive(flag, value)
     dataset = data_opts.dataset or default_cifar_dataset(data_dir)
     check_cifar_dataset(dataset)
+    configs, pairs = _experiment_configs(name, recipe, dataset, train_size, run)
+    out = run.out
+    _check_destinations(out, run.store_path, checkpoint_dir, resume, configs)
+    data = load_dataset(dataset, data_dir)  # bad data fails before any folder or store is created
+    folder = create_output_folder(out) if out else None
+    ckpt = safe_output_dir(checkpoint_dir) if checkpoint_dir else None
+    options = dict(out=folder, checkpoint_dir=ckpt, resume=resume, compile_model=compile_model,
+                   rerun=rerun)
+    results = _run_experiment(name, configs, pairs, data, run.store_path, options)
+    if any(r["status"] == RunStatus.FAILED for r in results):
+        echo_err("depthlab: some runs failed (see the store for the reason)")
+        sys.exit(1)
+
+
+def _experiment_configs(name: str, recipe, dataset: str, train_size, run) -> tuple[list, list]:
+    """The experiment's training configs at --precision (checked against the device), and for
+    cifar-lr-bn its (lesson, config) pairs (empty for the others)."""
+    import dataclasses
+
+    from ..engine.device import check_precision, resolve_device
+    from ..experiments.cifar import lr_bn_configs, resnet_cifar_config, shortcuts_configs
+
+    rc, seed, device = recipe, run.seed, run.device
     pairs = []
     if name == "resnet-cifar":
         configs = [resnet_cifar_config(rc.n, shortcut=rc.shortcut, bn_impl=rc.bn_impl, dataset=dataset,
@@ -96,26 +105,32 @@ def reproduce(name, recipe, data_opts, run, compile_model, checkpoint_dir, resum
     check_precision(run.precision, resolve_device(device))
     configs = [dataclasses.replace(c, precision=run.precision) for c in configs]
     pairs = [(lesson, dataclasses.replace(c, precision=run.precision)) for lesson, c in pairs]
-    out = run.out
+    return configs, pairs
+
+
+def _check_destinations(out, store_path, checkpoint_dir, resume: bool, configs) -> None:
+    """Refuse an unusable --out, --checkpoint-dir or --store, and a --resume without the
+    checkpoints it needs, before any data is read or anything is created."""
+    from ..experiments.cifar import check_resumable
+    from ..report import check_output_dir
+    from ..store.sqlite import check_store_path
+
     if out:
-        output_folder(out, run.store_path)
+        output_folder(out, store_path)
     if checkpoint_dir:
         check_output_dir(checkpoint_dir)
-    check_store_path(run.store_path)
+    check_store_path(store_path)
     if resume:
         check_resumable(configs, checkpoint_dir)
-    data = load_dataset(dataset, data_dir)  # bad data fails before any folder or store is created
-    folder = create_output_folder(out) if out else None
-    ckpt = safe_output_dir(checkpoint_dir) if checkpoint_dir else None
-    options = dict(out=folder, checkpoint_dir=ckpt, resume=resume, compile_model=compile_model,
-                   rerun=rerun)
-    with open_store(run.store_path) as store:
+
+
+def _run_experiment(name: str, configs, pairs, data, store_path, options: dict) -> list[dict]:
+    """Train the experiment's runs into the store; returns each run's result."""
+    from ..experiments.cifar import run_cifar_lr_bn, run_resnet18_shortcuts, run_resnet_cifar
+
+    with open_store(store_path) as store:
         if name == "resnet-cifar":
-            results = [run_resnet_cifar(configs[0], data, store, **options)]
-        elif name == "resnet18-shortcuts":
-            results = list(run_resnet18_shortcuts(configs, data, store, **options).values())
-        else:
-            results = list(run_cifar_lr_bn(pairs, data, store, **options)["results"].values())
-    if any(r["status"] == RunStatus.FAILED for r in results):
-        echo_err("depthlab: some runs failed (see the store for the reason)")
-        sys.exit(1)
+            return [run_resnet_cifar(configs[0], data, store, **options)]
+        if name == "resnet18-shortcuts":
+            return list(run_resnet18_shortcuts(configs, data, store, **options).values())
+        return list(run_cifar_lr_bn(pairs, data, store, **options)["results"].values())

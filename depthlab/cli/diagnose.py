@@ -39,21 +39,55 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     during training, a layer x step heatmap, and a vanishing/exploding/healthy verdict."""
     from ..analysis import diagnostics
     from ..data.registry import check_dataset_name, load_dataset
-    from ..engine.config import MAX_STEPS, TrainConfig
-    from ..engine.memory import MAX_DEPTH
-    from ..models import default_dataset, model_config
-    from ..report import format_table, safe_child, save_figure, write_text_atomic
-    from .theory_args import parse_int_list
+    from ..engine.config import TrainConfig
+    from ..models import default_dataset
+    from ..report import safe_child, save_figure
 
-    steps, every, compare_depths = watch.steps, watch.every, watch.compare_depths
-    lr, momentum, batch_size, train_size = hp.lr, hp.momentum, hp.batch_size, data_opts.train_size
-    dataset, data_dir = data_opts.dataset, data_opts.data_dir
-    seed, device, out, as_json = run.seed, run.device, run.out, run.as_json
+    steps, lr, batch_size, train_size = watch.steps, hp.lr, hp.batch_size, data_opts.train_size
+    dataset, seed, device = data_opts.dataset, run.seed, run.device
+    model, overrides, k = _resolve_model(model, model_opts, dataset)
+    every = _check_watch_flags(steps, watch.every, train_size)
+    dataset = dataset or default_dataset(model)
+    depths = _comparison_depths(model, overrides, k, watch.compare_depths, check_dataset_name(dataset).input_shape)
+    TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
+                batch_size=batch_size, lr=lr, momentum=hp.momentum, seed=seed, device=device,
+                precision=run.precision).validate()
+    out = output_folder(run.out, getattr(run, "store_path", None))
+    data = load_dataset(dataset, data_opts.data_dir)  # bad data fails before the output folder is created
+    folder = create_output_folder(out)
+
+    diag = diagnostics.diagnose(model, overrides, steps=steps, every=every, lr=lr, momentum=hp.momentum,
+                                batch_size=batch_size, train_size=train_size, dataset=dataset, data=data, seed=seed,
+                                device=device, compile=hp.compile, precision=run.precision)
+    stem = f"diagnose-{diag.model}-d{k}"
+    save_figure(diagnostics.plot_heatmap(diag), safe_child(folder, f"{stem}-heatmap.png"))
+    profiles = diagnostics.depth_profiles(model, depths, overrides, data=data, batch_size=batch_size, seed=seed,
+                                          device=device) if depths else {}
+    summary = _write_depth_chart_and_summary(diag, profiles, folder, stem)
+    if run.as_json:
+        click.echo(json.dumps(summary))
+        return
+    _echo_summary(diag, k, steps, lr)
+    click.echo(f"wrote {stem}-heatmap.png{', ' + stem + '-depths.png' if profiles else ''} and {stem}.json to {folder}")
+
+
+def _resolve_model(model, model_opts, dataset):
+    """The model (a preset name or a checked factory), its overrides and its depth; a factory
+    without --depth is looked at at its smallest depth."""
+    from ..models import model_config
+
     model = model_opts.model(model, dataset)   # a factory is checked at --depth (or its smallest depth)
     overrides = model_opts.overrides()
     if not isinstance(model, str):
         overrides.setdefault("depth", model.depth_step)
-    k = model_config(model, **overrides).get("depth")
+    return model, overrides, model_config(model, **overrides).get("depth")
+
+
+def _check_watch_flags(steps: int, every: int | None, train_size: int | None) -> int:
+    """Refuse out-of-range --steps/--every/--train-size (one line each); returns --every, by
+    default a tenth of --steps."""
+    from ..engine.config import MAX_STEPS
+
     if steps < 0:
         raise ConfigError(f"--steps must be >= 0, got {steps}")
     if steps > MAX_STEPS:
@@ -65,45 +99,53 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     every = every or max(1, steps // 10)
     if train_size is not None and train_size <= 0:
         raise ConfigError(f"--train-size must be positive, got {train_size}")
-    dataset = dataset or default_dataset(model)
-    info = check_dataset_name(dataset)
-    if compare_depths:
-        depths = parse_int_list(compare_depths, "--compare-depths")
-        for d in depths:
-            if d > MAX_DEPTH:
-                raise ConfigError(f"--compare-depths must be at most {MAX_DEPTH:,}, got {d:,}")
-            model_config(model, **{**overrides, "depth": d})
-            if not isinstance(model, str) and (error := _build_error(model, overrides, d, info.input_shape)):
-                raise ConfigError(f"--compare-depths {d}: {error}")
-    else:
+    return every
+
+
+def _comparison_depths(model, overrides: dict, k: int | None, compare_depths: str | None, input_shape) -> list[int]:
+    """The depths of the gradient-vs-layer chart: --compare-depths, each checked (a factory must
+    build at it), or else depths near K (for a factory, only those it builds)."""
+    from ..analysis import diagnostics
+    from ..engine.memory import MAX_DEPTH
+    from ..models import model_config
+    from .theory_args import parse_int_list
+
+    if not compare_depths:
         depths = diagnostics.nearby_depths(model, k, overrides) if k else []
         if not isinstance(model, str):   # the factory's business: only the depths it builds
-            depths = [d for d in depths if not _build_error(model, overrides, d, info.input_shape)]
-    TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
-                batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device,
-                precision=run.precision).validate()
-    out = output_folder(out, getattr(run, "store_path", None))
-    data = load_dataset(dataset, data_dir)  # bad data fails before the output folder is created
-    folder = create_output_folder(out)
+            depths = [d for d in depths if not _build_error(model, overrides, d, input_shape)]
+        return depths
+    depths = parse_int_list(compare_depths, "--compare-depths")
+    for d in depths:
+        if d > MAX_DEPTH:
+            raise ConfigError(f"--compare-depths must be at most {MAX_DEPTH:,}, got {d:,}")
+        model_config(model, **{**overrides, "depth": d})
+        if not isinstance(model, str) and (error := _build_error(model, overrides, d, input_shape)):
+            raise ConfigError(f"--compare-depths {d}: {error}")
+    return depths
 
-    diag = diagnostics.diagnose(model, overrides, steps=steps, every=every, lr=lr, momentum=momentum,
-                                batch_size=batch_size, train_size=train_size, dataset=dataset, data=data, seed=seed,
-                                device=device, compile=hp.compile, precision=run.precision)
-    stem = f"diagnose-{diag.model}-d{k}"
-    save_figure(diagnostics.plot_heatmap(diag), safe_child(folder, f"{stem}-heatmap.png"))
-    profiles = {}
-    if depths:
-        profiles = diagnostics.depth_profiles(model, depths, overrides, data=data, batch_size=batch_size, seed=seed,
-                                              device=device)
+
+def _write_depth_chart_and_summary(diag, profiles: dict, folder, stem: str) -> dict:
+    """Save the depth-profile chart (when there are profiles) and the JSON summary in
+    ``folder``; returns the summary."""
+    from ..analysis import diagnostics
+    from ..report import safe_child, save_figure, write_text_atomic
+
+    if profiles:
         save_figure(diagnostics.plot_depth_profiles(profiles, model=diag.model, layer_kind=diag.layer_kind),
                     safe_child(folder, f"{stem}-depths.png"))
     summary = diag.to_json()
     summary["depth_profiles"] = {str(d): {key: [float(v) for v in p[key]] for key in ("grad_norm", "signal_norm")}
                                  for d, p in profiles.items()}
     write_text_atomic(safe_child(folder, f"{stem}.json"), json.dumps(summary))
-    if as_json:
-        click.echo(json.dumps(summary))
-        return
+    return summary
+
+
+def _echo_summary(diag, k, steps: int, lr: float) -> None:
+    """The human-readable report: a table of (at most about 12) layers at initialisation, the
+    last recorded step's loss and gradient norms, and the verdict."""
+    from ..report import format_table
+
     init_rows = [[i + 1, name, diag.act_mean[0, i], diag.act_std[0, i], diag.grad_norm[0, i], diag.signal_norm[0, i],
                   diag.update_ratio[0, i]] for i, name in enumerate(diag.layers)]
     step_of = max(1, len(init_rows) // 12)
@@ -116,7 +158,6 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     click.echo(f"after {int(diag.steps[last])} steps: loss {diag.loss[last]:.4g}, |dL/dW| first/last layer "
                f"{diag.grad_norm[last, 0]:.3g} / {diag.grad_norm[last, -1]:.3g}" + (" (diverged)" if diag.diverged else ""))
     click.echo(diag.verdict.line())
-    click.echo(f"wrote {stem}-heatmap.png{', ' + stem + '-depths.png' if profiles else ''} and {stem}.json to {folder}")
 
 
 def _build_error(factory, overrides: dict, depth: int, input_shape) -> str | None:

@@ -116,44 +116,50 @@ def lr_find(config: TrainConfig, data: Dataset | None = None, *, data_dir=None, 
     was_training = model.training
     optimizer = make_optimizer(config, model.parameters())
     batches = setup.train_batches[config.seed]
-    ratio = max_lr / min_lr
-    lrs, losses, smoothed = [], [], []
-    avg, best, stopped = 0.0, math.inf, f"reached max lr {max_lr:g}"
     model.train()
     try:
         with precision_scope(setup.device, config.precision):
-            step = 0
-            while step < steps:
-                for xb, yb in batches:
-                    if step >= steps:
-                        break
-                    lr = min_lr * ratio ** (step / (steps - 1))
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    loss, _ = forward_backward(model, xb, yb, amp=setup.amp,
-                                               zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        stopped = f"diverged at lr {lr:.3g} (non-finite loss)"
-                        step = steps
-                        break
-                    avg = smoothing * avg + (1 - smoothing) * value
-                    smooth = avg / (1 - smoothing ** (step + 1))
-                    lrs.append(lr)
-                    losses.append(value)
-                    smoothed.append(smooth)
-                    if step >= burn_in:
-                        best = min(best, smooth)
-                    if step > burn_in and smooth > diverge * best:
-                        stopped = f"diverged at lr {lr:.3g} (smoothed loss > {diverge:g}x its minimum)"
-                        step = steps
-                        break
-                    optimizer.step()
-                    step += 1
+            lrs, losses, smoothed, stopped = _sweep_lr(model, optimizer, batches, setup.amp, min_lr, max_lr, steps,
+                                                       smoothing, diverge, burn_in)
     finally:
         model.load_state_dict(saved)
         model.train(was_training)
     return _suggest(lrs, losses, smoothed, stopped, burn_in)
+
+
+def _sweep_lr(model, optimizer, batches, amp: bool, min_lr: float, max_lr: float, steps: int, smoothing: float,
+              diverge: float, burn_in: int) -> tuple[list[float], list[float], list[float], str]:
+    """Train ``steps`` steps (cycling through ``batches``), the lr growing geometrically from
+    ``min_lr`` to ``max_lr``; returns the lrs, the losses, their smoothed values and why the
+    sweep stopped (a non-finite loss, or the smoothed loss past ``diverge`` times its minimum
+    after the burn-in, or the last step reached). The weights are left as the sweep made them."""
+    ratio = max_lr / min_lr
+    lrs, losses, smoothed = [], [], []
+    avg, best = 0.0, math.inf
+    step = 0
+    while step < steps:
+        for xb, yb in batches:
+            if step >= steps:
+                break
+            lr = min_lr * ratio ** (step / (steps - 1))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, _ = forward_backward(model, xb, yb, amp=amp, zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
+            value = loss.item()
+            if not math.isfinite(value):
+                return lrs, losses, smoothed, f"diverged at lr {lr:.3g} (non-finite loss)"
+            avg = smoothing * avg + (1 - smoothing) * value
+            smooth = avg / (1 - smoothing ** (step + 1))
+            lrs.append(lr)
+            losses.append(value)
+            smoothed.append(smooth)
+            if step >= burn_in:
+                best = min(best, smooth)
+            if step > burn_in and smooth > diverge * best:
+                return lrs, losses, smoothed, f"diverged at lr {lr:.3g} (smoothed loss > {diverge:g}x its minimum)"
+            optimizer.step()
+            step += 1
+    return lrs, losses, smoothed, f"reached max lr {max_lr:g}"
 
 
 def _suggest(lrs: list[float], losses: list[float], smoothed: list[float], stopped: str,
