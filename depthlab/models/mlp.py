@@ -16,15 +16,15 @@ to ``depthlab.theory.ACTIVATIONS``) is available here with no change to this mod
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from .init import init_conv_, parse_init
-from .registry import Family, check_activation, check_choice, make_activation, register_family
-from .transformed import SUO, PerLocationNorm, is_transformed, resolve_init, suo_init_
+from .registry import OMIT_WHEN_NONE, Family, check_activation, check_choice, make_activation, register_family
+from .transformed import SUO, check_input_norm, input_layer, resolve_init, resolve_input_norm, suo_init_
 
 NORMS = ("none", "bn")
 SKIPS = ("none", "post")
@@ -51,6 +51,7 @@ class MLPSpec:
     init: str = "lecun-in"
     norm: str = "none"
     skip: str = "none"
+    input_norm: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # DKS/TAT only
 
     def __post_init__(self):  # the CLI's --width is a float (the stages family's multiplier)
         for name in ("depth", "width"):
@@ -59,11 +60,13 @@ class MLPSpec:
                 object.__setattr__(self, name, int(value))
         # the init rule of DKS/TAT: the default init means the package's sampling
         object.__setattr__(self, "init", resolve_init(self.init, self.act, MLPSpec.init))
+        object.__setattr__(self, "input_norm", resolve_input_norm(self.input_norm, self.act))
 
     def validate(self) -> None:
         _positive_int("depth", self.depth)
         _positive_int("width", self.width)
-        check_activation(self.act, self.init)
+        check_activation(self.act, self.init, self.depth)
+        check_input_norm(self.input_norm, self.act)
         if self.init != SUO:
             parse_init(self.init)
         check_choice("norm", self.norm, NORMS)
@@ -93,10 +96,8 @@ class MLP(nn.Module):
         spec.validate()
         self.spec = spec
         n_in = math.prod(input_shape)
-        self.pln = None  # DKS/TAT: the per-example normalisation of the input, one more feature
-        if is_transformed(spec.act):
-            self.pln = PerLocationNorm(spec.act, flatten=True)
-            n_in += PerLocationNorm.EXTRA
+        self.pln, extra = input_layer(spec, flatten=True)  # DKS/TAT: the per-example normalisation
+        n_in += extra
         self.units = nn.ModuleList(
             DenseUnit(n_in if i == 0 else spec.width, spec.width, spec.act, spec.norm, spec.skip, spec.depth)
             for i in range(spec.depth))

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from .init import init_conv_, parse_init
-from .registry import (Family, Preset, check_activation, check_choice, make_activation, register_family,
-                       register_preset)
-from .transformed import SUO, PerLocationNorm, is_transformed, resolve_init, suo_init_
+from .registry import (OMIT_WHEN_NONE, Family, Preset, check_activation, check_choice, make_activation,
+                       register_family, register_preset)
+from .transformed import SUO, check_input_norm, input_layer, resolve_init, resolve_input_norm, suo_init_
 
 
 STAGE_CHANNELS = (4, 8, 16)
@@ -38,14 +38,17 @@ class StagesSpec:
     skip: str = "none"
     heads: int = 1
     width: float = 1.0
+    input_norm: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # DKS/TAT only
 
     def __post_init__(self):  # the init rule of DKS/TAT: the default init means the package's sampling
         object.__setattr__(self, "init", resolve_init(self.init, self.act, StagesSpec.init))
+        object.__setattr__(self, "input_norm", resolve_input_norm(self.input_norm, self.act))
 
     def validate(self) -> None:
         if not isinstance(self.depth, int) or self.depth <= 0 or self.depth % 3:
             raise ConfigError(f"depth must be a positive multiple of 3 for the stages family, got {self.depth}")
-        check_activation(self.act, self.init)
+        check_activation(self.act, self.init, self.depth)
+        check_input_norm(self.input_norm, self.act)
         if self.init != SUO:
             parse_init(self.init)
         check_choice("norm", self.norm, NORMS)
@@ -131,10 +134,8 @@ class StagesNet(nn.Module):
         self.spec = spec
         c, h, w = input_shape
         per_stage = spec.depth // 3
-        self.pln = None  # DKS/TAT: the per-location normalisation of the input, one more channel
-        if is_transformed(spec.act):
-            self.pln = PerLocationNorm(spec.act)
-            c += PerLocationNorm.EXTRA
+        self.pln, extra = input_layer(spec)  # DKS/TAT: the per-location normalisation of the input
+        c += extra
         self.stages = nn.ModuleList()
         self.heads = nn.ModuleList()
         for i, c_out in enumerate(spec.channels()):

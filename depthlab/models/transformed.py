@@ -84,7 +84,6 @@ SUO = "suo"  # the init name of the package's scaled-uniform-orthogonal sampling
 DKS_ZETA = 1.5      # the package's default c_slope_1_target: C'_f(1) of the whole net
 TAT_ETA = 0.9       # the package's default c_val_0_target: C_f(0) of a leaky-ReLU net
 TAT_TAU = 0.3       # the package's default c_curve_target: C''_f(1) of a smooth-activation net
-ETA_MARGIN = 0.05   # below the ReLU chain's C_f(0) where eta is out of reach (shallow nets)
 
 INSTALL_HINT = "pip install 'depthlab[dks]'"
 
@@ -110,13 +109,16 @@ def _import_dks(name: str):
     return activation_transform, data_preprocessing, parameter_sampling_functions
 
 
-def check_transformed(name: str, init: str | None = None) -> None:
-    """validate() of a DKS/TAT activation: a known name, the package importable, a usable init."""
+def check_transformed(name: str, init: str | None = None, depth: int | None = None) -> None:
+    """validate() of a DKS/TAT activation: a known name, the package importable, a usable init,
+    and with ``depth`` the package's targets reachable for a chain that deep (solved once, cached)."""
     split_name(name)
     _import_dks(name)
     if isinstance(init, str) and init.partition(":")[0] == "critical":
         raise ConfigError(f"init {init!r} has no critical point for activation {name!r}: leave init at its "
                           f"default (the package's orthogonal sampling) or name another scheme")
+    if isinstance(depth, int) and depth > 0:
+        transformed_activation(name, depth)
 
 
 def chain_subnet_max_func(depth: int):
@@ -128,36 +130,37 @@ def chain_subnet_max_func(depth: int):
     return subnet_max_func
 
 
-def relu_cmap(c: float) -> float:
-    """The local C map of a ReLU (q = 1 in and out after the sqrt(2) scale): the arc-cosine kernel."""
-    c = min(1.0, max(-1.0, c))
-    return (math.sqrt(1.0 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
+def target(name: str) -> str:
+    """The package's default target that the transformation of ``name`` solves for, in words."""
+    method, base = split_name(name)
+    if method == "DKS":
+        return f"C'_f(1) = {DKS_ZETA}"
+    return f"C_f(0) = {TAT_ETA}" if base == "leaky_relu" else f"C''_f(1) = {TAT_TAU}"
 
 
-def tat_eta(depth: int) -> float:
-    """The C_f(0) target of a TAT leaky-ReLU chain of ``depth`` layers: the package's 0.9, or for a
-    chain too shallow to reach it, ``ETA_MARGIN`` below the ReLU chain's C_f(0)."""
-    c = 0.0
-    for _ in range(depth):
-        c = relu_cmap(c)
-    return min(TAT_ETA, c - ETA_MARGIN)
+def out_of_range_message(name: str, depth: int) -> str:
+    """The one line that refuses a DKS/TAT net at a depth its target cannot be reached at."""
+    method, _ = split_name(name)
+    return (f"activation {name!r} at depth {depth} is outside {method}'s range: a chain of {depth} layers cannot "
+            f"reach the package's target {target(name)} (its solver finds no parameters)")
 
 
 @functools.lru_cache(maxsize=None)
 def transformed_activation(name: str, depth: int):
-    """The package's transformed activation (a callable on tensors) for a chain of ``depth`` layers."""
+    """The package's transformed activation (a callable on tensors) for a chain of ``depth``
+    layers, with the package's own targets (`target`); a depth where they cannot be reached is
+    refused (`ConfigError`), never solved for other targets."""
     if not isinstance(depth, int) or depth <= 0:
         raise ConfigError(f"a DKS/TAT activation needs a positive network depth, got {depth!r}")
     method, base = split_name(name)
     activation_transform, _, _ = _import_dks(name)
-    tat_params = {"c_val_0_target": tat_eta(depth)} if (method, base) == ("TAT", "leaky_relu") else None
     try:
         with warnings.catch_warnings():  # the solver's quadrature overflows harmlessly in its tails
             warnings.simplefilter("ignore", RuntimeWarning)
             acts = activation_transform.get_transformed_activations(
-                [base], method=method, tat_params=tat_params, subnet_max_func=chain_subnet_max_func(depth))
-    except ValueError as exc:  # the package's solver found no parameters
-        raise ConfigError(f"activation {name!r} at depth {depth}: {exc}") from None
+                [base], method=method, subnet_max_func=chain_subnet_max_func(depth))
+    except ValueError:  # the package's solver found no parameters
+        raise ConfigError(out_of_range_message(name, depth)) from None
     return acts[base]
 
 
@@ -183,6 +186,37 @@ class TransformedActivation(nn.Module):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.fn = transformed_activation(self.name, self.depth)
+
+
+# How a DKS/TAT net takes its input (the spec's ``input_norm``): "pln" is the package's
+# per-location normalisation with its default homogeneous coordinate 1 (one more channel);
+# "none" feeds the data set's standardised input as it is (q = 1 on average over the data, not
+# at every location). The choice for 1-channel images is measured in docs/THEORY.md.
+INPUT_NORMS = ("pln", "none")
+DEFAULT_INPUT_NORM = "pln"
+
+
+def resolve_input_norm(value: str | None, act) -> str | None:
+    """The spec's ``input_norm``: `DEFAULT_INPUT_NORM` for a DKS/TAT activation left unset, else as given."""
+    return DEFAULT_INPUT_NORM if value is None and is_transformed(act) else value
+
+
+def check_input_norm(value: str | None, act) -> None:
+    """validate() of ``input_norm``: one of `INPUT_NORMS`, and only with a DKS/TAT activation."""
+    if value is None:
+        return
+    if not is_transformed(act):
+        raise ConfigError(f"input_norm is for DKS/TAT activations, not {act!r}")
+    if value not in INPUT_NORMS:
+        raise ConfigError(f"unknown input_norm {value!r}; choose one of: {', '.join(INPUT_NORMS)}")
+
+
+def input_layer(spec, *, flatten: bool = False) -> tuple[nn.Module | None, int]:
+    """The first layer a spec's input goes through and how many inputs it adds: the package's
+    normalisation (`PerLocationNorm`, one more) for ``input_norm="pln"``, nothing otherwise."""
+    if getattr(spec, "input_norm", None) != "pln":
+        return None, 0
+    return PerLocationNorm(spec.act, flatten=flatten), PerLocationNorm.EXTRA
 
 
 class PerLocationNorm(nn.Module):
