@@ -204,8 +204,9 @@ for _name, _values, _desc in [
 for _name, _values, _desc in [
     ("cnn-tanh-critical", dict(act="tanh", init="critical"), "tanh CNN, critical Gaussian init (q* = 1/depth)"),
     ("cnn-relu-he", dict(act="relu", init="he"), "ReLU CNN, He init"),
-    ("cnn-tat-lrelu", dict(act="tat-leaky-relu", init="suo"), "TAT leaky-ReLU CNN, delta-orthogonal, input PLN (dks)"),
-    ("cnn-dks-tanh", dict(act="dks-tanh", init="suo"), "DKS tanh CNN, delta-orthogonal, input PLN (dks)"),
+    # depth 24 by default: TAT's target is out of reach below 13 (`depthlab.models.transformed`)
+    ("cnn-tat-lrelu", dict(act="tat-leaky-relu", init="suo", depth=24), "TAT leaky-ReLU CNN, delta-orthogonal (dks)"),
+    ("cnn-dks-tanh", dict(act="dks-tanh", init="suo"), "DKS tanh CNN, delta-orthogonal (dks)"),
 ]:
     register_preset(Preset(_name, "stages", _values, _desc))
 

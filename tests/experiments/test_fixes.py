@@ -5,7 +5,7 @@ import torch
 
 from depthlab.experiments import get_experiment
 from depthlab.experiments.catalogue import plan
-from depthlab.experiments.fixes import ARMS, PROTOCOL, QUICK, VANILLA_1000
+from depthlab.experiments.fixes import ARMS, PROTOCOL, QUICK, TAT_ARM, TAT_DEPTHS, VANILLA_1000
 from depthlab.experiments.parts import PartResult
 from depthlab.models import create_model, model_config
 
@@ -14,12 +14,13 @@ pytest.importorskip("dks.pytorch", reason="the DKS/TAT arms need the optional dk
 
 def test_registered_with_every_fix_on_one_protocol():
     exp = get_experiment("trainability-fixes")
-    part, vanilla = exp.parts
-    assert part.models == ARMS and len(ARMS) == 14 and vanilla is VANILLA_1000
+    part, tat, vanilla = exp.parts
+    assert part.models + tat.models == tuple(a for a in ARMS if a != TAT_ARM) + (TAT_ARM,) and len(ARMS) == 14
+    assert vanilla is VANILLA_1000 and min(TAT_DEPTHS) > 12  # TAT only where its target is in reach
     assert {model_config(m)["act"] for m in ARMS} >= {"tanh", "elu", "relu", "tat-leaky-relu", "dks-tanh"}
     for q in (False, True):
         configs = plan("trainability-fixes", quick=q)
-        assert [c.model for c in configs[:len(ARMS)]] == list(ARMS)
+        assert [c.model for c in configs[:len(ARMS)]] == list(part.models + tat.models)
         budget = QUICK if q else PROTOCOL
         for c in configs[len(ARMS):]:  # the vanilla DKS run: no BN, no skips, the frontier's data budget
             assert c.model == "cnn-dks-tanh" and model_config(c.model)["norm"] in (None, "none")
@@ -33,7 +34,7 @@ def test_registered_with_every_fix_on_one_protocol():
 
 @pytest.mark.parametrize("model", ARMS)
 def test_every_arm_builds_at_a_couple_of_depths(model):
-    for depth in (3, 12):
+    for depth in (15, 24) if model == TAT_ARM else (3, 12):
         net = create_model(model, (1, 28, 28), 10, depth=depth)
         out = net(torch.zeros(2, 1, 28, 28))
         logits = out[-1] if isinstance(out, list) else out
