@@ -24,7 +24,8 @@ from torch import nn
 from ..errors import ConfigError
 from .init import init_conv_, parse_init
 from .registry import OMIT_WHEN_NONE, Family, check_activation, check_choice, make_activation, register_family
-from .transformed import SUO, check_input_norm, input_layer, resolve_init, resolve_input_norm, suo_init_
+from .transformed import (SUO, check_input_norm, check_tat_eta, input_layer, resolve_init, resolve_input_norm,
+                          resolve_tat_eta, suo_init_)
 
 NORMS = ("none", "bn")
 SKIPS = ("none", "post")
@@ -51,7 +52,8 @@ class MLPSpec:
     init: str = "lecun-in"
     norm: str = "none"
     skip: str = "none"
-    input_norm: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # DKS/TAT only
+    input_norm: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # DKS/TAT: "pln" (None) or "none"
+    tat_eta: float | None = field(default=None, metadata=OMIT_WHEN_NONE)  # TAT leaky ReLU: the package's 0.9
 
     def __post_init__(self):  # the CLI's --width is a float (the stages family's multiplier)
         for name in ("depth", "width"):
@@ -60,13 +62,15 @@ class MLPSpec:
                 object.__setattr__(self, name, int(value))
         # the init rule of DKS/TAT: the default init means the package's sampling
         object.__setattr__(self, "init", resolve_init(self.init, self.act, MLPSpec.init))
-        object.__setattr__(self, "input_norm", resolve_input_norm(self.input_norm, self.act))
+        object.__setattr__(self, "input_norm", resolve_input_norm(self.input_norm))
+        object.__setattr__(self, "tat_eta", resolve_tat_eta(self.tat_eta, self.act))
 
     def validate(self) -> None:
         _positive_int("depth", self.depth)
         _positive_int("width", self.width)
         check_activation(self.act, self.init, self.depth)
         check_input_norm(self.input_norm, self.act)
+        check_tat_eta(self.tat_eta, self.act)
         if self.init != SUO:
             parse_init(self.init)
         check_choice("norm", self.norm, NORMS)

@@ -12,7 +12,8 @@ from ..errors import ConfigError
 from .init import init_conv_, parse_init
 from .registry import (OMIT_WHEN_NONE, Family, Preset, check_activation, check_choice, make_activation,
                        register_family, register_preset)
-from .transformed import SUO, check_input_norm, input_layer, resolve_init, resolve_input_norm, suo_init_
+from .transformed import (SUO, check_input_norm, check_tat_eta, input_layer, resolve_init, resolve_input_norm,
+                          resolve_tat_eta, suo_init_)
 
 
 STAGE_CHANNELS = (4, 8, 16)
@@ -38,17 +39,20 @@ class StagesSpec:
     skip: str = "none"
     heads: int = 1
     width: float = 1.0
-    input_norm: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # DKS/TAT only
+    input_norm: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # DKS/TAT: "pln" (None) or "none"
+    tat_eta: float | None = field(default=None, metadata=OMIT_WHEN_NONE)  # TAT leaky ReLU: the package's 0.9
 
     def __post_init__(self):  # the init rule of DKS/TAT: the default init means the package's sampling
         object.__setattr__(self, "init", resolve_init(self.init, self.act, StagesSpec.init))
-        object.__setattr__(self, "input_norm", resolve_input_norm(self.input_norm, self.act))
+        object.__setattr__(self, "input_norm", resolve_input_norm(self.input_norm))
+        object.__setattr__(self, "tat_eta", resolve_tat_eta(self.tat_eta, self.act))
 
     def validate(self) -> None:
         if not isinstance(self.depth, int) or self.depth <= 0 or self.depth % 3:
             raise ConfigError(f"depth must be a positive multiple of 3 for the stages family, got {self.depth}")
         check_activation(self.act, self.init, self.depth)
         check_input_norm(self.input_norm, self.act)
+        check_tat_eta(self.tat_eta, self.act)
         if self.init != SUO:
             parse_init(self.init)
         check_choice("norm", self.norm, NORMS)

@@ -133,24 +133,30 @@ def test_tat_leaky_relu_below_its_range_is_refused_in_one_line(depth):
     assert model_config("cnn-dks-tanh", depth=depth)["depth"] == depth  # DKS's target is in reach there
 
 
-def test_input_norm_is_part_of_a_transformed_nets_identity_only():
-    """input_norm: "pln" (the package's per-location normalisation, one more channel) or "none"
-    (the standardised image as it is); recorded for DKS/TAT nets, absent for every other net,
-    whose stored runs keep their hashes."""
-    assert "input_norm" not in model_config("cnn-tanh-delta") and "input_norm" not in model_config("mlp")
-    assert model_config("cnn-dks-tanh")["input_norm"] == transformed.DEFAULT_INPUT_NORM
+def test_input_norm_and_eta_are_part_of_a_transformed_nets_identity_only():
+    """input_norm: "pln" (the default: the package's per-location normalisation, one more channel,
+    recorded as absent so that stored runs keep their keys) or "none" (the standardised image as
+    it is, recorded); a TAT leaky-ReLU net records the package's eta. Other nets record neither."""
+    for name in ("cnn-tanh-delta", "mlp", "cnn-dks-tanh"):
+        assert "input_norm" not in model_config(name) and "tat_eta" not in model_config(name)
+    assert model_config("cnn-dks-tanh", input_norm="pln") == model_config("cnn-dks-tanh")
+    assert model_config("cnn-tat-lrelu")["tat_eta"] == transformed.TAT_ETA == 0.9
     pln = TrainConfig(model="cnn-dks-tanh", model_args={"depth": 9, "input_norm": "pln"})
     none = TrainConfig(model="cnn-dks-tanh", model_args={"depth": 9, "input_norm": "none"})
-    assert pln.hash() != none.hash()
+    assert pln.hash() == TrainConfig(model="cnn-dks-tanh", model_args={"depth": 9}).hash() != none.hash()
     net = create_model("cnn-dks-tanh", (1, 28, 28), 10, depth=9, input_norm="none")
     assert net.pln is None and net.stages[0][0].conv.in_channels == 1
     assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     mlp = create_model("mlp", (1, 28, 28), 10, depth=4, width=32, act="dks-tanh", input_norm="none")
     assert mlp.pln is None and mlp.units[0].linear.in_features == 784
     with pytest.raises(ConfigError, match="input_norm is for DKS/TAT activations"):
-        model_config("cnn-tanh", input_norm="pln")
+        model_config("cnn-tanh", input_norm="none")
     with pytest.raises(ConfigError, match="unknown input_norm 'zero'; choose one of: pln, none"):
         model_config("cnn-dks-tanh", input_norm="zero")
+    with pytest.raises(ConfigError, match="tat_eta is the package's C_f.0. target 0.9, got 0.8"):
+        model_config("cnn-tat-lrelu", tat_eta=0.8)
+    with pytest.raises(ConfigError, match="tat_eta is for the tat-leaky-relu activation"):
+        model_config("cnn-dks-tanh", tat_eta=0.9)
 
 
 def test_depth_changes_the_activation():
