@@ -40,7 +40,7 @@ VANILLA_BASE = dict(model_args={"depth": LAYERS}, train_size=10000, epochs=3, ba
 QUICK = dict(model_args={"depth": 12}, train_size=2000, epochs=1, test_size=500)
 
 VANILLA = Sweep("vanilla-1000", VANILLA_BASE, arms=ARMS, quick=QUICK,
-                title=f"{LAYERS} tanh conv layers + readout, no BN, no skips, Adam lr 1e-4")
+                title=f"vanilla CNN, {LAYERS} convs + readout (--quick: 12), no BN, no skips, Adam lr 1e-4")
 
 
 def against_chance(row: dict) -> str:
