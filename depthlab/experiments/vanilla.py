@@ -16,9 +16,10 @@ issue's reporter measured 28.5% test error for the delta-orthogonal net under th
 
 The verdict is the test error against chance (90% on ten balanced classes): whether 999 layers
 left chance level, and how far, not whether they crossed the frontier's 20% line, which a
-budget of 3 short epochs does not aim at. Each run checkpoints every epoch (``depthlab train``
-of the same config, or ``reproduce`` with a store, resumes it), so the 1-2 CPU-hours per arm can
-span sessions.
+budget of 3 short epochs does not aim at. An arm takes about 40 minutes of one loaded core
+(2,478 s for the delta-orthogonal one, docs/RESULTS.md). ``depthlab train`` with the same config
+(the same hash: tests/experiments/test_vanilla.py) checkpoints every epoch and resumes, so an
+arm can span sessions, and ``reproduce`` with that store reads the finished arms back.
 """
 
 from __future__ import annotations
