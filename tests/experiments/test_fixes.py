@@ -105,3 +105,14 @@ def test_the_vanilla_sentence_reports_error_against_chance_at_the_best_lr_and_wh
     rows = [{**r, "max_depth": 99 if r["model"] == "cnn-tanh-delta" else r["max_depth"]} for r in rows]
     other = exp.conclude({"fixes": PartResult("fixes", "", [], rows), "vanilla-1000": vanilla([(0.01, 0.9)])})
     assert "(delta-orthogonal at criticality went deeper in this frontier" in other
+
+
+def test_the_conclusion_reads_tat_from_its_own_part():
+    """TAT's frontier is a part of its own (tried inside its range); the sentence ranks it with the rest."""
+    exp = get_experiment("trainability-fixes")
+    rows = [{"model": m, "max_depth": 24, "capped": False} for m in ARMS if m != TAT_ARM]
+    tat = [{"model": TAT_ARM, "max_depth": 48, "capped": False}]
+    text = exp.conclude({"fixes": PartResult("fixes", "", [], rows), "fixes-tat": PartResult("fixes-tat", "", [], tat)})
+    assert "the deepest were TAT 48" in text
+    alone = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
+    assert "TAT" not in alone
