@@ -30,7 +30,9 @@ class StagesSpec:
     `depthlab.models.transformed`): it is built for ``depth`` nonlinear layers, the net then starts
     with the per-location normalisation of the input (one more input channel), and with ``init``
     left at this default (``normal:0.05``, recorded as ``suo``) every conv gets the package's delta scaled-uniform-
-    orthogonal sampling and the heads its plain one (``init="suo"`` asks for that explicitly)."""
+    orthogonal sampling and the heads its plain one (``init="suo"`` asks for that explicitly).
+    ``input_norm="none"`` drops the input normalisation (the default "pln" is recorded as None);
+    ``tat_eta`` records the package's C_f(0) target of a TAT leaky-ReLU net (always 0.9)."""
 
     depth: int = 9
     act: str = "tanh"
@@ -209,8 +211,8 @@ for _name, _values, _desc in [
     ("cnn-tanh-critical", dict(act="tanh", init="critical"), "tanh CNN, critical Gaussian init (q* = 1/depth)"),
     ("cnn-relu-he", dict(act="relu", init="he"), "ReLU CNN, He init"),
     # depth 24 by default: TAT's target is out of reach below 13 (`depthlab.models.transformed`)
-    ("cnn-tat-lrelu", dict(act="tat-leaky-relu", init="suo", depth=24), "TAT leaky-ReLU CNN, delta-orthogonal (dks)"),
-    ("cnn-dks-tanh", dict(act="dks-tanh", init="suo"), "DKS tanh CNN, delta-orthogonal (dks)"),
+    ("cnn-tat-lrelu", dict(act="tat-leaky-relu", init="suo", depth=24), "TAT leaky-ReLU CNN, delta-orthogonal, input PLN (dks)"),
+    ("cnn-dks-tanh", dict(act="dks-tanh", init="suo"), "DKS tanh CNN, delta-orthogonal, input PLN (dks)"),
 ]:
     register_preset(Preset(_name, "stages", _values, _desc))
 
