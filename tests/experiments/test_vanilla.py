@@ -31,14 +31,15 @@ def test_a_999_conv_net_has_999_convolutions_and_one_readout():
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
-def test_the_train_command_of_the_docs_is_the_experiments_delta_run():
-    """The long run is started with `depthlab train` (it checkpoints every epoch); reproduce must
-    read it back, so both build the same identity."""
+def test_the_train_commands_of_the_docs_are_the_experiments_runs():
+    """The long runs are started with `depthlab train` (it checkpoints every epoch); reproduce must
+    read them back, so both build the same identity."""
     from depthlab.engine.config import TrainConfig
 
-    by_cli = TrainConfig(model="cnn-tanh-delta", model_args={"depth": 999}, train_size=10000, epochs=3, lr=1e-4,
-                         batch_size=64, optimizer="adam", threads=1)
-    assert plan("vanilla-1000")[0].hash() == by_cli.hash()
+    for config, model in zip(plan("vanilla-1000"), ("cnn-tanh-delta", "cnn-dks-tanh")):
+        by_cli = TrainConfig(model=model, model_args={"depth": 999}, train_size=10000, epochs=3, lr=1e-4,
+                             batch_size=64, optimizer="adam", threads=1)
+        assert config.hash() == by_cli.hash()
 
 
 def _part(rows):
