@@ -267,6 +267,10 @@ DG = "diagnose cnn-tanh --depth 3 --steps 2 --device cpu"
 CASES += [
     # train, later flags -------------------------------------------------------------------------
     (f"{T} --threads 0", "threads must be a positive integer"),
+    # a DKS/TAT net where the package's target is out of reach (issue 30) --------------------------
+    ("train cnn-tat-lrelu --depth 6", "at depth 6 is outside TAT's range"),
+    ("frontier --models cnn-tat-lrelu --max-depth 24", "at depth 3 is outside TAT's range"),
+    ("train cnn-tanh -p input_norm=none", "input_norm is for DKS/TAT activations"),
     # frontier executors -------------------------------------------------------------------------
     (f"{F} --executor slurm", "Invalid value for '--executor'"),
     (f"{F} --bisection half", "Invalid value for '--bisection'"),

@@ -60,6 +60,7 @@ sentence from those numbers: never a canned conclusion.
 
 from . import classics  # noqa: F401  (registers the named MNIST experiments)
 from . import fixes  # noqa: F401  (registers trainability-fixes: every known fix, one protocol)
+from . import vanilla  # noqa: F401  (registers vanilla-1000: a 1,000-layer vanilla CNN, Adam)
 from .catalogue import EXPERIMENTS, Experiment, get_experiment, register_experiment, reproduce
 from .lr_find import lr_find
 from .sweeps import Ablation, Frontier, Sweep, ablate, lr_sweep

@@ -16,15 +16,16 @@ to ``depthlab.theory.ACTIVATIONS``) is available here with no change to this mod
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from .init import init_conv_, parse_init
-from .registry import Family, check_activation, check_choice, make_activation, register_family
-from .transformed import SUO, PerLocationNorm, is_transformed, resolve_init, suo_init_
+from .registry import OMIT_WHEN_NONE, Family, check_activation, check_choice, make_activation, register_family
+from .transformed import (SUO, check_input_norm, check_tat_eta, input_layer, resolve_init, resolve_input_norm,
+                          resolve_tat_eta, suo_init_)
 
 NORMS = ("none", "bn")
 SKIPS = ("none", "post")
@@ -54,6 +55,8 @@ class MLPSpec:
     init: str = "lecun-in"
     norm: str = "none"
     skip: str = "none"
+    input_norm: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # DKS/TAT: "pln" (None) or "none"
+    tat_eta: float | None = field(default=None, metadata=OMIT_WHEN_NONE)  # TAT leaky ReLU: the package's 0.9
 
     def __post_init__(self):  # the CLI's --width is a float (the stages family's multiplier)
         for name in ("depth", "width"):
@@ -62,6 +65,8 @@ class MLPSpec:
                 object.__setattr__(self, name, int(value))
         # the init rule of DKS/TAT: the default init means the package's sampling
         object.__setattr__(self, "init", resolve_init(self.init, self.act, MLPSpec.init))
+        object.__setattr__(self, "input_norm", resolve_input_norm(self.input_norm))
+        object.__setattr__(self, "tat_eta", resolve_tat_eta(self.tat_eta, self.act))
 
     def validate(self) -> None:
         _positive_int("depth", self.depth)
@@ -69,7 +74,9 @@ class MLPSpec:
         if self.width > MAX_MLP_WIDTH:
             raise ConfigError(f"width must be at most {MAX_MLP_WIDTH:,} hidden units for the mlp family, got "
                               f"{self.width:,}")
-        check_activation(self.act, self.init)
+        check_activation(self.act, self.init, self.depth)
+        check_input_norm(self.input_norm, self.act)
+        check_tat_eta(self.tat_eta, self.act)
         if self.init != SUO:
             parse_init(self.init)
         check_choice("norm", self.norm, NORMS)
@@ -99,10 +106,8 @@ class MLP(nn.Module):
         spec.validate()
         self.spec = spec
         n_in = math.prod(input_shape)
-        self.pln = None  # DKS/TAT: the per-example normalisation of the input, one more feature
-        if is_transformed(spec.act):
-            self.pln = PerLocationNorm(spec.act, flatten=True)
-            n_in += PerLocationNorm.EXTRA
+        self.pln, extra = input_layer(spec, flatten=True)  # DKS/TAT: the per-example normalisation
+        n_in += extra
         self.units = nn.ModuleList(
             DenseUnit(n_in if i == 0 else spec.width, spec.width, spec.act, spec.norm, spec.skip, spec.depth)
             for i in range(spec.depth))

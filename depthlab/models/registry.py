@@ -29,11 +29,12 @@ def check_choice(what: str, value, choices, where: str = "") -> None:
         raise ConfigError(f"unknown {what} {value!r}{where}; choose one of: {', '.join(choices)}")
 
 
-def check_activation(name: str, init: str | None = None) -> None:
+def check_activation(name: str, init: str | None = None, depth: int | None = None) -> None:
     """validate() of ``act`` in a family whose builder passes the depth (`make_activation`): a
-    plain activation or a DKS/TAT one (`depthlab.models.transformed`, needs the dks package)."""
+    plain activation or a DKS/TAT one (`depthlab.models.transformed`, needs the dks package; with
+    ``depth``, refused where the method's targets are out of reach for that depth)."""
     if transformed.is_transformed(name):
-        transformed.check_transformed(name, init)
+        transformed.check_transformed(name, init, depth)
         return
     check_choice("activation", name, tuple(ACTIVATIONS) + transformed.TRANSFORMED)
 
@@ -143,7 +144,18 @@ def model_config(name: str | ModelFactory, **overrides: Any) -> dict:
     if isinstance(name, ModelFactory):
         return factory_params(name, overrides)
     _, spec = resolve_model(name, **overrides)
-    return dataclasses.asdict(spec)
+    return spec_params(spec)
+
+
+# A spec field with this metadata is left out of the parameters (and so of the hash) while it
+# is None: a field added for some models only leaves every other model's stored runs replaying.
+OMIT_WHEN_NONE = {"omit_when_none": True}
+
+
+def spec_params(spec) -> dict:
+    """A spec's parameters as stored and hashed: every field, except an `OMIT_WHEN_NONE` one at None."""
+    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)
+            if not (f.metadata.get("omit_when_none") and getattr(spec, f.name) is None)}
 
 
 def create_model(name: str | ModelFactory, input_shape=(1, 28, 28), num_classes: int = 10,

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from .init import init_conv_, parse_init
-from .registry import (Family, Preset, check_activation, check_choice, make_activation, register_family,
-                       register_preset)
-from .transformed import SUO, PerLocationNorm, is_transformed, resolve_init, suo_init_
+from .registry import (OMIT_WHEN_NONE, Family, Preset, check_activation, check_choice, make_activation,
+                       register_family, register_preset)
+from .transformed import (SUO, check_input_norm, check_tat_eta, input_layer, resolve_init, resolve_input_norm,
+                          resolve_tat_eta, suo_init_)
 
 
 STAGE_CHANNELS = (4, 8, 16)
@@ -33,7 +34,9 @@ class StagesSpec:
     `depthlab.models.transformed`): it is built for ``depth`` nonlinear layers, the net then starts
     with the per-location normalisation of the input (one more input channel), and with ``init``
     left at this default (``normal:0.05``, recorded as ``suo``) every conv gets the package's delta scaled-uniform-
-    orthogonal sampling and the heads its plain one (``init="suo"`` asks for that explicitly)."""
+    orthogonal sampling and the heads its plain one (``init="suo"`` asks for that explicitly).
+    ``input_norm="none"`` drops the input normalisation (the default "pln" is recorded as None);
+    ``tat_eta`` records the package's C_f(0) target of a TAT leaky-ReLU net (always 0.9)."""
 
     depth: int = 9
     act: str = "tanh"
@@ -42,14 +45,20 @@ class StagesSpec:
     skip: str = "none"
     heads: int = 1
     width: float = 1.0
+    input_norm: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # DKS/TAT: "pln" (None) or "none"
+    tat_eta: float | None = field(default=None, metadata=OMIT_WHEN_NONE)  # TAT leaky ReLU: the package's 0.9
 
     def __post_init__(self):  # the init rule of DKS/TAT: the default init means the package's sampling
         object.__setattr__(self, "init", resolve_init(self.init, self.act, StagesSpec.init))
+        object.__setattr__(self, "input_norm", resolve_input_norm(self.input_norm))
+        object.__setattr__(self, "tat_eta", resolve_tat_eta(self.tat_eta, self.act))
 
     def validate(self) -> None:
         if not isinstance(self.depth, int) or self.depth <= 0 or self.depth % 3:
             raise ConfigError(f"depth must be a positive multiple of 3 for the stages family, got {self.depth}")
-        check_activation(self.act, self.init)
+        check_activation(self.act, self.init, self.depth)
+        check_input_norm(self.input_norm, self.act)
+        check_tat_eta(self.tat_eta, self.act)
         if self.init != SUO:
             parse_init(self.init)
         check_choice("norm", self.norm, NORMS)
@@ -137,10 +146,8 @@ class StagesNet(nn.Module):
         self.spec = spec
         c, h, w = input_shape
         per_stage = spec.depth // 3
-        self.pln = None  # DKS/TAT: the per-location normalisation of the input, one more channel
-        if is_transformed(spec.act):
-            self.pln = PerLocationNorm(spec.act)
-            c += PerLocationNorm.EXTRA
+        self.pln, extra = input_layer(spec)  # DKS/TAT: the per-location normalisation of the input
+        c += extra
         self.stages = nn.ModuleList()
         self.heads = nn.ModuleList()
         for i, c_out in enumerate(spec.channels()):
@@ -209,7 +216,8 @@ for _name, _values, _desc in [
 for _name, _values, _desc in [
     ("cnn-tanh-critical", dict(act="tanh", init="critical"), "tanh CNN, critical Gaussian init (q* = 1/depth)"),
     ("cnn-relu-he", dict(act="relu", init="he"), "ReLU CNN, He init"),
-    ("cnn-tat-lrelu", dict(act="tat-leaky-relu", init="suo"), "TAT leaky-ReLU CNN, delta-orthogonal, input PLN (dks)"),
+    # depth 24 by default: TAT's target is out of reach below 13 (`depthlab.models.transformed`)
+    ("cnn-tat-lrelu", dict(act="tat-leaky-relu", init="suo", depth=24), "TAT leaky-ReLU CNN, delta-orthogonal, input PLN (dks)"),
     ("cnn-dks-tanh", dict(act="dks-tanh", init="suo"), "DKS tanh CNN, delta-orthogonal, input PLN (dks)"),
 ]:
     register_preset(Preset(_name, "stages", _values, _desc))

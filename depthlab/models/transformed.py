@@ -31,14 +31,18 @@ guarantees.
 Three further requirements of the methods, all inside the model so that no data pipeline
 changes (`PerLocationNorm`, `suo_init_`):
 
-* **Data normalisation**: every input location must have q = 1. The model's first layer is the
+* **Data normalisation** (``input_norm="pln"``, the default): every input location must have
+  q = 1. The model's first layer is the
   package's ``per_location_normalization`` (homogeneous coordinate "one", its default; run
   under ``torch.device(x.device)`` because the package makes that column on the default
   device): for an
   image, each pixel's channel vector gets a constant 1 appended and is rescaled to mean square 1
   (so a 1-channel image becomes 2 channels and the first conv takes C + 1 inputs); for the
   ``mlp``, each flattened example gets the 1 appended and is rescaled (per-example
-  normalisation, 784 -> 785 for MNIST). It is on whenever ``act`` is a DKS/TAT activation.
+  normalisation, 784 -> 785 for MNIST). ``input_norm="none"`` feeds the standardised input as
+  it is (q = 1 on average over the data set only): for a 1-channel image the constant channel
+  holds 76% of q at the input and makes the layer-1 outputs of different images alike; the
+  measurement behind keeping the package's default is in docs/THEORY.md ("DKS/TAT input").
 * **Weights**: the package's scaled-uniform-orthogonal (SUO) sampling, delta (centre tap only)
   for the 3x3 convs and plain for the linear layers, readout included; all biases zero. The rule:
   a DKS/TAT activation with ``init`` left at the family's default (``normal:0.05`` for stages,
@@ -52,12 +56,13 @@ changes (`PerLocationNorm`, `suo_init_`):
   layer (4 -> 8 channels) would halve q. `suo_init_` hands it the transposed view, so the layer
   preserves q as the method requires (tests/models/test_transformed.py checks it).
 
-Shallow TAT leaky-ReLU nets: a chain of D leaky ReLUs cannot reach C_f(0) = eta when even the
-ReLU (negative slope 0, the most nonlinear) chain stays below it (D <= 12 for eta = 0.9; the
-package then raises). The target is therefore ``min(eta, c_relu(D) - 0.05)`` (`tat_eta`), where
-c_relu(D) is the ReLU chain's C_f(0): below eta for D <= 20 (0.555 at D = 3, 0.805 at D = 9),
-the package's 0.9 from D = 21 on. A shallow net is as nonlinear as a leaky-ReLU chain of its
-depth comfortably gets, and the frontier can start at depth 3.
+The package's own targets at every depth, or a refusal: a chain of D leaky ReLUs cannot reach
+C_f(0) = eta = 0.9 when even the ReLU chain (negative slope 0, the most nonlinear) stays below
+it, i.e. for D <= 12 (c_relu(12) = 0.897, c_relu(13) = 0.907); the package's solver then finds
+no slope, and such a net is refused with one line (`ConfigError`: "outside TAT's range") where
+it is validated, never built for a lower eta. DKS's target C'_f(1) = 1.5 and TAT's tau for
+smooth activations are reached at every depth tried (3 to 96). A TAT leaky-ReLU spec records
+the eta it is built for (``tat_eta``, always the package's 0.9).
 
 The package is an optional extra (``pip install 'depthlab[dks]'``, which also installs
 ``absl-py``: dks 0.1.2 imports it without declaring it); without it a DKS/TAT activation fails
@@ -84,7 +89,6 @@ SUO = "suo"  # the init name of the package's scaled-uniform-orthogonal sampling
 DKS_ZETA = 1.5      # the package's default c_slope_1_target: C'_f(1) of the whole net
 TAT_ETA = 0.9       # the package's default c_val_0_target: C_f(0) of a leaky-ReLU net
 TAT_TAU = 0.3       # the package's default c_curve_target: C''_f(1) of a smooth-activation net
-ETA_MARGIN = 0.05   # below the ReLU chain's C_f(0) where eta is out of reach (shallow nets)
 
 INSTALL_HINT = "pip install 'depthlab[dks]'"
 
@@ -110,13 +114,16 @@ def _import_dks(name: str):
     return activation_transform, data_preprocessing, parameter_sampling_functions
 
 
-def check_transformed(name: str, init: str | None = None) -> None:
-    """validate() of a DKS/TAT activation: a known name, the package importable, a usable init."""
+def check_transformed(name: str, init: str | None = None, depth: int | None = None) -> None:
+    """validate() of a DKS/TAT activation: a known name, the package importable, a usable init,
+    and with ``depth`` the package's targets reachable for a chain that deep (solved once, cached)."""
     split_name(name)
     _import_dks(name)
     if isinstance(init, str) and init.partition(":")[0] == "critical":
         raise ConfigError(f"init {init!r} has no critical point for activation {name!r}: leave init at its "
                           f"default (the package's orthogonal sampling) or name another scheme")
+    if isinstance(depth, int) and depth > 0:
+        transformed_activation(name, depth)
 
 
 def chain_subnet_max_func(depth: int):
@@ -128,36 +135,37 @@ def chain_subnet_max_func(depth: int):
     return subnet_max_func
 
 
-def relu_cmap(c: float) -> float:
-    """The local C map of a ReLU (q = 1 in and out after the sqrt(2) scale): the arc-cosine kernel."""
-    c = min(1.0, max(-1.0, c))
-    return (math.sqrt(1.0 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
+def target(name: str) -> str:
+    """The package's default target that the transformation of ``name`` solves for, in words."""
+    method, base = split_name(name)
+    if method == "DKS":
+        return f"C'_f(1) = {DKS_ZETA}"
+    return f"C_f(0) = {TAT_ETA}" if base == "leaky_relu" else f"C''_f(1) = {TAT_TAU}"
 
 
-def tat_eta(depth: int) -> float:
-    """The C_f(0) target of a TAT leaky-ReLU chain of ``depth`` layers: the package's 0.9, or for a
-    chain too shallow to reach it, ``ETA_MARGIN`` below the ReLU chain's C_f(0)."""
-    c = 0.0
-    for _ in range(depth):
-        c = relu_cmap(c)
-    return min(TAT_ETA, c - ETA_MARGIN)
+def out_of_range_message(name: str, depth: int) -> str:
+    """The one line that refuses a DKS/TAT net at a depth its target cannot be reached at."""
+    method, _ = split_name(name)
+    return (f"activation {name!r} at depth {depth} is outside {method}'s range: a chain of {depth} layers cannot "
+            f"reach the package's target {target(name)} (its solver finds no parameters)")
 
 
 @functools.lru_cache(maxsize=None)
 def transformed_activation(name: str, depth: int):
-    """The package's transformed activation (a callable on tensors) for a chain of ``depth`` layers."""
+    """The package's transformed activation (a callable on tensors) for a chain of ``depth``
+    layers, with the package's own targets (`target`); a depth where they cannot be reached is
+    refused (`ConfigError`), never solved for other targets."""
     if not isinstance(depth, int) or depth <= 0:
         raise ConfigError(f"a DKS/TAT activation needs a positive network depth, got {depth!r}")
     method, base = split_name(name)
     activation_transform, _, _ = _import_dks(name)
-    tat_params = {"c_val_0_target": tat_eta(depth)} if (method, base) == ("TAT", "leaky_relu") else None
     try:
         with warnings.catch_warnings():  # the solver's quadrature overflows harmlessly in its tails
             warnings.simplefilter("ignore", RuntimeWarning)
             acts = activation_transform.get_transformed_activations(
-                [base], method=method, tat_params=tat_params, subnet_max_func=chain_subnet_max_func(depth))
-    except ValueError as exc:  # the package's solver found no parameters
-        raise ConfigError(f"activation {name!r} at depth {depth}: {exc}") from None
+                [base], method=method, subnet_max_func=chain_subnet_max_func(depth))
+    except ValueError:  # the package's solver found no parameters
+        raise ConfigError(out_of_range_message(name, depth)) from None
     return acts[base]
 
 
@@ -183,6 +191,56 @@ class TransformedActivation(nn.Module):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.fn = transformed_activation(self.name, self.depth)
+
+
+# How a DKS/TAT net takes its input (the spec's ``input_norm``): "pln", the default, is the
+# package's per-location normalisation with its homogeneous coordinate 1 (one more channel);
+# "none" feeds the data set's standardised input as it is (q = 1 on average over the data, not
+# at every location). The default is recorded as None, so that stored runs keep their keys; the
+# choice for 1-channel images is measured in docs/THEORY.md ("DKS/TAT input").
+INPUT_NORMS = ("pln", "none")
+DEFAULT_INPUT_NORM = "pln"
+
+
+def resolve_input_norm(value: str | None) -> str | None:
+    """The spec's recorded ``input_norm``: None for the default (`DEFAULT_INPUT_NORM`), else as given."""
+    return None if value == DEFAULT_INPUT_NORM else value
+
+
+def check_input_norm(value: str | None, act) -> None:
+    """validate() of ``input_norm``: one of `INPUT_NORMS`, and only with a DKS/TAT activation."""
+    if value is None:
+        return
+    if not is_transformed(act):
+        raise ConfigError(f"input_norm is for DKS/TAT activations, not {act!r}")
+    if value not in INPUT_NORMS:
+        raise ConfigError(f"unknown input_norm {value!r}; choose one of: {', '.join(INPUT_NORMS)}")
+
+
+def input_layer(spec, *, flatten: bool = False) -> tuple[nn.Module | None, int]:
+    """The first layer a spec's input goes through and how many inputs it adds: for a DKS/TAT
+    activation at the default input_norm the package's normalisation (`PerLocationNorm`, one
+    more), else nothing."""
+    if not is_transformed(spec.act) or spec.input_norm is not None:
+        return None, 0
+    return PerLocationNorm(spec.act, flatten=flatten), PerLocationNorm.EXTRA
+
+
+def resolve_tat_eta(value: float | None, act) -> float | None:
+    """The spec's recorded ``tat_eta``: the package's eta for a TAT leaky-ReLU net, None otherwise.
+    Recorded so that such a net's identity says which target it was built for (until issue 30 it
+    was lowered below the package's at depth <= 20, under the same key)."""
+    return TAT_ETA if value is None and act == "tat-leaky-relu" else value
+
+
+def check_tat_eta(value: float | None, act) -> None:
+    """validate() of ``tat_eta``: only on a TAT leaky-ReLU net, and only the package's value."""
+    if value is None:
+        return
+    if act != "tat-leaky-relu":
+        raise ConfigError(f"tat_eta is for the tat-leaky-relu activation, not {act!r}")
+    if value != TAT_ETA:
+        raise ConfigError(f"tat_eta is the package's C_f(0) target {TAT_ETA}, got {value!r}")
 
 
 class PerLocationNorm(nn.Module):

@@ -5,7 +5,7 @@ import torch
 
 from depthlab.experiments import get_experiment
 from depthlab.experiments.catalogue import plan
-from depthlab.experiments.fixes import ARMS, PROTOCOL, QUICK, VANILLA_1000
+from depthlab.experiments.fixes import ARMS, PROTOCOL, QUICK, TAT_ARM, TAT_DEPTHS, VANILLA_1000
 from depthlab.experiments.parts import PartResult
 from depthlab.models import create_model, model_config
 
@@ -14,12 +14,13 @@ pytest.importorskip("dks.pytorch", reason="the DKS/TAT arms need the optional dk
 
 def test_registered_with_every_fix_on_one_protocol():
     exp = get_experiment("trainability-fixes")
-    part, vanilla = exp.parts
-    assert part.models == ARMS and len(ARMS) == 14 and vanilla is VANILLA_1000
+    part, tat, vanilla = exp.parts
+    assert part.models + tat.models == tuple(a for a in ARMS if a != TAT_ARM) + (TAT_ARM,) and len(ARMS) == 14
+    assert vanilla is VANILLA_1000 and min(TAT_DEPTHS) > 12  # TAT only where its target is in reach
     assert {model_config(m)["act"] for m in ARMS} >= {"tanh", "elu", "relu", "tat-leaky-relu", "dks-tanh"}
     for q in (False, True):
         configs = plan("trainability-fixes", quick=q)
-        assert [c.model for c in configs[:len(ARMS)]] == list(ARMS)
+        assert [c.model for c in configs[:len(ARMS)]] == list(part.models + tat.models)
         budget = QUICK if q else PROTOCOL
         for c in configs[len(ARMS):]:  # the vanilla DKS run: no BN, no skips, the frontier's data budget
             assert c.model == "cnn-dks-tanh" and model_config(c.model)["norm"] in (None, "none")
@@ -33,7 +34,7 @@ def test_registered_with_every_fix_on_one_protocol():
 
 @pytest.mark.parametrize("model", ARMS)
 def test_every_arm_builds_at_a_couple_of_depths(model):
-    for depth in (3, 12):
+    for depth in (15, 24) if model == TAT_ARM else (3, 12):
         net = create_model(model, (1, 28, 28), 10, depth=depth)
         out = net(torch.zeros(2, 1, 28, 28))
         logits = out[-1] if isinstance(out, list) else out
@@ -81,7 +82,7 @@ def test_without_dks_the_plan_fails_in_one_line(monkeypatch):
     assert "\n" not in str(info.value) and str(info.value).endswith("pip install 'depthlab[dks]'")
 
 
-def test_the_vanilla_sentence_reports_the_best_lr_and_whether_its_arm_is_the_best():
+def test_the_vanilla_sentence_reports_error_against_chance_at_the_best_lr_and_whether_its_arm_is_the_best():
     exp = get_experiment("trainability-fixes")
     rows = [{"model": m, "max_depth": 96 if m in ("cnn-dks-tanh", "resnet-elu-bn") else 24,
              "capped": m in ("cnn-dks-tanh", "resnet-elu-bn")} for m in ARMS]
@@ -94,11 +95,24 @@ def test_the_vanilla_sentence_reports_the_best_lr_and_whether_its_arm_is_the_bes
 
     failed = exp.conclude({"fixes": PartResult("fixes", "", [], rows),
                            "vanilla-1000": vanilla([(0.001, 0.856), (0.003, 0.901)])})
-    assert failed.endswith("A 1,000-layer vanilla net (no BN, no skips) with DKS did not train at any lr of 0.001, "
-                           "0.003 (lowest error 85.6%, at lr 0.001) after 1 epoch(s).")
+    assert failed.endswith("A 1,000-layer vanilla net (no BN, no skips) with DKS under SGD on the frontier's budget, "
+                           "best of lrs 0.001, 0.003: 86.6% test error after 1 epoch(s) (chance: 90%) at lr 0.001; "
+                           "`reproduce vanilla-1000` trains it with Adam.")
     trained = exp.conclude({"fixes": PartResult("fixes", "", [], rows),
                             "vanilla-1000": vanilla([(0.001, 0.5), (0.003, 0.15)])})
-    assert "with DKS trained: 15.0% train and 16.0% test error at lr 0.003 (of 0.001, 0.003)" in trained
+    assert "16.0% test error after 1 epoch(s) (chance: 90%) at lr 0.003" in trained
+    assert "did not train" not in trained + failed and "20%" not in trained + failed
     rows = [{**r, "max_depth": 99 if r["model"] == "cnn-tanh-delta" else r["max_depth"]} for r in rows]
     other = exp.conclude({"fixes": PartResult("fixes", "", [], rows), "vanilla-1000": vanilla([(0.01, 0.9)])})
     assert "(delta-orthogonal at criticality went deeper in this frontier" in other
+
+
+def test_the_conclusion_reads_tat_from_its_own_part():
+    """TAT's frontier is a part of its own (tried inside its range); the sentence ranks it with the rest."""
+    exp = get_experiment("trainability-fixes")
+    rows = [{"model": m, "max_depth": 24, "capped": False} for m in ARMS if m != TAT_ARM]
+    tat = [{"model": TAT_ARM, "max_depth": 48, "capped": False}]
+    text = exp.conclude({"fixes": PartResult("fixes", "", [], rows), "fixes-tat": PartResult("fixes-tat", "", [], tat)})
+    assert "the deepest were TAT 48" in text
+    alone = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
+    assert "TAT" not in alone

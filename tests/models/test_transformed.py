@@ -105,16 +105,58 @@ def test_tat_smooth_conditions(base, depth):
     assert depth * curvature == pytest.approx(0.3, rel=1e-3)     # C''_f(1) = tau = 0.3
 
 
-@pytest.mark.parametrize("depth,eta", [(30, 0.9), (60, 0.9), (9, relu_chain_c0(9) - 0.05), (3, relu_chain_c0(3) - 0.05)])
-def test_tat_leaky_relu_network_c0(depth, eta):
+@pytest.mark.parametrize("depth", [13, 24, 96])
+def test_tat_leaky_relu_network_c0_is_the_packages_eta(depth):
+    """The package's own eta = C_f(0) = 0.9 at every depth where a leaky-ReLU chain reaches it."""
     fn = act_fn("tat-leaky-relu", depth)
     phi, _ = derivatives(fn, Z, order=1)
     assert E(phi ** 2) == pytest.approx(1.0, abs=1e-4)           # Q(1) = 1
     c = 0.0
     for _ in range(depth):
         c = homogeneous_cmap(fn, c)
-    assert c == pytest.approx(eta, abs=1e-4)                     # C_f(0) = eta (lowered when out of reach)
-    assert relu_chain_c0(9) < 0.9 < relu_chain_c0(30)            # why depth 9 has a lower target
+    assert c == pytest.approx(0.9, abs=1e-4)                     # C_f(0) = eta = 0.9, never lowered
+
+
+@pytest.mark.parametrize("depth", [3, 6, 9, 12])
+def test_tat_leaky_relu_below_its_range_is_refused_in_one_line(depth):
+    """Even a ReLU chain (the most nonlinear leaky ReLU) of 12 layers stays below C_f(0) = 0.9: such
+    a net is outside TAT's range, refused where it is validated, never solved for another eta."""
+    assert relu_chain_c0(12) < 0.9 < relu_chain_c0(13)
+    for build in (lambda: make_activation("tat-leaky-relu", depth),
+                  lambda: model_config("cnn-tat-lrelu", depth=depth),
+                  lambda: TrainConfig(model="cnn-tat-lrelu", model_args={"depth": depth})):
+        with pytest.raises(ConfigError) as info:
+            build()
+        message = str(info.value)
+        assert "\n" not in message and f"at depth {depth} is outside TAT's range" in message
+        assert "C_f(0) = 0.9" in message
+    assert model_config("cnn-dks-tanh", depth=depth)["depth"] == depth  # DKS's target is in reach there
+
+
+def test_input_norm_and_eta_are_part_of_a_transformed_nets_identity_only():
+    """input_norm: "pln" (the default: the package's per-location normalisation, one more channel,
+    recorded as absent so that stored runs keep their keys) or "none" (the standardised image as
+    it is, recorded); a TAT leaky-ReLU net records the package's eta. Other nets record neither."""
+    for name in ("cnn-tanh-delta", "mlp", "cnn-dks-tanh"):
+        assert "input_norm" not in model_config(name) and "tat_eta" not in model_config(name)
+    assert model_config("cnn-dks-tanh", input_norm="pln") == model_config("cnn-dks-tanh")
+    assert model_config("cnn-tat-lrelu")["tat_eta"] == transformed.TAT_ETA == 0.9
+    pln = TrainConfig(model="cnn-dks-tanh", model_args={"depth": 9, "input_norm": "pln"})
+    none = TrainConfig(model="cnn-dks-tanh", model_args={"depth": 9, "input_norm": "none"})
+    assert pln.hash() == TrainConfig(model="cnn-dks-tanh", model_args={"depth": 9}).hash() != none.hash()
+    net = create_model("cnn-dks-tanh", (1, 28, 28), 10, depth=9, input_norm="none")
+    assert net.pln is None and net.stages[0][0].conv.in_channels == 1
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    mlp = create_model("mlp", (1, 28, 28), 10, depth=4, width=32, act="dks-tanh", input_norm="none")
+    assert mlp.pln is None and mlp.units[0].linear.in_features == 784
+    with pytest.raises(ConfigError, match="input_norm is for DKS/TAT activations"):
+        model_config("cnn-tanh", input_norm="none")
+    with pytest.raises(ConfigError, match="unknown input_norm 'zero'; choose one of: pln, none"):
+        model_config("cnn-dks-tanh", input_norm="zero")
+    with pytest.raises(ConfigError, match="tat_eta is the package's C_f.0. target 0.9, got 0.8"):
+        model_config("cnn-tat-lrelu", tat_eta=0.8)
+    with pytest.raises(ConfigError, match="tat_eta is for the tat-leaky-relu activation"):
+        model_config("cnn-dks-tanh", tat_eta=0.9)
 
 
 def test_depth_changes_the_activation():
@@ -179,9 +221,9 @@ def test_suo_dense_preserves_q():
 
 
 def test_models_take_the_normalised_input():
-    net = create_model("cnn-tat-lrelu", (1, 28, 28), 10, depth=9)
+    net = create_model("cnn-tat-lrelu", (1, 28, 28), 10, depth=15, input_norm="pln")
     assert net.stages[0][0].conv.in_channels == 2                   # one homogeneous channel more
-    mlp = create_model("mlp", (1, 28, 28), 10, depth=4, width=32, act="dks-softplus")
+    mlp = create_model("mlp", (1, 28, 28), 10, depth=4, width=32, act="dks-softplus", input_norm="pln")
     assert mlp.units[0].linear.in_features == 785
     first = layer_summary(net, (1, 28, 28))[0]
     assert first[1:3] == ("PerLocationNorm", (2, 28, 28))
@@ -192,7 +234,7 @@ def test_models_take_the_normalised_input():
         assert torch.allclose(clone(x), model(x)) and torch.allclose(copy.deepcopy(model)(x), model(x))
 
 
-@pytest.mark.parametrize("name,kw", [("cnn-tat-lrelu", dict(depth=9)), ("cnn-dks-tanh", dict(depth=12)),
+@pytest.mark.parametrize("name,kw", [("cnn-tat-lrelu", dict(depth=15)), ("cnn-dks-tanh", dict(depth=12)),
                                      ("stages", dict(depth=6, act="dks-softplus", skip="fixup")),
                                      ("mlp", dict(depth=20, width=32, act="tat-leaky-relu")),
                                      ("mlp", dict(depth=10, width=32, act="dks-tanh", norm="bn"))])
