@@ -416,7 +416,7 @@ CASES += [  # issue 29: every numeric flag bounded (each of these ran on, or was
     (f"{T} --width 1e300", "width multiplier must be at most 1e+06"),
     (f"{T} --width 1e5", "more than the"),   # the width's working bound: the memory estimate
     ("summary cnn-tanh --width 1e6", "more than the"),   # was an internal error (it built the net)
-    (f"{F} --lrs 0.1,1e300", "learning rates must be at most 1e+06, got 1e+300"),
+    (F.replace("--lrs 0.1 ", "--lrs 0.1,1e300 "), "learning rates must be at most 1e+06, got 1e+300"),
     (f"{F} --cpus-per-trial 1e300", "--cpus-per-trial must be at most 1024"),
     (f"{F} --executor ray --gpus-per-trial 1000", "--gpus-per-trial at most 64"),
     ("theory --sigma-b2 1e300", "--sigma-b2 must be at most 100"),
