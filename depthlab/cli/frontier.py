@@ -11,7 +11,8 @@ import click
 from ..errors import ConfigError
 from ..depth_frontier.protocol import QUICK_GRIDS, FrontierConfig
 from .app import cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_writer
-from .core import check_train_size
+from .core import _outside_bar, check_train_size
+from . import plan
 from .options import (
     data_options,
     executor_options,
@@ -108,7 +109,7 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
 @executor_options
 def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
-    from ..api import frontier_models, run_frontier
+    from ..api import _bar, frontier_models, run_frontier
     from ..data.registry import load_dataset
     from ..depth_frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
     from ..report import format_table
@@ -130,10 +131,8 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
         show_status(names, config, store_path, run.as_json, out)
         return
     if mode.dry_run:
-        from .plan import layer_costs, plan_lines
-
         full = 60_000 if config.dataset in ("mnist", "mnist32", "fashion-mnist") else 50_000
-        for line in plan_lines(names, config, layer_costs(), config.train_size or full):
+        for line in plan.plan_lines(names, config, plan.layer_costs(), config.train_size or full):
             click.echo(line)
         return
     out = output_folder(out, store_path)
@@ -145,8 +144,10 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     folder = create_output_folder(out)
     writer = tensorboard_writer(run.tensorboard)
 
-    result = run_frontier(names, config, store_path, data, spec, data_dir=data_dir, log=log.info,
-                          runner_log=log.info)
+    with _bar(sys.stderr.isatty() and not run.as_json, "frontier", "trial") as bar:   # as `train`: a terminal only
+        progress = None if bar is None else FrontierProgress(bar, names, config, len(data.train_y), spec)
+        result = run_frontier(names, config, store_path, data, spec, data_dir=data_dir,
+                              log=log.info if progress is None else progress.trial_done, runner_log=log.info)
 
     write_outputs(result, folder)
     if writer is not None:
@@ -167,6 +168,49 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
 
 # --depth cannot apply (the search chooses the depth): not offered; --depths / --max-depth are.
 frontier.params = [p for p in frontier.params if p.name != "depth"]
+
+
+def eta_seconds(left_costs: list[float], slots: int) -> float:
+    """Seconds until the trials still planned are done: their estimated CPU seconds shared by
+    ``slots`` trials running side by side (each trial runs on one thread)."""
+    return sum(left_costs) / max(1, slots)
+
+
+class FrontierProgress:
+    """The API's tqdm bar of a frontier run: trials done, running and left (of the dry-run's
+    bound, `plan.planned_trials`: every lr and seed of every probed depth), and the ETA of those
+    left from the dry-run's per-trial costs. A finished trial takes its (model, depth) off the
+    plan; one the plan did not hold (a bisection step) only counts as done. Left and ETA are
+    bounds: a search stops a depth at its first trainable lr."""
+
+    def __init__(self, bar, names: list, config, train_images: int, spec):
+        from ..sweep.executors import default_workers
+
+        self.bar, self.done = bar, 0
+        self.left: dict[tuple[str, int], list[float]] = {}
+        for model, depth, seconds in plan.planned_trials(names, config, plan.layer_costs(),
+                                                          config.train_size or train_images):
+            self.left.setdefault((model, depth), []).append(seconds)
+        self.slots = spec.workers or default_workers(config.device)
+        self.show()
+
+    def trial_done(self, line: str) -> None:
+        """One trial's line (``MODEL depth D ...``): printed above the bar, the counts moved on."""
+        with _outside_bar():
+            log.info(line)
+        model, _, rest = line.partition(" depth ")
+        costs = self.left.get((model, int(rest.split(" ", 1)[0]))) if rest.split(" ", 1)[0].isdigit() else None
+        if costs:
+            costs.pop()
+        self.done += 1
+        self.bar.update(1)
+        self.show()
+
+    def show(self) -> None:
+        left = [c for costs in self.left.values() for c in costs]
+        running = min(self.slots, len(left))
+        self.bar.set_postfix_str(f"done {self.done}, running {running}, left <= {len(left)}, "
+                                 f"ETA <= {plan._hours(eta_seconds(left, self.slots))} (dry-run cost model)")
 
 
 def show_status(names: list[str], config, store_path: str, as_json: bool, out: str | None) -> None:

@@ -81,12 +81,8 @@ def probe_depths(max_depth: int, depths=None, step: int = 3) -> list[int]:
 def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list[str]:
     """The plan, and its CPU time between the best case (the first lr trains at once at every
     depth, and all depths train) and a bound (every lr of every probed depth runs its full budget)."""
-    from ..models import PRESETS
-
     probed = {str(n): probe_depths(config.max_depth, config.depths, config.step_for(n)) for n in names}
     steps = sorted({config.step_for(n) for n in names})
-    evals = config.evals_per_epoch * config.epochs * (config.eval_size or 10_000)
-    images = train_images * config.epochs + 0.5 * evals
     shown = {", ".join(map(str, d)) for d in probed.values()}
     first = shown.pop() if len(shown) == 1 else "; ".join(f"{n}: {', '.join(map(str, d))}" for n, d in probed.items())
     seeds = config.seed_count()
@@ -106,9 +102,7 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
                                  if config.auto_seeds else (0, 0))
     low = high = 0.0
     for name in names:
-        values = PRESETS[name].values if name in PRESETS else {}
-        per_layer = costs["bn" if values.get("norm") == "bn" else "plain"]
-        full = [images * d * per_layer for d in probed[str(name)]]
+        full = [trial_seconds(name, d, config, costs, train_images) for d in probed[str(name)]]
         first_point = [f / config.epochs / config.evals_per_epoch for f in full]
         low += sum(first_point) * seeds + 2 * first_point[0] * recheck_low
         high += sum(full) * len(config.points()) * seeds + 2 * full[-1] * recheck_high
@@ -119,6 +113,27 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
                  f"norm; the bound trains every lr of every probed depth for the full budget, bisection steps "
                  f"not counted{recheck}); nothing was trained")
     return lines
+
+
+def trial_seconds(name, depth: int, config, costs: dict, train_images: int) -> float:
+    """The cost model's CPU seconds of one trial of ``name`` at ``depth`` run to its full budget:
+    every epoch of ``train_images`` and every evaluation (an evaluated image half a trained one)."""
+    from ..models.catalog import PRESETS   # data only: a preset's norm picks the per-layer cost
+
+    values = PRESETS[name].values if name in PRESETS else {}
+    per_layer = costs["bn" if values.get("norm") == "bn" else "plain"]
+    evals = config.evals_per_epoch * config.epochs * (config.eval_size or 10_000)
+    return (train_images * config.epochs + 0.5 * evals) * depth * per_layer
+
+
+def planned_trials(names: list, config, costs: dict, train_images: int) -> list[tuple[str, int, float]]:
+    """The plan's bound as trials, ``(model, depth, CPU seconds)``: every (optimizer, lr) point and
+    seed of every probed depth of every model (what the dry-run's upper estimate adds up;
+    bisection steps and ``--seeds auto`` re-checks not counted)."""
+    per_depth = len(config.points()) * config.seed_count()
+    return [(str(name), d, trial_seconds(name, d, config, costs, train_images))
+            for name in names for d in probe_depths(config.max_depth, config.depths, config.step_for(name))
+            for _ in range(per_depth)]
 
 
 def _grids(config) -> str:
