@@ -147,7 +147,8 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     with _bar(sys.stderr.isatty() and not run.as_json, "frontier", "trial") as bar:   # as `train`: a terminal only
         progress = None if bar is None else FrontierProgress(bar, names, config, len(data.train_y), spec)
         result = run_frontier(names, config, store_path, data, spec, data_dir=data_dir,
-                              log=log.info if progress is None else progress.trial_done, runner_log=log.info)
+                              log=log.info if progress is None else progress.trial_done,
+                              runner_log=log.info if progress is None else progress.say)
 
     write_outputs(result, folder)
     if writer is not None:
@@ -196,8 +197,7 @@ class FrontierProgress:
 
     def trial_done(self, line: str) -> None:
         """One trial's line (``MODEL depth D ...``): printed above the bar, the counts moved on."""
-        with _outside_bar():
-            log.info(line)
+        self.say(line)
         model, _, rest = line.partition(" depth ")
         costs = self.left.get((model, int(rest.split(" ", 1)[0]))) if rest.split(" ", 1)[0].isdigit() else None
         if costs:
@@ -205,6 +205,12 @@ class FrontierProgress:
         self.done += 1
         self.bar.update(1)
         self.show()
+
+    @staticmethod
+    def say(line: str) -> None:
+        """A line printed above the bar, not through it."""
+        with _outside_bar():
+            log.info(line)
 
     def show(self) -> None:
         left = [c for costs in self.left.values() for c in costs]
