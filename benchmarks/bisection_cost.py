@@ -8,7 +8,8 @@ depth). A model, not a timing: it needs no data and runs in a second.
 """
 
 from depthlab.depth_frontier.protocol import DEFAULT_LRS, FrontierConfig
-from depthlab.depth_frontier.search import DepthResult, failure_cost_ratio, search_depths
+from depthlab.depth_frontier.results import DepthResult
+from depthlab.depth_frontier.search import failure_cost_ratio, search_depths
 
 
 def search_cost(boundary: int, n_lrs: int, fail_over_ok: float | None) -> tuple[float, int, int]:

@@ -24,7 +24,7 @@ _EXPORTS = {
     "PRESETS": "models", "FactoryError": "models", "ModelFactory": "models", "create_model": "models",
     "model_config": "models", "Store": "store.sqlite", "RunResult": "records.record",
     "RunStatus": "records.record", "TrainConfig": "engine.config", "parse_schedule": "engine.schedule",
-    "FrontierConfig": "depth_frontier.protocol", "FrontierResult": "depth_frontier.search",
+    "FrontierConfig": "depth_frontier.protocol", "FrontierResult": "depth_frontier.results",
     "frontier": "api", "train": "api", "diagnose": "api", "lr_find": "api",
 }
 __all__ = ["Batches", "ConfigError", "DataError", "Dataset", "FactoryError", "FrontierConfig", "FrontierResult",

@@ -24,7 +24,8 @@ from .data.registry import check_dataset_name, load_dataset
 from .engine.config import TrainConfig
 from .errors import ConfigError
 from .depth_frontier.protocol import FrontierConfig
-from .depth_frontier.search import FrontierResult, find_frontiers
+from .depth_frontier.results import FrontierResult
+from .depth_frontier.search import find_frontiers
 from .models import CLASSIC_PRESETS, PRESETS, ModelFactory, as_model
 from .records.record import RunResult
 from .store.sqlite import Store, checkpoint_dir_for, remove_if_empty

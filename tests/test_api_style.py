@@ -10,7 +10,7 @@ import depthlab
 from depthlab import ConfigError, TrainConfig
 from depthlab.api import train_config
 from depthlab.depth_frontier.protocol import FrontierConfig
-from depthlab.depth_frontier.search import DepthResult, FrontierResult, ModelFrontier
+from depthlab.depth_frontier.results import DepthResult, FrontierResult, ModelFrontier
 from depthlab.records.record import EpochMetrics, RunResult, RunStatus
 
 

@@ -100,7 +100,7 @@ def test_the_graph_sees_imports_inside_functions_and_relative_ones():
     graph = import_graph()
     assert "depthlab.sweep.driver" in graph["depthlab.sweep.session"]
     assert "depthlab.sweep.session" in graph["depthlab.cli.app"]           # inside trial_runner
-    assert "depthlab.depth_frontier.outputs" in graph["depthlab.depth_frontier.search"]   # inside a method
+    assert "depthlab.depth_frontier.outputs" in graph["depthlab.depth_frontier.results"]  # inside a method
     assert "depthlab.cli.cifar" in graph["depthlab.cli.experiments"]      # `from . import cifar as _cifar`
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

@@ -34,18 +34,10 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     (STORE-checkpoints/): the same command after an interruption (Ctrl-C, kill) resumes from
     the last saved epoch, with the result of an uninterrupted run."""
     from ..data.registry import load_dataset
-    from ..api import pinned_threads
     from ..api import train as train_and_record
-    from ..engine.config import TrainConfig
     from ..store.sqlite import check_store_path
 
-    model = model_opts.model(model, data_opts.dataset)
-    config = TrainConfig(model=model, model_args=model_opts.overrides(), dataset=data_opts.dataset_for(model),
-                         train_size=data_opts.train_size, eval_split="val" if use_val else "test", **hp.fields(),
-                         seed=run.seed, device=run.device, precision=run.precision, threads=threads)
-    config.validate()
-    check_schedule(config, lr_given=_given("lr"))
-    config = pinned_threads(config)  # every core, recorded: part of the run's identity, as depthlab.train does
+    config = _train_config(model, model_opts, data_opts, run, hp, use_val, threads)
     store_path, out, as_json, tensorboard = run.store_path, run.out, run.as_json, run.tensorboard
     if out:
         output_folder(out, store_path)
@@ -78,27 +70,54 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
                 click.echo(classic_line(e["epoch"], epochs, e["train_error"], e["test_error"], label))
     summary = {k: result[k] for k in ("config", "status", "epochs", "seconds", "reason", "test_error")}
     if out:
-        from ..report import safe_child, write_text_atomic
-
-        folder = create_output_folder(out)
-        name = f"train-{config.model_name}-{config.hash()}.json"
-        write_text_atomic(safe_child(folder, name), json.dumps(summary, indent=2))
+        _save_summary(out, config, summary)
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        status = result["status"]
-        tail = f" ({result['reason']})" if result.get("reason") and status != RunStatus.DONE else ""
-        test = f", test error {100 * result['test_error']:.2f}%" if result.get("test_error") is not None else ""
-        click.echo(f"{status} in {result['seconds']:.1f}s{test}{tail}")
-        if result.get("stopped_early"):
-            best = min(result["epochs"], key=lambda e: e["test_error"]) if result["epochs"] else None
-            last = result["epochs"][-1]["epoch"] if result["epochs"] else None
-            click.echo(f"stopped early after epoch {last:03d} (--patience {config.patience}: {last - best['epoch']} "
-                       f"epoch(s) without improvement); restored the best weights, from epoch {best['epoch']:03d} "
-                       f"({label.lower()} error {100 * best['test_error']:.2f}%)" if best is not None else
-                       f"stopped early ({result.get('reason')}); restored the best weights")
+        _print_outcome(result, config.patience, label)
     if result["status"] == RunStatus.FAILED:
         sys.exit(1)
+
+
+def _train_config(model, model_opts, data_opts, run, hp, use_val: bool, threads: int | None):
+    """The `TrainConfig` the options describe, validated, its schedule checked against ``--lr``
+    and ``--epochs``, and its threads pinned (every core, recorded: part of the run's identity,
+    as `depthlab.train` does)."""
+    from ..api import pinned_threads
+    from ..engine.config import TrainConfig
+
+    model = model_opts.model(model, data_opts.dataset)
+    config = TrainConfig(model=model, model_args=model_opts.overrides(), dataset=data_opts.dataset_for(model),
+                         train_size=data_opts.train_size, eval_split="val" if use_val else "test", **hp.fields(),
+                         seed=run.seed, device=run.device, precision=run.precision, threads=threads)
+    config.validate()
+    check_schedule(config, lr_given=_given("lr"))
+    return pinned_threads(config)
+
+
+def _save_summary(out, config, summary: dict) -> None:
+    """``--out``: the run's summary as ``train-MODEL-HASH.json`` in the output folder."""
+    from ..report import safe_child, write_text_atomic
+
+    folder = create_output_folder(out)
+    name = f"train-{config.model_name}-{config.hash()}.json"
+    write_text_atomic(safe_child(folder, name), json.dumps(summary, indent=2))
+
+
+def _print_outcome(result: dict, patience, label: str) -> None:
+    """The run's last line for a person: its status, time and test error (with the reason when it
+    did not finish), and after an early stop which epoch's weights were restored."""
+    status = result["status"]
+    tail = f" ({result['reason']})" if result.get("reason") and status != RunStatus.DONE else ""
+    test = f", test error {100 * result['test_error']:.2f}%" if result.get("test_error") is not None else ""
+    click.echo(f"{status} in {result['seconds']:.1f}s{test}{tail}")
+    if result.get("stopped_early"):
+        best = min(result["epochs"], key=lambda e: e["test_error"]) if result["epochs"] else None
+        last = result["epochs"][-1]["epoch"] if result["epochs"] else None
+        click.echo(f"stopped early after epoch {last:03d} (--patience {patience}: {last - best['epoch']} "
+                   f"epoch(s) without improvement); restored the best weights, from epoch {best['epoch']:03d} "
+                   f"({label.lower()} error {100 * best['test_error']:.2f}%)" if best is not None else
+                   f"stopped early ({result.get('reason')}); restored the best weights")
 
 
 def check_train_size(train_size: int | None, data) -> None:

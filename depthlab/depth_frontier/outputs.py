@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from ..report import new_axes, safe_child, save_figure
 from .points import lr_cell, optimizer_of, plain_lr
 
-if TYPE_CHECKING:  # names for annotations only: the search imports this module (`FrontierResult.plot`)
-    from .search import FrontierResult, ModelFrontier
+if TYPE_CHECKING:  # names for annotations only: the results import this module (`FrontierResult.plot`)
+    from .results import FrontierResult, ModelFrontier
 
 
 # Files (CSV, JSON) hold errors and seed fractions as fractions (0.185); what a person reads (the

@@ -40,7 +40,6 @@ from __future__ import annotations
 import functools
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
@@ -48,136 +47,11 @@ from ..report import trial_words
 from ..store.sqlite import Store
 from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
 from .bisection import failure_cost_ratio, split_point
-from .points import lr_order, lr_words, one_optimizer, optimizer_of, plain_lr, point_key
+from .points import lr_order, lr_words, one_optimizer
 from .protocol import FrontierConfig
+from .results import DepthResult, FrontierResult, ModelFrontier
 from .seeds import SeedPolicy, recheck
 from .seeds import summarise as summarise_seeds
-
-
-@dataclass
-class DepthResult:
-    """The verdict at one depth: trainable or not, with the lr that trained it (if any)."""
-
-    depth: int
-    trainable: bool
-    lr: float | None          # the first lr (in search order) at which a majority of seeds trained
-    error: float | None       # the median seed error at that lr; when failing, the best over lrs
-    fraction: float           # fraction of seeds that trained at that lr (best over lrs when failing)
-    epochs: float | None      # median epochs to meet the criterion at that lr
-    trials: list[TrialVerdict] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        cells: dict[str, dict] = {}
-        for t in self.trials:
-            cell = cells.setdefault(point_key(t.lr), {"trained": 0, "seeds": 0, "errors": []})
-            cell["trained"] += t.trained
-            cell["seeds"] += 1
-            cell["errors"].append(t.error)
-        return {"trainable": self.trainable, "lr": plain_lr(self.lr), **_optimizer_entry(self.lr), "error": self.error,
-                "fraction": self.fraction, "epochs": self.epochs, "lrs_tried": cells}
-
-
-def _optimizer_entry(lr) -> dict:
-    """``{"optimizer": name}`` for a point that names its optimizer, else nothing (the JSON of a
-    search with SGD alone is as it was; its optimizer is in the config)."""
-    name = optimizer_of(lr)
-    return {"optimizer": name} if name else {}
-
-
-@dataclass
-class ModelFrontier:
-    model: str
-    max_trainable_depth: int | None
-    lr: float | None
-    error: float | None
-    first_failing_depth: int | None
-    fraction: float | None
-    depths: dict[int, DepthResult]
-    monotone: bool
-    seconds: float
-    trials: int
-    trials_reused: int
-    next_trial: Cell | None = None  # (depth, lr, seed) the search needs next (lr: a search point); None: finished
-    trial_seconds: float = 0.0      # training time of its trials (when they were trained, reused or not)
-    band: tuple[int | None, int | None] | None = None  # --seeds auto: (every seed trains, some seed trains) to here
-    label: str | None = None        # --seeds auto: "66 [51–72]"
-
-    @property
-    def capped(self) -> bool:
-        """The search finished with every depth it tried trainable: the frontier is at least the cap."""
-        return self.next_trial is None and bool(self.max_trainable_depth) and self.first_failing_depth is None
-
-    def to_dict(self) -> dict:
-        nxt = None
-        if self.next_trial is not None:
-            depth, lr, seed = self.next_trial
-            nxt = {"depth": depth, "lr": plain_lr(lr), "seed": seed, **_optimizer_entry(lr)}
-        return {"model": self.model, "max_trainable_depth": self.max_trainable_depth, "capped": self.capped,
-                "lr": plain_lr(self.lr), **_optimizer_entry(self.lr),
-                "error": self.error, "first_failing_depth": self.first_failing_depth,
-                "fraction": self.fraction, "monotone": self.monotone, "seconds": round(self.seconds, 1),
-                "trials": self.trials, "trials_reused": self.trials_reused, "next_trial": nxt,
-                "trial_seconds": round(self.trial_seconds, 1),
-                **({"band": list(self.band), "label": self.label,
-                    "seed_fractions": {str(d): r.fraction for d, r in sorted(self.depths.items())}}
-                   if self.band is not None else {}),
-                "depths": {str(d): r.to_dict() for d, r in sorted(self.depths.items())}}
-
-
-@dataclass
-class FrontierResult:
-    config: FrontierConfig
-    models: list[ModelFrontier]
-    seconds: float
-
-    def to_dict(self) -> dict:
-        config = asdict(self.config)
-        lrs = config["lrs"]
-        config["lrs"] = {name: list(grid) for name, grid in lrs.items()} if isinstance(lrs, dict) else list(lrs)
-        config["optimizers"] = list(config["optimizers"])
-        return {"config": config, "seconds": round(self.seconds, 1), "models": [m.to_dict() for m in self.models]}
-
-    def plot(self, kind: str = "depth", *, ax=None):
-        """The frontier as a matplotlib Figure (`depthlab.depth_frontier.outputs.plot_frontier`): ``"depth"``
-        bars of each model's max trainable depth, ``"error"`` the best error at each depth tried."""
-        from .outputs import plot_frontier
-
-        return plot_frontier(self, kind, ax=ax)
-
-    def _table(self) -> tuple[str, tuple, list]:
-        from .outputs import PRINTED_HEADERS, printed_rows
-
-        n = len(self.models)
-        return (f"FrontierResult: {n} model{'s' * (n != 1)}, {self.seconds:.1f} s", PRINTED_HEADERS,
-                printed_rows(self))
-
-    def __repr__(self) -> str:
-        """The printed table of ``depthlab frontier``, one line per model (the per-depth map is
-        in ``.models`` and ``to_dict()``)."""
-        from ..report import format_table
-
-        title, headers, rows = self._table()
-        return f"{title}\n{format_table(headers, rows)}"
-
-    def _repr_html_(self) -> str:
-        from ..report import html_table
-
-        title, headers, rows = self._table()
-        return html_table(headers, rows, caption=title)
-
-    def to_frame(self):
-        """One row per model: ``model``, ``max_trainable_depth``, ``capped`` (it trained at the
-        deepest depth searched), ``lr``, ``error`` (a fraction), ``first_failing_depth``,
-        ``fraction``, and ``optimizer`` (the one that trained) when the search names its optimizer
-        (`FrontierConfig.names_optimizer`: anything but SGD alone)."""
-        from ..report import data_frame
-
-        named = self.config.names_optimizer
-        return data_frame({"model": m.model, "max_trainable_depth": m.max_trainable_depth,
-                           "capped": m.first_failing_depth is None and m.max_trainable_depth is not None,
-                           "lr": plain_lr(m.lr), "error": m.error,
-                           "first_failing_depth": m.first_failing_depth, "fraction": m.fraction,
-                           **({"optimizer": optimizer_of(m.lr)} if named else {})} for m in self.models)
 
 
 TrialFn = Callable[[int, float, int], TrialVerdict]
@@ -329,24 +203,7 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
     config.validate_models([model])
     started = time.perf_counter()
     seeds = [config.seed + i for i in range(config.seed_count())]
-
-    def real_trial(depth: int, lr: float, seed: int) -> TrialVerdict:
-        t = run_trial(model, depth, lr, seed, config, store, data, data_dir)
-        if log is not None:
-            log(f"{model} depth {depth} {lr_words(lr)} seed {seed}: "
-                f"{trial_words(t.trained, t.status, t.error, t.epochs)}, "
-                f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
-        return t
-
-    def real_cells(batch: list[Cell], rank: bool = True) -> list[TrialVerdict]:
-        done = run_cells(model, batch, config, runner, rank=rank)
-        if log is not None:
-            for t in done:
-                log(f"{model} depth {t.depth} {lr_words(t.lr)} seed {t.seed}: "
-                    f"{trial_words(t.trained, t.status, t.error, t.epochs)}, "
-                    f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
-        return done
-
+    real_trial, real_cells = _training_trials(model, config, store, data, data_dir, log, runner)
     run = trial or real_trial
     batch = cells or (real_cells if runner is not None and trial is None else None)
     peek = stored
@@ -380,6 +237,35 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
     if config.auto_seeds:
         return seeded_frontier(model, decided, rechecked, config, time.perf_counter() - started, next_trial)
     return summarise(str(model), decided, time.perf_counter() - started, next_trial=next_trial)
+
+
+def _training_trials(model: str, config: FrontierConfig, store: Store | None, data: Dataset | None, data_dir,
+                     log: Callable[[str], None] | None, runner) -> tuple[TrialFn, Callable[..., list[TrialVerdict]]]:
+    """The two ways `find_frontier` trains for real: one trial at a time (`run_trial`), or a
+    batch of cells through ``runner`` (`run_cells`, ``rank=False`` for the seed re-checks), each
+    trial logged as one progress line when ``log`` is given."""
+
+    def real_trial(depth: int, lr: float, seed: int) -> TrialVerdict:
+        t = run_trial(model, depth, lr, seed, config, store, data, data_dir)
+        if log is not None:
+            log(_progress_line(model, depth, lr, seed, t))
+        return t
+
+    def real_cells(batch: list[Cell], rank: bool = True) -> list[TrialVerdict]:
+        done = run_cells(model, batch, config, runner, rank=rank)
+        if log is not None:
+            for t in done:
+                log(_progress_line(model, t.depth, t.lr, t.seed, t))
+        return done
+
+    return real_trial, real_cells
+
+
+def _progress_line(model: str, depth: int, lr: float, seed: int, t: TrialVerdict) -> str:
+    """One trial's progress line: its cell, its verdict, and its training time or ``stored``."""
+    return (f"{model} depth {depth} {lr_words(lr)} seed {seed}: "
+            f"{trial_words(t.trained, t.status, t.error, t.epochs)}, "
+            f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
 
 
 def seeded_frontier(model: str, decided: dict[int, DepthResult], rechecked: list[TrialVerdict],

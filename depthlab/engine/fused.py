@@ -247,15 +247,8 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
         data = load_dataset(configs[0].dataset, data_dir)
     started = time.perf_counter()
     try:
-        with thread_scope(configs[0].threads):
-            setup = set_up(configs, data)
-            with precision_scope(setup.device, configs[0].precision):
-                stepper = FusedStepper(setup, configs, monitors, ranks, on_step)
-                wall = run_epochs(stepper, on_epoch=on_epoch, checkpoint_path=checkpoint_path,
-                                  checkpoint_required=checkpoint_required, started=started)
-        results = [m.result for m in stepper.members]
-        for r in results:
-            r.seconds, r.fused = wall / len(configs), {"members": len(configs), "seconds": round(wall, 3)}
+        results = _train_as_one_net(configs, data, monitors, ranks, on_epoch, on_step, checkpoint_path,
+                                    checkpoint_required, started)
     except (KeyboardInterrupt, SystemExit, UserError):
         raise
     except NotFusable:
@@ -267,6 +260,24 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
         results = [failed_result(c, seconds, exc) for c in configs]
     for r in results:
         r.reused = False
+    return results
+
+
+def _train_as_one_net(configs: list[TrainConfig], data: Dataset, monitors: list[Monitor | None],
+                      ranks: list[int | None], on_epoch, on_step, checkpoint_path, checkpoint_required: bool,
+                      started: float) -> list[RunResult]:
+    """`train_fused`'s fused path: the group set up and trained as one network under its threads
+    and precision, each member's result given its share (1/G) of the wall time and, in
+    ``fused``, the group's size and wall time."""
+    with thread_scope(configs[0].threads):
+        setup = set_up(configs, data)
+        with precision_scope(setup.device, configs[0].precision):
+            stepper = FusedStepper(setup, configs, monitors, ranks, on_step)
+            wall = run_epochs(stepper, on_epoch=on_epoch, checkpoint_path=checkpoint_path,
+                              checkpoint_required=checkpoint_required, started=started)
+    results = [m.result for m in stepper.members]
+    for r in results:
+        r.seconds, r.fused = wall / len(configs), {"members": len(configs), "seconds": round(wall, 3)}
     return results
 
 

@@ -368,6 +368,12 @@ class TrialRunner(SharedWork):
                 "are kept: run the same command again to continue")
             self._abandon(error)
             raise error from exc
+        self._keep_results(group, results)
+
+    def _keep_results(self, group: list[tuple[Job, str]], results: list) -> None:
+        """A finished group's results: each verdict recorded in the store (a cancelled trial, moot,
+        is released instead, for a later run to retrain), each waiting request given its own copy,
+        and the group's checkpoint, which has served, deleted."""
         for (trial, key), result in zip(group, results):
             result.reused = False
             if result.status == RunStatus.CANCELLED:  # moot, cut short: no verdict to keep (a later run retrains it)

@@ -14,7 +14,7 @@ from depthlab.cli import cli, main
 from depthlab.cli.app import _kept_note
 from depthlab.depth_frontier.outputs import depth_axis_unit, printed_rows
 from depthlab.depth_frontier.protocol import FrontierConfig
-from depthlab.depth_frontier.search import FrontierResult, ModelFrontier
+from depthlab.depth_frontier.results import FrontierResult, ModelFrontier
 
 NETS = """
 def build(depth, width=8):

@@ -44,7 +44,7 @@ def test_the_command_table_matches_the_commands():
 
 def test_the_frontier_subpackage_stays_importable_beside_the_function():
     import depthlab
-    from depthlab.depth_frontier.search import FrontierResult
+    from depthlab.depth_frontier.results import FrontierResult
 
     assert callable(depthlab.frontier) and depthlab.FrontierResult is FrontierResult
 

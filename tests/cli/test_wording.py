@@ -8,7 +8,7 @@ from depthlab.cli.frontier import write_outputs
 from depthlab.depth_frontier.criterion import TrialVerdict
 from depthlab.depth_frontier.outputs import PRINTED_HEADERS, depth_label, printed_rows, table_rows
 from depthlab.depth_frontier.protocol import FrontierConfig
-from depthlab.depth_frontier.search import DepthResult, FrontierResult, ModelFrontier
+from depthlab.depth_frontier.results import DepthResult, FrontierResult, ModelFrontier
 from depthlab.report import epochs_words, format_table, percent, trial_words
 
 

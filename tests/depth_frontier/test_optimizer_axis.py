@@ -21,7 +21,8 @@ from depthlab.depth_frontier.outputs import printed_rows, table_headers, table_r
 from depthlab.depth_frontier.points import OptimizerLr, lr_words
 from depthlab.depth_frontier.protocol import (ADAPTIVE_LRS, DEFAULT_LRS, FrontierConfig,
                                         parse_optimizer_lrs, parse_optimizers)
-from depthlab.depth_frontier.search import FrontierResult, PendingTrial, find_frontier, lr_order
+from depthlab.depth_frontier.results import FrontierResult
+from depthlab.depth_frontier.search import PendingTrial, find_frontier, lr_order
 from depthlab.depth_frontier.seeds import neighbours
 
 REPO = Path(__file__).resolve().parents[2]

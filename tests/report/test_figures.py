@@ -17,7 +17,8 @@ from depthlab.analysis.phase import PhaseMeasurement, plot_phase_diagram
 from depthlab.experiments.parts import Curve, Plot, draw_plot
 from depthlab.depth_frontier.outputs import plot_frontier, save_frontier_plots
 from depthlab.depth_frontier.protocol import FrontierConfig
-from depthlab.depth_frontier.search import FrontierResult, find_frontier
+from depthlab.depth_frontier.results import FrontierResult
+from depthlab.depth_frontier.search import find_frontier
 from depthlab.report import save_figure
 from fakedata import synthetic_dataset
 
