@@ -211,15 +211,12 @@ def _check_factory_builds(config: TrainConfig) -> None:
     failure is left to the run, which records it ``failed`` with its reason."""
     if not isinstance(config.model, ModelFactory):
         return
-    import torch
-
     config.validate()
 
-    from .models import FactoryError, create_model
+    from .models import FactoryError, check_builds
 
     try:
-        with torch.random.fork_rng(devices=[]):   # the caller's random state is left as it was
-            create_model(config.model, check_dataset_name(config.dataset).input_shape, 10, **config.model_args)
+        check_builds(config.model, check_dataset_name(config.dataset).input_shape, **config.model_args)
     except FactoryError:
         pass
 

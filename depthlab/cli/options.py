@@ -166,12 +166,12 @@ class ModelOptions:
         if name is not None:
             raise ConfigError(f"give a MODEL or --model-file, not both (got {name!r})")
         from ..data.registry import check_dataset_name
-        from ..models import FactoryError, ModelFactory, create_model
+        from ..models import FactoryError, ModelFactory, check_builds
 
         factory = ModelFactory.from_file(self.model_file)
         args = {**self.overrides(), "depth": self.depth or factory.depth_step}
         try:
-            create_model(factory, check_dataset_name(dataset or "mnist").input_shape, 10, **args)
+            check_builds(factory, check_dataset_name(dataset or "mnist").input_shape, **args)
         except FactoryError as exc:
             raise ConfigError(f"--model-file {self.model_file}: {exc}") from None
         return factory

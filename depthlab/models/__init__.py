@@ -3,7 +3,7 @@ named presets (``create_model(name, **overrides)``). One module per family; impo
 package registers them all."""
 
 from .factory import FactoryError, ModelFactory, as_model
-from .registry import (ACTIVATIONS, FAMILIES, PRESETS, Family, Preset, count_parameters, create_model,
+from .registry import (ACTIVATIONS, FAMILIES, PRESETS, Family, Preset, check_builds, count_parameters, create_model,
                        default_dataset, depth_unit, layer_summary, make_activation, model_config, register_family,
                        register_preset, resolve_model)
 from . import stages  # noqa: F401  (registers the family)
@@ -15,5 +15,5 @@ from .stages import CLASSIC_PRESETS, ConvUnit, StagesNet, StagesSpec
 
 __all__ = ["ACTIVATIONS", "depth_unit", "CLASSIC_PRESETS", "ConvUnit", "FAMILIES", "FactoryError", "Family", "ModelFactory", "as_model",
            "PRESETS", "Preset", "StagesNet",
-           "StagesSpec", "count_parameters", "create_model", "default_dataset", "layer_summary", "make_activation",
+           "StagesSpec", "check_builds", "count_parameters", "create_model", "default_dataset", "layer_summary", "make_activation",
            "model_config", "register_family", "register_preset", "resolve_model"]

@@ -168,6 +168,14 @@ def create_model(name: str | ModelFactory, input_shape=(1, 28, 28), num_classes:
     return family.build(spec, tuple(input_shape), num_classes)
 
 
+def check_builds(name: str | ModelFactory, input_shape=(1, 28, 28), **overrides: Any) -> None:
+    """Build ``name`` once and drop it, leaving the caller's random state as it was: the check a
+    command and the Python API make before any store is opened. A factory that fails raises
+    `FactoryError`; one that tries to end the process, `depthlab.errors.UserCodeExit`."""
+    with torch.random.fork_rng(devices=[]):
+        create_model(name, input_shape, 10, **overrides)
+
+
 def depth_unit(model: str | ModelFactory) -> str:
     """What a model's ``depth`` counts, for axis labels: its family's `Family.depth_unit`
     (``conv layers``, ``hidden layers``); ``layers`` for a factory (its own ``build`` decides)."""

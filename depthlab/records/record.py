@@ -77,7 +77,7 @@ class RunResult:
     parameters: int = 0
     device: str = "cpu"
     # torch intra-op threads when the run was made: CPU results depend on it bitwise
-    threads: int | None = field(default_factory=lambda: _torch_threads())
+    threads: int | None = field(default_factory=_torch_threads)
     checkpoints: list[Checkpoint] = field(default_factory=list)  # the evaluation points, in order
     extras: dict | None = None           # measures of the trained network (`depthlab.engine.extras`)
     fused: dict | None = None            # a fused group's member: {"members": G, "seconds": wall time}
