@@ -99,14 +99,20 @@ ARMS = tuple(model for model, _ in FIXES)
 FIX_NAMES = dict(FIXES)
 BASELINES = {"cnn-tanh": ARMS[1:8], "cnn-elu": ARMS[9:]}  # each fix against the net it fixes
 
-# The optimizers each arm's frontier searches (a depth trains when one of them trains it at some lr
-# of its grid), and their grids: an optimizer without a grid here takes the frontier's default
-# (`depthlab.depth_frontier.protocol.DEFAULT_GRIDS`). SGD alone keeps every stored trial of this table.
-OPTIMIZERS: tuple[str, ...] = ("sgd",)
-PROTOCOL = dict(train_size=10000, epochs=1, batch_size=128, optimizers=OPTIMIZERS,
-                lrs={"sgd": (0.003, 0.01, 0.03, 0.1, 0.3)}, max_depth=96, eval_size=1000, evals_per_epoch=4)
-QUICK = dict(train_size=5000, epochs=1, batch_size=64, lrs={"sgd": (0.01, 0.1)}, max_depth=9, eval_size=500,
-             evals_per_epoch=2)
+# The optimizers each arm's frontier searches: a depth trains when SGD or Adam trains it at some lr
+# of its own grid (issue 30: TAT and the 1,000-layer net train with Adam where SGD collapses them).
+# SGD keeps the grid of the SGD-only table, so every stored SGD trial is reused. Adam's grid is
+# half decades from 1e-4 to 3e-3: a 999-layer net trains at 1e-4 (`vanilla-1000`), TAT at depth
+# 24 at 1e-3 (30.3%, 78 steps), and 1e-5/3e-5 of the frontier's default grid cannot leave chance
+# level in 78 steps. The boundary of every arm is re-checked with 3 to 5 seeds (``seeds="auto"``)
+# and reported with its band.
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+ADAM_LRS = (1e-4, 3e-4, 1e-3, 3e-3)
+PROTOCOL = dict(train_size=10000, epochs=1, batch_size=128, optimizers=OPTIMIZERS, seeds="auto",
+                lrs={"sgd": (0.003, 0.01, 0.03, 0.1, 0.3), "adam": ADAM_LRS}, max_depth=96, eval_size=1000,
+                evals_per_epoch=4)
+QUICK = dict(train_size=5000, epochs=1, batch_size=64, seeds=1, lrs={"sgd": (0.01, 0.1), "adam": (1e-3,)},
+             max_depth=9, eval_size=500, evals_per_epoch=2)
 
 # TAT's target C_f(0) = 0.9 is out of reach for a leaky-ReLU chain of 12 layers or fewer (the
 # package's solver finds no slope; `depthlab.models.transformed` refuses such a net rather than
