@@ -137,10 +137,32 @@ NORMALISER_FREE = ("cnn-tanh-lecun", "cnn-tanh-critical", "cnn-tanh-delta", "cnn
                    "cnn-dks-tanh")  # no BN and no skips: the fixes a vanilla deep net can use
 
 
+# What each fix's paper claims (in our words), and how the claim is judged under this protocol:
+# "deep" (nets as deep as one likes train: judged at the depth cap, the most this table can show)
+# or "deeper" (deeper than the net it fixes: judged against that baseline). The baselines claim nothing.
+CLAIMS: dict[str, tuple[str, str]] = {
+    "cnn-tanh-lecun": ("deeper", "LeCun et al. 1998: fan-in scaling keeps tanh out of saturation"),
+    "cnn-tanh-critical": ("deeper", "Schoenholz et al. 2017: at the critical point the depth scale diverges and "
+                                    "nets train to about 6 depth scales"),
+    "cnn-tanh-delta": ("deep", "Xiao et al. 2018: 10,000-layer vanilla CNNs train"),
+    "cnn-relu-he": ("deeper", "He et al. 2015: 30-layer plain ReLU nets converge from scratch"),
+    "cnn-tat-lrelu": ("deep", "Zhang et al. 2022: deep vanilla nets train without shortcuts or normalisation"),
+    "cnn-dks-tanh": ("deep", "Martens et al. 2021: deep vanilla nets train without shortcuts or normalisation"),
+    "cnn-tanh-bn": ("deeper", "Ioffe and Szegedy 2015: normalised layers let deep nets train faster at higher lrs"),
+    "cnn-elu-bn": ("deeper", "Ioffe and Szegedy 2015: normalised layers let deep nets train faster at higher lrs"),
+    "resnet-elu-bn": ("deep", "He et al. 2016: residual nets of 1,001 layers train"),
+    "resnet-elu-rezero": ("deep", "Bachlechner et al. 2020: deep residual nets train without normalisation"),
+    "resnet-elu-fixup": ("deep", "Zhang et al. 2019: residual nets of 10,000 layers train without normalisation"),
+    "cnn-elu-multihead": ("deeper", "Szegedy et al. 2015, Lee et al. 2015: auxiliary classifiers carry gradient "
+                                    "to the early layers of deep nets"),
+}
+CLAIM_TEXT = {model: text for model, (_, text) in CLAIMS.items()}
+
+
 def _depth(row: dict) -> str:
     if row["max_depth"] is None:
         return "no depth"
-    return f"{row['max_depth']}{'+' if row['capped'] else ''}"
+    return row.get("band") or f"{row['max_depth']}{'+' if row['capped'] else ''}"
 
 
 def _value(row: dict) -> int:
@@ -176,7 +198,47 @@ def conclude_fixes(parts: dict[str, PartResult]) -> str:
     if at_cap:
         sentence += (f"; at the cap together with the net they fix (the cap cannot tell them apart): "
                      f"{', '.join(FIX_NAMES.get(m, m) for m in at_cap)}")
-    return sentence + "." + _vanilla_sentence(parts.get("vanilla-1000"), rows)
+    return sentence + "." + _claims_sentence(rows) + _vanilla_sentence(parts.get("vanilla-1000"), rows)
+
+
+def short_of_claim(model: str, rows: dict) -> bool | None:
+    """Whether an arm falls short of its paper's claim as this protocol can judge it: a "deep"
+    claim is met at the depth cap, a "deeper" one by training deeper than the net it fixes (or
+    reaching the cap with it). None: no claim, or its row or its baseline's is missing."""
+    if model not in CLAIMS or model not in rows:
+        return None
+    kind, _ = CLAIMS[model]
+    row = rows[model]
+    if kind == "deep":
+        return not row["capped"]
+    base = next((b for b, fixes in BASELINES.items() if model in fixes), None)
+    if base is None or base not in rows:
+        return None
+    return not (row["capped"] or _value(row) > _value(rows[base]))
+
+
+def why_short(row: dict) -> str:
+    """What the first failing depth measured: how many of its trials (every optimizer and lr
+    tried, every seed) diverged, the best error any reached, and what that says."""
+    depth, trials, diverged, error = (row.get("first_failing"), row.get("failing_trials"),
+                                      row.get("failing_diverged"), row.get("failing_error"))
+    if depth is None or not trials:
+        return "it trained at no depth of the protocol" if row["max_depth"] is None else ""
+    seen = f"at depth {depth}, {diverged} of {trials} trials diverged" + (
+        f" and the best error was {100 * error:.1f}%" if error is not None else "")
+    if 2 * diverged > trials:
+        return f"{seen}: mostly divergence, most lrs tried were too large for that depth"
+    if error is not None and error >= 0.8:
+        return f"{seen}: it stayed near chance level (90%) within the budget"
+    return f"{seen}: it learned, but not to the threshold within the budget"
+
+
+def _claims_sentence(rows: dict) -> str:
+    """One plain sentence per arm that falls short of its paper's claim, with its measurement."""
+    short = [m for m in ARMS if short_of_claim(m, rows)]
+    return "".join(f" The {FIX_NAMES[m]} arm falls short of its paper's claim ({CLAIM_TEXT[m]}) under this "
+                   f"budget, reaching {_depth(rows[m])}" + (f"; {why}" if (why := why_short(rows[m])) else "") + "."
+                   for m in short)
 
 
 def _vanilla_sentence(part: PartResult | None, rows: dict) -> str:
@@ -207,9 +269,9 @@ register_experiment(Experiment(
     name="trainability-fixes",
     question="How deep does the same 3-stage CNN train under each known fix (init, activation transforms, "
              "normalisation, residual schemes, auxiliary heads), all under one protocol?",
-    parts=(Frontier("fixes", tuple(a for a in ARMS if a != TAT_ARM), config=PROTOCOL, quick=QUICK,
+    parts=(Frontier("fixes", tuple(a for a in ARMS if a != TAT_ARM), config=PROTOCOL, quick=QUICK, claims=CLAIM_TEXT,
                     title="depth frontier of the 3-stage CNN under every fix"),
-           Frontier("fixes-tat", (TAT_ARM,), config={**PROTOCOL, "depths": TAT_DEPTHS},
+           Frontier("fixes-tat", (TAT_ARM,), config={**PROTOCOL, "depths": TAT_DEPTHS}, claims=CLAIM_TEXT,
                     quick={**QUICK, "depths": TAT_QUICK_DEPTHS, "max_depth": max(TAT_QUICK_DEPTHS)},
                     title=f"TAT, at depths {', '.join(map(str, TAT_DEPTHS))} (its target is out of reach below 13)"),
            VANILLA_1000),

@@ -251,6 +251,7 @@ class Frontier:
     config: Mapping = field(default_factory=dict)
     title: str = ""
     quick: Mapping = field(default_factory=dict)
+    claims: Mapping[str, str] = field(default_factory=dict)  # model -> what its paper claims (a column)
 
     def frontier_config(self, ctx: Context) -> FrontierConfig:
         values = {**self.config, **(self.quick if ctx.quick else {})}
@@ -277,30 +278,46 @@ class Frontier:
         if ctx.runner is not None:
             ctx.runner.use_dataset(data)
         result = find_frontiers(self.models, fc, ctx.store, data, log=ctx.echo, runner=ctx.runner)
-        rows, curves = [], []
+        rows = [self._row(m, fc) for m in result.models]
+        curves = []
         for m in result.models:
-            rows.append({"model": m.model, "max_depth": m.max_trainable_depth, "lr": plain_lr(m.lr),
-                         **({"optimizer": optimizer_of(m.lr)} if fc.names_optimizer else {}), "error": m.error,
-                         "first_failing": m.first_failing_depth, "fraction": m.fraction, "trials": m.trials,
-                         "capped": m.max_trainable_depth is not None and m.first_failing_depth is None,
-                         "seconds": m.seconds,
-                         "depth_map": {d: r.trainable for d, r in sorted(m.depths.items())}})
             pts = [(d, r.error) for d, r in sorted(m.depths.items()) if r.error is not None]
             curves.append(Curve(m.model, [d for d, _ in pts], [e for _, e in pts]))
-        columns = [Column("model", "model"), Column("max_depth", "max trainable depth"),
-                   *([Column("optimizer", "optimizer")] if fc.names_optimizer else []),
-                   Column("lr", "lr", "sci"), Column("error", f"{fc.criterion} error", "pct"),
-                   Column("first_failing", "first failing depth"), Column("fraction", "fraction", "float"),
-                   Column("trials", "trials"), Column("seconds", "seconds", "sec")]
-        grid = fc.grid_text()
         title = self.title or self.label
         plot = Plot("error-vs-depth", f"{title}: best {fc.criterion} error within {fc.epochs} epoch(s)",
                     f"best {fc.criterion} error", curves, log_y=True, percent=True, log_x=True,
                     xlabel="depth (conv layers)", levels=[(fc.threshold, f"threshold {100 * fc.threshold:g}%")])
         notes = [f"trainable: {fc.criterion} error < {fc.threshold:g} within {fc.epochs} epoch(s), best lr of "
-                 f"{grid}; batch {fc.batch_size}, momentum {fc.momentum:g}, max depth {fc.max_depth}, "
-                 f"train size {fc.train_size or 'all'}"]
-        return PartResult(self.label, title, columns, rows, [plot], [r for r in rows], notes)
+                 f"{fc.grid_text()}; batch {fc.batch_size}, momentum {fc.momentum:g}, max depth {fc.max_depth}, "
+                 f"train size {fc.train_size or 'all'}"
+                 + ("; seeds auto: the band runs from the deepest depth every seed trained to the deepest "
+                    "any seed trained" if fc.auto_seeds else "")]
+        return PartResult(self.label, title, self._columns(fc), rows, [plot], [r for r in rows], notes)
+
+    def _row(self, m, fc: FrontierConfig) -> dict:
+        """One model's frontier as a row: the answer, the point that won, and at the first failing
+        depth the evidence of why it failed (best error over every point, how many trials diverged)."""
+        failing = m.depths.get(m.first_failing_depth) if m.first_failing_depth is not None else None
+        return {"model": m.model, "max_depth": m.max_trainable_depth, "lr": plain_lr(m.lr),
+                **({"optimizer": optimizer_of(m.lr)} if fc.names_optimizer else {}),
+                **({"band": m.label} if fc.auto_seeds else {}),
+                **({"claim": self.claims.get(m.model)} if self.claims else {}), "error": m.error,
+                "first_failing": m.first_failing_depth, "fraction": m.fraction, "trials": m.trials,
+                "capped": m.max_trainable_depth is not None and m.first_failing_depth is None,
+                "seconds": m.seconds, "depth_map": {d: r.trainable for d, r in sorted(m.depths.items())},
+                "failing_error": failing.error if failing else None,
+                "failing_diverged": sum(t.status == RunStatus.DIVERGED for t in failing.trials) if failing else None,
+                "failing_trials": len(failing.trials) if failing else None}
+
+    def _columns(self, fc: FrontierConfig) -> list[Column]:
+        return [Column("model", "model"), Column("max_depth", "max trainable depth"),
+                *([Column("band", "frontier [band]")] if fc.auto_seeds else []),
+                *([Column("optimizer", "optimizer")] if fc.names_optimizer else []),
+                Column("lr", "lr", "sci"), Column("error", f"{fc.criterion} error", "pct"),
+                Column("first_failing", "first failing depth"), Column("fraction", "fraction", "float"),
+                Column("trials", "trials"), Column("seconds", "seconds", "sec"),
+                *([Column("claim", "the paper's claim")] if self.claims else [])]
+
 
 def _searched_grids(config_lrs, quick_lrs, optimizers):
     """A `Frontier` part's ``lrs`` for the optimizers it searches: quick's grid over config's

@@ -59,7 +59,8 @@ def test_conclusion_is_computed_from_the_numbers():
     rows = [{"model": m, "max_depth": d, "capped": d == 9} for m, d in depths.items()]
     capped = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
     assert "no deeper than the net they fix: TAT, Fixup;" in capped
-    assert capped.endswith("the cap cannot tell them apart): BN (ELU), residual + BN, ReZero, auxiliary heads.")
+    # the comparison sentence ends there; the arms short of their papers' claims follow it
+    assert "the cap cannot tell them apart): BN (ELU), residual + BN, ReZero, auxiliary heads. The " in capped
 
 
 def test_conclusion_when_nothing_trained():
@@ -116,3 +117,71 @@ def test_the_conclusion_reads_tat_from_its_own_part():
     assert "the deepest were TAT 48" in text
     alone = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
     assert "TAT" not in alone
+
+
+def _row(model, depth, capped=False, failing=None, **evidence):
+    return {"model": model, "max_depth": depth, "capped": capped, "first_failing": failing, **evidence}
+
+
+def test_an_arm_is_short_of_its_claim_by_the_kind_of_claim():
+    from depthlab.experiments.fixes import CLAIMS, short_of_claim
+
+    assert set(CLAIMS) == set(ARMS) - {"cnn-tanh", "cnn-elu"}  # every fix has a claim, the baselines none
+    rows = {"cnn-tanh": _row("cnn-tanh", 6), "cnn-tanh-delta": _row("cnn-tanh-delta", 36),
+            "cnn-dks-tanh": _row("cnn-dks-tanh", 96, capped=True), "cnn-tanh-lecun": _row("cnn-tanh-lecun", 24),
+            "cnn-relu-he": _row("cnn-relu-he", 6)}
+    assert short_of_claim("cnn-tanh-delta", rows)       # "10,000 layers": judged at the cap, 36 < 96
+    assert not short_of_claim("cnn-dks-tanh", rows)     # at the cap: as far as this table can show
+    assert not short_of_claim("cnn-tanh-lecun", rows)   # "deeper": 24 > the naive net's 6
+    assert short_of_claim("cnn-relu-he", rows)          # no deeper than the net it fixes
+    assert short_of_claim("cnn-tanh", rows) is None and short_of_claim("cnn-elu-bn", rows) is None
+
+
+def test_why_an_arm_falls_short_is_read_off_its_first_failing_depth():
+    from depthlab.experiments.fixes import why_short
+
+    stalled = _row("m", 36, failing=39, failing_trials=27, failing_diverged=2, failing_error=0.886)
+    assert why_short(stalled) == ("at depth 39, 2 of 27 trials diverged and the best error was 88.6%: "
+                                  "it stayed near chance level (90%) within the budget")
+    exploded = dict(stalled, failing_diverged=20)
+    assert "mostly divergence" in why_short(exploded)
+    slow = dict(stalled, failing_error=0.35)
+    assert why_short(slow).endswith("it learned, but not to the threshold within the budget")
+    assert why_short(_row("m", None)) == "it trained at no depth of the protocol"
+
+
+def test_the_conclusion_says_which_arms_fall_short_with_their_measurement():
+    exp = get_experiment("trainability-fixes")
+    rows = [_row(m, 96, capped=True) for m in ARMS]
+    rows[ARMS.index("cnn-tanh-delta")] = _row("cnn-tanh-delta", 36, failing=39, failing_trials=27,
+                                              failing_diverged=1, failing_error=0.9, band="36 [33–39]")
+    text = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
+    assert ("The delta-orthogonal at criticality arm falls short of its paper's claim (Xiao et al. 2018: "
+            "10,000-layer vanilla CNNs train) under this budget, reaching 36 [33–39]; at depth 39, 1 of 27 "
+            "trials diverged") in text
+    assert text.count("falls short") == 1
+
+
+def test_a_frontier_row_carries_the_band_the_winning_optimizer_and_the_failing_evidence():
+    from depthlab.depth_frontier.criterion import TrialVerdict
+    from depthlab.depth_frontier.points import OptimizerLr
+    from depthlab.depth_frontier.protocol import FrontierConfig
+    from depthlab.depth_frontier.results import DepthResult, ModelFrontier
+    from depthlab.experiments.sweeps import Frontier
+    from depthlab.records.record import RunStatus
+
+    adam = OptimizerLr("adam", 1e-3)
+    fail = [TrialVerdict(39, OptimizerLr("sgd", 0.3), 0, False, None, 0.2, RunStatus.DIVERGED, 1.0),
+            TrialVerdict(39, adam, 0, False, 0.87, 1.0, RunStatus.DONE, 1.0)]
+    depths = {36: DepthResult(36, True, adam, 0.15, 1.0, 1.0), 39: DepthResult(39, False, None, 0.87, 0.0, None, fail)}
+    m = ModelFrontier("cnn-tanh-delta", 36, adam, 0.15, 39, 1.0, depths, True, 9.0, 2, 0, label="36 [33–39]",
+                      band=(33, 39))
+    fc = FrontierConfig(optimizers=("sgd", "adam"), seeds="auto", max_depth=96)
+    part = Frontier("fixes", ("cnn-tanh-delta",), claims={"cnn-tanh-delta": "a claim"})
+    row = part._row(m, fc)
+    assert (row["band"], row["optimizer"], row["lr"], row["claim"]) == ("36 [33–39]", "adam", 1e-3, "a claim")
+    assert (row["failing_trials"], row["failing_diverged"], row["failing_error"]) == (2, 1, 0.87)
+    headers = [c.header for c in part._columns(fc)]
+    assert "frontier [band]" in headers and "optimizer" in headers and "the paper's claim" in headers
+    plain = Frontier("fixes", ("cnn-tanh-delta",))._columns(FrontierConfig(max_depth=96))
+    assert not {"frontier [band]", "optimizer", "the paper's claim"} & {c.header for c in plain}
