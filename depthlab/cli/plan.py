@@ -15,7 +15,6 @@ import os
 import time
 from pathlib import Path
 
-from ..depth_frontier.seeds import SeedPolicy
 from ..report import write_text_atomic
 
 MEASURE = {"plain": "cnn-tanh", "bn": "cnn-elu-bn"}
@@ -86,7 +85,7 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
     shown = {", ".join(map(str, d)) for d in probed.values()}
     first = shown.pop() if len(shown) == 1 else "; ".join(f"{n}: {', '.join(map(str, d))}" for n, d in probed.items())
     seeds = config.seed_count()
-    policy = SeedPolicy()
+    policy = config.seed_policy()
     seeding = (f"1 seed, then {policy.min_seeds}-{policy.max_seeds} at the boundary" if config.auto_seeds
                else f"{seeds} seed(s)")
     lines = [f"plan: {len(names)} model(s) {', '.join(probed)}; depths probed first {first} "
@@ -98,7 +97,7 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
              f"{config.criterion} error"]
     # --seeds auto re-checks the boundary (deepest trainable and first failing depth) with extra
     # seeds: at least (min - 1) at the deciding lr, at most (max - 1) at it and its two neighbours
-    recheck_low, recheck_high = ((policy.min_seeds - 1, (policy.max_seeds - 1) * min(3, config.widest_grid()))
+    recheck_low, recheck_high = ((policy.min_seeds - 1, (policy.max_seeds - 1) * min(3 if policy.neighbours else 1, config.widest_grid()))
                                  if config.auto_seeds else (0, 0))
     low = high = 0.0
     for name in names:

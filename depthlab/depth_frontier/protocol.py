@@ -12,6 +12,7 @@ from ..engine.memory import MAX_DEPTH
 from ..engine.device import DEFAULT_PRECISION, PRECISIONS
 from ..errors import ConfigError
 from .points import OptimizerLr, optimizer_of
+from .seeds import SeedPolicy
 
 
 CRITERIA = ("either", "test", "train")
@@ -40,6 +41,7 @@ GRID_GRAMMAR = ("a list 0.01,0.1, log:LOW:HIGH:COUNT (log-spaced) or lin:LOW:HIG
 
 
 BISECTIONS = ("cost", "midpoint")
+RECHECK_LRS = ("neighbours", "winner")
 
 
 AUTO_SEEDS = "auto"
@@ -85,6 +87,10 @@ class FrontierConfig:
         "help": "Seeds per (depth, lr); a majority must train. auto: search with one seed, then re-check the "
                 "boundary with 3-5 seeds and report the frontier with its band."})
     seed: int = 0                          # seeds used: seed, seed + 1, ..., seed + seeds - 1
+    # seeds auto re-checks the deciding lr and its grid neighbours ("neighbours"), or, at a third
+    # of the cost, the deciding lr alone ("winner"): a band that says how the seed moves the
+    # answer at the lr that decided it, not whether a neighbouring lr would have decided it too.
+    recheck_lrs: str = "neighbours"
     train_size: int | None = None
     eval_size: int | None = field(default=2000, metadata={  # None: all 10,000
         "help": "Test images per evaluation, or all."})
@@ -155,6 +161,8 @@ class FrontierConfig:
             raise ConfigError(f"--seeds must be at most {MAX_SEEDS:,}, got {self.seeds:,}")
         if "depth" in self.model_args:
             raise ConfigError("the frontier searches the depth: use --depths or --max-depth, not --depth")
+        if self.recheck_lrs not in RECHECK_LRS:
+            raise ConfigError(f"unknown recheck_lrs {self.recheck_lrs!r}; choose one of: {', '.join(RECHECK_LRS)}")
         if self.bisection not in BISECTIONS:
             raise ConfigError(f"unknown bisection {self.bisection!r}; choose one of: {', '.join(BISECTIONS)}")
         check_dataset_name(self.dataset)
@@ -191,6 +199,10 @@ class FrontierConfig:
                            optimizer=optimizer_of(lr, self.optimizers[0]), lr=float(lr),
                            momentum=self.momentum, evals_per_epoch=self.evals_per_epoch, seed=seed,
                            device=self.device, precision=self.precision)
+
+    def seed_policy(self) -> SeedPolicy:
+        """How ``seeds="auto"`` backs the boundary: from ``seed`` on, at the lrs ``recheck_lrs`` names."""
+        return SeedPolicy(first_seed=self.seed, neighbours=self.recheck_lrs == "neighbours")
 
     @property
     def auto_seeds(self) -> bool:

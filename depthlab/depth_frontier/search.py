@@ -231,7 +231,7 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
             each = (lambda b: batch(b, rank=False)) if batch is real_cells else batch
             recheck([t for r in decided.values() for t in r.trials],
                     each or (lambda b: [run(*cell) for cell in b]), lrs, step=config.step_for(model),
-                    max_depth=config.deepest(), policy=SeedPolicy(first_seed=config.seed), into=rechecked)
+                    max_depth=config.deepest(), policy=config.seed_policy(), into=rechecked)
     except PendingTrial as stop:
         next_trial = stop.cell
     if config.auto_seeds:

@@ -36,6 +36,7 @@ class SeedPolicy:
     min_seeds: int = 3
     max_seeds: int = 5
     first_seed: int = 0
+    neighbours: bool = True  # re-check the deciding lr's grid neighbours too, or the deciding lr alone
 
     def validate(self) -> None:
         if not (isinstance(self.min_seeds, int) and isinstance(self.max_seeds, int)
@@ -159,7 +160,7 @@ def next_cells(verdicts: Verdicts, grid: Sequence[float], *, step: int, max_dept
     if ok is None and fail is None:
         return []
     anchor = vote(verdicts, ok).lr if ok is not None else vote(verdicts, fail).lr
-    lrs = neighbours(anchor, grid) if anchor is not None else sorted(grid)
+    lrs = sorted(grid) if anchor is None else neighbours(anchor, grid) if policy.neighbours else [anchor]
     if ok is not None:
         todo = _short(verdicts, ok, lrs, policy)
         if todo:

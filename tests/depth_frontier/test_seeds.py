@@ -102,3 +102,27 @@ def test_labels_at_the_cap_and_without_a_depth_every_seed_trains():
     assert shaky.label(capped=True) == "≥ 24 (cap) [12–24]"
     no_floor = SeededFrontier(max_trainable_depth=3, first_failing_depth=6, band=(None, 3))
     assert no_floor.label() == "3 [none–3]"
+
+
+def test_the_winner_policy_rechecks_the_deciding_lr_alone_at_a_third_of_the_cost():
+    winner = SeedPolicy(min_seeds=3, max_seeds=5, neighbours=False)
+    table = dict(single_seed_search(15))
+    while cells := next_cells(table, GRID, step=3, max_depth=48, policy=winner):
+        for cell in cells:
+            assert cell[1] == 0.1, f"re-checked {cell}, not at the deciding lr"
+            table[cell] = cell[0] <= 15
+    extra = [c for c in table if c[2] > 0]
+    full = [c for c in run(single_seed_search(15), lambda d, lr, s: d <= 15 and lr == 0.1) if c[2] > 0]
+    assert len(extra) == 4 and len(full) == 12  # 2 more seeds at 2 depths: at 1 lr, against 3
+    result = summarise(table, step=3, max_depth=48)
+    assert (result.max_trainable_depth, result.first_failing_depth, result.band) == (15, 18, (15, 15))
+
+
+def test_the_frontier_config_names_its_recheck_policy():
+    from depthlab.depth_frontier.protocol import FrontierConfig
+
+    assert FrontierConfig(seeds="auto").seed_policy() == SeedPolicy(first_seed=0, neighbours=True)
+    assert FrontierConfig(seeds="auto", seed=7, recheck_lrs="winner").seed_policy() == \
+        SeedPolicy(first_seed=7, neighbours=False)
+    with pytest.raises(ConfigError, match="unknown recheck_lrs 'all'"):
+        FrontierConfig(recheck_lrs="all")
