@@ -1,8 +1,8 @@
 """`trainability-fixes`: every known fix for depth on the same 3-stage CNN, under one protocol.
 
-Issue 23, section 2 ("every known fix, one protocol"). The network is the ``stages`` family (three
-stages of 3x3 convs with 4/8/16 channels, 2x2 average pooling, a linear readout) and each arm is
-a preset of it, so the arms differ only in the fix:
+The network is the ``stages`` family (three stages of 3x3 convs with 4/8/16 channels, 2x2
+average pooling, a linear readout) and each arm is a preset of it, so the arms differ only in
+the fix:
 
 =====================  ==================================================================
 arm (preset)            fix
@@ -23,52 +23,41 @@ resnet-elu-fixup        Fixup (zero-initialised branches, scalar biases and mult
 cnn-elu-multihead       auxiliary loss heads after stages 1 and 2
 =====================  ==================================================================
 
-**The protocol, and why.** The classic frontier protocol (full MNIST, 3 epochs, 7 learning
-rates from 1e-3 to 1, depth cap 300) took about 10 CPU-hours for 8 presets on this project's
-2-core machine; 14 arms under it would take a day. This one is cut to fit about 2 CPU-hours
-(measured: one trial of 1 epoch on 10,000 images costs about 5 s + 1 s per conv layer on one
-loaded core, 29 s at depth 24; a failing depth costs every lr for the whole budget, a trainable
-one stops at the first evaluation point that meets the criterion):
+**The protocol, and why.** The classic frontier protocol (full MNIST, 3 epochs, 7 lrs, cap 300)
+costs about 10 CPU-hours for 8 presets on the project's 2-core machine; this one is cut so that
+14 arms under two optimizers fit a few CPU-hours (one trial of 1 epoch on 10,000 images costs
+about 5 s + 1 s per conv layer on one loaded core; a failing depth costs every point of both
+grids for the whole budget, a trainable one stops at the first evaluation point that meets the
+criterion):
 
-* 10,000 training images, **1 epoch at batch 128** (78 SGD steps, momentum 0.9): half the batch
-  of the classic protocol at the same compute, so twice the updates, which deep nets need more
-  than a larger batch; trainable = train or test error below 20% (1,000 test images, 4 checks).
-* **5 learning rates, 0.003 to 0.3** (half decades): where the classic frontier's winning lrs
-  lie, plus 0.003 for the kernel-shaped nets (DKS/TAT diverge at 0.1 even at depth 3 here);
-  1.0 with momentum 0.9 diverges for most arms.
-* **Depth cap 96** (the search visits 3, 6, 12, 24, 48, 96 and bisects). The protocol was first
-  run with cap 48 (2,237 s wall on one worker): five arms trained at the cap, so it was raised to
-  96, reusing every trial (1,371 s more on two workers). At 96 a failing depth costs 5 lrs x
-  80-160 s. Arms still trainable at 96 are reported as "96+": the cap, not their limit.
+* 10,000 training images, **1 epoch at batch 128** (78 steps; SGD with momentum 0.9, or Adam):
+  trainable = train or test error below 20% (1,000 test images, 4 checks).
+* **SGD at 5 lrs, 0.003 to 0.3, and Adam at 4, 1e-4 to 3e-3** (half decades): a depth trains
+  when some (optimizer, lr) trains it. The SGD grid is where the classic frontier's winning lrs
+  lie, plus 0.003 for the kernel-shaped nets; Adam's is argued at `ADAM_LRS`. SGD alone
+  collapses the TAT net at every lr (its last-layer q falls to 1e-3 at depth 24) where Adam
+  trains it, so an SGD-only table judges the optimizer, not the fix.
+* **Depth cap 96** (the search visits 3, 6, 12, 24, 48, 96 and bisects): arms still trainable
+  at 96 are reported as "≥ 96 (cap)", the cap, not their limit.
+* **Seeds auto**: each boundary is re-checked with 3 to 5 seeds at the lr that decided it, and
+  the answer carries its band.
 
-Measured cost (2026-12-06, the shared 2-core machine): 3,913 s of trial time for the 14 arms
-(each trial's wall time on one thread: at most 1.1 CPU-hours) and 1,061 s for the three
-1,000-layer runs. The shorter budget lowers every frontier
-compared to the classic protocol (a deep net has fewer steps to leave chance level): the
-comparison is between arms, under the same budget, not with the classic numbers.
+The short budget lowers every frontier compared to the classic protocol (a deep net has fewer
+steps to leave chance level): the comparison is between arms, under the same budget. Each arm's
+paper claims more than a cap of 96 can show (`CLAIMS`); an arm short of its claim gets one
+sentence read off its first failing depth.
 
 A second part trains a 1,000-layer vanilla net (999 convs and the readout, no BN, no skips) of
-the deepest normaliser-free, skip-free fix (DKS) at the lr that decided its deepest trial and
-one grid step either side, on the same budget. It is reported as its test error against chance
-(90%), not against the frontier's 20% line: 78 SGD steps at lrs of 1e-3 to 1e-2 are not a budget
-999 layers are judged by (the lr that 999 layers take is far lower, issue 30). The experiment
-``vanilla-1000`` trains such a net with Adam for 3 epochs.
+DKS, the deepest normaliser-free, skip-free fix of the SGD table, under SGD on the same budget
+at three lrs. It is reported as its test error against chance (90%), not against the frontier's
+20% line: 78 SGD steps are not a budget 999 layers are judged by. The experiment
+``vanilla-1000`` trains such nets with Adam for 3 epochs.
 
-Why TAT falls short here is the optimizer, not the width (issue 30). Its reporter measured, at
-depth 24 on this protocol: the TAT net is healthy at initialisation (last-layer q 1.15, gradient
-ratio layer 1 / layer 24 = 1.06), SGD collapses it at every lr from 3e-4 to 3e-2 (q falls to
-1e-3, the loss stays at 2.30), doubling the width with SGD still fails, and Adam at lr 1e-3 on
-the same 78 steps reaches 30.3% (naive tanh with Adam: 89.0%). ``benchmarks/dks_preprocessing.py``
-(2026-12-07, one seed, 5,000 images, 78 steps) agrees: TAT at depth 24 ends at 90.1% with SGD
-0.01 and 32.6% with Adam 1e-3, while DKS tanh reaches 9.7% and 9.4%. Until the fixes table
-searches over optimizers as well, its SGD-only protocol understates TAT. Checks before
-registering (1 epoch, 10,000 images, batch 256): DKS tanh trained at depth 24 (12.5% at lr 0.01)
-where naive tanh stayed at chance. TAT's target is out of reach below depth 13, so its frontier
-is tried at ``TAT_DEPTHS`` (a net outside a method's range is refused, never built for another
-target).
+TAT's target C_f(0) = 0.9 is out of reach below depth 13, so its frontier is tried at
+``TAT_DEPTHS`` (a net outside a method's range is refused, never built for another target).
 
-``--quick`` (a smoke run, 44 s on the loaded machine): 5,000 images, 1 epoch at batch 64 (78 steps: fewer
-and nothing leaves chance level), lrs 0.01 and 0.1, depth cap 9, 500 test images.
+``--quick`` (a smoke run in about a minute): 5,000 images, 1 epoch at batch 64, SGD at 0.01 and
+0.1 and Adam at 1e-3, one seed, depth cap 9, 500 test images.
 """
 
 from __future__ import annotations
