@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..depth_frontier.seeds import SeedPolicy
-from ..report import write_text_atomic
+from ..report.outputs import write_text_atomic
 
 MEASURE = {"plain": "cnn-tanh", "bn": "cnn-elu-bn"}
 

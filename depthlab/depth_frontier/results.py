@@ -111,13 +111,13 @@ class FrontierResult:
     def __repr__(self) -> str:
         """The printed table of ``depthlab frontier``, one line per model (the per-depth map is
         in ``.models`` and ``to_dict()``)."""
-        from ..report import format_table
+        from ..report.tables import format_table
 
         title, headers, rows = self._table()
         return f"{title}\n{format_table(headers, rows)}"
 
     def _repr_html_(self) -> str:
-        from ..report import html_table
+        from ..report.tables import html_table
 
         title, headers, rows = self._table()
         return html_table(headers, rows, caption=title)
@@ -127,7 +127,7 @@ class FrontierResult:
         deepest depth searched), ``lr``, ``error`` (a fraction), ``first_failing_depth``,
         ``fraction``, and ``optimizer`` (the one that trained) when the search names its optimizer
         (`FrontierConfig.names_optimizer`: anything but SGD alone)."""
-        from ..report import data_frame
+        from ..report.tables import data_frame
 
         named = self.config.names_optimizer
         return data_frame({"model": m.model, "max_trainable_depth": m.max_trainable_depth,

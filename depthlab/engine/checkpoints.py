@@ -15,7 +15,7 @@ import torch
 
 from ..errors import DataError
 from ..records.record import MONITOR_STOP, Checkpoint, Monitor
-from ..report import safe_child
+from ..report.outputs import safe_child
 
 if TYPE_CHECKING:
     from .config import TrainConfig

@@ -106,14 +106,15 @@ class RunResult:
 
     def _repr_html_(self) -> str:
         """The epochs as a compact table, the one-line summary as its caption."""
-        from ..report import html_table, percent
+        from ..report.tables import html_table
+        from ..report.wording import percent
 
         rows = [[e.epoch, percent(e.train_error), percent(e.test_error), e.loss, e.seconds] for e in self.epochs]
         return html_table(("epoch", "train error", "test error", "loss", "seconds"), rows, caption=repr(self))
 
     def to_frame(self):
         """One row per epoch: ``epoch``, ``train_error``, ``test_error`` (fractions), ``loss``, ``lr``, ``seconds``."""
-        from ..report import data_frame
+        from ..report.tables import data_frame
 
         return data_frame((e.to_dict() for e in self.epochs),
                           ("epoch", "train_error", "test_error", "loss", "lr", "seconds"))

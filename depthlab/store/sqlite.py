@@ -367,7 +367,7 @@ class Store:
     def frame(self, *, limit: int | None = None, status: str | None = None, kind: str | None = None):
         """`runs` as a pandas DataFrame, one row per run: id, status, model, depth, lr, precision,
         epochs, train_size, test_error (a fraction), seconds, kind, dataset, config_hash, device."""
-        from ..report import data_frame
+        from ..report.tables import data_frame
 
         rows = ({"id": r.id, "status": r.status, "model": r.model,
                  "depth": (r.config.get("model_args") or {}).get("depth"), "lr": r.config.get("lr"),
