@@ -282,7 +282,7 @@ class Frontier:
             rows.append({"model": m.model, "max_depth": m.max_trainable_depth, "lr": plain_lr(m.lr),
                          **({"optimizer": optimizer_of(m.lr)} if fc.names_optimizer else {}), "error": m.error,
                          "first_failing": m.first_failing_depth, "fraction": m.fraction, "trials": m.trials,
-                         "capped": m.max_trainable_depth is not None and m.first_failing_depth is None,
+                         "capped": m.capped,
                          "seconds": m.seconds,
                          "depth_map": {d: r.trainable for d, r in sorted(m.depths.items())}})
             pts = [(d, r.error) for d, r in sorted(m.depths.items()) if r.error is not None]
