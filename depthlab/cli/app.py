@@ -21,8 +21,8 @@ import click
 from ..errors import ConfigError, UserError, counting_ctrl_c
 from .commands import LazyGroup
 
-# The names callers imported from here before `depthlab.cli.options` existed: `executor_options`
-# here is the old one (separate parameters, for `executor_spec`); commands use
+# Names importable from here as well as from `depthlab.cli.options`: `executor_options` here is
+# `options.executor_flags` (separate parameters, for `executor_spec`); commands use
 # `options.executor_options`, which hands them the validated spec.
 # They are read from `options` on first use: it imports `TrainConfig` (torch), and `depthlab --help`
 # must not.

@@ -63,7 +63,7 @@ def criterion_error(points: Sequence[dict], criterion: str, threshold: float) ->
 def recorded_criterion_error(config: dict, result: dict | None) -> tuple[str, float | None] | None:
     """For a stored frontier trial (its stored config and result), the criterion it ran under
     and its criterion error, the number its frontier line and tables show; None for a run
-    stored without its criterion (other runs, frontier trials recorded before 2026-12-06)."""
+    stored without its criterion (other runs, frontier trials of versions that did not record it)."""
     recorded = config.get(MONITOR_KEY) if isinstance(config, dict) else None
     if not (isinstance(recorded, dict) and recorded.get("criterion") in CRITERIA
             and isinstance(recorded.get("threshold"), (int, float))):

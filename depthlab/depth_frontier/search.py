@@ -1,4 +1,4 @@
-"""The depth frontier: the largest depth at which a model still trains (SPEC 4, issue 3).
+"""The depth frontier: the largest depth at which a model still trains (SPEC 4).
 
 ``find_frontier("cnn-tanh", FrontierConfig(), store, data)`` returns a `ModelFrontier`: the
 max trainable depth, the lr that trained it, the first depth that failed and the per-depth map.
