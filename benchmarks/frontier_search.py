@@ -57,7 +57,7 @@ def main() -> None:
         for lr in config.lrs:
             full = train(config.trial_config(args.model, depth, lr, config.seed), data)
             cells += 1
-            verdict[depth] |= first_met([vars(c) for c in full.checkpoints], config.criterion,
+            verdict[depth] |= first_met([vars(c) for c in full.evaluation_points], config.criterion,
                                         config.threshold) is not None
     grid_s = time.process_time() - t
     good = [d for d, ok in verdict.items() if ok]

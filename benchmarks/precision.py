@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from depthlab import Store, TrainConfig, load_dataset, train  # noqa: E402
 from depthlab.depth_frontier import FrontierConfig, find_frontiers  # noqa: E402
 from depthlab.models import CLASSIC_PRESETS, create_model  # noqa: E402
-from depthlab.report import safe_child  # noqa: E402
+from depthlab.report.outputs import safe_child  # noqa: E402
 
 MODELS = (("cnn-tanh", 9), ("cnn-elu-bn", 96))
 PRECISIONS = ("fp32", "bf16")

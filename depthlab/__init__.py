@@ -6,7 +6,7 @@ The Python API mirrors the CLI (`depthlab.api`)::
     result = depthlab.train("cnn-tanh", depth=9, epochs=1)      # or a TrainConfig; fields named as the CLI's flags
     found = depthlab.frontier(build, store="runs.db", max_depth=12, epochs=1)   # your own factory
     depthlab.diagnose("cnn-tanh", depth=30, steps=20), depthlab.lr_find("cnn-elu-bn", depth=30)
-    result.to_frame(), found.to_frame(), depthlab.Store("runs.db").frame()
+    result.to_frame(), found.to_frame(), depthlab.Store("runs.db").to_frame()
 
 ``depthlab.frontier`` is the function (`depthlab.api.frontier`); the depth frontier's package is
 `depthlab.depth_frontier` (``import depthlab.depth_frontier.search as search``).

@@ -130,8 +130,8 @@ def test_train_records_into_a_store_and_reuses_it(mnist, tmp_path):
     assert list(frame.columns) == ["epoch", "train_error", "test_error", "loss", "lr", "seconds"]
     assert len(frame) == 2 and frame.test_error.between(0, 1).all()
     with Store(tmp_path / "s.db") as store:
-        runs = store.frame()
-        assert store.runs_frame is not None and len(store.runs()) == 1
+        runs = store.to_frame()
+        assert len(store.runs()) == 1
     assert {"id", "status", "model", "depth", "lr", "precision", "epochs", "train_size", "test_error",
             "seconds"} <= set(runs.columns)
     assert runs.model[0] == "test_api.build" and runs.depth[0] == 2 and runs.status[0] == "done"
@@ -257,7 +257,7 @@ def test_an_empty_store_frames_with_its_columns(tmp_path):
     from depthlab.store.sqlite import RUN_FRAME_COLUMNS
 
     with Store(tmp_path / "e.db") as store:
-        frame = store.frame()
+        frame = store.to_frame()
     assert list(frame.columns) == list(RUN_FRAME_COLUMNS) and len(frame) == 0
 
 

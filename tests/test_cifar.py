@@ -249,7 +249,7 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_last_evaluation_point(tmp
     resumed = train(config, data, checkpoint_path=path, resume=True)
     strip = lambda r: [(e.epoch, e.train_error, e.test_error, e.loss, e.lr) for e in r.epochs]
     assert strip(resumed) == strip(full)
-    assert [vars(c) for c in resumed.checkpoints] == [vars(c) for c in full.checkpoints]
+    assert [vars(c) for c in resumed.evaluation_points] == [vars(c) for c in full.evaluation_points]
     assert resumed.test_error == full.test_error and resumed.stopped_early == full.stopped_early
     for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k

@@ -408,7 +408,7 @@ def test_a_checkpoint_made_under_another_criterion_is_not_continued(mnist, tmp_p
 
     path = tmp_path / "group.pt"
     loose = run_group(group(Watch(threshold=0.85)), mnist)
-    assert loose[-1].stopped_early and loose[-1].checkpoints[-1].epoch < 1.5  # lr 0.2 stops early
+    assert loose[-1].stopped_early and loose[-1].evaluation_points[-1].epoch < 1.5  # lr 0.2 stops early
     try:  # lr 0.01 is killed in its second epoch; lr 0.2 alone ends, killed before it is stored
         run_group(group(Watch(threshold=0.85, kill_after=1.5)), mnist, str(path))
     except KeyboardInterrupt:

@@ -85,7 +85,7 @@ def test_fused_results_match_train(mnist):
             assert g.test_error == pytest.approx(w["test_error"], abs=2 / 500)
             assert g.head_errors == pytest.approx(w["head_errors"], abs=2 / 500)
             assert g.lr == w["lr"]
-        assert len(got.checkpoints) == 4
+        assert len(got.evaluation_points) == 4
         assert got.test_error == pytest.approx(want["test_error"], abs=2 / 500)
         assert set(want) <= set(got.to_dict())  # the schema of run_recorded (plus "fused")
 
@@ -130,7 +130,7 @@ def test_monitor_stops_members_as_train_does(mnist):
         want = train(config, mnist, monitor=monitor)
         stopped += want.stopped_early
         assert got.stopped_early == want.stopped_early and got.reason == want.reason
-        assert [c.epoch for c in got.checkpoints] == [c.epoch for c in want.checkpoints]
+        assert [c.epoch for c in got.evaluation_points] == [c.epoch for c in want.evaluation_points]
         assert len(got.epochs) == len(want.epochs)
         for g, w in zip(got.epochs, want.epochs):
             assert g.train_error == pytest.approx(w.train_error, abs=2 / 1024)
@@ -339,7 +339,7 @@ def test_ranked_members_after_one_its_monitor_stops_are_cancelled(mnist, tmp_pat
     for i in (0, 1, 4):  # the ranked group is narrower after the cancellation: equal to float sums
         assert_same_run(ranked[i], plain[i])
     for r in ranked[2:4]:
-        assert [c.epoch for c in r.checkpoints] == ([0.5] if stop_at == 0.5 else [0.5, 1.0])
+        assert [c.epoch for c in r.evaluation_points] == ([0.5] if stop_at == 0.5 else [0.5, 1.0])
         assert r.epochs == [] and "ranked before it" in r.reason
     assert ranked[1].stopped_early and not ranked[2].stopped_early
 

@@ -23,7 +23,7 @@ from depthlab.data.readers import _IDX_DTYPES, parse_cifar_batch, parse_idx
 from depthlab.errors import ConfigError, DataError
 from depthlab.models.init import init_conv_, parse_init
 from depthlab.models import PRESETS, create_model, resolve_model
-from depthlab.report import safe_child, safe_output_dir
+from depthlab.report.outputs import safe_child, safe_output_dir
 from depthlab.engine.memory import MAX_DEPTH
 from depthlab.depth_frontier.protocol import FrontierConfig, parse_depths, parse_lrs
 from depthlab.engine.schedule import Schedule, parse_schedule

@@ -209,7 +209,7 @@ def test_search_with_early_stopping_equals_the_full_budget_exhaustive_grid(mnist
         for lr in config.lrs:
             full = train(config.trial_config("cnn-elu", d, lr, 0), mnist)  # no monitor: full budget
             assert not full.stopped_early
-            truth[d][lr] = first_met([vars(c) for c in full.checkpoints], config.criterion, config.threshold)
+            truth[d][lr] = first_met([vars(c) for c in full.evaluation_points], config.criterion, config.threshold)
     trainable = {d: any(hit is not None for hit in truth[d].values()) for d in truth}
     good = [d for d in truth if trainable[d]]
     bad = [d for d in truth if not trainable[d]]

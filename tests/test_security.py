@@ -254,7 +254,7 @@ def test_model_names_cannot_carry_paths():
 def test_file_names_from_configs_go_through_safe_child(tmp_path, monkeypatch):
     """A name that would escape (if a model name ever carried a path) is refused, not written."""
     from depthlab.experiments.cifar import checkpoint_file
-    from depthlab.report import safe_child
+    from depthlab.report.outputs import safe_child
     from depthlab.engine.config import TrainConfig
 
     config = TrainConfig(model="cifar-cnn", dataset="cifar10")

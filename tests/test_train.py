@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from depthlab.errors import ConfigError
-from depthlab.records.record import Checkpoint
+from depthlab.records.record import EvaluationPoint
 from depthlab.engine.config import TrainConfig
 from depthlab.engine.setup import evaluate, multi_head_loss, prepare_splits
 from depthlab.engine.device import resolve_device
@@ -179,7 +179,7 @@ def test_early_stopping_restores_best_weights(data):
 
 
 def test_monitor_can_stop_mid_epoch(data):
-    seen: list[Checkpoint] = []
+    seen: list[EvaluationPoint] = []
 
     def monitor(cp):
         seen.append(cp)
@@ -196,7 +196,7 @@ def test_monitor_sees_every_evaluation(data):
     seen = []
     result = train(config(epochs=2, evals_per_epoch=2), data, monitor=lambda cp: seen.append(cp.epoch) and False)
     assert seen == [0.5, 1.0, 1.5, 2.0] and not result.stopped_early
-    assert len(result.checkpoints) == 4
+    assert len(result.evaluation_points) == 4
 
 
 def test_on_epoch_and_on_step_callbacks(data):

@@ -34,7 +34,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models import as_model, create_model, default_dataset, model_config
-from ..report import data_frame, new_axes
+from ..report.figures import new_axes
+from ..report.tables import data_frame
 from .verdict import (PER_LAYER_LIMIT, RATIO_LIMIT, RELATIVE_GRAD_LIMIT, SHALLOW_RATIO_LIMIT,  # noqa: F401
                       Verdict, judge)
 

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 
 from ..data import Dataset, check_dataset_name, load_dataset, subset_indices
 from ..errors import ConfigError
-from ..report import data_frame
+from ..report.tables import data_frame
 from ..models import make_activation
 from ..models.mlp import MAX_MLP_WIDTH
 from ..records.record import RunStatus

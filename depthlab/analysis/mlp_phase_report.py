@@ -9,7 +9,9 @@ import json
 import math
 from pathlib import Path
 
-from ..report import format_table, safe_child, save_figure, write_csv, write_text_atomic
+from ..report.figures import save_figure
+from ..report.outputs import safe_child, write_text_atomic
+from ..report.tables import format_table, write_csv
 from ..store import Store
 from .mlp_phase import PhaseGrid, PhaseGridConfig, TheoryAgreement, plot_phase_heatmap
 

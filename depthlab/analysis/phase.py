@@ -18,7 +18,8 @@ from typing import Callable, Iterable, Sequence
 
 from ..errors import ConfigError
 from ..records.record import RunStatus
-from ..report import data_frame, new_axes
+from ..report.figures import new_axes
+from ..report.tables import data_frame
 from ..theory import MeanFieldPoint
 
 

@@ -21,8 +21,8 @@ import click
 from ..errors import ConfigError, UserError, counting_ctrl_c
 from .commands import LazyGroup
 
-# The names callers imported from here before `depthlab.cli.options` existed: `executor_options`
-# here is the old one (separate parameters, for `executor_spec`); commands use
+# Names importable from here as well as from `depthlab.cli.options`: `executor_options` here is
+# `options.executor_flags` (separate parameters, for `executor_spec`); commands use
 # `options.executor_options`, which hands them the validated spec.
 # They are read from `options` on first use: it imports `TrainConfig` (torch), and `depthlab --help`
 # must not.
@@ -113,10 +113,10 @@ def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, d
 
 def output_folder(out: str | None, store_path: str | None, default: str | None = None) -> str:
     """Check (creating nothing) the folder this command writes to: ``--out``, else
-    `report.default_output_dir` of its store and ``default`` (the command's name); a folder that
+    `report.outputs.default_output_dir` of its store and ``default`` (the command's name); a folder that
     holds another command's results, or files depthlab did not write (a folder it never marked,
     holding more than the command's store), is refused without ``--force``. Returns the folder."""
-    from ..report import check_output_dir, check_output_owner, default_output_dir
+    from ..report.outputs import check_output_dir, check_output_owner, default_output_dir
 
     ctx = click.get_current_context()
     command = ctx.command.name
@@ -128,7 +128,7 @@ def output_folder(out: str | None, store_path: str | None, default: str | None =
 
 def create_output_folder(folder: str):
     """Create the folder `output_folder` checked, marked as this command's."""
-    from ..report import mark_output_dir, safe_output_dir
+    from ..report.outputs import mark_output_dir, safe_output_dir
 
     return mark_output_dir(safe_output_dir(folder), click.get_current_context().command.name)
 
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:  # a bug: still one line, with the way to see the traceback
-        from ..report import disk_problem
+        from ..report.outputs import disk_problem
 
         problem = disk_problem(exc)  # a full or read-only disk is not a bug: one line, exit 2
         if problem is not None:

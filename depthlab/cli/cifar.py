@@ -57,7 +57,7 @@ def reproduce(name, recipe, data_opts, run, compile_model, checkpoint_dir, resum
     """Reproduce a classic CIFAR-10 experiment by NAME: resnet-cifar, resnet18-shortcuts, cifar-lr-bn."""
     from ..data.registry import load_dataset
     from ..experiments.cifar import check_cifar_dataset, default_cifar_dataset
-    from ..report import safe_output_dir
+    from ..report.outputs import safe_output_dir
 
     if name not in CIFAR_EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(CIFAR_EXPERIMENTS)}")
@@ -112,7 +112,7 @@ def _check_destinations(out, store_path, checkpoint_dir, resume: bool, configs) 
     """Refuse an unusable --out, --checkpoint-dir or --store, and a --resume without the
     checkpoints it needs, before any data is read or anything is created."""
     from ..experiments.cifar import check_resumable
-    from ..report import check_output_dir
+    from ..report.outputs import check_output_dir
     from ..store.sqlite import check_store_path
 
     if out:

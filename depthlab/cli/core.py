@@ -9,7 +9,8 @@ import click
 
 from ..errors import ConfigError
 from ..records.record import RunStatus
-from ..report import classic_line, format_table
+from ..report.tables import format_table
+from ..report.wording import classic_line
 from .app import (cli, create_output_folder, log, open_store, output_folder, progress_to_stderr, require_tensorboard,
                   tensorboard_writer)
 from .app import progress as progress_log
@@ -97,7 +98,7 @@ def _train_config(model, model_opts, data_opts, run, hp, use_val: bool, threads:
 
 def _save_summary(out, config, summary: dict) -> None:
     """``--out``: the run's summary as ``train-MODEL-HASH.json`` in the output folder."""
-    from ..report import safe_child, write_text_atomic
+    from ..report.outputs import safe_child, write_text_atomic
 
     folder = create_output_folder(out)
     name = f"train-{config.model_name}-{config.hash()}.json"

@@ -41,7 +41,8 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     from ..data.registry import check_dataset_name, load_dataset
     from ..engine.config import TrainConfig
     from ..models import default_dataset
-    from ..report import safe_child, save_figure
+    from ..report.figures import save_figure
+    from ..report.outputs import safe_child
 
     steps, lr, batch_size, train_size = watch.steps, hp.lr, hp.batch_size, data_opts.train_size
     dataset, seed, device = data_opts.dataset, run.seed, run.device
@@ -129,7 +130,8 @@ def _write_depth_chart_and_summary(diag, profiles: dict, folder, stem: str) -> d
     """Save the depth-profile chart (when there are profiles) and the JSON summary in
     ``folder``; returns the summary."""
     from ..analysis import diagnostics
-    from ..report import safe_child, save_figure, write_text_atomic
+    from ..report.figures import save_figure
+    from ..report.outputs import safe_child, write_text_atomic
 
     if profiles:
         save_figure(diagnostics.plot_depth_profiles(profiles, model=diag.model, layer_kind=diag.layer_kind),
@@ -144,7 +146,7 @@ def _write_depth_chart_and_summary(diag, profiles: dict, folder, stem: str) -> d
 def _echo_summary(diag, k, steps: int, lr: float) -> None:
     """The human-readable report: a table of (at most about 12) layers at initialisation, the
     last recorded step's loss and gradient norms, and the verdict."""
-    from ..report import format_table
+    from ..report.tables import format_table
 
     init_rows = [[i + 1, name, diag.act_mean[0, i], diag.act_std[0, i], diag.grad_norm[0, i], diag.signal_norm[0, i],
                   diag.update_ratio[0, i]] for i, name in enumerate(diag.layers)]

@@ -26,7 +26,7 @@ from .options import (
 
 
 def _out_folder(out: str | None, default: str):
-    from ..report import default_output_dir
+    from ..report.outputs import default_output_dir
 
     return create_output_folder(out or default_output_dir(_store_of_context(), default))
 
@@ -170,7 +170,8 @@ def lr_find_cmd(model, model_opts, data_opts, run, range_test, hp):
     from ..experiments.configs import make_config
     from ..experiments.lr_find import check_lr_range, lr_find
     from ..experiments.parts import draw_plot
-    from ..report import safe_child, save_figure, write_text_atomic
+    from ..report.figures import save_figure
+    from ..report.outputs import safe_child, write_text_atomic
 
     r, out, as_json = range_test, run.out, run.as_json
     min_lr, max_lr = r.min_lr, r.max_lr
@@ -311,7 +312,7 @@ def reproduce_cmd(name, quick, list_, data_dir, run, budget, spec):
     numbers. Finished runs are read back from the store (an interrupted run resumes)."""
     from ..experiments.catalogue import EXPERIMENTS, check_budget, fusable_runs, plan, reproduce
     from ..experiments.sweeps import Frontier
-    from ..report import write_text_atomic
+    from ..report.outputs import write_text_atomic
 
     if list_ or not name:
         for exp in EXPERIMENTS.values():

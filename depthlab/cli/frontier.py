@@ -112,7 +112,7 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     from ..api import _bar, frontier_models, run_frontier
     from ..data.registry import load_dataset
     from ..depth_frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
-    from ..report import format_table
+    from ..report.tables import format_table
     from ..store.sqlite import check_store_path
 
     # Validate every flag before touching the store, the data or the output folder.
@@ -225,7 +225,8 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     from ..depth_frontier.outputs import depth_label
     from ..depth_frontier.points import lr_cell, lr_words
     from ..depth_frontier.search import frontier_status
-    from ..report import format_table, percent
+    from ..report.tables import format_table
+    from ..report.wording import percent
     from ..store.sqlite import Store, checkpoint_dir_for
 
     if out is not None:
@@ -266,7 +267,8 @@ def write_outputs(result, folder) -> None:
     """The table and per-depth map as CSV, everything as JSON, and the two plots."""
     from ..depth_frontier.outputs import (DEPTH_HEADERS, depth_rows, frontier_json, save_frontier_plots, table_headers,
                                     table_rows)
-    from ..report import write_csv, write_text_atomic
+    from ..report.outputs import write_text_atomic
+    from ..report.tables import write_csv
 
     write_csv(folder / "frontier.csv", table_headers(result), table_rows(result))
     write_csv(folder / "frontier-depths.csv", table_headers(result, DEPTH_HEADERS), depth_rows(result))

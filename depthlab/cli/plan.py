@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from ..report import write_text_atomic
+from ..report.outputs import write_text_atomic
 
 MEASURE = {"plain": "cnn-tanh", "bn": "cnn-elu-bn"}
 

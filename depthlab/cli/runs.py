@@ -9,7 +9,8 @@ import click
 
 from ..errors import ConfigError
 from ..records.record import RunStatus
-from ..report import format_table, percent
+from ..report.tables import format_table
+from ..report.wording import percent
 from .app import cli, require_tensorboard
 
 MAX_LIMIT = 10**9  # runs --limit (SQLite's LIMIT takes a 64-bit integer)

@@ -34,7 +34,9 @@ def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: i
     the folder written to (None without ``out``)."""
     from .. import theory
     from ..analysis.phase import MEASUREMENT_COLUMNS, measurement_rows, plot_phase_diagram
-    from ..report import safe_child, save_figure, write_csv, write_text_atomic
+    from ..report.figures import save_figure
+    from ..report.outputs import safe_child, write_text_atomic
+    from ..report.tables import write_csv
 
     points = theory.phase_grid(act, sigma_b2, sigma_w2s)
     critical = theory.critical_sigma_w2(act, sigma_b2)
@@ -62,7 +64,7 @@ def theory_report(act: str, sigma_b2: float, sigma_w2s: list[float], *, depth: i
 
 
 def print_theory(summary: dict, folder: str | None = None) -> None:
-    from ..report import format_table
+    from ..report.tables import format_table
 
     crit = summary["critical_sigma_w2"]
     click.echo(f"mean-field theory, act {summary['act']}, sigma_b2 {summary['sigma_b2']:g}: critical sigma_w2 = "

@@ -16,7 +16,7 @@ from .protocol import CRITERIA, FrontierConfig
 
 
 def point_error(point: dict, criterion: str) -> float:
-    """The error a criterion looks at in one evaluation point (a Checkpoint as a dict)."""
+    """The error a criterion looks at in one evaluation point (an `EvaluationPoint` as a dict)."""
     train, test = point["train_error"], point["eval_error"]
     if criterion == "train":
         return train
@@ -63,7 +63,7 @@ def criterion_error(points: Sequence[dict], criterion: str, threshold: float) ->
 def recorded_criterion_error(config: dict, result: dict | None) -> tuple[str, float | None] | None:
     """For a stored frontier trial (its stored config and result), the criterion it ran under
     and its criterion error, the number its frontier line and tables show; None for a run
-    stored without its criterion (other runs, frontier trials recorded before 2026-12-06)."""
+    stored without its criterion (other runs, frontier trials of versions that did not record it)."""
     recorded = config.get(MONITOR_KEY) if isinstance(config, dict) else None
     if not (isinstance(recorded, dict) and recorded.get("criterion") in CRITERIA
             and isinstance(recorded.get("threshold"), (int, float))):
@@ -74,7 +74,7 @@ def recorded_criterion_error(config: dict, result: dict | None) -> tuple[str, fl
 
 def trial_from_result(depth: int, lr: float, seed: int, result: RunResult, criterion: str,
                       threshold: float, run_hash: str = "") -> TrialVerdict:
-    trained, error, epochs = criterion_error([vars(c) for c in result.checkpoints], criterion, threshold)
+    trained, error, epochs = criterion_error([vars(c) for c in result.evaluation_points], criterion, threshold)
     return TrialVerdict(depth, lr, seed, trained, error, epochs, result.status, float(result.seconds),
                         result.reused, run_hash)
 
@@ -98,7 +98,7 @@ class CriterionMonitor:
 def _needs_retraining(result: RunResult, config: FrontierConfig) -> bool:
     """A stored run that another criterion stopped early without meeting this one."""
     return bool(result.reused and result.stopped_early
-                and first_met([vars(c) for c in result.checkpoints], config.criterion, config.threshold) is None)
+                and first_met([vars(c) for c in result.evaluation_points], config.criterion, config.threshold) is None)
 
 
 def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConfig, store: Store | None,

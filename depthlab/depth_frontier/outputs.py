@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..report import new_axes, safe_child, save_figure
+from ..report.figures import new_axes, save_figure
+from ..report.outputs import safe_child
+from ..report.wording import epochs_words, percent
 from .points import lr_cell, optimizer_of, plain_lr
 
 if TYPE_CHECKING:  # names for annotations only: the results import this module (`FrontierResult.plot`)
@@ -71,8 +73,6 @@ def _printed_depth(m: ModelFrontier) -> int | str | None:
 
 def printed_rows(result: FrontierResult) -> list[list]:
     """The printed table's rows: errors as percentages, seeds as ``2/3``."""
-    from ..report import percent
-
     seeds = result.config.seeds
     return [[m.model, _printed_depth(m), lr_cell(m.lr), percent(m.error) if m.error is not None else None,
              m.first_failing_depth, _seeds(m.fraction, seeds)] for m in result.models]
@@ -161,3 +161,23 @@ def save_frontier_plots(result: FrontierResult, folder) -> list[Path]:
     """``frontier-error.png`` and ``frontier-depth.png`` in ``folder`` (a str or path; created)."""
     return [save_figure(plot_frontier(result, kind), safe_child(Path(folder), f"frontier-{kind}.png"))
             for kind in ("error", "depth")]
+
+
+def trial_words(trained: bool, status: str, error: float | None, epochs: float, reason: str | None = None) -> str:
+    """What happened to one frontier trial, in words that cannot contradict each other:
+    ``trains: 18.5% after 0.8 epochs``, ``does not train: best 88.4% in 3 epochs``,
+    ``diverged after 0.25 epochs``, ``cancelled after 0.5 epochs: an lr before it trained``,
+    ``error in training after 0 epochs (OutOfMemoryError ...)``. ``error`` is the criterion error
+    at the deciding evaluation point (when it trains) or the best one seen (when it does not)."""
+    if trained:
+        return f"trains: {percent(error)} {epochs_words(epochs)}"
+    if status == "diverged":
+        if not epochs:
+            return "diverged before its first evaluation point"
+        best = f" (best {percent(error)} before)" if error is not None else ""
+        return f"diverged {epochs_words(epochs)}{best}"
+    if status == "cancelled":
+        return f"cancelled {epochs_words(epochs)}: an lr before it trained"
+    if status == "failed":
+        return f"error in training {epochs_words(epochs)}" + (f" ({reason})" if reason else "")
+    return f"does not train: best {percent(error)} {epochs_words(epochs, 'in')}"

@@ -111,27 +111,27 @@ class FrontierResult:
     def __repr__(self) -> str:
         """The printed table of ``depthlab frontier``, one line per model (the per-depth map is
         in ``.models`` and ``to_dict()``)."""
-        from ..report import format_table
+        from ..report.tables import format_table
 
         title, headers, rows = self._table()
         return f"{title}\n{format_table(headers, rows)}"
 
     def _repr_html_(self) -> str:
-        from ..report import html_table
+        from ..report.tables import html_table
 
         title, headers, rows = self._table()
         return html_table(headers, rows, caption=title)
 
     def to_frame(self):
-        """One row per model: ``model``, ``max_trainable_depth``, ``capped`` (it trained at the
-        deepest depth searched), ``lr``, ``error`` (a fraction), ``first_failing_depth``,
+        """One row per model: ``model``, ``max_trainable_depth``, ``capped`` (`ModelFrontier.capped`:
+        the search finished and every depth it tried trains), ``lr``, ``error`` (a fraction), ``first_failing_depth``,
         ``fraction``, and ``optimizer`` (the one that trained) when the search names its optimizer
         (`FrontierConfig.names_optimizer`: anything but SGD alone)."""
-        from ..report import data_frame
+        from ..report.tables import data_frame
 
         named = self.config.names_optimizer
         return data_frame({"model": m.model, "max_trainable_depth": m.max_trainable_depth,
-                           "capped": m.first_failing_depth is None and m.max_trainable_depth is not None,
+                           "capped": m.capped,
                            "lr": plain_lr(m.lr), "error": m.error,
                            "first_failing_depth": m.first_failing_depth, "fraction": m.fraction,
                            **({"optimizer": optimizer_of(m.lr)} if named else {})} for m in self.models)

@@ -1,4 +1,4 @@
-"""The depth frontier: the largest depth at which a model still trains (SPEC 4, issue 3).
+"""The depth frontier: the largest depth at which a model still trains (SPEC 4).
 
 ``find_frontier("cnn-tanh", FrontierConfig(), store, data)`` returns a `ModelFrontier`: the
 max trainable depth, the lr that trained it, the first depth that failed and the per-depth map.
@@ -43,9 +43,9 @@ import time
 from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
-from ..report import trial_words
 from ..store.sqlite import Store
 from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
+from .outputs import trial_words
 from .bisection import failure_cost_ratio, split_point
 from .points import lr_order, lr_words, one_optimizer
 from .protocol import FrontierConfig

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from ..errors import DataError
-from ..records.record import MONITOR_STOP, Checkpoint, Monitor
-from ..report import safe_child
+from ..records.record import MONITOR_STOP, EvaluationPoint, Monitor
+from ..report.outputs import safe_child
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -95,7 +95,7 @@ def checkpoint_resumable(path, fmt: str, config_hashes: Sequence[str], monitors:
         return False
     runs = state["members"] if "members" in state else [state]
     for run, monitor in zip(runs, monitors):
-        points = [Checkpoint(**c) for c in run.get("checkpoints", [])]
+        points = [EvaluationPoint(**c) for c in run.get("checkpoints", [])]
         decisions = [bool(monitor(p)) if monitor is not None else False for p in points]
         stopped = run.get("reason") == MONITOR_STOP
         if decisions != [False] * (len(points) - stopped) + [True] * stopped:

@@ -31,8 +31,8 @@ SWEEP_THREADS = 1
 BOUNDS = {"epochs": 10_000, "batch_size": 1 << 20, "evals_per_epoch": 1_000, "train_size": 10_000_000,
           "test_size": 10_000_000, "patience": 10_000, "threads": MAX_THREADS}
 MAX_SEED = 2**63 - 1
-# In the hash of a run with patience: N means stop after N epochs without improvement (before
-# 2026-12-06 it was N+1, and those runs, hashed without this, are not reused as runs of this rule).
+# In the hash of a run with patience: N means stop after N epochs without improvement (as Keras
+# and Lightning). A stored run hashed without it stopped after N+1: another run, not reused.
 PATIENCE_RULE = "stop-after-n"
 MAX_LR = 1e6
 MAX_WEIGHT_DECAY = 1e3
@@ -165,7 +165,5 @@ class TrainConfig:
         if d["threads"] in (None, SWEEP_THREADS):
             d.pop("threads")  # stores made before threads existed keep replaying
         if d.get("patience") is not None:
-            # Until 2026-12-06 patience N stopped after N+1 epochs without improvement; now after N
-            # (Keras, Lightning). Runs stored under the old rule are other runs: not reused.
-            d["patience_rule"] = PATIENCE_RULE
+            d["patience_rule"] = PATIENCE_RULE  # N epochs without improvement, not N+1
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -24,8 +24,8 @@ from typing import Callable, Sequence
 from ..data.dataset import Dataset
 from ..records.record import (
     MONITOR_STOP,
-    Checkpoint,
     EpochMetrics,
+    EvaluationPoint,
     Monitor,
     RunResult,
     RunStatus,
@@ -185,8 +185,8 @@ class EpochLoop:
         wrong = stepper.sums()[0]
         stopped = []
         for i, m in enumerate(stepper.live):
-            point = Checkpoint(state.epoch + step / steps, wrong[i] / state.seen, stepper.errors[-1, i].item())
-            m.result.checkpoints.append(point)
+            point = EvaluationPoint(state.epoch + step / steps, wrong[i] / state.seen, stepper.errors[-1, i].item())
+            m.result.evaluation_points.append(point)
             if m.monitor is not None and m.monitor(point):
                 m.result.stopped_early, m.result.reason = True, MONITOR_STOP
                 stopped.append(i)

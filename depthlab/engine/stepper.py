@@ -19,7 +19,7 @@ from torch import nn
 from ..data.batches import Batches
 from ..errors import ConfigError
 from ..models import count_parameters
-from ..records.record import Checkpoint, EpochMetrics, Monitor, RunResult, RunStatus
+from ..records.record import EpochMetrics, EvaluationPoint, Monitor, RunResult, RunStatus
 from .checkpoints import CHECKPOINT_FORMAT
 from .config import TrainConfig
 from .schedule import parse_schedule
@@ -43,7 +43,7 @@ class Member:
         r = self.result
         return {"status": str(r.status), "reason": r.reason, "stopped_early": r.stopped_early,
                 "test_error": r.test_error, "epochs": [e.to_dict() for e in r.epochs],
-                "checkpoints": [vars(c) for c in r.checkpoints], "lr": self.lr, "finished": self.finished,
+                "checkpoints": [vars(c) for c in r.evaluation_points], "lr": self.lr, "finished": self.finished,
                 "stop_at_epoch_end": self.stop_at_epoch_end}
 
     def restore(self, saved: dict, on_epoch) -> None:
@@ -51,7 +51,7 @@ class Member:
         r.status, r.reason = RunStatus(saved["status"]), saved["reason"]
         r.stopped_early, r.test_error = saved["stopped_early"], saved["test_error"]
         r.epochs = [EpochMetrics(**e) for e in saved["epochs"]]
-        r.checkpoints = [Checkpoint(**c) for c in saved["checkpoints"]]
+        r.evaluation_points = [EvaluationPoint(**c) for c in saved["checkpoints"]]
         self.lr, self.finished = saved["lr"], saved["finished"]
         self.stop_at_epoch_end = saved["stop_at_epoch_end"]
         if on_epoch is not None:
@@ -195,7 +195,7 @@ class SingleStepper(Stepper):
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if s.device.type == "cuda" else [],
                 "best_error": self.best_error, "since_best": self.since_best, "best_state": self.best_state,
-                "epochs": [e.to_dict() for e in r.epochs], "checkpoints": [vars(c) for c in r.checkpoints],
+                "epochs": [e.to_dict() for e in r.epochs], "checkpoints": [vars(c) for c in r.evaluation_points],
                 "stopped_early": r.stopped_early, "reason": r.reason, "seconds": seconds}
 
     def unpack(self, state: dict, on_epoch, path) -> tuple[int, float, dict | None]:
@@ -212,7 +212,7 @@ class SingleStepper(Stepper):
         self.best_error, self.since_best = state["best_error"], state["since_best"]
         self.best_state = ({k: v.to(s.device) for k, v in state["best_state"].items()}
                            if state["best_state"] is not None else None)
-        r.checkpoints = [Checkpoint(**c) for c in state["checkpoints"]]
+        r.evaluation_points = [EvaluationPoint(**c) for c in state["checkpoints"]]
         r.stopped_early, r.reason = state["stopped_early"], state["reason"]
         for d in state["epochs"]:
             r.epochs.append(EpochMetrics(**d))

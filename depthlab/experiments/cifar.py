@@ -26,7 +26,10 @@ from ..engine.config import TrainConfig
 from ..errors import ConfigError
 from ..models.cifar import CIFAR_DATASETS
 from ..records.record import RunStatus
-from ..report import EPOCH_AXIS, classic_line, format_table, new_axes, percent, safe_child, save_figure, write_csv
+from ..report.figures import EPOCH_AXIS, new_axes, save_figure
+from ..report.outputs import safe_child
+from ..report.tables import format_table, write_csv
+from ..report.wording import classic_line, percent
 from ..store.sqlite import Store
 from .parts import progress
 

@@ -15,7 +15,7 @@ from ..engine.config import MAX_LR, MAX_STEPS, TrainConfig
 from ..engine.device import precision_scope
 from ..engine.setup import forward_backward, make_optimizer, set_up
 from ..errors import ConfigError
-from ..report import data_frame
+from ..report.tables import data_frame
 from .parts import Curve, Plot
 
 

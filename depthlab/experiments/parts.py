@@ -14,7 +14,10 @@ from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
 from ..engine.extras import extras_for
 from ..records.record import RunResult, RunStatus
-from ..report import EPOCH_AXIS, classic_line, data_frame, format_table, new_axes, safe_child, save_figure, write_csv
+from ..report.figures import EPOCH_AXIS, new_axes, save_figure
+from ..report.outputs import safe_child
+from ..report.tables import data_frame, format_table, write_csv
+from ..report.wording import classic_line
 from ..sweep.runner import run_recorded
 
 

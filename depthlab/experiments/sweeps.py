@@ -303,8 +303,7 @@ class Frontier:
                 **({"band": m.label} if fc.auto_seeds else {}),
                 **({"claim": self.claims.get(m.model)} if self.claims else {}), "error": m.error,
                 "first_failing": m.first_failing_depth, "fraction": m.fraction, "trials": m.trials,
-                "capped": m.max_trainable_depth is not None and m.first_failing_depth is None,
-                "seconds": m.seconds, "depth_map": {d: r.trainable for d, r in sorted(m.depths.items())},
+                "capped": m.capped, "seconds": m.seconds, "depth_map": {d: r.trainable for d, r in sorted(m.depths.items())},
                 "failing_error": failing.error if failing else None,
                 "failing_diverged": sum(t.status == RunStatus.DIVERGED for t in failing.trials) if failing else None,
                 "failing_trials": len(failing.trials) if failing else None}

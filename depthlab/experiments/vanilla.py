@@ -20,7 +20,7 @@ left chance level, and how far, not whether they crossed the frontier's 20% line
 budget of 3 short epochs does not aim at. An arm takes about 40 minutes of one loaded core
 (measured 2026-12-07: delta-orthogonal 28.46% in 2,478 s, DKS 5.38% in 2,177 s; docs/RESULTS.md). ``depthlab train`` with the same config
 (the same hash: tests/experiments/test_vanilla.py) checkpoints every epoch and resumes, so an
-arm can span sessions, and ``reproduce`` with that store reads the finished arms back.
+arm can be trained in pieces, and ``reproduce`` with that store reads the finished arms back.
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ for _name, _values, _desc in [
 ]:
     register_preset(Preset(_name, "stages", _values, _desc))
 
-# Very deep without normalisation (issue 6): critical delta-orthogonal tanh, and residual
+# Very deep without normalisation: critical delta-orthogonal tanh, and residual
 # ELU nets whose branches start as the identity (ReZero) or follow Fixup.
 for _name, _values, _desc in [
     ("cnn-tanh-delta", dict(act="tanh", init="delta-orthogonal:critical"), "tanh CNN, critical delta-orthogonal init"),

@@ -228,8 +228,8 @@ def input_layer(spec, *, flatten: bool = False) -> tuple[nn.Module | None, int]:
 
 def resolve_tat_eta(value: float | None, act) -> float | None:
     """The spec's recorded ``tat_eta``: the package's eta for a TAT leaky-ReLU net, None otherwise.
-    Recorded so that such a net's identity says which target it was built for (until issue 30 it
-    was lowered below the package's at depth <= 20, under the same key)."""
+    Recorded so that the config hash says which target a net was built for: a stored TAT net
+    without it (built with an eta lowered at depth <= 20) is not reused as one of these."""
     return TAT_ETA if value is None and act == "tat-leaky-relu" else value
 
 

@@ -47,8 +47,10 @@ class EpochMetrics:
 
 
 @dataclass
-class Checkpoint:
-    """What a mid-epoch or end-of-epoch monitor sees."""
+class EvaluationPoint:
+    """The metrics at one evaluation point during training (a mid-epoch or end-of-epoch one):
+    what a monitor sees and decides on. Training state saved to disk is a checkpoint
+    (`depthlab.engine.checkpoints`); this is not one."""
 
     epoch: float            # fractional epochs completed
     train_error: float      # error over this epoch's batches so far (train mode)
@@ -78,7 +80,7 @@ class RunResult:
     device: str = "cpu"
     # torch intra-op threads when the run was made: CPU results depend on it bitwise
     threads: int | None = field(default_factory=_torch_threads)
-    checkpoints: list[Checkpoint] = field(default_factory=list)  # the evaluation points, in order
+    evaluation_points: list[EvaluationPoint] = field(default_factory=list)  # in order; stored as "checkpoints"
     extras: dict | None = None           # measures of the trained network (`depthlab.engine.extras`)
     fused: dict | None = None            # a fused group's member: {"members": G, "seconds": wall time}
     reused: bool = False                 # read back from the store, not trained by this call (not stored)
@@ -106,25 +108,27 @@ class RunResult:
 
     def _repr_html_(self) -> str:
         """The epochs as a compact table, the one-line summary as its caption."""
-        from ..report import html_table, percent
+        from ..report.tables import html_table
+        from ..report.wording import percent
 
         rows = [[e.epoch, percent(e.train_error), percent(e.test_error), e.loss, e.seconds] for e in self.epochs]
         return html_table(("epoch", "train error", "test error", "loss", "seconds"), rows, caption=repr(self))
 
     def to_frame(self):
         """One row per epoch: ``epoch``, ``train_error``, ``test_error`` (fractions), ``loss``, ``lr``, ``seconds``."""
-        from ..report import data_frame
+        from ..report.tables import data_frame
 
         return data_frame((e.to_dict() for e in self.epochs),
                           ("epoch", "train_error", "test_error", "loss", "lr", "seconds"))
 
     def to_dict(self) -> dict:
-        """The JSON-able record the store keeps (``reused`` and the model are not part of it)."""
+        """The JSON-able record the store keeps (``reused`` and the model are not part of it). The
+        evaluation points go under the key ``checkpoints``, the key every stored record has."""
         d = {**self.other, "config": self.config, "status": self.status.value,
              "epochs": [e.to_dict() for e in self.epochs], "seconds": round(self.seconds, 3),
              "reason": self.reason, "stopped_early": self.stopped_early, "test_error": self.test_error,
              "parameters": self.parameters, "device": self.device, "threads": self.threads,
-             "checkpoints": [vars(c) for c in self.checkpoints]}
+             "checkpoints": [vars(c) for c in self.evaluation_points]}
         if self.extras is not None:
             d["extras"] = self.extras
         if self.fused is not None:
@@ -139,12 +143,12 @@ class RunResult:
         return cls(d.get("config") or {}, RunStatus(d["status"]), [EpochMetrics(**e) for e in d.get("epochs") or []],
                    float(d.get("seconds") or 0.0), d.get("reason"), bool(d.get("stopped_early", False)),
                    d.get("test_error"), d.get("parameters") or 0, d.get("device") or "cpu", d.get("threads"),
-                   [Checkpoint(**c) for c in d.get("checkpoints") or []], d.get("extras"), d.get("fused"),
+                   [EvaluationPoint(**c) for c in d.get("checkpoints") or []], d.get("extras"), d.get("fused"),
                    bool(d.get("reused", False)) if reused is None else reused,
                    {k: v for k, v in d.items() if k not in known})
 
 
-Monitor = Callable[[Checkpoint], bool]
+Monitor = Callable[[EvaluationPoint], bool]
 
 
 MONITOR_STOP = "monitor stopped the run"

@@ -7,7 +7,7 @@ migration that fails leaves the store as it was). A store opened only to read is
 migrated: every older version reads through the current code as it is (a version only adds
 tables, so what a reader needs is there), and a carried store stays byte for byte.
 
-Versions: 1 (runs, epochs, depthlab_meta; until 2026-12-07); 2 adds ``claims``, the trials
+Versions: 1 (runs, epochs, depthlab_meta); 2 adds ``claims``, the trials
 in flight and the process training each (`depthlab.store.claims`).
 """
 

@@ -364,10 +364,10 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return [self._row(r) for r in self._select(sql, args)]
 
-    def frame(self, *, limit: int | None = None, status: str | None = None, kind: str | None = None):
+    def to_frame(self, *, limit: int | None = None, status: str | None = None, kind: str | None = None):
         """`runs` as a pandas DataFrame, one row per run: id, status, model, depth, lr, precision,
         epochs, train_size, test_error (a fraction), seconds, kind, dataset, config_hash, device."""
-        from ..report import data_frame
+        from ..report.tables import data_frame
 
         rows = ({"id": r.id, "status": r.status, "model": r.model,
                  "depth": (r.config.get("model_args") or {}).get("depth"), "lr": r.config.get("lr"),
@@ -376,8 +376,6 @@ class Store:
                  "seconds": r.seconds, "kind": r.kind, "dataset": r.dataset, "config_hash": r.config_hash,
                  "device": r.device} for r in self.runs(limit=limit, status=status, kind=kind))
         return data_frame(rows, RUN_FRAME_COLUMNS)
-
-    runs_frame = frame
 
     def epochs(self, run_id: int) -> list[dict]:
         """The epochs table's rows of a run, checked (`depthlab.store.rows.decode_epoch`)."""

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..report import safe_child
+from ..report.outputs import safe_child
 from .sqlite import Store
 
 SCALARS = ("train_error", "test_error", "loss", "lr")

@@ -32,8 +32,9 @@ def stored_result(store: Store | None, config_hash: str, *, dataset: str | None 
     A failure (out of memory, a bug since fixed) is not a result: it is tried again.
 
     With ``fingerprint`` (the data that would train, or a function giving it) a result is a
-    result only for that data: its stored fingerprint must be equal, and one recorded without
-    (before 2026-12-06) counts only on a standard checksummed ``dataset`` (`STANDARD_DATASETS`).
+    result only for that data: its stored fingerprint must be equal, and one recorded without (by
+    a version that did not record it) counts only on a standard checksummed ``dataset``
+    (`STANDARD_DATASETS`), the only data whose content its name fixes.
     Without, the data is not checked (a read-only view of the store)."""
     found = store.find_finished(config_hash) if store is not None else None
     if found is None or found.result is None or found.status == RunStatus.FAILED:
@@ -49,8 +50,8 @@ def stored_result(store: Store | None, config_hash: str, *, dataset: str | None 
 
 def recorded_on(stored: dict | None, fingerprint: str | Callable[[], str], *, dataset: str | None = None) -> bool:
     """Whether a stored config was recorded on the data of ``fingerprint`` (a value, or a
-    function giving it, called only when needed). A config recorded without a fingerprint
-    (before 2026-12-06) counts only on a standard checksummed dataset (`STANDARD_DATASETS`)."""
+    function giving it, called only when needed). A config recorded without a fingerprint counts
+    only on a standard checksummed dataset (`STANDARD_DATASETS`)."""
     recorded = stored.get(FINGERPRINT_KEY) if isinstance(stored, dict) else None
     if recorded is None:
         return (dataset or (stored or {}).get("dataset")) in STANDARD_DATASETS

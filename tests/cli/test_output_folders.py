@@ -4,7 +4,7 @@ folder holding another command's results is refused without --force."""
 from pathlib import Path
 
 from depthlab.cli import main
-from depthlab.report import OWNER_FILE, check_output_owner, default_output_dir
+from depthlab.report.outputs import OWNER_FILE, check_output_owner, default_output_dir
 
 
 def test_default_folder_from_store_and_command():

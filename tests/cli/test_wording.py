@@ -9,7 +9,9 @@ from depthlab.depth_frontier.criterion import TrialVerdict
 from depthlab.depth_frontier.outputs import PRINTED_HEADERS, depth_label, printed_rows, table_rows
 from depthlab.depth_frontier.protocol import FrontierConfig
 from depthlab.depth_frontier.results import DepthResult, FrontierResult, ModelFrontier
-from depthlab.report import epochs_words, format_table, percent, trial_words
+from depthlab.depth_frontier.outputs import trial_words
+from depthlab.report.tables import format_table
+from depthlab.report.wording import epochs_words, percent
 
 
 def test_a_trial_line_says_what_happened_never_failed_done():
@@ -51,7 +53,8 @@ def test_a_capped_frontier_says_so_in_table_csv_json_and_plot(tmp_path):
 
 def test_one_epoch_numbering_classic_line_json_and_plots():
     from depthlab.experiments.sweeps import _mean_curve
-    from depthlab.report import EPOCH_AXIS, classic_line
+    from depthlab.report.figures import EPOCH_AXIS
+    from depthlab.report.wording import classic_line
 
     assert classic_line(0, 3, 0.5, 0.4).startswith("Epoch 000/003, Train Error 50.00% || Test Error 40.00%")
     assert _mean_curve("a", [[0.5, 0.4, 0.3]]).epochs == [0, 1, 2]   # the epoch the line calls 000 is x = 0

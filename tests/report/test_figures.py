@@ -19,7 +19,7 @@ from depthlab.depth_frontier.outputs import plot_frontier, save_frontier_plots
 from depthlab.depth_frontier.protocol import FrontierConfig
 from depthlab.depth_frontier.results import FrontierResult
 from depthlab.depth_frontier.search import find_frontier
-from depthlab.report import save_figure
+from depthlab.report.figures import save_figure
 from fakedata import synthetic_dataset
 
 PACKAGE = Path(__file__).resolve().parents[2] / "depthlab"

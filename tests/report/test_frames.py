@@ -16,7 +16,7 @@ from depthlab.analysis.phase import PhaseMeasurement, PhaseMeasurements  # noqa:
 from depthlab.errors import ConfigError  # noqa: E402
 from depthlab.experiments.lr_find import lr_find  # noqa: E402
 from depthlab.experiments.sweeps import lr_sweep  # noqa: E402
-from depthlab.report import data_frame  # noqa: E402
+from depthlab.report.tables import data_frame  # noqa: E402
 from fakedata import synthetic_dataset  # noqa: E402
 
 

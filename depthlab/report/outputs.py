@@ -1,16 +1,16 @@
-"""Output helpers: safe output folders, atomic writes (every output file: text, CSV, figures),
-tables (text and CSV) and figures (matplotlib's object API)."""
+"""Output files and folders: a command's output folder (checked before anything runs, created,
+owned by one command), file names built from values, every file written atomically, and what a
+full or read-only disk means in one line."""
 
 from __future__ import annotations
 
-import csv
 import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Callable, Iterable, Sequence
+from typing import IO, Callable, Iterable
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def safe_output_dir(folder: str | os.PathLike, *, base: str | os.PathLike | None = None) -> Path:
@@ -111,34 +111,6 @@ def safe_child(folder: Path, name: str) -> Path:
     return folder / name
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
-    """A plain, aligned text table."""
-    text_rows = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in text_rows]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in text_rows]
-    return "\n".join(lines)
-
-
-def html_table(headers: Sequence[str], rows: Iterable[Sequence], caption: str | None = None) -> str:
-    """The same table as HTML, for a notebook's ``_repr_html_`` (every cell escaped)."""
-    from html import escape
-
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
-    title = f"<caption>{escape(caption)}</caption>" if caption else ""
-    return f"<table>{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -175,42 +147,9 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[IO], None], *, binar
     return path
 
 
-def new_axes(ax=None, *, figsize=(6.4, 4.2), dpi: int = 90, ncols: int = 1):
-    """``(figure, axes)`` to draw into: ``ax`` and its figure when given, else a new `Figure`
-    built with matplotlib's object API (no pyplot state, no backend switch: inline plots in a
-    notebook keep working, and nothing is left open)."""
-    if ax is not None:
-        return ax.figure, ax
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, dpi=dpi)
-    axes = fig.subplots(1, ncols)
-    return fig, axes
-
-
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """``Path(path).write_text(text)``, atomically (`atomic_write`)."""
+    """``text`` written to ``path`` as UTF-8, atomically (`atomic_write`)."""
     return atomic_write(path, lambda fh: fh.write(text), encoding="utf-8")
-
-
-def write_csv(path: Path, headers: Sequence[str], rows: Iterable[Sequence]) -> Path:
-    """A CSV table, written atomically (`atomic_write`)."""
-    rows = list(rows)
-
-    def write(fh) -> None:
-        out = csv.writer(fh)
-        out.writerow(headers)
-        out.writerows(rows)
-
-    return atomic_write(path, write, newline="", encoding="utf-8")
-
-
-def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
-    """``fig.savefig(path, **kwargs)``, atomically (`atomic_write`; the format from the suffix)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)  # a figure asked for in a new folder gets it
-    kwargs.setdefault("format", path.suffix.lstrip(".").lower() or "png")
-    return atomic_write(path, lambda fh: fig.savefig(fh, **kwargs), binary=True)
 
 
 # What a full or read-only disk looks like, as an OSError errno or in an SQLite message.
@@ -236,64 +175,3 @@ def disk_problem(exc: BaseException) -> str | None:
         return (f"{what}: the store could not be written ({exc}); the write in progress was rolled back "
                 "and every run finished before it is kept")
     return None
-
-
-def classic_line(epoch: int, epochs: int, train_error: float, test_error: float, label: str = "Test") -> str:
-    return f"Epoch {epoch:03d}/{epochs:03d}, Train Error {100 * train_error:.2f}% || {label} Error {100 * test_error:.2f}%"
-
-
-def data_frame(rows: Iterable[dict], columns: Sequence[str] | None = None):
-    """A pandas DataFrame of ``rows`` with ``columns`` in that order (default: every key, in the
-    order first seen). pandas is an optional extra: without it, one line says how to get it."""
-    try:
-        import pandas as pd
-    except ImportError:
-        raise ConfigError("to_frame() needs pandas: pip install 'depthlab[frames]'") from None
-    rows = list(rows)
-    if columns is None:
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-    return pd.DataFrame([[r.get(c) for c in columns] for r in rows], columns=list(columns))
-
-
-
-# ---------------------------------------------------------------------------------------------
-# Wording: one convention in everything a person reads. Errors are percentages (JSON and CSV
-# keep fractions, and say so); epochs are zero-based epoch numbers in the classic line and
-# "after 0.75 epochs" (epochs of training done) for fractional evaluation points.
-
-
-# The x label of every per-epoch plot: the same epoch numbers as the classic lines and the JSON.
-EPOCH_AXIS = "epoch (numbered from 000, as in the Epoch 000/N lines)"
-
-
-def percent(fraction: float | None, digits: int = 1) -> str:
-    """``0.185`` -> ``18.5%``; None (or NaN) -> ``-``."""
-    if fraction is None or fraction != fraction:
-        return "-"
-    return f"{100 * fraction:.{digits}f}%"
-
-
-def epochs_words(epochs: float, preposition: str = "after") -> str:
-    """``after 0.75 epochs``, ``after 1 epoch``, ``in 3 epochs``: training done, as a count."""
-    value = f"{epochs:.2f}".rstrip("0").rstrip(".") if epochs != int(epochs) else f"{int(epochs)}"
-    return f"{preposition} {value} epoch{'' if value == '1' else 's'}"
-
-
-def trial_words(trained: bool, status: str, error: float | None, epochs: float, reason: str | None = None) -> str:
-    """What happened to one frontier trial, in words that cannot contradict each other:
-    ``trains: 18.5% after 0.8 epochs``, ``does not train: best 88.4% in 3 epochs``,
-    ``diverged after 0.25 epochs``, ``cancelled after 0.5 epochs: an lr before it trained``,
-    ``error in training after 0 epochs (OutOfMemoryError ...)``. ``error`` is the criterion error
-    at the deciding evaluation point (when it trains) or the best one seen (when it does not)."""
-    if trained:
-        return f"trains: {percent(error)} {epochs_words(epochs)}"
-    if status == "diverged":
-        if not epochs:
-            return "diverged before its first evaluation point"
-        best = f" (best {percent(error)} before)" if error is not None else ""
-        return f"diverged {epochs_words(epochs)}{best}"
-    if status == "cancelled":
-        return f"cancelled {epochs_words(epochs)}: an lr before it trained"
-    if status == "failed":
-        return f"error in training {epochs_words(epochs)}" + (f" ({reason})" if reason else "")
-    return f"does not train: best {percent(error)} {epochs_words(epochs, 'in')}"
