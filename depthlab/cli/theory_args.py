@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..depth_frontier.protocol import parse_grid
+from ..grids import parse_grid
 from ..errors import ConfigError
 from ..theory import MAX_VARIANCE
 
@@ -17,23 +17,13 @@ MAX_GRID = 100_000  # a sigma_w2 range with more points is a typo (and would not
 
 def parse_float_grid(text: str, what: str = "--sigma-w2", noun: str = "sigma_w2 value", *,
                      upper: float = MAX_VARIANCE) -> list[float]:
-    """A sigma_w2 (or width) grid, in the grammar of every grid option (`parse_grid`), each value at
-    most ``upper``."""
-    values = list(parse_grid(text, what, noun, max_count=MAX_GRID))
-    if max(values) > upper:
-        raise ConfigError(f"bad {what} {text!r}: values must be at most {upper:g}")
-    return values
+    """A sigma_w2 (or width) grid (`parse_grid`), in the order given, each value at most ``upper``."""
+    return list(parse_grid(text, what, noun, max_count=MAX_GRID, upper=upper))
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
-    """Positive whole numbers, comma-separated (``--depths 6,12,24``), sorted, each once."""
-    try:
-        values = [int(v) for v in (text or "").split(",")]
-    except ValueError:
-        raise ConfigError(f"bad {what} {text!r}: expected whole numbers like 6,12,24") from None
-    if not values or any(v <= 0 for v in values):
-        raise ConfigError(f"bad {what} {text!r}: values must be positive")
-    return sorted(set(values))
+    """Positive whole numbers (`parse_grid`: ``--depths 6,12,24``), sorted, each once."""
+    return sorted(set(parse_grid(text, what, "depth", whole=True)))
 
 
 def check_theory_args(act: str, sigma_b2: float) -> None:
