@@ -17,15 +17,15 @@ limit of infinite width, the pre-activations of a layer are Gaussian and:
                    infinite at criticality; Schoenholz et al. found nets train up to ~6 xi.
 
 Modules: `maps` (the maps, their fixed points and slopes), `depth_scales` (xi, 6 xi,
-`MeanFieldPoint`), `phase_grid` (points over a sigma_w2 grid, the critical sigma_w2 and init).
-Every public name is importable from ``depthlab.theory`` itself.
+`MeanFieldPoint`), `phase_diagram` (`phase_grid`: points over a sigma_w2 grid; the critical
+sigma_w2 and init). Every public name is importable from ``depthlab.theory`` itself.
 """
 
 from .depth_scales import (TRAINABLE_DEPTH_FACTOR, MeanFieldPoint, correlation_depth, correlation_depths,
                            mean_field_point)
 from .maps import (ACTIVATIONS, MAX_VARIANCE, activation, c_star, check_variances, chi_1, chi_c, correlation_map,
                    gaussian_expectation, gaussian_expectation_2d, length_map, q_star)
-from .phase_grid import critical_init, critical_sigma_w2, default_sigma_w2_grid, phase_grid
+from .phase_diagram import critical_init, critical_sigma_w2, default_sigma_w2_grid, phase_grid
 
 __all__ = [
     "ACTIVATIONS", "MAX_VARIANCE", "TRAINABLE_DEPTH_FACTOR", "MeanFieldPoint", "activation", "c_star",
