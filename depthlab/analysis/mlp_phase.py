@@ -40,7 +40,8 @@ from ..models.mlp import MAX_MLP_WIDTH
 from ..records.record import RunStatus
 from ..store import Store
 from ..sweep.runner import FINGERPRINT_KEY, recorded_on
-from ..theory import MAX_VARIANCE, TRAINABLE_DEPTH_FACTOR, mean_field_point
+from .phase import scaled_init
+from ..theory import MAX_VARIANCE, TRAINABLE_DEPTH_FACTOR, correlation_depths
 from ..engine.config import MAX_LR, MAX_SEED, MAX_STEPS
 from ..engine.memory import MAX_DEPTH
 
@@ -112,7 +113,7 @@ class PhaseGridConfig:
     def cell_config(self, depth: int, sigma_w2: float) -> dict:
         """The config stored with one (depth, sigma_w2) cell: the protocol, the cell, the seed."""
         return {**self.protocol(), "kind": KIND, "model": "mlp", "depth": int(depth), "sigma_w2": float(sigma_w2),
-                "init": f"scaled:{float(sigma_w2):g},{float(self.sigma_b2):g}"}
+                "init": scaled_init(float(sigma_w2), float(self.sigma_b2))}
 
     def cell_hash(self, depth: int, sigma_w2: float) -> str:
         """The store's config hash of one cell."""
@@ -350,11 +351,6 @@ class TheoryAgreement:
     def to_json(self) -> dict:
         """A JSON-safe dict (infinite xi_c becomes None)."""
         return {**dataclasses.asdict(self), "xi": [x if x is not None and math.isfinite(x) else None for x in self.xi]}
-
-
-def correlation_depths(act: str, sigma_b2: float, sigma_w2s: Sequence[float]) -> list[float | None]:
-    """xi_c per sigma_w2 (inf at criticality, None where the theory has no fixed point)."""
-    return [mean_field_point(act, float(s), sigma_b2).xi for s in sigma_w2s]
 
 
 def theory_agreement(grid: PhaseGrid, threshold: float = DEFAULT_THRESHOLD) -> TheoryAgreement:

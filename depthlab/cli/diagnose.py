@@ -109,14 +109,14 @@ def _comparison_depths(model, overrides: dict, k: int | None, compare_depths: st
     from ..analysis import diagnostics
     from ..engine.memory import MAX_DEPTH
     from ..models import model_config
-    from .theory_args import parse_int_list
+    from ..grids import parse_grid
 
     if not compare_depths:
         depths = diagnostics.nearby_depths(model, k, overrides) if k else []
         if not isinstance(model, str):   # the factory's business: only the depths it builds
             depths = [d for d in depths if not _build_error(model, overrides, d, input_shape)]
         return depths
-    depths = parse_int_list(compare_depths, "--compare-depths")
+    depths = sorted(set(parse_grid(compare_depths, "--compare-depths", "depth", whole=True)))
     for d in depths:
         if d > MAX_DEPTH:
             raise ConfigError(f"--compare-depths must be at most {MAX_DEPTH:,}, got {d:,}")

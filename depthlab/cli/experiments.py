@@ -9,7 +9,7 @@ import time
 import click
 
 from ..errors import ConfigError
-from ..depth_frontier.protocol import GRID_GRAMMAR
+from ..grids import GRID_GRAMMAR
 from . import cifar as _cifar
 from .app import (cli, create_output_folder, output_folder, progress, progress_to_stderr, require_tensorboard,
                   tensorboard_writer, trial_runner)

@@ -1,5 +1,8 @@
 """Theory commands: ``depthlab theory`` (mean-field predictions, phase diagram, measured overlay)
-and ``depthlab phase`` (measure the trainable depth over a sigma_w2 grid on real MNIST)."""
+and ``depthlab phase`` (the measured side over a sigma_w2 grid on real MNIST: the largest
+trainable depth of plain `stages` nets, or with ``--family mlp`` the wide-MLP train-accuracy
+heatmap of Schoenholz et al. 2017, resumable cell by cell in the store). The maths is
+`depthlab.theory`; the measuring is `depthlab.analysis.phase` and `depthlab.analysis.mlp_phase`."""
 
 from __future__ import annotations
 
@@ -8,16 +11,41 @@ import math
 
 import click
 
+from ..depth_frontier.protocol import FrontierConfig, parse_lrs
 from ..errors import ConfigError
-from ..depth_frontier.protocol import GRID_GRAMMAR, FrontierConfig, parse_lrs
+from ..grids import GRID_GRAMMAR, parse_grid
+from ..theory import MAX_VARIANCE
 from .app import cli, create_output_folder, log, output_folder
 from .options import Values, option_from_field, option_group, run_options
-from .theory_args import check_theory_args, parse_float_grid, parse_int_list
 
 
+ACTS = ("tanh", "relu", "elu")
+MAX_THEORY_GRID = 100_000  # a sigma_w2 range with more points is a typo (and would not fit in memory)
 MAX_CHECK_DEPTH = 3_000  # theory --check-widths builds real nets of --check-depth layers
 MAX_CHECK_WIDTH = 64  # theory --check-widths builds real nets: 16 x 64 = 1,024 channels in the last stage
 MAX_REFINE = 10  # phase --refine: bisection rounds between a trainable and an untrainable depth
+DEFAULT_MLP_OUT = "depthlab-out/phase-mlp"  # phase --family mlp writes here without --out
+
+
+def check_theory_args(act: str, sigma_b2: float) -> None:
+    """The mean-field activation and bias variance, refused in one line when they have no theory."""
+    if act not in ACTS:
+        raise ConfigError(f"unknown activation {act!r}; choose one of: {', '.join(ACTS)}")
+    if not math.isfinite(sigma_b2) or sigma_b2 < 0:
+        raise ConfigError(f"--sigma-b2 must be a finite non-negative number, got {sigma_b2}")
+    if sigma_b2 > MAX_VARIANCE:
+        raise ConfigError(f"--sigma-b2 must be at most {MAX_VARIANCE:g}, got {sigma_b2:g}")
+
+
+def theory_grid(text: str, what: str = "--sigma-w2", noun: str = "sigma_w2 value", *,
+                upper: float = MAX_VARIANCE) -> list[float]:
+    """A sigma_w2 (or width) grid (`parse_grid`), in the order given, each value at most ``upper``."""
+    return list(parse_grid(text, what, noun, max_count=MAX_THEORY_GRID, upper=upper))
+
+
+def depth_list(text: str) -> list[int]:
+    """``--depths``: positive whole numbers (`parse_grid`), sorted, each once."""
+    return sorted(set(parse_grid(text, "--depths", "depth", whole=True)))
 
 
 def _fmt(value) -> str:
@@ -137,7 +165,7 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
     from ..store.sqlite import Store, check_store_path
 
     check_theory_args(act, sigma_b2)
-    sigma_w2s = parse_float_grid(sigma_w2_text)
+    sigma_w2s = theory_grid(sigma_w2_text)
     if depth is not None and depth <= 0:
         raise ConfigError(f"--depth must be positive, got {depth}")
     from ..engine.memory import MAX_DEPTH
@@ -157,7 +185,7 @@ def theory(act, sigma_b2, sigma_w2_text, depth, store_path, measured_csv, width,
         check_store_path(store_path, must_exist=True)
         with Store(store_path, reading=True) as store:
             measured += measurements_from_store(store, act, sigma_b2, width=width)
-    widths = parse_float_grid(check_widths, "--check-widths", "width", upper=MAX_CHECK_WIDTH) if check_widths else []
+    widths = theory_grid(check_widths, "--check-widths", "width", upper=MAX_CHECK_WIDTH) if check_widths else []
     if check_depth > MAX_CHECK_DEPTH:  # it builds real nets of that depth, several per width
         raise ConfigError(f"--check-depth must be at most {MAX_CHECK_DEPTH:,}, got {check_depth:,}")
     summary, folder = theory_report(act, sigma_b2, sigma_w2s, depth=depth, measured=measured, out=out)
@@ -264,8 +292,6 @@ def phase(grid, budget, data_dir, run):
     the train-accuracy heatmap of wide tanh MLPs over (sigma_w2, depth) against xi_c."""
     _resolve_family_flags(grid, budget)
     if grid.family == "mlp":
-        from .phase_mlp import phase_mlp
-
         return phase_mlp(grid, budget, data_dir, run)
     if budget.threshold is None:
         budget.threshold = FrontierConfig().threshold
@@ -278,8 +304,8 @@ def phase(grid, budget, data_dir, run):
     from ..store.sqlite import Store, check_store_path
 
     check_theory_args(act, sigma_b2)
-    sigma_w2s = parse_float_grid(sigma_w2_text)
-    ladder = parse_int_list(depths_text, "--depths")
+    sigma_w2s = theory_grid(sigma_w2_text)
+    ladder = depth_list(depths_text)
     lrs = list(parse_lrs(lrs_text))
     if not 0 <= refine <= MAX_REFINE:
         raise ConfigError(f"--refine must be from 0 to {MAX_REFINE}, got {refine}")
@@ -312,3 +338,78 @@ def phase(grid, budget, data_dir, run):
     if not as_json:
         summary["grid"] = [g for g in summary["grid"] if g["sigma_w2"] in sigma_w2s]
     _emit(summary, folder, as_json)
+
+
+def mlp_grid_config(grid: Values, budget: Values, seed: int):
+    """The validated `PhaseGridConfig` of the flags (unset ones keep the classic protocol)."""
+    from ..analysis.mlp_phase import PhaseGridConfig
+
+    check_theory_args(grid.act, grid.sigma_b2)
+    changes = {"act": grid.act, "sigma_b2": grid.sigma_b2, "seed": seed}
+    if grid.sigma_w2_text is not None:
+        changes["sigma_w2s"] = tuple(theory_grid(grid.sigma_w2_text))
+    if grid.depths_text is not None:
+        changes["depths"] = tuple(depth_list(grid.depths_text))
+    if grid.width is not None:
+        if not (grid.width > 0 and float(grid.width).is_integer()):
+            raise ConfigError(f"--width with --family mlp is the number of hidden units: a positive whole number, "
+                              f"got {grid.width:g}")
+        changes["width"] = int(grid.width)
+    if grid.steps is not None:
+        if grid.steps <= 0:
+            raise ConfigError(f"--steps must be positive, got {grid.steps}")
+        changes["steps"] = grid.steps
+    if budget.train_size is not None:
+        if budget.train_size <= 0:
+            raise ConfigError(f"--train-size must be positive, got {budget.train_size}")
+        changes["train_size"] = budget.train_size
+    config = PhaseGridConfig(**changes)
+    config.validate()
+    return config
+
+
+def phase_mlp(grid: Values, budget: Values, data_dir, run) -> None:
+    """Validate every flag, then measure (or read back) each cell and write heatmap, CSV and JSON."""
+    from ..analysis.mlp_phase import DEFAULT_THRESHOLD, measure_grid, theory_agreement
+    from ..analysis.mlp_phase_report import (agreement_lines, depth_seconds, phase_summary, phase_table,
+                                             write_phase_outputs)
+    from ..data.registry import load_dataset
+    from ..engine.device import check_precision, resolve_device
+    from ..store.sqlite import Store, check_store_path
+
+    config = mlp_grid_config(grid, budget, run.seed)
+    threshold = 1.0 - DEFAULT_THRESHOLD if budget.threshold is None else budget.threshold
+    if not 0 < threshold < 1:
+        raise ConfigError(f"--threshold must be in (0, 1), got {threshold}")
+    device = resolve_device(run.device)
+    check_precision(run.precision, device)
+    if run.precision != "fp32":
+        raise ConfigError("--family mlp trains in fp32 only (the classic protocol)")
+    out = run.out or DEFAULT_MLP_OUT
+    output_folder(out, run.store_path)
+    check_store_path(run.store_path)
+    data = load_dataset(config.dataset, data_dir)
+    folder = create_output_folder(out)
+
+    def progress(p: dict) -> None:
+        accs = " ".join(f"{a:.2f}" for a in p["accuracies"])
+        log.info(f"phase mlp depth {p['depth']}: {p['trained']} cells trained in {p['seconds']:.1f}s; "
+                 f"train accuracy {accs}")
+
+    with Store(run.store_path) as store:
+        measured = measure_grid(config, data, store, progress, device=device)
+        seconds = depth_seconds(config, store)
+    agreement = theory_agreement(measured, 1.0 - threshold)
+    summary = phase_summary(measured, agreement, seconds)
+    summary["threshold_error"] = threshold
+    paths = write_phase_outputs(measured, summary, folder, 1.0 - threshold)
+    if run.as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"train accuracy, {config.act} width {config.width}, sigma_b2 {config.sigma_b2:g}, "
+               f"{config.steps} SGD steps at lr {config.lr:g}:")
+    click.echo(phase_table(measured))
+    for line in agreement_lines(agreement):
+        click.echo(line)
+    click.echo(f"{measured.trained} cells trained, {measured.reused} read from {run.store_path}; wrote "
+               f"{', '.join(p.name for p in paths)} to {folder}/")

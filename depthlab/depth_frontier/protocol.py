@@ -1,4 +1,5 @@
-"""The frontier protocol: `FrontierConfig` (budget, lr grid, criterion, depths) and its grid grammar."""
+"""The frontier protocol: `FrontierConfig` (budget, lr grid, criterion, depths) and its flags' parsers
+(over the one grid parser, `depthlab.grids.parse_grid`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..engine.config import BOUNDS, MAX_LR, MAX_SEEDS, OPTIMIZERS, TrainConfig
 from ..engine.memory import MAX_DEPTH
 from ..engine.device import DEFAULT_PRECISION, PRECISIONS
 from ..errors import ConfigError
+from ..grids import GRID_GRAMMAR, parse_grid
 from .points import OptimizerLr, optimizer_of
 from .seeds import SeedPolicy
 
@@ -30,14 +32,6 @@ ADAPTIVE_LRS = tuple(round(10 ** (e / 2), 8) for e in range(-10, -3))  # 1e-05, 
 # Each optimizer's grid (`FrontierConfig.lrs`), and the quick protocol's: the top three decades.
 DEFAULT_GRIDS = {"sgd": DEFAULT_LRS, "adam": ADAPTIVE_LRS, "adamw": ADAPTIVE_LRS}
 QUICK_GRIDS = {name: grid[2::2] for name, grid in DEFAULT_GRIDS.items()}  # sgd: 0.01, 0.1, 1
-
-
-MAX_GRID = 1000  # more values than this in a grid range is a typo (and would never finish)
-
-
-# The grammar of every grid option (--lrs, --sigma-w2, --check-widths), in the help texts.
-GRID_GRAMMAR = ("a list 0.01,0.1, log:LOW:HIGH:COUNT (log-spaced) or lin:LOW:HIGH:COUNT (evenly spaced; "
-                "LOW:HIGH:COUNT too)")
 
 
 BISECTIONS = ("cost", "midpoint")
@@ -254,43 +248,6 @@ class FrontierConfig:
         return max(self.depths) if self.depths is not None else self.max_depth
 
 
-def parse_grid(text: str, what: str, noun: str, *, max_count: int = MAX_GRID) -> tuple[float, ...]:
-    """A grid option's values (``what``: the flag; ``noun``: what one value is), every one
-    positive and finite: ``0.01,0.1,1`` as listed, ``log:0.001:1:7`` (7 log-spaced values from
-    0.001 to 1), ``lin:1:4:13`` (13 evenly spaced values, 1 to 4; ``1:4:13`` is the same).
-    Anything else is one `ConfigError` line naming ``what``."""
-    text = (text or "").strip()
-    kind, _, rest = text.partition(":")
-    if kind in ("log", "lin") or (rest and ":" in rest):  # a range: log:, lin:, or LOW:HIGH:COUNT
-        parts = (rest if kind in ("log", "lin") else text).split(":")
-        log_spaced = kind == "log"
-        form = f"{kind}:LOW:HIGH:COUNT" if kind in ("log", "lin") else "LOW:HIGH:COUNT"
-        try:
-            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-        except (ValueError, IndexError):
-            raise ConfigError(f"bad {what} {text!r}: expected {form}, e.g. {kind if kind in ('log', 'lin') else 'log'}"
-                              f":0.001:1:7") from None
-        if len(parts) != 3 or not (0 < lo < hi < math.inf) or not 2 <= n <= max_count:
-            raise ConfigError(f"bad {what} {text!r}: need 0 < LOW < HIGH and 2 <= COUNT <= {max_count}")
-        if log_spaced:
-            return tuple(round(lo * (hi / lo) ** (i / (n - 1)), 8) for i in range(n))
-        return tuple(round(lo + (hi - lo) * i / (n - 1), 10) for i in range(n))
-    values = []
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        try:
-            value = float(part)
-        except ValueError:
-            raise ConfigError(f"bad {what} {text!r}: bad {noun} {part.strip()!r}; expected {GRID_GRAMMAR}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"bad {what} {text!r}: {noun}s must be positive, got {part.strip()}")
-        values.append(value)
-    if not values:
-        raise ConfigError(f"bad {what} {text!r}: the {noun.replace(' value', '').replace(' ', '-')} grid is empty")
-    return tuple(values)
-
-
 def parse_lrs(text: str, what: str = "--lrs") -> tuple[float, ...]:
     """A learning-rate grid (`parse_grid`): ``0.01,0.1,1`` or ``log:0.001:1:7``."""
     return parse_grid(text, what, "learning rate")
@@ -377,15 +334,6 @@ def parse_optimizer_lrs(values: Sequence[str]):
 
 
 def parse_depths(text: str) -> tuple[int, ...]:
-    values = []
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        try:
-            d = int(part)
-        except ValueError:
-            raise ConfigError(f"bad depth {part!r} in --depths") from None
-        values.append(d)   # which depths are valid: `FrontierConfig.validate_models`
-    if not values:
-        raise ConfigError("--depths is empty")
-    return tuple(sorted(set(values)))
+    """``--depths``: whole numbers (`parse_grid`), sorted, each once. Which depths a model takes
+    (positive multiples of its step) is `FrontierConfig.validate_models`' check, which names the step."""
+    return tuple(sorted(set(parse_grid(text, "--depths", "depth", whole=True, positive=False))))

@@ -1,6 +1,6 @@
 """One grid grammar for every grid option (issue 22): a list ``0.01,0.1``, ``log:LOW:HIGH:COUNT``
 (log-spaced) or ``lin:LOW:HIGH:COUNT`` (evenly spaced; the older ``LOW:HIGH:COUNT`` is the same),
-parsed by `depthlab.depth_frontier.protocol.parse_grid` for --lrs, --sigma-w2 and --check-widths."""
+parsed by `depthlab.grids.parse_grid` for --lrs, --sigma-w2 and --check-widths."""
 
 import json
 
@@ -10,7 +10,8 @@ import pytest
 from depthlab.cli import main
 from depthlab.cli.app import cli
 from depthlab.errors import ConfigError
-from depthlab.depth_frontier.protocol import GRID_GRAMMAR, parse_grid, parse_lrs
+from depthlab.depth_frontier.protocol import parse_depths, parse_lrs
+from depthlab.grids import GRID_GRAMMAR, parse_grid
 from depthlab.theory import default_sigma_w2_grid
 
 
@@ -24,6 +25,20 @@ def test_the_grammar():
     for bad in ("", "lin:1:4", "lin:4:1:3", "log:0:1:3", "log:1:2:1", "1,x", "0,1", "lin:1:2:3:4"):
         with pytest.raises(ConfigError, match=r"^bad --x "):
             parse_grid(bad, "--x", "value")
+
+
+def test_one_parser_keeps_the_order_given_and_each_caller_sorts_for_itself():
+    assert parse_grid("2,1,2", "--x", "value") == (2.0, 1.0, 2.0)
+    assert parse_grid("24,6,,12,6", "--depths", "depth", whole=True) == (24, 6, 12, 6)
+    assert parse_depths("24,6,12,6") == (6, 12, 24)        # the frontier's --depths: sorted, each once
+    assert parse_depths("0,-3") == (-3, 0)                  # its range: FrontierConfig.validate_models
+    for bad, message in (("6:12:3", "expected whole numbers"), ("6,1.5", "expected whole numbers"),
+                         ("", "the depth grid is empty"), ("0,6", "depths must be positive")):
+        with pytest.raises(ConfigError, match=rf"^bad --depths .*{message}"):
+            parse_grid(bad, "--depths", "depth", whole=True)
+    with pytest.raises(ConfigError, match=r"^bad --x '1,5': values must be at most 4$"):
+        parse_grid("1,5", "--x", "value", upper=4)
+    assert parse_grid("lin:1:4:4", "--x", "value", upper=4) == (1.0, 2.0, 3.0, 4.0)
 
 
 @pytest.mark.parametrize("command,flag", [("theory", "--sigma-w2"), ("theory", "--check-widths"),

@@ -1,34 +1,17 @@
-"""Mean-field theory of signal propagation in deep random networks (Poole et al. 2016;
-Schoenholz et al. 2017; Xiao et al. 2018). Gaussian expectations use Gauss-Hermite quadrature.
-
-For a plain network with weight variance sigma_w2 / fan_in and bias variance sigma_b2, in the
-limit of infinite width, the pre-activations of a layer are Gaussian and:
-
-- length map       q <- sigma_w2 * E[phi(sqrt(q) z)^2] + sigma_b2, with fixed point q*;
-- slope            chi_1 = sigma_w2 * E[phi'(sqrt(q*) z)^2]: chi_1 < 1 ordered (gradients
-                   vanish), chi_1 > 1 chaotic (gradients explode), chi_1 = 1 critical;
-- correlation map  c <- (sigma_w2 * E[phi(u1) phi(u2)] + sigma_b2) / q*, with
-                   u1 = sqrt(q*) z1, u2 = sqrt(q*) (c z1 + sqrt(1 - c^2) z2), fixed point c*;
-                   c* = 1 in the ordered phase, c* < 1 in the chaotic phase;
-- chi_c            = sigma_w2 * E[phi'(u1) phi'(u2)] at c* (equals chi_1 when c* = 1);
-- depth scale      xi = -1 / log(chi_c): how many layers two inputs stay distinguishable;
-                   infinite at criticality; Schoenholz et al. found nets train up to ~6 xi.
-
-All functions are pure and take plain floats; `phase_grid` returns one `MeanFieldPoint` per
-sigma_w2 for tables, JSON and the phase-diagram plot.
-"""
+"""The mean-field maps of one layer and their fixed points (Poole et al. 2016; Schoenholz et al.
+2017): the length map and q*, its slope chi_1, the correlation map and c*, its slope chi_c, with
+Gaussian expectations by Gauss-Hermite quadrature. Pure functions of plain floats (numpy only),
+so `depthlab.models.init` can take its critical init from here."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 MAX_VARIANCE = 100.0  # sigma_w^2 and sigma_b^2: beyond it tanh's Gaussian integrals overflow
 
@@ -43,7 +26,6 @@ CORRELATION_POINTS = 64
 # (ReLU/ELU with sigma_w2 past 2); below Q_ZERO it has collapsed to q* = 0.
 Q_UNBOUNDED = 1e12
 Q_ZERO = 1e-30
-TRAINABLE_DEPTH_FACTOR = 6.0
 
 
 @lru_cache(maxsize=8)
@@ -85,6 +67,7 @@ def activation(name: str):
 
 
 def check_variances(sigma_w2: float, sigma_b2: float) -> None:
+    """Refuse (one `ConfigError` line) variances the maps are not defined for."""
     for name, value in (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2)):
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ConfigError(f"{name} must be a finite non-negative number, got {value}")
@@ -180,112 +163,3 @@ def c_star(act: str, sigma_w2: float, sigma_b2: float, q: float | None = None) -
         else:
             hi = mid
     return 0.5 * (lo + hi)
-
-
-# ---------------------------------------------------------------------------------------------
-# Depth scales, phase grid and critical points
-
-
-@dataclass(frozen=True)
-class MeanFieldPoint:
-    """The mean-field quantities of one (activation, sigma_w2, sigma_b2).
-
-    ``q_star`` is ``inf`` when the length map has no finite fixed point (phase ``unbounded``),
-    where c*, chi_c, xi and the predicted depth are undefined (``None``). ``xi`` and
-    ``max_depth`` are ``inf`` at criticality."""
-
-    sigma_w2: float
-    sigma_b2: float
-    q_star: float
-    chi_1: float
-    c_star: float | None
-    chi_c: float | None
-    xi: float | None
-    max_depth: float | None
-    phase: str  # ordered | critical | chaotic | unbounded
-
-    def to_json(self) -> dict:
-        """A JSON-safe dict: infinities become ``null`` (JSON has no infinity)."""
-        out = {}
-        for key, value in dataclasses.asdict(self).items():
-            if isinstance(value, float) and not math.isfinite(value):
-                value = None
-            out[key] = value
-        return out
-
-
-def correlation_depth(chi: float) -> float:
-    """xi = -1 / log(chi) for chi in (0, 1]; inf within 1e-9 of chi = 1 (the quadrature cannot tell)."""
-    if chi >= 1.0 - 1e-9:
-        return math.inf
-    if chi <= 0.0:
-        return 0.0
-    return -1.0 / math.log(chi)
-
-
-def mean_field_point(act: str, sigma_w2: float, sigma_b2: float, *, critical_tol: float = 1e-9) -> MeanFieldPoint:
-    """Everything the theory says about one (act, sigma_w2, sigma_b2)."""
-    activation(act)
-    q = q_star(act, sigma_w2, sigma_b2)
-    slope = chi_1(act, sigma_w2, sigma_b2, q)
-    if math.isinf(q):
-        return MeanFieldPoint(sigma_w2, sigma_b2, q, slope, None, None, None, None, "unbounded")
-    c = c_star(act, sigma_w2, sigma_b2, q)
-    chi = slope if c == 1.0 else chi_c(act, c, q, sigma_w2)
-    xi = correlation_depth(chi)
-    if abs(slope - 1.0) <= critical_tol:
-        phase = "critical"
-    else:
-        phase = "ordered" if slope < 1.0 else "chaotic"
-    return MeanFieldPoint(sigma_w2, sigma_b2, q, slope, c, chi, xi, TRAINABLE_DEPTH_FACTOR * xi, phase)
-
-
-def phase_grid(act: str, sigma_b2: float, sigma_w2s: Sequence[float]) -> list[MeanFieldPoint]:
-    """`mean_field_point` over a grid of sigma_w2 values."""
-    return [mean_field_point(act, float(w), sigma_b2) for w in sigma_w2s]
-
-
-def default_sigma_w2_grid(lo: float = 0.5, hi: float = 4.0, points: int = 71) -> list[float]:
-    """An evenly spaced sigma_w2 grid (default 0.5 ... 4.0 in steps of 0.05)."""
-    if not (0 < lo < hi) or points < 2:
-        raise ConfigError(f"bad sigma_w2 grid: need 0 < lo < hi and at least 2 points, got {lo}, {hi}, {points}")
-    return [round(v, 10) for v in np.linspace(lo, hi, points)]
-
-
-def critical_sigma_w2(act: str, sigma_b2: float, *, lo: float = 1e-2, hi: float = 100.0) -> float | None:
-    """The sigma_w2 at which chi_1(q*) = 1 for a given sigma_b2 (the order-to-chaos
-    transition), or None when there is none in [lo, hi]. A log-spaced scan brackets the first
-    crossing, then bisection refines it to ~1e-10."""
-    check_variances(1.0, sigma_b2)
-    activation(act)
-    grid = np.geomspace(lo, hi, 60)
-    f = [chi_1(act, float(w), sigma_b2) - 1.0 for w in grid]
-    for i in range(len(grid) - 1):
-        if f[i] == 0.0:
-            return float(grid[i])
-        if f[i] < 0.0 < f[i + 1]:
-            a, b = float(grid[i]), float(grid[i + 1])
-            for _ in range(80):
-                mid = 0.5 * (a + b)
-                if chi_1(act, mid, sigma_b2) < 1.0:
-                    a = mid
-                else:
-                    b = mid
-                if b - a < 1e-11:
-                    break
-            return 0.5 * (a + b)
-    return None
-
-
-def critical_init(act: str, depth: int) -> tuple[float, float]:
-    """(sigma_w2, sigma_b2) at criticality with q* = 1/depth, as in Xiao et al. (2018).
-
-    sigma_w2 = 1 / E[phi'(sqrt(q*) z)^2] makes chi_1 = 1; sigma_b2 then makes q* the fixed
-    point of the length map (clipped at 0 for activations where it would be negative)."""
-    if act == "relu":
-        return 2.0, 0.0
-    phi, dphi = activation(act)
-    q = 1.0 / max(depth, 1)
-    sigma_w2 = 1.0 / gaussian_expectation(lambda z: dphi(math.sqrt(q) * z) ** 2)
-    sigma_b2 = q - sigma_w2 * gaussian_expectation(lambda z: phi(math.sqrt(q) * z) ** 2)
-    return sigma_w2, max(sigma_b2, 0.0)
