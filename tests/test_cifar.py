@@ -82,7 +82,9 @@ def test_shortcut_options_a_and_b():
 
 def test_plain18_has_no_shortcut_and_resnet18_projects_where_shape_changes():
     plain, res = create_model("plain18", (3, 32, 32)), create_model("resnet18", (3, 32, 32))
-    one_by_one = lambda m: sum(isinstance(c, nn.Conv2d) and c.kernel_size == (1, 1) for c in m.modules())
+    def one_by_one(m):
+        return sum(isinstance(c, nn.Conv2d) and c.kernel_size == (1, 1) for c in m.modules())
+
     assert one_by_one(plain) == 0 and one_by_one(res) == 3
     assert not any(b.use_shortcut for b in plain.modules() if hasattr(b, "use_shortcut"))
 
@@ -204,6 +206,11 @@ def _resumable_config(**kw):
                        device="cpu", **kw)
 
 
+def _epoch_rows(result):
+    """What a resumed run must reproduce, epoch by epoch."""
+    return [(e.epoch, e.train_error, e.test_error, e.loss, e.lr) for e in result.epochs]
+
+
 def test_resume_continues_an_interrupted_run_to_the_uninterrupted_result(tmp_path):
     data = tiny_cifar(n_train=80, n_test=16)
     full = train(_resumable_config(), data, checkpoint_path=tmp_path / "full.pt")
@@ -217,14 +224,13 @@ def test_resume_continues_an_interrupted_run_to_the_uninterrupted_result(tmp_pat
     assert load_checkpoint(path)["epoch"] == 1  # epoch 1 raised in on_epoch, after epoch 0's save
     replayed = []
     resumed = train(_resumable_config(), data, checkpoint_path=path, resume=True, on_epoch=replayed.append)
-    strip = lambda r: [(e.epoch, e.train_error, e.test_error, e.loss, e.lr) for e in r.epochs]
-    assert strip(resumed) == strip(full)
+    assert _epoch_rows(resumed) == _epoch_rows(full)
     assert [m.epoch for m in replayed] == [e.epoch for e in full.epochs]  # restored epochs are replayed
     assert resumed.test_error == full.test_error and resumed.stopped_early == full.stopped_early
     for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
     again = train(_resumable_config(), data, checkpoint_path=path, resume=True)  # a finished checkpoint
-    assert strip(again) == strip(full) and again.test_error == full.test_error
+    assert _epoch_rows(again) == _epoch_rows(full) and again.test_error == full.test_error
 
 
 def test_a_run_killed_inside_an_epoch_resumes_from_its_last_evaluation_point(tmp_path):
@@ -247,8 +253,7 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_last_evaluation_point(tmp
     saved = load_checkpoint(path)
     assert (saved["epoch"], saved["mid_epoch"]["step"]) == (1, 3)  # saved after epoch 1's step 3
     resumed = train(config, data, checkpoint_path=path, resume=True)
-    strip = lambda r: [(e.epoch, e.train_error, e.test_error, e.loss, e.lr) for e in r.epochs]
-    assert strip(resumed) == strip(full)
+    assert _epoch_rows(resumed) == _epoch_rows(full)
     assert [vars(c) for c in resumed.checkpoints] == [vars(c) for c in full.checkpoints]
     assert resumed.test_error == full.test_error and resumed.stopped_early == full.stopped_early
     for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):

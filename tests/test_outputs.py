@@ -86,7 +86,7 @@ def test_every_writer_keeps_the_previous_file_on_a_full_or_read_only_disk(kind, 
 
     def write(version: int) -> None:
         if kind == "text":
-            report.write_text_atomic(path, '{"version": %d}' % version)
+            report.write_text_atomic(path, f'{{"version": {version}}}')
         elif kind == "csv":
             report.write_csv(path, ["version"], [[version]])
         else:
