@@ -140,7 +140,7 @@ def test_disk_problems_are_recognised_and_nothing_else():
 def test_no_output_is_written_in_place():
     """Every file depthlab writes goes through report.atomic_write (or a module's own temp file
     and rename: checkpoints, downloads, the JPEG cache, the store snapshot)."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     offenders = []
     for path in sorted((repo / "depthlab").rglob("*.py")):
         if path.name == "report.py":

@@ -8,7 +8,6 @@ from torch import nn
 
 from depthlab.experiments.cifar import PAPER_TEST_ERROR, check_resumable, checkpoint_file, lr_bn_configs, lr_bn_findings, resnet_cifar_config, shortcut_findings, shortcuts_configs
 from depthlab.cli import main
-from depthlab.data.dataset import Dataset
 from depthlab.errors import ConfigError, DataError
 from depthlab.models import count_parameters, create_model, model_config
 from depthlab.models.cifar import ShortcutA
@@ -18,21 +17,7 @@ from depthlab.engine.checkpoints import load_checkpoint
 from depthlab.engine.schedule import parse_schedule
 from depthlab.engine.loop import train
 
-from test_cifar_data import write_cifar_batches
-
-
-def tiny_cifar(n_train=64, n_test=32, seed=0) -> Dataset:
-    """A CIFAR-shaped set whose label is learnable: the class sets the mean brightness."""
-    g = torch.Generator().manual_seed(seed)
-
-    def make(n):
-        y = torch.randint(0, 10, (n,), generator=g)
-        x = (y.view(n, 1, 1, 1) * 20 + torch.randint(0, 60, (n, 3, 32, 32), generator=g)).clamp(0, 255)
-        return x.to(torch.uint8), y
-
-    tx, ty = make(n_train)
-    ex, ey = make(n_test)
-    return Dataset("cifar10", tx, ty, ex, ey, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+from fakedata import tiny_cifar, write_cifar_folder
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -295,7 +280,7 @@ def _run(capsys, *args):
 
 
 def test_reproduce_bad_input_is_one_line_exit_2_and_leaves_no_store(tmp_path, capsys):
-    write_cifar_batches(tmp_path / "data" / "cifar-10-batches-py")
+    write_cifar_folder(tmp_path / "data" / "cifar-10-batches-py", per_batch=8)
     store = tmp_path / "s.db"
     common = ["--data-dir", str(tmp_path / "data"), "--store", str(store), "--checkpoint-dir", str(tmp_path / "c")]
     for args, message in [
@@ -316,7 +301,7 @@ def test_reproduce_bad_input_is_one_line_exit_2_and_leaves_no_store(tmp_path, ca
 
 
 def test_reproduce_corrupted_checkpoint_is_exit_2_before_the_store_is_touched(tmp_path, capsys):
-    write_cifar_batches(tmp_path / "data" / "cifar-10-batches-py")
+    write_cifar_folder(tmp_path / "data" / "cifar-10-batches-py", per_batch=8)
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     first = lr_bn_configs(dataset="cifar10", max_epochs=1, train_size=16)[0][1]
@@ -331,7 +316,7 @@ def test_reproduce_corrupted_checkpoint_is_exit_2_before_the_store_is_touched(tm
 
 @pytest.mark.slow
 def test_reproduce_resnet_cifar_and_shortcuts_end_to_end_on_a_generated_cifar_folder(tmp_path, capsys):
-    write_cifar_batches(tmp_path / "data" / "cifar-10-batches-py", per_batch=16)
+    write_cifar_folder(tmp_path / "data" / "cifar-10-batches-py", per_batch=16)
     common = ["--data-dir", str(tmp_path / "data"), "--store", str(tmp_path / "s.db"), "--device", "cpu",
               "--checkpoint-dir", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")]
     code, out, err = _run(capsys, "reproduce", "resnet-cifar", "--n", "3", "--epochs", "2", *common)
