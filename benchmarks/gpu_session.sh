@@ -19,7 +19,7 @@ log="$OUT/$1.log"
   case "$1" in
     mnist)
       export DEPTHLAB_DATA="$PWD/gpu-mnist"
-      python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
+      python3 -m pytest -q -p no:cacheprovider tests/engine/test_cuda.py
       python3 benchmarks/sweep_throughput.py --device cuda --trials 16 --modes sequential,fused
       python3 benchmarks/cifar_throughput.py --device cuda
       /usr/bin/time -v python3 -m depthlab frontier --quick --device cuda --store "$OUT/quick.db" \

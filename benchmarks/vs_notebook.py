@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from depthlab.data.registry import MNIST_STATS, load_dataset  # noqa: E402
 from depthlab.models import create_model  # noqa: E402
-from depthlab.engine.config import TrainConfig
+from depthlab.engine.config import TrainConfig  # noqa: E402
 from depthlab.engine.loop import train  # noqa: E402
 
 

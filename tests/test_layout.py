@@ -41,6 +41,21 @@ def test_the_function_length_check_counts_a_long_function():
     assert _long_functions(f"def f():\n{body}\n", MAX_FUNCTION_LINES + 1) == []
 
 
+# Test files that check a promise of the whole project rather than one package (DEVELOPERS.md).
+WHOLE_PROJECT_TESTS = {"test_bad_input.py", "test_fuzz.py", "test_gitignore.py", "test_imports.py", "test_layout.py",
+                       "test_reliability.py", "test_security.py"}
+
+
+def test_the_tests_mirror_the_packages():
+    tests = Path(__file__).resolve().parent
+    units = {p.stem for p in PACKAGE.iterdir() if (p / "__init__.py").exists() or p.suffix == ".py"}
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert folders <= units, f"test folders that mirror no package or module: {sorted(folders - units)}"
+    assert {p.name for p in tests.glob("test_*.py")} <= WHOLE_PROJECT_TESTS, "a package's tests go in tests/<package>/"
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), "pytest imports test files by name: names must be unique"
+
+
 def test_backward_is_called_from_at_most_two_places():
     """Single runs, fused groups, the lr range test and the diagnostics share their step."""
     calls = [f"{p.relative_to(PACKAGE)}:{i}" for p, text in _sources().items()

@@ -60,7 +60,7 @@ def weight_layers(model: nn.Module, kinds: tuple = WEIGHT_LAYERS) -> list[Layer]
     for name, module in model.named_modules():
         conv = getattr(module, "conv", None)
         owner = conv if isinstance(conv, kinds) else module if isinstance(module, kinds) else None
-        if isinstance(getattr(owner, "weight", None), torch.Tensor) and all(l.owner is not owner for l in layers):
+        if isinstance(getattr(owner, "weight", None), torch.Tensor) and all(layer.owner is not owner for layer in layers):
             layers.append(Layer(name, owner, module))
     if not layers:
         raise ConfigError(f"the model has no {'conv' if kinds == (nn.Conv2d,) else 'Linear or conv'} layers to "
@@ -75,7 +75,7 @@ def conv_layers(model: nn.Module) -> list[Layer]:
 
 def layer_kind(layers: Sequence[Layer]) -> str:
     """``conv`` when every layer is a 2-d conv, else ``weight`` (what plots and tables call them)."""
-    return "conv" if all(isinstance(l.owner, nn.Conv2d) for l in layers) else "weight"
+    return "conv" if all(isinstance(layer.owner, nn.Conv2d) for layer in layers) else "weight"
 
 
 def layers_for(model, net: nn.Module) -> list[Layer]:
@@ -188,9 +188,9 @@ def gradient_profile(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
         rec.active = True
         loss, _ = forward_backward(model, xb, yb, amp=False, zero_grad=lambda: model.zero_grad(set_to_none=True))
         return {"act_mean": np.array(rec.mean), "act_std": np.array(rec.std),
-                "grad_norm": np.array([_norm(l.owner.weight.grad) for l in rec.layers]),
+                "grad_norm": np.array([_norm(layer.owner.weight.grad) for layer in rec.layers]),
                 "signal_norm": np.array(rec.signal_norms()),
-                "weight_norm": np.array([_norm(l.owner.weight) for l in rec.layers]),
+                "weight_norm": np.array([_norm(layer.owner.weight) for layer in rec.layers]),
                 "loss": float(loss.item())}
 
 
@@ -233,7 +233,7 @@ def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: in
     forward = torch.compile(net) if compile else net
     trace = _watch_training(net, forward, layers, optimizer, setup, config, steps, every)
     arrays = {k: np.array(v, dtype=float) for k, v in trace.rows.items()}
-    return Diagnostics(config.model_name, config.canonical()["model_args"], [l.name for l in layers],
+    return Diagnostics(config.model_name, config.canonical()["model_args"], [layer.name for layer in layers],
                        np.array(trace.steps), arrays["act_mean"], arrays["act_std"], arrays["grad_norm"],
                        arrays["signal_norm"], arrays["weight_norm"], arrays["update_ratio"],
                        np.array(trace.losses, dtype=float), trace.diverged, _verdict(arrays, trace),
@@ -293,18 +293,18 @@ def _watch_training(net, forward, layers, optimizer, setup, config, steps: int, 
             if step < steps:
                 optimizer.step()
             if record:
-                rows["update_ratio"].append([_norm(l.owner.weight.detach() - b) / max(_norm(b), 1e-30)
-                                             if step < steps else math.nan for l, b in zip(layers, before)])
+                rows["update_ratio"].append([_norm(layer.owner.weight.detach() - b) / max(_norm(b), 1e-30)
+                                             if step < steps else math.nan for layer, b in zip(layers, before)])
     return trace
 
 
 def _record_step(trace: _Trace, rec, layers, step: int, loss: float) -> list[torch.Tensor]:
     """Append one recorded step's statistics to ``trace``; returns the weights before the
     optimiser step, from which the update ratio is measured once the step is taken."""
-    before = [l.owner.weight.detach().clone() for l in layers]
+    before = [layer.owner.weight.detach().clone() for layer in layers]
     trace.rows["act_mean"].append(list(rec.mean))
     trace.rows["act_std"].append(list(rec.std))
-    trace.rows["grad_norm"].append([_norm(l.owner.weight.grad) for l in layers])
+    trace.rows["grad_norm"].append([_norm(layer.owner.weight.grad) for layer in layers])
     trace.rows["signal_norm"].append(rec.signal_norms())
     trace.rows["weight_norm"].append([_norm(b) for b in before])
     trace.steps.append(step)

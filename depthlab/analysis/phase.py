@@ -258,7 +258,7 @@ def read_measurements_csv(path: str | Path) -> list[PhaseMeasurement]:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         if not reader.fieldnames or not {"sigma_w2", "max_trainable_depth"} <= set(reader.fieldnames):
             raise ConfigError(f"measurements file {p} needs the columns sigma_w2 and max_trainable_depth")
-        for line, row in enumerate(reader, start=2):
+        for line, row in enumerate(reader, start=2):  # noqa: B007  (the except clauses name the line)
             out.append(PhaseMeasurement(float(row["sigma_w2"]), float(row.get("sigma_b2") or "nan"),
                                         opt_int(row, "max_trainable_depth"), opt_int(row, "first_failing_depth")))
     except (ValueError, OverflowError, TypeError):  # int(float("inf")) overflows; a short row gives None

@@ -317,7 +317,7 @@ def reproduce_cmd(name, quick, list_, data_dir, run, budget, spec):
     if list_ or not name:
         for exp in EXPERIMENTS.values():
             click.echo(f"{exp.name:20} {exp.question}")
-        for other, command in CLI_EXPERIMENTS.items():
+        for other in CLI_EXPERIMENTS:
             click.echo(f"{other:20} (own flags: depthlab reproduce {other} --help)")
         return
     if name not in EXPERIMENTS:

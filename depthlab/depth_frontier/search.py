@@ -14,7 +14,7 @@ batches so far, in train mode; at the end of an epoch it is that epoch's train e
 diverges (non-finite loss) stops at once and trains only if an earlier point already met the
 criterion. Training is deterministic given the config, so stopping a trial at the first point
 that meets the criterion gives the same verdict as running the whole budget and looking at
-every point; `tests/test_search.py` checks this against full-budget runs.
+every point; `tests/depth_frontier/test_search.py` checks this against full-budget runs.
 
 **Trainable depth.** Depth d is trainable when, for some lr of the grid, a majority of the
 ``seeds`` seeds train; the first such lr found is reported with its fraction of seeds. With

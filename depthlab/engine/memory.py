@@ -27,32 +27,37 @@ def check_depth(spec) -> None:
             raise ConfigError(f"{name} must be at most {MAX_DEPTH:,}, got {value:,}")
 
 
+def _meta_sizes(model: str, args: dict, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(parameters, activation elements per sample) of ``model`` built with ``args`` on the meta
+    device, counting the output of every leaf module in one forward pass."""
+    from ..models import create_model
+
+    total = 0
+
+    def count(_module, _inputs, output) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel()
+
+    with torch.device("meta"):
+        net = create_model(model, input_shape, 10, **args)
+        hooks = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
+        with torch.no_grad():
+            net(torch.empty(1, *input_shape))
+        for h in hooks:
+            h.remove()
+    return sum(p.numel() for p in net.parameters()), total
+
+
 @functools.lru_cache(maxsize=256)
 def _per_depth(model: str, args_json: str, input_shape: tuple[int, ...]) -> tuple[float, float, float, float] | None:
     """(params at depth 0, params per layer, activations per sample at depth 0, per layer),
     from two small builds on the meta device (nothing allocated, no RNG drawn); None when the
     family cannot be built so."""
-    from ..models import create_model
-
     args = json.loads(args_json)
     for small, large in ((3, 6), (2, 4), (1, 2)):
-        sizes = []
         try:
-            for depth in (small, large):
-                with torch.device("meta"):
-                    net = create_model(model, input_shape, 10, **{**args, "depth": depth})
-                    total = [0]
-
-                    def count(_module, _inputs, output) -> None:
-                        if isinstance(output, torch.Tensor):
-                            total[0] += output.numel()
-
-                    hooks = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
-                    with torch.no_grad():
-                        net(torch.empty(1, *input_shape))
-                    for h in hooks:
-                        h.remove()
-                sizes.append((sum(p.numel() for p in net.parameters()), total[0]))
+            sizes = [_meta_sizes(model, {**args, "depth": depth}, input_shape) for depth in (small, large)]
         except (ConfigError, RuntimeError, ValueError, TypeError, NotImplementedError):
             continue
         (p1, a1), (p2, a2) = sizes

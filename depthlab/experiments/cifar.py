@@ -329,7 +329,7 @@ def run_cifar_lr_bn(pairs: list[tuple[Lesson, TrainConfig]], data: Dataset, stor
     headers = ["run", "model", "lr", "momentum", "batch", "epochs", "status", "final train err", "final test err",
                "best test err", "img/s", "seconds"]
     rows = []
-    for lesson, config in pairs:
+    for lesson, _config in pairs:
         r = results[lesson.key]
         ep = r["epochs"]
         finite = [e["test_error"] for e in ep if e["test_error"] == e["test_error"]]

@@ -97,7 +97,8 @@ def test_the_gradient_profile_of_linear_layers_matches_autograd(mnist):
 
 def test_presets_keep_their_conv_layers_and_a_convless_preset_gets_its_linear_ones():
     net = create_model("cnn-tanh", depth=6)
-    assert [l.name for l in diagnostics.layers_for("cnn-tanh", net)] == [l.name for l in diagnostics.conv_layers(net)]
+    assert [layer.name for layer in diagnostics.layers_for("cnn-tanh", net)] == [
+        layer.name for layer in diagnostics.conv_layers(net)]
     assert diagnostics.layer_kind(diagnostics.layers_for("cnn-tanh", net)) == "conv"
     with pytest.raises(Exception, match="no Linear or conv layers"):
         diagnostics.weight_layers(torch.nn.Tanh())
@@ -133,7 +134,7 @@ def test_diagnose_cli_text_for_an_mlp_factory_keeps_only_depths_it_builds(tmp_pa
                  "--out", str(tmp_path / "t")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("nets.build depth 1: 2 Linear/conv layers, 1 steps")
-    assert sum(l.startswith("verdict: ") for l in lines) == 1
+    assert sum(line.startswith("verdict: ") for line in lines) == 1
 
 
 @pytest.mark.parametrize("args, message", [

@@ -27,7 +27,7 @@ from depthlab.store.sqlite import Store, _pid_alive
 from depthlab.engine.config import TrainConfig
 from depthlab.engine.checkpoints import save_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE = dict(model="cnn-elu-bn", model_args={"depth": 3}, train_size=1000, test_size=500, epochs=1)
 
 

@@ -24,7 +24,7 @@ from depthlab.store.sqlite import Store
 from depthlab.engine.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
 from depthlab.engine.loop import train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def test_every_writer_keeps_the_previous_file_on_a_full_or_read_only_disk(kind, 
 
     def write(version: int) -> None:
         if kind == "text":
-            outputs.write_text_atomic(path, '{"version": %d}' % version)
+            outputs.write_text_atomic(path, f'{{"version": {version}}}')
         elif kind == "csv":
             tables.write_csv(path, ["version"], [[version]])
         else:
@@ -140,7 +140,7 @@ def test_disk_problems_are_recognised_and_nothing_else():
 def test_no_output_is_written_in_place():
     """Every file depthlab writes goes through report.outputs.atomic_write (or a module's own temp
     file and rename: checkpoints, downloads, the JPEG cache, the store snapshot)."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     offenders = []
     for path in sorted((repo / "depthlab").rglob("*.py")):
         if path == repo / "depthlab" / "report" / "figures.py":  # save_figure: savefig into atomic_write's file

@@ -19,8 +19,8 @@ from depthlab.store.sqlite import Store, check_store_path
 from depthlab.engine.config import TrainConfig
 from fakedata import synthetic_dataset
 
-REPO = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[2]
+TESTS = REPO / "tests"
 
 
 def _env():

@@ -20,7 +20,7 @@ from depthlab.depth_frontier.search import find_frontiers
 from depthlab.store.sqlite import Store
 from depthlab.engine.config import TrainConfig
 from depthlab.engine.loop import train
-from test_cifar import tiny_cifar
+from fakedata import tiny_cifar
 
 DEVICE = os.environ.get("DEPTHLAB_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -115,7 +115,7 @@ def test_diagnose_cli_text_has_a_verdict_line(tmp_path, capsys, data_root, monke
     assert main(["diagnose", "cnn-tanh", "--depth", "12", "--steps", "1", "--train-size", "1000", "--compare-depths",
                  "12", "--device", "cpu", "--out", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    verdict = [l for l in lines if l.startswith("verdict: ")]
+    verdict = [line for line in lines if line.startswith("verdict: ")]
     assert len(verdict) == 1 and verdict[0].startswith("verdict: vanishing")
     assert "gradient norm first/last layer" in verdict[0]
 

@@ -9,7 +9,7 @@ import pytest
 
 from depthlab.records.record import EpochMetrics, EvaluationPoint, RunResult, RunStatus
 
-CARRIED = Path(__file__).resolve().parents[1] / "runs" / "frontier-full" / "store.db"
+CARRIED = Path(__file__).resolve().parents[2] / "runs" / "frontier-full" / "store.db"
 
 
 def test_statuses_are_the_strings_they_always_were():

@@ -8,7 +8,6 @@ from torch import nn
 
 from depthlab.experiments.cifar import PAPER_TEST_ERROR, check_resumable, checkpoint_file, lr_bn_configs, lr_bn_findings, resnet_cifar_config, shortcut_findings, shortcuts_configs
 from depthlab.cli import main
-from depthlab.data.dataset import Dataset
 from depthlab.errors import ConfigError, DataError
 from depthlab.models import count_parameters, create_model, model_config
 from depthlab.models.cifar import ShortcutA
@@ -18,21 +17,7 @@ from depthlab.engine.checkpoints import load_checkpoint
 from depthlab.engine.schedule import parse_schedule
 from depthlab.engine.loop import train
 
-from test_cifar_data import write_cifar_batches
-
-
-def tiny_cifar(n_train=64, n_test=32, seed=0) -> Dataset:
-    """A CIFAR-shaped set whose label is learnable: the class sets the mean brightness."""
-    g = torch.Generator().manual_seed(seed)
-
-    def make(n):
-        y = torch.randint(0, 10, (n,), generator=g)
-        x = (y.view(n, 1, 1, 1) * 20 + torch.randint(0, 60, (n, 3, 32, 32), generator=g)).clamp(0, 255)
-        return x.to(torch.uint8), y
-
-    tx, ty = make(n_train)
-    ex, ey = make(n_test)
-    return Dataset("cifar10", tx, ty, ex, ey, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+from fakedata import tiny_cifar, write_cifar_folder
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -82,7 +67,9 @@ def test_shortcut_options_a_and_b():
 
 def test_plain18_has_no_shortcut_and_resnet18_projects_where_shape_changes():
     plain, res = create_model("plain18", (3, 32, 32)), create_model("resnet18", (3, 32, 32))
-    one_by_one = lambda m: sum(isinstance(c, nn.Conv2d) and c.kernel_size == (1, 1) for c in m.modules())
+    def one_by_one(m):
+        return sum(isinstance(c, nn.Conv2d) and c.kernel_size == (1, 1) for c in m.modules())
+
     assert one_by_one(plain) == 0 and one_by_one(res) == 3
     assert not any(b.use_shortcut for b in plain.modules() if hasattr(b, "use_shortcut"))
 
@@ -204,6 +191,11 @@ def _resumable_config(**kw):
                        device="cpu", **kw)
 
 
+def _epoch_rows(result):
+    """What a resumed run must reproduce, epoch by epoch."""
+    return [(e.epoch, e.train_error, e.test_error, e.loss, e.lr) for e in result.epochs]
+
+
 def test_resume_continues_an_interrupted_run_to_the_uninterrupted_result(tmp_path):
     data = tiny_cifar(n_train=80, n_test=16)
     full = train(_resumable_config(), data, checkpoint_path=tmp_path / "full.pt")
@@ -217,14 +209,13 @@ def test_resume_continues_an_interrupted_run_to_the_uninterrupted_result(tmp_pat
     assert load_checkpoint(path)["epoch"] == 1  # epoch 1 raised in on_epoch, after epoch 0's save
     replayed = []
     resumed = train(_resumable_config(), data, checkpoint_path=path, resume=True, on_epoch=replayed.append)
-    strip = lambda r: [(e.epoch, e.train_error, e.test_error, e.loss, e.lr) for e in r.epochs]
-    assert strip(resumed) == strip(full)
+    assert _epoch_rows(resumed) == _epoch_rows(full)
     assert [m.epoch for m in replayed] == [e.epoch for e in full.epochs]  # restored epochs are replayed
     assert resumed.test_error == full.test_error and resumed.stopped_early == full.stopped_early
     for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
     again = train(_resumable_config(), data, checkpoint_path=path, resume=True)  # a finished checkpoint
-    assert strip(again) == strip(full) and again.test_error == full.test_error
+    assert _epoch_rows(again) == _epoch_rows(full) and again.test_error == full.test_error
 
 
 def test_a_run_killed_inside_an_epoch_resumes_from_its_last_evaluation_point(tmp_path):
@@ -247,8 +238,7 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_last_evaluation_point(tmp
     saved = load_checkpoint(path)
     assert (saved["epoch"], saved["mid_epoch"]["step"]) == (1, 3)  # saved after epoch 1's step 3
     resumed = train(config, data, checkpoint_path=path, resume=True)
-    strip = lambda r: [(e.epoch, e.train_error, e.test_error, e.loss, e.lr) for e in r.epochs]
-    assert strip(resumed) == strip(full)
+    assert _epoch_rows(resumed) == _epoch_rows(full)
     assert [vars(c) for c in resumed.evaluation_points] == [vars(c) for c in full.evaluation_points]
     assert resumed.test_error == full.test_error and resumed.stopped_early == full.stopped_early
     for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
@@ -290,7 +280,7 @@ def _run(capsys, *args):
 
 
 def test_reproduce_bad_input_is_one_line_exit_2_and_leaves_no_store(tmp_path, capsys):
-    write_cifar_batches(tmp_path / "data" / "cifar-10-batches-py")
+    write_cifar_folder(tmp_path / "data" / "cifar-10-batches-py", per_batch=8)
     store = tmp_path / "s.db"
     common = ["--data-dir", str(tmp_path / "data"), "--store", str(store), "--checkpoint-dir", str(tmp_path / "c")]
     for args, message in [
@@ -311,7 +301,7 @@ def test_reproduce_bad_input_is_one_line_exit_2_and_leaves_no_store(tmp_path, ca
 
 
 def test_reproduce_corrupted_checkpoint_is_exit_2_before_the_store_is_touched(tmp_path, capsys):
-    write_cifar_batches(tmp_path / "data" / "cifar-10-batches-py")
+    write_cifar_folder(tmp_path / "data" / "cifar-10-batches-py", per_batch=8)
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     first = lr_bn_configs(dataset="cifar10", max_epochs=1, train_size=16)[0][1]
@@ -326,7 +316,7 @@ def test_reproduce_corrupted_checkpoint_is_exit_2_before_the_store_is_touched(tm
 
 @pytest.mark.slow
 def test_reproduce_resnet_cifar_and_shortcuts_end_to_end_on_a_generated_cifar_folder(tmp_path, capsys):
-    write_cifar_batches(tmp_path / "data" / "cifar-10-batches-py", per_batch=16)
+    write_cifar_folder(tmp_path / "data" / "cifar-10-batches-py", per_batch=16)
     common = ["--data-dir", str(tmp_path / "data"), "--store", str(tmp_path / "s.db"), "--device", "cpu",
               "--checkpoint-dir", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")]
     code, out, err = _run(capsys, "reproduce", "resnet-cifar", "--n", "3", "--epochs", "2", *common)
