@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("core", 'Train one MODEL and record it in the store.'),
     "runs": ("runs", 'List the runs in the store, newest first.'),
     "summary": ("core", 'Print a layer table and the parameter count of MODEL.'),
-    "models": ("core", 'List model families, presets and the axes they take.'),
+    "models": ("catalog", 'List model families, presets and the axes they take.'),
     "frontier": ("frontier", 'Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs).'),
     "theory": ("theory", 'Mean-field predictions for a plain net: q*, chi_1, correlation depth xi and the trainable depth 6 xi over a sigma_w2 grid, the critical sigma_w2, and a phase diagram.'),
     "phase": ("theory", 'Measure the largest trainable depth of plain `stages` nets with init scaled:W2,B2 over a sigma_w2 grid on real MNIST, and overlay it on the mean-field prediction; or (--family mlp) the train-accuracy heatmap of wide tanh MLPs over (sigma_w2, depth) against xi_c.'),
@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # the order the modules register in: `experiments` imports `cifar` first, and its `reproduce`
 # (the experiment registry's, forwarding the CIFAR names) replaces cifar's
-MODULES = ("core", "runs", "frontier", "theory", "cifar", "diagnose", "info", "experiments")
+MODULES = ("core", "catalog", "runs", "frontier", "theory", "cifar", "diagnose", "info", "experiments")
 
 
 class LazyGroup(click.Group):

@@ -24,7 +24,7 @@ from ..data.registry import DATASETS
 from ..engine.checkpoints import checkpoint_file
 from ..engine.config import TrainConfig
 from ..errors import ConfigError
-from ..models.cifar import CIFAR_DATASETS
+from ..models.catalog import CIFAR_DATASETS
 from ..records.record import RunStatus
 from ..report import EPOCH_AXIS, classic_line, format_table, new_axes, percent, safe_child, save_figure, write_csv
 from ..store.sqlite import Store
