@@ -99,8 +99,8 @@ CATALOG: tuple[tuple[tuple[FamilyInfo, ...], tuple[Preset, ...]], ...] = (
 FAMILIES: dict[str, FamilyInfo] = {info.name: info for infos, _ in CATALOG for info in infos}
 
 
-def family_preset(info: FamilyInfo) -> Preset:
-    """The preset of a family's own name: its defaults."""
+def family_preset(info) -> Preset:
+    """The preset of a family's own name (a `FamilyInfo` or a registry `Family`): its defaults."""
     return Preset(info.name, info.name, {}, info.description)
 
 

@@ -48,6 +48,7 @@ class CatalogBuilder:
 
 
 def catalog_family(info: catalog.FamilyInfo) -> Family:
+    """A catalog family with its builder."""
     return Family(info.name, info.spec_cls, CatalogBuilder(info.builder), info.datasets, info.description,
                   info.depth_unit)
 
@@ -71,7 +72,7 @@ def register_family(family: Family) -> None:
     """A family from outside the catalog (its builder a callable), and the preset of its name."""
     _check_name(family.name)
     FAMILIES[family.name] = family
-    PRESETS.setdefault(family.name, Preset(family.name, family.name, {}, family.description))
+    PRESETS.setdefault(family.name, catalog.family_preset(family))
 
 
 def register_preset(preset: Preset) -> None:
