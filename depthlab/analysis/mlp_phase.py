@@ -36,7 +36,7 @@ from ..data import Dataset, check_dataset_name, load_dataset, subset_indices
 from ..errors import ConfigError
 from ..report.tables import data_frame
 from ..models import make_activation
-from ..models.mlp import MAX_MLP_WIDTH
+from ..models.specs import MAX_MLP_WIDTH
 from ..records.record import RunStatus
 from ..store import Store
 from ..sweep.runner import FINGERPRINT_KEY, recorded_on

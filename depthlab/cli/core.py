@@ -1,4 +1,4 @@
-"""Core commands: train, runs, summary, models."""
+"""Core commands: train, summary."""
 
 from __future__ import annotations
 
@@ -202,34 +202,3 @@ def summary(model, model_opts, data_opts):
         click.echo(f"{name:28} {kind:12} {str(list(shape)):18} {n:>10,}")
     click.echo("-" * 72)
     click.echo(f"Total parameters: {count_parameters(net):,}")
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def models(as_json):
-    """List model families, presets and the axes they take."""
-    import dataclasses
-
-    from ..models import FAMILIES, PRESETS
-
-    if as_json:
-        click.echo(json.dumps({
-            "families": {n: {"parameters": {f.name: f.default for f in dataclasses.fields(fam.spec_cls)},
-                             "datasets": list(fam.datasets), "description": fam.description}
-                         for n, fam in FAMILIES.items()},
-            "presets": {n: {"family": p.family, "values": p.values, "description": p.description}
-                        for n, p in PRESETS.items()}}))
-        return
-    for name, fam in FAMILIES.items():
-        fields = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(fam.spec_cls))
-        click.echo(f"family {name}: {fam.description}\n  parameters: {fields}\n  datasets: {', '.join(fam.datasets)}")
-    click.echo("presets:")
-    rows = [[name, p.family, ", ".join(f"{k}={v}" for k, v in p.values.items()), p.description]
-            for name, p in PRESETS.items() if name not in FAMILIES]
-    for line in format_table(("preset", "family", "values", "description"), rows).splitlines():
-        click.echo(f"  {line}".rstrip())
-    click.echo("axes (stages): act tanh|elu|relu; init normal:S|scaled:W2,B2|lecun-in|lecun-out|glorot|he|"
-               "orthogonal|torch-default|delta-orthogonal[:W2,B2|:critical]|critical; norm none|bn; "
-               "skip none|post|rezero|fixup; heads 1|3; width >0")
-
-

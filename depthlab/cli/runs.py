@@ -7,6 +7,7 @@ import json
 
 import click
 
+from ..defaults import DEFAULT_PRECISION, DEFAULT_STORE
 from ..errors import ConfigError
 from ..records.record import RunStatus
 from ..report.tables import format_table
@@ -17,7 +18,7 @@ MAX_LIMIT = 10**9  # runs --limit (SQLite's LIMIT takes a 64-bit integer)
 
 
 @cli.command()
-@click.option("--store", "store_path", default="depthlab.db", show_default=True, help="The run store to list.")
+@click.option("--store", "store_path", default=DEFAULT_STORE, show_default=True, help="The run store to list.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Show at most N runs, newest first.")
 @click.option("--status", default=None, help="Only runs with this status: done, diverged, failed, running, "
                                               "interrupted (running, but its process is gone).")
@@ -108,8 +109,6 @@ def _precision(config: dict) -> str:
     """The run's precision; a run stored before precisions were recorded ran at the default."""
     if "precision" in config:
         return config["precision"]
-    from ..engine.device import DEFAULT_PRECISION
-
     return DEFAULT_PRECISION
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
+from ..defaults import resolve_data_root  # noqa: F401  (re-exported: where the loaders look)
 from ..errors import DataError
 
 
@@ -80,11 +79,3 @@ class Dataset:
             if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
                 raise DataError(f"{self.name}: {split} labels outside 0..{self.num_classes - 1}")
         return self
-
-
-def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """``--data-dir`` wins over ``DEPTHLAB_DATA``, which wins over ``./data``."""
-    if data_dir:
-        return Path(data_dir)
-    env = os.environ.get("DEPTHLAB_DATA")
-    return Path(env) if env else Path("data")

@@ -8,6 +8,7 @@ from typing import Iterator
 
 import torch
 
+from ..defaults import DEFAULT_PRECISION, PRECISIONS  # noqa: F401  (re-exported: the engine's precisions)
 from ..errors import ConfigError
 
 
@@ -29,13 +30,6 @@ def resolve_device(name: str = "auto", *, available: bool = True) -> torch.devic
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unsupported device {name!r}")
     return device
-
-
-# The arithmetic a run trains in is part of the experiment, never a side effect of the device:
-# every device trains in fp32 unless the config asks for bf16 (autocast on CPU and CUDA) or, on
-# CUDA, tf32 (fp32 storage, tensor-core matmuls and convolutions).
-PRECISIONS = ("fp32", "bf16", "tf32")
-DEFAULT_PRECISION = "fp32"
 
 
 def check_precision(precision: str, device: torch.device) -> None:

@@ -24,7 +24,7 @@ from ..data.registry import DATASETS
 from ..engine.checkpoints import checkpoint_file
 from ..engine.config import TrainConfig
 from ..errors import ConfigError
-from ..models.cifar import CIFAR_DATASETS
+from ..models.catalog import CIFAR_DATASETS
 from ..records.record import RunStatus
 from ..report.figures import EPOCH_AXIS, new_axes, save_figure
 from ..report.outputs import safe_child

@@ -8,23 +8,12 @@ the from-scratch layer in place of torch's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from .layers import BN_IMPLS, batch_norm
-from .registry import Family, Preset, check_choice, register_family, register_preset
-
-
-CIFAR_DATASETS = ("cifar10", "cifar10-jpeg")
-SHORTCUTS = ("A", "B")
-
-
-def _check_bn_impl(impl: str) -> None:
-    check_choice("bn_impl", impl, BN_IMPLS)
+from .layers import batch_norm
+from .specs import CifarCnnSpec, ResNet18Spec, ResNetCifarSpec
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -89,27 +78,6 @@ class BasicBlock(nn.Module):
 # resnet-cifar (He et al. 2015, section 4.2)
 
 
-@dataclass(frozen=True)
-class ResNetCifarSpec:
-    """Depth 6n+2: a 3x3 conv to 16 channels, three stacks of n basic blocks (16, 32, 64
-    channels, stride 2 at the start of stacks 2 and 3), global average pool, linear."""
-
-    n: int = 3
-    shortcut: str = "A"
-    bn_impl: str = "torch"
-
-    def validate(self) -> None:
-        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
-            raise ConfigError(f"resnet-cifar needs n >= 1 (depth 6n+2), got {self.n}")
-        if self.shortcut not in SHORTCUTS:
-            raise ConfigError(f"unknown shortcut option {self.shortcut!r}; choose A (zero-pad) or B (1x1 conv)")
-        _check_bn_impl(self.bn_impl)
-
-    @property
-    def depth(self) -> int:
-        return 6 * self.n + 2
-
-
 class ResNetCifar(nn.Module):
     def __init__(self, spec: ResNetCifarSpec, input_shape=(3, 32, 32), num_classes: int = 10):
         super().__init__()
@@ -134,21 +102,6 @@ class ResNetCifar(nn.Module):
 
 # ---------------------------------------------------------------------------------------------
 # resnet18 / plain18 (the CIFAR variant: 3x3 stem, no max-pool)
-
-
-@dataclass(frozen=True)
-class ResNet18Spec:
-    """A 3x3 stem to 64 channels, four stages of 2 basic blocks (64, 128, 256, 512; stride 2 at
-    stages 2-4), option-B shortcuts where the shape changes, 4x4 average pool, linear.
-    ``skip=False`` is ``plain18``: the same network without any shortcut."""
-
-    skip: bool = True
-    bn_impl: str = "torch"
-
-    def validate(self) -> None:
-        if not isinstance(self.skip, bool):
-            raise ConfigError(f"skip must be true or false, got {self.skip!r}")
-        _check_bn_impl(self.bn_impl)
 
 
 class ResNet18(nn.Module):
@@ -179,20 +132,6 @@ class ResNet18(nn.Module):
 # cifar-cnn (the learning-rate / momentum / batch-norm lessons)
 
 
-@dataclass(frozen=True)
-class CifarCnnSpec:
-    """conv 3->16, ReLU, max-pool 2, conv 16->32, ReLU, max-pool 2, linear (3x3 convs, padding
-    1); ``bn=True`` (``cifar-cnn-bn``) adds batch norm after each conv."""
-
-    bn: bool = False
-    bn_impl: str = "torch"
-
-    def validate(self) -> None:
-        if not isinstance(self.bn, bool):
-            raise ConfigError(f"bn must be true or false, got {self.bn!r}")
-        _check_bn_impl(self.bn_impl)
-
-
 class CifarCnn(nn.Module):
     def __init__(self, spec: CifarCnnSpec, input_shape=(3, 32, 32), num_classes: int = 10):
         super().__init__()
@@ -209,20 +148,3 @@ class CifarCnn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).flatten(1))
-
-
-# ---------------------------------------------------------------------------------------------
-# Registration
-
-register_family(Family("resnet-cifar", ResNetCifarSpec, lambda s, shape, k: ResNetCifar(s, shape, k),
-                       CIFAR_DATASETS, "He et al. CIFAR ResNet, depth 6n+2, shortcut A or B (SPEC 2.4)"))
-register_family(Family("resnet18", ResNet18Spec, lambda s, shape, k: ResNet18(s, shape, k),
-                       CIFAR_DATASETS, "CIFAR ResNet-18 (64-512 ch, option-B shortcuts) (SPEC 2.4)"))
-register_family(Family("cifar-cnn", CifarCnnSpec, lambda s, shape, k: CifarCnn(s, shape, k),
-                       CIFAR_DATASETS, "two-conv CIFAR CNN for the lr/momentum/BN lessons (SPEC 2.4)"))
-
-RESNET_CIFAR_DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
-for _depth, _n in RESNET_CIFAR_DEPTHS.items():
-    register_preset(Preset(f"resnet{_depth}", "resnet-cifar", {"n": _n}, f"resnet-cifar with n={_n}"))
-register_preset(Preset("plain18", "resnet18", {"skip": False}, "resnet18 without any shortcut"))
-register_preset(Preset("cifar-cnn-bn", "cifar-cnn", {"bn": True}, "cifar-cnn with BN after each conv"))

@@ -83,9 +83,6 @@ class BatchNorm(nn.Module):
                 f"track_running_stats={self.track_running_stats}")
 
 
-BN_IMPLS = ("torch", "scratch")
-
-
 def batch_norm(num_features: int, impl: str = "torch") -> nn.Module:
     """A 2d batch norm layer: torch's ``nn.BatchNorm2d`` or the from-scratch `BatchNorm`."""
     if impl == "scratch":

@@ -9,78 +9,22 @@ The first hidden layer maps the flattened input to ``width`` units, the other ``
 ``width`` to ``width``; the post skip applies where shapes match (every hidden layer but the
 first). Every linear layer, the readout included, is initialised by ``init`` (`depthlab.models.init`):
 the mean-field analysis assumes ``scaled:W2,B2`` on all of them. Activations are looked up in
-the model registry's ``ACTIVATIONS`` table, so an activation added there (and, for the theory,
-to ``depthlab.theory.ACTIVATIONS``) is available here with no change to this module.
+``depthlab.models.specs.PLAIN_ACTIVATIONS``, so an activation added there (and, for the theory,
+to ``depthlab.theory.ACTIVATIONS``) is available here with no change to this module. The spec is
+`depthlab.models.specs.MLPSpec`; the family's entry is in `depthlab.models.catalog`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .init import init_conv_, parse_init
-from .registry import OMIT_WHEN_NONE, Family, check_activation, check_choice, make_activation, register_family
-from .transformed import (SUO, check_input_norm, check_tat_eta, input_layer, resolve_init, resolve_input_norm,
-                          resolve_tat_eta, suo_init_)
-
-NORMS = ("none", "bn")
-SKIPS = ("none", "post")
-
-
-MAX_MLP_WIDTH = 16_384  # hidden units: one hidden layer is then 268 million weights (1 GiB)
-
-
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer for the mlp family, got {value!r}")
-
-
-@dataclass(frozen=True)
-class MLPSpec:
-    """``depth`` hidden layers of ``width`` units with activation ``act``, then a linear readout.
-
-    ``act`` may be a DKS/TAT activation (``dks-tanh``, ``tat-leaky-relu``, ...: see
-    `depthlab.models.transformed`): it is built for ``depth`` nonlinear layers, the net then starts
-    with the per-example normalisation of the flattened input (one more input feature), and with
-    ``init`` left at this default (``lecun-in``, recorded as ``suo``) every linear layer, the readout included, gets
-    the package's scaled-uniform-orthogonal sampling (``init="suo"`` asks for it explicitly)."""
-
-    depth: int = 10
-    width: int = 300
-    act: str = "tanh"
-    init: str = "lecun-in"
-    norm: str = "none"
-    skip: str = "none"
-    input_norm: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # DKS/TAT: "pln" (None) or "none"
-    tat_eta: float | None = field(default=None, metadata=OMIT_WHEN_NONE)  # TAT leaky ReLU: the package's 0.9
-
-    def __post_init__(self):  # the CLI's --width is a float (the stages family's multiplier)
-        for name in ("depth", "width"):
-            value = getattr(self, name)
-            if isinstance(value, float) and value.is_integer():
-                object.__setattr__(self, name, int(value))
-        # the init rule of DKS/TAT: the default init means the package's sampling
-        object.__setattr__(self, "init", resolve_init(self.init, self.act, MLPSpec.init))
-        object.__setattr__(self, "input_norm", resolve_input_norm(self.input_norm))
-        object.__setattr__(self, "tat_eta", resolve_tat_eta(self.tat_eta, self.act))
-
-    def validate(self) -> None:
-        _positive_int("depth", self.depth)
-        _positive_int("width", self.width)
-        if self.width > MAX_MLP_WIDTH:
-            raise ConfigError(f"width must be at most {MAX_MLP_WIDTH:,} hidden units for the mlp family, got "
-                              f"{self.width:,}")
-        check_activation(self.act, self.init, self.depth)
-        check_input_norm(self.input_norm, self.act)
-        check_tat_eta(self.tat_eta, self.act)
-        if self.init != SUO:
-            parse_init(self.init)
-        check_choice("norm", self.norm, NORMS)
-        check_choice("skip", self.skip, SKIPS)
+from .activations import make_activation
+from .init import init_conv_
+from .specs import MLPSpec
+from .transformed import SUO, input_layer, suo_init_
 
 
 class DenseUnit(nn.Module):
@@ -129,8 +73,3 @@ class MLP(nn.Module):
             x = unit(x)
         return self.classifier(x)
 
-
-register_family(Family("mlp", MLPSpec, lambda spec, shape, k: MLP(spec, shape, k),
-                       ("mnist", "fashion-mnist", "mnist32", "cifar10"),
-                       "fully connected: depth hidden layers of width units, linear readout",
-                       depth_unit="hidden layers"))

@@ -3,60 +3,30 @@
 ``create_model("cnn-tanh", depth=12)`` builds a plain ``nn.Module``. A *family* is a spec
 dataclass plus a builder; a *preset* is a family name and a dict of spec values. Presets are
 data, not classes: ``cnn-elu-bn`` is ``stages`` with ``act="elu", init="lecun-in", norm="bn"``.
+Both are listed in `depthlab.models.catalog` (data, no torch); this module adds the builders.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from . import transformed
+from . import catalog
+from .catalog import Preset
 from .factory import ModelFactory
-
-
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "elu": nn.ELU, "relu": nn.ReLU}
-
-
-def check_choice(what: str, value, choices, where: str = "") -> None:
-    """A spec field that must be one of ``choices``: else one line naming them."""
-    if value not in choices:
-        raise ConfigError(f"unknown {what} {value!r}{where}; choose one of: {', '.join(choices)}")
-
-
-def check_activation(name: str, init: str | None = None, depth: int | None = None) -> None:
-    """validate() of ``act`` in a family whose builder passes the depth (`make_activation`): a
-    plain activation or a DKS/TAT one (`depthlab.models.transformed`, needs the dks package; with
-    ``depth``, refused where the method's targets are out of reach for that depth)."""
-    if transformed.is_transformed(name):
-        transformed.check_transformed(name, init, depth)
-        return
-    check_choice("activation", name, tuple(ACTIVATIONS) + transformed.TRANSFORMED)
-
-
-def make_activation(name: str, depth: int | None = None) -> nn.Module:
-    """An activation module. DKS/TAT activations (``dks-tanh``, ``tat-leaky-relu``, ...) are built
-    for a network of ``depth`` nonlinear layers: only families that pass it can take them."""
-    if transformed.is_transformed(name):
-        if depth is None:
-            raise ConfigError(f"activation {name!r} is built for the network's depth: only the stages and mlp "
-                              f"families take it")
-        return transformed.TransformedActivation(name, depth)
-    check_choice("activation", name, ACTIVATIONS)
-    return ACTIVATIONS[name]()
-
-
-# ---------------------------------------------------------------------------------------------
-# Registry
 
 
 @dataclass(frozen=True)
 class Family:
+    """A family with its builder: ``build(spec, input_shape, num_classes)`` makes the ``nn.Module``."""
+
     name: str
     spec_cls: type
     build: Callable[[Any, tuple[int, int, int], int], nn.Module]
@@ -66,15 +36,27 @@ class Family:
 
 
 @dataclass(frozen=True)
-class Preset:
-    name: str
-    family: str
-    values: dict = field(default_factory=dict)
-    description: str = ""
+class CatalogBuilder:
+    """The builder of a `depthlab.models.catalog` family, ``"module:Class"`` under this package:
+    the module (and with it torch's layers) is imported when the first model is built."""
+
+    path: str
+
+    def __call__(self, spec, input_shape, num_classes: int) -> nn.Module:
+        module, _, name = self.path.partition(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(spec, input_shape, num_classes)
 
 
-FAMILIES: dict[str, Family] = {}
-PRESETS: dict[str, Preset] = {}
+def catalog_family(info: catalog.FamilyInfo) -> Family:
+    """A catalog family with its builder."""
+    return Family(info.name, info.spec_cls, CatalogBuilder(info.builder), info.datasets, info.description,
+                  info.depth_unit)
+
+
+# One table: the catalog's families (with their builders) and its presets, the same dict, so that a
+# preset registered here is listed there too.
+FAMILIES: dict[str, Family] = {name: catalog_family(info) for name, info in catalog.FAMILIES.items()}
+PRESETS: dict[str, Preset] = catalog.PRESETS
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -87,16 +69,15 @@ def _check_name(name: str) -> None:
 
 
 def register_family(family: Family) -> None:
+    """A family from outside the catalog (its builder a callable), and the preset of its name."""
     _check_name(family.name)
     FAMILIES[family.name] = family
-    PRESETS.setdefault(family.name, Preset(family.name, family.name, {}, family.description))
+    PRESETS.setdefault(family.name, catalog.family_preset(family))
 
 
 def register_preset(preset: Preset) -> None:
     _check_name(preset.name)
     PRESETS[preset.name] = preset
-
-
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
@@ -147,13 +128,9 @@ def model_config(name: str | ModelFactory, **overrides: Any) -> dict:
     return spec_params(spec)
 
 
-# A spec field with this metadata is left out of the parameters (and so of the hash) while it
-# is None: a field added for some models only leaves every other model's stored runs replaying.
-OMIT_WHEN_NONE = {"omit_when_none": True}
-
-
 def spec_params(spec) -> dict:
-    """A spec's parameters as stored and hashed: every field, except an `OMIT_WHEN_NONE` one at None."""
+    """A spec's parameters as stored and hashed: every field, except an `OMIT_WHEN_NONE` one
+    (`depthlab.models.specs`) at None."""
     return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)
             if not (f.metadata.get("omit_when_none") and getattr(spec, f.name) is None)}
 

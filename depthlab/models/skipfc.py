@@ -21,28 +21,11 @@ changes can be measured rather than asserted:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .registry import Family, register_family
-
-
-@dataclass(frozen=True)
-class SkipFCSpec:
-    bn: bool = False
-    skip: bool = True
-    legacy_bn: bool = False
-    softmax_out: bool = False
-
-    def validate(self) -> None:
-        for name in ("bn", "skip", "legacy_bn", "softmax_out"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.legacy_bn and not self.bn:
-            raise ConfigError("legacy_bn re-creates the reference's untrained BN: it needs bn=true")
+from .specs import SkipFCSpec
 
 
 class PointwiseConv(nn.Conv2d):
@@ -92,7 +75,3 @@ class SkipFCNet(nn.Module):
         logits = self.classifier(h)
         return torch.softmax(logits.float(), dim=1) if self.spec.softmax_out else logits
 
-
-register_family(Family("skipfc", SkipFCSpec, lambda spec, shape, k: SkipFCNet(spec, shape, k),
-                       ("mnist32",),
-                       "1x1 conv, avgpool 5, 2x2 conv, linear 300->300 with a skip, linear (SPEC 2.3)"))

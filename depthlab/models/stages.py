@@ -1,77 +1,15 @@
-"""The `stages` family (SPEC 2.1): the depth-vs-trainability CNN and its eight classic presets."""
+"""The `stages` family (SPEC 2.1): the depth-vs-trainability CNN (its spec is `depthlab.models.specs.StagesSpec`,
+its presets are in `depthlab.models.catalog`)."""
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .init import init_conv_, parse_init
-from .registry import (OMIT_WHEN_NONE, Family, Preset, check_activation, check_choice, make_activation,
-                       register_family, register_preset)
-from .transformed import (SUO, check_input_norm, check_tat_eta, input_layer, resolve_init, resolve_input_norm,
-                          resolve_tat_eta, suo_init_)
-
-
-STAGE_CHANNELS = (4, 8, 16)
-NORMS = ("none", "bn")
-SKIPS = ("none", "post", "rezero", "fixup")
-
-
-# The width's working bound is the memory estimate (engine/memory.py), which refuses 1e6 on any machine;
-# this one keeps the estimate's arithmetic finite.
-MAX_WIDTH = 1e6
-
-@dataclass(frozen=True)
-class StagesSpec:
-    """Three stages of depth/3 3x3 convs (4, 8, 16 channels times ``width``), 2x2 average
-    pooling after each stage, one linear layer; optional BN, skips and two extra heads.
-
-    ``act`` may be a DKS/TAT activation (``dks-tanh``, ``tat-leaky-relu``, ...: see
-    `depthlab.models.transformed`): it is built for ``depth`` nonlinear layers, the net then starts
-    with the per-location normalisation of the input (one more input channel), and with ``init``
-    left at this default (``normal:0.05``, recorded as ``suo``) every conv gets the package's delta scaled-uniform-
-    orthogonal sampling and the heads its plain one (``init="suo"`` asks for that explicitly).
-    ``input_norm="none"`` drops the input normalisation (the default "pln" is recorded as None);
-    ``tat_eta`` records the package's C_f(0) target of a TAT leaky-ReLU net (always 0.9)."""
-
-    depth: int = 9
-    act: str = "tanh"
-    init: str = "normal:0.05"
-    norm: str = "none"
-    skip: str = "none"
-    heads: int = 1
-    width: float = 1.0
-    input_norm: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # DKS/TAT: "pln" (None) or "none"
-    tat_eta: float | None = field(default=None, metadata=OMIT_WHEN_NONE)  # TAT leaky ReLU: the package's 0.9
-
-    def __post_init__(self):  # the init rule of DKS/TAT: the default init means the package's sampling
-        object.__setattr__(self, "init", resolve_init(self.init, self.act, StagesSpec.init))
-        object.__setattr__(self, "input_norm", resolve_input_norm(self.input_norm))
-        object.__setattr__(self, "tat_eta", resolve_tat_eta(self.tat_eta, self.act))
-
-    def validate(self) -> None:
-        if not isinstance(self.depth, int) or self.depth <= 0 or self.depth % 3:
-            raise ConfigError(f"depth must be a positive multiple of 3 for the stages family, got {self.depth}")
-        check_activation(self.act, self.init, self.depth)
-        check_input_norm(self.input_norm, self.act)
-        check_tat_eta(self.tat_eta, self.act)
-        if self.init != SUO:
-            parse_init(self.init)
-        check_choice("norm", self.norm, NORMS)
-        check_choice("skip", self.skip, SKIPS)
-        if self.heads not in (1, 3):
-            raise ConfigError(f"heads must be 1 or 3, got {self.heads}")
-        if not (isinstance(self.width, (int, float)) and math.isfinite(self.width) and self.width > 0):
-            raise ConfigError(f"width multiplier must be a positive number, got {self.width}")
-        if self.width > MAX_WIDTH:
-            raise ConfigError(f"width multiplier must be at most {MAX_WIDTH:g}, got {self.width:g}")
-
-    def channels(self) -> tuple[int, ...]:
-        return tuple(max(1, round(c * self.width)) for c in STAGE_CHANNELS)
+from .activations import make_activation
+from .init import init_conv_
+from .specs import StagesSpec
+from .transformed import SUO, input_layer, suo_init_
 
 
 class ConvUnit(nn.Module):
@@ -183,44 +121,3 @@ class StagesNet(nn.Module):
                 outputs.append(self.heads[i](x.flatten(1)))
         logits = self.classifier(x.flatten(1))
         return outputs + [logits] if outputs else logits
-
-
-
-register_family(Family("stages", StagesSpec, lambda spec, shape, k: StagesNet(spec, shape, k),
-                       ("mnist", "mnist32", "fashion-mnist"),
-                       "three stages of 3x3 convs (4/8/16 ch), avg-pool, linear (SPEC 2.1)"))
-for _name, _values, _desc in [
-    ("cnn-tanh", dict(act="tanh", init="normal:0.05"), "naive-init tanh CNN"),
-    ("cnn-tanh-lecun", dict(act="tanh", init="lecun-in"), "tanh CNN, LeCun fan-in init"),
-    ("cnn-elu", dict(act="elu", init="lecun-in"), "ELU CNN, LeCun fan-in init"),
-    ("cnn-elu-bn", dict(act="elu", init="lecun-in", norm="bn"), "ELU CNN with batch norm"),
-    ("resnet-elu-bn", dict(act="elu", init="lecun-in", norm="bn", skip="post"), "residual ELU CNN with BN"),
-    ("cnn-tanh-bn", dict(act="tanh", init="normal:0.05", norm="bn"), "naive-init tanh CNN with BN"),
-    ("resnet-elu", dict(act="elu", init="lecun-in", skip="post"), "residual ELU CNN without BN"),
-    ("cnn-elu-multihead", dict(act="elu", init="lecun-in", heads=3), "ELU CNN with 3 loss heads"),
-]:
-    register_preset(Preset(_name, "stages", _values, _desc))
-
-# Very deep without normalisation: critical delta-orthogonal tanh, and residual
-# ELU nets whose branches start as the identity (ReZero) or follow Fixup.
-for _name, _values, _desc in [
-    ("cnn-tanh-delta", dict(act="tanh", init="delta-orthogonal:critical"), "tanh CNN, critical delta-orthogonal init"),
-    ("resnet-elu-rezero", dict(act="elu", init="lecun-in", skip="rezero"), "residual ELU CNN, ReZero, no BN"),
-    ("resnet-elu-fixup", dict(act="elu", init="lecun-in", skip="fixup"), "residual ELU CNN, Fixup, no BN"),
-]:
-    register_preset(Preset(_name, "stages", _values, _desc))
-
-# Every known fix on the same CNN (the `trainability-fixes` experiment): critical Gaussian init,
-# ReLU with He init, and the DKS/TAT activations of `depthlab.models.transformed` (these need the
-# optional dks package; init left at the default gives them the package's delta-orthogonal sampling).
-for _name, _values, _desc in [
-    ("cnn-tanh-critical", dict(act="tanh", init="critical"), "tanh CNN, critical Gaussian init (q* = 1/depth)"),
-    ("cnn-relu-he", dict(act="relu", init="he"), "ReLU CNN, He init"),
-    # depth 24 by default: TAT's target is out of reach below 13 (`depthlab.models.transformed`)
-    ("cnn-tat-lrelu", dict(act="tat-leaky-relu", init="suo", depth=24), "TAT leaky-ReLU CNN, delta-orthogonal, input PLN (dks)"),
-    ("cnn-dks-tanh", dict(act="dks-tanh", init="suo"), "DKS tanh CNN, delta-orthogonal, input PLN (dks)"),
-]:
-    register_preset(Preset(_name, "stages", _values, _desc))
-
-CLASSIC_PRESETS = ("cnn-tanh", "cnn-tanh-lecun", "cnn-elu", "cnn-elu-bn", "resnet-elu-bn",
-                   "cnn-tanh-bn", "resnet-elu", "cnn-elu-multihead")

@@ -22,53 +22,14 @@ new channels (``shortcut="pad"``, no parameters).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from .init import init_conv_, parse_init
-from .registry import Family, Preset, check_choice, make_activation, register_family, register_preset
-
-
-STACK_CHANNELS = (4, 8, 16, 32)  # the first conv's output, then each stack's output
-SKIPS = ("none", "res", "gated")
-SHORTCUTS = ("conv", "pad")
-GATES = ("layer", "channel")
-
-
-@dataclass(frozen=True)
-class StridedSpec:
-    """A stride-2 first conv, three stacks of ``stack_depth`` convs, a linear layer."""
-
-    stack_depth: int = 3
-    kernel: int = 3
-    act: str = "relu"
-    init: str = "torch-default"
-    skip: str = "none"
-    shortcut: str = "conv"
-    gate: str = "layer"
-    a0: float = 0.5
-
-    def validate(self) -> None:
-        if not isinstance(self.stack_depth, int) or self.stack_depth < 1:
-            raise ConfigError(f"stack_depth must be a positive integer, got {self.stack_depth}")
-        # an even kernel with padding k//2 would not halve the spatial size exactly
-        if not isinstance(self.kernel, int) or self.kernel < 1 or self.kernel % 2 == 0:
-            raise ConfigError(f"kernel must be a positive odd integer, got {self.kernel}")
-        make_activation(self.act)
-        parse_init(self.init)
-        check_choice("skip", self.skip, SKIPS, " for strided")
-        check_choice("shortcut", self.shortcut, SHORTCUTS)
-        check_choice("gate", self.gate, GATES)
-        if not (isinstance(self.a0, (int, float)) and 0.0 < self.a0 < 1.0):
-            raise ConfigError(f"a0 (the gate's starting value) must be in (0, 1), got {self.a0}")
-
-    @property
-    def num_convs(self) -> int:
-        return 1 + 3 * self.stack_depth
+from .activations import make_activation
+from .init import init_conv_
+from .specs import STACK_CHANNELS, StridedSpec
 
 
 class Shortcut(nn.Module):
@@ -145,11 +106,3 @@ class StridedNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.units(x).flatten(1))
 
-
-register_family(Family("strided", StridedSpec, lambda spec, shape, k: StridedNet(spec, shape, k),
-                       ("mnist", "fashion-mnist"),
-                       "stride-2 conv stacks 4/8/16/32 ch, plain / residual / gated (SPEC 2.2)"))
-register_preset(Preset("strided-res", "strided", {"skip": "res"},
-                       "strided stacks with a residual shortcut around every conv"))
-register_preset(Preset("strided-gated", "strided", {"skip": "gated"},
-                       "strided stacks with a trainable convex gate a*conv + (1-a)*shortcut"))

@@ -1,5 +1,6 @@
-"""``depthlab --help`` and ``--version`` start without importing torch (issue 32: they took 3-4 s
-idle, torch's import), and the group's command table says what the commands themselves say."""
+"""``depthlab --help``, ``--version``, ``models``, ``runs`` and ``info`` start without importing torch
+(issue 32: they took 3-4 s idle, torch's import), and the group's command table says what the
+commands themselves say."""
 
 import subprocess
 import sys
@@ -64,3 +65,22 @@ def test_listing_a_store_of_trained_runs_does_not_import_torch(tmp_path):
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip().splitlines()[-1] == "NO-TORCH 0", done.stdout
         assert ("cnn-tanh" in done.stdout) is (argv[-1] != "--help")   # the listing holds the run
+
+
+@pytest.mark.parametrize("argv", [["models"], ["models", "--json"], ["info"], ["info", "--json"], ["info", "--help"]])
+def test_models_and_info_do_not_import_torch(argv):
+    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "NO-TORCH 0", done.stdout
+    if argv[0] == "models":
+        assert "cnn-tat-lrelu" in done.stdout and "resnet110" in done.stdout
+    elif argv[-1] != "--help":
+        assert "fp32" in done.stdout and "data" in done.stdout
+
+
+def test_info_devices_is_the_one_that_imports_torch():
+    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=["info", "--devices"])], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "TORCH 0" and "--device auto picks" in done.stdout
