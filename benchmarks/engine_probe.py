@@ -84,14 +84,14 @@ def profile(steps: int) -> None:
         for _ in range(steps):
             step()
     events = prof.key_averages()
-    print(events.table(sort_by="self_cpu_time_total", row_limit=15))
+    print(events.table(sort_by="self_cpu_time_total", row_limit=15), flush=True)
     total = sum(e.self_cpu_time_total for e in events)
     assigned = 0.0
     for label, names in SHARES:
         own = sum(e.self_cpu_time_total for e in events if e.key.removeprefix("aten::") in names)
         assigned += own
-        print(f"{label:24} {100 * own / total:5.1f}%")
-    print(f"{'everything else':24} {100 * (total - assigned) / total:5.1f}%")
+        print(f"{label:24} {100 * own / total:5.1f}%", flush=True)
+    print(f"{'everything else':24} {100 * (total - assigned) / total:5.1f}%", flush=True)
     model = create_model(MODEL, depth=DEPTH).to(memory_format=torch.channels_last).eval()
     x = torch.randn(1024, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
