@@ -1,16 +1,23 @@
 """fp32 vs bf16 on this CPU: the engine's step time, its FLOP rate against the CPU's peak (MFU, as
 nanoGPT reports it), and whether the frontier's verdicts agree between the two precisions.
 
-    python benchmarks/precision.py steps   [--rounds 5] [--steps 12] [--json out.json]
+    python benchmarks/precision.py steps   [--rounds 5] [--steps 12] [--fused 7] [--json out.json]
+        [--models cnn-tanh:9,cnn-elu-bn:96] [--precisions fp32,bf16]
     python benchmarks/precision.py verdicts [--store-dir DIR] [--max-depth 24] [--json out.json]
 
 ``steps`` trains ``cnn-tanh`` depth 9 and ``cnn-elu-bn`` depth 96 through the engine
 (`depthlab.train`, one torch thread, batch 256, real MNIST) in each precision, interleaved round
-by round, and times every step after the first two of each round (oneDNN's one-time costs). The
+by round, and times every step after the first two of each round (oneDNN's one-time costs) in
+CPU seconds of the process (on one thread, the step's compute without the time it waited for a
+core: on a loaded machine the wall clock is mostly waiting). The
 FLOPs of one step (forward and backward) come from ``torch.utils.flop_counter``; the peak is
 cores x clock x FLOPs per cycle, the clock read from /proc/cpuinfo and the FLOPs per cycle given
 by ``--fp32-flops-per-cycle`` (32: two 256-bit FMA pipes, as on AMD Zen 4, whose AVX-512 runs
-on 256-bit units) and twice that for bf16 (AVX512_BF16 dot products).
+on 256-bit units) and twice that for bf16 (AVX512_BF16 dot products). With ``--fused G`` (7, the
+frontier's lr grid, by default; 0: off) each model also trains as one fused group of G members
+(`depthlab.engine.fused.train_fused`, lrs 0.01 to 0.016 so that no member diverges and leaves
+the group), timed the same way in the same rounds; its FLOPs are G times one member's, its
+``speedup_vs_fp32`` is against G separate fp32 steps (``members_per_s`` says the same per member).
 
 ``verdicts`` runs the same reduced frontier (10,000 images, one epoch, lrs 0.01/0.1/1, depth cap
 ``--max-depth``, 1,000 evaluation images) for all eight presets in fp32 and in bf16, each in its
@@ -34,10 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from depthlab import Store, TrainConfig, load_dataset, train  # noqa: E402
 from depthlab.depth_frontier import FrontierConfig, find_frontiers  # noqa: E402
+from depthlab.engine.fused import train_fused  # noqa: E402
 from depthlab.models import CLASSIC_PRESETS, create_model  # noqa: E402
 from depthlab.report.outputs import safe_child  # noqa: E402
 
-MODELS = (("cnn-tanh", 9), ("cnn-elu-bn", 96))
+MODELS = "cnn-tanh:9,cnn-elu-bn:96"
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -60,15 +68,38 @@ def step_flops(model_name: str, depth: int, batch: int = 256) -> int:
     return counter.get_total_flops()
 
 
-def time_steps(data, model_name: str, depth: int, precision: str, steps: int) -> list[float]:
-    """Per-step seconds of one engine run of ``steps`` steps, the first two dropped."""
+def time_steps(data, model_name: str, depth: int, precision: str, steps: int, members: int = 1) -> list[float]:
+    """Per-step CPU seconds of this process (one torch thread: the step's own compute, not the
+    time it waited for a core on a shared machine) of one engine run of ``steps`` steps, the
+    first two dropped: one network (``members`` 1) or a fused group of ``members``."""
     stamps: list[float] = []
-    config = TrainConfig(model=model_name, model_args={"depth": depth}, train_size=256 * steps, test_size=256,
-                         epochs=1, batch_size=256, lr=0.01, device="cpu", precision=precision)
-    started = time.perf_counter()
-    train(config, data, on_step=lambda step, total: stamps.append(time.perf_counter()))
+    configs = [TrainConfig(model=model_name, model_args={"depth": depth}, train_size=256 * steps, test_size=256,
+                           epochs=1, batch_size=256, lr=round(0.01 * (1 + i / 10), 6), device="cpu",
+                           precision=precision) for i in range(members)]
+    started = time.process_time()
+    if members == 1:
+        train(configs[0], data, on_step=lambda step, total: stamps.append(time.process_time()))
+    else:
+        train_fused(configs, data, on_step=lambda epoch, step, losses: stamps.append(time.process_time()))
     gaps = [b - a for a, b in zip([started, *stamps], stamps)]
     return gaps[2:]
+
+
+def parse_models(text: str) -> list[tuple[str, int]]:
+    """``name:depth,...`` as (name, depth) pairs."""
+    pairs = [item.rsplit(":", 1) for item in text.split(",") if item.strip()]
+    return [(name.strip(), int(depth)) for name, depth in pairs]
+
+
+def step_row(model_name: str, depth: int, precision: str, members: int, times: list[float], flops: int,
+             fp32_single: float, peak: float) -> dict:
+    """One table row: the median step, its FLOP rate and MFU, its speed against separate fp32 steps."""
+    median = statistics.median(times)
+    total = flops * members
+    return {"model": model_name, "depth": depth, "precision": precision, "members": members, "step_s": median,
+            "steps_timed": len(times), "gflop_per_step": total / 1e9, "gflop_per_s": total / median / 1e9,
+            "mfu": total / median / peak, "members_per_s": members / median,
+            "speedup_vs_fp32": fp32_single * members / median}
 
 
 def run_steps(args) -> dict:
@@ -76,21 +107,20 @@ def run_steps(args) -> dict:
     data = load_dataset("mnist")
     ghz = clock_ghz()
     peak = {"fp32": ghz * 1e9 * args.fp32_flops_per_cycle, "bf16": ghz * 1e9 * 2 * args.fp32_flops_per_cycle}
-    times: dict[tuple[str, str], list[float]] = {(m, p): [] for m, _ in MODELS for p in PRECISIONS}
-    for _ in range(args.rounds):  # interleaved, so that load on a shared machine hits both alike
-        for model_name, depth in MODELS:
-            for precision in PRECISIONS:
-                times[model_name, precision] += time_steps(data, model_name, depth, precision, args.steps)
+    models, precisions = parse_models(args.models), args.precisions.split(",")
+    groups = [1] + ([args.fused] if args.fused > 1 else [])
+    cases = [(m, d, p, g) for m, d in models for g in groups for p in ("fp32", *[q for q in precisions if q != "fp32"])]
+    times: dict[tuple, list[float]] = {case: [] for case in cases}
+    for _ in range(args.rounds):  # interleaved, so that load on a shared machine hits every case alike
+        for case in cases:
+            model_name, depth, precision, members = case
+            times[case] += time_steps(data, model_name, depth, precision, args.steps, members)
     rows = []
-    for model_name, depth in MODELS:
+    for model_name, depth in models:
         flops = step_flops(model_name, depth)
-        fp32 = statistics.median(times[model_name, "fp32"])
-        for precision in PRECISIONS:
-            median = statistics.median(times[model_name, precision])
-            rows.append({"model": model_name, "depth": depth, "precision": precision, "step_s": median,
-                         "steps_timed": len(times[model_name, precision]), "gflop_per_step": flops / 1e9,
-                         "gflop_per_s": flops / median / 1e9, "mfu": flops / median / peak[precision],
-                         "speedup_vs_fp32": fp32 / median})
+        fp32 = statistics.median(times[model_name, depth, "fp32", 1])
+        rows += [step_row(m, d, p, g, times[m, d, p, g], flops, fp32, peak[p])
+                 for m, d, p, g in cases if (m, d) == (model_name, depth)]
     return {"threads": 1, "clock_ghz": ghz, "peak_gflop_per_s": {k: v / 1e9 for k, v in peak.items()},
             "fp32_flops_per_cycle": args.fp32_flops_per_cycle, "rows": rows}
 
@@ -120,6 +150,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--fp32-flops-per-cycle", type=int, default=32)
+    parser.add_argument("--models", default=MODELS, help="name:depth,... (steps)")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="fp32 is always timed (steps)")
+    parser.add_argument("--fused", type=int, default=7, help="also time a fused group of G members (0: off)")
     parser.add_argument("--store-dir", default="bench-precision")
     parser.add_argument("--max-depth", type=int, default=24)
     parser.add_argument("--json")

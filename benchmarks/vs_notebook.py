@@ -14,7 +14,11 @@
 Both start from the uint8 arrays already in memory (reading and checking the files is the same
 for both and is reported separately) and both include building the model and the test-set
 evaluation. The ratio a / b is printed; the machine may be shared, so compare the ratio, not
-the seconds. Unless ``--quick``, the same run also times both sides with one thread (on a busy
+the seconds. Each case also reports its CPU seconds (this process's, or the child process's for
+c1): on a machine whose cores other jobs hold at a higher priority, a niced case waits for most
+of its wall time, and the CPU-time ratio is the one that says what each side computes.
+``--cases a1,c1`` runs only the cases named (the issue-31 figure: the notebook loop against the
+whole ``depthlab train`` process, both on one thread), ``--rounds N`` repeats them interleaved. Unless ``--quick``, the same run also times both sides with one thread (on a busy
 machine two spinning OpenMP threads are much slower than one), the engine without
 channels_last, and the real ``depthlab train`` command end to end in a fresh process.
 """
@@ -25,6 +29,8 @@ import argparse
 import json
 import os
 import platform
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,13 +126,27 @@ def cli_epoch(data_dir: str | None, threads: int) -> dict:
         if data_dir:
             cmd += ["--data-dir", data_dir]
         env = dict(os.environ, PYTHONPATH=str(REPO), DEPTHLAB_OFFLINE="1")
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), children_cpu_seconds()
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, children_cpu_seconds() - cpu_started
     if done.returncode:
         raise SystemExit(f"depthlab train failed: {done.stderr.strip()}")
     e = json.loads(done.stdout)["epochs"][0]
-    return {"seconds": seconds, "train_error": e["train_error"], "test_error": e["test_error"], "loss": e["loss"]}
+    return {"seconds": seconds, "cpu_seconds": cpu, "train_error": e["train_error"], "test_error": e["test_error"], "loss": e["loss"]}
+
+
+def children_cpu_seconds() -> float:
+    """User + system seconds of the finished child processes (the ``depthlab train`` process)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn, *args, **kwargs) -> dict:
+    """``fn``'s result with this process's CPU seconds added (threads included), unless it
+    measured its own (a child process)."""
+    started = time.process_time()
+    result = fn(*args, **kwargs)
+    return {"cpu_seconds": time.process_time() - started, **result}
 
 
 def warm_up() -> None:
@@ -145,15 +165,42 @@ def with_threads(n: int, fn, *args, **kwargs) -> dict:
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        return fn(*args, **kwargs)
+        return timed(fn, *args, **kwargs)
     finally:
         torch.set_num_threads(before)
+
+
+def all_cases(data, data_dir: str | None, default: int) -> dict:
+    """Every case by key: (label, a function that runs it once)."""
+    return {
+        "a": (f"notebook loop, default threads ({default})", lambda: with_threads(default, notebook_epoch, data)),
+        "b": (f"depthlab engine, default threads ({default})", lambda: with_threads(default, depthlab_epoch, data)),
+        "b1": ("depthlab engine, 1 thread (--threads 1)", lambda: with_threads(1, depthlab_epoch, data)),
+        "a1": ("notebook loop, 1 thread", lambda: with_threads(1, notebook_epoch, data)),
+        "b1-nchw": ("depthlab engine, 1 thread, channels_last off", lambda: with_threads(
+            1, depthlab_epoch, data, channels_last=False)),
+        "c1": ("`depthlab train ... --threads 1` process, end to end", lambda: cli_epoch(data_dir, 1)),
+    }
+
+
+def print_ratios(results: dict) -> None:
+    """Every ratio whose two cases ran, by wall time and by CPU time (medians over rounds)."""
+    pairs = (("a", "b", "both with torch's default threads"), ("a", "b1", "notebook default vs depthlab --threads 1"),
+             ("a1", "b1", "both 1 thread"), ("b1-nchw", "b1", "channels_last gain at 1 thread"),
+             ("a1", "c1", "notebook loop vs the whole `depthlab train` process, both 1 thread"))
+    for x, y, what in pairs:
+        if x in results and y in results:
+            wall = results[x]["seconds"] / results[y]["seconds"]
+            cpu = results[x]["cpu_seconds"] / results[y]["cpu_seconds"]
+            print(f"ratio {x}/{y} ({what}): {wall:.2f}x wall, {cpu:.2f}x CPU")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--quick", action="store_true", help="only (a) and (b): the issue's ratio")
+    parser.add_argument("--cases", default=None, help="comma-separated case keys (a, b, b1, a1, b1-nchw, c1)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the cases, interleaved; medians reported")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -164,38 +211,25 @@ def main(argv=None) -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"default threads {default}, load average {os.getloadavg()[0]:.1f}")
     print(f"reading + MD5-checking MNIST (same for both, not in the timings): {load_seconds:.1f}s")
-
+    cases = all_cases(data, args.data_dir, default)
+    keys = args.cases.split(",") if args.cases else ["a", "b"] if args.quick else list(cases)
+    unknown = [k for k in keys if k not in cases]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(cases)}")
     warm_up()
     torch.set_num_threads(default)
-    cases = [
-        ("a", f"notebook loop, default threads ({default})", lambda: with_threads(default, notebook_epoch, data)),
-        ("b", f"depthlab engine, default threads ({default})", lambda: with_threads(default, depthlab_epoch, data)),
-    ]
-    if not args.quick:
-        cases += [
-            ("b1", "depthlab engine, 1 thread (--threads 1)", lambda: with_threads(1, depthlab_epoch, data)),
-            ("a1", "notebook loop, 1 thread", lambda: with_threads(1, notebook_epoch, data)),
-            ("b1-nchw", "depthlab engine, 1 thread, channels_last off", lambda: with_threads(
-                1, depthlab_epoch, data, channels_last=False)),
-            ("c1", "`depthlab train ... --threads 1` process, end to end", lambda: cli_epoch(args.data_dir, 1)),
-        ]
-    results = {}
-    for key, label, fn in cases:
-        r = fn()
-        results[key] = {"label": label, **r, "load_average_after": os.getloadavg()[0]}
-        print(f"  ({key:7}) {label:55} {r['seconds']:7.1f}s   train error {100 * r['train_error']:5.2f}%  "
-              f"test error {100 * r['test_error']:5.2f}%   load avg {os.getloadavg()[0]:.1f}", flush=True)
-
-    def ratio(x, y):
-        return results[x]["seconds"] / results[y]["seconds"]
-
-    print(f"(a) notebook loop, 1 epoch + test:  {results['a']['seconds']:.1f}s")
-    print(f"(b) depthlab engine, 1 epoch + test: {results['b']['seconds']:.1f}s")
-    print(f"ratio a/b (both with torch's default threads): {ratio('a', 'b'):.1f}x")
-    if not args.quick:
-        print(f"ratio a/b1 (notebook default vs depthlab --threads 1): {ratio('a', 'b1'):.1f}x")
-        print(f"ratio a1/b1 (both 1 thread): {ratio('a1', 'b1'):.1f}x")
-        print(f"channels_last gain at 1 thread (b1-nchw / b1): {ratio('b1-nchw', 'b1'):.1f}x")
+    runs: dict[str, list[dict]] = {k: [] for k in keys}
+    for _ in range(args.rounds):
+        for key in keys:
+            r = cases[key][1]()
+            runs[key].append({**r, "load_average_after": os.getloadavg()[0]})
+            print(f"  ({key:7}) {cases[key][0]:55} {r['seconds']:7.1f}s wall {r['cpu_seconds']:7.1f}s CPU   "
+                  f"train error {100 * r['train_error']:5.2f}%  test error {100 * r['test_error']:5.2f}%   "
+                  f"load avg {os.getloadavg()[0]:.1f}", flush=True)
+    results = {k: {"label": cases[k][0], "seconds": statistics.median(r["seconds"] for r in v),
+                   "cpu_seconds": statistics.median(r["cpu_seconds"] for r in v), "rounds": v}
+               for k, v in runs.items()}
+    print_ratios(results)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({"default_threads": default, "results": results}, indent=2))
     return 0
