@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from depthlab import Store, TrainConfig, load_dataset, train  # noqa: E402
 from depthlab.depth_frontier import FrontierConfig, find_frontiers  # noqa: E402
+from depthlab.engine.callbacks import LambdaCallback  # noqa: E402
 from depthlab.models import CLASSIC_PRESETS, create_model  # noqa: E402
 from depthlab.report import safe_child  # noqa: E402
 
@@ -66,7 +67,7 @@ def time_steps(data, model_name: str, depth: int, precision: str, steps: int) ->
     config = TrainConfig(model=model_name, model_args={"depth": depth}, train_size=256 * steps, test_size=256,
                          epochs=1, batch_size=256, lr=0.01, device="cpu", precision=precision)
     started = time.perf_counter()
-    train(config, data, on_step=lambda step, total: stamps.append(time.perf_counter()))
+    train(config, data, callbacks=[LambdaCallback(on_step_end=lambda loop, step: stamps.append(time.perf_counter()))])
     gaps = [b - a for a, b in zip([started, *stamps], stamps)]
     return gaps[2:]
 

@@ -46,7 +46,7 @@ class Member:
                 "checkpoints": [vars(c) for c in r.checkpoints], "lr": self.lr, "finished": self.finished,
                 "stop_at_epoch_end": self.stop_at_epoch_end}
 
-    def restore(self, saved: dict, on_epoch) -> None:
+    def restore(self, saved: dict) -> None:
         r = self.result
         r.status, r.reason = RunStatus(saved["status"]), saved["reason"]
         r.stopped_early, r.test_error = saved["stopped_early"], saved["test_error"]
@@ -54,9 +54,6 @@ class Member:
         r.checkpoints = [Checkpoint(**c) for c in saved["checkpoints"]]
         self.lr, self.finished = saved["lr"], saved["finished"]
         self.stop_at_epoch_end = saved["stop_at_epoch_end"]
-        if on_epoch is not None:
-            for metrics in r.epochs:
-                on_epoch(self.index, metrics)
 
 
 class Stepper:
@@ -69,6 +66,7 @@ class Stepper:
     def __init__(self, setup: Setup, members: list[Member]):
         self.setup, self.members, self.live = setup, members, list(members)
         self.errors: torch.Tensor | None = None
+        self.step_losses: torch.Tensor | None = None  # the last step's loss of each live member
 
     def set_lrs(self, epoch: int, step: int) -> list[float]:
         """Each live member's lr at ``step`` (1-based) of ``epoch``, from its schedule."""
@@ -101,7 +99,7 @@ class Stepper:
     def pack(self, epochs_done: int, mid: dict | None, seconds: float) -> dict:
         """The checkpoint after ``epochs_done`` epochs (``mid``: where the running epoch stands)."""
         raise NotImplementedError
-    def unpack(self, state: dict, on_epoch, path) -> tuple[int, float, dict | None]:
+    def unpack(self, state: dict, path) -> tuple[int, float, dict | None]:
         """Restore a checkpoint; returns (epochs done, seconds spent, the running epoch's ``mid``)."""
         raise NotImplementedError
 
@@ -111,7 +109,7 @@ class SingleStepper(Stepper):
 
     format = CHECKPOINT_FORMAT
 
-    def __init__(self, setup: Setup, monitor: Monitor | None = None, *, on_step=None, compile_model: bool = False,
+    def __init__(self, setup: Setup, monitor: Monitor | None = None, *, compile_model: bool = False,
                  model: nn.Module | None = None):
         config = setup.config
         self.model = setup.new_model() if model is None else model
@@ -120,7 +118,6 @@ class SingleStepper(Stepper):
         # Deep thin nets are launch-bound on a GPU: CUDA graphs (reduce-overhead) remove that cost.
         self.net = (torch.compile(self.model, mode="reduce-overhead" if setup.device.type == "cuda" else "default")
                     if compile_model or config.compile else self.model)  # state dicts are taken from `model`
-        self.on_step = on_step
         self.best_error, self.best_state, self.since_best = math.inf, None, 0
         self.zero_sums()
 
@@ -145,8 +142,7 @@ class SingleStepper(Stepper):
         loss, logits = self.take_step(xb, yb, self.set_lrs(epoch, step)[0])
         self.loss_sum += loss.detach() * len(yb)
         self.wrong += (logits.detach().argmax(1) != yb).sum()
-        if self.on_step is not None:
-            self.on_step(step, self.setup.steps_per_epoch)
+        self.step_losses = loss.detach().reshape(1)
         return len(yb)
 
     def first_bad(self, step: int) -> list[int]:
@@ -198,7 +194,7 @@ class SingleStepper(Stepper):
                 "epochs": [e.to_dict() for e in r.epochs], "checkpoints": [vars(c) for c in r.checkpoints],
                 "stopped_early": r.stopped_early, "reason": r.reason, "seconds": seconds}
 
-    def unpack(self, state: dict, on_epoch, path) -> tuple[int, float, dict | None]:
+    def unpack(self, state: dict, path) -> tuple[int, float, dict | None]:
         s, r = self.setup, self.members[0].result
         if state.get("config_hash") != s.config.hash():
             raise ConfigError(f"checkpoint {path} belongs to a different configuration; "
@@ -214,10 +210,7 @@ class SingleStepper(Stepper):
                            if state["best_state"] is not None else None)
         r.checkpoints = [Checkpoint(**c) for c in state["checkpoints"]]
         r.stopped_early, r.reason = state["stopped_early"], state["reason"]
-        for d in state["epochs"]:
-            r.epochs.append(EpochMetrics(**d))
-            if on_epoch is not None:
-                on_epoch(0, r.epochs[-1])
+        r.epochs.extend(EpochMetrics(**d) for d in state["epochs"])
         mid = state.get("mid_epoch")
         if mid is not None:
             self.loss_sum, self.wrong = mid["loss_sum"].to(s.device), mid["wrong"].to(s.device)
