@@ -4,8 +4,9 @@ The loop drives a stepper through epochs, evaluation points, monitors, checkpoin
 divergence. A stepper trains its *members* (runs, each with its config, monitor and result):
 `SingleStepper` one network with any optimiser (and early-stopping patience); the fused
 stepper (`depthlab.engine.fused.FusedStepper`) G members stacked in one network, cutting
-diverged, stopped and outranked members out of it. Each takes its steps with
-`depthlab.engine.setup.forward_backward` and writes (and reads back) its own checkpoint format.
+diverged, stopped and outranked members out of it. The single stepper steps with
+`depthlab.engine.setup.train_step`, the fused one its fused optimiser around the same
+`depthlab.engine.setup.forward_backward`; each writes (and reads back) its own checkpoint format.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..records.record import Checkpoint, EpochMetrics, Monitor, RunResult, RunSt
 from .checkpoints import CHECKPOINT_FORMAT
 from .config import TrainConfig
 from .schedule import parse_schedule
-from .setup import Setup, evaluate, forward_backward, make_optimizer
+from .setup import Setup, evaluate, make_optimizer, train_step
 
 
 class Member:
@@ -128,18 +129,10 @@ class SingleStepper(Stepper):
         self.loss_sum = torch.zeros((), device=self.setup.device)
         self.wrong = torch.zeros((), dtype=torch.long, device=self.setup.device)
 
-    def take_step(self, xb: torch.Tensor, yb: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step at ``lr``: (loss, final-head logits)."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        loss, logits = forward_backward(self.net, xb, yb, amp=self.setup.amp,
-                                        zero_grad=lambda: self.optimizer.zero_grad(set_to_none=True))
-        self.optimizer.step()
-        return loss, logits
-
     def step(self, batch, epoch: int, step: int) -> int:
         xb, yb = batch[self.setup.config.seed]
-        loss, logits = self.take_step(xb, yb, self.set_lrs(epoch, step)[0])
+        loss, logits, _ = train_step(self.net, self.optimizer, xb, yb, amp=self.setup.amp,
+                                     lr=self.set_lrs(epoch, step)[0])
         self.loss_sum += loss.detach() * len(yb)
         self.wrong += (logits.detach().argmax(1) != yb).sum()
         self.step_losses = loss.detach().reshape(1)
