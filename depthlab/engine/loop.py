@@ -6,11 +6,13 @@
 
 `run_epochs` is the loop of every trainer: single runs (`SingleStepper`) and fused groups
 (`depthlab.engine.fused`). Read top to bottom, `EpochLoop` is: for each epoch, for each step,
-take the step; at a check step look for divergence; at an evaluation point evaluate, record
-the point and ask each member's monitor; close the epoch. What varies around that is a
-`LoopCallback` (Lightning's callbacks, in miniature): `DivergenceStop`, `RankCancellation` of
-fused groups, `Checkpointing` (saving, and resuming mid-epoch). The stepper owns the
-network(s), the steps and the checkpoint's contents.
+take the step; at a check step look for divergence; at an evaluation point evaluate and
+record the point; close the epoch. Everything else is a `LoopCallback` (Lightning's
+callbacks, in miniature), the one protocol for what steers a run and what follows it: the
+loop's own `DivergenceStop`, `MonitorStop` (each member's monitor), `RankCancellation` of
+fused groups and `Checkpointing` (saving, and resuming mid-epoch); then the caller's
+(`depthlab.engine.callbacks`: progress, TensorBoard; the store's epoch rows). The stepper owns
+the network(s), the steps and the checkpoint's contents.
 """
 
 from __future__ import annotations
@@ -76,10 +78,10 @@ def run_epochs(stepper: Stepper, *, callbacks: Sequence[LoopCallback] = (), chec
     """Train ``stepper``'s members to their ends; returns the wall seconds (those of the runs a
     checkpoint restored included). With ``checkpoint_path`` the state is saved there after every
     epoch and at every evaluation point inside one; with ``resume`` a checkpoint found there is
-    continued. ``callbacks`` run after the loop's own (divergence, rank cancellation,
+    continued. ``callbacks`` run after the loop's own (divergence, monitors, rank cancellation,
     checkpointing), in order."""
     saver = Checkpointing(checkpoint_path, checkpoint_required, started)
-    loop = EpochLoop(stepper, [DivergenceStop(), RankCancellation(), saver, *callbacks])
+    loop = EpochLoop(stepper, [DivergenceStop(), MonitorStop(), RankCancellation(), saver, *callbacks])
     loop.call("on_train_start")
     first_epoch, mid_epoch = saver.restore(loop) if resume else (0, None)
     loop.run(first_epoch, mid_epoch)
@@ -200,23 +202,13 @@ class EpochLoop:
                     return
 
     def _evaluation_point(self, step: int) -> None:
-        """Evaluate, record the point of each live member and ask its monitor whether to stop."""
+        """Evaluate and record the point of each live member (its monitor is asked next, by `MonitorStop`)."""
         stepper, state, steps = self.stepper, self.state, self.setup.steps_per_epoch
         stepper.errors = stepper.evaluate(self.setup.eval_batches)  # heads, live
         wrong = stepper.sums()[0]
-        stopped = []
         for i, m in enumerate(stepper.live):
-            point = Checkpoint(state.epoch + step / steps, wrong[i] / state.seen, stepper.errors[-1, i].item())
-            m.result.checkpoints.append(point)
-            if m.monitor is not None and m.monitor(point):
-                m.result.stopped_early, m.result.reason = True, MONITOR_STOP
-                stopped.append(i)
-        if step == steps:
-            for i in stopped:
-                stepper.live[i].stop_at_epoch_end = True
-        elif stopped:  # a run stopped inside an epoch records the partial epoch
-            self.close_epoch(stopped, False)
-            stepper.drop_finished()
+            m.result.checkpoints.append(Checkpoint(state.epoch + step / steps, wrong[i] / state.seen,
+                                                   stepper.errors[-1, i].item()))
 
     def close_epoch(self, ids: list[int], last: bool) -> None:
         """Append the epoch's metrics of live members ``ids``; finish those whose run ends."""
@@ -268,6 +260,26 @@ class DivergenceStop(LoopCallback):
             if bad >= 0:
                 loop.end_members([i], RunStatus.DIVERGED, f"non-finite loss at epoch {loop.state.epoch}, step {bad}")
         loop.stepper.drop_finished()
+
+
+class MonitorStop(LoopCallback):
+    """At each evaluation point, each live member's monitor (`records.Monitor`, part of its trial:
+    picklable, described in the store) sees the new point and may stop it: at the epoch's end
+    after that epoch's metrics, or inside an epoch at once, its partial epoch recorded."""
+
+    def on_evaluation(self, loop: EpochLoop, step: int) -> None:
+        stepper = loop.stepper
+        stopped = []
+        for i, m in enumerate(stepper.live):
+            if m.monitor is not None and m.monitor(m.result.checkpoints[-1]):
+                m.result.stopped_early, m.result.reason = True, MONITOR_STOP
+                stopped.append(i)
+        if step == loop.setup.steps_per_epoch:
+            for i in stopped:
+                stepper.live[i].stop_at_epoch_end = True
+        elif stopped:  # a run stopped inside an epoch records the partial epoch
+            loop.close_epoch(stopped, False)
+            stepper.drop_finished()
 
 
 def _outranked(m: Member, members: list[Member]) -> bool:
