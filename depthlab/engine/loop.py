@@ -38,6 +38,7 @@ from .device import precision_scope, thread_scope
 from .setup import set_up
 from .stepper import Member, SingleStepper, Stepper
 
+
 def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
           monitor: Monitor | None = None, callbacks: Sequence[LoopCallback] = (), checkpoint_path=None,
           resume: bool = False, checkpoint_required: bool = True,
@@ -107,8 +108,7 @@ class EpochState:
 class LoopCallback:
     """The one callback protocol of the engine (Lightning's ``Callback``, in miniature): what
     follows a run (progress bars, TensorBoard, the store's epoch rows) and what steers it
-    (divergence, rank cancellation, checkpoints; monitors are asked at every evaluation point)
-    are `LoopCallback`s given to `run_epochs`. Every method does nothing unless overridden;
+    (divergence, each member's monitor, rank cancellation, checkpoints) are `LoopCallback`s given to `run_epochs`. Every method does nothing unless overridden;
     callbacks run in list order, the loop's own first. A callback may end live members
     (`EpochLoop.end_members`, then `Stepper.drop_finished`); the loop stops when none is left.
     An exception raised in a hook ends the run there (a test's simulated kill does)."""
@@ -124,8 +124,8 @@ class LoopCallback:
         """After a step the loop checks (every ``check_every`` steps, the last, evaluation points)."""
 
     def on_evaluation(self, loop: EpochLoop, step: int) -> None:
-        """After an evaluation point was recorded (``member.result.checkpoints[-1]``) and the
-        monitors asked."""
+        """After an evaluation point was recorded (``member.result.checkpoints[-1]``); the loop's
+        `MonitorStop` comes first, so later callbacks see the monitors' decisions."""
 
     def on_epoch_metrics(self, loop: EpochLoop, index: int, metrics: EpochMetrics) -> None:
         """Member ``index`` (its place in the group; 0 for a single run) recorded an epoch's
