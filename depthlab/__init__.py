@@ -29,7 +29,8 @@ _EXPORTS = {
     "frontier": "api", "train": "api", "diagnose": "api", "lr_find": "api",
 }
 __all__ = ["Batches", "ConfigError", "DataError", "Dataset", "FactoryError", "FrontierConfig", "FrontierResult",
-           "LambdaCallback", "LoopCallback", "ModelFactory", "PRESETS", "RunResult", "RunStatus", "Store", "StoreError", "TrainConfig", "UserError",
+           "LambdaCallback", "LoopCallback", "ModelFactory", "PRESETS", "RunResult", "RunStatus", "Store", "StoreError",
+           "TrainConfig", "UserError",
            "create_model", "diagnose", "frontier", "load_dataset", "lr_find", "model_config", "parse_schedule", "train"]
 
 

@@ -281,7 +281,7 @@ def _watch_training(net, forward, layers, optimizer, setup, config, steps: int, 
             rec.reset()
             before: list[torch.Tensor] = []
 
-            def measure(loss: torch.Tensor, step=step, record=record, before=before) -> bool:  # before the update
+            def measure(loss: torch.Tensor, step=step, record=record, before=before) -> bool:  # pre-update
                 trace.diverged = trace.diverged or not math.isfinite(loss.item())
                 if record:
                     before.extend(_record_step(trace, rec, layers, step, loss.item()))

@@ -58,7 +58,8 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
 
     callbacks = [LambdaCallback(on_epoch_metrics=epoch_line), *([board] if board is not None else [])]
     with open_store(store_path) as store:  # checkpointed every epoch: the same command resumes
-        record = train_and_record(config, data, store=store, progress=bar, reuse=not rerun, callbacks=callbacks)
+        record = train_and_record(config, data, store=store, progress=bar, reuse=not rerun,
+                                  callbacks=callbacks)
     result = {**record.to_dict(), "reused": record.reused}  # the record as the JSON it is shown and saved as
     if board is not None:
         board.close()

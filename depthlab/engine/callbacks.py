@@ -17,7 +17,8 @@ from ..errors import ConfigError
 from ..records.record import EpochMetrics
 from .loop import HOOKS, EpochLoop, LoopCallback
 
-# the epoch scalars TensorBoard shows, under these tags (prefixed by a run's label where several share a folder)
+# the epoch scalars TensorBoard shows, under these tags (prefixed by a run's label where several
+# share a folder)
 SCALARS = ("train_error", "test_error", "loss", "lr")
 
 
@@ -51,7 +52,8 @@ def summary_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except Exception:
-        raise ConfigError("--tensorboard needs the tensorboard extra: pip install 'depthlab[tensorboard]'") from None
+        raise ConfigError("--tensorboard needs the tensorboard extra: "
+                          "pip install 'depthlab[tensorboard]'") from None
     return SummaryWriter
 
 

@@ -205,7 +205,8 @@ class FusedStepper(Stepper):
 
 def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, data_dir=None,
                 monitors: Sequence[Monitor | None] | Monitor | None = None,
-                callbacks: Sequence[LoopCallback] = (), checkpoint_path=None, checkpoint_required: bool = True,
+                callbacks: Sequence[LoopCallback] = (), checkpoint_path=None,
+                checkpoint_required: bool = True,
                 member_by_member: bool = True, ranks: Sequence[int | None] | None = None) -> list[RunResult]:
     """Train ``configs`` (equal but for lr, seed, momentum, weight decay and schedule) as one
     fused network; return one `RunResult` per config, in order, as `depthlab.sweep.runner.run_recorded`

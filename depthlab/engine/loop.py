@@ -108,10 +108,11 @@ class EpochState:
 class LoopCallback:
     """The one callback protocol of the engine (Lightning's ``Callback``, in miniature): what
     follows a run (progress bars, TensorBoard, the store's epoch rows) and what steers it
-    (divergence, each member's monitor, rank cancellation, checkpoints) are `LoopCallback`s given to `run_epochs`. Every method does nothing unless overridden;
-    callbacks run in list order, the loop's own first. A callback may end live members
-    (`EpochLoop.end_members`, then `Stepper.drop_finished`); the loop stops when none is left.
-    An exception raised in a hook ends the run there (a test's simulated kill does)."""
+    (divergence, each member's monitor, rank cancellation, checkpoints) are `LoopCallback`s
+    given to `run_epochs`. Every method does nothing unless overridden; callbacks run in list
+    order, the loop's own first. A callback may end live members (`EpochLoop.end_members`, then
+    `Stepper.drop_finished`); the loop stops when none is left. An exception raised in a hook
+    ends the run there (a test's simulated kill does)."""
 
     def on_train_start(self, loop: EpochLoop) -> None:
         """Before the first epoch, before a checkpoint is restored."""
@@ -153,7 +154,8 @@ class EpochLoop:
         self.stepper, self.setup, self.callbacks = stepper, stepper.setup, list(callbacks)
         self.state: EpochState | None = None
         # per hook, the callbacks that use it: a step calls none when no callback watches steps
-        self.hooks = {hook: [getattr(c, hook) for c in self.callbacks if _overrides(c, hook)] for hook in HOOKS}
+        self.hooks = {hook: [getattr(c, hook) for c in self.callbacks if _overrides(c, hook)]
+                      for hook in HOOKS}
 
     def run(self, first_epoch: int, mid_epoch: dict | None) -> None:
         stepper, epochs = self.stepper, self.setup.config.epochs

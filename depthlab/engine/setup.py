@@ -99,9 +99,9 @@ def forward_backward(net: Callable, x: torch.Tensor, y: torch.Tensor, *, amp: bo
     return loss, logits
 
 
-def train_step(net: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, *, amp: bool,
-               lr: float | None = None,
-               before_update: Callable[[torch.Tensor], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def train_step(net: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, *,
+               amp: bool, lr: float | None = None, before_update: Callable[[torch.Tensor], bool] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """One optimisation step, as a run takes it: the lr set on every parameter group (when
     given), `forward_backward` (old gradients set to None), then the optimiser's update, unless
     ``before_update(loss)`` returns False (Lightning's ``on_before_optimizer_step``: what a tool
@@ -112,7 +112,8 @@ def train_step(net: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor,
     if lr is not None:
         for group in optimizer.param_groups:
             group["lr"] = lr
-    loss, logits = forward_backward(net, x, y, amp=amp, zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
+    loss, logits = forward_backward(net, x, y, amp=amp,
+                                    zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
     if before_update is not None and not before_update(loss):
         return loss, logits, False
     optimizer.step()

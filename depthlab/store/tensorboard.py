@@ -44,7 +44,8 @@ def export_tensorboard(store: Store, folder: str | Path, *, status: str | None =
         try:
             for epoch in store.epochs(row.id):
                 board.write_epoch(epoch)
-            board.writer.add_text("config", f"status {row.status}\n\n    " + json.dumps(row.config, sort_keys=True))
+            config = json.dumps(row.config, sort_keys=True)
+            board.writer.add_text("config", f"status {row.status}\n\n    {config}")
         finally:
             board.close()
     return len(rows)
