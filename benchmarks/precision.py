@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from depthlab import Store, TrainConfig, load_dataset, train  # noqa: E402
 from depthlab.depth_frontier import FrontierConfig, find_frontiers  # noqa: E402
+from depthlab.engine.callbacks import LambdaCallback  # noqa: E402
 from depthlab.engine.fused import train_fused  # noqa: E402
 from depthlab.models import CLASSIC_PRESETS, create_model  # noqa: E402
 from depthlab.report.outputs import safe_child  # noqa: E402
@@ -76,11 +77,12 @@ def time_steps(data, model_name: str, depth: int, precision: str, steps: int, me
     configs = [TrainConfig(model=model_name, model_args={"depth": depth}, train_size=256 * steps, test_size=256,
                            epochs=1, batch_size=256, lr=round(0.01 * (1 + i / 10), 6), device="cpu",
                            precision=precision) for i in range(members)]
+    stamp = LambdaCallback(on_step_end=lambda loop, step: stamps.append(time.process_time()))
     started = time.process_time()
     if members == 1:
-        train(configs[0], data, on_step=lambda step, total: stamps.append(time.process_time()))
+        train(configs[0], data, callbacks=[stamp])
     else:
-        train_fused(configs, data, on_step=lambda epoch, step, losses: stamps.append(time.process_time()))
+        train_fused(configs, data, callbacks=[stamp])
     gaps = [b - a for a, b in zip([started, *stamps], stamps)]
     return gaps[2:]
 

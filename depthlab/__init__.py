@@ -24,11 +24,13 @@ _EXPORTS = {
     "PRESETS": "models", "FactoryError": "models", "ModelFactory": "models", "create_model": "models",
     "model_config": "models", "Store": "store.sqlite", "RunResult": "records.record",
     "RunStatus": "records.record", "TrainConfig": "engine.config", "parse_schedule": "engine.schedule",
+    "LoopCallback": "engine.loop", "LambdaCallback": "engine.callbacks",
     "FrontierConfig": "depth_frontier.protocol", "FrontierResult": "depth_frontier.results",
     "frontier": "api", "train": "api", "diagnose": "api", "lr_find": "api",
 }
 __all__ = ["Batches", "ConfigError", "DataError", "Dataset", "FactoryError", "FrontierConfig", "FrontierResult",
-           "ModelFactory", "PRESETS", "RunResult", "RunStatus", "Store", "StoreError", "TrainConfig", "UserError",
+           "LambdaCallback", "LoopCallback", "ModelFactory", "PRESETS", "RunResult", "RunStatus", "Store", "StoreError",
+           "TrainConfig", "UserError",
            "create_model", "diagnose", "frontier", "load_dataset", "lr_find", "model_config", "parse_schedule", "train"]
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from .data.dataset import Dataset
 from .data.registry import check_dataset_name, load_dataset
 from .engine.config import TrainConfig
+from .engine.loop import LoopCallback
 from .errors import ConfigError
 from .depth_frontier.protocol import FrontierConfig
 from .depth_frontier.results import FrontierResult
@@ -46,45 +47,45 @@ def train(config: Any, data: Dataset | None = None, *, store: str | os.PathLike 
     (``<store>-checkpoints/``): the same call after an interruption (Ctrl-C, a kill) continues
     from the last saved epoch, logs that it does, and ends with an uninterrupted run's result;
     the file goes once the run has ended (a failed run keeps it for the next attempt).
-    ``options`` go to `run_recorded` (``monitor``, ``on_epoch``, ``on_step``, ``kind``,
+    ``options`` go to `run_recorded` (``monitor``, ``callbacks``: `depthlab.engine.loop.LoopCallback`s
+    such as ``LambdaCallback(on_epoch_metrics=lambda loop, i, metrics: ...)``, ``kind``,
     ``experiment``). A config that leaves ``threads`` unset runs on this process's torch
     threads, recorded and hashed as such (`pinned_threads`), as ``depthlab train`` runs it."""
     run_options = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
     config, options = pinned_threads(train_config(config, **options)), run_options
+    from .engine.callbacks import StepProgress
     from .engine.checkpoints import checkpoint_file, discard_checkpoint, resume_point
     from .records.record import RunStatus
     from .sweep.runner import run_recorded
 
-    on_step, on_epoch = options.pop("on_step", None), options.pop("on_epoch", None)
+    callbacks = list(options.pop("callbacks", ()))
     _check_factory_builds(config)
     with opened_store(store) as opened, _bar(progress, f"{config.model_name}", "step") as bar:
         folder = checkpoint_dir_for(opened.path) if opened is not None else None
         saved = checkpoint_file(folder, config)
         resumed_from = resume_point(saved, config.hash())
-
-        def step(i: int, total: int) -> None:
-            if bar is not None:
-                bar.total = total * config.epochs
-                bar.update(1)
-            if on_step is not None:
-                on_step(i, total)
-
-        def epoch(metrics) -> None:
-            nonlocal resumed_from
-            if resumed_from is not None:  # the restored epochs come back first: say so once, before them
-                log.info(f"resuming from epoch {resumed_from:g}, saved in {saved} (an interrupted run of this "
-                         "config)")
-                resumed_from = None
-            if on_epoch is not None:
-                on_epoch(metrics)
-
+        if resumed_from is not None:
+            callbacks.insert(0, _ResumeNotice(f"resuming from epoch {resumed_from:g}, saved in {saved} (an "
+                                              "interrupted run of this config)"))
+        if bar is not None:
+            callbacks.insert(0, StepProgress(bar))
         resumable = {} if saved is None else {"train_options": dict(checkpoint_path=saved, resume=True)}
-        record = run_recorded(config, opened, data, data_dir=data_dir, reuse=reuse, on_step=step, on_epoch=epoch,
+        record = run_recorded(config, opened, data, data_dir=data_dir, reuse=reuse, callbacks=callbacks,
                               keep_model=True, **resumable, **options)
         if saved is not None and record.status != RunStatus.FAILED:
             discard_checkpoint(saved)
             remove_if_empty(folder)
         return record
+
+
+class _ResumeNotice(LoopCallback):
+    """Says that a run continues from a checkpoint, once, before its restored epochs come back."""
+
+    def __init__(self, line: str):
+        self.line = line
+
+    def on_train_start(self, loop) -> None:
+        log.info(self.line)
 
 
 def pinned_threads(config: TrainConfig) -> TrainConfig:
@@ -138,7 +139,7 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
 
 
 # `run_recorded`'s own keywords; every other keyword of `train` is a field of the config
-RUN_OPTIONS = ("monitor", "on_epoch", "on_step", "kind", "experiment", "train_options")
+RUN_OPTIONS = ("monitor", "callbacks", "kind", "experiment", "train_options")
 # the CLI's model-axis flags (`--depth`, `--act`, ...): keywords that go to ``model_args``
 MODEL_AXES = ("depth", "act", "init", "norm", "skip", "heads", "width")
 

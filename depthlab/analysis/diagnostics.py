@@ -269,7 +269,7 @@ def _watch_training(net, forward, layers, optimizer, setup, config, steps: int, 
     recording the layers' statistics at step 0, every ``every`` steps and the last one; stop at
     the first non-finite loss (its update ratio is NaN: no step is taken after it)."""
     from ..engine.device import precision_scope
-    from ..engine.setup import forward_backward
+    from ..engine.setup import train_step
     stream = _cycle(setup.train_batches[config.seed])
     trace = _Trace({k: [] for k in ("act_mean", "act_std", "grad_norm", "signal_norm", "weight_norm",
                                     "update_ratio")}, [], [])
@@ -280,18 +280,19 @@ def _watch_training(net, forward, layers, optimizer, setup, config, steps: int, 
             record = step % every == 0 or step == steps
             rec.active = record
             rec.reset()
-            loss, _ = forward_backward(forward, xb, yb, amp=setup.amp,
-                                       zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
-            if not math.isfinite(loss.item()):
-                trace.diverged = True
-            if record:
-                before = _record_step(trace, rec, layers, step, loss.item())
+            before: list[torch.Tensor] = []
+
+            def measure(loss: torch.Tensor, step=step, record=record, before=before) -> bool:  # pre-update
+                trace.diverged = trace.diverged or not math.isfinite(loss.item())
+                if record:
+                    before.extend(_record_step(trace, rec, layers, step, loss.item()))
+                return not trace.diverged and step < steps
+
+            train_step(forward, optimizer, xb, yb, amp=setup.amp, before_update=measure)
             if trace.diverged:
                 if record:
                     rows["update_ratio"].append([math.nan] * len(layers))
                 break
-            if step < steps:
-                optimizer.step()
             if record:
                 rows["update_ratio"].append([_norm(layer.owner.weight.detach() - b) / max(_norm(b), 1e-30)
                                              if step < steps else math.nan for layer, b in zip(layers, before)])

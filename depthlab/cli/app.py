@@ -148,22 +148,20 @@ def require_tensorboard(folder: str | None) -> None:
     """Check ``--tensorboard`` up front (exit 2 before anything runs) without creating the folder."""
     if not folder:
         return
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-    except Exception:
-        raise ConfigError("--tensorboard needs the tensorboard extra: pip install 'depthlab[tensorboard]'") from None
+    from ..engine.callbacks import summary_writer_class
+
+    summary_writer_class()
     if Path(folder).exists() and not Path(folder).is_dir():
         raise ConfigError(f"--tensorboard {folder}: exists and is not a folder")
 
 
-def tensorboard_writer(folder: str | None):
+def tensorboard_log(folder: str | None):
+    """``--tensorboard DIR``'s `TensorBoardLog` (checked first by `require_tensorboard`), or None."""
     if not folder:
         return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:
-        raise ConfigError("--tensorboard needs the tensorboard extra: pip install 'depthlab[tensorboard]'") from None
-    return SummaryWriter(folder)
+    from ..engine.callbacks import TensorBoardLog
+
+    return TensorBoardLog(folder)
 
 
 EPILOG = """\b

@@ -12,7 +12,7 @@ from ..records.record import RunStatus
 from ..report.tables import format_table
 from ..report.wording import classic_line
 from .app import (cli, create_output_folder, log, open_store, output_folder, progress_to_stderr, require_tensorboard,
-                  tensorboard_writer)
+                  tensorboard_log)
 from .app import progress as progress_log
 from .options import data_options, model_options, run_options, train_options
 
@@ -34,8 +34,9 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     """Train one MODEL and record it in the store. Every epoch is checkpointed beside the store
     (STORE-checkpoints/): the same command after an interruption (Ctrl-C, kill) resumes from
     the last saved epoch, with the result of an uninterrupted run."""
-    from ..data.registry import load_dataset
     from ..api import train as train_and_record
+    from ..data.registry import load_dataset
+    from ..engine.callbacks import LambdaCallback
     from ..store.sqlite import check_store_path
 
     config = _train_config(model, model_opts, data_opts, run, hp, use_val, threads)
@@ -46,24 +47,23 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     require_tensorboard(tensorboard)
     data = load_dataset(config.dataset, data_opts.data_dir)
     check_train_size(config.train_size, data)
-    writer = tensorboard_writer(tensorboard)
+    board = tensorboard_log(tensorboard)
     label = "Val" if use_val else "Test"
     epochs = config.epochs
     bar = sys.stderr.isatty() and not as_json    # the API's tqdm bar, on stderr, only on a terminal
     progress_to_stderr(as_json)
 
-    def on_epoch(m):
+    def epoch_line(loop, index, m):
         with _outside_bar():
             progress_log.info(classic_line(m.epoch, epochs, m.train_error, m.test_error, label))
-        if writer is not None:
-            for key in ("train_error", "test_error", "loss", "lr"):
-                writer.add_scalar(key, getattr(m, key), m.epoch)
 
+    callbacks = [LambdaCallback(on_epoch_metrics=epoch_line), *([board] if board is not None else [])]
     with open_store(store_path) as store:  # checkpointed every epoch: the same command resumes
-        record = train_and_record(config, data, store=store, progress=bar, reuse=not rerun, on_epoch=on_epoch)
+        record = train_and_record(config, data, store=store, progress=bar, reuse=not rerun,
+                                  callbacks=callbacks)
     result = {**record.to_dict(), "reused": record.reused}  # the record as the JSON it is shown and saved as
-    if writer is not None:
-        writer.close()
+    if board is not None:
+        board.close()
     if result.get("reused"):
         log.info(f"(already in {store_path}: shown from the store; --rerun trains again)")
         if not as_json:

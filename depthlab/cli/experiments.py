@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..grids import GRID_GRAMMAR
 from . import cifar as _cifar
 from .app import (cli, create_output_folder, output_folder, progress, progress_to_stderr, require_tensorboard,
-                  tensorboard_writer, trial_runner)
+                  tensorboard_log, trial_runner)
 from .core import check_train_size
 from .options import (
     Values,
@@ -33,20 +33,6 @@ def _out_folder(out: str | None, default: str):
 
 def _store_of_context() -> str | None:
     return click.get_current_context().params.get("store_path")
-
-
-def _tensorboard_hook(folder: str | None):
-    """A per-epoch hook writing each run's scalars to TensorBoard under the run's label."""
-    writer = tensorboard_writer(folder)
-    if writer is None:
-        return None
-
-    def on_epoch(label, metrics):
-        for key in ("train_error", "test_error", "loss", "lr"):
-            writer.add_scalar(f"{label}/{key}", getattr(metrics, key), metrics.epoch)
-        writer.flush()
-
-    return on_epoch
 
 
 def _show_part(part, folder, stem, as_json) -> list[str]:
@@ -95,11 +81,13 @@ def _run_one_part(part, experiment: str, stem: str, data_opts, run, spec):
     ctx = Context(data_dir=data_opts.data_dir, experiment=experiment, epoch_lines=True)
     configs = part.configs(ctx)
     folder, _ = _prepare(configs, data_opts.data_dir, run.store_path, run.out, stem, run.tensorboard, ctx.datasets)
-    ctx.on_epoch = _tensorboard_hook(run.tensorboard)
+    ctx.tensorboard = tensorboard_log(run.tensorboard)
     with trial_runner(spec, configs[0].device, run.store_path, fusable_size(part, ctx), data_dir=data_opts.data_dir,
                       sequential=True) as (store, runner):
         ctx.store, ctx.runner = store, runner
         result = part.run(ctx)
+    if ctx.tensorboard is not None:
+        ctx.tensorboard.close()
     return result, _show_part(result, folder, experiment, run.as_json)
 
 

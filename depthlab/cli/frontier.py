@@ -10,7 +10,7 @@ import click
 
 from ..errors import ConfigError
 from ..depth_frontier.protocol import QUICK_GRIDS, FrontierConfig
-from .app import cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_writer
+from .app import cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_log
 from .core import _outside_bar, check_train_size
 from . import plan
 from .options import (
@@ -142,7 +142,7 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     data = load_dataset(config.dataset, data_dir)  # bad data fails before any folder or store is created
     check_train_size(config.train_size, data)
     folder = create_output_folder(out)
-    writer = tensorboard_writer(run.tensorboard)
+    board = tensorboard_log(run.tensorboard)
 
     with _bar(sys.stderr.isatty() and not run.as_json, "frontier", "trial") as bar:   # as `train`: a terminal only
         progress = None if bar is None else FrontierProgress(bar, names, config, len(data.train_y), spec)
@@ -151,12 +151,12 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
                               runner_log=log.info if progress is None else progress.say)
 
     write_outputs(result, folder)
-    if writer is not None:
+    if board is not None:
         for m in result.models:
             for d, r in sorted(m.depths.items()):
                 if r.error is not None:
-                    writer.add_scalar(f"frontier/{m.model}/best_error", r.error, d)
-        writer.close()
+                    board.scalar(f"frontier/{m.model}/best_error", r.error, d)
+        board.close()
     if run.as_json:
         click.echo(json.dumps({"units": JSON_UNITS, "models": [m.to_dict() for m in result.models]}))
     else:

@@ -28,7 +28,7 @@ def _cache_file() -> Path:
 def _step_seconds(model: str, depth: int, steps: int = 3) -> float:
     import torch
 
-    from ..engine.setup import forward_backward
+    from ..engine.setup import train_step
     from ..models import create_model
 
     torch.manual_seed(0)
@@ -37,8 +37,7 @@ def _step_seconds(model: str, depth: int, steps: int = 3) -> float:
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
     def step():  # the engine's own step, fp32
-        forward_backward(net, x, y, amp=False, zero_grad=lambda: opt.zero_grad(set_to_none=True))
-        opt.step()
+        train_step(net, opt, x, y, amp=False)
 
     step()
     t = time.process_time()

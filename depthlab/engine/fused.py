@@ -31,7 +31,7 @@ Linear and parameter-free elementwise/pooling modules, whose own forward code is
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ from ..data.dataset import Dataset
 from ..data.registry import load_dataset
 from ..errors import ConfigError, UserError
 from ..models import count_parameters
-from ..records.record import EpochMetrics, Monitor, RunResult
+from ..records.record import Monitor, RunResult
 from .config import TrainConfig
 from .device import precision_scope, thread_scope
 from .fused_layers import (
@@ -54,7 +54,7 @@ from .fused_layers import (
     member_losses,
     split_outputs,
 )
-from .loop import run_epochs
+from .loop import LoopCallback, run_epochs
 from .run import failed_result, run_safely
 from .setup import Setup, forward_backward, set_up
 from .stepper import Member, Stepper
@@ -92,8 +92,7 @@ class FusedStepper(Stepper):
 
     format = FUSED_CHECKPOINT_FORMAT
 
-    def __init__(self, setup: Setup, configs: list[TrainConfig], monitors: list, ranks: list,
-                 on_step: Callable | None = None):
+    def __init__(self, setup: Setup, configs: list[TrainConfig], monitors: list, ranks: list):
         # each member initialised exactly as `train` initialises a separate run
         nets = [setup.new_model(c, on_device=False) for c in configs]
         parameters = count_parameters(nets[0])
@@ -104,7 +103,6 @@ class FusedStepper(Stepper):
         self.optimizer = FusedSGD(self.model, nesterov=setup.config.nesterov)
         self.hashes = [c.hash() for c in configs]
         self.seeds = sorted(setup.train_batches)
-        self.on_step = on_step
         self.momentum = self._floats([m.config.momentum for m in self.live])
         self.weight_decay = self._floats([m.config.weight_decay for m in self.live])
         self.use_weight_decay = any(m.config.weight_decay > 0 for m in self.live)
@@ -139,8 +137,7 @@ class FusedStepper(Stepper):
             self.lr_values, self.lr_t = lrs, self._floats(lrs)
         losses, logits = forward_backward(self.model, x, y, amp=self.setup.amp, zero_grad=self.optimizer.zero_grad,
                                           loss_fn=lambda outputs, y: member_losses(split_outputs(outputs, g), y))
-        if self.on_step is not None:
-            self.on_step(epoch, step, {m.index: v for m, v in zip(live, losses.tolist())})
+        self.step_losses = losses.detach()
         finite = torch.isfinite(losses.detach())
         self.bad = torch.where(self.active & ~finite & (self.bad < 0), torch.full_like(self.bad, step), self.bad)
         self.active = self.active & finite  # a diverged member's update is zeroed until it leaves the net
@@ -187,12 +184,12 @@ class FusedStepper(Stepper):
                 "torch_rng": torch.get_rng_state(), "members": [m.state() for m in self.members],
                 "seconds": seconds}
 
-    def unpack(self, state: dict, on_epoch, path) -> tuple[int, float, dict | None]:
+    def unpack(self, state: dict, path) -> tuple[int, float, dict | None]:
         device = self.setup.device
         if state.get("config_hashes") != self.hashes:
             raise ConfigError(f"checkpoint {path} belongs to other configurations; delete it")
         for m, saved in zip(self.members, state["members"]):
-            m.restore(saved, on_epoch)
+            m.restore(saved)
         self.drop_finished()  # the members that had finished leave the net as they did before the save
         self.model.load_state_dict(state["model"])
         self.optimizer.buffers = {name: b.to(device) for name, b in state["momentum_buffers"].items()}
@@ -208,17 +205,17 @@ class FusedStepper(Stepper):
 
 def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, data_dir=None,
                 monitors: Sequence[Monitor | None] | Monitor | None = None,
-                on_epoch: Callable[[int, EpochMetrics], None] | None = None,
-                on_step: Callable[[int, int, dict[int, float]], None] | None = None,
-                checkpoint_path=None, checkpoint_required: bool = True,
+                callbacks: Sequence[LoopCallback] = (), checkpoint_path=None,
+                checkpoint_required: bool = True,
                 member_by_member: bool = True, ranks: Sequence[int | None] | None = None) -> list[RunResult]:
     """Train ``configs`` (equal but for lr, seed, momentum, weight decay and schedule) as one
     fused network; return one `RunResult` per config, in order, as `depthlab.sweep.runner.run_recorded`
     does, with ``fused`` set (the group size and its wall time).
 
     ``monitors``: one per config (or one for all); each sees its member's checkpoints and may
-    stop it. ``on_epoch(i, metrics)`` gets member i's epochs; ``on_step(epoch, step, losses)``
-    the loss of every live member at every step (``{i: loss}``; it syncs, so tests only). Each member's ``seconds`` is its
+    stop it. ``callbacks`` (`LoopCallback`s) follow the group: ``on_epoch_metrics(loop, i,
+    metrics)`` gets member i's epochs, ``on_step_end`` every step (``loop.stepper.step_losses``:
+    the live members' losses, in the order of ``loop.stepper.live``). Each member's ``seconds`` is its
     share (1/G) of the fused wall time. A model whose fused net fails the probe check is
     trained member by member instead (same results, no speed-up, no checkpoint), or, not
     ``member_by_member``, raises `NotFusable` so that the caller runs the members as single
@@ -229,7 +226,7 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     saved there after every epoch and at every evaluation point inside one (with the epoch's
     sample orders and the live members' running sums), atomically, and a run that finds a checkpoint of the same
     configs there continues from it: the results equal an uninterrupted run's (the restored
-    epochs are passed to ``on_epoch`` again). The checkpoint records the monitors' decisions:
+    epochs are passed to ``on_epoch_metrics`` again). The checkpoint records the monitors' decisions:
     continue it under the same monitors (`depthlab.engine.checkpoint_resumable` checks). Not
     ``checkpoint_required``, a checkpoint that cannot be written is skipped with a warning.
 
@@ -247,7 +244,7 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
         data = load_dataset(configs[0].dataset, data_dir)
     started = time.perf_counter()
     try:
-        results = _train_as_one_net(configs, data, monitors, ranks, on_epoch, on_step, checkpoint_path,
+        results = _train_as_one_net(configs, data, monitors, ranks, callbacks, checkpoint_path,
                                     checkpoint_required, started)
     except (KeyboardInterrupt, SystemExit, UserError):
         raise
@@ -264,7 +261,7 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
 
 
 def _train_as_one_net(configs: list[TrainConfig], data: Dataset, monitors: list[Monitor | None],
-                      ranks: list[int | None], on_epoch, on_step, checkpoint_path, checkpoint_required: bool,
+                      ranks: list[int | None], callbacks, checkpoint_path, checkpoint_required: bool,
                       started: float) -> list[RunResult]:
     """`train_fused`'s fused path: the group set up and trained as one network under its threads
     and precision, each member's result given its share (1/G) of the wall time and, in
@@ -272,8 +269,8 @@ def _train_as_one_net(configs: list[TrainConfig], data: Dataset, monitors: list[
     with thread_scope(configs[0].threads):
         setup = set_up(configs, data)
         with precision_scope(setup.device, configs[0].precision):
-            stepper = FusedStepper(setup, configs, monitors, ranks, on_step)
-            wall = run_epochs(stepper, on_epoch=on_epoch, checkpoint_path=checkpoint_path,
+            stepper = FusedStepper(setup, configs, monitors, ranks)
+            wall = run_epochs(stepper, callbacks=callbacks, checkpoint_path=checkpoint_path,
                               checkpoint_required=checkpoint_required, started=started)
     results = [m.result for m in stepper.members]
     for r in results:

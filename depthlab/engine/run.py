@@ -6,7 +6,7 @@ sweep; a `UserError` (the user's to fix) and interrupts still propagate."""
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -15,7 +15,7 @@ from ..errors import UserError, users_code
 from ..records.record import Monitor, RunResult, RunStatus
 from .config import TrainConfig
 from .device import resolve_device
-from .loop import train
+from .loop import LoopCallback, train
 
 
 def failed_result(config: TrainConfig, seconds: float, exc: BaseException) -> RunResult:
@@ -25,7 +25,7 @@ def failed_result(config: TrainConfig, seconds: float, exc: BaseException) -> Ru
 
 
 def run_safely(config: TrainConfig, data: Dataset, *, monitor: Monitor | None = None,
-               on_epoch: Callable | None = None, on_step=None, train_options: dict | None = None,
+               callbacks: Sequence[LoopCallback] = (), train_options: dict | None = None,
                extras: Callable | None = None,
                on_user_error: Callable[[RunResult], None] | None = None, keep_model: bool = False) -> RunResult:
     """Train ``config`` and return its result (for a finished run with ``extras``, with
@@ -37,7 +37,7 @@ def run_safely(config: TrainConfig, data: Dataset, *, monitor: Monitor | None = 
     started = time.perf_counter()
     try:
         with users_code(f"training {config.model_name}", interrupts=False):   # its network, or a callback
-            result = train(config, data, monitor=monitor, on_epoch=on_epoch, on_step=on_step, **(train_options or {}))
+            result = train(config, data, monitor=monitor, callbacks=callbacks, **(train_options or {}))
         if extras is not None and result.status == RunStatus.DONE:
             result.extras = extras(result.model)
         if not keep_model:

@@ -99,6 +99,27 @@ def forward_backward(net: Callable, x: torch.Tensor, y: torch.Tensor, *, amp: bo
     return loss, logits
 
 
+def train_step(net: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, *,
+               amp: bool, lr: float | None = None, before_update: Callable[[torch.Tensor], bool] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """One optimisation step, as a run takes it: the lr set on every parameter group (when
+    given), `forward_backward` (old gradients set to None), then the optimiser's update, unless
+    ``before_update(loss)`` returns False (Lightning's ``on_before_optimizer_step``: what a tool
+    measures between the backward pass and the update, lr_find's divergence test, diagnose's
+    per-layer record, and whether to update at all). Returns (loss, final-head logits, whether
+    the weights were updated). The single-network trainer, lr_find, diagnose and the dry run's
+    timing step through here; a fused group steps its fused optimiser around `forward_backward`."""
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    loss, logits = forward_backward(net, x, y, amp=amp,
+                                    zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
+    if before_update is not None and not before_update(loss):
+        return loss, logits, False
+    optimizer.step()
+    return loss, logits, True
+
+
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,

@@ -4,8 +4,9 @@ The loop drives a stepper through epochs, evaluation points, monitors, checkpoin
 divergence. A stepper trains its *members* (runs, each with its config, monitor and result):
 `SingleStepper` one network with any optimiser (and early-stopping patience); the fused
 stepper (`depthlab.engine.fused.FusedStepper`) G members stacked in one network, cutting
-diverged, stopped and outranked members out of it. Each takes its steps with
-`depthlab.engine.setup.forward_backward` and writes (and reads back) its own checkpoint format.
+diverged, stopped and outranked members out of it. The single stepper steps with
+`depthlab.engine.setup.train_step`, the fused one its fused optimiser around the same
+`depthlab.engine.setup.forward_backward`; each writes (and reads back) its own checkpoint format.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..records.record import EpochMetrics, EvaluationPoint, Monitor, RunResult, 
 from .checkpoints import CHECKPOINT_FORMAT
 from .config import TrainConfig
 from .schedule import parse_schedule
-from .setup import Setup, evaluate, forward_backward, make_optimizer
+from .setup import Setup, evaluate, make_optimizer, train_step
 
 
 class Member:
@@ -46,7 +47,7 @@ class Member:
                 "checkpoints": [vars(c) for c in r.evaluation_points], "lr": self.lr, "finished": self.finished,
                 "stop_at_epoch_end": self.stop_at_epoch_end}
 
-    def restore(self, saved: dict, on_epoch) -> None:
+    def restore(self, saved: dict) -> None:
         r = self.result
         r.status, r.reason = RunStatus(saved["status"]), saved["reason"]
         r.stopped_early, r.test_error = saved["stopped_early"], saved["test_error"]
@@ -54,9 +55,6 @@ class Member:
         r.evaluation_points = [EvaluationPoint(**c) for c in saved["checkpoints"]]
         self.lr, self.finished = saved["lr"], saved["finished"]
         self.stop_at_epoch_end = saved["stop_at_epoch_end"]
-        if on_epoch is not None:
-            for metrics in r.epochs:
-                on_epoch(self.index, metrics)
 
 
 class Stepper:
@@ -69,6 +67,7 @@ class Stepper:
     def __init__(self, setup: Setup, members: list[Member]):
         self.setup, self.members, self.live = setup, members, list(members)
         self.errors: torch.Tensor | None = None
+        self.step_losses: torch.Tensor | None = None  # the last step's loss of each live member
 
     def set_lrs(self, epoch: int, step: int) -> list[float]:
         """Each live member's lr at ``step`` (1-based) of ``epoch``, from its schedule."""
@@ -101,7 +100,7 @@ class Stepper:
     def pack(self, epochs_done: int, mid: dict | None, seconds: float) -> dict:
         """The checkpoint after ``epochs_done`` epochs (``mid``: where the running epoch stands)."""
         raise NotImplementedError
-    def unpack(self, state: dict, on_epoch, path) -> tuple[int, float, dict | None]:
+    def unpack(self, state: dict, path) -> tuple[int, float, dict | None]:
         """Restore a checkpoint; returns (epochs done, seconds spent, the running epoch's ``mid``)."""
         raise NotImplementedError
 
@@ -111,7 +110,7 @@ class SingleStepper(Stepper):
 
     format = CHECKPOINT_FORMAT
 
-    def __init__(self, setup: Setup, monitor: Monitor | None = None, *, on_step=None, compile_model: bool = False,
+    def __init__(self, setup: Setup, monitor: Monitor | None = None, *, compile_model: bool = False,
                  model: nn.Module | None = None):
         config = setup.config
         self.model = setup.new_model() if model is None else model
@@ -120,7 +119,6 @@ class SingleStepper(Stepper):
         # Deep thin nets are launch-bound on a GPU: CUDA graphs (reduce-overhead) remove that cost.
         self.net = (torch.compile(self.model, mode="reduce-overhead" if setup.device.type == "cuda" else "default")
                     if compile_model or config.compile else self.model)  # state dicts are taken from `model`
-        self.on_step = on_step
         self.best_error, self.best_state, self.since_best = math.inf, None, 0
         self.zero_sums()
 
@@ -131,22 +129,13 @@ class SingleStepper(Stepper):
         self.loss_sum = torch.zeros((), device=self.setup.device)
         self.wrong = torch.zeros((), dtype=torch.long, device=self.setup.device)
 
-    def take_step(self, xb: torch.Tensor, yb: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step at ``lr``: (loss, final-head logits)."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        loss, logits = forward_backward(self.net, xb, yb, amp=self.setup.amp,
-                                        zero_grad=lambda: self.optimizer.zero_grad(set_to_none=True))
-        self.optimizer.step()
-        return loss, logits
-
     def step(self, batch, epoch: int, step: int) -> int:
         xb, yb = batch[self.setup.config.seed]
-        loss, logits = self.take_step(xb, yb, self.set_lrs(epoch, step)[0])
+        loss, logits, _ = train_step(self.net, self.optimizer, xb, yb, amp=self.setup.amp,
+                                     lr=self.set_lrs(epoch, step)[0])
         self.loss_sum += loss.detach() * len(yb)
         self.wrong += (logits.detach().argmax(1) != yb).sum()
-        if self.on_step is not None:
-            self.on_step(step, self.setup.steps_per_epoch)
+        self.step_losses = loss.detach().reshape(1)
         return len(yb)
 
     def first_bad(self, step: int) -> list[int]:
@@ -198,7 +187,7 @@ class SingleStepper(Stepper):
                 "epochs": [e.to_dict() for e in r.epochs], "checkpoints": [vars(c) for c in r.evaluation_points],
                 "stopped_early": r.stopped_early, "reason": r.reason, "seconds": seconds}
 
-    def unpack(self, state: dict, on_epoch, path) -> tuple[int, float, dict | None]:
+    def unpack(self, state: dict, path) -> tuple[int, float, dict | None]:
         s, r = self.setup, self.members[0].result
         if state.get("config_hash") != s.config.hash():
             raise ConfigError(f"checkpoint {path} belongs to a different configuration; "
@@ -214,10 +203,7 @@ class SingleStepper(Stepper):
                            if state["best_state"] is not None else None)
         r.evaluation_points = [EvaluationPoint(**c) for c in state["checkpoints"]]
         r.stopped_early, r.reason = state["stopped_early"], state["reason"]
-        for d in state["epochs"]:
-            r.epochs.append(EpochMetrics(**d))
-            if on_epoch is not None:
-                on_epoch(0, r.epochs[-1])
+        r.epochs.extend(EpochMetrics(**d) for d in state["epochs"])
         mid = state.get("mid_epoch")
         if mid is not None:
             self.loss_sum, self.wrong = mid["loss_sum"].to(s.device), mid["wrong"].to(s.device)

@@ -21,8 +21,10 @@ from typing import Callable
 
 from ..data.dataset import Dataset, resolve_data_root
 from ..data.registry import DATASETS
+from ..engine.callbacks import LambdaCallback
 from ..engine.checkpoints import checkpoint_file
 from ..engine.config import TrainConfig
+from ..engine.loop import LoopCallback
 from ..errors import ConfigError
 from ..models.catalog import CIFAR_DATASETS
 from ..records.record import RunStatus
@@ -76,7 +78,7 @@ def check_resumable(configs: list[TrainConfig], folder) -> None:
                                   "delete it or run without --resume")
 
 
-class Throughput:
+class Throughput(LoopCallback):
     """Training images/s of each epoch, timed from the end of its first step to the end of its
     last (so the first step's one-off costs and the evaluation are not counted). On CUDA,
     ``sync`` (``torch.cuda.synchronize``) runs at those two points only, so the figure counts
@@ -87,6 +89,9 @@ class Throughput:
         self.first: float | None = None
         self.rates: list[float] = []
         self.fresh = False  # a rate was measured since the last `take_fresh`
+
+    def on_step_end(self, loop, step: int) -> None:
+        self.step(step, loop.setup.steps_per_epoch)
 
     def step(self, step: int, total: int) -> None:
         if self.sync is not None and (step == 1 or step == total):
@@ -125,7 +130,7 @@ def run_one(config: TrainConfig, data: Dataset, store: Store | None, *, experime
     meter = Throughput(config.batch_size, train_images(config, data), torch.cuda.synchronize if cuda else None)
     eval_label = "Val" if config.eval_split == "val" else "Test"
 
-    def on_epoch(m):
+    def epoch_line(loop, index, m):
         measured = meter.take_fresh()
         rate = f", {measured:,.0f} img/s" if measured else ""
         echo(f"[{label}] {classic_line(m.epoch, config.epochs, m.train_error, m.test_error, eval_label)}"
@@ -133,8 +138,9 @@ def run_one(config: TrainConfig, data: Dataset, store: Store | None, *, experime
 
     options = dict(checkpoint_path=checkpoint_file(checkpoint_dir, config), resume=resume,
                    compile_model=compile_model)
-    record = run_recorded(config, store, data, kind="reproduce", experiment=experiment, on_epoch=on_epoch,
-                          on_step=meter.step, reuse=not rerun, train_options=options)
+    record = run_recorded(config, store, data, kind="reproduce", experiment=experiment,
+                          callbacks=[meter, LambdaCallback(on_epoch_metrics=epoch_line)], reuse=not rerun,
+                          train_options=options)
     if record.reused:
         echo(f"[{label}] already in the store: shown from there (--rerun trains again)")
     # the report's row: the stored record's JSON, whether it was reused, and the measured speed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import torch
 from ..data.dataset import Dataset
 from ..engine.config import MAX_LR, MAX_STEPS, TrainConfig
 from ..engine.device import precision_scope
-from ..engine.setup import forward_backward, make_optimizer, set_up
+from ..engine.setup import make_optimizer, set_up, train_step
 from ..errors import ConfigError
 from ..report.tables import data_frame
 from .parts import Curve, Plot
@@ -132,34 +133,52 @@ def _sweep_lr(model, optimizer, batches, amp: bool, min_lr: float, max_lr: float
     """Train ``steps`` steps (cycling through ``batches``), the lr growing geometrically from
     ``min_lr`` to ``max_lr``; returns the lrs, the losses, their smoothed values and why the
     sweep stopped (a non-finite loss, or the smoothed loss past ``diverge`` times its minimum
-    after the burn-in, or the last step reached). The weights are left as the sweep made them."""
+    after the burn-in, or the last step reached). Each step is the engine's `train_step`, the
+    loss taken (and the sweep stopped) before the update. The weights are left as the sweep made them."""
     ratio = max_lr / min_lr
-    lrs, losses, smoothed = [], [], []
-    avg, best = 0.0, math.inf
+    trace = _LossTrace(smoothing, diverge, burn_in)
     step = 0
     while step < steps:
         for xb, yb in batches:
             if step >= steps:
                 break
             lr = min_lr * ratio ** (step / (steps - 1))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss, _ = forward_backward(model, xb, yb, amp=amp, zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
-            value = loss.item()
-            if not math.isfinite(value):
-                return lrs, losses, smoothed, f"diverged at lr {lr:.3g} (non-finite loss)"
-            avg = smoothing * avg + (1 - smoothing) * value
-            smooth = avg / (1 - smoothing ** (step + 1))
-            lrs.append(lr)
-            losses.append(value)
-            smoothed.append(smooth)
-            if step >= burn_in:
-                best = min(best, smooth)
-            if step > burn_in and smooth > diverge * best:
-                return lrs, losses, smoothed, f"diverged at lr {lr:.3g} (smoothed loss > {diverge:g}x its minimum)"
-            optimizer.step()
+            _, _, updated = train_step(model, optimizer, xb, yb, amp=amp, lr=lr,
+                                       before_update=functools.partial(trace.take, step, lr))
+            if not updated:
+                return trace.lrs, trace.losses, trace.smoothed, trace.stopped
             step += 1
-    return lrs, losses, smoothed, f"reached max lr {max_lr:g}"
+    return trace.lrs, trace.losses, trace.smoothed, f"reached max lr {max_lr:g}"
+
+
+class _LossTrace:
+    """lr_find's record: each step's lr, loss and bias-corrected smoothed loss, and why it stopped."""
+
+    def __init__(self, smoothing: float, diverge: float, burn_in: int):
+        self.smoothing, self.diverge, self.burn_in = smoothing, diverge, burn_in
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+        self.smoothed: list[float] = []
+        self.avg, self.best, self.stopped = 0.0, math.inf, ""
+
+    def take(self, step: int, lr: float, loss: torch.Tensor) -> bool:
+        """Record step ``step``'s ``loss`` at ``lr``; False (no update, the sweep ends) once the
+        loss is not finite (not recorded) or the smoothed loss diverged (recorded)."""
+        value = loss.item()
+        if not math.isfinite(value):
+            self.stopped = f"diverged at lr {lr:.3g} (non-finite loss)"
+            return False
+        self.avg = self.smoothing * self.avg + (1 - self.smoothing) * value
+        smooth = self.avg / (1 - self.smoothing ** (step + 1))
+        self.lrs.append(lr)
+        self.losses.append(value)
+        self.smoothed.append(smooth)
+        if step >= self.burn_in:
+            self.best = min(self.best, smooth)
+        if step > self.burn_in and smooth > self.diverge * self.best:
+            self.stopped = f"diverged at lr {lr:.3g} (smoothed loss > {self.diverge:g}x its minimum)"
+            return False
+        return True
 
 
 def _suggest(lrs: list[float], losses: list[float], smoothed: list[float], stopped: str,

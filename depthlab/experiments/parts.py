@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..data.dataset import Dataset
 from ..data.registry import load_dataset
+from ..engine.callbacks import LambdaCallback
 from ..engine.config import TrainConfig
 from ..engine.extras import extras_for
 from ..records.record import RunResult, RunStatus
@@ -188,7 +189,7 @@ class Context:
     quick: bool = False
     experiment: str | None = None
     echo: Callable[[str], None] = progress
-    on_epoch: Callable[[str, Any], None] | None = None   # (run label, EpochMetrics), e.g. TensorBoard
+    tensorboard: Any = None  # a `TensorBoardLog`: each run's epochs under its label
     datasets: dict = field(default_factory=dict)
     runner: Any = None  # a `depthlab.sweep.TrialRunner`: `run_many` runs on its executor, all at once
     epoch_lines: bool = False  # with a runner, echo each run's epoch lines as it comes back (the CLI does)
@@ -203,13 +204,11 @@ class Context:
         """Train (or read back) one config, echoing the classic per-epoch line with a label."""
         data = self.dataset(config.dataset)
 
-        def on_epoch(m):
-            self._epoch_line(label, config, m)
-            if self.on_epoch is not None:
-                self.on_epoch(label, m)
-
+        callbacks = [LambdaCallback(on_epoch_metrics=lambda loop, i, m: self._epoch_line(label, config, m))]
+        if self.tensorboard is not None:
+            callbacks.append(self.tensorboard.for_run(label))
         result = run_recorded(config, self.store, data, kind=kind, experiment=self.experiment,
-                              on_epoch=on_epoch, extras=extras)
+                              callbacks=callbacks, extras=extras)
         if result.reused or result.status != RunStatus.DONE:
             self._report(label, result)
         return result
@@ -232,8 +231,8 @@ class Context:
                 for e in result.epochs:
                     if self.epoch_lines:
                         self._epoch_line(label, config, e)
-                    if self.on_epoch is not None:
-                        self.on_epoch(label, e)
+                    if self.tensorboard is not None:
+                        self.tensorboard.for_run(label).write_epoch(e.to_dict())
             self._report(label, result)
 
         return self.runner.run([Job(c, kind="experiment", experiment=self.experiment, extras=name)

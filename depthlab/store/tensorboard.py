@@ -9,11 +9,10 @@ import json
 import re
 from pathlib import Path
 
+from ..engine.callbacks import TensorBoardLog
 from ..errors import ConfigError
 from ..report.outputs import safe_child
 from .sqlite import Store
-
-SCALARS = ("train_error", "test_error", "loss", "lr")
 
 
 def check_export_folder(folder: str | Path) -> Path:
@@ -38,18 +37,15 @@ def run_folder_name(run_id: int, model: str, config: dict) -> str:
 
 def export_tensorboard(store: Store, folder: str | Path, *, status: str | None = None) -> int:
     """Write every run of ``store`` (of ``status`` if given) to ``folder``; returns how many."""
-    from torch.utils.tensorboard import SummaryWriter
-
     root = check_export_folder(folder)
     rows = store.runs(status=status)
     for row in rows:
-        writer = SummaryWriter(str(safe_child(root, run_folder_name(row.id, row.model, row.config))))
+        board = TensorBoardLog(safe_child(root, run_folder_name(row.id, row.model, row.config)))
         try:
             for epoch in store.epochs(row.id):
-                for key in SCALARS:
-                    if isinstance(epoch.get(key), (int, float)):
-                        writer.add_scalar(key, epoch[key], epoch["epoch"])
-            writer.add_text("config", f"status {row.status}\n\n    " + json.dumps(row.config, sort_keys=True))
+                board.write_epoch(epoch)
+            config = json.dumps(row.config, sort_keys=True)
+            board.writer.add_text("config", f"status {row.status}\n\n    {config}")
         finally:
-            writer.close()
+            board.close()
     return len(rows)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
 from ..data.registry import load_dataset
 from ..engine.config import TrainConfig
 from ..engine.device import resolve_device
+from ..engine.loop import LoopCallback
 from ..engine.run import run_safely
 from ..errors import StoreError
 from ..records.record import Monitor, RunResult, RunStatus
@@ -94,14 +95,15 @@ def stored_config(config: TrainConfig, data: Dataset, monitor: Monitor | None = 
 
 def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None = None, *,
                  data_dir=None, kind: str = "train", experiment: str | None = None,
-                 monitor: Monitor | None = None, on_epoch: Callable | None = None,
-                 reuse: bool = True, on_step=None, train_options: dict | None = None,
+                 monitor: Monitor | None = None, callbacks: Sequence[LoopCallback] = (),
+                 reuse: bool = True, train_options: dict | None = None,
                  extras: Callable | None = None, keep_model: bool = False) -> RunResult:
     """Train ``config`` (or return its stored result when ``reuse`` and it already finished).
 
     Returns a `RunResult` (``reused`` telling whether it came from the store): stored and fresh
     results look the same to callers, except that ``keep_model`` keeps a trained run's network as
     its ``model`` (the store keeps no weights: a result read back from it has none).
+    ``callbacks`` follow the training (after the one that writes each epoch to the store);
     ``train_options`` are passed on to `train` (e.g. ``checkpoint_path``, ``resume``,
     ``compile_model``: ways of running that do not change the result).
     ``extras(model)`` may measure the trained network (gate values, train-split accuracy of the
@@ -126,18 +128,13 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
     run_id = store.start_run(canonical, key, kind=kind, experiment=experiment,
                              device=device) if store is not None else None
 
-    def record_epoch(metrics):
-        if store is not None:
-            store.log_epoch(run_id, metrics.to_dict())
-        if on_epoch is not None:
-            on_epoch(metrics)
-
     def record_user_error(out: RunResult) -> None:
         if store is not None:
             store.finish_run(run_id, RunStatus.FAILED.value, seconds=round(out.seconds, 3), reason=out.reason,
                              result=out.to_dict())
 
-    out = run_safely(config, data, monitor=monitor, on_epoch=record_epoch, on_step=on_step,
+    rows = [EpochRows(store, run_id)] if store is not None else []
+    out = run_safely(config, data, monitor=monitor, callbacks=[*rows, *callbacks],
                      train_options=train_options, extras=extras, on_user_error=record_user_error,
                      keep_model=keep_model)
     if store is not None:
@@ -145,3 +142,13 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
                          result=out.to_dict(), device=out.device)
     out.reused = False
     return out
+
+
+class EpochRows(LoopCallback):
+    """Writes each epoch of run ``run_id`` to the store as it ends (a killed run keeps its epochs)."""
+
+    def __init__(self, store: Store, run_id: int):
+        self.store, self.run_id = store, run_id
+
+    def on_epoch_metrics(self, loop, index: int, metrics) -> None:
+        self.store.log_epoch(self.run_id, metrics.to_dict())

@@ -4,6 +4,7 @@ command resumes from its last saved epoch and ends where an uninterrupted run en
 import os
 
 from depthlab.cli import main
+from depthlab.engine.callbacks import LambdaCallback
 from depthlab.engine.stepper import SingleStepper
 from depthlab.store.sqlite import Store, checkpoint_dir_for
 
@@ -94,7 +95,7 @@ def test_the_python_api_resumes_the_same_way(data_root, tmp_path, monkeypatch, c
     seen = []
     with caplog.at_level(logging.INFO, logger="depthlab"):
         resumed = depthlab.train(config, store=tmp_path / "cut.db", progress=False, data_dir=data_root,
-                                 on_epoch=lambda m: seen.append(m.epoch))
+                                 callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: seen.append(m.epoch))])
     assert [r.message for r in caplog.records if "resuming" in r.message][0].startswith("resuming from epoch 1,")
     assert seen == [0, 1, 2]  # the restored epoch comes back first, then the two trained now
     assert resumed.test_error == whole.test_error

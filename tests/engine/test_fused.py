@@ -10,6 +10,7 @@ from torch import nn
 from depthlab.data.batches import Batches
 from depthlab.errors import ConfigError, UserError
 from depthlab.engine.fused_layers import NotFusable, fuse_models, fusion_key
+from depthlab.engine.callbacks import LambdaCallback
 from depthlab.engine.fused import train_fused
 from depthlab.models import create_model
 from depthlab.records.record import RunResult
@@ -47,11 +48,11 @@ def reference_losses(config: TrainConfig, data) -> list[float]:
 def fused_losses(configs, data, **kwargs) -> tuple[list[list[float]], list[RunResult]]:
     per_member: list[list[float]] = [[] for _ in configs]
 
-    def on_step(epoch, step, losses):
-        for i, value in losses.items():
-            per_member[i].append(value)
+    def on_step(loop, step):
+        for m, value in zip(loop.stepper.live, loop.stepper.step_losses.tolist()):
+            per_member[m.index].append(value)
 
-    results = train_fused(configs, data, on_step=on_step, **kwargs)
+    results = train_fused(configs, data, callbacks=[LambdaCallback(on_step_end=on_step)], **kwargs)
     return per_member, results
 
 
@@ -243,28 +244,30 @@ def test_a_fused_group_killed_mid_run_resumes_from_its_checkpoint_to_the_same_re
     """Members that diverge (in epochs 0 and 2), that their monitor stops mid-epoch (in epochs 1
     and 2, one with its own seed, hence its own batches) and one that runs to the end: after a
     kill in epoch ``interrupt_in_epoch`` the resumed group ends exactly where an uninterrupted
-    one does, and the restored epochs are passed to ``on_epoch`` again."""
+    one does, and the restored epochs are passed to ``on_epoch_metrics`` again."""
     base = dict(model="cnn-elu", model_args={"depth": 6}, evals_per_epoch=4, **{**SMALL, "epochs": 3})
     configs = [TrainConfig(**base, lr=lr, seed=seed) for lr, seed in ((0.01, 0), (0.1, 0), (0.3, 0), (50.0, 0),
                                                                        (0.05, 1))]
     monitor = StopBelow(0.6)
     seen_whole: list = []
-    whole = train_fused(configs, mnist, monitors=monitor, on_epoch=lambda i, m: seen_whole.append((i, m.epoch)))
+    whole = train_fused(configs, mnist, monitors=monitor,
+                        callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: seen_whole.append((i, m.epoch)))])
     assert [r.status for r in whole] == ["done", "done", "diverged", "diverged", "done"]
     assert [r.stopped_early for r in whole] == [False, True, False, False, True]
 
     path = tmp_path / "group.pt"
 
-    def kill(i, metrics):
+    def kill(loop, i, metrics):
         if metrics.epoch == interrupt_in_epoch:  # before that epoch's checkpoint is written
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_fused(configs, mnist, monitors=monitor, on_epoch=kill, checkpoint_path=path)
+        train_fused(configs, mnist, monitors=monitor, callbacks=[LambdaCallback(on_epoch_metrics=kill)],
+                    checkpoint_path=path)
     assert path.exists()
     seen_resumed: list = []
     resumed = train_fused(configs, mnist, monitors=monitor, checkpoint_path=path,
-                          on_epoch=lambda i, m: seen_resumed.append((i, m.epoch)))
+                          callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: seen_resumed.append((i, m.epoch)))])
     assert [_without_times(r) for r in resumed] == [_without_times(r) for r in whole]
     assert sorted(seen_resumed) == sorted(seen_whole)
     # Killed after the last epoch's checkpoint, before the results were stored: nothing to train.
@@ -282,12 +285,12 @@ def test_a_fused_group_killed_inside_an_epoch_resumes_from_its_last_evaluation_p
     whole = train_fused(configs, mnist, monitors=monitor)
     path = tmp_path / "group.pt"
 
-    def kill(epoch, step, losses):
-        if (epoch, step) == (1, 3):
+    def kill(loop, step):
+        if (loop.state.epoch, step) == (1, 3):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_fused(configs, mnist, monitors=monitor, on_step=kill, checkpoint_path=path)
+        train_fused(configs, mnist, monitors=monitor, callbacks=[LambdaCallback(on_step_end=kill)], checkpoint_path=path)
     saved = torch.load(path, weights_only=True)
     assert (saved["epoch"], saved["mid_epoch"]["step"]) == (1, 2)
     resumed = train_fused(configs, mnist, monitors=monitor, checkpoint_path=path)
@@ -345,12 +348,13 @@ def test_ranked_members_after_one_its_monitor_stops_are_cancelled(mnist, tmp_pat
 
     path = tmp_path / "group.pt"
 
-    def kill(epoch, step, losses):
-        if (epoch, step) == (1, 3):
+    def kill(loop, step):
+        if (loop.state.epoch, step) == (1, 3):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_fused(configs, mnist, monitors=monitors, ranks=ranks, on_step=kill, checkpoint_path=path)
+        train_fused(configs, mnist, monitors=monitors, ranks=ranks, callbacks=[LambdaCallback(on_step_end=kill)],
+                    checkpoint_path=path)
     resumed = train_fused(configs, mnist, monitors=monitors, ranks=ranks, checkpoint_path=path)
     assert [_without_times(r) for r in resumed] == [_without_times(r) for r in ranked]
 

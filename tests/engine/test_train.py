@@ -13,6 +13,7 @@ from depthlab.engine.config import TrainConfig
 from depthlab.engine.setup import evaluate, multi_head_loss, prepare_splits
 from depthlab.engine.device import resolve_device
 from depthlab.engine.schedule import parse_schedule
+from depthlab.engine.callbacks import LambdaCallback
 from depthlab.engine.loop import train
 from depthlab.data.batches import Batches
 from fakedata import synthetic_dataset
@@ -201,7 +202,9 @@ def test_monitor_sees_every_evaluation(data):
 
 def test_on_epoch_and_on_step_callbacks(data):
     epochs, steps = [], []
-    train(config(epochs=2), data, on_epoch=epochs.append, on_step=lambda s, n: steps.append((s, n)))
+    train(config(epochs=2), data, callbacks=[LambdaCallback(
+        on_epoch_metrics=lambda loop, i, m: epochs.append(m),
+        on_step_end=lambda loop, s: steps.append((s, loop.setup.steps_per_epoch)))])
     assert [m.epoch for m in epochs] == [0, 1]
     assert steps[:2] == [(1, 16), (2, 16)] and len(steps) == 32
 

@@ -13,6 +13,7 @@ from depthlab.models import count_parameters, create_model, model_config
 from depthlab.models.cifar import ShortcutA
 from depthlab.models.layers import BatchNorm
 from depthlab.engine.config import TrainConfig
+from depthlab.engine.callbacks import LambdaCallback
 from depthlab.engine.checkpoints import load_checkpoint
 from depthlab.engine.schedule import parse_schedule
 from depthlab.engine.loop import train
@@ -200,15 +201,17 @@ def test_resume_continues_an_interrupted_run_to_the_uninterrupted_result(tmp_pat
     data = tiny_cifar(n_train=80, n_test=16)
     full = train(_resumable_config(), data, checkpoint_path=tmp_path / "full.pt")
 
-    def stop_after_epoch_1(m):
+    def stop_after_epoch_1(loop, i, m):
         if m.epoch == 1:
             raise _Interrupt
     path = tmp_path / "cut.pt"
     with pytest.raises(_Interrupt):
-        train(_resumable_config(), data, checkpoint_path=path, on_epoch=stop_after_epoch_1)
+        train(_resumable_config(), data, checkpoint_path=path,
+              callbacks=[LambdaCallback(on_epoch_metrics=stop_after_epoch_1)])
     assert load_checkpoint(path)["epoch"] == 1  # epoch 1 raised in on_epoch, after epoch 0's save
     replayed = []
-    resumed = train(_resumable_config(), data, checkpoint_path=path, resume=True, on_epoch=replayed.append)
+    resumed = train(_resumable_config(), data, checkpoint_path=path, resume=True,
+                    callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: replayed.append(m))])
     assert _epoch_rows(resumed) == _epoch_rows(full)
     assert [m.epoch for m in replayed] == [e.epoch for e in full.epochs]  # restored epochs are replayed
     assert resumed.test_error == full.test_error and resumed.stopped_early == full.stopped_early
@@ -226,7 +229,8 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_last_evaluation_point(tmp
     data = tiny_cifar(n_train=80, n_test=16)
     full = train(config, data)
 
-    def kill_at_epoch_1_step_5(step, steps):
+    def kill_at_epoch_1_step_5(loop, step):
+        steps = loop.setup.steps_per_epoch
         if kill_at_epoch_1_step_5.epoch_of_step == 1 and step == 5:
             raise _Interrupt
         if step == steps:
@@ -234,7 +238,7 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_last_evaluation_point(tmp
     kill_at_epoch_1_step_5.epoch_of_step = 0
     path = tmp_path / "cut.pt"
     with pytest.raises(_Interrupt):
-        train(config, data, checkpoint_path=path, on_step=kill_at_epoch_1_step_5)
+        train(config, data, checkpoint_path=path, callbacks=[LambdaCallback(on_step_end=kill_at_epoch_1_step_5)])
     saved = load_checkpoint(path)
     assert (saved["epoch"], saved["mid_epoch"]["step"]) == (1, 3)  # saved after epoch 1's step 3
     resumed = train(config, data, checkpoint_path=path, resume=True)

@@ -68,11 +68,12 @@ _KILLED_CHILD = textwrap.dedent("""
     from depthlab.store import Store
     from depthlab.engine import TrainConfig
     config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=2, batch_size=64, device="cpu")
-    def on_epoch(m):
+    from depthlab.engine.callbacks import LambdaCallback
+    def on_epoch(loop, i, m):
         print("epoch recorded", flush=True)
         time.sleep(120)  # the parent kills us here, between two epochs
     with Store(sys.argv[1]) as store:
-        run_recorded(config, store, synthetic_dataset(256, 64), on_epoch=on_epoch)
+        run_recorded(config, store, synthetic_dataset(256, 64), callbacks=[LambdaCallback(on_epoch_metrics=on_epoch)])
 """)
 
 
