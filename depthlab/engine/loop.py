@@ -23,12 +23,13 @@ from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
 from ..records.record import (
-    MONITOR_STOP,
     Checkpoint,
     EpochMetrics,
     Monitor,
     RunResult,
     RunStatus,
+    StopReason,
+    stop_reason,
 )
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -187,8 +188,9 @@ class EpochLoop:
         for i, m in enumerate(stepper.live):
             point = Checkpoint(state.epoch + step / steps, wrong[i] / state.seen, stepper.errors[-1, i].item())
             m.result.checkpoints.append(point)
-            if m.monitor is not None and m.monitor(point):
-                m.result.stopped_early, m.result.reason = True, MONITOR_STOP
+            reason = stop_reason(m.monitor(point)) if m.monitor is not None else None
+            if reason is not None:
+                m.result.stopped_early, m.result.reason = True, reason.value  # plain text: checkpoints, JSON
                 stopped.append(i)
         if step == steps:
             for i in stopped:
@@ -250,9 +252,10 @@ class DivergenceStop(LoopCallback):
 
 
 def _outranked(m: Member, members: list[Member]) -> bool:
-    """Whether live member ``m`` is moot: a member of a smaller rank was stopped by its monitor."""
+    """Whether live member ``m`` is moot: a member of a smaller rank met its monitor's criterion
+    (`StopReason.CRITERION`; one its monitor stopped on a plateau did not train, so it decides nothing)."""
     return m.rank is not None and not m.result.stopped_early and any(
-        o.rank is not None and o.rank < m.rank and o.result.stopped_early and o.result.reason == MONITOR_STOP
+        o.rank is not None and o.rank < m.rank and o.result.stopped_early and o.result.reason == StopReason.CRITERION
         for o in members)
 
 
