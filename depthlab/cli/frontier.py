@@ -9,7 +9,7 @@ import sys
 import click
 
 from ..errors import ConfigError
-from ..depth_frontier.protocol import DEFAULT_PLATEAU_STOP, QUICK_GRIDS, FrontierConfig, plateau_text
+from ..depth_frontier.protocol import QUICK_GRIDS, FrontierConfig
 from .app import cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_writer
 from .core import _outside_bar, check_train_size
 from . import plan
@@ -58,9 +58,8 @@ def protocol_options(f):
         _protocol_option("eval_size", type=str),
         _protocol_option("evals_per_epoch"),
         option_from_field(FrontierConfig, "bisection"),
-        option_from_field(FrontierConfig, "plateau_stop", type=str,
-                          default=plateau_text(DEFAULT_PLATEAU_STOP), show_default=True,
-                          metavar="EPOCH:ERROR|off"),
+        option_from_field(FrontierConfig, "plateau_stop", type=str, show_default=True,
+                          metavar="EPOCH:ERROR|auto|off"),
     )(f)
 
 
@@ -79,7 +78,6 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
         parse_depths,
         parse_optimizer_lrs,
         parse_optimizers,
-        parse_plateau_stop,
         parse_seeds,
     )
 
@@ -98,7 +96,7 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
         threshold=protocol.threshold, criterion=protocol.criterion, seeds=parse_seeds(protocol.seeds), seed=run.seed,
         train_size=data_opts.train_size if data_opts.train_size is not None else base.train_size,
         eval_size=eval_n, dataset=data_opts.dataset or base.dataset, device=run.device, precision=run.precision,
-        bisection=protocol.bisection, plateau_stop=parse_plateau_stop(protocol.plateau_stop),
+        bisection=protocol.bisection, plateau_stop=protocol.plateau_stop,
         model_args=model_opts.overrides(depth=False))
 
 

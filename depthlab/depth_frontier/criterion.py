@@ -131,9 +131,14 @@ class CriterionMonitor:
         plateau = {"plateau": dataclasses.asdict(self.plateau)} if self.plateau is not None else {}
         return {"criterion": self.criterion, "threshold": self.threshold, **plateau}
 
-    def stops_within(self, points: Sequence[dict]) -> bool:
-        """Whether this monitor would have stopped a run at one of these evaluation points."""
-        return any(self(Checkpoint(**p)) is not None for p in points)
+    def first_stop(self, points: Sequence[dict]) -> tuple[int, StopReason] | None:
+        """Where and why this monitor stops a run whose evaluation points are ``points`` (dicts,
+        in order): the index of that point and the reason, or None where it lets the run go on."""
+        for i, p in enumerate(points):
+            reason = self(Checkpoint(**p))
+            if reason is not None:
+                return i, reason
+        return None
 
 
 def frontier_monitor(config: FrontierConfig) -> CriterionMonitor:
@@ -146,7 +151,7 @@ def needs_retraining(result: RunResult, monitor: CriterionMonitor) -> bool:
     """A stored run that was stopped early (by another criterion or plateau rule) where ``monitor``
     would not have stopped it: its curve is cut short of what this search needs."""
     return bool(result.reused and result.stopped_early
-                and not monitor.stops_within([vars(c) for c in result.checkpoints]))
+                and monitor.first_stop([vars(c) for c in result.checkpoints]) is None)
 
 
 def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConfig, store: Store | None,
