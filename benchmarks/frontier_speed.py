@@ -3,9 +3,11 @@
 The full eight-preset frontier spends most of its trial time in depths that fail without
 diverging: every lr of the grid runs the whole 3 epochs (BENCHMARKS.md, issue 31). This slice
 stands for it: presets at depths around their frontiers where failing, non-diverging lrs dominate,
-the full 7-lr grid, 3 epochs of 5 evaluations on 2,000 test images, the main job's executor
-(``--workers 2 --fuse 7``), on a reduced number of training images (``--train-size``) so that it
-finishes in minutes. Each slice element (some presets at one depth, searched together as the main
+the full 7-lr grid, 3 epochs of 5 evaluations, the main job's executor (``--workers 2 --fuse 7``),
+on a reduced number of training and test images (``--train-size``, ``--eval-size``; the defaults,
+2,560 and 100, keep evaluation's share of a trial near the full protocol's and should take about
+45 minutes on the idle 2-core machine, both engines together: an estimate from the per-step
+times in BENCHMARKS.md, not a measurement). Each slice element (some presets at one depth, searched together as the main
 job searches them, one fused group per worker) runs with the pinned engine (A) and then with this
 checkout's (B), interleaved A, B, A, B, each in a fresh process with its own empty store.
 
@@ -21,7 +23,7 @@ per lr) and criterion error agrees. A trial this engine stopped on the plateau r
 error up to the stop, not over the whole budget: those errors are listed apart, not counted as
 disagreements; its verdict must still agree.
 
-    python benchmarks/frontier_speed.py [--train-size 6000] [--smoke] [--pinned c120618]
+    python benchmarks/frontier_speed.py [--train-size 2560] [--elements N] [--smoke] [--pinned c120618]
 """
 
 from __future__ import annotations
@@ -115,8 +117,10 @@ def unpack_pinned(commit: str, into: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-size", type=int, default=6000, help="training images per trial (full protocol: 60,000)")
-    parser.add_argument("--eval-size", type=int, default=2000)
+    parser.add_argument("--train-size", type=int, default=2560, help="training images per trial (full protocol: 60,000)")
+    parser.add_argument("--eval-size", type=int, default=100,
+                        help="test images per evaluation (full protocol: 2,000; 100 at 2,560 training images keeps "
+                             "evaluation's share of the trial, about 6%%)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fuse", type=int, default=7)
     parser.add_argument("--pinned", default=PINNED, help="the earlier engine's commit")
