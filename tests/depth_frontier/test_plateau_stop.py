@@ -112,7 +112,7 @@ def test_the_default_rule_changes_no_verdict_of_the_carried_store(tmp_path):
         if stop is not None and stop[1] == StopReason.PLATEAU:
             stopped += 1
             assert not criterion_error(points, monitor.criterion, monitor.threshold)[0]
-    assert len(rows) == 264 and stopped > 20
+    assert len(rows) == 264 and stopped == 66  # benchmarks/trial_rules.py: 19.2% of the trial seconds
     assert hashlib.md5(CARRIED.read_bytes()).hexdigest() == CARRIED_MD5
 
 
