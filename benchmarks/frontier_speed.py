@@ -48,6 +48,7 @@ BATCH = 256
 SLICE = ((("cnn-tanh-lecun", "cnn-elu"), 96), (("cnn-elu", "cnn-tanh-bn"), 72), (("cnn-tanh-bn", "cnn-elu-bn"), 111))
 SMOKE_SLICE = ((("cnn-tanh-lecun", "cnn-elu"), 6),)
 SMOKE = {"train_size": 256, "eval_size": 100}
+DEFAULT_SIZES = {"train_size": 2560, "eval_size": 100}
 
 
 def child(spec: dict) -> None:
@@ -117,21 +118,24 @@ def unpack_pinned(commit: str, into: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-size", type=int, default=2560, help="training images per trial (full protocol: 60,000)")
-    parser.add_argument("--eval-size", type=int, default=100,
+    parser.add_argument("--train-size", type=int, default=None,
+                        help="training images per trial (default 2,560, --smoke 256; full protocol: 60,000)")
+    parser.add_argument("--eval-size", type=int, default=None,
                         help="test images per evaluation (full protocol: 2,000; 100 at 2,560 training images keeps "
                              "evaluation's share of the trial, about 6%%)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fuse", type=int, default=7)
     parser.add_argument("--pinned", default=PINNED, help="the earlier engine's commit")
     parser.add_argument("--elements", type=int, default=None, help="only the first N slice elements")
-    parser.add_argument("--smoke", action="store_true", help=f"a tiny slice ({SMOKE}, depth 6), for the test")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny slice (two presets at depth 6; 256 training images unless --train-size), for the test")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(json.loads(args.child))
-    if args.smoke:
-        args.train_size, args.eval_size = SMOKE["train_size"], SMOKE["eval_size"]
+    sizes = SMOKE if args.smoke else DEFAULT_SIZES
+    args.train_size = sizes["train_size"] if args.train_size is None else args.train_size
+    args.eval_size = sizes["eval_size"] if args.eval_size is None else args.eval_size
     elements = (SMOKE_SLICE if args.smoke else SLICE)[:args.elements]
     names = ", ".join("+".join(m) + f"@{d}" for m, d in elements)
     print(f"slice: {names}; {args.train_size:,} training images, "
