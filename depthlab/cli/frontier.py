@@ -74,12 +74,7 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
     """The `FrontierConfig` the flags ask for: `FrontierConfig.quick()` (``--quick``) or the
     classic protocol, with every flag given replacing its field (an optimizer without a grid
     from ``--lrs`` takes its default grid, or its quick one). Validated."""
-    from ..depth_frontier.protocol import (
-        parse_depths,
-        parse_optimizer_lrs,
-        parse_optimizers,
-        parse_seeds,
-    )
+    from ..depth_frontier.protocol import parse_depths, parse_optimizer_lrs, parse_optimizers, parse_seeds
 
     base = FrontierConfig.quick() if quick else FrontierConfig()
     eval_n = base.eval_size
