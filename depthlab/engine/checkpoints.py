@@ -98,8 +98,8 @@ def checkpoint_resumable(path, fmt: str, config_hashes: Sequence[str], monitors:
     for run, monitor in zip(runs, monitors):
         points = [Checkpoint(**c) for c in run.get("checkpoints", [])]
         decisions = [stop_reason(monitor(p)) if monitor is not None else None for p in points]
-        stopped = run.get("reason") in set(StopReason)
-        if decisions != [None] * (len(points) - stopped) + [StopReason(run["reason"])] * stopped:
+        reason = StopReason(run["reason"]) if run.get("reason") in set(StopReason) else None
+        if decisions != [None] * (len(points) - (reason is not None)) + ([reason] if reason is not None else []):
             return False
     return True
 
