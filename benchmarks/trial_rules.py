@@ -16,6 +16,8 @@ Rules:
 
 * ``plateau F X``: stop a trial at its first evaluation point at or after epoch ``F`` whose
   criterion error is at least ``X`` (it is still near chance, 90%, with a third of its budget left).
+  The product's rule (`depthlab.depth_frontier.criterion.PlateauStop`, the frontier's default
+  ``--plateau-stop auto`` = 2:0.85), replayed here through the frontier's own monitor.
 * ``lr-monotone``: skip (model, lr, seed) at a depth when the same lr already failed at a shallower
   depth earlier in the search (the depth search's own monotonicity, applied per lr).
 
@@ -30,7 +32,11 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 
+from depthlab.depth_frontier.criterion import CriterionMonitor, PlateauStop
+from depthlab.records.record import StopReason
+
 THRESHOLD = 0.2  # the classic criterion: either error below 20%
+CRITERION = "either"
 
 
 @dataclass
@@ -64,14 +70,15 @@ def read_trials(path: str) -> list[Trial]:
 
 
 def plateau(trials: list[Trial], at: float, level: float) -> dict[int, tuple[bool, float]]:
-    """Per changed trial order: (its verdict under the rule, seconds saved)."""
+    """Per changed trial order: (its verdict under the rule, seconds saved). The frontier's monitor
+    with the rule decides where each stored curve stops; a trial it stops on the plateau does not
+    train and saves the rest of its budget."""
+    monitor = CriterionMonitor(CRITERION, THRESHOLD, PlateauStop(at, level))
     out = {}
     for t in trials:
-        for i, p in enumerate(t.points):
-            if p["epoch"] >= at - 1e-9 and t.error(p) >= level:
-                if not t.trained(t.points[:i + 1]):  # the rule stops it here, unless it met the criterion first
-                    out[t.order] = (False, t.seconds * max(0.0, 1 - p["epoch"] / t.epochs))
-                break
+        stop = monitor.first_stop(t.points)
+        if stop is not None and stop[1] == StopReason.PLATEAU:
+            out[t.order] = (False, t.seconds * max(0.0, 1 - t.points[stop[0]]["epoch"] / t.epochs))
     return out
 
 

@@ -274,6 +274,13 @@ CASES += [
     # frontier executors -------------------------------------------------------------------------
     (f"{F} --executor slurm", "Invalid value for '--executor'"),
     (f"{F} --bisection half", "Invalid value for '--bisection'"),
+    (f"{F} --plateau-stop 2", "--plateau-stop must be EPOCH:ERROR (e.g. 2:0.85), auto or off"),
+    (f"{F} --plateau-stop two:0.9", "--plateau-stop must be EPOCH:ERROR"),
+    (f"{F} --plateau-stop 2:0.9:1", "--plateau-stop must be EPOCH:ERROR"),
+    (f"{F} --plateau-stop 0:0.9", "--plateau-stop's EPOCH must be positive"),
+    (f"{F} --plateau-stop 2:0.1", "--plateau-stop's ERROR must be above the threshold (0.2)"),
+    (f"{F} --plateau-stop 2:1.5", "--plateau-stop's ERROR must be above the threshold (0.2) and at most 1"),
+    (f"{F} --plateau-stop nan:0.9", "--plateau-stop must be EPOCH:ERROR"),
     (f"{F} --workers 0", "workers"),
     (f"{F} --workers x", "--workers must be a positive integer or auto"),
     (f"{F} --fuse 0", "fuse"),

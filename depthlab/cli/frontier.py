@@ -58,6 +58,8 @@ def protocol_options(f):
         _protocol_option("eval_size", type=str),
         _protocol_option("evals_per_epoch"),
         option_from_field(FrontierConfig, "bisection"),
+        option_from_field(FrontierConfig, "plateau_stop", type=str, show_default=True,
+                          metavar="EPOCH:ERROR|auto|off"),
     )(f)
 
 
@@ -89,7 +91,8 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
         threshold=protocol.threshold, criterion=protocol.criterion, seeds=parse_seeds(protocol.seeds), seed=run.seed,
         train_size=data_opts.train_size if data_opts.train_size is not None else base.train_size,
         eval_size=eval_n, dataset=data_opts.dataset or base.dataset, device=run.device, precision=run.precision,
-        bisection=protocol.bisection, model_args=model_opts.overrides(depth=False))
+        bisection=protocol.bisection, plateau_stop=protocol.plateau_stop,
+        model_args=model_opts.overrides(depth=False))
 
 
 @cli.command()

@@ -1,5 +1,6 @@
 """The trainability criterion: when a trial trains, the monitor that stops it at the first evaluation
-point that meets it, and trials run or read back from the store as verdicts."""
+point that meets it (or where the plateau stop says it will not), and trials run or read back from
+the store as verdicts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
 from ..engine.config import SWEEP_THREADS, TrainConfig
-from ..records.record import RunResult, RunStatus
+from ..records.record import EvaluationPoint, RunResult, RunStatus, StopReason
 from ..store.sqlite import Store
 from ..sweep.runner import MONITOR_KEY, run_recorded, stored_result
 from .protocol import CRITERIA, FrontierConfig
@@ -80,42 +81,96 @@ def trial_from_result(depth: int, lr: float, seed: int, result: RunResult, crite
 
 
 @dataclass(frozen=True)
+class PlateauStop:
+    """The plateau stop: a trial whose criterion error is still at least ``error`` at an evaluation
+    point at or after epoch ``epoch`` stops there; it does not train (`StopReason.PLATEAU`).
+
+    A failing trial that does not diverge runs its whole budget, and at the full protocol such
+    trials are most of a frontier's cost. On every stored trial of the full frontier
+    (``runs/frontier-full/store.db``, 264 trials, `benchmarks/trial_rules.py`) the rule at epoch 2
+    of 3 with error 0.85 changes no trial verdict and saves 19% of the trial seconds; stopping at
+    epoch 1 changes 9 (slow starters leave chance level in their second epoch).
+
+    Identity: like the criterion, the rule decides where a run stops, not what it computes, so it
+    is not part of a trial's hash; the store records it beside the run (`CriterionMonitor.describe`).
+    A stored run is reused only where it answers the search's own monitor (`needs_retraining`): a
+    run the rule stopped is trained again by a search without the rule, or with a rule that would
+    not have stopped it there; a run that ran its whole budget (recorded with the rule off, the
+    carried stores' runs) is reused as it is, its verdict the full budget's."""
+
+    epoch: float
+    error: float
+
+    def stops(self, point: dict, criterion: str) -> bool:
+        """Whether the rule stops a trial at this evaluation point (a Checkpoint as a dict); a NaN
+        error never stops it (a run that diverges is its own verdict)."""
+        return point["epoch"] >= self.epoch - 1e-9 and point_error(point, criterion) >= self.error
+
+
+@dataclass(frozen=True)
 class CriterionMonitor:
-    """Stops a trial at the first evaluation point that meets the criterion. A dataclass, not a
-    closure, so that process and Ray workers can run it (`depthlab.sweep`)."""
+    """Stops a trial at the first evaluation point that meets the criterion (`StopReason.CRITERION`),
+    or, with a ``plateau`` rule, at the first where the rule holds (`StopReason.PLATEAU`). A
+    dataclass, not a closure, so that process and Ray workers can run it (`depthlab.sweep`)."""
 
     criterion: str
     threshold: float
+    plateau: PlateauStop | None = None
 
-    def __call__(self, checkpoint) -> bool:
-        return first_met([vars(checkpoint)], self.criterion, self.threshold) is not None
+    def __call__(self, checkpoint) -> StopReason | None:
+        point = vars(checkpoint)
+        if first_met([point], self.criterion, self.threshold) is not None:
+            return StopReason.CRITERION
+        if self.plateau is not None and self.plateau.stops(point, self.criterion):
+            return StopReason.PLATEAU
+        return None
 
     def describe(self) -> dict:
-        """What the store records of the monitor beside a run's config (`MONITOR_KEY`)."""
-        return {"criterion": self.criterion, "threshold": self.threshold}
+        """What the store records of the monitor beside a run's config (`MONITOR_KEY`). Without a
+        plateau rule it is what it was before the rule existed."""
+        plateau = {"plateau": dataclasses.asdict(self.plateau)} if self.plateau is not None else {}
+        return {"criterion": self.criterion, "threshold": self.threshold, **plateau}
+
+    def first_stop(self, points: Sequence[dict]) -> tuple[int, StopReason] | None:
+        """Where and why this monitor stops a run whose evaluation points are ``points`` (dicts,
+        in order): the index of that point and the reason, or None where it lets the run go on."""
+        for i, p in enumerate(points):
+            reason = self(EvaluationPoint(**p))
+            if reason is not None:
+                return i, reason
+        return None
 
 
-def _needs_retraining(result: RunResult, config: FrontierConfig) -> bool:
-    """A stored run that another criterion stopped early without meeting this one."""
+def frontier_monitor(config: FrontierConfig) -> CriterionMonitor:
+    """The monitor of every trial of a search under ``config``: its criterion and plateau rule."""
+    plateau = PlateauStop(*config.plateau_stop) if config.plateau_stop is not None else None
+    return CriterionMonitor(config.criterion, config.threshold, plateau)
+
+
+def needs_retraining(result: RunResult, monitor: CriterionMonitor) -> bool:
+    """A stored run that was stopped early (by another criterion or plateau rule) where ``monitor``
+    would not have stopped it: its curve is cut short of what this search needs."""
     return bool(result.reused and result.stopped_early
-                and first_met([vars(c) for c in result.evaluation_points], config.criterion, config.threshold) is None)
+                and monitor.first_stop([vars(c) for c in result.evaluation_points]) is None)
 
 
 def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConfig, store: Store | None,
               data: Dataset | None, data_dir=None) -> TrialVerdict:
-    """Train one trial through the store, stopping as soon as the criterion is met.
+    """Train one trial through the store, stopping as soon as the criterion is met (or the
+    plateau rule holds).
 
-    A stored run of the same config is reused when its verdict under *this* criterion is
-    certain: it met the criterion, or it was not stopped early (full budget or diverged). A run
-    that a different criterion stopped early without meeting this one is trained again."""
+    A stored run of the same config is reused when its verdict under *this* monitor is certain:
+    it was not stopped early (full budget or diverged), or this monitor stops it too (it met this
+    criterion, or this plateau rule holds at one of its points). A run that a different criterion
+    or plateau rule stopped early where this one would go on is trained again (`needs_retraining`)."""
     train_config = config.trial_config(model, depth, lr, seed)
     if train_config.threads is None:  # on the threads a runner pins (the same bits from every entry point)
         train_config = dataclasses.replace(train_config, threads=SWEEP_THREADS)
     key = train_config.hash()
-    monitor = CriterionMonitor(config.criterion, config.threshold)
+    monitor = frontier_monitor(config)
     result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
                           experiment="frontier", monitor=monitor)
-    if _needs_retraining(result, config):
+    if needs_retraining(result, monitor):
         result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
                               experiment="frontier", monitor=monitor, reuse=False)
     return trial_from_result(depth, lr, seed, result, config.criterion, config.threshold, key)
@@ -137,7 +192,7 @@ def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner,
     False, when every verdict is read: ``--seeds auto`` re-checking a boundary.)"""
     from ..sweep.jobs import Job
 
-    monitor = CriterionMonitor(config.criterion, config.threshold)
+    monitor = frontier_monitor(config)
     configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
     ranked = rank and len({s for _, _, s in cells}) == 1 and len({lr for _, lr, _ in cells}) == len(cells)
 
@@ -145,7 +200,7 @@ def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner,
         return Job(c, kind="frontier", experiment="frontier", monitor=monitor, reuse=reuse, rank=rank)
 
     results = runner.run([job(c, rank=i if ranked else None) for i, c in enumerate(configs)])
-    redo = [i for i, r in enumerate(results) if _needs_retraining(r, config)]
+    redo = [i for i, r in enumerate(results) if needs_retraining(r, monitor)]
     for i, r in zip(redo, runner.run([job(configs[i], reuse=False) for i in redo])):
         results[i] = r
     return [trial_from_result(d, lr, s, r, config.criterion, config.threshold, c.hash())
@@ -166,7 +221,7 @@ def stored_trial(model: str, cell: Cell, config: FrontierConfig, store: Store | 
 
 
 def _stored_verdict(cell: Cell, result: RunResult | None, config: FrontierConfig, key: str) -> TrialVerdict | None:
-    if result is None or _needs_retraining(result, config):
+    if result is None or needs_retraining(result, frontier_monitor(config)):
         return None
     return trial_from_result(*cell, result, config.criterion, config.threshold, key)
 

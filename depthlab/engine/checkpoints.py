@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from ..errors import DataError
-from ..records.record import MONITOR_STOP, EvaluationPoint, Monitor
+from ..records.record import EvaluationPoint, Monitor, StopReason, stop_reason
 from ..report.outputs import safe_child
 
 if TYPE_CHECKING:
@@ -85,8 +85,9 @@ def load_checkpoint(path, fmt: str = CHECKPOINT_FORMAT) -> dict:
 def checkpoint_resumable(path, fmt: str, config_hashes: Sequence[str], monitors: Sequence[Monitor | None]) -> bool:
     """Whether a sweep may continue from ``path``: a readable checkpoint of format ``fmt``, of
     exactly these configs, whose runs' stopping decisions ``monitors`` (one per config) would
-    all have made too. Criteria are not part of a config's hash, so a checkpoint made under
-    another threshold (a run it stopped, or one it let go on) must not be continued."""
+    all have made too, for the same reasons (`StopReason`). Criteria are not part of a config's
+    hash, so a checkpoint made under another threshold or plateau rule (a run it stopped, or one it
+    let go on) must not be continued."""
     try:
         state = load_checkpoint(path, fmt)
     except DataError:
@@ -96,9 +97,9 @@ def checkpoint_resumable(path, fmt: str, config_hashes: Sequence[str], monitors:
     runs = state["members"] if "members" in state else [state]
     for run, monitor in zip(runs, monitors):
         points = [EvaluationPoint(**c) for c in run.get("checkpoints", [])]
-        decisions = [bool(monitor(p)) if monitor is not None else False for p in points]
-        stopped = run.get("reason") == MONITOR_STOP
-        if decisions != [False] * (len(points) - stopped) + [True] * stopped:
+        decisions = [stop_reason(monitor(p)) if monitor is not None else None for p in points]
+        reason = StopReason(run["reason"]) if run.get("reason") in set(StopReason) else None
+        if decisions != [None] * (len(points) - (reason is not None)) + ([reason] if reason is not None else []):
             return False
     return True
 

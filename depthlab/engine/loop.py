@@ -25,12 +25,13 @@ from typing import Sequence
 
 from ..data.dataset import Dataset
 from ..records.record import (
-    MONITOR_STOP,
     EpochMetrics,
     EvaluationPoint,
     Monitor,
     RunResult,
     RunStatus,
+    StopReason,
+    stop_reason,
 )
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -273,8 +274,9 @@ class MonitorStop(LoopCallback):
         stepper = loop.stepper
         stopped = []
         for i, m in enumerate(stepper.live):
-            if m.monitor is not None and m.monitor(m.result.evaluation_points[-1]):
-                m.result.stopped_early, m.result.reason = True, MONITOR_STOP
+            reason = stop_reason(m.monitor(m.result.evaluation_points[-1])) if m.monitor is not None else None
+            if reason is not None:
+                m.result.stopped_early, m.result.reason = True, reason.value  # plain text: checkpoints, JSON
                 stopped.append(i)
         if step == loop.setup.steps_per_epoch:
             for i in stopped:
@@ -285,9 +287,10 @@ class MonitorStop(LoopCallback):
 
 
 def _outranked(m: Member, members: list[Member]) -> bool:
-    """Whether live member ``m`` is moot: a member of a smaller rank was stopped by its monitor."""
+    """Whether live member ``m`` is moot: a member of a smaller rank met its monitor's criterion
+    (`StopReason.CRITERION`; one its monitor stopped on a plateau did not train, so it decides nothing)."""
     return m.rank is not None and not m.result.stopped_early and any(
-        o.rank is not None and o.rank < m.rank and o.result.stopped_early and o.result.reason == MONITOR_STOP
+        o.rank is not None and o.rank < m.rank and o.result.stopped_early and o.result.reason == StopReason.CRITERION
         for o in members)
 
 

@@ -148,7 +148,33 @@ class RunResult:
                    {k: v for k, v in d.items() if k not in known})
 
 
-Monitor = Callable[[EvaluationPoint], bool]
-
-
 MONITOR_STOP = "monitor stopped the run"
+
+
+class StopReason(str, Enum):
+    """Why a monitor stopped a run, the run's stored ``reason``. A str enum, so the reason stored
+    before there were several (`MONITOR_STOP`) is `StopReason.CRITERION` as it was.
+
+    * ``CRITERION``: the run met its monitor's criterion (the frontier: it trains). A fused group
+      cancels the members ranked after it (`depthlab.engine.loop.RankCancellation`).
+    * ``PLATEAU``: its error was still near chance late in its budget
+      (`depthlab.depth_frontier.criterion.PlateauStop`): it does not train. Nothing is cancelled:
+      the members ranked after it may still train."""
+
+    CRITERION = MONITOR_STOP
+    PLATEAU = "plateau stop: the error was still near chance"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+# A monitor sees each evaluation point and says whether to stop there: False/None (go on), True (stop:
+# `StopReason.CRITERION`), or a `StopReason`.
+Monitor = Callable[[EvaluationPoint], "bool | StopReason | None"]
+
+
+def stop_reason(decision) -> StopReason | None:
+    """A monitor's answer as the reason it stops the run, or None when it lets it go on."""
+    if isinstance(decision, StopReason):
+        return decision
+    return StopReason.CRITERION if decision else None
