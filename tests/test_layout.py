@@ -49,6 +49,7 @@ WHOLE_PROJECT_TESTS = {"test_bad_input.py", "test_fuzz.py", "test_gitignore.py",
 def test_the_tests_mirror_the_packages():
     tests = Path(__file__).resolve().parent
     units = {p.stem for p in PACKAGE.iterdir() if (p / "__init__.py").exists() or p.suffix == ".py"}
+    units.add("benchmarks")  # tests of the repository's benchmarks/ scripts mirror that folder
     folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
     assert folders <= units, f"test folders that mirror no package or module: {sorted(folders - units)}"
     assert {p.name for p in tests.glob("test_*.py")} <= WHOLE_PROJECT_TESTS, "a package's tests go in tests/<package>/"
