@@ -31,8 +31,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from depthlab.data.batches import Batches  # noqa: E402
-from depthlab.models import create_model  # noqa: E402
 from depthlab.engine.device import resolve_device  # noqa: E402
+from depthlab.models import create_model  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 

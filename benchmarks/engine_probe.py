@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from depthlab.models import create_model  # noqa: E402
 
-
 MODEL, DEPTH = "cnn-tanh", 9  # set from --model/--depth
 
 

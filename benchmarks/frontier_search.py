@@ -19,9 +19,9 @@ import time
 import torch
 
 from depthlab import load_dataset
+from depthlab.depth_frontier.criterion import first_met
 from depthlab.depth_frontier.protocol import FrontierConfig
 from depthlab.depth_frontier.search import find_frontier
-from depthlab.depth_frontier.criterion import first_met
 from depthlab.engine.loop import train
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from depthlab.report.outputs import safe_child  # noqa: E402
+
 SWEEP = ["frontier", "--models", "cnn-tanh,cnn-elu-bn", "--depths", "3,6", "--lrs", "0.01,0.1", "--epochs", "1",
          "--train-size", "600", "--eval-size", "300", "--device", "cpu", "--json"]
 MODES = {"inproc": ["--workers", "1"], "w2": ["--workers", "2"], "fuse2": ["--workers", "2", "--fuse", "2"],

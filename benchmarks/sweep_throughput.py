@@ -46,12 +46,12 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from depthlab.data.registry import load_dataset  # noqa: E402
-from depthlab.sweep.executors import InProcessExecutor, ProcessExecutor, usable_cores
-from depthlab.sweep.jobs import Job
-from depthlab.sweep.driver import TrialRunner  # noqa: E402
-from depthlab.engine.fused import train_fused  # noqa: E402
 from depthlab.engine.config import TrainConfig
+from depthlab.engine.fused import train_fused  # noqa: E402
 from depthlab.engine.loop import train  # noqa: E402
+from depthlab.sweep.driver import TrialRunner  # noqa: E402
+from depthlab.sweep.executors import ProcessExecutor, usable_cores
+from depthlab.sweep.jobs import Job
 
 MODES = ("sequential", "workers", "fused", "fused-workers")
 

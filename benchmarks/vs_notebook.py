@@ -44,9 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from depthlab.data.registry import MNIST_STATS, load_dataset  # noqa: E402
-from depthlab.models import create_model  # noqa: E402
 from depthlab.engine.config import TrainConfig  # noqa: E402
 from depthlab.engine.loop import train  # noqa: E402
+from depthlab.models import create_model  # noqa: E402
 
 
 class NotebookMNIST(torch.utils.data.Dataset):

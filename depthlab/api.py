@@ -17,16 +17,17 @@ import contextlib
 import dataclasses
 import logging
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .data.dataset import Dataset
 from .data.registry import check_dataset_name, load_dataset
-from .engine.config import TrainConfig
-from .engine.loop import LoopCallback
-from .errors import ConfigError
 from .depth_frontier.protocol import FrontierConfig
 from .depth_frontier.results import FrontierResult
 from .depth_frontier.search import find_frontiers
+from .engine.config import TrainConfig
+from .engine.loop import LoopCallback
+from .errors import ConfigError
 from .models import CLASSIC_PRESETS, PRESETS, ModelFactory, as_model
 from .records.record import RunResult
 from .store.sqlite import Store, checkpoint_dir_for, remove_if_empty

@@ -32,8 +32,9 @@ def mnist(data_root):
 def frontier_store(tmp_path_factory):
     """A store (and its flags) holding one finished frontier trial, made by the real command on
     a small generated dataset: the rows `runs`, `frontier --status` and a resume all read."""
-    from depthlab.cli import main
     from fakedata import write_idx_folder
+
+    from depthlab.cli import main
 
     root = tmp_path_factory.mktemp("frontier-store")
     write_idx_folder(root / "data" / "FashionMNIST" / "raw", 128, 64)

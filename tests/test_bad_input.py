@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakedata import write_cifar_folder
 
 from depthlab.cli import main
 from depthlab.store.sqlite import Store
-from fakedata import write_cifar_folder
 
 REPO = Path(__file__).resolve().parents[1]
 

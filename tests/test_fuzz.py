@@ -11,23 +11,21 @@ from __future__ import annotations
 import math
 import struct
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from depthlab.data.readers import _IDX_DTYPES, parse_cifar_batch, parse_idx
-from depthlab.errors import ConfigError, DataError
-from depthlab.models.init import init_conv_, parse_init
-from depthlab.models import PRESETS, create_model, resolve_model
-from depthlab.report.outputs import safe_child, safe_output_dir
-from depthlab.engine.memory import MAX_DEPTH
-from depthlab.depth_frontier.protocol import FrontierConfig, parse_depths, parse_lrs
-from depthlab.engine.schedule import Schedule, parse_schedule
 from depthlab.cli.app import model_overrides
+from depthlab.data.readers import _IDX_DTYPES, parse_cifar_batch, parse_idx
+from depthlab.depth_frontier.protocol import FrontierConfig, parse_depths, parse_lrs
+from depthlab.engine.memory import MAX_DEPTH
+from depthlab.engine.schedule import Schedule, parse_schedule
+from depthlab.errors import ConfigError, DataError
+from depthlab.models import PRESETS, create_model, resolve_model
+from depthlab.models.init import init_conv_, parse_init
+from depthlab.report.outputs import safe_child, safe_output_dir
 
 FUZZ = settings(max_examples=300, deadline=timedelta(seconds=5), derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakedata import synthetic_dataset
 
 from depthlab.cli import main
 from depthlab.store.sqlite import Store, _pid_alive
-from fakedata import synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -370,8 +370,8 @@ def test_a_real_out_of_memory_is_recorded_failed_and_the_sweep_continues(mnist, 
 def test_a_failed_trial_is_retried_by_the_next_run_not_reused(tmp_path, monkeypatch):
     """A failure (out of memory, a bug since fixed) is not a result: running the sweep again
     tries that trial again, while done and diverged trials are reused."""
-    from depthlab.sweep.runner import run_recorded
     from depthlab.engine.config import TrainConfig
+    from depthlab.sweep.runner import run_recorded
 
     data = synthetic_dataset(128, 64)
     config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, batch_size=64, device="cpu")
@@ -384,9 +384,9 @@ def test_a_failed_trial_is_retried_by_the_next_run_not_reused(tmp_path, monkeypa
         assert run_recorded(config, store, data).reused
         assert [r.status for r in store.runs()] == ["done", "failed"]  # the failure stays as history
 
+    from depthlab.sweep.driver import TrialRunner
     from depthlab.sweep.executors import InProcessExecutor
     from depthlab.sweep.jobs import Job
-    from depthlab.sweep.driver import TrialRunner
 
     config2 = TrainConfig(**{**config.__dict__, "seed": 1})
     data = dataclasses.replace(data, name="mnist")  # the runner serves trials of "mnist" with this data

@@ -8,12 +8,12 @@ import ast
 import gzip
 import os
 import pickle
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fakedata import cifar_batch_bytes, write_cifar_folder
 
 import depthlab.data as D
 import depthlab.data.download as DL
@@ -21,7 +21,6 @@ import depthlab.data.readers as R
 from depthlab.cli import main
 from depthlab.errors import ConfigError, DataError
 from depthlab.store.sqlite import Store
-from fakedata import cifar_batch_bytes, write_cifar_folder
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = sorted((REPO / "depthlab").rglob("*.py")) + sorted((REPO / "benchmarks").rglob("*.py"))
@@ -253,9 +252,9 @@ def test_model_names_cannot_carry_paths():
 
 def test_file_names_from_configs_go_through_safe_child(tmp_path, monkeypatch):
     """A name that would escape (if a model name ever carried a path) is refused, not written."""
+    from depthlab.engine.config import TrainConfig
     from depthlab.experiments.cifar import checkpoint_file
     from depthlab.report.outputs import safe_child
-    from depthlab.engine.config import TrainConfig
 
     config = TrainConfig(model="cifar-cnn", dataset="cifar10")
     assert checkpoint_file(tmp_path, config).parent == tmp_path

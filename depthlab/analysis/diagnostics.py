@@ -24,9 +24,9 @@ the forward activation scale, do show it; the line reports the weight-gradient r
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,10 +36,7 @@ from ..errors import ConfigError
 from ..models import as_model, create_model, default_dataset, model_config
 from ..report.figures import new_axes
 from ..report.tables import data_frame
-from .verdict import (PER_LAYER_LIMIT, RATIO_LIMIT, RELATIVE_GRAD_LIMIT, SHALLOW_RATIO_LIMIT,  # noqa: F401
-                      Verdict, judge)
-
-
+from .verdict import PER_LAYER_LIMIT, RATIO_LIMIT, RELATIVE_GRAD_LIMIT, SHALLOW_RATIO_LIMIT, Verdict, judge  # noqa: F401
 
 LABELS = ("vanishing", "exploding", "healthy")
 WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)   # what a factory's layers are (`weight_layers`)

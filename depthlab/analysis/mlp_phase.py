@@ -33,17 +33,17 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from ..data import Dataset, check_dataset_name, load_dataset, subset_indices
+from ..engine.config import MAX_LR, MAX_SEED, MAX_STEPS
+from ..engine.memory import MAX_DEPTH
 from ..errors import ConfigError
-from ..report.tables import data_frame
 from ..models import make_activation
 from ..models.specs import MAX_MLP_WIDTH
 from ..records.record import RunStatus
+from ..report.tables import data_frame
 from ..store import Store
 from ..sweep.runner import FINGERPRINT_KEY, recorded_on
-from .phase import scaled_init
 from ..theory import MAX_VARIANCE, TRAINABLE_DEPTH_FACTOR, correlation_depths
-from ..engine.config import MAX_LR, MAX_SEED, MAX_STEPS
-from ..engine.memory import MAX_DEPTH
+from .phase import scaled_init
 
 KIND = "mlp-phase"
 PROTOCOL_VERSION = 1  # bump when a change alters what a stored cell means

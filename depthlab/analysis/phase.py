@@ -12,16 +12,15 @@ rebuild the points from whatever measured them (this module's search or `depthla
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from ..errors import ConfigError
 from ..records.record import RunStatus
 from ..report.figures import new_axes
 from ..report.tables import data_frame
 from ..theory import MeanFieldPoint
-
 
 DEFAULT_THRESHOLD = 0.2
 

@@ -5,5 +5,4 @@ torch. ``cli.commands`` imports them all."""
 
 from .app import cli, entry, main
 
-
 __all__ = ["cli", "entry", "main"]

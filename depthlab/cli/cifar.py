@@ -12,7 +12,6 @@ from ..records.record import RunStatus
 from .app import cli, create_output_folder, echo_err, open_store, output_folder
 from .options import Values, data_options, option_group, run_options
 
-
 CIFAR_EXPERIMENTS = ("resnet-cifar", "resnet18-shortcuts", "cifar-lr-bn")
 
 

@@ -9,13 +9,19 @@ import click
 
 from ..errors import ConfigError
 from ..records.record import RunStatus
-from ..report.tables import format_table
 from ..report.wording import classic_line
-from .app import (cli, create_output_folder, log, open_store, output_folder, progress_to_stderr, require_tensorboard,
-                  tensorboard_log)
+from .app import (
+    cli,
+    create_output_folder,
+    log,
+    open_store,
+    output_folder,
+    progress_to_stderr,
+    require_tensorboard,
+    tensorboard_log,
+)
 from .app import progress as progress_log
 from .options import data_options, model_options, run_options, train_options
-
 
 
 @cli.command()

@@ -108,8 +108,8 @@ def _comparison_depths(model, overrides: dict, k: int | None, compare_depths: st
     build at it), or else depths near K (for a factory, only those it builds)."""
     from ..analysis import diagnostics
     from ..engine.memory import MAX_DEPTH
-    from ..models import model_config
     from ..grids import parse_grid
+    from ..models import model_config
 
     if not compare_depths:
         depths = diagnostics.nearby_depths(model, k, overrides) if k else []

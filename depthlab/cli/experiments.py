@@ -11,8 +11,16 @@ import click
 from ..errors import ConfigError
 from ..grids import GRID_GRAMMAR
 from . import cifar as _cifar
-from .app import (cli, create_output_folder, output_folder, progress, progress_to_stderr, require_tensorboard,
-                  tensorboard_log, trial_runner)
+from .app import (
+    cli,
+    create_output_folder,
+    output_folder,
+    progress,
+    progress_to_stderr,
+    require_tensorboard,
+    tensorboard_log,
+    trial_runner,
+)
 from .core import check_train_size
 from .options import (
     Values,

@@ -8,12 +8,13 @@ import sys
 
 import click
 
-from ..errors import ConfigError
 from ..depth_frontier.protocol import QUICK_GRIDS, FrontierConfig
+from ..errors import ConfigError
+from . import plan
 from .app import cli, create_output_folder, log, output_folder, require_tensorboard, tensorboard_log
 from .core import _outside_bar, check_train_size
-from . import plan
 from .options import (
+    Values,
     data_options,
     executor_options,
     field_help,
@@ -22,7 +23,6 @@ from .options import (
     option_from_field,
     option_group,
     run_options,
-    Values,
 )
 
 
@@ -224,10 +224,10 @@ class FrontierProgress:
 
 def show_status(names: list[str], config, store_path: str, as_json: bool, out: str | None) -> None:
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
-    from ..engine.checkpoints import saved_epochs
     from ..depth_frontier.outputs import depth_label
     from ..depth_frontier.points import lr_cell, lr_words
     from ..depth_frontier.search import frontier_status
+    from ..engine.checkpoints import saved_epochs
     from ..report.tables import format_table
     from ..report.wording import percent
     from ..store.sqlite import Store, checkpoint_dir_for
@@ -268,8 +268,14 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
 
 def write_outputs(result, folder) -> None:
     """The table and per-depth map as CSV, everything as JSON, and the two plots."""
-    from ..depth_frontier.outputs import (DEPTH_HEADERS, depth_rows, frontier_json, save_frontier_plots, table_headers,
-                                    table_rows)
+    from ..depth_frontier.outputs import (
+        DEPTH_HEADERS,
+        depth_rows,
+        frontier_json,
+        save_frontier_plots,
+        table_headers,
+        table_rows,
+    )
     from ..report.outputs import write_text_atomic
     from ..report.tables import write_csv
 

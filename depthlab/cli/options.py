@@ -27,7 +27,6 @@ import click
 from ..engine.config import TrainConfig
 from ..errors import ConfigError
 
-
 # ---------------------------------------------------------------------------------------------
 # One option from one dataclass field
 

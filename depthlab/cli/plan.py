@@ -116,7 +116,7 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
 def trial_seconds(name, depth: int, config, costs: dict, train_images: int) -> float:
     """The cost model's CPU seconds of one trial of ``name`` at ``depth`` run to its full budget:
     every epoch of ``train_images`` and every evaluation (an evaluated image half a trained one)."""
-    from ..models import PRESETS   # a preset's norm picks the per-layer cost
+    from ..models import PRESETS  # a preset's norm picks the per-layer cost
 
     values = PRESETS[name].values if name in PRESETS else {}
     per_layer = costs["bn" if values.get("norm") == "bn" else "plain"]

@@ -18,7 +18,6 @@ from ..theory import MAX_VARIANCE
 from .app import cli, create_output_folder, log, output_folder
 from .options import Values, option_from_field, option_group, run_options
 
-
 ACTS = ("tanh", "relu", "elu")
 MAX_THEORY_GRID = 100_000  # a sigma_w2 range with more points is a typo (and would not fit in memory)
 MAX_CHECK_DEPTH = 3_000  # theory --check-widths builds real nets of --check-depth layers
@@ -371,8 +370,13 @@ def mlp_grid_config(grid: Values, budget: Values, seed: int):
 def phase_mlp(grid: Values, budget: Values, data_dir, run) -> None:
     """Validate every flag, then measure (or read back) each cell and write heatmap, CSV and JSON."""
     from ..analysis.mlp_phase import DEFAULT_THRESHOLD, measure_grid, theory_agreement
-    from ..analysis.mlp_phase_report import (agreement_lines, depth_seconds, phase_summary, phase_table,
-                                             write_phase_outputs)
+    from ..analysis.mlp_phase_report import (
+        agreement_lines,
+        depth_seconds,
+        phase_summary,
+        phase_table,
+        write_phase_outputs,
+    )
     from ..data.registry import load_dataset
     from ..engine.device import check_precision, resolve_device
     from ..store.sqlite import Store, check_store_path

@@ -24,7 +24,6 @@ from ..errors import ConfigError, DataError
 from .dataset import CIFAR10_CLASSES, Dataset
 from .registry import DatasetInfo, register_dataset
 
-
 JPEG_FOLDER = "CIFAR10-JPEG"
 
 

@@ -10,7 +10,6 @@ import torch
 from ..defaults import resolve_data_root  # noqa: F401  (re-exported: where the loaders look)
 from ..errors import DataError
 
-
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 
@@ -33,7 +32,7 @@ class Dataset:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
 
-    def share_memory_(self) -> "Dataset":
+    def share_memory_(self) -> Dataset:
         """Move the four tensors into shared memory, in place (a no-op once they are there).
 
         Pickling a tensor for another process does this implicitly, swapping its storage for a
@@ -59,7 +58,7 @@ class Dataset:
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
-    def validate(self, input_shape: tuple[int, ...] | None = None) -> "Dataset":
+    def validate(self, input_shape: tuple[int, ...] | None = None) -> Dataset:
         """Refuse, with one line (`DataError`), what would train on nothing or on the wrong
         thing: an empty split, images that are not uint8 ``(N, C, H, W)`` (of ``input_shape``
         when given), image and label counts that differ, labels outside ``0..num_classes-1``."""

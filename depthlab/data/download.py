@@ -9,11 +9,10 @@ import io
 import os
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DataError
-
 
 # The largest download held in memory (the CIFAR-10 archive is 170 MB): a mirror cannot make
 # us read more than this.

@@ -18,7 +18,6 @@ from ..errors import DataError
 from .dataset import Dataset
 from .download import _gunzip_if_needed, download, md5_of  # noqa: F401  (tests reach them here)
 
-
 # MD5 of the *uncompressed* official MNIST files: gzip containers differ between mirrors.
 MNIST_MD5 = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",

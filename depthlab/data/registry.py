@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ConfigError
 from . import readers
-from .npz import load_npz, npz_input_shape, npz_path
 from .dataset import Dataset, resolve_data_root
+from .npz import load_npz, npz_input_shape, npz_path
 from .readers import FASHION_MIRRORS, MNIST_MD5, _idx_dataset, load_cifar10
 
 

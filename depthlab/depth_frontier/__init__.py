@@ -4,5 +4,4 @@ from .protocol import FrontierConfig
 from .results import FrontierResult
 from .search import find_frontier, find_frontiers, frontier_status
 
-
 __all__ = ["FrontierConfig", "FrontierResult", "find_frontier", "find_frontiers", "frontier_status"]

@@ -19,7 +19,7 @@ def split_point(lo: int, hi: int, fail_over_ok: float) -> int:
     the costlier failures are, the closer to ``lo`` it probes. Pure: the same interval and
     ratio give the same probe, so a resumed search walks the same path."""
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def expected(a: int, b: int) -> tuple[float, int]:
         # candidates a+1..b-1; the boundary (last trainable) is one of a..b-1, equally likely
         if b - a <= 1:

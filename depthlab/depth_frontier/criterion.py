@@ -5,8 +5,8 @@ the store as verdicts."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
 from ..engine.config import SWEEP_THREADS, TrainConfig

@@ -4,18 +4,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Mapping, Sequence
 
 from ..data.registry import check_dataset_name
 from ..engine.config import BOUNDS, MAX_LR, MAX_SEEDS, OPTIMIZERS, TrainConfig
-from ..engine.memory import MAX_DEPTH
 from ..engine.device import DEFAULT_PRECISION, PRECISIONS
+from ..engine.memory import MAX_DEPTH
 from ..errors import ConfigError
 from ..grids import GRID_GRAMMAR, parse_grid
 from .points import OptimizerLr, optimizer_of
 from .seeds import SeedPolicy
-
 
 CRITERIA = ("either", "test", "train")
 
@@ -145,7 +144,7 @@ class FrontierConfig:
         self.validate()
 
     @classmethod
-    def quick(cls, **changes) -> "FrontierConfig":
+    def quick(cls, **changes) -> FrontierConfig:
         """The quick protocol of `depthlab frontier --quick`, the README's main job, and of
         `depthlab reproduce depth-frontier --quick`: all eight presets in minutes on 2 CPU cores
         (10k training images, 1 epoch, lrs 0.01,0.1,1 for SGD (1e-4,1e-3,1e-2 for Adam/AdamW),

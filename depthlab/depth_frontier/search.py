@@ -40,19 +40,18 @@ from __future__ import annotations
 import functools
 import statistics
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..data.dataset import Dataset
 from ..store.sqlite import Store
+from .bisection import failure_cost_ratio, split_point
 from .criterion import Cell, StoredFn, TrialVerdict, run_cells, run_trial, stored_cells, stored_trial
 from .outputs import trial_words
-from .bisection import failure_cost_ratio, split_point
 from .points import lr_order, lr_words, one_optimizer
 from .protocol import FrontierConfig
 from .results import DepthResult, FrontierResult, ModelFrontier
-from .seeds import SeedPolicy, recheck
+from .seeds import recheck
 from .seeds import summarise as summarise_seeds
-
 
 TrialFn = Callable[[int, float, int], TrialVerdict]
 

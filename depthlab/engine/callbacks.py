@@ -10,8 +10,9 @@ one place its tags are chosen (``depthlab train/reproduce --tensorboard`` live,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ConfigError
 from ..records.record import EpochMetrics

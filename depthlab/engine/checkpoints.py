@@ -8,8 +8,9 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -104,7 +105,7 @@ def checkpoint_resumable(path, fmt: str, config_hashes: Sequence[str], monitors:
     return True
 
 
-def checkpoint_file(folder, config: "TrainConfig") -> Path | None:
+def checkpoint_file(folder, config: TrainConfig) -> Path | None:
     """Where a config's training state is saved after each epoch (one file per config hash)."""
     return None if folder is None else safe_child(Path(folder), f"{config.model_name}-{config.hash()}.pt")
 

@@ -17,7 +17,6 @@ from .device import DEFAULT_PRECISION, MAX_THREADS, PRECISIONS, check_precision,
 from .memory import check_depth, check_memory
 from .schedule import parse_schedule
 
-
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 

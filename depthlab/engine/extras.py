@@ -3,7 +3,7 @@ error of the restored weights), chosen by name so that workers can compute them.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -31,7 +31,7 @@ Linear and parameter-free elementwise/pooling modules, whose own forward code is
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,6 @@ from torch import nn
 
 from ..models import create_model
 from .config import TrainConfig
-
 
 PER_MEMBER = ("lr", "seed", "momentum", "weight_decay", "schedule")
 

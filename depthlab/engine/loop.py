@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..data.dataset import Dataset
 from ..records.record import (

@@ -6,7 +6,7 @@ sweep; a `UserError` (the user's to fix) and interrupts still propagate."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

@@ -58,13 +58,12 @@ numbers (errors as fractions) and ``PartResult.row(**match)`` finds one. It must
 sentence from those numbers: never a canned conclusion.
 """
 
-from . import classics  # noqa: F401  (registers the named MNIST experiments)
-from . import fixes  # noqa: F401  (registers trainability-fixes: every known fix, one protocol)
-from . import vanilla  # noqa: F401  (registers vanilla-1000: a 1,000-layer vanilla CNN, Adam)
+# Each registers its experiments on import: the named MNIST ones, trainability-fixes (every known fix,
+# one protocol) and vanilla-1000 (a 1,000-layer vanilla CNN, Adam).
+from . import classics, fixes, vanilla  # noqa: F401
 from .catalogue import EXPERIMENTS, Experiment, get_experiment, register_experiment, reproduce
 from .lr_find import lr_find
 from .sweeps import Ablation, Frontier, Sweep, ablate, lr_sweep
-
 
 __all__ = ["EXPERIMENTS", "Ablation", "Experiment", "Frontier", "Sweep", "ablate", "get_experiment", "lr_find",
            "lr_sweep", "register_experiment", "reproduce"]

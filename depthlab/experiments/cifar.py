@@ -15,9 +15,9 @@ logger, which the CLI prints).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from ..data.dataset import Dataset, resolve_data_root
 from ..data.registry import DATASETS
@@ -34,7 +34,6 @@ from ..report.tables import format_table, write_csv
 from ..report.wording import classic_line, percent
 from ..store.sqlite import Store
 from .parts import progress
-
 
 # He et al. 2015, table 6 (CIFAR-10 test error, %), by n.
 PAPER_TEST_ERROR = {3: 8.75, 5: 7.51, 7: 7.17, 9: 6.97, 18: 6.43}

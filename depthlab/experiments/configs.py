@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from ..depth_frontier.protocol import parse_lrs as search_parse_lrs
 from ..engine.config import TrainConfig
 from ..errors import ConfigError
-from ..depth_frontier.protocol import parse_lrs as search_parse_lrs
 from ..models import ModelFactory, resolve_model
-
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 

@@ -67,7 +67,6 @@ from .parts import PartResult
 from .sweeps import Frontier, Sweep
 from .vanilla import against_chance
 
-
 FIXES: tuple[tuple[str, str], ...] = (
     ("cnn-tanh", "no fix (naive init)"),
     ("cnn-tanh-lecun", "LeCun init"),

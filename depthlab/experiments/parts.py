@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import math
 import textwrap
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ..data.dataset import Dataset
 from ..data.registry import load_dataset

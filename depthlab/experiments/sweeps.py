@@ -6,18 +6,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import torch
 
+from ..depth_frontier.points import optimizer_of, plain_lr
+from ..depth_frontier.protocol import FrontierConfig
+from ..depth_frontier.search import find_frontiers
 from ..engine.config import TrainConfig
 from ..engine.extras import _has_gates
 from ..engine.schedule import parse_schedule
 from ..errors import ConfigError
-from ..depth_frontier.points import optimizer_of, plain_lr
-from ..depth_frontier.protocol import FrontierConfig
-from ..depth_frontier.search import find_frontiers
 from ..records.record import RunResult, RunStatus
 from .configs import make_config, parse_lrs, toggle_override
 from .parts import Column, Context, Curve, PartResult, Plot, progress

@@ -29,7 +29,6 @@ from .catalogue import Experiment, register_experiment
 from .parts import PartResult
 from .sweeps import Sweep
 
-
 CHANCE_ERROR = 0.9  # ten balanced classes (MNIST): the error of a guess
 LAYERS = 999  # convolutions; with the readout, 1,000 layers
 

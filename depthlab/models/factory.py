@@ -20,9 +20,10 @@ import importlib.abc
 import importlib.util
 import inspect
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,7 +64,7 @@ class ModelFactory:
         return {"factory": self.function, "source_sha256": self.sha256, "origin": self.origin}
 
     @classmethod
-    def from_file(cls, spec: str) -> "ModelFactory":
+    def from_file(cls, spec: str) -> ModelFactory:
         """``"path/to/nets.py:build"`` (the function defaults to ``build``)."""
         path_text, _, function = spec.rpartition(":") if spec.rpartition(":")[2].isidentifier() else (spec, "", "")
         path = Path(path_text or spec)
@@ -77,7 +78,7 @@ class ModelFactory:
         return cls(function, source, str(path), _depth_step(fn, str(path)))
 
     @classmethod
-    def from_callable(cls, fn: Callable) -> "ModelFactory":
+    def from_callable(cls, fn: Callable) -> ModelFactory:
         """A function defined in a file (its whole file is the source) or in a notebook cell or
         other interactive session (its own source: it must then import what it uses itself)."""
         if isinstance(fn, ModelFactory):
@@ -185,7 +186,7 @@ def _depth_step(fn: Callable, origin: str) -> int:
     return step
 
 
-def as_model(model) -> "str | ModelFactory":
+def as_model(model) -> str | ModelFactory:
     """What a config holds as its model: a preset name as it is, anything else (a function
     ``build(depth, **params)`` or a `ModelFactory`) as a `ModelFactory`."""
     return model if isinstance(model, str) else ModelFactory.from_callable(model)

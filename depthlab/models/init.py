@@ -27,7 +27,6 @@ from torch import nn
 from ..errors import ConfigError
 from ..theory import critical_init
 
-
 SCHEMES = ("normal:S", "scaled:W2,B2", "lecun-in", "lecun-out", "glorot", "he", "orthogonal",
            "torch-default", "delta-orthogonal[:W2,B2|:critical]", "critical")
 

@@ -72,14 +72,12 @@ at ``validate()`` with one line. Nothing here imports ``dks`` at module level.
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-
 
 METHODS = {"dks": "DKS", "tat": "TAT"}
 BASES = {"tanh": "tanh", "softplus": "softplus", "leaky-relu": "leaky_relu", "elu": "elu", "gelu": "gelu"}
@@ -150,7 +148,7 @@ def out_of_range_message(name: str, depth: int) -> str:
             f"reach the package's target {target(name)} (its solver finds no parameters)")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def transformed_activation(name: str, depth: int):
     """The package's transformed activation (a callable on tensors) for a chain of ``depth``
     layers, with the package's own targets (`target`); a depth where they cannot be reached is

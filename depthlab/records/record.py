@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:   # torch is imported on first use: `depthlab runs` reads records without it

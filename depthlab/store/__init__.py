@@ -3,5 +3,4 @@
 from .snapshot import snapshot_store
 from .sqlite import FINISHED, RunRow, Store, check_store_path, checkpoint_dir_for
 
-
 __all__ = ["FINISHED", "RunRow", "Store", "check_store_path", "checkpoint_dir_for", "snapshot_store"]

@@ -11,7 +11,6 @@ import sqlite3
 
 from ..records.record import RunStatus
 
-
 MAX_JSON_DEPTH = 32  # a config or result nests a few levels; more is not a record depthlab wrote
 
 

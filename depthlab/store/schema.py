@@ -19,7 +19,6 @@ from pathlib import Path
 
 from ..errors import StoreError
 
-
 SCHEMA_VERSION = 2
 
 

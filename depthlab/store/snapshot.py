@@ -10,9 +10,14 @@ import tempfile
 from pathlib import Path
 
 from ..errors import StoreError
-from .sqlite import (SQLITE_MAGIC, Store, _committed_tables, check_store_path,
-                     checkpoint_dir_for, remove_if_empty)
-
+from .sqlite import (
+    SQLITE_MAGIC,
+    Store,
+    _committed_tables,
+    check_store_path,
+    checkpoint_dir_for,
+    remove_if_empty,
+)
 
 CHECKPOINT_SUFFIXES = (".pt", ".tmp")  # a sweep's checkpoints, and the temp files of their writes
 

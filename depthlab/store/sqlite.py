@@ -17,17 +17,16 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import StoreError
 from ..records.record import RunStatus
 from . import claims, schema
 from .claims import _pid_alive  # noqa: F401  (the liveness check callers and tests know it by)
 from .rows import BadRecord, decode_epoch, decode_run
-
 
 FINISHED = (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.FAILED)
 
@@ -231,7 +230,7 @@ class Store:
                 pass
         self.conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -39,8 +39,8 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Callable, Sequence
 
 from ..data.dataset import Dataset
 from ..data.registry import load_dataset

@@ -9,10 +9,10 @@ import os
 import queue
 import sys
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -21,7 +21,6 @@ from ..engine.config import SWEEP_THREADS
 from ..engine.device import MAX_THREADS, resolve_device
 from ..errors import ConfigError
 from .jobs import Job, _init_process_worker, _ray_run_group, run_group
-
 
 # The depthlab package folder, shipped to Ray workers (found from here: this module is depthlab/sweep/).
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

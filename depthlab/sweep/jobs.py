@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -15,7 +16,6 @@ from ..engine.checkpoints import CHECKPOINT_FORMAT, checkpoint_resumable, discar
 from ..engine.config import TrainConfig
 from ..records.record import Monitor, RunResult
 from .runner import run_recorded
-
 
 T = TypeVar("T")
 

@@ -4,8 +4,8 @@ orders trials by, and whether an executor takes checkpoints."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Callable, Sequence
 
 from ..engine.config import TrainConfig
 from ..records.record import RunResult

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..data.dataset import Dataset
 from ..data.registry import load_dataset
@@ -17,7 +17,6 @@ from ..engine.run import run_safely
 from ..errors import StoreError
 from ..records.record import Monitor, RunResult, RunStatus
 from ..store.sqlite import Store
-
 
 # Datasets whose files are checked against the official checksums when loaded: data of that
 # name is always the same data, so runs recorded before fingerprints existed may be reused.

@@ -21,10 +21,27 @@ Modules: `maps` (the maps, their fixed points and slopes), `depth_scales` (xi, 6
 sigma_w2 and init). Every public name is importable from ``depthlab.theory`` itself.
 """
 
-from .depth_scales import (TRAINABLE_DEPTH_FACTOR, MeanFieldPoint, correlation_depth, correlation_depths,
-                           mean_field_point)
-from .maps import (ACTIVATIONS, MAX_VARIANCE, activation, c_star, check_variances, chi_1, chi_c, correlation_map,
-                   gaussian_expectation, gaussian_expectation_2d, length_map, q_star)
+from .depth_scales import (
+                           TRAINABLE_DEPTH_FACTOR,
+                           MeanFieldPoint,
+                           correlation_depth,
+                           correlation_depths,
+                           mean_field_point,
+)
+from .maps import (
+                           ACTIVATIONS,
+                           MAX_VARIANCE,
+                           activation,
+                           c_star,
+                           check_variances,
+                           chi_1,
+                           chi_c,
+                           correlation_map,
+                           gaussian_expectation,
+                           gaussian_expectation_2d,
+                           length_map,
+                           q_star,
+)
 from .phase_diagram import critical_init, critical_sigma_w2, default_sigma_w2_grid, phase_grid
 
 __all__ = [

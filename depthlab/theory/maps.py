@@ -6,8 +6,8 @@ so `depthlab.models.init` can take its critical init from here."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 

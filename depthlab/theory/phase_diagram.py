@@ -5,7 +5,7 @@ chi_1 = 1 (`critical_sigma_w2`; `critical_init`: the critical point for a given 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

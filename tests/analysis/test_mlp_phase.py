@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from depthlab.analysis import mlp_phase
-from depthlab.errors import ConfigError
 from depthlab.analysis.mlp_phase import (
     DEFAULT_THRESHOLD,
     KIND,
@@ -31,6 +30,7 @@ from depthlab.analysis.mlp_phase import (
     train_fused_,
     train_fused_mlp,
 )
+from depthlab.errors import ConfigError
 from depthlab.models import create_model
 from depthlab.store import Store
 from depthlab.theory import TRAINABLE_DEPTH_FACTOR, mean_field_point

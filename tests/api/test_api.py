@@ -59,8 +59,8 @@ def build(depth, width=8):
 
 def test_frontier_and_train_are_the_functions_and_the_subpackage_still_imports():
     from depthlab import frontier
-    from depthlab.depth_frontier.search import find_frontier
     from depthlab.depth_frontier import protocol
+    from depthlab.depth_frontier.search import find_frontier
 
     assert callable(frontier) and frontier is depthlab.frontier and depthlab.frontier.__module__ == "depthlab.api"
     assert callable(find_frontier) and protocol.FrontierConfig is FrontierConfig

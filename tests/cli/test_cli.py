@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakedata import write_idx_folder
 
 from depthlab.cli import main
 from depthlab.store.sqlite import Store
-from fakedata import write_idx_folder
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSIC = re.compile(r"^Epoch (\d{3})/(\d{3}), Train Error (\d{1,3}\.\d\d)% \|\| Test Error (\d{1,3}\.\d\d)%$")

@@ -7,13 +7,13 @@ import logging
 
 import click
 import pytest
+from fakedata import write_idx_folder
 
 from depthlab.cli import cli, main
 from depthlab.cli.options import ModelOptions, option_from_field
-from depthlab.engine.config import TrainConfig
 from depthlab.depth_frontier.protocol import FrontierConfig
+from depthlab.engine.config import TrainConfig
 from depthlab.store.sqlite import Store
-from fakedata import write_idx_folder
 
 TRAINING_COMMANDS = ("train", "frontier", "lr-sweep", "lr-find", "ablate", "reproduce", "diagnose", "phase")
 

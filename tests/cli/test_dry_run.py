@@ -1,8 +1,7 @@
 """`frontier --dry-run` (issue 22 item 7): the plan and an estimated CPU time from measured
 per-layer costs, before anything trains or any store or folder is made."""
 
-from depthlab.cli import main
-from depthlab.cli import plan
+from depthlab.cli import main, plan
 
 
 def test_dry_run_prints_the_plan_and_an_estimate_and_trains_nothing(tmp_path, capsys, monkeypatch):

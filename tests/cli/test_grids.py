@@ -9,8 +9,8 @@ import pytest
 
 from depthlab.cli import main
 from depthlab.cli.app import cli
-from depthlab.errors import ConfigError
 from depthlab.depth_frontier.protocol import parse_depths, parse_lrs
+from depthlab.errors import ConfigError
 from depthlab.grids import GRID_GRAMMAR, parse_grid
 from depthlab.theory import default_sigma_w2_grid
 

@@ -3,8 +3,9 @@
 
 import json
 
-from depthlab.cli import main
 from fakedata import write_idx_folder
+
+from depthlab.cli import main
 
 
 def test_info_names_versions_devices_the_data_root_and_what_is_there(tmp_path, capsys, monkeypatch):

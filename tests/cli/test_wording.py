@@ -6,10 +6,15 @@ import json
 
 from depthlab.cli.frontier import write_outputs
 from depthlab.depth_frontier.criterion import TrialVerdict
-from depthlab.depth_frontier.outputs import PRINTED_HEADERS, depth_label, printed_rows, table_rows
+from depthlab.depth_frontier.outputs import (
+    PRINTED_HEADERS,
+    depth_label,
+    printed_rows,
+    table_rows,
+    trial_words,
+)
 from depthlab.depth_frontier.protocol import FrontierConfig
 from depthlab.depth_frontier.results import DepthResult, FrontierResult, ModelFrontier
-from depthlab.depth_frontier.outputs import trial_words
 from depthlab.report.tables import format_table
 from depthlab.report.wording import epochs_words, percent
 

@@ -13,12 +13,10 @@ import torch
 
 from depthlab.data import cifar_jpeg
 from depthlab.data.cifar_jpeg import channel_stats, decode_members, split_members
-from depthlab.data.readers import CIFAR10_BATCHES
 from depthlab.data.dataset import CIFAR10_CLASSES
+from depthlab.data.readers import CIFAR10_BATCHES
 from depthlab.data.registry import load_dataset
 from depthlab.errors import DataError
-
-
 
 # --- python-pickle batches ---------------------------------------------------------------------
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from depthlab import data as D
-import depthlab.data.readers as R
-from depthlab.errors import ConfigError, DataError
 from fakedata import cifar_batch_bytes, idx_bytes, write_cifar_folder, write_idx_folder
+
+import depthlab.data.readers as R
+from depthlab import data as D
+from depthlab.errors import ConfigError, DataError
 
 # ---------------------------------------------------------------------------------------------
 # idx readers on generated files

@@ -12,10 +12,10 @@ import pytest
 
 import depthlab
 from depthlab.cli import main
-from depthlab.errors import ConfigError
 from depthlab.depth_frontier.criterion import TrialVerdict
 from depthlab.depth_frontier.protocol import FrontierConfig
 from depthlab.depth_frontier.search import find_frontier
+from depthlab.errors import ConfigError
 from depthlab.models import ModelFactory
 
 NETS = textwrap.dedent('''

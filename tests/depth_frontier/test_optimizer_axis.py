@@ -15,15 +15,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from depthlab.errors import ConfigError
 from depthlab.depth_frontier.criterion import TrialVerdict
 from depthlab.depth_frontier.outputs import printed_rows, table_headers, table_rows
 from depthlab.depth_frontier.points import OptimizerLr, lr_words
-from depthlab.depth_frontier.protocol import (ADAPTIVE_LRS, DEFAULT_LRS, FrontierConfig,
-                                        parse_optimizer_lrs, parse_optimizers)
+from depthlab.depth_frontier.protocol import (
+    ADAPTIVE_LRS,
+    DEFAULT_LRS,
+    FrontierConfig,
+    parse_optimizer_lrs,
+    parse_optimizers,
+)
 from depthlab.depth_frontier.results import FrontierResult
 from depthlab.depth_frontier.search import PendingTrial, find_frontier, lr_order
 from depthlab.depth_frontier.seeds import neighbours
+from depthlab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 CARRIED = REPO / "runs" / "frontier-full" / "store.db"

@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from depthlab.cli import main
-from depthlab.sweep.executors import InProcessExecutor, ProcessExecutor
-from depthlab.sweep.driver import TrialRunner
-from depthlab.depth_frontier.protocol import FrontierConfig
 from depthlab.depth_frontier.criterion import TrialVerdict
+from depthlab.depth_frontier.protocol import FrontierConfig
 from depthlab.depth_frontier.search import evaluate_depth, find_frontier, find_frontiers, search_width
 from depthlab.store.sqlite import Store
+from depthlab.sweep.driver import TrialRunner
+from depthlab.sweep.executors import InProcessExecutor, ProcessExecutor
 
 # ---------------------------------------------------------------------------------------------
 # The logic, on verdict tables
@@ -235,9 +235,9 @@ def test_ray_finds_the_sequential_frontier(mnist, sequential_answer, tmp_path):
     """A real local Ray instance with 2 CPUs: the frontier of two models (the criterion monitor
     runs on the Ray workers), resume from the store, and a fused group as one Ray task."""
     ray = pytest.importorskip("ray")
+    from depthlab.engine.config import TrainConfig
     from depthlab.sweep.executors import RayExecutor
     from depthlab.sweep.jobs import Job
-    from depthlab.engine.config import TrainConfig
 
     with Store(tmp_path / "r.db") as store, RayExecutor(num_cpus=2) as pool:
         assert ray.is_initialized() and pool.slots == 2

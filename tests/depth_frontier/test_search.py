@@ -14,15 +14,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from depthlab.cli import main
-from depthlab.errors import ConfigError
-from depthlab.depth_frontier.protocol import DEFAULT_LRS, FrontierConfig, parse_lrs
-from depthlab.depth_frontier.results import DepthResult, ModelFrontier
-from depthlab.depth_frontier.search import PendingTrial, failure_cost_ratio, find_frontier, lr_order, search_depths, split_point
 from depthlab.depth_frontier.criterion import TrialVerdict, first_met, point_error, run_trial
 from depthlab.depth_frontier.outputs import depth_label
-from depthlab.store.sqlite import Store
+from depthlab.depth_frontier.protocol import DEFAULT_LRS, FrontierConfig, parse_lrs
+from depthlab.depth_frontier.results import DepthResult, ModelFrontier
+from depthlab.depth_frontier.search import (
+    PendingTrial,
+    failure_cost_ratio,
+    find_frontier,
+    lr_order,
+    search_depths,
+    split_point,
+)
 from depthlab.engine.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
 from depthlab.engine.loop import train
+from depthlab.errors import ConfigError
+from depthlab.store.sqlite import Store
 
 REPO = Path(__file__).resolve().parents[2]
 

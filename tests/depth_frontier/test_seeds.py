@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from depthlab.errors import ConfigError
 from depthlab.depth_frontier.seeds import SeedPolicy, next_cells, summarise, vote
+from depthlab.errors import ConfigError
 
 GRID = (0.01, 0.1, 1.0)
 POLICY = SeedPolicy(min_seeds=3, max_seeds=5)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 
 from depthlab.cli import main
-from depthlab.errors import ConfigError
 from depthlab.depth_frontier.criterion import TrialVerdict
 from depthlab.depth_frontier.outputs import depth_label, table_rows
 from depthlab.depth_frontier.protocol import FrontierConfig, parse_seeds
 from depthlab.depth_frontier.results import FrontierResult
 from depthlab.depth_frontier.search import PendingTrial, find_frontier, search_width
+from depthlab.errors import ConfigError
 
 LRS = (0.01, 0.1, 1.0)
 CONFIG = FrontierConfig(max_depth=48, lrs=LRS, seeds="auto")

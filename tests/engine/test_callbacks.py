@@ -3,12 +3,12 @@
 import math
 
 import pytest
+from fakedata import synthetic_dataset
 
 from depthlab.engine.callbacks import LambdaCallback, StepProgress, TensorBoardLog
 from depthlab.engine.config import TrainConfig
 from depthlab.engine.loop import HOOKS, LoopCallback, train
 from depthlab.records.record import EpochMetrics, RunStatus
-from fakedata import synthetic_dataset
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +50,12 @@ def test_hooks_run_in_the_loops_order(data):
     recorder = Recorder()
     result = train(config(), data, callbacks=[recorder])
     assert result.status == RunStatus.DONE
-    epoch = lambda e: ([("step", e, 1, (1,)), ("step", e, 2, (1,)), ("evaluation", e + 0.5),
-                        ("step", e, 3, (1,)), ("step", e, 4, (1,)), ("evaluation", e + 1.0),
-                        ("epoch_metrics", 0, e), ("epoch_end", e)])
+
+    def epoch(e):
+        return [("step", e, 1, (1,)), ("step", e, 2, (1,)), ("evaluation", e + 0.5),
+                ("step", e, 3, (1,)), ("step", e, 4, (1,)), ("evaluation", e + 1.0),
+                ("epoch_metrics", 0, e), ("epoch_end", e)]
+
     assert recorder.calls == [("train_start",), *epoch(0), *epoch(1), ("train_end",)]
 
 

@@ -11,16 +11,16 @@ import os
 
 import pytest
 import torch
+from fakedata import tiny_cifar
 
-from depthlab.sweep.executors import InProcessExecutor
-from depthlab.sweep.driver import TrialRunner
-from depthlab.engine.fused import train_fused
 from depthlab.depth_frontier.protocol import FrontierConfig
 from depthlab.depth_frontier.search import find_frontiers
-from depthlab.store.sqlite import Store
 from depthlab.engine.config import TrainConfig
+from depthlab.engine.fused import train_fused
 from depthlab.engine.loop import train
-from fakedata import tiny_cifar
+from depthlab.store.sqlite import Store
+from depthlab.sweep.driver import TrialRunner
+from depthlab.sweep.executors import InProcessExecutor
 
 DEVICE = os.environ.get("DEPTHLAB_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -8,16 +8,16 @@ import torch
 from torch import nn
 
 from depthlab.data.batches import Batches
-from depthlab.errors import ConfigError, UserError
-from depthlab.engine.fused_layers import NotFusable, fuse_models, fusion_key
 from depthlab.engine.callbacks import LambdaCallback
+from depthlab.engine.config import TrainConfig
 from depthlab.engine.fused import train_fused
+from depthlab.engine.fused_layers import NotFusable, fuse_models, fusion_key
+from depthlab.engine.loop import train
+from depthlab.engine.schedule import parse_schedule
+from depthlab.engine.setup import make_optimizer, multi_head_loss, prepare_splits
+from depthlab.errors import ConfigError, UserError
 from depthlab.models import create_model
 from depthlab.records.record import RunResult
-from depthlab.engine.config import TrainConfig
-from depthlab.engine.setup import make_optimizer, multi_head_loss, prepare_splits
-from depthlab.engine.schedule import parse_schedule
-from depthlab.engine.loop import train
 
 SMALL = dict(train_size=1024, test_size=500, epochs=2, batch_size=256)  # 4 steps per epoch
 

@@ -2,10 +2,10 @@
 under the old rule (N+1) are not reused as runs of this one (issue 22)."""
 
 import pytest
+from fakedata import synthetic_dataset
 
 from depthlab.engine.config import TrainConfig
 from depthlab.engine.loop import train
-from fakedata import synthetic_dataset
 
 
 @pytest.fixture(scope="module")

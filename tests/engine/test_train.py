@@ -6,17 +6,17 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from fakedata import synthetic_dataset
 
+from depthlab.data.batches import Batches
+from depthlab.engine.callbacks import LambdaCallback
+from depthlab.engine.config import TrainConfig
+from depthlab.engine.device import resolve_device
+from depthlab.engine.loop import train
+from depthlab.engine.schedule import parse_schedule
+from depthlab.engine.setup import evaluate, multi_head_loss, prepare_splits
 from depthlab.errors import ConfigError
 from depthlab.records.record import EvaluationPoint
-from depthlab.engine.config import TrainConfig
-from depthlab.engine.setup import evaluate, multi_head_loss, prepare_splits
-from depthlab.engine.device import resolve_device
-from depthlab.engine.schedule import parse_schedule
-from depthlab.engine.callbacks import LambdaCallback
-from depthlab.engine.loop import train
-from depthlab.data.batches import Batches
-from fakedata import synthetic_dataset
 
 
 @pytest.fixture(scope="module")
@@ -264,8 +264,8 @@ def test_channels_last_changes_speed_not_results(data):
 def test_checkpoints_of_an_earlier_format_version_load_and_later_or_foreign_ones_do_not(tmp_path):
     """Version 1 (epoch ends only) is what a search started before mid-epoch saves left on disk:
     it must still resume. A newer version (or another format) is refused, not misread."""
-    from depthlab.errors import DataError
     from depthlab.engine.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+    from depthlab.errors import DataError
 
     name, _, version = CHECKPOINT_FORMAT.rpartition("-")
     assert int(version) >= 2

@@ -10,15 +10,22 @@ import torch
 
 from depthlab.cli import main
 from depthlab.data.dataset import Dataset
+from depthlab.engine.config import TrainConfig
 from depthlab.errors import ConfigError
-from depthlab.experiments.catalogue import EXPERIMENTS, Experiment, get_experiment, plan, register_experiment, reproduce
-from depthlab.experiments.sweeps import Ablation, Sweep, ablate, lr_sweep
-from depthlab.experiments.parts import Context, PartResult
-from depthlab.experiments.lr_find import _suggest, lr_find
+from depthlab.experiments.catalogue import (
+    EXPERIMENTS,
+    Experiment,
+    get_experiment,
+    plan,
+    register_experiment,
+    reproduce,
+)
 from depthlab.experiments.configs import make_config, model_toggles, parse_lrs, toggle_override
+from depthlab.experiments.lr_find import _suggest, lr_find
+from depthlab.experiments.parts import Context, PartResult
+from depthlab.experiments.sweeps import Ablation, Sweep, ablate, lr_sweep
 from depthlab.models import create_model
 from depthlab.store.sqlite import Store
-from depthlab.engine.config import TrainConfig
 
 # ---------------------------------------------------------------------------------------------
 # Small pure pieces
@@ -447,8 +454,8 @@ def test_reproduce_forwards_cifar_experiments_to_their_command(tmp_path, capsys)
 
 
 def test_an_lr_sweep_on_a_fused_group_matches_the_sequential_one(data_root, tmp_path):
-    from depthlab.sweep.executors import InProcessExecutor
     from depthlab.sweep.driver import TrialRunner
+    from depthlab.sweep.executors import InProcessExecutor
 
     base = TrainConfig(model="strided", model_args={"stack_depth": 1}, train_size=1500, test_size=1000,
                        epochs=2, batch_size=64, momentum=0.9, device="cpu")
@@ -471,8 +478,8 @@ def test_an_lr_sweep_on_a_fused_group_matches_the_sequential_one(data_root, tmp_
 def test_an_ablation_on_worker_processes_measures_what_the_sequential_one_does(data_root, tmp_path):
     """Extras (train/validation error of the restored weights) are measured in the worker that
     trained the network; the gated strided net's gates come back from a worker too."""
-    from depthlab.sweep.executors import ProcessExecutor
     from depthlab.sweep.driver import TrialRunner
+    from depthlab.sweep.executors import ProcessExecutor
 
     base = dict(model="skipfc", optimizer="adam", lr=2e-3, batch_size=128, epochs=2, train_size=1500,
                 test_size=1000, device="cpu", patience=1)

@@ -4,22 +4,29 @@ import math
 
 import pytest
 import torch
+from fakedata import tiny_cifar, write_cifar_folder
 from torch import nn
 
-from depthlab.experiments.cifar import PAPER_TEST_ERROR, check_resumable, checkpoint_file, lr_bn_configs, lr_bn_findings, resnet_cifar_config, shortcut_findings, shortcuts_configs
 from depthlab.cli import main
+from depthlab.engine.callbacks import LambdaCallback
+from depthlab.engine.checkpoints import load_checkpoint
+from depthlab.engine.config import TrainConfig
+from depthlab.engine.loop import train
+from depthlab.engine.schedule import parse_schedule
 from depthlab.errors import ConfigError, DataError
+from depthlab.experiments.cifar import (
+    PAPER_TEST_ERROR,
+    check_resumable,
+    checkpoint_file,
+    lr_bn_configs,
+    lr_bn_findings,
+    resnet_cifar_config,
+    shortcut_findings,
+    shortcuts_configs,
+)
 from depthlab.models import count_parameters, create_model, model_config
 from depthlab.models.cifar import ShortcutA
 from depthlab.models.layers import BatchNorm
-from depthlab.engine.config import TrainConfig
-from depthlab.engine.callbacks import LambdaCallback
-from depthlab.engine.checkpoints import load_checkpoint
-from depthlab.engine.schedule import parse_schedule
-from depthlab.engine.loop import train
-
-from fakedata import tiny_cifar, write_cifar_folder
-
 
 # --- models ------------------------------------------------------------------------------------
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from depthlab.models import ConvUnit, create_model
 from depthlab.engine.config import TrainConfig
 from depthlab.engine.loop import train
+from depthlab.models import ConvUnit, create_model
 
 
 def units(net):

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from depthlab.cli import main
-from depthlab.errors import ConfigError
-from depthlab.models.init import expected_std, init_conv_
-from depthlab.models import CLASSIC_PRESETS, PRESETS, ConvUnit, count_parameters, create_model, layer_summary
-from depthlab.theory import critical_init
 from depthlab.engine.setup import multi_head_loss
+from depthlab.errors import ConfigError
+from depthlab.models import CLASSIC_PRESETS, PRESETS, ConvUnit, count_parameters, create_model, layer_summary
+from depthlab.models.init import expected_std, init_conv_
+from depthlab.theory import critical_init
 
 SHAPE = (1, 28, 28)
 

@@ -6,7 +6,6 @@ from torch import nn
 
 from depthlab.models.layers import BatchNorm, Dropout, batch_norm
 
-
 # --- Dropout -----------------------------------------------------------------------------------
 
 def test_dropout_on_ten_thousand_ones_keeps_about_half_scaled_by_two():

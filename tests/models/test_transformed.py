@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from depthlab.errors import ConfigError
 from depthlab.engine.config import TrainConfig
+from depthlab.errors import ConfigError
 from depthlab.models import create_model, layer_summary, make_activation, model_config
 from depthlab.models.stages import StagesSpec
 
@@ -27,7 +27,6 @@ pytest.importorskip("dks.pytorch", reason="the optional dks package (pip install
 
 from depthlab.models import transformed  # noqa: E402
 from depthlab.models.transformed import PerLocationNorm, TransformedActivation, suo_init_  # noqa: E402
-
 
 Z = np.linspace(-12.0, 12.0, 240001)              # E over z ~ N(0, 1): trapezoid weights x density
 W = np.exp(-Z ** 2 / 2) / math.sqrt(2 * math.pi) * (Z[1] - Z[0])

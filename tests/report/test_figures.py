@@ -9,18 +9,18 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+from fakedata import synthetic_dataset
 from matplotlib.figure import Figure
 
 from depthlab import theory
 from depthlab.analysis.diagnostics import depth_profiles, diagnose, plot_depth_profiles, plot_heatmap
 from depthlab.analysis.phase import PhaseMeasurement, plot_phase_diagram
-from depthlab.experiments.parts import Curve, Plot, draw_plot
 from depthlab.depth_frontier.outputs import plot_frontier, save_frontier_plots
 from depthlab.depth_frontier.protocol import FrontierConfig
 from depthlab.depth_frontier.results import FrontierResult
 from depthlab.depth_frontier.search import find_frontier
+from depthlab.experiments.parts import Curve, Plot, draw_plot
 from depthlab.report.figures import save_figure
-from fakedata import synthetic_dataset
 
 PACKAGE = Path(__file__).resolve().parents[2] / "depthlab"
 

@@ -9,6 +9,8 @@ import pytest
 
 pd = pytest.importorskip("pandas")
 
+from fakedata import synthetic_dataset  # noqa: E402
+
 from depthlab import TrainConfig  # noqa: E402
 from depthlab.analysis.diagnostics import diagnose  # noqa: E402
 from depthlab.analysis.mlp_phase import PhaseGridConfig, measure_grid  # noqa: E402
@@ -17,7 +19,6 @@ from depthlab.errors import ConfigError  # noqa: E402
 from depthlab.experiments.lr_find import lr_find  # noqa: E402
 from depthlab.experiments.sweeps import lr_sweep  # noqa: E402
 from depthlab.report.tables import data_frame  # noqa: E402
-from fakedata import synthetic_dataset  # noqa: E402
 
 
 def test_an_lr_sweep_frame_has_one_row_per_run_with_fractions(data_root):

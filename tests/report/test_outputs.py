@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from depthlab.report import figures, outputs, tables
-from depthlab.cli import main
-from depthlab.store.sqlite import Store
 from fakedata import write_idx_folder
+
+from depthlab.cli import main
+from depthlab.report import figures, outputs, tables
+from depthlab.store.sqlite import Store
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
 

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from depthlab.errors import StoreError
-from depthlab.sweep.runner import run_recorded
-from depthlab.store.sqlite import Store, check_store_path
-from depthlab.engine.config import TrainConfig
 from fakedata import synthetic_dataset
+
+from depthlab.engine.config import TrainConfig
+from depthlab.errors import StoreError
+from depthlab.store.sqlite import Store, check_store_path
+from depthlab.sweep.runner import run_recorded
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"

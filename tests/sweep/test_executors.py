@@ -17,15 +17,15 @@ from click.testing import CliRunner
 
 from depthlab.cli.app import executor_options, executor_spec
 from depthlab.data.dataset import Dataset
+from depthlab.engine.checkpoints import save_checkpoint
+from depthlab.engine.config import TrainConfig
 from depthlab.errors import ConfigError, UserError
 from depthlab.records.record import RunResult
+from depthlab.store.sqlite import Store, _pid_alive
+from depthlab.sweep.driver import TrialRunner
 from depthlab.sweep.executors import ExecutorSpec, InProcessExecutor, ProcessExecutor
 from depthlab.sweep.jobs import Job
-from depthlab.sweep.driver import TrialRunner
 from depthlab.sweep.runner import run_recorded
-from depthlab.store.sqlite import Store, _pid_alive
-from depthlab.engine.config import TrainConfig
-from depthlab.engine.checkpoints import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = dict(model="cnn-elu-bn", model_args={"depth": 3}, train_size=1000, test_size=500, epochs=1)
@@ -476,8 +476,8 @@ def test_a_group_whose_fused_net_fails_its_probe_runs_as_single_trials_with_chec
     """cnn-tanh-bn at depth 96 once failed the float32 probe (rounding amplified by a deep chaotic
     net) and its group trained member by member with no checkpoint: a kill lost hours. Now the
     runner gets the group back and sends every member as a single trial with its own checkpoint."""
-    import depthlab.sweep.executors as executors
     import depthlab.engine.fused as fused
+    import depthlab.sweep.executors as executors
 
     real_fuse = fused.fuse_models
 

@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from fakedata import write_idx_folder
+
 from depthlab.data.registry import load_dataset
 from depthlab.engine.config import TrainConfig
 from depthlab.store.sqlite import Store
@@ -18,7 +20,6 @@ from depthlab.sweep.driver import TrialRunner
 from depthlab.sweep.executors import InProcessExecutor
 from depthlab.sweep.jobs import Job
 from depthlab.sweep.runner import run_recorded
-from fakedata import write_idx_folder
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"

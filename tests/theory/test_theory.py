@@ -9,11 +9,18 @@ import pytest
 import torch
 
 from depthlab import theory
+from depthlab.analysis.phase import (
+    DepthTrial,
+    best_error,
+    frontier_of,
+    measurements_from_store,
+    parse_scaled_init,
+    scaled_init,
+    search_depths,
+)
 from depthlab.cli import main
 from depthlab.errors import ConfigError
 from depthlab.models.init import delta_orthogonal_, init_conv_
-from depthlab.analysis.phase import DepthTrial, best_error, frontier_of, measurements_from_store, parse_scaled_init, read_measurements_csv, scaled_init, search_depths
-
 
 # ---------------------------------------------------------------------------------------------
 # Quadrature and closed forms
