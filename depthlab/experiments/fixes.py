@@ -62,6 +62,7 @@ TAT's target C_f(0) = 0.9 is out of reach below depth 13, so its frontier is tri
 
 from __future__ import annotations
 
+from ..depth_frontier.protocol import FrontierConfig
 from .catalogue import Experiment, register_experiment
 from .parts import PartResult
 from .sweeps import Frontier, Sweep
@@ -108,6 +109,7 @@ QUICK = dict(train_size=5000, epochs=1, batch_size=64, seeds=1, lrs={"sgd": (0.0
 # solve for another target), so the growth from depth 3 would start outside the method's range:
 # TAT's frontier tries these depths, from 15 on (the protocol's ladder above its range).
 TAT_ARM = "cnn-tat-lrelu"
+THRESHOLD = PROTOCOL.get("threshold", FrontierConfig.threshold)  # trainable below this error
 TAT_DEPTHS = (15, 24, 48, 96)
 TAT_QUICK_DEPTHS = (15,)
 
@@ -215,6 +217,9 @@ def why_short(row: dict) -> str:
         return "it trained at no depth of the protocol" if row["max_depth"] is None else ""
     seen = f"at depth {depth}, {diverged} of {trials} trials diverged" + (
         f" and the best error was {100 * error:.1f}%" if error is not None else "")
+    if error is not None and error < THRESHOLD:
+        return (f"{seen}: some seeds trained there, but at no (optimizer, lr) did a majority of its seeds "
+                f"train")
     if 2 * diverged > trials:
         return f"{seen}: mostly divergence, most lrs tried were too large for that depth"
     if error is not None and error >= 0.8:

@@ -185,3 +185,11 @@ def test_a_frontier_row_carries_the_band_the_winning_optimizer_and_the_failing_e
     assert "frontier [band]" in headers and "optimizer" in headers and "the paper's claim" in headers
     plain = Frontier("fixes", ("cnn-tanh-delta",))._columns(FrontierConfig(max_depth=96))
     assert not {"frontier [band]", "optimizer", "the paper's claim"} & {c.header for c in plain}
+
+
+def test_a_failing_depth_where_a_minority_of_seeds_trained_says_so():
+    from depthlab.experiments.fixes import why_short
+
+    row = _row("cnn-tat-lrelu", None, failing=15, failing_trials=10, failing_diverged=0, failing_error=0.144)
+    assert why_short(row).endswith("some seeds trained there, but at no (optimizer, lr) did a majority of its "
+                                   "seeds train")
