@@ -256,12 +256,32 @@ def diagnose(
     import time
 
     from ..data.registry import load_dataset
-    from ..engine.config import TrainConfig
     from ..engine.setup import make_optimizer, set_up
 
     overrides, model = dict(overrides or {}), as_model(model)
     model_config(model, **overrides)
     dataset = dataset or default_dataset(model)
+    config = _watch_config(
+        model, overrides, dataset, train_size, batch_size, lr, momentum, seed, device, precision
+    )
+    _check_watch(steps, every)
+    if data is None:
+        data = load_dataset(dataset, data_dir)
+    started = time.perf_counter()
+    setup = set_up(config, data)  # device, precision, channels-last, the train subset's batches
+    net = setup.new_model()
+    layers = layers_for(model, net)
+    optimizer = make_optimizer(config, net.parameters())
+    forward = torch.compile(net) if compile else net
+    trace = _watch_training(net, forward, layers, optimizer, setup, config, steps, every)
+    return _diagnostics_of(config, layers, trace, started)
+
+
+def _watch_config(model, overrides, dataset, train_size, batch_size, lr, momentum, seed, device, precision):
+    """The one-epoch training configuration that `diagnose` watches, validated (a bad value is
+    refused here, before any data is read)."""
+    from ..engine.config import TrainConfig
+
     config = TrainConfig(
         model=model,
         model_args=overrides,
@@ -276,16 +296,14 @@ def diagnose(
         precision=precision,
     )
     config.validate()
-    _check_watch(steps, every)
-    if data is None:
-        data = load_dataset(dataset, data_dir)
-    started = time.perf_counter()
-    setup = set_up(config, data)  # device, precision, channels-last, the train subset's batches
-    net = setup.new_model()
-    layers = layers_for(model, net)
-    optimizer = make_optimizer(config, net.parameters())
-    forward = torch.compile(net) if compile else net
-    trace = _watch_training(net, forward, layers, optimizer, setup, config, steps, every)
+    return config
+
+
+def _diagnostics_of(config, layers: Sequence[Layer], trace: _Trace, started: float) -> Diagnostics:
+    """Package what `_watch_training` recorded as a `Diagnostics` with its verdict; ``seconds``
+    counts from ``started`` (the set-up) to the verdict."""
+    import time
+
     arrays = {k: np.array(v, dtype=float) for k, v in trace.rows.items()}
     return Diagnostics(
         config.model_name,

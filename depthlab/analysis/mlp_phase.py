@@ -343,6 +343,22 @@ def _stored_accuracy(store: Store | None, cell_hash: str, data: Dataset) -> floa
     return float(value) if isinstance(value, (int, float)) else None
 
 
+def _cell_result(
+    accuracy: float, diverged: bool, loss: float, group_seconds: float, group_size: int, device
+) -> dict:
+    """The stored result of one cell trained in a fused group of ``group_size`` members that took
+    ``group_seconds`` together (each cell is charged an equal share)."""
+    return {
+        "status": (RunStatus.DIVERGED if diverged else RunStatus.DONE).value,
+        "train_accuracy": accuracy,
+        "final_loss": loss if math.isfinite(loss) else None,
+        "seconds": group_seconds / group_size,
+        "group_seconds": group_seconds,
+        "group_size": group_size,
+        "device": str(device),
+    }
+
+
 def measure_grid(
     config: PhaseGridConfig,
     data: Dataset | None = None,
@@ -376,15 +392,7 @@ def measure_grid(
             seconds = time.perf_counter() - t0
             for j, acc, div, loss in zip(todo, accs, diverged, losses):
                 grid.accuracy[i, j] = acc
-                result = {
-                    "status": (RunStatus.DIVERGED if div else RunStatus.DONE).value,
-                    "train_accuracy": acc,
-                    "final_loss": loss if math.isfinite(loss) else None,
-                    "seconds": seconds / len(todo),
-                    "group_seconds": seconds,
-                    "group_size": len(todo),
-                    "device": str(device),
-                }
+                result = _cell_result(acc, div, loss, seconds, len(todo), device)
                 if store is not None:
                     store.record(
                         {**config.cell_config(depth, sigmas[j]), FINGERPRINT_KEY: data.fingerprint()},

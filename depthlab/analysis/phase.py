@@ -214,9 +214,6 @@ def measure_phase(
     follow, instead of bisecting down to consecutive multiples of 3. Near the frontier each
     failing depth costs the full budget for every lr, and a frontier at depth ~40 is located
     to within +-15% by one bisection step; the plot shows the bracket."""
-    from ..depth_frontier.criterion import run_trial
-    from ..depth_frontier.search import evaluate_depth
-
     ladder = sorted(set(ladder))
     configs = phase_configs(
         act,
@@ -237,30 +234,40 @@ def measure_phase(
 
     out = PhaseMeasurements()
     for sigma_w2, fc in configs.items():
-        last_lr: list[float | None] = [None]
-
-        def trial(depth: int, lr: float, s: int, fc=fc, sigma_w2=sigma_w2):
-            t = run_trial("stages", depth, lr, s, fc, store, data)
-            if log is not None:
-                err = f"{100 * t.error:.1f}%" if t.error is not None else "-"
-                log(
-                    f"sigma_w2 {sigma_w2:g} depth {depth} lr {lr:g}: {'trained' if t.trained else 'failed'}, "
-                    f"error {err}, {'stored' if t.reused else f'{t.seconds:.0f}s'}"
-                )
-            return t
-
-        def try_depth(depth: int, fc=fc, trial=trial, last_lr=last_lr) -> DepthTrial:
-            result = evaluate_depth(depth, fc.sorted_lrs(), last_lr[0], [seed], trial)
-            if result.trainable:
-                last_lr[0] = result.lr
-            return DepthTrial(
-                depth, result.trainable, 1.0 if result.error is None else result.error, result.lr
-            )
-
-        trials = search_depths(try_depth, ladder, refine=refine)
+        trials = _search_frontier(sigma_w2, fc, store, data, ladder, refine=refine, seed=seed, log=log)
         best, failing = frontier_of(trials)
         out.append(PhaseMeasurement(sigma_w2, sigma_b2, best, failing, trials))
     return out
+
+
+def _search_frontier(
+    sigma_w2: float, fc, store, data, ladder: Sequence[int], *, refine: int, seed: int, log
+) -> list[DepthTrial]:
+    """Walk ``ladder`` (then ``refine`` bisection steps) for one sigma_w2 with its frontier
+    config ``fc``, recording every trial in ``store`` and reporting each one to ``log``; each
+    depth tries the lr that trained the last trainable depth first."""
+    from ..depth_frontier.criterion import run_trial
+    from ..depth_frontier.search import evaluate_depth
+
+    last_lr: list[float | None] = [None]
+
+    def trial(depth: int, lr: float, s: int):
+        t = run_trial("stages", depth, lr, s, fc, store, data)
+        if log is not None:
+            err = f"{100 * t.error:.1f}%" if t.error is not None else "-"
+            log(
+                f"sigma_w2 {sigma_w2:g} depth {depth} lr {lr:g}: {'trained' if t.trained else 'failed'}, "
+                f"error {err}, {'stored' if t.reused else f'{t.seconds:.0f}s'}"
+            )
+        return t
+
+    def try_depth(depth: int) -> DepthTrial:
+        result = evaluate_depth(depth, fc.sorted_lrs(), last_lr[0], [seed], trial)
+        if result.trainable:
+            last_lr[0] = result.lr
+        return DepthTrial(depth, result.trainable, 1.0 if result.error is None else result.error, result.lr)
+
+    return search_depths(try_depth, ladder, refine=refine)
 
 
 def measurements_from_store(
@@ -386,6 +393,24 @@ def plot_phase_diagram(
     unbounded = [p.sigma_w2 for p in points if p.phase == "unbounded"]
     if unbounded:
         ax.axvspan(min(unbounded), max(unbounded), color="C3", alpha=0.08, label="no finite q* (exploding)")
+    _plot_measured(ax, measured)
+    ax.set_yscale("log")
+    ax.set_ylim(1, top)
+    ax.set_xlabel(r"$\sigma_w^2$ (weight variance $\times$ fan-in)")
+    ax.set_ylabel("depth (conv layers)")
+    what = "theory vs measured" if measured else "predicted"
+    ax.set_title(rf"{act}, $\sigma_b^2$ = {sigma_b2:g}: trainable depth, {what}")
+    ax.legend(fontsize=8, loc="upper right")
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=7, color="0.3")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_measured(ax, measured: Sequence[PhaseMeasurement]) -> None:
+    """Draw the measured frontiers on ``ax``: a dot at the largest trainable depth, a bar up to
+    a cross at the first failing one, an arrow where every depth tried trained; each kind of
+    mark is labelled once in the legend."""
     labelled = {"ok": False, "fail": False}
     for m in measured:
         if m.max_trainable_depth is not None:
@@ -415,17 +440,6 @@ def plot_phase_diagram(
                 xytext=(m.sigma_w2, m.max_trainable_depth),
                 arrowprops=dict(arrowstyle="->", color="C1"),
             )
-    ax.set_yscale("log")
-    ax.set_ylim(1, top)
-    ax.set_xlabel(r"$\sigma_w^2$ (weight variance $\times$ fan-in)")
-    ax.set_ylabel("depth (conv layers)")
-    what = "theory vs measured" if measured else "predicted"
-    ax.set_title(rf"{act}, $\sigma_b^2$ = {sigma_b2:g}: trainable depth, {what}")
-    ax.legend(fontsize=8, loc="upper right")
-    if note:
-        fig.text(0.01, 0.01, note, fontsize=7, color="0.3")
-    fig.tight_layout()
-    return fig
 
 
 @dataclass
@@ -463,22 +477,10 @@ def init_agreement(
     import torch
 
     from .. import theory
-    from ..data.batches import Batches
     from ..models import create_model
     from .diagnostics import gradient_profile
 
-    xb, yb = next(
-        iter(
-            Batches(
-                data.train_x[:batch_size],
-                data.train_y[:batch_size],
-                batch_size,
-                data.mean,
-                data.std,
-                shuffle=False,
-            )
-        )
-    )
+    xb, yb = _first_batch(data, batch_size)
     logs, squares, channels = [], [], 0
     per_stage = depth // 3
     for seed in seeds:
@@ -499,9 +501,7 @@ def init_agreement(
         logs.append(np.mean(2 * np.log(signal[:-1] / signal[1:])))
         half = slice(stage * per_stage + per_stage // 2, (stage + 1) * per_stage)
         squares.append(np.mean(prof["act_std"][half] ** 2 + prof["act_mean"][half] ** 2))
-    q = theory.q_star(act, sigma_w2, sigma_b2)
-    phi, _ = theory.activation(act)
-    phi2 = theory.gaussian_expectation(lambda z: phi(math.sqrt(q) * z) ** 2)
+    phi2 = _mean_square_activation_at_q_star(act, sigma_w2, sigma_b2)
     return InitAgreement(
         sigma_w2,
         sigma_b2,
@@ -512,3 +512,30 @@ def init_agreement(
         phi2,
         float(np.mean(squares)),
     )
+
+
+def _first_batch(data, batch_size: int):
+    """The first ``batch_size`` training images (normalised, unshuffled) and their labels."""
+    from ..data.batches import Batches
+
+    return next(
+        iter(
+            Batches(
+                data.train_x[:batch_size],
+                data.train_y[:batch_size],
+                batch_size,
+                data.mean,
+                data.std,
+                shuffle=False,
+            )
+        )
+    )
+
+
+def _mean_square_activation_at_q_star(act: str, sigma_w2: float, sigma_b2: float) -> float:
+    """E[phi(h)^2] for h ~ N(0, q*): the mean-field prediction of the mean square activation."""
+    from .. import theory
+
+    q = theory.q_star(act, sigma_w2, sigma_b2)
+    phi, _ = theory.activation(act)
+    return theory.gaussian_expectation(lambda z: phi(math.sqrt(q) * z) ** 2)
