@@ -50,7 +50,6 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     during training, a layer x step heatmap, and a vanishing/exploding/healthy verdict."""
     from ..analysis import diagnostics
     from ..data.registry import check_dataset_name, load_dataset
-    from ..engine.config import TrainConfig
     from ..models import default_dataset
     from ..report.figures import save_figure
     from ..report.outputs import safe_child
@@ -63,19 +62,7 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     depths = _comparison_depths(
         model, overrides, k, watch.compare_depths, check_dataset_name(dataset).input_shape
     )
-    TrainConfig(
-        model=model,
-        model_args=overrides,
-        dataset=dataset,
-        train_size=train_size,
-        epochs=1,
-        batch_size=batch_size,
-        lr=lr,
-        momentum=hp.momentum,
-        seed=seed,
-        device=device,
-        precision=run.precision,
-    ).validate()
+    _validate_train_config(model, overrides, dataset, data_opts, hp, run)
     out = output_folder(run.out, getattr(run, "store_path", None))
     data = load_dataset(dataset, data_opts.data_dir)  # bad data fails before the output folder is created
     folder = create_output_folder(out)
@@ -113,6 +100,26 @@ def diagnose(model, model_opts, watch, hp, data_opts, run):
     click.echo(
         f"wrote {stem}-heatmap.png{', ' + stem + '-depths.png' if profiles else ''} and {stem}.json to {folder}"
     )
+
+
+def _validate_train_config(model, overrides: dict, dataset: str, data_opts, hp, run) -> None:
+    """Refuse the watched training's settings (one line) the way `depthlab train` would, before
+    any data is loaded or folder created."""
+    from ..engine.config import TrainConfig
+
+    TrainConfig(
+        model=model,
+        model_args=overrides,
+        dataset=dataset,
+        train_size=data_opts.train_size,
+        epochs=1,
+        batch_size=hp.batch_size,
+        lr=hp.lr,
+        momentum=hp.momentum,
+        seed=run.seed,
+        device=run.device,
+        precision=run.precision,
+    ).validate()
 
 
 def _resolve_model(model, model_opts, dataset):

@@ -264,6 +264,13 @@ def lr_find_cmd(model, model_opts, data_opts, run, range_test, hp):
             )
         )
         return
+    _echo_lr_find(found, min_lr, seconds)
+    click.echo(f"wrote {png.name}, {trace.name} to {folder}/")
+
+
+def _echo_lr_find(found, min_lr: float, seconds: float) -> None:
+    """The human-readable lr-find report: how far the test ran, the lowest and steepest points of
+    the smoothed loss, the suggestion, and warnings when the suggestion cannot be trusted."""
     click.echo(f"{len(found.lrs)} steps from lr {min_lr:g}: {found.stopped} ({seconds:.1f}s)")
     if found.suggestion is None:
         click.echo("too few steps before divergence to suggest a learning rate; lower --min-lr")
@@ -283,7 +290,6 @@ def lr_find_cmd(model, model_opts, data_opts, run, range_test, hp):
             )
         if found.min_loss_lr == found.lrs[-1] and not found.stopped.startswith("diverged"):
             click.echo("(the loss was still falling at --max-lr: widen the range)")
-    click.echo(f"wrote {png.name}, {trace.name} to {folder}/")
 
 
 def ablation_options(f):

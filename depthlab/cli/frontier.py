@@ -150,20 +150,14 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
 @executor_options
 def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
-    from ..api import _bar, frontier_models, run_frontier
+    from ..api import _bar, run_frontier
     from ..data.registry import load_dataset
-    from ..depth_frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
-    from ..report.tables import format_table
     from ..store.sqlite import check_store_path
 
     # Validate every flag before touching the store, the data or the output folder.
     if model_opts.depth is not None:
         raise ConfigError("frontier searches the depth: use --depths or --max-depth, not --depth")
-    if model_opts.model_file is None:
-        names = frontier_models(models, "--models")
-    else:  # your own model; with --models also those presets
-        presets = [] if models.strip() == "all" else models.split(",")
-        names = frontier_models([model_opts.model(None, data_opts.dataset), *presets], "--models")
+    names = _frontier_names(models, model_opts, data_opts)
     config = protocol_config(protocol, quick, model_opts, data_opts, run)
     config.validate()
     config.validate_models(names)
@@ -207,7 +201,28 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
                 if r.error is not None:
                     board.scalar(f"frontier/{m.model}/best_error", r.error, d)
         board.close()
-    if run.as_json:
+    _echo_result(result, store_path, folder, run.as_json)
+    sys.stdout.flush()
+
+
+def _frontier_names(models: str, model_opts, data_opts) -> list:
+    """The models to search: the ``--models`` presets, or your own model (``--model-file``) and,
+    when ``--models`` names any, those presets too."""
+    from ..api import frontier_models
+
+    if model_opts.model_file is None:
+        return frontier_models(models, "--models")
+    # your own model; with --models also those presets
+    presets = [] if models.strip() == "all" else models.split(",")
+    return frontier_models([model_opts.model(None, data_opts.dataset), *presets], "--models")
+
+
+def _echo_result(result, store_path: str, folder, as_json: bool) -> None:
+    """A finished search: the JSON of every model, or the printed table and a one-line summary."""
+    from ..depth_frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
+    from ..report.tables import format_table
+
+    if as_json:
         click.echo(json.dumps({"units": JSON_UNITS, "models": [m.to_dict() for m in result.models]}))
     else:
         click.echo(format_table(PRINTED_HEADERS, printed_rows(result)))
@@ -216,7 +231,6 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
             f"({sum(m.trials_reused for m in result.models)} from {store_path}); "
             f"table, per-depth map and plots in {folder}/"
         )
-    sys.stdout.flush()
 
 
 # --depth cannot apply (the search chooses the depth): not offered; --depths / --max-depth are.
@@ -278,12 +292,8 @@ class FrontierProgress:
 
 def show_status(names: list[str], config, store_path: str, as_json: bool, out: str | None) -> None:
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
-    from ..depth_frontier.outputs import depth_label
-    from ..depth_frontier.points import lr_cell, lr_words
     from ..depth_frontier.search import frontier_status
     from ..engine.checkpoints import saved_epochs
-    from ..report.tables import format_table
-    from ..report.wording import percent
     from ..store.sqlite import Store, checkpoint_dir_for
 
     if out is not None:
@@ -314,6 +324,17 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
             )
         )
         return
+    _echo_status_table(result, in_flight, config, store_path)
+
+
+def _echo_status_table(result, in_flight: dict, config, store_path: str) -> None:
+    """``frontier --status`` for a person: one row per model (its depths so far and next trial,
+    with the epochs its checkpoint has saved) and a line of how many searches finished."""
+    from ..depth_frontier.outputs import depth_label
+    from ..depth_frontier.points import lr_cell, lr_words
+    from ..report.tables import format_table
+    from ..report.wording import percent
+
     rows = []
     for m in result.models:
         nxt, saved = m.next_trial, in_flight.get(m.model)

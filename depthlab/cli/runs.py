@@ -54,7 +54,6 @@ MAX_LIMIT = 10**9  # runs --limit (SQLite's LIMIT takes a 64-bit integer)
 def runs(store_path, limit, status, as_json, snapshot_path, force, tensorboard):
     """List the runs in the store, newest first."""
     from ..store.snapshot import snapshot_store
-    from ..store.sqlite import FINISHED, Store
 
     if tensorboard is not None:
         return _export_tensorboard(store_path, tensorboard, status, snapshot_path)
@@ -66,6 +65,26 @@ def runs(store_path, limit, status, as_json, snapshot_path, force, tensorboard):
             f"{info['bytes'] / 1e6:.1f} MB"
         )
         return
+    _check_listing_flags(force, limit, status)
+    rows, total, gone, done_epochs = _read_runs(store_path, limit, status)
+    criteria = _criteria(rows)
+    criteria = {k: v for k, v in criteria.items() if v is not None}
+    if as_json:
+        click.echo(json.dumps([_run_json(r, gone, done_epochs, criteria) for r in rows]))
+        return
+    _echo_runs_table(rows, gone, done_epochs, criteria)
+    what = f" {status}" if status else ""
+    click.echo(
+        f"showing {len(rows)} of {total}{what} run(s) in {store_path}"
+        + (f" (--limit {limit}; --limit N shows more)" if len(rows) < total else "")
+    )
+
+
+def _check_listing_flags(force: bool, limit: int | None, status: str | None) -> None:
+    """Refuse a listing's bad flags (one line each): --force without --snapshot, an out-of-range
+    --limit, an unknown --status."""
+    from ..store.sqlite import FINISHED
+
     if force:
         raise ConfigError("--force only goes with --snapshot DEST")
     if limit is not None and not 0 < limit <= MAX_LIMIT:
@@ -74,6 +93,13 @@ def runs(store_path, limit, status, as_json, snapshot_path, force, tensorboard):
         raise ConfigError(
             f"unknown status {status!r}; choose one of: running, interrupted, {', '.join(FINISHED)}"
         )
+
+
+def _read_runs(store_path: str, limit: int | None, status: str | None):
+    """The runs to list (newest first, at most ``limit``), how many match ``status`` in all, the
+    ids of runs whose process is gone (interrupted), and each listed run's stored epoch count."""
+    from ..store.sqlite import Store
+
     with Store(store_path, reading=True) as store:
         gone = store.interrupted()
         if status in ("interrupted", RunStatus.RUNNING):
@@ -86,31 +112,33 @@ def runs(store_path, limit, status, as_json, snapshot_path, force, tensorboard):
             rows = store.runs(limit=limit, status=status)
             total = store.count(status)
         done_epochs = {r.id: len(store.epochs(r.id)) for r in rows}
-    shown = lambda r: "interrupted" if r.id in gone else str(r.status)  # noqa: E731
-    criteria = _criteria(rows)
-    criteria = {k: v for k, v in criteria.items() if v is not None}
-    if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "id": r.id,
-                        "hash": r.config_hash,
-                        "kind": r.kind,
-                        "model": r.model,
-                        "dataset": r.dataset,
-                        "status": shown(r),
-                        "seconds": r.seconds,
-                        "epochs_done": done_epochs[r.id],
-                        "config": r.config,
-                        "result": r.result,
-                        **({"criterion_error": criteria[r.id][1]} if r.id in criteria else {}),
-                    }
-                    for r in rows
-                ]
-            )
-        )
-        return
+    return rows, total, gone, done_epochs
+
+
+def _shown_status(run, gone) -> str:
+    """The status a listing shows: a running run whose process is gone is interrupted."""
+    return "interrupted" if run.id in gone else str(run.status)
+
+
+def _run_json(r, gone, done_epochs: dict, criteria: dict) -> dict:
+    """One run of ``runs --json`` (errors as fractions)."""
+    return {
+        "id": r.id,
+        "hash": r.config_hash,
+        "kind": r.kind,
+        "model": r.model,
+        "dataset": r.dataset,
+        "status": _shown_status(r, gone),
+        "seconds": r.seconds,
+        "epochs_done": done_epochs[r.id],
+        "config": r.config,
+        "result": r.result,
+        **({"criterion_error": criteria[r.id][1]} if r.id in criteria else {}),
+    }
+
+
+def _echo_runs_table(rows, gone, done_epochs: dict, criteria: dict) -> None:
+    """The listing's table, one row per run (nothing when there are no runs)."""
     table = []
     for r in rows:
         err = criteria[r.id][1] if r.id in criteria else r.result.get("test_error") if r.result else None
@@ -125,7 +153,7 @@ def runs(store_path, limit, status, as_json, snapshot_path, force, tensorboard):
                 r.config.get("model_args", {}).get("depth", ""),
                 r.config.get("lr", ""),
                 _precision(r.config),
-                shown(r),
+                _shown_status(r, gone),
                 f"{done_epochs[r.id]}/{planned}" if planned is not None else done_epochs[r.id],
                 f"{train_size:,}" if isinstance(train_size, int) else "all",
                 percent(err, 1 if r.id in criteria else 2) if isinstance(err, (int, float)) else "-",
@@ -152,11 +180,6 @@ def runs(store_path, limit, status, as_json, snapshot_path, force, tensorboard):
                 table,
             )
         )
-    what = f" {status}" if status else ""
-    click.echo(
-        f"showing {len(rows)} of {total}{what} run(s) in {store_path}"
-        + (f" (--limit {limit}; --limit N shows more)" if len(rows) < total else "")
-    )
 
 
 def _export_tensorboard(store_path: str, folder: str, status: str | None, snapshot_path: str | None) -> None:

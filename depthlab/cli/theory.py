@@ -112,6 +112,8 @@ def theory_report(
 
 
 def print_theory(summary: dict, folder: str | None = None) -> None:
+    """``theory`` (and stages ``phase``) for a person: the critical sigma_w2, the mean-field grid
+    as a table, the measured overlay and init checks when present, and where the files went."""
     from ..report.tables import format_table
 
     crit = summary["critical_sigma_w2"]
@@ -146,6 +148,17 @@ def print_theory(summary: dict, folder: str | None = None) -> None:
             ["sigma_w2", "q*", "chi_1", "c*", "xi", "6 xi", "phase"], [[_fmt(v) for v in r] for r in rows]
         )
     )
+    _echo_measured(summary)
+    _echo_init_agreement(summary)
+    if folder:
+        click.echo(f"wrote table, JSON and phase diagram to {folder}")
+
+
+def _echo_measured(summary: dict) -> None:
+    """The measured overlay (when there is one): each sigma_w2's largest trainable and first
+    failing depth beside the predicted 6 xi."""
+    from ..report.tables import format_table
+
     if summary.get("measured"):
         click.echo("measured (largest trainable depth / first failing depth):")
         click.echo(
@@ -162,6 +175,13 @@ def print_theory(summary: dict, folder: str | None = None) -> None:
                 ],
             )
         )
+
+
+def _echo_init_agreement(summary: dict) -> None:
+    """``theory --check-widths`` (when given): chi_1 and E[phi^2] of the theory beside those
+    measured on real nets at init."""
+    from ..report.tables import format_table
+
     if summary.get("init_agreement"):
         click.echo("theory vs real nets at init (one MNIST batch, 3 seeds, inside one stage):")
         click.echo(
@@ -191,8 +211,6 @@ def print_theory(summary: dict, folder: str | None = None) -> None:
                 ],
             )
         )
-    if folder:
-        click.echo(f"wrote table, JSON and phase diagram to {folder}")
 
 
 def _predicted(summary: dict, sigma_w2: float):
@@ -459,93 +477,92 @@ def phase(grid, budget, data_dir, run):
         return phase_mlp(grid, budget, data_dir, run)
     if budget.threshold is None:
         budget.threshold = FrontierConfig().threshold
-    act, sigma_b2, sigma_w2_text, depths_text, refine, lrs_text, width = (
-        grid.act,
-        grid.sigma_b2,
-        grid.sigma_w2_text,
-        grid.depths_text,
-        grid.refine,
-        grid.lrs_text,
-        grid.width,
-    )
-    epochs, train_size, test_size, threshold = (
-        budget.epochs,
-        budget.train_size,
-        budget.test_size,
-        budget.threshold,
-    )
-    seed, device, store_path, out, as_json = run.seed, run.device, run.store_path, run.out, run.as_json
-    from ..analysis.phase import measure_phase, phase_configs
     from ..data.registry import load_dataset
-    from ..store.sqlite import Store, check_store_path
+    from ..store.sqlite import check_store_path
 
-    check_theory_args(act, sigma_b2)
-    sigma_w2s = theory_grid(sigma_w2_text)
-    ladder = depth_list(depths_text)
-    lrs = list(parse_lrs(lrs_text))
-    if not 0 <= refine <= MAX_REFINE:
-        raise ConfigError(f"--refine must be from 0 to {MAX_REFINE}, got {refine}")
-    if not 0 < threshold < 1:
-        raise ConfigError(f"--threshold must be in (0, 1), got {threshold}")
-    if not width > 0:
-        raise ConfigError(
-            f"--width must be positive, got {width}"
-        )  # its upper bound: the model's (StagesSpec)
-    if epochs <= 0 or train_size <= 0 or test_size <= 0:
+    sigma_w2s, ladder, lrs = _check_stages_flags(grid, budget, run)
+    if run.out:
+        output_folder(run.out, run.store_path)
+    check_store_path(run.store_path)
+    data = load_dataset("mnist", data_dir)
+    measured = _measure_stages(grid, budget, run, sigma_w2s, ladder, lrs, data)
+    from ..theory import default_sigma_w2_grid
+
+    act, sigma_b2 = grid.act, grid.sigma_b2
+    note = (
+        f"measured: stages {act}, width x{grid.width:g}, scaled:W2,{sigma_b2:g}, MNIST {budget.train_size} "
+        f"images, {budget.epochs} epochs, SGD m0.9, lrs {grid.lrs_text}, error < {budget.threshold:g}"
+    )
+    report_grid = sorted(set(default_sigma_w2_grid() + sigma_w2s))
+    summary, folder = theory_report(act, sigma_b2, report_grid, measured=measured, out=run.out, note=note)
+    if not run.as_json:
+        summary["grid"] = [g for g in summary["grid"] if g["sigma_w2"] in sigma_w2s]
+    _emit(summary, folder, run.as_json)
+
+
+def _check_stages_flags(grid: Values, budget: Values, run) -> tuple[list[float], list[int], list[float]]:
+    """Refuse a stages ``phase``'s bad flags (one line each) and build every trial's config
+    before the store is opened; returns the sigma_w2 grid, the depth ladder and the lrs."""
+    from ..analysis.phase import phase_configs
+
+    check_theory_args(grid.act, grid.sigma_b2)
+    sigma_w2s = theory_grid(grid.sigma_w2_text)
+    ladder = depth_list(grid.depths_text)
+    lrs = list(parse_lrs(grid.lrs_text))
+    if not 0 <= grid.refine <= MAX_REFINE:
+        raise ConfigError(f"--refine must be from 0 to {MAX_REFINE}, got {grid.refine}")
+    if not 0 < budget.threshold < 1:
+        raise ConfigError(f"--threshold must be in (0, 1), got {budget.threshold}")
+    if not grid.width > 0:  # its upper bound: the model's (StagesSpec)
+        raise ConfigError(f"--width must be positive, got {grid.width}")
+    if budget.epochs <= 0 or budget.train_size <= 0 or budget.test_size <= 0:
         raise ConfigError("--epochs, --train-size and --test-size must be positive")
     phase_configs(
-        act,
-        sigma_b2,
+        grid.act,
+        grid.sigma_b2,
         sigma_w2s,
         ladder,
         lrs,
-        width=width,
-        epochs=epochs,
-        train_size=train_size,
-        test_size=test_size,
-        threshold=threshold,
-        seed=seed,
-        device=device,
+        width=grid.width,
+        epochs=budget.epochs,
+        train_size=budget.train_size,
+        test_size=budget.test_size,
+        threshold=budget.threshold,
+        seed=run.seed,
+        device=run.device,
         precision=run.precision,
     )  # every trial, before the store
-    if out:
-        output_folder(out, store_path)
-    check_store_path(store_path)
-    data = load_dataset("mnist", data_dir)
+    return sigma_w2s, ladder, lrs
+
+
+def _measure_stages(grid: Values, budget: Values, run, sigma_w2s, ladder, lrs, data):
+    """Measure (or replay from the store) the largest trainable depth at each sigma_w2, with the
+    fixed thread count of a sweep's trials."""
+    from ..analysis.phase import measure_phase
     from ..engine.config import SWEEP_THREADS
     from ..engine.device import thread_scope
+    from ..store.sqlite import Store
 
-    with Store(store_path) as store, thread_scope(SWEEP_THREADS):  # a sweep's trials: one fixed thread count
-        measured = measure_phase(
-            act,
-            sigma_b2,
+    with Store(run.store_path) as store, thread_scope(SWEEP_THREADS):
+        return measure_phase(
+            grid.act,
+            grid.sigma_b2,
             sigma_w2s,
             ladder,
             lrs,
             store,
             data,
-            width=width,
-            epochs=epochs,
-            train_size=train_size,
-            test_size=test_size,
-            threshold=threshold,
-            refine=refine,
-            seed=seed,
-            device=device,
+            width=grid.width,
+            epochs=budget.epochs,
+            train_size=budget.train_size,
+            test_size=budget.test_size,
+            threshold=budget.threshold,
+            refine=grid.refine,
+            seed=run.seed,
+            device=run.device,
             log=log.info,
             precision=run.precision,
         )
-    from ..theory import default_sigma_w2_grid
-
-    grid = sorted(set(default_sigma_w2_grid() + sigma_w2s))
-    note = (
-        f"measured: stages {act}, width x{width:g}, scaled:W2,{sigma_b2:g}, MNIST {train_size} images, "
-        f"{epochs} epochs, SGD m0.9, lrs {lrs_text}, error < {threshold:g}"
-    )
-    summary, folder = theory_report(act, sigma_b2, grid, measured=measured, out=out, note=note)
-    if not as_json:
-        summary["grid"] = [g for g in summary["grid"] if g["sigma_w2"] in sigma_w2s]
-    _emit(summary, folder, as_json)
 
 
 def mlp_grid_config(grid: Values, budget: Values, seed: int):
