@@ -62,7 +62,6 @@ def train(
     threads, recorded and hashed as such (`pinned_threads`), as ``depthlab train`` runs it."""
     run_options = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
     config, options = pinned_threads(train_config(config, **options)), run_options
-    from .engine.callbacks import StepProgress
     from .engine.checkpoints import checkpoint_file, discard_checkpoint, resume_point
     from .records.record import RunStatus
     from .sweep.runner import run_recorded
@@ -72,17 +71,7 @@ def train(
     with opened_store(store) as opened, _bar(progress, f"{config.model_name}", "step") as bar:
         folder = checkpoint_dir_for(opened.path) if opened is not None else None
         saved = checkpoint_file(folder, config)
-        resumed_from = resume_point(saved, config.hash())
-        if resumed_from is not None:
-            callbacks.insert(
-                0,
-                _ResumeNotice(
-                    f"resuming from epoch {resumed_from:g}, saved in {saved} (an "
-                    "interrupted run of this config)"
-                ),
-            )
-        if bar is not None:
-            callbacks.insert(0, StepProgress(bar))
+        _add_leading_callbacks(callbacks, resume_point(saved, config.hash()), saved, bar)
         resumable = {} if saved is None else {"train_options": dict(checkpoint_path=saved, resume=True)}
         record = run_recorded(
             config,
@@ -99,6 +88,22 @@ def train(
             discard_checkpoint(saved)
             remove_if_empty(folder)
         return record
+
+
+def _add_leading_callbacks(callbacks: list, resumed_from: float | None, saved, bar) -> None:
+    """Put in front of ``callbacks`` the step progress bar (with ``bar``), then the notice that
+    the run resumes from ``saved`` (when ``resumed_from`` says it does), so they run first."""
+    from .engine.callbacks import StepProgress
+
+    if resumed_from is not None:
+        callbacks.insert(
+            0,
+            _ResumeNotice(
+                f"resuming from epoch {resumed_from:g}, saved in {saved} (an interrupted run of this config)"
+            ),
+        )
+    if bar is not None:
+        callbacks.insert(0, StepProgress(bar))
 
 
 class _ResumeNotice(LoopCallback):

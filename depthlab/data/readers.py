@@ -214,6 +214,17 @@ def load_idx_folder(
 
     All four are located (or fetched) before any is read, so a missing file is reported as
     such, with the folder and the full list of files expected."""
+    paths = _locate_idx_files(folder, checksums=checksums, mirrors=mirrors, download_missing=download_missing)
+    arrays = _read_idx_files(paths, checksums=checksums, image_size=image_size)
+    _check_idx_splits(folder, arrays)
+    return arrays
+
+
+def _locate_idx_files(
+    folder: Path, *, checksums: dict[str, str] | None, mirrors: tuple[str, ...], download_missing: bool
+) -> dict[str, Path]:
+    """The path of each of the four idx files in ``folder``, downloading those missing (while
+    downloads work); `DataError` naming every file still missing."""
     paths: dict[str, Path | None] = {}
     for stem in IDX_FILES:
         path = _find_idx(folder, stem)
@@ -237,6 +248,14 @@ def load_idx_folder(
             f"(missing: {', '.join(missing)}; download failed or disabled; "
             "set --data-dir or DEPTHLAB_DATA)"
         )
+    return paths
+
+
+def _read_idx_files(
+    paths: dict[str, Path], *, checksums: dict[str, str] | None, image_size: tuple[int, int]
+) -> dict[str, np.ndarray]:
+    """Each idx file parsed into its array, after checking its shape and, where ``checksums``
+    names it, the MD5 of its uncompressed content."""
     arrays: dict[str, np.ndarray] = {}
     for stem, path in paths.items():
         kind = "images" if "images" in stem else "labels"
@@ -253,6 +272,12 @@ def load_idx_folder(
                 "or not the official one"
             )
         arrays[stem] = parse_idx(payload, str(path))
+    return arrays
+
+
+def _check_idx_splits(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+    """`DataError` unless each split's images and labels agree: as many of each, unsigned
+    bytes, at least one image, labels in 0..9."""
     for split in ("train", "t10k"):
         images, labels = arrays[f"{split}-images-idx3-ubyte"], arrays[f"{split}-labels-idx1-ubyte"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
@@ -263,7 +288,6 @@ def load_idx_folder(
             raise DataError(f"{folder}: the {split} files hold no images (an empty or wrong data folder)")
         if labels.size and labels.max() > 9:
             raise DataError(f"{folder}: {split} labels outside 0..9 (corrupted label file)")
-    return arrays
 
 
 def _idx_dataset(name: str, folder: Path, checksums, mirrors, mean, std, download_missing, pad=0):

@@ -165,63 +165,75 @@ def plot_frontier(result: FrontierResult, kind: str = "depth", *, ax=None):
         raise ValueError(f"kind must be 'depth' or 'error', got {kind!r}")
     fig, ax = new_axes(ax, figsize=(7, 4.2))
     if kind == "error":
-        for m in result.models:
-            pts = [(d, 100 * r.error) for d, r in sorted(m.depths.items()) if r.error is not None]
-            if pts:
-                (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=m.model)
-                fails = [
-                    (d, 100 * r.error)
-                    for d, r in sorted(m.depths.items())
-                    if r.error is not None and not r.trainable
-                ]
-                ax.scatter(
-                    [p[0] for p in fails], [p[1] for p in fails], marker="x", color=line.get_color(), zorder=3
-                )
-        ax.axhline(
-            100 * result.config.threshold,
-            color="k",
-            ls="--",
-            lw=1,
-            label=f"threshold {100 * result.config.threshold:g}%",
-        )
-        ax.set_xscale("log", base=2)
-        tried = sorted({d for m in result.models for d in m.depths})
-        if tried:  # plain labels at the geometric probes 3, 6, 12, ... (and the deepest depth tried)
-            ticks = sorted({d for d in (3 * 2**k for k in range(12)) if d <= tried[-1]} | {tried[-1]})
-            ax.set_xticks(ticks, [str(t) for t in ticks])
-            ax.minorticks_off()
-        ax.set_xlabel(f"depth ({depth_axis_unit(result)})")
-        ax.set_ylabel(f"{result.config.criterion} error, % (x = does not train)")
-        ax.set_title(f"Error reached within {result.config.epochs} epoch(s), best lr of the grid")
-        ax.legend(fontsize=7, ncol=2)
+        _plot_errors(ax, result)
     else:
-        names = [m.model for m in result.models]
-        heights = [m.max_trainable_depth or 0 for m in result.models]
-        bars = ax.bar(range(len(names)), heights, color="tab:blue")
-        for bar, m in zip(bars, result.models):
-            if m.next_trial is not None:
-                bar.set_facecolor("lightsteelblue")
-                bar.set_hatch("//")
-            label = depth_label(m) + (
-                f"\n{lr_cell(m.lr)}" if result.config.names_optimizer and m.lr is not None else ""
-            )
-            ax.annotate(
-                label,
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-            )
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("max trainable depth")
-        unfinished = any(m.next_trial is not None for m in result.models)
-        ax.set_title(
-            f"Depth frontier (max depth {result.config.max_depth}; ≥ N (cap) = cap reached)"
-            + ("\nhatched: search not finished, depth trained so far" if unfinished else ""),
-            fontsize=10,
-        )
+        _plot_depths(ax, result)
     fig.tight_layout()
     return fig
+
+
+def _plot_errors(ax, result: FrontierResult) -> None:
+    """Draw into ``ax`` each model's best error at each depth tried (x where it does not train),
+    with the threshold, on a log-2 depth axis."""
+    for m in result.models:
+        pts = [(d, 100 * r.error) for d, r in sorted(m.depths.items()) if r.error is not None]
+        if pts:
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=m.model)
+            fails = [
+                (d, 100 * r.error)
+                for d, r in sorted(m.depths.items())
+                if r.error is not None and not r.trainable
+            ]
+            ax.scatter(
+                [p[0] for p in fails], [p[1] for p in fails], marker="x", color=line.get_color(), zorder=3
+            )
+    ax.axhline(
+        100 * result.config.threshold,
+        color="k",
+        ls="--",
+        lw=1,
+        label=f"threshold {100 * result.config.threshold:g}%",
+    )
+    ax.set_xscale("log", base=2)
+    tried = sorted({d for m in result.models for d in m.depths})
+    if tried:  # plain labels at the geometric probes 3, 6, 12, ... (and the deepest depth tried)
+        ticks = sorted({d for d in (3 * 2**k for k in range(12)) if d <= tried[-1]} | {tried[-1]})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+    ax.set_xlabel(f"depth ({depth_axis_unit(result)})")
+    ax.set_ylabel(f"{result.config.criterion} error, % (x = does not train)")
+    ax.set_title(f"Error reached within {result.config.epochs} epoch(s), best lr of the grid")
+    ax.legend(fontsize=7, ncol=2)
+
+
+def _plot_depths(ax, result: FrontierResult) -> None:
+    """Draw into ``ax`` each model's max trainable depth as a bar, labelled (hatched where the
+    search has not finished)."""
+    names = [m.model for m in result.models]
+    heights = [m.max_trainable_depth or 0 for m in result.models]
+    bars = ax.bar(range(len(names)), heights, color="tab:blue")
+    for bar, m in zip(bars, result.models):
+        if m.next_trial is not None:
+            bar.set_facecolor("lightsteelblue")
+            bar.set_hatch("//")
+        label = depth_label(m) + (
+            f"\n{lr_cell(m.lr)}" if result.config.names_optimizer and m.lr is not None else ""
+        )
+        ax.annotate(
+            label,
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("max trainable depth")
+    unfinished = any(m.next_trial is not None for m in result.models)
+    ax.set_title(
+        f"Depth frontier (max depth {result.config.max_depth}; ≥ N (cap) = cap reached)"
+        + ("\nhatched: search not finished, depth trained so far" if unfinished else ""),
+        fontsize=10,
+    )
 
 
 def save_frontier_plots(result: FrontierResult, folder) -> list[Path]:

@@ -263,33 +263,58 @@ def find_frontier(
     rechecked: list[TrialVerdict] = []  # --seeds auto: the boundary's extra seeds
     next_trial = None
     try:
-        if config.depths is not None:
-            for d in sorted(config.depths):
-                ok = [r for r in decided.values() if r.trainable]
-                evaluate(d, ok[-1].lr if ok else None)
-        else:
-            search_depths(
-                config.max_depth,
-                evaluate,
-                failure_cost_ratio(config) if config.bisection == "cost" else None,
-                config.step_for(model),
-            )
+        _probe_depths(model, config, decided, evaluate)
         if config.auto_seeds:
             each = (lambda b: batch(b, rank=False)) if batch is real_cells else batch
-            recheck(
-                [t for r in decided.values() for t in r.trials],
-                each or (lambda b: [run(*cell) for cell in b]),
-                lrs,
-                step=config.step_for(model),
-                max_depth=config.deepest(),
-                policy=config.seed_policy(),
-                into=rechecked,
-            )
+            run_batch = each or (lambda b: [run(*cell) for cell in b])
+            _recheck_boundary(model, config, decided, run_batch, lrs, rechecked)
     except PendingTrial as stop:
         next_trial = stop.cell
     if config.auto_seeds:
         return seeded_frontier(model, decided, rechecked, config, time.perf_counter() - started, next_trial)
     return summarise(str(model), decided, time.perf_counter() - started, next_trial=next_trial)
+
+
+def _probe_depths(
+    model: str,
+    config: FrontierConfig,
+    decided: dict[int, DepthResult],
+    evaluate: Callable[[int, float | None], DepthResult],
+) -> None:
+    """Evaluate the depths the search needs: ``config.depths`` in order (each starting from the
+    lr of the last trainable one), or the probe ladder and bisection of `search_depths`."""
+    if config.depths is not None:
+        for d in sorted(config.depths):
+            ok = [r for r in decided.values() if r.trainable]
+            evaluate(d, ok[-1].lr if ok else None)
+    else:
+        search_depths(
+            config.max_depth,
+            evaluate,
+            failure_cost_ratio(config) if config.bisection == "cost" else None,
+            config.step_for(model),
+        )
+
+
+def _recheck_boundary(
+    model: str,
+    config: FrontierConfig,
+    decided: dict[int, DepthResult],
+    each: Callable,
+    lrs: Sequence[float],
+    rechecked: list[TrialVerdict],
+) -> None:
+    """``--seeds auto``: run the boundary's extra seeds through ``each`` (a batch of cells ->
+    their verdicts), collecting their verdicts in ``rechecked``."""
+    recheck(
+        [t for r in decided.values() for t in r.trials],
+        each,
+        lrs,
+        step=config.step_for(model),
+        max_depth=config.deepest(),
+        policy=config.seed_policy(),
+        into=rechecked,
+    )
 
 
 def _training_trials(

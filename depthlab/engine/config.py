@@ -120,6 +120,20 @@ class TrainConfig:
     def validate(self, *, device: bool = True) -> None:
         """One-line `ConfigError` for anything wrong; ``device``: also whether this machine has
         the device and it supports the precision (checked where the run starts)."""
+        spec, info = self._validate_model()
+        self._validate_sizes()
+        self._validate_optimization()
+        self._validate_evaluation()
+        parse_schedule(self.schedule)
+        resolved = resolve_device(self.device, available=device)
+        if device or self.device != "auto":  # "auto" on another machine may well be a GPU
+            check_precision(self.precision, resolved)
+        if device and spec is not None:
+            check_memory(self.model, spec, tuple(info.input_shape), self.batch_size, resolved)
+
+    def _validate_model(self) -> tuple:
+        """Check the model, its arguments and depth, and the dataset it runs on; return the
+        preset's resolved spec (None for a model factory) and the dataset's info."""
         if not isinstance(self.model_args, dict):
             raise ConfigError(f"model_args must be a dict, got {type(self.model_args).__name__}")
         spec = None
@@ -140,6 +154,11 @@ class TrainConfig:
                 raise ConfigError(
                     f"model {self.model!r} runs on {', '.join(family.datasets)}, not {self.dataset!r}"
                 )
+        return spec, info
+
+    def _validate_sizes(self) -> None:
+        """Check the counts (epochs, batch size, sizes, patience, threads): positive integers
+        within their `BOUNDS`, the optional ones may be None."""
         for name in (
             "epochs",
             "batch_size",
@@ -156,6 +175,9 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {value}")
             if value > BOUNDS[name]:
                 raise ConfigError(f"{name.replace('_', ' ')} must be at most {BOUNDS[name]:,}, got {value:,}")
+
+    def _validate_optimization(self) -> None:
+        """Check the seed, the learning rate, momentum, weight decay and the optimizer's name."""
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -170,6 +192,9 @@ class TrainConfig:
             raise ConfigError(f"weight decay must be at most {MAX_WEIGHT_DECAY:g}, got {self.weight_decay:g}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+
+    def _validate_evaluation(self) -> None:
+        """Check the split evaluated on, the validation fraction and the cross-validation folds."""
         if self.eval_split not in EVAL_SPLITS:
             raise ConfigError(f"eval split must be one of {', '.join(EVAL_SPLITS)}")
         if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
@@ -178,12 +203,6 @@ class TrainConfig:
             self.folds < 2 or self.folds > MAX_FOLDS or not 0 <= self.fold < self.folds
         ):
             raise ConfigError(f"folds must be >= 2 and fold in [0, folds), got {self.folds}, {self.fold}")
-        parse_schedule(self.schedule)
-        resolved = resolve_device(self.device, available=device)
-        if device or self.device != "auto":  # "auto" on another machine may well be a GPU
-            check_precision(self.precision, resolved)
-        if device and spec is not None:
-            check_memory(self.model, spec, tuple(info.input_shape), self.batch_size, resolved)
 
     def canonical(self) -> dict:
         """The config with the model's full parameters filled in: what is stored and hashed."""

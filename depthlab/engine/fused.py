@@ -282,9 +282,29 @@ def train_fused(
     monitors, ranks = _check_group(configs, monitors, ranks)
     if data is None:
         data = load_dataset(configs[0].dataset, data_dir)
+    results = _train_group(
+        configs, data, monitors, ranks, callbacks, checkpoint_path, checkpoint_required, member_by_member
+    )
+    for r in results:
+        r.reused = False
+    return results
+
+
+def _train_group(
+    configs: list[TrainConfig],
+    data: Dataset,
+    monitors: list[Monitor | None],
+    ranks: list[int | None],
+    callbacks,
+    checkpoint_path,
+    checkpoint_required: bool,
+    member_by_member: bool,
+) -> list[RunResult]:
+    """The group's results: trained as one net; where it is not fusable, member by member (or
+    `NotFusable` raised, not ``member_by_member``); where training crashes, every run failed."""
     started = time.perf_counter()
     try:
-        results = _train_as_one_net(
+        return _train_as_one_net(
             configs, data, monitors, ranks, callbacks, checkpoint_path, checkpoint_required, started
         )
     except (KeyboardInterrupt, SystemExit, UserError):
@@ -292,15 +312,12 @@ def train_fused(
     except NotFusable:
         if not member_by_member:
             raise
-        results = [run_safely(c, data, monitor=m) for c, m in zip(configs, monitors)]
+        return [run_safely(c, data, monitor=m) for c, m in zip(configs, monitors)]
     except (
         Exception
     ) as exc:  # as run_recorded: a crash (out of memory, a bug) fails these runs, not the sweep
         seconds = (time.perf_counter() - started) / len(configs)
-        results = [failed_result(c, seconds, exc) for c in configs]
-    for r in results:
-        r.reused = False
-    return results
+        return [failed_result(c, seconds, exc) for c in configs]
 
 
 def _train_as_one_net(
