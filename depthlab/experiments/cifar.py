@@ -273,11 +273,26 @@ def run_resnet_cifar(
         compile_model=compile_model,
         rerun=rerun,
     )
+    headers, rows = _resnet_cifar_table(f"resnet{depth}", config, data, result)
+    echo(format_table(headers, rows))
+    if data.name == "cifar10-jpeg":
+        echo("(measured on the JPEG stand-in: expect a little more error than on the original CIFAR-10)")
+    if out is not None:
+        write_csv(safe_child(Path(out), f"resnet-cifar-n{n}.csv"), headers, rows)
+    return {"n": n, "depth": depth, "paper_test_error": PAPER_TEST_ERROR.get(n), **result}
+
+
+def _resnet_cifar_table(
+    name: str, config: TrainConfig, data: Dataset, result: dict
+) -> tuple[list[str], list[list]]:
+    """The headers and the one row of the table of resnet-cifar run ``name``: its errors next to
+    the paper's."""
+    n = config.model_args["n"]
     paper = PAPER_TEST_ERROR.get(n)
     best_val = min((e["test_error"] for e in result["epochs"]), default=None)
     rows = [
         [
-            f"resnet{depth}",
+            name,
             n,
             config.model_args["shortcut"],
             data.name,
@@ -303,12 +318,7 @@ def run_resnet_cifar(
         "img/s",
         "seconds",
     ]
-    echo(format_table(headers, rows))
-    if data.name == "cifar10-jpeg":
-        echo("(measured on the JPEG stand-in: expect a little more error than on the original CIFAR-10)")
-    if out is not None:
-        write_csv(safe_child(Path(out), f"resnet-cifar-n{n}.csv"), headers, rows)
-    return {"n": n, "depth": depth, "paper_test_error": paper, **result}
+    return headers, rows
 
 
 def shortcuts_configs(
@@ -370,6 +380,17 @@ def run_resnet18_shortcuts(
             compile_model=compile_model,
             rerun=rerun,
         )
+    headers, rows = _shortcuts_table(results)
+    echo(format_table(headers, rows))
+    for line in shortcut_findings(results):
+        echo(line)
+    if out is not None:
+        _write_shortcuts_outputs(results, headers, rows, data.name, Path(out), echo)
+    return results
+
+
+def _shortcuts_table(results: dict) -> tuple[list[str], list[list]]:
+    """The headers and rows (one per model) of the shortcuts table: losses, errors and speed."""
     headers = [
         "model",
         "epochs",
@@ -399,21 +420,22 @@ def run_resnet18_shortcuts(
                 f"{r['seconds']:.0f}",
             ]
         )
-    echo(format_table(headers, rows))
-    for line in shortcut_findings(results):
-        echo(line)
-    if out is not None:
-        folder = Path(out)
-        write_csv(safe_child(folder, "resnet18-shortcuts.csv"), headers, rows)
-        path = _plot(
-            [(m, [e["loss"] for e in r["epochs"]]) for m, r in results.items()],
-            "training loss",
-            f"plain18 vs resnet18 on {data.name} (Adam 0.01)",
-            safe_child(folder, "resnet18-shortcuts.png"),
-            log=True,
-        )
-        echo(f"plot: {path}")
-    return results
+    return headers, rows
+
+
+def _write_shortcuts_outputs(
+    results: dict, headers: list[str], rows: list[list], data_name: str, folder: Path, echo: Echo
+) -> None:
+    """Write the shortcuts table as CSV and plot both training-loss curves into ``folder``."""
+    write_csv(safe_child(folder, "resnet18-shortcuts.csv"), headers, rows)
+    path = _plot(
+        [(m, [e["loss"] for e in r["epochs"]]) for m, r in results.items()],
+        "training loss",
+        f"plain18 vs resnet18 on {data_name} (Adam 0.01)",
+        safe_child(folder, "resnet18-shortcuts.png"),
+        log=True,
+    )
+    echo(f"plot: {path}")
 
 
 def shortcut_findings(results: dict) -> list[str]:
@@ -529,6 +551,20 @@ def run_cifar_lr_bn(
             compile_model=compile_model,
             rerun=rerun,
         )
+    headers, rows = _lr_bn_table(pairs, results)
+    echo(format_table(headers, rows))
+    findings = lr_bn_findings(results)
+    for line in findings:
+        echo(line)
+    if out is not None:
+        folder = Path(out)
+        write_csv(safe_child(folder, "cifar-lr-bn.csv"), headers, rows)
+        _plot_lr_bn(pairs, results, data.name, folder, echo)
+    return {"results": results, "findings": findings}
+
+
+def _lr_bn_table(pairs: list[tuple[Lesson, TrainConfig]], results: dict) -> tuple[list[str], list[list]]:
+    """The headers and rows (one per lesson, in order) of the cifar-lr-bn table."""
     headers = [
         "run",
         "model",
@@ -564,29 +600,26 @@ def run_cifar_lr_bn(
                 f"{r['seconds']:.0f}",
             ]
         )
-    echo(format_table(headers, rows))
-    findings = lr_bn_findings(results)
-    for line in findings:
-        echo(line)
-    if out is not None:
-        folder = Path(out)
-        write_csv(safe_child(folder, "cifar-lr-bn.csv"), headers, rows)
-        for group, keys in (
-            ("batch1024", [p[0].key for p in pairs if p[0].batch_size == 1024]),
-            ("batch256", [p[0].key for p in pairs if p[0].batch_size == 256]),
-        ):
-            curves = [
-                (k, [e["test_error"] for e in results[k]["epochs"]]) for k in keys if results[k]["epochs"]
-            ]
-            if curves:
-                path = _plot(
-                    curves,
-                    "test error",
-                    f"cifar-cnn lessons, {group} ({data.name})",
-                    safe_child(folder, f"cifar-lr-bn-{group}.png"),
-                )
-                echo(f"plot: {path}")
-    return {"results": results, "findings": findings}
+    return headers, rows
+
+
+def _plot_lr_bn(
+    pairs: list[tuple[Lesson, TrainConfig]], results: dict, data_name: str, folder: Path, echo: Echo
+) -> None:
+    """Plot the test-error curves of the lessons into ``folder``, one figure per batch size."""
+    for group, keys in (
+        ("batch1024", [p[0].key for p in pairs if p[0].batch_size == 1024]),
+        ("batch256", [p[0].key for p in pairs if p[0].batch_size == 256]),
+    ):
+        curves = [(k, [e["test_error"] for e in results[k]["epochs"]]) for k in keys if results[k]["epochs"]]
+        if curves:
+            path = _plot(
+                curves,
+                "test error",
+                f"cifar-cnn lessons, {group} ({data_name})",
+                safe_child(folder, f"cifar-lr-bn-{group}.png"),
+            )
+            echo(f"plot: {path}")
 
 
 def _train_errors(result: dict | None) -> list[float]:
@@ -599,6 +632,11 @@ def _first_epoch_below(errors: list[float], threshold: float) -> int | None:
 
 def lr_bn_findings(results: dict) -> list[str]:
     """One sentence per lesson, every verdict computed from the runs' own numbers."""
+    return _learning_rate_findings(results) + _batch_norm_findings(results)
+
+
+def _learning_rate_findings(results: dict) -> list[str]:
+    """The plain-SGD lessons: a small lr, a large lr, and momentum at the small lr."""
     lines: list[str] = []
     slow, big, mom = (results.get(k) for k in ("sgd-lr0.001", "sgd-lr0.9", "momentum-lr0.001"))
     chance = 0.9
@@ -634,6 +672,12 @@ def lr_bn_findings(results: dict) -> list[str]:
                 else "."
             )
         )
+    return lines
+
+
+def _batch_norm_findings(results: dict) -> list[str]:
+    """The batch-norm lessons: BN against no BN at lr 0.01, then BN at the higher lr 0.05."""
+    lines: list[str] = []
     cnn, bn, bn_hi = (results.get(k) for k in ("cnn-lr0.01", "bn-lr0.01", "bn-lr0.05"))
     if cnn and bn and cnn["epochs"] and bn["epochs"]:
         ec, eb = _train_errors(cnn), _train_errors(bn)

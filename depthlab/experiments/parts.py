@@ -127,10 +127,8 @@ class PartResult:
         return {"label": self.label, "title": self.title, "rows": self.rows, "notes": self.notes}
 
 
-def draw_plot(plot: Plot, ax=None):
-    """``plot`` as a `matplotlib.figure.Figure` (drawn into ``ax`` when given)."""
-    fig, ax = new_axes(ax)
-    scale = 100.0 if plot.percent else 1.0
+def _draw_curves(ax, plot: Plot, scale: float) -> None:
+    """Draw ``plot``'s curves (scaled by ``scale``), each with its std band when it has one."""
     for i, curve in enumerate(plot.curves):
         ys = [scale * v if v is not None else math.nan for v in curve.values]
         # past the colour cycle's 10 colours, a new line style tells the curves apart
@@ -146,6 +144,10 @@ def draw_plot(plot: Plot, ax=None):
             lo = [y - scale * s for y, s in zip(ys, curve.std)]
             hi = [y + scale * s for y, s in zip(ys, curve.std)]
             ax.fill_between(curve.epochs, lo, hi, color=line.get_color(), alpha=0.15)
+
+
+def _draw_marks(ax, plot: Plot) -> None:
+    """Draw ``plot``'s marks: a dashed vertical line at each x, labelled along it."""
     for x, label in plot.marks:
         ax.axvline(x, ls="--", color="grey", lw=1)
         ax.annotate(
@@ -158,7 +160,11 @@ def draw_plot(plot: Plot, ax=None):
             fontsize=8,
             color="grey",
         )
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+
+def _format_log_axes(ax, plot: Plot) -> None:
+    """Put the axes that ``plot`` asks for on a log scale, with plain-number tick labels."""
+    from matplotlib.ticker import FuncFormatter
 
     plain = FuncFormatter(lambda v, _: f"{v:g}")  # 3, 10, 60 rather than 3x10^0 on log axes
     if plot.log_y:
@@ -173,6 +179,17 @@ def draw_plot(plot: Plot, ax=None):
             ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2358" else ""))
         else:
             ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def draw_plot(plot: Plot, ax=None):
+    """``plot`` as a `matplotlib.figure.Figure` (drawn into ``ax`` when given)."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = new_axes(ax)
+    scale = 100.0 if plot.percent else 1.0
+    _draw_curves(ax, plot, scale)
+    _draw_marks(ax, plot)
+    _format_log_axes(ax, plot)
     if plot.ylim is not None:
         ax.set_ylim(*(scale * y for y in plot.ylim))
     for y, label in plot.levels:

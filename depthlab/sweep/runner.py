@@ -106,6 +106,52 @@ def stored_config(config: TrainConfig, data: Dataset, monitor: Monitor | None = 
     }
 
 
+def _stored_or_claimed(
+    store: Store, config: TrainConfig, key: str, the_data: Callable[[], Dataset]
+) -> RunResult | None:
+    """The stored result of ``config`` (hash ``key``) on the data ``the_data()`` gives (loaded only
+    when a stored fingerprint must be checked), or None once this process holds its claim and
+    must train it (`claim_or_wait`)."""
+    return claim_or_wait(
+        store,
+        key,
+        lambda: stored_result(
+            store, key, dataset=config.dataset, fingerprint=lambda: the_data().fingerprint()
+        ),
+    )
+
+
+def _start_recorded(
+    store: Store | None,
+    config: TrainConfig,
+    key: str,
+    data: Dataset,
+    monitor: Monitor | None,
+    *,
+    kind: str,
+    experiment: str | None,
+) -> int | None:
+    """Record in ``store`` (when there is one) that a run of ``config`` (hash ``key``) on ``data``
+    starts, on the device it resolves to; its run id, or None without a store. The stored config
+    and the device are worked out even without a store, so that bad ones fail the same way."""
+    canonical = stored_config(config, data, monitor)
+    device = str(resolve_device(config.device))
+    return (
+        store.start_run(canonical, key, kind=kind, experiment=experiment, device=device)
+        if store is not None
+        else None
+    )
+
+
+def _finish_recorded(store: Store | None, run_id: int | None, status: str, out: RunResult, **more) -> None:
+    """Record in ``store`` (when there is one) that run ``run_id`` ended with ``status`` and
+    ``out``'s time, reason and result (``more``: further fields of `Store.finish_run`)."""
+    if store is not None:
+        store.finish_run(
+            run_id, status, seconds=round(out.seconds, 3), reason=out.reason, result=out.to_dict(), **more
+        )
+
+
 def run_recorded(
     config: TrainConfig,
     store: Store | None,
@@ -141,33 +187,14 @@ def run_recorded(
         return loaded[0]
 
     if store is not None and reuse:
-        found = claim_or_wait(
-            store,
-            key,
-            lambda: stored_result(
-                store, key, dataset=config.dataset, fingerprint=lambda: the_data().fingerprint()
-            ),
-        )
+        found = _stored_or_claimed(store, config, key, the_data)
         if found is not None:
             return found
     data = the_data()
-    canonical = stored_config(config, data, monitor)
-    device = str(resolve_device(config.device))
-    run_id = (
-        store.start_run(canonical, key, kind=kind, experiment=experiment, device=device)
-        if store is not None
-        else None
-    )
+    run_id = _start_recorded(store, config, key, data, monitor, kind=kind, experiment=experiment)
 
     def record_user_error(out: RunResult) -> None:
-        if store is not None:
-            store.finish_run(
-                run_id,
-                RunStatus.FAILED.value,
-                seconds=round(out.seconds, 3),
-                reason=out.reason,
-                result=out.to_dict(),
-            )
+        _finish_recorded(store, run_id, RunStatus.FAILED.value, out)
 
     rows = [EpochRows(store, run_id)] if store is not None else []
     out = run_safely(
@@ -180,15 +207,7 @@ def run_recorded(
         on_user_error=record_user_error,
         keep_model=keep_model,
     )
-    if store is not None:
-        store.finish_run(
-            run_id,
-            out.status.value,
-            seconds=round(out.seconds, 3),
-            reason=out.reason,
-            result=out.to_dict(),
-            device=out.device,
-        )
+    _finish_recorded(store, run_id, out.status.value, out, device=out.device)
     out.reused = False
     return out
 
