@@ -143,9 +143,10 @@ def test_the_flags_are_still_all_there():
         "--threads",
     ):
         assert flag in names, flag
-    # 36 flags before --precision; then --model-file, --dry-run, --force, --threads, --depth-step and --optimizers,
-    # and --depth no longer offered
-    assert len(cli.commands["frontier"].params) == 42
+    # 36 flags before --precision; then --model-file, --dry-run, --force, --threads, --depth-step, --optimizers
+    # and --plateau-stop, and --depth no longer offered
+    assert len(cli.commands["frontier"].params) == 43
+    assert "--plateau-stop" in {o for p in cli.commands["frontier"].params for o in p.opts}
 
 
 def test_model_options_overrides():

@@ -160,9 +160,9 @@ def test_a_plateau_stop_in_a_ranked_fused_group_cancels_nothing(mnist, tmp_path)
         ranked[0].stopped_early
         and ranked[0].reason == StopReason.PLATEAU == "plateau stop: the error was still near chance"
     )
-    assert [c.epoch for c in ranked[0].checkpoints] == [0.5]
+    assert [c.epoch for c in ranked[0].evaluation_points] == [0.5]
     for r in ranked[1:]:
-        assert not r.stopped_early and [c.epoch for c in r.checkpoints] == [0.5, 1.0, 1.5, 2.0]
+        assert not r.stopped_early and [c.epoch for c in r.evaluation_points] == [0.5, 1.0, 1.5, 2.0]
     path = tmp_path / "group.pt"
 
     def kill(epoch, step, losses):
@@ -172,8 +172,8 @@ def test_a_plateau_stop_in_a_ranked_fused_group_cancels_nothing(mnist, tmp_path)
     with pytest.raises(KeyboardInterrupt):
         train_fused(configs, mnist, monitors=monitors, ranks=[0, 1, 2], on_step=kill, checkpoint_path=path)
     resumed = train_fused(configs, mnist, monitors=monitors, ranks=[0, 1, 2], checkpoint_path=path)
-    assert [(r.status, r.reason, [vars(c) for c in r.checkpoints]) for r in resumed] == [
-        (r.status, r.reason, [vars(c) for c in r.checkpoints]) for r in ranked
+    assert [(r.status, r.reason, [vars(c) for c in r.evaluation_points]) for r in resumed] == [
+        (r.status, r.reason, [vars(c) for c in r.evaluation_points]) for r in ranked
     ]
 
 

@@ -46,7 +46,7 @@ class Recorder(LoopCallback):
         self.calls.append(("step", loop.state.epoch, step, tuple(loop.stepper.step_losses.shape)))
 
     def on_evaluation(self, loop, step):
-        self.calls.append(("evaluation", loop.stepper.live[0].result.checkpoints[-1].epoch))
+        self.calls.append(("evaluation", loop.stepper.live[0].result.evaluation_points[-1].epoch))
 
     def on_epoch_metrics(self, loop, index, metrics):
         self.calls.append(("epoch_metrics", index, metrics.epoch))
