@@ -22,9 +22,10 @@ from depthlab.depth_frontier.criterion import (
     run_trial,
 )
 from depthlab.depth_frontier.protocol import DEFAULT_PLATEAU_STOP, FrontierConfig
+from depthlab.engine.callbacks import LambdaCallback
 from depthlab.engine.config import TrainConfig
 from depthlab.engine.fused import train_fused
-from depthlab.records.record import Checkpoint, RunResult, RunStatus, StopReason
+from depthlab.records.record import EvaluationPoint, RunResult, RunStatus, StopReason
 from depthlab.store.sqlite import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,14 +52,15 @@ def test_it_stops_at_the_first_point_from_its_epoch_still_at_its_level():
 
 def test_the_criterion_wins_at_a_point_where_both_hold_and_nan_never_stops():
     either = CriterionMonitor("either", 0.2, PlateauStop(2.0, 0.85))
-    assert either(Checkpoint(2.0, 0.95, 0.1)) == StopReason.CRITERION  # test error met it: "either"
+    assert either(EvaluationPoint(2.0, 0.95, 0.1)) == StopReason.CRITERION  # test error met it: "either"
     train_only = CriterionMonitor("train", 0.2, PlateauStop(2.0, 0.85))
-    assert train_only(Checkpoint(2.0, 0.95, 0.1)) == StopReason.PLATEAU  # the train error is what it reads
-    assert train_only(Checkpoint(2.0, float("nan"), 0.1)) is None
+    assert train_only(EvaluationPoint(2.0, 0.95, 0.1)) == StopReason.PLATEAU  # the train error is what it reads
+    assert train_only(EvaluationPoint(2.0, float("nan"), 0.1)) is None
 
 
 def test_without_a_rule_the_monitor_is_the_criterion_it_was():
     plain = CriterionMonitor("either", 0.2)
+<<<<<<< HEAD
     assert (
         plain(Checkpoint(2.5, 0.99, 0.99)) is None
         and plain(Checkpoint(0.2, 0.1, 0.9)) == StopReason.CRITERION
@@ -67,6 +69,10 @@ def test_without_a_rule_the_monitor_is_the_criterion_it_was():
         "criterion": "either",
         "threshold": 0.2,
     }  # what stores recorded before the rule
+=======
+    assert plain(EvaluationPoint(2.5, 0.99, 0.99)) is None and plain(EvaluationPoint(0.2, 0.1, 0.9)) == StopReason.CRITERION
+    assert plain.describe() == {"criterion": "either", "threshold": 0.2}  # what stores recorded before the rule
+>>>>>>> main
     assert RULE.describe()["plateau"] == {"epoch": 2.0, "error": 0.85}
 
 
@@ -165,12 +171,13 @@ def test_a_plateau_stop_in_a_ranked_fused_group_cancels_nothing(mnist, tmp_path)
         assert not r.stopped_early and [c.epoch for c in r.evaluation_points] == [0.5, 1.0, 1.5, 2.0]
     path = tmp_path / "group.pt"
 
-    def kill(epoch, step, losses):
-        if (epoch, step) == (1, 1):
+    def kill(loop, step):
+        if (loop.state.epoch, step) == (1, 1):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_fused(configs, mnist, monitors=monitors, ranks=[0, 1, 2], on_step=kill, checkpoint_path=path)
+        train_fused(configs, mnist, monitors=monitors, ranks=[0, 1, 2], checkpoint_path=path,
+                    callbacks=[LambdaCallback(on_step_end=kill)])
     resumed = train_fused(configs, mnist, monitors=monitors, ranks=[0, 1, 2], checkpoint_path=path)
     assert [(r.status, r.reason, [vars(c) for c in r.evaluation_points]) for r in resumed] == [
         (r.status, r.reason, [vars(c) for c in r.evaluation_points]) for r in ranked
@@ -182,6 +189,7 @@ def test_a_plateau_stop_in_a_ranked_fused_group_cancels_nothing(mnist, tmp_path)
 
 
 def stored(points: list[dict], reason: str | None) -> RunResult:
+<<<<<<< HEAD
     return RunResult(
         {},
         RunStatus.DONE,
@@ -192,6 +200,10 @@ def stored(points: list[dict], reason: str | None) -> RunResult:
         checkpoints=[Checkpoint(**p) for p in points],
         reused=True,
     )
+=======
+    return RunResult({}, RunStatus.DONE, [], 1.0, reason, reason is not None,
+                     evaluation_points=[EvaluationPoint(**p) for p in points], reused=True)
+>>>>>>> main
 
 
 def test_a_run_the_rule_stopped_is_reused_only_under_a_rule_that_stops_it_too():
