@@ -95,7 +95,8 @@ def child(spec: dict) -> None:
 def run_element(engine_path: Path, models, depth: int, args, store_dir: Path, label: str) -> dict:
     """One element in a fresh process on the engine at ``engine_path``: its trials, wall seconds
     of the search, and CPU seconds of the process tree."""
-<<<<<<< HEAD
+    from depthlab.report.outputs import safe_child  # the parent's depthlab; a child imports its own engine's
+
     spec = {
         "models": models,
         "depth": depth,
@@ -103,14 +104,8 @@ def run_element(engine_path: Path, models, depth: int, args, store_dir: Path, la
         "eval_size": args.eval_size,
         "workers": args.workers,
         "fuse": args.fuse,
-        "store": str(store_dir / f"{label}-{depth}.db"),
+        "store": str(safe_child(store_dir, f"{label}-{depth}.db")),
     }
-=======
-    from depthlab.report.outputs import safe_child  # the parent's depthlab; a child imports its own engine's
-
-    spec = {"models": models, "depth": depth, "train_size": args.train_size, "eval_size": args.eval_size,
-            "workers": args.workers, "fuse": args.fuse, "store": str(safe_child(store_dir, f"{label}-{depth}.db"))}
->>>>>>> main
     env = {**os.environ, "PYTHONPATH": str(engine_path)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(

@@ -54,25 +54,22 @@ def test_the_criterion_wins_at_a_point_where_both_hold_and_nan_never_stops():
     either = CriterionMonitor("either", 0.2, PlateauStop(2.0, 0.85))
     assert either(EvaluationPoint(2.0, 0.95, 0.1)) == StopReason.CRITERION  # test error met it: "either"
     train_only = CriterionMonitor("train", 0.2, PlateauStop(2.0, 0.85))
-    assert train_only(EvaluationPoint(2.0, 0.95, 0.1)) == StopReason.PLATEAU  # the train error is what it reads
+    assert (
+        train_only(EvaluationPoint(2.0, 0.95, 0.1)) == StopReason.PLATEAU
+    )  # the train error is what it reads
     assert train_only(EvaluationPoint(2.0, float("nan"), 0.1)) is None
 
 
 def test_without_a_rule_the_monitor_is_the_criterion_it_was():
     plain = CriterionMonitor("either", 0.2)
-<<<<<<< HEAD
     assert (
-        plain(Checkpoint(2.5, 0.99, 0.99)) is None
-        and plain(Checkpoint(0.2, 0.1, 0.9)) == StopReason.CRITERION
+        plain(EvaluationPoint(2.5, 0.99, 0.99)) is None
+        and plain(EvaluationPoint(0.2, 0.1, 0.9)) == StopReason.CRITERION
     )
     assert plain.describe() == {
         "criterion": "either",
         "threshold": 0.2,
     }  # what stores recorded before the rule
-=======
-    assert plain(EvaluationPoint(2.5, 0.99, 0.99)) is None and plain(EvaluationPoint(0.2, 0.1, 0.9)) == StopReason.CRITERION
-    assert plain.describe() == {"criterion": "either", "threshold": 0.2}  # what stores recorded before the rule
->>>>>>> main
     assert RULE.describe()["plateau"] == {"epoch": 2.0, "error": 0.85}
 
 
@@ -176,8 +173,14 @@ def test_a_plateau_stop_in_a_ranked_fused_group_cancels_nothing(mnist, tmp_path)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_fused(configs, mnist, monitors=monitors, ranks=[0, 1, 2], checkpoint_path=path,
-                    callbacks=[LambdaCallback(on_step_end=kill)])
+        train_fused(
+            configs,
+            mnist,
+            monitors=monitors,
+            ranks=[0, 1, 2],
+            checkpoint_path=path,
+            callbacks=[LambdaCallback(on_step_end=kill)],
+        )
     resumed = train_fused(configs, mnist, monitors=monitors, ranks=[0, 1, 2], checkpoint_path=path)
     assert [(r.status, r.reason, [vars(c) for c in r.evaluation_points]) for r in resumed] == [
         (r.status, r.reason, [vars(c) for c in r.evaluation_points]) for r in ranked
@@ -189,7 +192,6 @@ def test_a_plateau_stop_in_a_ranked_fused_group_cancels_nothing(mnist, tmp_path)
 
 
 def stored(points: list[dict], reason: str | None) -> RunResult:
-<<<<<<< HEAD
     return RunResult(
         {},
         RunStatus.DONE,
@@ -197,13 +199,9 @@ def stored(points: list[dict], reason: str | None) -> RunResult:
         1.0,
         reason,
         reason is not None,
-        checkpoints=[Checkpoint(**p) for p in points],
+        evaluation_points=[EvaluationPoint(**p) for p in points],
         reused=True,
     )
-=======
-    return RunResult({}, RunStatus.DONE, [], 1.0, reason, reason is not None,
-                     evaluation_points=[EvaluationPoint(**p) for p in points], reused=True)
->>>>>>> main
 
 
 def test_a_run_the_rule_stopped_is_reused_only_under_a_rule_that_stops_it_too():
