@@ -4,6 +4,9 @@ stays Ctrl-C (exit 130)."""
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import pytest
 
 import depthlab
@@ -41,6 +44,18 @@ def ctrl_c(depth):
     os.kill(os.getpid(), signal.SIGINT)   # a real SIGINT, as a user's Ctrl-C sends it
     time.sleep(5)
 """
+
+@pytest.fixture(autouse=True)
+def pythons_own_sigint_handler():
+    """These tests are about the CLI in a terminal, where Python's own SIGINT handler is in place in
+    the main thread: that is where a Ctrl-C is counted. A test run earlier in the same pytest worker
+    can leave another handler behind (seen in CI), so put Python's in place for each test."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("a real Ctrl-C is counted in the main thread only")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
 
 TRAIN = ["train", "--epochs", "1", "--train-size", "100", "--device", "cpu"]
 
