@@ -45,6 +45,7 @@ def ctrl_c(depth):
     time.sleep(5)
 """
 
+
 @pytest.fixture(autouse=True)
 def pythons_own_sigint_handler():
     """These tests are about the CLI in a terminal, where Python's own SIGINT handler is in place in
