@@ -34,8 +34,10 @@ def main() -> None:
         weighted = [search_cost(b, len(lrs), ratio) for b in boundaries]
         midpoint = [search_cost(b, len(lrs), None) for b in boundaries]
         assert [w[2] for w in weighted] == [m[2] for m in midpoint] == list(boundaries)  # the same answers
-        print(f"{len(lrs):>3}  {ratio:>5g}  {sum(w[0] for w in weighted) / sum(m[0] for m in midpoint):>22.3f}"
-              f"  {sum(w[1] for w in weighted) / len(weighted):>15.2f}  {sum(m[1] for m in midpoint) / len(midpoint):>15.2f}")
+        print(
+            f"{len(lrs):>3}  {ratio:>5g}  {sum(w[0] for w in weighted) / sum(m[0] for m in midpoint):>22.3f}"
+            f"  {sum(w[1] for w in weighted) / len(weighted):>15.2f}  {sum(m[1] for m in midpoint) / len(midpoint):>15.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ class PerSampleCifar(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         img = np.pad(self.images[i], ((4, 4), (4, 4), (0, 0)))
         dy, dx = self.rng.integers(0, 9, 2)
-        img = img[dy:dy + 32, dx:dx + 32]
+        img = img[dy : dy + 32, dx : dx + 32]
         if self.rng.random() < 0.5:
             img = img[:, ::-1]
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
@@ -107,21 +107,35 @@ def baseline_path(name, images, labels, batch_size, device, workers, warmup_step
     torch.manual_seed(0)
     model = create_model(name, (3, 32, 32), 10).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    loader = torch.utils.data.DataLoader(PerSampleCifar(images, labels), batch_size=batch_size, shuffle=True,
-                                         drop_last=True, num_workers=workers,
-                                         pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        PerSampleCifar(images, labels),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
     return _timed(loader, model, optimizer, device, False, warmup_steps)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="resnet20,resnet18")
-    parser.add_argument("--images", type=int, default=None,
-                        help="Training images per measurement (default: 50000 on CUDA, 1536 on CPU).")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="Training images per measurement (default: 50000 on CUDA, 1536 on CPU).",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=None, help="Baseline DataLoader workers (default: 0 on "
-                        "CPU, where workers compete with the model for the cores; 4 on CUDA).")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Baseline DataLoader workers (default: 0 on "
+        "CPU, where workers compete with the model for the cores; 4 on CUDA).",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model on depthlab's path.")
     parser.add_argument("--warmup-steps", type=int, default=2)
     args = parser.parse_args()
@@ -133,9 +147,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, n).astype(np.int64)
-    print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"torch {torch.__version__}, {n} images per measurement, batch {args.batch_size}, "
-          f"baseline workers {workers}{', compiled' if args.compile else ''}")
+    print(
+        f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"torch {torch.__version__}, {n} images per measurement, batch {args.batch_size}, "
+        f"baseline workers {workers}{', compiled' if args.compile else ''}"
+    )
     print(f"{'model':10} {'depthlab img/s':>15} {'baseline img/s':>15} {'ratio':>7}")
     for name in args.models.split(","):
         ours = depthlab_path(name, images, labels, args.batch_size, device, args.compile, args.warmup_steps)

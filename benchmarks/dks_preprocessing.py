@@ -43,7 +43,7 @@ def constant_share(images: torch.Tensor, homog_mode: str) -> float:
     """The homogeneous channel's mean share of each pixel's sum of squares after the package's PLN."""
     _, pre, _ = _import_dks("dks")
     out = pre.per_location_normalization(images.permute(0, 2, 3, 1), homog_mode=homog_mode)
-    return (out[..., -1] ** 2 / (out ** 2).sum(-1)).mean().item()
+    return (out[..., -1] ** 2 / (out**2).sum(-1)).mean().item()
 
 
 def layer1_cosine(model: str, images: torch.Tensor, input_norm: str | None) -> float:
@@ -62,11 +62,22 @@ def layer1_cosine(model: str, images: torch.Tensor, input_norm: str | None) -> f
 
 def trained_error(model: str, input_norm: str, optimizer: str, lr: float, data) -> tuple[float, float]:
     """Test error after 1 epoch of 5,000 images, and the seconds it took."""
-    config = TrainConfig(model=model, model_args={"depth": DEPTH, "input_norm": input_norm}, train_size=5000,
-                         test_size=1000, epochs=1, batch_size=64, optimizer=optimizer, lr=lr, threads=1)
+    config = TrainConfig(
+        model=model,
+        model_args={"depth": DEPTH, "input_norm": input_norm},
+        train_size=5000,
+        test_size=1000,
+        epochs=1,
+        batch_size=64,
+        optimizer=optimizer,
+        lr=lr,
+        threads=1,
+    )
     started = time.perf_counter()
     result = run_recorded(config, None, data)
-    return (result.test_error if result.test_error is not None else float("nan")), time.perf_counter() - started
+    return (
+        result.test_error if result.test_error is not None else float("nan")
+    ), time.perf_counter() - started
 
 
 def main() -> None:
@@ -75,10 +86,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_dataset("mnist")
-    images = Batches(data.test_x, data.test_y, 256, data.mean, data.std).normalise(data.test_x[:256])  # as trained
+    images = Batches(data.test_x, data.test_y, 256, data.mean, data.std).normalise(
+        data.test_x[:256]
+    )  # as trained
     out: dict = {"share": {m: constant_share(images, m) for m in ("one", "avg_q")}, "cosine": {}, "error": {}}
-    print("constant channel's share of q at the input: "
-          + ", ".join(f"{m} {v:.3f}" for m, v in out["share"].items()) + ", none 0")
+    print(
+        "constant channel's share of q at the input: "
+        + ", ".join(f"{m} {v:.3f}" for m, v in out["share"].items())
+        + ", none 0"
+    )
     for model in TRANSFORMED:
         for choice in CHOICES:
             out["cosine"][f"{model} {choice}"] = layer1_cosine(model, images, choice)
@@ -92,8 +108,11 @@ def main() -> None:
                 for optimizer, lr in OPTIMIZERS:
                     error, seconds = trained_error(model, choice, optimizer, lr, data)
                     out["error"][f"{model} {choice} {optimizer} {lr:g}"] = error
-                    print(f"test error, {model} depth {DEPTH} input_norm={choice} {optimizer} {lr:g}: "
-                          f"{100 * error:.1f}% ({seconds:.0f} s)", flush=True)
+                    print(
+                        f"test error, {model} depth {DEPTH} input_norm={choice} {optimizer} {lr:g}: "
+                        f"{100 * error:.1f}% ({seconds:.0f} s)",
+                        flush=True,
+                    )
     print(json.dumps(out))
 
 

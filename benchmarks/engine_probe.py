@@ -51,6 +51,7 @@ def make_step(channels_last: bool, compiled: bool = False):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
     return step
 
 
@@ -64,13 +65,17 @@ def best_of(fn, rounds: int, reps: int) -> float:
     return min(times)
 
 
-SHARES = (("convolution backward", ("convolution_backward",)),
-          ("convolution forward", ("mkldnn_convolution", "convolution", "_convolution", "conv2d")),
-          ("activation backward", ("tanh_backward", "elu_backward", "relu_backward", "threshold_backward")),
-          ("activation forward", ("tanh", "elu", "relu", "elu_")),
-          ("batch norm", ("native_batch_norm", "native_batch_norm_backward", "_batch_norm_impl_index",
-                          "batch_norm")),
-          ("optimizer (SGD)", ("_foreach_add_", "_foreach_mul_", "_foreach_add", "add_", "mul_", "zero_")))
+SHARES = (
+    ("convolution backward", ("convolution_backward",)),
+    ("convolution forward", ("mkldnn_convolution", "convolution", "_convolution", "conv2d")),
+    ("activation backward", ("tanh_backward", "elu_backward", "relu_backward", "threshold_backward")),
+    ("activation forward", ("tanh", "elu", "relu", "elu_")),
+    (
+        "batch norm",
+        ("native_batch_norm", "native_batch_norm_backward", "_batch_norm_impl_index", "batch_norm"),
+    ),
+    ("optimizer (SGD)", ("_foreach_add_", "_foreach_mul_", "_foreach_add", "add_", "mul_", "zero_")),
+)
 
 
 def profile(steps: int) -> None:
@@ -98,9 +103,11 @@ def profile(steps: int) -> None:
         evaluation = best_of(lambda: model(x), 1, 2)
     training = best_of(step, 1, steps)
     per_epoch = 10_000 / 1024 * evaluation / (10_000 / 1024 * evaluation + 235 * training)
-    print(f"one training step (256 images) {training:.3f} s CPU, one evaluation batch (1024, forward only) "
-          f"{evaluation:.3f} s CPU: 5 evaluations of 2,000 images per 235-step epoch are "
-          f"{100 * per_epoch:.1f}% of a trial")
+    print(
+        f"one training step (256 images) {training:.3f} s CPU, one evaluation batch (1024, forward only) "
+        f"{evaluation:.3f} s CPU: 5 evaluations of 2,000 images per 235-step epoch are "
+        f"{100 * per_epoch:.1f}% of a trial"
+    )
 
 
 def main(argv=None) -> int:
@@ -109,8 +116,11 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="steps per timing round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--profile", action="store_true",
-                        help="only profile --steps channels_last steps on 1 thread: op table, shares, evaluation")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only profile --steps channels_last steps on 1 thread: op table, shares, evaluation",
+    )
     parser.add_argument("--model", default="cnn-tanh")
     parser.add_argument("--depth", type=int, default=9)
     args = parser.parse_args(argv)
@@ -119,8 +129,10 @@ def main(argv=None) -> int:
         profile(args.steps)
         return 0
     default = torch.get_num_threads()
-    print(f"{os.cpu_count()} CPUs, torch {torch.__version__}, default threads {default}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, default threads {default}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
     variants = {}
     for threads in sorted({1, default}):
@@ -135,7 +147,9 @@ def main(argv=None) -> int:
         step = make_step(True, compiled=True)
         step()
         step()
-        print(f"torch.compile (channels_last, 1 thread): first two steps incl. compilation {time.perf_counter() - t:.1f}s")
+        print(
+            f"torch.compile (channels_last, 1 thread): first two steps incl. compilation {time.perf_counter() - t:.1f}s"
+        )
         variants[("channels_last, torch.compile", 1)] = step
 
     results = {k: [] for k in variants}
@@ -158,7 +172,8 @@ def main(argv=None) -> int:
             "conv 4->4 3x3": lambda: conv(x),
             "conv 4->4 3x3, then torch.tanh": lambda: torch.tanh(conv(x)),
             "oneDNN conv with fused tanh": lambda: torch.ops.mkldnn._convolution_pointwise(
-                x, w, b, [1, 1], [1, 1], [1, 1], 1, "tanh", [], ""),
+                x, w, b, [1, 1], [1, 1], [1, 1], 1, "tanh", [], ""
+            ),
         }
         print(f"{'op (1 thread, forward only)':40} {'ms (best of rounds)':>28}")
         for name, fn in ops.items():

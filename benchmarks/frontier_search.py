@@ -37,13 +37,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    config = FrontierConfig(max_depth=args.max_depth, lrs=tuple(float(x) for x in args.lrs.split(",")),
-                            epochs=args.epochs, threshold=args.threshold, train_size=args.train_size,
-                            eval_size=args.eval_size, evals_per_epoch=4, device="cpu")
+    config = FrontierConfig(
+        max_depth=args.max_depth,
+        lrs=tuple(float(x) for x in args.lrs.split(",")),
+        epochs=args.epochs,
+        threshold=args.threshold,
+        train_size=args.train_size,
+        eval_size=args.eval_size,
+        evals_per_epoch=4,
+        device="cpu",
+    )
     data = load_dataset("mnist")
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s); case: {args.model}, {args.train_size} images, {args.epochs} epoch(s), "
-          f"lrs {args.lrs}, depths 3..{args.max_depth}, threshold {args.threshold}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{args.threads} thread(s); case: {args.model}, {args.train_size} images, {args.epochs} epoch(s), "
+        f"lrs {args.lrs}, depths 3..{args.max_depth}, threshold {args.threshold}"
+    )
 
     t = time.process_time()
     search = find_frontier(args.model, config, None, data)
@@ -57,18 +66,27 @@ def main() -> None:
         for lr in config.lrs:
             full = train(config.trial_config(args.model, depth, lr, config.seed), data)
             cells += 1
-            verdict[depth] |= first_met([vars(c) for c in full.evaluation_points], config.criterion,
-                                        config.threshold) is not None
+            verdict[depth] |= (
+                first_met([vars(c) for c in full.evaluation_points], config.criterion, config.threshold)
+                is not None
+            )
     grid_s = time.process_time() - t
     good = [d for d, ok in verdict.items() if ok]
     bad = [d for d, ok in verdict.items() if not ok]
-    print(f"exhaustive grid: {cells} full-budget trials, {grid_s:.1f} CPU s; max trainable "
-          f"{max(good) if good else None}, first failing {min(bad) if bad else None}, map {verdict}")
-    print(f"search:          {search.trials} trials, {search_s:.1f} CPU s; max trainable "
-          f"{search.max_trainable_depth}, first failing {search.first_failing_depth}")
-    same = (search.max_trainable_depth == (max(good) if good else None)
-            and search.first_failing_depth == (min(bad) if bad else None))
-    print(f"speed-up {grid_s / search_s:.1f}x ({cells / search.trials:.1f}x fewer trials); same answer: {same}")
+    print(
+        f"exhaustive grid: {cells} full-budget trials, {grid_s:.1f} CPU s; max trainable "
+        f"{max(good) if good else None}, first failing {min(bad) if bad else None}, map {verdict}"
+    )
+    print(
+        f"search:          {search.trials} trials, {search_s:.1f} CPU s; max trainable "
+        f"{search.max_trainable_depth}, first failing {search.first_failing_depth}"
+    )
+    same = search.max_trainable_depth == (max(good) if good else None) and search.first_failing_depth == (
+        min(bad) if bad else None
+    )
+    print(
+        f"speed-up {grid_s / search_s:.1f}x ({cells / search.trials:.1f}x fewer trials); same answer: {same}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,11 @@ EPOCHS = 3  # the full protocol's budget, the frontier's default
 # (presets, depth): searched together, as the main job runs two groups at once. Around the full
 # protocol's frontiers (runs/frontier-full): cnn-tanh-lecun fails at 96 (trains at 93), cnn-elu at
 # 72 (trains at 69, fails at 96), cnn-tanh-bn at 111 (trains at 108), cnn-elu-bn trains at 111.
-SLICE = ((("cnn-tanh-lecun", "cnn-elu"), 96), (("cnn-elu", "cnn-tanh-bn"), 72), (("cnn-tanh-bn", "cnn-elu-bn"), 111))
+SLICE = (
+    (("cnn-tanh-lecun", "cnn-elu"), 96),
+    (("cnn-elu", "cnn-tanh-bn"), 72),
+    (("cnn-tanh-bn", "cnn-elu-bn"), 111),
+)
 SMOKE_SLICE = ((("cnn-tanh-lecun", "cnn-elu"), 6),)
 SMOKE = {"train_size": 256, "eval_size": 100}
 DEFAULT_SIZES = {"train_size": 2560, "eval_size": 100}
@@ -61,14 +65,30 @@ def child(spec: dict) -> None:
 
     data = load_dataset("mnist", os.environ.get("DEPTHLAB_DATA"))
     started = time.perf_counter()
-    result = depthlab.frontier(list(spec["models"]), store=spec["store"], progress=False, data=data,
-                               executor=ExecutorSpec(workers=spec["workers"], fuse=spec["fuse"]),
-                               depths=(spec["depth"],), train_size=spec["train_size"],
-                               eval_size=spec["eval_size"], device="cpu")
+    result = depthlab.frontier(
+        list(spec["models"]),
+        store=spec["store"],
+        progress=False,
+        data=data,
+        executor=ExecutorSpec(workers=spec["workers"], fuse=spec["fuse"]),
+        depths=(spec["depth"],),
+        train_size=spec["train_size"],
+        eval_size=spec["eval_size"],
+        device="cpu",
+    )
     wall = time.perf_counter() - started
-    trials = [{"model": m.model, "lr": float(t.lr), "trained": bool(t.trained), "error": t.error,
-               "epochs": float(t.epochs), "status": str(t.status)}
-              for m in result.models for t in m.depths[spec["depth"]].trials]
+    trials = [
+        {
+            "model": m.model,
+            "lr": float(t.lr),
+            "trained": bool(t.trained),
+            "error": t.error,
+            "epochs": float(t.epochs),
+            "status": str(t.status),
+        }
+        for m in result.models
+        for t in m.depths[spec["depth"]].trials
+    ]
     print(json.dumps({"wall": wall, "trials": trials, "engine": str(Path(depthlab.__file__).parent)}))
 
 
@@ -77,12 +97,24 @@ def run_element(engine_path: Path, models, depth: int, args, store_dir: Path, la
     of the search, and CPU seconds of the process tree."""
     from depthlab.report.outputs import safe_child  # the parent's depthlab; a child imports its own engine's
 
-    spec = {"models": models, "depth": depth, "train_size": args.train_size, "eval_size": args.eval_size,
-            "workers": args.workers, "fuse": args.fuse, "store": str(safe_child(store_dir, f"{label}-{depth}.db"))}
+    spec = {
+        "models": models,
+        "depth": depth,
+        "train_size": args.train_size,
+        "eval_size": args.eval_size,
+        "workers": args.workers,
+        "fuse": args.fuse,
+        "store": str(safe_child(store_dir, f"{label}-{depth}.db")),
+    }
     env = {**os.environ, "PYTHONPATH": str(engine_path)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env, cwd=store_dir,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        env=env,
+        cwd=store_dir,
+        capture_output=True,
+        text=True,
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise SystemExit(f"{label} failed on {models} at depth {depth}:\n{out.stderr[-3000:]}")
@@ -111,8 +143,10 @@ def compare(a: dict, b: dict) -> tuple[list[str], list[str]]:
         bad.append(f"different trials: {sorted(set(theirs) ^ set(ours))}")
     for key in sorted(set(theirs) & set(ours)):
         t, o = theirs[key], ours[key]
-        where = f"{key[0]} lr {key[1]:g}: {t['status']} {t['error']} vs {o['status']} {o['error']} " \
-                f"(epochs {t['epochs']:g} vs {o['epochs']:g})"
+        where = (
+            f"{key[0]} lr {key[1]:g}: {t['status']} {t['error']} vs {o['status']} {o['error']} "
+            f"(epochs {t['epochs']:g} vs {o['epochs']:g})"
+        )
         if t["trained"] != o["trained"]:
             bad.append(f"{where}: the verdict differs")
         elif (t["status"], t["error"]) != (o["status"], o["error"]):
@@ -122,24 +156,37 @@ def compare(a: dict, b: dict) -> tuple[list[str], list[str]]:
 
 def unpack_pinned(commit: str, into: Path) -> Path:
     """The package of ``commit`` unpacked from git (no work tree touched)."""
-    archive = subprocess.run(["git", "archive", commit, "depthlab"], cwd=REPO, capture_output=True, check=True)
+    archive = subprocess.run(
+        ["git", "archive", commit, "depthlab"], cwd=REPO, capture_output=True, check=True
+    )
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-size", type=int, default=None,
-                        help="training images per trial (default 2,560, --smoke 256; full protocol: 60,000)")
-    parser.add_argument("--eval-size", type=int, default=None,
-                        help="test images per evaluation (full protocol: 2,000; 100 at 2,560 training images keeps "
-                             "evaluation's share of the trial, about 6%%)")
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="training images per trial (default 2,560, --smoke 256; full protocol: 60,000)",
+    )
+    parser.add_argument(
+        "--eval-size",
+        type=int,
+        default=None,
+        help="test images per evaluation (full protocol: 2,000; 100 at 2,560 training images keeps "
+        "evaluation's share of the trial, about 6%%)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fuse", type=int, default=7)
     parser.add_argument("--pinned", default=PINNED, help="the earlier engine's commit")
     parser.add_argument("--elements", type=int, default=None, help="only the first N slice elements")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a tiny slice (two presets at depth 6; 256 training images unless --train-size), for the test")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny slice (two presets at depth 6; 256 training images unless --train-size), for the test",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -147,10 +194,12 @@ def main() -> None:
     sizes = SMOKE if args.smoke else DEFAULT_SIZES
     args.train_size = sizes["train_size"] if args.train_size is None else args.train_size
     args.eval_size = sizes["eval_size"] if args.eval_size is None else args.eval_size
-    elements = (SMOKE_SLICE if args.smoke else SLICE)[:args.elements]
+    elements = (SMOKE_SLICE if args.smoke else SLICE)[: args.elements]
     names = ", ".join("+".join(m) + f"@{d}" for m, d in elements)
-    print(f"slice: {names}; {args.train_size:,} training images, "
-          f"{args.eval_size:,} test images, 3 epochs, 7 lrs, --workers {args.workers} --fuse {args.fuse}")
+    print(
+        f"slice: {names}; {args.train_size:,} training images, "
+        f"{args.eval_size:,} test images, 3 epochs, 7 lrs, --workers {args.workers} --fuse {args.fuse}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         pinned_dir = Path(tmp) / "pinned"
         pinned_dir.mkdir()
@@ -164,11 +213,15 @@ def main() -> None:
             disagreements += bad
             plateau += stopped
             for label, run in (("A", a), ("B", b)):
-                totals[label] = [x + y for x, y in zip(totals[label], (run["wall"], run["cpu"], run["member_steps"]))]
-            print(f"{'+'.join(models)}@{depth}: A {a['wall']:.1f} s wall, {a['cpu']:.1f} cpu-s, "
-                  f"{a['member_steps']:,.0f} member-steps; B {b['wall']:.1f} s, {b['cpu']:.1f} cpu-s, "
-                  f"{b['member_steps']:,.0f}; ratio {a['wall'] / b['wall']:.2f}x; "
-                  f"{'agree' if not bad else f'{len(bad)} disagree'}")
+                totals[label] = [
+                    x + y for x, y in zip(totals[label], (run["wall"], run["cpu"], run["member_steps"]))
+                ]
+            print(
+                f"{'+'.join(models)}@{depth}: A {a['wall']:.1f} s wall, {a['cpu']:.1f} cpu-s, "
+                f"{a['member_steps']:,.0f} member-steps; B {b['wall']:.1f} s, {b['cpu']:.1f} cpu-s, "
+                f"{b['member_steps']:,.0f}; ratio {a['wall'] / b['wall']:.2f}x; "
+                f"{'agree' if not bad else f'{len(bad)} disagree'}"
+            )
     (wa, ca, sa), (wb, cb, sb) = totals["A"], totals["B"]
     print(f"A (pinned {args.pinned}): {wa:.1f} s wall, {sa / ca:,.1f} member-steps per core-second")
     print(f"B (this checkout):  {wb:.1f} s wall, {sb / cb:,.1f} member-steps per core-second")

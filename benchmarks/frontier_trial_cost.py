@@ -66,9 +66,11 @@ def main() -> None:
         train, evaluation = step_ms(name, depth, args.steps)
         per_layer = train / 256 / depth
         base.setdefault(name, train)
-        print(f"{name:12} depth {depth:3}: {train:7.1f} CPU ms/step (x{train / base[name]:.1f} the depth-3 step), "
-              f"eval {evaluation:6.1f} CPU ms per 1024 images; {per_layer * 1000:.0f} us per image per layer "
-              f"-> one 60k epoch ~ {60000 * train / 256 / 1000:.0f} s")
+        print(
+            f"{name:12} depth {depth:3}: {train:7.1f} CPU ms/step (x{train / base[name]:.1f} the depth-3 step), "
+            f"eval {evaluation:6.1f} CPU ms per 1024 images; {per_layer * 1000:.0f} us per image per layer "
+            f"-> one 60k epoch ~ {60000 * train / 256 / 1000:.0f} s"
+        )
 
     from torch.profiler import ProfilerActivity, profile
 
@@ -87,11 +89,22 @@ def main() -> None:
     total = sum(e.self_cpu_time_total for e in rows)
     groups: dict[str, float] = {}
     for e in rows:
-        key = ("convolution" if "conv" in e.key else "batch norm" if "batch_norm" in e.key else
-               "activation" if "elu" in e.key else "pooling" if "pool" in e.key else "other")
+        key = (
+            "convolution"
+            if "conv" in e.key
+            else "batch norm"
+            if "batch_norm" in e.key
+            else "activation"
+            if "elu" in e.key
+            else "pooling"
+            if "pool" in e.key
+            else "other"
+        )
         groups[key] = groups.get(key, 0.0) + e.self_cpu_time_total
-    print("cnn-elu-bn depth 24, one training step by operator: " +
-          ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(groups.items(), key=lambda kv: -kv[1])))
+    print(
+        "cnn-elu-bn depth 24, one training step by operator: "
+        + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(groups.items(), key=lambda kv: -kv[1]))
+    )
 
 
 if __name__ == "__main__":

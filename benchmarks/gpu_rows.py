@@ -23,7 +23,10 @@ def read_rows(path: Path) -> dict:
     """A session: ``{"device": ..., "rows": [...]}`` from a saved JSON or the script's JSON lines."""
     text = path.read_text()
     if path.suffix == ".jsonl":
-        return {"device": gpu_name(), "rows": [json.loads(line) for line in text.splitlines() if line.strip()]}
+        return {
+            "device": gpu_name(),
+            "rows": [json.loads(line) for line in text.splitlines() if line.strip()],
+        }
     return json.loads(text)
 
 
@@ -38,8 +41,12 @@ def gpu_name() -> str | None:
 
 def table(session: dict, reference: dict) -> str:
     """The markdown table: row, GPU seconds (or why none), the CPU figure, the ratio."""
-    lines = [f"GPU: {session.get('device') or 'unknown'}", "",
-             "| row | GPU wall | CPU figure | CPU / GPU |", "|---|---|---|---|"]
+    lines = [
+        f"GPU: {session.get('device') or 'unknown'}",
+        "",
+        "| row | GPU wall | CPU figure | CPU / GPU |",
+        "|---|---|---|---|",
+    ]
     for row in session["rows"]:
         cpu = reference.get(row["row"], {})
         if row.get("timed_out"):
@@ -48,7 +55,7 @@ def table(session: dict, reference: dict) -> str:
             gpu = f"failed (exit {row['rc']})"
         else:
             gpu = f"{row['seconds']:.1f} s"
-        ratio = (f"{cpu['seconds'] / row['seconds']:.1f}x" if cpu.get("seconds") and not row["rc"] else "n/a")
+        ratio = f"{cpu['seconds'] / row['seconds']:.1f}x" if cpu.get("seconds") and not row["rc"] else "n/a"
         lines.append(f"| {row['row']} | {gpu} | {cpu.get('figure', 'not measured')} | {ratio} |")
     return "\n".join(lines)
 

@@ -32,10 +32,30 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from depthlab.report.outputs import safe_child  # noqa: E402
 
-SWEEP = ["frontier", "--models", "cnn-tanh,cnn-elu-bn", "--depths", "3,6", "--lrs", "0.01,0.1", "--epochs", "1",
-         "--train-size", "600", "--eval-size", "300", "--device", "cpu", "--json"]
-MODES = {"inproc": ["--workers", "1"], "w2": ["--workers", "2"], "fuse2": ["--workers", "2", "--fuse", "2"],
-         "ray": ["--executor", "ray"]}
+SWEEP = [
+    "frontier",
+    "--models",
+    "cnn-tanh,cnn-elu-bn",
+    "--depths",
+    "3,6",
+    "--lrs",
+    "0.01,0.1",
+    "--epochs",
+    "1",
+    "--train-size",
+    "600",
+    "--eval-size",
+    "300",
+    "--device",
+    "cpu",
+    "--json",
+]
+MODES = {
+    "inproc": ["--workers", "1"],
+    "w2": ["--workers", "2"],
+    "fuse2": ["--workers", "2", "--fuse", "2"],
+    "ray": ["--executor", "ray"],
+}
 
 
 def command(mode: str, store: Path) -> list[str]:
@@ -93,9 +113,12 @@ def stored(path: Path) -> dict:
     out: dict[str, list] = {}
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as c:
         for run_id, key, status, result in c.execute(
-                "SELECT id, config_hash, status, result FROM runs WHERE status IN ('done','diverged','failed')"):
-            epochs = c.execute("SELECT epoch, train_error, test_error, loss, lr FROM epochs WHERE run_id = ? "
-                               "ORDER BY epoch", (run_id,)).fetchall()
+            "SELECT id, config_hash, status, result FROM runs WHERE status IN ('done','diverged','failed')"
+        ):
+            epochs = c.execute(
+                "SELECT epoch, train_error, test_error, loss, lr FROM epochs WHERE run_id = ? ORDER BY epoch",
+                (run_id,),
+            ).fetchall()
             checkpoints = (json.loads(result) or {}).get("checkpoints") if result else None
             out.setdefault(key, []).append((status, epochs, json.dumps(checkpoints, sort_keys=True)))
         running = c.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0]
@@ -114,17 +137,37 @@ def storm(mode: str, kills_wanted: int, rng: random.Random, folder: Path, env: d
     ref_seconds = time.monotonic() - started
     assert ref.returncode == 0, ref.stderr[-2000:]
     reference, ref_answer = stored(ref_store), answer(ref.stdout)
-    figures = {"mode": mode, "reference_seconds": round(ref_seconds, 1), "trials": len(reference["rows"]),
-               "kills": 0, "driver_kills": 0, "worker_kills": 0, "rounds": 0, "exits_3": 0, "invocations": 0,
-               "trials_lost": 0, "trials_duplicated": 0, "trials_changed": 0, "answers_changed": 0,
-               "running_rows_left": 0, "processes_left_behind": 0}
+    figures = {
+        "mode": mode,
+        "reference_seconds": round(ref_seconds, 1),
+        "trials": len(reference["rows"]),
+        "kills": 0,
+        "driver_kills": 0,
+        "worker_kills": 0,
+        "rounds": 0,
+        "exits_3": 0,
+        "invocations": 0,
+        "trials_lost": 0,
+        "trials_duplicated": 0,
+        "trials_changed": 0,
+        "answers_changed": 0,
+        "running_rows_left": 0,
+        "processes_left_behind": 0,
+    }
     while figures["kills"] < kills_wanted:
         figures["rounds"] += 1
         store = safe_child(folder, f"{mode}-{figures['rounds']}.db")
         while True:  # one round: invoke until an exit 0
             figures["invocations"] += 1
-            proc = subprocess.Popen(command(mode, store), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, env=env, cwd=REPO, start_new_session=True)
+            proc = subprocess.Popen(
+                command(mode, store),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=REPO,
+                start_new_session=True,
+            )
             family: set[int] = set()
             while proc.poll() is None and figures["kills"] < kills_wanted:
                 deadline = time.monotonic() + rng.uniform(0.3, 0.6 * ref_seconds)
@@ -164,8 +207,11 @@ def storm(mode: str, kills_wanted: int, rng: random.Random, folder: Path, env: d
         got = stored(store)
         figures["trials_lost"] += len(set(reference["rows"]) - set(got["rows"]))
         figures["trials_duplicated"] += sum(len(v) - 1 for v in got["rows"].values())
-        figures["trials_changed"] += sum(1 for k, v in got["rows"].items()
-                                         if k not in reference["rows"] or v[-1] != reference["rows"][k][0])
+        figures["trials_changed"] += sum(
+            1
+            for k, v in got["rows"].items()
+            if k not in reference["rows"] or v[-1] != reference["rows"][k][0]
+        )
         figures["answers_changed"] += int(answer(out) != ref_answer)
         figures["running_rows_left"] += got["running"]
     figures["seconds"] = round(time.monotonic() - started, 1)

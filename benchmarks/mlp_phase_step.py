@@ -52,18 +52,24 @@ def main() -> None:
     n_train, members = 60_000, len(config.sigma_w2s)
     lo, hi = min(config.depths), max(config.depths)
     step = {d: step_seconds(config, d, args.steps, x, y) for d in (hi, lo)}
-    per_sample = {d: eval_seconds_per_sample(config, d, x[:args.eval], y[:args.eval]) for d in (hi, lo)}
+    per_sample = {d: eval_seconds_per_sample(config, d, x[: args.eval], y[: args.eval]) for d in (hi, lo)}
 
     def linear(table, depth):
         return table[lo] + (table[hi] - table[lo]) * (depth - lo) / (hi - lo)
 
     train = sum(config.steps * linear(step, d) for d in config.depths)
     evaluate = sum(n_train * linear(per_sample, d) for d in config.depths)
-    print(f"threads {torch.get_num_threads()}, {members} members, width {config.width}, batch {config.batch_size}")
+    print(
+        f"threads {torch.get_num_threads()}, {members} members, width {config.width}, batch {config.batch_size}"
+    )
     for d in (hi, lo):
-        print(f"depth {d:>3}: {step[d]:.3f} s per fused step, {per_sample[d] * n_train:.1f} s per 60k accuracy pass")
-    print(f"grid {members} sigma_w2 x {len(config.depths)} depths x {config.steps} steps: "
-          f"train {train / 60:.1f} min + accuracy {evaluate / 60:.1f} min = {(train + evaluate) / 3600:.2f} h")
+        print(
+            f"depth {d:>3}: {step[d]:.3f} s per fused step, {per_sample[d] * n_train:.1f} s per 60k accuracy pass"
+        )
+    print(
+        f"grid {members} sigma_w2 x {len(config.depths)} depths x {config.steps} steps: "
+        f"train {train / 60:.1f} min + accuracy {evaluate / 60:.1f} min = {(train + evaluate) / 3600:.2f} h"
+    )
 
 
 if __name__ == "__main__":

@@ -64,19 +64,36 @@ def step_flops(model_name: str, depth: int, batch: int = 256) -> int:
     counter = FlopCounterMode(display=False)
     with counter:
         out = model(x)
-        loss = sum(F.cross_entropy(o, y) for o in out) if isinstance(out, (list, tuple)) else F.cross_entropy(out, y)
+        loss = (
+            sum(F.cross_entropy(o, y) for o in out)
+            if isinstance(out, (list, tuple))
+            else F.cross_entropy(out, y)
+        )
         loss.backward()
     return counter.get_total_flops()
 
 
-def time_steps(data, model_name: str, depth: int, precision: str, steps: int, members: int = 1) -> list[float]:
+def time_steps(
+    data, model_name: str, depth: int, precision: str, steps: int, members: int = 1
+) -> list[float]:
     """Per-step CPU seconds of this process (one torch thread: the step's own compute, not the
     time it waited for a core on a shared machine) of one engine run of ``steps`` steps, the
     first two dropped: one network (``members`` 1) or a fused group of ``members``."""
     stamps: list[float] = []
-    configs = [TrainConfig(model=model_name, model_args={"depth": depth}, train_size=256 * steps, test_size=256,
-                           epochs=1, batch_size=256, lr=round(0.01 * (1 + i / 10), 6), device="cpu",
-                           precision=precision) for i in range(members)]
+    configs = [
+        TrainConfig(
+            model=model_name,
+            model_args={"depth": depth},
+            train_size=256 * steps,
+            test_size=256,
+            epochs=1,
+            batch_size=256,
+            lr=round(0.01 * (1 + i / 10), 6),
+            device="cpu",
+            precision=precision,
+        )
+        for i in range(members)
+    ]
     stamp = LambdaCallback(on_step_end=lambda loop, step: stamps.append(time.process_time()))
     started = time.process_time()
     if members == 1:
@@ -93,15 +110,32 @@ def parse_models(text: str) -> list[tuple[str, int]]:
     return [(name.strip(), int(depth)) for name, depth in pairs]
 
 
-def step_row(model_name: str, depth: int, precision: str, members: int, times: list[float], flops: int,
-             fp32_single: float, peak: float) -> dict:
+def step_row(
+    model_name: str,
+    depth: int,
+    precision: str,
+    members: int,
+    times: list[float],
+    flops: int,
+    fp32_single: float,
+    peak: float,
+) -> dict:
     """One table row: the median step, its FLOP rate and MFU, its speed against separate fp32 steps."""
     median = statistics.median(times)
     total = flops * members
-    return {"model": model_name, "depth": depth, "precision": precision, "members": members, "step_s": median,
-            "steps_timed": len(times), "gflop_per_step": total / 1e9, "gflop_per_s": total / median / 1e9,
-            "mfu": total / median / peak, "members_per_s": members / median,
-            "speedup_vs_fp32": fp32_single * members / median}
+    return {
+        "model": model_name,
+        "depth": depth,
+        "precision": precision,
+        "members": members,
+        "step_s": median,
+        "steps_timed": len(times),
+        "gflop_per_step": total / 1e9,
+        "gflop_per_s": total / median / 1e9,
+        "mfu": total / median / peak,
+        "members_per_s": members / median,
+        "speedup_vs_fp32": fp32_single * members / median,
+    }
 
 
 def run_steps(args) -> dict:
@@ -111,7 +145,12 @@ def run_steps(args) -> dict:
     peak = {"fp32": ghz * 1e9 * args.fp32_flops_per_cycle, "bf16": ghz * 1e9 * 2 * args.fp32_flops_per_cycle}
     models, precisions = parse_models(args.models), args.precisions.split(",")
     groups = [1] + ([args.fused] if args.fused > 1 else [])
-    cases = [(m, d, p, g) for m, d in models for g in groups for p in ("fp32", *[q for q in precisions if q != "fp32"])]
+    cases = [
+        (m, d, p, g)
+        for m, d in models
+        for g in groups
+        for p in ("fp32", *[q for q in precisions if q != "fp32"])
+    ]
     times: dict[tuple, list[float]] = {case: [] for case in cases}
     for _ in range(args.rounds):  # interleaved, so that load on a shared machine hits every case alike
         for case in cases:
@@ -121,10 +160,18 @@ def run_steps(args) -> dict:
     for model_name, depth in models:
         flops = step_flops(model_name, depth)
         fp32 = statistics.median(times[model_name, depth, "fp32", 1])
-        rows += [step_row(m, d, p, g, times[m, d, p, g], flops, fp32, peak[p])
-                 for m, d, p, g in cases if (m, d) == (model_name, depth)]
-    return {"threads": 1, "clock_ghz": ghz, "peak_gflop_per_s": {k: v / 1e9 for k, v in peak.items()},
-            "fp32_flops_per_cycle": args.fp32_flops_per_cycle, "rows": rows}
+        rows += [
+            step_row(m, d, p, g, times[m, d, p, g], flops, fp32, peak[p])
+            for m, d, p, g in cases
+            if (m, d) == (model_name, depth)
+        ]
+    return {
+        "threads": 1,
+        "clock_ghz": ghz,
+        "peak_gflop_per_s": {k: v / 1e9 for k, v in peak.items()},
+        "fp32_flops_per_cycle": args.fp32_flops_per_cycle,
+        "rows": rows,
+    }
 
 
 def run_verdicts(args) -> dict:
@@ -132,16 +179,24 @@ def run_verdicts(args) -> dict:
     data = load_dataset("mnist")
     out = {}
     for precision in PRECISIONS:
-        config = FrontierConfig(train_size=10000, epochs=1, lrs=(0.01, 0.1, 1.0), max_depth=args.max_depth,
-                                eval_size=1000, device="cpu", precision=precision)
+        config = FrontierConfig(
+            train_size=10000,
+            epochs=1,
+            lrs=(0.01, 0.1, 1.0),
+            max_depth=args.max_depth,
+            eval_size=1000,
+            device="cpu",
+            precision=precision,
+        )
         started = time.perf_counter()
         folder = Path(args.store_dir)
         folder.mkdir(parents=True, exist_ok=True)
         with Store(safe_child(folder, f"{precision}.db")) as store:
             result = find_frontiers(list(CLASSIC_PRESETS), config, store, data)
-        out[precision] = {"seconds": round(time.perf_counter() - started, 1),
-                          "frontier": {m.model: [m.max_trainable_depth, m.first_failing_depth]
-                                       for m in result.models}}
+        out[precision] = {
+            "seconds": round(time.perf_counter() - started, 1),
+            "frontier": {m.model: [m.max_trainable_depth, m.first_failing_depth] for m in result.models},
+        }
     out["agree"] = out["fp32"]["frontier"] == out["bf16"]["frontier"]
     return out
 

@@ -59,9 +59,18 @@ MODES = ("sequential", "workers", "fused", "fused-workers")
 def configs(args) -> list[TrainConfig]:
     n = args.trials
     lrs = [args.lr_low * (args.lr_high / args.lr_low) ** (i / max(n - 1, 1)) for i in range(n)]
-    return [TrainConfig(model=args.model, model_args={"depth": args.depth}, train_size=args.train_size,
-                        test_size=args.test_size, epochs=args.epochs, lr=round(lr, 6), device=args.device)
-            for lr in lrs]
+    return [
+        TrainConfig(
+            model=args.model,
+            model_args={"depth": args.depth},
+            train_size=args.train_size,
+            test_size=args.test_size,
+            epochs=args.epochs,
+            lr=round(lr, 6),
+            device=args.device,
+        )
+        for lr in lrs
+    ]
 
 
 def run_mode(mode: str, cfgs: list[TrainConfig], data, cores: int, threads: int | None = None) -> list:
@@ -81,8 +90,15 @@ def warm_up(modes: list[str], cfgs: list[TrainConfig], data, cores: int, threads
     """One step of each in-process mode on a shallow copy of the workload, untimed: oneDNN
     creates its kernels once per layer shape (the same at every depth of a stages net), so that
     no mode is charged for them and the order of the modes does not matter."""
-    shallow = [dataclasses.replace(c, model_args={**c.model_args, "depth": min(c.model_args["depth"], 6)},
-                                   train_size=c.batch_size, test_size=c.batch_size) for c in cfgs]
+    shallow = [
+        dataclasses.replace(
+            c,
+            model_args={**c.model_args, "depth": min(c.model_args["depth"], 6)},
+            train_size=c.batch_size,
+            test_size=c.batch_size,
+        )
+        for c in cfgs
+    ]
     for mode in modes:
         if mode in ("sequential", "fused"):
             run_mode(mode, shallow, data, cores, threads)
@@ -121,10 +137,14 @@ def main() -> None:
     cores = usable_cores()
     data = load_dataset("mnist", args.data_dir)
     cfgs = configs(args)
-    print(f"machine: {platform.machine()}, {cores} usable cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads by default), load average {os.getloadavg()[0]:.1f}")
-    print(f"workload: {len(cfgs)} x {args.model} depth {args.depth}, {args.epochs} epoch(s) on {args.train_size} "
-          f"images, lrs {', '.join(f'{c.lr:g}' for c in cfgs)}")
+    print(
+        f"machine: {platform.machine()}, {cores} usable cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads by default), load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"workload: {len(cfgs)} x {args.model} depth {args.depth}, {args.epochs} epoch(s) on {args.train_size} "
+        f"images, lrs {', '.join(f'{c.lr:g}' for c in cfgs)}"
+    )
     warm_up(modes, cfgs, data, cores, args.threads)
     baseline, seconds, cpu = None, {}, {}
     for mode in modes:
@@ -137,19 +157,36 @@ def main() -> None:
         agree = ""
         if baseline is not None and mode != "sequential":
             same_status = all(r.status == b.status for r, b in zip(results, baseline))
-            gaps = [abs(r.test_error - b.test_error) for r, b in zip(results, baseline)
-                    if r.test_error is not None and b.test_error is not None]
-            same_bits = sum(r.test_error == b.test_error and last_loss(r) == last_loss(b)
-                            for r, b in zip(results, baseline))
-            agree = (f"  statuses {'agree' if same_status else 'DIFFER'}, test errors within "
-                     f"{100 * max(gaps, default=0):.2f} points of sequential, {same_bits}/{len(results)} bit-identical")
+            gaps = [
+                abs(r.test_error - b.test_error)
+                for r, b in zip(results, baseline)
+                if r.test_error is not None and b.test_error is not None
+            ]
+            same_bits = sum(
+                r.test_error == b.test_error and last_loss(r) == last_loss(b)
+                for r, b in zip(results, baseline)
+            )
+            agree = (
+                f"  statuses {'agree' if same_status else 'DIFFER'}, test errors within "
+                f"{100 * max(gaps, default=0):.2f} points of sequential, {same_bits}/{len(results)} bit-identical"
+            )
         rate = 3600 * len(cfgs) / seconds[mode]
-        ratio = (f"  {seconds['sequential'] / seconds[mode]:5.2f}x sequential (wall), "
-                 f"{cpu['sequential'] / cpu[mode]:5.2f}x (CPU)") if "sequential" in seconds else ""
-        print(f"{mode:14s} wall {seconds[mode]:7.1f} s  CPU {cpu[mode]:7.1f} s  {rate:7.0f} trials/h{ratio}{agree}",
-              flush=True)
-        errors = " ".join(f"{r.status[0]}{100 * r.test_error:.1f}" if r.test_error is not None
-                          else r.status for r in results)
+        ratio = (
+            (
+                f"  {seconds['sequential'] / seconds[mode]:5.2f}x sequential (wall), "
+                f"{cpu['sequential'] / cpu[mode]:5.2f}x (CPU)"
+            )
+            if "sequential" in seconds
+            else ""
+        )
+        print(
+            f"{mode:14s} wall {seconds[mode]:7.1f} s  CPU {cpu[mode]:7.1f} s  {rate:7.0f} trials/h{ratio}{agree}",
+            flush=True,
+        )
+        errors = " ".join(
+            f"{r.status[0]}{100 * r.test_error:.1f}" if r.test_error is not None else r.status
+            for r in results
+        )
         print(f"{'':14s} test error % per lr (d = done): {errors}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 

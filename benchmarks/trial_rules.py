@@ -60,11 +60,24 @@ class Trial:
 def read_trials(path: str) -> list[Trial]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     trials = []
-    for order, (config, result, seconds) in enumerate(conn.execute(
-            "SELECT config, result, seconds FROM runs WHERE kind = 'frontier' AND result IS NOT NULL ORDER BY id")):
+    for order, (config, result, seconds) in enumerate(
+        conn.execute(
+            "SELECT config, result, seconds FROM runs WHERE kind = 'frontier' AND result IS NOT NULL ORDER BY id"
+        )
+    ):
         c, r = json.loads(config), json.loads(result)
-        trials.append(Trial(order, c["model"], c["model_args"]["depth"], c["lr"], c["seed"], c["epochs"],
-                            r.get("checkpoints") or [], seconds or 0.0))
+        trials.append(
+            Trial(
+                order,
+                c["model"],
+                c["model_args"]["depth"],
+                c["lr"],
+                c["seed"],
+                c["epochs"],
+                r.get("checkpoints") or [],
+                seconds or 0.0,
+            )
+        )
     conn.close()
     return trials
 
@@ -85,8 +98,13 @@ def plateau(trials: list[Trial], at: float, level: float) -> dict[int, tuple[boo
 def lr_monotone(trials: list[Trial]) -> dict[int, tuple[bool, float]]:
     out = {}
     for t in trials:
-        if any(u.order < t.order and (u.model, u.lr, u.seed) == (t.model, t.lr, t.seed) and u.depth < t.depth
-               and not u.trained() for u in trials):
+        if any(
+            u.order < t.order
+            and (u.model, u.lr, u.seed) == (t.model, t.lr, t.seed)
+            and u.depth < t.depth
+            and not u.trained()
+            for u in trials
+        ):
             out[t.order] = (False, t.seconds)
     return out
 
@@ -97,8 +115,11 @@ def report(name: str, trials: list[Trial], ruled: dict[int, tuple[bool, float]])
     cells = defaultdict(list)
     for t in trials:
         cells[(t.model, t.depth)].append(t)
-    depths = sum(1 for ts in cells.values()
-                 if any(t.trained() for t in ts) != any(ruled.get(t.order, (t.trained(),))[0] for t in ts))
+    depths = sum(
+        1
+        for ts in cells.values()
+        if any(t.trained() for t in ts) != any(ruled.get(t.order, (t.trained(),))[0] for t in ts)
+    )
     saved = sum(s for _, s in ruled.values())
     return f"{name:<22} {len(changed):>14} {depths:>14} {saved:>10,.0f} s {saved / total:>7.1%}"
 
@@ -108,8 +129,10 @@ def main() -> None:
     parser.add_argument("--store", default="runs/frontier-full/store.db")
     args = parser.parse_args()
     trials = read_trials(args.store)
-    print(f"{args.store}: {len(trials)} frontier trials, {sum(t.seconds for t in trials):,.0f} trial seconds, "
-          f"{sum(not t.trained() for t in trials)} failed")
+    print(
+        f"{args.store}: {len(trials)} frontier trials, {sum(t.seconds for t in trials):,.0f} trial seconds, "
+        f"{sum(not t.trained() for t in trials)} failed"
+    )
     print(f"{'rule':<22} {'trials changed':>14} {'depths changed':>14} {'saved':>12} {'share':>7}")
     for at, level in ((1.0, 0.85), (1.4, 0.85), (2.0, 0.85), (2.0, 0.8), (2.0, 0.7)):
         print(report(f"plateau {at:g} {level:g}", trials, plateau(trials, at, level)))

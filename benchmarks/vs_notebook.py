@@ -60,9 +60,9 @@ class NotebookMNIST(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i):
-        img = torch.from_numpy(self.images[i].copy())                 # ToTensor: HxW uint8 ...
-        img = img.view(28, 28, 1).permute(2, 0, 1).contiguous()       # ... to CxHxW
-        img = img.to(torch.float32).div(255)                          # ... scaled to [0, 1]
+        img = torch.from_numpy(self.images[i].copy())  # ToTensor: HxW uint8 ...
+        img = img.view(28, 28, 1).permute(2, 0, 1).contiguous()  # ... to CxHxW
+        img = img.to(torch.float32).div(255)  # ... scaled to [0, 1]
         img = img.sub_(self.mean[:, None, None]).div_(self.std[:, None, None])  # Normalize
         return img, int(self.labels[i])
 
@@ -102,14 +102,26 @@ def notebook_epoch(data, seed: int = 0) -> dict:
             for i in range(len(labels)):
                 correct += (predicted[i] == labels[i]).item()
                 total += 1
-    return {"seconds": time.perf_counter() - started, "train_error": train_error,
-            "test_error": 1 - correct / total, "loss": loss_sum / len(train_set)}
+    return {
+        "seconds": time.perf_counter() - started,
+        "train_error": train_error,
+        "test_error": 1 - correct / total,
+        "loss": loss_sum / len(train_set),
+    }
 
 
 def depthlab_epoch(data, seed: int = 0, channels_last: bool | None = None) -> dict:
     """`depthlab train cnn-tanh --depth 9 --epochs 1` through the Python API."""
-    config = TrainConfig(model="cnn-tanh", model_args={"depth": 9}, epochs=1, lr=0.1, momentum=0.9,
-                         batch_size=256, seed=seed, device="cpu")
+    config = TrainConfig(
+        model="cnn-tanh",
+        model_args={"depth": 9},
+        epochs=1,
+        lr=0.1,
+        momentum=0.9,
+        batch_size=256,
+        seed=seed,
+        device="cpu",
+    )
     started = time.perf_counter()
     result = train(config, data, channels_last=channels_last)
     seconds = time.perf_counter() - started
@@ -121,8 +133,24 @@ def cli_epoch(data_dir: str | None, threads: int) -> dict:
     """The real command in a fresh process, end to end (start-up, reading + MD5 of the files,
     the store): what a user waits for."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "depthlab", "train", "cnn-tanh", "--depth", "9", "--epochs", "1",
-               "--device", "cpu", "--threads", str(threads), "--store", str(Path(tmp) / "bench.db"), "--json"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "depthlab",
+            "train",
+            "cnn-tanh",
+            "--depth",
+            "9",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--threads",
+            str(threads),
+            "--store",
+            str(Path(tmp) / "bench.db"),
+            "--json",
+        ]
         if data_dir:
             cmd += ["--data-dir", data_dir]
         env = dict(os.environ, PYTHONPATH=str(REPO), DEPTHLAB_OFFLINE="1")
@@ -132,7 +160,13 @@ def cli_epoch(data_dir: str | None, threads: int) -> dict:
     if done.returncode:
         raise SystemExit(f"depthlab train failed: {done.stderr.strip()}")
     e = json.loads(done.stdout)["epochs"][0]
-    return {"seconds": seconds, "cpu_seconds": cpu, "train_error": e["train_error"], "test_error": e["test_error"], "loss": e["loss"]}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "train_error": e["train_error"],
+        "test_error": e["test_error"],
+        "loss": e["loss"],
+    }
 
 
 def children_cpu_seconds() -> float:
@@ -173,21 +207,33 @@ def with_threads(n: int, fn, *args, **kwargs) -> dict:
 def all_cases(data, data_dir: str | None, default: int) -> dict:
     """Every case by key: (label, a function that runs it once)."""
     return {
-        "a": (f"notebook loop, default threads ({default})", lambda: with_threads(default, notebook_epoch, data)),
-        "b": (f"depthlab engine, default threads ({default})", lambda: with_threads(default, depthlab_epoch, data)),
+        "a": (
+            f"notebook loop, default threads ({default})",
+            lambda: with_threads(default, notebook_epoch, data),
+        ),
+        "b": (
+            f"depthlab engine, default threads ({default})",
+            lambda: with_threads(default, depthlab_epoch, data),
+        ),
         "b1": ("depthlab engine, 1 thread (--threads 1)", lambda: with_threads(1, depthlab_epoch, data)),
         "a1": ("notebook loop, 1 thread", lambda: with_threads(1, notebook_epoch, data)),
-        "b1-nchw": ("depthlab engine, 1 thread, channels_last off", lambda: with_threads(
-            1, depthlab_epoch, data, channels_last=False)),
+        "b1-nchw": (
+            "depthlab engine, 1 thread, channels_last off",
+            lambda: with_threads(1, depthlab_epoch, data, channels_last=False),
+        ),
         "c1": ("`depthlab train ... --threads 1` process, end to end", lambda: cli_epoch(data_dir, 1)),
     }
 
 
 def print_ratios(results: dict) -> None:
     """Every ratio whose two cases ran, by wall time and by CPU time (medians over rounds)."""
-    pairs = (("a", "b", "both with torch's default threads"), ("a", "b1", "notebook default vs depthlab --threads 1"),
-             ("a1", "b1", "both 1 thread"), ("b1-nchw", "b1", "channels_last gain at 1 thread"),
-             ("a1", "c1", "notebook loop vs the whole `depthlab train` process, both 1 thread"))
+    pairs = (
+        ("a", "b", "both with torch's default threads"),
+        ("a", "b1", "notebook default vs depthlab --threads 1"),
+        ("a1", "b1", "both 1 thread"),
+        ("b1-nchw", "b1", "channels_last gain at 1 thread"),
+        ("a1", "c1", "notebook loop vs the whole `depthlab train` process, both 1 thread"),
+    )
     for x, y, what in pairs:
         if x in results and y in results:
             wall = results[x]["seconds"] / results[y]["seconds"]
@@ -200,7 +246,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--quick", action="store_true", help="only (a) and (b): the issue's ratio")
     parser.add_argument("--cases", default=None, help="comma-separated case keys (a, b, b1, a1, b1-nchw, c1)")
-    parser.add_argument("--rounds", type=int, default=1, help="repeat the cases, interleaved; medians reported")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat the cases, interleaved; medians reported"
+    )
     parser.add_argument("--json", dest="json_path", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -208,8 +256,10 @@ def main(argv=None) -> int:
     data = load_dataset("mnist", args.data_dir, download=False)
     load_seconds = time.perf_counter() - t
     default = torch.get_num_threads()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"default threads {default}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"default threads {default}, load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"reading + MD5-checking MNIST (same for both, not in the timings): {load_seconds:.1f}s")
     cases = all_cases(data, args.data_dir, default)
     keys = args.cases.split(",") if args.cases else ["a", "b"] if args.quick else list(cases)
@@ -223,15 +273,26 @@ def main(argv=None) -> int:
         for key in keys:
             r = cases[key][1]()
             runs[key].append({**r, "load_average_after": os.getloadavg()[0]})
-            print(f"  ({key:7}) {cases[key][0]:55} {r['seconds']:7.1f}s wall {r['cpu_seconds']:7.1f}s CPU   "
-                  f"train error {100 * r['train_error']:5.2f}%  test error {100 * r['test_error']:5.2f}%   "
-                  f"load avg {os.getloadavg()[0]:.1f}", flush=True)
-    results = {k: {"label": cases[k][0], "seconds": statistics.median(r["seconds"] for r in v),
-                   "cpu_seconds": statistics.median(r["cpu_seconds"] for r in v), "rounds": v}
-               for k, v in runs.items()}
+            print(
+                f"  ({key:7}) {cases[key][0]:55} {r['seconds']:7.1f}s wall {r['cpu_seconds']:7.1f}s CPU   "
+                f"train error {100 * r['train_error']:5.2f}%  test error {100 * r['test_error']:5.2f}%   "
+                f"load avg {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    results = {
+        k: {
+            "label": cases[k][0],
+            "seconds": statistics.median(r["seconds"] for r in v),
+            "cpu_seconds": statistics.median(r["cpu_seconds"] for r in v),
+            "rounds": v,
+        }
+        for k, v in runs.items()
+    }
     print_ratios(results)
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps({"default_threads": default, "results": results}, indent=2))
+        Path(args.json_path).write_text(
+            json.dumps({"default_threads": default, "results": results}, indent=2)
+        )
     return 0
 
 

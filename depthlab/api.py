@@ -37,8 +37,16 @@ from .sweep.session import open_runner, opened_store
 log = logging.getLogger("depthlab")
 
 
-def train(config: Any, data: Dataset | None = None, *, store: str | os.PathLike | Store | None = None,
-          progress: bool = True, reuse: bool = True, data_dir=None, **options: Any) -> RunResult:
+def train(
+    config: Any,
+    data: Dataset | None = None,
+    *,
+    store: str | os.PathLike | Store | None = None,
+    progress: bool = True,
+    reuse: bool = True,
+    data_dir=None,
+    **options: Any,
+) -> RunResult:
     """Train ``config`` (a `TrainConfig`, or a model with its fields as keywords, named as the
     CLI's flags: ``train("cnn-tanh", depth=9, epochs=3, lr=0.1)``, `train_config`) and return
     its `RunResult` (``result.model`` is the trained network, ``result.to_frame()`` its epochs;
@@ -54,7 +62,6 @@ def train(config: Any, data: Dataset | None = None, *, store: str | os.PathLike 
     threads, recorded and hashed as such (`pinned_threads`), as ``depthlab train`` runs it."""
     run_options = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
     config, options = pinned_threads(train_config(config, **options)), run_options
-    from .engine.callbacks import StepProgress
     from .engine.checkpoints import checkpoint_file, discard_checkpoint, resume_point
     from .records.record import RunStatus
     from .sweep.runner import run_recorded
@@ -64,19 +71,39 @@ def train(config: Any, data: Dataset | None = None, *, store: str | os.PathLike 
     with opened_store(store) as opened, _bar(progress, f"{config.model_name}", "step") as bar:
         folder = checkpoint_dir_for(opened.path) if opened is not None else None
         saved = checkpoint_file(folder, config)
-        resumed_from = resume_point(saved, config.hash())
-        if resumed_from is not None:
-            callbacks.insert(0, _ResumeNotice(f"resuming from epoch {resumed_from:g}, saved in {saved} (an "
-                                              "interrupted run of this config)"))
-        if bar is not None:
-            callbacks.insert(0, StepProgress(bar))
+        _add_leading_callbacks(callbacks, resume_point(saved, config.hash()), saved, bar)
         resumable = {} if saved is None else {"train_options": dict(checkpoint_path=saved, resume=True)}
-        record = run_recorded(config, opened, data, data_dir=data_dir, reuse=reuse, callbacks=callbacks,
-                              keep_model=True, **resumable, **options)
+        record = run_recorded(
+            config,
+            opened,
+            data,
+            data_dir=data_dir,
+            reuse=reuse,
+            callbacks=callbacks,
+            keep_model=True,
+            **resumable,
+            **options,
+        )
         if saved is not None and record.status != RunStatus.FAILED:
             discard_checkpoint(saved)
             remove_if_empty(folder)
         return record
+
+
+def _add_leading_callbacks(callbacks: list, resumed_from: float | None, saved, bar) -> None:
+    """Put in front of ``callbacks`` the step progress bar (with ``bar``), then the notice that
+    the run resumes from ``saved`` (when ``resumed_from`` says it does), so they run first."""
+    from .engine.callbacks import StepProgress
+
+    if resumed_from is not None:
+        callbacks.insert(
+            0,
+            _ResumeNotice(
+                f"resuming from epoch {resumed_from:g}, saved in {saved} (an interrupted run of this config)"
+            ),
+        )
+    if bar is not None:
+        callbacks.insert(0, StepProgress(bar))
 
 
 class _ResumeNotice(LoopCallback):
@@ -100,9 +127,19 @@ def pinned_threads(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, threads=torch.get_num_threads())
 
 
-def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None, progress: bool = True, *,
-             workers: int | None = None, threads: int | None = None, executor=None, data: Dataset | None = None,
-             data_dir=None, quick: bool = False, **fields: Any) -> FrontierResult:
+def frontier(
+    models: Any = "all",
+    store: str | os.PathLike | Store | None = None,
+    progress: bool = True,
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    executor=None,
+    data: Dataset | None = None,
+    data_dir=None,
+    quick: bool = False,
+    **fields: Any,
+) -> FrontierResult:
     """The depth frontier of ``models``: a preset name, ``"all"`` (the eight classic presets),
     comma-separated presets, your own factory ``build(depth, **params)`` (a function or
     `ModelFactory`), or a list of these. ``fields`` are `FrontierConfig` fields (``max_depth=12,
@@ -118,12 +155,14 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
     names = frontier_models(models)
     make = FrontierConfig.quick if quick else FrontierConfig
     try:
-        config = make(**{k: _as_tuples(v) if k in ("lrs", "depths", "optimizers") else v for k, v in fields.items()})
+        config = make(
+            **{k: _as_tuples(v) if k in ("lrs", "depths", "optimizers") else v for k, v in fields.items()}
+        )
     except TypeError as exc:
         raise ConfigError(f"frontier(): {exc}".replace("__init__() ", "")) from None
     config.validate()
     config.validate_models(names)
-    for model in names:   # a factory that ends the process is refused before the data and the store
+    for model in names:  # a factory that ends the process is refused before the data and the store
         if isinstance(model, ModelFactory):
             depth = min(config.depths or (config.step_for(model),))
             _check_factory_builds(config.trial_config(model, depth, config.points()[0], config.seed))
@@ -131,6 +170,7 @@ def frontier(models: Any = "all", store: str | os.PathLike | Store | None = None
     if data is None:
         data = load_dataset(config.dataset, data_dir)
     with _bar(progress, "frontier", "trial") as bar:
+
         def log(line: str) -> None:
             if bar is not None:
                 bar.update(1)
@@ -223,15 +263,24 @@ def _check_factory_builds(config: TrainConfig) -> None:
         pass
 
 
-def run_frontier(names: list, config: FrontierConfig, store: str | os.PathLike | Store | None, data: Dataset,
-                 spec: ExecutorSpec, *, data_dir=None, log: Callable[[str], None] | None = None,
-                 runner_log: Callable[[str], None] | None = None) -> FrontierResult:
+def run_frontier(
+    names: list,
+    config: FrontierConfig,
+    store: str | os.PathLike | Store | None,
+    data: Dataset,
+    spec: ExecutorSpec,
+    *,
+    data_dir=None,
+    log: Callable[[str], None] | None = None,
+    runner_log: Callable[[str], None] | None = None,
+) -> FrontierResult:
     """The search of validated ``names`` and ``config`` on loaded ``data``, as `frontier` and
     ``depthlab frontier`` both run it: through the one runner `depthlab.sweep.open_runner`
     builds (so every trial computes on the spec's threads, and its key is the same from Python
     and from the shell). ``log`` hears each trial's line, ``runner_log`` the runner's."""
-    with open_runner(spec, config.device, store, config.widest_grid(), data=data, data_dir=data_dir,
-                     log_line=runner_log) as (opened, runner):
+    with open_runner(
+        spec, config.device, store, config.widest_grid(), data=data, data_dir=data_dir, log_line=runner_log
+    ) as (opened, runner):
         return find_frontiers(names, config, opened, data, data_dir=data_dir, log=log, runner=runner)
 
 
@@ -242,8 +291,13 @@ def frontier_models(models: Any, what: str = "models") -> list:
     errors (``--models`` on the command line)."""
     if isinstance(models, str) and models.strip() == "all":
         return list(CLASSIC_PRESETS)
-    items = models.split(",") if isinstance(models, str) else list(models) if isinstance(models, (list, tuple)) \
+    items = (
+        models.split(",")
+        if isinstance(models, str)
+        else list(models)
+        if isinstance(models, (list, tuple))
         else [models]
+    )
     items = [m.strip() if isinstance(m, str) else m for m in items]
     items = [m for m in items if not (isinstance(m, str) and not m)]
     if not items:

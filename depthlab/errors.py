@@ -58,8 +58,10 @@ def counting_ctrl_c():
     """While inside (the CLI's main thread, where Python's own handler is in place): SIGINT raises
     KeyboardInterrupt exactly as Python's handler does, and is counted, so that `users_code` can
     tell a real Ctrl-C from a KeyboardInterrupt that some code raised itself."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
     previous = signal.signal(signal.SIGINT, _count_and_interrupt)
@@ -85,10 +87,19 @@ def users_code(what: str, *, interrupts: bool = True):
     try:
         yield
     except SystemExit as exc:
-        raise UserCodeExit(f"{what} called sys.exit({exc.code!r}): a model must return or raise an exception, "
-                           "not end the process") from None
+        raise UserCodeExit(
+            f"{what} called sys.exit({exc.code!r}): a model must return or raise an exception, "
+            "not end the process"
+        ) from None
     except KeyboardInterrupt as exc:
-        if type(exc) is not KeyboardInterrupt or before is None or not _CtrlC.counting or _CtrlC.seen != before:
+        if (
+            type(exc) is not KeyboardInterrupt
+            or before is None
+            or not _CtrlC.counting
+            or _CtrlC.seen != before
+        ):
             raise
-        raise UserCodeExit(f"{what} raised KeyboardInterrupt itself (no Ctrl-C was pressed): a model must return "
-                           "or raise an exception, not end the process") from None
+        raise UserCodeExit(
+            f"{what} raised KeyboardInterrupt itself (no Ctrl-C was pressed): a model must return "
+            "or raise an exception, not end the process"
+        ) from None

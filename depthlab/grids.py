@@ -15,14 +15,24 @@ from .errors import ConfigError
 MAX_GRID = 1000  # more values than this in a grid range is a typo (and would never finish)
 
 # The grammar of every grid option (--lrs, --sigma-w2, --check-widths), in the help texts.
-GRID_GRAMMAR = ("a list 0.01,0.1, log:LOW:HIGH:COUNT (log-spaced) or lin:LOW:HIGH:COUNT (evenly spaced; "
-                "LOW:HIGH:COUNT too)")
+GRID_GRAMMAR = (
+    "a list 0.01,0.1, log:LOW:HIGH:COUNT (log-spaced) or lin:LOW:HIGH:COUNT (evenly spaced; "
+    "LOW:HIGH:COUNT too)"
+)
 
 WHOLE_NUMBERS = "whole numbers like 6,12,24"
 
 
-def parse_grid(text: str, what: str, noun: str, *, whole: bool = False, positive: bool = True,
-               max_count: int = MAX_GRID, upper: float | None = None) -> tuple:
+def parse_grid(
+    text: str,
+    what: str,
+    noun: str,
+    *,
+    whole: bool = False,
+    positive: bool = True,
+    max_count: int = MAX_GRID,
+    upper: float | None = None,
+) -> tuple:
     """A list or grid option's values (``what``: the flag; ``noun``: what one value is).
 
     Numbers (the default): ``0.01,0.1,1`` as listed, ``log:0.001:1:7`` (7 log-spaced values from
@@ -32,7 +42,9 @@ def parse_grid(text: str, what: str, noun: str, *, whole: bool = False, positive
     valid values. ``upper``: the largest value allowed. Empty items (``0.1,,1``) are skipped."""
     text = (text or "").strip()
     kind, _, rest = text.partition(":")
-    if not whole and (kind in ("log", "lin") or (rest and ":" in rest)):  # a range: log:, lin:, LOW:HIGH:COUNT
+    if not whole and (
+        kind in ("log", "lin") or (rest and ":" in rest)
+    ):  # a range: log:, lin:, LOW:HIGH:COUNT
         values = _parse_range(text, what, max_count)
     else:
         values = _parse_list(text, what, noun, whole, positive)
@@ -50,7 +62,9 @@ def _parse_range(text: str, what: str, max_count: int) -> tuple[float, ...]:
     try:
         lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
     except (ValueError, IndexError):
-        raise ConfigError(f"bad {what} {text!r}: expected {form}, e.g. {kind if named else 'log'}:0.001:1:7") from None
+        raise ConfigError(
+            f"bad {what} {text!r}: expected {form}, e.g. {kind if named else 'log'}:0.001:1:7"
+        ) from None
     if len(parts) != 3 or not (0 < lo < hi < math.inf) or not 2 <= n <= max_count:
         raise ConfigError(f"bad {what} {text!r}: need 0 < LOW < HIGH and 2 <= COUNT <= {max_count}")
     if kind == "log":
@@ -68,10 +82,14 @@ def _parse_list(text: str, what: str, noun: str, whole: bool, positive: bool) ->
             value = int(part) if whole else float(part)
         except ValueError:
             expected = WHOLE_NUMBERS if whole else GRID_GRAMMAR
-            raise ConfigError(f"bad {what} {text!r}: bad {noun} {part.strip()!r}; expected {expected}") from None
+            raise ConfigError(
+                f"bad {what} {text!r}: bad {noun} {part.strip()!r}; expected {expected}"
+            ) from None
         if positive and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"bad {what} {text!r}: {noun}s must be positive, got {part.strip()}")
         values.append(value)
     if not values:
-        raise ConfigError(f"bad {what} {text!r}: the {noun.replace(' value', '').replace(' ', '-')} grid is empty")
+        raise ConfigError(
+            f"bad {what} {text!r}: the {noun.replace(' value', '').replace(' ', '-')} grid is empty"
+        )
     return tuple(values)

@@ -38,9 +38,29 @@ def frontier_store(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("frontier-store")
     write_idx_folder(root / "data" / "FashionMNIST" / "raw", 128, 64)
-    args = ["frontier", "--models", "cnn-tanh", "--depths", "3", "--lrs", "0.1", "--epochs", "1",
-            "--train-size", "128", "--eval-size", "64", "--dataset", "fashion-mnist",
-            "--data-dir", str(root / "data"), "--workers", "1", "--device", "cpu"]
+    args = [
+        "frontier",
+        "--models",
+        "cnn-tanh",
+        "--depths",
+        "3",
+        "--lrs",
+        "0.1",
+        "--epochs",
+        "1",
+        "--train-size",
+        "128",
+        "--eval-size",
+        "64",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        str(root / "data"),
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ]
     store = root / "store.db"
     assert main(args + ["--store", str(store), "--out", str(root / "out")]) == 0
     return store, args

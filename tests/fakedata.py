@@ -21,7 +21,7 @@ def synthetic_images(n: int, seed: int, size: int = 28, channels: int = 1) -> tu
     for i, c in enumerate(labels):
         r, q = divmod(int(c), 5)
         top, left = 4 + 12 * r, 1 + 5 * q
-        x[i, :, top:top + 6, left:left + 6] = 230
+        x[i, :, top : top + 6, left : left + 6] = 230
     return x, labels.astype(np.int64)
 
 
@@ -29,23 +29,40 @@ def synthetic_dataset(n_train: int = 1024, n_test: int = 256, seed: int = 0) -> 
     """A learnable in-memory dataset shaped like MNIST (1x28x28, 10 classes)."""
     tx, ty = synthetic_images(n_train, seed)
     ex, ey = synthetic_images(n_test, seed + 1)
-    return Dataset("synthetic", torch.from_numpy(tx), torch.from_numpy(ty), torch.from_numpy(ex),
-                   torch.from_numpy(ey), (0.1307,), (0.3081,))
+    return Dataset(
+        "synthetic",
+        torch.from_numpy(tx),
+        torch.from_numpy(ty),
+        torch.from_numpy(ex),
+        torch.from_numpy(ey),
+        (0.1307,),
+        (0.3081,),
+    )
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
     """The idx encoding of a uint8 array (magic 0x0000 08 NDIM, big-endian dims, data)."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
-    return struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape) + array.tobytes()
+    return (
+        struct.pack(">HBB", 0, 0x08, array.ndim)
+        + struct.pack(">" + "I" * array.ndim, *array.shape)
+        + array.tobytes()
+    )
 
 
-def write_idx_folder(folder: Path, n_train: int = 512, n_test: int = 256, *, gz: bool = False, seed: int = 0) -> dict:
+def write_idx_folder(
+    folder: Path, n_train: int = 512, n_test: int = 256, *, gz: bool = False, seed: int = 0
+) -> dict:
     """Write the four MNIST-style idx files of a learnable synthetic set; returns the arrays."""
     folder.mkdir(parents=True, exist_ok=True)
     tx, ty = synthetic_images(n_train, seed)
     ex, ey = synthetic_images(n_test, seed + 1)
-    arrays = {"train-images-idx3-ubyte": tx[:, 0], "train-labels-idx1-ubyte": ty.astype(np.uint8),
-              "t10k-images-idx3-ubyte": ex[:, 0], "t10k-labels-idx1-ubyte": ey.astype(np.uint8)}
+    arrays = {
+        "train-images-idx3-ubyte": tx[:, 0],
+        "train-labels-idx1-ubyte": ty.astype(np.uint8),
+        "t10k-images-idx3-ubyte": ex[:, 0],
+        "t10k-labels-idx1-ubyte": ey.astype(np.uint8),
+    }
     for stem, array in arrays.items():
         payload = idx_bytes(array)
         if gz:
@@ -58,13 +75,18 @@ def write_idx_folder(folder: Path, n_train: int = 512, n_test: int = 256, *, gz:
 def cifar_batch_bytes(images: np.ndarray, labels: np.ndarray, name: str) -> bytes:
     """A batch in the exact format of the official files: a protocol-2 pickle of a dict with
     bytes keys (they were written by Python 2), data as uint8 (N, 3072), labels as a list."""
-    batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in labels],
-             b"data": np.ascontiguousarray(images.reshape(len(images), 3072), dtype=np.uint8),
-             b"filenames": [f"img_{i}.png".encode() for i in range(len(images))]}
+    batch = {
+        b"batch_label": name.encode(),
+        b"labels": [int(v) for v in labels],
+        b"data": np.ascontiguousarray(images.reshape(len(images), 3072), dtype=np.uint8),
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(images))],
+    }
     return pickle.dumps(batch, protocol=2)
 
 
-def write_cifar_folder(folder: Path, per_batch: int = 20, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def write_cifar_folder(
+    folder: Path, per_batch: int = 20, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Six small batches (data_batch_1..5, test_batch) in ``folder``; returns (images, labels) per batch."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -43,7 +43,10 @@ STORE_CASES = [  # (store argument, message): bad stores, for every command that
 CASES: list[tuple[str, str]] = [
     # train ------------------------------------------------------------------------------------
     ("train cnn-nope", "unknown model"),
-    ("train cifar-cnn --epochs 1 --device cpu --train-size 100 --data-dir {cifar}", "more than the 40 training"),
+    (
+        "train cifar-cnn --epochs 1 --device cpu --train-size 100 --data-dir {cifar}",
+        "more than the 40 training",
+    ),
     (f"{T} --lr 0.1 --schedule 2@0.1,1@0.01", "--lr does not apply with the piecewise schedule"),
     (f"{T} --dataset imagenet", "unknown dataset"),
     ("train cifar-cnn --dataset mnist", "runs on cifar10"),
@@ -301,8 +304,10 @@ CASES += [
     ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,abc", "bad learning rate"),
     ("lr-sweep cnn-tanh --depth 3 --lrs 0.1,0.1", "twice"),
     (f"{LS} --train-size 70000 --data-dir {{mnist}}", "more than the 60,000 training images"),
-    ("lr-sweep cifar-cnn --lrs 0.1 --epochs 1 --device cpu --train-size 100 --data-dir {cifar}",
-     "more than the 40 training"),
+    (
+        "lr-sweep cifar-cnn --lrs 0.1 --epochs 1 --device cpu --train-size 100 --data-dir {cifar}",
+        "more than the 40 training",
+    ),
     (f"{AB} --train-size 70000 --data-dir {{mnist}}", "more than the 60,000 training images"),
     ("lr-sweep cnn-tanh --depth 10 --lrs 0.1", "multiple of 3"),
     (f"{LS} --epochs 0", "epochs must be a positive integer"),
@@ -382,7 +387,10 @@ CASES += [
     (f"{DG} --data-dir {{corrupt}}", "checksum mismatch"),
     (f"{DG} --out {{text}}", "exists and is not a folder"),
     # --precision on every command that trains ----------------------------------------------------
-    *[(f"{cmd} --precision fp8", "Invalid value for '--precision'") for cmd in (T, F, P, LS, LF, AB, RE, DG, R)],
+    *[
+        (f"{cmd} --precision fp8", "Invalid value for '--precision'")
+        for cmd in (T, F, P, LS, LF, AB, RE, DG, R)
+    ],
     *[(f"{cmd} --precision tf32", "tf32 needs a CUDA device") for cmd in (T, F, P, LS, LF, AB, RE, DG, R)],
     # Hardening II item 5: every numeric flag has a bound, checked before anything runs ---------
     (f"{T} --threads 100000", "threads must be at most 256"),
@@ -421,8 +429,8 @@ CASES += [  # issue 29: every numeric flag bounded (each of these ran on, or was
     (f"{LS} --weight-decay 1e4", "weight decay must be at most 1000"),
     (f"{AB} --l2 1e300", "weight decay must be at most 1000"),
     (f"{T} --width 1e300", "width multiplier must be at most 1e+06"),
-    (f"{T} --width 1e5", "more than the"),   # the width's working bound: the memory estimate
-    ("summary cnn-tanh --width 1e6", "more than the"),   # was an internal error (it built the net)
+    (f"{T} --width 1e5", "more than the"),  # the width's working bound: the memory estimate
+    ("summary cnn-tanh --width 1e6", "more than the"),  # was an internal error (it built the net)
     (F.replace("--lrs 0.1 ", "--lrs 0.1,1e300 "), "learning rates must be at most 1e+06, got 1e+300"),
     (f"{F} --cpus-per-trial 1e300", "--cpus-per-trial must be at most 1024"),
     (f"{F} --executor ray --gpus-per-trial 1000", "--gpus-per-trial at most 64"),
@@ -437,8 +445,14 @@ CASES += [  # issue 29: every numeric flag bounded (each of these ran on, or was
     (f"{P} --width 1e300", "width multiplier must be at most 1e+06"),
     (f"{PM} --width 1000000000", "width must be a positive integer (at most 16,384)"),
     (f"{PM} --steps 1000000000", "steps must be a non-negative integer (at most 100,000)"),
-    (PM.replace("--depths 2,4", "--depths 2,400000000"), "depths must be a non-empty list of positive integers (each at most 30,000)"),
-    ("runs --store {store} --limit 100000000000000000000000", "--limit must be positive and at most 1,000,000,000"),
+    (
+        PM.replace("--depths 2,4", "--depths 2,400000000"),
+        "depths must be a non-empty list of positive integers (each at most 30,000)",
+    ),
+    (
+        "runs --store {store} --limit 100000000000000000000000",
+        "--limit must be positive and at most 1,000,000,000",
+    ),
 ]
 
 # Commands that take --store / --data-dir / --out; the defaults below are added unless a case sets them.
@@ -457,19 +471,25 @@ CASES += [  # your own model and data (issue 21)
     (F + " --dataset npz:{npz_labels}", "labels must be 0 .. K-1 with at most 100,000 classes"),
     (F + " --dataset npz:{npz_empty}", "empty file (0 bytes)"),
     ("diagnose cnn-tanh --depth 3 --steps 2 --device cpu --dataset npz:{npz_huge}", "nothing was read"),
-    ("lr-find cnn-tanh --depth 3 --steps 10 --device cpu --dataset npz:{npz_labels}", "at most 100,000 classes"),
+    (
+        "lr-find cnn-tanh --depth 3 --steps 10 --device cpu --dataset npz:{npz_labels}",
+        "at most 100,000 classes",
+    ),
     ("diagnose --model-file {text}", "SyntaxError"),
     ("diagnose cnn-tanh --model-file {nets}", "not both"),
     ("diagnose --steps 1", "give a MODEL"),
     ("diagnose --model-file {nets}:broken --steps 1", "nets.broken(depth=1) raised ValueError"),
-    ("diagnose --model-file {nets}:upto3 --compare-depths 2,5", "--compare-depths 5: nets.upto3(depth=5) raised"),
+    (
+        "diagnose --model-file {nets}:upto3 --compare-depths 2,5",
+        "--compare-depths 5: nets.upto3(depth=5) raised",
+    ),
     ("diagnose --model-file {nets} --depth 0", "positive integer depth"),
     # which depths are valid is the factory's business; --depth-step is bounded (1 to the deepest depth)
     (f"{F} --depth-step 0", "--depth-step must be an integer from 1 to the deepest depth (6), got 0"),
     (f"{F} --depth-step 7", "--depth-step must be an integer from 1 to the deepest depth (6), got 7"),
     (f"{F} --depth-step x", "'x' is not a valid integer"),
     (f"{F} --depth-step 4", "--max-depth must be a multiple of 4"),
-    (f"{F} --depth-step 2", "multiple of 3"),   # the stages family takes no depth 2
+    (f"{F} --depth-step 2", "multiple of 3"),  # the stages family takes no depth 2
     (f"{F} --depths 3,6 --depth-step 9", "from 1 to the deepest depth (6), got 9"),
     ("frontier --model-file {nets} --max-depth 7 --depth-step 8", "from 1 to the deepest depth (7), got 8"),
     ("frontier --model-file {nets} --depths 1,2,5 --depth-step 6", "from 1 to the deepest depth (5), got 6"),
@@ -515,7 +535,11 @@ def bad_files(tmp_path_factory, data_root):
     file that is not a store, a store with a corrupted record, a binary and a bad CSV."""
     root = tmp_path_factory.mktemp("bad")
     raw = data_root / "MNIST" / "raw"
-    files = {"data": root / "empty", "nofolder": root / "no" / "such" / "folder", "absent": root / "absent.db"}
+    files = {
+        "data": root / "empty",
+        "nofolder": root / "no" / "such" / "folder",
+        "absent": root / "absent.db",
+    }
     files["data"].mkdir()
     for name, damage in (("corrupt", "truncate"), ("badgz", "gzip")):
         folder = root / name / "MNIST" / "raw"
@@ -549,7 +573,7 @@ def bad_files(tmp_path_factory, data_root):
         run_id = store.start_run({"model": "cnn-tanh", "dataset": "mnist"}, "h")
         store.finish_run(run_id, "done", seconds=1.0, result={"test_error": 0.1})
         store.conn.execute("UPDATE runs SET result = ? WHERE id = ?", ("{not json", run_id))
-    files["nets"] = root / "nets.py"   # your own model factories, good and broken
+    files["nets"] = root / "nets.py"  # your own model factories, good and broken
     files["nets"].write_text(NETS)
     files["dir"] = root / "a-folder"
     files["dir"].mkdir()
@@ -564,8 +588,12 @@ def _write_bad_npz_files(root: Path, files: dict) -> None:
 
     import numpy as np
 
-    good = dict(x_train=np.zeros((20, 28, 28), np.uint8), y_train=np.arange(20) % 2,
-                x_test=np.zeros((4, 28, 28), np.uint8), y_test=np.arange(4) % 2)
+    good = dict(
+        x_train=np.zeros((20, 28, 28), np.uint8),
+        y_train=np.arange(20) % 2,
+        x_test=np.zeros((4, 28, 28), np.uint8),
+        y_test=np.arange(4) % 2,
+    )
     files["npz_empty"] = root / "empty.npz"
     files["npz_empty"].write_bytes(b"")
     files["npz_labels"] = root / "labels.npz"
@@ -575,8 +603,10 @@ def _write_bad_npz_files(root: Path, files: dict) -> None:
         for key, value in good.items():
             shape = (10**9, *value.shape[1:]) if key.endswith("train") else value.shape
             header = io.BytesIO()
-            np.lib.format.write_array_header_1_0(header, {"shape": shape, "fortran_order": False,
-                                                          "descr": np.lib.format.dtype_to_descr(value.dtype)})
+            np.lib.format.write_array_header_1_0(
+                header,
+                {"shape": shape, "fortran_order": False, "descr": np.lib.format.dtype_to_descr(value.dtype)},
+            )
             z.writestr(f"{key}.npy", header.getvalue() + value.tobytes())
 
 
@@ -591,11 +621,11 @@ def _case_id(case):
 @pytest.mark.parametrize("case", CASES, ids=[f"{i:03d}-{_case_id(c)}" for i, c in enumerate(CASES)])
 def test_bad_input_is_one_line_exit_2_and_touches_nothing(case, bad_files, tmp_path, capsys, monkeypatch):
     text, message = case
-    monkeypatch.setenv("DEPTHLAB_OFFLINE", "1")      # never the network
+    monkeypatch.setenv("DEPTHLAB_OFFLINE", "1")  # never the network
     monkeypatch.setenv("DEPTHLAB_DATA", str(bad_files["data"]))
-    monkeypatch.chdir(tmp_path)                      # default output folders would appear here
+    monkeypatch.chdir(tmp_path)  # default output folders would appear here
     store, out = tmp_path / "store.db", tmp_path / "out"
-    with Store(store) as s:                          # a real store with one finished run in it
+    with Store(store) as s:  # a real store with one finished run in it
         run_id = s.start_run({"model": "cnn-tanh", "dataset": "mnist"}, "abc")
         s.finish_run(run_id, "done", seconds=1.0, result={"status": "done"})
     values = {**{k: str(v) for k, v in bad_files.items()}, "store": str(store), "out": str(out)}
@@ -607,7 +637,9 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(case, bad_files, tmp_p
         args += ["--data-dir", str(bad_files["data"])]
     if command in TAKES_OUT and "--out" not in args:
         args += ["--out", str(out)]
-    watched = [store] + [Path(a) for a in args if a in {str(p) for p in bad_files.values()} and Path(a).is_file()]
+    watched = [store] + [
+        Path(a) for a in args if a in {str(p) for p in bad_files.values()} and Path(a).is_file()
+    ]
     before = {p: _sha256(p) for p in watched}
     listing = {p: sorted(os.listdir(p.parent)) for p in watched}
     cwd_before = sorted(os.listdir(tmp_path))
@@ -619,7 +651,7 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(case, bad_files, tmp_p
     assert captured.err.startswith("depthlab: error: ") and captured.err.count("\n") == 1, captured.err
     assert message in captured.err, captured.err
     assert "Traceback" not in captured.err and captured.out == ""
-    for p in watched:                                # byte-identical, and never opened (no -wal/-shm)
+    for p in watched:  # byte-identical, and never opened (no -wal/-shm)
         assert _sha256(p) == before[p], p
         assert sorted(os.listdir(p.parent)) == listing[p], p
     assert sorted(os.listdir(tmp_path)) == cwd_before  # no output, checkpoint or default folder made
@@ -641,14 +673,22 @@ def test_real_processes_exit_2_with_one_line(bad_files, tmp_path):
     store = tmp_path / "s.db"
     Store(store).close()
     before = _sha256(store)
-    for args, message in ((["train", "cnn-nope"], "unknown model"),
-                          (["frontier", "--threshold", "2"], "threshold"),
-                          (["train", "cnn-tanh", "--data-dir", str(bad_files["data"])], "missing data"),
-                          (["runs", "--store", str(bad_files["text"])], "not a depthlab store")):
+    for args, message in (
+        (["train", "cnn-nope"], "unknown model"),
+        (["frontier", "--threshold", "2"], "threshold"),
+        (["train", "cnn-tanh", "--data-dir", str(bad_files["data"])], "missing data"),
+        (["runs", "--store", str(bad_files["text"])], "not a depthlab store"),
+    ):
         if "--store" not in args:
             args = args + ["--store", str(store)]
-        proc = subprocess.run([sys.executable, "-m", "depthlab", *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "depthlab", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.startswith("depthlab: error: ") and proc.stderr.count("\n") == 1, proc.stderr
         assert message in proc.stderr and proc.stdout == ""

@@ -27,8 +27,13 @@ from depthlab.models import PRESETS, create_model, resolve_model
 from depthlab.models.init import init_conv_, parse_init
 from depthlab.report.outputs import safe_child, safe_output_dir
 
-FUZZ = settings(max_examples=300, deadline=timedelta(seconds=5), derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=300,
+    deadline=timedelta(seconds=5),
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 FEW = settings(FUZZ, max_examples=80)
 
 
@@ -47,22 +52,48 @@ NUMBERS = ("0", "1", "2", "3", "0.1", "1e-3", "1e400", "-1", ".5", "5.", "inf", 
 def schedule_texts(draw):
     """Schedules from the grammar (numbers drawn from good and bad ones), sometimes mutated."""
     good = st.sampled_from(("1", "2", "3", "10", "0.1", "0.01", "1e-3", "0.5", "5.", ".5"))
-    num = st.one_of(good, good, good, st.sampled_from(NUMBERS), st.integers(-5, 300).map(str),
-                    st.floats(allow_nan=True, allow_infinity=True).map(str))
+    num = st.one_of(
+        good,
+        good,
+        good,
+        st.sampled_from(NUMBERS),
+        st.integers(-5, 300).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(str),
+    )
     prefix = draw(st.sampled_from(("", "warmup:{}+", "hold:{}@{}+", "warmup:{}+warmup:{}+")))
-    body = draw(st.sampled_from(("constant", "cosine", "multistep:{}", "multistep:{},{}", "multistep:{},{}:{}",
-                                 "{}@{}", "{}@{},{}@{}", "piecewise:{}@{},{}@{},{}@{}")))
+    body = draw(
+        st.sampled_from(
+            (
+                "constant",
+                "cosine",
+                "multistep:{}",
+                "multistep:{},{}",
+                "multistep:{},{}:{}",
+                "{}@{}",
+                "{}@{},{}@{}",
+                "piecewise:{}@{},{}@{},{}@{}",
+            )
+        )
+    )
     text = (prefix + body).format(*(draw(num) for _ in range(12)))
     if draw(st.booleans()):  # one random edit
         i = draw(st.integers(0, len(text)))
-        text = text[:i] + draw(st.text(max_size=2)) + text[i + draw(st.integers(0, 2)):]
+        text = text[:i] + draw(st.text(max_size=2)) + text[i + draw(st.integers(0, 2)) :]
     return text
 
 
 @FUZZ
-@given(st.one_of(st.text(), schedule_texts(), schedule_texts(), tokens("warmup:", "hold:", "multistep:", "piecewise:", "cosine",
-                                                     "constant", "@", ",", "+", ":", *NUMBERS)))
-@example("multistep:" + "9" * 5000)        # int() refuses huge digit strings with ValueError
+@given(
+    st.one_of(
+        st.text(),
+        schedule_texts(),
+        schedule_texts(),
+        tokens(
+            "warmup:", "hold:", "multistep:", "piecewise:", "cosine", "constant", "@", ",", "+", ":", *NUMBERS
+        ),
+    )
+)
+@example("multistep:" + "9" * 5000)  # int() refuses huge digit strings with ValueError
 @example("2@0.07,3@0.01")
 @example("warmup:2+multistep:3,5:0.5")
 def test_parse_schedule_gives_a_schedule_or_config_error(text):
@@ -83,8 +114,22 @@ def test_parse_schedule_gives_a_schedule_or_config_error(text):
 # Model specs: preset names, axis overrides, init strings, --param KEY=VALUE
 
 AXES = ("depth", "act", "init", "norm", "skip", "heads", "width", "n", "shortcut", "bn_impl", "bn")
-INITS = ("normal:", "scaled:", "lecun-in", "lecun-out", "glorot", "he", "orthogonal", "torch-default",
-         "delta-orthogonal", "delta-orthogonal:", "critical", ":", ",", *NUMBERS)
+INITS = (
+    "normal:",
+    "scaled:",
+    "lecun-in",
+    "lecun-out",
+    "glorot",
+    "he",
+    "orthogonal",
+    "torch-default",
+    "delta-orthogonal",
+    "delta-orthogonal:",
+    "critical",
+    ":",
+    ",",
+    *NUMBERS,
+)
 
 
 @FUZZ
@@ -101,15 +146,50 @@ def test_parse_init_gives_a_spec_or_config_error_and_the_spec_initialises(scheme
     assert spec.kind and torch.isfinite(conv.weight).all() and torch.isfinite(conv.bias).all()
 
 
-VALUES = st.one_of(st.text(max_size=8), st.sampled_from(("3", "6", "9", "12", "0", "-3", "1e9", "tanh", "elu", "relu",
-                                                         "bn", "none", "post", "rezero", "fixup", "1", "2", "0.5", "inf",
-                                                         "nan", "true", "false", "A", "B", "torch", "scratch",
-                                                         "normal:0.05", "lecun-in", "critical", "delta-orthogonal")))
+VALUES = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(
+        (
+            "3",
+            "6",
+            "9",
+            "12",
+            "0",
+            "-3",
+            "1e9",
+            "tanh",
+            "elu",
+            "relu",
+            "bn",
+            "none",
+            "post",
+            "rezero",
+            "fixup",
+            "1",
+            "2",
+            "0.5",
+            "inf",
+            "nan",
+            "true",
+            "false",
+            "A",
+            "B",
+            "torch",
+            "scratch",
+            "normal:0.05",
+            "lecun-in",
+            "critical",
+            "delta-orthogonal",
+        )
+    ),
+)
 
 
 @FEW
-@given(st.one_of(st.sampled_from(sorted(PRESETS)), st.text(max_size=12)),
-       st.dictionaries(st.one_of(st.sampled_from(AXES), st.text(max_size=6)), VALUES, max_size=4))
+@given(
+    st.one_of(st.sampled_from(sorted(PRESETS)), st.text(max_size=12)),
+    st.dictionaries(st.one_of(st.sampled_from(AXES), st.text(max_size=6)), VALUES, max_size=4),
+)
 @example("cnn-tanh", {"width": "inf"})  # passed validation, then overflowed in the builder
 @example("cnn-elu-multihead", {"depth": "6", "init": "delta-orthogonal"})
 def test_resolve_model_gives_a_spec_or_config_error_and_the_spec_builds(name, overrides):
@@ -134,7 +214,9 @@ def test_resolve_model_gives_a_spec_or_config_error_and_the_spec_builds(name, ov
 
 
 @FUZZ
-@given(st.lists(st.one_of(st.text(max_size=12), tokens("=", "-", "_", *AXES, *NUMBERS, max_size=4)), max_size=4))
+@given(
+    st.lists(st.one_of(st.text(max_size=12), tokens("=", "-", "_", *AXES, *NUMBERS, max_size=4)), max_size=4)
+)
 def test_param_flags_parse_to_overrides_or_config_error(params):
     try:
         overrides = model_overrides(params=tuple(params))
@@ -171,7 +253,9 @@ def test_depth_list_parses_or_config_error(text):
         return
     assert depths and all(isinstance(d, int) for d in depths)
     try:  # which depths a model takes is the config's check: a built-in family's are positive multiples of 3
-        FrontierConfig(depths=depths, max_depth=max(3, -(-max(depths) // 3) * 3)).validate_models(["cnn-tanh"])
+        FrontierConfig(depths=depths, max_depth=max(3, -(-max(depths) // 3) * 3)).validate_models(
+            ["cnn-tanh"]
+        )
     except ConfigError:
         assert any(d <= 0 or d % 3 for d in depths) or max(depths) > MAX_DEPTH
         return
@@ -189,11 +273,17 @@ def idx_payloads(draw):
     zero = draw(st.sampled_from((0, 0, 0, 1, 0xFFFF)))
     code = draw(st.one_of(st.sampled_from(sorted(_IDX_DTYPES)), st.integers(0, 255)))
     ndim = draw(st.integers(0, 6))
-    dims = draw(st.lists(st.one_of(st.integers(0, 5), st.integers(0, 2 ** 32 - 1)), min_size=ndim, max_size=ndim))
+    dims = draw(
+        st.lists(st.one_of(st.integers(0, 5), st.integers(0, 2**32 - 1)), min_size=ndim, max_size=ndim)
+    )
     header = struct.pack(">HBB", zero, code, ndim) + struct.pack(">" + "I" * ndim, *dims)
     itemsize = np.dtype(_IDX_DTYPES[code]).itemsize if code in _IDX_DTYPES else 1
     announced = math.prod(dims) * itemsize
-    size = draw(st.one_of(st.just(announced), st.integers(0, 64))) if announced <= 4096 else draw(st.integers(0, 64))
+    size = (
+        draw(st.one_of(st.just(announced), st.integers(0, 64)))
+        if announced <= 4096
+        else draw(st.integers(0, 64))
+    )
     cut = draw(st.integers(0, len(header)))  # sometimes the header itself is truncated
     body = draw(st.binary(min_size=size, max_size=size))
     return header[:cut] if draw(st.booleans()) and cut < len(header) else header + body
@@ -201,7 +291,9 @@ def idx_payloads(draw):
 
 @FUZZ
 @given(st.one_of(st.binary(max_size=64), idx_payloads()))
-@example(struct.pack(">HBB", 0, 0x08, 4) + struct.pack(">IIII", 65536, 65536, 65536, 65536))  # 2^64 wraps to 0 in int64
+@example(
+    struct.pack(">HBB", 0, 0x08, 4) + struct.pack(">IIII", 65536, 65536, 65536, 65536)
+)  # 2^64 wraps to 0 in int64
 @example(struct.pack(">HBB", 0, 0x0D, 2) + struct.pack(">II", 2, 2) + bytes(16))
 def test_parse_idx_gives_an_array_or_data_error(payload):
     try:
@@ -216,8 +308,8 @@ def test_parse_idx_gives_an_array_or_data_error(payload):
 
 @FEW
 @given(st.binary(max_size=256))
-@example(b"\x80\x02}q\x00.")                # an empty dict
-@example(b"cos\nsystem\n(S'true'\ntR.")     # code: refused by the restricted unpickler
+@example(b"\x80\x02}q\x00.")  # an empty dict
+@example(b"cos\nsystem\n(S'true'\ntR.")  # code: refused by the restricted unpickler
 def test_cifar_batch_reader_gives_arrays_or_data_error(payload):
     try:
         images, labels = parse_cifar_batch(payload, "fuzz")

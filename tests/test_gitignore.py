@@ -36,10 +36,23 @@ def test_the_readme_examples_write_only_what_git_ignores():
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
     written = sorted(_readme_outputs())
-    assert {"f.db", "out/table.csv", "phase-mlp/table.csv", "frontier.png", "runs.db-checkpoints/trial.pt"} <= set(written)
-    found = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO, input="\n".join(written),
-                           capture_output=True, text=True)
+    assert {
+        "f.db",
+        "out/table.csv",
+        "phase-mlp/table.csv",
+        "frontier.png",
+        "runs.db-checkpoints/trial.pt",
+    } <= set(written)
+    found = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"],
+        cwd=REPO,
+        input="\n".join(written),
+        capture_output=True,
+        text=True,
+    )
     ignored = set(found.stdout.split())
     assert [p for p in written if p not in ignored] == []
-    kept = subprocess.run(["git", "check-ignore", "--no-index", "-q", "runs/frontier-full/store.db"], cwd=REPO)
+    kept = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-q", "runs/frontier-full/store.db"], cwd=REPO
+    )
     assert kept.returncode == 1  # the carried snapshot is not ignored

@@ -22,8 +22,10 @@ def module_name(path: Path) -> str:
 def _runs(node: ast.AST) -> bool:
     """False for an ``if TYPE_CHECKING:`` block (imports for annotations only)."""
     test = getattr(node, "test", None)
-    return not (isinstance(node, ast.If) and (getattr(test, "id", None) == "TYPE_CHECKING"
-                                              or getattr(test, "attr", None) == "TYPE_CHECKING"))
+    return not (
+        isinstance(node, ast.If)
+        and (getattr(test, "id", None) == "TYPE_CHECKING" or getattr(test, "attr", None) == "TYPE_CHECKING")
+    )
 
 
 def _walk(node: ast.AST):
@@ -44,10 +46,12 @@ def imported_modules(path: Path, modules: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
             # `from pkg import sub` imports the submodule; `from pkg import name`, the package
-            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+            targets = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names
+            ]
         else:
             continue
         found |= {t for t in targets if t in modules and t != name}
@@ -99,9 +103,9 @@ def test_the_graph_sees_imports_inside_functions_and_relative_ones():
     """The check itself: a lazy import (inside a function) is an edge; TYPE_CHECKING ones are not."""
     graph = import_graph()
     assert "depthlab.sweep.driver" in graph["depthlab.sweep.session"]
-    assert "depthlab.sweep.session" in graph["depthlab.cli.app"]           # inside trial_runner
+    assert "depthlab.sweep.session" in graph["depthlab.cli.app"]  # inside trial_runner
     assert "depthlab.depth_frontier.outputs" in graph["depthlab.depth_frontier.results"]  # inside a method
-    assert "depthlab.cli.cifar" in graph["depthlab.cli.experiments"]      # `from . import cifar as _cifar`
+    assert "depthlab.cli.cifar" in graph["depthlab.cli.experiments"]  # `from . import cifar as _cifar`
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 

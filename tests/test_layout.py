@@ -30,8 +30,11 @@ def _long_functions(source: str, limit: int) -> list[tuple[str, int]]:
 
 
 def test_no_function_is_over_the_line_limit():
-    long = {f"{p.relative_to(PACKAGE)}:{name}": n for p, text in _sources().items()
-            for name, n in _long_functions(text, MAX_FUNCTION_LINES)}
+    long = {
+        f"{p.relative_to(PACKAGE)}:{name}": n
+        for p, text in _sources().items()
+        for name, n in _long_functions(text, MAX_FUNCTION_LINES)
+    }
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
@@ -42,8 +45,15 @@ def test_the_function_length_check_counts_a_long_function():
 
 
 # Test files that check a promise of the whole project rather than one package (DEVELOPERS.md).
-WHOLE_PROJECT_TESTS = {"test_bad_input.py", "test_fuzz.py", "test_gitignore.py", "test_imports.py", "test_layout.py",
-                       "test_reliability.py", "test_security.py"}
+WHOLE_PROJECT_TESTS = {
+    "test_bad_input.py",
+    "test_fuzz.py",
+    "test_gitignore.py",
+    "test_imports.py",
+    "test_layout.py",
+    "test_reliability.py",
+    "test_security.py",
+}
 
 
 def test_the_tests_mirror_the_packages():
@@ -52,15 +62,21 @@ def test_the_tests_mirror_the_packages():
     units.add("benchmarks")  # tests of the repository's benchmarks/ scripts mirror that folder
     folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
     assert folders <= units, f"test folders that mirror no package or module: {sorted(folders - units)}"
-    assert {p.name for p in tests.glob("test_*.py")} <= WHOLE_PROJECT_TESTS, "a package's tests go in tests/<package>/"
+    assert {p.name for p in tests.glob("test_*.py")} <= WHOLE_PROJECT_TESTS, (
+        "a package's tests go in tests/<package>/"
+    )
     names = [p.name for p in tests.rglob("test_*.py")]
     assert len(names) == len(set(names)), "pytest imports test files by name: names must be unique"
 
 
 def test_backward_is_called_from_at_most_two_places():
     """Single runs, fused groups, the lr range test and the diagnostics share their step."""
-    calls = [f"{p.relative_to(PACKAGE)}:{i}" for p, text in _sources().items()
-             for i, line in enumerate(text.splitlines(), 1) if re.search(r"\.backward\(", line)]
+    calls = [
+        f"{p.relative_to(PACKAGE)}:{i}"
+        for p, text in _sources().items()
+        for i, line in enumerate(text.splitlines(), 1)
+        if re.search(r"\.backward\(", line)
+    ]
     assert 1 <= len(calls) <= 2, calls
 
 
@@ -70,12 +86,15 @@ def test_imports_point_down_the_layers():
     lint = str(exe) if exe.exists() else shutil.which("lint-imports")
     if lint is None:
         pytest.skip("import-linter is not installed")
-    done = subprocess.run([lint, "--no-cache"], cwd=PACKAGE.parent, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [lint, "--no-cache"], cwd=PACKAGE.parent, capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("precision,autocast,tf32", [("fp32", None, False), ("bf16", torch.bfloat16, False),
-                                                     ("tf32", None, True)])
+@pytest.mark.parametrize(
+    "precision,autocast,tf32", [("fp32", None, False), ("bf16", torch.bfloat16, False), ("tf32", None, True)]
+)
 def test_a_cuda_run_is_fp32_unless_its_config_asks_otherwise(precision, autocast, tf32):
     """The policy for a CUDA device (a device type only: no GPU needed): no autocast unless bf16."""
     assert TrainConfig(device="cuda").precision == "fp32"  # the default, on every device
@@ -94,7 +113,10 @@ def test_tf32_and_unknown_precisions_are_refused_where_they_do_not_apply():
 
 def test_the_precision_is_in_the_hash_only_when_not_the_default():
     base = TrainConfig()
-    assert TrainConfig(precision="fp32").hash() == base.hash() and TrainConfig(precision="bf16").hash() != base.hash()
+    assert (
+        TrainConfig(precision="fp32").hash() == base.hash()
+        and TrainConfig(precision="bf16").hash() != base.hash()
+    )
 
 
 @pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
@@ -104,8 +126,16 @@ def test_a_cpu_step_computes_its_activations_in_the_configs_precision(precision,
     from depthlab.engine.setup import set_up
     from depthlab.engine.stepper import SingleStepper
 
-    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, train_size=64, test_size=32, batch_size=32,
-                         epochs=1, device="cpu", precision=precision)
+    config = TrainConfig(
+        model="cnn-tanh",
+        model_args={"depth": 3},
+        train_size=64,
+        test_size=32,
+        batch_size=32,
+        epochs=1,
+        device="cpu",
+        precision=precision,
+    )
     config.validate()
     stepper = SingleStepper(set_up(config, synthetic_dataset(64, 32)))
     seen: list[torch.dtype] = []

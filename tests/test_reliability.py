@@ -55,12 +55,22 @@ def _snapshot(db: Path) -> dict:
     with Store(db, must_exist=True) as store:
         out = {}
         for r in store.runs():
-            epochs = [{k: e[k] for k in ("epoch", "train_error", "test_error", "loss", "lr")}
-                      for e in store.epochs(r.id)]
+            epochs = [
+                {k: e[k] for k in ("epoch", "train_error", "test_error", "loss", "lr")}
+                for e in store.epochs(r.id)
+            ]
             out.setdefault(r.config_hash, []).append(
-                {"status": r.status, "config": r.config, "epochs": epochs,
-                 "checkpoints": (r.result or {}).get("checkpoints"), "test_error": (r.result or {}).get("test_error")})
-        orphans = store.conn.execute("SELECT COUNT(*) FROM epochs WHERE run_id NOT IN (SELECT id FROM runs)").fetchone()[0]
+                {
+                    "status": r.status,
+                    "config": r.config,
+                    "epochs": epochs,
+                    "checkpoints": (r.result or {}).get("checkpoints"),
+                    "test_error": (r.result or {}).get("test_error"),
+                }
+            )
+        orphans = store.conn.execute(
+            "SELECT COUNT(*) FROM epochs WHERE run_id NOT IN (SELECT id FROM runs)"
+        ).fetchone()[0]
         integrity = store.conn.execute("PRAGMA integrity_check").fetchone()[0]
     return {"trials": out, "orphan_epochs": orphans, "integrity": integrity}
 
@@ -71,18 +81,56 @@ def _snapshot(db: Path) -> dict:
 # A small real sweep: three presets, depths 3..12 with bisection, five lrs, real MNIST, on the
 # local executor with two worker processes (the default on 2 cores: the driver alone writes the
 # store, each model's search runs in its own thread). 18 trials of 0.1-0.7 s of CPU each.
-KILL_SWEEP = ["frontier", "--models", "cnn-elu-bn,cnn-tanh,resnet-elu-bn", "--train-size", "1000", "--epochs", "1",
-              "--lrs", "0.01,0.03,0.1,0.3,1", "--max-depth", "12", "--eval-size", "300", "--evals-per-epoch", "4",
-              "--threshold", "0.6", "--device", "cpu", "--workers", "2", "--json"]
+KILL_SWEEP = [
+    "frontier",
+    "--models",
+    "cnn-elu-bn,cnn-tanh,resnet-elu-bn",
+    "--train-size",
+    "1000",
+    "--epochs",
+    "1",
+    "--lrs",
+    "0.01,0.03,0.1,0.3,1",
+    "--max-depth",
+    "12",
+    "--eval-size",
+    "300",
+    "--evals-per-epoch",
+    "4",
+    "--threshold",
+    "0.6",
+    "--device",
+    "cpu",
+    "--workers",
+    "2",
+    "--json",
+]
 KILL_MODES = ["startup"] * 2 + ["in-flight"] * 5 + ["after-record"] * 5
 
 
 def _sweep(data_root: Path, db: Path, out: Path, log: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", "depthlab", *KILL_SWEEP, "--store", str(db), "--out", str(out),
-            "--data-dir", str(data_root)]
+    args = [
+        sys.executable,
+        "-m",
+        "depthlab",
+        *KILL_SWEEP,
+        "--store",
+        str(db),
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_root),
+    ]
     with open(log, "w") as err:  # its own session: its workers can be found after the kill
-        return subprocess.Popen(args, env=_env(), cwd=db.parent, stdout=subprocess.PIPE, stderr=err, text=True,
-                                start_new_session=True)
+        return subprocess.Popen(
+            args,
+            env=_env(),
+            cwd=db.parent,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
 
 
 def _session_members(sid: int) -> list[int]:
@@ -172,10 +220,10 @@ def test_frontier_killed_at_random_moments_resumes_to_the_uninterrupted_result(d
 
     got = _snapshot(db)
     assert got["integrity"] == "ok" and got["orphan_epochs"] == 0
-    assert sorted(got["trials"]) == sorted(ref["trials"])                  # none lost, none extra
-    assert all(len(runs) == 1 for runs in got["trials"].values())          # none duplicated
+    assert sorted(got["trials"]) == sorted(ref["trials"])  # none lost, none extra
+    assert all(len(runs) == 1 for runs in got["trials"].values())  # none duplicated
     assert {s["status"] for t in got["trials"].values() for s in t} == {"done"}  # none left running
-    assert got["trials"] == ref["trials"]                                  # same configs, epochs, verdicts
+    assert got["trials"] == ref["trials"]  # same configs, epochs, verdicts
     # (A killed run's own stderr may end with a worker's traceback: a worker caught receiving
     # the dataset from a driver that just died reports the broken connection as it exits.)
     for log in (tmp_path / "ref.log", tmp_path / "final.log"):
@@ -183,10 +231,12 @@ def test_frontier_killed_at_random_moments_resumes_to_the_uninterrupted_result(d
     print(f"kills ({len(ref['trials'])} trials):", "; ".join(moments))
 
     def frontier(doc):
-        return [{k: v for k, v in m.items() if k not in ("seconds", "trials_reused", "trial_seconds")}
-                for m in json.loads(doc)["models"]]
+        return [
+            {k: v for k, v in m.items() if k not in ("seconds", "trials_reused", "trial_seconds")}
+            for m in json.loads(doc)["models"]
+        ]
 
-    assert frontier(final_out) == frontier(ref_out)                         # the same answer
+    assert frontier(final_out) == frontier(ref_out)  # the same answer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +245,10 @@ def test_frontier_killed_at_random_moments_resumes_to_the_uninterrupted_result(d
 
 def test_stale_running_rows_of_zombies_and_reused_pids_are_replaced(tmp_path):
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
-    while not os.path.exists(f"/proc/{zombie.pid}") or open(f"/proc/{zombie.pid}/stat").read().split(") ")[1][0] != "Z":
+    while (
+        not os.path.exists(f"/proc/{zombie.pid}")
+        or open(f"/proc/{zombie.pid}/stat").read().split(") ")[1][0] != "Z"
+    ):
         time.sleep(0.01)  # exited, not reaped: kill(pid, 0) still succeeds
         if not os.path.exists("/proc"):
             pytest.skip("needs /proc")
@@ -207,10 +260,15 @@ def test_stale_running_rows_of_zombies_and_reused_pids_are_replaced(tmp_path):
         assert not _pid_alive(sleeper.pid, now - 3600)  # started long after the row: a reused pid
         assert _pid_alive(sleeper.pid, now) and _pid_alive(os.getpid(), now)
         with Store(tmp_path / "s.db") as store:
-            for key, pid, created in (("zombie", zombie.pid, now), ("reused", sleeper.pid, now - 3600),
-                                      ("live", sleeper.pid, now)):
+            for key, pid, created in (
+                ("zombie", zombie.pid, now),
+                ("reused", sleeper.pid, now - 3600),
+                ("live", sleeper.pid, now),
+            ):
                 store.start_run({"model": "m", "dataset": "d"}, key)
-                store.conn.execute("UPDATE runs SET pid = ?, created_at = ? WHERE config_hash = ?", (pid, created, key))
+                store.conn.execute(
+                    "UPDATE runs SET pid = ?, created_at = ? WHERE config_hash = ?", (pid, created, key)
+                )
                 store.start_run({"model": "m", "dataset": "d"}, key)
             counts = dict(store.conn.execute("SELECT config_hash, COUNT(*) FROM runs GROUP BY config_hash"))
         assert counts == {"zombie": 1, "reused": 1, "live": 2}
@@ -261,10 +319,23 @@ _READER = textwrap.dedent("""
 
 def test_processes_writing_trials_to_one_new_store_at_once(tmp_path):
     db, n = tmp_path / "shared.db", 4
-    reader = subprocess.Popen([sys.executable, "-c", _READER, str(db)], env=_env(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    writers = [subprocess.Popen([sys.executable, "-c", _TRIAL_WRITER, str(db), str(tag), str(n)], env=_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in range(n)]
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(db)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _TRIAL_WRITER, str(db), str(tag), str(n)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in range(n)
+    ]
     errors = []
     for w in writers:
         out, err = w.communicate(timeout=240)
@@ -298,27 +369,59 @@ def test_diverging_trials_are_recorded_and_the_sweep_continues(mnist, data_root,
     # lr 100 sends cnn-elu at depth 6 to inf/NaN within a few steps (on this seed); the search
     # tries the middle of the sorted grid first, so that is the first trial of the sweep.
     db = tmp_path / "d.db"
-    code, out, err = _cli(["frontier", "--models", "cnn-elu,cnn-elu-bn", "--lrs", "0.1,100", "--depths", "6",
-                           "--train-size", "600", "--epochs", "1", "--eval-size", "200", "--threshold", "0.7",
-                           "--device", "cpu", "--workers", "2", "--data-dir", str(data_root), "--store", str(db),
-                           "--out", str(tmp_path / "o"), "--json"], capsys)  # trials in worker processes
+    code, out, err = _cli(
+        [
+            "frontier",
+            "--models",
+            "cnn-elu,cnn-elu-bn",
+            "--lrs",
+            "0.1,100",
+            "--depths",
+            "6",
+            "--train-size",
+            "600",
+            "--epochs",
+            "1",
+            "--eval-size",
+            "200",
+            "--threshold",
+            "0.7",
+            "--device",
+            "cpu",
+            "--workers",
+            "2",
+            "--data-dir",
+            str(data_root),
+            "--store",
+            str(db),
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+        ],
+        capsys,
+    )  # trials in worker processes
     assert code == 0, err
     doc = json.loads(out)
     with Store(db) as store:
         rows = {(r.model, r.config["lr"]): r for r in store.runs()}
         assert set(rows) == {("cnn-elu", 100.0), ("cnn-elu", 0.1), ("cnn-elu-bn", 100.0), ("cnn-elu-bn", 0.1)}
         diverged = rows["cnn-elu", 100.0]
-        assert diverged.status == "diverged" and diverged.reason.startswith("non-finite loss at epoch 0, step")
+        assert diverged.status == "diverged" and diverged.reason.startswith(
+            "non-finite loss at epoch 0, step"
+        )
         assert diverged.result["test_error"] is None and store.epochs(diverged.id) == []  # stopped at once
         assert store.count("running") == 0 and store.count("failed") == 0
     elu = doc["models"][0]
-    assert elu["model"] == "cnn-elu" and elu["max_trainable_depth"] == 6 and elu["lr"] == 0.1  # the next lr trained
-    assert doc["models"][1]["model"] == "cnn-elu-bn"                                        # the next model ran
+    assert (
+        elu["model"] == "cnn-elu" and elu["max_trainable_depth"] == 6 and elu["lr"] == 0.1
+    )  # the next lr trained
+    assert doc["models"][1]["model"] == "cnn-elu-bn"  # the next model ran
     assert "lr 100 seed 0: diverged " in err and "failed (" not in err
 
 
-def test_a_trial_that_raises_is_recorded_failed_and_the_sweep_continues(mnist, data_root, tmp_path, capsys,
-                                                                        monkeypatch):
+def test_a_trial_that_raises_is_recorded_failed_and_the_sweep_continues(
+    mnist, data_root, tmp_path, capsys, monkeypatch
+):
     engine = sys.modules["depthlab.engine.setup"]  # where every trainer builds its networks
     real = engine.create_model
 
@@ -329,10 +432,37 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_sweep_continues(mnist, d
 
     monkeypatch.setattr(engine, "create_model", create_model)
     db = tmp_path / "f.db"
-    code, out, err = _cli(["frontier", "--models", "cnn-elu-bn,resnet-elu-bn", "--lrs", "0.1", "--max-depth", "12",
-                           "--train-size", "1000", "--epochs", "1", "--eval-size", "200", "--threshold", "0.8",
-                           "--device", "cpu", "--workers", "1", "--data-dir", str(data_root), "--store", str(db),
-                           "--out", str(tmp_path / "o"), "--json"], capsys)  # in this process: the patch applies
+    code, out, err = _cli(
+        [
+            "frontier",
+            "--models",
+            "cnn-elu-bn,resnet-elu-bn",
+            "--lrs",
+            "0.1",
+            "--max-depth",
+            "12",
+            "--train-size",
+            "1000",
+            "--epochs",
+            "1",
+            "--eval-size",
+            "200",
+            "--threshold",
+            "0.8",
+            "--device",
+            "cpu",
+            "--workers",
+            "1",
+            "--data-dir",
+            str(data_root),
+            "--store",
+            str(db),
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+        ],
+        capsys,
+    )  # in this process: the patch applies
     assert code == 0, err
     doc = json.loads(out)
     for m in doc["models"]:  # depth 6 trained, 12 and 9 "ran out of memory": the frontier is 6 for both
@@ -345,25 +475,56 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_sweep_continues(mnist, d
     assert "error in training" in err  # the log line says so
 
 
-def test_a_real_out_of_memory_is_recorded_failed_and_the_sweep_continues(mnist, data_root, tmp_path, capsys,
-                                                                          monkeypatch):
+def test_a_real_out_of_memory_is_recorded_failed_and_the_sweep_continues(
+    mnist, data_root, tmp_path, capsys, monkeypatch
+):
     # Width x1e6: the second conv would need 1.15e15 bytes (more than a 47-bit address space).
     # The memory estimate refuses it before anything runs (exit 2, with the estimate); one that
     # the estimate misses fails at the allocation, on any machine, and is recorded failed.
     db = tmp_path / "oom.db"
-    args = ["frontier", "--models", "cnn-tanh,cnn-elu", "--width", "1e6", "--depths", "3,6",
-            "--lrs", "0.1,1", "--train-size", "600", "--epochs", "1", "--device", "cpu",
-            "--workers", "1", "--data-dir", str(data_root), "--store", str(db), "--out", str(tmp_path / "o"), "--json"]
+    args = [
+        "frontier",
+        "--models",
+        "cnn-tanh,cnn-elu",
+        "--width",
+        "1e6",
+        "--depths",
+        "3,6",
+        "--lrs",
+        "0.1,1",
+        "--train-size",
+        "600",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--data-dir",
+        str(data_root),
+        "--store",
+        str(db),
+        "--out",
+        str(tmp_path / "o"),
+        "--json",
+    ]
     code, out, err = _cli(args, capsys)
     assert code == 2 and "GiB to train, more than the" in err and not db.exists(), err
-    monkeypatch.setattr("depthlab.engine.config.check_memory", lambda *a, **k: None)  # an estimate that misses
+    monkeypatch.setattr(
+        "depthlab.engine.config.check_memory", lambda *a, **k: None
+    )  # an estimate that misses
     code, out, err = _cli(args, capsys)
     assert code == 0, err
     doc = json.loads(out)
-    assert [(m["model"], m["max_trainable_depth"]) for m in doc["models"]] == [("cnn-tanh", None), ("cnn-elu", None)]
+    assert [(m["model"], m["max_trainable_depth"]) for m in doc["models"]] == [
+        ("cnn-tanh", None),
+        ("cnn-elu", None),
+    ]
     with Store(db) as store:
         rows = store.runs()
-        assert len(rows) == 2 * 2 * 2 and {r.status for r in rows} == {"failed"}  # every trial tried, none lost
+        assert len(rows) == 2 * 2 * 2 and {r.status for r in rows} == {
+            "failed"
+        }  # every trial tried, none lost
         assert all("can't allocate memory" in r.reason for r in rows), rows[0].reason
 
 
@@ -377,7 +538,9 @@ def test_a_failed_trial_is_retried_by_the_next_run_not_reused(tmp_path, monkeypa
     config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, epochs=1, batch_size=64, device="cpu")
     with Store(tmp_path / "s.db") as store:
         with monkeypatch.context() as m:
-            m.setattr("depthlab.engine.run.train", lambda *a, **k: (_ for _ in ()).throw(MemoryError("simulated")))
+            m.setattr(
+                "depthlab.engine.run.train", lambda *a, **k: (_ for _ in ()).throw(MemoryError("simulated"))
+            )
             assert run_recorded(config, store, data).status == "failed"
         again = run_recorded(config, store, data)
         assert again.status == "done" and not again.reused
@@ -390,8 +553,13 @@ def test_a_failed_trial_is_retried_by_the_next_run_not_reused(tmp_path, monkeypa
 
     config2 = TrainConfig(**{**config.__dict__, "seed": 1})
     data = dataclasses.replace(data, name="mnist")  # the runner serves trials of "mnist" with this data
-    with Store(tmp_path / "r.db") as store, InProcessExecutor() as executor:  # the parallel driver does the same
-        store.record(config2.canonical(), config2.hash(), {"status": "failed", "reason": "MemoryError", "epochs": []})
+    with (
+        Store(tmp_path / "r.db") as store,
+        InProcessExecutor() as executor,
+    ):  # the parallel driver does the same
+        store.record(
+            config2.canonical(), config2.hash(), {"status": "failed", "reason": "MemoryError", "epochs": []}
+        )
         [again] = TrialRunner(executor, store, data).run([Job(config2)])
         assert again.status == "done" and not again.reused
         [reused] = TrialRunner(executor, store, data).run([Job(config2)])
@@ -403,9 +571,32 @@ def test_a_failed_trial_is_retried_by_the_next_run_not_reused(tmp_path, monkeypa
 
 
 def _train_json(data_root, tmp_path, name, seed):
-    args = [sys.executable, "-m", "depthlab", "train", "cnn-elu-bn", "--depth", "6", "--train-size", "1000",
-            "--epochs", "2", "--batch-size", "128", "--schedule", "1@0.05,1@0.01", "--seed", str(seed),
-            "--device", "cpu", "--data-dir", str(data_root), "--store", str(tmp_path / f"{name}.db"), "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "depthlab",
+        "train",
+        "cnn-elu-bn",
+        "--depth",
+        "6",
+        "--train-size",
+        "1000",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "128",
+        "--schedule",
+        "1@0.05,1@0.01",
+        "--seed",
+        str(seed),
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(data_root),
+        "--store",
+        str(tmp_path / f"{name}.db"),
+        "--json",
+    ]
     proc = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -421,5 +612,5 @@ def test_same_command_same_seed_gives_identical_per_epoch_metrics(data_root, tmp
         return [(e["epoch"], e["train_error"], e["test_error"], e["loss"], e["lr"]) for e in doc["epochs"]]
 
     assert a["status"] == "done" and len(a["epochs"]) == 2
-    assert metrics(a) == metrics(b) and a["test_error"] == b["test_error"]   # bit for bit
-    assert metrics(a) != metrics(c)                                          # and the seed matters
+    assert metrics(a) == metrics(b) and a["test_error"] == b["test_error"]  # bit for bit
+    assert metrics(a) != metrics(c)  # and the seed matters

@@ -73,24 +73,47 @@ def test_no_code_loads_pickles_or_checkpoints_unsafely():
                 problems.append(f"{where} without weights_only=True")
             if name in ("np.load", "numpy.load") and _keyword(call, "allow_pickle") is not False:
                 problems.append(f"{where} without allow_pickle=False")
-            if name in ("pickle.load", "pickle.loads", "pickle.Unpickler", "marshal.load", "marshal.loads",
-                        "shelve.open", "eval", "exec", "torch.jit.load", "yaml.load", "yaml.unsafe_load",
-                        "dill.load", "dill.loads", "joblib.load"):
+            if name in (
+                "pickle.load",
+                "pickle.loads",
+                "pickle.Unpickler",
+                "marshal.load",
+                "marshal.loads",
+                "shelve.open",
+                "eval",
+                "exec",
+                "torch.jit.load",
+                "yaml.load",
+                "yaml.unsafe_load",
+                "dill.load",
+                "dill.loads",
+                "joblib.load",
+            ):
                 problems.append(where)
             if name.endswith(".extractall"):
                 problems.append(f"{where} (extract members one by one, by name)")
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 bases = [ast.unparse(b) for b in node.bases]
-                if "pickle.Unpickler" in bases and (rel.as_posix(), node.name) != ("depthlab/data/readers.py", "_ArrayOnlyUnpickler"):
+                if "pickle.Unpickler" in bases and (rel.as_posix(), node.name) != (
+                    "depthlab/data/readers.py",
+                    "_ArrayOnlyUnpickler",
+                ):
                     problems.append(f"{rel}:{node.lineno}: unpickler {node.name}")
     assert not problems, "unsafe loading:\n" + "\n".join(problems)
 
 
 def test_restricted_unpickler_allows_only_numpy_array_reconstruction():
     allowed = R._ArrayOnlyUnpickler.ALLOWED
-    assert {module for module, _ in allowed} <= {"numpy", "numpy.core.multiarray", "numpy._core.multiarray", "_codecs"}
-    assert ("_codecs", "encode") in allowed and not any(name in ("eval", "system", "__import__") for _, name in allowed)
+    assert {module for module, _ in allowed} <= {
+        "numpy",
+        "numpy.core.multiarray",
+        "numpy._core.multiarray",
+        "_codecs",
+    }
+    assert ("_codecs", "encode") in allowed and not any(
+        name in ("eval", "system", "__import__") for _, name in allowed
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,11 +141,30 @@ def test_reproduce_resume_refuses_a_malicious_checkpoint_before_the_store(tmp_pa
     ckpt, marker, store = tmp_path / "ckpt", tmp_path / "pwned", tmp_path / "s.db"
     ckpt.mkdir()
     first = lr_bn_configs(dataset="cifar10", max_epochs=1, train_size=16)[0][1]
-    torch.save({"format": "depthlab-train-state-1", "config_hash": first.hash(), "model": _Payload(marker)},
-               checkpoint_file(ckpt, first))
-    code, out, err = _cli(capsys, "reproduce", "cifar-lr-bn", "--dataset", "cifar10", "--max-epochs", "1",
-                          "--train-size", "16", "--data-dir", str(tmp_path / "data"), "--store", str(store),
-                          "--checkpoint-dir", str(ckpt), "--resume", "--device", "cpu")
+    torch.save(
+        {"format": "depthlab-train-state-1", "config_hash": first.hash(), "model": _Payload(marker)},
+        checkpoint_file(ckpt, first),
+    )
+    code, out, err = _cli(
+        capsys,
+        "reproduce",
+        "cifar-lr-bn",
+        "--dataset",
+        "cifar10",
+        "--max-epochs",
+        "1",
+        "--train-size",
+        "16",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--store",
+        str(store),
+        "--checkpoint-dir",
+        str(ckpt),
+        "--resume",
+        "--device",
+        "cpu",
+    )
     assert code == 2 and err.startswith("depthlab: error: checkpoint") and err.count("\n") == 1, err
     assert not marker.exists() and not store.exists()
 
@@ -153,12 +195,25 @@ def test_a_malicious_cifar_batch_is_refused_without_running_it(how, tmp_path, ca
     marker = tmp_path / "pwned"
     root = _evil_batches(tmp_path, marker, how)
     store = tmp_path / "s.db"
-    code, out, err = _cli(capsys, "train", "cifar-cnn", "--dataset", "cifar10", "--data-dir", str(root),
-                          "--store", str(store), "--device", "cpu")
+    code, out, err = _cli(
+        capsys,
+        "train",
+        "cifar-cnn",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(root),
+        "--store",
+        str(store),
+        "--device",
+        "cpu",
+    )
     assert code == 2 and "not a readable CIFAR-10 batch" in err and err.count("\n") == 1, err
     assert "data_batch_1" in err and not marker.exists() and not store.exists()
     with pytest.raises(pickle.UnpicklingError, match="forbidden global"):
-        R._ArrayOnlyUnpickler(open(root / "cifar-10-batches-py" / "data_batch_1", "rb"), encoding="bytes").load()
+        R._ArrayOnlyUnpickler(
+            open(root / "cifar-10-batches-py" / "data_batch_1", "rb"), encoding="bytes"
+        ).load()
     assert not marker.exists()
 
 
@@ -171,7 +226,9 @@ def test_a_store_with_a_pickle_in_it_is_reported_not_loaded(tmp_path, capsys):
     with Store(path) as store:
         run_id = store.start_run({"model": "cnn-tanh", "dataset": "mnist"}, "h")
         store.finish_run(run_id, "done", seconds=1.0, result={})
-        store.conn.execute("UPDATE runs SET result = ? WHERE id = ?", (pickle.dumps(_Payload(marker)), run_id))
+        store.conn.execute(
+            "UPDATE runs SET result = ? WHERE id = ?", (pickle.dumps(_Payload(marker)), run_id)
+        )
     before = path.read_bytes()
     code, out, err = _cli(capsys, "runs", "--store", str(path))
     assert code == 2 and "corrupted record" in err and err.count("\n") == 1, err
@@ -199,11 +256,14 @@ def test_tampered_downloads_are_refused_and_never_left_in_place(mirrors, tmp_pat
     monkeypatch.delenv("DEPTHLAB_OFFLINE", raising=False)
     monkeypatch.setattr(R, "MNIST_MIRRORS", (bad,))
     root, store = tmp_path / "root", tmp_path / "s.db"
-    code, out, err = _cli(capsys, "train", "cnn-tanh", "--data-dir", str(root), "--store", str(store),
-                          "--device", "cpu")
+    code, out, err = _cli(
+        capsys, "train", "cnn-tanh", "--data-dir", str(root), "--store", str(store), "--device", "cpu"
+    )
     assert code == 2 and "missing data" in err and err.count("\n") == 1, err
     folder = root / "MNIST" / "raw"
-    assert not store.exists() and (not folder.exists() or list(folder.iterdir()) == [])  # nothing, not even .part
+    assert not store.exists() and (
+        not folder.exists() or list(folder.iterdir()) == []
+    )  # nothing, not even .part
 
 
 def test_a_tampered_mirror_is_skipped_for_the_next_good_one(mirrors, tmp_path, monkeypatch):
@@ -268,16 +328,26 @@ def test_file_names_from_configs_go_through_safe_child(tmp_path, monkeypatch):
 def test_no_file_name_is_built_from_values_without_safe_child():
     """Source rule: ``folder / f"...{value}..."`` must be ``safe_child(folder, f"...")`` so that a
     value can never add a separator or ``..``. Names built only from constants are listed."""
-    constant_names = {("depthlab/data/readers.py", "stem"), ("depthlab/data/cifar_jpeg.py", "CACHE_VERSION"),
-                      ("depthlab/data/cifar_jpeg.py", "stat")}
+    constant_names = {
+        ("depthlab/data/readers.py", "stem"),
+        ("depthlab/data/cifar_jpeg.py", "CACHE_VERSION"),
+        ("depthlab/data/cifar_jpeg.py", "stat"),
+    }
     problems = []
     for path in SOURCES:
         rel = path.relative_to(REPO).as_posix()
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
-            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.JoinedStr):
-                names = {ast.unparse(v.value).split(".")[0] for v in node.right.values
-                         if isinstance(v, ast.FormattedValue)}
+            if (
+                isinstance(node, ast.BinOp)
+                and isinstance(node.op, ast.Div)
+                and isinstance(node.right, ast.JoinedStr)
+            ):
+                names = {
+                    ast.unparse(v.value).split(".")[0]
+                    for v in node.right.values
+                    if isinstance(v, ast.FormattedValue)
+                }
                 if not all((rel, n) in constant_names for n in names):
                     problems.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
     assert not problems, "file names built from values without safe_child:\n" + "\n".join(problems)
@@ -331,20 +401,34 @@ def test_a_cifar_pickle_bomb_is_refused_before_it_allocates(bomb, tmp_path, caps
     write_cifar_folder(root / "cifar-10-batches-py", per_batch=4)
     (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(payload)
     store = tmp_path / "s.db"
-    code, out, err = _cli(capsys, "train", "cifar-cnn", "--dataset", "cifar10", "--data-dir", str(root),
-                          "--store", str(store), "--device", "cpu")
+    code, out, err = _cli(
+        capsys,
+        "train",
+        "cifar-cnn",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(root),
+        "--store",
+        str(store),
+        "--device",
+        "cpu",
+    )
     assert code == 2 and "not a readable CIFAR-10 batch" in err and err.count("\n") == 1, err
     assert not out and not store.exists()
 
 
-@pytest.mark.parametrize("batch, why", [
-    ({b"data": np.zeros((2, 3072), np.int64), b"labels": [0, 1]}, "not a uint8 array"),
-    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": np.zeros(2, np.int64)}, "not a list of ints"),
-    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, "1"]}, "not a list of ints"),
-    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"extra": 1}, "unexpected key"),
-    ({b"data": np.zeros((2, 3072), np.uint8)}, "no data or no labels"),
-    ([np.zeros((2, 3072), np.uint8), [0, 1]], "not a dict"),
-])
+@pytest.mark.parametrize(
+    "batch, why",
+    [
+        ({b"data": np.zeros((2, 3072), np.int64), b"labels": [0, 1]}, "not a uint8 array"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": np.zeros(2, np.int64)}, "not a list of ints"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, "1"]}, "not a list of ints"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"extra": 1}, "unexpected key"),
+        ({b"data": np.zeros((2, 3072), np.uint8)}, "no data or no labels"),
+        ([np.zeros((2, 3072), np.uint8), [0, 1]], "not a dict"),
+    ],
+)
 def test_a_cifar_pickle_must_have_the_structure_of_the_official_batches(batch, why):
     with pytest.raises(DataError, match=f"not a readable CIFAR-10 batch .*{why}"):
         R.parse_cifar_batch(pickle.dumps(batch, protocol=2), "b")
@@ -421,8 +505,11 @@ def test_a_truncated_official_idx_file_fails_its_checksum_after_a_bounded_read(d
         (raw_dir / f"{stem}.gz").symlink_to(data_root / "MNIST" / "raw" / f"{stem}.gz")
     with gzip.open(data_root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz") as fh:
         (raw_dir / "train-images-idx3-ubyte").write_bytes(fh.read(5000))
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: checksum mismatch .*5000 bytes uncompressed, "
-                                        r"47040016 declared\); the file is truncated"):
+    with pytest.raises(
+        DataError,
+        match=r"train-images-idx3-ubyte: checksum mismatch .*5000 bytes uncompressed, "
+        r"47040016 declared\); the file is truncated",
+    ):
         D.load_dataset("mnist", tmp_path, download=False)
 
 

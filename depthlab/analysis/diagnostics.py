@@ -39,14 +39,14 @@ from ..report.tables import data_frame
 from .verdict import PER_LAYER_LIMIT, RATIO_LIMIT, RELATIVE_GRAD_LIMIT, SHALLOW_RATIO_LIMIT, Verdict, judge  # noqa: F401
 
 LABELS = ("vanishing", "exploding", "healthy")
-WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)   # what a factory's layers are (`weight_layers`)
+WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)  # what a factory's layers are (`weight_layers`)
 
 
 @dataclass
 class Layer:
     name: str
-    owner: nn.Module      # the module owning the weight (a conv or Linear)
-    probe: nn.Module      # whose output is "the layer's activation"
+    owner: nn.Module  # the module owning the weight (a conv or Linear)
+    probe: nn.Module  # whose output is "the layer's activation"
 
 
 def weight_layers(model: nn.Module, kinds: tuple = WEIGHT_LAYERS) -> list[Layer]:
@@ -57,11 +57,14 @@ def weight_layers(model: nn.Module, kinds: tuple = WEIGHT_LAYERS) -> list[Layer]
     for name, module in model.named_modules():
         conv = getattr(module, "conv", None)
         owner = conv if isinstance(conv, kinds) else module if isinstance(module, kinds) else None
-        if isinstance(getattr(owner, "weight", None), torch.Tensor) and all(layer.owner is not owner for layer in layers):
+        if isinstance(getattr(owner, "weight", None), torch.Tensor) and all(
+            layer.owner is not owner for layer in layers
+        ):
             layers.append(Layer(name, owner, module))
     if not layers:
-        raise ConfigError(f"the model has no {'conv' if kinds == (nn.Conv2d,) else 'Linear or conv'} layers to "
-                          "diagnose")
+        raise ConfigError(
+            f"the model has no {'conv' if kinds == (nn.Conv2d,) else 'Linear or conv'} layers to diagnose"
+        )
     return layers
 
 
@@ -103,9 +106,12 @@ class _Recorder:
             self.mean[index] = out.mean().item()
             self.std[index] = out.std().item()
             if output.requires_grad:
+
                 def keep(grad, index=index):
                     self.signal[index] = grad.detach().float().norm()
+
                 output.register_hook(keep)
+
         return hook
 
     def signal_norms(self) -> list[float]:
@@ -159,23 +165,44 @@ class Diagnostics:
         ``grad_norm`` (||dL/dW||), ``signal_norm`` (||dL/dh||), ``weight_norm`` and
         ``update_ratio`` (||lr dL/dW|| / ||W||)."""
         stats = ("act_mean", "act_std", "grad_norm", "signal_norm", "weight_norm", "update_ratio")
-        return data_frame({"step": int(step), "layer": j + 1, "layer_name": name, "loss": float(self.loss[i]),
-                           **{k: float(np.atleast_2d(getattr(self, k))[i, j]) for k in stats}}
-                          for i, step in enumerate(self.steps) for j, name in enumerate(self.layers))
+        return data_frame(
+            {
+                "step": int(step),
+                "layer": j + 1,
+                "layer_name": name,
+                "loss": float(self.loss[i]),
+                **{k: float(np.atleast_2d(getattr(self, k))[i, j]) for k in stats},
+            }
+            for i, step in enumerate(self.steps)
+            for j, name in enumerate(self.layers)
+        )
 
     def to_json(self) -> dict:
         def arr(a):
             return [[None if not math.isfinite(v) else float(v) for v in row] for row in np.atleast_2d(a)]
-        return {"model": self.model, "config": self.config, "layers": self.layers,
-                "steps": [int(s) for s in self.steps], "loss": [None if not math.isfinite(v) else float(v) for v in self.loss],
-                "act_mean": arr(self.act_mean), "act_std": arr(self.act_std), "grad_norm": arr(self.grad_norm),
-                "signal_norm": arr(self.signal_norm), "weight_norm": arr(self.weight_norm),
-                "update_ratio": arr(self.update_ratio), "diverged": self.diverged,
-                "verdict": self.verdict.to_json(), "seconds": round(self.seconds, 3), "layer_kind": self.layer_kind}
+
+        return {
+            "model": self.model,
+            "config": self.config,
+            "layers": self.layers,
+            "steps": [int(s) for s in self.steps],
+            "loss": [None if not math.isfinite(v) else float(v) for v in self.loss],
+            "act_mean": arr(self.act_mean),
+            "act_std": arr(self.act_std),
+            "grad_norm": arr(self.grad_norm),
+            "signal_norm": arr(self.signal_norm),
+            "weight_norm": arr(self.weight_norm),
+            "update_ratio": arr(self.update_ratio),
+            "diverged": self.diverged,
+            "verdict": self.verdict.to_json(),
+            "seconds": round(self.seconds, 3),
+            "layer_kind": self.layer_kind,
+        }
 
 
-def gradient_profile(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
-                     layers: Sequence[Layer] | None = None) -> dict[str, np.ndarray]:
+def gradient_profile(
+    model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, layers: Sequence[Layer] | None = None
+) -> dict[str, np.ndarray]:
     """One forward/backward pass at the model's current weights: per-layer activation mean/std,
     weight-gradient, backprop-signal and weight norms (no update) of ``layers`` (default: the
     conv layers). Gradients are left in place."""
@@ -183,22 +210,41 @@ def gradient_profile(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
 
     with recording(model, layers) as rec:
         rec.active = True
-        loss, _ = forward_backward(model, xb, yb, amp=False, zero_grad=lambda: model.zero_grad(set_to_none=True))
-        return {"act_mean": np.array(rec.mean), "act_std": np.array(rec.std),
-                "grad_norm": np.array([_norm(layer.owner.weight.grad) for layer in rec.layers]),
-                "signal_norm": np.array(rec.signal_norms()),
-                "weight_norm": np.array([_norm(layer.owner.weight) for layer in rec.layers]),
-                "loss": float(loss.item())}
+        loss, _ = forward_backward(
+            model, xb, yb, amp=False, zero_grad=lambda: model.zero_grad(set_to_none=True)
+        )
+        return {
+            "act_mean": np.array(rec.mean),
+            "act_std": np.array(rec.std),
+            "grad_norm": np.array([_norm(layer.owner.weight.grad) for layer in rec.layers]),
+            "signal_norm": np.array(rec.signal_norms()),
+            "weight_norm": np.array([_norm(layer.owner.weight) for layer in rec.layers]),
+            "loss": float(loss.item()),
+        }
 
 
 def _norm(t: torch.Tensor | None) -> float:
     return math.nan if t is None else float(t.detach().float().norm().item())
 
 
-def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: int = 5, lr: float = 0.1,
-             momentum: float = 0.9, batch_size: int = 256, train_size: int | None = 10_000, dataset: str | None = None,
-             data=None, data_dir=None, seed: int = 0, device: str = "auto", compile: bool = False,
-             precision: str = "fp32") -> Diagnostics:
+def diagnose(
+    model,
+    overrides: dict | None = None,
+    *,
+    steps: int = 50,
+    every: int = 5,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    batch_size: int = 256,
+    train_size: int | None = 10_000,
+    dataset: str | None = None,
+    data=None,
+    data_dir=None,
+    seed: int = 0,
+    device: str = "auto",
+    compile: bool = False,
+    precision: str = "fp32",
+) -> Diagnostics:
     """Train ``model`` (a preset name, or your own factory ``build(depth, **params)``: a function
     or `ModelFactory`, its depth and parameters in ``overrides``) for ``steps`` SGD steps on real
     data, recording per-layer statistics (`layers_for`) at initialisation and every ``every``
@@ -210,15 +256,14 @@ def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: in
     import time
 
     from ..data.registry import load_dataset
-    from ..engine.config import TrainConfig
     from ..engine.setup import make_optimizer, set_up
+
     overrides, model = dict(overrides or {}), as_model(model)
     model_config(model, **overrides)
     dataset = dataset or default_dataset(model)
-    config = TrainConfig(model=model, model_args=overrides, dataset=dataset, train_size=train_size, epochs=1,
-                         batch_size=batch_size, lr=lr, momentum=momentum, seed=seed, device=device,
-                         precision=precision)
-    config.validate()
+    config = _watch_config(
+        model, overrides, dataset, train_size, batch_size, lr, momentum, seed, device, precision
+    )
     _check_watch(steps, every)
     if data is None:
         data = load_dataset(dataset, data_dir)
@@ -229,12 +274,54 @@ def diagnose(model, overrides: dict | None = None, *, steps: int = 50, every: in
     optimizer = make_optimizer(config, net.parameters())
     forward = torch.compile(net) if compile else net
     trace = _watch_training(net, forward, layers, optimizer, setup, config, steps, every)
+    return _diagnostics_of(config, layers, trace, started)
+
+
+def _watch_config(model, overrides, dataset, train_size, batch_size, lr, momentum, seed, device, precision):
+    """The one-epoch training configuration that `diagnose` watches, validated (a bad value is
+    refused here, before any data is read)."""
+    from ..engine.config import TrainConfig
+
+    config = TrainConfig(
+        model=model,
+        model_args=overrides,
+        dataset=dataset,
+        train_size=train_size,
+        epochs=1,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        seed=seed,
+        device=device,
+        precision=precision,
+    )
+    config.validate()
+    return config
+
+
+def _diagnostics_of(config, layers: Sequence[Layer], trace: _Trace, started: float) -> Diagnostics:
+    """Package what `_watch_training` recorded as a `Diagnostics` with its verdict; ``seconds``
+    counts from ``started`` (the set-up) to the verdict."""
+    import time
+
     arrays = {k: np.array(v, dtype=float) for k, v in trace.rows.items()}
-    return Diagnostics(config.model_name, config.canonical()["model_args"], [layer.name for layer in layers],
-                       np.array(trace.steps), arrays["act_mean"], arrays["act_std"], arrays["grad_norm"],
-                       arrays["signal_norm"], arrays["weight_norm"], arrays["update_ratio"],
-                       np.array(trace.losses, dtype=float), trace.diverged, _verdict(arrays, trace),
-                       time.perf_counter() - started, layer_kind(layers))
+    return Diagnostics(
+        config.model_name,
+        config.canonical()["model_args"],
+        [layer.name for layer in layers],
+        np.array(trace.steps),
+        arrays["act_mean"],
+        arrays["act_std"],
+        arrays["grad_norm"],
+        arrays["signal_norm"],
+        arrays["weight_norm"],
+        arrays["update_ratio"],
+        np.array(trace.losses, dtype=float),
+        trace.diverged,
+        _verdict(arrays, trace),
+        time.perf_counter() - started,
+        layer_kind(layers),
+    )
 
 
 def _check_watch(steps, every) -> None:
@@ -249,6 +336,7 @@ def _check_watch(steps, every) -> None:
 class _Trace:
     """What `_watch_training` collected: per-statistic rows (one per recorded step), the
     recorded steps, their losses, and whether the loss became non-finite."""
+
     rows: dict[str, list]
     steps: list[int]
     losses: list[float]
@@ -267,9 +355,13 @@ def _watch_training(net, forward, layers, optimizer, setup, config, steps: int, 
     the first non-finite loss (its update ratio is NaN: no step is taken after it)."""
     from ..engine.device import precision_scope
     from ..engine.setup import train_step
+
     stream = _cycle(setup.train_batches[config.seed])
-    trace = _Trace({k: [] for k in ("act_mean", "act_std", "grad_norm", "signal_norm", "weight_norm",
-                                    "update_ratio")}, [], [])
+    trace = _Trace(
+        {k: [] for k in ("act_mean", "act_std", "grad_norm", "signal_norm", "weight_norm", "update_ratio")},
+        [],
+        [],
+    )
     rows = trace.rows
     with recording(net, layers) as rec, precision_scope(setup.device, config.precision):
         for step in range(steps + 1):
@@ -291,8 +383,14 @@ def _watch_training(net, forward, layers, optimizer, setup, config, steps: int, 
                     rows["update_ratio"].append([math.nan] * len(layers))
                 break
             if record:
-                rows["update_ratio"].append([_norm(layer.owner.weight.detach() - b) / max(_norm(b), 1e-30)
-                                             if step < steps else math.nan for layer, b in zip(layers, before)])
+                rows["update_ratio"].append(
+                    [
+                        _norm(layer.owner.weight.detach() - b) / max(_norm(b), 1e-30)
+                        if step < steps
+                        else math.nan
+                        for layer, b in zip(layers, before)
+                    ]
+                )
     return trace
 
 
@@ -313,28 +411,49 @@ def _record_step(trace: _Trace, rec, layers, step: int, loss: float) -> list[tor
 def _verdict(arrays: dict[str, np.ndarray], trace: _Trace) -> Verdict:
     """Judge the statistics at initialisation; a loss that became non-finite after the first
     recorded step makes the verdict "exploding" whatever the initial statistics said."""
-    verdict = judge(arrays["grad_norm"][0], arrays["signal_norm"][0], arrays["act_std"][0], arrays["weight_norm"][0],
-                    diverged=trace.diverged and len(trace.steps) == 1)
+    verdict = judge(
+        arrays["grad_norm"][0],
+        arrays["signal_norm"][0],
+        arrays["act_std"][0],
+        arrays["weight_norm"][0],
+        diverged=trace.diverged and len(trace.steps) == 1,
+    )
     if trace.diverged and len(trace.steps) > 1:
         verdict.label = "exploding"
         verdict.reasons.append(f"loss became non-finite by step {trace.steps[-1]}")
     return verdict
 
 
-def depth_profiles(model, depths: Sequence[int], overrides: dict | None = None, *, data=None, data_dir=None,
-                   batch_size: int = 256, seed: int = 0, device: str = "cpu") -> dict[int, dict[str, np.ndarray]]:
+def depth_profiles(
+    model,
+    depths: Sequence[int],
+    overrides: dict | None = None,
+    *,
+    data=None,
+    data_dir=None,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[int, dict[str, np.ndarray]]:
     """`gradient_profile` at initialisation for several depths of one model (same batch, same seed)."""
     from ..data.batches import Batches
     from ..data.registry import load_dataset
     from ..engine.device import resolve_device
+
     overrides, model = {k: v for k, v in (overrides or {}).items() if k != "depth"}, as_model(model)
     for d in depths:
         model_config(model, **overrides, depth=d)
     dev = resolve_device(device)
     if data is None:
         data = load_dataset(default_dataset(model), data_dir)
-    batches = Batches(data.train_x[:batch_size].to(dev), data.train_y[:batch_size].to(dev), batch_size,
-                      data.mean, data.std, shuffle=False)
+    batches = Batches(
+        data.train_x[:batch_size].to(dev),
+        data.train_y[:batch_size].to(dev),
+        batch_size,
+        data.mean,
+        data.std,
+        shuffle=False,
+    )
     xb, yb = next(iter(batches))
     out = {}
     for d in depths:
@@ -370,8 +489,14 @@ def plot_heatmap(diag: Diagnostics, ax=None):
     with np.errstate(divide="ignore", invalid="ignore"):
         data = np.log10(diag.grad_norm.T)
     data = np.where(np.isfinite(data), data, np.nan)
-    image = ax.imshow(data, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
-                      extent=(-0.5, len(diag.steps) - 0.5, 0.5, len(diag.layers) + 0.5))
+    image = ax.imshow(
+        data,
+        aspect="auto",
+        origin="lower",
+        cmap="viridis",
+        interpolation="nearest",
+        extent=(-0.5, len(diag.steps) - 0.5, 0.5, len(diag.layers) + 0.5),
+    )
     ticks = range(0, len(diag.steps), max(1, len(diag.steps) // 8))
     ax.set_xticks(list(ticks), [str(diag.steps[i]) for i in ticks])
     ax.set_xlabel("training step")
@@ -382,8 +507,9 @@ def plot_heatmap(diag: Diagnostics, ax=None):
     return fig
 
 
-def plot_depth_profiles(profiles: dict[int, dict[str, np.ndarray]], *, model: str, axes=None,
-                        layer_kind: str = "conv"):
+def plot_depth_profiles(
+    profiles: dict[int, dict[str, np.ndarray]], *, model: str, axes=None, layer_kind: str = "conv"
+):
     """Weight-gradient norm and backprop-signal norm vs layer index at init, one line per depth,
     as a `matplotlib.figure.Figure` (drawn into the two ``axes`` when given)."""
     if axes is None:

@@ -80,23 +80,47 @@ class PhaseGridConfig:
         make_activation(self.act)
         check_dataset_name(self.dataset)
         for name, ok, what in [
-            ("width", _is_int(self.width) and 0 < self.width <= MAX_MLP_WIDTH,
-             f"a positive integer (at most {MAX_MLP_WIDTH:,})"),
+            (
+                "width",
+                _is_int(self.width) and 0 < self.width <= MAX_MLP_WIDTH,
+                f"a positive integer (at most {MAX_MLP_WIDTH:,})",
+            ),
             ("batch_size", _is_int(self.batch_size) and self.batch_size > 0, "a positive integer"),
-            ("steps", _is_int(self.steps) and 0 <= self.steps <= MAX_STEPS,
-             f"a non-negative integer (at most {MAX_STEPS:,})"),
+            (
+                "steps",
+                _is_int(self.steps) and 0 <= self.steps <= MAX_STEPS,
+                f"a non-negative integer (at most {MAX_STEPS:,})",
+            ),
             ("seed", _is_int(self.seed) and 0 <= self.seed <= MAX_SEED, "an integer in [0, 2**63 - 1]"),
-            ("train_size", self.train_size is None or _is_int(self.train_size) and self.train_size > 0,
-             "a positive integer or None"),
-            ("sigma_b2", _is_number(self.sigma_b2) and 0 <= self.sigma_b2 <= MAX_VARIANCE,
-             f"a finite non-negative number (at most {MAX_VARIANCE:g})"),
-            ("lr", _is_number(self.lr) and 0 < self.lr <= MAX_LR, f"a finite positive number (at most {MAX_LR:g})"),
-            ("sigma_w2s", isinstance(self.sigma_w2s, tuple) and len(self.sigma_w2s) > 0
-             and all(_is_number(s) and 0 < s <= MAX_VARIANCE for s in self.sigma_w2s),
-             f"a non-empty list of positive numbers (each at most {MAX_VARIANCE:g})"),
-            ("depths", isinstance(self.depths, tuple) and len(self.depths) > 0
-             and all(_is_int(d) and 0 < d <= MAX_DEPTH for d in self.depths),
-             f"a non-empty list of positive integers (each at most {MAX_DEPTH:,})"),
+            (
+                "train_size",
+                self.train_size is None or _is_int(self.train_size) and self.train_size > 0,
+                "a positive integer or None",
+            ),
+            (
+                "sigma_b2",
+                _is_number(self.sigma_b2) and 0 <= self.sigma_b2 <= MAX_VARIANCE,
+                f"a finite non-negative number (at most {MAX_VARIANCE:g})",
+            ),
+            (
+                "lr",
+                _is_number(self.lr) and 0 < self.lr <= MAX_LR,
+                f"a finite positive number (at most {MAX_LR:g})",
+            ),
+            (
+                "sigma_w2s",
+                isinstance(self.sigma_w2s, tuple)
+                and len(self.sigma_w2s) > 0
+                and all(_is_number(s) and 0 < s <= MAX_VARIANCE for s in self.sigma_w2s),
+                f"a non-empty list of positive numbers (each at most {MAX_VARIANCE:g})",
+            ),
+            (
+                "depths",
+                isinstance(self.depths, tuple)
+                and len(self.depths) > 0
+                and all(_is_int(d) and 0 < d <= MAX_DEPTH for d in self.depths),
+                f"a non-empty list of positive integers (each at most {MAX_DEPTH:,})",
+            ),
         ]:
             if not ok:
                 raise ConfigError(f"{name} must be {what}, got {getattr(self, name)!r}")
@@ -112,8 +136,14 @@ class PhaseGridConfig:
 
     def cell_config(self, depth: int, sigma_w2: float) -> dict:
         """The config stored with one (depth, sigma_w2) cell: the protocol, the cell, the seed."""
-        return {**self.protocol(), "kind": KIND, "model": "mlp", "depth": int(depth), "sigma_w2": float(sigma_w2),
-                "init": scaled_init(float(sigma_w2), float(self.sigma_b2))}
+        return {
+            **self.protocol(),
+            "kind": KIND,
+            "model": "mlp",
+            "depth": int(depth),
+            "sigma_w2": float(sigma_w2),
+            "init": scaled_init(float(sigma_w2), float(self.sigma_b2)),
+        }
 
     def cell_hash(self, depth: int, sigma_w2: float) -> str:
         """The store's config hash of one cell."""
@@ -121,8 +151,13 @@ class PhaseGridConfig:
 
     def key(self) -> str:
         """A stable hash of the whole grid config (protocol and axes)."""
-        return _digest({**self.protocol(), "sigma_w2s": [float(s) for s in self.sigma_w2s],
-                        "depths": [int(d) for d in self.depths]})
+        return _digest(
+            {
+                **self.protocol(),
+                "sigma_w2s": [float(s) for s in self.sigma_w2s],
+                "depths": [int(d) for d in self.depths],
+            }
+        )
 
 
 def _is_int(value) -> bool:
@@ -165,8 +200,13 @@ class FusedMLP:
         return torch.baddbmm(self.biases[-1], h, self.weights[-1])
 
 
-def init_fused_mlp(depth: int, sigma_w2s: Sequence[float], config: PhaseGridConfig, in_features: int,
-                   device: str | torch.device = "cpu") -> FusedMLP:
+def init_fused_mlp(
+    depth: int,
+    sigma_w2s: Sequence[float],
+    config: PhaseGridConfig,
+    in_features: int,
+    device: str | torch.device = "cpu",
+) -> FusedMLP:
     """The members of ``depth`` at their mean-field init: weights sqrt(sigma_w2 / fan_in) * Z and
     biases sqrt(sigma_b2) * z, with Z, z drawn once per layer from a generator seeded by
     (seed, depth), so a member's init does not depend on the other members."""
@@ -192,7 +232,7 @@ def batch_indices(config: PhaseGridConfig, n: int) -> Iterator[torch.Tensor]:
     for _ in range(config.steps):
         if pos + batch > n:
             order, pos = torch.randperm(n, generator=g), 0
-        yield order[pos:pos + batch]
+        yield order[pos : pos + batch]
         pos += batch
 
 
@@ -203,8 +243,9 @@ def train_fused_(net: FusedMLP, config: PhaseGridConfig, x: torch.Tensor, y: tor
     for idx in batch_indices(config, len(x)):
         idx = idx.to(x.device)
         logits = net(scale_pixels(x[idx]))
-        per_sample = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[idx].repeat(net.members),
-                                     reduction="none")
+        per_sample = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), y[idx].repeat(net.members), reduction="none"
+        )
         member_loss = per_sample.view(net.members, -1).mean(1)
         grads = torch.autograd.grad(member_loss.sum(), params)
         with torch.no_grad():
@@ -219,8 +260,8 @@ def member_accuracies(net: FusedMLP, x: torch.Tensor, y: torch.Tensor, chunk: in
     predicts one class everywhere). Chunks of 512 ran ~25% faster than 4096 on one CPU thread."""
     correct = torch.zeros(net.members, dtype=torch.int64, device=x.device)
     for start in range(0, len(x), chunk):
-        logits = torch.nan_to_num(net(scale_pixels(x[start:start + chunk])), nan=0.0)
-        correct += (logits.argmax(-1) == y[start:start + chunk]).sum(1)
+        logits = torch.nan_to_num(net(scale_pixels(x[start : start + chunk])), nan=0.0)
+        correct += (logits.argmax(-1) == y[start : start + chunk]).sum(1)
     return (correct.double() / len(x)).tolist()
 
 
@@ -233,13 +274,21 @@ def phase_data(config: PhaseGridConfig, data: Dataset, device: str | torch.devic
 def _train_depth(depth, sigma_w2s, config, x, y, device) -> tuple[list[float], list[bool], list[float]]:
     net = init_fused_mlp(depth, sigma_w2s, config, x.shape[1], device)
     losses = train_fused_(net, config, x, y)
-    finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1).cpu() for p in net.parameters()]).all(0)
+    finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1).cpu() for p in net.parameters()]).all(
+        0
+    )
     diverged = (~finite | ~torch.isfinite(losses)).tolist()
     return member_accuracies(net, x, y), diverged, losses.tolist()
 
 
-def train_fused_mlp(depth: int, sigma_w2s: Sequence[float], config: PhaseGridConfig, data: Dataset,
-                    *, device: str | torch.device = "cpu") -> list[float]:
+def train_fused_mlp(
+    depth: int,
+    sigma_w2s: Sequence[float],
+    config: PhaseGridConfig,
+    data: Dataset,
+    *,
+    device: str | torch.device = "cpu",
+) -> list[float]:
     """Train the members (one per sigma_w2) of ``depth`` as one fused network; return each
     member's accuracy on the (``train_size`` subset of the) training set after training."""
     config.validate()
@@ -271,9 +320,16 @@ class PhaseGrid:
 
     def to_rows(self) -> list[dict]:
         """One dict per cell: depth, sigma_w2, sigma_b2 and train_accuracy (None if unmeasured)."""
-        return [{"depth": d, "sigma_w2": s, "sigma_b2": self.config.sigma_b2,
-                 "train_accuracy": None if math.isnan(self.accuracy[i, j]) else float(self.accuracy[i, j])}
-                for i, d in enumerate(self.depths) for j, s in enumerate(self.sigma_w2s)]
+        return [
+            {
+                "depth": d,
+                "sigma_w2": s,
+                "sigma_b2": self.config.sigma_b2,
+                "train_accuracy": None if math.isnan(self.accuracy[i, j]) else float(self.accuracy[i, j]),
+            }
+            for i, d in enumerate(self.depths)
+            for j, s in enumerate(self.sigma_w2s)
+        ]
 
 
 def _stored_accuracy(store: Store | None, cell_hash: str, data: Dataset) -> float | None:
@@ -287,9 +343,30 @@ def _stored_accuracy(store: Store | None, cell_hash: str, data: Dataset) -> floa
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def measure_grid(config: PhaseGridConfig, data: Dataset | None = None, store: Store | None = None,
-                 progress: Callable[[dict], None] | None = None, *,
-                 device: str | torch.device = "cpu") -> PhaseGrid:
+def _cell_result(
+    accuracy: float, diverged: bool, loss: float, group_seconds: float, group_size: int, device
+) -> dict:
+    """The stored result of one cell trained in a fused group of ``group_size`` members that took
+    ``group_seconds`` together (each cell is charged an equal share)."""
+    return {
+        "status": (RunStatus.DIVERGED if diverged else RunStatus.DONE).value,
+        "train_accuracy": accuracy,
+        "final_loss": loss if math.isfinite(loss) else None,
+        "seconds": group_seconds / group_size,
+        "group_seconds": group_seconds,
+        "group_size": group_size,
+        "device": str(device),
+    }
+
+
+def measure_grid(
+    config: PhaseGridConfig,
+    data: Dataset | None = None,
+    store: Store | None = None,
+    progress: Callable[[dict], None] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+) -> PhaseGrid:
     """Measure every cell, depth by depth (one fused run per depth over its unfinished sigma_w2).
 
     Each cell is recorded in ``store`` as its own finished run (kind ``mlp-phase``) as soon as
@@ -315,16 +392,25 @@ def measure_grid(config: PhaseGridConfig, data: Dataset | None = None, store: St
             seconds = time.perf_counter() - t0
             for j, acc, div, loss in zip(todo, accs, diverged, losses):
                 grid.accuracy[i, j] = acc
-                result = {"status": (RunStatus.DIVERGED if div else RunStatus.DONE).value, "train_accuracy": acc,
-                          "final_loss": loss if math.isfinite(loss) else None, "seconds": seconds / len(todo),
-                          "group_seconds": seconds, "group_size": len(todo), "device": str(device)}
+                result = _cell_result(acc, div, loss, seconds, len(todo), device)
                 if store is not None:
-                    store.record({**config.cell_config(depth, sigmas[j]), FINGERPRINT_KEY: data.fingerprint()},
-                                 config.cell_hash(depth, sigmas[j]), result, kind=KIND)
+                    store.record(
+                        {**config.cell_config(depth, sigmas[j]), FINGERPRINT_KEY: data.fingerprint()},
+                        config.cell_hash(depth, sigmas[j]),
+                        result,
+                        kind=KIND,
+                    )
             grid.trained += len(todo)
         if progress is not None:
-            progress({"depth": depth, "sigma_w2s": sigmas, "accuracies": grid.accuracy[i].tolist(),
-                      "trained": len(todo), "seconds": time.perf_counter() - t0})
+            progress(
+                {
+                    "depth": depth,
+                    "sigma_w2s": sigmas,
+                    "accuracies": grid.accuracy[i].tolist(),
+                    "trained": len(todo),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
     return grid
 
 
@@ -350,7 +436,10 @@ class TheoryAgreement:
 
     def to_json(self) -> dict:
         """A JSON-safe dict (infinite xi_c becomes None)."""
-        return {**dataclasses.asdict(self), "xi": [x if x is not None and math.isfinite(x) else None for x in self.xi]}
+        return {
+            **dataclasses.asdict(self),
+            "xi": [x if x is not None and math.isfinite(x) else None for x in self.xi],
+        }
 
 
 def theory_agreement(grid: PhaseGrid, threshold: float = DEFAULT_THRESHOLD) -> TheoryAgreement:
@@ -390,19 +479,33 @@ def plot_phase_heatmap(grid: PhaseGrid, ax=None, *, threshold: float = DEFAULT_T
     sig, dep = np.array(grid.sigma_w2s), np.array(grid.depths, dtype=float)
     order_s, order_d = np.argsort(sig), np.argsort(dep)
     x_edges, y_edges = _edges(sig[order_s]), _edges(dep[order_d])
-    mesh = ax.pcolormesh(x_edges, y_edges, grid.accuracy[np.ix_(order_d, order_s)],
-                         vmin=0.0, vmax=1.0, cmap="viridis", shading="flat")
+    mesh = ax.pcolormesh(
+        x_edges,
+        y_edges,
+        grid.accuracy[np.ix_(order_d, order_s)],
+        vmin=0.0,
+        vmax=1.0,
+        cmap="viridis",
+        shading="flat",
+    )
     fig.colorbar(mesh, ax=ax, label="train accuracy")
     dense = np.linspace(sig.min(), sig.max(), 121)
-    xi = np.array([np.nan if x is None else x for x in correlation_depths(grid.config.act, grid.config.sigma_b2,
-                                                                          dense)], dtype=float)
+    xi = np.array(
+        [
+            np.nan if x is None else x
+            for x in correlation_depths(grid.config.act, grid.config.sigma_b2, dense)
+        ],
+        dtype=float,
+    )
     ax.plot(dense, TRAINABLE_DEPTH_FACTOR * xi, color="white", ls="--", lw=2, label=r"$6\,\xi_c$")
     agreement = theory_agreement(grid, threshold)
     if agreement.c is not None:
         ax.plot(dense, agreement.c * xi, color="red", lw=2, label=rf"${agreement.c:.2f}\,\xi_c$ (fit)")
     ax.set(xlim=x_edges[[0, -1]], ylim=y_edges[[0, -1]], xlabel=r"$\sigma_w^2$", ylabel="depth")
-    ax.set_title(f"{grid.config.act}, width {grid.config.width}, "
-                 rf"$\sigma_b^2$ = {grid.config.sigma_b2:g}, {grid.config.steps} SGD steps")
+    ax.set_title(
+        f"{grid.config.act}, width {grid.config.width}, "
+        rf"$\sigma_b^2$ = {grid.config.sigma_b2:g}, {grid.config.steps} SGD steps"
+    )
     ax.legend(loc="upper right")
     while not isinstance(fig, Figure):  # drawn on a SubFigure: return its root figure
         fig = fig.figure

@@ -38,42 +38,63 @@ def depth_seconds(config: PhaseGridConfig, store: Store | None) -> dict[int, flo
 def phase_summary(grid: PhaseGrid, agreement: TheoryAgreement, seconds: dict[int, float | None]) -> dict:
     """A JSON-safe summary: protocol and grid, the agreement, per-depth seconds, the cells."""
     c, iqr = agreement.c, agreement.iqr_ratio
-    return {"family": "mlp", "config": dataclasses.asdict(grid.config), "trained": grid.trained,
-            "reused": grid.reused, "agreement": agreement.to_json(),
-            "fit": None if c is None else f"deepest trainable depth = {c:.2f} xi_c (ratio IQR "
-                                          f"{iqr[0]:.2f}-{iqr[1]:.2f} over {sum(agreement.used)} sigma_w2)",
-            "depth_seconds": {str(d): s for d, s in seconds.items()}, "cells": grid.to_rows()}
+    return {
+        "family": "mlp",
+        "config": dataclasses.asdict(grid.config),
+        "trained": grid.trained,
+        "reused": grid.reused,
+        "agreement": agreement.to_json(),
+        "fit": None
+        if c is None
+        else f"deepest trainable depth = {c:.2f} xi_c (ratio IQR "
+        f"{iqr[0]:.2f}-{iqr[1]:.2f} over {sum(agreement.used)} sigma_w2)",
+        "depth_seconds": {str(d): s for d, s in seconds.items()},
+        "cells": grid.to_rows(),
+    }
 
 
 def write_phase_outputs(grid: PhaseGrid, summary: dict, folder: Path, threshold: float) -> list[Path]:
     """``phase-mlp-<act>.png`` (heatmap), ``phase-mlp-cells.csv`` and ``phase-mlp.json`` in ``folder``."""
-    png = save_figure(plot_phase_heatmap(grid, threshold=threshold),
-                      safe_child(folder, f"phase-mlp-{grid.config.act}.png"))
-    csv = write_csv(safe_child(folder, "phase-mlp-cells.csv"), CELL_HEADERS,
-                    [[r[h] for h in CELL_HEADERS] for r in grid.to_rows()])
+    png = save_figure(
+        plot_phase_heatmap(grid, threshold=threshold), safe_child(folder, f"phase-mlp-{grid.config.act}.png")
+    )
+    csv = write_csv(
+        safe_child(folder, "phase-mlp-cells.csv"),
+        CELL_HEADERS,
+        [[r[h] for h in CELL_HEADERS] for r in grid.to_rows()],
+    )
     js = write_text_atomic(safe_child(folder, "phase-mlp.json"), json.dumps(summary, indent=2))
     return [png, csv, js]
 
 
 def phase_table(grid: PhaseGrid) -> str:
     """Train accuracy as a table: one row per depth, one column per sigma_w2 (- unmeasured)."""
-    rows = [[d] + ["-" if math.isnan(a) else f"{a:.2f}" for a in grid.accuracy[i]] for i, d in enumerate(grid.depths)]
+    rows = [
+        [d] + ["-" if math.isnan(a) else f"{a:.2f}" for a in grid.accuracy[i]]
+        for i, d in enumerate(grid.depths)
+    ]
     return format_table(["depth \\ sigma_w2"] + [f"{s:g}" for s in grid.sigma_w2s], rows)
 
 
 def agreement_lines(agreement: TheoryAgreement) -> list[str]:
     """The agreement in words: per sigma_w2 the deepest passing depth against xi_c, then the fit."""
+
     def fmt(x):
         return "-" if x is None else "inf" if math.isinf(x) else f"{x:.1f}"
 
-    rows = [[f"{s:g}", fmt(x), "-" if d is None else d, "censored" if cens else "fit" if used else "no xi_c"]
-            for s, x, d, cens, used in zip(agreement.sigma_w2s, agreement.xi, agreement.deepest,
-                                           agreement.censored, agreement.used)]
+    rows = [
+        [f"{s:g}", fmt(x), "-" if d is None else d, "censored" if cens else "fit" if used else "no xi_c"]
+        for s, x, d, cens, used in zip(
+            agreement.sigma_w2s, agreement.xi, agreement.deepest, agreement.censored, agreement.used
+        )
+    ]
     lines = [format_table(["sigma_w2", "xi_c", f"deepest acc > {agreement.threshold:g}", "used"], rows)]
     if agreement.c is None:
         lines.append("fit: no uncensored sigma_w2 (every frontier is below or beyond the grid)")
     else:
         lo, hi = agreement.iqr_ratio
-        lines.append(f"fit: deepest trainable depth = {agreement.c:.2f} xi_c (median ratio {agreement.median_ratio:.2f}, "
-                     f"IQR {lo:.2f}-{hi:.2f}, {sum(agreement.used)} sigma_w2; theory's bound: 6 xi_c)")
+        lines.append(
+            f"fit: deepest trainable depth = {agreement.c:.2f} xi_c (median ratio {agreement.median_ratio:.2f}, "
+            f"IQR {lo:.2f}-{hi:.2f}, {sum(agreement.used)} sigma_w2; theory's bound: 6 xi_c)"
+        )
     return lines

@@ -29,23 +29,31 @@ class Verdict:
     """vanishing / exploding / healthy, from the statistics at initialisation."""
 
     label: str
-    grad_ratio: float          # ||dL/dW|| first layer / last layer
-    signal_ratio: float        # ||dL/dh|| first layer / last layer (backprop signal)
-    std_ratio: float           # activation std last layer / first layer (forward signal)
-    max_relative_grad: float   # max over layers of ||dL/dW|| / ||W||
+    grad_ratio: float  # ||dL/dW|| first layer / last layer
+    signal_ratio: float  # ||dL/dh|| first layer / last layer (backprop signal)
+    std_ratio: float  # activation std last layer / first layer (forward signal)
+    max_relative_grad: float  # max over layers of ||dL/dW|| / ||W||
     reasons: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         why = f" ({'; '.join(self.reasons)})" if self.reasons else ""
-        return (f"verdict: {self.label}{why}: gradient norm first/last layer {self.grad_ratio:.3g}, "
-                f"backprop signal first/last {self.signal_ratio:.3g}, activation std last/first {self.std_ratio:.3g}")
+        return (
+            f"verdict: {self.label}{why}: gradient norm first/last layer {self.grad_ratio:.3g}, "
+            f"backprop signal first/last {self.signal_ratio:.3g}, activation std last/first {self.std_ratio:.3g}"
+        )
 
     def to_json(self) -> dict:
         def clean(v):
             return v if isinstance(v, float) and math.isfinite(v) else None
-        return {"label": self.label, "grad_ratio": clean(self.grad_ratio), "signal_ratio": clean(self.signal_ratio),
-                "std_ratio": clean(self.std_ratio), "max_relative_grad": clean(self.max_relative_grad),
-                "reasons": self.reasons}
+
+        return {
+            "label": self.label,
+            "grad_ratio": clean(self.grad_ratio),
+            "signal_ratio": clean(self.signal_ratio),
+            "std_ratio": clean(self.std_ratio),
+            "max_relative_grad": clean(self.max_relative_grad),
+            "reasons": self.reasons,
+        }
 
 
 def _ratio(a: float, b: float) -> float:
@@ -56,8 +64,14 @@ def _ratio(a: float, b: float) -> float:
     return a / b
 
 
-def judge(grad_norm: Sequence[float], signal_norm: Sequence[float], act_std: Sequence[float],
-          weight_norm: Sequence[float], *, diverged: bool = False) -> Verdict:
+def judge(
+    grad_norm: Sequence[float],
+    signal_norm: Sequence[float],
+    act_std: Sequence[float],
+    weight_norm: Sequence[float],
+    *,
+    diverged: bool = False,
+) -> Verdict:
     """The verdict for one set of per-layer statistics (first layer first)."""
     g, s, a, w = (np.asarray(v, dtype=float) for v in (grad_norm, signal_norm, act_std, weight_norm))
     grad_ratio, signal_ratio, std_ratio = _ratio(g[0], g[-1]), _ratio(s[0], s[-1]), _ratio(a[-1], a[0])
@@ -83,7 +97,9 @@ def judge(grad_norm: Sequence[float], signal_norm: Sequence[float], act_std: Seq
     if not exploding:
         if signal_ratio < 1 / RATIO_LIMIT:
             vanishing = True
-            reasons.append(f"backprop signal shrinks to {signal_ratio:.2g} of its last-layer size at the first layer")
+            reasons.append(
+                f"backprop signal shrinks to {signal_ratio:.2g} of its last-layer size at the first layer"
+            )
         if std_ratio < 1 / RATIO_LIMIT:
             vanishing = True
             reasons.append(f"activations shrink to {std_ratio:.2g} of their first-layer size")
@@ -93,7 +109,9 @@ def judge(grad_norm: Sequence[float], signal_norm: Sequence[float], act_std: Seq
     return Verdict(label, grad_ratio, signal_ratio, std_ratio, max_rel, reasons)
 
 
-def _steady_drift(signal_ratio: float, std_ratio: float, layers: int, reasons: list[str]) -> tuple[bool, bool]:
+def _steady_drift(
+    signal_ratio: float, std_ratio: float, layers: int, reasons: list[str]
+) -> tuple[bool, bool]:
     """(exploding, vanishing) of a signal that changes by over `SHALLOW_RATIO_LIMIT` between the
     first and the last layer at over `PER_LAYER_LIMIT` per layer on average; reasons appended."""
     exploding = vanishing = False
@@ -102,11 +120,15 @@ def _steady_drift(signal_ratio: float, std_ratio: float, layers: int, reasons: l
         if not math.isfinite(ratio) or ratio <= 0:
             continue
         per_layer = ratio ** (1 / steps)
-        towards = " towards the input" if what == "backprop signal" else ""   # that ratio is first/last
+        towards = " towards the input" if what == "backprop signal" else ""  # that ratio is first/last
         if ratio > SHALLOW_RATIO_LIMIT and per_layer > PER_LAYER_LIMIT:
             exploding = True
-            reasons.append(f"{what} grows {per_layer:.2g}x per layer{towards} ({ratio:.3g} over {layers} layers)")
+            reasons.append(
+                f"{what} grows {per_layer:.2g}x per layer{towards} ({ratio:.3g} over {layers} layers)"
+            )
         elif ratio < 1 / SHALLOW_RATIO_LIMIT and per_layer < 1 / PER_LAYER_LIMIT:
             vanishing = True
-            reasons.append(f"{what} shrinks {1 / per_layer:.2g}x per layer ({ratio:.3g} over {layers} layers)")
+            reasons.append(
+                f"{what} shrinks {1 / per_layer:.2g}x per layer ({ratio:.3g} over {layers} layers)"
+            )
     return exploding, vanishing

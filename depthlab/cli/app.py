@@ -26,8 +26,12 @@ from .commands import LazyGroup
 # `options.executor_options`, which hands them the validated spec.
 # They are read from `options` on first use: it imports `TrainConfig` (torch), and `depthlab --help`
 # must not.
-_FROM_OPTIONS = {"executor_options": "executor_flags", "executor_spec": "executor_spec",
-                 "int_or_keyword": "int_or_keyword", "model_overrides": "model_overrides"}
+_FROM_OPTIONS = {
+    "executor_options": "executor_flags",
+    "executor_spec": "executor_spec",
+    "int_or_keyword": "int_or_keyword",
+    "model_overrides": "model_overrides",
+}
 
 
 def __getattr__(name: str):
@@ -42,8 +46,8 @@ def __getattr__(name: str):
 # Messages: the ``depthlab`` logger
 
 
-log = logging.getLogger("depthlab")                    # notices: stderr
-progress = logging.getLogger("depthlab.progress")      # per-run progress lines: stdout (stderr under --json)
+log = logging.getLogger("depthlab")  # notices: stderr
+progress = logging.getLogger("depthlab.progress")  # per-run progress lines: stdout (stderr under --json)
 
 
 class EchoHandler(logging.Handler):
@@ -58,8 +62,11 @@ class EchoHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            err = (self.progress_err or record.levelno >= logging.WARNING
-                   or not (record.name == progress.name or record.name.startswith(progress.name + ".")))
+            err = (
+                self.progress_err
+                or record.levelno >= logging.WARNING
+                or not (record.name == progress.name or record.name.startswith(progress.name + "."))
+            )
             click.echo(self.format(record), err=err)
         except Exception:  # pragma: no cover  (a closed stream)
             self.handleError(record)
@@ -99,15 +106,24 @@ def progress_to_stderr(flag: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def trial_runner(spec, device: str, store_path: str, group: int, *, data=None, data_dir=None,
-                 sequential: bool = False):
+def trial_runner(
+    spec, device: str, store_path: str, group: int, *, data=None, data_dir=None, sequential: bool = False
+):
     """`depthlab.sweep.open_runner` on ``store_path`` (the one place a sweep's executor, store
     and runner are opened, for the Python API too): yields ``(store, runner)``; with
     ``sequential`` the runner is None where the caller can run its trials itself."""
     from ..sweep.session import open_runner
 
-    with open_runner(spec, device, store_path, group, data=data, data_dir=data_dir, sequential=sequential,
-                     log_line=log.info) as opened:
+    with open_runner(
+        spec,
+        device,
+        store_path,
+        group,
+        data=data,
+        data_dir=data_dir,
+        sequential=sequential,
+        log_line=log.info,
+    ) as opened:
         yield opened
 
 
@@ -122,7 +138,9 @@ def output_folder(out: str | None, store_path: str | None, default: str | None =
     command = ctx.command.name
     folder = out or default_output_dir(store_path, default or command)
     check_output_dir(folder)
-    check_output_owner(folder, command, force=bool(ctx.params.get("force")), own=[store_path] if store_path else [])
+    check_output_owner(
+        folder, command, force=bool(ctx.params.get("force")), own=[store_path] if store_path else []
+    )
     return folder
 
 
@@ -221,7 +239,11 @@ def _kept_note(argv: list[str] | None, bare: bool = False) -> str:
     name = next((a for a in args if not a.startswith("-")), None)
     command = cli.get_command(None, name) if name else None
     stored = command is not None and any("--store" in getattr(p, "opts", ()) for p in command.params)
-    note = "finished runs are kept in the store" if stored else "nothing was recorded: this command keeps no store"
+    note = (
+        "finished runs are kept in the store"
+        if stored
+        else "nothing was recorded: this command keeps no store"
+    )
     return f" ({note})" if bare else f"; {note}"
 
 
@@ -265,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if os.environ.get("DEPTHLAB_DEBUG"):
             raise
-        echo_err(f"depthlab: internal error: {type(exc).__name__}: {exc} (set DEPTHLAB_DEBUG=1 for the traceback)")
+        echo_err(
+            f"depthlab: internal error: {type(exc).__name__}: {exc} (set DEPTHLAB_DEBUG=1 for the traceback)"
+        )
         return 1
 
 

@@ -29,13 +29,30 @@ from .options import data_options, model_options, run_options, train_options
 @model_options(model_file=True)
 @data_options
 @run_options
-@train_options("epochs", "lr", "momentum", "nesterov", "batch_size", "optimizer", "weight_decay", "schedule",
-               "patience", "augment", "compile")
-@click.option("--val", "use_val", is_flag=True, help="Evaluate on a 10% validation split; test once at the end.")
+@train_options(
+    "epochs",
+    "lr",
+    "momentum",
+    "nesterov",
+    "batch_size",
+    "optimizer",
+    "weight_decay",
+    "schedule",
+    "patience",
+    "augment",
+    "compile",
+)
+@click.option(
+    "--val", "use_val", is_flag=True, help="Evaluate on a 10% validation split; test once at the end."
+)
 @click.option("--rerun", is_flag=True, help="Train even if this exact config already finished in the store.")
-@click.option("--threads", type=int, default=None,
-              help="CPU threads for torch (default: torch's, 1 to 256). Recorded: the result depends on it bitwise; "
-                   "sweeps run on 1 (their --threads).")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="CPU threads for torch (default: torch's, 1 to 256). Recorded: the result depends on it bitwise; "
+    "sweeps run on 1 (their --threads).",
+)
 def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     """Train one MODEL and record it in the store. Every epoch is checkpointed beside the store
     (STORE-checkpoints/): the same command after an interruption (Ctrl-C, kill) resumes from
@@ -56,7 +73,7 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
     board = tensorboard_log(tensorboard)
     label = "Val" if use_val else "Test"
     epochs = config.epochs
-    bar = sys.stderr.isatty() and not as_json    # the API's tqdm bar, on stderr, only on a terminal
+    bar = sys.stderr.isatty() and not as_json  # the API's tqdm bar, on stderr, only on a terminal
     progress_to_stderr(as_json)
 
     def epoch_line(loop, index, m):
@@ -65,8 +82,9 @@ def train(model, model_opts, data_opts, run, hp, use_val, rerun, threads):
 
     callbacks = [LambdaCallback(on_epoch_metrics=epoch_line), *([board] if board is not None else [])]
     with open_store(store_path) as store:  # checkpointed every epoch: the same command resumes
-        record = train_and_record(config, data, store=store, progress=bar, reuse=not rerun,
-                                  callbacks=callbacks)
+        record = train_and_record(
+            config, data, store=store, progress=bar, reuse=not rerun, callbacks=callbacks
+        )
     result = {**record.to_dict(), "reused": record.reused}  # the record as the JSON it is shown and saved as
     if board is not None:
         board.close()
@@ -94,9 +112,18 @@ def _train_config(model, model_opts, data_opts, run, hp, use_val: bool, threads:
     from ..engine.config import TrainConfig
 
     model = model_opts.model(model, data_opts.dataset)
-    config = TrainConfig(model=model, model_args=model_opts.overrides(), dataset=data_opts.dataset_for(model),
-                         train_size=data_opts.train_size, eval_split="val" if use_val else "test", **hp.fields(),
-                         seed=run.seed, device=run.device, precision=run.precision, threads=threads)
+    config = TrainConfig(
+        model=model,
+        model_args=model_opts.overrides(),
+        dataset=data_opts.dataset_for(model),
+        train_size=data_opts.train_size,
+        eval_split="val" if use_val else "test",
+        **hp.fields(),
+        seed=run.seed,
+        device=run.device,
+        precision=run.precision,
+        threads=threads,
+    )
     config.validate()
     check_schedule(config, lr_given=_given("lr"))
     return pinned_threads(config)
@@ -121,17 +148,22 @@ def _print_outcome(result: dict, patience, label: str) -> None:
     if result.get("stopped_early"):
         best = min(result["epochs"], key=lambda e: e["test_error"]) if result["epochs"] else None
         last = result["epochs"][-1]["epoch"] if result["epochs"] else None
-        click.echo(f"stopped early after epoch {last:03d} (--patience {patience}: {last - best['epoch']} "
-                   f"epoch(s) without improvement); restored the best weights, from epoch {best['epoch']:03d} "
-                   f"({label.lower()} error {100 * best['test_error']:.2f}%)" if best is not None else
-                   f"stopped early ({result.get('reason')}); restored the best weights")
+        click.echo(
+            f"stopped early after epoch {last:03d} (--patience {patience}: {last - best['epoch']} "
+            f"epoch(s) without improvement); restored the best weights, from epoch {best['epoch']:03d} "
+            f"({label.lower()} error {100 * best['test_error']:.2f}%)"
+            if best is not None
+            else f"stopped early ({result.get('reason')}); restored the best weights"
+        )
 
 
 def check_train_size(train_size: int | None, data) -> None:
     """--train-size above the dataset's training images is an error, not a silent "all"."""
     if train_size is not None and train_size > len(data.train_y):
-        raise ConfigError(f"--train-size {train_size:,} is more than the {len(data.train_y):,} training images of "
-                          f"{data.name}")
+        raise ConfigError(
+            f"--train-size {train_size:,} is more than the {len(data.train_y):,} training images of "
+            f"{data.name}"
+        )
 
 
 def _given(name: str) -> bool:
@@ -149,8 +181,10 @@ def check_schedule(config, *, lr_given: bool) -> None:
     sched = parse_schedule(config.schedule)
     if sched.kind == "piecewise":
         if lr_given:
-            raise ConfigError(f"--lr does not apply with the piecewise schedule {config.schedule!r}: its lrs are "
-                              "absolute; drop --lr (or use multistep:/cosine, which scale --lr)")
+            raise ConfigError(
+                f"--lr does not apply with the piecewise schedule {config.schedule!r}: its lrs are "
+                "absolute; drop --lr (or use multistep:/cosine, which scale --lr)"
+            )
         cut, start = [], 0.0
         for length, lr in sched.segments:
             end = start + length
@@ -158,13 +192,17 @@ def check_schedule(config, *, lr_given: bool) -> None:
                 cut.append(f"{lr:g} for epochs {max(start, config.epochs):g}-{end:g}")
             start = end
         if cut:
-            log.warning(f"warning: the schedule {config.schedule!r} runs {start:g} epochs but --epochs is "
-                        f"{config.epochs}: cut {'; '.join(cut)}")
+            log.warning(
+                f"warning: the schedule {config.schedule!r} runs {start:g} epochs but --epochs is "
+                f"{config.epochs}: cut {'; '.join(cut)}"
+            )
     elif sched.kind == "multistep":
         late = [m for m in sched.milestones if m >= config.epochs]
         if late:
-            log.warning(f"warning: the schedule {config.schedule!r} has milestone(s) {','.join(map(str, late))} "
-                        f"at or after --epochs {config.epochs}: they never apply")
+            log.warning(
+                f"warning: the schedule {config.schedule!r} has milestone(s) {','.join(map(str, late))} "
+                f"at or after --epochs {config.epochs}: they never apply"
+            )
 
 
 def _outside_bar():
@@ -190,16 +228,18 @@ def summary(model, model_opts, data_opts):
 
     model = model_opts.model(model, data_opts.dataset)
     overrides = model_opts.overrides()
-    if not isinstance(model, str):   # a factory: at its smallest depth unless --depth says otherwise
+    if not isinstance(model, str):  # a factory: at its smallest depth unless --depth says otherwise
         overrides.setdefault("depth", model.depth_step)
     info = check_dataset_name(data_opts.dataset_for(model))
-    if isinstance(model, str):   # a net too large to build is refused with its estimate, as train refuses it
+    if isinstance(model, str):  # a net too large to build is refused with its estimate, as train refuses it
         import torch
 
         from ..engine.memory import check_memory
         from ..models import resolve_model
 
-        check_memory(model, resolve_model(model, **overrides)[1], tuple(info.input_shape), 1, torch.device("cpu"))
+        check_memory(
+            model, resolve_model(model, **overrides)[1], tuple(info.input_shape), 1, torch.device("cpu")
+        )
     net = create_model(model, info.input_shape, 10, **overrides)
     rows = layer_summary(net, info.input_shape)
     click.echo(f"{'Layer':28} {'Type':12} {'Output shape':18} {'Param #':>10}")

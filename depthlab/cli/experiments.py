@@ -59,13 +59,21 @@ def _check_store(store_path):
     check_store_path(store_path)
 
 
-def _prepare(configs, data_dir, store_path, out: str | None, default: str, tensorboard: str | None = None,
-             datasets: dict | None = None) -> tuple:
+def _prepare(
+    configs,
+    data_dir,
+    store_path,
+    out: str | None,
+    default: str,
+    tensorboard: str | None = None,
+    datasets: dict | None = None,
+) -> tuple:
     """After the flags are validated (``configs``): check the store path, the output folder and
     TensorBoard, then load every dataset the runs need, so that bad data fails before any store
     or folder is created (a --train-size above the data's size included); only then create the output
     folder. Returns (folder, datasets)."""
     from ..data.registry import load_dataset
+
     output_folder(out, store_path, default)
     require_tensorboard(tensorboard)
     if store_path is not None:
@@ -88,10 +96,18 @@ def _run_one_part(part, experiment: str, stem: str, data_opts, run, spec):
     progress_to_stderr(run.as_json)  # the runs' progress lines (the depthlab.progress logger)
     ctx = Context(data_dir=data_opts.data_dir, experiment=experiment, epoch_lines=True)
     configs = part.configs(ctx)
-    folder, _ = _prepare(configs, data_opts.data_dir, run.store_path, run.out, stem, run.tensorboard, ctx.datasets)
+    folder, _ = _prepare(
+        configs, data_opts.data_dir, run.store_path, run.out, stem, run.tensorboard, ctx.datasets
+    )
     ctx.tensorboard = tensorboard_log(run.tensorboard)
-    with trial_runner(spec, configs[0].device, run.store_path, fusable_size(part, ctx), data_dir=data_opts.data_dir,
-                      sequential=True) as (store, runner):
+    with trial_runner(
+        spec,
+        configs[0].device,
+        run.store_path,
+        fusable_size(part, ctx),
+        data_dir=data_opts.data_dir,
+        sequential=True,
+    ) as (store, runner):
         ctx.store, ctx.runner = store, runner
         result = part.run(ctx)
     if ctx.tensorboard is not None:
@@ -101,8 +117,16 @@ def _run_one_part(part, experiment: str, stem: str, data_opts, run, spec):
 
 def _base(model: str, model_opts, data_opts, run, **hyper) -> dict:
     """The `TrainConfig` fields every run of an experiment command shares."""
-    return dict(model=model, model_args=model_opts.overrides(model), dataset=data_opts.dataset_for(model),
-                train_size=data_opts.train_size, **hyper, seed=run.seed, device=run.device, precision=run.precision)
+    return dict(
+        model=model,
+        model_args=model_opts.overrides(model),
+        dataset=data_opts.dataset_for(model),
+        train_size=data_opts.train_size,
+        **hyper,
+        seed=run.seed,
+        device=run.device,
+        precision=run.precision,
+    )
 
 
 @cli.command("lr-sweep")
@@ -111,9 +135,17 @@ def _base(model: str, model_opts, data_opts, run, **hyper) -> dict:
 @data_options
 @run_options
 @click.option("--lrs", required=True, help=f"Learning-rate grid: {GRID_GRAMMAR}.")
-@train_options("epochs", "batch_size", "momentum", "optimizer", "weight_decay", "schedule",
-               schedule=dict(help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise "
-                                  "one needs one lr."))
+@train_options(
+    "epochs",
+    "batch_size",
+    "momentum",
+    "optimizer",
+    "weight_decay",
+    "schedule",
+    schedule=dict(
+        help="constant | multistep:M1,M2[:gamma] | cosine (scaled by each lr); a piecewise one needs one lr."
+    ),
+)
 @executor_options
 def lr_sweep_cmd(model, model_opts, data_opts, run, lrs, hp, spec):
     """One run of MODEL per learning rate: a table of final errors and train/test error plots."""
@@ -122,8 +154,12 @@ def lr_sweep_cmd(model, model_opts, data_opts, run, lrs, hp, spec):
 
     model = model_opts.model(model, data_opts.dataset)
     base = _base(model, model_opts, data_opts, run, **hp.fields())
-    sweep = Sweep("lr-sweep", base, parse_lrs(lrs),
-                  title=f"{model} lr sweep (batch {hp.batch_size}, momentum {hp.momentum:g}, {hp.epochs} epochs)")
+    sweep = Sweep(
+        "lr-sweep",
+        base,
+        parse_lrs(lrs),
+        title=f"{model} lr sweep (batch {hp.batch_size}, momentum {hp.momentum:g}, {hp.epochs} epochs)",
+    )
     part, paths = _run_one_part(sweep, "lr-sweep", f"lr-sweep-{model}", data_opts, run, spec)
     best = part.best("test_error")
     if run.as_json:
@@ -137,17 +173,38 @@ def lr_sweep_cmd(model, model_opts, data_opts, run, lrs, hp, spec):
 def range_test_options(f):
     """The range test's flags as one `Values` parameter ``range_test``."""
     return option_group(
-        "range_test", Values,
-        click.option("--min-lr", type=float, default=1e-5, show_default=True, help="Learning rate of the first step."),
-        click.option("--max-lr", type=float, default=10.0, show_default=True,
-                     help="Learning rate of the last step (the range grows geometrically in between)."),
-        click.option("--steps", type=int, default=100, show_default=True, help="Mini-batches in the range test."),
-        click.option("--smoothing", type=float, default=0.98, show_default=True, help="EMA factor of the loss."),
-        click.option("--diverge", type=float, default=4.0, show_default=True,
-                     help="Stop once the smoothed loss exceeds this multiple of its minimum."),
-        click.option("--burn-in", type=int, default=None,
-                     help="First steps that neither stop the test nor count for the suggestion "
-                          "(0 to half of --steps) [default: a tenth of --steps]."),
+        "range_test",
+        Values,
+        click.option(
+            "--min-lr", type=float, default=1e-5, show_default=True, help="Learning rate of the first step."
+        ),
+        click.option(
+            "--max-lr",
+            type=float,
+            default=10.0,
+            show_default=True,
+            help="Learning rate of the last step (the range grows geometrically in between).",
+        ),
+        click.option(
+            "--steps", type=int, default=100, show_default=True, help="Mini-batches in the range test."
+        ),
+        click.option(
+            "--smoothing", type=float, default=0.98, show_default=True, help="EMA factor of the loss."
+        ),
+        click.option(
+            "--diverge",
+            type=float,
+            default=4.0,
+            show_default=True,
+            help="Stop once the smoothed loss exceeds this multiple of its minimum.",
+        ),
+        click.option(
+            "--burn-in",
+            type=int,
+            default=None,
+            help="First steps that neither stop the test nor count for the suggestion "
+            "(0 to half of --steps) [default: a tenth of --steps].",
+        ),
     )(f)
 
 
@@ -155,8 +212,10 @@ def range_test_options(f):
 @click.argument("model", required=False)
 @model_options(toggles=True, model_file=True)
 @data_options
-@run_options(take=("seed", "device", "precision", "out", "json"),
-             out_help="Folder for the plot and JSON (default depthlab-out/depthlab/lr-find-MODEL).")
+@run_options(
+    take=("seed", "device", "precision", "out", "json"),
+    out_help="Folder for the plot and JSON (default depthlab-out/depthlab/lr-find-MODEL).",
+)
 @range_test_options
 @train_options("batch_size", "momentum", "optimizer", "weight_decay")
 def lr_find_cmd(model, model_opts, data_opts, run, range_test, hp):
@@ -177,45 +236,91 @@ def lr_find_cmd(model, model_opts, data_opts, run, range_test, hp):
     folder, datasets = _prepare([config], data_opts.data_dir, None, out, f"lr-find-{model}")
     data = datasets[config.dataset]
     started = time.perf_counter()
-    found = lr_find(config, data, min_lr=min_lr, max_lr=max_lr, steps=r.steps, smoothing=r.smoothing,
-                    diverge=r.diverge, burn_in=r.burn_in)
+    found = lr_find(
+        config,
+        data,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        steps=r.steps,
+        smoothing=r.smoothing,
+        diverge=r.diverge,
+        burn_in=r.burn_in,
+    )
     seconds = time.perf_counter() - started
     png = save_figure(draw_plot(found.plot()), safe_child(folder, "lr-find.png"))
     trace = safe_child(folder, "lr-find.json")
     write_text_atomic(trace, json.dumps({**found.to_dict(), "config": config.canonical()}, indent=1))
     if as_json:
-        click.echo(json.dumps({k: v for k, v in found.to_dict().items() if k not in ("lrs", "losses", "smoothed")}
-                              | {"steps_run": len(found.lrs), "flat": found.flat, "seconds": round(seconds, 2),
-                                 "plot": str(png), "files": [str(png), str(trace)]}))
+        click.echo(
+            json.dumps(
+                {k: v for k, v in found.to_dict().items() if k not in ("lrs", "losses", "smoothed")}
+                | {
+                    "steps_run": len(found.lrs),
+                    "flat": found.flat,
+                    "seconds": round(seconds, 2),
+                    "plot": str(png),
+                    "files": [str(png), str(trace)],
+                }
+            )
+        )
         return
+    _echo_lr_find(found, min_lr, seconds)
+    click.echo(f"wrote {png.name}, {trace.name} to {folder}/")
+
+
+def _echo_lr_find(found, min_lr: float, seconds: float) -> None:
+    """The human-readable lr-find report: how far the test ran, the lowest and steepest points of
+    the smoothed loss, the suggestion, and warnings when the suggestion cannot be trusted."""
     click.echo(f"{len(found.lrs)} steps from lr {min_lr:g}: {found.stopped} ({seconds:.1f}s)")
     if found.suggestion is None:
         click.echo("too few steps before divergence to suggest a learning rate; lower --min-lr")
     else:
-        click.echo(f"lowest smoothed loss {min(found.smoothed):.3f} at lr {found.min_loss_lr:.3g}; "
-                   f"steepest descent at lr {found.steepest_lr:.3g}" if found.steepest_lr else
-                   f"lowest smoothed loss {min(found.smoothed):.3f} at lr {found.min_loss_lr:.3g}")
+        click.echo(
+            f"lowest smoothed loss {min(found.smoothed):.3f} at lr {found.min_loss_lr:.3g}; "
+            f"steepest descent at lr {found.steepest_lr:.3g}"
+            if found.steepest_lr
+            else f"lowest smoothed loss {min(found.smoothed):.3f} at lr {found.min_loss_lr:.3g}"
+        )
         click.echo(f"suggested lr: {found.suggestion:.3g}  (rule: {found.rule})")
         if found.flat:
-            click.echo(f"warning: the smoothed loss fell by only {100 * found.drop:.2f}%: nothing in the range "
-                       "learned within the test's steps, so this suggestion is noise (more --steps, or the model "
-                       "may not train at all)")
+            click.echo(
+                f"warning: the smoothed loss fell by only {100 * found.drop:.2f}%: nothing in the range "
+                "learned within the test's steps, so this suggestion is noise (more --steps, or the model "
+                "may not train at all)"
+            )
         if found.min_loss_lr == found.lrs[-1] and not found.stopped.startswith("diverged"):
             click.echo("(the loss was still falling at --max-lr: widen the range)")
-    click.echo(f"wrote {png.name}, {trace.name} to {folder}/")
 
 
 def ablation_options(f):
     """What the ablation varies and how often, as one `Values` parameter ``ablation``."""
     return option_group(
-        "ablation", Values,
-        click.option("--toggle", "toggles", multiple=True, required=True,
-                     help="A switch to turn off and on (repeatable): bn, skip, or any boolean model parameter."),
-        click.option("--folds", type=int, default=None, help="K-fold splits (validation = one fold; default 3)."),
-        click.option("--seeds", type=int, default=None, help="N seeds on one fixed 2/3-1/3 split instead of folds."),
-        click.option("--weight-decay", "l2", type=float, default=0.0, show_default=True,
-                     help="Weight decay, e.g. 1e-5 (the optimiser's; for adam the classic coupled L2 penalty)."),
-        click.option("--l2", "l2_old", type=float, default=None, hidden=True, help="Old name of --weight-decay."),
+        "ablation",
+        Values,
+        click.option(
+            "--toggle",
+            "toggles",
+            multiple=True,
+            required=True,
+            help="A switch to turn off and on (repeatable): bn, skip, or any boolean model parameter.",
+        ),
+        click.option(
+            "--folds", type=int, default=None, help="K-fold splits (validation = one fold; default 3)."
+        ),
+        click.option(
+            "--seeds", type=int, default=None, help="N seeds on one fixed 2/3-1/3 split instead of folds."
+        ),
+        click.option(
+            "--weight-decay",
+            "l2",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Weight decay, e.g. 1e-5 (the optimiser's; for adam the classic coupled L2 penalty).",
+        ),
+        click.option(
+            "--l2", "l2_old", type=float, default=None, hidden=True, help="Old name of --weight-decay."
+        ),
     )(f)
 
 
@@ -225,9 +330,19 @@ def ablation_options(f):
 @data_options
 @run_options
 @ablation_options
-@train_options("epochs", "lr", "momentum", "batch_size", "optimizer", "schedule", "patience",
-               patience=dict(help="Early stopping: stop after N epochs without improvement of the validation "
-                                  "error; the best epoch's weights are restored."))
+@train_options(
+    "epochs",
+    "lr",
+    "momentum",
+    "batch_size",
+    "optimizer",
+    "schedule",
+    "patience",
+    patience=dict(
+        help="Early stopping: stop after N epochs without improvement of the validation "
+        "error; the best epoch's weights are restored."
+    ),
+)
 @executor_options
 def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
     """Every on/off combination of the toggles over K folds or N seeds: mean ± std of train,
@@ -256,8 +371,14 @@ def ablate_cmd(model, model_opts, data_opts, run, ablation, hp, spec):
         raise ConfigError("a switch cannot be both fixed (--bn/--no-bn/--no-skip) and toggled")
     base = _base(model, model_opts, data_opts, run, **hp.fields(), weight_decay=l2)
     repeats = f"{seeds} seeds" if seeds else f"K={folds or 3} folds"
-    part = Ablation("ablate", base, tuple(toggles), folds=None if seeds else (folds or 3), seeds=seeds,
-                    title=f"{model} ablation ({repeats})")
+    part = Ablation(
+        "ablate",
+        base,
+        tuple(toggles),
+        folds=None if seeds else (folds or 3),
+        seeds=seeds,
+        title=f"{model} ablation ({repeats})",
+    )
     result, paths = _run_one_part(part, "ablate", f"ablate-{model}", data_opts, run, spec)
     if run.as_json:
         click.echo(json.dumps({"rows": result.rows, "files": paths}))
@@ -295,13 +416,23 @@ register_cli_experiment(_cifar.CIFAR_EXPERIMENTS, _cifar.reproduce)
 @click.option("--quick", is_flag=True, help="A reduced budget that finishes in minutes on 2 CPU cores.")
 @click.option("--list", "list_", is_flag=True, help="List the experiments and exit.")
 @click.option("--data-dir", default=None, help="Data root (default: $DEPTHLAB_DATA, else ./data).")
-@run_options(take=("device", "precision", "store", "out", "json"),
-             out_help="Folder for tables and plots (default depthlab-out/<store stem>/reproduce-NAME, -quick with --quick).")
-@option_group("budget", Values,
-              click.option("--epochs", type=int, default=None,
-                           help="A reduced budget: every run trains N epochs (labelled)."),
-              click.option("--train-size", type=int, default=None,
-                           help="A reduced budget: every run uses a fixed subset of N training images (labelled)."))
+@run_options(
+    take=("device", "precision", "store", "out", "json"),
+    out_help="Folder for tables and plots (default depthlab-out/<store stem>/reproduce-NAME, -quick with --quick).",
+)
+@option_group(
+    "budget",
+    Values,
+    click.option(
+        "--epochs", type=int, default=None, help="A reduced budget: every run trains N epochs (labelled)."
+    ),
+    click.option(
+        "--train-size",
+        type=int,
+        default=None,
+        help="A reduced budget: every run uses a fixed subset of N training images (labelled).",
+    ),
+)
 @executor_options
 def reproduce_cmd(name, quick, list_, data_dir, run, budget, spec):
     """Run a classic experiment by NAME: its tables, plots and one sentence computed from its
@@ -320,9 +451,17 @@ def reproduce_cmd(name, quick, list_, data_dir, run, budget, spec):
         choices = sorted(EXPERIMENTS) + sorted(CLI_EXPERIMENTS)
         raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(choices)}")
     budget = check_budget(budget.fields())
-    device, precision, store_path, out, as_json = run.device, run.precision, run.store_path, run.out, run.as_json
+    device, precision, store_path, out, as_json = (
+        run.device,
+        run.precision,
+        run.store_path,
+        run.out,
+        run.as_json,
+    )
     configs = plan(name, quick=quick, device=device, budget=budget, precision=precision)
-    folder, datasets = _prepare(configs, data_dir, store_path, out, f"reproduce-{name}{'-quick' if quick else ''}")
+    folder, datasets = _prepare(
+        configs, data_dir, store_path, out, f"reproduce-{name}{'-quick' if quick else ''}"
+    )
     progress_to_stderr(as_json)  # the runs' progress lines (the depthlab.progress logger)
     budget_label = ",".join([" quick"] * quick + [f" {k.replace('_', ' ')} {v}" for k, v in budget.items()])
     searches = any(isinstance(p, Frontier) for p in EXPERIMENTS[name].parts)
@@ -330,8 +469,18 @@ def reproduce_cmd(name, quick, list_, data_dir, run, budget, spec):
     progress.info(f"{name}{' (reduced budget:' + budget_label + ')' if budget_label else ''}: {count}")
     group = fusable_runs(name, quick=quick, device=device, budget=budget, precision=precision)
     with trial_runner(spec, device, store_path, group, data_dir=data_dir, sequential=True) as (store, runner):
-        result = reproduce(name, store, quick=quick, data_dir=data_dir, device=device, budget=budget,
-                           datasets=datasets, runner=runner, precision=precision, epoch_lines=True)
+        result = reproduce(
+            name,
+            store,
+            quick=quick,
+            data_dir=data_dir,
+            device=device,
+            budget=budget,
+            datasets=datasets,
+            runner=runner,
+            precision=precision,
+            epoch_lines=True,
+        )
     paths = []
     for label, part in result.parts.items():
         paths += _show_part(part, folder, label, as_json)

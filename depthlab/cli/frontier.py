@@ -33,8 +33,10 @@ def _protocol_option(name: str, default_text: str | None = None, quick_text: str
     if name in quick.changes():
         first = default_text if default_text is not None else getattr(classic, name)
         second = quick_text if quick_text is not None else getattr(quick, name)
-        kwargs.update(default=None, help=f"{field_help(FrontierConfig, name).rstrip('.')} "
-                                         f"(default {first}; --quick {second}).")
+        kwargs.update(
+            default=None,
+            help=f"{field_help(FrontierConfig, name).rstrip('.')} (default {first}; --quick {second}).",
+        )
     return option_from_field(FrontierConfig, name, **kwargs)
 
 
@@ -42,15 +44,23 @@ def protocol_options(f):
     """The search's flags (FrontierConfig fields) as one `Values` parameter ``protocol``."""
     quick = FrontierConfig.quick()
     return option_group(
-        "protocol", Values,
+        "protocol",
+        Values,
         _protocol_option("max_depth"),
         option_from_field(FrontierConfig, "depths", type=str),
         option_from_field(FrontierConfig, "depth_step"),
         option_from_field(FrontierConfig, "optimizers", type=str, default="sgd", show_default=True),
-        _protocol_option("lrs", "sgd log:0.001:1:7 in half decades, adam and adamw log:1e-5:1e-2:7",
-                         "sgd " + ",".join(f"{lr:g}" for lr in quick.lrs) + ", adam and adamw "
-                         + ",".join(f"{lr:g}" for lr in QUICK_GRIDS["adam"]), type=str,
-                         multiple=True, metavar="[OPTIMIZER=]GRID"),
+        _protocol_option(
+            "lrs",
+            "sgd log:0.001:1:7 in half decades, adam and adamw log:1e-5:1e-2:7",
+            "sgd "
+            + ",".join(f"{lr:g}" for lr in quick.lrs)
+            + ", adam and adamw "
+            + ",".join(f"{lr:g}" for lr in QUICK_GRIDS["adam"]),
+            type=str,
+            multiple=True,
+            metavar="[OPTIMIZER=]GRID",
+        ),
         _protocol_option("epochs"),
         option_from_field(FrontierConfig, "threshold"),
         option_from_field(FrontierConfig, "criterion"),
@@ -58,16 +68,19 @@ def protocol_options(f):
         _protocol_option("eval_size", type=str),
         _protocol_option("evals_per_epoch"),
         option_from_field(FrontierConfig, "bisection"),
-        option_from_field(FrontierConfig, "plateau_stop", type=str, show_default=True,
-                          metavar="EPOCH:ERROR|auto|off"),
+        option_from_field(
+            FrontierConfig, "plateau_stop", type=str, show_default=True, metavar="EPOCH:ERROR|auto|off"
+        ),
     )(f)
 
 
 def _quick_help() -> str:
     q = FrontierConfig.quick()
-    return (f"The quick protocol (FrontierConfig.quick()): {q.train_size:,} training images, {q.epochs} epoch(s), "
-            f"lrs {','.join(f'{lr:g}' for lr in q.lrs)}, max depth {q.max_depth}, {q.evals_per_epoch} evaluations "
-            f"of {q.eval_size:,} test images per epoch.")
+    return (
+        f"The quick protocol (FrontierConfig.quick()): {q.train_size:,} training images, {q.epochs} epoch(s), "
+        f"lrs {','.join(f'{lr:g}' for lr in q.lrs)}, max depth {q.max_depth}, {q.evals_per_epoch} evaluations "
+        f"of {q.eval_size:,} test images per epoch."
+    )
 
 
 def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -> FrontierConfig:
@@ -86,46 +99,65 @@ def protocol_config(protocol: Values, quick: bool, model_opts, data_opts, run) -
     make = FrontierConfig.quick if quick else FrontierConfig
     return make(
         **given,
-        depths=parse_depths(protocol.depths) if protocol.depths is not None else None, depth_step=protocol.depth_step,
-        optimizers=parse_optimizers(protocol.optimizers), lrs=parse_optimizer_lrs(protocol.lrs),
-        threshold=protocol.threshold, criterion=protocol.criterion, seeds=parse_seeds(protocol.seeds), seed=run.seed,
+        depths=parse_depths(protocol.depths) if protocol.depths is not None else None,
+        depth_step=protocol.depth_step,
+        optimizers=parse_optimizers(protocol.optimizers),
+        lrs=parse_optimizer_lrs(protocol.lrs),
+        threshold=protocol.threshold,
+        criterion=protocol.criterion,
+        seeds=parse_seeds(protocol.seeds),
+        seed=run.seed,
         train_size=data_opts.train_size if data_opts.train_size is not None else base.train_size,
-        eval_size=eval_n, dataset=data_opts.dataset or base.dataset, device=run.device, precision=run.precision,
-        bisection=protocol.bisection, plateau_stop=protocol.plateau_stop,
-        model_args=model_opts.overrides(depth=False))
+        eval_size=eval_n,
+        dataset=data_opts.dataset or base.dataset,
+        device=run.device,
+        precision=run.precision,
+        bisection=protocol.bisection,
+        plateau_stop=protocol.plateau_stop,
+        model_args=model_opts.overrides(depth=False),
+    )
 
 
 @cli.command()
-@click.option("--models", default="all", show_default=True, help="Comma-separated presets, or all (the eight classic ones).")
+@click.option(
+    "--models",
+    default="all",
+    show_default=True,
+    help="Comma-separated presets, or all (the eight classic ones).",
+)
 @protocol_options
 @click.option("--quick", is_flag=True, help=_quick_help())
 @option_group(
-    "mode", Values,
-    click.option("--status", is_flag=True, help="Train nothing: show what --store already decides of this search "
-                 "(depths so far, each model's next trial). Reads the store only (safe while the search runs); with "
-                 "--out, also writes the partial table and plots there."),
-    click.option("--dry-run", is_flag=True, help="Train nothing: print the plan and an estimated CPU time from "
-                 "per-layer costs measured on this machine (once, a few seconds; cached)."))
+    "mode",
+    Values,
+    click.option(
+        "--status",
+        is_flag=True,
+        help="Train nothing: show what --store already decides of this search "
+        "(depths so far, each model's next trial). Reads the store only (safe while the search runs); with "
+        "--out, also writes the partial table and plots there.",
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Train nothing: print the plan and an estimated CPU time from "
+        "per-layer costs measured on this machine (once, a few seconds; cached).",
+    ),
+)
 @model_options(model_file=True)
 @data_options
 @run_options
 @executor_options
 def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     """Find the largest trainable depth of each model (SPEC 4: error below 20% within 3 epochs)."""
-    from ..api import _bar, frontier_models, run_frontier
+    from ..api import _bar, run_frontier
     from ..data.registry import load_dataset
-    from ..depth_frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
-    from ..report.tables import format_table
     from ..store.sqlite import check_store_path
 
     # Validate every flag before touching the store, the data or the output folder.
     if model_opts.depth is not None:
         raise ConfigError("frontier searches the depth: use --depths or --max-depth, not --depth")
-    if model_opts.model_file is None:
-        names = frontier_models(models, "--models")
-    else:   # your own model; with --models also those presets
-        presets = [] if models.strip() == "all" else models.split(",")
-        names = frontier_models([model_opts.model(None, data_opts.dataset), *presets], "--models")
+    names = _frontier_names(models, model_opts, data_opts)
     config = protocol_config(protocol, quick, model_opts, data_opts, run)
     config.validate()
     config.validate_models(names)
@@ -147,11 +179,20 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
     folder = create_output_folder(out)
     board = tensorboard_log(run.tensorboard)
 
-    with _bar(sys.stderr.isatty() and not run.as_json, "frontier", "trial") as bar:   # as `train`: a terminal only
+    with _bar(
+        sys.stderr.isatty() and not run.as_json, "frontier", "trial"
+    ) as bar:  # as `train`: a terminal only
         progress = None if bar is None else FrontierProgress(bar, names, config, len(data.train_y), spec)
-        result = run_frontier(names, config, store_path, data, spec, data_dir=data_dir,
-                              log=log.info if progress is None else progress.trial_done,
-                              runner_log=log.info if progress is None else progress.say)
+        result = run_frontier(
+            names,
+            config,
+            store_path,
+            data,
+            spec,
+            data_dir=data_dir,
+            log=log.info if progress is None else progress.trial_done,
+            runner_log=log.info if progress is None else progress.say,
+        )
 
     write_outputs(result, folder)
     if board is not None:
@@ -160,14 +201,36 @@ def frontier(models, protocol, quick, mode, model_opts, data_opts, run, spec):
                 if r.error is not None:
                     board.scalar(f"frontier/{m.model}/best_error", r.error, d)
         board.close()
-    if run.as_json:
+    _echo_result(result, store_path, folder, run.as_json)
+    sys.stdout.flush()
+
+
+def _frontier_names(models: str, model_opts, data_opts) -> list:
+    """The models to search: the ``--models`` presets, or your own model (``--model-file``) and,
+    when ``--models`` names any, those presets too."""
+    from ..api import frontier_models
+
+    if model_opts.model_file is None:
+        return frontier_models(models, "--models")
+    # your own model; with --models also those presets
+    presets = [] if models.strip() == "all" else models.split(",")
+    return frontier_models([model_opts.model(None, data_opts.dataset), *presets], "--models")
+
+
+def _echo_result(result, store_path: str, folder, as_json: bool) -> None:
+    """A finished search: the JSON of every model, or the printed table and a one-line summary."""
+    from ..depth_frontier.outputs import JSON_UNITS, PRINTED_HEADERS, printed_rows
+    from ..report.tables import format_table
+
+    if as_json:
         click.echo(json.dumps({"units": JSON_UNITS, "models": [m.to_dict() for m in result.models]}))
     else:
         click.echo(format_table(PRINTED_HEADERS, printed_rows(result)))
-        click.echo(f"{result.seconds:.0f}s; {sum(m.trials for m in result.models)} trials "
-                   f"({sum(m.trials_reused for m in result.models)} from {store_path}); "
-                   f"table, per-depth map and plots in {folder}/")
-    sys.stdout.flush()
+        click.echo(
+            f"{result.seconds:.0f}s; {sum(m.trials for m in result.models)} trials "
+            f"({sum(m.trials_reused for m in result.models)} from {store_path}); "
+            f"table, per-depth map and plots in {folder}/"
+        )
 
 
 # --depth cannot apply (the search chooses the depth): not offered; --depths / --max-depth are.
@@ -192,8 +255,9 @@ class FrontierProgress:
 
         self.bar, self.done = bar, 0
         self.left: dict[tuple[str, int], list[float]] = {}
-        for model, depth, seconds in plan.planned_trials(names, config, plan.layer_costs(),
-                                                          config.train_size or train_images):
+        for model, depth, seconds in plan.planned_trials(
+            names, config, plan.layer_costs(), config.train_size or train_images
+        ):
             self.left.setdefault((model, depth), []).append(seconds)
         self.slots = spec.workers or default_workers(config.device)
         self.show()
@@ -202,7 +266,9 @@ class FrontierProgress:
         """One trial's line (``MODEL depth D ...``): printed above the bar, the counts moved on."""
         self.say(line)
         model, _, rest = line.partition(" depth ")
-        costs = self.left.get((model, int(rest.split(" ", 1)[0]))) if rest.split(" ", 1)[0].isdigit() else None
+        costs = (
+            self.left.get((model, int(rest.split(" ", 1)[0]))) if rest.split(" ", 1)[0].isdigit() else None
+        )
         if costs:
             costs.pop()
         self.done += 1
@@ -218,18 +284,16 @@ class FrontierProgress:
     def show(self) -> None:
         left = [c for costs in self.left.values() for c in costs]
         running = min(self.slots, len(left))
-        self.bar.set_postfix_str(f"done {self.done}, running {running}, left <= {len(left)}, "
-                                 f"ETA <= {plan._hours(eta_seconds(left, self.slots))} (dry-run cost model)")
+        self.bar.set_postfix_str(
+            f"done {self.done}, running {running}, left <= {len(left)}, "
+            f"ETA <= {plan._hours(eta_seconds(left, self.slots))} (dry-run cost model)"
+        )
 
 
 def show_status(names: list[str], config, store_path: str, as_json: bool, out: str | None) -> None:
     """``frontier --status``: the search replayed on the store's trials, nothing trained."""
-    from ..depth_frontier.outputs import depth_label
-    from ..depth_frontier.points import lr_cell, lr_words
     from ..depth_frontier.search import frontier_status
     from ..engine.checkpoints import saved_epochs
-    from ..report.tables import format_table
-    from ..report.wording import percent
     from ..store.sqlite import Store, checkpoint_dir_for
 
     if out is not None:
@@ -239,31 +303,79 @@ def show_status(names: list[str], config, store_path: str, as_json: bool, out: s
     if out is not None:
         write_outputs(result, create_output_folder(out))
     progress = saved_epochs(checkpoint_dir_for(store_path))  # trials in flight, from their checkpoints
-    by_name = {str(n): n for n in names}   # a model factory is reported by its label
-    in_flight = {m.model: progress.get(config.trial_config(by_name[m.model], *m.next_trial).hash())
-                 for m in result.models if m.next_trial is not None}
+    by_name = {str(n): n for n in names}  # a model factory is reported by its label
+    in_flight = {
+        m.model: progress.get(config.trial_config(by_name[m.model], *m.next_trial).hash())
+        for m in result.models
+        if m.next_trial is not None
+    }
     if as_json:
         from ..depth_frontier.outputs import JSON_UNITS
 
-        click.echo(json.dumps({"units": JSON_UNITS, "models": [{**m.to_dict(), "next_trial_epochs_saved": in_flight.get(m.model)}
-                                          for m in result.models]}))
+        click.echo(
+            json.dumps(
+                {
+                    "units": JSON_UNITS,
+                    "models": [
+                        {**m.to_dict(), "next_trial_epochs_saved": in_flight.get(m.model)}
+                        for m in result.models
+                    ],
+                }
+            )
+        )
         return
+    _echo_status_table(result, in_flight, config, store_path)
+
+
+def _echo_status_table(result, in_flight: dict, config, store_path: str) -> None:
+    """``frontier --status`` for a person: one row per model (its depths so far and next trial,
+    with the epochs its checkpoint has saved) and a line of how many searches finished."""
+    from ..depth_frontier.outputs import depth_label
+    from ..depth_frontier.points import lr_cell, lr_words
+    from ..report.tables import format_table
+    from ..report.wording import percent
+
     rows = []
     for m in result.models:
         nxt, saved = m.next_trial, in_flight.get(m.model)
-        rows.append([m.model, depth_label(m), lr_cell(m.lr), percent(m.error) if m.error is not None else None,
-                     m.first_failing_depth, m.trials,
-                     f"{m.trial_seconds:,.0f}",
-                     "finished" if nxt is None else f"depth {nxt[0]} {lr_words(nxt[1])} seed {nxt[2]}"
-                     + (f" ({saved:g} of {config.epochs} epochs saved)" if saved is not None else ""),
-                     " ".join(f"{d}{'+' if r.trainable else '-'}" for d, r in sorted(m.depths.items()))])
-    click.echo(format_table(("model", "max trainable depth", "lr", "criterion error", "first failing so far",
-                             "trials stored",
-                             "trial s", "next trial", "depths (+ trains, - fails)"), rows))
+        rows.append(
+            [
+                m.model,
+                depth_label(m),
+                lr_cell(m.lr),
+                percent(m.error) if m.error is not None else None,
+                m.first_failing_depth,
+                m.trials,
+                f"{m.trial_seconds:,.0f}",
+                "finished"
+                if nxt is None
+                else f"depth {nxt[0]} {lr_words(nxt[1])} seed {nxt[2]}"
+                + (f" ({saved:g} of {config.epochs} epochs saved)" if saved is not None else ""),
+                " ".join(f"{d}{'+' if r.trainable else '-'}" for d, r in sorted(m.depths.items())),
+            ]
+        )
+    click.echo(
+        format_table(
+            (
+                "model",
+                "max trainable depth",
+                "lr",
+                "criterion error",
+                "first failing so far",
+                "trials stored",
+                "trial s",
+                "next trial",
+                "depths (+ trains, - fails)",
+            ),
+            rows,
+        )
+    )
     done = sum(m.next_trial is None for m in result.models)
     spent = sum(m.trial_seconds for m in result.models)
-    click.echo(f"{done} of {len(result.models)} searches finished in {store_path}; {spent:,.0f} s of training in "
-               "the trials they used (speculative lrs they did not need are not counted)")
+    click.echo(
+        f"{done} of {len(result.models)} searches finished in {store_path}; {spent:,.0f} s of training in "
+        "the trials they used (speculative lrs they did not need are not counted)"
+    )
 
 
 def write_outputs(result, folder) -> None:

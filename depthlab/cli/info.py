@@ -21,7 +21,7 @@ from ..defaults import DEFAULT_PRECISION, DEFAULT_STORE, PRECISIONS, data_root_s
 from .app import cli
 
 OPTIONAL = ("pandas", "ray", "dks", "tensorboard", "pillow")
-NVIDIA_VERSION_FILE = Path("/proc/driver/nvidia/version")   # the loaded NVIDIA kernel module's version
+NVIDIA_VERSION_FILE = Path("/proc/driver/nvidia/version")  # the loaded NVIDIA kernel module's version
 
 # Where each dataset's files sit under the data root (checked for existence only, never read): every
 # registered dataset (`depthlab.data.DATASETS`, which needs torch; tests/cli/test_info.py keeps them equal).
@@ -85,15 +85,29 @@ def gather(data_dir: str | None = None) -> dict:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     root = resolve_data_root(data_dir)
     return {
-        "versions": {"depthlab": _version("depthlab"), "python": platform.python_version(), "torch": _version("torch"),
-                     "numpy": _version("numpy")},
+        "versions": {
+            "depthlab": _version("depthlab"),
+            "python": platform.python_version(),
+            "torch": _version("torch"),
+            "numpy": _version("numpy"),
+        },
         "optional": optional,
-        "machine": {"system": platform.system(), "arch": platform.machine(), "cpus": os.cpu_count(),
-                    "usable_cpus": usable, "nvidia_driver": nvidia_driver(), "torch_build": torch_build(),
-                    "mps_possible": platform.system() == "Darwin" and platform.machine() == "arm64"},
+        "machine": {
+            "system": platform.system(),
+            "arch": platform.machine(),
+            "cpus": os.cpu_count(),
+            "usable_cpus": usable,
+            "nvidia_driver": nvidia_driver(),
+            "torch_build": torch_build(),
+            "mps_possible": platform.system() == "Darwin" and platform.machine() == "arm64",
+        },
         "precision": {"default": DEFAULT_PRECISION, "choices": list(PRECISIONS)},
-        "data_root": {"path": str(root), "from": data_root_source(data_dir), "exists": root.is_dir(),
-                      "datasets": {name: _present(root, name) for name in DATASET_FILES}},
+        "data_root": {
+            "path": str(root),
+            "from": data_root_source(data_dir),
+            "exists": root.is_dir(),
+            "datasets": {name: _present(root, name) for name in DATASET_FILES},
+        },
         "store": {"default": DEFAULT_STORE, "exists": Path(DEFAULT_STORE).exists()},
     }
 
@@ -111,23 +125,42 @@ def probe_devices() -> dict:
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
             devices.append(f"cuda:{i} ({props.name})")
-            cuda.append({"device": f"cuda:{i}", "name": props.name, "capability": f"{props.major}.{props.minor}",
-                         "memory_gib": round(props.total_memory / 2**30, 1),
-                         "bf16": bool(torch.cuda.is_bf16_supported())})
+            cuda.append(
+                {
+                    "device": f"cuda:{i}",
+                    "name": props.name,
+                    "capability": f"{props.major}.{props.minor}",
+                    "memory_gib": round(props.total_memory / 2**30, 1),
+                    "bf16": bool(torch.cuda.is_bf16_supported()),
+                }
+            )
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         devices.append("mps")
-    return {"devices": devices, "auto_device": str(resolve_device("auto")), "torch_threads": torch.get_num_threads(),
-            "cuda": cuda, "cuda_runtime": torch.version.cuda}
+    return {
+        "devices": devices,
+        "auto_device": str(resolve_device("auto")),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": cuda,
+        "cuda_runtime": torch.version.cuda,
+    }
 
 
 @cli.command()
 @click.option("--data-dir", default=None, help="Report this data root instead of DEPTHLAB_DATA / ./data.")
-@click.option("--devices", "probe", is_flag=True,
-              help="Also ask torch which devices it can use (imports torch: seconds): --device auto's pick, CPU "
-                   "threads, each CUDA device's memory and bf16 support. Without it nothing imports torch.")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON object on stdout (keys in docs/GUIDE.md, 'depthlab info').")
+@click.option(
+    "--devices",
+    "probe",
+    is_flag=True,
+    help="Also ask torch which devices it can use (imports torch: seconds): --device auto's pick, CPU "
+    "threads, each CUDA device's memory and bf16 support. Without it nothing imports torch.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object on stdout (keys in docs/GUIDE.md, 'depthlab info').",
+)
 def info(data_dir, probe, as_json):
     """Versions, the machine's accelerators, precision defaults, the data root and its datasets, the default
     store; with --devices, the devices torch can use."""
@@ -138,7 +171,11 @@ def info(data_dir, probe, as_json):
     doc = gather(data_dir)
     if probe:
         found = probe_devices()
-        doc["devices"], doc["auto_device"], doc["cuda"] = found["devices"], found["auto_device"], found["cuda"]
+        doc["devices"], doc["auto_device"], doc["cuda"] = (
+            found["devices"],
+            found["auto_device"],
+            found["cuda"],
+        )
         doc["precision"]["torch_threads"] = found["torch_threads"]
         doc["versions"]["cuda_runtime"] = found["cuda_runtime"]
     if as_json:
@@ -152,26 +189,42 @@ def describe(doc: dict) -> list[str]:
     """The text of `info`: the lines of ``doc`` (with the probe's keys when ``--devices`` asked)."""
     v, m, p, r, s = doc["versions"], doc["machine"], doc["precision"], doc["data_root"], doc["store"]
     optional = ", ".join(f"{k} {ver}" if ver else f"{k} not installed" for k, ver in doc["optional"].items())
-    lines = [f"depthlab {v['depthlab']}  python {v['python']}  torch {v['torch'] or 'not installed'}  "
-             f"numpy {v['numpy']}", f"optional: {optional}"]
-    machine = (f"{m['usable_cpus']} of {m['cpus']} CPUs usable; NVIDIA driver {m['nvidia_driver'] or 'none'}; "
-               f"torch build {m['torch_build'] or 'none'}; Apple MPS {'possible' if m['mps_possible'] else 'no'} "
-               f"({m['system']} {m['arch']})")
+    lines = [
+        f"depthlab {v['depthlab']}  python {v['python']}  torch {v['torch'] or 'not installed'}  "
+        f"numpy {v['numpy']}",
+        f"optional: {optional}",
+    ]
+    machine = (
+        f"{m['usable_cpus']} of {m['cpus']} CPUs usable; NVIDIA driver {m['nvidia_driver'] or 'none'}; "
+        f"torch build {m['torch_build'] or 'none'}; Apple MPS {'possible' if m['mps_possible'] else 'no'} "
+        f"({m['system']} {m['arch']})"
+    )
     if "devices" in doc:
         lines.append(f"devices: {', '.join(doc['devices'])} (--device auto picks {doc['auto_device']})")
         lines.append(f"  machine: {machine}")
-        lines += [f"  {c['device']}: {c['name']}, compute {c['capability']}, {c['memory_gib']} GiB, "
-                  f"bf16 {'yes' if c['bf16'] else 'no'}" for c in doc["cuda"]]
+        lines += [
+            f"  {c['device']}: {c['name']}, compute {c['capability']}, {c['memory_gib']} GiB, "
+            f"bf16 {'yes' if c['bf16'] else 'no'}"
+            for c in doc["cuda"]
+        ]
         threads = f"; torch CPU threads {p['torch_threads']}"
     else:
         lines.append(f"devices: cpu; {machine}; --devices asks torch which it can use")
         threads = ""
-    lines.append(f"precision: {p['default']} by default on every device (--precision {'|'.join(p['choices'])})"
-                 + threads)
-    lines.append(f"data root: {r['path']} (from {r['from']}; --data-dir beats DEPTHLAB_DATA beats ./data)"
-                 + ("" if r["exists"] else " - does not exist yet"))
+    lines.append(
+        f"precision: {p['default']} by default on every device (--precision {'|'.join(p['choices'])})"
+        + threads
+    )
+    lines.append(
+        f"data root: {r['path']} (from {r['from']}; --data-dir beats DEPTHLAB_DATA beats ./data)"
+        + ("" if r["exists"] else " - does not exist yet")
+    )
     width = max(len(n) for n in r["datasets"])
-    lines += [f"  {name:{width}}  {'present: ' + where if where else 'not present'}"
-              for name, where in r["datasets"].items()]
-    lines.append(f"store: {s['default']} by default (--store PATH)" + (", exists here" if s["exists"] else ""))
+    lines += [
+        f"  {name:{width}}  {'present: ' + where if where else 'not present'}"
+        for name, where in r["datasets"].items()
+    ]
+    lines.append(
+        f"store: {s['default']} by default (--store PATH)" + (", exists here" if s["exists"] else "")
+    )
     return lines

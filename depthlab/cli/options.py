@@ -64,8 +64,15 @@ def _click_type(cls, name: str):
     return hint if hint in (int, float, str, bool) else str
 
 
-def option_from_field(cls, name: str, *decls: str, default=_MISSING, help: str | None = None,
-                      show_default: bool | None = None, **kwargs):
+def option_from_field(
+    cls,
+    name: str,
+    *decls: str,
+    default=_MISSING,
+    help: str | None = None,
+    show_default: bool | None = None,
+    **kwargs,
+):
     """A click option for field ``name`` of dataclass ``cls``: flag ``--field-name`` (or
     ``decls``), the field's type, default (``default`` replaces it, e.g. None for "the model's
     own"), help (``metadata["help"]`` unless ``help`` is given) and choices
@@ -151,9 +158,9 @@ class ModelOptions:
     heads: int | None = None
     width: float | None = None
     params: tuple = ()
-    bn: bool | None = None     # --bn/--no-bn (commands with toggles)
-    no_skip: bool = False      # --no-skip
-    model_file: str | None = None   # --model-file nets.py:build (your own model factory)
+    bn: bool | None = None  # --bn/--no-bn (commands with toggles)
+    no_skip: bool = False  # --no-skip
+    model_file: str | None = None  # --model-file nets.py:build (your own model factory)
 
     def model(self, name: str | None, dataset: str | None = None):
         """MODEL, or with --model-file the factory it names, checked by building it at its smallest
@@ -178,8 +185,16 @@ class ModelOptions:
     def overrides(self, model: str | None = None, *, depth: bool = True) -> dict:
         """The ``model_args`` these flags ask for (``depth=False``: without --depth); with
         ``model``, --bn/--no-bn and --no-skip become that model's toggles."""
-        overrides = model_overrides(self.depth if depth else None, self.act, self.init, self.norm, self.skip,
-                                    self.heads, self.width, self.params)
+        overrides = model_overrides(
+            self.depth if depth else None,
+            self.act,
+            self.init,
+            self.norm,
+            self.skip,
+            self.heads,
+            self.width,
+            self.params,
+        )
         if self.bn is not None or self.no_skip:
             from ..experiments.configs import toggle_override
 
@@ -190,8 +205,9 @@ class ModelOptions:
         return overrides
 
 
-def model_overrides(depth=None, act=None, init_=None, norm=None, skip=None, heads=None, width=None,
-                    params=()) -> dict:
+def model_overrides(
+    depth=None, act=None, init_=None, norm=None, skip=None, heads=None, width=None, params=()
+) -> dict:
     overrides = dict(depth=depth, act=act, init=init_, norm=norm, skip=skip, heads=heads, width=width)
     for item in params:
         key, eq, value = item.partition("=")
@@ -208,26 +224,48 @@ def model_options(f=None, *, toggles: bool = False, model_file: bool = False):
     if f is None:
         return functools.partial(model_options, toggles=toggles, model_file=model_file)
     options = [
-        click.option("--depth", type=int, default=None, help="Number of conv layers (stages: multiple of 3)."),
+        click.option(
+            "--depth", type=int, default=None, help="Number of conv layers (stages: multiple of 3)."
+        ),
         click.option("--act", default=None, help="Activation: tanh, elu, relu."),
-        click.option("--init", "init", default=None, help="Conv init, e.g. normal:0.05, lecun-in, scaled:1.76,0.05."),
+        click.option(
+            "--init", "init", default=None, help="Conv init, e.g. normal:0.05, lecun-in, scaled:1.76,0.05."
+        ),
         click.option("--norm", default=None, help="none or bn."),
         click.option("--skip", default=None, help="none, post, rezero or fixup."),
         click.option("--heads", type=int, default=None, help="1 or 3 loss heads."),
         click.option("--width", type=float, default=None, help="Channel width multiplier."),
-        click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-                     help="Any other model parameter, e.g. -p stack_depth=3."),
+        click.option(
+            "--param",
+            "-p",
+            "params",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Any other model parameter, e.g. -p stack_depth=3.",
+        ),
     ]
-    if model_file:   # commands that take your own model: ModelOptions.model(MODEL) gives it
-        options.append(click.option("--model-file", "model_file", default=None, metavar="PATH.py[:FUNCTION]",
-                                    help="Your own model: build(depth, **params) in a Python file "
-                                         "(parameters with -p), instead of MODEL."))
+    if model_file:  # commands that take your own model: ModelOptions.model(MODEL) gives it
+        options.append(
+            click.option(
+                "--model-file",
+                "model_file",
+                default=None,
+                metavar="PATH.py[:FUNCTION]",
+                help="Your own model: build(depth, **params) in a Python file "
+                "(parameters with -p), instead of MODEL.",
+            )
+        )
     if toggles:
         options += [
             click.option("--bn/--no-bn", "bn", default=None, help="Turn batch norm on or off."),
-            click.option("--no-skip", "no_skip", is_flag=True, default=False,
-                         help="Turn the model's skip connection off (skipfc: -p skip=false; stages and strided: "
-                              "--skip none)."),
+            click.option(
+                "--no-skip",
+                "no_skip",
+                is_flag=True,
+                default=False,
+                help="Turn the model's skip connection off (skipfc: -p skip=false; stages and strided: "
+                "--skip none).",
+            ),
         ]
     return option_group("model_opts", ModelOptions, *options)(f)
 
@@ -249,22 +287,38 @@ class DataOptions:
         return self.dataset or default_dataset(model)
 
 
-def data_options(f=None, *, data_dir: bool = True, train_size: bool = True,
-                 dataset_help: str | None = "Dataset name (default: the model's own).",
-                 data_dir_help: str | None = "Data root (default: $DEPTHLAB_DATA, else ./data).",
-                 train_size_default=None):
+def data_options(
+    f=None,
+    *,
+    data_dir: bool = True,
+    train_size: bool = True,
+    dataset_help: str | None = "Dataset name (default: the model's own).",
+    data_dir_help: str | None = "Data root (default: $DEPTHLAB_DATA, else ./data).",
+    train_size_default=None,
+):
     """--dataset (and --data-dir, --train-size) as one `DataOptions` parameter ``data_opts``."""
     if f is None:
-        return functools.partial(data_options, data_dir=data_dir, train_size=train_size, dataset_help=dataset_help,
-                                 data_dir_help=data_dir_help, train_size_default=train_size_default)
+        return functools.partial(
+            data_options,
+            data_dir=data_dir,
+            train_size=train_size,
+            dataset_help=dataset_help,
+            data_dir_help=data_dir_help,
+            train_size_default=train_size_default,
+        )
     from ..data.registry import DATASETS
 
     if dataset_help is not None:
         dataset_help = f"{dataset_help.rstrip('.')}; one of: {', '.join(DATASETS)}."
     options = [option_from_field(TrainConfig, "dataset", default=None, help=dataset_help)]
     if data_dir:
-        options.append(click.option("--data-dir", default=None,
-                                    help=data_dir_help or "Data root (default: $DEPTHLAB_DATA, else ./data)."))
+        options.append(
+            click.option(
+                "--data-dir",
+                default=None,
+                help=data_dir_help or "Data root (default: $DEPTHLAB_DATA, else ./data).",
+            )
+        )
     if train_size:
         options.append(option_from_field(TrainConfig, "train_size", default=train_size_default))
     return option_group("data_opts", DataOptions, *options)(f)
@@ -289,13 +343,20 @@ class RunOptions:
 RUN_OPTIONS = ("seed", "device", "precision", "store", "out", "json", "tensorboard")
 
 
-def run_options(f=None, *, take=RUN_OPTIONS, out_help: str = "Folder for tables, plots and JSON.",
-                device_help: str | None = None, store_default: str = "depthlab.db"):
+def run_options(
+    f=None,
+    *,
+    take=RUN_OPTIONS,
+    out_help: str = "Folder for tables, plots and JSON.",
+    device_help: str | None = None,
+    store_default: str = "depthlab.db",
+):
     """The run flags a command takes (``take``, of `RUN_OPTIONS`) as one `RunOptions`
     parameter ``run``; --seed, --device and --precision default to `TrainConfig`'s."""
     if f is None:
-        return functools.partial(run_options, take=take, out_help=out_help, device_help=device_help,
-                                 store_default=store_default)
+        return functools.partial(
+            run_options, take=take, out_help=out_help, device_help=device_help, store_default=store_default
+        )
     unknown = set(take) - set(RUN_OPTIONS)
     if unknown:
         raise ValueError(f"unknown run options {sorted(unknown)}")
@@ -303,16 +364,24 @@ def run_options(f=None, *, take=RUN_OPTIONS, out_help: str = "Folder for tables,
         "seed": option_from_field(TrainConfig, "seed"),
         "device": option_from_field(TrainConfig, "device", help=device_help),
         "precision": option_from_field(TrainConfig, "precision"),
-        "store": click.option("--store", "store_path", default=store_default, show_default=True,
-                              help="SQLite run store."),
+        "store": click.option(
+            "--store", "store_path", default=store_default, show_default=True, help="SQLite run store."
+        ),
         "out": click.option("--out", default=None, help=out_help),
         "json": click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
-        "tensorboard": click.option("--tensorboard", default=None, help="Write per-epoch scalars to this folder."),
+        "tensorboard": click.option(
+            "--tensorboard", default=None, help="Write per-epoch scalars to this folder."
+        ),
     }
     chosen = [every[name] for name in RUN_OPTIONS if name in take]
     if "out" in take:
-        chosen.append(click.option("--force", is_flag=True,
-                                   help="Write into an --out folder that holds another command's results or files depthlab did not write."))
+        chosen.append(
+            click.option(
+                "--force",
+                is_flag=True,
+                help="Write into an --out folder that holds another command's results or files depthlab did not write.",
+            )
+        )
     return option_group("run", RunOptions, *chosen)(f)
 
 
@@ -343,8 +412,17 @@ def int_or_keyword(text, keyword: str, flag: str) -> int | None:
         raise ConfigError(f"{flag} must be a positive integer or {keyword}, got {text!r}") from None
 
 
-def executor_spec(executor="local", workers=None, ray_address=None, cpus_per_trial=1.0, gpus_per_trial=0.0,
-                  fuse="auto", threads=None, *, default_workers: str = "auto"):
+def executor_spec(
+    executor="local",
+    workers=None,
+    ray_address=None,
+    cpus_per_trial=1.0,
+    gpus_per_trial=0.0,
+    fuse="auto",
+    threads=None,
+    *,
+    default_workers: str = "auto",
+):
     """The validated `depthlab.sweep.ExecutorSpec` of the `executor_options` values
     (``workers`` None: ``default_workers`` locally; Ray sizes itself)."""
     from ..sweep.executors import ExecutorSpec
@@ -353,31 +431,64 @@ def executor_spec(executor="local", workers=None, ray_address=None, cpus_per_tri
         workers = default_workers
     count = int_or_keyword(workers, "auto", "--workers")
     group = int_or_keyword(fuse, "auto", "--fuse")
-    spec = ExecutorSpec(kind=executor, workers=count, ray_address=ray_address, cpus_per_trial=cpus_per_trial,
-                        gpus_per_trial=gpus_per_trial, fuse=group, threads=threads)
+    spec = ExecutorSpec(
+        kind=executor,
+        workers=count,
+        ray_address=ray_address,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        fuse=group,
+        threads=threads,
+    )
     spec.validate()
     return spec
 
 
 def _executor_option_list(workers: str) -> list:
     return [
-        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="local processes, or Ray tasks (pip install 'depthlab[ray]')."),
-        click.option("--workers", default=None,
-                     help=f"local: trials run at once (processes); auto = one per CPU core on CPU, 1 on a GPU "
-                          f"[default: {workers}]. Results do not depend on it (each trial computes on --threads); "
-                          "with several, a run's lines come when it finishes."),
-        click.option("--ray-address", default=None,
-                     help="ray: auto (the running cluster) or ray://HOST:PORT; default starts a local Ray."),
-        click.option("--cpus-per-trial", type=float, default=1.0, show_default=True, help="ray: CPUs per trial."),
-        click.option("--gpus-per-trial", type=float, default=0.0, show_default=True,
-                     help="ray: GPU share per trial (0.25 packs four trials on a GPU)."),
-        click.option("--fuse", default="auto", show_default=True,
-                     help="Train up to N lr/seed variants of one model as one fused network (1 = off); "
-                          "auto = the whole lr grid on a GPU, off on CPU."),
-        click.option("--threads", type=int, default=None,
-                     help="torch threads of every trial, whatever --workers/--executor (1 to 256) [default: 1]. "
-                          "Results depend on it bitwise; at 1 it is left out of the config hash."),
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="local processes, or Ray tasks (pip install 'depthlab[ray]').",
+        ),
+        click.option(
+            "--workers",
+            default=None,
+            help=f"local: trials run at once (processes); auto = one per CPU core on CPU, 1 on a GPU "
+            f"[default: {workers}]. Results do not depend on it (each trial computes on --threads); "
+            "with several, a run's lines come when it finishes.",
+        ),
+        click.option(
+            "--ray-address",
+            default=None,
+            help="ray: auto (the running cluster) or ray://HOST:PORT; default starts a local Ray.",
+        ),
+        click.option(
+            "--cpus-per-trial", type=float, default=1.0, show_default=True, help="ray: CPUs per trial."
+        ),
+        click.option(
+            "--gpus-per-trial",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="ray: GPU share per trial (0.25 packs four trials on a GPU).",
+        ),
+        click.option(
+            "--fuse",
+            default="auto",
+            show_default=True,
+            help="Train up to N lr/seed variants of one model as one fused network (1 = off); "
+            "auto = the whole lr grid on a GPU, off on CPU.",
+        ),
+        click.option(
+            "--threads",
+            type=int,
+            default=None,
+            help="torch threads of every trial, whatever --workers/--executor (1 to 256) [default: 1]. "
+            "Results depend on it bitwise; at 1 it is left out of the config hash.",
+        ),
     ]
 
 

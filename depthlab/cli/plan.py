@@ -82,34 +82,55 @@ def plan_lines(names: list[str], config, costs: dict, train_images: int) -> list
     probed = {str(n): probe_depths(config.max_depth, config.depths, config.step_for(n)) for n in names}
     steps = sorted({config.step_for(n) for n in names})
     shown = {", ".join(map(str, d)) for d in probed.values()}
-    first = shown.pop() if len(shown) == 1 else "; ".join(f"{n}: {', '.join(map(str, d))}" for n, d in probed.items())
+    first = (
+        shown.pop()
+        if len(shown) == 1
+        else "; ".join(f"{n}: {', '.join(map(str, d))}" for n, d in probed.items())
+    )
     seeds = config.seed_count()
     policy = config.seed_policy()
-    seeding = (f"1 seed, then {policy.min_seeds}-{policy.max_seeds} at the boundary" if config.auto_seeds
-               else f"{seeds} seed(s)")
-    lines = [f"plan: {len(names)} model(s) {', '.join(probed)}; depths probed first {first} "
-             f"(then bisection between the last trainable and first failing depth, multiples of "
-             f"{' or '.join(map(str, steps))}); "
-             f"{_grids(config)}; {seeding}; {config.epochs} epoch(s) of "
-             f"{train_images:,} images; {config.evals_per_epoch} evaluation(s) of "
-             f"{config.eval_size or 10_000:,} test images per epoch; threshold {100 * config.threshold:g}% "
-             f"{config.criterion} error"]
+    seeding = (
+        f"1 seed, then {policy.min_seeds}-{policy.max_seeds} at the boundary"
+        if config.auto_seeds
+        else f"{seeds} seed(s)"
+    )
+    lines = [
+        f"plan: {len(names)} model(s) {', '.join(probed)}; depths probed first {first} "
+        f"(then bisection between the last trainable and first failing depth, multiples of "
+        f"{' or '.join(map(str, steps))}); "
+        f"{_grids(config)}; {seeding}; {config.epochs} epoch(s) of "
+        f"{train_images:,} images; {config.evals_per_epoch} evaluation(s) of "
+        f"{config.eval_size or 10_000:,} test images per epoch; threshold {100 * config.threshold:g}% "
+        f"{config.criterion} error"
+    ]
     # --seeds auto re-checks the boundary (deepest trainable and first failing depth) with extra
     # seeds: at least (min - 1) at the deciding lr, at most (max - 1) at it and its two neighbours
-    recheck_low, recheck_high = ((policy.min_seeds - 1, (policy.max_seeds - 1) * min(3 if policy.neighbours else 1, config.widest_grid()))
-                                 if config.auto_seeds else (0, 0))
+    recheck_low, recheck_high = (
+        (
+            policy.min_seeds - 1,
+            (policy.max_seeds - 1) * min(3 if policy.neighbours else 1, config.widest_grid()),
+        )
+        if config.auto_seeds
+        else (0, 0)
+    )
     low = high = 0.0
     for name in names:
         full = [trial_seconds(name, d, config, costs, train_images) for d in probed[str(name)]]
         first_point = [f / config.epochs / config.evals_per_epoch for f in full]
         low += sum(first_point) * seeds + 2 * first_point[0] * recheck_low
         high += sum(full) * len(config.points()) * seeds + 2 * full[-1] * recheck_high
-    recheck = (f"; with --seeds auto, {2 * recheck_low} to {2 * recheck_high} boundary re-check trials per model, "
-               f"between the shallowest and the deepest probed depth" if config.auto_seeds else "")
-    lines.append(f"estimated CPU time on this machine: {_hours(low)} to {_hours(high)} "
-                 f"(measured {1e6 * costs['plain']:.0f} us per image per layer, {1e6 * costs['bn']:.0f} with batch "
-                 f"norm; the bound trains every lr of every probed depth for the full budget, bisection steps "
-                 f"not counted{recheck}); nothing was trained")
+    recheck = (
+        f"; with --seeds auto, {2 * recheck_low} to {2 * recheck_high} boundary re-check trials per model, "
+        f"between the shallowest and the deepest probed depth"
+        if config.auto_seeds
+        else ""
+    )
+    lines.append(
+        f"estimated CPU time on this machine: {_hours(low)} to {_hours(high)} "
+        f"(measured {1e6 * costs['plain']:.0f} us per image per layer, {1e6 * costs['bn']:.0f} with batch "
+        f"norm; the bound trains every lr of every probed depth for the full budget, bisection steps "
+        f"not counted{recheck}); nothing was trained"
+    )
     return lines
 
 
@@ -129,9 +150,12 @@ def planned_trials(names: list, config, costs: dict, train_images: int) -> list[
     seed of every probed depth of every model (what the dry-run's upper estimate adds up;
     bisection steps and ``--seeds auto`` re-checks not counted)."""
     per_depth = len(config.points()) * config.seed_count()
-    return [(str(name), d, trial_seconds(name, d, config, costs, train_images))
-            for name in names for d in probe_depths(config.max_depth, config.depths, config.step_for(name))
-            for _ in range(per_depth)]
+    return [
+        (str(name), d, trial_seconds(name, d, config, costs, train_images))
+        for name in names
+        for d in probe_depths(config.max_depth, config.depths, config.step_for(name))
+        for _ in range(per_depth)
+    ]
 
 
 def _grids(config) -> str:
@@ -139,7 +163,9 @@ def _grids(config) -> str:
     count, ``sgd lrs 0.01, 0.1; adam lrs 0.0001, 0.001 (5 (optimizer, lr) points)``."""
     if not config.names_optimizer:
         return f"lrs {config.grid_text()}"
-    grids = "; ".join(f"{name} lrs {', '.join(f'{lr:g}' for lr in grid)}" for name, grid in config.grids().items())
+    grids = "; ".join(
+        f"{name} lrs {', '.join(f'{lr:g}' for lr in grid)}" for name, grid in config.grids().items()
+    )
     return f"{grids} ({len(config.points())} (optimizer, lr) points)"
 
 

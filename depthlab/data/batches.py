@@ -35,8 +35,10 @@ def kfold_indices(n: int, k: int, seed: int = 0) -> list[tuple[torch.Tensor, tor
         raise ConfigError(f"fold count must be at least 2, got {k}")
     g = torch.Generator().manual_seed(seed)
     folds = torch.randperm(n, generator=g).tensor_split(k)
-    return [(torch.cat([f for j, f in enumerate(folds) if j != i]).sort().values, folds[i].sort().values)
-            for i in range(k)]
+    return [
+        (torch.cat([f for j, f in enumerate(folds) if j != i]).sort().values, folds[i].sort().values)
+        for i in range(k)
+    ]
 
 
 class Batches:
@@ -46,9 +48,21 @@ class Batches:
     optional augmentation (random crop after zero padding, horizontal flip) runs on whole batches.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean, std, *,
-                 shuffle: bool = True, seed: int = 0, augment: bool = False, pad: int = 4,
-                 drop_last: bool = False, channels_last: bool = False):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        mean,
+        std,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        augment: bool = False,
+        pad: int = 4,
+        drop_last: bool = False,
+        channels_last: bool = False,
+    ):
         if batch_size <= 0:
             raise ConfigError(f"batch size must be positive, got {batch_size}")
         self.x, self.y = x, y
@@ -75,8 +89,8 @@ class Batches:
         padded = torch.nn.functional.pad(xb, (p, p, p, p))
         dx = torch.randint(0, 2 * p + 1, (n,), generator=self.generator).to(xb.device)
         dy = torch.randint(0, 2 * p + 1, (n,), generator=self.generator).to(xb.device)
-        rows = (dy.view(n, 1) + torch.arange(h, device=xb.device).view(1, h))  # n, h
-        cols = (dx.view(n, 1) + torch.arange(w, device=xb.device).view(1, w))  # n, w
+        rows = dy.view(n, 1) + torch.arange(h, device=xb.device).view(1, h)  # n, h
+        cols = dx.view(n, 1) + torch.arange(w, device=xb.device).view(1, w)  # n, w
         flip = (torch.rand(n, generator=self.generator) < 0.5).to(xb.device)
         cols = torch.where(flip.view(n, 1), cols.flip(1), cols)
         idx_n = torch.arange(n, device=xb.device).view(n, 1, 1, 1)
@@ -88,9 +102,13 @@ class Batches:
 
     def epoch_order(self) -> torch.Tensor | None:
         """Draw the next epoch's sample order (None without shuffling)."""
-        return torch.randperm(len(self.x), generator=self.generator).to(self.x.device) if self.shuffle else None
+        return (
+            torch.randperm(len(self.x), generator=self.generator).to(self.x.device) if self.shuffle else None
+        )
 
-    def batches(self, order: torch.Tensor | None, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, order: torch.Tensor | None, start_step: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of an epoch in ``order`` (from `epoch_order`), from batch ``start_step``
         on: with the generator state saved at that point, a resumed epoch draws exactly the
         batches (and augmentations) the uninterrupted one would have."""
@@ -98,9 +116,9 @@ class Batches:
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
         for start in range(start_step * self.batch_size, stop, self.batch_size):
             if order is None:
-                xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+                xb, yb = self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
             else:
-                idx = order[start:start + self.batch_size]
+                idx = order[start : start + self.batch_size]
                 xb, yb = self.x[idx], self.y[idx]
             if self.augment:
                 xb = self._augment(xb)

@@ -58,14 +58,18 @@ def decode_members(archive: zipfile.ZipFile, names: list[str], zip_path) -> tupl
     for i, name in enumerate(names):
         parts = name.split("/")
         if len(parts) != 3 or parts[1] not in CIFAR10_CLASSES:
-            raise DataError(f"{zip_path}: unexpected member {name!r} (expected <split>/<class>/NNNN.jpg "
-                            f"with a class among {', '.join(CIFAR10_CLASSES)})")
+            raise DataError(
+                f"{zip_path}: unexpected member {name!r} (expected <split>/<class>/NNNN.jpg "
+                f"with a class among {', '.join(CIFAR10_CLASSES)})"
+            )
         try:
             with image_cls.open(io.BytesIO(archive.read(name))) as img:
                 pixels = np.asarray(img.convert("RGB"))
         except Exception as exc:  # zlib, OSError, PIL's UnidentifiedImageError share no useful base
-            raise DataError(f"{zip_path}: cannot decode {name} ({type(exc).__name__}); "
-                            "the archive is truncated or corrupted") from None
+            raise DataError(
+                f"{zip_path}: cannot decode {name} ({type(exc).__name__}); "
+                "the archive is truncated or corrupted"
+            ) from None
         if pixels.shape != (32, 32, 3):
             raise DataError(f"{zip_path}: {name} is {pixels.shape[1]}x{pixels.shape[0]}, expected 32x32 RGB")
         images[i] = pixels.transpose(2, 0, 1)
@@ -128,8 +132,10 @@ def load_cifar10_jpeg(root: Path, download_missing: bool = False, *, use_cache: 
     computed from the decoded training images: JPEG shifts them a little from CIFAR-10's."""
     zip_path = Path(root) / JPEG_FOLDER / JPEG_ZIP
     if not zip_path.is_file():
-        raise DataError(f"missing data: expected {zip_path} (the CIFAR-10 JPEG archive with "
-                        "train/<class>/NNNN.jpg and test/<class>/NNNN.jpg; set --data-dir or DEPTHLAB_DATA)")
+        raise DataError(
+            f"missing data: expected {zip_path} (the CIFAR-10 JPEG archive with "
+            "train/<class>/NNNN.jpg and test/<class>/NNNN.jpg; set --data-dir or DEPTHLAB_DATA)"
+        )
     cache = _cache_path(zip_path)
     arrays = _read_cache(cache) if use_cache else None
     if arrays is None:
@@ -137,8 +143,15 @@ def load_cifar10_jpeg(root: Path, download_missing: bool = False, *, use_cache: 
         if use_cache:
             _write_cache(cache, arrays)
     mean, std = channel_stats(arrays["train_x"])
-    return Dataset("cifar10-jpeg", torch.from_numpy(arrays["train_x"]), torch.from_numpy(arrays["train_y"]),
-                   torch.from_numpy(arrays["test_x"]), torch.from_numpy(arrays["test_y"]), mean, std)
+    return Dataset(
+        "cifar10-jpeg",
+        torch.from_numpy(arrays["train_x"]),
+        torch.from_numpy(arrays["train_y"]),
+        torch.from_numpy(arrays["test_x"]),
+        torch.from_numpy(arrays["test_y"]),
+        mean,
+        std,
+    )
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -151,7 +164,7 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
         mean = float((counts * values).sum() / counts.sum())
         var = float((counts * (values - mean) ** 2).sum() / counts.sum())
         means.append(round(mean, 4))
-        stds.append(round(var ** 0.5, 4))
+        stds.append(round(var**0.5, 4))
     return tuple(means), tuple(stds)
 
 
@@ -163,5 +176,11 @@ def time_decode(root: Path) -> tuple[float, int]:
     return time.perf_counter() - started, len(arrays["train_x"]) + len(arrays["test_x"])
 
 
-register_dataset(DatasetInfo("cifar10-jpeg", (3, 32, 32), load_cifar10_jpeg,
-                             "CIFAR-10 as quality-75 JPEGs (a lossy stand-in), 50k/10k"))
+register_dataset(
+    DatasetInfo(
+        "cifar10-jpeg",
+        (3, 32, 32),
+        load_cifar10_jpeg,
+        "CIFAR-10 as quality-75 JPEGs (a lossy stand-in), 50k/10k",
+    )
+)

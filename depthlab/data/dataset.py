@@ -10,8 +10,7 @@ import torch
 from ..defaults import resolve_data_root  # noqa: F401  (re-exported: where the loaders look)
 from ..errors import DataError
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 @dataclass
@@ -50,8 +49,12 @@ class Dataset:
         pass over the bytes, BLAKE2b) and cached: the tensors are not expected to change."""
         if self._fingerprint is None:
             h = hashlib.blake2b(digest_size=8)
-            for label, t in (("train_x", self.train_x), ("train_y", self.train_y),
-                             ("test_x", self.test_x), ("test_y", self.test_y)):
+            for label, t in (
+                ("train_x", self.train_x),
+                ("train_y", self.train_y),
+                ("test_x", self.test_x),
+                ("test_y", self.test_y),
+            ):
                 t = t.detach().to("cpu").contiguous()
                 h.update(f"{label}:{t.dtype}:{tuple(t.shape)};".encode())
                 h.update(t.view(torch.uint8).numpy().data if t.numel() else b"")
@@ -64,13 +67,19 @@ class Dataset:
         when given), image and label counts that differ, labels outside ``0..num_classes-1``."""
         for split, x, y in (("training", self.train_x, self.train_y), ("test", self.test_x, self.test_y)):
             if x.ndim != 4 or x.dtype != torch.uint8:
-                raise DataError(f"{self.name}: {split} images are {x.dtype} of shape {tuple(x.shape)}, "
-                                "expected uint8 (N, C, H, W)")
+                raise DataError(
+                    f"{self.name}: {split} images are {x.dtype} of shape {tuple(x.shape)}, "
+                    "expected uint8 (N, C, H, W)"
+                )
             if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
-                raise DataError(f"{self.name}: {split} images are {'x'.join(map(str, x.shape[1:]))}, "
-                                f"expected {'x'.join(map(str, input_shape))} (a wrong data folder?)")
+                raise DataError(
+                    f"{self.name}: {split} images are {'x'.join(map(str, x.shape[1:]))}, "
+                    f"expected {'x'.join(map(str, input_shape))} (a wrong data folder?)"
+                )
             if len(x) == 0:
-                raise DataError(f"{self.name}: the {split} split holds no images (an empty or wrong data folder)")
+                raise DataError(
+                    f"{self.name}: the {split} split holds no images (an empty or wrong data folder)"
+                )
             if y.ndim != 1 or len(y) != len(x):
                 raise DataError(f"{self.name}: {len(x)} {split} images but labels of shape {tuple(y.shape)}")
             if y.dtype.is_floating_point or y.dtype == torch.bool:

@@ -23,8 +23,14 @@ def md5_of(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def download(urls: list[str], dest: Path, *, md5: str | None = None,
-             md5_of_content: Callable[[bytes], str] | None = None, timeout: float = 30.0) -> Path:
+def download(
+    urls: list[str],
+    dest: Path,
+    *,
+    md5: str | None = None,
+    md5_of_content: Callable[[bytes], str] | None = None,
+    timeout: float = 30.0,
+) -> Path:
     """Fetch the first URL that answers into ``dest``, verifying the checksum before the file
     is moved into place (a failed or corrupted download never leaves a file behind)."""
     last_error = "no mirror given"

@@ -32,17 +32,25 @@ PREFIX = "npz:"
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 CHANNELS = (1, 3, 4)
 MAX_BYTES_ENV = "DEPTHLAB_NPZ_MAX_BYTES"
-DEFAULT_MAX_BYTES = 2 * 2**30      # every array of the file together, as declared by their headers
-MAX_CLASSES = 100_000              # labels 0 .. K-1 make a K-way output layer
-CHUNK = 16 * 2**20                 # bytes read at a time
+DEFAULT_MAX_BYTES = 2 * 2**30  # every array of the file together, as declared by their headers
+MAX_CLASSES = 100_000  # labels 0 .. K-1 make a K-way output layer
+CHUNK = 16 * 2**20  # bytes read at a time
 # What reading a broken archive raises: zipfile and zlib errors, a truncated or encrypted member
 # (EOFError, RuntimeError), an unknown compression (NotImplementedError), a bad .npy header.
-READ_ERRORS = (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error)
+READ_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 
 def npz_path(name: str) -> Path | None:
     """The file of an ``npz:PATH`` dataset name, None for any other name."""
-    return Path(name[len(PREFIX):]) if name.startswith(PREFIX) else None
+    return Path(name[len(PREFIX) :]) if name.startswith(PREFIX) else None
 
 
 def _layout(shape: tuple[int, ...]) -> str | None:
@@ -75,8 +83,9 @@ def _labels(y: np.ndarray, what: str) -> np.ndarray:
     if len(y) and y.min() < 0:
         raise DataError(f"{what}: labels must be 0 .. K-1, found {int(y.min())}")
     if len(y) and y.max() >= MAX_CLASSES:
-        raise DataError(f"{what}: labels must be 0 .. K-1 with at most {MAX_CLASSES:,} classes, found "
-                        f"{y.max():.0f}")
+        raise DataError(
+            f"{what}: labels must be 0 .. K-1 with at most {MAX_CLASSES:,} classes, found {y.max():.0f}"
+        )
     return y.astype(np.int64)
 
 
@@ -136,8 +145,10 @@ def _member(archive: zipfile.ZipFile, key: str, path: Path) -> _Member | None:
     except READ_ERRORS as exc:
         raise DataError(f"{what}: not a readable .npy array ({type(exc).__name__}: {exc})"[:300]) from None
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "uif":
-        raise DataError(f"{path}: not a readable .npz file ({key} holds dtype {dtype}; an npz dataset's arrays "
-                        "hold plain numbers: integers or floats)")
+        raise DataError(
+            f"{path}: not a readable .npz file ({key} holds dtype {dtype}; an npz dataset's arrays "
+            "hold plain numbers: integers or floats)"
+        )
     return _Member(key, tuple(int(n) for n in shape), dtype, bool(fortran_order))
 
 
@@ -146,31 +157,47 @@ def _check_headers(members: dict[str, _Member], path: Path) -> None:
     sizes in both splits, and a bounded total."""
     missing = [k for k in KEYS if k not in members]
     if missing:
-        raise DataError(f"{path}: missing array(s) {', '.join(missing)}; an npz dataset holds {', '.join(KEYS)}")
+        raise DataError(
+            f"{path}: missing array(s) {', '.join(missing)}; an npz dataset holds {', '.join(KEYS)}"
+        )
     for split in ("train", "test"):
         x, y = members[f"x_{split}"], members[f"y_{split}"]
         if _layout(x.shape) is None or 0 in x.shape[1:]:
-            raise DataError(f"{path} x_{split}: images must be N x H x W, N x H x W x C or N x C x H x W "
-                            f"(C in 1, 3, 4; H, W > 0), got shape {x.shape}")
+            raise DataError(
+                f"{path} x_{split}: images must be N x H x W, N x H x W x C or N x C x H x W "
+                f"(C in 1, 3, 4; H, W > 0), got shape {x.shape}"
+            )
         if len(y.shape) != 1 or y.shape[0] != x.shape[0]:
-            raise DataError(f"{path} y_{split}: labels must be a vector of {x.shape[0]} integers (one per image), "
-                            f"got shape {y.shape}")
+            raise DataError(
+                f"{path} y_{split}: labels must be a vector of {x.shape[0]} integers (one per image), "
+                f"got shape {y.shape}"
+            )
     train, test = (_chw(members[k].shape) for k in ("x_train", "x_test"))
     if not members["x_train"].shape[0] or not members["x_test"].shape[0]:
-        raise DataError(f"{path}: the training and test splits must not be empty (got "
-                        f"{members['x_train'].shape[0]} and {members['x_test'].shape[0]} images)")
+        raise DataError(
+            f"{path}: the training and test splits must not be empty (got "
+            f"{members['x_train'].shape[0]} and {members['x_test'].shape[0]} images)"
+        )
     if train != test:
         raise DataError(f"{path}: train images are {train} but test images {test}")
     total, limit = sum(m.nbytes for m in members.values()), max_bytes()
     if total > limit:
-        raise DataError(f"{path}: its arrays declare {total / 2**30:,.2f} GiB, more than the {limit / 2**30:.2f} GiB "
-                        f"an npz dataset may hold (set {MAX_BYTES_ENV} to allow more); nothing was read")
+        raise DataError(
+            f"{path}: its arrays declare {total / 2**30:,.2f} GiB, more than the {limit / 2**30:.2f} GiB "
+            f"an npz dataset may hold (set {MAX_BYTES_ENV} to allow more); nothing was read"
+        )
 
 
 def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """(C, H, W) of images of array ``shape`` (a valid layout)."""
     layout = _layout(shape)
-    return (1, *shape[1:]) if layout == "nhw" else (shape[3], shape[1], shape[2]) if layout == "nhwc" else shape[1:]
+    return (
+        (1, *shape[1:])
+        if layout == "nhw"
+        else (shape[3], shape[1], shape[2])
+        if layout == "nhwc"
+        else shape[1:]
+    )
 
 
 def _headers(archive: zipfile.ZipFile, path: Path) -> dict[str, _Member]:
@@ -190,13 +217,17 @@ def _read_array(archive: zipfile.ZipFile, member: _Member, path: Path) -> np.nda
             _read_header(stream, what)
             done = 0
             while done < len(buffer):
-                got = stream.readinto(buffer[done:done + CHUNK])
+                got = stream.readinto(buffer[done : done + CHUNK])
                 if not got:
-                    raise DataError(f"{what}: truncated: {done:,} of the {len(buffer):,} bytes its header declares")
+                    raise DataError(
+                        f"{what}: truncated: {done:,} of the {len(buffer):,} bytes its header declares"
+                    )
                 done += got
             if stream.read(1):
-                raise DataError(f"{what}: holds more data than its header declares ({len(buffer):,} bytes); "
-                                "refused unread")
+                raise DataError(
+                    f"{what}: holds more data than its header declares ({len(buffer):,} bytes); "
+                    "refused unread"
+                )
     except READ_ERRORS as exc:
         raise DataError(f"{what}: not a readable .npy array ({type(exc).__name__}: {exc})"[:300]) from None
     return flat.reshape(member.shape, order="F" if member.fortran_order else "C")
@@ -218,8 +249,16 @@ def load_npz(path: str | Path) -> Dataset:
     axes = (0, 2, 3)
     mean = tuple(float(v) / 255 for v in x_train.mean(axis=axes, dtype=np.float64))
     std = tuple(max(float(v), 1e-12) / 255 for v in x_train.std(axis=axes, dtype=np.float64))
-    return Dataset(f"{PREFIX}{path}", torch.from_numpy(x_train), torch.from_numpy(y_train),
-                   torch.from_numpy(x_test), torch.from_numpy(y_test), mean, std, num_classes=classes)
+    return Dataset(
+        f"{PREFIX}{path}",
+        torch.from_numpy(x_train),
+        torch.from_numpy(y_train),
+        torch.from_numpy(x_test),
+        torch.from_numpy(y_test),
+        mean,
+        std,
+        num_classes=classes,
+    )
 
 
 def npz_input_shape(path: Path) -> tuple[int, int, int]:

@@ -56,12 +56,22 @@ CIFAR10_MD5 = {
 }
 
 
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 # The largest idx file read (its declared data size, checked from the header before anything
@@ -93,8 +103,10 @@ def _idx_header(head: bytes, name: str) -> tuple[np.dtype, tuple[int, ...], int,
     dtype = np.dtype(_IDX_DTYPES[dtype_code])
     expected = math.prod(dims) * dtype.itemsize  # Python ints: four u32 dims can overflow int64
     if expected > MAX_IDX_BYTES:
-        raise DataError(f"{name}: header declares shape {tuple(dims)} ({expected:,} bytes), more than the "
-                        f"{MAX_IDX_BYTES:,} bytes an idx file may hold here (corrupted or not a dataset file)")
+        raise DataError(
+            f"{name}: header declares shape {tuple(dims)} ({expected:,} bytes), more than the "
+            f"{MAX_IDX_BYTES:,} bytes an idx file may hold here (corrupted or not a dataset file)"
+        )
     return dtype, tuple(dims), header, expected
 
 
@@ -102,8 +114,10 @@ def parse_idx(payload: bytes, name: str = "idx data") -> np.ndarray:
     """Parse the bytes of an (uncompressed) idx file; a malformed file raises `DataError`."""
     dtype, dims, header, expected = _idx_header(payload[:20], name)
     if len(payload) - header != expected:
-        raise DataError(f"{name}: wrong size: {len(payload) - header} data bytes, "
-                        f"{expected} expected for shape {tuple(dims)} (truncated or corrupted)")
+        raise DataError(
+            f"{name}: wrong size: {len(payload) - header} data bytes, "
+            f"{expected} expected for shape {tuple(dims)} (truncated or corrupted)"
+        )
     return np.frombuffer(payload, dtype=dtype, offset=header).reshape(dims)
 
 
@@ -113,15 +127,16 @@ def _read_into(fh, view: memoryview) -> int:
     pos = 0
     with view:
         while pos < len(view):
-            n = fh.readinto(view[pos:pos + _READ_CHUNK])
+            n = fh.readinto(view[pos : pos + _READ_CHUNK])
             if not n:
                 break
             pos += n
     return pos
 
 
-def read_idx_file(path: Path, *, shape: tuple[int | None, ...] | None = None, what: str = "data",
-                  md5: str | None = None) -> bytearray:
+def read_idx_file(
+    path: Path, *, shape: tuple[int | None, ...] | None = None, what: str = "data", md5: str | None = None
+) -> bytearray:
     """The uncompressed bytes of an idx file (``.gz`` or not), read in bounded chunks: the
     header is read first, and no more data than it declares (at most `MAX_IDX_BYTES`) is ever
     decompressed or held, so a gzip bomb or a lying header fails before it costs memory.
@@ -136,10 +151,19 @@ def read_idx_file(path: Path, *, shape: tuple[int | None, ...] | None = None, wh
             if len(head) == 4 and 1 <= head[3] <= 4:
                 head += fh.read(4 * head[3])
             _, dims, header, expected = _idx_header(head, str(path))
-            if shape is not None and (len(dims) != len(shape)
-                                      or any(want is not None and want != got for want, got in zip(shape, dims))):
-                want = "(" + ", ".join("N" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-                raise DataError(f"{path}: {what} of shape {dims}, expected {want} (not a file of this dataset)")
+            if shape is not None and (
+                len(dims) != len(shape)
+                or any(want is not None and want != got for want, got in zip(shape, dims))
+            ):
+                want = (
+                    "("
+                    + ", ".join("N" if d is None else str(d) for d in shape)
+                    + ("," if len(shape) == 1 else "")
+                    + ")"
+                )
+                raise DataError(
+                    f"{path}: {what} of shape {dims}, expected {want} (not a file of this dataset)"
+                )
             payload = bytearray(header + expected)  # the declared size, at most MAX_IDX_BYTES
             payload[:header] = head[:header]
             got = header + _read_into(fh, memoryview(payload)[header:])
@@ -150,12 +174,16 @@ def read_idx_file(path: Path, *, shape: tuple[int | None, ...] | None = None, wh
         raise DataError(f"{path}: cannot read ({exc}); the file is truncated or corrupted") from None
     if got != header + expected and not trailing and md5 is not None:  # all of a short file is here
         digest = md5_of(memoryview(payload)[:got])
-        raise DataError(f"{path}: checksum mismatch (MD5 {digest}, expected {md5}, {got} bytes uncompressed, "
-                        f"{header + expected} declared); the file is truncated, corrupted or not the official one")
+        raise DataError(
+            f"{path}: checksum mismatch (MD5 {digest}, expected {md5}, {got} bytes uncompressed, "
+            f"{header + expected} declared); the file is truncated, corrupted or not the official one"
+        )
     if got != header + expected or trailing:
         size = f"{got - header}" if not trailing else f"more than {expected}"
-        raise DataError(f"{path}: wrong size: {size} data bytes, {expected} expected for shape {dims} "
-                        "(truncated or corrupted)")
+        raise DataError(
+            f"{path}: wrong size: {size} data bytes, {expected} expected for shape {dims} "
+            "(truncated or corrupted)"
+        )
     return payload
 
 
@@ -173,21 +201,41 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def load_idx_folder(folder: Path, *, checksums: dict[str, str] | None, mirrors: tuple[str, ...],
-                    download_missing: bool, image_size: tuple[int, int] = (28, 28)) -> dict[str, np.ndarray]:
+def load_idx_folder(
+    folder: Path,
+    *,
+    checksums: dict[str, str] | None,
+    mirrors: tuple[str, ...],
+    download_missing: bool,
+    image_size: tuple[int, int] = (28, 28),
+) -> dict[str, np.ndarray]:
     """Read the four idx files of an MNIST-like set, downloading any that are missing.
     Images must be ``image_size``, each split must hold images (as many as labels, in 0..9).
 
     All four are located (or fetched) before any is read, so a missing file is reported as
     such, with the folder and the full list of files expected."""
+    paths = _locate_idx_files(folder, checksums=checksums, mirrors=mirrors, download_missing=download_missing)
+    arrays = _read_idx_files(paths, checksums=checksums, image_size=image_size)
+    _check_idx_splits(folder, arrays)
+    return arrays
+
+
+def _locate_idx_files(
+    folder: Path, *, checksums: dict[str, str] | None, mirrors: tuple[str, ...], download_missing: bool
+) -> dict[str, Path]:
+    """The path of each of the four idx files in ``folder``, downloading those missing (while
+    downloads work); `DataError` naming every file still missing."""
     paths: dict[str, Path | None] = {}
     for stem in IDX_FILES:
         path = _find_idx(folder, stem)
         if path is None and download_missing:
             try:
-                path = download([m + stem + ".gz" for m in mirrors], folder / f"{stem}.gz",
-                                md5=checksums.get(stem) if checksums else None,
-                                md5_of_content=_md5_of_idx_download)
+                path = download(
+                    [m + stem + ".gz" for m in mirrors],
+                    folder / f"{stem}.gz",
+                    md5=checksums.get(stem) if checksums else None,
+                    md5_of_content=_md5_of_idx_download,
+                )
             except DataError:
                 path = None
         paths[stem] = path
@@ -195,19 +243,41 @@ def load_idx_folder(folder: Path, *, checksums: dict[str, str] | None, mirrors: 
             download_missing = False  # one failed download is enough to know the network is out
     missing = [stem for stem, path in paths.items() if path is None]
     if missing:
-        raise DataError(f"missing data: {folder} needs {', '.join(s + '[.gz]' for s in IDX_FILES)} "
-                        f"(missing: {', '.join(missing)}; download failed or disabled; "
-                        "set --data-dir or DEPTHLAB_DATA)")
+        raise DataError(
+            f"missing data: {folder} needs {', '.join(s + '[.gz]' for s in IDX_FILES)} "
+            f"(missing: {', '.join(missing)}; download failed or disabled; "
+            "set --data-dir or DEPTHLAB_DATA)"
+        )
+    return paths
+
+
+def _read_idx_files(
+    paths: dict[str, Path], *, checksums: dict[str, str] | None, image_size: tuple[int, int]
+) -> dict[str, np.ndarray]:
+    """Each idx file parsed into its array, after checking its shape and, where ``checksums``
+    names it, the MD5 of its uncompressed content."""
     arrays: dict[str, np.ndarray] = {}
     for stem, path in paths.items():
         kind = "images" if "images" in stem else "labels"
-        payload = read_idx_file(path, shape=(None, *image_size) if kind == "images" else (None,), what=kind,
-                                md5=checksums.get(stem) if checksums else None)
+        payload = read_idx_file(
+            path,
+            shape=(None, *image_size) if kind == "images" else (None,),
+            what=kind,
+            md5=checksums.get(stem) if checksums else None,
+        )
         if checksums and stem in checksums and md5_of(payload) != checksums[stem]:
-            raise DataError(f"{path}: checksum mismatch (MD5 {md5_of(payload)}, expected {checksums[stem]}, "
-                            f"{len(payload)} bytes uncompressed); the file is truncated, corrupted "
-                            "or not the official one")
+            raise DataError(
+                f"{path}: checksum mismatch (MD5 {md5_of(payload)}, expected {checksums[stem]}, "
+                f"{len(payload)} bytes uncompressed); the file is truncated, corrupted "
+                "or not the official one"
+            )
         arrays[stem] = parse_idx(payload, str(path))
+    return arrays
+
+
+def _check_idx_splits(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+    """`DataError` unless each split's images and labels agree: as many of each, unsigned
+    bytes, at least one image, labels in 0..9."""
     for split in ("train", "t10k"):
         images, labels = arrays[f"{split}-images-idx3-ubyte"], arrays[f"{split}-labels-idx1-ubyte"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
@@ -218,7 +288,6 @@ def load_idx_folder(folder: Path, *, checksums: dict[str, str] | None, mirrors: 
             raise DataError(f"{folder}: the {split} files hold no images (an empty or wrong data folder)")
         if labels.size and labels.max() > 9:
             raise DataError(f"{folder}: {split} labels outside 0..9 (corrupted label file)")
-    return arrays
 
 
 def _idx_dataset(name: str, folder: Path, checksums, mirrors, mean, std, download_missing, pad=0):
@@ -231,9 +300,15 @@ def _idx_dataset(name: str, folder: Path, checksums, mirrors, mean, std, downloa
     def labels(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.int64))
 
-    return Dataset(name, images(arrays["train-images-idx3-ubyte"]), labels(arrays["train-labels-idx1-ubyte"]),
-                   images(arrays["t10k-images-idx3-ubyte"]), labels(arrays["t10k-labels-idx1-ubyte"]),
-                   mean, std)
+    return Dataset(
+        name,
+        images(arrays["train-images-idx3-ubyte"]),
+        labels(arrays["train-labels-idx1-ubyte"]),
+        images(arrays["t10k-images-idx3-ubyte"]),
+        labels(arrays["t10k-labels-idx1-ubyte"]),
+        mean,
+        std,
+    )
 
 
 class _NdarrayToken:
@@ -251,8 +326,13 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     ``(0,)``, as numpy pickles it) and filled from the raw bytes the file holds; a direct
     ``numpy.ndarray(shape)`` call or ``_reconstruct`` with any other shape is refused."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -261,17 +341,23 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
             return _NdarrayToken
         found = super().find_class(module, name)
         if name == "_reconstruct":
+
             def reconstruct(subtype, shape, dtype):
                 if subtype is not _NdarrayToken or tuple(shape) != (0,):
-                    raise pickle.UnpicklingError(f"_reconstruct({getattr(subtype, '__name__', '?')}, {shape!r}): "
-                                                 "only empty numpy arrays are made before their data is read")
+                    raise pickle.UnpicklingError(
+                        f"_reconstruct({getattr(subtype, '__name__', '?')}, {shape!r}): "
+                        "only empty numpy arrays are made before their data is read"
+                    )
                 return found(np.ndarray, (0,), dtype)
+
             return reconstruct
         if name == "encode":
+
             def encode(text, encoding="utf-8"):
                 if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
                     raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r}: only latin1 text")
                 return found(text, encoding)
+
             return encode
         return found
 
@@ -283,9 +369,12 @@ def _cifar_structure(batch, name: str) -> tuple[np.ndarray, list]:
     """The ``data`` array and ``labels`` list of an unpickled batch, which must have the exact
     structure of the official batches: a dict with (bytes or str) keys ``data`` (a uint8
     ndarray), ``labels`` (a list of ints) and optionally ``batch_label`` and ``filenames``."""
+
     def bad(what: str) -> DataError:
-        return DataError(f"{name}: not a readable CIFAR-10 batch ({what}); the file is truncated or "
-                         "corrupted, or not a CIFAR-10 batch")
+        return DataError(
+            f"{name}: not a readable CIFAR-10 batch ({what}); the file is truncated or "
+            "corrupted, or not a CIFAR-10 batch"
+        )
 
     if type(batch) is not dict:
         raise bad(f"a {type(batch).__name__}, not a dict")
@@ -313,18 +402,23 @@ def _cifar_structure(batch, name: str) -> tuple[np.ndarray, list]:
 def parse_cifar_batch(payload: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse one CIFAR-10 python batch into uint8 images (N, 3, 32, 32) and int64 labels."""
     if len(payload) > MAX_CIFAR_BATCH_BYTES:
-        raise DataError(f"{name}: {len(payload):,} bytes, more than a CIFAR-10 batch may hold "
-                        f"({MAX_CIFAR_BATCH_BYTES:,}); not a CIFAR-10 batch")
+        raise DataError(
+            f"{name}: {len(payload):,} bytes, more than a CIFAR-10 batch may hold "
+            f"({MAX_CIFAR_BATCH_BYTES:,}); not a CIFAR-10 batch"
+        )
     try:
         batch = _ArrayOnlyUnpickler(io.BytesIO(payload), encoding="bytes").load()
     except Exception as exc:
-        raise DataError(f"{name}: not a readable CIFAR-10 batch ({type(exc).__name__}); "
-                        "the file is truncated or corrupted") from None
+        raise DataError(
+            f"{name}: not a readable CIFAR-10 batch ({type(exc).__name__}); "
+            "the file is truncated or corrupted"
+        ) from None
     data, label_list = _cifar_structure(batch, name)
     labels = np.asarray(label_list, dtype=np.int64) if label_list else np.zeros(0, np.int64)
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise DataError(f"{name}: wrong size: data {data.shape}, labels {labels.shape}; "
-                        "expected (N, 3072) and N labels")
+        raise DataError(
+            f"{name}: wrong size: data {data.shape}, labels {labels.shape}; expected (N, 3072) and N labels"
+        )
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataError(f"{name}: labels outside 0..9")
     return data.reshape(-1, 3, 32, 32), labels
@@ -333,8 +427,9 @@ def parse_cifar_batch(payload: bytes, name: str) -> tuple[np.ndarray, np.ndarray
 CIFAR10_BATCH_IMAGES = 10_000
 
 
-def load_cifar10(root: Path, download_missing: bool, *,
-                 checksums: dict[str, str] | None = CIFAR10_MD5) -> Dataset:
+def load_cifar10(
+    root: Path, download_missing: bool, *, checksums: dict[str, str] | None = CIFAR10_MD5
+) -> Dataset:
     """Read the CIFAR-10 python batches from ``ROOT/cifar-10-batches-py/`` or, failing that,
     ``ROOT/cifar-10-python.tar.gz``. Each full-size (10,000-image) batch is checked against
     ``checksums`` (the official MD5s; ``None`` skips the check)."""
@@ -350,8 +445,10 @@ def load_cifar10(root: Path, download_missing: bool, *,
         # parses fine); smaller hand-made batches (tests, subsets) are checked for structure only.
         for (name, payload), batch, (images, _) in zip(payloads.items(), CIFAR10_BATCHES, parsed):
             if len(images) == CIFAR10_BATCH_IMAGES and md5_of(payload) != checksums[batch]:
-                raise DataError(f"{name}: checksum mismatch (MD5 {md5_of(payload)}, expected {checksums[batch]}, "
-                                f"size {len(payload)} bytes); the file is corrupted or not the official one")
+                raise DataError(
+                    f"{name}: checksum mismatch (MD5 {md5_of(payload)}, expected {checksums[batch]}, "
+                    f"size {len(payload)} bytes); the file is corrupted or not the official one"
+                )
     for split, batches in (("training", parsed[:5]), ("test", parsed[5:])):
         if not sum(len(x) for x, _ in batches):
             where = folder if folder.is_dir() else archive
@@ -360,23 +457,27 @@ def load_cifar10(root: Path, download_missing: bool, *,
     train_x = torch.from_numpy(np.concatenate([x for x, _ in train]))
     train_y = torch.from_numpy(np.concatenate([y for _, y in train]))
     test_x, test_y = (torch.from_numpy(a) for a in parsed[5])
-    return Dataset("cifar10", train_x, train_y, test_x, test_y,
-                   (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    return Dataset(
+        "cifar10", train_x, train_y, test_x, test_y, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    )
 
 
 def _cifar_folder_payloads(folder: Path) -> dict[str, bytes]:
     """The bytes of each CIFAR-10 batch file in ``folder``, by path, each size-checked before reading."""
     missing = [b for b in CIFAR10_BATCHES if not (folder / b).is_file()]
     if missing:
-        raise DataError(f"missing data: {folder} needs {', '.join(CIFAR10_BATCHES)} "
-                        f"(missing: {', '.join(missing)})")
+        raise DataError(
+            f"missing data: {folder} needs {', '.join(CIFAR10_BATCHES)} (missing: {', '.join(missing)})"
+        )
     payloads: dict[str, bytes] = {}
     for batch in CIFAR10_BATCHES:
         path = folder / batch
         try:
             if path.stat().st_size > MAX_CIFAR_BATCH_BYTES:
-                raise DataError(f"{path}: {path.stat().st_size:,} bytes, more than a CIFAR-10 batch may "
-                                f"hold ({MAX_CIFAR_BATCH_BYTES:,}); not a CIFAR-10 batch")
+                raise DataError(
+                    f"{path}: {path.stat().st_size:,} bytes, more than a CIFAR-10 batch may "
+                    f"hold ({MAX_CIFAR_BATCH_BYTES:,}); not a CIFAR-10 batch"
+                )
             payloads[str(path)] = path.read_bytes()
         except OSError as exc:
             raise DataError(f"{path}: cannot read ({exc})") from None
@@ -392,8 +493,10 @@ def _cifar_archive_payloads(archive: Path, folder: Path, download_missing: bool)
         except DataError:
             pass
     if not archive.exists():
-        raise DataError(f"missing data: expected {folder}/ with {', '.join(CIFAR10_BATCHES)} "
-                        f"or {archive} (download failed or disabled; set --data-dir or DEPTHLAB_DATA)")
+        raise DataError(
+            f"missing data: expected {folder}/ with {', '.join(CIFAR10_BATCHES)} "
+            f"or {archive} (download failed or disabled; set --data-dir or DEPTHLAB_DATA)"
+        )
     payloads: dict[str, bytes] = {}
     try:
         with tarfile.open(archive, "r:gz") as tar:
@@ -402,9 +505,13 @@ def _cifar_archive_payloads(archive: Path, folder: Path, download_missing: bool)
                 if batch not in members:
                     raise DataError(f"{archive}: missing member {batch}")
                 if members[batch].size > MAX_CIFAR_BATCH_BYTES:  # the member's size, before reading it
-                    raise DataError(f"{archive}: member {batch} holds {members[batch].size:,} bytes, more "
-                                    f"than a CIFAR-10 batch may ({MAX_CIFAR_BATCH_BYTES:,})")
-                payloads[f"{archive}:{batch}"] = tar.extractfile(members[batch]).read(MAX_CIFAR_BATCH_BYTES + 1)
+                    raise DataError(
+                        f"{archive}: member {batch} holds {members[batch].size:,} bytes, more "
+                        f"than a CIFAR-10 batch may ({MAX_CIFAR_BATCH_BYTES:,})"
+                    )
+                payloads[f"{archive}:{batch}"] = tar.extractfile(members[batch]).read(
+                    MAX_CIFAR_BATCH_BYTES + 1
+                )
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{archive}: cannot read ({exc}); the archive is truncated or corrupted") from None
     return payloads

@@ -29,15 +29,30 @@ FASHION_STATS = ((0.2860,), (0.3530,))
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo("mnist", (1, 28, 28), lambda root, dl: _idx_dataset(
-        "mnist", root / "MNIST" / "raw", MNIST_MD5, readers.MNIST_MIRRORS, *MNIST_STATS, dl),
-        "MNIST 28x28, 60k/10k"),
-    "mnist32": DatasetInfo("mnist32", (1, 32, 32), lambda root, dl: _idx_dataset(
-        "mnist32", root / "MNIST" / "raw", MNIST_MD5, readers.MNIST_MIRRORS, *MNIST_STATS, dl, pad=2),
-        "MNIST zero-padded to 32x32"),
-    "fashion-mnist": DatasetInfo("fashion-mnist", (1, 28, 28), lambda root, dl: _idx_dataset(
-        "fashion-mnist", root / "FashionMNIST" / "raw", None, FASHION_MIRRORS, *FASHION_STATS, dl),
-        "Fashion-MNIST 28x28, 60k/10k"),
+    "mnist": DatasetInfo(
+        "mnist",
+        (1, 28, 28),
+        lambda root, dl: _idx_dataset(
+            "mnist", root / "MNIST" / "raw", MNIST_MD5, readers.MNIST_MIRRORS, *MNIST_STATS, dl
+        ),
+        "MNIST 28x28, 60k/10k",
+    ),
+    "mnist32": DatasetInfo(
+        "mnist32",
+        (1, 32, 32),
+        lambda root, dl: _idx_dataset(
+            "mnist32", root / "MNIST" / "raw", MNIST_MD5, readers.MNIST_MIRRORS, *MNIST_STATS, dl, pad=2
+        ),
+        "MNIST zero-padded to 32x32",
+    ),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist",
+        (1, 28, 28),
+        lambda root, dl: _idx_dataset(
+            "fashion-mnist", root / "FashionMNIST" / "raw", None, FASHION_MIRRORS, *FASHION_STATS, dl
+        ),
+        "Fashion-MNIST 28x28, 60k/10k",
+    ),
     "cifar10": DatasetInfo("cifar10", (3, 32, 32), load_cifar10, "CIFAR-10 python batches, 50k/10k"),
 }
 
@@ -54,10 +69,13 @@ def check_dataset_name(name: str) -> DatasetInfo:
     if path is not None:
         if not path.is_file():
             raise ConfigError(f"dataset {name!r}: no such file {path}")
-        return DatasetInfo(name, npz_input_shape(path), lambda root, dl: load_npz(path), f"your own data from {path}")
+        return DatasetInfo(
+            name, npz_input_shape(path), lambda root, dl: load_npz(path), f"your own data from {path}"
+        )
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))} "
-                          f"or npz:PATH")
+        raise ConfigError(
+            f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))} or npz:PATH"
+        )
     return DATASETS[name]
 
 
@@ -70,7 +88,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     that do not match them are a `DataError`, never a run that trains on nothing."""
     info = check_dataset_name(name)
     if npz_path(name) is not None:
-        return load_npz(npz_path(name))   # checked by its reader (float images allowed)
+        return load_npz(npz_path(name))  # checked by its reader (float images allowed)
     if os.environ.get("DEPTHLAB_OFFLINE", "") not in ("", "0"):
         download = False
     return info.loader(resolve_data_root(data_dir), download).validate(info.input_shape)

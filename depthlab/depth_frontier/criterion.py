@@ -43,21 +43,25 @@ class TrialVerdict:
     lr: float
     seed: int
     trained: bool
-    error: float | None      # criterion error at the point that met it, else the best seen
-    epochs: float            # fractional epochs trained up to the verdict
-    status: RunStatus        # done | diverged | failed | cancelled (moot: an lr before it trained)
+    error: float | None  # criterion error at the point that met it, else the best seen
+    epochs: float  # fractional epochs trained up to the verdict
+    status: RunStatus  # done | diverged | failed | cancelled (moot: an lr before it trained)
     seconds: float
     reused: bool = False
     run_hash: str = ""
 
 
-def criterion_error(points: Sequence[dict], criterion: str, threshold: float) -> tuple[bool, float | None, float]:
+def criterion_error(
+    points: Sequence[dict], criterion: str, threshold: float
+) -> tuple[bool, float | None, float]:
     """A run's evaluation points read under a criterion: whether it met it, the criterion error
     at the deciding point (the one that met it, else the best seen) and the epochs up to it."""
     hit = first_met(points, criterion, threshold)
     if hit is not None:
         return True, point_error(hit, criterion), hit["epoch"]
-    errors = [point_error(p, criterion) for p in points if point_error(p, criterion) == point_error(p, criterion)]
+    errors = [
+        point_error(p, criterion) for p in points if point_error(p, criterion) == point_error(p, criterion)
+    ]
     return False, (min(errors) if errors else None), (points[-1]["epoch"] if points else 0.0)
 
 
@@ -66,18 +70,25 @@ def recorded_criterion_error(config: dict, result: dict | None) -> tuple[str, fl
     and its criterion error, the number its frontier line and tables show; None for a run
     stored without its criterion (other runs, frontier trials of versions that did not record it)."""
     recorded = config.get(MONITOR_KEY) if isinstance(config, dict) else None
-    if not (isinstance(recorded, dict) and recorded.get("criterion") in CRITERIA
-            and isinstance(recorded.get("threshold"), (int, float))):
+    if not (
+        isinstance(recorded, dict)
+        and recorded.get("criterion") in CRITERIA
+        and isinstance(recorded.get("threshold"), (int, float))
+    ):
         return None
     points = [p for p in (result or {}).get("checkpoints") or [] if isinstance(p, dict)]
     return recorded["criterion"], criterion_error(points, recorded["criterion"], recorded["threshold"])[1]
 
 
-def trial_from_result(depth: int, lr: float, seed: int, result: RunResult, criterion: str,
-                      threshold: float, run_hash: str = "") -> TrialVerdict:
-    trained, error, epochs = criterion_error([vars(c) for c in result.evaluation_points], criterion, threshold)
-    return TrialVerdict(depth, lr, seed, trained, error, epochs, result.status, float(result.seconds),
-                        result.reused, run_hash)
+def trial_from_result(
+    depth: int, lr: float, seed: int, result: RunResult, criterion: str, threshold: float, run_hash: str = ""
+) -> TrialVerdict:
+    trained, error, epochs = criterion_error(
+        [vars(c) for c in result.evaluation_points], criterion, threshold
+    )
+    return TrialVerdict(
+        depth, lr, seed, trained, error, epochs, result.status, float(result.seconds), result.reused, run_hash
+    )
 
 
 @dataclass(frozen=True)
@@ -150,12 +161,23 @@ def frontier_monitor(config: FrontierConfig) -> CriterionMonitor:
 def needs_retraining(result: RunResult, monitor: CriterionMonitor) -> bool:
     """A stored run that was stopped early (by another criterion or plateau rule) where ``monitor``
     would not have stopped it: its curve is cut short of what this search needs."""
-    return bool(result.reused and result.stopped_early
-                and monitor.first_stop([vars(c) for c in result.evaluation_points]) is None)
+    return bool(
+        result.reused
+        and result.stopped_early
+        and monitor.first_stop([vars(c) for c in result.evaluation_points]) is None
+    )
 
 
-def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConfig, store: Store | None,
-              data: Dataset | None, data_dir=None) -> TrialVerdict:
+def run_trial(
+    model: str,
+    depth: int,
+    lr: float,
+    seed: int,
+    config: FrontierConfig,
+    store: Store | None,
+    data: Dataset | None,
+    data_dir=None,
+) -> TrialVerdict:
     """Train one trial through the store, stopping as soon as the criterion is met (or the
     plateau rule holds).
 
@@ -168,19 +190,29 @@ def run_trial(model: str, depth: int, lr: float, seed: int, config: FrontierConf
         train_config = dataclasses.replace(train_config, threads=SWEEP_THREADS)
     key = train_config.hash()
     monitor = frontier_monitor(config)
-    result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
-                          experiment="frontier", monitor=monitor)
+    result = run_recorded(
+        train_config, store, data, data_dir=data_dir, kind="frontier", experiment="frontier", monitor=monitor
+    )
     if needs_retraining(result, monitor):
-        result = run_recorded(train_config, store, data, data_dir=data_dir, kind="frontier",
-                              experiment="frontier", monitor=monitor, reuse=False)
+        result = run_recorded(
+            train_config,
+            store,
+            data,
+            data_dir=data_dir,
+            kind="frontier",
+            experiment="frontier",
+            monitor=monitor,
+            reuse=False,
+        )
     return trial_from_result(depth, lr, seed, result, config.criterion, config.threshold, key)
 
 
 Cell = tuple[int, float, int]  # (depth, lr, seed)
 
 
-def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner, *,
-              rank: bool = True) -> list[TrialVerdict]:
+def run_cells(
+    model: str, cells: Sequence[Cell], config: FrontierConfig, runner, *, rank: bool = True
+) -> list[TrialVerdict]:
     """`run_trial` for several cells at once through a `depthlab.sweep.TrialRunner`: the
     trials run concurrently (fused, with the runner's ``fuse``), the driver records them, and
     the same reuse rules apply. Results in the order of ``cells``.
@@ -203,15 +235,22 @@ def run_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner,
     redo = [i for i, r in enumerate(results) if needs_retraining(r, monitor)]
     for i, r in zip(redo, runner.run([job(configs[i], reuse=False) for i in redo])):
         results[i] = r
-    return [trial_from_result(d, lr, s, r, config.criterion, config.threshold, c.hash())
-            for (d, lr, s), r, c in zip(cells, results, configs)]
+    return [
+        trial_from_result(d, lr, s, r, config.criterion, config.threshold, c.hash())
+        for (d, lr, s), r, c in zip(cells, results, configs)
+    ]
 
 
-def stored_cells(model: str, cells: Sequence[Cell], config: FrontierConfig, runner) -> list[TrialVerdict | None]:
+def stored_cells(
+    model: str, cells: Sequence[Cell], config: FrontierConfig, runner
+) -> list[TrialVerdict | None]:
     """The verdicts the runner's store already holds for ``cells`` (None where a cell would
     train), under the reuse rules of `run_cells`; nothing is trained."""
     configs = [config.trial_config(model, d, lr, s) for d, lr, s in cells]
-    return [_stored_verdict(cell, r, config, c.hash()) for cell, r, c in zip(cells, runner.stored(configs), configs)]
+    return [
+        _stored_verdict(cell, r, config, c.hash())
+        for cell, r, c in zip(cells, runner.stored(configs), configs)
+    ]
 
 
 def stored_trial(model: str, cell: Cell, config: FrontierConfig, store: Store | None) -> TrialVerdict | None:
@@ -220,7 +259,9 @@ def stored_trial(model: str, cell: Cell, config: FrontierConfig, store: Store | 
     return _stored_verdict(cell, stored_result(store, key), config, key)
 
 
-def _stored_verdict(cell: Cell, result: RunResult | None, config: FrontierConfig, key: str) -> TrialVerdict | None:
+def _stored_verdict(
+    cell: Cell, result: RunResult | None, config: FrontierConfig, key: str
+) -> TrialVerdict | None:
     if result is None or needs_retraining(result, frontier_monitor(config)):
         return None
     return trial_from_result(*cell, result, config.criterion, config.threshold, key)

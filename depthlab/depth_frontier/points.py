@@ -24,8 +24,11 @@ class OptimizerLr(float):
         return point
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, OptimizerLr) and other.optimizer == self.optimizer
-                and float(self) == float(other))
+        return (
+            isinstance(other, OptimizerLr)
+            and other.optimizer == self.optimizer
+            and float(self) == float(other)
+        )
 
     def __ne__(self, other) -> bool:
         return not self == other

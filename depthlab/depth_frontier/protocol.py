@@ -71,7 +71,11 @@ def parse_plateau_stop(text, threshold: float) -> tuple[float, float] | None:
         return tuple(text) if text is not None else None
     word = text.strip().lower() if isinstance(text, str) else None
     if word == PLATEAU_AUTO:
-        return DEFAULT_PLATEAU_STOP if isinstance(threshold, (int, float)) and threshold < DEFAULT_PLATEAU_STOP[1] else None
+        return (
+            DEFAULT_PLATEAU_STOP
+            if isinstance(threshold, (int, float)) and threshold < DEFAULT_PLATEAU_STOP[1]
+            else None
+        )
     if word == PLATEAU_OFF:
         return None
     parts = text.split(":") if word is not None else []
@@ -80,8 +84,9 @@ def parse_plateau_stop(text, threshold: float) -> tuple[float, float] | None:
             raise ValueError
         return float(parts[0]), float(parts[1])
     except ValueError:
-        raise ConfigError(f"--plateau-stop must be EPOCH:ERROR (e.g. 2:0.85), {PLATEAU_AUTO} or {PLATEAU_OFF}, "
-                          f"got {text!r}") from None
+        raise ConfigError(
+            f"--plateau-stop must be EPOCH:ERROR (e.g. 2:0.85), {PLATEAU_AUTO} or {PLATEAU_OFF}, got {text!r}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -90,51 +95,90 @@ class FrontierConfig:
     momentum 0.9, trainable when the error drops below 20% within 3 epochs, lr grid 1e-3..1."""
 
     max_depth: int = field(default=300, metadata={"help": "Deepest depth the search tries."})
-    depths: tuple[int, ...] | None = field(default=None, metadata={  # exactly these depths instead of searching
-        "help": "Try exactly these depths instead of searching (for the built-in families, multiples of the depth "
-                "step)."})
-    depth_step: int | None = field(default=None, metadata={  # None: each model's own (`step_for`)
-        "help": "The search probes multiples of this depth, from 1 to the deepest depth (default: 3 for the built-in "
-                "families, whose --max-depth and --depths are multiples of it; for --model-file, build.depth_step, "
-                "else 1: which depths it takes is the factory's business)."})
-    optimizers: tuple[str, ...] = field(default=("sgd",), metadata={
-        "help": f"Optimizers to search (comma-separated: {', '.join(OPTIMIZERS)}): a depth trains when some "
-                "optimizer trains it at some lr of its own grid."})
-    lrs: tuple[float, ...] | Mapping[str, tuple[float, ...]] | None = field(default=None, metadata={  # None: defaults
-        "help": f"Learning-rate grid: {GRID_GRAMMAR}; per optimizer OPTIMIZER=GRID (repeat the flag: --lrs "
-                "sgd=0.01,0.1 --lrs adam=log:1e-5:1e-2:7; a plain grid needs a single optimizer; an optimizer "
-                "not named keeps its default grid)."})
+    depths: tuple[int, ...] | None = field(
+        default=None,
+        metadata={  # exactly these depths instead of searching
+            "help": "Try exactly these depths instead of searching (for the built-in families, multiples of the depth "
+            "step)."
+        },
+    )
+    depth_step: int | None = field(
+        default=None,
+        metadata={  # None: each model's own (`step_for`)
+            "help": "The search probes multiples of this depth, from 1 to the deepest depth (default: 3 for the built-in "
+            "families, whose --max-depth and --depths are multiples of it; for --model-file, build.depth_step, "
+            "else 1: which depths it takes is the factory's business)."
+        },
+    )
+    optimizers: tuple[str, ...] = field(
+        default=("sgd",),
+        metadata={
+            "help": f"Optimizers to search (comma-separated: {', '.join(OPTIMIZERS)}): a depth trains when some "
+            "optimizer trains it at some lr of its own grid."
+        },
+    )
+    lrs: tuple[float, ...] | Mapping[str, tuple[float, ...]] | None = field(
+        default=None,
+        metadata={  # None: defaults
+            "help": f"Learning-rate grid: {GRID_GRAMMAR}; per optimizer OPTIMIZER=GRID (repeat the flag: --lrs "
+            "sgd=0.01,0.1 --lrs adam=log:1e-5:1e-2:7; a plain grid needs a single optimizer; an optimizer "
+            "not named keeps its default grid)."
+        },
+    )
     epochs: int = field(default=3, metadata={"help": "Budget per trial."})
     threshold: float = field(default=0.2, metadata={"help": "Trainable when the error drops below this."})
-    criterion: str = field(default="either", metadata={
-        "help": "Which error must drop below the threshold.", "choices": CRITERIA})
-    seeds: int | str = field(default=1, metadata={  # or "auto": `depthlab.depth_frontier.seeds`
-        "help": "Seeds per (depth, lr); a majority must train. auto: search with one seed, then re-check the "
-                "boundary with 3-5 seeds and report the frontier with its band."})
-    seed: int = 0                          # seeds used: seed, seed + 1, ..., seed + seeds - 1
+    criterion: str = field(
+        default="either", metadata={"help": "Which error must drop below the threshold.", "choices": CRITERIA}
+    )
+    seeds: int | str = field(
+        default=1,
+        metadata={  # or "auto": `depthlab.depth_frontier.seeds`
+            "help": "Seeds per (depth, lr); a majority must train. auto: search with one seed, then re-check the "
+            "boundary with 3-5 seeds and report the frontier with its band."
+        },
+    )
+    seed: int = 0  # seeds used: seed, seed + 1, ..., seed + seeds - 1
     # seeds auto re-checks the deciding lr and its grid neighbours ("neighbours"), or, at a third
     # of the cost, the deciding lr alone ("winner"): a band that says how the seed moves the
     # answer at the lr that decided it, not whether a neighbouring lr would have decided it too.
     recheck_lrs: str = "neighbours"
     train_size: int | None = None
-    eval_size: int | None = field(default=2000, metadata={  # None: all 10,000
-        "help": "Test images per evaluation, or all."})
+    eval_size: int | None = field(
+        default=2000,
+        metadata={  # None: all 10,000
+            "help": "Test images per evaluation, or all."
+        },
+    )
     evals_per_epoch: int = field(default=5, metadata={"help": "Evaluation points per epoch."})
     batch_size: int = 256
     momentum: float = 0.9
     dataset: str = "mnist"
     device: str = "auto"
-    precision: str = field(default=DEFAULT_PRECISION, metadata={  # recorded with every trial
-        "help": "fp32, bf16 (autocast) or tf32 (CUDA matmuls/convolutions).", "choices": PRECISIONS})
+    precision: str = field(
+        default=DEFAULT_PRECISION,
+        metadata={  # recorded with every trial
+            "help": "fp32, bf16 (autocast) or tf32 (CUDA matmuls/convolutions).",
+            "choices": PRECISIONS,
+        },
+    )
     model_args: dict = field(default_factory=dict)  # axis overrides for every model (not depth)
-    bisection: str = field(default="cost", metadata={  # cost-weighted split (`split_point`) or the plain midpoint
-        "help": "How the search splits between a trainable and a failing depth: where the expected cost is "
-                "least, or the midpoint (continue a store with the one that filled it).", "choices": BISECTIONS})
-    plateau_stop: tuple[float, float] | str | None = field(default=PLATEAU_AUTO, metadata={  # None: off
-        "help": "Stop a trial at an evaluation point at or after epoch EPOCH whose criterion error is still at "
-                "least ERROR: it does not train. EPOCH:ERROR, off, or auto: 2:0.85 where the threshold is below "
-                "0.85, else off (it changes no verdict of the stored full frontier and saves a fifth of its trial "
-                "time; it never fires within 1 epoch, --quick)."})
+    bisection: str = field(
+        default="cost",
+        metadata={  # cost-weighted split (`split_point`) or the plain midpoint
+            "help": "How the search splits between a trainable and a failing depth: where the expected cost is "
+            "least, or the midpoint (continue a store with the one that filled it).",
+            "choices": BISECTIONS,
+        },
+    )
+    plateau_stop: tuple[float, float] | str | None = field(
+        default=PLATEAU_AUTO,
+        metadata={  # None: off
+            "help": "Stop a trial at an evaluation point at or after epoch EPOCH whose criterion error is still at "
+            "least ERROR: it does not train. EPOCH:ERROR, off, or auto: 2:0.85 where the threshold is below "
+            "0.85, else off (it changes no verdict of the stored full frontier and saves a fifth of its trial "
+            "time; it never fires within 1 epoch, --quick)."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_optimizers(self.optimizers)
@@ -159,7 +203,11 @@ class FrontierConfig:
     def changes(self) -> dict:
         """The fields that differ from the classic protocol (the defaults)."""
         default = type(self)()
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
 
     def validate(self) -> None:
         if not isinstance(self.max_depth, int) or isinstance(self.max_depth, bool):
@@ -167,8 +215,10 @@ class FrontierConfig:
         if self.max_depth > MAX_DEPTH or any(isinstance(d, int) and d > MAX_DEPTH for d in self.depths or ()):
             raise ConfigError(f"depths must be at most {MAX_DEPTH:,}")
         if isinstance(self.evals_per_epoch, int) and self.evals_per_epoch > BOUNDS["evals_per_epoch"]:
-            raise ConfigError(f"--evals-per-epoch must be at most {BOUNDS['evals_per_epoch']:,}, "
-                              f"got {self.evals_per_epoch:,}")
+            raise ConfigError(
+                f"--evals-per-epoch must be at most {BOUNDS['evals_per_epoch']:,}, "
+                f"got {self.evals_per_epoch:,}"
+            )
         if self.depths is not None:
             if not self.depths:
                 raise ConfigError("--depths is empty")
@@ -176,8 +226,12 @@ class FrontierConfig:
                 if not isinstance(d, int) or isinstance(d, bool):
                     raise ConfigError(f"depths must be integers, got {d!r}")
         step, deepest = self.depth_step, self.deepest()
-        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= deepest):
-            raise ConfigError(f"--depth-step must be an integer from 1 to the deepest depth ({deepest}), got {step}")
+        if step is not None and (
+            not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= deepest
+        ):
+            raise ConfigError(
+                f"--depth-step must be an integer from 1 to the deepest depth ({deepest}), got {step}"
+            )
         check_optimizers(self.optimizers)
         for name, grid in self._given_grids().items():
             check_grid(grid, "" if len(self.optimizers) == 1 else f"{name}'s ")
@@ -185,15 +239,18 @@ class FrontierConfig:
             raise ConfigError(f"--threshold must be in (0, 1), got {self.threshold}")
         if self.criterion not in CRITERIA:
             raise ConfigError(f"unknown criterion {self.criterion!r}; choose one of: {', '.join(CRITERIA)}")
-        if self.seeds != AUTO_SEEDS and (not isinstance(self.seeds, int) or isinstance(self.seeds, bool)
-                                         or self.seeds < 1):
+        if self.seeds != AUTO_SEEDS and (
+            not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1
+        ):
             raise ConfigError(f"--seeds must be a positive integer or {AUTO_SEEDS}, got {self.seeds}")
         if self.seeds != AUTO_SEEDS and self.seeds > MAX_SEEDS:
             raise ConfigError(f"--seeds must be at most {MAX_SEEDS:,}, got {self.seeds:,}")
         if "depth" in self.model_args:
             raise ConfigError("the frontier searches the depth: use --depths or --max-depth, not --depth")
         if self.recheck_lrs not in RECHECK_LRS:
-            raise ConfigError(f"unknown recheck_lrs {self.recheck_lrs!r}; choose one of: {', '.join(RECHECK_LRS)}")
+            raise ConfigError(
+                f"unknown recheck_lrs {self.recheck_lrs!r}; choose one of: {', '.join(RECHECK_LRS)}"
+            )
         if self.bisection not in BISECTIONS:
             raise ConfigError(f"unknown bisection {self.bisection!r}; choose one of: {', '.join(BISECTIONS)}")
         check_dataset_name(self.dataset)
@@ -204,15 +261,22 @@ class FrontierConfig:
         if rule is None:
             return
         shape = f"--plateau-stop must be EPOCH:ERROR (e.g. 2:0.85), {PLATEAU_AUTO} or {PLATEAU_OFF}"
-        if not (isinstance(rule, tuple) and len(rule) == 2
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rule)):
+        if not (
+            isinstance(rule, tuple)
+            and len(rule) == 2
+            and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rule
+            )
+        ):
             raise ConfigError(f"{shape}, got {rule!r}")
         epoch, error = rule
         if epoch <= 0:
             raise ConfigError(f"--plateau-stop's EPOCH must be positive, got {epoch:g}")
         if not self.threshold < error <= 1:
-            raise ConfigError(f"--plateau-stop's ERROR must be above the threshold ({self.threshold:g}) and at most 1, "
-                              f"got {error:g}")
+            raise ConfigError(
+                f"--plateau-stop's ERROR must be above the threshold ({self.threshold:g}) and at most 1, "
+                f"got {error:g}"
+            )
 
     def validate_models(self, models: Sequence[str]) -> None:
         """Every model must take the axis overrides and run on the dataset (checked at its smallest
@@ -228,8 +292,12 @@ class FrontierConfig:
                 raise ConfigError(f"--max-depth must be a multiple of {step}, got {self.max_depth}")
             for d in self.depths or ():
                 if d <= 0 or (preset and d % step):
-                    raise ConfigError(f"depths must be positive{f' multiples of {step}' if preset else ''}, got {d}")
-            for lr in {optimizer_of(p): p for p in reversed(self.points())}.values():  # each optimizer's first lr
+                    raise ConfigError(
+                        f"depths must be positive{f' multiples of {step}' if preset else ''}, got {d}"
+                    )
+            for lr in {
+                optimizer_of(p): p for p in reversed(self.points())
+            }.values():  # each optimizer's first lr
                 self.trial_config(model, min(self.depths or (step,)), lr, self.seed).validate()
 
     def step_for(self, model) -> int:
@@ -240,12 +308,23 @@ class FrontierConfig:
     def trial_config(self, model: str, depth: int, lr: float, seed: int) -> TrainConfig:
         """The `TrainConfig` of one trial (its hash is the trial's key in the store). ``lr`` is a
         search point: a plain lr is the first optimizer's, an `OptimizerLr` names its own."""
-        return TrainConfig(model=model, model_args={**self.model_args, "depth": depth}, dataset=self.dataset,
-                           train_size=self.train_size, test_size=self.eval_size, eval_split="test",
-                           epochs=self.epochs, batch_size=self.batch_size,
-                           optimizer=optimizer_of(lr, self.optimizers[0]), lr=float(lr),
-                           momentum=self.momentum, evals_per_epoch=self.evals_per_epoch, seed=seed,
-                           device=self.device, precision=self.precision)
+        return TrainConfig(
+            model=model,
+            model_args={**self.model_args, "depth": depth},
+            dataset=self.dataset,
+            train_size=self.train_size,
+            test_size=self.eval_size,
+            eval_split="test",
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=optimizer_of(lr, self.optimizers[0]),
+            lr=float(lr),
+            momentum=self.momentum,
+            evals_per_epoch=self.evals_per_epoch,
+            seed=seed,
+            device=self.device,
+            precision=self.precision,
+        )
 
     def seed_policy(self) -> SeedPolicy:
         """How ``seeds="auto"`` backs the boundary: from ``seed`` on, at the lrs ``recheck_lrs`` names."""
@@ -309,7 +388,9 @@ def parse_lrs(text: str, what: str = "--lrs") -> tuple[float, ...]:
 def check_optimizers(optimizers) -> None:
     """``optimizers``: a non-empty tuple of distinct names from `OPTIMIZERS` (one `ConfigError` line)."""
     if isinstance(optimizers, str) or not isinstance(optimizers, (tuple, list)) or not optimizers:
-        raise ConfigError(f"optimizers must be a non-empty list of {', '.join(OPTIMIZERS)}, got {optimizers!r}")
+        raise ConfigError(
+            f"optimizers must be a non-empty list of {', '.join(OPTIMIZERS)}, got {optimizers!r}"
+        )
     for name in optimizers:
         if name not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {name!r}; choose from: {', '.join(OPTIMIZERS)}")
@@ -342,15 +423,20 @@ def resolve_grids(lrs, optimizers: tuple[str, ...], defaults: Mapping[str, tuple
         lrs = {}
     if not isinstance(lrs, Mapping):
         if len(optimizers) > 1:
-            raise ConfigError(f"with several optimizers name each grid, e.g. --lrs {optimizers[0]}=0.01,0.1 "
-                              f"(or lrs={{'{optimizers[0]}': (0.01, 0.1)}})")
+            raise ConfigError(
+                f"with several optimizers name each grid, e.g. --lrs {optimizers[0]}=0.01,0.1 "
+                f"(or lrs={{'{optimizers[0]}': (0.01, 0.1)}})"
+            )
         return tuple(lrs) if isinstance(lrs, (tuple, list)) else lrs
     for name in lrs:
         if name not in optimizers:
-            raise ConfigError(f"--lrs names {name!r}, which is not among the optimizers searched "
-                              f"({','.join(optimizers)})")
-    grids = {name: tuple(lrs[name]) if isinstance(lrs.get(name), (tuple, list)) else lrs.get(name, defaults[name])
-             for name in optimizers}
+            raise ConfigError(
+                f"--lrs names {name!r}, which is not among the optimizers searched ({','.join(optimizers)})"
+            )
+    grids = {
+        name: tuple(lrs[name]) if isinstance(lrs.get(name), (tuple, list)) else lrs.get(name, defaults[name])
+        for name in optimizers
+    }
     return grids[optimizers[0]] if len(optimizers) == 1 else grids
 
 
@@ -374,12 +460,16 @@ def parse_optimizer_lrs(values: Sequence[str]):
         name, sep, grid = text.partition("=")
         if not sep:
             if len(values) > 1:
-                raise ConfigError(f"bad --lrs {text!r}: with several --lrs flags each names its optimizer, "
-                                  "e.g. --lrs sgd=0.01,0.1 --lrs adam=log:1e-5:1e-2:7")
+                raise ConfigError(
+                    f"bad --lrs {text!r}: with several --lrs flags each names its optimizer, "
+                    "e.g. --lrs sgd=0.01,0.1 --lrs adam=log:1e-5:1e-2:7"
+                )
             return parse_lrs(text)
         name = name.strip().lower()
         if name not in OPTIMIZERS:
-            raise ConfigError(f"bad --lrs {text!r}: unknown optimizer {name!r}; choose from: {', '.join(OPTIMIZERS)}")
+            raise ConfigError(
+                f"bad --lrs {text!r}: unknown optimizer {name!r}; choose from: {', '.join(OPTIMIZERS)}"
+            )
         if name in named:
             raise ConfigError(f"--lrs gives {name}'s grid twice")
         named[name] = parse_lrs(grid, f"--lrs for {name}")

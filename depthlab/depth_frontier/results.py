@@ -17,10 +17,10 @@ class DepthResult:
 
     depth: int
     trainable: bool
-    lr: float | None          # the first lr (in search order) at which a majority of seeds trained
-    error: float | None       # the median seed error at that lr; when failing, the best over lrs
-    fraction: float           # fraction of seeds that trained at that lr (best over lrs when failing)
-    epochs: float | None      # median epochs to meet the criterion at that lr
+    lr: float | None  # the first lr (in search order) at which a majority of seeds trained
+    error: float | None  # the median seed error at that lr; when failing, the best over lrs
+    fraction: float  # fraction of seeds that trained at that lr (best over lrs when failing)
+    epochs: float | None  # median epochs to meet the criterion at that lr
     trials: list[TrialVerdict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -30,8 +30,15 @@ class DepthResult:
             cell["trained"] += t.trained
             cell["seeds"] += 1
             cell["errors"].append(t.error)
-        return {"trainable": self.trainable, "lr": plain_lr(self.lr), **_optimizer_entry(self.lr), "error": self.error,
-                "fraction": self.fraction, "epochs": self.epochs, "lrs_tried": cells}
+        return {
+            "trainable": self.trainable,
+            "lr": plain_lr(self.lr),
+            **_optimizer_entry(self.lr),
+            "error": self.error,
+            "fraction": self.fraction,
+            "epochs": self.epochs,
+            "lrs_tried": cells,
+        }
 
 
 def _optimizer_entry(lr) -> dict:
@@ -54,10 +61,14 @@ class ModelFrontier:
     seconds: float
     trials: int
     trials_reused: int
-    next_trial: Cell | None = None  # (depth, lr, seed) the search needs next (lr: a search point); None: finished
-    trial_seconds: float = 0.0      # training time of its trials (when they were trained, reused or not)
-    band: tuple[int | None, int | None] | None = None  # --seeds auto: (every seed trains, some seed trains) to here
-    label: str | None = None        # --seeds auto: "66 [51–72]"
+    next_trial: Cell | None = (
+        None  # (depth, lr, seed) the search needs next (lr: a search point); None: finished
+    )
+    trial_seconds: float = 0.0  # training time of its trials (when they were trained, reused or not)
+    band: tuple[int | None, int | None] | None = (
+        None  # --seeds auto: (every seed trains, some seed trains) to here
+    )
+    label: str | None = None  # --seeds auto: "66 [51–72]"
 
     @property
     def capped(self) -> bool:
@@ -69,16 +80,32 @@ class ModelFrontier:
         if self.next_trial is not None:
             depth, lr, seed = self.next_trial
             nxt = {"depth": depth, "lr": plain_lr(lr), "seed": seed, **_optimizer_entry(lr)}
-        return {"model": self.model, "max_trainable_depth": self.max_trainable_depth, "capped": self.capped,
-                "lr": plain_lr(self.lr), **_optimizer_entry(self.lr),
-                "error": self.error, "first_failing_depth": self.first_failing_depth,
-                "fraction": self.fraction, "monotone": self.monotone, "seconds": round(self.seconds, 1),
-                "trials": self.trials, "trials_reused": self.trials_reused, "next_trial": nxt,
-                "trial_seconds": round(self.trial_seconds, 1),
-                **({"band": list(self.band), "label": self.label,
-                    "seed_fractions": {str(d): r.fraction for d, r in sorted(self.depths.items())}}
-                   if self.band is not None else {}),
-                "depths": {str(d): r.to_dict() for d, r in sorted(self.depths.items())}}
+        return {
+            "model": self.model,
+            "max_trainable_depth": self.max_trainable_depth,
+            "capped": self.capped,
+            "lr": plain_lr(self.lr),
+            **_optimizer_entry(self.lr),
+            "error": self.error,
+            "first_failing_depth": self.first_failing_depth,
+            "fraction": self.fraction,
+            "monotone": self.monotone,
+            "seconds": round(self.seconds, 1),
+            "trials": self.trials,
+            "trials_reused": self.trials_reused,
+            "next_trial": nxt,
+            "trial_seconds": round(self.trial_seconds, 1),
+            **(
+                {
+                    "band": list(self.band),
+                    "label": self.label,
+                    "seed_fractions": {str(d): r.fraction for d, r in sorted(self.depths.items())},
+                }
+                if self.band is not None
+                else {}
+            ),
+            "depths": {str(d): r.to_dict() for d, r in sorted(self.depths.items())},
+        }
 
 
 @dataclass
@@ -90,9 +117,15 @@ class FrontierResult:
     def to_dict(self) -> dict:
         config = asdict(self.config)
         lrs = config["lrs"]
-        config["lrs"] = {name: list(grid) for name, grid in lrs.items()} if isinstance(lrs, dict) else list(lrs)
+        config["lrs"] = (
+            {name: list(grid) for name, grid in lrs.items()} if isinstance(lrs, dict) else list(lrs)
+        )
         config["optimizers"] = list(config["optimizers"])
-        return {"config": config, "seconds": round(self.seconds, 1), "models": [m.to_dict() for m in self.models]}
+        return {
+            "config": config,
+            "seconds": round(self.seconds, 1),
+            "models": [m.to_dict() for m in self.models],
+        }
 
     def plot(self, kind: str = "depth", *, ax=None):
         """The frontier as a matplotlib Figure (`depthlab.depth_frontier.outputs.plot_frontier`): ``"depth"``
@@ -105,8 +138,11 @@ class FrontierResult:
         from .outputs import PRINTED_HEADERS, printed_rows
 
         n = len(self.models)
-        return (f"FrontierResult: {n} model{'s' * (n != 1)}, {self.seconds:.1f} s", PRINTED_HEADERS,
-                printed_rows(self))
+        return (
+            f"FrontierResult: {n} model{'s' * (n != 1)}, {self.seconds:.1f} s",
+            PRINTED_HEADERS,
+            printed_rows(self),
+        )
 
     def __repr__(self) -> str:
         """The printed table of ``depthlab frontier``, one line per model (the per-depth map is
@@ -130,8 +166,16 @@ class FrontierResult:
         from ..report.tables import data_frame
 
         named = self.config.names_optimizer
-        return data_frame({"model": m.model, "max_trainable_depth": m.max_trainable_depth,
-                           "capped": m.capped,
-                           "lr": plain_lr(m.lr), "error": m.error,
-                           "first_failing_depth": m.first_failing_depth, "fraction": m.fraction,
-                           **({"optimizer": optimizer_of(m.lr)} if named else {})} for m in self.models)
+        return data_frame(
+            {
+                "model": m.model,
+                "max_trainable_depth": m.max_trainable_depth,
+                "capped": m.capped,
+                "lr": plain_lr(m.lr),
+                "error": m.error,
+                "first_failing_depth": m.first_failing_depth,
+                "fraction": m.fraction,
+                **({"optimizer": optimizer_of(m.lr)} if named else {}),
+            }
+            for m in self.models
+        )

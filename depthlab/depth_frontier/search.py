@@ -59,9 +59,17 @@ TrialFn = Callable[[int, float, int], TrialVerdict]
 CellsFn = Callable[[list[Cell]], list[TrialVerdict]]
 
 
-def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, seeds: Sequence[int],
-                   trial: TrialFn | None = None, *, cells: CellsFn | None = None, width: int = 1,
-                   stored: StoredFn | None = None) -> DepthResult:
+def evaluate_depth(
+    depth: int,
+    lrs: Sequence[float],
+    start_lr: float | None,
+    seeds: Sequence[int],
+    trial: TrialFn | None = None,
+    *,
+    cells: CellsFn | None = None,
+    width: int = 1,
+    stored: StoredFn | None = None,
+) -> DepthResult:
     """Try lrs in search order until a majority of seeds train at one of them.
 
     With ``cells`` (run a batch of (depth, lr, seed) cells concurrently) the lrs go ``width`` at a
@@ -92,31 +100,40 @@ def evaluate_depth(depth: int, lrs: Sequence[float], start_lr: float | None, see
             outcomes = _by_lr(cells([(depth, lr, s) for lr in wave for s in seeds]), len(seeds))
         else:
             outcomes = [[trial(depth, lr, s) for s in seeds] for lr in wave]
-        pending = pending[len(wave):]
+        pending = pending[len(wave) :]
         for lr, cell in zip(wave, outcomes):
             trials += cell
             trained = [t for t in cell if t.trained]
             fraction = len(trained) / len(cell)
             if 2 * len(trained) > len(cell):
-                return DepthResult(depth, True, lr, _median(t.error for t in trained), fraction,
-                                   _median(t.epochs for t in trained), trials)
+                return DepthResult(
+                    depth,
+                    True,
+                    lr,
+                    _median(t.error for t in trained),
+                    fraction,
+                    _median(t.epochs for t in trained),
+                    trials,
+                )
             best_fraction = max(best_fraction, fraction)
     return DepthResult(depth, False, None, _min(t.error for t in trials), best_fraction, None, trials)
 
 
-def _cut_at_stored_winner(wave: list[float], depth: int, seeds: Sequence[int], stored: StoredFn) -> list[float]:
+def _cut_at_stored_winner(
+    wave: list[float], depth: int, seeds: Sequence[int], stored: StoredFn
+) -> list[float]:
     """``wave`` up to and including its first lr at which a majority of seeds is stored as
     trained (the verdict is read in search order, so later lrs of the wave cannot matter)."""
     known = _by_lr(stored([(depth, lr, s) for lr in wave for s in seeds]), len(seeds))
     for i, cell in enumerate(known):
         if 2 * sum(t is not None and t.trained for t in cell) > len(seeds):
-            return wave[:i + 1]
+            return wave[: i + 1]
     return wave
 
 
 def _by_lr(flat: list, seeds: int) -> list[list]:
     """Per-cell results, lr by lr with all seeds of an lr together, as lists per lr."""
-    return [flat[i:i + seeds] for i in range(0, len(flat), seeds)]
+    return [flat[i : i + seeds] for i in range(0, len(flat), seeds)]
 
 
 def _median(values) -> float | None:
@@ -140,8 +157,12 @@ def probe_ladder(max_depth: int, step: int = 3) -> list[int]:
         n = min(2 * n, top)
 
 
-def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthResult],
-                  fail_over_ok: float | None = None, step: int = 3) -> dict[int, DepthResult]:
+def search_depths(
+    max_depth: int,
+    evaluate: Callable[[int, float | None], DepthResult],
+    fail_over_ok: float | None = None,
+    step: int = 3,
+) -> dict[int, DepthResult]:
     """Geometric growth (3, 6, 12, ...) to the first failure or ``max_depth``, then a bisection
     to two consecutive multiples of 3: at the midpoint, or with ``fail_over_ok`` (how much more
     a failing depth costs than a trainable one) where the expected cost is least
@@ -151,8 +172,8 @@ def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthR
     are multiples of ``step`` (`FrontierConfig.step_for`: 3 for the presets, a model factory's
     ``depth_step``, or ``--depth-step``) up to ``max_depth``, which need not be one."""
     results: dict[int, DepthResult] = {}
-    lo: int | None = None   # deepest trainable, in units of 3
-    hi: int | None = None   # shallowest failing, in units of 3
+    lo: int | None = None  # deepest trainable, in units of 3
+    hi: int | None = None  # shallowest failing, in units of 3
 
     def probe(n: int) -> bool:
         start = results[step * lo].lr if lo is not None else None
@@ -173,24 +194,46 @@ def search_depths(max_depth: int, evaluate: Callable[[int, float | None], DepthR
     return results
 
 
-def summarise(model: str, depths: dict[int, DepthResult], seconds: float,
-              next_trial: Cell | None = None) -> ModelFrontier:
+def summarise(
+    model: str, depths: dict[int, DepthResult], seconds: float, next_trial: Cell | None = None
+) -> ModelFrontier:
     """The frontier of a per-depth map: deepest trainable depth and shallowest failing depth."""
     ok = sorted(d for d, r in depths.items() if r.trainable)
     bad = sorted(d for d, r in depths.items() if not r.trainable)
     best = depths[ok[-1]] if ok else None
     monotone = not ok or not bad or bad[0] > ok[-1]
     trials = [t for r in depths.values() for t in r.trials]
-    return ModelFrontier(model, ok[-1] if ok else None, best.lr if best else None, best.error if best else None,
-                         bad[0] if bad else None, best.fraction if best else None, dict(sorted(depths.items())),
-                         monotone, seconds, len(trials), sum(t.reused for t in trials), next_trial,
-                         sum(t.seconds for t in trials))
+    return ModelFrontier(
+        model,
+        ok[-1] if ok else None,
+        best.lr if best else None,
+        best.error if best else None,
+        bad[0] if bad else None,
+        best.fraction if best else None,
+        dict(sorted(depths.items())),
+        monotone,
+        seconds,
+        len(trials),
+        sum(t.reused for t in trials),
+        next_trial,
+        sum(t.seconds for t in trials),
+    )
 
 
-def find_frontier(model: str, config: FrontierConfig, store: Store | None, data: Dataset | None = None, *,
-                  data_dir=None, trial: TrialFn | None = None,
-                  log: Callable[[str], None] | None = None, runner=None, cells: CellsFn | None = None,
-                  width: int = 1, stored: StoredFn | None = None) -> ModelFrontier:
+def find_frontier(
+    model: str,
+    config: FrontierConfig,
+    store: Store | None,
+    data: Dataset | None = None,
+    *,
+    data_dir=None,
+    trial: TrialFn | None = None,
+    log: Callable[[str], None] | None = None,
+    runner=None,
+    cells: CellsFn | None = None,
+    width: int = 1,
+    stored: StoredFn | None = None,
+) -> ModelFrontier:
     """The depth frontier of one model. ``trial(depth, lr, seed) -> TrialVerdict`` replaces real training
     (tests use it to check the search against an exhaustive grid).
 
@@ -212,25 +255,19 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
     decided: dict[int, DepthResult] = {}  # in probe order, kept if a `trial` stops the search
 
     def evaluate(depth: int, start_lr: float | None) -> DepthResult:
-        decided[depth] = evaluate_depth(depth, lrs, start_lr, seeds, run, cells=batch, width=max(1, width),
-                                        stored=peek)
+        decided[depth] = evaluate_depth(
+            depth, lrs, start_lr, seeds, run, cells=batch, width=max(1, width), stored=peek
+        )
         return decided[depth]
 
     rechecked: list[TrialVerdict] = []  # --seeds auto: the boundary's extra seeds
     next_trial = None
     try:
-        if config.depths is not None:
-            for d in sorted(config.depths):
-                ok = [r for r in decided.values() if r.trainable]
-                evaluate(d, ok[-1].lr if ok else None)
-        else:
-            search_depths(config.max_depth, evaluate,
-                          failure_cost_ratio(config) if config.bisection == "cost" else None, config.step_for(model))
+        _probe_depths(model, config, decided, evaluate)
         if config.auto_seeds:
             each = (lambda b: batch(b, rank=False)) if batch is real_cells else batch
-            recheck([t for r in decided.values() for t in r.trials],
-                    each or (lambda b: [run(*cell) for cell in b]), lrs, step=config.step_for(model),
-                    max_depth=config.deepest(), policy=config.seed_policy(), into=rechecked)
+            run_batch = each or (lambda b: [run(*cell) for cell in b])
+            _recheck_boundary(model, config, decided, run_batch, lrs, rechecked)
     except PendingTrial as stop:
         next_trial = stop.cell
     if config.auto_seeds:
@@ -238,8 +275,57 @@ def find_frontier(model: str, config: FrontierConfig, store: Store | None, data:
     return summarise(str(model), decided, time.perf_counter() - started, next_trial=next_trial)
 
 
-def _training_trials(model: str, config: FrontierConfig, store: Store | None, data: Dataset | None, data_dir,
-                     log: Callable[[str], None] | None, runner) -> tuple[TrialFn, Callable[..., list[TrialVerdict]]]:
+def _probe_depths(
+    model: str,
+    config: FrontierConfig,
+    decided: dict[int, DepthResult],
+    evaluate: Callable[[int, float | None], DepthResult],
+) -> None:
+    """Evaluate the depths the search needs: ``config.depths`` in order (each starting from the
+    lr of the last trainable one), or the probe ladder and bisection of `search_depths`."""
+    if config.depths is not None:
+        for d in sorted(config.depths):
+            ok = [r for r in decided.values() if r.trainable]
+            evaluate(d, ok[-1].lr if ok else None)
+    else:
+        search_depths(
+            config.max_depth,
+            evaluate,
+            failure_cost_ratio(config) if config.bisection == "cost" else None,
+            config.step_for(model),
+        )
+
+
+def _recheck_boundary(
+    model: str,
+    config: FrontierConfig,
+    decided: dict[int, DepthResult],
+    each: Callable,
+    lrs: Sequence[float],
+    rechecked: list[TrialVerdict],
+) -> None:
+    """``--seeds auto``: run the boundary's extra seeds through ``each`` (a batch of cells ->
+    their verdicts), collecting their verdicts in ``rechecked``."""
+    recheck(
+        [t for r in decided.values() for t in r.trials],
+        each,
+        lrs,
+        step=config.step_for(model),
+        max_depth=config.deepest(),
+        policy=config.seed_policy(),
+        into=rechecked,
+    )
+
+
+def _training_trials(
+    model: str,
+    config: FrontierConfig,
+    store: Store | None,
+    data: Dataset | None,
+    data_dir,
+    log: Callable[[str], None] | None,
+    runner,
+) -> tuple[TrialFn, Callable[..., list[TrialVerdict]]]:
     """The two ways `find_frontier` trains for real: one trial at a time (`run_trial`), or a
     batch of cells through ``runner`` (`run_cells`, ``rank=False`` for the seed re-checks), each
     trial logged as one progress line when ``log`` is given."""
@@ -262,13 +348,21 @@ def _training_trials(model: str, config: FrontierConfig, store: Store | None, da
 
 def _progress_line(model: str, depth: int, lr: float, seed: int, t: TrialVerdict) -> str:
     """One trial's progress line: its cell, its verdict, and its training time or ``stored``."""
-    return (f"{model} depth {depth} {lr_words(lr)} seed {seed}: "
-            f"{trial_words(t.trained, t.status, t.error, t.epochs)}, "
-            f"{'stored' if t.reused else f'{t.seconds:.1f}s'}")
+    return (
+        f"{model} depth {depth} {lr_words(lr)} seed {seed}: "
+        f"{trial_words(t.trained, t.status, t.error, t.epochs)}, "
+        f"{'stored' if t.reused else f'{t.seconds:.1f}s'}"
+    )
 
 
-def seeded_frontier(model: str, decided: dict[int, DepthResult], rechecked: list[TrialVerdict],
-                    config: FrontierConfig, seconds: float, next_trial: Cell | None = None) -> ModelFrontier:
+def seeded_frontier(
+    model: str,
+    decided: dict[int, DepthResult],
+    rechecked: list[TrialVerdict],
+    config: FrontierConfig,
+    seconds: float,
+    next_trial: Cell | None = None,
+) -> ModelFrontier:
     """The ``--seeds auto`` frontier: every trial (search and re-checks) voted per depth
     (`seeds.summarise`), the majority frontier with its band and each depth's fraction of seeds."""
     trials = [t for r in decided.values() for t in r.trials] + rechecked
@@ -278,13 +372,24 @@ def seeded_frontier(model: str, decided: dict[int, DepthResult], rechecked: list
     for d, v in seeded.depths.items():
         at = [t for t in trials if t.depth == d]
         won = [t for t in at if t.lr == v.lr and t.trained] if v.trains else []
-        depths[d] = DepthResult(d, v.trains, v.lr if v.trains else None,
-                                _median(t.error for t in won) if won else _min(t.error for t in at), v.fraction,
-                                _median(t.epochs for t in won) if won else None, at)
+        depths[d] = DepthResult(
+            d,
+            v.trains,
+            v.lr if v.trains else None,
+            _median(t.error for t in won) if won else _min(t.error for t in at),
+            v.fraction,
+            _median(t.epochs for t in won) if won else None,
+            at,
+        )
     result = summarise(str(model), depths, seconds, next_trial)
     best = depths.get(seeded.max_trainable_depth)
-    result.max_trainable_depth, result.first_failing_depth = seeded.max_trainable_depth, seeded.first_failing_depth
-    result.lr, result.error, result.fraction = (best.lr, best.error, best.fraction) if best else (None, None, None)
+    result.max_trainable_depth, result.first_failing_depth = (
+        seeded.max_trainable_depth,
+        seeded.first_failing_depth,
+    )
+    result.lr, result.error, result.fraction = (
+        (best.lr, best.error, best.fraction) if best else (None, None, None)
+    )
     result.monotone, result.band, result.label = seeded.monotone, seeded.band, seeded.label(result.capped)
     return result
 
@@ -310,14 +415,22 @@ def frontier_status(models: Sequence[str], config: FrontierConfig, store: Store)
             if found is None:
                 raise PendingTrial((depth, lr, seed))
             return found
+
         return trial
 
     results = [find_frontier(m, config, store, trial=from_store(m)) for m in models]
     return FrontierResult(config, results, time.perf_counter() - started)
 
 
-def find_frontiers(models: Sequence[str], config: FrontierConfig, store: Store | None,
-                   data: Dataset | None = None, *, runner=None, **kwargs) -> FrontierResult:
+def find_frontiers(
+    models: Sequence[str],
+    config: FrontierConfig,
+    store: Store | None,
+    data: Dataset | None = None,
+    *,
+    runner=None,
+    **kwargs,
+) -> FrontierResult:
     """`find_frontier` for several models, sharing the loaded data: one after the other, or with
     ``runner`` (a `depthlab.sweep.TrialRunner`) all at once, each model's search in its own
     thread, their trials running side by side on the runner's executor. Each search keeps its
@@ -327,8 +440,12 @@ def find_frontiers(models: Sequence[str], config: FrontierConfig, store: Store |
         results = [find_frontier(m, config, store, data, **kwargs) for m in models]
     else:
         width = search_width(runner.parallelism, runner.fuse, len(models), config)
-        results = runner.run_concurrently([functools.partial(find_frontier, m, config, store, data, runner=runner,
-                                                             width=width, **kwargs) for m in models])
+        results = runner.run_concurrently(
+            [
+                functools.partial(find_frontier, m, config, store, data, runner=runner, width=width, **kwargs)
+                for m in models
+            ]
+        )
     return FrontierResult(config, results, time.perf_counter() - started)
 
 

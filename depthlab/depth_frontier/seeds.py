@@ -39,10 +39,15 @@ class SeedPolicy:
     neighbours: bool = True  # re-check the deciding lr's grid neighbours too, or the deciding lr alone
 
     def validate(self) -> None:
-        if not (isinstance(self.min_seeds, int) and isinstance(self.max_seeds, int)
-                and 2 <= self.min_seeds <= self.max_seeds <= 50):
-            raise ConfigError(f"--seeds auto needs 2 <= min seeds <= max seeds <= 50, got {self.min_seeds}, "
-                              f"{self.max_seeds}")
+        if not (
+            isinstance(self.min_seeds, int)
+            and isinstance(self.max_seeds, int)
+            and 2 <= self.min_seeds <= self.max_seeds <= 50
+        ):
+            raise ConfigError(
+                f"--seeds auto needs 2 <= min seeds <= max seeds <= 50, got {self.min_seeds}, "
+                f"{self.max_seeds}"
+            )
 
     def seeds(self, count: int) -> list[int]:
         return list(range(self.first_seed, self.first_seed + count))
@@ -98,7 +103,11 @@ class SeededFrontier:
         lo, hi = self.band
         if capped:
             head = f"≥ {self.max_trainable_depth} (cap)"
-            return head if lo == hi == self.max_trainable_depth else f"{head} [{'none' if lo is None else lo}–{hi}]"
+            return (
+                head
+                if lo == hi == self.max_trainable_depth
+                else f"{head} [{'none' if lo is None else lo}–{hi}]"
+            )
         return f"{self.max_trainable_depth} [{'none' if lo is None else lo}–{'none' if hi is None else hi}]"
 
 
@@ -118,7 +127,7 @@ def neighbours(lr: float, grid: Sequence[float]) -> list[float]:
     holds several optimizers' `OptimizerLr` points)."""
     grid = sorted(g for g in grid if optimizer_of(g) == optimizer_of(lr))
     i = grid.index(lr)
-    return grid[max(0, i - 1):i + 2]
+    return grid[max(0, i - 1) : i + 2]
 
 
 def _boundary(verdicts: Verdicts, step: int, max_depth: int) -> tuple[int | None, int | None]:
@@ -145,12 +154,13 @@ def _short(verdicts: Verdicts, depth: int, lrs: Sequence[float], policy: SeedPol
             want = n + 1
         else:
             continue
-        out += [(depth, lr, s) for s in policy.seeds(policy.max_seeds) if s not in done][:want - n]
+        out += [(depth, lr, s) for s in policy.seeds(policy.max_seeds) if s not in done][: want - n]
     return out
 
 
-def next_cells(verdicts: Verdicts, grid: Sequence[float], *, step: int, max_depth: int,
-               policy: SeedPolicy = SeedPolicy()) -> list[Cell]:
+def next_cells(
+    verdicts: Verdicts, grid: Sequence[float], *, step: int, max_depth: int, policy: SeedPolicy = SeedPolicy()
+) -> list[Cell]:
     """The trials to run next to back the boundary of ``verdicts`` with seeds (empty: done).
 
     The boundary is re-derived from the table each time, so a verdict that flips under more
@@ -182,16 +192,29 @@ def summarise(verdicts: Verdicts, *, step: int, max_depth: int) -> SeededFrontie
     depths = sorted({d for d, _, _ in verdicts})
     votes = {d: vote(verdicts, d) for d in depths}
     ok, fail = _boundary(verdicts, step, max_depth)
-    every = [d for d in depths if votes[d].all_seeds_train() and all(votes[e].all_seeds_train()
-                                                                     for e in depths if e <= d)]
+    every = [
+        d
+        for d in depths
+        if votes[d].all_seeds_train() and all(votes[e].all_seeds_train() for e in depths if e <= d)
+    ]
     some = [d for d in depths if votes[d].any_seed_trains()]
     trains = [votes[d].trains for d in depths]
     monotone = all(a or not b for a, b in zip(trains, trains[1:]))  # no failing depth below a trainable one
-    return SeededFrontier(ok, fail, (every[-1] if every else None, some[-1] if some else None), votes, monotone)
+    return SeededFrontier(
+        ok, fail, (every[-1] if every else None, some[-1] if some else None), votes, monotone
+    )
 
 
-def recheck(trials: Sequence, run: Callable[[list[Cell]], Sequence], grid: Sequence[float], *, step: int,
-            max_depth: int, policy: SeedPolicy = SeedPolicy(), into: list | None = None) -> dict[Cell, bool]:
+def recheck(
+    trials: Sequence,
+    run: Callable[[list[Cell]], Sequence],
+    grid: Sequence[float],
+    *,
+    step: int,
+    max_depth: int,
+    policy: SeedPolicy = SeedPolicy(),
+    into: list | None = None,
+) -> dict[Cell, bool]:
     """Back the boundary of a finished one-seed search with seeds: ask `next_cells`, run what it
     asks for with ``run(cells) -> verdicts`` (objects with depth, lr, seed, trained: the search's
     `TrialVerdict`), until it asks for nothing. ``trials`` are the search's verdicts; the new

@@ -18,5 +18,14 @@ from .loop import LoopCallback, train
 from .schedule import Schedule, parse_schedule
 from .setup import Setup, set_up
 
-__all__ = ["LoopCallback", "Schedule", "Setup", "TrainConfig", "parse_schedule", "resolve_device", "set_up", "train",
-           "train_fused"]
+__all__ = [
+    "LoopCallback",
+    "Schedule",
+    "Setup",
+    "TrainConfig",
+    "parse_schedule",
+    "resolve_device",
+    "set_up",
+    "train",
+    "train_fused",
+]

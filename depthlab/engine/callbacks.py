@@ -53,8 +53,9 @@ def summary_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except Exception:
-        raise ConfigError("--tensorboard needs the tensorboard extra: "
-                          "pip install 'depthlab[tensorboard]'") from None
+        raise ConfigError(
+            "--tensorboard needs the tensorboard extra: pip install 'depthlab[tensorboard]'"
+        ) from None
     return SummaryWriter
 
 

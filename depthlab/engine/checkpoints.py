@@ -34,8 +34,12 @@ def _readable_format(found, fmt: str) -> bool:
         return False
     name, _, version = fmt.rpartition("-")
     found_name, _, found_version = found.rpartition("-")
-    return (found_name == name and found_version.isdigit() and version.isdigit()
-            and int(found_version) <= int(version))
+    return (
+        found_name == name
+        and found_version.isdigit()
+        and version.isdigit()
+        and int(found_version) <= int(version)
+    )
 
 
 def save_checkpoint(path, state: dict, *, required: bool = True) -> None:
@@ -56,8 +60,11 @@ def save_checkpoint(path, state: dict, *, required: bool = True) -> None:
             os.unlink(tmp)
         if required or not isinstance(exc, (OSError, RuntimeError)):
             raise
-        print(f"depthlab: warning: checkpoint {path} not written ({type(exc).__name__}: {exc}); "
-              "the run goes on without it", file=sys.stderr)
+        print(
+            f"depthlab: warning: checkpoint {path} not written ({type(exc).__name__}: {exc}); "
+            "the run goes on without it",
+            file=sys.stderr,
+        )
 
 
 def discard_checkpoint(path) -> None:
@@ -75,15 +82,20 @@ def load_checkpoint(path, fmt: str = CHECKPOINT_FORMAT) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DataError(f"checkpoint {path} is corrupted or not a depthlab checkpoint "
-                        f"({type(exc).__name__}); delete it or run without --resume") from None
+        raise DataError(
+            f"checkpoint {path} is corrupted or not a depthlab checkpoint "
+            f"({type(exc).__name__}); delete it or run without --resume"
+        ) from None
     if not isinstance(state, dict) or not _readable_format(state.get("format"), fmt):
-        raise DataError(f"checkpoint {path} is not a depthlab training checkpoint; "
-                        "delete it or run without --resume")
+        raise DataError(
+            f"checkpoint {path} is not a depthlab training checkpoint; delete it or run without --resume"
+        )
     return state
 
 
-def checkpoint_resumable(path, fmt: str, config_hashes: Sequence[str], monitors: Sequence[Monitor | None]) -> bool:
+def checkpoint_resumable(
+    path, fmt: str, config_hashes: Sequence[str], monitors: Sequence[Monitor | None]
+) -> bool:
     """Whether a sweep may continue from ``path``: a readable checkpoint of format ``fmt``, of
     exactly these configs, whose runs' stopping decisions ``monitors`` (one per config) would
     all have made too, for the same reasons (`StopReason`). Criteria are not part of a config's
@@ -100,7 +112,9 @@ def checkpoint_resumable(path, fmt: str, config_hashes: Sequence[str], monitors:
         points = [EvaluationPoint(**c) for c in run.get("checkpoints", [])]
         decisions = [stop_reason(monitor(p)) if monitor is not None else None for p in points]
         reason = StopReason(run["reason"]) if run.get("reason") in set(StopReason) else None
-        if decisions != [None] * (len(points) - (reason is not None)) + ([reason] if reason is not None else []):
+        if decisions != [None] * (len(points) - (reason is not None)) + (
+            [reason] if reason is not None else []
+        ):
             return False
     return True
 
@@ -152,5 +166,7 @@ def checkpoint_progress(path) -> tuple[float, list[str]] | None:
     epochs: float = state["epoch"]
     mid = state.get("mid_epoch")
     if isinstance(mid, dict) and isinstance(mid.get("step"), int) and isinstance(mid.get("steps"), int):
-        epochs = math.floor(100 * (epochs + mid["step"] / max(mid["steps"], 1))) / 100  # never a whole epoch early
+        epochs = (
+            math.floor(100 * (epochs + mid["step"] / max(mid["steps"], 1))) / 100
+        )  # never a whole epoch early
     return epochs, [k for k in state.get("config_hashes") or [state.get("config_hash")] if isinstance(k, str)]

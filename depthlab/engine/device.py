@@ -37,7 +37,9 @@ def check_precision(precision: str, device: torch.device) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     if precision == "tf32" and device.type != "cuda":
-        raise ConfigError(f"precision tf32 needs a CUDA device (this run is on {device.type}); use fp32 or bf16")
+        raise ConfigError(
+            f"precision tf32 needs a CUDA device (this run is on {device.type}); use fp32 or bf16"
+        )
 
 
 def autocast_bf16(precision: str) -> bool:
@@ -62,8 +64,9 @@ def precision_policy(device: torch.device, precision: str = DEFAULT_PRECISION) -
     """The policy of a run in ``precision`` on ``device``: bf16 autocast only when asked for
     (on every device: a CUDA run is fp32 unless its config says otherwise), tf32 only on CUDA."""
     check_precision(precision, device)
-    return PrecisionPolicy(torch.bfloat16 if autocast_bf16(precision) else None,
-                           device.type == "cuda" and precision == "tf32")
+    return PrecisionPolicy(
+        torch.bfloat16 if autocast_bf16(precision) else None, device.type == "cuda" and precision == "tf32"
+    )
 
 
 @contextmanager
@@ -74,7 +77,9 @@ def precision_scope(device: torch.device, precision: str) -> Iterator[None]:
         yield
         return
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision_policy(device, precision).tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision_policy(
+        device, precision
+    ).tf32
     try:
         yield
     finally:

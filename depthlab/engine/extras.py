@@ -29,7 +29,11 @@ def gate_stats(model) -> dict:
     if not gates:
         return {}
     values = torch.cat([g.flatten().float().cpu() for g in gates])
-    return {"gate_mean": values.mean().item(), "gate_min": values.min().item(), "gate_max": values.max().item()}
+    return {
+        "gate_mean": values.mean().item(),
+        "gate_min": values.min().item(),
+        "gate_max": values.max().item(),
+    }
 
 
 def split_errors(config: TrainConfig, data: Dataset) -> Callable:
@@ -42,8 +46,15 @@ def split_errors(config: TrainConfig, data: Dataset) -> Callable:
         tx, ty, ex, ey, _, _ = prepare_splits(config, data)
         out = {}
         for key, x, y in (("fit_error", tx, ty), ("eval_error", ex, ey)):
-            batches = Batches(x.to(device), y.to(device), 1024, data.mean, data.std, shuffle=False,
-                              channels_last=channels_last)
+            batches = Batches(
+                x.to(device),
+                y.to(device),
+                1024,
+                data.mean,
+                data.std,
+                shuffle=False,
+                channels_last=channels_last,
+            )
             out[key], _ = evaluate(model, batches, amp=autocast_bf16(config.precision))
         return {**out, **gate_stats(model)}
 

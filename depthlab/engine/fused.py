@@ -63,7 +63,9 @@ FUSED_CHECKPOINT_FORMAT = "depthlab-fused-state-2"  # format 1 (epoch ends only)
 
 
 @torch.no_grad()
-def _evaluate_members(model: nn.Module, batches: Batches, g: int, amp: bool, channels_last: bool) -> torch.Tensor:
+def _evaluate_members(
+    model: nn.Module, batches: Batches, g: int, amp: bool, channels_last: bool
+) -> torch.Tensor:
     """Error per head and member, ``(heads, G)`` (float64, on the CPU), model in eval mode
     (`depthlab.engine.setup.evaluate` for every member at once)."""
     was_training = model.training
@@ -96,10 +98,17 @@ class FusedStepper(Stepper):
         # each member initialised exactly as `train` initialises a separate run
         nets = [setup.new_model(c, on_device=False) for c in configs]
         parameters = count_parameters(nets[0])
-        self.model = fuse_models(nets, setup.data.input_shape).to(setup.device)  # goes channels-last with the input
+        self.model = fuse_models(nets, setup.data.input_shape).to(
+            setup.device
+        )  # goes channels-last with the input
         del nets
-        super().__init__(setup, [Member(i, c, m, parameters, str(setup.device), r)
-                                 for i, (c, m, r) in enumerate(zip(configs, monitors, ranks))])
+        super().__init__(
+            setup,
+            [
+                Member(i, c, m, parameters, str(setup.device), r)
+                for i, (c, m, r) in enumerate(zip(configs, monitors, ranks))
+            ],
+        )
         self.optimizer = FusedSGD(self.model, nesterov=setup.config.nesterov)
         self.hashes = [c.hash() for c in configs]
         self.seeds = sorted(setup.train_batches)
@@ -135,11 +144,19 @@ class FusedStepper(Stepper):
         lrs = self.set_lrs(epoch, step)
         if lrs != self.lr_values:  # constant schedules: one host-to-device copy, not one per step
             self.lr_values, self.lr_t = lrs, self._floats(lrs)
-        losses, logits = forward_backward(self.model, x, y, amp=self.setup.amp, zero_grad=self.optimizer.zero_grad,
-                                          loss_fn=lambda outputs, y: member_losses(split_outputs(outputs, g), y))
+        losses, logits = forward_backward(
+            self.model,
+            x,
+            y,
+            amp=self.setup.amp,
+            zero_grad=self.optimizer.zero_grad,
+            loss_fn=lambda outputs, y: member_losses(split_outputs(outputs, g), y),
+        )
         self.step_losses = losses.detach()
         finite = torch.isfinite(losses.detach())
-        self.bad = torch.where(self.active & ~finite & (self.bad < 0), torch.full_like(self.bad, step), self.bad)
+        self.bad = torch.where(
+            self.active & ~finite & (self.bad < 0), torch.full_like(self.bad, step), self.bad
+        )
         self.active = self.active & finite  # a diverged member's update is zeroed until it leaves the net
         self.optimizer.step(self.lr_t, self.momentum, self.weight_decay, self.active, self.use_weight_decay)
         self.loss_sum += losses.detach() * y.shape[0]
@@ -153,7 +170,9 @@ class FusedStepper(Stepper):
         return self.wrong.tolist(), self.loss_sum.tolist()
 
     def evaluate(self, batches: Batches) -> torch.Tensor:
-        return _evaluate_members(self.model, batches, len(self.live), self.setup.amp, self.setup.channels_last)
+        return _evaluate_members(
+            self.model, batches, len(self.live), self.setup.amp, self.setup.channels_last
+        )
 
     def drop_finished(self) -> None:
         """Cut finished members out of the net, the optimiser and the per-member state."""
@@ -165,7 +184,9 @@ class FusedStepper(Stepper):
         self.optimizer.compact_(self.model, index)
         self.live = [self.live[i] for i in keep]
         self.momentum, self.weight_decay, self.active, self.bad, self.loss_sum, self.wrong = (
-            t[index] for t in (self.momentum, self.weight_decay, self.active, self.bad, self.loss_sum, self.wrong))
+            t[index]
+            for t in (self.momentum, self.weight_decay, self.active, self.bad, self.loss_sum, self.wrong)
+        )
         self.lr_values = None
         if self.errors is not None:
             self.errors = self.errors[:, keep]
@@ -177,12 +198,24 @@ class FusedStepper(Stepper):
 
     def pack(self, epochs_done: int, mid: dict | None, seconds: float) -> dict:
         if mid is not None:
-            mid = {**mid, "loss_sum": self.loss_sum.cpu(), "wrong": self.wrong.cpu(), "errors": self.errors.cpu()}
-        return {"format": FUSED_CHECKPOINT_FORMAT, "config_hashes": self.hashes, "epoch": epochs_done,
-                "mid_epoch": mid, "model": self.model.state_dict(), "momentum_buffers": self.optimizer.buffers,
-                "batches_rng": {s: b.generator.get_state() for s, b in self.setup.train_batches.items()},
-                "torch_rng": torch.get_rng_state(), "members": [m.state() for m in self.members],
-                "seconds": seconds}
+            mid = {
+                **mid,
+                "loss_sum": self.loss_sum.cpu(),
+                "wrong": self.wrong.cpu(),
+                "errors": self.errors.cpu(),
+            }
+        return {
+            "format": FUSED_CHECKPOINT_FORMAT,
+            "config_hashes": self.hashes,
+            "epoch": epochs_done,
+            "mid_epoch": mid,
+            "model": self.model.state_dict(),
+            "momentum_buffers": self.optimizer.buffers,
+            "batches_rng": {s: b.generator.get_state() for s, b in self.setup.train_batches.items()},
+            "torch_rng": torch.get_rng_state(),
+            "members": [m.state() for m in self.members],
+            "seconds": seconds,
+        }
 
     def unpack(self, state: dict, path) -> tuple[int, float, dict | None]:
         device = self.setup.device
@@ -203,11 +236,18 @@ class FusedStepper(Stepper):
         return state["epoch"], state["seconds"], mid
 
 
-def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, data_dir=None,
-                monitors: Sequence[Monitor | None] | Monitor | None = None,
-                callbacks: Sequence[LoopCallback] = (), checkpoint_path=None,
-                checkpoint_required: bool = True,
-                member_by_member: bool = True, ranks: Sequence[int | None] | None = None) -> list[RunResult]:
+def train_fused(
+    configs: Sequence[TrainConfig],
+    data: Dataset | None = None,
+    *,
+    data_dir=None,
+    monitors: Sequence[Monitor | None] | Monitor | None = None,
+    callbacks: Sequence[LoopCallback] = (),
+    checkpoint_path=None,
+    checkpoint_required: bool = True,
+    member_by_member: bool = True,
+    ranks: Sequence[int | None] | None = None,
+) -> list[RunResult]:
     """Train ``configs`` (equal but for lr, seed, momentum, weight decay and schedule) as one
     fused network; return one `RunResult` per config, in order, as `depthlab.sweep.runner.run_recorded`
     does, with ``fused`` set (the group size and its wall time).
@@ -242,27 +282,54 @@ def train_fused(configs: Sequence[TrainConfig], data: Dataset | None = None, *, 
     monitors, ranks = _check_group(configs, monitors, ranks)
     if data is None:
         data = load_dataset(configs[0].dataset, data_dir)
-    started = time.perf_counter()
-    try:
-        results = _train_as_one_net(configs, data, monitors, ranks, callbacks, checkpoint_path,
-                                    checkpoint_required, started)
-    except (KeyboardInterrupt, SystemExit, UserError):
-        raise
-    except NotFusable:
-        if not member_by_member:
-            raise
-        results = [run_safely(c, data, monitor=m) for c, m in zip(configs, monitors)]
-    except Exception as exc:  # as run_recorded: a crash (out of memory, a bug) fails these runs, not the sweep
-        seconds = (time.perf_counter() - started) / len(configs)
-        results = [failed_result(c, seconds, exc) for c in configs]
+    results = _train_group(
+        configs, data, monitors, ranks, callbacks, checkpoint_path, checkpoint_required, member_by_member
+    )
     for r in results:
         r.reused = False
     return results
 
 
-def _train_as_one_net(configs: list[TrainConfig], data: Dataset, monitors: list[Monitor | None],
-                      ranks: list[int | None], callbacks, checkpoint_path, checkpoint_required: bool,
-                      started: float) -> list[RunResult]:
+def _train_group(
+    configs: list[TrainConfig],
+    data: Dataset,
+    monitors: list[Monitor | None],
+    ranks: list[int | None],
+    callbacks,
+    checkpoint_path,
+    checkpoint_required: bool,
+    member_by_member: bool,
+) -> list[RunResult]:
+    """The group's results: trained as one net; where it is not fusable, member by member (or
+    `NotFusable` raised, not ``member_by_member``); where training crashes, every run failed."""
+    started = time.perf_counter()
+    try:
+        return _train_as_one_net(
+            configs, data, monitors, ranks, callbacks, checkpoint_path, checkpoint_required, started
+        )
+    except (KeyboardInterrupt, SystemExit, UserError):
+        raise
+    except NotFusable:
+        if not member_by_member:
+            raise
+        return [run_safely(c, data, monitor=m) for c, m in zip(configs, monitors)]
+    except (
+        Exception
+    ) as exc:  # as run_recorded: a crash (out of memory, a bug) fails these runs, not the sweep
+        seconds = (time.perf_counter() - started) / len(configs)
+        return [failed_result(c, seconds, exc) for c in configs]
+
+
+def _train_as_one_net(
+    configs: list[TrainConfig],
+    data: Dataset,
+    monitors: list[Monitor | None],
+    ranks: list[int | None],
+    callbacks,
+    checkpoint_path,
+    checkpoint_required: bool,
+    started: float,
+) -> list[RunResult]:
     """`train_fused`'s fused path: the group set up and trained as one network under its threads
     and precision, each member's result given its share (1/G) of the wall time and, in
     ``fused``, the group's size and wall time."""
@@ -270,8 +337,13 @@ def _train_as_one_net(configs: list[TrainConfig], data: Dataset, monitors: list[
         setup = set_up(configs, data)
         with precision_scope(setup.device, configs[0].precision):
             stepper = FusedStepper(setup, configs, monitors, ranks)
-            wall = run_epochs(stepper, callbacks=callbacks, checkpoint_path=checkpoint_path,
-                              checkpoint_required=checkpoint_required, started=started)
+            wall = run_epochs(
+                stepper,
+                callbacks=callbacks,
+                checkpoint_path=checkpoint_path,
+                checkpoint_required=checkpoint_required,
+                started=started,
+            )
     results = [m.result for m in stepper.members]
     for r in results:
         r.seconds, r.fused = wall / len(configs), {"members": len(configs), "seconds": round(wall, 3)}
@@ -285,8 +357,10 @@ def _check_group(configs: list[TrainConfig], monitors, ranks) -> tuple[list, lis
     keys = [fusion_key(c) for c in configs]
     if None in keys:
         bad = configs[keys.index(None)]
-        raise ConfigError(f"cannot fuse {bad.model} (optimizer {bad.optimizer}, patience {bad.patience}): fused "
-                          "training is SGD without early-stopping patience, on models that have a fused form")
+        raise ConfigError(
+            f"cannot fuse {bad.model} (optimizer {bad.optimizer}, patience {bad.patience}): fused "
+            "training is SGD without early-stopping patience, on models that have a fused form"
+        )
     if len(set(keys)) > 1:
         raise ConfigError("fused configs must differ only in " + ", ".join(PER_MEMBER))
     if monitors is None or callable(monitors):

@@ -19,8 +19,21 @@ PER_MEMBER = ("lr", "seed", "momentum", "weight_decay", "schedule")
 
 
 # Parameter-free modules that act per channel (or per element): they work on the fused layout as is.
-LAYOUT_FREE = (nn.Tanh, nn.ELU, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Softplus, nn.Identity,
-               nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
+LAYOUT_FREE = (
+    nn.Tanh,
+    nn.ELU,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Softplus,
+    nn.Identity,
+    nn.AvgPool2d,
+    nn.MaxPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
+)
 
 
 class NotFusable(Exception):
@@ -37,13 +50,22 @@ class FusedConv2d(nn.Module):
             raise NotFusable(f"conv padding mode {c.padding_mode}")
         self.stride, self.padding, self.dilation, self.groups = c.stride, c.padding, c.dilation, c.groups
         self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in convs]))  # G, Co, Ci/groups, k, k
-        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in convs])) if c.bias is not None else None
+        self.bias = (
+            nn.Parameter(torch.stack([m.bias.detach() for m in convs])) if c.bias is not None else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.weight.shape[0]
         bias = self.bias.reshape(-1) if self.bias is not None else None
-        return F.conv2d(x, self.weight.reshape(-1, *self.weight.shape[2:]), bias, self.stride, self.padding,
-                        self.dilation, self.groups * g)
+        return F.conv2d(
+            x,
+            self.weight.reshape(-1, *self.weight.shape[2:]),
+            bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups * g,
+        )
 
 
 class FusedBatchNorm(nn.Module):
@@ -71,9 +93,16 @@ class FusedBatchNorm(nn.Module):
         bn_training = self.training or self.running_mean is None
         use_buffers = not self.training or self.track_running_stats
         flat = lambda t: t.view(-1) if t is not None else None  # noqa: E731  (views: updates land in place)
-        return F.batch_norm(x, flat(self.running_mean) if use_buffers else None,
-                            flat(self.running_var) if use_buffers else None, flat(self.weight), flat(self.bias),
-                            bn_training, factor, self.eps)
+        return F.batch_norm(
+            x,
+            flat(self.running_mean) if use_buffers else None,
+            flat(self.running_var) if use_buffers else None,
+            flat(self.weight),
+            flat(self.bias),
+            bn_training,
+            factor,
+            self.eps,
+        )
 
 
 class FusedLinear(nn.Module):
@@ -83,14 +112,19 @@ class FusedLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in linears]))  # G, O, I
         bias = linears[0].bias
-        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in linears])) if bias is not None else None
+        self.bias = (
+            nn.Parameter(torch.stack([m.bias.detach() for m in linears])) if bias is not None else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g, o, i = self.weight.shape
-        xg = x.reshape(x.shape[0], g, i).transpose(0, 1)                     # G, N, I
-        wt = self.weight.transpose(1, 2).to(xg.dtype)                         # G, I, O
-        out = (torch.baddbmm(self.bias.unsqueeze(1).to(xg.dtype), xg, wt) if self.bias is not None
-               else torch.bmm(xg, wt))
+        xg = x.reshape(x.shape[0], g, i).transpose(0, 1)  # G, N, I
+        wt = self.weight.transpose(1, 2).to(xg.dtype)  # G, I, O
+        out = (
+            torch.baddbmm(self.bias.unsqueeze(1).to(xg.dtype), xg, wt)
+            if self.bias is not None
+            else torch.bmm(xg, wt)
+        )
         return out.transpose(0, 1).reshape(x.shape[0], g * o)
 
 
@@ -144,13 +178,17 @@ def fuse_models(members: Sequence[nn.Module], input_shape, *, check: bool = True
                 try:
                     got = split_outputs(ours(x.repeat(1, len(members), 1, 1)), len(members))
                 except (RuntimeError, ValueError) as exc:  # e.g. a shortcut that pads channels
-                    raise NotFusable(f"the model's fused forward fails ({type(exc).__name__}: {exc})") from exc
+                    raise NotFusable(
+                        f"the model's fused forward fails ({type(exc).__name__}: {exc})"
+                    ) from exc
             want = [torch.stack(list(w), 1) if isinstance(w, (list, tuple)) else w.unsqueeze(1) for w in want]
             want_t = torch.stack(want, 2)  # N, heads, G, K
             got_t = torch.stack(list(got), 1) if isinstance(got, (list, tuple)) else got.unsqueeze(1)
             if got_t.shape != want_t.shape or not torch.allclose(got_t, want_t, rtol=1e-3, atol=1e-4):
-                raise NotFusable(f"the model's forward does not keep members apart ({'train' if training else 'eval'}"
-                                 " mode probe differs)")
+                raise NotFusable(
+                    f"the model's forward does not keep members apart ({'train' if training else 'eval'}"
+                    " mode probe differs)"
+                )
     return fused
 
 
@@ -198,8 +236,14 @@ class FusedSGD:
             p.grad = None
 
     @torch.no_grad()
-    def step(self, lr: torch.Tensor, momentum: torch.Tensor, weight_decay: torch.Tensor,
-             active: torch.Tensor, use_weight_decay: bool) -> None:
+    def step(
+        self,
+        lr: torch.Tensor,
+        momentum: torch.Tensor,
+        weight_decay: torch.Tensor,
+        active: torch.Tensor,
+        use_weight_decay: bool,
+    ) -> None:
         for name, p in self.model.named_parameters():
             if p.grad is None:
                 continue
@@ -247,12 +291,13 @@ def fusion_key(config: TrainConfig) -> str | None:
     """A key shared exactly by the configs that `train_fused` can train together, or None when
     ``config`` cannot be fused (not SGD, early-stopping patience, a model with no fused form)."""
     if config.optimizer != "sgd" or config.patience is not None or not isinstance(config.model, str):
-        return None   # a model factory has no fused form
+        return None  # a model factory has no fused form
     from ..data.registry import DATASETS
 
     info = DATASETS.get(config.dataset)
-    if info is None or not _model_fusable(config.model, json.dumps(config.model_args, sort_keys=True),
-                                          tuple(info.input_shape)):
+    if info is None or not _model_fusable(
+        config.model, json.dumps(config.model_args, sort_keys=True), tuple(info.input_shape)
+    ):
         return None
     d = config.canonical()
     for name in PER_MEMBER:

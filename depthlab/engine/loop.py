@@ -40,10 +40,19 @@ from .setup import set_up
 from .stepper import Member, SingleStepper, Stepper
 
 
-def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
-          monitor: Monitor | None = None, callbacks: Sequence[LoopCallback] = (), checkpoint_path=None,
-          resume: bool = False, checkpoint_required: bool = True,
-          compile_model: bool = False, channels_last: bool | None = None) -> RunResult:
+def train(
+    config: TrainConfig,
+    data: Dataset | None = None,
+    *,
+    data_dir=None,
+    monitor: Monitor | None = None,
+    callbacks: Sequence[LoopCallback] = (),
+    checkpoint_path=None,
+    resume: bool = False,
+    checkpoint_required: bool = True,
+    compile_model: bool = False,
+    channels_last: bool | None = None,
+) -> RunResult:
     """Train one configuration.
 
     ``monitor`` is called at each evaluation (``evals_per_epoch`` times per epoch) and may stop
@@ -68,15 +77,28 @@ def train(config: TrainConfig, data: Dataset | None = None, *, data_dir=None,
         started = time.perf_counter()
         with precision_scope(setup.device, config.precision):
             stepper = SingleStepper(setup, monitor, compile_model=compile_model)
-            seconds = run_epochs(stepper, callbacks=callbacks, checkpoint_path=checkpoint_path,
-                                 checkpoint_required=checkpoint_required, resume=resume, started=started)
+            seconds = run_epochs(
+                stepper,
+                callbacks=callbacks,
+                checkpoint_path=checkpoint_path,
+                checkpoint_required=checkpoint_required,
+                resume=resume,
+                started=started,
+            )
     result = stepper.members[0].result
     result.seconds, result.model = seconds, stepper.model
     return result
 
 
-def run_epochs(stepper: Stepper, *, callbacks: Sequence[LoopCallback] = (), checkpoint_path=None,
-               checkpoint_required: bool = True, resume: bool = True, started: float | None = None) -> float:
+def run_epochs(
+    stepper: Stepper,
+    *,
+    callbacks: Sequence[LoopCallback] = (),
+    checkpoint_path=None,
+    checkpoint_required: bool = True,
+    resume: bool = True,
+    started: float | None = None,
+) -> float:
     """Train ``stepper``'s members to their ends; returns the wall seconds (those of the runs a
     checkpoint restored included). With ``checkpoint_path`` the state is saved there after every
     epoch and at every evaluation point inside one; with ``resume`` a checkpoint found there is
@@ -96,11 +118,11 @@ class EpochState:
     """Where the running epoch stands: what a mid-epoch checkpoint saves and restores."""
 
     epoch: int
-    orders: dict          # each seed's sample order for this epoch
-    started: float        # perf_counter at its start (moved back by the seconds a resumed epoch had run)
-    share: int            # members sharing its wall time
-    seen: int = 0         # training examples seen so far
-    start_step: int = 0   # the last step already taken (a resumed epoch)
+    orders: dict  # each seed's sample order for this epoch
+    started: float  # perf_counter at its start (moved back by the seconds a resumed epoch had run)
+    share: int  # members sharing its wall time
+    seen: int = 0  # training examples seen so far
+    start_step: int = 0  # the last step already taken (a resumed epoch)
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started
@@ -155,13 +177,16 @@ class EpochLoop:
         self.stepper, self.setup, self.callbacks = stepper, stepper.setup, list(callbacks)
         self.state: EpochState | None = None
         # per hook, the callbacks that use it: a step calls none when no callback watches steps
-        self.hooks = {hook: [getattr(c, hook) for c in self.callbacks if _overrides(c, hook)]
-                      for hook in HOOKS}
+        self.hooks = {
+            hook: [getattr(c, hook) for c in self.callbacks if _overrides(c, hook)] for hook in HOOKS
+        }
 
     def run(self, first_epoch: int, mid_epoch: dict | None) -> None:
         stepper, epochs = self.stepper, self.setup.config.epochs
         for epoch in range(first_epoch, epochs):
-            if all(m.result.stopped_early for m in stepper.live):  # none left, or a resumed run that had stopped
+            if all(
+                m.result.stopped_early for m in stepper.live
+            ):  # none left, or a resumed run that had stopped
                 break
             self.state = self._start_epoch(epoch, mid_epoch)
             mid_epoch = None
@@ -184,8 +209,9 @@ class EpochLoop:
         # resumed inside this epoch: continue its orders and sums
         device = self.setup.device
         orders = {s: o.to(device) if o is not None else None for s, o in mid["orders"].items()}
-        return EpochState(epoch, orders, time.perf_counter() - mid["seconds"], mid["share"], mid["seen"],
-                          mid["step"])
+        return EpochState(
+            epoch, orders, time.perf_counter() - mid["seconds"], mid["share"], mid["seen"], mid["step"]
+        )
 
     def _train_epoch(self) -> None:
         setup, stepper, state = self.setup, self.stepper, self.state
@@ -210,8 +236,11 @@ class EpochLoop:
         stepper.errors = stepper.evaluate(self.setup.eval_batches)  # heads, live
         wrong = stepper.sums()[0]
         for i, m in enumerate(stepper.live):
-            m.result.evaluation_points.append(EvaluationPoint(state.epoch + step / steps, wrong[i] / state.seen,
-                                                              stepper.errors[-1, i].item()))
+            m.result.evaluation_points.append(
+                EvaluationPoint(
+                    state.epoch + step / steps, wrong[i] / state.seen, stepper.errors[-1, i].item()
+                )
+            )
 
     def close_epoch(self, ids: list[int], last: bool) -> None:
         """Append the epoch's metrics of live members ``ids``; finish those whose run ends."""
@@ -222,8 +251,15 @@ class EpochLoop:
         for i in ids:
             m = stepper.live[i]
             errs = stepper.errors[:, i].tolist() if stepper.errors is not None else [math.nan]
-            metrics = EpochMetrics(state.epoch, wrong[i] / max(state.seen, 1), errs[-1],
-                                   loss[i] / max(state.seen, 1), m.lr, seconds, errs if len(errs) > 1 else None)
+            metrics = EpochMetrics(
+                state.epoch,
+                wrong[i] / max(state.seen, 1),
+                errs[-1],
+                loss[i] / max(state.seen, 1),
+                m.lr,
+                seconds,
+                errs if len(errs) > 1 else None,
+            )
             m.result.epochs.append(metrics)
             self.call("on_epoch_metrics", m.index, metrics)
             stepper.end_epoch(m, metrics)
@@ -261,7 +297,9 @@ class DivergenceStop(LoopCallback):
         bad_steps = loop.stepper.first_bad(step)
         for i, bad in enumerate(bad_steps):
             if bad >= 0:
-                loop.end_members([i], RunStatus.DIVERGED, f"non-finite loss at epoch {loop.state.epoch}, step {bad}")
+                loop.end_members(
+                    [i], RunStatus.DIVERGED, f"non-finite loss at epoch {loop.state.epoch}, step {bad}"
+                )
         loop.stepper.drop_finished()
 
 
@@ -289,9 +327,17 @@ class MonitorStop(LoopCallback):
 def _outranked(m: Member, members: list[Member]) -> bool:
     """Whether live member ``m`` is moot: a member of a smaller rank met its monitor's criterion
     (`StopReason.CRITERION`; one its monitor stopped on a plateau did not train, so it decides nothing)."""
-    return m.rank is not None and not m.result.stopped_early and any(
-        o.rank is not None and o.rank < m.rank and o.result.stopped_early and o.result.reason == StopReason.CRITERION
-        for o in members)
+    return (
+        m.rank is not None
+        and not m.result.stopped_early
+        and any(
+            o.rank is not None
+            and o.rank < m.rank
+            and o.result.stopped_early
+            and o.result.reason == StopReason.CRITERION
+            for o in members
+        )
+    )
 
 
 class RankCancellation(LoopCallback):
@@ -300,8 +346,11 @@ class RankCancellation(LoopCallback):
 
     def on_evaluation(self, loop: EpochLoop, step: int) -> None:
         live, members = loop.stepper.live, loop.stepper.members
-        loop.end_members([i for i, m in enumerate(live) if _outranked(m, members)],
-                         RunStatus.CANCELLED, "cancelled: a member ranked before it met its monitor's criterion")
+        loop.end_members(
+            [i for i, m in enumerate(live) if _outranked(m, members)],
+            RunStatus.CANCELLED,
+            "cancelled: a member ranked before it met its monitor's criterion",
+        )
         loop.stepper.drop_finished()
 
 
@@ -336,9 +385,18 @@ class Checkpointing(LoopCallback):
         if step == steps or self.path is None or not loop.stepper.live:
             return
         orders = {s: o.cpu() if o is not None else None for s, o in state.orders.items()}
-        self._save(loop.stepper, state.epoch, {"step": step, "steps": steps, "seen": state.seen,
-                                               "share": state.share, "seconds": state.seconds(),
-                                               "orders": orders})
+        self._save(
+            loop.stepper,
+            state.epoch,
+            {
+                "step": step,
+                "steps": steps,
+                "seen": state.seen,
+                "share": state.share,
+                "seconds": state.seconds(),
+                "orders": orders,
+            },
+        )
 
     def on_epoch_end(self, loop: EpochLoop) -> None:
         self._save(loop.stepper, loop.state.epoch + 1)

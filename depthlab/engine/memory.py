@@ -15,8 +15,8 @@ from ..errors import ConfigError
 
 MAX_DEPTH = 30_000  # layers (the depth field of stages, mlp; stack_depth; resnet-cifar n)
 DEPTH_FIELDS = ("depth", "stack_depth", "n")
-PARAM_COPIES = 4        # weights, gradients, momentum, one transient copy
-ACTIVATION_COPIES = 1   # autograd keeps about one tensor per layer output (gradients are transient)
+PARAM_COPIES = 4  # weights, gradients, momentum, one transient copy
+ACTIVATION_COPIES = 1  # autograd keeps about one tensor per layer output (gradients are transient)
 
 
 def check_depth(spec) -> None:
@@ -50,7 +50,9 @@ def _meta_sizes(model: str, args: dict, input_shape: tuple[int, ...]) -> tuple[i
 
 
 @functools.lru_cache(maxsize=256)
-def _per_depth(model: str, args_json: str, input_shape: tuple[int, ...]) -> tuple[float, float, float, float] | None:
+def _per_depth(
+    model: str, args_json: str, input_shape: tuple[int, ...]
+) -> tuple[float, float, float, float] | None:
     """(params at depth 0, params per layer, activations per sample at depth 0, per layer),
     from two small builds on the meta device (nothing allocated, no RNG drawn); None when the
     family cannot be built so."""
@@ -62,11 +64,18 @@ def _per_depth(model: str, args_json: str, input_shape: tuple[int, ...]) -> tupl
             continue
         (p1, a1), (p2, a2) = sizes
         span = large - small
-        return p1 - (p2 - p1) / span * small, (p2 - p1) / span, a1 - (a2 - a1) / span * small, (a2 - a1) / span
+        return (
+            p1 - (p2 - p1) / span * small,
+            (p2 - p1) / span,
+            a1 - (a2 - a1) / span * small,
+            (a2 - a1) / span,
+        )
     return None
 
 
-def estimate_bytes(model: str, spec, input_shape: tuple[int, ...], batch_size: int, members: int = 1) -> int | None:
+def estimate_bytes(
+    model: str, spec, input_shape: tuple[int, ...], batch_size: int, members: int = 1
+) -> int | None:
     """The estimated peak memory of training ``model`` (its validated ``spec``) on batches of
     ``batch_size``; None for a family without a ``depth`` field or that the meta device cannot run."""
     depth = getattr(spec, "depth", None)
@@ -94,10 +103,14 @@ def machine_bytes(device: torch.device) -> int | None:
         return None
 
 
-def check_memory(model: str, spec, input_shape: tuple[int, ...], batch_size: int, device: torch.device) -> None:
+def check_memory(
+    model: str, spec, input_shape: tuple[int, ...], batch_size: int, device: torch.device
+) -> None:
     """Refuse a run whose estimated memory exceeds what ``device`` has, with the estimate."""
     need, have = estimate_bytes(model, spec, input_shape, batch_size), machine_bytes(device)
     if need is not None and have is not None and need > have:
-        raise ConfigError(f"{model} at depth {spec.depth:,} with batch size {batch_size:,} needs about "
-                          f"{need / 2**30:,.1f} GiB to train, more than the {have / 2**30:,.1f} GiB this "
-                          f"{device.type} has; use a smaller depth, width or batch size")
+        raise ConfigError(
+            f"{model} at depth {spec.depth:,} with batch size {batch_size:,} needs about "
+            f"{need / 2**30:,.1f} GiB to train, more than the {have / 2**30:,.1f} GiB this "
+            f"{device.type} has; use a smaller depth, width or batch size"
+        )

@@ -20,14 +20,26 @@ from .loop import LoopCallback, train
 
 def failed_result(config: TrainConfig, seconds: float, exc: BaseException) -> RunResult:
     """The result of a run that raised ``exc`` after ``seconds``."""
-    return RunResult.failed(config.canonical(), seconds, f"{type(exc).__name__}: {exc}",
-                            device=str(resolve_device(config.device)), threads=torch.get_num_threads())
+    return RunResult.failed(
+        config.canonical(),
+        seconds,
+        f"{type(exc).__name__}: {exc}",
+        device=str(resolve_device(config.device)),
+        threads=torch.get_num_threads(),
+    )
 
 
-def run_safely(config: TrainConfig, data: Dataset, *, monitor: Monitor | None = None,
-               callbacks: Sequence[LoopCallback] = (), train_options: dict | None = None,
-               extras: Callable | None = None,
-               on_user_error: Callable[[RunResult], None] | None = None, keep_model: bool = False) -> RunResult:
+def run_safely(
+    config: TrainConfig,
+    data: Dataset,
+    *,
+    monitor: Monitor | None = None,
+    callbacks: Sequence[LoopCallback] = (),
+    train_options: dict | None = None,
+    extras: Callable | None = None,
+    on_user_error: Callable[[RunResult], None] | None = None,
+    keep_model: bool = False,
+) -> RunResult:
     """Train ``config`` and return its result (for a finished run with ``extras``, with
     ``extras=extras(model)``; without the model, so that it travels light from a worker, unless
     ``keep_model``: a caller in this process that hands the trained network back). An
@@ -36,7 +48,7 @@ def run_safely(config: TrainConfig, data: Dataset, *, monitor: Monitor | None = 
     in a factory's network or a callback)."""
     started = time.perf_counter()
     try:
-        with users_code(f"training {config.model_name}", interrupts=False):   # its network, or a callback
+        with users_code(f"training {config.model_name}", interrupts=False):  # its network, or a callback
             result = train(config, data, monitor=monitor, callbacks=callbacks, **(train_options or {}))
         if extras is not None and result.status == RunStatus.DONE:
             result.extras = extras(result.model)

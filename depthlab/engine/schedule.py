@@ -23,7 +23,7 @@ class Schedule:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     warmup: float = 0.0
-    hold: float = 0.0       # hold:E@LR: lr `hold_lr` for the first `hold` epochs
+    hold: float = 0.0  # hold:E@LR: lr `hold_lr` for the first `hold` epochs
     hold_lr: float = 0.0
     text: str = "constant"
 
@@ -63,17 +63,21 @@ def _positive(text: str, what: str, schedule: str) -> float:
 def parse_schedule(text: str) -> Schedule:
     """Parse a schedule string; a malformed one raises `ConfigError` naming the problem."""
     if not isinstance(text, str) or not text.strip():
-        raise ConfigError("malformed schedule '': expected e.g. constant, 2@0.07,3@0.01, multistep:100,150, cosine")
+        raise ConfigError(
+            "malformed schedule '': expected e.g. constant, 2@0.07,3@0.01, multistep:100,150, cosine"
+        )
     parts = text.strip().split("+")
     warmup, hold = 0.0, {}
     if parts[0].startswith("warmup:"):
-        warmup = _positive(parts[0][len("warmup:"):], "warm-up epochs", text)
+        warmup = _positive(parts[0][len("warmup:") :], "warm-up epochs", text)
         parts = parts[1:] or ["constant"]
     elif parts[0].startswith("hold:"):
-        epochs, at, lr = parts[0][len("hold:"):].partition("@")
+        epochs, at, lr = parts[0][len("hold:") :].partition("@")
         if not at:
             raise ConfigError(f"malformed schedule {text!r}: expected hold:EPOCHS@LR, e.g. hold:1@0.01")
-        hold = dict(hold=_positive(epochs, "hold epochs", text), hold_lr=_positive(lr, "hold learning rate", text))
+        hold = dict(
+            hold=_positive(epochs, "hold epochs", text), hold_lr=_positive(lr, "hold learning rate", text)
+        )
         parts = parts[1:] or ["constant"]
     if len(parts) != 1:
         raise ConfigError(f"malformed schedule {text!r}: at most one warm-up and one schedule")
@@ -83,7 +87,7 @@ def parse_schedule(text: str) -> Schedule:
     if body == "cosine":
         return Schedule("cosine", warmup=warmup, text=text, **hold)
     if body.startswith("multistep:"):
-        milestones, _, gamma = body[len("multistep:"):].partition(":")
+        milestones, _, gamma = body[len("multistep:") :].partition(":")
         try:
             stones = tuple(int(m) for m in milestones.split(","))
         except ValueError:
@@ -92,12 +96,14 @@ def parse_schedule(text: str) -> Schedule:
             raise ConfigError(f"malformed schedule {text!r}: milestones must be increasing positive epochs")
         g = _positive(gamma, "gamma", text) if gamma else 0.1
         return Schedule("multistep", milestones=stones, gamma=g, warmup=warmup, text=text, **hold)
-    body = body[len("piecewise:"):] if body.startswith("piecewise:") else body
+    body = body[len("piecewise:") :] if body.startswith("piecewise:") else body
     segments = []
     for seg in body.split(","):
         epochs, at, lr = seg.partition("@")
         if not at:
-            raise ConfigError(f"malformed schedule {text!r}: expected constant, cosine, multistep:M1,M2 "
-                              "or EPOCHS@LR,EPOCHS@LR (e.g. 2@0.07,3@0.01)")
+            raise ConfigError(
+                f"malformed schedule {text!r}: expected constant, cosine, multistep:M1,M2 "
+                "or EPOCHS@LR,EPOCHS@LR (e.g. 2@0.07,3@0.01)"
+            )
         segments.append((_positive(epochs, "epoch count", text), _positive(lr, "learning rate", text)))
     return Schedule("piecewise", segments=tuple(segments), warmup=warmup, text=text, **hold)

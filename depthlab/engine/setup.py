@@ -35,8 +35,8 @@ class Setup:
     test_x: torch.Tensor
     test_y: torch.Tensor
     steps_per_epoch: int
-    eval_at: set[int]        # the steps of an epoch after which the run is evaluated
-    check_every: int         # steps between finiteness checks (each syncs an accelerator)
+    eval_at: set[int]  # the steps of an epoch after which the run is evaluated
+    check_every: int  # steps between finiteness checks (each syncs an accelerator)
 
     @property
     def amp(self) -> bool:
@@ -47,8 +47,15 @@ class Setup:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def test_batches(self) -> Batches:
-        return Batches(self.test_x, self.test_y, 1024, self.data.mean, self.data.std, shuffle=False,
-                       channels_last=self.channels_last)
+        return Batches(
+            self.test_x,
+            self.test_y,
+            1024,
+            self.data.mean,
+            self.data.std,
+            shuffle=False,
+            channels_last=self.channels_last,
+        )
 
     def new_model(self, config: TrainConfig | None = None, *, on_device: bool = True) -> nn.Module:
         """``config``'s network initialised from its seed (as every trainer initialises it), on
@@ -62,8 +69,13 @@ class Setup:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
 
-def set_up(configs: TrainConfig | Sequence[TrainConfig], data: Dataset | None = None, *, data_dir=None,
-           channels_last: bool | None = None) -> Setup:
+def set_up(
+    configs: TrainConfig | Sequence[TrainConfig],
+    data: Dataset | None = None,
+    *,
+    data_dir=None,
+    channels_last: bool | None = None,
+) -> Setup:
     """The set-up of a run of ``configs`` (one config, or a fused group's, validated by the
     caller). ``channels_last`` (default: on for CPU and CUDA): NHWC convs are about twice as fast
     on CPU for these few-channel networks (see BENCHMARKS.md)."""
@@ -75,17 +87,47 @@ def set_up(configs: TrainConfig | Sequence[TrainConfig], data: Dataset | None = 
     if channels_last is None:
         channels_last = device.type in ("cpu", "cuda")
     tx, ty, ex, ey, test_x, test_y = (t.to(device) for t in prepare_splits(head, data))
-    train_batches = {s: Batches(tx, ty, head.batch_size, data.mean, data.std, seed=s, augment=head.augment,
-                                channels_last=channels_last) for s in sorted({c.seed for c in configs})}
+    train_batches = {
+        s: Batches(
+            tx,
+            ty,
+            head.batch_size,
+            data.mean,
+            data.std,
+            seed=s,
+            augment=head.augment,
+            channels_last=channels_last,
+        )
+        for s in sorted({c.seed for c in configs})
+    }
     eval_batches = Batches(ex, ey, 1024, data.mean, data.std, shuffle=False, channels_last=channels_last)
     steps = len(next(iter(train_batches.values())))
     eval_at = {round(steps * (i + 1) / head.evals_per_epoch) for i in range(head.evals_per_epoch)}
-    return Setup(head, data, device, precision_policy(device, head.precision), channels_last, train_batches,
-                 eval_batches, test_x, test_y, steps, eval_at, 1 if device.type == "cpu" else 20)
+    return Setup(
+        head,
+        data,
+        device,
+        precision_policy(device, head.precision),
+        channels_last,
+        train_batches,
+        eval_batches,
+        test_x,
+        test_y,
+        steps,
+        eval_at,
+        1 if device.type == "cpu" else 20,
+    )
 
 
-def forward_backward(net: Callable, x: torch.Tensor, y: torch.Tensor, *, amp: bool, zero_grad: Callable[[], None],
-                     loss_fn: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_backward(
+    net: Callable,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    amp: bool,
+    zero_grad: Callable[[], None],
+    loss_fn: Callable | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass (under bf16 autocast when ``amp``), the loss ``loss_fn(outputs, y)`` (by
     default `multi_head_loss`; a fused net's gives one loss per member, whose sum is
     differentiated: members share no op, so each one's gradient is its own), the old gradients
@@ -99,9 +141,16 @@ def forward_backward(net: Callable, x: torch.Tensor, y: torch.Tensor, *, amp: bo
     return loss, logits
 
 
-def train_step(net: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, *,
-               amp: bool, lr: float | None = None, before_update: Callable[[torch.Tensor], bool] | None = None,
-               ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def train_step(
+    net: Callable,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    amp: bool,
+    lr: float | None = None,
+    before_update: Callable[[torch.Tensor], bool] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """One optimisation step, as a run takes it: the lr set on every parameter group (when
     given), `forward_backward` (old gradients set to None), then the optimiser's update, unless
     ``before_update(loss)`` returns False (Lightning's ``on_before_optimizer_step``: what a tool
@@ -112,8 +161,9 @@ def train_step(net: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor,
     if lr is not None:
         for group in optimizer.param_groups:
             group["lr"] = lr
-    loss, logits = forward_backward(net, x, y, amp=amp,
-                                    zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
+    loss, logits = forward_backward(
+        net, x, y, amp=amp, zero_grad=lambda: optimizer.zero_grad(set_to_none=True)
+    )
     if before_update is not None and not before_update(loss):
         return loss, logits, False
     optimizer.step()
@@ -122,9 +172,13 @@ def train_step(net: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor,
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                               nesterov=config.nesterov and config.momentum > 0,
-                               weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov and config.momentum > 0,
+            weight_decay=config.weight_decay,
+        )
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

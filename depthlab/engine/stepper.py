@@ -30,11 +30,20 @@ from .setup import Setup, evaluate, make_optimizer, train_step
 class Member:
     """One run trained by a stepper: its config, monitor, rank, current lr and result so far."""
 
-    def __init__(self, index: int, config: TrainConfig, monitor: Monitor | None, parameters: int, device: str,
-                 rank: int | None = None):
+    def __init__(
+        self,
+        index: int,
+        config: TrainConfig,
+        monitor: Monitor | None,
+        parameters: int,
+        device: str,
+        rank: int | None = None,
+    ):
         self.index, self.config, self.monitor, self.rank = index, config, monitor, rank
         self.schedule = parse_schedule(config.schedule)
-        self.result = RunResult(config.canonical(), RunStatus.DONE, [], 0.0, parameters=parameters, device=device)
+        self.result = RunResult(
+            config.canonical(), RunStatus.DONE, [], 0.0, parameters=parameters, device=device
+        )
         self.lr = config.lr
         self.stop_at_epoch_end = False  # its monitor stopped it at the last step of an epoch
         self.finished = False
@@ -42,10 +51,17 @@ class Member:
     def state(self) -> dict:
         """What a fused checkpoint keeps of a member: its results so far and where it stands."""
         r = self.result
-        return {"status": str(r.status), "reason": r.reason, "stopped_early": r.stopped_early,
-                "test_error": r.test_error, "epochs": [e.to_dict() for e in r.epochs],
-                "checkpoints": [vars(c) for c in r.evaluation_points], "lr": self.lr, "finished": self.finished,
-                "stop_at_epoch_end": self.stop_at_epoch_end}
+        return {
+            "status": str(r.status),
+            "reason": r.reason,
+            "stopped_early": r.stopped_early,
+            "test_error": r.test_error,
+            "epochs": [e.to_dict() for e in r.epochs],
+            "checkpoints": [vars(c) for c in r.evaluation_points],
+            "lr": self.lr,
+            "finished": self.finished,
+            "stop_at_epoch_end": self.stop_at_epoch_end,
+        }
 
     def restore(self, saved: dict) -> None:
         r = self.result
@@ -83,23 +99,30 @@ class Stepper:
     def step(self, batch: dict[int, tuple[torch.Tensor, torch.Tensor]], epoch: int, step: int) -> int:
         """One optimisation step of every live member on ``batch`` (by seed); returns the batch size."""
         raise NotImplementedError
+
     def first_bad(self, step: int) -> list[int]:
         """Per live member: the step its loss went non-finite, -1 while it is finite."""
         raise NotImplementedError
+
     def sums(self) -> tuple[list[int], list[float]]:
         """Per live member: wrong predictions and summed loss over this epoch's steps so far."""
         raise NotImplementedError
+
     def evaluate(self, batches: Batches) -> torch.Tensor:
         raise NotImplementedError
+
     def drop_finished(self) -> None: ...
     def end_epoch(self, member: Member, metrics: EpochMetrics) -> None:
         """After an epoch's metrics: a stepper may stop the member (early-stopping patience)."""
+
     def final_test_errors(self) -> list[float] | None:
         """Per live member, its final test error (None: the last evaluation's, on the test split)."""
         raise NotImplementedError
+
     def pack(self, epochs_done: int, mid: dict | None, seconds: float) -> dict:
         """The checkpoint after ``epochs_done`` epochs (``mid``: where the running epoch stands)."""
         raise NotImplementedError
+
     def unpack(self, state: dict, path) -> tuple[int, float, dict | None]:
         """Restore a checkpoint; returns (epochs done, seconds spent, the running epoch's ``mid``)."""
         raise NotImplementedError
@@ -110,15 +133,24 @@ class SingleStepper(Stepper):
 
     format = CHECKPOINT_FORMAT
 
-    def __init__(self, setup: Setup, monitor: Monitor | None = None, *, compile_model: bool = False,
-                 model: nn.Module | None = None):
+    def __init__(
+        self,
+        setup: Setup,
+        monitor: Monitor | None = None,
+        *,
+        compile_model: bool = False,
+        model: nn.Module | None = None,
+    ):
         config = setup.config
         self.model = setup.new_model() if model is None else model
         super().__init__(setup, [Member(0, config, monitor, count_parameters(self.model), str(setup.device))])
         self.optimizer = make_optimizer(config, self.model.parameters())
         # Deep thin nets are launch-bound on a GPU: CUDA graphs (reduce-overhead) remove that cost.
-        self.net = (torch.compile(self.model, mode="reduce-overhead" if setup.device.type == "cuda" else "default")
-                    if compile_model or config.compile else self.model)  # state dicts are taken from `model`
+        self.net = (
+            torch.compile(self.model, mode="reduce-overhead" if setup.device.type == "cuda" else "default")
+            if compile_model or config.compile
+            else self.model
+        )  # state dicts are taken from `model`
         self.best_error, self.best_state, self.since_best = math.inf, None, 0
         self.zero_sums()
 
@@ -131,8 +163,9 @@ class SingleStepper(Stepper):
 
     def step(self, batch, epoch: int, step: int) -> int:
         xb, yb = batch[self.setup.config.seed]
-        loss, logits, _ = train_step(self.net, self.optimizer, xb, yb, amp=self.setup.amp,
-                                     lr=self.set_lrs(epoch, step)[0])
+        loss, logits, _ = train_step(
+            self.net, self.optimizer, xb, yb, amp=self.setup.amp, lr=self.set_lrs(epoch, step)[0]
+        )
         self.loss_sum += loss.detach() * len(yb)
         self.wrong += (logits.detach().argmax(1) != yb).sum()
         self.step_losses = loss.detach().reshape(1)
@@ -174,24 +207,43 @@ class SingleStepper(Stepper):
         s, r = self.setup, self.members[0].result
         if mid is not None:
             errors = self.errors[:, 0].tolist()
-            mid = {"step": mid["step"], "steps": mid["steps"], "order": mid["orders"][s.config.seed],
-                   "seen": mid["seen"], "loss_sum": self.loss_sum.cpu(), "wrong": self.wrong.cpu(),
-                   "eval_error": errors[-1], "head_errors": errors if len(errors) > 1 else None,
-                   "seconds": mid["seconds"]}
-        return {"format": CHECKPOINT_FORMAT, "config_hash": s.config.hash(), "epoch": epochs_done, "mid_epoch": mid,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "batches_rng": s.train_batches[s.config.seed].generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if s.device.type == "cuda" else [],
-                "best_error": self.best_error, "since_best": self.since_best, "best_state": self.best_state,
-                "epochs": [e.to_dict() for e in r.epochs], "checkpoints": [vars(c) for c in r.evaluation_points],
-                "stopped_early": r.stopped_early, "reason": r.reason, "seconds": seconds}
+            mid = {
+                "step": mid["step"],
+                "steps": mid["steps"],
+                "order": mid["orders"][s.config.seed],
+                "seen": mid["seen"],
+                "loss_sum": self.loss_sum.cpu(),
+                "wrong": self.wrong.cpu(),
+                "eval_error": errors[-1],
+                "head_errors": errors if len(errors) > 1 else None,
+                "seconds": mid["seconds"],
+            }
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config_hash": s.config.hash(),
+            "epoch": epochs_done,
+            "mid_epoch": mid,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "batches_rng": s.train_batches[s.config.seed].generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if s.device.type == "cuda" else [],
+            "best_error": self.best_error,
+            "since_best": self.since_best,
+            "best_state": self.best_state,
+            "epochs": [e.to_dict() for e in r.epochs],
+            "checkpoints": [vars(c) for c in r.evaluation_points],
+            "stopped_early": r.stopped_early,
+            "reason": r.reason,
+            "seconds": seconds,
+        }
 
     def unpack(self, state: dict, path) -> tuple[int, float, dict | None]:
         s, r = self.setup, self.members[0].result
         if state.get("config_hash") != s.config.hash():
-            raise ConfigError(f"checkpoint {path} belongs to a different configuration; "
-                              "delete it or run without --resume")
+            raise ConfigError(
+                f"checkpoint {path} belongs to a different configuration; delete it or run without --resume"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         s.train_batches[s.config.seed].generator.set_state(state["batches_rng"])
@@ -199,15 +251,25 @@ class SingleStepper(Stepper):
         if s.device.type == "cuda" and state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.best_error, self.since_best = state["best_error"], state["since_best"]
-        self.best_state = ({k: v.to(s.device) for k, v in state["best_state"].items()}
-                           if state["best_state"] is not None else None)
+        self.best_state = (
+            {k: v.to(s.device) for k, v in state["best_state"].items()}
+            if state["best_state"] is not None
+            else None
+        )
         r.evaluation_points = [EvaluationPoint(**c) for c in state["checkpoints"]]
         r.stopped_early, r.reason = state["stopped_early"], state["reason"]
         r.epochs.extend(EpochMetrics(**d) for d in state["epochs"])
         mid = state.get("mid_epoch")
         if mid is not None:
             self.loss_sum, self.wrong = mid["loss_sum"].to(s.device), mid["wrong"].to(s.device)
-            self.errors = torch.tensor(mid["head_errors"] or [mid["eval_error"]], dtype=torch.float64).unsqueeze(1)
-            mid = {"step": mid["step"], "seen": mid["seen"], "seconds": mid["seconds"], "share": 1,
-                   "orders": {s.config.seed: mid["order"]}}
+            self.errors = torch.tensor(
+                mid["head_errors"] or [mid["eval_error"]], dtype=torch.float64
+            ).unsqueeze(1)
+            mid = {
+                "step": mid["step"],
+                "seen": mid["seen"],
+                "seconds": mid["seconds"],
+                "share": 1,
+                "orders": {s.config.seed: mid["order"]},
+            }
         return state["epoch"], state["seconds"], mid

@@ -65,5 +65,16 @@ from .catalogue import EXPERIMENTS, Experiment, get_experiment, register_experim
 from .lr_find import lr_find
 from .sweeps import Ablation, Frontier, Sweep, ablate, lr_sweep
 
-__all__ = ["EXPERIMENTS", "Ablation", "Experiment", "Frontier", "Sweep", "ablate", "get_experiment", "lr_find",
-           "lr_sweep", "register_experiment", "reproduce"]
+__all__ = [
+    "EXPERIMENTS",
+    "Ablation",
+    "Experiment",
+    "Frontier",
+    "Sweep",
+    "ablate",
+    "get_experiment",
+    "lr_find",
+    "lr_sweep",
+    "register_experiment",
+    "reproduce",
+]

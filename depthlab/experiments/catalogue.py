@@ -52,12 +52,18 @@ class Reproduction:
     parts: dict[str, PartResult]
     conclusion: str
     seconds: float
-    budget: dict = field(default_factory=dict)   # a reduced budget (epochs, train_size), if any
+    budget: dict = field(default_factory=dict)  # a reduced budget (epochs, train_size), if any
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "question": self.question, "quick": self.quick, "budget": self.budget,
-                "conclusion": self.conclusion,
-                "seconds": round(self.seconds, 1), "parts": {k: p.to_dict() for k, p in self.parts.items()}}
+        return {
+            "name": self.name,
+            "question": self.question,
+            "quick": self.quick,
+            "budget": self.budget,
+            "conclusion": self.conclusion,
+            "seconds": round(self.seconds, 1),
+            "parts": {k: p.to_dict() for k, p in self.parts.items()},
+        }
 
 
 BUDGET_KEYS = ("epochs", "train_size")
@@ -74,14 +80,24 @@ def check_budget(budget: Mapping | None) -> dict:
     return budget
 
 
-def experiment_context(name: str, store=None, *, quick: bool = False, data_dir: str | None = None,
-                       device: str = "auto", echo: Callable[[str], None] = progress,
-                       budget: Mapping | None = None, precision: str = DEFAULT_PRECISION) -> Context:
+def experiment_context(
+    name: str,
+    store=None,
+    *,
+    quick: bool = False,
+    data_dir: str | None = None,
+    device: str = "auto",
+    echo: Callable[[str], None] = progress,
+    budget: Mapping | None = None,
+    precision: str = DEFAULT_PRECISION,
+) -> Context:
     experiment = get_experiment(name)
     overrides = {**(experiment.quick if quick else {}), **check_budget(budget), "device": device}
     if precision != DEFAULT_PRECISION:
         overrides["precision"] = precision
-    return Context(store=store, data_dir=data_dir, overrides=overrides, quick=quick, experiment=name, echo=echo)
+    return Context(
+        store=store, data_dir=data_dir, overrides=overrides, quick=quick, experiment=name, echo=echo
+    )
 
 
 def fusable_size(part, ctx: Context) -> int:
@@ -97,24 +113,46 @@ def fusable_size(part, ctx: Context) -> int:
     return fusable_group(part.configs(ctx))
 
 
-def fusable_runs(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None,
-                 precision: str = DEFAULT_PRECISION) -> int:
+def fusable_runs(
+    name: str,
+    *,
+    quick: bool = False,
+    device: str = "auto",
+    budget: Mapping | None = None,
+    precision: str = DEFAULT_PRECISION,
+) -> int:
     """`fusable_size` of the largest part of ``reproduce(name)``."""
     ctx = experiment_context(name, quick=quick, device=device, budget=budget, precision=precision)
     return max((fusable_size(p, ctx) for p in get_experiment(name).parts), default=1)
 
 
-def plan(name: str, *, quick: bool = False, device: str = "auto", budget: Mapping | None = None,
-         precision: str = DEFAULT_PRECISION) -> list[TrainConfig]:
+def plan(
+    name: str,
+    *,
+    quick: bool = False,
+    device: str = "auto",
+    budget: Mapping | None = None,
+    precision: str = DEFAULT_PRECISION,
+) -> list[TrainConfig]:
     """Every config ``reproduce(name)`` would run, validated (bad input fails here, early)."""
     ctx = experiment_context(name, quick=quick, device=device, budget=budget, precision=precision)
     return [c for part in get_experiment(name).parts for c in part.configs(ctx)]
 
 
-def reproduce(name: str, store=None, *, quick: bool = False, data_dir: str | None = None, device: str = "auto",
-              echo: Callable[[str], None] = progress, budget: Mapping | None = None,
-              datasets: Mapping | None = None, runner=None, precision: str = DEFAULT_PRECISION,
-              epoch_lines: bool = False) -> Reproduction:
+def reproduce(
+    name: str,
+    store=None,
+    *,
+    quick: bool = False,
+    data_dir: str | None = None,
+    device: str = "auto",
+    echo: Callable[[str], None] = progress,
+    budget: Mapping | None = None,
+    datasets: Mapping | None = None,
+    runner=None,
+    precision: str = DEFAULT_PRECISION,
+    epoch_lines: bool = False,
+) -> Reproduction:
     """Run (or read back from the store) every part of a named experiment and conclude.
     ``budget`` (``epochs``, ``train_size``) cuts every run, for a machine that cannot afford the
     full protocol; the result records it so that tables are labelled. With ``runner`` (a
@@ -123,13 +161,30 @@ def reproduce(name: str, store=None, *, quick: bool = False, data_dir: str | Non
     tf32) applies to every run; ``epoch_lines``: with ``runner``, each run's epoch lines as it is in."""
     experiment = get_experiment(name)
     plan(name, quick=quick, device=device, budget=budget, precision=precision)
-    ctx = experiment_context(name, store, quick=quick, data_dir=data_dir, device=device, echo=echo, budget=budget,
-                             precision=precision)
-    ctx.datasets.update(datasets or {})  # already loaded by the caller (the CLI loads before opening the store)
+    ctx = experiment_context(
+        name,
+        store,
+        quick=quick,
+        data_dir=data_dir,
+        device=device,
+        echo=echo,
+        budget=budget,
+        precision=precision,
+    )
+    ctx.datasets.update(
+        datasets or {}
+    )  # already loaded by the caller (the CLI loads before opening the store)
     ctx.runner, ctx.epoch_lines = runner, epoch_lines
     started = time.perf_counter()
     parts = {}
     for part in experiment.parts:
         parts[part.label] = part.run(ctx)
-    return Reproduction(name, experiment.question, quick, parts, experiment.conclude(parts),
-                        time.perf_counter() - started, check_budget(budget))
+    return Reproduction(
+        name,
+        experiment.question,
+        quick,
+        parts,
+        experiment.conclude(parts),
+        time.perf_counter() - started,
+        check_budget(budget),
+    )

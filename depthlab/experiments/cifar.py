@@ -73,8 +73,10 @@ def check_resumable(configs: list[TrainConfig], folder) -> None:
         if path is not None and path.exists():
             state = load_checkpoint(path)
             if state.get("config_hash") != config.hash():
-                raise ConfigError(f"checkpoint {path} belongs to a different configuration; "
-                                  "delete it or run without --resume")
+                raise ConfigError(
+                    f"checkpoint {path} belongs to a different configuration; "
+                    "delete it or run without --resume"
+                )
 
 
 class Throughput(LoopCallback):
@@ -115,9 +117,19 @@ def train_images(config: TrainConfig, data: Dataset) -> int:
     return n
 
 
-def run_one(config: TrainConfig, data: Dataset, store: Store | None, *, experiment: str, label: str,
-            echo: Echo = progress, checkpoint_dir=None, resume: bool = False, compile_model: bool = False,
-            rerun: bool = False) -> dict:
+def run_one(
+    config: TrainConfig,
+    data: Dataset,
+    store: Store | None,
+    *,
+    experiment: str,
+    label: str,
+    echo: Echo = progress,
+    checkpoint_dir=None,
+    resume: bool = False,
+    compile_model: bool = False,
+    rerun: bool = False,
+) -> dict:
     """Train one config through the store, printing the classic line and images/s per epoch;
     returns the run's record as a report dict (`RunResult.to_dict`, ``reused``, ``images_per_second``)."""
     import torch
@@ -126,28 +138,45 @@ def run_one(config: TrainConfig, data: Dataset, store: Store | None, *, experime
     from ..sweep.runner import run_recorded
 
     cuda = resolve_device(config.device).type == "cuda"
-    meter = Throughput(config.batch_size, train_images(config, data), torch.cuda.synchronize if cuda else None)
+    meter = Throughput(
+        config.batch_size, train_images(config, data), torch.cuda.synchronize if cuda else None
+    )
     eval_label = "Val" if config.eval_split == "val" else "Test"
 
     def epoch_line(loop, index, m):
         measured = meter.take_fresh()
         rate = f", {measured:,.0f} img/s" if measured else ""
-        echo(f"[{label}] {classic_line(m.epoch, config.epochs, m.train_error, m.test_error, eval_label)}"
-             f" (loss {m.loss:.4f}, lr {m.lr:.4g}{rate})")
+        echo(
+            f"[{label}] {classic_line(m.epoch, config.epochs, m.train_error, m.test_error, eval_label)}"
+            f" (loss {m.loss:.4f}, lr {m.lr:.4g}{rate})"
+        )
 
-    options = dict(checkpoint_path=checkpoint_file(checkpoint_dir, config), resume=resume,
-                   compile_model=compile_model)
-    record = run_recorded(config, store, data, kind="reproduce", experiment=experiment,
-                          callbacks=[meter, LambdaCallback(on_epoch_metrics=epoch_line)], reuse=not rerun,
-                          train_options=options)
+    options = dict(
+        checkpoint_path=checkpoint_file(checkpoint_dir, config), resume=resume, compile_model=compile_model
+    )
+    record = run_recorded(
+        config,
+        store,
+        data,
+        kind="reproduce",
+        experiment=experiment,
+        callbacks=[meter, LambdaCallback(on_epoch_metrics=epoch_line)],
+        reuse=not rerun,
+        train_options=options,
+    )
     if record.reused:
         echo(f"[{label}] already in the store: shown from there (--rerun trains again)")
     # the report's row: the stored record's JSON, whether it was reused, and the measured speed
-    return {**record.to_dict(), "reused": record.reused,
-            "images_per_second": (sum(meter.rates) / len(meter.rates)) if meter.rates else None}
+    return {
+        **record.to_dict(),
+        "reused": record.reused,
+        "images_per_second": (sum(meter.rates) / len(meter.rates)) if meter.rates else None,
+    }
 
 
-def _plot(curves: list[tuple[str, list[float]]], ylabel: str, title: str, path: Path, log: bool = False) -> Path:
+def _plot(
+    curves: list[tuple[str, list[float]]], ylabel: str, title: str, path: Path, log: bool = False
+) -> Path:
     fig, ax = new_axes(figsize=(6, 4), dpi=100)
     for name, ys in curves:
         ax.plot(range(len(ys)), ys, label=name)
@@ -162,10 +191,20 @@ def _plot(curves: list[tuple[str, list[float]]], ylabel: str, title: str, path: 
     return save_figure(fig, path)
 
 
-def resnet_cifar_config(n: int = 3, *, shortcut: str = "A", bn_impl: str = "torch", dataset: str = "cifar10",
-                        epochs: int = 200, patience: int | None = 50, train_size: int | None = None,
-                        batch_size: int = 128, warmup: bool | None = None, seed: int = 0,
-                        device: str = "auto") -> TrainConfig:
+def resnet_cifar_config(
+    n: int = 3,
+    *,
+    shortcut: str = "A",
+    bn_impl: str = "torch",
+    dataset: str = "cifar10",
+    epochs: int = 200,
+    patience: int | None = 50,
+    train_size: int | None = None,
+    batch_size: int = 128,
+    warmup: bool | None = None,
+    seed: int = 0,
+    device: str = "auto",
+) -> TrainConfig:
     """He et al.'s recipe: SGD 0.1 / momentum 0.9 / weight decay 1e-4, batch 128, lr /10 at
     epochs 100 and 150 of 200 (scaled with ``epochs``), pad-crop-flip augmentation, 45k/5k
     train/val split, early stopping on val error with the best weights restored, test once.
@@ -180,82 +219,223 @@ def resnet_cifar_config(n: int = 3, *, shortcut: str = "A", bn_impl: str = "torc
         n_train = int(round((train_size or 50_000) * 0.9))
         steps_per_epoch = max(1, -(-n_train // batch_size))
         schedule = f"hold:{min(WARMUP_ITERATIONS / steps_per_epoch, epochs):.4g}@0.01+{schedule}"
-    config = TrainConfig(model="resnet-cifar", model_args={"n": n, "shortcut": shortcut, "bn_impl": bn_impl},
-                         dataset=dataset, train_size=train_size, eval_split="val", val_fraction=0.1,
-                         epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=0.1, momentum=0.9,
-                         weight_decay=1e-4, schedule=schedule, augment=True, patience=patience,
-                         seed=seed, device=device)
+    config = TrainConfig(
+        model="resnet-cifar",
+        model_args={"n": n, "shortcut": shortcut, "bn_impl": bn_impl},
+        dataset=dataset,
+        train_size=train_size,
+        eval_split="val",
+        val_fraction=0.1,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        schedule=schedule,
+        augment=True,
+        patience=patience,
+        seed=seed,
+        device=device,
+    )
     config.validate()
     return config
 
 
-def run_resnet_cifar(config: TrainConfig, data: Dataset, store: Store | None = None, *, echo: Echo = progress,
-                     out=None, checkpoint_dir=None, resume: bool = False, compile_model: bool = False,
-                     rerun: bool = False) -> dict:
+def run_resnet_cifar(
+    config: TrainConfig,
+    data: Dataset,
+    store: Store | None = None,
+    *,
+    echo: Echo = progress,
+    out=None,
+    checkpoint_dir=None,
+    resume: bool = False,
+    compile_model: bool = False,
+    rerun: bool = False,
+) -> dict:
     """Train one resnet-cifar config and print its test error next to the paper's."""
     n = config.model_args["n"]
     depth = 6 * n + 2
-    echo(f"resnet-cifar n={n} (resnet{depth}) on {data.name}, {train_images(config, data)} training images, "
-         f"schedule {config.schedule}, {config.epochs} epochs")
-    result = run_one(config, data, store, experiment="resnet-cifar", label=f"resnet{depth}", echo=echo,
-                     checkpoint_dir=checkpoint_dir, resume=resume, compile_model=compile_model, rerun=rerun)
-    paper = PAPER_TEST_ERROR.get(n)
-    best_val = min((e["test_error"] for e in result["epochs"]), default=None)
-    rows = [[f"resnet{depth}", n, config.model_args["shortcut"], data.name, len(result["epochs"]),
-             result["status"], percent(best_val, 2), percent(result["test_error"], 2),
-             f"{paper:.2f}%" if paper is not None else "-",
-             f"{result['images_per_second']:,.0f}" if result.get("images_per_second") else "-",
-             f"{result['seconds']:.0f}"]]
-    headers = ["model", "n", "shortcut", "dataset", "epochs", "status", "best val err", "test err",
-               "paper test err", "img/s", "seconds"]
+    echo(
+        f"resnet-cifar n={n} (resnet{depth}) on {data.name}, {train_images(config, data)} training images, "
+        f"schedule {config.schedule}, {config.epochs} epochs"
+    )
+    result = run_one(
+        config,
+        data,
+        store,
+        experiment="resnet-cifar",
+        label=f"resnet{depth}",
+        echo=echo,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        compile_model=compile_model,
+        rerun=rerun,
+    )
+    headers, rows = _resnet_cifar_table(f"resnet{depth}", config, data, result)
     echo(format_table(headers, rows))
     if data.name == "cifar10-jpeg":
         echo("(measured on the JPEG stand-in: expect a little more error than on the original CIFAR-10)")
     if out is not None:
         write_csv(safe_child(Path(out), f"resnet-cifar-n{n}.csv"), headers, rows)
-    return {"n": n, "depth": depth, "paper_test_error": paper, **result}
+    return {"n": n, "depth": depth, "paper_test_error": PAPER_TEST_ERROR.get(n), **result}
 
 
-def shortcuts_configs(*, dataset: str = "cifar10", epochs: int = 30, train_size: int | None = None,
-                      bn_impl: str = "torch", seed: int = 0, device: str = "auto") -> list[TrainConfig]:
+def _resnet_cifar_table(
+    name: str, config: TrainConfig, data: Dataset, result: dict
+) -> tuple[list[str], list[list]]:
+    """The headers and the one row of the table of resnet-cifar run ``name``: its errors next to
+    the paper's."""
+    n = config.model_args["n"]
+    paper = PAPER_TEST_ERROR.get(n)
+    best_val = min((e["test_error"] for e in result["epochs"]), default=None)
+    rows = [
+        [
+            name,
+            n,
+            config.model_args["shortcut"],
+            data.name,
+            len(result["epochs"]),
+            result["status"],
+            percent(best_val, 2),
+            percent(result["test_error"], 2),
+            f"{paper:.2f}%" if paper is not None else "-",
+            f"{result['images_per_second']:,.0f}" if result.get("images_per_second") else "-",
+            f"{result['seconds']:.0f}",
+        ]
+    ]
+    headers = [
+        "model",
+        "n",
+        "shortcut",
+        "dataset",
+        "epochs",
+        "status",
+        "best val err",
+        "test err",
+        "paper test err",
+        "img/s",
+        "seconds",
+    ]
+    return headers, rows
+
+
+def shortcuts_configs(
+    *,
+    dataset: str = "cifar10",
+    epochs: int = 30,
+    train_size: int | None = None,
+    bn_impl: str = "torch",
+    seed: int = 0,
+    device: str = "auto",
+) -> list[TrainConfig]:
     """``plain18`` and ``resnet18``: Adam lr 0.01, batch 256, 30 epochs, test error each epoch."""
-    configs = [TrainConfig(model=model, model_args={"bn_impl": bn_impl}, dataset=dataset, train_size=train_size,
-                           epochs=epochs, batch_size=256, optimizer="adam", lr=0.01, momentum=0.0,
-                           augment=False, seed=seed, device=device) for model in ("plain18", "resnet18")]
+    configs = [
+        TrainConfig(
+            model=model,
+            model_args={"bn_impl": bn_impl},
+            dataset=dataset,
+            train_size=train_size,
+            epochs=epochs,
+            batch_size=256,
+            optimizer="adam",
+            lr=0.01,
+            momentum=0.0,
+            augment=False,
+            seed=seed,
+            device=device,
+        )
+        for model in ("plain18", "resnet18")
+    ]
     for c in configs:
         c.validate()
     return configs
 
 
-def run_resnet18_shortcuts(configs: list[TrainConfig], data: Dataset, store: Store | None = None, *,
-                           echo: Echo = progress, out=None, checkpoint_dir=None, resume: bool = False,
-                           compile_model: bool = False, rerun: bool = False) -> dict:
+def run_resnet18_shortcuts(
+    configs: list[TrainConfig],
+    data: Dataset,
+    store: Store | None = None,
+    *,
+    echo: Echo = progress,
+    out=None,
+    checkpoint_dir=None,
+    resume: bool = False,
+    compile_model: bool = False,
+    rerun: bool = False,
+) -> dict:
     """Train plain18 and resnet18 and plot both training-loss curves."""
     results = {}
     for config in configs:
-        results[config.model] = run_one(config, data, store, experiment="resnet18-shortcuts", label=config.model,
-                                         echo=echo, checkpoint_dir=checkpoint_dir, resume=resume,
-                                         compile_model=compile_model, rerun=rerun)
-    headers = ["model", "epochs", "status", "first loss", "final loss", "final train err", "final test err",
-               "best test err", "img/s", "seconds"]
-    rows = []
-    for model, r in results.items():
-        ep = r["epochs"]
-        rows.append([model, len(ep), r["status"], ep[0]["loss"] if ep else None, ep[-1]["loss"] if ep else None,
-                     percent(ep[-1]["train_error"], 2) if ep else "-", percent(r["test_error"], 2),
-                     percent(min(e["test_error"] for e in ep), 2) if ep else "-",
-                     f"{r['images_per_second']:,.0f}" if r.get("images_per_second") else "-", f"{r['seconds']:.0f}"])
+        results[config.model] = run_one(
+            config,
+            data,
+            store,
+            experiment="resnet18-shortcuts",
+            label=config.model,
+            echo=echo,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            compile_model=compile_model,
+            rerun=rerun,
+        )
+    headers, rows = _shortcuts_table(results)
     echo(format_table(headers, rows))
     for line in shortcut_findings(results):
         echo(line)
     if out is not None:
-        folder = Path(out)
-        write_csv(safe_child(folder, "resnet18-shortcuts.csv"), headers, rows)
-        path = _plot([(m, [e["loss"] for e in r["epochs"]]) for m, r in results.items()], "training loss",
-                     f"plain18 vs resnet18 on {data.name} (Adam 0.01)", safe_child(folder, "resnet18-shortcuts.png"),
-                     log=True)
-        echo(f"plot: {path}")
+        _write_shortcuts_outputs(results, headers, rows, data.name, Path(out), echo)
     return results
+
+
+def _shortcuts_table(results: dict) -> tuple[list[str], list[list]]:
+    """The headers and rows (one per model) of the shortcuts table: losses, errors and speed."""
+    headers = [
+        "model",
+        "epochs",
+        "status",
+        "first loss",
+        "final loss",
+        "final train err",
+        "final test err",
+        "best test err",
+        "img/s",
+        "seconds",
+    ]
+    rows = []
+    for model, r in results.items():
+        ep = r["epochs"]
+        rows.append(
+            [
+                model,
+                len(ep),
+                r["status"],
+                ep[0]["loss"] if ep else None,
+                ep[-1]["loss"] if ep else None,
+                percent(ep[-1]["train_error"], 2) if ep else "-",
+                percent(r["test_error"], 2),
+                percent(min(e["test_error"] for e in ep), 2) if ep else "-",
+                f"{r['images_per_second']:,.0f}" if r.get("images_per_second") else "-",
+                f"{r['seconds']:.0f}",
+            ]
+        )
+    return headers, rows
+
+
+def _write_shortcuts_outputs(
+    results: dict, headers: list[str], rows: list[list], data_name: str, folder: Path, echo: Echo
+) -> None:
+    """Write the shortcuts table as CSV and plot both training-loss curves into ``folder``."""
+    write_csv(safe_child(folder, "resnet18-shortcuts.csv"), headers, rows)
+    path = _plot(
+        [(m, [e["loss"] for e in r["epochs"]]) for m, r in results.items()],
+        "training loss",
+        f"plain18 vs resnet18 on {data_name} (Adam 0.01)",
+        safe_child(folder, "resnet18-shortcuts.png"),
+        log=True,
+    )
+    echo(f"plot: {path}")
 
 
 def shortcut_findings(results: dict) -> list[str]:
@@ -266,11 +446,14 @@ def shortcut_findings(results: dict) -> list[str]:
     lp, lr_ = plain["epochs"][-1]["loss"], res["epochs"][-1]["loss"]
     target = lp  # the epoch at which resnet18 first reached plain18's final loss
     reached = next((e["epoch"] + 1 for e in res["epochs"] if e["loss"] <= target), None)
-    lines = [f"final training loss: plain18 {lp:.4f}, resnet18 {lr_:.4f} "
-             f"({'resnet18 lower' if lr_ < lp else 'plain18 lower or equal'})"]
+    lines = [
+        f"final training loss: plain18 {lp:.4f}, resnet18 {lr_:.4f} "
+        f"({'resnet18 lower' if lr_ < lp else 'plain18 lower or equal'})"
+    ]
     if reached is not None:
-        lines.append(f"resnet18 reached plain18's final loss ({lp:.4f}) after {reached} of "
-                     f"{len(res['epochs'])} epochs")
+        lines.append(
+            f"resnet18 reached plain18's final loss ({lp:.4f}) after {reached} of {len(res['epochs'])} epochs"
+        )
     return lines
 
 
@@ -295,9 +478,16 @@ LR_BN_LESSONS = (
 )
 
 
-def lr_bn_configs(*, dataset: str = "cifar10", max_epochs: int | None = None, train_size: int | None = None,
-                  bn_impl: str = "torch", seed: int = 0, device: str = "auto",
-                  only: list[str] | None = None) -> list[tuple[Lesson, TrainConfig]]:
+def lr_bn_configs(
+    *,
+    dataset: str = "cifar10",
+    max_epochs: int | None = None,
+    train_size: int | None = None,
+    bn_impl: str = "torch",
+    seed: int = 0,
+    device: str = "auto",
+    only: list[str] | None = None,
+) -> list[tuple[Lesson, TrainConfig]]:
     """The six runs (SPEC §2.4 budgets; ``max_epochs`` caps each run's epochs for a quick look,
     ``only`` keeps the named runs, e.g. ``["bn-lr0.01", "bn-lr0.05"]``)."""
     if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs <= 0):
@@ -312,36 +502,56 @@ def lr_bn_configs(*, dataset: str = "cifar10", max_epochs: int | None = None, tr
             continue
         epochs = lesson.epochs if max_epochs is None else min(lesson.epochs, max_epochs)
         lesson = replace(lesson, epochs=epochs)
-        config = TrainConfig(model=lesson.model, model_args={"bn_impl": bn_impl}, dataset=dataset,
-                             train_size=train_size, epochs=epochs, batch_size=lesson.batch_size, optimizer="sgd",
-                             lr=lesson.lr, momentum=lesson.momentum, seed=seed, device=device)
+        config = TrainConfig(
+            model=lesson.model,
+            model_args={"bn_impl": bn_impl},
+            dataset=dataset,
+            train_size=train_size,
+            epochs=epochs,
+            batch_size=lesson.batch_size,
+            optimizer="sgd",
+            lr=lesson.lr,
+            momentum=lesson.momentum,
+            seed=seed,
+            device=device,
+        )
         config.validate()
         pairs.append((lesson, config))
     return pairs
 
 
-def run_cifar_lr_bn(pairs: list[tuple[Lesson, TrainConfig]], data: Dataset, store: Store | None = None, *,
-                    echo: Echo = progress, out=None, checkpoint_dir=None, resume: bool = False,
-                    compile_model: bool = False, rerun: bool = False) -> dict:
+def run_cifar_lr_bn(
+    pairs: list[tuple[Lesson, TrainConfig]],
+    data: Dataset,
+    store: Store | None = None,
+    *,
+    echo: Echo = progress,
+    out=None,
+    checkpoint_dir=None,
+    resume: bool = False,
+    compile_model: bool = False,
+    rerun: bool = False,
+) -> dict:
     """Train the lessons' runs in order, then print a table and what each run shows."""
     results: dict[str, dict] = {}
     for lesson, config in pairs:
-        echo(f"--- {lesson.key}: {lesson.model}, {lesson.what}, batch {lesson.batch_size}, "
-             f"momentum {lesson.momentum}, {lesson.epochs} epochs")
-        results[lesson.key] = run_one(config, data, store, experiment="cifar-lr-bn", label=lesson.key, echo=echo,
-                                      checkpoint_dir=checkpoint_dir, resume=resume, compile_model=compile_model,
-                                      rerun=rerun)
-    headers = ["run", "model", "lr", "momentum", "batch", "epochs", "status", "final train err", "final test err",
-               "best test err", "img/s", "seconds"]
-    rows = []
-    for lesson, _config in pairs:
-        r = results[lesson.key]
-        ep = r["epochs"]
-        finite = [e["test_error"] for e in ep if e["test_error"] == e["test_error"]]
-        rows.append([lesson.key, lesson.model, lesson.lr, lesson.momentum, lesson.batch_size, len(ep), r["status"],
-                     percent(ep[-1]["train_error"], 2) if ep else "-", percent(ep[-1]["test_error"], 2) if ep else "-",
-                     percent(min(finite), 2) if finite else "-",
-                     f"{r['images_per_second']:,.0f}" if r.get("images_per_second") else "-", f"{r['seconds']:.0f}"])
+        echo(
+            f"--- {lesson.key}: {lesson.model}, {lesson.what}, batch {lesson.batch_size}, "
+            f"momentum {lesson.momentum}, {lesson.epochs} epochs"
+        )
+        results[lesson.key] = run_one(
+            config,
+            data,
+            store,
+            experiment="cifar-lr-bn",
+            label=lesson.key,
+            echo=echo,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            compile_model=compile_model,
+            rerun=rerun,
+        )
+    headers, rows = _lr_bn_table(pairs, results)
     echo(format_table(headers, rows))
     findings = lr_bn_findings(results)
     for line in findings:
@@ -349,14 +559,67 @@ def run_cifar_lr_bn(pairs: list[tuple[Lesson, TrainConfig]], data: Dataset, stor
     if out is not None:
         folder = Path(out)
         write_csv(safe_child(folder, "cifar-lr-bn.csv"), headers, rows)
-        for group, keys in (("batch1024", [p[0].key for p in pairs if p[0].batch_size == 1024]),
-                            ("batch256", [p[0].key for p in pairs if p[0].batch_size == 256])):
-            curves = [(k, [e["test_error"] for e in results[k]["epochs"]]) for k in keys if results[k]["epochs"]]
-            if curves:
-                path = _plot(curves, "test error", f"cifar-cnn lessons, {group} ({data.name})",
-                             safe_child(folder, f"cifar-lr-bn-{group}.png"))
-                echo(f"plot: {path}")
+        _plot_lr_bn(pairs, results, data.name, folder, echo)
     return {"results": results, "findings": findings}
+
+
+def _lr_bn_table(pairs: list[tuple[Lesson, TrainConfig]], results: dict) -> tuple[list[str], list[list]]:
+    """The headers and rows (one per lesson, in order) of the cifar-lr-bn table."""
+    headers = [
+        "run",
+        "model",
+        "lr",
+        "momentum",
+        "batch",
+        "epochs",
+        "status",
+        "final train err",
+        "final test err",
+        "best test err",
+        "img/s",
+        "seconds",
+    ]
+    rows = []
+    for lesson, _config in pairs:
+        r = results[lesson.key]
+        ep = r["epochs"]
+        finite = [e["test_error"] for e in ep if e["test_error"] == e["test_error"]]
+        rows.append(
+            [
+                lesson.key,
+                lesson.model,
+                lesson.lr,
+                lesson.momentum,
+                lesson.batch_size,
+                len(ep),
+                r["status"],
+                percent(ep[-1]["train_error"], 2) if ep else "-",
+                percent(ep[-1]["test_error"], 2) if ep else "-",
+                percent(min(finite), 2) if finite else "-",
+                f"{r['images_per_second']:,.0f}" if r.get("images_per_second") else "-",
+                f"{r['seconds']:.0f}",
+            ]
+        )
+    return headers, rows
+
+
+def _plot_lr_bn(
+    pairs: list[tuple[Lesson, TrainConfig]], results: dict, data_name: str, folder: Path, echo: Echo
+) -> None:
+    """Plot the test-error curves of the lessons into ``folder``, one figure per batch size."""
+    for group, keys in (
+        ("batch1024", [p[0].key for p in pairs if p[0].batch_size == 1024]),
+        ("batch256", [p[0].key for p in pairs if p[0].batch_size == 256]),
+    ):
+        curves = [(k, [e["test_error"] for e in results[k]["epochs"]]) for k in keys if results[k]["epochs"]]
+        if curves:
+            path = _plot(
+                curves,
+                "test error",
+                f"cifar-cnn lessons, {group} ({data_name})",
+                safe_child(folder, f"cifar-lr-bn-{group}.png"),
+            )
+            echo(f"plot: {path}")
 
 
 def _train_errors(result: dict | None) -> list[float]:
@@ -369,15 +632,22 @@ def _first_epoch_below(errors: list[float], threshold: float) -> int | None:
 
 def lr_bn_findings(results: dict) -> list[str]:
     """One sentence per lesson, every verdict computed from the runs' own numbers."""
+    return _learning_rate_findings(results) + _batch_norm_findings(results)
+
+
+def _learning_rate_findings(results: dict) -> list[str]:
+    """The plain-SGD lessons: a small lr, a large lr, and momentum at the small lr."""
     lines: list[str] = []
     slow, big, mom = (results.get(k) for k in ("sgd-lr0.001", "sgd-lr0.9", "momentum-lr0.001"))
     chance = 0.9
     if slow and slow["epochs"]:
         e = _train_errors(slow)
         drop = (e[0] - e[-1]) / max(len(e) - 1, 1)
-        lines.append(f"sgd lr 0.001: train error {percent(e[0], 2)} -> {percent(e[-1], 2)} in {len(e)} epochs "
-                     f"({100 * drop:.2f} points per epoch after the first)"
-                     f"{': slow, still far from converged' if e[-1] > 0.5 else ''}.")
+        lines.append(
+            f"sgd lr 0.001: train error {percent(e[0], 2)} -> {percent(e[-1], 2)} in {len(e)} epochs "
+            f"({100 * drop:.2f} points per epoch after the first)"
+            f"{': slow, still far from converged' if e[-1] > 0.5 else ''}."
+        )
     if big:
         e = _train_errors(big)
         if big["status"] == RunStatus.DIVERGED:
@@ -385,37 +655,62 @@ def lr_bn_findings(results: dict) -> list[str]:
         elif e:
             jumps = [abs(b - a) for a, b in zip(e, e[1:])]
             stuck = e[-1] >= chance - 0.02
-            lines.append(f"sgd lr 0.9: train error per epoch {', '.join(percent(x, 2) for x in e)}"
-                         f"{' (at chance: the lr is too large to learn)' if stuck else ''}"
-                         f"{f'; largest epoch-to-epoch jump {100 * max(jumps):.1f} points' if jumps else ''}.")
+            lines.append(
+                f"sgd lr 0.9: train error per epoch {', '.join(percent(x, 2) for x in e)}"
+                f"{' (at chance: the lr is too large to learn)' if stuck else ''}"
+                f"{f'; largest epoch-to-epoch jump {100 * max(jumps):.1f} points' if jumps else ''}."
+            )
     if slow and mom and slow["epochs"] and mom["epochs"]:
         es, em = _train_errors(slow), _train_errors(mom)
         reached = _first_epoch_below(em, es[-1])
-        lines.append(f"momentum 0.9 at lr 0.001: final train error {percent(em[-1], 2)} vs {percent(es[-1], 2)} without "
-                     f"({'faster' if em[-1] < es[-1] else 'not faster'})"
-                     + (f"; it reached plain SGD's {len(es)}-epoch error after {reached} epoch(s)." if reached else "."))
+        lines.append(
+            f"momentum 0.9 at lr 0.001: final train error {percent(em[-1], 2)} vs {percent(es[-1], 2)} without "
+            f"({'faster' if em[-1] < es[-1] else 'not faster'})"
+            + (
+                f"; it reached plain SGD's {len(es)}-epoch error after {reached} epoch(s)."
+                if reached
+                else "."
+            )
+        )
+    return lines
+
+
+def _batch_norm_findings(results: dict) -> list[str]:
+    """The batch-norm lessons: BN against no BN at lr 0.01, then BN at the higher lr 0.05."""
+    lines: list[str] = []
     cnn, bn, bn_hi = (results.get(k) for k in ("cnn-lr0.01", "bn-lr0.01", "bn-lr0.05"))
     if cnn and bn and cnn["epochs"] and bn["epochs"]:
         ec, eb = _train_errors(cnn), _train_errors(bn)
         reached = _first_epoch_below(eb, ec[-1])
         tc = min(e["test_error"] for e in cnn["epochs"])
         tb = min(e["test_error"] for e in bn["epochs"])
-        lines.append(f"BN at lr 0.01: final train error {percent(eb[-1], 2)} vs {percent(ec[-1], 2)} without BN; best test "
-                     f"error {percent(tb, 2)} vs {percent(tc, 2)}"
-                     + (f"; BN reached the no-BN run's final train error after {reached} of {len(ec)} epochs."
-                        if reached else "."))
+        lines.append(
+            f"BN at lr 0.01: final train error {percent(eb[-1], 2)} vs {percent(ec[-1], 2)} without BN; best test "
+            f"error {percent(tb, 2)} vs {percent(tc, 2)}"
+            + (
+                f"; BN reached the no-BN run's final train error after {reached} of {len(ec)} epochs."
+                if reached
+                else "."
+            )
+        )
     if bn and bn_hi and bn["epochs"]:
         if bn_hi["status"] == RunStatus.DIVERGED or not bn_hi["epochs"]:
-            lines.append(f"BN at lr 0.05: {bn_hi['status']} ({bn_hi.get('reason')}): BN did not tolerate lr 0.05 here.")
+            lines.append(
+                f"BN at lr 0.05: {bn_hi['status']} ({bn_hi.get('reason')}): BN did not tolerate lr 0.05 here."
+            )
         else:
             eh, eb = _train_errors(bn_hi), _train_errors(bn)
             th = min(e["test_error"] for e in bn_hi["epochs"])
             tb = min(e["test_error"] for e in bn["epochs"])
             falling = all(b < a for a, b in zip(eh, eh[1:]))
-            verdict = ("ahead of" if eh[-1] < eb[-1] else "behind") + f" the lr-0.01 run after {len(eh)} epochs"
-            lines.append(f"BN at lr 0.05: final train error {percent(eh[-1], 2)} (lr 0.01: {percent(eb[-1], 2)}), best test error "
-                         f"{percent(th, 2)} (lr 0.01: {percent(tb, 2)}), first-epoch loss {bn_hi['epochs'][0]['loss']:.2f} "
-                         f"(lr 0.01: {bn['epochs'][0]['loss']:.2f}): at 5x the lr it trains without diverging "
-                         f"but is {verdict}"
-                         + ("; its train error fell in every epoch (still learning)." if falling else "."))
+            verdict = (
+                "ahead of" if eh[-1] < eb[-1] else "behind"
+            ) + f" the lr-0.01 run after {len(eh)} epochs"
+            lines.append(
+                f"BN at lr 0.05: final train error {percent(eh[-1], 2)} (lr 0.01: {percent(eb[-1], 2)}), best test error "
+                f"{percent(th, 2)} (lr 0.01: {percent(tb, 2)}), first-epoch loss {bn_hi['epochs'][0]['loss']:.2f} "
+                f"(lr 0.01: {bn['epochs'][0]['loss']:.2f}): at 5x the lr it trains without diverging "
+                f"but is {verdict}"
+                + ("; its train error fell in every epoch (still learning)." if falling else ".")
+            )
     return lines

@@ -22,7 +22,9 @@ def make_config(base: Mapping | TrainConfig, *overrides: Mapping) -> TrainConfig
     for extra in overrides:
         for key, value in extra.items():
             if key not in CONFIG_FIELDS:
-                raise ConfigError(f"unknown training setting {key!r}; settings are: {', '.join(CONFIG_FIELDS)}")
+                raise ConfigError(
+                    f"unknown training setting {key!r}; settings are: {', '.join(CONFIG_FIELDS)}"
+                )
             if key == "model_args":
                 values["model_args"].update(value)
             else:
@@ -76,8 +78,9 @@ def model_toggles(model: str) -> dict[str, tuple[str, Any, Any]]:
     if isinstance(model, ModelFactory):
         return {name: (name, False, True) for name in model.boolean_params()}
     family, _ = resolve_model(model)
-    toggles = {f.name: (f.name, False, True) for f in dataclasses.fields(family.spec_cls)
-               if f.type in ("bool", bool)}
+    toggles = {
+        f.name: (f.name, False, True) for f in dataclasses.fields(family.spec_cls) if f.type in ("bool", bool)
+    }
     toggles.update({name: spec for (fam, name), spec in TOGGLES.items() if fam == family.name})
     return toggles
 

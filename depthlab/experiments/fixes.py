@@ -98,11 +98,28 @@ BASELINES = {"cnn-tanh": ARMS[1:8], "cnn-elu": ARMS[9:]}  # each fix against the
 # which also re-checks that lr's grid neighbours) and reported with its band.
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 ADAM_LRS = (1e-4, 3e-4, 1e-3, 3e-3)
-PROTOCOL = dict(train_size=10000, epochs=1, batch_size=128, optimizers=OPTIMIZERS, seeds="auto", recheck_lrs="winner",
-                lrs={"sgd": (0.003, 0.01, 0.03, 0.1, 0.3), "adam": ADAM_LRS}, max_depth=96, eval_size=1000,
-                evals_per_epoch=4)
-QUICK = dict(train_size=5000, epochs=1, batch_size=64, seeds=1, lrs={"sgd": (0.01, 0.1), "adam": (1e-3,)},
-             max_depth=9, eval_size=500, evals_per_epoch=2)
+PROTOCOL = dict(
+    train_size=10000,
+    epochs=1,
+    batch_size=128,
+    optimizers=OPTIMIZERS,
+    seeds="auto",
+    recheck_lrs="winner",
+    lrs={"sgd": (0.003, 0.01, 0.03, 0.1, 0.3), "adam": ADAM_LRS},
+    max_depth=96,
+    eval_size=1000,
+    evals_per_epoch=4,
+)
+QUICK = dict(
+    train_size=5000,
+    epochs=1,
+    batch_size=64,
+    seeds=1,
+    lrs={"sgd": (0.01, 0.1), "adam": (1e-3,)},
+    max_depth=9,
+    eval_size=500,
+    evals_per_epoch=2,
+)
 
 # TAT's target C_f(0) = 0.9 is out of reach for a leaky-ReLU chain of 12 layers or fewer (the
 # package's solver finds no slope; `depthlab.models.transformed` refuses such a net rather than
@@ -118,14 +135,31 @@ TAT_QUICK_DEPTHS = (15,)
 # deepest normaliser-free fix without skips (DKS: 96+ in the frontier above, where
 # delta-orthogonal reached 36), on the frontier's budget, at the lr that decided its deepest
 # trial (0.003 at depth 96) and one step either side on the frontier's grid.
-VANILLA_1000 = Sweep("vanilla-1000", dict(model="cnn-dks-tanh", model_args={"depth": 999}, train_size=10000,
-                                          test_size=1000, epochs=1, batch_size=128, momentum=0.9,
-                                          evals_per_epoch=4),
-                     lrs=(0.001, 0.003, 0.01), title="DKS tanh, 999 conv layers + readout, no BN, no skips",
-                     quick=dict(model_args={"depth": 12}, train_size=5000, test_size=500, batch_size=64),
-                     quick_lrs=(0.01,))
-NORMALISER_FREE = ("cnn-tanh-lecun", "cnn-tanh-critical", "cnn-tanh-delta", "cnn-relu-he", "cnn-tat-lrelu",
-                   "cnn-dks-tanh")  # no BN and no skips: the fixes a vanilla deep net can use
+VANILLA_1000 = Sweep(
+    "vanilla-1000",
+    dict(
+        model="cnn-dks-tanh",
+        model_args={"depth": 999},
+        train_size=10000,
+        test_size=1000,
+        epochs=1,
+        batch_size=128,
+        momentum=0.9,
+        evals_per_epoch=4,
+    ),
+    lrs=(0.001, 0.003, 0.01),
+    title="DKS tanh, 999 conv layers + readout, no BN, no skips",
+    quick=dict(model_args={"depth": 12}, train_size=5000, test_size=500, batch_size=64),
+    quick_lrs=(0.01,),
+)
+NORMALISER_FREE = (
+    "cnn-tanh-lecun",
+    "cnn-tanh-critical",
+    "cnn-tanh-delta",
+    "cnn-relu-he",
+    "cnn-tat-lrelu",
+    "cnn-dks-tanh",
+)  # no BN and no skips: the fixes a vanilla deep net can use
 
 
 # What each fix's paper claims (in our words), and how the claim is judged under this protocol:
@@ -133,19 +167,40 @@ NORMALISER_FREE = ("cnn-tanh-lecun", "cnn-tanh-critical", "cnn-tanh-delta", "cnn
 # or "deeper" (deeper than the net it fixes: judged against that baseline). The baselines claim nothing.
 CLAIMS: dict[str, tuple[str, str]] = {
     "cnn-tanh-lecun": ("deeper", "LeCun et al. 1998: fan-in scaling keeps tanh out of saturation"),
-    "cnn-tanh-critical": ("deeper", "Schoenholz et al. 2017: at the critical point the depth scale diverges and "
-                                    "nets train to about 6 depth scales"),
+    "cnn-tanh-critical": (
+        "deeper",
+        "Schoenholz et al. 2017: at the critical point the depth scale diverges and "
+        "nets train to about 6 depth scales",
+    ),
     "cnn-tanh-delta": ("deep", "Xiao et al. 2018: 10,000-layer vanilla CNNs train"),
     "cnn-relu-he": ("deeper", "He et al. 2015: 30-layer plain ReLU nets converge from scratch"),
-    "cnn-tat-lrelu": ("deep", "Zhang et al. 2022: deep vanilla nets train without shortcuts or normalisation"),
-    "cnn-dks-tanh": ("deep", "Martens et al. 2021: deep vanilla nets train without shortcuts or normalisation"),
-    "cnn-tanh-bn": ("deeper", "Ioffe and Szegedy 2015: normalised layers let deep nets train faster at higher lrs"),
-    "cnn-elu-bn": ("deeper", "Ioffe and Szegedy 2015: normalised layers let deep nets train faster at higher lrs"),
+    "cnn-tat-lrelu": (
+        "deep",
+        "Zhang et al. 2022: deep vanilla nets train without shortcuts or normalisation",
+    ),
+    "cnn-dks-tanh": (
+        "deep",
+        "Martens et al. 2021: deep vanilla nets train without shortcuts or normalisation",
+    ),
+    "cnn-tanh-bn": (
+        "deeper",
+        "Ioffe and Szegedy 2015: normalised layers let deep nets train faster at higher lrs",
+    ),
+    "cnn-elu-bn": (
+        "deeper",
+        "Ioffe and Szegedy 2015: normalised layers let deep nets train faster at higher lrs",
+    ),
     "resnet-elu-bn": ("deep", "He et al. 2016: residual nets of 1,001 layers train"),
     "resnet-elu-rezero": ("deep", "Bachlechner et al. 2020: deep residual nets train without normalisation"),
-    "resnet-elu-fixup": ("deep", "Zhang et al. 2019: residual nets of 10,000 layers train without normalisation"),
-    "cnn-elu-multihead": ("deeper", "Szegedy et al. 2015, Lee et al. 2015: auxiliary classifiers carry gradient "
-                                    "to the early layers of deep nets"),
+    "resnet-elu-fixup": (
+        "deep",
+        "Zhang et al. 2019: residual nets of 10,000 layers train without normalisation",
+    ),
+    "cnn-elu-multihead": (
+        "deeper",
+        "Szegedy et al. 2015, Lee et al. 2015: auxiliary classifiers carry gradient "
+        "to the early layers of deep nets",
+    ),
 }
 CLAIM_TEXT = {model: text for model, (_, text) in CLAIMS.items()}
 
@@ -171,24 +226,33 @@ def conclude_fixes(parts: dict[str, PartResult]) -> str:
 
     best = max(_value(rows[m]) for m in present)
     if best == 0:
-        return (f"No arm trained even at depth 3 (error below the threshold within the budget): this budget "
-                f"cannot tell the {len(present)} fixes apart.")
+        return (
+            f"No arm trained even at depth 3 (error below the threshold within the budget): this budget "
+            f"cannot tell the {len(present)} fixes apart."
+        )
     top = [m for m in present if _value(rows[m]) == best]
     capped = [rows[m]["max_depth"] for m in present if rows[m]["capped"]]
     pairs = [(base, m) for base, fixes in BASELINES.items() if base in rows for m in fixes if m in rows]
     at_cap = [m for base, m in pairs if rows[base]["capped"] and rows[m]["capped"]]  # cannot tell
     no_gain = [m for base, m in pairs if m not in at_cap and _value(rows[m]) <= _value(rows[base])]
-    base_text = " and ".join(f"the {'naive tanh' if b == 'cnn-tanh' else 'LeCun ELU'} net trained to "
-                             f"{_depth(rows[b])}" for b in BASELINES if b in rows)
+    base_text = " and ".join(
+        f"the {'naive tanh' if b == 'cnn-tanh' else 'LeCun ELU'} net trained to {_depth(rows[b])}"
+        for b in BASELINES
+        if b in rows
+    )
     ranked = sorted((m for m in present if m not in BASELINES), key=lambda m: -_value(rows[m]))
-    sentence = (f"Under one protocol, {base_text or 'no baseline ran'}; the deepest were {named(top)}"
-                f"{' (+: still trainable at the cap of ' + str(max(capped)) + ')' if capped else ''}; "
-                f"all fixes, deepest first: {named(ranked)}")
+    sentence = (
+        f"Under one protocol, {base_text or 'no baseline ran'}; the deepest were {named(top)}"
+        f"{' (+: still trainable at the cap of ' + str(max(capped)) + ')' if capped else ''}; "
+        f"all fixes, deepest first: {named(ranked)}"
+    )
     if no_gain:
         sentence += f"; no deeper than the net they fix: {', '.join(FIX_NAMES.get(m, m) for m in no_gain)}"
     if at_cap:
-        sentence += (f"; at the cap together with the net they fix (the cap cannot tell them apart): "
-                     f"{', '.join(FIX_NAMES.get(m, m) for m in at_cap)}")
+        sentence += (
+            f"; at the cap together with the net they fix (the cap cannot tell them apart): "
+            f"{', '.join(FIX_NAMES.get(m, m) for m in at_cap)}"
+        )
     return sentence + "." + _claims_sentence(rows) + _vanilla_sentence(parts.get("vanilla-1000"), rows)
 
 
@@ -211,15 +275,21 @@ def short_of_claim(model: str, rows: dict) -> bool | None:
 def why_short(row: dict) -> str:
     """What the first failing depth measured: how many of its trials (every optimizer and lr
     tried, every seed) diverged, the best error any reached, and what that says."""
-    depth, trials, diverged, error = (row.get("first_failing"), row.get("failing_trials"),
-                                      row.get("failing_diverged"), row.get("failing_error"))
+    depth, trials, diverged, error = (
+        row.get("first_failing"),
+        row.get("failing_trials"),
+        row.get("failing_diverged"),
+        row.get("failing_error"),
+    )
     if depth is None or not trials:
         return "it trained at no depth of the protocol" if row["max_depth"] is None else ""
     seen = f"at depth {depth}, {diverged} of {trials} trials diverged" + (
-        f" and the best error was {100 * error:.1f}%" if error is not None else "")
+        f" and the best error was {100 * error:.1f}%" if error is not None else ""
+    )
     if error is not None and error < THRESHOLD:
-        return (f"{seen}: some seeds trained there, but at no (optimizer, lr) did a majority of its seeds "
-                f"train")
+        return (
+            f"{seen}: some seeds trained there, but at no (optimizer, lr) did a majority of its seeds train"
+        )
     if 2 * diverged > trials:
         return f"{seen}: mostly divergence, most lrs tried were too large for that depth"
     if error is not None and error >= 0.8:
@@ -230,9 +300,11 @@ def why_short(row: dict) -> str:
 def _claims_sentence(rows: dict) -> str:
     """One plain sentence per arm that falls short of its paper's claim, with its measurement."""
     short = [m for m in ARMS if short_of_claim(m, rows)]
-    return "".join(f" The {FIX_NAMES[m]} arm falls short of its paper's claim ({CLAIM_TEXT[m]}) under this "
-                   f"budget, reaching {_depth(rows[m])}" + (f"; {why}" if (why := why_short(rows[m])) else "") + "."
-                   for m in short)
+    return "".join(
+        f" The {FIX_NAMES[m]} arm falls short of its paper's claim ({CLAIM_TEXT[m]}) under this "
+        f"budget, reaching {_depth(rows[m])}" + (f"; {why}" if (why := why_short(rows[m])) else "") + "."
+        for m in short
+    )
 
 
 def _vanilla_sentence(part: PartResult | None, rows: dict) -> str:
@@ -244,7 +316,9 @@ def _vanilla_sentence(part: PartResult | None, rows: dict) -> str:
         return ""
 
     def final(row: dict) -> float:
-        return row["test_error"] if row["status"] == "done" and row["test_error"] is not None else float("inf")
+        return (
+            row["test_error"] if row["status"] == "done" and row["test_error"] is not None else float("inf")
+        )
 
     i = min(range(len(part.rows)), key=lambda k: final(part.rows[k]))
     run, config = part.rows[i], part.runs[i]["config"]
@@ -254,22 +328,39 @@ def _vanilla_sentence(part: PartResult | None, rows: dict) -> str:
     choice = ""
     if best is not None and arm in rows and _value(rows[best]) > _value(rows[arm]):
         choice = f" ({FIX_NAMES.get(best, best)} went deeper in this frontier: the {layers:,}-layer arm is not its best)"
-    return (f" A {layers:,}-layer vanilla net (no BN, no skips) with {FIX_NAMES.get(arm, arm)} under SGD on the "
-            f"frontier's budget, best of lrs {lrs}: {against_chance(run)} at lr {config['lr']:g}{choice}; "
-            f"`reproduce vanilla-1000` trains it with Adam.")
+    return (
+        f" A {layers:,}-layer vanilla net (no BN, no skips) with {FIX_NAMES.get(arm, arm)} under SGD on the "
+        f"frontier's budget, best of lrs {lrs}: {against_chance(run)} at lr {config['lr']:g}{choice}; "
+        f"`reproduce vanilla-1000` trains it with Adam."
+    )
 
 
-register_experiment(Experiment(
-    name="trainability-fixes",
-    question="How deep does the same 3-stage CNN train under each known fix (init, activation transforms, "
-             "normalisation, residual schemes, auxiliary heads), all under one protocol?",
-    parts=(Frontier("fixes", tuple(a for a in ARMS if a != TAT_ARM), config=PROTOCOL, quick=QUICK, claims=CLAIM_TEXT,
-                    title="depth frontier of the 3-stage CNN under every fix"),
-           Frontier("fixes-tat", (TAT_ARM,), config={**PROTOCOL, "depths": TAT_DEPTHS}, claims=CLAIM_TEXT,
-                    quick={**QUICK, "depths": TAT_QUICK_DEPTHS, "max_depth": max(TAT_QUICK_DEPTHS)},
-                    title=f"TAT, at depths {', '.join(map(str, TAT_DEPTHS))} (its target is out of reach below 13)"),
-           VANILLA_1000),
-    conclude=conclude_fixes,
-    reference="classic protocol (full MNIST, 3 epochs, cap 300): cnn-tanh 9, cnn-tanh-bn 48-54, cnn-elu-bn 63, "
-              "resnet-elu-bn 27; expected here: every fix deeper than its baseline, lower numbers overall",
-))
+register_experiment(
+    Experiment(
+        name="trainability-fixes",
+        question="How deep does the same 3-stage CNN train under each known fix (init, activation transforms, "
+        "normalisation, residual schemes, auxiliary heads), all under one protocol?",
+        parts=(
+            Frontier(
+                "fixes",
+                tuple(a for a in ARMS if a != TAT_ARM),
+                config=PROTOCOL,
+                quick=QUICK,
+                claims=CLAIM_TEXT,
+                title="depth frontier of the 3-stage CNN under every fix",
+            ),
+            Frontier(
+                "fixes-tat",
+                (TAT_ARM,),
+                config={**PROTOCOL, "depths": TAT_DEPTHS},
+                claims=CLAIM_TEXT,
+                quick={**QUICK, "depths": TAT_QUICK_DEPTHS, "max_depth": max(TAT_QUICK_DEPTHS)},
+                title=f"TAT, at depths {', '.join(map(str, TAT_DEPTHS))} (its target is out of reach below 13)",
+            ),
+            VANILLA_1000,
+        ),
+        conclude=conclude_fixes,
+        reference="classic protocol (full MNIST, 3 epochs, cap 300): cnn-tanh 9, cnn-tanh-bn 48-54, cnn-elu-bn 63, "
+        "resnet-elu-bn 27; expected here: every fix deeper than its baseline, lower numbers overall",
+    )
+)

@@ -37,8 +37,8 @@ class LRFindResult:
     steepest_lr: float | None
     suggestion: float | None
     rule: str = "lr at the minimum of the smoothed loss / 10"
-    drop: float = 0.0        # relative fall of the smoothed loss from its first value to its minimum
-    burn_in: int = 0         # first steps ignored by the divergence stop and the suggestion
+    drop: float = 0.0  # relative fall of the smoothed loss from its first value to its minimum
+    burn_in: int = 0  # first steps ignored by the divergence stop and the suggestion
 
     @property
     def flat(self) -> bool:
@@ -52,30 +52,44 @@ class LRFindResult:
     def to_frame(self):
         """The trace as a pandas DataFrame: ``step``, ``lr``, ``loss`` (that step's train loss) and
         ``smoothed_loss`` (its exponential moving average, bias-corrected)."""
-        return data_frame({"step": i, "lr": lr, "loss": loss, "smoothed_loss": sm}
-                          for i, (lr, loss, sm) in enumerate(zip(self.lrs, self.losses, self.smoothed)))
+        return data_frame(
+            {"step": i, "lr": lr, "loss": loss, "smoothed_loss": sm}
+            for i, (lr, loss, sm) in enumerate(zip(self.lrs, self.losses, self.smoothed))
+        )
 
     def plot(self) -> Plot:
         """Loss against lr (log x), the y axis clipped to where the smoothed loss lives: from a
         little below its minimum to a little above where it started, so that the spikes of the
         diverging end do not flatten the useful part into a line."""
-        marks = [(v, f"{name} {v:.2g}") for name, v in (("suggested", self.suggestion),
-                                                          ("steepest", self.steepest_lr)) if v]
+        marks = [
+            (v, f"{name} {v:.2g}")
+            for name, v in (("suggested", self.suggestion), ("steepest", self.steepest_lr))
+            if v
+        ]
         finite = [v for v in self.smoothed if math.isfinite(v)]
         ylim = None
         if finite:
-            low, start = min(finite), max(finite[:max(1, self.burn_in + 1)])
+            low, start = min(finite), max(finite[: max(1, self.burn_in + 1)])
             span = max(start - low, 0.05 * abs(start), 1e-6)
             ylim = (low - 0.1 * span, start + 0.5 * span)
-        return Plot("lr-find", f"lr range test ({self.stopped})", "train loss",
-                    [Curve("smoothed loss", self.lrs, self.smoothed), Curve("loss", self.lrs, self.losses)],
-                    log_x=True, xlabel="learning rate", marks=marks, ylim=ylim)
+        return Plot(
+            "lr-find",
+            f"lr range test ({self.stopped})",
+            "train loss",
+            [Curve("smoothed loss", self.lrs, self.smoothed), Curve("loss", self.lrs, self.losses)],
+            log_x=True,
+            xlabel="learning rate",
+            marks=marks,
+            ylim=ylim,
+        )
+
 
 MAX_DIVERGE = 1e6  # --diverge: the loss may grow by this factor over its minimum before the test stops
 
 
-def check_lr_range(min_lr: float, max_lr: float, steps: int, smoothing: float, diverge: float,
-                   burn_in: int | None = None) -> None:
+def check_lr_range(
+    min_lr: float, max_lr: float, steps: int, smoothing: float, diverge: float, burn_in: int | None = None
+) -> None:
     if not (math.isfinite(min_lr) and min_lr > 0):
         raise ConfigError(f"--min-lr must be positive, got {min_lr}")
     if not (math.isfinite(max_lr) and max_lr > min_lr):
@@ -94,9 +108,19 @@ def check_lr_range(min_lr: float, max_lr: float, steps: int, smoothing: float, d
         raise ConfigError(f"--burn-in must be from 0 to half of --steps ({steps // 2}), got {burn_in}")
 
 
-def lr_find(config: TrainConfig, data: Dataset | None = None, *, data_dir=None, min_lr: float = 1e-5,
-            max_lr: float = 10.0, steps: int = 100, smoothing: float = 0.98, diverge: float = 4.0,
-            burn_in: int | None = None, model: torch.nn.Module | None = None) -> LRFindResult:
+def lr_find(
+    config: TrainConfig,
+    data: Dataset | None = None,
+    *,
+    data_dir=None,
+    min_lr: float = 1e-5,
+    max_lr: float = 10.0,
+    steps: int = 100,
+    smoothing: float = 0.98,
+    diverge: float = 4.0,
+    burn_in: int | None = None,
+    model: torch.nn.Module | None = None,
+) -> LRFindResult:
     """Exponential lr range test: ``steps`` mini-batches with the lr growing geometrically from
     ``min_lr`` to ``max_lr``; the loss is smoothed by a bias-corrected exponential moving average;
     the test stops early once the smoothed loss exceeds ``diverge`` times its minimum (or is not
@@ -120,16 +144,27 @@ def lr_find(config: TrainConfig, data: Dataset | None = None, *, data_dir=None, 
     model.train()
     try:
         with precision_scope(setup.device, config.precision):
-            lrs, losses, smoothed, stopped = _sweep_lr(model, optimizer, batches, setup.amp, min_lr, max_lr, steps,
-                                                       smoothing, diverge, burn_in)
+            lrs, losses, smoothed, stopped = _sweep_lr(
+                model, optimizer, batches, setup.amp, min_lr, max_lr, steps, smoothing, diverge, burn_in
+            )
     finally:
         model.load_state_dict(saved)
         model.train(was_training)
     return _suggest(lrs, losses, smoothed, stopped, burn_in)
 
 
-def _sweep_lr(model, optimizer, batches, amp: bool, min_lr: float, max_lr: float, steps: int, smoothing: float,
-              diverge: float, burn_in: int) -> tuple[list[float], list[float], list[float], str]:
+def _sweep_lr(
+    model,
+    optimizer,
+    batches,
+    amp: bool,
+    min_lr: float,
+    max_lr: float,
+    steps: int,
+    smoothing: float,
+    diverge: float,
+    burn_in: int,
+) -> tuple[list[float], list[float], list[float], str]:
     """Train ``steps`` steps (cycling through ``batches``), the lr growing geometrically from
     ``min_lr`` to ``max_lr``; returns the lrs, the losses, their smoothed values and why the
     sweep stopped (a non-finite loss, or the smoothed loss past ``diverge`` times its minimum
@@ -143,8 +178,15 @@ def _sweep_lr(model, optimizer, batches, amp: bool, min_lr: float, max_lr: float
             if step >= steps:
                 break
             lr = min_lr * ratio ** (step / (steps - 1))
-            _, _, updated = train_step(model, optimizer, xb, yb, amp=amp, lr=lr,
-                                       before_update=functools.partial(trace.take, step, lr))
+            _, _, updated = train_step(
+                model,
+                optimizer,
+                xb,
+                yb,
+                amp=amp,
+                lr=lr,
+                before_update=functools.partial(trace.take, step, lr),
+            )
             if not updated:
                 return trace.lrs, trace.losses, trace.smoothed, trace.stopped
             step += 1
@@ -181,8 +223,9 @@ class _LossTrace:
         return True
 
 
-def _suggest(lrs: list[float], losses: list[float], smoothed: list[float], stopped: str,
-             burn_in: int = 0) -> LRFindResult:
+def _suggest(
+    lrs: list[float], losses: list[float], smoothed: list[float], stopped: str, burn_in: int = 0
+) -> LRFindResult:
     if len(smoothed) < burn_in + 3:
         return LRFindResult(lrs, losses, smoothed, stopped, None, None, None, burn_in=burn_in)
     i_min = min(range(burn_in, len(smoothed)), key=smoothed.__getitem__)
@@ -190,8 +233,11 @@ def _suggest(lrs: list[float], losses: list[float], smoothed: list[float], stopp
     drop = (first - smoothed[i_min]) / abs(first) if first else 0.0
     # steepest descent of the smoothed loss per unit of log lr, before the minimum, after the burn-in
     start = max(1, burn_in, len(smoothed) // 10)
-    slopes = [(smoothed[i + 1] - smoothed[i - 1]) / math.log(lrs[i + 1] / lrs[i - 1])
-              for i in range(start, min(i_min, len(smoothed) - 1))]
+    slopes = [
+        (smoothed[i + 1] - smoothed[i - 1]) / math.log(lrs[i + 1] / lrs[i - 1])
+        for i in range(start, min(i_min, len(smoothed) - 1))
+    ]
     steepest = lrs[start + min(range(len(slopes)), key=slopes.__getitem__)] if slopes else None
-    return LRFindResult(lrs, losses, smoothed, stopped, lrs[i_min], steepest, lrs[i_min] / 10, drop=drop,
-                        burn_in=burn_in)
+    return LRFindResult(
+        lrs, losses, smoothed, stopped, lrs[i_min], steepest, lrs[i_min] / 10, drop=drop, burn_in=burn_in
+    )

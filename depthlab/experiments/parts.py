@@ -27,7 +27,7 @@ from ..sweep.runner import run_recorded
 class Column:
     key: str
     header: str
-    kind: str = "text"   # text | pct (fraction as %) | pct_pm (mean +- std, as %) | sec (+- std) | float | sci
+    kind: str = "text"  # text | pct (fraction as %) | pct_pm (mean +- std, as %) | sec (+- std) | float | sci
 
     def cell(self, row: Mapping) -> Any:
         value = row.get(self.key)
@@ -58,7 +58,7 @@ class Curve:
 
 @dataclass
 class Plot:
-    name: str          # file stem
+    name: str  # file stem
     title: str
     ylabel: str
     curves: list[Curve]
@@ -89,7 +89,9 @@ class PartResult:
         return data_frame(self.rows)
 
     def format_table(self) -> str:
-        return format_table([c.header for c in self.columns], [[c.cell(r) for c in self.columns] for r in self.rows])
+        return format_table(
+            [c.header for c in self.columns], [[c.cell(r) for c in self.columns] for r in self.rows]
+        )
 
     def row(self, **match) -> dict:
         """The one row whose values equal ``match`` (a KeyError names the miss)."""
@@ -100,16 +102,23 @@ class PartResult:
 
     def best(self, key: str = "test_error", **match) -> dict | None:
         """The row with the lowest ``key`` among those matching (rows without a value skipped)."""
-        rows = [r for r in self.rows if r.get(key) is not None and all(r.get(k) == v for k, v in match.items())]
+        rows = [
+            r for r in self.rows if r.get(key) is not None and all(r.get(k) == v for k, v in match.items())
+        ]
         return min(rows, key=lambda r: r[key]) if rows else None
 
     def write(self, folder: Path, stem: str) -> list[Path]:
         """The table as CSV (raw numbers) and every plot as PNG under ``folder``; returns the paths."""
         keys = []
         for c in self.columns:
-            keys += [c.key] + ([c.key + "_std"] if c.kind in ("pct_pm", "sec") and any(
-                r.get(c.key + "_std") is not None for r in self.rows) else [])
-        paths = [write_csv(safe_child(folder, f"{stem}.csv"), keys, [[r.get(k) for k in keys] for r in self.rows])]
+            keys += [c.key] + (
+                [c.key + "_std"]
+                if c.kind in ("pct_pm", "sec") and any(r.get(c.key + "_std") is not None for r in self.rows)
+                else []
+            )
+        paths = [
+            write_csv(safe_child(folder, f"{stem}.csv"), keys, [[r.get(k) for k in keys] for r in self.rows])
+        ]
         for plot in self.plots:
             paths.append(save_figure(draw_plot(plot), safe_child(folder, f"{stem}-{plot.name}.png")))
         return paths
@@ -118,24 +127,44 @@ class PartResult:
         return {"label": self.label, "title": self.title, "rows": self.rows, "notes": self.notes}
 
 
-def draw_plot(plot: Plot, ax=None):
-    """``plot`` as a `matplotlib.figure.Figure` (drawn into ``ax`` when given)."""
-    fig, ax = new_axes(ax)
-    scale = 100.0 if plot.percent else 1.0
+def _draw_curves(ax, plot: Plot, scale: float) -> None:
+    """Draw ``plot``'s curves (scaled by ``scale``), each with its std band when it has one."""
     for i, curve in enumerate(plot.curves):
         ys = [scale * v if v is not None else math.nan for v in curve.values]
         # past the colour cycle's 10 colours, a new line style tells the curves apart
-        (line,) = ax.plot(curve.epochs, ys, marker="o" if len(ys) < 12 else None, ms=3, label=curve.label,
-                          ls=("-", "--", ":")[(i // 10) % 3])
+        (line,) = ax.plot(
+            curve.epochs,
+            ys,
+            marker="o" if len(ys) < 12 else None,
+            ms=3,
+            label=curve.label,
+            ls=("-", "--", ":")[(i // 10) % 3],
+        )
         if curve.std is not None:
             lo = [y - scale * s for y, s in zip(ys, curve.std)]
             hi = [y + scale * s for y, s in zip(ys, curve.std)]
             ax.fill_between(curve.epochs, lo, hi, color=line.get_color(), alpha=0.15)
+
+
+def _draw_marks(ax, plot: Plot) -> None:
+    """Draw ``plot``'s marks: a dashed vertical line at each x, labelled along it."""
     for x, label in plot.marks:
         ax.axvline(x, ls="--", color="grey", lw=1)
-        ax.annotate(label, (x, 0.98), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
-                    fontsize=8, color="grey")
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+        ax.annotate(
+            label,
+            (x, 0.98),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=8,
+            color="grey",
+        )
+
+
+def _format_log_axes(ax, plot: Plot) -> None:
+    """Put the axes that ``plot`` asks for on a log scale, with plain-number tick labels."""
+    from matplotlib.ticker import FuncFormatter
 
     plain = FuncFormatter(lambda v, _: f"{v:g}")  # 3, 10, 60 rather than 3x10^0 on log axes
     if plot.log_y:
@@ -150,6 +179,17 @@ def draw_plot(plot: Plot, ax=None):
             ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "2358" else ""))
         else:
             ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def draw_plot(plot: Plot, ax=None):
+    """``plot`` as a `matplotlib.figure.Figure` (drawn into ``ax`` when given)."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = new_axes(ax)
+    scale = 100.0 if plot.percent else 1.0
+    _draw_curves(ax, plot, scale)
+    _draw_marks(ax, plot)
+    _format_log_axes(ax, plot)
     if plot.ylim is not None:
         ax.set_ylim(*(scale * y for y in plot.ylim))
     for y, label in plot.levels:
@@ -200,16 +240,24 @@ class Context:
             self.datasets[name] = load_dataset(name, self.data_dir)
         return self.datasets[name]
 
-    def run(self, config: TrainConfig, label: str, extras: Callable | None = None,
-            kind: str = "experiment") -> RunResult:
+    def run(
+        self, config: TrainConfig, label: str, extras: Callable | None = None, kind: str = "experiment"
+    ) -> RunResult:
         """Train (or read back) one config, echoing the classic per-epoch line with a label."""
         data = self.dataset(config.dataset)
 
         callbacks = [LambdaCallback(on_epoch_metrics=lambda loop, i, m: self._epoch_line(label, config, m))]
         if self.tensorboard is not None:
             callbacks.append(self.tensorboard.for_run(label))
-        result = run_recorded(config, self.store, data, kind=kind, experiment=self.experiment,
-                              callbacks=callbacks, extras=extras)
+        result = run_recorded(
+            config,
+            self.store,
+            data,
+            kind=kind,
+            experiment=self.experiment,
+            callbacks=callbacks,
+            extras=extras,
+        )
         if result.reused or result.status != RunStatus.DONE:
             self._report(label, result)
         return result
@@ -220,7 +268,10 @@ class Context:
         (workers, fused lr groups, Ray), one line per run as it is in (after its per-epoch lines
         with ``epoch_lines``); results in order."""
         if self.runner is None:
-            return [self.run(c, label, extras=extras_for(name, c, self.dataset(c.dataset))) for c, label, name in items]
+            return [
+                self.run(c, label, extras=extras_for(name, c, self.dataset(c.dataset)))
+                for c, label, name in items
+            ]
         from ..sweep.jobs import Job
 
         for c, _, _ in items:
@@ -236,8 +287,10 @@ class Context:
                         self.tensorboard.for_run(label).write_epoch(e.to_dict())
             self._report(label, result)
 
-        return self.runner.run([Job(c, kind="experiment", experiment=self.experiment, extras=name)
-                                for c, _, name in items], on_result=arrived)
+        return self.runner.run(
+            [Job(c, kind="experiment", experiment=self.experiment, extras=name) for c, _, name in items],
+            on_result=arrived,
+        )
 
     def _epoch_line(self, label: str, config: TrainConfig, m) -> None:
         """The classic line of one epoch of run ``label``."""

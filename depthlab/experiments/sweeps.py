@@ -23,10 +23,20 @@ from .configs import make_config, parse_lrs, toggle_override
 from .parts import Column, Context, Curve, PartResult, Plot, progress
 
 
-def _error_plots(title: str, curves_train: list[Curve], curves_eval: list[Curve], eval_name: str) -> list[Plot]:
-    return [Plot("train-error", f"{title}: train error", "train error", curves_train, log_y=True, percent=True),
-            Plot(f"{eval_name}-error", f"{title}: {eval_name} error", f"{eval_name} error", curves_eval,
-                 log_y=True, percent=True)]
+def _error_plots(
+    title: str, curves_train: list[Curve], curves_eval: list[Curve], eval_name: str
+) -> list[Plot]:
+    return [
+        Plot("train-error", f"{title}: train error", "train error", curves_train, log_y=True, percent=True),
+        Plot(
+            f"{eval_name}-error",
+            f"{title}: {eval_name} error",
+            f"{eval_name} error",
+            curves_eval,
+            log_y=True,
+            percent=True,
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -49,11 +59,15 @@ class Sweep:
         grid = []
         for (arm, overrides), lr in itertools.product(arms, lrs):
             # order: the arm, its lr, the context's overrides (device, --quick budget), the part's own cut
-            config = make_config(self.base, overrides, {"lr": lr} if lr is not None else {}, ctx.overrides, quick)
+            config = make_config(
+                self.base, overrides, {"lr": lr} if lr is not None else {}, ctx.overrides, quick
+            )
             grid.append((arm, config))
         if len(lrs) > 1 and parse_schedule(grid[0][1].schedule).kind == "piecewise":
-            raise ConfigError(f"a piecewise schedule ({grid[0][1].schedule}) sets absolute learning rates: "
-                              "sweeping lrs would train the same run several times; use one lr or multistep/cosine")
+            raise ConfigError(
+                f"a piecewise schedule ({grid[0][1].schedule}) sets absolute learning rates: "
+                "sweeping lrs would train the same run several times; use one lr or multistep/cosine"
+            )
         return grid
 
     def configs(self, ctx: Context) -> list[TrainConfig]:
@@ -63,18 +77,36 @@ class Sweep:
         rows, runs, train_curves, eval_curves = [], [], [], []
         grid = self.grid(ctx)
         eval_name = "val" if grid[0][1].eval_split == "val" else "test"
-        names = [" ".join(p for p in (arm, f"lr={config.lr:g}" if self.lrs else "") if p) or config.model
-                 for arm, config in grid]
-        results = ctx.run_many([(config, f"{self.label}: {name}",
-                                 "gates" if _has_gates(config, ctx.dataset(config.dataset)) else None)
-                                for (_, config), name in zip(grid, names)])
+        names = [
+            " ".join(p for p in (arm, f"lr={config.lr:g}" if self.lrs else "") if p) or config.model
+            for arm, config in grid
+        ]
+        results = ctx.run_many(
+            [
+                (
+                    config,
+                    f"{self.label}: {name}",
+                    "gates" if _has_gates(config, ctx.dataset(config.dataset)) else None,
+                )
+                for (_, config), name in zip(grid, names)
+            ]
+        )
         for (arm, config), name, result in zip(grid, names, results):
             epochs = result.epochs
-            row = {"arm": arm, "lr": config.lr, "status": result.status,
-                   "train_error": epochs[-1].train_error if epochs else None, "test_error": result.test_error,
-                   "best_test_error": min((e.test_error for e in epochs), default=None),
-                   "epochs": len(epochs), "seconds": round(result.seconds, 3), "label": name,
-                   "schedule": config.schedule, "batch_size": config.batch_size, "momentum": config.momentum}
+            row = {
+                "arm": arm,
+                "lr": config.lr,
+                "status": result.status,
+                "train_error": epochs[-1].train_error if epochs else None,
+                "test_error": result.test_error,
+                "best_test_error": min((e.test_error for e in epochs), default=None),
+                "epochs": len(epochs),
+                "seconds": round(result.seconds, 3),
+                "label": name,
+                "schedule": config.schedule,
+                "batch_size": config.batch_size,
+                "momentum": config.momentum,
+            }
             row.update(result.extras or {})
             rows.append(row)
             runs.append({"label": name, "config": config.canonical(), "result": result})
@@ -82,20 +114,36 @@ class Sweep:
             train_curves.append(Curve(name, xs, [e.train_error for e in epochs]))
             eval_curves.append(Curve(name, xs, [e.test_error for e in epochs]))
         columns = ([Column("arm", "arm")] if self.arms else []) + [
-            Column("lr", "lr", "sci"), Column("status", "status"), Column("train_error", "final train err", "pct"),
+            Column("lr", "lr", "sci"),
+            Column("status", "status"),
+            Column("train_error", "final train err", "pct"),
             Column("test_error", f"final {eval_name} err", "pct"),
-            Column("best_test_error", f"best {eval_name} err", "pct"), Column("epochs", "epochs", "int"),
-            Column("seconds", "seconds", "sec")]
+            Column("best_test_error", f"best {eval_name} err", "pct"),
+            Column("epochs", "epochs", "int"),
+            Column("seconds", "seconds", "sec"),
+        ]
         if any("gate_mean" in r for r in rows):
-            columns += [Column("gate_mean", "gate mean", "float"), Column("gate_min", "gate min", "float"),
-                        Column("gate_max", "gate max", "float")]
+            columns += [
+                Column("gate_mean", "gate mean", "float"),
+                Column("gate_min", "gate min", "float"),
+                Column("gate_max", "gate max", "float"),
+            ]
         title = self.title or self.label
-        return PartResult(self.label, title, columns, rows,
-                          _error_plots(title, train_curves, eval_curves, eval_name), runs)
+        return PartResult(
+            self.label, title, columns, rows, _error_plots(title, train_curves, eval_curves, eval_name), runs
+        )
 
 
-def lr_sweep(base: TrainConfig | Mapping, lrs: Sequence[float], store=None, *, data_dir: str | None = None,
-             echo: Callable[[str], None] = progress, label: str = "lr-sweep", runner=None) -> PartResult:
+def lr_sweep(
+    base: TrainConfig | Mapping,
+    lrs: Sequence[float],
+    store=None,
+    *,
+    data_dir: str | None = None,
+    echo: Callable[[str], None] = progress,
+    label: str = "lr-sweep",
+    runner=None,
+) -> PartResult:
     """One run per learning rate (fixed batch size, momentum, schedule): table of final errors,
     train and test error vs epoch (plots). With ``runner`` (a `depthlab.sweep.TrialRunner`)
     the runs go to its executor at once: worker processes, a fused lr group, Ray."""
@@ -191,7 +239,9 @@ class Ablation:
         grid = self.grid(ctx)
         by_arm: dict[str, list[tuple[TrainConfig, RunResult]]] = {}
         what = "fold" if self.folds is not None else "seed"
-        results = ctx.run_many([(config, f"{self.label}: {arm} {what} {i}", "splits") for arm, i, config in grid])
+        results = ctx.run_many(
+            [(config, f"{self.label}: {arm} {what} {i}", "splits") for arm, i, config in grid]
+        )
         for (arm, _, config), result in zip(grid, results):
             by_arm.setdefault(arm, []).append((config, result))
         rows, runs, loss_curves, val_curves = [], [], [], []
@@ -199,33 +249,59 @@ class Ablation:
             done = [(c, r) for c, r in items if r.status == RunStatus.DONE]
             row: dict = {"arm": arm, "fits": f"{len(done)}/{len(items)}"}
             for key, values in (
-                    ("train_error", [r.extras["fit_error"] for _, r in done if r.extras]),
-                    ("val_error", [r.extras["eval_error"] for _, r in done if r.extras]),
-                    ("test_error", [r.test_error for _, r in done if r.test_error is not None]),
-                    ("seconds", [round(r.seconds, 3) for _, r in done]),
-                    ("epochs", [len(r.epochs) for _, r in done])):
+                ("train_error", [r.extras["fit_error"] for _, r in done if r.extras]),
+                ("val_error", [r.extras["eval_error"] for _, r in done if r.extras]),
+                ("test_error", [r.test_error for _, r in done if r.test_error is not None]),
+                ("seconds", [round(r.seconds, 3) for _, r in done]),
+                ("epochs", [len(r.epochs) for _, r in done]),
+            ):
                 row[key], row[key + "_std"] = _mean_std(values)
             rows.append(row)
             runs += [{"label": arm, "config": c.canonical(), "result": r} for c, r in items]
             loss_curves.append(_mean_curve(arm, [[e.loss for e in r.epochs] for _, r in done]))
             val_curves.append(_mean_curve(arm, [[e.test_error for e in r.epochs] for _, r in done]))
-        columns = [Column("arm", "arm"), Column("train_error", "train err %", "pct_pm"),
-                   Column("val_error", "val err %", "pct_pm"), Column("test_error", "test err %", "pct_pm"),
-                   Column("seconds", "s/fit", "sec"), Column("epochs", "epochs", "float"), Column("fits", "fits")]
+        columns = [
+            Column("arm", "arm"),
+            Column("train_error", "train err %", "pct_pm"),
+            Column("val_error", "val err %", "pct_pm"),
+            Column("test_error", "test err %", "pct_pm"),
+            Column("seconds", "s/fit", "sec"),
+            Column("epochs", "epochs", "float"),
+            Column("fits", "fits"),
+        ]
         title = self.title or self.label
         n = len(self.repeats(ctx))
         mean_over = f"mean ± std over {n} {what}s"
-        plots = [Plot("loss", f"{title}: train loss ({mean_over})", "train loss", loss_curves, log_y=True),
-                 Plot("val-error", f"{title}: validation error ({mean_over})", "validation error", val_curves,
-                      log_y=True, percent=True)]
-        notes = [f"{mean_over}; errors of the final (restored) network in eval mode: train on its fit split, val on "
-                 "its validation split, test once on the test set"]
+        plots = [
+            Plot("loss", f"{title}: train loss ({mean_over})", "train loss", loss_curves, log_y=True),
+            Plot(
+                "val-error",
+                f"{title}: validation error ({mean_over})",
+                "validation error",
+                val_curves,
+                log_y=True,
+                percent=True,
+            ),
+        ]
+        notes = [
+            f"{mean_over}; errors of the final (restored) network in eval mode: train on its fit split, val on "
+            "its validation split, test once on the test set"
+        ]
         return PartResult(self.label, title, columns, rows, plots, runs, notes)
 
 
-def ablate(base: TrainConfig | Mapping, toggles: Sequence[str], store=None, *, folds: int | None = None,
-           seeds: int | None = None, data_dir: str | None = None,
-           echo: Callable[[str], None] = progress, label: str = "ablate", runner=None) -> PartResult:
+def ablate(
+    base: TrainConfig | Mapping,
+    toggles: Sequence[str],
+    store=None,
+    *,
+    folds: int | None = None,
+    seeds: int | None = None,
+    data_dir: str | None = None,
+    echo: Callable[[str], None] = progress,
+    label: str = "ablate",
+    runner=None,
+) -> PartResult:
     """Every on/off combination of ``toggles`` over K folds (default 3) or N seeds (all fits at
     once on the executor of ``runner``, a `depthlab.sweep.TrialRunner`, when given)."""
     base = dataclasses.asdict(base) if isinstance(base, TrainConfig) else dict(base)
@@ -255,9 +331,18 @@ class Frontier:
 
     def frontier_config(self, ctx: Context) -> FrontierConfig:
         values = {**self.config, **(self.quick if ctx.quick else {})}
-        values["lrs"] = _searched_grids(self.config.get("lrs"), self.quick.get("lrs") if ctx.quick else None,
-                                        values.get("optimizers", ("sgd",)))
-        values.update({k: v for k, v in ctx.overrides.items() if k in ("device", "seed", "train_size", "epochs", "precision")})
+        values["lrs"] = _searched_grids(
+            self.config.get("lrs"),
+            self.quick.get("lrs") if ctx.quick else None,
+            values.get("optimizers", ("sgd",)),
+        )
+        values.update(
+            {
+                k: v
+                for k, v in ctx.overrides.items()
+                if k in ("device", "seed", "train_size", "epochs", "precision")
+            }
+        )
         known = {f.name for f in dataclasses.fields(FrontierConfig)}
         unknown = set(values) - known
         if unknown:
@@ -284,38 +369,69 @@ class Frontier:
             pts = [(d, r.error) for d, r in sorted(m.depths.items()) if r.error is not None]
             curves.append(Curve(m.model, [d for d, _ in pts], [e for _, e in pts]))
         title = self.title or self.label
-        plot = Plot("error-vs-depth", f"{title}: best {fc.criterion} error within {fc.epochs} epoch(s)",
-                    f"best {fc.criterion} error", curves, log_y=True, percent=True, log_x=True,
-                    xlabel="depth (conv layers)", levels=[(fc.threshold, f"threshold {100 * fc.threshold:g}%")])
-        notes = [f"trainable: {fc.criterion} error < {fc.threshold:g} within {fc.epochs} epoch(s), best lr of "
-                 f"{fc.grid_text()}; batch {fc.batch_size}, momentum {fc.momentum:g}, max depth {fc.max_depth}, "
-                 f"train size {fc.train_size or 'all'}"
-                 + ("; seeds auto: the band runs from the deepest depth every seed trained to the deepest "
-                    "any seed trained" if fc.auto_seeds else "")]
+        plot = Plot(
+            "error-vs-depth",
+            f"{title}: best {fc.criterion} error within {fc.epochs} epoch(s)",
+            f"best {fc.criterion} error",
+            curves,
+            log_y=True,
+            percent=True,
+            log_x=True,
+            xlabel="depth (conv layers)",
+            levels=[(fc.threshold, f"threshold {100 * fc.threshold:g}%")],
+        )
+        notes = [
+            f"trainable: {fc.criterion} error < {fc.threshold:g} within {fc.epochs} epoch(s), best lr of "
+            f"{fc.grid_text()}; batch {fc.batch_size}, momentum {fc.momentum:g}, max depth {fc.max_depth}, "
+            f"train size {fc.train_size or 'all'}"
+            + (
+                "; seeds auto: the band runs from the deepest depth every seed trained to the deepest "
+                "any seed trained"
+                if fc.auto_seeds
+                else ""
+            )
+        ]
         return PartResult(self.label, title, self._columns(fc), rows, [plot], [r for r in rows], notes)
 
     def _row(self, m, fc: FrontierConfig) -> dict:
         """One model's frontier as a row: the answer, the point that won, and at the first failing
         depth the evidence of why it failed (best error over every point, how many trials diverged)."""
         failing = m.depths.get(m.first_failing_depth) if m.first_failing_depth is not None else None
-        return {"model": m.model, "max_depth": m.max_trainable_depth, "lr": plain_lr(m.lr),
-                **({"optimizer": optimizer_of(m.lr)} if fc.names_optimizer else {}),
-                **({"band": m.label} if fc.auto_seeds else {}),
-                **({"claim": self.claims.get(m.model)} if self.claims else {}), "error": m.error,
-                "first_failing": m.first_failing_depth, "fraction": m.fraction, "trials": m.trials,
-                "capped": m.capped, "seconds": m.seconds, "depth_map": {d: r.trainable for d, r in sorted(m.depths.items())},
-                "failing_error": failing.error if failing else None,
-                "failing_diverged": sum(t.status == RunStatus.DIVERGED for t in failing.trials) if failing else None,
-                "failing_trials": len(failing.trials) if failing else None}
+        return {
+            "model": m.model,
+            "max_depth": m.max_trainable_depth,
+            "lr": plain_lr(m.lr),
+            **({"optimizer": optimizer_of(m.lr)} if fc.names_optimizer else {}),
+            **({"band": m.label} if fc.auto_seeds else {}),
+            **({"claim": self.claims.get(m.model)} if self.claims else {}),
+            "error": m.error,
+            "first_failing": m.first_failing_depth,
+            "fraction": m.fraction,
+            "trials": m.trials,
+            "capped": m.capped,
+            "seconds": m.seconds,
+            "depth_map": {d: r.trainable for d, r in sorted(m.depths.items())},
+            "failing_error": failing.error if failing else None,
+            "failing_diverged": sum(t.status == RunStatus.DIVERGED for t in failing.trials)
+            if failing
+            else None,
+            "failing_trials": len(failing.trials) if failing else None,
+        }
 
     def _columns(self, fc: FrontierConfig) -> list[Column]:
-        return [Column("model", "model"), Column("max_depth", "max trainable depth"),
-                *([Column("band", "frontier [band]")] if fc.auto_seeds else []),
-                *([Column("optimizer", "optimizer")] if fc.names_optimizer else []),
-                Column("lr", "lr", "sci"), Column("error", f"{fc.criterion} error", "pct"),
-                Column("first_failing", "first failing depth"), Column("fraction", "fraction", "float"),
-                Column("trials", "trials"), Column("seconds", "seconds", "sec"),
-                *([Column("claim", "the paper's claim")] if self.claims else [])]
+        return [
+            Column("model", "model"),
+            Column("max_depth", "max trainable depth"),
+            *([Column("band", "frontier [band]")] if fc.auto_seeds else []),
+            *([Column("optimizer", "optimizer")] if fc.names_optimizer else []),
+            Column("lr", "lr", "sci"),
+            Column("error", f"{fc.criterion} error", "pct"),
+            Column("first_failing", "first failing depth"),
+            Column("fraction", "fraction", "float"),
+            Column("trials", "trials"),
+            Column("seconds", "seconds", "sec"),
+            *([Column("claim", "the paper's claim")] if self.claims else []),
+        ]
 
 
 def _searched_grids(config_lrs, quick_lrs, optimizers):
@@ -327,5 +443,3 @@ def _searched_grids(config_lrs, quick_lrs, optimizers):
     if isinstance(lrs, Mapping):
         return {name: grid for name, grid in lrs.items() if name in optimizers}
     return lrs
-
-

@@ -34,14 +34,27 @@ LAYERS = 999  # convolutions; with the readout, 1,000 layers
 
 ARMS = (("delta-orthogonal", {"model": "cnn-tanh-delta"}), ("DKS", {"model": "cnn-dks-tanh"}))
 
-VANILLA_BASE = dict(model_args={"depth": LAYERS}, train_size=10000, epochs=3, batch_size=64, optimizer="adam",
-                    lr=1e-4, evals_per_epoch=1, threads=1)
+VANILLA_BASE = dict(
+    model_args={"depth": LAYERS},
+    train_size=10000,
+    epochs=3,
+    batch_size=64,
+    optimizer="adam",
+    lr=1e-4,
+    evals_per_epoch=1,
+    threads=1,
+)
 
 # --quick: the same two arms at depth 12 on 2,000 images, one epoch, 500 test images (a smoke run).
 QUICK = dict(model_args={"depth": 12}, train_size=2000, epochs=1, test_size=500)
 
-VANILLA = Sweep("vanilla-1000", VANILLA_BASE, arms=ARMS, quick=QUICK,
-                title=f"vanilla CNN, {LAYERS} convs + readout (--quick: 12), no BN, no skips, Adam lr 1e-4")
+VANILLA = Sweep(
+    "vanilla-1000",
+    VANILLA_BASE,
+    arms=ARMS,
+    quick=QUICK,
+    title=f"vanilla CNN, {LAYERS} convs + readout (--quick: 12), no BN, no skips, Adam lr 1e-4",
+)
 
 
 def against_chance(row: dict) -> str:
@@ -49,8 +62,10 @@ def against_chance(row: dict) -> str:
     epoch(s) (chance: 90%)", or why it has none."""
     if row["status"] != "done" or row["test_error"] is None:
         return f"no result ({row['status']})"
-    return (f"{100 * row['test_error']:.1f}% test error after {row['epochs']} epoch(s) "
-            f"(chance: {100 * CHANCE_ERROR:.0f}%)")
+    return (
+        f"{100 * row['test_error']:.1f}% test error after {row['epochs']} epoch(s) "
+        f"(chance: {100 * CHANCE_ERROR:.0f}%)"
+    )
 
 
 def depth_of(part: PartResult, index: int) -> int:
@@ -66,12 +81,14 @@ def conclude_vanilla(parts: dict[str, PartResult]) -> str:
     return f"A {layers:,}-layer vanilla CNN (no BN, no skips) trained with Adam: {said}."
 
 
-register_experiment(Experiment(
-    name="vanilla-1000",
-    question="Does a 1,000-layer vanilla CNN (no BN, no skips) train on one CPU core, and how far does it "
-             "get below chance?",
-    parts=(VANILLA,),
-    conclude=conclude_vanilla,
-    reference="issue 30's reporter: delta-orthogonal tanh, Adam 1e-4, 3 epochs of 10,000 images: 28.5% test "
-              "error (chance 90%), about 1 h on one core",
-))
+register_experiment(
+    Experiment(
+        name="vanilla-1000",
+        question="Does a 1,000-layer vanilla CNN (no BN, no skips) train on one CPU core, and how far does it "
+        "get below chance?",
+        parts=(VANILLA,),
+        conclude=conclude_vanilla,
+        reference="issue 30's reporter: delta-orthogonal tanh, Adam 1e-4, 3 epochs of 10,000 images: 28.5% test "
+        "error (chance 90%), about 1 h on one core",
+    )
+)

@@ -11,13 +11,34 @@ import importlib
 
 # Every public name and the module that defines it.
 _EXPORTS = {
-    "FactoryError": "factory", "ModelFactory": "factory", "as_model": "factory",
-    "ACTIVATIONS": "activations", "make_activation": "activations",
-    "CLASSIC_PRESETS": "catalog", "Preset": "catalog",
-    **{name: "registry" for name in ("FAMILIES", "PRESETS", "Family", "check_builds", "count_parameters",
-                                     "create_model", "default_dataset", "depth_unit", "layer_summary",
-                                     "model_config", "register_family", "register_preset", "resolve_model")},
-    "ConvUnit": "stages", "StagesNet": "stages", "StagesSpec": "specs",
+    "FactoryError": "factory",
+    "ModelFactory": "factory",
+    "as_model": "factory",
+    "ACTIVATIONS": "activations",
+    "make_activation": "activations",
+    "CLASSIC_PRESETS": "catalog",
+    "Preset": "catalog",
+    **{
+        name: "registry"
+        for name in (
+            "FAMILIES",
+            "PRESETS",
+            "Family",
+            "check_builds",
+            "count_parameters",
+            "create_model",
+            "default_dataset",
+            "depth_unit",
+            "layer_summary",
+            "model_config",
+            "register_family",
+            "register_preset",
+            "resolve_model",
+        )
+    },
+    "ConvUnit": "stages",
+    "StagesNet": "stages",
+    "StagesSpec": "specs",
 }
 
 __all__ = sorted(_EXPORTS)

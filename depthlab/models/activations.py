@@ -10,7 +10,9 @@ from torch import nn
 from . import transformed
 from .specs import PLAIN_ACTIVATIONS, check_plain_activation
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {name: getattr(nn, cls) for name, cls in PLAIN_ACTIVATIONS.items()}
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    name: getattr(nn, cls) for name, cls in PLAIN_ACTIVATIONS.items()
+}
 
 
 def make_activation(name: str, depth: int | None = None) -> nn.Module:

@@ -40,7 +40,7 @@ class ShortcutA(nn.Module):
         self.stride, self.extra = stride, c_out - c_in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, :, ::self.stride, ::self.stride]
+        x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
 
 
@@ -83,12 +83,23 @@ class ResNetCifar(nn.Module):
         super().__init__()
         spec.validate()
         self.spec = spec
-        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], 16, 3, padding=1, bias=False),
-                                  batch_norm(16, spec.bn_impl), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(input_shape[0], 16, 3, padding=1, bias=False),
+            batch_norm(16, spec.bn_impl),
+            nn.ReLU(inplace=True),
+        )
         stacks, c_in = [], 16
         for i, c_out in enumerate((16, 32, 64)):
-            blocks = [BasicBlock(c_in if j == 0 else c_out, c_out, 2 if (i > 0 and j == 0) else 1,
-                                 spec.shortcut, spec.bn_impl) for j in range(spec.n)]
+            blocks = [
+                BasicBlock(
+                    c_in if j == 0 else c_out,
+                    c_out,
+                    2 if (i > 0 and j == 0) else 1,
+                    spec.shortcut,
+                    spec.bn_impl,
+                )
+                for j in range(spec.n)
+            ]
             stacks.append(nn.Sequential(*blocks))
             c_in = c_out
         self.stacks = nn.Sequential(*stacks)
@@ -109,14 +120,20 @@ class ResNet18(nn.Module):
         super().__init__()
         spec.validate()
         self.spec = spec
-        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], 64, 3, padding=1, bias=False),
-                                  batch_norm(64, spec.bn_impl), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(input_shape[0], 64, 3, padding=1, bias=False),
+            batch_norm(64, spec.bn_impl),
+            nn.ReLU(inplace=True),
+        )
         stages, c_in = [], 64
         for i, c_out in enumerate((64, 128, 256, 512)):
             stride = 1 if i == 0 else 2
-            stages.append(nn.Sequential(
-                BasicBlock(c_in, c_out, stride, "B" if spec.skip else None, spec.bn_impl),
-                BasicBlock(c_out, c_out, 1, "B" if spec.skip else None, spec.bn_impl)))
+            stages.append(
+                nn.Sequential(
+                    BasicBlock(c_in, c_out, stride, "B" if spec.skip else None, spec.bn_impl),
+                    BasicBlock(c_out, c_out, 1, "B" if spec.skip else None, spec.bn_impl),
+                )
+            )
             c_in = c_out
         self.stages = nn.Sequential(*stages)
         self.classifier = nn.Linear(512, num_classes)

@@ -43,7 +43,7 @@ class ModelFactory:
 
     function: str
     source: str = field(repr=False)
-    origin: str = "<python>"   # where the source came from, for messages; not part of the identity
+    origin: str = "<python>"  # where the source came from, for messages; not part of the identity
     depth_step: int = 1
 
     @property
@@ -66,7 +66,9 @@ class ModelFactory:
     @classmethod
     def from_file(cls, spec: str) -> ModelFactory:
         """``"path/to/nets.py:build"`` (the function defaults to ``build``)."""
-        path_text, _, function = spec.rpartition(":") if spec.rpartition(":")[2].isidentifier() else (spec, "", "")
+        path_text, _, function = (
+            spec.rpartition(":") if spec.rpartition(":")[2].isidentifier() else (spec, "", "")
+        )
         path = Path(path_text or spec)
         function = function or "build"
         try:
@@ -84,20 +86,29 @@ class ModelFactory:
         if isinstance(fn, ModelFactory):
             return fn
         if not callable(fn) or not getattr(fn, "__name__", "").isidentifier():
-            raise ConfigError(f"a model must be a preset name or a function build(depth, **params), got {fn!r}")
+            raise ConfigError(
+                f"a model must be a preset name or a function build(depth, **params), got {fn!r}"
+            )
         module = inspect.getmodule(fn)
         file = getattr(module, "__file__", None)
-        if file and Path(file).is_file() and module.__name__ != "__main__" and "<locals>" not in fn.__qualname__:
+        if (
+            file
+            and Path(file).is_file()
+            and module.__name__ != "__main__"
+            and "<locals>" not in fn.__qualname__
+        ):
             source, origin = Path(file).read_text(), file
         else:
             try:
                 source, origin = textwrap.dedent(inspect.getsource(fn)), "<python>"
             except (OSError, TypeError):
-                raise ConfigError(f"cannot read the source of {fn.__name__!r} (a script piped to stdin or typed "
-                                  "at the >>> prompt keeps none, and workers rebuild the model from its source): "
-                                  "save the script as a file and run that, define the function in an imported "
-                                  f"module or a notebook cell, or pass ModelFactory.from_file('nets.py:"
-                                  f"{fn.__name__}')") from None
+                raise ConfigError(
+                    f"cannot read the source of {fn.__name__!r} (a script piped to stdin or typed "
+                    "at the >>> prompt keeps none, and workers rebuild the model from its source): "
+                    "save the script as a file and run that, define the function in an imported "
+                    f"module or a notebook cell, or pass ModelFactory.from_file('nets.py:"
+                    f"{fn.__name__}')"
+                ) from None
         return cls(fn.__name__, source, origin, _depth_step(fn, origin))
 
     def boolean_params(self) -> tuple[str, ...]:
@@ -120,9 +131,13 @@ class ModelFactory:
         except (FactoryError, UserCodeExit):
             raise
         except Exception as exc:
-            raise FactoryError(f"{self.name}(depth={depth}) raised {type(exc).__name__}: {exc}"[:300]) from None
+            raise FactoryError(
+                f"{self.name}(depth={depth}) raised {type(exc).__name__}: {exc}"[:300]
+            ) from None
         if not isinstance(model, nn.Module):
-            raise FactoryError(f"{self.name}(depth={depth}) returned {type(model).__name__}, not a torch.nn.Module")
+            raise FactoryError(
+                f"{self.name}(depth={depth}) returned {type(model).__name__}, not a torch.nn.Module"
+            )
         check_outputs(model, self.name, depth, tuple(input_shape), num_classes)
         return model
 
@@ -136,16 +151,20 @@ def check_outputs(model: nn.Module, name: str, depth: int, input_shape: tuple, n
     except UserCodeExit:
         raise
     except Exception as exc:
-        raise FactoryError(f"{name}(depth={depth}) fails on a batch of shape (N, {', '.join(map(str, input_shape))}): "
-                           f"{type(exc).__name__}: {exc}"[:300]) from None
+        raise FactoryError(
+            f"{name}(depth={depth}) fails on a batch of shape (N, {', '.join(map(str, input_shape))}): "
+            f"{type(exc).__name__}: {exc}"[:300]
+        ) from None
     finally:
         model.train(was_training)
     outs = out if isinstance(out, (list, tuple)) else [out]
     for o in outs:
         if not isinstance(o, torch.Tensor) or tuple(o.shape) != (2, num_classes):
             shape = tuple(o.shape[1:]) if isinstance(o, torch.Tensor) else type(o).__name__
-            raise FactoryError(f"{name}(depth={depth}) must return {num_classes} logits per image (N, {num_classes}) "
-                               f"or a list of such, got {shape} per image")
+            raise FactoryError(
+                f"{name}(depth={depth}) must return {num_classes} logits per image (N, {num_classes}) "
+                f"or a list of such, got {shape} per image"
+            )
 
 
 class _SourceLoader(importlib.abc.SourceLoader):

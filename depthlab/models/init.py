@@ -27,8 +27,18 @@ from torch import nn
 from ..errors import ConfigError
 from ..theory import critical_init
 
-SCHEMES = ("normal:S", "scaled:W2,B2", "lecun-in", "lecun-out", "glorot", "he", "orthogonal",
-           "torch-default", "delta-orthogonal[:W2,B2|:critical]", "critical")
+SCHEMES = (
+    "normal:S",
+    "scaled:W2,B2",
+    "lecun-in",
+    "lecun-out",
+    "glorot",
+    "he",
+    "orthogonal",
+    "torch-default",
+    "delta-orthogonal[:W2,B2|:critical]",
+    "critical",
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,10 @@ def parse_init(scheme: str) -> InitSpec:
             return InitSpec("delta-orthogonal", critical=True)
         w2, b2 = _floats(arg, 2, scheme) if arg else (1.0, 0.0)
         return InitSpec("delta-orthogonal", w2, b2)
-    if name in ("lecun-in", "lecun-out", "glorot", "he", "orthogonal", "torch-default", "critical") and not arg:
+    if (
+        name in ("lecun-in", "lecun-out", "glorot", "he", "orthogonal", "torch-default", "critical")
+        and not arg
+    ):
         return InitSpec(name, critical=name == "critical")
     raise ConfigError(f"unknown init {scheme!r}; choose one of: {', '.join(SCHEMES)}")
 

@@ -42,8 +42,9 @@ class BatchNorm(nn.Module):
     Works for ``(N, C)``, ``(N, C, L)`` and ``(N, C, H, W)`` inputs, like ``nn.BatchNorm1d/2d``.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
-                 track_running_stats: bool = True):
+    def __init__(
+        self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, track_running_stats: bool = True
+    ):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.track_running_stats = track_running_stats
@@ -79,8 +80,10 @@ class BatchNorm(nn.Module):
         return out.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
 
 
 def batch_norm(num_features: int, impl: str = "torch") -> nn.Module:

@@ -54,7 +54,8 @@ class MLP(nn.Module):
         n_in += extra
         self.units = nn.ModuleList(
             DenseUnit(n_in if i == 0 else spec.width, spec.width, spec.act, spec.norm, spec.skip, spec.depth)
-            for i in range(spec.depth))
+            for i in range(spec.depth)
+        )
         self.classifier = nn.Linear(spec.width, num_classes)
         init = spec.init
         for linear in self.linears():
@@ -72,4 +73,3 @@ class MLP(nn.Module):
         for unit in self.units:
             x = unit(x)
         return self.classifier(x)
-

@@ -33,7 +33,7 @@ class Family:
     build: Callable[[Any, tuple[int, int, int], int], nn.Module]
     datasets: tuple[str, ...]
     description: str
-    depth_unit: str = "conv layers"   # what ``depth`` counts, as plots label the depth axis
+    depth_unit: str = "conv layers"  # what ``depth`` counts, as plots label the depth axis
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,21 @@ class CatalogBuilder:
 
     def __call__(self, spec, input_shape, num_classes: int) -> nn.Module:
         module, _, name = self.path.partition(":")
-        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(spec, input_shape, num_classes)
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(
+            spec, input_shape, num_classes
+        )
 
 
 def catalog_family(info: catalog.FamilyInfo) -> Family:
     """A catalog family with its builder."""
-    return Family(info.name, info.spec_cls, CatalogBuilder(info.builder), info.datasets, info.description,
-                  info.depth_unit)
+    return Family(
+        info.name,
+        info.spec_cls,
+        CatalogBuilder(info.builder),
+        info.datasets,
+        info.description,
+        info.depth_unit,
+    )
 
 
 # One table: the catalog's families (with their builders) and its presets, the same dict, so that a
@@ -132,12 +140,16 @@ def model_config(name: str | ModelFactory, **overrides: Any) -> dict:
 def spec_params(spec) -> dict:
     """A spec's parameters as stored and hashed: every field, except an `OMIT_WHEN_NONE` one
     (`depthlab.models.specs`) at None."""
-    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)
-            if not (f.metadata.get("omit_when_none") and getattr(spec, f.name) is None)}
+    return {
+        f.name: getattr(spec, f.name)
+        for f in dataclasses.fields(spec)
+        if not (f.metadata.get("omit_when_none") and getattr(spec, f.name) is None)
+    }
 
 
-def create_model(name: str | ModelFactory, input_shape=(1, 28, 28), num_classes: int = 10,
-                 **overrides: Any) -> nn.Module:
+def create_model(
+    name: str | ModelFactory, input_shape=(1, 28, 28), num_classes: int = 10, **overrides: Any
+) -> nn.Module:
     """Build a model by preset name, ``create_model("cnn-elu-bn", depth=30)``, or by factory."""
     if isinstance(name, ModelFactory):
         params = factory_params(name, overrides)
@@ -179,7 +191,9 @@ def factory_params(factory: ModelFactory, params: dict) -> dict:
         raise ConfigError(f"{factory.name} needs a positive integer depth, got {depth!r}")
     for key, value in out.items():
         if not key.isidentifier() or not isinstance(value, (int, float, str, bool)):
-            raise ConfigError(f"{factory.name}: parameter {key}={value!r} must be a number, string or boolean")
+            raise ConfigError(
+                f"{factory.name}: parameter {key}={value!r} must be a number, string or boolean"
+            )
     return out
 
 
@@ -208,7 +222,10 @@ def layer_summary(model: nn.Module, input_shape) -> list[tuple[str, str, tuple, 
 
         def hook(mod, inp, out, name=name):
             shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ()
-            rows.append((name, type(mod).__name__, shape, sum(p.numel() for p in mod.parameters(recurse=False))))
+            rows.append(
+                (name, type(mod).__name__, shape, sum(p.numel() for p in mod.parameters(recurse=False)))
+            )
+
         hooks.append(module.register_forward_hook(hook))
     was_training = model.training
     model.eval()

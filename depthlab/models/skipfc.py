@@ -57,9 +57,13 @@ class SkipFCNet(nn.Module):
             return nn.BatchNorm2d(channels)
 
         self.features = nn.Sequential(
-            PointwiseConv(c, 7), norm(7), nn.ReLU(),
+            PointwiseConv(c, 7),
+            norm(7),
+            nn.ReLU(),
             nn.AvgPool2d(5),
-            nn.Conv2d(7, 12, 2), norm(12), nn.ReLU(),
+            nn.Conv2d(7, 12, 2),
+            norm(12),
+            nn.ReLU(),
         )
         h, w = h // 5 - 1, w // 5 - 1
         if h < 1 or w < 1:
@@ -74,4 +78,3 @@ class SkipFCNet(nn.Module):
         h = torch.relu(u + z if self.spec.skip else u)
         logits = self.classifier(h)
         return torch.softmax(logits.float(), dim=1) if self.spec.softmax_out else logits
-

@@ -23,7 +23,7 @@ OMIT_WHEN_NONE = {"omit_when_none": True}
 # holds the classes); the DKS/TAT ones are `depthlab.models.transformed.TRANSFORMED`.
 PLAIN_ACTIVATIONS = {"tanh": "Tanh", "elu": "ELU", "relu": "ReLU"}
 
-BN_IMPLS = ("torch", "scratch")   # nn.BatchNorm2d or the from-scratch `depthlab.models.layers.BatchNorm`
+BN_IMPLS = ("torch", "scratch")  # nn.BatchNorm2d or the from-scratch `depthlab.models.layers.BatchNorm`
 
 
 def check_choice(what: str, value, choices, where: str = "") -> None:
@@ -50,8 +50,9 @@ def check_plain_activation(name: str) -> None:
     from . import transformed
 
     if transformed.is_transformed(name):
-        raise ConfigError(f"activation {name!r} is built for the network's depth: only the stages and mlp "
-                          f"families take it")
+        raise ConfigError(
+            f"activation {name!r} is built for the network's depth: only the stages and mlp families take it"
+        )
     check_choice("activation", name, PLAIN_ACTIVATIONS)
 
 
@@ -125,7 +126,9 @@ class StagesSpec:
 
     def validate(self) -> None:
         if not isinstance(self.depth, int) or self.depth <= 0 or self.depth % 3:
-            raise ConfigError(f"depth must be a positive multiple of 3 for the stages family, got {self.depth}")
+            raise ConfigError(
+                f"depth must be a positive multiple of 3 for the stages family, got {self.depth}"
+            )
         check_transformed_fields(self)
         check_choice("norm", self.norm, STAGES_NORMS)
         check_choice("skip", self.skip, STAGES_SKIPS)
@@ -159,7 +162,9 @@ class ResNetCifarSpec:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
             raise ConfigError(f"resnet-cifar needs n >= 1 (depth 6n+2), got {self.n}")
         if self.shortcut not in CIFAR_SHORTCUTS:
-            raise ConfigError(f"unknown shortcut option {self.shortcut!r}; choose A (zero-pad) or B (1x1 conv)")
+            raise ConfigError(
+                f"unknown shortcut option {self.shortcut!r}; choose A (zero-pad) or B (1x1 conv)"
+            )
         check_choice("bn_impl", self.bn_impl, BN_IMPLS)
 
     @property
@@ -304,8 +309,9 @@ class MLPSpec:
         _positive_int("depth", self.depth)
         _positive_int("width", self.width)
         if self.width > MAX_MLP_WIDTH:
-            raise ConfigError(f"width must be at most {MAX_MLP_WIDTH:,} hidden units for the mlp family, got "
-                              f"{self.width:,}")
+            raise ConfigError(
+                f"width must be at most {MAX_MLP_WIDTH:,} hidden units for the mlp family, got {self.width:,}"
+            )
         check_transformed_fields(self)
         check_choice("norm", self.norm, MLP_NORMS)
         check_choice("skip", self.skip, MLP_SKIPS)

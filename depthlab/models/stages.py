@@ -40,7 +40,7 @@ class ConvUnit(nn.Module):
     stored ``p`` starting at 0 and k = sqrt(0.1): plain or momentum SGD then moves the
     effective scalar exactly as at lr / 10."""
 
-    FIXUP_SCALAR = 0.1 ** 0.5
+    FIXUP_SCALAR = 0.1**0.5
 
     def __init__(self, c_in: int, c_out: int, act: str, norm: str, skip: str, depth: int | None = None):
         super().__init__()
@@ -89,8 +89,10 @@ class StagesNet(nn.Module):
         self.stages = nn.ModuleList()
         self.heads = nn.ModuleList()
         for i, c_out in enumerate(spec.channels()):
-            units = [ConvUnit(c if j == 0 else c_out, c_out, spec.act, spec.norm, spec.skip, spec.depth)
-                     for j in range(per_stage)]
+            units = [
+                ConvUnit(c if j == 0 else c_out, c_out, spec.act, spec.norm, spec.skip, spec.depth)
+                for j in range(per_stage)
+            ]
             self.stages.append(nn.Sequential(*units, nn.AvgPool2d(2)))
             c, h, w = c_out, h // 2, w // 2
             if spec.heads == 3 and i < 2:

@@ -105,4 +105,3 @@ class StridedNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.units(x).flatten(1))
-

@@ -84,9 +84,9 @@ BASES = {"tanh": "tanh", "softplus": "softplus", "leaky-relu": "leaky_relu", "el
 TRANSFORMED = tuple(f"{m}-{b}" for m in METHODS for b in BASES)
 SUO = "suo"  # the init name of the package's scaled-uniform-orthogonal sampling
 
-DKS_ZETA = 1.5      # the package's default c_slope_1_target: C'_f(1) of the whole net
-TAT_ETA = 0.9       # the package's default c_val_0_target: C_f(0) of a leaky-ReLU net
-TAT_TAU = 0.3       # the package's default c_curve_target: C''_f(1) of a smooth-activation net
+DKS_ZETA = 1.5  # the package's default c_slope_1_target: C'_f(1) of the whole net
+TAT_ETA = 0.9  # the package's default c_val_0_target: C_f(0) of a leaky-ReLU net
+TAT_TAU = 0.3  # the package's default c_curve_target: C''_f(1) of a smooth-activation net
 
 INSTALL_HINT = "pip install 'depthlab[dks]'"
 
@@ -118,18 +118,22 @@ def check_transformed(name: str, init: str | None = None, depth: int | None = No
     split_name(name)
     _import_dks(name)
     if isinstance(init, str) and init.partition(":")[0] == "critical":
-        raise ConfigError(f"init {init!r} has no critical point for activation {name!r}: leave init at its "
-                          f"default (the package's orthogonal sampling) or name another scheme")
+        raise ConfigError(
+            f"init {init!r} has no critical point for activation {name!r}: leave init at its "
+            f"default (the package's orthogonal sampling) or name another scheme"
+        )
     if isinstance(depth, int) and depth > 0:
         transformed_activation(name, depth)
 
 
 def chain_subnet_max_func(depth: int):
     """M_{f,r}(x) of a plain chain of ``depth`` nonlinear layers: ``r`` applied ``depth`` times."""
+
     def subnet_max_func(x, r_fn):
         for _ in range(depth):
             x = r_fn(x)
         return x
+
     return subnet_max_func
 
 
@@ -144,8 +148,10 @@ def target(name: str) -> str:
 def out_of_range_message(name: str, depth: int) -> str:
     """The one line that refuses a DKS/TAT net at a depth its target cannot be reached at."""
     method, _ = split_name(name)
-    return (f"activation {name!r} at depth {depth} is outside {method}'s range: a chain of {depth} layers cannot "
-            f"reach the package's target {target(name)} (its solver finds no parameters)")
+    return (
+        f"activation {name!r} at depth {depth} is outside {method}'s range: a chain of {depth} layers cannot "
+        f"reach the package's target {target(name)} (its solver finds no parameters)"
+    )
 
 
 @functools.cache
@@ -161,7 +167,8 @@ def transformed_activation(name: str, depth: int):
         with warnings.catch_warnings():  # the solver's quadrature overflows harmlessly in its tails
             warnings.simplefilter("ignore", RuntimeWarning)
             acts = activation_transform.get_transformed_activations(
-                [base], method=method, subnet_max_func=chain_subnet_max_func(depth))
+                [base], method=method, subnet_max_func=chain_subnet_max_func(depth)
+            )
     except ValueError:  # the package's solver found no parameters
         raise ConfigError(out_of_range_message(name, depth)) from None
     return acts[base]

@@ -51,8 +51,9 @@ def check_output_dir(folder: str | os.PathLike) -> Path:
 OWNER_FILE = ".depthlab-command"  # which command's results a folder holds
 
 
-def check_output_owner(folder: str | os.PathLike, command: str, force: bool = False, *,
-                       own: Iterable[str | os.PathLike] = ()) -> None:
+def check_output_owner(
+    folder: str | os.PathLike, command: str, force: bool = False, *, own: Iterable[str | os.PathLike] = ()
+) -> None:
     """Refuse (unless ``force``) to write ``command``'s results into a folder that already holds
     another command's (as its `OWNER_FILE` says), or into an existing folder depthlab never marked
     that holds anything but ``own`` (the command's store and its companion files): those are the
@@ -63,15 +64,21 @@ def check_output_owner(folder: str | os.PathLike, command: str, force: bool = Fa
     except OSError:
         owner = None
     if owner and owner != command and not force:
-        raise ConfigError(f"output folder {folder} already holds the results of `depthlab {owner}`; "
-                          f"write `{command}` elsewhere (--out) or pass --force")
+        raise ConfigError(
+            f"output folder {folder} already holds the results of `depthlab {owner}`; "
+            f"write `{command}` elsewhere (--out) or pass --force"
+        )
     if owner or force:
         return
-    foreign = sorted(set(_entries(Path(folder))) - {name for path in own for name in _companions(Path(path), folder)})
+    foreign = sorted(
+        set(_entries(Path(folder))) - {name for path in own for name in _companions(Path(path), folder)}
+    )
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise ConfigError(f"output folder {folder} holds files depthlab did not write ({shown}); write `{command}` "
-                          "elsewhere (--out) or pass --force to write into it")
+        raise ConfigError(
+            f"output folder {folder} holds files depthlab did not write ({shown}); write `{command}` "
+            "elsewhere (--out) or pass --force to write into it"
+        )
 
 
 def _entries(folder: Path) -> list[str]:
@@ -116,8 +123,9 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-def atomic_write(path: str | os.PathLike, writer: Callable[[IO], None], *, binary: bool = False,
-                 **open_kwargs) -> Path:
+def atomic_write(
+    path: str | os.PathLike, writer: Callable[[IO], None], *, binary: bool = False, **open_kwargs
+) -> Path:
     """Write ``path`` through ``writer(fh)`` atomically: into a temp file beside it (a unique
     ``.NAME.*.tmp``), flushed to disk, then renamed over ``path``. Readers see the previous file
     or the new one, never a part: a full disk, a read-only folder or an exception in ``writer``
@@ -126,8 +134,9 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[IO], None], *, binar
     path = Path(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.",
-                                   suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp"
+        )
         os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would make it (mkstemp makes it private)
         with os.fdopen(fd, "wb" if binary else "w", **open_kwargs) as fh:
             writer(fh)
@@ -154,8 +163,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 # What a full or read-only disk looks like, as an OSError errno or in an SQLite message.
-DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-               errno.EROFS: "the file system is read-only"}
+DISK_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+}
 
 
 def disk_problem(exc: BaseException) -> str | None:
@@ -163,8 +175,10 @@ def disk_problem(exc: BaseException) -> str | None:
     `OSError` (ENOSPC, EDQUOT, EROFS) or an `sqlite3` error saying so."""
     if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
         where = f" writing {exc.filename}" if exc.filename else ""
-        return (f"{DISK_ERRNOS[exc.errno]}{where} ({exc.strerror or exc}); nothing was half-written (a file it "
-                "would replace is intact) and the runs finished so far are kept in the store")
+        return (
+            f"{DISK_ERRNOS[exc.errno]}{where} ({exc.strerror or exc}); nothing was half-written (a file it "
+            "would replace is intact) and the runs finished so far are kept in the store"
+        )
     if type(exc).__module__ == "sqlite3" and isinstance(exc, Exception):
         text = str(exc).lower()
         if "disk is full" in text:
@@ -173,6 +187,8 @@ def disk_problem(exc: BaseException) -> str | None:
             what = "the store is read-only"
         else:
             return None
-        return (f"{what}: the store could not be written ({exc}); the write in progress was rolled back "
-                "and every run finished before it is kept")
+        return (
+            f"{what}: the store could not be written ({exc}); the write in progress was rolled back "
+            "and every run finished before it is kept"
+        )
     return None

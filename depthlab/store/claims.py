@@ -17,8 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-HEARTBEAT_EVERY = 30.0   # seconds between a holder's heartbeats
-STALE_AFTER = 300.0      # a claim from another host without a heartbeat for this long is stale
+HEARTBEAT_EVERY = 30.0  # seconds between a holder's heartbeats
+STALE_AFTER = 300.0  # a claim from another host without a heartbeat for this long is stale
 
 # Tokens of the stores open in this process: a claim by this pid under another token is live
 # only while that store is open (two runners in one process), stale once it was dropped.
@@ -29,9 +29,12 @@ def _linux_process_start(pid: int) -> tuple[str, float] | None:
     """(state, start time as a Unix time) of a process from /proc, or None where there is no /proc."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        btime = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                     if line.startswith("btime "))
-        fields = stat[stat.rindex(")") + 2:].split()  # the name in (...) may contain spaces
+        btime = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        fields = stat[stat.rindex(")") + 2 :].split()  # the name in (...) may contain spaces
         return fields[0], btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
@@ -72,8 +75,9 @@ def take(conn: sqlite3.Connection, keys: list[str], token: str) -> dict[str, tup
     elsewhere: dict[str, tuple[int, str]] = {}
     now, pid, host = time.time(), os.getpid(), socket.gethostname()
     for key in keys:
-        row = conn.execute("SELECT pid, host, token, started_at, heartbeat FROM claims WHERE config_hash = ?",
-                           (key,)).fetchone()
+        row = conn.execute(
+            "SELECT pid, host, token, started_at, heartbeat FROM claims WHERE config_hash = ?", (key,)
+        ).fetchone()
         if row is not None and row[2] != token and claim_is_live(*row):
             elsewhere[key] = (row[0], row[1])
             continue
@@ -105,7 +109,9 @@ class Heartbeat:
                 conn = sqlite3.connect(self.path, timeout=60.0)
                 try:
                     with conn:
-                        conn.execute("UPDATE claims SET heartbeat = ? WHERE token = ?", (time.time(), self.token))
+                        conn.execute(
+                            "UPDATE claims SET heartbeat = ? WHERE token = ?", (time.time(), self.token)
+                        )
                 finally:
                     conn.close()
             except sqlite3.Error:  # a missed beat only brings staleness nearer on another host

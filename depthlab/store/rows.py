@@ -113,7 +113,9 @@ def check_result(result) -> None:
     if not isinstance(result, dict):
         raise BadRecord(f"result is a JSON {type(result).__name__}, not an object")
     if "status" in result and result["status"] not in STATUSES:
-        raise BadRecord(f"result status {str(result['status'])[:40]!r} is not one of {', '.join(sorted(STATUSES))}")
+        raise BadRecord(
+            f"result status {str(result['status'])[:40]!r} is not one of {', '.join(sorted(STATUSES))}"
+        )
     epochs = result.get("epochs", [])
     if not isinstance(epochs, list):
         raise BadRecord("result epochs are not a list of objects")

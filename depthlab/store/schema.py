@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS claims (
 )"""
 
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS depthlab_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,7 +67,10 @@ CREATE TABLE IF NOT EXISTS epochs (
     extra TEXT,
     PRIMARY KEY (run_id, epoch)
 );
-""" + CLAIMS_TABLE + ";\n"
+"""
+    + CLAIMS_TABLE
+    + ";\n"
+)
 
 
 # The statements that take a store from version N to N + 1.
@@ -102,8 +106,10 @@ def read_version(conn: sqlite3.Connection, path: Path) -> int:
     except (TypeError, ValueError):
         raise StoreError(f"{path}: schema version {str(text)[:40]!r} is not a version number") from None
     if version > SCHEMA_VERSION:
-        raise StoreError(f"{path} has schema version {version}, newer than this depthlab reads (up to "
-                         f"{SCHEMA_VERSION}): upgrade depthlab to use it (the store was not changed)")
+        raise StoreError(
+            f"{path} has schema version {version}, newer than this depthlab reads (up to "
+            f"{SCHEMA_VERSION}): upgrade depthlab to use it (the store was not changed)"
+        )
     return version
 
 
@@ -143,5 +149,7 @@ def migrate(conn: sqlite3.Connection, path: Path, transaction, backup: Path) -> 
             for statement in MIGRATIONS[step]:
                 c.execute(statement)
         c.execute("INSERT OR REPLACE INTO depthlab_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    log.info(f"migrated store {path} from schema version {version} to {SCHEMA_VERSION}; "
-             f"the version-{version} store is kept as {backup}")
+    log.info(
+        f"migrated store {path} from schema version {version} to {SCHEMA_VERSION}; "
+        f"the version-{version} store is kept as {backup}"
+    )

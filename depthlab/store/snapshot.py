@@ -39,15 +39,18 @@ def _check_snapshot_destination(dest: Path, dest_ckpt: Path, force: bool) -> Non
         raise StoreError(f"snapshot destination {dest} is a folder; give the path of a store file")
     if dest.exists() or dest.is_symlink():
         if not force:
-            raise StoreError(f"snapshot destination {dest} exists; --force replaces it if it is a depthlab store")
+            raise StoreError(
+                f"snapshot destination {dest} exists; --force replaces it if it is a depthlab store"
+            )
         if not _is_depthlab_store(dest):
             raise StoreError(f"snapshot destination {dest} exists and is not a depthlab store: not replaced")
     if dest_ckpt.exists() or dest_ckpt.is_symlink():
         if not dest_ckpt.is_dir() or dest_ckpt.is_symlink():
             raise StoreError(f"snapshot destination {dest_ckpt} exists and is not a checkpoint folder")
         if not force:
-            raise StoreError(f"snapshot destination {dest_ckpt} exists; --force replaces the checkpoint "
-                             "files in it")
+            raise StoreError(
+                f"snapshot destination {dest_ckpt} exists; --force replaces the checkpoint files in it"
+            )
 
 
 def snapshot_store(store_path: str | os.PathLike, dest: str | os.PathLike, *, force: bool = False) -> dict:
@@ -91,8 +94,11 @@ def _copy_checkpoints(src_ckpt: Path, dest_ckpt: Path) -> tuple[set[str], int]:
     copied: set[str] = set()
     total = 0
     # Checkpoints being written are "*.tmp" files (train.save_checkpoint): not carried.
-    carried = [f for f in sorted(src_ckpt.iterdir()) if f.is_file() and not f.name.endswith(".tmp")] \
-        if src_ckpt.is_dir() else []
+    carried = (
+        [f for f in sorted(src_ckpt.iterdir()) if f.is_file() and not f.name.endswith(".tmp")]
+        if src_ckpt.is_dir()
+        else []
+    )
     if carried:
         dest_ckpt.mkdir(parents=True, exist_ok=True)
     for f in carried:
@@ -110,7 +116,12 @@ def _copy_checkpoints(src_ckpt: Path, dest_ckpt: Path) -> tuple[set[str], int]:
         total += (dest_ckpt / f.name).stat().st_size
     if dest_ckpt.is_dir():
         for f in dest_ckpt.iterdir():
-            if f.name not in copied and f.is_file() and not f.is_symlink() and f.name.endswith(CHECKPOINT_SUFFIXES):
+            if (
+                f.name not in copied
+                and f.is_file()
+                and not f.is_symlink()
+                and f.name.endswith(CHECKPOINT_SUFFIXES)
+            ):
                 f.unlink()
         remove_if_empty(dest_ckpt)
     return copied, total
@@ -140,6 +151,11 @@ def _backup_store(src: Path, dest: Path) -> int:
             Path(os.fspath(dest) + side).unlink(missing_ok=True)
         os.replace(tmp_db, dest)
     finally:
-        for leftover in (tmp_db, Path(tmp_name + "-journal"), Path(tmp_name + "-wal"), Path(tmp_name + "-shm")):
+        for leftover in (
+            tmp_db,
+            Path(tmp_name + "-journal"),
+            Path(tmp_name + "-wal"),
+            Path(tmp_name + "-shm"),
+        ):
             leftover.unlink(missing_ok=True)
     return runs

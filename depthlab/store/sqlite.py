@@ -37,8 +37,22 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 EPOCH_COLUMNS = ("epoch", "train_error", "test_error", "loss", "lr", "seconds")
 
 
-RUN_FRAME_COLUMNS = ("id", "status", "model", "depth", "lr", "precision", "epochs", "train_size", "test_error",
-                     "seconds", "kind", "dataset", "config_hash", "device")
+RUN_FRAME_COLUMNS = (
+    "id",
+    "status",
+    "model",
+    "depth",
+    "lr",
+    "precision",
+    "epochs",
+    "train_size",
+    "test_error",
+    "seconds",
+    "kind",
+    "dataset",
+    "config_hash",
+    "device",
+)
 
 
 @dataclass
@@ -136,8 +150,9 @@ def remove_if_empty(folder: str | os.PathLike) -> None:
 class Store:
     """A depthlab run store in one SQLite file. Use as a context manager or call `close`."""
 
-    def __init__(self, path: str | os.PathLike = "depthlab.db", *, must_exist: bool = False,
-                 reading: bool = False):
+    def __init__(
+        self, path: str | os.PathLike = "depthlab.db", *, must_exist: bool = False, reading: bool = False
+    ):
         """Open (or create) the store at ``path``. ``reading=True`` opens an existing store
         only to read it: its journal mode is left as it is, so looking into a DELETE-mode
         snapshot (`snapshot_store`) does not rewrite its header to WAL; an empty file is read
@@ -176,7 +191,11 @@ class Store:
                     if statement.strip().startswith("CREATE TABLE"):
                         self.conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
             return version
-        backup = schema.back_up(self.conn, self.path, version) if tables and version < schema.SCHEMA_VERSION else None
+        backup = (
+            schema.back_up(self.conn, self.path, version)
+            if tables and version < schema.SCHEMA_VERSION
+            else None
+        )
         # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once
         # (no busy wait) while another process opens the same new store: retry, as writes do.
         self._while_locked(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
@@ -256,64 +275,123 @@ class Store:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def start_run(self, config: dict, config_hash: str, *, kind: str = "train",
-                  experiment: str | None = None, device: str | None = None) -> int:
+    def start_run(
+        self,
+        config: dict,
+        config_hash: str,
+        *,
+        kind: str = "train",
+        experiment: str | None = None,
+        device: str | None = None,
+    ) -> int:
         """Insert a ``running`` row, first dropping stale ``running`` rows of the same config."""
         import torch  # the torch version is part of every record
 
         with self.transaction() as c:
             for run_id, pid, host, created_at in c.execute(
-                    "SELECT id, pid, host, created_at FROM runs WHERE config_hash = ? AND status = 'running'",
-                    (config_hash,)).fetchall():
+                "SELECT id, pid, host, created_at FROM runs WHERE config_hash = ? AND status = 'running'",
+                (config_hash,),
+            ).fetchall():
                 if host != socket.gethostname() or not _pid_alive(pid, created_at) or pid == os.getpid():
                     c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             cur = c.execute(
                 "INSERT INTO runs (config_hash, kind, experiment, model, dataset, config, status, "
                 "torch_version, device, pid, host, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (config_hash, kind, experiment, config.get("model", "?"), config.get("dataset", "?"),
-                 json.dumps(config, sort_keys=True), RunStatus.RUNNING.value, torch.__version__, device,
-                 os.getpid(), socket.gethostname(), time.time()))
+                (
+                    config_hash,
+                    kind,
+                    experiment,
+                    config.get("model", "?"),
+                    config.get("dataset", "?"),
+                    json.dumps(config, sort_keys=True),
+                    RunStatus.RUNNING.value,
+                    torch.__version__,
+                    device,
+                    os.getpid(),
+                    socket.gethostname(),
+                    time.time(),
+                ),
+            )
             return int(cur.lastrowid)
 
     @staticmethod
     def _insert_epoch(c: sqlite3.Connection, run_id: int, metrics: dict) -> None:
         extra = {k: v for k, v in metrics.items() if k not in EPOCH_COLUMNS}
-        c.execute("INSERT OR REPLACE INTO epochs VALUES (?,?,?,?,?,?,?,?)",
-                  (run_id, *(metrics.get(k) for k in EPOCH_COLUMNS), json.dumps(extra) if extra else None))
+        c.execute(
+            "INSERT OR REPLACE INTO epochs VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, *(metrics.get(k) for k in EPOCH_COLUMNS), json.dumps(extra) if extra else None),
+        )
 
     def log_epoch(self, run_id: int, metrics: dict) -> None:
         with self.transaction() as c:
             self._insert_epoch(c, run_id, metrics)
 
-    def finish_run(self, run_id: int, status: str, *, seconds: float, reason: str | None = None,
-                   result: dict | None = None, device: str | None = None) -> None:
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        seconds: float,
+        reason: str | None = None,
+        result: dict | None = None,
+        device: str | None = None,
+    ) -> None:
         """Write the final status (and the device actually used, when given) in one transaction."""
         if status not in FINISHED:
             raise ValueError(f"bad final status {status!r}")
         with self.transaction() as c:
-            c.execute("UPDATE runs SET status = ?, reason = ?, result = ?, seconds = ?, finished_at = ?, "
-                      "device = COALESCE(?, device) WHERE id = ?",
-                      (status, reason, json.dumps(result) if result is not None else None,
-                       seconds, time.time(), device, run_id))
+            c.execute(
+                "UPDATE runs SET status = ?, reason = ?, result = ?, seconds = ?, finished_at = ?, "
+                "device = COALESCE(?, device) WHERE id = ?",
+                (
+                    status,
+                    reason,
+                    json.dumps(result) if result is not None else None,
+                    seconds,
+                    time.time(),
+                    device,
+                    run_id,
+                ),
+            )
             self._release_claim_of(c, run_id)
 
     def _release_claim_of(self, c: sqlite3.Connection, run_id: int) -> None:
         """With a run's result, in its transaction: its claim (if this store holds it) is released."""
         if self._heartbeat is not None:
-            c.execute("DELETE FROM claims WHERE token = ? AND config_hash = (SELECT config_hash FROM runs "
-                      "WHERE id = ?)", (self.token, run_id))
+            c.execute(
+                "DELETE FROM claims WHERE token = ? AND config_hash = (SELECT config_hash FROM runs "
+                "WHERE id = ?)",
+                (self.token, run_id),
+            )
 
-    def record(self, config: dict, config_hash: str, result: dict, *, kind: str = "train",
-               experiment: str | None = None) -> int:
+    def record(
+        self,
+        config: dict,
+        config_hash: str,
+        result: dict,
+        *,
+        kind: str = "train",
+        experiment: str | None = None,
+    ) -> int:
         """Write a whole finished run at once (used by executors whose workers cannot write)."""
-        run_id = self.start_run(config, config_hash, kind=kind, experiment=experiment,
-                                device=result.get("device"))
+        run_id = self.start_run(
+            config, config_hash, kind=kind, experiment=experiment, device=result.get("device")
+        )
         with self.transaction() as c:
             for e in result.get("epochs", []):
                 self._insert_epoch(c, run_id, e)
-            c.execute("UPDATE runs SET status = ?, reason = ?, result = ?, seconds = ?, finished_at = ? "
-                      "WHERE id = ?", (result["status"], result.get("reason"), json.dumps(result),
-                                       result.get("seconds"), time.time(), run_id))
+            c.execute(
+                "UPDATE runs SET status = ?, reason = ?, result = ?, seconds = ?, finished_at = ? "
+                "WHERE id = ?",
+                (
+                    result["status"],
+                    result.get("reason"),
+                    json.dumps(result),
+                    result.get("seconds"),
+                    time.time(),
+                    run_id,
+                ),
+            )
             self._release_claim_of(c, run_id)
         return run_id
 
@@ -333,21 +411,40 @@ class Store:
             config, result = decode_run(r)
         except BadRecord as exc:
             raise StoreError(f"{self.path}: run {r['id']} has a corrupted record ({exc})") from None
-        return RunRow(r["id"], r["config_hash"], r["kind"], r["experiment"], r["model"], r["dataset"], config,
-                      r["status"], r["reason"], result, r["seconds"], r["torch_version"], r["device"],
-                      r["created_at"])
+        return RunRow(
+            r["id"],
+            r["config_hash"],
+            r["kind"],
+            r["experiment"],
+            r["model"],
+            r["dataset"],
+            config,
+            r["status"],
+            r["reason"],
+            result,
+            r["seconds"],
+            r["torch_version"],
+            r["device"],
+            r["created_at"],
+        )
 
-    _COLUMNS = ("id, config_hash, kind, experiment, model, dataset, config, status, reason, result, "
-                "seconds, torch_version, device, created_at")
+    _COLUMNS = (
+        "id, config_hash, kind, experiment, model, dataset, config, status, reason, result, "
+        "seconds, torch_version, device, created_at"
+    )
 
     def find_finished(self, config_hash: str) -> RunRow | None:
         """The latest finished run (done, diverged or failed) of a config, if any."""
         rows = self._select(
             f"SELECT {self._COLUMNS} FROM runs WHERE config_hash = ? AND status IN ('done','diverged','failed') "
-            "ORDER BY id DESC LIMIT 1", (config_hash,))
+            "ORDER BY id DESC LIMIT 1",
+            (config_hash,),
+        )
         return self._row(rows[0]) if rows else None
 
-    def runs(self, *, limit: int | None = None, status: str | None = None, kind: str | None = None) -> list[RunRow]:
+    def runs(
+        self, *, limit: int | None = None, status: str | None = None, kind: str | None = None
+    ) -> list[RunRow]:
         sql = f"SELECT {self._COLUMNS} FROM runs"
         where, args = [], []
         if status:
@@ -368,24 +465,39 @@ class Store:
         epochs, train_size, test_error (a fraction), seconds, kind, dataset, config_hash, device."""
         from ..report.tables import data_frame
 
-        rows = ({"id": r.id, "status": r.status, "model": r.model,
-                 "depth": (r.config.get("model_args") or {}).get("depth"), "lr": r.config.get("lr"),
-                 "precision": r.config.get("precision", "fp32"), "epochs": r.config.get("epochs"),
-                 "train_size": r.config.get("train_size"), "test_error": (r.result or {}).get("test_error"),
-                 "seconds": r.seconds, "kind": r.kind, "dataset": r.dataset, "config_hash": r.config_hash,
-                 "device": r.device} for r in self.runs(limit=limit, status=status, kind=kind))
+        rows = (
+            {
+                "id": r.id,
+                "status": r.status,
+                "model": r.model,
+                "depth": (r.config.get("model_args") or {}).get("depth"),
+                "lr": r.config.get("lr"),
+                "precision": r.config.get("precision", "fp32"),
+                "epochs": r.config.get("epochs"),
+                "train_size": r.config.get("train_size"),
+                "test_error": (r.result or {}).get("test_error"),
+                "seconds": r.seconds,
+                "kind": r.kind,
+                "dataset": r.dataset,
+                "config_hash": r.config_hash,
+                "device": r.device,
+            }
+            for r in self.runs(limit=limit, status=status, kind=kind)
+        )
         return data_frame(rows, RUN_FRAME_COLUMNS)
 
     def epochs(self, run_id: int) -> list[dict]:
         """The epochs table's rows of a run, checked (`depthlab.store.rows.decode_epoch`)."""
         out = []
-        for r in self._select(f"SELECT {', '.join(EPOCH_COLUMNS)}, extra FROM epochs "
-                              "WHERE run_id = ? ORDER BY epoch", (run_id,)):
+        for r in self._select(
+            f"SELECT {', '.join(EPOCH_COLUMNS)}, extra FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
+        ):
             try:
                 out.append(decode_epoch(r, EPOCH_COLUMNS))
             except BadRecord as exc:
-                raise StoreError(f"{self.path}: epoch {r['epoch']} of run {run_id} has a corrupted record "
-                                 f"({exc})") from None
+                raise StoreError(
+                    f"{self.path}: epoch {r['epoch']} of run {run_id} has a corrupted record ({exc})"
+                ) from None
         return out
 
     def interrupted(self) -> set[int]:
@@ -393,8 +505,11 @@ class Store:
         interrupted, not running. Rows from another host cannot be checked and stay running."""
         rows = self._select("SELECT id, pid, host, created_at FROM runs WHERE status = 'running'")
         here = socket.gethostname()
-        return {r["id"] for r in rows
-                if r["host"] == here and r["pid"] != os.getpid() and not _pid_alive(r["pid"], r["created_at"])}
+        return {
+            r["id"]
+            for r in rows
+            if r["host"] == here and r["pid"] != os.getpid() and not _pid_alive(r["pid"], r["created_at"])
+        }
 
     def count(self, status: str | None = None) -> int:
         if status:

@@ -19,8 +19,10 @@ def check_export_folder(folder: str | Path) -> Path:
     """The export folder, refused (one line, exit 2) when it is a file or already holds something."""
     path = Path(folder)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ConfigError(f"--tensorboard {folder}: {'is not a folder' if not path.is_dir() else 'is not empty'} "
-                          "(an export goes into a new or empty folder)")
+        raise ConfigError(
+            f"--tensorboard {folder}: {'is not a folder' if not path.is_dir() else 'is not empty'} "
+            "(an export goes into a new or empty folder)"
+        )
     return path
 
 

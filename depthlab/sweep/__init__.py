@@ -7,4 +7,13 @@ from .jobs import Job
 from .runner import run_recorded, stored_result
 from .session import open_runner, run_trials
 
-__all__ = ["ExecutorSpec", "Job", "TrialRunner", "default_workers", "open_runner", "run_recorded", "run_trials", "stored_result"]
+__all__ = [
+    "ExecutorSpec",
+    "Job",
+    "TrialRunner",
+    "default_workers",
+    "open_runner",
+    "run_recorded",
+    "run_trials",
+    "stored_result",
+]

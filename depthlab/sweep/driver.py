@@ -80,13 +80,25 @@ class TrialRunner(SharedWork):
     retries = 2
     backoff = 1.0
 
-    def __init__(self, executor: Executor, store: Store | None = None, data: Dataset | None = None, *,
-                 data_dir=None, fuse: int = 1, log: Callable[[str], None] | None = None,
-                 checkpoint_dir: str | os.PathLike | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        executor: Executor,
+        store: Store | None = None,
+        data: Dataset | None = None,
+        *,
+        data_dir=None,
+        fuse: int = 1,
+        log: Callable[[str], None] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        threads: int | None = None,
+    ):
         self.threads = threads or getattr(executor, "trial_threads", None) or SWEEP_THREADS
         self.executor, self.store, self.data_dir, self.fuse, self.log = executor, store, data_dir, fuse, log
-        self.checkpoint_dir = (os.path.abspath(checkpoint_dir)
-                               if checkpoint_dir is not None and takes_checkpoints(executor) else None)
+        self.checkpoint_dir = (
+            os.path.abspath(checkpoint_dir)
+            if checkpoint_dir is not None and takes_checkpoints(executor)
+            else None
+        )
         self._datasets: dict[str, Dataset] = {data.name: data} if data is not None else {}
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._inflight: dict[str, list[tuple[Request, int, Job]]] = {}
@@ -111,7 +123,9 @@ class TrialRunner(SharedWork):
 
     # -- the public API ---------------------------------------------------------------------
 
-    def run(self, trials: Sequence[Job], on_result: Callable[[int, RunResult], None] | None = None) -> list[RunResult]:
+    def run(
+        self, trials: Sequence[Job], on_result: Callable[[int, RunResult], None] | None = None
+    ) -> list[RunResult]:
         """Run ``trials`` (concurrently, as far as the executor allows) and return their results
         in the order given, each with ``reused`` telling whether it came from the store.
         ``on_result(index, result)`` is called (in the driver thread) as each one is in."""
@@ -200,8 +214,12 @@ class TrialRunner(SharedWork):
 
     def _stored(self, config: TrainConfig) -> RunResult | None:
         """The stored result of ``config`` if it was made on the data it would train on now."""
-        return stored_result(self.store, config.hash(), dataset=config.dataset,
-                             fingerprint=lambda: self._dataset(config.dataset).fingerprint())
+        return stored_result(
+            self.store,
+            config.hash(),
+            dataset=config.dataset,
+            fingerprint=lambda: self._dataset(config.dataset).fingerprint(),
+        )
 
     def _dataset(self, name: str) -> Dataset:
         if name not in self._datasets:
@@ -257,7 +275,7 @@ class TrialRunner(SharedWork):
                 by_key.setdefault(key, []).append(item)
         groups = []
         for members in by_key.values():
-            groups += [members[j:j + self.fuse] for j in range(0, len(members), self.fuse)]
+            groups += [members[j : j + self.fuse] for j in range(0, len(members), self.fuse)]
         return groups + singles
 
     def _pieces(self, groups: list[list]) -> list[list]:
@@ -269,6 +287,7 @@ class TrialRunner(SharedWork):
         computed as one net, so another split would store other trials and other bits). A group
         with a checkpoint is resumed as it was: never split, and halves with checkpoints of
         their own (a run with more slots split it) are split again."""
+
         def saved(g: list) -> bool:
             return os.path.exists(self._checkpoint_path([(t, k) for _, t, k in g]) or "")
 
@@ -286,12 +305,14 @@ class TrialRunner(SharedWork):
                 break
             j = max(splittable, key=lambda j: (len(pieces[j]), -j))
             half = (len(pieces[j]) + 1) // 2
-            pieces[j:j + 1] = [pieces[j][:half], pieces[j][half:]]
+            pieces[j : j + 1] = [pieces[j][:half], pieces[j][half:]]
         return pieces
 
     def _enqueue(self, group: list[tuple[Job, str]], attempt: int) -> None:
         """Queue a group for `_dispatch`."""
-        heapq.heappush(self._waiting, (training_cost([t.config for t, _ in group]), next(self._tiebreak), group, attempt))
+        heapq.heappush(
+            self._waiting, (training_cost([t.config for t, _ in group]), next(self._tiebreak), group, attempt)
+        )
 
     def _dispatch(self) -> None:
         """Hand the cheapest waiting groups to the executor while it has free slots. Holding the
@@ -301,7 +322,9 @@ class TrialRunner(SharedWork):
         limit = self.executor.dispatch_limit
         while self._waiting and (limit is None or self._running < limit):
             _, _, group, attempt = heapq.heappop(self._waiting)
-            group = self._claimed(group)  # what another process trains meanwhile is awaited, not trained twice
+            group = self._claimed(
+                group
+            )  # what another process trains meanwhile is awaited, not trained twice
             if not group:
                 continue
             data = self._datasets[group[0][0].config.dataset]  # loaded by `_start`
@@ -310,11 +333,16 @@ class TrialRunner(SharedWork):
                 progress = checkpoint_progress(checkpoint)
                 if progress is not None:
                     head = group[0][0].config
-                    self.log(f"resuming {head.model} {describe_args(head.model_args)}({len(group)} trial(s)) from its "
-                             f"checkpoint: {progress[0]:g} of {head.epochs} epochs saved")
+                    self.log(
+                        f"resuming {head.model} {describe_args(head.model_args)}({len(group)} trial(s)) from its "
+                        f"checkpoint: {progress[0]:g} of {head.epochs} epochs saved"
+                    )
             try:
-                future = (self.executor.submit([t for t, _ in group], data, checkpoint=checkpoint)
-                          if checkpoint is not None else self.executor.submit([t for t, _ in group], data))
+                future = (
+                    self.executor.submit([t for t, _ in group], data, checkpoint=checkpoint)
+                    if checkpoint is not None
+                    else self.executor.submit([t for t, _ in group], data)
+                )
             except Exception as exc:  # it could not even be handed over: an executor error like any other
                 future = Future()
                 future.set_exception(exc)
@@ -336,8 +364,10 @@ class TrialRunner(SharedWork):
             results = future.result()
         except NotFusable as exc:  # its fused net failed the probe: the members go as single trials
             if self.log is not None:
-                self.log(f"{group[0][0].config.model}: {len(group)} trial(s) do not fuse ({exc}); "
-                         "they run one by one")
+                self.log(
+                    f"{group[0][0].config.model}: {len(group)} trial(s) do not fuse ({exc}); "
+                    "they run one by one"
+                )
             for item in group:
                 self._enqueue([item], attempt)
             return
@@ -356,8 +386,12 @@ class TrialRunner(SharedWork):
             if attempt <= self.retries:
                 delay = self.backoff * 2 ** (attempt - 1)
                 if self.log is not None:
-                    self.log(f"executor error ({one_line(exc)}); retrying {len(group)} trial(s) in {delay:g} s")
-                timer = threading.Timer(delay, self._events.put, args=(("retry", (group, attempt + 1), None),))
+                    self.log(
+                        f"executor error ({one_line(exc)}); retrying {len(group)} trial(s) in {delay:g} s"
+                    )
+                timer = threading.Timer(
+                    delay, self._events.put, args=(("retry", (group, attempt + 1), None),)
+                )
                 timer.daemon = True
                 timer.start()
                 return
@@ -365,7 +399,8 @@ class TrialRunner(SharedWork):
             error = InfrastructureError(
                 f"the executor failed {attempt} times running {head.model} {describe_args(head.model_args)}"
                 f"({len(group)} trial(s)): {one_line(exc)}; nothing was recorded for them, and finished trials "
-                "are kept: run the same command again to continue")
+                "are kept: run the same command again to continue"
+            )
             self._abandon(error)
             raise error from exc
         self._keep_results(group, results)
@@ -376,15 +411,22 @@ class TrialRunner(SharedWork):
         and the group's checkpoint, which has served, deleted."""
         for (trial, key), result in zip(group, results):
             result.reused = False
-            if result.status == RunStatus.CANCELLED:  # moot, cut short: no verdict to keep (a later run retrains it)
+            if (
+                result.status == RunStatus.CANCELLED
+            ):  # moot, cut short: no verdict to keep (a later run retrains it)
                 self.trials_cancelled += 1
                 if self.store is not None:
                     self.store.release([key])
             else:
                 if self.store is not None:
                     data = self._datasets[trial.config.dataset]
-                    self.store.record(stored_config(trial.config, data, trial.monitor), key, result.to_dict(),
-                                      kind=trial.kind, experiment=trial.experiment)
+                    self.store.record(
+                        stored_config(trial.config, data, trial.monitor),
+                        key,
+                        result.to_dict(),
+                        kind=trial.kind,
+                        experiment=trial.experiment,
+                    )
                 self.trials_run += 1
             for request, index, _ in self._inflight.pop(key):
                 request.fill(index, copy.copy(result))  # each request its own record
@@ -395,7 +437,6 @@ class TrialRunner(SharedWork):
             except OSError as exc:  # a checkpoint is only ever a saving of time
                 if self.log is not None:
                     self.log(f"could not delete checkpoint {checkpoint}: {exc}")
-
 
     def _abandon(self, error: BaseException) -> None:
         """Stop: every request still waiting gets ``error`` (its search thread raises it), and
@@ -409,5 +450,3 @@ class TrialRunner(SharedWork):
                 if not request.future.done():
                     request.future.set_exception(error)
         self._inflight.clear()
-
-

@@ -26,7 +26,7 @@ from .jobs import Job, _init_process_worker, _ray_run_group, run_group
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXECUTORS = ("local", "ray")
 MAX_WORKERS = 256  # local worker processes
-MAX_FUSE = 256     # members of one fused network
+MAX_FUSE = 256  # members of one fused network
 MAX_CPUS_PER_TRIAL = 1024  # Ray resources one trial may ask for
 MAX_GPUS_PER_TRIAL = 64
 
@@ -118,8 +118,12 @@ class ProcessExecutor(Executor):
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_process_worker, initargs=(self.threads, os.getpid()))
+            self._pool = ProcessPoolExecutor(
+                self.slots,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_process_worker,
+                initargs=(self.threads, os.getpid()),
+            )
         return self._pool
 
     def submit(self, trials, data, checkpoint=None):
@@ -154,8 +158,14 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-                 num_cpus: int | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        cpus_per_trial: float = 1.0,
+        gpus_per_trial: float = 0.0,
+        num_cpus: int | None = None,
+    ):
         try:
             import ray
         except ImportError:
@@ -164,8 +174,9 @@ class RayExecutor(Executor):
         self._started_here = not ray.is_initialized()
         if self._started_here:
             runtime_env = {"py_modules": [PACKAGE_DIR]}
-            kwargs = dict(address=address, runtime_env=runtime_env, log_to_driver=False,
-                          include_dashboard=False)
+            kwargs = dict(
+                address=address, runtime_env=runtime_env, log_to_driver=False, include_dashboard=False
+            )
             if address is None and num_cpus is not None:
                 kwargs["num_cpus"] = num_cpus
             try:
@@ -180,8 +191,9 @@ class RayExecutor(Executor):
         by_cpu = int(resources.get("CPU", 1) // max(cpus_per_trial, 1e-9))
         by_gpu = int(resources.get("GPU", 0) // gpus_per_trial) if gpus_per_trial > 0 else by_cpu
         self.slots = max(1, min(by_cpu, by_gpu))
-        self._task = ray.remote(_ray_run_group).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
-                                                        max_retries=0)
+        self._task = ray.remote(_ray_run_group).options(
+            num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0
+        )
         self._data_refs: dict[int, object] = {}
 
     @property
@@ -226,19 +238,21 @@ class ExecutorSpec:
     """The executor flags, validated before anything is opened; `create` builds the executor."""
 
     kind: str = "local"
-    workers: int | None = None        # local: None = `default_workers`
-    threads: int | None = None        # torch threads per trial, whatever the executor: None = 1 (SWEEP_THREADS)
-    ray_address: str | None = None    # ray: None = a private local instance
+    workers: int | None = None  # local: None = `default_workers`
+    threads: int | None = None  # torch threads per trial, whatever the executor: None = 1 (SWEEP_THREADS)
+    ray_address: str | None = None  # ray: None = a private local instance
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    fuse: int | None = 1              # > 1: fuse up to this many lr/seed variants; None = `fuse_for`
+    fuse: int | None = 1  # > 1: fuse up to this many lr/seed variants; None = `fuse_for`
 
     def validate(self) -> None:
         if self.kind not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.kind!r}; choose one of: {', '.join(EXECUTORS)}")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ConfigError(f"--workers must be a positive integer or auto, got {self.workers}")
-        if self.threads is not None and (not isinstance(self.threads, int) or not 1 <= self.threads <= MAX_THREADS):
+        if self.threads is not None and (
+            not isinstance(self.threads, int) or not 1 <= self.threads <= MAX_THREADS
+        ):
             raise ConfigError(f"--threads must be an integer from 1 to {MAX_THREADS}, got {self.threads}")
         if self.workers is not None and self.workers > MAX_WORKERS:
             raise ConfigError(f"--workers must be at most {MAX_WORKERS}, got {self.workers}")
@@ -253,8 +267,10 @@ class ExecutorSpec:
         if self.cpus_per_trial <= 0:
             raise ConfigError("--cpus-per-trial must be positive")
         if self.cpus_per_trial > MAX_CPUS_PER_TRIAL or self.gpus_per_trial > MAX_GPUS_PER_TRIAL:
-            raise ConfigError(f"--cpus-per-trial must be at most {MAX_CPUS_PER_TRIAL} and --gpus-per-trial at most "
-                              f"{MAX_GPUS_PER_TRIAL}, got {self.cpus_per_trial:g} and {self.gpus_per_trial:g}")
+            raise ConfigError(
+                f"--cpus-per-trial must be at most {MAX_CPUS_PER_TRIAL} and --gpus-per-trial at most "
+                f"{MAX_GPUS_PER_TRIAL}, got {self.cpus_per_trial:g} and {self.gpus_per_trial:g}"
+            )
         if self.kind == "local":
             if self.ray_address is not None:
                 raise ConfigError("--ray-address needs --executor ray")
@@ -262,13 +278,21 @@ class ExecutorSpec:
                 raise ConfigError("--gpus-per-trial needs --executor ray (locally every worker sees the GPU)")
         else:
             if self.workers is not None:
-                raise ConfigError("--workers is for --executor local; Ray sizes itself from the cluster "
-                                  "(use --cpus-per-trial / --gpus-per-trial)")
+                raise ConfigError(
+                    "--workers is for --executor local; Ray sizes itself from the cluster "
+                    "(use --cpus-per-trial / --gpus-per-trial)"
+                )
             if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
                 raise ConfigError("--gpus-per-trial above 1 must be a whole number")
             address = self.ray_address
-            if address is not None and address != "auto" and not (address.startswith("ray://") or ":" in address):
-                raise ConfigError(f"bad --ray-address {address!r}: expected auto, ray://HOST:PORT or HOST:PORT")
+            if (
+                address is not None
+                and address != "auto"
+                and not (address.startswith("ray://") or ":" in address)
+            ):
+                raise ConfigError(
+                    f"bad --ray-address {address!r}: expected auto, ray://HOST:PORT or HOST:PORT"
+                )
             import importlib.util
 
             if importlib.util.find_spec("ray") is None:
@@ -287,8 +311,9 @@ class ExecutorSpec:
         self.validate()
         threads = self.threads or SWEEP_THREADS
         if self.kind == "ray":
-            executor: Executor = RayExecutor(self.ray_address, cpus_per_trial=self.cpus_per_trial,
-                                             gpus_per_trial=self.gpus_per_trial)
+            executor: Executor = RayExecutor(
+                self.ray_address, cpus_per_trial=self.cpus_per_trial, gpus_per_trial=self.gpus_per_trial
+            )
             executor.trial_threads = threads
             return executor
         workers = self.workers or default_workers(device)
@@ -300,9 +325,11 @@ class ExecutorSpec:
 def describe(spec: ExecutorSpec, executor: Executor) -> str:
     """One line for logs: where trials run."""
     if isinstance(executor, RayExecutor):
-        return (f"ray ({spec.ray_address or 'a local instance'}): {executor.slots} trial(s) at once, "
-                f"{spec.cpus_per_trial:g} CPU"
-                f"{f' + {spec.gpus_per_trial:g} GPU' if spec.gpus_per_trial else ''} each")
+        return (
+            f"ray ({spec.ray_address or 'a local instance'}): {executor.slots} trial(s) at once, "
+            f"{spec.cpus_per_trial:g} CPU"
+            f"{f' + {spec.gpus_per_trial:g} GPU' if spec.gpus_per_trial else ''} each"
+        )
     if isinstance(executor, ProcessExecutor):
         return f"local: {executor.slots} worker processes x {executor.threads} thread(s)"
     return f"local: in this process, {executor.trial_threads} thread(s)"

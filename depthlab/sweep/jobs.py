@@ -34,7 +34,7 @@ class Job:
     kind: str = "train"
     experiment: str | None = None
     monitor: Monitor | None = None
-    reuse: bool = True   # return the stored result of a finished identical config
+    reuse: bool = True  # return the stored result of a finished identical config
     extras: str | None = None  # a measure of the trained network, by name (`depthlab.experiments.EXTRAS`)
     rank: int | None = None
 
@@ -50,22 +50,47 @@ def run_group(trials: Sequence[Job], data: Dataset, checkpoint: str | None = Non
     from ..engine.fused import FUSED_CHECKPOINT_FORMAT, train_fused
 
     fmt = CHECKPOINT_FORMAT if len(trials) == 1 else FUSED_CHECKPOINT_FORMAT
-    if checkpoint is not None and os.path.exists(checkpoint) and not checkpoint_resumable(
-            checkpoint, fmt, [t.config.hash() for t in trials], [t.monitor for t in trials]):
+    if (
+        checkpoint is not None
+        and os.path.exists(checkpoint)
+        and not checkpoint_resumable(
+            checkpoint, fmt, [t.config.hash() for t in trials], [t.monitor for t in trials]
+        )
+    ):
         discard_checkpoint(checkpoint)
     if len(trials) == 1:
         from ..engine.extras import extras_for
 
         t = trials[0]
-        options = (dict(checkpoint_path=checkpoint, resume=True, checkpoint_required=False)
-                   if checkpoint is not None else None)
-        return [run_recorded(t.config, None, data, kind=t.kind, experiment=t.experiment, monitor=t.monitor,
-                             reuse=False, train_options=options, extras=extras_for(t.extras, t.config, data))]
+        options = (
+            dict(checkpoint_path=checkpoint, resume=True, checkpoint_required=False)
+            if checkpoint is not None
+            else None
+        )
+        return [
+            run_recorded(
+                t.config,
+                None,
+                data,
+                kind=t.kind,
+                experiment=t.experiment,
+                monitor=t.monitor,
+                reuse=False,
+                train_options=options,
+                extras=extras_for(t.extras, t.config, data),
+            )
+        ]
     # With a checkpoint a group whose fused net fails its probe is handed back (NotFusable): run
     # member by member here it would save nothing, and a kill would lose every member's work.
-    return train_fused([t.config for t in trials], data, monitors=[t.monitor for t in trials],
-                       checkpoint_path=checkpoint, checkpoint_required=False,
-                       member_by_member=checkpoint is None, ranks=[t.rank for t in trials])
+    return train_fused(
+        [t.config for t in trials],
+        data,
+        monitors=[t.monitor for t in trials],
+        checkpoint_path=checkpoint,
+        checkpoint_required=False,
+        member_by_member=checkpoint is None,
+        ranks=[t.rank for t in trials],
+    )
 
 
 def _init_process_worker(threads: int, driver_pid: int) -> None:

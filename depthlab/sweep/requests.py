@@ -41,6 +41,7 @@ def describe_args(model_args: dict | None) -> str:
 
 def training_cost(configs: Sequence[TrainConfig]) -> float:
     """A rough cost of training ``configs`` (epochs x images x depth), for dispatch order only."""
+
     def depth(c: TrainConfig) -> int:
         d = (c.model_args or {}).get("depth")
         return d if isinstance(d, int) and d > 0 else 1

@@ -26,8 +26,13 @@ FINGERPRINT_KEY = "data_fingerprint"  # in a stored config: `Dataset.fingerprint
 MONITOR_KEY = "monitor"  # in a stored config: ``monitor.describe()``, for a monitor that describes itself
 
 
-def stored_result(store: Store | None, config_hash: str, *, dataset: str | None = None,
-                  fingerprint: str | Callable[[], str] | None = None) -> RunResult | None:
+def stored_result(
+    store: Store | None,
+    config_hash: str,
+    *,
+    dataset: str | None = None,
+    fingerprint: str | Callable[[], str] | None = None,
+) -> RunResult | None:
     """The stored result of a finished run of ``config_hash`` (``reused`` set), or None.
     A failure (out of memory, a bug since fixed) is not a result: it is tried again.
 
@@ -44,11 +49,15 @@ def stored_result(store: Store | None, config_hash: str, *, dataset: str | None 
     try:
         return RunResult.from_dict(found.result, reused=True)
     except (TypeError, KeyError, ValueError) as exc:  # fields of the right types that do not make a run
-        raise StoreError(f"{store.path}: run {found.id} has a corrupted record (its result does not read as a "
-                         f"run: {type(exc).__name__}: {str(exc)[:120]})") from None
+        raise StoreError(
+            f"{store.path}: run {found.id} has a corrupted record (its result does not read as a "
+            f"run: {type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
 
 
-def recorded_on(stored: dict | None, fingerprint: str | Callable[[], str], *, dataset: str | None = None) -> bool:
+def recorded_on(
+    stored: dict | None, fingerprint: str | Callable[[], str], *, dataset: str | None = None
+) -> bool:
     """Whether a stored config was recorded on the data of ``fingerprint`` (a value, or a
     function giving it, called only when needed). A config recorded without a fingerprint counts
     only on a standard checksummed dataset (`STANDARD_DATASETS`)."""
@@ -58,8 +67,9 @@ def recorded_on(stored: dict | None, fingerprint: str | Callable[[], str], *, da
     return recorded == (fingerprint() if callable(fingerprint) else fingerprint)
 
 
-def claim_or_wait(store: Store, config_hash: str, stored: Callable[[], RunResult | None], *,
-                  poll: float = 2.0) -> RunResult | None:
+def claim_or_wait(
+    store: Store, config_hash: str, stored: Callable[[], RunResult | None], *, poll: float = 2.0
+) -> RunResult | None:
     """The stored result of ``config_hash`` (``stored()``), or None once this process holds its
     claim (`Store.claim`) and must train it. While another live process trains it, wait and read
     its result back, so that two processes never train one config at once; a claim given up
@@ -78,7 +88,8 @@ def claim_or_wait(store: Store, config_hash: str, stored: Callable[[], RunResult
         if not told:
             pid, host = elsewhere[config_hash]
             logging.getLogger("depthlab").info(
-                f"run {config_hash[:12]} is in flight in another process (pid {pid} on {host}); waiting for its result")
+                f"run {config_hash[:12]} is in flight in another process (pid {pid} on {host}); waiting for its result"
+            )
             told = True
         time.sleep(poll)
 
@@ -88,15 +99,74 @@ def stored_config(config: TrainConfig, data: Dataset, monitor: Monitor | None = 
     config, the data's fingerprint and what ``monitor`` says it decides (its ``describe()``,
     e.g. the frontier's criterion). Neither is part of the hash: old stores keep their keys."""
     described = getattr(monitor, "describe", None)
-    return {**config.canonical(), FINGERPRINT_KEY: data.fingerprint(),
-            **({MONITOR_KEY: described()} if callable(described) else {})}
+    return {
+        **config.canonical(),
+        FINGERPRINT_KEY: data.fingerprint(),
+        **({MONITOR_KEY: described()} if callable(described) else {}),
+    }
 
 
-def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None = None, *,
-                 data_dir=None, kind: str = "train", experiment: str | None = None,
-                 monitor: Monitor | None = None, callbacks: Sequence[LoopCallback] = (),
-                 reuse: bool = True, train_options: dict | None = None,
-                 extras: Callable | None = None, keep_model: bool = False) -> RunResult:
+def _stored_or_claimed(
+    store: Store, config: TrainConfig, key: str, the_data: Callable[[], Dataset]
+) -> RunResult | None:
+    """The stored result of ``config`` (hash ``key``) on the data ``the_data()`` gives (loaded only
+    when a stored fingerprint must be checked), or None once this process holds its claim and
+    must train it (`claim_or_wait`)."""
+    return claim_or_wait(
+        store,
+        key,
+        lambda: stored_result(
+            store, key, dataset=config.dataset, fingerprint=lambda: the_data().fingerprint()
+        ),
+    )
+
+
+def _start_recorded(
+    store: Store | None,
+    config: TrainConfig,
+    key: str,
+    data: Dataset,
+    monitor: Monitor | None,
+    *,
+    kind: str,
+    experiment: str | None,
+) -> int | None:
+    """Record in ``store`` (when there is one) that a run of ``config`` (hash ``key``) on ``data``
+    starts, on the device it resolves to; its run id, or None without a store. The stored config
+    and the device are worked out even without a store, so that bad ones fail the same way."""
+    canonical = stored_config(config, data, monitor)
+    device = str(resolve_device(config.device))
+    return (
+        store.start_run(canonical, key, kind=kind, experiment=experiment, device=device)
+        if store is not None
+        else None
+    )
+
+
+def _finish_recorded(store: Store | None, run_id: int | None, status: str, out: RunResult, **more) -> None:
+    """Record in ``store`` (when there is one) that run ``run_id`` ended with ``status`` and
+    ``out``'s time, reason and result (``more``: further fields of `Store.finish_run`)."""
+    if store is not None:
+        store.finish_run(
+            run_id, status, seconds=round(out.seconds, 3), reason=out.reason, result=out.to_dict(), **more
+        )
+
+
+def run_recorded(
+    config: TrainConfig,
+    store: Store | None,
+    data: Dataset | None = None,
+    *,
+    data_dir=None,
+    kind: str = "train",
+    experiment: str | None = None,
+    monitor: Monitor | None = None,
+    callbacks: Sequence[LoopCallback] = (),
+    reuse: bool = True,
+    train_options: dict | None = None,
+    extras: Callable | None = None,
+    keep_model: bool = False,
+) -> RunResult:
     """Train ``config`` (or return its stored result when ``reuse`` and it already finished).
 
     Returns a `RunResult` (``reused`` telling whether it came from the store): stored and fresh
@@ -117,28 +187,27 @@ def run_recorded(config: TrainConfig, store: Store | None, data: Dataset | None 
         return loaded[0]
 
     if store is not None and reuse:
-        found = claim_or_wait(store, key, lambda: stored_result(store, key, dataset=config.dataset,
-                                                                fingerprint=lambda: the_data().fingerprint()))
+        found = _stored_or_claimed(store, config, key, the_data)
         if found is not None:
             return found
     data = the_data()
-    canonical = stored_config(config, data, monitor)
-    device = str(resolve_device(config.device))
-    run_id = store.start_run(canonical, key, kind=kind, experiment=experiment,
-                             device=device) if store is not None else None
+    run_id = _start_recorded(store, config, key, data, monitor, kind=kind, experiment=experiment)
 
     def record_user_error(out: RunResult) -> None:
-        if store is not None:
-            store.finish_run(run_id, RunStatus.FAILED.value, seconds=round(out.seconds, 3), reason=out.reason,
-                             result=out.to_dict())
+        _finish_recorded(store, run_id, RunStatus.FAILED.value, out)
 
     rows = [EpochRows(store, run_id)] if store is not None else []
-    out = run_safely(config, data, monitor=monitor, callbacks=[*rows, *callbacks],
-                     train_options=train_options, extras=extras, on_user_error=record_user_error,
-                     keep_model=keep_model)
-    if store is not None:
-        store.finish_run(run_id, out.status.value, seconds=round(out.seconds, 3), reason=out.reason,
-                         result=out.to_dict(), device=out.device)
+    out = run_safely(
+        config,
+        data,
+        monitor=monitor,
+        callbacks=[*rows, *callbacks],
+        train_options=train_options,
+        extras=extras,
+        on_user_error=record_user_error,
+        keep_model=keep_model,
+    )
+    _finish_recorded(store, run_id, out.status.value, out, device=out.device)
     out.reused = False
     return out
 

@@ -27,9 +27,17 @@ log = logging.getLogger("depthlab")
 
 
 @contextlib.contextmanager
-def open_runner(spec: ExecutorSpec, device: str, store: str | os.PathLike | Store | None, group: int, *,
-                data: Dataset | None = None, data_dir=None, sequential: bool = False,
-                log_line: Callable[[str], None] | None = None) -> Iterator[tuple[Store | None, TrialRunner | None]]:
+def open_runner(
+    spec: ExecutorSpec,
+    device: str,
+    store: str | os.PathLike | Store | None,
+    group: int,
+    *,
+    data: Dataset | None = None,
+    data_dir=None,
+    sequential: bool = False,
+    log_line: Callable[[str], None] | None = None,
+) -> Iterator[tuple[Store | None, TrialRunner | None]]:
     """Open the executor of ``spec`` (first: a cluster that cannot be reached leaves no store
     behind), then the store (a path, opened and closed here; an open `Store`, left open; or
     None: nothing recorded); yield ``(store, runner)``, the runner recording into the store and
@@ -50,15 +58,23 @@ def open_runner(spec: ExecutorSpec, device: str, store: str | os.PathLike | Stor
     with spec.create(device) as pool, opened_store(store) as opened:
         checkpoints = checkpoint_dir_for(opened.path) if opened is not None else None
         say(f"trials run on {describe(spec, pool)}" + (f", up to {fuse} fused" if fuse > 1 else ""))
-        yield opened, TrialRunner(pool, opened, data, data_dir=data_dir, fuse=fuse, log=say,
-                                  checkpoint_dir=checkpoints)
+        yield (
+            opened,
+            TrialRunner(
+                pool, opened, data, data_dir=data_dir, fuse=fuse, log=say, checkpoint_dir=checkpoints
+            ),
+        )
     if checkpoints is not None:
         remove_if_empty(checkpoints)
 
 
 def _runs_here_unfused(spec: ExecutorSpec, device: str, fuse: int) -> bool:
-    return (spec.kind == "local" and (spec.workers or default_workers(device)) == 1 and fuse <= 1
-            and (spec.threads or SWEEP_THREADS) == SWEEP_THREADS)
+    return (
+        spec.kind == "local"
+        and (spec.workers or default_workers(device)) == 1
+        and fuse <= 1
+        and (spec.threads or SWEEP_THREADS) == SWEEP_THREADS
+    )
 
 
 @contextlib.contextmanager
@@ -72,11 +88,24 @@ def opened_store(store: str | os.PathLike | Store | None) -> Iterator[Store | No
         yield opened
 
 
-def run_trials(trials: Sequence[Job], store: Store | None = None, data: Dataset | None = None, *,
-               spec: ExecutorSpec | None = None, data_dir=None) -> list[RunResult]:
+def run_trials(
+    trials: Sequence[Job],
+    store: Store | None = None,
+    data: Dataset | None = None,
+    *,
+    spec: ExecutorSpec | None = None,
+    data_dir=None,
+) -> list[RunResult]:
     """Run trials with an executor built from ``spec`` (default: local, automatic workers) and
     return their results in order. The convenience form of `TrialRunner.run`."""
     device = trials[0].config.device if trials else "auto"
-    with open_runner(spec or ExecutorSpec(), device, store, len(trials), data=data, data_dir=data_dir,
-                     log_line=lambda line: None) as (_, runner):
+    with open_runner(
+        spec or ExecutorSpec(),
+        device,
+        store,
+        len(trials),
+        data=data,
+        data_dir=data_dir,
+        log_line=lambda line: None,
+    ) as (_, runner):
         return runner.run(trials)

@@ -38,8 +38,10 @@ class SharedWork:
                 self._elsewhere[key] = trial
                 if self.log is not None:
                     pid, host = elsewhere[key]
-                    self.log(f"{trial.config.model} {describe_args(trial.config.model_args)}lr {trial.config.lr:g}: "
-                             f"in flight in another process (pid {pid} on {host}); waiting for its result")
+                    self.log(
+                        f"{trial.config.model} {describe_args(trial.config.model_args)}lr {trial.config.lr:g}: "
+                        f"in flight in another process (pid {pid} on {host}); waiting for its result"
+                    )
                 continue
             found = self._stored(trial.config) if trial.reuse else None
             if found is not None:

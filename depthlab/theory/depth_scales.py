@@ -52,7 +52,9 @@ def correlation_depth(chi: float) -> float:
     return -1.0 / math.log(chi)
 
 
-def mean_field_point(act: str, sigma_w2: float, sigma_b2: float, *, critical_tol: float = 1e-9) -> MeanFieldPoint:
+def mean_field_point(
+    act: str, sigma_w2: float, sigma_b2: float, *, critical_tol: float = 1e-9
+) -> MeanFieldPoint:
     """Everything the theory says about one (act, sigma_w2, sigma_b2)."""
     activation(act)
     q = q_star(act, sigma_w2, sigma_b2)

@@ -61,8 +61,9 @@ ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Array]]
 def activation(name: str):
     """(phi, phi') as numpy functions for an activation name."""
     if name not in ACTIVATIONS:
-        raise ConfigError(f"no mean-field theory for activation {name!r}; choose one of: "
-                          f"{', '.join(ACTIVATIONS)}")
+        raise ConfigError(
+            f"no mean-field theory for activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}"
+        )
     return ACTIVATIONS[name]
 
 
@@ -86,8 +87,9 @@ def length_map(act: str, q: float, sigma_w2: float, sigma_b2: float) -> float:
     return sigma_w2 * gaussian_expectation(lambda z: phi(s * z) ** 2) + sigma_b2
 
 
-def q_star(act: str, sigma_w2: float, sigma_b2: float, *, q0: float = 1.0, tol: float = 1e-13,
-           max_iter: int = 5000) -> float:
+def q_star(
+    act: str, sigma_w2: float, sigma_b2: float, *, q0: float = 1.0, tol: float = 1e-13, max_iter: int = 5000
+) -> float:
     """The fixed point of the length map reached from ``q0``: ``0.0`` when q collapses,
     ``math.inf`` when it grows without bound (no finite fixed point).
 
@@ -135,7 +137,9 @@ def correlation_map(act: str, c: float, q: float, sigma_w2: float, sigma_b2: flo
     """One layer of the correlation map between two inputs of length q (= q*) and correlation c."""
     phi, _ = activation(act)
     s, r = math.sqrt(q), math.sqrt(max(1.0 - c * c, 0.0))
-    cov = sigma_w2 * gaussian_expectation_2d(lambda z1, z2: phi(s * z1) * phi(s * (c * z1 + r * z2))) + sigma_b2
+    cov = (
+        sigma_w2 * gaussian_expectation_2d(lambda z1, z2: phi(s * z1) * phi(s * (c * z1 + r * z2))) + sigma_b2
+    )
     return cov / q
 
 

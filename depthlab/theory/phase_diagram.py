@@ -22,7 +22,9 @@ def phase_grid(act: str, sigma_b2: float, sigma_w2s: Sequence[float]) -> list[Me
 def default_sigma_w2_grid(lo: float = 0.5, hi: float = 4.0, points: int = 71) -> list[float]:
     """An evenly spaced sigma_w2 grid (default 0.5 ... 4.0 in steps of 0.05)."""
     if not (0 < lo < hi) or points < 2:
-        raise ConfigError(f"bad sigma_w2 grid: need 0 < lo < hi and at least 2 points, got {lo}, {hi}, {points}")
+        raise ConfigError(
+            f"bad sigma_w2 grid: need 0 < lo < hi and at least 2 points, got {lo}, {hi}, {points}"
+        )
     return [round(v, 10) for v in np.linspace(lo, hi, points)]
 
 

@@ -15,7 +15,7 @@ from depthlab.analysis import diagnostics
 from depthlab.cli import main
 from depthlab.models import ModelFactory, create_model
 
-NETS = textwrap.dedent('''
+NETS = textwrap.dedent("""
     from torch import nn
 
 
@@ -41,7 +41,7 @@ NETS = textwrap.dedent('''
         if depth > 3:
             raise ValueError("too deep")
         return build(depth)
-''')
+""")
 
 
 @pytest.fixture
@@ -51,19 +51,24 @@ def nets(tmp_path):
     return path
 
 
-def mlp(depth, width=8):   # a function here: it travels as this file's source
+def mlp(depth, width=8):  # a function here: it travels as this file's source
     from torch import nn
 
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, width), nn.Tanh(),
-                         *[m for _ in range(depth - 1) for m in (nn.Linear(width, width), nn.Tanh())],
-                         nn.Linear(width, 10))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, width),
+        nn.Tanh(),
+        *[m for _ in range(depth - 1) for m in (nn.Linear(width, width), nn.Tanh())],
+        nn.Linear(width, 10),
+    )
 
 
 def test_a_factory_mlp_is_diagnosed_over_its_linear_layers_from_python(mnist):
-    diag = diagnostics.diagnose(mlp, {"depth": 3}, steps=3, every=1, lr=0.05, train_size=1000, data=mnist,
-                                device="cpu")
+    diag = diagnostics.diagnose(
+        mlp, {"depth": 3}, steps=3, every=1, lr=0.05, train_size=1000, data=mnist, device="cpu"
+    )
     assert diag.model == "test_diagnose_factory.mlp" and diag.layer_kind == "weight"
-    assert diag.layers == ["1", "3", "5", "7"]   # the four Linear layers of the Sequential, input side first
+    assert diag.layers == ["1", "3", "5", "7"]  # the four Linear layers of the Sequential, input side first
     assert list(diag.steps) == [0, 1, 2, 3]
     for name in ("act_mean", "act_std", "grad_norm", "signal_norm", "weight_norm", "update_ratio"):
         assert getattr(diag, name).shape == (4, 4), name
@@ -76,8 +81,16 @@ def test_a_factory_mlp_is_diagnosed_over_its_linear_layers_from_python(mnist):
 
 def test_a_factory_conv_net_watches_its_convs_and_its_linear_head(mnist, nets):
     factory = ModelFactory.from_file(f"{nets}:convnet")
-    diag = diagnostics.diagnose(factory, {"depth": 2, "channels": "3"}, steps=1, every=1, lr=0.05, train_size=500,
-                                data=mnist, device="cpu")
+    diag = diagnostics.diagnose(
+        factory,
+        {"depth": 2, "channels": "3"},
+        steps=1,
+        every=1,
+        lr=0.05,
+        train_size=500,
+        data=mnist,
+        device="cpu",
+    )
     assert diag.layers == ["0", "2", "6"] and diag.model == "nets.convnet"
     profiles = diagnostics.depth_profiles(factory, [1, 3], {"channels": 3}, data=mnist, batch_size=32)
     assert {d: len(p["grad_norm"]) for d, p in profiles.items()} == {1: 2, 3: 4}
@@ -88,7 +101,9 @@ def test_the_gradient_profile_of_linear_layers_matches_autograd(mnist):
 
     torch.manual_seed(0)
     net = create_model(ModelFactory.from_callable(mlp), depth=3)
-    xb, yb = next(iter(Batches(mnist.train_x[:64], mnist.train_y[:64], 64, mnist.mean, mnist.std, shuffle=False)))
+    xb, yb = next(
+        iter(Batches(mnist.train_x[:64], mnist.train_y[:64], 64, mnist.mean, mnist.std, shuffle=False))
+    )
     layers = diagnostics.layers_for(ModelFactory.from_callable(mlp), net)
     prof = diagnostics.gradient_profile(net, xb, yb, layers)
     linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
@@ -98,7 +113,8 @@ def test_the_gradient_profile_of_linear_layers_matches_autograd(mnist):
 def test_presets_keep_their_conv_layers_and_a_convless_preset_gets_its_linear_ones():
     net = create_model("cnn-tanh", depth=6)
     assert [layer.name for layer in diagnostics.layers_for("cnn-tanh", net)] == [
-        layer.name for layer in diagnostics.conv_layers(net)]
+        layer.name for layer in diagnostics.conv_layers(net)
+    ]
     assert diagnostics.layer_kind(diagnostics.layers_for("cnn-tanh", net)) == "conv"
     with pytest.raises(Exception, match="no Linear or conv layers"):
         diagnostics.weight_layers(torch.nn.Tanh())
@@ -112,42 +128,114 @@ def test_nearby_depths_of_a_factory_are_multiples_of_its_step(nets):
 def test_diagnose_cli_takes_a_model_file_with_parameters(tmp_path, capsys, data_root, monkeypatch, nets):
     monkeypatch.setenv("DEPTHLAB_DATA", str(data_root))
     out = tmp_path / "diag"
-    code = main(["diagnose", "--model-file", f"{nets}:convnet", "--depth", "2", "-p", "channels=3", "--steps", "2",
-                 "--every", "1", "--train-size", "500", "--device", "cpu", "--out", str(out), "--json"])
+    code = main(
+        [
+            "diagnose",
+            "--model-file",
+            f"{nets}:convnet",
+            "--depth",
+            "2",
+            "-p",
+            "channels=3",
+            "--steps",
+            "2",
+            "--every",
+            "1",
+            "--train-size",
+            "500",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     summary = json.loads(captured.out)
     assert summary["model"] == "nets.convnet" and summary["config"] == {"depth": 2, "channels": 3}
     assert summary["layers"] == ["0", "2", "6"] and summary["steps"] == [0, 1, 2]
-    assert set(summary["depth_profiles"]) == {"1", "2", "4"}   # about /4, /2, x1, x2 of depth 2
+    assert set(summary["depth_profiles"]) == {"1", "2", "4"}  # about /4, /2, x1, x2 of depth 2
     assert (out / "diagnose-nets.convnet-d2-heatmap.png").stat().st_size > 1000
     assert (out / "diagnose-nets.convnet-d2-depths.png").stat().st_size > 1000
 
 
-def test_diagnose_cli_text_for_an_mlp_factory_keeps_only_depths_it_builds(tmp_path, capsys, data_root, monkeypatch,
-                                                                          nets):
+def test_diagnose_cli_text_for_an_mlp_factory_keeps_only_depths_it_builds(
+    tmp_path, capsys, data_root, monkeypatch, nets
+):
     monkeypatch.setenv("DEPTHLAB_DATA", str(data_root))
-    assert main(["diagnose", "--model-file", f"{nets}:upto3", "--depth", "3", "--steps", "1", "--train-size", "500",
-                 "--device", "cpu", "--out", str(tmp_path / "o"), "--json"]) == 0
-    assert set(json.loads(capsys.readouterr().out)["depth_profiles"]) == {"1", "3"}   # 6 does not build
-    assert main(["diagnose", "--model-file", str(nets), "--steps", "1", "--train-size", "500", "--device", "cpu",
-                 "--out", str(tmp_path / "t")]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                "--model-file",
+                f"{nets}:upto3",
+                "--depth",
+                "3",
+                "--steps",
+                "1",
+                "--train-size",
+                "500",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "o"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert set(json.loads(capsys.readouterr().out)["depth_profiles"]) == {"1", "3"}  # 6 does not build
+    assert (
+        main(
+            [
+                "diagnose",
+                "--model-file",
+                str(nets),
+                "--steps",
+                "1",
+                "--train-size",
+                "500",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "t"),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("nets.build depth 1: 2 Linear/conv layers, 1 steps")
     assert sum(line.startswith("verdict: ") for line in lines) == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model-file", "{nets}:broken"], "nets.broken(depth=1) raised ValueError: no such net"),
-    (["--model-file", "{nets}:upto3", "--depth", "4"], "nets.upto3(depth=4) raised ValueError: too deep"),
-    (["--model-file", "{nets}:upto3", "--compare-depths", "2,5"], "--compare-depths 5: nets.upto3(depth=5) raised"),
-    (["--model-file", "{nets}", "--depth", "0"], "positive integer depth"),
-    (["--model-file", "{nets}:absent"], "defines no function 'absent'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model-file", "{nets}:broken"], "nets.broken(depth=1) raised ValueError: no such net"),
+        (["--model-file", "{nets}:upto3", "--depth", "4"], "nets.upto3(depth=4) raised ValueError: too deep"),
+        (
+            ["--model-file", "{nets}:upto3", "--compare-depths", "2,5"],
+            "--compare-depths 5: nets.upto3(depth=5) raised",
+        ),
+        (["--model-file", "{nets}", "--depth", "0"], "positive integer depth"),
+        (["--model-file", "{nets}:absent"], "defines no function 'absent'"),
+    ],
+)
 def test_a_failing_factory_is_one_line_exit_2(args, message, nets, tmp_path, capsys):
     out = tmp_path / "never"
-    code = main(["diagnose", *[a.format(nets=nets) for a in args], "--steps", "1", "--device", "cpu",
-                 "--out", str(out)])
+    code = main(
+        [
+            "diagnose",
+            *[a.format(nets=nets) for a in args],
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("depthlab: error: ") and message in err[0], err
     assert not out.exists()

@@ -17,7 +17,9 @@ from depthlab.models import create_model
 
 
 def quick(mnist, model, **overrides):
-    return diagnostics.diagnose(model, overrides, steps=2, every=1, lr=0.05, train_size=2000, data=mnist, device="cpu")
+    return diagnostics.diagnose(
+        model, overrides, steps=2, every=1, lr=0.05, train_size=2000, data=mnist, device="cpu"
+    )
 
 
 def test_deep_naive_tanh_is_flagged_vanishing(mnist):
@@ -39,8 +41,9 @@ def test_unnormalised_residual_elu_is_flagged_exploding(mnist):
 
 
 def test_statistics_shapes_steps_and_update_ratio(mnist):
-    diag = diagnostics.diagnose("cnn-elu-bn", {"depth": 6}, steps=5, every=2, lr=0.05, train_size=2000, data=mnist,
-                                device="cpu")
+    diag = diagnostics.diagnose(
+        "cnn-elu-bn", {"depth": 6}, steps=5, every=2, lr=0.05, train_size=2000, data=mnist, device="cpu"
+    )
     assert list(diag.steps) == [0, 2, 4, 5]
     assert diag.layers == [f"stages.{s}.{u}" for s in range(3) for u in range(2)]
     for name in ("act_mean", "act_std", "grad_norm", "signal_norm", "weight_norm", "update_ratio"):
@@ -58,7 +61,9 @@ def test_gradient_profile_matches_autograd(mnist):
 
     torch.manual_seed(0)
     net = create_model("cnn-tanh", depth=6)
-    xb, yb = next(iter(Batches(mnist.train_x[:64], mnist.train_y[:64], 64, mnist.mean, mnist.std, shuffle=False)))
+    xb, yb = next(
+        iter(Batches(mnist.train_x[:64], mnist.train_y[:64], 64, mnist.mean, mnist.std, shuffle=False))
+    )
     prof = diagnostics.gradient_profile(net, xb, yb)
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert prof["grad_norm"] == pytest.approx([c.weight.grad.norm().item() for c in convs], rel=1e-6)
@@ -80,7 +85,7 @@ def test_gradient_profile_matches_autograd(mnist):
 def test_judge_on_synthetic_profiles():
     flat = [1.0] * 5
     assert diagnostics.judge(flat, flat, flat, flat).label == "healthy"
-    shrinking = [10.0 ** -k for k in range(5, 0, -1)]  # first layer 1e-5, last 0.1
+    shrinking = [10.0**-k for k in range(5, 0, -1)]  # first layer 1e-5, last 0.1
     assert diagnostics.judge(flat, shrinking, flat, flat).label == "vanishing"
     assert diagnostics.judge(flat, shrinking[::-1], flat, flat).label == "exploding"
     assert diagnostics.judge(flat, flat, [1.0, 1e-2, 1e-4], flat).label == "vanishing"
@@ -98,8 +103,27 @@ def test_nearby_depths_are_valid_for_the_family():
 def test_diagnose_cli_json_and_plots(tmp_path, capsys, data_root, monkeypatch):
     monkeypatch.setenv("DEPTHLAB_DATA", str(data_root))
     out = tmp_path / "diag"
-    code = main(["diagnose", "cnn-tanh", "--depth", "9", "--steps", "2", "--every", "1", "--train-size", "1000",
-                 "--compare-depths", "3,9", "--device", "cpu", "--out", str(out), "--json"])
+    code = main(
+        [
+            "diagnose",
+            "cnn-tanh",
+            "--depth",
+            "9",
+            "--steps",
+            "2",
+            "--every",
+            "1",
+            "--train-size",
+            "1000",
+            "--compare-depths",
+            "3,9",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["verdict"]["label"] in diagnostics.LABELS
@@ -112,24 +136,46 @@ def test_diagnose_cli_json_and_plots(tmp_path, capsys, data_root, monkeypatch):
 
 def test_diagnose_cli_text_has_a_verdict_line(tmp_path, capsys, data_root, monkeypatch):
     monkeypatch.setenv("DEPTHLAB_DATA", str(data_root))
-    assert main(["diagnose", "cnn-tanh", "--depth", "12", "--steps", "1", "--train-size", "1000", "--compare-depths",
-                 "12", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                "cnn-tanh",
+                "--depth",
+                "12",
+                "--steps",
+                "1",
+                "--train-size",
+                "1000",
+                "--compare-depths",
+                "12",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     verdict = [line for line in lines if line.startswith("verdict: ")]
     assert len(verdict) == 1 and verdict[0].startswith("verdict: vanishing")
     assert "gradient norm first/last layer" in verdict[0]
 
 
-@pytest.mark.parametrize("args", [
-    ["diagnose", "no-such-model"],
-    ["diagnose", "cnn-tanh", "--depth", "10"],
-    ["diagnose", "cnn-tanh", "--steps", "-1"],
-    ["diagnose", "cnn-tanh", "--every", "0"],
-    ["diagnose", "cnn-tanh", "--compare-depths", "3,x"],
-    ["diagnose", "cnn-tanh", "--compare-depths", "4"],
-    ["diagnose", "cnn-tanh", "--init", "normal:abc"],
-    ["diagnose", "cnn-tanh", "--train-size", "0"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["diagnose", "no-such-model"],
+        ["diagnose", "cnn-tanh", "--depth", "10"],
+        ["diagnose", "cnn-tanh", "--steps", "-1"],
+        ["diagnose", "cnn-tanh", "--every", "0"],
+        ["diagnose", "cnn-tanh", "--compare-depths", "3,x"],
+        ["diagnose", "cnn-tanh", "--compare-depths", "4"],
+        ["diagnose", "cnn-tanh", "--init", "normal:abc"],
+        ["diagnose", "cnn-tanh", "--train-size", "0"],
+    ],
+)
 def test_diagnose_cli_bad_input_exits_2(args, capsys, tmp_path):
     out = tmp_path / "never"
     assert main(args + ["--out", str(out)]) == 2

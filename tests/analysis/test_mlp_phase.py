@@ -39,32 +39,49 @@ from depthlab.theory import TRAINABLE_DEPTH_FACTOR, mean_field_point
 # choosing the assertions: depth 2 reaches 0.53-0.66 everywhere; at depth 100, sigma_w2 1 and 4
 # stay at 0.10-0.13 (chance, or the majority class); at depth 20 the near-critical 1.75 reaches
 # 0.42-0.57 while the ordered 1.0 reaches only 0.12-0.17 (less than its 6 xi_c = 22 suggests).
-TINY = PhaseGridConfig(width=32, depths=(2, 20, 100), sigma_w2s=(1.0, 1.75, 4.0), lr=0.01, steps=100,
-                       batch_size=128, train_size=2000)
+TINY = PhaseGridConfig(
+    width=32,
+    depths=(2, 20, 100),
+    sigma_w2s=(1.0, 1.75, 4.0),
+    lr=0.01,
+    steps=100,
+    batch_size=128,
+    train_size=2000,
+)
 
 
 def test_defaults_are_the_classic_protocol():
     c = PhaseGridConfig()
     c.validate()
-    assert (c.act, c.width, c.sigma_b2, c.lr, c.batch_size, c.steps, c.train_size) == \
-        ("tanh", 300, 0.05, 1e-3, 256, 200, None)
+    assert (c.act, c.width, c.sigma_b2, c.lr, c.batch_size, c.steps, c.train_size) == (
+        "tanh",
+        300,
+        0.05,
+        1e-3,
+        256,
+        200,
+        None,
+    )
     assert c.sigma_w2s == tuple(np.linspace(1, 4, 13)) and c.depths == tuple(range(10, 101, 10))
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("width", 0, "width must be a positive integer"),
-    ("batch_size", 2.0, "batch_size must be a positive integer"),
-    ("steps", -1, "steps must be a non-negative integer"),
-    ("train_size", 0, "train_size must be a positive integer or None"),
-    ("sigma_b2", -0.1, "sigma_b2 must be a finite non-negative number"),
-    ("lr", math.nan, "lr must be a finite positive number"),
-    ("sigma_w2s", (), "sigma_w2s must be a non-empty list"),
-    ("sigma_w2s", (1.0, 0.0), "sigma_w2s must be a non-empty list of positive numbers"),
-    ("depths", (10, 0), "depths must be a non-empty list of positive integers"),
-    ("depths", (10, 10), "must not repeat"),
-    ("act", "sigmoid", "unknown activation"),
-    ("dataset", "imagenet", "unknown dataset"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("width", 0, "width must be a positive integer"),
+        ("batch_size", 2.0, "batch_size must be a positive integer"),
+        ("steps", -1, "steps must be a non-negative integer"),
+        ("train_size", 0, "train_size must be a positive integer or None"),
+        ("sigma_b2", -0.1, "sigma_b2 must be a finite non-negative number"),
+        ("lr", math.nan, "lr must be a finite positive number"),
+        ("sigma_w2s", (), "sigma_w2s must be a non-empty list"),
+        ("sigma_w2s", (1.0, 0.0), "sigma_w2s must be a non-empty list of positive numbers"),
+        ("depths", (10, 0), "depths must be a non-empty list of positive integers"),
+        ("depths", (10, 10), "must not repeat"),
+        ("act", "sigmoid", "unknown activation"),
+        ("dataset", "imagenet", "unknown dataset"),
+    ],
+)
 def test_bad_configs_are_one_line_config_errors(field, value, message):
     with pytest.raises(ConfigError, match=message) as info:
         PhaseGridConfig(**{field: value}).validate()
@@ -78,8 +95,20 @@ def test_keys_are_stable_and_cover_the_protocol():
     assert PhaseGridConfig(sigma_b2=0).cell_hash(3, 1.0) == PhaseGridConfig(sigma_b2=0.0).cell_hash(3, 1.0)
     assert len({a.cell_hash(d, s) for d in (3, 4) for s in (1.0, 2.0)}) == 4
     cell = a.cell_config(3, 2.0)
-    for key in ("act", "width", "sigma_b2", "lr", "batch_size", "steps", "seed", "train_size", "dataset",
-                "pixels", "depth", "sigma_w2"):
+    for key in (
+        "act",
+        "width",
+        "sigma_b2",
+        "lr",
+        "batch_size",
+        "steps",
+        "seed",
+        "train_size",
+        "dataset",
+        "pixels",
+        "depth",
+        "sigma_w2",
+    ):
         assert key in cell
     assert cell["kind"] == KIND and cell["init"] == "scaled:2,0.05"
 
@@ -100,8 +129,9 @@ def test_fused_init_standard_deviations():
 def _unfused_run(depth, sigma_w2, config, x, y):
     """One member trained as the `mlp` family's nn.Module with torch.optim.SGD."""
     start = init_fused_mlp(depth, [sigma_w2], config, x.shape[1])
-    model = create_model("mlp", (1, 28, 28), 10, depth=depth, width=config.width, act=config.act,
-                         init="torch-default")
+    model = create_model(
+        "mlp", (1, 28, 28), 10, depth=depth, width=config.width, act=config.act, init="torch-default"
+    )
     with torch.no_grad():
         for linear, w, b in zip(model.linears(), start.weights, start.biases):
             linear.weight.copy_(w[0].T)
@@ -213,23 +243,32 @@ def test_a_cell_does_not_depend_on_its_neighbours(tiny_store, mnist):
 
 def test_the_tiny_grid_shows_the_phase_diagram(tiny_store):
     _, grid, _ = tiny_store
-    acc = {(d, s): grid.accuracy[i, j] for i, d in enumerate(grid.depths) for j, s in enumerate(grid.sigma_w2s)}
-    assert all(acc[2, s] > 0.4 for s in grid.sigma_w2s)             # shallow: trains
-    assert acc[100, 1.0] < 0.2 and acc[100, 4.0] < 0.2               # far past 6 xi_c: chance
-    assert acc[20, 1.75] > acc[20, 1.0] + 0.15                       # near-critical trains deeper
+    acc = {
+        (d, s): grid.accuracy[i, j] for i, d in enumerate(grid.depths) for j, s in enumerate(grid.sigma_w2s)
+    }
+    assert all(acc[2, s] > 0.4 for s in grid.sigma_w2s)  # shallow: trains
+    assert acc[100, 1.0] < 0.2 and acc[100, 4.0] < 0.2  # far past 6 xi_c: chance
+    assert acc[20, 1.75] > acc[20, 1.0] + 0.15  # near-critical trains deeper
     agreement = theory_agreement(grid, threshold=0.3)
     assert agreement.deepest[:2] == [2, 20] and agreement.censored[:2] == [False, False]
     xi_ordered = mean_field_point("tanh", 1.0, TINY.sigma_b2).xi
-    assert agreement.deepest[0] <= TRAINABLE_DEPTH_FACTOR * xi_ordered  # ordered: no deeper than theory allows
+    assert (
+        agreement.deepest[0] <= TRAINABLE_DEPTH_FACTOR * xi_ordered
+    )  # ordered: no deeper than theory allows
     assert agreement.c is not None and agreement.c > 0
 
 
 def test_theory_agreement_picks_uncensored_frontiers_and_fits_them():
     config = PhaseGridConfig(depths=(10, 20, 30, 40), sigma_w2s=(1.0, 1.5, 1.75, 3.0, 4.0))
-    passes = np.array([[1, 1, 1, 0, 1],
-                       [0, 1, 1, 0, 0],
-                       [0, 1, 1, 0, 1],   # sigma_w2 = 4: the deepest passing depth counts, not the first gap
-                       [0, 0, 1, 0, 0]], dtype=float)
+    passes = np.array(
+        [
+            [1, 1, 1, 0, 1],
+            [0, 1, 1, 0, 0],
+            [0, 1, 1, 0, 1],  # sigma_w2 = 4: the deepest passing depth counts, not the first gap
+            [0, 0, 1, 0, 0],
+        ],
+        dtype=float,
+    )
     grid = PhaseGrid(config, 0.1 + 0.8 * passes)
     a = theory_agreement(grid)
     assert a.threshold == DEFAULT_THRESHOLD
@@ -250,7 +289,9 @@ def test_theory_agreement_picks_uncensored_frontiers_and_fits_them():
 
 def test_heatmap_uses_the_object_api_and_draws_the_curves():
     tree = ast.parse(inspect.getsource(mlp_phase))
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    imported = {
+        a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names
+    }
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not any("pyplot" in name for name in imported)
     assert "matplotlib.use(" not in inspect.getsource(mlp_phase)

@@ -6,12 +6,34 @@ import json
 
 from depthlab.cli import main
 
-TINY = ["phase", "--family", "mlp", "--width", "16", "--sigma-w2", "1,2", "--depths", "2,4", "--steps", "3",
-        "--train-size", "200", "--device", "cpu"]
+TINY = [
+    "phase",
+    "--family",
+    "mlp",
+    "--width",
+    "16",
+    "--sigma-w2",
+    "1,2",
+    "--depths",
+    "2,4",
+    "--steps",
+    "3",
+    "--train-size",
+    "200",
+    "--device",
+    "cpu",
+]
 
 
 def test_a_tiny_grid_writes_its_outputs_and_a_rerun_trains_nothing(data_root, tmp_path, capsys):
-    args = TINY + ["--data-dir", str(data_root), "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "out")]
+    args = TINY + [
+        "--data-dir",
+        str(data_root),
+        "--store",
+        str(tmp_path / "s.db"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(args + ["--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert (first["trained"], first["reused"]) == (4, 0)

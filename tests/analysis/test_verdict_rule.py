@@ -8,7 +8,7 @@ from depthlab.analysis.diagnostics import judge
 
 
 def _verdict(signal_first_over_last: float, layers: int, std_last_over_first: float = 1.0):
-    signal = np.geomspace(signal_first_over_last, 1.0, layers)   # first layer first
+    signal = np.geomspace(signal_first_over_last, 1.0, layers)  # first layer first
     std = np.geomspace(1.0, std_last_over_first, layers)
     flat = np.ones(layers)
     return judge(flat, signal, std, flat)
@@ -21,9 +21,9 @@ def test_a_seven_layer_net_losing_40x_of_its_backprop_signal_is_vanishing():
 
 
 def test_a_deep_net_drifting_slowly_stays_healthy_and_a_fast_one_explodes():
-    assert _verdict(65.5, 30).label == "healthy"                 # 1.16x per layer
+    assert _verdict(65.5, 30).label == "healthy"  # 1.16x per layer
     assert _verdict(1.0, 7, std_last_over_first=40.0).label == "exploding"
-    assert _verdict(0.5, 2).label == "healthy"                   # one layer halving: not tenfold
+    assert _verdict(0.5, 2).label == "healthy"  # one layer halving: not tenfold
 
 
 def test_the_old_limits_still_decide_what_they_decided():

@@ -14,7 +14,12 @@ SCRIPT = REPO / "benchmarks" / "frontier_speed.py"
 
 
 def _has_commit(commit: str) -> bool:
-    return subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=REPO, capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=REPO, capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 @pytest.mark.slow
@@ -23,8 +28,14 @@ def test_the_smoke_slice_runs_both_engines_and_every_verdict_agrees(data_root):
         pytest.skip("the pinned commit c120618 is not in this clone's history (a shallow clone)")
     env = {**os.environ, "DEPTHLAB_DATA": str(data_root)}
     env.pop("PYTHONPATH", None)
-    out = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=1800)
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     assert "every verdict and criterion error agrees: True" in text and "DISAGREES" not in text

@@ -15,7 +15,9 @@ from depthlab.cli import main
 from depthlab.store.sqlite import Store
 
 REPO = Path(__file__).resolve().parents[2]
-CLASSIC = re.compile(r"^Epoch (\d{3})/(\d{3}), Train Error (\d{1,3}\.\d\d)% \|\| Test Error (\d{1,3}\.\d\d)%$")
+CLASSIC = re.compile(
+    r"^Epoch (\d{3})/(\d{3}), Train Error (\d{1,3}\.\d\d)% \|\| Test Error (\d{1,3}\.\d\d)%$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,23 @@ def small_root(tmp_path_factory):
 
 
 def fast_args(root, db, *extra):
-    return ["train", "cnn-tanh", "--depth", "3", "--dataset", "fashion-mnist", "--data-dir", str(root),
-            "--device", "cpu", "--batch-size", "64", "--store", str(db), *extra]
+    return [
+        "train",
+        "cnn-tanh",
+        "--depth",
+        "3",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        str(root),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "64",
+        "--store",
+        str(db),
+        *extra,
+    ]
 
 
 def run_cli(capsys, args):
@@ -51,7 +68,9 @@ def test_classic_lines_and_final_line(small_root, tmp_path, capsys):
 
 
 def test_json_output_schema(small_root, tmp_path, capsys):
-    code, out, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "2", "--json", "--lr", "0.05"))
+    code, out, err = run_cli(
+        capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "2", "--json", "--lr", "0.05")
+    )
     assert code == 0
     assert len(out.splitlines()) == 1  # exactly one JSON object on stdout
     doc = json.loads(out)
@@ -111,8 +130,9 @@ def test_runs_shows_a_run_whose_process_is_gone_as_interrupted(tmp_path, capsys)
     with Store(db) as store:
         live = store.start_run({"model": "cnn-tanh", "dataset": "mnist", "epochs": 3}, "live")
         gone = store.start_run({"model": "cnn-tanh", "dataset": "mnist", "epochs": 3}, "gone")
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True).stdout.strip()  # a process that has exited: killed mid-run
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout.strip()  # a process that has exited: killed mid-run
         store.conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (int(dead), gone))
         store.conn.commit()
     code, out, _ = run_cli(capsys, ["runs", "--store", str(db)])
@@ -141,7 +161,9 @@ def test_threads_flag_is_used_and_recorded(small_root, tmp_path, capsys):
 
     before = torch.get_num_threads()
     try:
-        code, _, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--threads", "2"))
+        code, _, err = run_cli(
+            capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--threads", "2")
+        )
         assert code == 0, err
         with Store(tmp_path / "s.db") as store:
             assert store.runs()[0].result["threads"] == 2
@@ -150,7 +172,9 @@ def test_threads_flag_is_used_and_recorded(small_root, tmp_path, capsys):
 
 
 def test_out_folder_gets_the_json(small_root, tmp_path, capsys):
-    code, _, _ = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--out", str(tmp_path / "o")))
+    code, _, _ = run_cli(
+        capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--out", str(tmp_path / "o"))
+    )
     [written] = list((tmp_path / "o").glob("train-cnn-tanh-*.json"))
     assert code == 0 and json.loads(written.read_text())["status"] == "done"
 
@@ -187,7 +211,10 @@ BAD = {
     "lr not a number": (["train", "cnn-tanh", "--lr", "fast"], "'fast' is not a valid float"),
     "epochs zero": (["train", "cnn-tanh", "--epochs", "0"], "epochs must be a positive integer"),
     "batch size zero": (["train", "cnn-tanh", "--batch-size", "0"], "batch size must be a positive integer"),
-    "batch size negative": (["train", "cnn-tanh", "--batch-size", "-8"], "batch size must be a positive integer"),
+    "batch size negative": (
+        ["train", "cnn-tanh", "--batch-size", "-8"],
+        "batch size must be a positive integer",
+    ),
     "train size zero": (["train", "cnn-tanh", "--train-size", "0"], "train size"),
     "schedule malformed": (["train", "cnn-tanh", "--schedule", "2@0.07,3@"], "malformed schedule"),
     "schedule unknown": (["train", "cnn-tanh", "--schedule", "linear"], "malformed schedule"),
@@ -225,7 +252,9 @@ def test_bad_input(case, existing_store, capsys):
 def test_missing_data_names_folder_and_files(existing_store, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DEPTHLAB_OFFLINE", "1")  # tests never touch the network
     before = existing_store.read_bytes()
-    code, out, err = run_cli(capsys, ["train", "cnn-tanh", "--data-dir", str(tmp_path), "--store", str(existing_store)])
+    code, out, err = run_cli(
+        capsys, ["train", "cnn-tanh", "--data-dir", str(tmp_path), "--store", str(existing_store)]
+    )
     _assert_clean_failure(code, out, err, "missing data")
     assert str(tmp_path / "MNIST" / "raw") in err and "train-images-idx3-ubyte" in err
     assert existing_store.read_bytes() == before
@@ -233,8 +262,19 @@ def test_missing_data_names_folder_and_files(existing_store, tmp_path, monkeypat
 
 def test_corrupted_idx_file(corrupted_root, existing_store, capsys):
     before = existing_store.read_bytes()
-    code, out, err = run_cli(capsys, ["train", "cnn-tanh", "--dataset", "fashion-mnist", "--data-dir",
-                                      str(corrupted_root), "--store", str(existing_store)])
+    code, out, err = run_cli(
+        capsys,
+        [
+            "train",
+            "cnn-tanh",
+            "--dataset",
+            "fashion-mnist",
+            "--data-dir",
+            str(corrupted_root),
+            "--store",
+            str(existing_store),
+        ],
+    )
     _assert_clean_failure(code, out, err, "train-images-idx3-ubyte: wrong size")
     assert existing_store.read_bytes() == before
 
@@ -246,11 +286,15 @@ def test_modified_real_mnist_file(data_root, existing_store, tmp_path, capsys):
     raw.mkdir(parents=True)
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"):
         (raw / name).symlink_to(data_root / "MNIST" / "raw" / name)
-    labels = bytearray(gzip.decompress((data_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    labels = bytearray(
+        gzip.decompress((data_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    )
     labels[-1] ^= 1
     (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(labels)))
     before = existing_store.read_bytes()
-    code, out, err = run_cli(capsys, ["train", "cnn-tanh", "--data-dir", str(tmp_path), "--store", str(existing_store)])
+    code, out, err = run_cli(
+        capsys, ["train", "cnn-tanh", "--data-dir", str(tmp_path), "--store", str(existing_store)]
+    )
     _assert_clean_failure(code, out, err, "t10k-labels-idx1-ubyte.gz: checksum mismatch")
     assert existing_store.read_bytes() == before
 
@@ -306,7 +350,9 @@ def test_tensorboard_scalars(small_root, tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logdir = tmp_path / "tb"
-    code, _, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "2", "--tensorboard", str(logdir)))
+    code, _, err = run_cli(
+        capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "2", "--tensorboard", str(logdir))
+    )
     assert code == 0, err
     events = EventAccumulator(str(logdir))
     events.Reload()
@@ -329,8 +375,14 @@ def test_tensorboard_missing_is_a_clean_error(small_root, tmp_path, monkeypatch,
 
 def _depthlab(*args, cwd):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", DEPTHLAB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "depthlab", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "depthlab", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_subprocess_json_run_and_bad_input(small_root, tmp_path):
@@ -341,8 +393,9 @@ def test_subprocess_json_run_and_bad_input(small_root, tmp_path):
     before = (tmp_path / "s.db").read_bytes()
     bad = _depthlab("train", "cnn-tanh", "--depth", "10", "--store", "s.db", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stdout == ""
-    assert bad.stderr.strip().splitlines() == ["depthlab: error: depth must be a positive multiple of 3 for the "
-                                               "stages family, got 10"]
+    assert bad.stderr.strip().splitlines() == [
+        "depthlab: error: depth must be a positive multiple of 3 for the stages family, got 10"
+    ]
     assert (tmp_path / "s.db").read_bytes() == before
     listed = _depthlab("runs", cwd=tmp_path)  # default store: ./depthlab.db does not exist here
     assert listed.returncode == 2 and "depthlab.db does not exist" in listed.stderr
@@ -351,8 +404,25 @@ def test_subprocess_json_run_and_bad_input(small_root, tmp_path):
 @pytest.mark.slow
 def test_subprocess_real_mnist(data_root, tmp_path):
     # The real data end to end: the classic lines, the default store in the working directory.
-    done = _depthlab("train", "cnn-elu-bn", "--depth", "3", "--epochs", "1", "--train-size", "2000",
-                     "--batch-size", "64", "--lr", "0.05", "--device", "cpu", "--data-dir", str(data_root), cwd=tmp_path)
+    done = _depthlab(
+        "train",
+        "cnn-elu-bn",
+        "--depth",
+        "3",
+        "--epochs",
+        "1",
+        "--train-size",
+        "2000",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.05",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(data_root),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     first = CLASSIC.match(done.stdout.splitlines()[0])
     assert first and float(first[4]) < 30
@@ -362,22 +432,54 @@ def test_subprocess_real_mnist(data_root, tmp_path):
 
 
 def test_a_schedule_longer_than_epochs_warns_naming_what_is_cut(small_root, tmp_path, capsys):
-    code, out, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--train-size", "128",
-                                               "--schedule", "1@0.1,2@0.01"))
+    code, out, err = run_cli(
+        capsys,
+        fast_args(
+            small_root,
+            tmp_path / "s.db",
+            "--epochs",
+            "1",
+            "--train-size",
+            "128",
+            "--schedule",
+            "1@0.1,2@0.01",
+        ),
+    )
     assert code == 0, err
     assert "runs 3 epochs but --epochs is 1: cut 0.01 for epochs 1-3" in err
-    code, out, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "1", "--train-size", "128",
-                                               "--schedule", "multistep:1,5"))
+    code, out, err = run_cli(
+        capsys,
+        fast_args(
+            small_root,
+            tmp_path / "s.db",
+            "--epochs",
+            "1",
+            "--train-size",
+            "128",
+            "--schedule",
+            "multistep:1,5",
+        ),
+    )
     assert code == 0 and "milestone(s) 1,5 at or after --epochs 1: they never apply" in err
 
 
 def test_patience_says_it_stopped_early_and_restored_the_best_weights(small_root, tmp_path, capsys):
     # a good epoch, then an lr that wrecks the network: patience 1 stops and restores epoch 000
-    code, out, err = run_cli(capsys, fast_args(small_root, tmp_path / "s.db", "--epochs", "6", "--schedule",
-                                               "1@0.1,5@50", "--patience", "1"))
+    code, out, err = run_cli(
+        capsys,
+        fast_args(
+            small_root, tmp_path / "s.db", "--epochs", "6", "--schedule", "1@0.1,5@50", "--patience", "1"
+        ),
+    )
     assert code in (0, 1), err
     line = out.splitlines()[-1]
     if "stopped early" in out:
-        assert line.startswith("stopped early after epoch 00") and "restored the best weights, from epoch 00" in line
-        best = min((ln for ln in out.splitlines() if ln.startswith("Epoch ")), key=lambda ln: float(ln.split()[-1][:-1]))
-        assert f"from epoch {best.split()[1][:3]}" in line          # the epoch the classic lines show as best
+        assert (
+            line.startswith("stopped early after epoch 00")
+            and "restored the best weights, from epoch 00" in line
+        )
+        best = min(
+            (ln for ln in out.splitlines() if ln.startswith("Epoch ")),
+            key=lambda ln: float(ln.split()[-1][:-1]),
+        )
+        assert f"from epoch {best.split()[1][:3]}" in line  # the epoch the classic lines show as best

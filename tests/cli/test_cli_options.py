@@ -34,12 +34,25 @@ def _option(command: str, name: str) -> click.Option:
 # Defaults in one place
 
 
-@pytest.mark.parametrize("command, name", [
-    ("train", "epochs"), ("train", "lr"), ("train", "momentum"), ("train", "batch_size"), ("train", "optimizer"),
-    ("train", "weight_decay"), ("train", "schedule"), ("train", "seed"), ("train", "device"),
-    ("lr-sweep", "epochs"), ("ablate", "lr"), ("lr-find", "batch_size"), ("diagnose", "lr"),
-    *[(c, "precision") for c in TRAINING_COMMANDS],
-])
+@pytest.mark.parametrize(
+    "command, name",
+    [
+        ("train", "epochs"),
+        ("train", "lr"),
+        ("train", "momentum"),
+        ("train", "batch_size"),
+        ("train", "optimizer"),
+        ("train", "weight_decay"),
+        ("train", "schedule"),
+        ("train", "seed"),
+        ("train", "device"),
+        ("lr-sweep", "epochs"),
+        ("ablate", "lr"),
+        ("lr-find", "batch_size"),
+        ("diagnose", "lr"),
+        *[(c, "precision") for c in TRAINING_COMMANDS],
+    ],
+)
 def test_defaults_come_from_train_config(command, name):
     assert _option(command, name).default == getattr(TrainConfig(), name)
 
@@ -72,8 +85,12 @@ def test_option_from_field_types_flags_and_overrides():
 
     runner = CliRunner()
     assert json.loads(runner.invoke(cmd, []).output) == [0.1, False, None, None]
-    assert json.loads(runner.invoke(cmd, ["--lr", "0.5", "--nesterov", "--patience", "2"]).output) == [0.5, True, 2,
-                                                                                                       None]
+    assert json.loads(runner.invoke(cmd, ["--lr", "0.5", "--nesterov", "--patience", "2"]).output) == [
+        0.5,
+        True,
+        2,
+        None,
+    ]
     assert runner.invoke(cmd, ["--lr", "x"]).exit_code == 2
     assert [p.help for p in cmd.params if p.name == "dataset"] == ["mine"]
 
@@ -91,11 +108,40 @@ def test_commands_take_a_handful_of_option_objects(command):
 def test_the_flags_are_still_all_there():
     """Grouping changed the command functions, not the command lines."""
     names = {p.opts[0] for p in cli.commands["train"].params if isinstance(p, click.Option)}
-    for flag in ("--depth", "--act", "--init", "--norm", "--skip", "--heads", "--width", "--param", "--dataset",
-                 "--data-dir", "--train-size", "--seed", "--device", "--precision", "--store", "--out", "--json",
-                 "--tensorboard", "--epochs", "--lr", "--momentum", "--nesterov", "--batch-size", "--optimizer",
-                 "--weight-decay", "--schedule", "--patience", "--val", "--augment", "--rerun", "--compile",
-                 "--threads"):
+    for flag in (
+        "--depth",
+        "--act",
+        "--init",
+        "--norm",
+        "--skip",
+        "--heads",
+        "--width",
+        "--param",
+        "--dataset",
+        "--data-dir",
+        "--train-size",
+        "--seed",
+        "--device",
+        "--precision",
+        "--store",
+        "--out",
+        "--json",
+        "--tensorboard",
+        "--epochs",
+        "--lr",
+        "--momentum",
+        "--nesterov",
+        "--batch-size",
+        "--optimizer",
+        "--weight-decay",
+        "--schedule",
+        "--patience",
+        "--val",
+        "--augment",
+        "--rerun",
+        "--compile",
+        "--threads",
+    ):
         assert flag in names, flag
     # 36 flags before --precision; then --model-file, --dry-run, --force, --threads, --depth-step, --optimizers
     # and --plateau-stop, and --depth no longer offered
@@ -105,7 +151,10 @@ def test_the_flags_are_still_all_there():
 
 def test_model_options_overrides():
     assert ModelOptions(depth=6, act="elu", params=("stack_depth=3",)).overrides() == {
-        "depth": 6, "act": "elu", "stack_depth": "3"}
+        "depth": 6,
+        "act": "elu",
+        "stack_depth": "3",
+    }
     assert ModelOptions(depth=6, act="elu").overrides(depth=False) == {"act": "elu"}
 
 
@@ -114,8 +163,25 @@ def test_model_options_overrides():
 
 
 def _train(root, db, *extra):
-    return ["train", "cnn-tanh", "--depth", "3", "--dataset", "fashion-mnist", "--data-dir", str(root),
-            "--device", "cpu", "--batch-size", "64", "--epochs", "1", "--store", str(db), *extra]
+    return [
+        "train",
+        "cnn-tanh",
+        "--depth",
+        "3",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        str(root),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "1",
+        "--store",
+        str(db),
+        *extra,
+    ]
 
 
 def test_precision_reaches_the_config_and_the_runs_table(small_root, tmp_path, capsys):
@@ -129,16 +195,43 @@ def test_precision_reaches_the_config_and_the_runs_table(small_root, tmp_path, c
     lines = capsys.readouterr().out.splitlines()
     assert "precision" in lines[0].split()
     column = lines[0].split().index("precision")
-    assert sorted(line.split()[column] for line in lines[2:4]) == ["bf16", "fp32"]  # under the header and its rule
+    assert sorted(line.split()[column] for line in lines[2:4]) == [
+        "bf16",
+        "fp32",
+    ]  # under the header and its rule
     with Store(db, reading=True) as store:
         assert sorted(r.config["precision"] for r in store.runs()) == ["bf16", "fp32"]
 
 
 def test_precision_reaches_the_experiment_commands(small_root, tmp_path, capsys):
     db = tmp_path / "s.db"
-    code = main(["lr-sweep", "cnn-tanh", "--depth", "3", "--lrs", "0.05,0.1", "--epochs", "1", "--dataset",
-                 "fashion-mnist", "--data-dir", str(small_root), "--device", "cpu", "--batch-size", "64", "--store",
-                 str(db), "--out", str(tmp_path / "o"), "--precision", "bf16", "--json"])
+    code = main(
+        [
+            "lr-sweep",
+            "cnn-tanh",
+            "--depth",
+            "3",
+            "--lrs",
+            "0.05,0.1",
+            "--epochs",
+            "1",
+            "--dataset",
+            "fashion-mnist",
+            "--data-dir",
+            str(small_root),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "64",
+            "--store",
+            str(db),
+            "--out",
+            str(tmp_path / "o"),
+            "--precision",
+            "bf16",
+            "--json",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     with Store(db, reading=True) as store:
         assert [r.config["precision"] for r in store.runs()] == ["bf16", "bf16"]
@@ -165,30 +258,59 @@ def test_precision_reaches_the_phase_sweep():
 
 def test_quick_protocol_is_the_old_one():
     quick = FrontierConfig.quick()
-    assert (quick.train_size, quick.epochs, quick.lrs, quick.max_depth, quick.eval_size, quick.evals_per_epoch) == (
-        10000, 1, (0.01, 0.1, 1.0), 9, 1000, 4)
-    assert quick.changes() == dict(train_size=10000, epochs=1, lrs=(0.01, 0.1, 1.0), max_depth=9, eval_size=1000,
-                                   evals_per_epoch=4)
+    assert (
+        quick.train_size,
+        quick.epochs,
+        quick.lrs,
+        quick.max_depth,
+        quick.eval_size,
+        quick.evals_per_epoch,
+    ) == (10000, 1, (0.01, 0.1, 1.0), 9, 1000, 4)
+    assert quick.changes() == dict(
+        train_size=10000, epochs=1, lrs=(0.01, 0.1, 1.0), max_depth=9, eval_size=1000, evals_per_epoch=4
+    )
     # the same trials as before FrontierConfig.quick() (hashes computed with QUICK_PROTOCOL)
     assert quick.trial_config("cnn-tanh", 3, 0.1, 0).hash() == "d99893126a26d562"
     assert quick.trial_config("cnn-elu-bn", 9, 1.0, 0).hash() == "455caba806cce3fb"
     assert FrontierConfig.quick(epochs=2).epochs == 2
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--quick"], FrontierConfig.quick()),
-    ([], FrontierConfig()),
-    (["--quick", "--epochs", "2", "--eval-size", "all", "--lrs", "0.1,1"],
-     FrontierConfig.quick(epochs=2, eval_size=None, lrs=(0.1, 1.0))),
-    (["--max-depth", "12", "--train-size", "500", "--act", "elu", "--precision", "bf16", "--seeds", "2"],
-     FrontierConfig(max_depth=12, train_size=500, model_args={"act": "elu"}, precision="bf16", seeds=2)),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--quick"], FrontierConfig.quick()),
+        ([], FrontierConfig()),
+        (
+            ["--quick", "--epochs", "2", "--eval-size", "all", "--lrs", "0.1,1"],
+            FrontierConfig.quick(epochs=2, eval_size=None, lrs=(0.1, 1.0)),
+        ),
+        (
+            [
+                "--max-depth",
+                "12",
+                "--train-size",
+                "500",
+                "--act",
+                "elu",
+                "--precision",
+                "bf16",
+                "--seeds",
+                "2",
+            ],
+            FrontierConfig(
+                max_depth=12, train_size=500, model_args={"act": "elu"}, precision="bf16", seeds=2
+            ),
+        ),
+    ],
+)
 def test_frontier_flags_build_the_protocol(args, expected, monkeypatch, tmp_path):
     import depthlab.cli.frontier as module
 
     seen = []
     monkeypatch.setattr(module, "show_status", lambda names, config, *rest: seen.append(config))
-    assert main(["frontier", "--models", "cnn-tanh", "--status", "--store", str(tmp_path / "s.db"), *args]) == 0
+    assert (
+        main(["frontier", "--models", "cnn-tanh", "--status", "--store", str(tmp_path / "s.db"), *args]) == 0
+    )
     assert seen == [expected]
 
 
@@ -223,9 +345,28 @@ def test_messages_go_through_the_depthlab_logger(capsys):
 def test_experiment_progress_lines_go_through_the_logger(small_root, tmp_path, capsys):
     """lr-sweep passes no echo callable: its per-epoch lines come from the progress logger,
     on stdout, or on stderr under --json."""
-    args = ["lr-sweep", "cnn-tanh", "--depth", "3", "--lrs", "0.1", "--epochs", "1", "--dataset", "fashion-mnist",
-            "--data-dir", str(small_root), "--device", "cpu", "--batch-size", "64", "--store", str(tmp_path / "s.db"),
-            "--out", str(tmp_path / "o")]
+    args = [
+        "lr-sweep",
+        "cnn-tanh",
+        "--depth",
+        "3",
+        "--lrs",
+        "0.1",
+        "--epochs",
+        "1",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        str(small_root),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "64",
+        "--store",
+        str(tmp_path / "s.db"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(args) == 0
     out, err = capsys.readouterr()
     assert "Epoch 000/001" in out and "Epoch" not in err

@@ -12,7 +12,10 @@ def test_dry_run_prints_the_plan_and_an_estimate_and_trains_nothing(tmp_path, ca
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("plan: 8 model(s)") and "depths probed first 3, 6, 9" in out[0]
     assert "lrs 0.01, 0.1, 1" in out[0] and "1 epoch(s) of 10,000 images" in out[0]
-    assert out[1].startswith("estimated CPU time on this machine: ") and "30 us per image per layer, 45" in out[1]
+    assert (
+        out[1].startswith("estimated CPU time on this machine: ")
+        and "30 us per image per layer, 45" in out[1]
+    )
     assert not store.exists() and not (tmp_path / "depthlab-out").exists()
 
 
@@ -27,7 +30,7 @@ def test_layer_costs_are_measured_once_and_cached(tmp_path, monkeypatch):
     first = plan.layer_costs(measure=measure)
     assert first == {"plain": 0.1 / (6 * 256), "bn": 0.1 / (6 * 256)} and calls
     n = len(calls)
-    assert plan.layer_costs(measure=measure) == first and len(calls) == n     # from the cache
+    assert plan.layer_costs(measure=measure) == first and len(calls) == n  # from the cache
     assert plan.probe_depths(300) == [3, 6, 12, 24, 48, 96, 192, 300] and plan.probe_depths(9) == [3, 6, 9]
 
 

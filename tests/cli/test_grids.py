@@ -30,10 +30,14 @@ def test_the_grammar():
 def test_one_parser_keeps_the_order_given_and_each_caller_sorts_for_itself():
     assert parse_grid("2,1,2", "--x", "value") == (2.0, 1.0, 2.0)
     assert parse_grid("24,6,,12,6", "--depths", "depth", whole=True) == (24, 6, 12, 6)
-    assert parse_depths("24,6,12,6") == (6, 12, 24)        # the frontier's --depths: sorted, each once
-    assert parse_depths("0,-3") == (-3, 0)                  # its range: FrontierConfig.validate_models
-    for bad, message in (("6:12:3", "expected whole numbers"), ("6,1.5", "expected whole numbers"),
-                         ("", "the depth grid is empty"), ("0,6", "depths must be positive")):
+    assert parse_depths("24,6,12,6") == (6, 12, 24)  # the frontier's --depths: sorted, each once
+    assert parse_depths("0,-3") == (-3, 0)  # its range: FrontierConfig.validate_models
+    for bad, message in (
+        ("6:12:3", "expected whole numbers"),
+        ("6,1.5", "expected whole numbers"),
+        ("", "the depth grid is empty"),
+        ("0,6", "depths must be positive"),
+    ):
         with pytest.raises(ConfigError, match=rf"^bad --depths .*{message}"):
             parse_grid(bad, "--depths", "depth", whole=True)
     with pytest.raises(ConfigError, match=r"^bad --x '1,5': values must be at most 4$"):
@@ -41,9 +45,17 @@ def test_one_parser_keeps_the_order_given_and_each_caller_sorts_for_itself():
     assert parse_grid("lin:1:4:4", "--x", "value", upper=4) == (1.0, 2.0, 3.0, 4.0)
 
 
-@pytest.mark.parametrize("command,flag", [("theory", "--sigma-w2"), ("theory", "--check-widths"),
-                                          ("phase", "--sigma-w2"), ("phase", "--lrs"), ("frontier", "--lrs"),
-                                          ("lr-sweep", "--lrs")])
+@pytest.mark.parametrize(
+    "command,flag",
+    [
+        ("theory", "--sigma-w2"),
+        ("theory", "--check-widths"),
+        ("phase", "--sigma-w2"),
+        ("phase", "--lrs"),
+        ("frontier", "--lrs"),
+        ("lr-sweep", "--lrs"),
+    ],
+)
 def test_every_grid_option_states_the_grammar(command, flag):
     ctx = click.Context(cli.commands[command])
     (option,) = [p for p in cli.commands[command].params if flag in getattr(p, "opts", ())]

@@ -14,15 +14,31 @@ def test_info_names_versions_devices_the_data_root_and_what_is_there(tmp_path, c
     monkeypatch.chdir(tmp_path)
     assert main(["info"]) == 0
     text = capsys.readouterr().out
-    for word in ("depthlab ", "python ", "torch ", "numpy ", "pandas", "ray", "dks", "tensorboard", "pillow",
-                 "devices: cpu", "precision: fp32", f"data root: {tmp_path} (from DEPTHLAB_DATA",
-                 "store: depthlab.db"):
+    for word in (
+        "depthlab ",
+        "python ",
+        "torch ",
+        "numpy ",
+        "pandas",
+        "ray",
+        "dks",
+        "tensorboard",
+        "pillow",
+        "devices: cpu",
+        "precision: fp32",
+        f"data root: {tmp_path} (from DEPTHLAB_DATA",
+        "store: depthlab.db",
+    ):
         assert word in text, (word, text)
     assert "fashion-mnist  present" in text and "cifar10        not present" in text
     assert main(["info", "--json", "--data-dir", str(tmp_path / "none")]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["data_root"] == {"path": str(tmp_path / "none"), "from": "--data-dir", "exists": False,
-                                "datasets": {n: None for n in doc["data_root"]["datasets"]}}
+    assert doc["data_root"] == {
+        "path": str(tmp_path / "none"),
+        "from": "--data-dir",
+        "exists": False,
+        "datasets": {n: None for n in doc["data_root"]["datasets"]},
+    }
     assert set(doc["optional"]) == {"pandas", "ray", "dks", "tensorboard", "pillow"}
     assert doc["precision"]["default"] == "fp32" and doc["store"]["default"] == "depthlab.db"
 
@@ -33,8 +49,10 @@ def test_models_aligns_its_preset_rows(capsys):
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
     start = lines.index("presets:")
-    header, rows = lines[start + 1], [line for line in lines[start + 3:] if line.startswith("  ") and
-                                      not line.startswith("axes")]
+    header, rows = (
+        lines[start + 1],
+        [line for line in lines[start + 3 :] if line.startswith("  ") and not line.startswith("axes")],
+    )
     col = header.index("description")
     assert rows and all(line[col - 2] == " " and line[col - 1] == " " and line[col] != " " for line in rows)
 
@@ -44,15 +62,23 @@ def test_one_vocabulary_help_everywhere_and_examples_at_the_end(capsys):
 
     from depthlab.cli import cli, main
 
-    missing = [(name, p.opts) for name, c in cli.commands.items() for p in c.params
-               if isinstance(p, click.Option) and not p.help and not p.hidden and name != "phase"]
-    assert not missing, missing                                      # every option says what it does
+    missing = [
+        (name, p.opts)
+        for name, c in cli.commands.items()
+        for p in c.params
+        if isinstance(p, click.Option) and not p.help and not p.hidden and name != "phase"
+    ]
+    assert not missing, missing  # every option says what it does
     assert "depth" not in {p.name for p in cli.commands["frontier"].params}  # cannot apply: not offered
     assert "--weight-decay" in [o for p in cli.commands["ablate"].params for o in p.opts]
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    tail = text[text.index("Examples:"):]
-    assert tail.count("depthlab ") >= 3 and "Data root: --data-dir, else $DEPTHLAB_DATA" in tail and "Store:" in tail
+    tail = text[text.index("Examples:") :]
+    assert (
+        tail.count("depthlab ") >= 3
+        and "Data root: --data-dir, else $DEPTHLAB_DATA" in tail
+        and "Store:" in tail
+    )
     assert main(["train", "--help"]) == 0
     assert "one of: mnist, mnist32, fashion-mnist, cifar10" in " ".join(capsys.readouterr().out.split())
 
@@ -67,8 +93,10 @@ def test_info_devices_asks_torch_and_adds_its_answer(capsys, monkeypatch, tmp_pa
     assert probed["devices"][0] == "cpu" and probed["auto_device"] in ("cpu", "cuda", "mps")
     assert probed["precision"]["torch_threads"] >= 1 and "cuda_runtime" in probed["versions"]
     assert {k: v for k, v in probed.items() if k not in ("devices", "auto_device", "cuda")} == {
-        **plain, "precision": {**plain["precision"], "torch_threads": probed["precision"]["torch_threads"]},
-        "versions": {**plain["versions"], "cuda_runtime": probed["versions"]["cuda_runtime"]}}
+        **plain,
+        "precision": {**plain["precision"], "torch_threads": probed["precision"]["torch_threads"]},
+        "versions": {**plain["versions"], "cuda_runtime": probed["versions"]["cuda_runtime"]},
+    }
     assert main(["info", "--devices"]) == 0
     text = capsys.readouterr().out
     assert "(--device auto picks " in text and "torch CPU threads" in text and "  machine: " in text
@@ -87,8 +115,10 @@ def test_the_nvidia_driver_is_read_from_proc_else_path(tmp_path, monkeypatch):
     from depthlab.cli import info
 
     version = tmp_path / "version"
-    version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n"
-                       "GCC version:  gcc version 12.2.0\n")
+    version.write_text(
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n"
+        "GCC version:  gcc version 12.2.0\n"
+    )
     monkeypatch.setattr(info, "NVIDIA_VERSION_FILE", version)
     assert info.nvidia_driver() == "550.54.15"
     monkeypatch.setattr(info, "NVIDIA_VERSION_FILE", tmp_path / "absent")
@@ -106,8 +136,11 @@ def test_the_torch_build_is_read_from_its_metadata(monkeypatch):
     from depthlab.cli import info
 
     def wheel(version, requires=None):
-        monkeypatch.setattr(info.importlib.metadata, "distribution",
-                            lambda name: SimpleNamespace(version=version, requires=requires))
+        monkeypatch.setattr(
+            info.importlib.metadata,
+            "distribution",
+            lambda name: SimpleNamespace(version=version, requires=requires),
+        )
 
     wheel("2.13.0+cpu")
     assert info.torch_build() == "cpu"

@@ -17,16 +17,32 @@ def test_another_commands_folder_needs_force(tmp_path, capsys, monkeypatch):
     out = tmp_path / "o"
     out.mkdir()
     (out / OWNER_FILE).write_text("lr-sweep\n")
-    check_output_owner(out, "lr-sweep")                     # its own folder: fine
-    check_output_owner(out, "frontier", force=True)         # --force: fine
-    args = ["frontier", "--models", "cnn-tanh", "--max-depth", "6", "--epochs", "1", "--lrs", "0.1",
-            "--device", "cpu", "--data-dir", str(tmp_path / "none"), "--store", str(tmp_path / "s.db"),
-            "--out", str(out)]
+    check_output_owner(out, "lr-sweep")  # its own folder: fine
+    check_output_owner(out, "frontier", force=True)  # --force: fine
+    args = [
+        "frontier",
+        "--models",
+        "cnn-tanh",
+        "--max-depth",
+        "6",
+        "--epochs",
+        "1",
+        "--lrs",
+        "0.1",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(tmp_path / "none"),
+        "--store",
+        str(tmp_path / "s.db"),
+        "--out",
+        str(out),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "already holds the results of `depthlab lr-sweep`" in err and "--force" in err
-    assert not (tmp_path / "s.db").exists()                 # refused before the store is opened
-    assert main(args + ["--force"]) == 2                    # now it gets as far as the (missing) data
+    assert not (tmp_path / "s.db").exists()  # refused before the store is opened
+    assert main(args + ["--force"]) == 2  # now it gets as far as the (missing) data
     assert "already holds" not in capsys.readouterr().err
 
 
@@ -37,8 +53,26 @@ def test_frontier_writes_to_its_default_folder_and_marks_it(tmp_path, capsys, mo
     store = tmp_path / "mine.db"
     Store(store).close()
     # --status with no trials trains nothing and writes the partial table into --out
-    code = main(["frontier", "--models", "cnn-tanh", "--max-depth", "6", "--epochs", "1", "--lrs", "0.1",
-                 "--device", "cpu", "--store", str(store), "--status", "--out", "depthlab-out/mine/frontier"])
+    code = main(
+        [
+            "frontier",
+            "--models",
+            "cnn-tanh",
+            "--max-depth",
+            "6",
+            "--epochs",
+            "1",
+            "--lrs",
+            "0.1",
+            "--device",
+            "cpu",
+            "--store",
+            str(store),
+            "--status",
+            "--out",
+            "depthlab-out/mine/frontier",
+        ]
+    )
     capsys.readouterr()
     folder = Path("depthlab-out/mine/frontier")
     assert code == 0 and (folder / OWNER_FILE).read_text().strip() == "frontier"
@@ -49,8 +83,20 @@ def test_frontier_writes_to_its_default_folder_and_marks_it(tmp_path, capsys, mo
 # Issue 29: never touch a user's file
 
 
-STATUS = ["frontier", "--models", "cnn-tanh", "--max-depth", "6", "--epochs", "1", "--lrs", "0.1", "--device", "cpu",
-          "--status"]
+STATUS = [
+    "frontier",
+    "--models",
+    "cnn-tanh",
+    "--max-depth",
+    "6",
+    "--epochs",
+    "1",
+    "--lrs",
+    "0.1",
+    "--device",
+    "cpu",
+    "--status",
+]
 
 
 def _user_folder(tmp_path) -> tuple[Path, dict]:
@@ -74,23 +120,74 @@ def test_a_users_folder_is_refused_and_left_byte_for_byte(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds files depthlab did not write (frontier.csv, frontier.json)" in err
     assert "--force" in err
-    assert {p.name: p.read_text() for p in folder.iterdir()} == files   # untouched, and not marked
+    assert {p.name: p.read_text() for p in folder.iterdir()} == files  # untouched, and not marked
     assert main([*STATUS, "--store", str(store), "--out", str(folder), "--force"]) == 0
     capsys.readouterr()
-    assert (folder / OWNER_FILE).read_text().strip() == "frontier"      # --force: the user asked for it
+    assert (folder / OWNER_FILE).read_text().strip() == "frontier"  # --force: the user asked for it
 
 
 def test_every_command_refuses_a_users_folder_before_anything_runs(tmp_path, capsys, data_root):
     folder, files = _user_folder(tmp_path)
     store = tmp_path / "s.db"
     commands = [
-        ["train", "cnn-tanh", "--depth", "3", "--epochs", "1", "--train-size", "100", "--device", "cpu",
-         "--data-dir", str(data_root)],
+        [
+            "train",
+            "cnn-tanh",
+            "--depth",
+            "3",
+            "--epochs",
+            "1",
+            "--train-size",
+            "100",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(data_root),
+        ],
         ["theory", "--sigma-w2", "1,2"],
-        ["phase", "--family", "mlp", "--width", "16", "--sigma-w2", "1,2", "--depths", "2,4", "--steps", "3",
-         "--train-size", "200", "--device", "cpu", "--data-dir", str(data_root)],
-        ["lr-find", "cnn-tanh", "--depth", "3", "--steps", "10", "--device", "cpu", "--data-dir", str(data_root)],
-        ["diagnose", "cnn-tanh", "--depth", "3", "--steps", "2", "--device", "cpu", "--data-dir", str(data_root)],
+        [
+            "phase",
+            "--family",
+            "mlp",
+            "--width",
+            "16",
+            "--sigma-w2",
+            "1,2",
+            "--depths",
+            "2,4",
+            "--steps",
+            "3",
+            "--train-size",
+            "200",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(data_root),
+        ],
+        [
+            "lr-find",
+            "cnn-tanh",
+            "--depth",
+            "3",
+            "--steps",
+            "10",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(data_root),
+        ],
+        [
+            "diagnose",
+            "cnn-tanh",
+            "--depth",
+            "3",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(data_root),
+        ],
     ]
     for args in commands:
         takes_store = args[0] in ("train", "phase")
@@ -98,15 +195,31 @@ def test_every_command_refuses_a_users_folder_before_anything_runs(tmp_path, cap
         err = capsys.readouterr().err
         assert code == 2 and "holds files depthlab did not write" in err, (args, err)
         assert {p.name: p.read_text() for p in folder.iterdir()} == files, args
-    assert not store.exists()                                            # refused before the store is opened
+    assert not store.exists()  # refused before the store is opened
 
 
 def test_train_out_into_another_commands_folder_is_refused(tmp_path, capsys, data_root):
     out = tmp_path / "o"
     out.mkdir()
     (out / OWNER_FILE).write_text("frontier\n")
-    args = ["train", "cnn-tanh", "--depth", "3", "--epochs", "1", "--train-size", "100", "--device", "cpu",
-            "--data-dir", str(data_root), "--store", str(tmp_path / "s.db"), "--out", str(out)]
+    args = [
+        "train",
+        "cnn-tanh",
+        "--depth",
+        "3",
+        "--epochs",
+        "1",
+        "--train-size",
+        "100",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(data_root),
+        "--store",
+        str(tmp_path / "s.db"),
+        "--out",
+        str(out),
+    ]
     assert main(args) == 2
     assert "already holds the results of `depthlab frontier`" in capsys.readouterr().err
     assert not (tmp_path / "s.db").exists() and sorted(p.name for p in out.iterdir()) == [OWNER_FILE]
@@ -114,8 +227,29 @@ def test_train_out_into_another_commands_folder_is_refused(tmp_path, capsys, dat
 
 def test_train_marks_its_folder_and_another_command_is_then_refused(tmp_path, capsys, data_root):
     out, store = tmp_path / "o", tmp_path / "s.db"
-    assert main(["train", "cnn-tanh", "--depth", "3", "--epochs", "1", "--train-size", "100", "--device", "cpu",
-                 "--data-dir", str(data_root), "--store", str(store), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "cnn-tanh",
+                "--depth",
+                "3",
+                "--epochs",
+                "1",
+                "--train-size",
+                "100",
+                "--device",
+                "cpu",
+                "--data-dir",
+                str(data_root),
+                "--store",
+                str(store),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert (out / OWNER_FILE).read_text().strip() == "train"
     assert main([*STATUS, "--store", str(store), "--out", str(out)]) == 2

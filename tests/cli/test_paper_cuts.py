@@ -27,14 +27,37 @@ def build(depth, width=8):
 
 
 def _help(command: str) -> str:
-    return " ".join(cli.commands[command].get_help(__import__("click").Context(cli.commands[command])).split())
+    return " ".join(
+        cli.commands[command].get_help(__import__("click").Context(cli.commands[command])).split()
+    )
 
 
 def test_lr_find_takes_a_model_file_and_its_parameters(tmp_path, data_root, capsys):
     (tmp_path / "nets.py").write_text(NETS)
-    code = main(["lr-find", "--model-file", f"{tmp_path / 'nets.py'}:build", "--depth", "2", "-p", "width=4",
-                 "--steps", "10", "--train-size", "256", "--batch-size", "32", "--device", "cpu",
-                 "--data-dir", str(data_root), "--out", str(tmp_path / "out"), "--json"])
+    code = main(
+        [
+            "lr-find",
+            "--model-file",
+            f"{tmp_path / 'nets.py'}:build",
+            "--depth",
+            "2",
+            "-p",
+            "width=4",
+            "--steps",
+            "10",
+            "--train-size",
+            "256",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(data_root),
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ]
+    )
     assert code == 0
     found = json.loads(capsys.readouterr().out)
     assert found["steps_run"] <= 10
@@ -49,24 +72,65 @@ def test_help_texts_name_what_the_commands_take_and_use():
 
 def test_diagnose_numbers_a_factorys_layers_one_to_n(tmp_path, data_root, capsys):
     (tmp_path / "nets.py").write_text(NETS)
-    code = main(["diagnose", "--model-file", str(tmp_path / "nets.py"), "--depth", "6", "--steps", "2",
-                 "--every", "1", "--train-size", "256", "--batch-size", "32", "--device", "cpu",
-                 "--compare-depths", "2", "--data-dir", str(data_root), "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "diagnose",
+            "--model-file",
+            str(tmp_path / "nets.py"),
+            "--depth",
+            "6",
+            "--steps",
+            "2",
+            "--every",
+            "1",
+            "--train-size",
+            "256",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--compare-depths",
+            "2",
+            "--data-dir",
+            str(data_root),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("layer"))
-    numbers = [int(line.split()[0]) for line in lines[start + 2:] if line.split() and line.split()[0].isdigit()]
-    assert numbers == list(range(1, 8))     # 7 Linear layers: 6 hidden and the readout
+    numbers = [
+        int(line.split()[0]) for line in lines[start + 2 :] if line.split() and line.split()[0].isdigit()
+    ]
+    assert numbers == list(range(1, 8))  # 7 Linear layers: 6 hidden and the readout
 
 
 def _model(name: str, depth: int | None, next_trial=None) -> ModelFrontier:
-    return ModelFrontier(name, depth, None, None, 3 if depth is None else None, None, {}, True, 0.0, 1, 0,
-                         next_trial=next_trial)
+    return ModelFrontier(
+        name,
+        depth,
+        None,
+        None,
+        3 if depth is None else None,
+        None,
+        {},
+        True,
+        0.0,
+        1,
+        0,
+        next_trial=next_trial,
+    )
 
 
 def test_a_frontier_table_says_none_where_status_does():
-    result = FrontierResult(FrontierConfig(), [_model("cnn-tanh", None), _model("mlp", None, (3, 0.1, 0))], 1.0)
-    assert [row[1] for row in printed_rows(result)] == ["none", None]   # finished: none; still searching: blank
+    result = FrontierResult(
+        FrontierConfig(), [_model("cnn-tanh", None), _model("mlp", None, (3, 0.1, 0))], 1.0
+    )
+    assert [row[1] for row in printed_rows(result)] == [
+        "none",
+        None,
+    ]  # finished: none; still searching: blank
 
 
 def test_the_depth_axis_counts_the_models_own_unit():
@@ -78,8 +142,15 @@ def test_the_depth_axis_counts_the_models_own_unit():
     assert depth_axis_unit(result("cnn-tanh", "mlp")) == "layers"
 
 
-@pytest.mark.parametrize("argv, stored", [(["diagnose", "cnn-tanh"], False), (["lr-find", "cnn-tanh"], False),
-                                          (["train", "cnn-tanh"], True), (["frontier"], True)])
+@pytest.mark.parametrize(
+    "argv, stored",
+    [
+        (["diagnose", "cnn-tanh"], False),
+        (["lr-find", "cnn-tanh"], False),
+        (["train", "cnn-tanh"], True),
+        (["frontier"], True),
+    ],
+)
 def test_an_interrupted_command_says_whether_it_keeps_a_store(argv, stored):
     note = _kept_note(argv)
     assert ("finished runs are kept in the store" in note) is stored
@@ -99,7 +170,7 @@ def test_train_on_a_terminal_shows_the_apis_tqdm_bar_not_its_own(tmp_path, data_
     import depthlab.api
     import depthlab.cli.core as core
 
-    assert not hasattr(core, "_Progress")          # one progress bar: the API's (tqdm)
+    assert not hasattr(core, "_Progress")  # one progress bar: the API's (tqdm)
     asked = {}
     real = depthlab.api.train
 
@@ -109,7 +180,25 @@ def test_train_on_a_terminal_shows_the_apis_tqdm_bar_not_its_own(tmp_path, data_
 
     monkeypatch.setattr(depthlab.api, "train", spy)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    code = main(["train", "cnn-tanh", "--depth", "3", "--epochs", "1", "--train-size", "256", "--batch-size", "64",
-                 "--device", "cpu", "--data-dir", str(data_root), "--store", str(tmp_path / "s.db")])
+    code = main(
+        [
+            "train",
+            "cnn-tanh",
+            "--depth",
+            "3",
+            "--epochs",
+            "1",
+            "--train-size",
+            "256",
+            "--batch-size",
+            "64",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(data_root),
+            "--store",
+            str(tmp_path / "s.db"),
+        ]
+    )
     assert code == 0 and asked == {"progress": True, "on_step": None}
     assert "Epoch 000/001" in capsys.readouterr().out

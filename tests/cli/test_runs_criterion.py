@@ -16,10 +16,36 @@ def _run(capsys, args):
 
 def test_runs_shows_the_frontier_criterion_error_as_the_frontier_does(data_root, tmp_path, capsys):
     store = tmp_path / "s.db"
-    code, out, err = _run(capsys, ["frontier", "--models", "cnn-elu-bn", "--train-size", "512", "--epochs", "1",
-                                   "--lrs", "0.1", "--max-depth", "3", "--eval-size", "300", "--threshold", "0.9",
-                                   "--criterion", "train", "--device", "cpu", "--store", str(store), "--out",
-                                   str(tmp_path / "out"), "--data-dir", str(data_root)])
+    code, out, err = _run(
+        capsys,
+        [
+            "frontier",
+            "--models",
+            "cnn-elu-bn",
+            "--train-size",
+            "512",
+            "--epochs",
+            "1",
+            "--lrs",
+            "0.1",
+            "--max-depth",
+            "3",
+            "--eval-size",
+            "300",
+            "--threshold",
+            "0.9",
+            "--criterion",
+            "train",
+            "--device",
+            "cpu",
+            "--store",
+            str(store),
+            "--out",
+            str(tmp_path / "out"),
+            "--data-dir",
+            str(data_root),
+        ],
+    )
     assert code == 0, err
     line = re.search(r"cnn-elu-bn depth 3 lr 0\.1 seed 0: trains: (\d+\.\d)%", err)
     assert line, err
@@ -36,10 +62,29 @@ def test_runs_shows_the_frontier_criterion_error_as_the_frontier_does(data_root,
     code, out, _ = _run(capsys, ["runs", "--store", str(store), "--json"])
     (run,) = json.loads(out)
     assert run["criterion_error"] == error  # the same number, to the bit, as frontier.json
-    assert run["criterion_error"] != run["result"]["test_error"]  # the train criterion, not the final test error
+    assert (
+        run["criterion_error"] != run["result"]["test_error"]
+    )  # the train criterion, not the final test error
 
-    code, out, err = _run(capsys, ["train", "cnn-tanh", "--depth", "3", "--train-size", "512", "--epochs", "1",
-                                   "--device", "cpu", "--store", str(store), "--data-dir", str(data_root)])
+    code, out, err = _run(
+        capsys,
+        [
+            "train",
+            "cnn-tanh",
+            "--depth",
+            "3",
+            "--train-size",
+            "512",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--store",
+            str(store),
+            "--data-dir",
+            str(data_root),
+        ],
+    )
     assert code == 0, err
     code, out, err = _run(capsys, ["runs", "--store", str(store)])
     assert "error: frontier criterion error (train), else final test" in out.splitlines()[0]
@@ -50,6 +95,9 @@ def test_runs_shows_the_frontier_criterion_error_as_the_frontier_does(data_root,
 def test_a_run_stored_without_its_criterion_has_none():
     assert recorded_criterion_error({"model": "cnn-tanh"}, {"checkpoints": []}) is None
     assert recorded_criterion_error({"monitor": {"criterion": "nonsense", "threshold": 0.2}}, {}) is None
-    points = [{"epoch": 0.5, "train_error": 0.7, "eval_error": 0.5}, {"epoch": 1.0, "train_error": 0.1, "eval_error": 0.3}]
+    points = [
+        {"epoch": 0.5, "train_error": 0.7, "eval_error": 0.5},
+        {"epoch": 1.0, "train_error": 0.1, "eval_error": 0.3},
+    ]
     config = {"monitor": {"criterion": "either", "threshold": 0.4}}
     assert recorded_criterion_error(config, {"checkpoints": points}) == ("either", 0.1)

@@ -20,8 +20,9 @@ print("TORCH" if "torch" in sys.modules else "NO-TORCH", code)
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["-h"]])
 def test_help_and_version_do_not_import_torch(argv):
-    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "NO-TORCH 0"
     if argv != ["--version"]:
@@ -29,8 +30,10 @@ def test_help_and_version_do_not_import_torch(argv):
 
 
 def test_importing_depthlab_does_not_import_torch_until_a_name_is_used():
-    probe = ("import sys, depthlab; a = 'torch' in sys.modules; depthlab.TrainConfig; "
-             "print(a, 'torch' in sys.modules, callable(depthlab.frontier), depthlab.__version__)")
+    probe = (
+        "import sys, depthlab; a = 'torch' in sys.modules; depthlab.TrainConfig; "
+        "print(a, 'torch' in sys.modules, callable(depthlab.frontier), depthlab.__version__)"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["False", "True", "True", "0.1.0"], done.stderr
 
@@ -54,23 +57,31 @@ def test_listing_a_store_of_trained_runs_does_not_import_torch(tmp_path):
     from depthlab.store.sqlite import Store
 
     with Store(tmp_path / "s.db") as store:
-        run_id = store.start_run({"model": "cnn-tanh", "model_args": {"depth": 9}, "lr": 0.1, "epochs": 1,
-                                  "precision": "fp32"}, "h1")
-        store.log_epoch(run_id, {"epoch": 0, "train_error": 0.5, "test_error": 0.4, "loss": 1.0, "lr": 0.1,
-                                 "seconds": 1.0})
+        run_id = store.start_run(
+            {"model": "cnn-tanh", "model_args": {"depth": 9}, "lr": 0.1, "epochs": 1, "precision": "fp32"},
+            "h1",
+        )
+        store.log_epoch(
+            run_id,
+            {"epoch": 0, "train_error": 0.5, "test_error": 0.4, "loss": 1.0, "lr": 0.1, "seconds": 1.0},
+        )
         store.finish_run(run_id, "done", seconds=1.0, result={"test_error": 0.4})
     for argv in (["runs", "--store", str(tmp_path / "s.db")], ["runs", "--help"]):
-        done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip().splitlines()[-1] == "NO-TORCH 0", done.stdout
-        assert ("cnn-tanh" in done.stdout) is (argv[-1] != "--help")   # the listing holds the run
+        assert ("cnn-tanh" in done.stdout) is (argv[-1] != "--help")  # the listing holds the run
 
 
-@pytest.mark.parametrize("argv", [["models"], ["models", "--json"], ["info"], ["info", "--json"], ["info", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["models"], ["models", "--json"], ["info"], ["info", "--json"], ["info", "--help"]]
+)
 def test_models_and_info_do_not_import_torch(argv):
-    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "NO-TORCH 0", done.stdout
     if argv[0] == "models":
@@ -80,7 +91,11 @@ def test_models_and_info_do_not_import_torch(argv):
 
 
 def test_info_devices_is_the_one_that_imports_torch():
-    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=["info", "--devices"])], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=["info", "--devices"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "TORCH 0" and "--device auto picks" in done.stdout

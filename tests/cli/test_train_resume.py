@@ -10,9 +10,29 @@ from depthlab.store.sqlite import Store, checkpoint_dir_for
 
 
 def _args(data_root, db, *extra):
-    return ["train", "cnn-tanh", "--depth", "3", "--data-dir", str(data_root), "--train-size", "512",
-            "--epochs", "3", "--batch-size", "64", "--lr", "0.05", "--device", "cpu", "--threads", "1",
-            "--store", str(db), *extra]
+    return [
+        "train",
+        "cnn-tanh",
+        "--depth",
+        "3",
+        "--data-dir",
+        str(data_root),
+        "--train-size",
+        "512",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.05",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--store",
+        str(db),
+        *extra,
+    ]
 
 
 def _final(db):
@@ -57,8 +77,16 @@ def test_a_corrupted_checkpoint_is_dropped_and_the_run_starts_over(data_root, tm
     from depthlab.engine.config import TrainConfig
 
     db = tmp_path / "s.db"
-    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, train_size=512, epochs=1, batch_size=64,
-                         lr=0.05, device="cpu", threads=1)
+    config = TrainConfig(
+        model="cnn-tanh",
+        model_args={"depth": 3},
+        train_size=512,
+        epochs=1,
+        batch_size=64,
+        lr=0.05,
+        device="cpu",
+        threads=1,
+    )
     path = checkpoint_file(checkpoint_dir_for(db), config)
     path.parent.mkdir()
     path.write_bytes(b"truncated")
@@ -77,8 +105,16 @@ def test_the_python_api_resumes_the_same_way(data_root, tmp_path, monkeypatch, c
     import depthlab
     from depthlab.engine.config import TrainConfig
 
-    config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, train_size=512, epochs=3, batch_size=64,
-                         lr=0.05, device="cpu", threads=1)
+    config = TrainConfig(
+        model="cnn-tanh",
+        model_args={"depth": 3},
+        train_size=512,
+        epochs=3,
+        batch_size=64,
+        lr=0.05,
+        device="cpu",
+        threads=1,
+    )
     whole = depthlab.train(config, store=tmp_path / "whole.db", progress=False, data_dir=data_root)
     end_epoch = SingleStepper.end_epoch
 
@@ -94,11 +130,19 @@ def test_the_python_api_resumes_the_same_way(data_root, tmp_path, monkeypatch, c
     assert len(os.listdir(checkpoint_dir_for(tmp_path / "cut.db"))) == 1
     seen = []
     with caplog.at_level(logging.INFO, logger="depthlab"):
-        resumed = depthlab.train(config, store=tmp_path / "cut.db", progress=False, data_dir=data_root,
-                                 callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: seen.append(m.epoch))])
-    assert [r.message for r in caplog.records if "resuming" in r.message][0].startswith("resuming from epoch 1,")
+        resumed = depthlab.train(
+            config,
+            store=tmp_path / "cut.db",
+            progress=False,
+            data_dir=data_root,
+            callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: seen.append(m.epoch))],
+        )
+    assert [r.message for r in caplog.records if "resuming" in r.message][0].startswith(
+        "resuming from epoch 1,"
+    )
     assert seen == [0, 1, 2]  # the restored epoch comes back first, then the two trained now
     assert resumed.test_error == whole.test_error
-    assert [(e.train_error, e.test_error) for e in resumed.epochs] == [(e.train_error, e.test_error)
-                                                                       for e in whole.epochs]
+    assert [(e.train_error, e.test_error) for e in resumed.epochs] == [
+        (e.train_error, e.test_error) for e in whole.epochs
+    ]
     assert not os.path.exists(checkpoint_dir_for(tmp_path / "cut.db"))

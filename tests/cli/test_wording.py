@@ -34,8 +34,19 @@ def test_a_trial_line_says_what_happened_never_failed_done():
 
 def _result() -> FrontierResult:
     t = TrialVerdict(9, 0.1, 0, True, 0.185, 0.75, "done", 1.0)
-    capped = ModelFrontier("cnn-elu-bn", 9, 0.1, 0.185, None, 1.0,
-                           {9: DepthResult(9, True, 0.1, 0.185, 1.0, 0.75, [t])}, True, 1.0, 1, 0)
+    capped = ModelFrontier(
+        "cnn-elu-bn",
+        9,
+        0.1,
+        0.185,
+        None,
+        1.0,
+        {9: DepthResult(9, True, 0.1, 0.185, 1.0, 0.75, [t])},
+        True,
+        1.0,
+        1,
+        0,
+    )
     bounded = ModelFrontier("cnn-tanh", 6, 0.1, 0.2, 9, 1.0, {}, True, 1.0, 1, 0)
     return FrontierResult(FrontierConfig(max_depth=9), [capped, bounded], 1.0)
 
@@ -43,14 +54,14 @@ def _result() -> FrontierResult:
 def test_a_capped_frontier_says_so_in_table_csv_json_and_plot(tmp_path):
     result = _result()
     table = format_table(PRINTED_HEADERS, printed_rows(result))
-    assert "≥ 9 (cap)" in table and "18.5%" in table and "0.185" not in table   # percentages for people
-    assert "criterion error" in table and "1/1" in table                      # which error; seeds, explained
+    assert "≥ 9 (cap)" in table and "18.5%" in table and "0.185" not in table  # percentages for people
+    assert "criterion error" in table and "1/1" in table  # which error; seeds, explained
     assert depth_label(result.models[0]) == "≥ 9 (cap)" and depth_label(result.models[1]) == "6"
     assert table_rows(result)[1][1] == 6
     write_outputs(result, tmp_path)
     rows = list(csv.reader((tmp_path / "frontier.csv").open(encoding="utf-8")))
     assert rows[0][1:3] == ["max trainable depth", "capped"] and "(fraction)" in rows[0][4]
-    assert rows[1][1:3] == ["≥ 9 (cap)", "True"] and float(rows[1][4]) == 0.185   # fractions in files
+    assert rows[1][1:3] == ["≥ 9 (cap)", "True"] and float(rows[1][4]) == 0.185  # fractions in files
     doc = json.loads((tmp_path / "frontier.json").read_text())
     assert [m["capped"] for m in doc["models"]] == [True, False]
     assert "fraction" in doc["units"]["error"] and "seeds" in doc["units"]["fraction"]
@@ -62,5 +73,5 @@ def test_one_epoch_numbering_classic_line_json_and_plots():
     from depthlab.report.wording import classic_line
 
     assert classic_line(0, 3, 0.5, 0.4).startswith("Epoch 000/003, Train Error 50.00% || Test Error 40.00%")
-    assert _mean_curve("a", [[0.5, 0.4, 0.3]]).epochs == [0, 1, 2]   # the epoch the line calls 000 is x = 0
+    assert _mean_curve("a", [[0.5, 0.4, 0.3]]).epochs == [0, 1, 2]  # the epoch the line calls 000 is x = 0
     assert "000" in EPOCH_AXIS

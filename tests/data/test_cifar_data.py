@@ -20,6 +20,7 @@ from depthlab.errors import DataError
 
 # --- python-pickle batches ---------------------------------------------------------------------
 
+
 def write_cifar_batches(folder: Path, per_batch: int = 8, seed: int = 0) -> dict:
     """CIFAR-10 python batches as the official files are: protocol-2 pickles of a dict with
     bytes keys, ``data`` (N, 3072) uint8 in channel-major order, ``labels`` a list of ints."""
@@ -29,8 +30,12 @@ def write_cifar_batches(folder: Path, per_batch: int = 8, seed: int = 0) -> dict
     for name in CIFAR10_BATCHES:
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, per_batch)]
-        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                 b"filenames": [f"img{i}.png".encode() for i in range(per_batch)]}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [f"img{i}.png".encode() for i in range(per_batch)],
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
         made[name] = (data, labels)
     return made
@@ -65,6 +70,7 @@ def test_cifar10_folder_missing_a_batch_names_it(tmp_path):
 
 
 # --- cifar10-jpeg ------------------------------------------------------------------------------
+
 
 def write_jpeg_zip(root: Path, per_class=(2, 1)) -> dict:
     """A tiny zip in the stand-in's layout; every image is one flat colour (JPEG keeps flat
@@ -114,6 +120,7 @@ def test_jpeg_reader_decodes_once_then_reads_the_cache(tmp_path, cache, monkeypa
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
+
     monkeypatch.setattr(cifar_jpeg, "decode_cifar10_jpeg", no_decoding)
     second = load_dataset("cifar10-jpeg", tmp_path / "data", download=False)
     assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_y, second.test_y)
@@ -127,7 +134,9 @@ def test_jpeg_reader_ignores_a_corrupted_cache_and_survives_an_unwritable_one(tm
     again = load_dataset("cifar10-jpeg", tmp_path / "data", download=False)
     assert torch.equal(good.train_x, again.train_x)
     # a "cache folder" below a regular file can never be created
-    monkeypatch.setenv("DEPTHLAB_CACHE", str(tmp_path / "data" / "CIFAR10-JPEG" / "cifar10-jpeg-q75.zip" / "x"))
+    monkeypatch.setenv(
+        "DEPTHLAB_CACHE", str(tmp_path / "data" / "CIFAR10-JPEG" / "cifar10-jpeg-q75.zip" / "x")
+    )
     assert torch.equal(load_dataset("cifar10-jpeg", tmp_path / "data", download=False).train_x, good.train_x)
 
 

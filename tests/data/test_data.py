@@ -39,14 +39,17 @@ def test_parse_idx_other_dtypes():
     assert np.array_equal(R.parse_idx(payload), a)
 
 
-@pytest.mark.parametrize("payload, message", [
-    (b"\x00\x00", "truncated"),
-    (b"\x12\x34\x08\x01" + b"\x00" * 8, "bad magic"),
-    (bytes(np.random.default_rng(0).integers(0, 256, 1000, dtype=np.uint8)), "bad magic"),
-    (b"\x00\x00\x08\x03\x00\x00", "truncated idx header"),
-    (idx_bytes(np.zeros((4, 28, 28), np.uint8))[:-5], "wrong size"),
-    (idx_bytes(np.zeros((4, 28, 28), np.uint8)) + b"\x00", "wrong size"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"\x00\x00", "truncated"),
+        (b"\x12\x34\x08\x01" + b"\x00" * 8, "bad magic"),
+        (bytes(np.random.default_rng(0).integers(0, 256, 1000, dtype=np.uint8)), "bad magic"),
+        (b"\x00\x00\x08\x03\x00\x00", "truncated idx header"),
+        (idx_bytes(np.zeros((4, 28, 28), np.uint8))[:-5], "wrong size"),
+        (idx_bytes(np.zeros((4, 28, 28), np.uint8)) + b"\x00", "wrong size"),
+    ],
+)
 def test_parse_idx_rejects_malformed(payload, message):
     with pytest.raises(DataError, match=message):
         R.parse_idx(payload, "some-file")
@@ -70,14 +73,19 @@ def test_truncated_gzip_names_the_file(tmp_path):
 
 
 def test_bad_gzip_names_the_file(tmp_path):
-    message = _corrupt_and_load(tmp_path, "t10k-labels-idx1-ubyte", lambda b: b[:10] + b"\xff" * (len(b) - 10))
+    message = _corrupt_and_load(
+        tmp_path, "t10k-labels-idx1-ubyte", lambda b: b[:10] + b"\xff" * (len(b) - 10)
+    )
     assert "truncated or corrupted" in message
 
 
 def test_random_bytes_as_gzip_idx(tmp_path):
     rng = np.random.default_rng(1)
-    message = _corrupt_and_load(tmp_path, "train-labels-idx1-ubyte",
-                                lambda b: b"\x1f\x8b" + rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
+    message = _corrupt_and_load(
+        tmp_path,
+        "train-labels-idx1-ubyte",
+        lambda b: b"\x1f\x8b" + rng.integers(0, 256, 500, dtype=np.uint8).tobytes(),
+    )
     assert "corrupted" in message
 
 
@@ -145,7 +153,9 @@ def test_modified_mnist_file_fails_its_checksum(data_root, tmp_path):
     raw_dir.mkdir(parents=True)
     for stem in R.IDX_FILES[:3]:
         (raw_dir / f"{stem}.gz").symlink_to(data_root / "MNIST" / "raw" / f"{stem}.gz")
-    labels = bytearray(gzip.decompress((data_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    labels = bytearray(
+        gzip.decompress((data_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    )
     labels[100] = (labels[100] + 1) % 10  # still a well-formed idx file: only the checksum can tell
     target = raw_dir / "t10k-labels-idx1-ubyte"
     target.write_bytes(bytes(labels))
@@ -188,7 +198,9 @@ def test_download_from_file_mirror_verifies_content(data_root, tmp_path, monkeyp
     monkeypatch.setattr(R, "MNIST_MIRRORS", ("file:///nonexistent-mirror/", mirror))
     ds = D.load_dataset("mnist", tmp_path)
     assert ds.train_x.shape == (60000, 1, 28, 28)
-    assert sorted(p.name for p in (tmp_path / "MNIST" / "raw").iterdir()) == sorted(f"{s}.gz" for s in R.IDX_FILES)
+    assert sorted(p.name for p in (tmp_path / "MNIST" / "raw").iterdir()) == sorted(
+        f"{s}.gz" for s in R.IDX_FILES
+    )
 
 
 def test_download_with_bad_checksum_leaves_no_file(tmp_path):
@@ -244,7 +256,9 @@ def test_cifar_tar_gz_reader(tmp_path):
 def test_cifar_py2_module_names_are_accepted():
     # The official files were pickled by Python 2 numpy: numpy.core.multiarray, not numpy._core.
     images = np.arange(2 * 3072, dtype=np.int64).reshape(2, 3, 32, 32) % 256
-    payload = cifar_batch_bytes(images, np.array([3, 7]), "b").replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    payload = cifar_batch_bytes(images, np.array([3, 7]), "b").replace(
+        b"numpy._core.multiarray", b"numpy.core.multiarray"
+    )
     x, y = R.parse_cifar_batch(payload, "b")
     assert np.array_equal(x, images) and y.tolist() == [3, 7]
 
@@ -254,10 +268,13 @@ def test_cifar_checksums_are_checked(tmp_path):
     # a full-size batch (10,000 images) that is not the official file
     images = np.zeros((R.CIFAR10_BATCH_IMAGES, 3, 32, 32), dtype=np.uint8)
     (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(
-        cifar_batch_bytes(images, np.zeros(R.CIFAR10_BATCH_IMAGES, dtype=np.int64), "data_batch_1"))
+        cifar_batch_bytes(images, np.zeros(R.CIFAR10_BATCH_IMAGES, dtype=np.int64), "data_batch_1")
+    )
     with pytest.raises(DataError) as info:
         D.load_dataset("cifar10", tmp_path, download=False)
-    assert "data_batch_1: checksum mismatch" in str(info.value) and R.CIFAR10_MD5["data_batch_1"] in str(info.value)
+    assert "data_batch_1: checksum mismatch" in str(info.value) and R.CIFAR10_MD5["data_batch_1"] in str(
+        info.value
+    )
 
 
 def test_small_hand_made_cifar_batches_load_without_official_checksums(tmp_path):
@@ -272,8 +289,11 @@ def test_cifar_corrupted_batch(tmp_path, damage):
     write_cifar_folder(folder, per_batch=4)
     target = folder / "data_batch_3"
     payload = target.read_bytes()
-    target.write_bytes(payload[: len(payload) // 2] if damage == "truncate"
-                       else np.random.default_rng(0).integers(0, 256, len(payload), dtype=np.uint8).tobytes())
+    target.write_bytes(
+        payload[: len(payload) // 2]
+        if damage == "truncate"
+        else np.random.default_rng(0).integers(0, 256, len(payload), dtype=np.uint8).tobytes()
+    )
     with pytest.raises(DataError, match=f"{target}: not a readable CIFAR-10 batch .* truncated or corrupted"):
         R.load_cifar10(tmp_path, False, checksums=None)
 
@@ -406,14 +426,18 @@ def test_kfold_partitions(n, k):
 
 
 def _images(n=50, c=1, h=6, w=6, seed=0):
-    return torch.randint(0, 256, (n, c, h, w), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    return torch.randint(
+        0, 256, (n, c, h, w), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8
+    )
 
 
 def test_batches_normalisation_matches_formula():
     x, y = _images(c=3), torch.arange(50)
     mean, std = (0.1, 0.5, 0.9), (0.2, 0.3, 0.4)
     xb, yb = next(iter(D.Batches(x, y, 16, mean, std, shuffle=False)))
-    expected = (x[:16].float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    expected = (x[:16].float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(
+        1, 3, 1, 1
+    )
     assert xb.dtype == torch.float32 and torch.allclose(xb, expected, atol=1e-5)
     assert torch.equal(yb, y[:16])
 
@@ -452,8 +476,9 @@ def test_batches_channels_last():
 def test_augmentation_flip_semantics():
     # pad 0: the crop is the whole image, so every output is the image or its mirror image.
     x = (torch.arange(8, dtype=torch.uint8) * 30).view(1, 1, 1, 8).expand(64, 3, 8, 8).contiguous()
-    batches = D.Batches(x, torch.zeros(64, dtype=torch.long), 64, (0.0,) * 3, (1 / 255,) * 3,
-                        augment=True, pad=0, seed=0)
+    batches = D.Batches(
+        x, torch.zeros(64, dtype=torch.long), 64, (0.0,) * 3, (1 / 255,) * 3, augment=True, pad=0, seed=0
+    )
     xb, _ = next(iter(batches))
     assert xb.shape == (64, 3, 8, 8)
     flipped = torch.tensor([torch.equal(o, x[0].float().flip(-1)) for o in xb])
@@ -471,8 +496,13 @@ def test_augmentation_random_crop_is_a_window_of_the_padded_image():
     offsets = set()
     for out, label in zip(xb, yb):
         padded = torch.nn.functional.pad(x[label], (pad,) * 4).float()
-        matches = [(dy, dx, f) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1) for f in (False, True)
-                   if torch.equal(out, (lambda w: w.flip(-1) if f else w)(padded[:, dy:dy + 12, dx:dx + 12]))]
+        matches = [
+            (dy, dx, f)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            for f in (False, True)
+            if torch.equal(out, (lambda w: w.flip(-1) if f else w)(padded[:, dy : dy + 12, dx : dx + 12]))
+        ]
         assert matches, "an augmented image is not a (mirrored) window of its padded source"
         offsets.add(matches[0][:2])
     assert len(offsets) > 5  # the offsets really vary
@@ -499,8 +529,21 @@ def test_a_data_folder_with_no_training_images_is_refused(tmp_path, capsys):
     with pytest.raises(DataError, match="the train files hold no images"):
         D.load_dataset("fashion-mnist", tmp_path, download=False)
     store = tmp_path / "s.db"
-    code, out, err = _capsys_cli(capsys, "train", "cnn-tanh", "--dataset", "fashion-mnist", "--depth", "3",
-                                 "--data-dir", str(tmp_path), "--store", str(store), "--device", "cpu")
+    code, out, err = _capsys_cli(
+        capsys,
+        "train",
+        "cnn-tanh",
+        "--dataset",
+        "fashion-mnist",
+        "--depth",
+        "3",
+        "--data-dir",
+        str(tmp_path),
+        "--store",
+        str(store),
+        "--device",
+        "cpu",
+    )
     assert code == 2 and not out and err.count("\n") == 1 and "hold no images" in err, err
     assert not store.exists()
 
@@ -510,8 +553,11 @@ def test_cifar_batches_with_no_images_are_refused(tmp_path, monkeypatch):
     # numpy pickles an empty array with a call to bytes(), which the restricted unpickler refuses
     with pytest.raises(DataError, match="data_batch_1: not a readable CIFAR-10 batch"):
         D.load_dataset("cifar10", tmp_path, download=False)
-    monkeypatch.setattr(R, "parse_cifar_batch", lambda payload, name: (np.zeros((0, 3, 32, 32), np.uint8),
-                                                                        np.zeros(0, np.int64)))
+    monkeypatch.setattr(
+        R,
+        "parse_cifar_batch",
+        lambda payload, name: (np.zeros((0, 3, 32, 32), np.uint8), np.zeros(0, np.int64)),
+    )
     with pytest.raises(DataError, match="cifar-10-batches-py: the training batches hold no images"):
         D.load_dataset("cifar10", tmp_path, download=False)
 
@@ -521,7 +567,9 @@ def test_images_of_the_wrong_size_are_refused_from_the_header(tmp_path):
     write_idx_folder(folder, 16, 8)
     target = folder / "t10k-images-idx3-ubyte"
     target.write_bytes(idx_bytes(np.zeros((8, 32, 32), np.uint8)))
-    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: images of shape \(8, 32, 32\), expected \(N, 28, 28\)"):
+    with pytest.raises(
+        DataError, match=r"t10k-images-idx3-ubyte: images of shape \(8, 32, 32\), expected \(N, 28, 28\)"
+    ):
         D.load_dataset("fashion-mnist", tmp_path, download=False)
     target.write_bytes(idx_bytes(np.zeros((8, 28, 28), np.uint8)))
     (folder / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros((8, 1), np.uint8)))
@@ -529,15 +577,21 @@ def test_images_of_the_wrong_size_are_refused_from_the_header(tmp_path):
         D.load_dataset("fashion-mnist", tmp_path, download=False)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: setattr(d, "test_x", d.test_x[:0]), "the test split holds no images"),
-    (lambda d: setattr(d, "train_y", d.train_y[:-1]), "labels of shape"),
-    (lambda d: setattr(d, "test_y", d.test_y * 0 + 10), "labels outside 0..9"),
-    (lambda d: setattr(d, "test_y", d.test_y * 0 - 1), "labels outside 0..9"),
-    (lambda d: setattr(d, "train_y", d.train_y.float()), "expected integers"),
-    (lambda d: setattr(d, "train_x", d.train_x.float()), "expected uint8"),
-    (lambda d: setattr(d, "train_x", torch.zeros(len(d.train_x), 1, 32, 32, dtype=torch.uint8)), "expected 1x28x28"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: setattr(d, "test_x", d.test_x[:0]), "the test split holds no images"),
+        (lambda d: setattr(d, "train_y", d.train_y[:-1]), "labels of shape"),
+        (lambda d: setattr(d, "test_y", d.test_y * 0 + 10), "labels outside 0..9"),
+        (lambda d: setattr(d, "test_y", d.test_y * 0 - 1), "labels outside 0..9"),
+        (lambda d: setattr(d, "train_y", d.train_y.float()), "expected integers"),
+        (lambda d: setattr(d, "train_x", d.train_x.float()), "expected uint8"),
+        (
+            lambda d: setattr(d, "train_x", torch.zeros(len(d.train_x), 1, 32, 32, dtype=torch.uint8)),
+            "expected 1x28x28",
+        ),
+    ],
+)
 def test_every_loaded_dataset_is_validated(damage, message, monkeypatch):
     """`load_dataset` validates what any loader returns (the registry's, or one registered later)."""
     from fakedata import synthetic_dataset
@@ -560,7 +614,9 @@ def test_fingerprint_is_stable_cached_and_tells_content_apart(tmp_path):
     from fakedata import synthetic_dataset
 
     write_idx_folder(tmp_path / "a" / "FashionMNIST" / "raw", 64, 32, seed=0)
-    write_idx_folder(tmp_path / "b" / "FashionMNIST" / "raw", 64, 32, seed=0, gz=True)  # same content, gzipped
+    write_idx_folder(
+        tmp_path / "b" / "FashionMNIST" / "raw", 64, 32, seed=0, gz=True
+    )  # same content, gzipped
     write_idx_folder(tmp_path / "c" / "FashionMNIST" / "raw", 64, 32, seed=1)  # other files
     a, b, c = (D.load_dataset("fashion-mnist", tmp_path / k, download=False) for k in "abc")
     fp = a.fingerprint()
@@ -571,8 +627,15 @@ def test_fingerprint_is_stable_cached_and_tells_content_apart(tmp_path):
     assert subset.fingerprint() != fp  # another subset of the same files
     relabelled = D.Dataset(a.name, a.train_x, a.train_y.roll(1), a.test_x, a.test_y, a.mean, a.std)
     assert relabelled.fingerprint() != fp
-    strided = D.Dataset(a.name, a.train_x.transpose(2, 3).contiguous().transpose(2, 3), a.train_y,
-                        a.test_x, a.test_y, a.mean, a.std)
+    strided = D.Dataset(
+        a.name,
+        a.train_x.transpose(2, 3).contiguous().transpose(2, 3),
+        a.train_y,
+        a.test_x,
+        a.test_y,
+        a.mean,
+        a.std,
+    )
     assert strided.fingerprint() == fp  # the content counts, not the memory layout
     assert synthetic_dataset(32, 16).fingerprint() == synthetic_dataset(32, 16).fingerprint()
     # cached: computed once per object

@@ -24,15 +24,24 @@ def write(tmp_path, **arrays):
 
 def arrays(shape, dtype=np.uint8, n_train=20, n_test=6, classes=3, seed=0):
     rng = np.random.default_rng(seed)
+
     def images(n):
-        return (rng.integers(0, 256, (n, *shape)) if dtype == np.uint8 else rng.normal(2.0, 3.0, (n, *shape))
-                ).astype(dtype)
-    return dict(x_train=images(n_train), y_train=rng.integers(0, classes, n_train), x_test=images(n_test),
-                y_test=np.arange(n_test) % classes)
+        return (
+            rng.integers(0, 256, (n, *shape)) if dtype == np.uint8 else rng.normal(2.0, 3.0, (n, *shape))
+        ).astype(dtype)
+
+    return dict(
+        x_train=images(n_train),
+        y_train=rng.integers(0, classes, n_train),
+        x_test=images(n_test),
+        y_test=np.arange(n_test) % classes,
+    )
 
 
-@pytest.mark.parametrize("shape, expected", [((8, 9), (1, 8, 9)), ((8, 9, 3), (3, 8, 9)), ((3, 8, 9), (3, 8, 9)),
-                                             ((1, 8, 9), (1, 8, 9))])
+@pytest.mark.parametrize(
+    "shape, expected",
+    [((8, 9), (1, 8, 9)), ((8, 9, 3), (3, 8, 9)), ((3, 8, 9), (3, 8, 9)), ((1, 8, 9), (1, 8, 9))],
+)
 def test_every_layout_becomes_n_c_h_w(tmp_path, shape, expected):
     data = load_npz(write(tmp_path, **arrays(shape)))
     assert data.input_shape == expected and data.train_x.dtype == torch.uint8
@@ -55,15 +64,18 @@ def test_batches_are_normalised_with_the_training_splits_statistics(tmp_path, dt
     assert torch.allclose(per_channel.std(1, unbiased=False), torch.ones(3), atol=1e-3)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda a: a.pop("y_test"), "missing array(s) y_test"),
-    (lambda a: a.update(x_train=a["x_train"][:0], y_train=a["y_train"][:0]), "must not be empty"),
-    (lambda a: a.update(y_train=a["y_train"][:-1]), "labels must be a vector of 20 integers"),
-    (lambda a: a.update(y_test=a["y_test"] - 1), "labels must be 0 .. K-1"),
-    (lambda a: a.update(y_train=a["y_train"] + 0.5), "labels must be integers"),
-    (lambda a: a.update(x_test=a["x_test"][:, :4]), "train images are"),
-    (lambda a: a.update(x_train=a["x_train"][:, :, :, None, None]), "images must be N x H x W"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a.pop("y_test"), "missing array(s) y_test"),
+        (lambda a: a.update(x_train=a["x_train"][:0], y_train=a["y_train"][:0]), "must not be empty"),
+        (lambda a: a.update(y_train=a["y_train"][:-1]), "labels must be a vector of 20 integers"),
+        (lambda a: a.update(y_test=a["y_test"] - 1), "labels must be 0 .. K-1"),
+        (lambda a: a.update(y_train=a["y_train"] + 0.5), "labels must be integers"),
+        (lambda a: a.update(x_test=a["x_test"][:, :4]), "train images are"),
+        (lambda a: a.update(x_train=a["x_train"][:, :, :, None, None]), "images must be N x H x W"),
+    ],
+)
 def test_a_bad_file_is_one_line(tmp_path, change, message):
     a = arrays((8, 9))
     change(a)
@@ -100,8 +112,14 @@ def test_npz_names():
 def npy_header(shape, dtype=np.uint8) -> bytes:
     """A .npy header declaring ``shape`` and ``dtype`` (whatever data follows it)."""
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"shape": tuple(shape), "fortran_order": False,
-                                               "descr": np.lib.format.dtype_to_descr(np.dtype(dtype))})
+    np.lib.format.write_array_header_1_0(
+        buf,
+        {
+            "shape": tuple(shape),
+            "fortran_order": False,
+            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        },
+    )
     return buf.getvalue()
 
 
@@ -114,7 +132,7 @@ def write_members(path, members):
             with z.open(f"{key}.npy", "w", force_zip64=True) as f:
                 f.write(header + data)
                 for start in range(0, n_zeros, len(zeros)):
-                    f.write(zeros[:min(len(zeros), n_zeros - start)])
+                    f.write(zeros[: min(len(zeros), n_zeros - start)])
     return path
 
 
@@ -126,7 +144,7 @@ def honest(a: dict) -> dict:
 def test_labels_beyond_the_class_bound_are_refused(tmp_path):
     a = arrays((8, 9))
     a["y_train"] = a["y_train"].astype(np.int64)
-    a["y_train"][3] = 2**40               # the issue's attack: a 2**40-way output layer (exit 1, a failed row)
+    a["y_train"][3] = 2**40  # the issue's attack: a 2**40-way output layer (exit 1, a failed row)
     with pytest.raises(DataError, match="at most 100,000 classes, found 1099511627776"):
         load_npz(write(tmp_path, **a))
 
@@ -140,7 +158,9 @@ def test_a_header_declaring_a_billion_images_is_refused_unread(tmp_path):
     path = write_members(tmp_path / "d.npz", a)
     tracemalloc.start()
     try:
-        with pytest.raises(DataError, match=r"its arrays declare 67\.06 GiB, more than the 2\.00 GiB .* nothing was read"):
+        with pytest.raises(
+            DataError, match=r"its arrays declare 67\.06 GiB, more than the 2\.00 GiB .* nothing was read"
+        ):
             load_npz(path)
         assert tracemalloc.get_traced_memory()[1] < 8 * 2**20
     finally:
@@ -208,4 +228,6 @@ def test_fortran_ordered_and_big_endian_arrays_read_as_numpy_does(tmp_path):
     a = arrays((6, 5, 3), dtype=np.float32)
     a["x_train"] = np.asfortranarray(a["x_train"]).astype(">f4")
     data = load_npz(write(tmp_path, **a))
-    assert torch.equal(data.train_x, torch.from_numpy(a["x_train"].astype(np.float32).transpose(0, 3, 1, 2).copy()))
+    assert torch.equal(
+        data.train_x, torch.from_numpy(a["x_train"].astype(np.float32).transpose(0, 3, 1, 2).copy())
+    )

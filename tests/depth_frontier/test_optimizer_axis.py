@@ -62,14 +62,18 @@ def monotone_tables(draw):
         working = draw(st.sets(st.sampled_from(points), min_size=1)) if n <= boundary else set()
         for o, lr in points:
             for s in seeds:  # trainable cells: every seed; others: a minority at most
-                table[(3 * n, o, lr, s)] = (o, lr) in working or (draw(st.booleans()) and s == 0 and len(seeds) > 1)
+                table[(3 * n, o, lr, s)] = (o, lr) in working or (
+                    draw(st.booleans()) and s == 0 and len(seeds) > 1
+                )
     return top, tuple(optimizers), grids, seeds, table
 
 
 def exhaustive(table, depths, grids, seeds):
     """Every (depth, optimizer, lr) for the full budget: the ground truth."""
-    ok = {d: any(2 * sum(table[(d, o, lr, s)] for s in seeds) > len(seeds) for o in grids for lr in grids[o])
-          for d in depths}
+    ok = {
+        d: any(2 * sum(table[(d, o, lr, s)] for s in seeds) > len(seeds) for o in grids for lr in grids[o])
+        for d in depths
+    }
     good, bad = [d for d in depths if ok[d]], [d for d in depths if not ok[d]]
     return ok, (max(good) if good else None), (min(bad) if bad else None)
 
@@ -119,12 +123,19 @@ def test_waves_hold_one_optimizer_and_answer_as_the_one_at_a_time_search(case, w
 def test_the_search_order_tries_the_winning_optimizer_first_then_the_others_from_their_middle():
     config = FrontierConfig(optimizers=("sgd", "adam"), lrs=SGD_ADAM)
     points = config.points()
-    assert lr_order(points, None)[:4] == [OptimizerLr("sgd", 0.1), OptimizerLr("sgd", 0.03),
-                                          OptimizerLr("sgd", 0.3), OptimizerLr("sgd", 0.01)]
+    assert lr_order(points, None)[:4] == [
+        OptimizerLr("sgd", 0.1),
+        OptimizerLr("sgd", 0.03),
+        OptimizerLr("sgd", 0.3),
+        OptimizerLr("sgd", 0.01),
+    ]
     order = lr_order(points, OptimizerLr("adam", 1e-2))
     assert order == [OptimizerLr("adam", x) for x in (1e-2, 1e-3, 1e-4)] + lr_order(points, None)[:4]
     assert OptimizerLr("sgd", 0.01) != OptimizerLr("adam", 0.01) and OptimizerLr("sgd", 0.01) != 0.01
-    assert neighbours(OptimizerLr("adam", 1e-2), points) == [OptimizerLr("adam", 1e-3), OptimizerLr("adam", 1e-2)]
+    assert neighbours(OptimizerLr("adam", 1e-2), points) == [
+        OptimizerLr("adam", 1e-3),
+        OptimizerLr("adam", 1e-2),
+    ]
     assert lr_words(OptimizerLr("adam", 1e-4)) == "adam lr 0.0001" and lr_words(0.1) == "lr 0.1"
 
 
@@ -141,19 +152,33 @@ def test_a_depth_only_adam_trains_is_trainable_and_the_answer_names_adam():
 
     m = find_frontier("cnn-tanh", config, None, trial=trial)
     assert (m.max_trainable_depth, m.first_failing_depth) == (48, 51)
-    assert m.lr == OptimizerLr("adam", 1e-3) and f"trainable at {m.max_trainable_depth} with {lr_words(m.lr)}" == \
-        "trainable at 48 with adam lr 0.001"
+    assert (
+        m.lr == OptimizerLr("adam", 1e-3)
+        and f"trainable at {m.max_trainable_depth} with {lr_words(m.lr)}"
+        == "trainable at 48 with adam lr 0.001"
+    )
     d = m.to_dict()
     assert d["optimizer"] == "adam" and d["lr"] == 1e-3 and d["depths"]["48"]["optimizer"] == "adam"
-    assert set(d["depths"]["51"]["lrs_tried"]) == {"sgd 0.01", "sgd 0.03", "sgd 0.1", "sgd 0.3", "adam 0.0001",
-                                                   "adam 0.001", "adam 0.01"}
+    assert set(d["depths"]["51"]["lrs_tried"]) == {
+        "sgd 0.01",
+        "sgd 0.03",
+        "sgd 0.1",
+        "sgd 0.3",
+        "adam 0.0001",
+        "adam 0.001",
+        "adam 0.01",
+    }
     # once adam trained a depth, the next depth starts with it: one trial per trainable depth after the first
     assert [c[1] for c in calls if c[0] == 6] == [OptimizerLr("adam", 1e-3)]
     result = FrontierResult(config, [m], 0.0)
     assert table_headers(result)[-1] == "optimizer" and table_rows(result)[0][-1] == "adam"
     assert table_rows(result)[0][3] == 1e-3 and printed_rows(result)[0][2] == "adam 0.001"
     doc = json.loads(json.dumps(result.to_dict()))
-    assert doc["config"]["optimizers"] == ["sgd", "adam"] and doc["config"]["lrs"]["adam"] == [1e-4, 1e-3, 1e-2]
+    assert doc["config"]["optimizers"] == ["sgd", "adam"] and doc["config"]["lrs"]["adam"] == [
+        1e-4,
+        1e-3,
+        1e-2,
+    ]
     frame = result.to_frame()
     assert frame["optimizer"].tolist() == ["adam"] and frame["lr"].tolist() == [1e-3]
 
@@ -234,10 +259,14 @@ def test_sgd_alone_keeps_its_outputs_and_the_fixes_experiment_its_trials():
         assert both.grids()["sgd"] == alone.lrs == sgd_grid
         for model in ARMS:
             for lr in sgd_grid:
-                assert both.trial_config(model, 9, OptimizerLr("sgd", lr), 0).hash() == \
-                    alone.trial_config(model, 9, lr, 0).hash()
-            assert both.trial_config(model, 9, OptimizerLr("adam", 1e-3), 0).hash() != \
-                alone.trial_config(model, 9, 1e-3, 0).hash()
+                assert (
+                    both.trial_config(model, 9, OptimizerLr("sgd", lr), 0).hash()
+                    == alone.trial_config(model, 9, lr, 0).hash()
+                )
+            assert (
+                both.trial_config(model, 9, OptimizerLr("adam", 1e-3), 0).hash()
+                != alone.trial_config(model, 9, 1e-3, 0).hash()
+            )
     both = Frontier("fixes", ARMS, config=dict(PROTOCOL, optimizers=("sgd", "adam")), quick=QUICK)
     fc = both.frontier_config(Context(quick=True))
     assert fc.grids() == {"sgd": (0.01, 0.1), "adam": (1e-3,)}
@@ -254,35 +283,45 @@ def test_the_grid_grammar():
     assert parse_optimizer_lrs(["sgd=0.01,0.1", "ADAM=1e-3"]) == {"sgd": (0.01, 0.1), "adam": (1e-3,)}
     assert parse_optimizers("sgd, adam") == ("sgd", "adam")
     assert FrontierConfig(optimizers=("adam",)).lrs == ADAPTIVE_LRS  # each optimizer's own default
-    assert FrontierConfig(optimizers=("adam",), lrs=(1e-3, 1e-2)).points() == (OptimizerLr("adam", 1e-3),
-                                                                              OptimizerLr("adam", 1e-2))
+    assert FrontierConfig(optimizers=("adam",), lrs=(1e-3, 1e-2)).points() == (
+        OptimizerLr("adam", 1e-3),
+        OptimizerLr("adam", 1e-2),
+    )
     two = FrontierConfig(optimizers=("sgd", "adamw"), lrs={"adamw": (1e-3,)})
     assert two.grids() == {"sgd": DEFAULT_LRS, "adamw": (1e-3,)} and two.widest_grid() == 7
-    assert FrontierConfig.quick(optimizers=("sgd", "adam")).grids() == {"sgd": (0.01, 0.1, 1.0),
-                                                                        "adam": (1e-4, 1e-3, 1e-2)}
+    assert FrontierConfig.quick(optimizers=("sgd", "adam")).grids() == {
+        "sgd": (0.01, 0.1, 1.0),
+        "adam": (1e-4, 1e-3, 1e-2),
+    }
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(optimizers=("sgd", "adam"), lrs=(0.01, 0.1)), "name each grid"),
-    (dict(optimizers=("sgd",), lrs={"adam": (1e-3,)}), "not among the optimizers"),
-    (dict(optimizers=("rmsprop",)), "unknown optimizer"),
-    (dict(optimizers=("sgd", "sgd")), "duplicates"),
-    (dict(optimizers=()), "non-empty"),
-    (dict(optimizers=("sgd", "adam"), lrs={"adam": ()}), "adam's learning-rate grid is empty"),
-    (dict(optimizers=("sgd", "adam"), lrs={"adam": (1e-3, 1e-3)}), "duplicates"),
-    (dict(optimizers=("sgd", "adam"), lrs={"adam": 0.001}), "must be a list"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(optimizers=("sgd", "adam"), lrs=(0.01, 0.1)), "name each grid"),
+        (dict(optimizers=("sgd",), lrs={"adam": (1e-3,)}), "not among the optimizers"),
+        (dict(optimizers=("rmsprop",)), "unknown optimizer"),
+        (dict(optimizers=("sgd", "sgd")), "duplicates"),
+        (dict(optimizers=()), "non-empty"),
+        (dict(optimizers=("sgd", "adam"), lrs={"adam": ()}), "adam's learning-rate grid is empty"),
+        (dict(optimizers=("sgd", "adam"), lrs={"adam": (1e-3, 1e-3)}), "duplicates"),
+        (dict(optimizers=("sgd", "adam"), lrs={"adam": 0.001}), "must be a list"),
+    ],
+)
 def test_bad_optimizer_settings_are_one_config_error(changes, message):
     with pytest.raises(ConfigError, match=message):
         FrontierConfig(**changes)
 
 
-@pytest.mark.parametrize("values, message", [
-    (["0.01", "0.1"], "each names its optimizer"),
-    (["rmsprop=0.1"], "unknown optimizer"),
-    (["adam=0.1", "adam=0.2"], "twice"),
-    (["adam=log:1:0.1:3"], "bad --lrs for adam"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (["0.01", "0.1"], "each names its optimizer"),
+        (["rmsprop=0.1"], "unknown optimizer"),
+        (["adam=0.1", "adam=0.2"], "twice"),
+        (["adam=log:1:0.1:3"], "bad --lrs for adam"),
+    ],
+)
 def test_bad_grids_are_one_config_error(values, message):
     with pytest.raises(ConfigError, match=message):
         parse_optimizer_lrs(values)
@@ -297,8 +336,9 @@ def test_the_dry_run_plan_counts_every_optimizers_grid():
 
     costs = {"plain": 3e-3, "bn": 6e-3}  # the bounds in minutes, to compare them
     sgd = FrontierConfig(max_depth=12, lrs=(0.01, 0.1))
-    both = FrontierConfig(max_depth=12, optimizers=("sgd", "adam"), lrs={"sgd": (0.01, 0.1), "adam": (1e-4, 1e-3,
-                                                                                                        1e-2)})
+    both = FrontierConfig(
+        max_depth=12, optimizers=("sgd", "adam"), lrs={"sgd": (0.01, 0.1), "adam": (1e-4, 1e-3, 1e-2)}
+    )
     one, two = plan_lines(["cnn-tanh"], sgd, costs, 1000), plan_lines(["cnn-tanh"], both, costs, 1000)
     assert "lrs 0.01, 0.1;" in one[0] and "optimizer" not in one[0]
     assert "sgd lrs 0.01, 0.1; adam lrs 0.0001, 0.001, 0.01 (5 (optimizer, lr) points)" in two[0]
@@ -320,14 +360,46 @@ def test_cli_and_api_search_two_optimizers_resume_and_report_them(mnist, data_ro
 
     store = tmp_path / "f.db"
     fields = dict(depths=(3,), epochs=1, train_size=500, eval_size=200, evals_per_epoch=1, device="cpu")
-    found = depthlab.frontier("cnn-tanh", store=store, progress=False, data=mnist, optimizers=["sgd", "adam"],
-                              lrs={"sgd": [0.1], "adam": [1e-3]}, **fields)
+    found = depthlab.frontier(
+        "cnn-tanh",
+        store=store,
+        progress=False,
+        data=mnist,
+        optimizers=["sgd", "adam"],
+        lrs={"sgd": [0.1], "adam": [1e-3]},
+        **fields,
+    )
     m = found.models[0]
     assert m.trials >= 1 and m.lr is None or m.lr.optimizer in ("sgd", "adam")
-    args = ["frontier", "--models", "cnn-tanh", "--depths", "3", "--epochs", "1", "--train-size", "500",
-            "--eval-size", "200", "--evals-per-epoch", "1", "--device", "cpu", "--optimizers", "sgd,adam",
-            "--lrs", "sgd=0.1", "--lrs", "adam=1e-3", "--store", str(store), "--data-dir", str(data_root),
-            "--out", str(tmp_path / "out")]
+    args = [
+        "frontier",
+        "--models",
+        "cnn-tanh",
+        "--depths",
+        "3",
+        "--epochs",
+        "1",
+        "--train-size",
+        "500",
+        "--eval-size",
+        "200",
+        "--evals-per-epoch",
+        "1",
+        "--device",
+        "cpu",
+        "--optimizers",
+        "sgd,adam",
+        "--lrs",
+        "sgd=0.1",
+        "--lrs",
+        "adam=1e-3",
+        "--store",
+        str(store),
+        "--data-dir",
+        str(data_root),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(args + ["--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     again = doc["models"][0]
@@ -336,4 +408,6 @@ def test_cli_and_api_search_two_optimizers_resume_and_report_them(mnist, data_ro
     assert (tmp_path / "out" / "frontier.csv").read_text().splitlines()[0].endswith(",optimizer")
     assert main(args[:-2] + ["--status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)["models"][0]
-    assert status["depths"] == doc["models"][0]["depths"] and status.get("optimizer") == again.get("optimizer")
+    assert status["depths"] == doc["models"][0]["depths"] and status.get("optimizer") == again.get(
+        "optimizer"
+    )

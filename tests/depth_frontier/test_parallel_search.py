@@ -43,8 +43,12 @@ def test_waves_of_lrs_give_the_sequential_answer_for_any_table(case, width, rng)
     goes on past an lr whose stored trials already decide the depth."""
     top, lrs, seeds, table, explicit = case
     in_store = {cell for cell in table if rng.random() < 0.3}
-    config = FrontierConfig(max_depth=3 * top, lrs=tuple(lrs), seeds=len(seeds),
-                            depths=tuple(range(3, 3 * top + 1, 3)) if explicit else None)
+    config = FrontierConfig(
+        max_depth=3 * top,
+        lrs=tuple(lrs),
+        seeds=len(seeds),
+        depths=tuple(range(3, 3 * top + 1, 3)) if explicit else None,
+    )
     one_by_one = find_frontier("cnn-tanh", config, None, trial=lambda d, lr, s: verdict(table, d, lr, s))
     batches = []
 
@@ -58,13 +62,16 @@ def test_waves_of_lrs_give_the_sequential_answer_for_any_table(case, width, rng)
     waves = find_frontier("cnn-tanh", config, None, cells=cells, width=width, stored=stored)
     strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "seconds"}  # noqa: E731
     assert strip(waves) == strip(one_by_one)
-    assert [t.__dict__ for d in waves.depths.values() for t in d.trials] == \
-        [t.__dict__ for d in one_by_one.depths.values() for t in d.trials]
+    assert [t.__dict__ for d in waves.depths.values() for t in d.trials] == [
+        t.__dict__ for d in one_by_one.depths.values() for t in d.trials
+    ]
     assert all(len(b) <= width * len(seeds) for b in batches)
     for b in batches:  # cells come lr by lr, all seeds of an lr together
         lrs_in_batch = list(dict.fromkeys(lr for _, lr, _ in b))
-        decided = [2 * sum((d, lr, s) in in_store and table[(d, lr, s)] for d, x, s in b if x == lr) > len(seeds)
-                   for lr in lrs_in_batch]
+        decided = [
+            2 * sum((d, lr, s) in in_store and table[(d, lr, s)] for d, x, s in b if x == lr) > len(seeds)
+            for lr in lrs_in_batch
+        ]
         assert not any(decided[:-1]), "a wave went on past a stored winner"
 
 
@@ -77,8 +84,10 @@ def test_a_wave_stops_at_a_stored_winner():
         return [TrialVerdict(d, lr, s, lr == 0.01, 0.1, 1.0, "done", 0.0) for d, lr, s in batch]
 
     def stored(batch):  # 0.01 already trained at this depth
-        return [TrialVerdict(d, lr, s, True, 0.1, 1.0, "done", 0.0, reused=True) if lr == 0.01 else None
-                for d, lr, s in batch]
+        return [
+            TrialVerdict(d, lr, s, True, 0.1, 1.0, "done", 0.0, reused=True) if lr == 0.01 else None
+            for d, lr, s in batch
+        ]
 
     result = evaluate_depth(12, lrs, None, [0], cells=cells, width=6, stored=stored)
     assert batches == [[0.1, 0.03, 0.3, 0.01]]  # lr_order: 0.1, 0.03, 0.3, 0.01, 1.0, 0.001
@@ -108,7 +117,7 @@ def test_the_previous_winner_leads_alone_then_waves_of_width():
     evaluate_depth(12, lrs, 0.1, [0, 1], cells=cells, width=4)
     assert batches == [[0.1], [0.01, 0.03, 0.3, 1.0], [0.001]]  # lr_order: 0.1, 0.03, 0.3, 0.01, 1.0, 0.001
     batches.clear()
-    evaluate_depth(3, lrs, None, [0], cells=cells, width=4)      # no winner yet: full waves
+    evaluate_depth(3, lrs, None, [0], cells=cells, width=4)  # no winner yet: full waves
     assert [len(b) for b in batches] == [4, 2]
     batches.clear()
     evaluate_depth(3, lrs, 0.1, [0], cells=cells, width=1)
@@ -117,18 +126,26 @@ def test_the_previous_winner_leads_alone_then_waves_of_width():
 
 def test_search_width():
     config = FrontierConfig(lrs=(0.01, 0.1, 1.0))
-    assert search_width(parallelism=1, fuse=1, models=8, config=config) == 1     # sequential: no speculation
-    assert search_width(parallelism=2, fuse=1, models=8, config=config) == 1     # models fill the workers
-    assert search_width(parallelism=2, fuse=1, models=1, config=config) == 2     # one model: two lrs at once
-    assert search_width(parallelism=16, fuse=8, models=2, config=config) == 3    # fused: the whole grid
+    assert search_width(parallelism=1, fuse=1, models=8, config=config) == 1  # sequential: no speculation
+    assert search_width(parallelism=2, fuse=1, models=8, config=config) == 1  # models fill the workers
+    assert search_width(parallelism=2, fuse=1, models=1, config=config) == 2  # one model: two lrs at once
+    assert search_width(parallelism=16, fuse=8, models=2, config=config) == 3  # fused: the whole grid
     assert search_width(parallelism=4, fuse=1, models=1, config=FrontierConfig(lrs=(0.1, 1.0), seeds=2)) == 2
 
 
 # ---------------------------------------------------------------------------------------------
 # Real training on real MNIST
 
-SMALL = dict(max_depth=9, train_size=1000, epochs=1, eval_size=300, evals_per_epoch=4, lrs=(0.03, 0.3, 1.0),
-             threshold=0.6, device="cpu")
+SMALL = dict(
+    max_depth=9,
+    train_size=1000,
+    epochs=1,
+    eval_size=300,
+    evals_per_epoch=4,
+    lrs=(0.03, 0.3, 1.0),
+    threshold=0.6,
+    device="cpu",
+)
 MODELS = ["cnn-elu-bn", "cnn-tanh"]
 
 
@@ -139,9 +156,13 @@ def answers(result, exact: bool = True):
         d.pop("seconds")
         d.pop("trial_seconds")  # wall-clock, like seconds
         if not exact:  # fused members round differently: compare verdicts, not error digits
-            d = {"model": d["model"], "max": d["max_trainable_depth"], "lr": d["lr"],
-                 "first_failing": d["first_failing_depth"],
-                 "map": {k: (v["trainable"], v["lr"], sorted(v["lrs_tried"])) for k, v in d["depths"].items()}}
+            d = {
+                "model": d["model"],
+                "max": d["max_trainable_depth"],
+                "lr": d["lr"],
+                "first_failing": d["first_failing_depth"],
+                "map": {k: (v["trainable"], v["lr"], sorted(v["lrs_tried"])) for k, v in d["depths"].items()},
+            }
         out.append(d)
     return out
 
@@ -159,7 +180,9 @@ def test_process_workers_find_the_sequential_frontier(mnist, sequential_answer, 
         assert answers(got) == answers(sequential_answer)
         assert answers(sequential_answer)[0]["max_trainable_depth"] is not None  # a real search happened
         assert store.count() == runner.trials_run == sum(m.trials for m in got.models)  # width 1: no extras
-        again = find_frontiers(MODELS, FrontierConfig(**SMALL), store, mnist, runner=TrialRunner(pool, store, mnist))
+        again = find_frontiers(
+            MODELS, FrontierConfig(**SMALL), store, mnist, runner=TrialRunner(pool, store, mnist)
+        )
         assert all(m.trials == m.trials_reused for m in again.models)
         assert store.count() == runner.trials_run
 
@@ -186,11 +209,15 @@ def test_a_resumed_wide_search_launches_nothing_the_stored_search_decided(mnist,
     finds every verdict it needs there and trains nothing (each wave stops at its stored winner
     instead of launching the lrs after it)."""
     with Store(tmp_path / "r.db") as store, InProcessExecutor() as pool:
-        first = find_frontier(MODELS[0], FrontierConfig(**SMALL), store, mnist, runner=TrialRunner(pool, store, mnist))
+        first = find_frontier(
+            MODELS[0], FrontierConfig(**SMALL), store, mnist, runner=TrialRunner(pool, store, mnist)
+        )
         runner = TrialRunner(pool, store, mnist)
         again = find_frontier(MODELS[0], FrontierConfig(**SMALL), store, mnist, runner=runner, width=3)
         assert again.max_trainable_depth == first.max_trainable_depth is not None
-        assert any(len(r.trials) < 3 and r.trainable for r in first.depths.values())  # some waves would speculate
+        assert any(
+            len(r.trials) < 3 and r.trainable for r in first.depths.values()
+        )  # some waves would speculate
         assert runner.trials_run == 0 and store.count() == first.trials
 
 
@@ -204,8 +231,9 @@ def test_fused_lr_groups_find_the_sequential_frontier(mnist, sequential_answer, 
         assert {f["fused"]["members"] for f in fused} == {2, 3}
 
 
-def test_fused_waves_cancel_the_lrs_after_a_winner_and_keep_the_sequential_answer(mnist, sequential_answer,
-                                                                                   tmp_path):
+def test_fused_waves_cancel_the_lrs_after_a_winner_and_keep_the_sequential_answer(
+    mnist, sequential_answer, tmp_path
+):
     """A wave of 3 lrs fused: once one trains, the lrs after it in search order are cancelled
     (their verdicts cannot matter), never stored, and the answer is the sequential one. The
     same search run again from that store trains nothing."""
@@ -219,8 +247,10 @@ def test_fused_waves_cancel_the_lrs_after_a_winner_and_keep_the_sequential_answe
         assert store.count() == runner.trials_run
         assert all(r.status != "cancelled" for r in store.runs())
         again = TrialRunner(pool, store, mnist, fuse=3)
-        assert find_frontier(MODELS[0], config, store, mnist, runner=again, width=3).max_trainable_depth \
+        assert (
+            find_frontier(MODELS[0], config, store, mnist, runner=again, width=3).max_trainable_depth
             == got.max_trainable_depth
+        )
         assert again.trials_run == 0 and again.trials_cancelled == 0
 
 
@@ -247,10 +277,23 @@ def test_ray_finds_the_sequential_frontier(mnist, sequential_answer, tmp_path):
         assert {r.kind for r in store.runs()} == {"frontier"} and store.count() == runner.trials_run
         stopped = [r for r in store.runs() if r.result["stopped_early"]]
         assert any(len(r.result["checkpoints"]) < 4 for r in stopped)  # the monitor stopped one mid-epoch
-        again = find_frontiers(MODELS, FrontierConfig(**SMALL), store, mnist, runner=TrialRunner(pool, store, mnist))
+        again = find_frontiers(
+            MODELS, FrontierConfig(**SMALL), store, mnist, runner=TrialRunner(pool, store, mnist)
+        )
         assert all(m.trials == m.trials_reused for m in again.models)
-        jobs = [Job(TrainConfig(model="cnn-elu-bn", model_args={"depth": 3}, train_size=500, test_size=200, epochs=1,
-                                lr=lr)) for lr in (0.05, 0.2)]
+        jobs = [
+            Job(
+                TrainConfig(
+                    model="cnn-elu-bn",
+                    model_args={"depth": 3},
+                    train_size=500,
+                    test_size=200,
+                    epochs=1,
+                    lr=lr,
+                )
+            )
+            for lr in (0.05, 0.2)
+        ]
         fused = TrialRunner(pool, store, mnist, fuse=2).run(jobs)
         assert [f.fused["members"] for f in fused] == [2, 2] and all(f.status == "done" for f in fused)
     assert not ray.is_initialized()
@@ -259,21 +302,51 @@ def test_ray_finds_the_sequential_frontier(mnist, sequential_answer, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # The CLI
 
-TINY = ["frontier", "--models", "cnn-elu-bn,cnn-tanh", "--train-size", "1000", "--epochs", "1", "--lrs", "0.1,1",
-        "--max-depth", "6", "--eval-size", "300", "--device", "cpu", "--threshold", "0.6", "--json"]
+TINY = [
+    "frontier",
+    "--models",
+    "cnn-elu-bn,cnn-tanh",
+    "--train-size",
+    "1000",
+    "--epochs",
+    "1",
+    "--lrs",
+    "0.1,1",
+    "--max-depth",
+    "6",
+    "--eval-size",
+    "300",
+    "--device",
+    "cpu",
+    "--threshold",
+    "0.6",
+    "--json",
+]
 
 
 @pytest.mark.slow
 def test_frontier_cli_workers_and_fuse_agree_with_one_worker(data_root, tmp_path, capsys):
     docs = []
     for i, flags in enumerate((["--workers", "1"], ["--workers", "2"], ["--workers", "1", "--fuse", "2"])):
-        code = main([*TINY, *flags, "--store", str(tmp_path / f"{i}.db"), "--out", str(tmp_path / f"o{i}"),
-                     "--data-dir", str(data_root)])
+        code = main(
+            [
+                *TINY,
+                *flags,
+                "--store",
+                str(tmp_path / f"{i}.db"),
+                "--out",
+                str(tmp_path / f"o{i}"),
+                "--data-dir",
+                str(data_root),
+            ]
+        )
         out = capsys.readouterr()
         assert code == 0, out.err
         assert "trials run on local" in out.err
         docs.append(json.loads(out.out)["models"])
-    verdicts = [[(m["model"], m["max_trainable_depth"], m["first_failing_depth"], m["lr"]) for m in d] for d in docs]
+    verdicts = [
+        [(m["model"], m["max_trainable_depth"], m["first_failing_depth"], m["lr"]) for m in d] for d in docs
+    ]
     assert verdicts[0] == verdicts[1] == verdicts[2]
     for m in docs[0] + docs[1]:
         m.pop("seconds")
@@ -281,16 +354,19 @@ def test_frontier_cli_workers_and_fuse_agree_with_one_worker(data_root, tmp_path
     assert docs[0] == docs[1]
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--workers", "0"], "--workers"),
-    (["--workers", "two"], "--workers"),
-    (["--fuse", "0"], "--fuse"),
-    (["--ray-address", "auto"], "--ray-address needs --executor ray"),
-    (["--gpus-per-trial", "0.5"], "--gpus-per-trial needs --executor ray"),
-    (["--executor", "ray", "--workers", "2"], "--workers is for --executor local"),
-    (["--executor", "ray", "--gpus-per-trial", "-1"], "non-negative"),
-    (["--executor", "dask"], "dask"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--workers", "0"], "--workers"),
+        (["--workers", "two"], "--workers"),
+        (["--fuse", "0"], "--fuse"),
+        (["--ray-address", "auto"], "--ray-address needs --executor ray"),
+        (["--gpus-per-trial", "0.5"], "--gpus-per-trial needs --executor ray"),
+        (["--executor", "ray", "--workers", "2"], "--workers is for --executor local"),
+        (["--executor", "ray", "--gpus-per-trial", "-1"], "non-negative"),
+        (["--executor", "dask"], "dask"),
+    ],
+)
 def test_bad_executor_flags_are_one_line_exit_2_and_store_untouched(flags, message, tmp_path, capsys):
     store, out = tmp_path / "untouched.db", tmp_path / "out"
     code = main(["frontier", "--store", str(store), "--out", str(out), *flags])

@@ -54,14 +54,22 @@ def test_the_criterion_wins_at_a_point_where_both_hold_and_nan_never_stops():
     either = CriterionMonitor("either", 0.2, PlateauStop(2.0, 0.85))
     assert either(EvaluationPoint(2.0, 0.95, 0.1)) == StopReason.CRITERION  # test error met it: "either"
     train_only = CriterionMonitor("train", 0.2, PlateauStop(2.0, 0.85))
-    assert train_only(EvaluationPoint(2.0, 0.95, 0.1)) == StopReason.PLATEAU  # the train error is what it reads
+    assert (
+        train_only(EvaluationPoint(2.0, 0.95, 0.1)) == StopReason.PLATEAU
+    )  # the train error is what it reads
     assert train_only(EvaluationPoint(2.0, float("nan"), 0.1)) is None
 
 
 def test_without_a_rule_the_monitor_is_the_criterion_it_was():
     plain = CriterionMonitor("either", 0.2)
-    assert plain(EvaluationPoint(2.5, 0.99, 0.99)) is None and plain(EvaluationPoint(0.2, 0.1, 0.9)) == StopReason.CRITERION
-    assert plain.describe() == {"criterion": "either", "threshold": 0.2}  # what stores recorded before the rule
+    assert (
+        plain(EvaluationPoint(2.5, 0.99, 0.99)) is None
+        and plain(EvaluationPoint(0.2, 0.1, 0.9)) == StopReason.CRITERION
+    )
+    assert plain.describe() == {
+        "criterion": "either",
+        "threshold": 0.2,
+    }  # what stores recorded before the rule
     assert RULE.describe()["plateau"] == {"epoch": 2.0, "error": 0.85}
 
 
@@ -78,13 +86,13 @@ def test_on_synthetic_curves_a_stop_changes_a_verdict_only_for_a_trial_that_left
     points = [point(0.2 * (i + 1), a, b) for i, (a, b) in enumerate(raw)]
     monitor = CriterionMonitor("either", 0.2, PlateauStop(at, level))
     stop = monitor.first_stop(points)
-    seen = points if stop is None else points[:stop[0] + 1]
+    seen = points if stop is None else points[: stop[0] + 1]
     full, ruled = criterion_error(points, "either", 0.2)[0], criterion_error(seen, "either", 0.2)[0]
     if stop is None or stop[1] == StopReason.CRITERION:
         assert ruled == full  # the criterion's own stop never changes a verdict
     else:
         assert not ruled
-        assert full == any(min(p["train_error"], p["eval_error"]) < 0.2 for p in points[stop[0] + 1:])
+        assert full == any(min(p["train_error"], p["eval_error"]) < 0.2 for p in points[stop[0] + 1 :])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +108,9 @@ def test_the_default_rule_changes_no_verdict_of_the_carried_store(tmp_path):
     shutil.copy(CARRIED, copy)
     db = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
     try:
-        rows = db.execute("SELECT config, result FROM runs WHERE kind = 'frontier' AND result IS NOT NULL").fetchall()
+        rows = db.execute(
+            "SELECT config, result FROM runs WHERE kind = 'frontier' AND result IS NOT NULL"
+        ).fetchall()
     finally:
         db.close()
     monitor = frontier_monitor(FrontierConfig())
@@ -136,13 +146,23 @@ def test_a_plateau_stop_in_a_ranked_fused_group_cancels_nothing(mnist, tmp_path)
     criterion stop would cancel, tests/test_fused.py) run their whole budget, to the results they
     reach without ranks. Killed after the stop, the group resumes from its checkpoint to the same
     results (the checkpoint keeps the reason, `checkpoint_resumable` checks it)."""
-    base = dict(model="cnn-elu", model_args={"depth": 3}, evals_per_epoch=2, train_size=1024, test_size=500,
-                epochs=2, batch_size=256)
+    base = dict(
+        model="cnn-elu",
+        model_args={"depth": 3},
+        evals_per_epoch=2,
+        train_size=1024,
+        test_size=500,
+        epochs=2,
+        batch_size=256,
+    )
     configs = [TrainConfig(**base, lr=lr) for lr in (0.01, 0.02, 0.05)]
     monitors = [PlateauAt(0.5), None, None]
     ranked = train_fused(configs, mnist, monitors=monitors, ranks=[0, 1, 2])
     assert [r.status for r in ranked] == [RunStatus.DONE] * 3
-    assert ranked[0].stopped_early and ranked[0].reason == StopReason.PLATEAU == "plateau stop: the error was still near chance"
+    assert (
+        ranked[0].stopped_early
+        and ranked[0].reason == StopReason.PLATEAU == "plateau stop: the error was still near chance"
+    )
     assert [c.epoch for c in ranked[0].evaluation_points] == [0.5]
     for r in ranked[1:]:
         assert not r.stopped_early and [c.epoch for c in r.evaluation_points] == [0.5, 1.0, 1.5, 2.0]
@@ -153,11 +173,18 @@ def test_a_plateau_stop_in_a_ranked_fused_group_cancels_nothing(mnist, tmp_path)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_fused(configs, mnist, monitors=monitors, ranks=[0, 1, 2], checkpoint_path=path,
-                    callbacks=[LambdaCallback(on_step_end=kill)])
+        train_fused(
+            configs,
+            mnist,
+            monitors=monitors,
+            ranks=[0, 1, 2],
+            checkpoint_path=path,
+            callbacks=[LambdaCallback(on_step_end=kill)],
+        )
     resumed = train_fused(configs, mnist, monitors=monitors, ranks=[0, 1, 2], checkpoint_path=path)
-    assert [(r.status, r.reason, [vars(c) for c in r.evaluation_points]) for r in resumed] == \
-           [(r.status, r.reason, [vars(c) for c in r.evaluation_points]) for r in ranked]
+    assert [(r.status, r.reason, [vars(c) for c in r.evaluation_points]) for r in resumed] == [
+        (r.status, r.reason, [vars(c) for c in r.evaluation_points]) for r in ranked
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,8 +192,16 @@ def test_a_plateau_stop_in_a_ranked_fused_group_cancels_nothing(mnist, tmp_path)
 
 
 def stored(points: list[dict], reason: str | None) -> RunResult:
-    return RunResult({}, RunStatus.DONE, [], 1.0, reason, reason is not None,
-                     evaluation_points=[EvaluationPoint(**p) for p in points], reused=True)
+    return RunResult(
+        {},
+        RunStatus.DONE,
+        [],
+        1.0,
+        reason,
+        reason is not None,
+        evaluation_points=[EvaluationPoint(**p) for p in points],
+        reused=True,
+    )
 
 
 def test_a_run_the_rule_stopped_is_reused_only_under_a_rule_that_stops_it_too():
@@ -183,12 +218,15 @@ def test_a_search_without_the_rule_retrains_a_trial_the_rule_stopped(mnist, tmp_
     """Through the store: with the rule a hopeless trial (lr 1e-5) stops at its plateau; a search
     with the rule off trains it again to its whole budget; with the rule on again that full run is
     read back (not trained a third time), with the same verdict."""
-    base = dict(max_depth=3, train_size=1024, epochs=2, eval_size=300, evals_per_epoch=2, lrs=(1e-5,),
-                device="cpu")
+    base = dict(
+        max_depth=3, train_size=1024, epochs=2, eval_size=300, evals_per_epoch=2, lrs=(1e-5,), device="cpu"
+    )
     on, off = FrontierConfig(**base, plateau_stop="1:0.85"), FrontierConfig(**base, plateau_stop="off")
     with Store(tmp_path / "s.db") as store:
         ruled = run_trial("cnn-tanh", 3, 1e-5, 0, on, store, mnist)
-        assert not ruled.trained and not ruled.reused and ruled.epochs == 1.0 and ruled.status == RunStatus.DONE
+        assert (
+            not ruled.trained and not ruled.reused and ruled.epochs == 1.0 and ruled.status == RunStatus.DONE
+        )
         assert run_trial("cnn-tanh", 3, 1e-5, 0, on, store, mnist).reused  # the rule's own stop: reused
         full = run_trial("cnn-tanh", 3, 1e-5, 0, off, store, mnist)
         assert not full.reused and not full.trained and full.epochs == 2.0

@@ -59,8 +59,8 @@ def exhaustive(table, depths, lrs, seeds):
 
 @st.composite
 def monotone_tables(draw):
-    top = draw(st.integers(1, 40))              # max depth = 3 * top
-    boundary = draw(st.integers(0, top))        # depths 3..3*boundary train
+    top = draw(st.integers(1, 40))  # max depth = 3 * top
+    boundary = draw(st.integers(0, top))  # depths 3..3*boundary train
     lrs = sorted(draw(st.sets(st.sampled_from([0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]), min_size=1)))
     nseeds = draw(st.integers(1, 3))
     seeds = list(range(nseeds))
@@ -85,15 +85,16 @@ def test_search_equals_exhaustive_grid_when_trainability_is_monotone(case):
     depths = [3 * n for n in range(1, top + 1)]
     ok, max_ok, first_bad = exhaustive(table, depths, lrs, seeds)
     assert result.max_trainable_depth == max_ok
-    assert result.first_failing_depth == (max_ok + 3 if max_ok is not None and max_ok < 3 * top
-                                          else (3 if max_ok is None else None))
+    assert result.first_failing_depth == (
+        max_ok + 3 if max_ok is not None and max_ok < 3 * top else (3 if max_ok is None else None)
+    )
     assert result.first_failing_depth == first_bad
     for d, r in result.depths.items():
         assert r.trainable == ok[d]
         if r.trainable:  # the reported lr really trains that depth, with a majority of seeds
             assert 2 * sum(table[(d, r.lr, s)] for s in seeds) > len(seeds)
             assert r.fraction == sum(table[(d, r.lr, s)] for s in seeds) / len(seeds)
-    assert len(set(calls)) == len(calls)                 # no trial twice
+    assert len(set(calls)) == len(calls)  # no trial twice
     assert len(calls) <= len(depths) * len(lrs) * len(seeds)
 
 
@@ -120,8 +121,11 @@ def test_an_interrupted_search_reports_its_decided_prefix_and_next_trial(case, c
         return
     assert partial.next_trial == calls[cut]
     assert partial.to_dict()["next_trial"] == dict(zip(("depth", "lr", "seed"), calls[cut]))
-    decided = {d for d, r in full.depths.items() if all(t in calls[:cut] for t in
-                                                         [(t.depth, t.lr, t.seed) for t in r.trials])}
+    decided = {
+        d
+        for d, r in full.depths.items()
+        if all(t in calls[:cut] for t in [(t.depth, t.lr, t.seed) for t in r.trials])
+    }
     assert set(partial.depths) == decided
     for d in decided:
         assert partial.depths[d].to_dict() == full.depths[d].to_dict()
@@ -130,13 +134,14 @@ def test_an_interrupted_search_reports_its_decided_prefix_and_next_trial(case, c
 def test_search_shape_grows_geometrically_then_bisects():
     table = {(3 * n, lr, 0): 3 * n <= 27 for n in range(1, 101) for lr in (0.01, 0.1)}
     calls = []
-    result = find_frontier("cnn-tanh", FrontierConfig(max_depth=300, lrs=(0.01, 0.1)), None,
-                           trial=fake_trials(table, calls))
+    result = find_frontier(
+        "cnn-tanh", FrontierConfig(max_depth=300, lrs=(0.01, 0.1)), None, trial=fake_trials(table, calls)
+    )
     assert (result.max_trainable_depth, result.first_failing_depth) == (27, 30)
     probed = list(dict.fromkeys(d for d, _, _ in calls))
-    assert probed[:5] == [3, 6, 12, 24, 48]              # geometric growth to the first failure
+    assert probed[:5] == [3, 6, 12, 24, 48]  # geometric growth to the first failure
     assert set(probed[5:]) <= set(range(27, 48, 3)) and {27, 30} <= set(probed)
-    assert len(calls) < 20                                # versus 200 cells in the full grid
+    assert len(calls) < 20  # versus 200 cells in the full grid
     # a trainable depth costs one trial when its predecessor's lr works
     assert sum(1 for d, _, _ in calls if d == 24) == 1
 
@@ -144,18 +149,24 @@ def test_search_shape_grows_geometrically_then_bisects():
 def test_search_reaches_the_cap_and_handles_total_failure():
     calls = []
     everything = {(3 * n, 0.1, 0): True for n in range(1, 11)}
-    r = find_frontier("cnn-tanh", FrontierConfig(max_depth=30, lrs=(0.1,)), None, trial=fake_trials(everything, calls))
+    r = find_frontier(
+        "cnn-tanh", FrontierConfig(max_depth=30, lrs=(0.1,)), None, trial=fake_trials(everything, calls)
+    )
     assert (r.max_trainable_depth, r.first_failing_depth) == (30, None)
     assert [d for d, _, _ in calls] == [3, 6, 12, 24, 30]
     nothing = {k: False for k in everything}
-    r = find_frontier("cnn-tanh", FrontierConfig(max_depth=30, lrs=(0.1,)), None, trial=fake_trials(nothing, []))
+    r = find_frontier(
+        "cnn-tanh", FrontierConfig(max_depth=30, lrs=(0.1,)), None, trial=fake_trials(nothing, [])
+    )
     assert (r.max_trainable_depth, r.first_failing_depth, r.lr, r.error) == (None, 3, None, None)
     assert r.to_dict()["max_trainable_depth"] is None
 
 
 def test_explicit_depths_try_every_depth_and_flag_non_monotone_maps():
     table = {(d, 0.1, 0): d in (3, 9) for d in (3, 6, 9)}
-    r = find_frontier("cnn-tanh", FrontierConfig(depths=(3, 6, 9), lrs=(0.1,)), None, trial=fake_trials(table, []))
+    r = find_frontier(
+        "cnn-tanh", FrontierConfig(depths=(3, 6, 9), lrs=(0.1,)), None, trial=fake_trials(table, [])
+    )
     assert (r.max_trainable_depth, r.first_failing_depth, r.monotone) == (9, 6, False)
     assert sorted(r.depths) == [3, 6, 9]
 
@@ -163,7 +174,9 @@ def test_explicit_depths_try_every_depth_and_flag_non_monotone_maps():
 def test_majority_of_seeds_and_fraction():
     # 2 of 3 seeds train at 0.1: trainable with fraction 2/3; 1 of 3 at depth 6: not trainable
     table = {(3, 0.1, s): s < 2 for s in range(3)} | {(6, 0.1, s): s < 1 for s in range(3)}
-    r = find_frontier("cnn-tanh", FrontierConfig(max_depth=6, lrs=(0.1,), seeds=3), None, trial=fake_trials(table, []))
+    r = find_frontier(
+        "cnn-tanh", FrontierConfig(max_depth=6, lrs=(0.1,), seeds=3), None, trial=fake_trials(table, [])
+    )
     assert (r.max_trainable_depth, r.first_failing_depth) == (3, 6)
     assert r.fraction == pytest.approx(2 / 3)
     assert r.depths[6].fraction == pytest.approx(1 / 3)
@@ -177,7 +190,7 @@ def test_lr_order_starts_from_the_previous_lr_then_outward_smaller_first():
 
 def test_default_grid_and_lr_parsing():
     assert DEFAULT_LRS[0] == 0.001 and DEFAULT_LRS[-1] == 1.0 and len(DEFAULT_LRS) == 7
-    assert DEFAULT_LRS[3] == pytest.approx(10 ** -1.5, rel=1e-5)
+    assert DEFAULT_LRS[3] == pytest.approx(10**-1.5, rel=1e-5)
     assert parse_lrs("0.1, 1") == (0.1, 1.0)
     assert parse_lrs("log:0.001:1:4") == pytest.approx((0.001, 0.01, 0.1, 1.0))
     for bad in ("", ",", "0.1,-1", "0,0.1", "abc", "log:1:0.1:3", "log:0.1:1", "nan"):
@@ -187,9 +200,14 @@ def test_default_grid_and_lr_parsing():
 
 def test_criterion_definition():
     p = {"epoch": 0.5, "train_error": 0.3, "eval_error": 0.15}
-    assert point_error(p, "either") == 0.15 and point_error(p, "train") == 0.3 and point_error(p, "test") == 0.15
-    points = [{"epoch": 0.25, "train_error": 0.5, "eval_error": 0.25}, p,
-              {"epoch": 1.0, "train_error": 0.1, "eval_error": float("nan")}]
+    assert (
+        point_error(p, "either") == 0.15 and point_error(p, "train") == 0.3 and point_error(p, "test") == 0.15
+    )
+    points = [
+        {"epoch": 0.25, "train_error": 0.5, "eval_error": 0.25},
+        p,
+        {"epoch": 1.0, "train_error": 0.1, "eval_error": float("nan")},
+    ]
     assert first_met(points, "either", 0.2) is p
     assert first_met(points, "train", 0.2)["epoch"] == 1.0
     assert first_met(points, "test", 0.1) is None  # NaN never meets it
@@ -199,8 +217,9 @@ def test_criterion_definition():
 # Real training on real MNIST
 
 
-SMALL = dict(train_size=2000, epochs=2, eval_size=300, evals_per_epoch=4, lrs=(0.03, 0.1), threshold=0.4,
-             device="cpu")
+SMALL = dict(
+    train_size=2000, epochs=2, eval_size=300, evals_per_epoch=4, lrs=(0.03, 0.1), threshold=0.4, device="cpu"
+)
 
 
 @pytest.mark.slow
@@ -216,7 +235,9 @@ def test_search_with_early_stopping_equals_the_full_budget_exhaustive_grid(mnist
         for lr in config.lrs:
             full = train(config.trial_config("cnn-elu", d, lr, 0), mnist)  # no monitor: full budget
             assert not full.stopped_early
-            truth[d][lr] = first_met([vars(c) for c in full.evaluation_points], config.criterion, config.threshold)
+            truth[d][lr] = first_met(
+                [vars(c) for c in full.evaluation_points], config.criterion, config.threshold
+            )
     trainable = {d: any(hit is not None for hit in truth[d].values()) for d in truth}
     good = [d for d in truth if trainable[d]]
     bad = [d for d in truth if not trainable[d]]
@@ -234,8 +255,16 @@ def test_search_with_early_stopping_equals_the_full_budget_exhaustive_grid(mnist
 
 
 def test_stored_trials_are_reused_and_a_stricter_criterion_retrains(mnist, tmp_path):
-    config = FrontierConfig(max_depth=3, train_size=1000, epochs=1, eval_size=300, evals_per_epoch=4,
-                            lrs=(0.1,), threshold=0.6, device="cpu")
+    config = FrontierConfig(
+        max_depth=3,
+        train_size=1000,
+        epochs=1,
+        eval_size=300,
+        evals_per_epoch=4,
+        lrs=(0.1,),
+        threshold=0.6,
+        device="cpu",
+    )
     with Store(tmp_path / "s.db") as store:
         first = run_trial("cnn-elu-bn", 3, 0.1, 0, config, store, mnist)
         again = run_trial("cnn-elu-bn", 3, 0.1, 0, config, store, mnist)
@@ -261,8 +290,24 @@ def run_cli(args, capsys):
     return code, out.out, out.err
 
 
-TINY = ["--models", "cnn-elu-bn,cnn-tanh", "--train-size", "1000", "--epochs", "1", "--lrs", "0.1,1",
-        "--max-depth", "6", "--eval-size", "300", "--device", "cpu", "--threshold", "0.6"]
+TINY = [
+    "--models",
+    "cnn-elu-bn,cnn-tanh",
+    "--train-size",
+    "1000",
+    "--epochs",
+    "1",
+    "--lrs",
+    "0.1,1",
+    "--max-depth",
+    "6",
+    "--eval-size",
+    "300",
+    "--device",
+    "cpu",
+    "--threshold",
+    "0.6",
+]
 
 
 @pytest.mark.slow
@@ -272,10 +317,17 @@ def test_frontier_cli_table_json_csv_plots_and_resume(mnist, data_root, tmp_path
     code, text, err = run_cli(args, capsys)
     assert code == 0, err
     assert "max trainable depth" in text and "cnn-elu-bn" in text
-    assert {p.name for p in out.iterdir()} >= {"frontier.csv", "frontier-depths.csv", "frontier.json",
-                                               "frontier-error.png", "frontier-depth.png"}
-    assert (out / "frontier.csv").read_text().splitlines()[0] == \
-        "model,max trainable depth,capped,lr,criterion error (fraction),first failing depth,seeds trained (fraction)"
+    assert {p.name for p in out.iterdir()} >= {
+        "frontier.csv",
+        "frontier-depths.csv",
+        "frontier.json",
+        "frontier-error.png",
+        "frontier-depth.png",
+    }
+    assert (
+        (out / "frontier.csv").read_text().splitlines()[0]
+        == "model,max trainable depth,capped,lr,criterion error (fraction),first failing depth,seeds trained (fraction)"
+    )
     assert (out / "frontier-error.png").stat().st_size < 200_000
     assert not (tmp_path / "f.db-checkpoints").exists()  # trials' checkpoints are gone once they are stored
     with Store(store) as s:
@@ -285,11 +337,19 @@ def test_frontier_cli_table_json_csv_plots_and_resume(mnist, data_root, tmp_path
     doc = json.loads(text)
     assert [m["model"] for m in doc["models"]] == ["cnn-elu-bn", "cnn-tanh"]
     for m in doc["models"]:
-        assert set(m) >= {"model", "max_trainable_depth", "lr", "error", "first_failing_depth", "fraction", "depths"}
-        assert m["trials"] == m["trials_reused"]           # everything came from the store
+        assert set(m) >= {
+            "model",
+            "max_trainable_depth",
+            "lr",
+            "error",
+            "first_failing_depth",
+            "fraction",
+            "depths",
+        }
+        assert m["trials"] == m["trials_reused"]  # everything came from the store
     assert "stored" in err
     with Store(store) as s:
-        assert s.count() == n_runs                         # nothing trained twice
+        assert s.count() == n_runs  # nothing trained twice
 
 
 def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, tmp_path, capsys, monkeypatch):
@@ -304,8 +364,8 @@ def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, t
     status = json.loads(text)["models"]
     timing = ("seconds", "trials_reused", "next_trial_epochs_saved")
     same = lambda m: {k: v for k, v in m.items() if k not in timing}  # noqa: E731
-    assert [same(m) for m in status] == [same(m) for m in ran]          # the same answer, from the store
-    assert all(m["trial_seconds"] > 0 for m in status)                  # ...and the same training time
+    assert [same(m) for m in status] == [same(m) for m in ran]  # the same answer, from the store
+    assert all(m["trial_seconds"] > 0 for m in status)  # ...and the same training time
     assert all(m["next_trial"] is None for m in status)
 
     # The search interrupted before its last trial was recorded: status names that trial.
@@ -334,8 +394,10 @@ def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, t
         assert s.count() == sum(m["trials"] for m in ran) - 1  # status trained nothing
 
     # That trial in flight, its first epoch saved by its worker: status says how far it got.
-    save_checkpoint(tmp_path / "s.db-checkpoints" / "group.pt",
-                    {"format": CHECKPOINT_FORMAT, "config_hash": last.config_hash, "epoch": 1})
+    save_checkpoint(
+        tmp_path / "s.db-checkpoints" / "group.pt",
+        {"format": CHECKPOINT_FORMAT, "config_hash": last.config_hash, "epoch": 1},
+    )
     (tmp_path / "s.db-checkpoints" / "torn.pt").write_bytes(b"half a file")  # skipped, not an error
     code, text, err = run_cli(args + ["--status"], capsys)
     assert code == 0, err
@@ -343,11 +405,18 @@ def test_frontier_status_replays_the_store_and_names_the_next_trial(data_root, t
     assert f"{nxt} (1 of 1 epochs saved)" in row, text
     code, text, err = run_cli(args + ["--status", "--json"], capsys)
     assert {m["model"]: m["next_trial_epochs_saved"] for m in json.loads(text)["models"]} == {
-        m["model"]: (1 if m["model"] == model else None) for m in ran}
+        m["model"]: (1 if m["model"] == model else None) for m in ran
+    }
     # Saved at an evaluation point inside its second epoch: the fraction of that epoch counts.
-    save_checkpoint(tmp_path / "s.db-checkpoints" / "group.pt",
-                    {"format": CHECKPOINT_FORMAT, "config_hash": last.config_hash, "epoch": 1,
-                     "mid_epoch": {"step": 2, "steps": 5}})
+    save_checkpoint(
+        tmp_path / "s.db-checkpoints" / "group.pt",
+        {
+            "format": CHECKPOINT_FORMAT,
+            "config_hash": last.config_hash,
+            "epoch": 1,
+            "mid_epoch": {"step": 2, "steps": 5},
+        },
+    )
     code, text, err = run_cli(args + ["--status"], capsys)
     row = next(line for line in text.splitlines() if line.startswith(model + " "))
     assert code == 0 and f"{nxt} (1.4 of 1 epochs saved)" in row, text
@@ -363,10 +432,24 @@ def test_frontier_status_needs_an_existing_store(tmp_path, capsys):
 @pytest.mark.slow
 def test_frontier_resumes_after_kill_9(data_root, tmp_path):
     store, out = tmp_path / "k.db", tmp_path / "out"
-    args = [sys.executable, "-m", "depthlab", "frontier", *TINY, "--store", str(store), "--out", str(out),
-            "--data-dir", str(data_root), "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "depthlab",
+        "frontier",
+        *TINY,
+        "--store",
+        str(store),
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_root),
+        "--json",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.time() + 60
     finished = 0
     while time.time() < deadline and proc.poll() is None:
@@ -396,28 +479,31 @@ def test_frontier_resumes_after_kill_9(data_root, tmp_path):
     assert not [h for h, status in rows if status == "running"]
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--models", "cnn-nope"], "unknown model"),
-    (["--models", ""], "--models is empty"),
-    (["--act", "swish"], "unknown activation"),
-    (["--norm", "ln"], "unknown norm"),
-    (["--init", "lecun"], "unknown init"),
-    (["--depths", "3,10"], "multiple"),
-    (["--depths", "0"], "multiple"),
-    (["--depths", ""], "empty"),
-    (["--lrs", ""], "empty"),
-    (["--lrs", "0.1,-0.5"], "positive"),
-    (["--lrs", "0"], "positive"),
-    (["--threshold", "0"], "threshold"),
-    (["--threshold", "1.5"], "threshold"),
-    (["--max-depth", "2"], "at least 3"),
-    (["--max-depth", "10"], "multiple"),
-    (["--seeds", "0"], "seeds"),
-    (["--epochs", "0"], "epochs"),
-    (["--eval-size", "x"], "eval-size"),
-    (["--depth", "9"], "No such option '--depth'"),  # the frontier searches the depth: not offered
-    (["--criterion", "val"], "criterion"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--models", "cnn-nope"], "unknown model"),
+        (["--models", ""], "--models is empty"),
+        (["--act", "swish"], "unknown activation"),
+        (["--norm", "ln"], "unknown norm"),
+        (["--init", "lecun"], "unknown init"),
+        (["--depths", "3,10"], "multiple"),
+        (["--depths", "0"], "multiple"),
+        (["--depths", ""], "empty"),
+        (["--lrs", ""], "empty"),
+        (["--lrs", "0.1,-0.5"], "positive"),
+        (["--lrs", "0"], "positive"),
+        (["--threshold", "0"], "threshold"),
+        (["--threshold", "1.5"], "threshold"),
+        (["--max-depth", "2"], "at least 3"),
+        (["--max-depth", "10"], "multiple"),
+        (["--seeds", "0"], "seeds"),
+        (["--epochs", "0"], "epochs"),
+        (["--eval-size", "x"], "eval-size"),
+        (["--depth", "9"], "No such option '--depth'"),  # the frontier searches the depth: not offered
+        (["--criterion", "val"], "criterion"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_store_untouched(extra, message, tmp_path, capsys):
     store = tmp_path / "untouched.db"
     out = tmp_path / "out"
@@ -430,12 +516,36 @@ def test_bad_input_is_one_line_exit_2_and_store_untouched(extra, message, tmp_pa
 
 def test_quick_sets_the_quick_protocol_and_flags_override_it(data_root, tmp_path, capsys):
     out = tmp_path / "out"
-    code, text, err = run_cli(["frontier", "--quick", "--models", "cnn-elu-bn", "--max-depth", "3", "--train-size",
-                               "1000", "--device", "cpu", "--store", str(tmp_path / "q.db"), "--out", str(out),
-                               "--data-dir", str(data_root), "--json"], capsys)
+    code, text, err = run_cli(
+        [
+            "frontier",
+            "--quick",
+            "--models",
+            "cnn-elu-bn",
+            "--max-depth",
+            "3",
+            "--train-size",
+            "1000",
+            "--device",
+            "cpu",
+            "--store",
+            str(tmp_path / "q.db"),
+            "--out",
+            str(out),
+            "--data-dir",
+            str(data_root),
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     config = json.loads((out / "frontier.json").read_text())["config"]
-    assert (config["train_size"], config["epochs"], config["lrs"], config["max_depth"]) == (1000, 1, [0.01, 0.1, 1.0], 3)
+    assert (config["train_size"], config["epochs"], config["lrs"], config["max_depth"]) == (
+        1000,
+        1,
+        [0.01, 0.1, 1.0],
+        3,
+    )
     assert (config["eval_size"], config["evals_per_epoch"], config["threshold"]) == (1000, 4, 0.2)
     assert json.loads(text)["models"][0]["model"] == "cnn-elu-bn"
 
@@ -469,7 +579,10 @@ def test_the_cost_weighted_bisection_finds_every_boundary_for_less():
 
     weighted, midpoint = [], []
     for boundary in range(96, 192, 3):
-        (answer, cost), (plain_answer, plain_cost) = cost_of_search(boundary, ratio), cost_of_search(boundary, None)
+        (answer, cost), (plain_answer, plain_cost) = (
+            cost_of_search(boundary, ratio),
+            cost_of_search(boundary, None),
+        )
         assert answer == plain_answer == boundary
         weighted.append(cost)
         midpoint.append(plain_cost)
@@ -481,8 +594,12 @@ def test_midpoint_bisection_is_kept_for_stores_it_filled():
     store filled by a search started before the cost-weighted split is continued, not re-probed."""
     table = {(3 * n, lr, 0): 3 * n <= 27 for n in range(1, 101) for lr in (0.01, 0.1)}
     calls: list = []
-    result = find_frontier("cnn-tanh", FrontierConfig(max_depth=300, lrs=(0.01, 0.1), bisection="midpoint"), None,
-                           trial=fake_trials(table, calls))
+    result = find_frontier(
+        "cnn-tanh",
+        FrontierConfig(max_depth=300, lrs=(0.01, 0.1), bisection="midpoint"),
+        None,
+        trial=fake_trials(table, calls),
+    )
     assert (result.max_trainable_depth, result.first_failing_depth) == (27, 30)
     assert list(dict.fromkeys(d for d, _, _ in calls)) == [3, 6, 12, 24, 48, 36, 30, 27]
     with pytest.raises(ConfigError, match="unknown bisection"):
@@ -494,7 +611,7 @@ def test_the_frontier_plot_labels_a_running_search_as_a_lower_bound():
         return ModelFrontier("m", best, 0.1, 0.1, first_fail, 1.0, {}, True, 0.0, 0, 0, next_trial)
 
     assert depth_label(frontier(9, 12)) == "9"
-    assert depth_label(frontier(300, None)) == "≥ 300 (cap)"   # the cap reached
+    assert depth_label(frontier(300, None)) == "≥ 300 (cap)"  # the cap reached
     assert depth_label(frontier(None, 3)) == "none"
-    assert depth_label(frontier(48, None, (96, 0.01, 0))) == "≥ 48 so far"   # `--status` of a running search
+    assert depth_label(frontier(48, None, (96, 0.01, 0))) == "≥ 48 so far"  # `--status` of a running search
     assert depth_label(frontier(51, 96, (54, 0.01, 0))) == "≥ 51 so far"

@@ -122,7 +122,8 @@ def test_the_frontier_config_names_its_recheck_policy():
     from depthlab.depth_frontier.protocol import FrontierConfig
 
     assert FrontierConfig(seeds="auto").seed_policy() == SeedPolicy(first_seed=0, neighbours=True)
-    assert FrontierConfig(seeds="auto", seed=7, recheck_lrs="winner").seed_policy() == \
-        SeedPolicy(first_seed=7, neighbours=False)
+    assert FrontierConfig(seeds="auto", seed=7, recheck_lrs="winner").seed_policy() == SeedPolicy(
+        first_seed=7, neighbours=False
+    )
     with pytest.raises(ConfigError, match="unknown recheck_lrs 'all'"):
         FrontierConfig(recheck_lrs="all")

@@ -23,6 +23,7 @@ def verdict(truth, calls):
         calls.append((depth, lr, seed))
         ok = truth(depth, lr, seed)
         return TrialVerdict(depth, lr, seed, ok, 0.1 if ok else 0.9, 0.5, "done", 1.0)
+
     return trial
 
 
@@ -50,7 +51,9 @@ def test_a_flipped_boundary_is_rechecked_and_moves_down():
     # seed 0 is lucky at 15: the other seeds train only to 12
     truth = lambda d, lr, s: lr == 0.1 and (d <= 12 or (d == 15 and s == 0))  # noqa: E731
     calls = []
-    one_seed = find_frontier("cnn-tanh", FrontierConfig(max_depth=48, lrs=LRS), None, trial=verdict(truth, []))
+    one_seed = find_frontier(
+        "cnn-tanh", FrontierConfig(max_depth=48, lrs=LRS), None, trial=verdict(truth, [])
+    )
     assert one_seed.max_trainable_depth == 15 and one_seed.band is None and one_seed.label is None
     m = find_frontier("cnn-tanh", CONFIG, None, trial=verdict(truth, calls))
     assert (m.max_trainable_depth, m.first_failing_depth) == (12, 15)
@@ -99,9 +102,21 @@ def test_the_seeds_flag():
 
 
 def test_frontier_cli_takes_seeds_auto(tmp_path, capsys):
-    args = ["frontier", "--models", "cnn-tanh", "--max-depth", "6", "--seeds", "auto", "--status",
-            "--store", str(tmp_path / "s.db"), "--json"]
+    args = [
+        "frontier",
+        "--models",
+        "cnn-tanh",
+        "--max-depth",
+        "6",
+        "--seeds",
+        "auto",
+        "--status",
+        "--store",
+        str(tmp_path / "s.db"),
+        "--json",
+    ]
     from depthlab.store.sqlite import Store
+
     with Store(tmp_path / "s.db"):
         pass
     assert main(args) == 0

@@ -17,8 +17,20 @@ def data():
 
 
 def config(**kw):  # 4 steps per epoch
-    return TrainConfig(**{**dict(model="cnn-tanh", model_args={"depth": 3}, epochs=2, batch_size=64, lr=0.1,
-                                 device="cpu", evals_per_epoch=2), **kw})
+    return TrainConfig(
+        **{
+            **dict(
+                model="cnn-tanh",
+                model_args={"depth": 3},
+                epochs=2,
+                batch_size=64,
+                lr=0.1,
+                device="cpu",
+                evals_per_epoch=2,
+            ),
+            **kw,
+        }
+    )
 
 
 class Recorder(LoopCallback):
@@ -52,9 +64,16 @@ def test_hooks_run_in_the_loops_order(data):
     assert result.status == RunStatus.DONE
 
     def epoch(e):
-        return [("step", e, 1, (1,)), ("step", e, 2, (1,)), ("evaluation", e + 0.5),
-                ("step", e, 3, (1,)), ("step", e, 4, (1,)), ("evaluation", e + 1.0),
-                ("epoch_metrics", 0, e), ("epoch_end", e)]
+        return [
+            ("step", e, 1, (1,)),
+            ("step", e, 2, (1,)),
+            ("evaluation", e + 0.5),
+            ("step", e, 3, (1,)),
+            ("step", e, 4, (1,)),
+            ("evaluation", e + 1.0),
+            ("epoch_metrics", 0, e),
+            ("epoch_end", e),
+        ]
 
     assert recorder.calls == [("train_start",), *epoch(0), *epoch(1), ("train_end",)]
 
@@ -65,8 +84,14 @@ def test_a_callback_that_ends_the_run_stops_the_loop(data):
         loop.stepper.drop_finished()
 
     steps = []
-    result = train(config(), data, callbacks=[LambdaCallback(on_evaluation=cancel),
-                                              LambdaCallback(on_step_end=lambda loop, step: steps.append(step))])
+    result = train(
+        config(),
+        data,
+        callbacks=[
+            LambdaCallback(on_evaluation=cancel),
+            LambdaCallback(on_step_end=lambda loop, step: steps.append(step)),
+        ],
+    )
     assert result.status == RunStatus.CANCELLED and result.reason == "cancelled by a callback"
     assert steps == [1, 2] and result.epochs == []  # ended at the first evaluation point, after step 2
 
@@ -74,8 +99,15 @@ def test_a_callback_that_ends_the_run_stops_the_loop(data):
 def test_lambda_callback_refuses_a_hook_that_does_not_exist():
     with pytest.raises(TypeError, match="on_epoch"):
         LambdaCallback(on_epoch=print)
-    assert set(HOOKS) == {"on_train_start", "on_step_end", "on_check", "on_evaluation", "on_epoch_metrics",
-                          "on_epoch_end", "on_train_end"}
+    assert set(HOOKS) == {
+        "on_train_start",
+        "on_step_end",
+        "on_check",
+        "on_evaluation",
+        "on_epoch_metrics",
+        "on_epoch_end",
+        "on_train_end",
+    }
 
 
 class FakeWriter:
@@ -96,11 +128,18 @@ def test_tensorboard_log_tags_a_runs_epochs_and_skips_missing_values():
     writer = FakeWriter()
     board = TensorBoardLog("unused", writer=writer)
     board.on_epoch_metrics(None, 0, EpochMetrics(0, 0.5, 0.4, 1.2, 0.1, 3.0))
-    board.for_run("sgd lr 0.1").write_epoch({"epoch": 1, "train_error": 0.3, "test_error": None, "loss": 0.9,
-                                             "lr": 0.1})
-    assert writer.scalars == [("train_error", 0.5, 0), ("test_error", 0.4, 0), ("loss", 1.2, 0), ("lr", 0.1, 0),
-                              ("sgd lr 0.1/train_error", 0.3, 1), ("sgd lr 0.1/loss", 0.9, 1),
-                              ("sgd lr 0.1/lr", 0.1, 1)]
+    board.for_run("sgd lr 0.1").write_epoch(
+        {"epoch": 1, "train_error": 0.3, "test_error": None, "loss": 0.9, "lr": 0.1}
+    )
+    assert writer.scalars == [
+        ("train_error", 0.5, 0),
+        ("test_error", 0.4, 0),
+        ("loss", 1.2, 0),
+        ("lr", 0.1, 0),
+        ("sgd lr 0.1/train_error", 0.3, 1),
+        ("sgd lr 0.1/loss", 0.9, 1),
+        ("sgd lr 0.1/lr", 0.1, 1),
+    ]
     assert writer.flushes == 2  # each epoch visible at once
     board.close()
     assert writer.closed
@@ -120,7 +159,14 @@ def test_step_progress_counts_every_step_of_the_run(data):
 
 def test_step_losses_are_the_steps_losses(data):
     losses = []
-    result = train(config(epochs=1, evals_per_epoch=1), data,
-                   callbacks=[LambdaCallback(on_step_end=lambda loop, step: losses.append(loop.stepper.step_losses.item()))])
+    result = train(
+        config(epochs=1, evals_per_epoch=1),
+        data,
+        callbacks=[
+            LambdaCallback(on_step_end=lambda loop, step: losses.append(loop.stepper.step_losses.item()))
+        ],
+    )
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
-    assert sum(losses) / 4 == pytest.approx(result.epochs[0].loss, rel=1e-5)  # equal batches: the epoch's mean
+    assert sum(losses) / 4 == pytest.approx(
+        result.epochs[0].loss, rel=1e-5
+    )  # equal batches: the epoch's mean

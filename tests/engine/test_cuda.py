@@ -61,8 +61,16 @@ def test_a_fused_group_on_the_device_matches_its_members_run_alone(mnist):
 
 
 def test_a_frontier_on_the_device_with_fused_lr_grids(mnist, tmp_path):
-    config = FrontierConfig(max_depth=6, lrs=(0.01, 0.1, 1.0), epochs=1, train_size=2000, eval_size=500,
-                            evals_per_epoch=4, threshold=0.5, device=DEVICE)
+    config = FrontierConfig(
+        max_depth=6,
+        lrs=(0.01, 0.1, 1.0),
+        epochs=1,
+        train_size=2000,
+        eval_size=500,
+        evals_per_epoch=4,
+        threshold=0.5,
+        device=DEVICE,
+    )
     with Store(tmp_path / "f.db") as store, InProcessExecutor() as executor:
         runner = TrialRunner(executor, store, mnist, fuse=3, checkpoint_dir=tmp_path / "f.db-checkpoints")
         result = find_frontiers(["cnn-elu-bn", "cnn-tanh"], config, store, mnist, runner=runner)
@@ -73,7 +81,18 @@ def test_a_frontier_on_the_device_with_fused_lr_grids(mnist, tmp_path):
 
 def test_cifar_batches_augmented_on_the_device_train_a_resnet():
     data = tiny_cifar(n_train=256, n_test=64)
-    result = train(TrainConfig(model="resnet20", dataset="cifar10", epochs=2, batch_size=64, lr=0.05,
-                               momentum=0.9, augment=True, device=DEVICE), data)
+    result = train(
+        TrainConfig(
+            model="resnet20",
+            dataset="cifar10",
+            epochs=2,
+            batch_size=64,
+            lr=0.05,
+            momentum=0.9,
+            augment=True,
+            device=DEVICE,
+        ),
+        data,
+    )
     assert result.status == "done" and result.device.startswith(DEVICE)
     assert all(math.isfinite(e.loss) for e in result.epochs)

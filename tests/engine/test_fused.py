@@ -56,13 +56,17 @@ def fused_losses(configs, data, **kwargs) -> tuple[list[list[float]], list[RunRe
     return per_member, results
 
 
-@pytest.mark.parametrize("model,nesterov", [("cnn-elu-bn", False), ("cnn-tanh", True), ("cnn-elu-multihead", False)])
+@pytest.mark.parametrize(
+    "model,nesterov", [("cnn-elu-bn", False), ("cnn-tanh", True), ("cnn-elu-multihead", False)]
+)
 def test_fused_losses_equal_separate_runs_step_by_step(mnist, model, nesterov):
     base = dict(model=model, model_args={"depth": 6}, nesterov=nesterov, **SMALL)
-    configs = [TrainConfig(**base, lr=0.05),
-               TrainConfig(**base, lr=0.1, momentum=0.5),
-               TrainConfig(**base, lr=0.02, seed=1, weight_decay=5e-3),      # its own data order and init
-               TrainConfig(**base, lr=0.1, schedule="warmup:1+cosine")]      # its own schedule
+    configs = [
+        TrainConfig(**base, lr=0.05),
+        TrainConfig(**base, lr=0.1, momentum=0.5),
+        TrainConfig(**base, lr=0.02, seed=1, weight_decay=5e-3),  # its own data order and init
+        TrainConfig(**base, lr=0.1, schedule="warmup:1+cosine"),
+    ]  # its own schedule
     got, results = fused_losses(configs, mnist)
     for config, losses, result in zip(configs, got, results):
         want = reference_losses(config, mnist)
@@ -144,12 +148,17 @@ def test_fusion_key_groups_only_what_fuses():
     base = dict(model="cnn-elu-bn", model_args={"depth": 6}, train_size=1000)
     key = fusion_key(TrainConfig(**base))
     assert key is not None
-    assert fusion_key(TrainConfig(**base, lr=0.3, seed=2, momentum=0.5, weight_decay=1e-4, schedule="cosine")) == key
+    assert (
+        fusion_key(TrainConfig(**base, lr=0.3, seed=2, momentum=0.5, weight_decay=1e-4, schedule="cosine"))
+        == key
+    )
     assert fusion_key(TrainConfig(**{**base, "model_args": {"depth": 9}})) != key
     assert fusion_key(TrainConfig(**base, batch_size=128)) != key
     assert fusion_key(TrainConfig(**base, optimizer="adam")) is None
     assert fusion_key(TrainConfig(**base, patience=2)) is None
-    assert fusion_key(TrainConfig(model="cnn-elu", model_args={"depth": 6, "skip": "rezero"})) is None  # own alpha
+    assert (
+        fusion_key(TrainConfig(model="cnn-elu", model_args={"depth": 6, "skip": "rezero"})) is None
+    )  # own alpha
 
 
 def test_fusion_key_leaves_the_global_rng_alone():
@@ -173,8 +182,13 @@ def test_models_whose_fused_forward_breaks_do_not_fuse(mnist):
 
 def test_train_fused_refuses_unfusable_groups(mnist):
     with pytest.raises(ConfigError, match="differ only in"):
-        train_fused([TrainConfig(model="cnn-tanh", model_args={"depth": 3}),
-                     TrainConfig(model="cnn-tanh", model_args={"depth": 6})], mnist)
+        train_fused(
+            [
+                TrainConfig(model="cnn-tanh", model_args={"depth": 3}),
+                TrainConfig(model="cnn-tanh", model_args={"depth": 6}),
+            ],
+            mnist,
+        )
     with pytest.raises(ConfigError, match="cannot fuse"):
         train_fused([TrainConfig(model="cnn-tanh", optimizer="adam")] * 2, mnist)
 
@@ -239,19 +253,26 @@ def _assert_close(got, want, path: str) -> None:
 
 
 @pytest.mark.parametrize("interrupt_in_epoch", [1, 2])
-def test_a_fused_group_killed_mid_run_resumes_from_its_checkpoint_to_the_same_results(mnist, tmp_path,
-                                                                                       interrupt_in_epoch):
+def test_a_fused_group_killed_mid_run_resumes_from_its_checkpoint_to_the_same_results(
+    mnist, tmp_path, interrupt_in_epoch
+):
     """Members that diverge (in epochs 0 and 2), that their monitor stops mid-epoch (in epochs 1
     and 2, one with its own seed, hence its own batches) and one that runs to the end: after a
     kill in epoch ``interrupt_in_epoch`` the resumed group ends exactly where an uninterrupted
     one does, and the restored epochs are passed to ``on_epoch_metrics`` again."""
     base = dict(model="cnn-elu", model_args={"depth": 6}, evals_per_epoch=4, **{**SMALL, "epochs": 3})
-    configs = [TrainConfig(**base, lr=lr, seed=seed) for lr, seed in ((0.01, 0), (0.1, 0), (0.3, 0), (50.0, 0),
-                                                                       (0.05, 1))]
+    configs = [
+        TrainConfig(**base, lr=lr, seed=seed)
+        for lr, seed in ((0.01, 0), (0.1, 0), (0.3, 0), (50.0, 0), (0.05, 1))
+    ]
     monitor = StopBelow(0.6)
     seen_whole: list = []
-    whole = train_fused(configs, mnist, monitors=monitor,
-                        callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: seen_whole.append((i, m.epoch)))])
+    whole = train_fused(
+        configs,
+        mnist,
+        monitors=monitor,
+        callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: seen_whole.append((i, m.epoch)))],
+    )
     assert [r.status for r in whole] == ["done", "done", "diverged", "diverged", "done"]
     assert [r.stopped_early for r in whole] == [False, True, False, False, True]
 
@@ -262,12 +283,22 @@ def test_a_fused_group_killed_mid_run_resumes_from_its_checkpoint_to_the_same_re
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_fused(configs, mnist, monitors=monitor, callbacks=[LambdaCallback(on_epoch_metrics=kill)],
-                    checkpoint_path=path)
+        train_fused(
+            configs,
+            mnist,
+            monitors=monitor,
+            callbacks=[LambdaCallback(on_epoch_metrics=kill)],
+            checkpoint_path=path,
+        )
     assert path.exists()
     seen_resumed: list = []
-    resumed = train_fused(configs, mnist, monitors=monitor, checkpoint_path=path,
-                          callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: seen_resumed.append((i, m.epoch)))])
+    resumed = train_fused(
+        configs,
+        mnist,
+        monitors=monitor,
+        checkpoint_path=path,
+        callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: seen_resumed.append((i, m.epoch)))],
+    )
     assert [_without_times(r) for r in resumed] == [_without_times(r) for r in whole]
     assert sorted(seen_resumed) == sorted(seen_whole)
     # Killed after the last epoch's checkpoint, before the results were stored: nothing to train.
@@ -280,7 +311,9 @@ def test_a_fused_group_killed_inside_an_epoch_resumes_from_its_last_evaluation_p
     step (after a member stopped at its first), it continues from epoch 1's second step to the
     uninterrupted results, members of two seeds (two sample orders) included."""
     base = dict(model="cnn-elu", model_args={"depth": 6}, evals_per_epoch=2, **{**SMALL, "epochs": 3})
-    configs = [TrainConfig(**base, lr=lr, seed=seed) for lr, seed in ((0.01, 0), (0.1, 0), (50.0, 0), (0.05, 1))]
+    configs = [
+        TrainConfig(**base, lr=lr, seed=seed) for lr, seed in ((0.01, 0), (0.1, 0), (50.0, 0), (0.05, 1))
+    ]
     monitor = StopBelow(0.6)
     whole = train_fused(configs, mnist, monitors=monitor)
     path = tmp_path / "group.pt"
@@ -290,7 +323,13 @@ def test_a_fused_group_killed_inside_an_epoch_resumes_from_its_last_evaluation_p
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_fused(configs, mnist, monitors=monitor, callbacks=[LambdaCallback(on_step_end=kill)], checkpoint_path=path)
+        train_fused(
+            configs,
+            mnist,
+            monitors=monitor,
+            callbacks=[LambdaCallback(on_step_end=kill)],
+            checkpoint_path=path,
+        )
     saved = torch.load(path, weights_only=True)
     assert (saved["epoch"], saved["mid_epoch"]["step"]) == (1, 2)
     resumed = train_fused(configs, mnist, monitors=monitor, checkpoint_path=path)
@@ -353,8 +392,14 @@ def test_ranked_members_after_one_its_monitor_stops_are_cancelled(mnist, tmp_pat
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_fused(configs, mnist, monitors=monitors, ranks=ranks, callbacks=[LambdaCallback(on_step_end=kill)],
-                    checkpoint_path=path)
+        train_fused(
+            configs,
+            mnist,
+            monitors=monitors,
+            ranks=ranks,
+            callbacks=[LambdaCallback(on_step_end=kill)],
+            checkpoint_path=path,
+        )
     resumed = train_fused(configs, mnist, monitors=monitors, ranks=ranks, checkpoint_path=path)
     assert [_without_times(r) for r in resumed] == [_without_times(r) for r in ranked]
 

@@ -14,8 +14,19 @@ def data():
 
 
 def _config(**kw):
-    return TrainConfig(**{**dict(model="cnn-tanh", model_args={"depth": 3}, epochs=6, batch_size=64, device="cpu",
-                                 schedule="2@0.1,1@50,3@1e-9"), **kw})
+    return TrainConfig(
+        **{
+            **dict(
+                model="cnn-tanh",
+                model_args={"depth": 3},
+                epochs=6,
+                batch_size=64,
+                device="cpu",
+                schedule="2@0.1,1@50,3@1e-9",
+            ),
+            **kw,
+        }
+    )
 
 
 @pytest.mark.parametrize("patience", [1, 2])

@@ -46,8 +46,7 @@ def test_test_error_is_measured_in_eval_mode(data):
     # With BN, train-mode and eval-mode outputs differ: the reported error must be eval mode's.
     result = train(config(model="cnn-elu-bn", epochs=1, lr=0.05), data)
     model = result.model
-    batches = Batches(data.test_x, data.test_y, 1024, data.mean, data.std, shuffle=False,
-                      channels_last=True)
+    batches = Batches(data.test_x, data.test_y, 1024, data.mean, data.std, shuffle=False, channels_last=True)
     error, _ = evaluate(model, batches)
     assert error == result.epochs[0].test_error
     assert model.training  # evaluate restores the mode it found
@@ -98,7 +97,9 @@ def test_piecewise_schedule():
 
 def test_multistep_cosine_constant_warmup():
     m = parse_schedule("multistep:100,150")
-    assert [m.lr_at(e, 0.1, 200) for e in (0, 99.9, 100, 150, 199)] == pytest.approx([0.1, 0.1, 0.01, 0.001, 0.001])
+    assert [m.lr_at(e, 0.1, 200) for e in (0, 99.9, 100, 150, 199)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.001, 0.001]
+    )
     assert parse_schedule("multistep:2:0.5").lr_at(3, 1.0, 5) == 0.5
     c = parse_schedule("cosine")
     assert c.lr_at(0, 0.2, 10) == pytest.approx(0.2)
@@ -112,10 +113,33 @@ def test_multistep_cosine_constant_warmup():
     assert parse_schedule("warmup:1+2@0.07,3@0.01").lr_at(0.5, 9.0, 5) == pytest.approx(0.035)
 
 
-@pytest.mark.parametrize("text", ["", "  ", "2@", "@0.1", "2@0.1,", "2@-1", "0@0.1", "2@abc", "x@0.1",
-                                  "multistep:", "multistep:a,b", "multistep:5,3", "multistep:0,3",
-                                  "multistep:3:0", "warmup:0+cosine", "warmup:x", "cosine+warmup:1",
-                                  "warmup:1+cosine+constant", "linear", "2@0.1;3@0.01", "2@nan", "2@inf"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "  ",
+        "2@",
+        "@0.1",
+        "2@0.1,",
+        "2@-1",
+        "0@0.1",
+        "2@abc",
+        "x@0.1",
+        "multistep:",
+        "multistep:a,b",
+        "multistep:5,3",
+        "multistep:0,3",
+        "multistep:3:0",
+        "warmup:0+cosine",
+        "warmup:x",
+        "cosine+warmup:1",
+        "warmup:1+cosine+constant",
+        "linear",
+        "2@0.1;3@0.01",
+        "2@nan",
+        "2@inf",
+    ],
+)
 def test_malformed_schedules_are_rejected(text):
     with pytest.raises(ConfigError, match="malformed schedule"):
         parse_schedule(text)
@@ -130,26 +154,29 @@ def test_schedule_drives_the_optimizer(data):
 # Validation
 
 
-@pytest.mark.parametrize("kw, message", [
-    (dict(model="nope"), "unknown model"),
-    (dict(dataset="nope"), "unknown dataset"),
-    (dict(model_args={"depth": 4}), "multiple of 3"),
-    (dict(model_args={"depth": 0}), "multiple of 3"),
-    (dict(lr=0.0), "learning rate"),
-    (dict(lr=-0.1), "learning rate"),
-    (dict(lr=float("nan")), "learning rate"),
-    (dict(epochs=0), "epochs"),
-    (dict(batch_size=0), "batch size"),
-    (dict(optimizer="rmsprop"), "optimizer"),
-    (dict(momentum=1.0), "momentum"),
-    (dict(weight_decay=-1.0), "weight decay"),
-    (dict(weight_decay=float("nan")), "weight decay"),
-    (dict(schedule="2@"), "schedule"),
-    (dict(device="tpu"), "device"),
-    (dict(train_size=0), "train size"),
-    (dict(eval_split="holdout"), "eval split"),
-    (dict(dataset="cifar10"), "runs on"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(model="nope"), "unknown model"),
+        (dict(dataset="nope"), "unknown dataset"),
+        (dict(model_args={"depth": 4}), "multiple of 3"),
+        (dict(model_args={"depth": 0}), "multiple of 3"),
+        (dict(lr=0.0), "learning rate"),
+        (dict(lr=-0.1), "learning rate"),
+        (dict(lr=float("nan")), "learning rate"),
+        (dict(epochs=0), "epochs"),
+        (dict(batch_size=0), "batch size"),
+        (dict(optimizer="rmsprop"), "optimizer"),
+        (dict(momentum=1.0), "momentum"),
+        (dict(weight_decay=-1.0), "weight decay"),
+        (dict(weight_decay=float("nan")), "weight decay"),
+        (dict(schedule="2@"), "schedule"),
+        (dict(device="tpu"), "device"),
+        (dict(train_size=0), "train size"),
+        (dict(eval_split="holdout"), "eval split"),
+        (dict(dataset="cifar10"), "runs on"),
+    ],
+)
 def test_bad_configs_are_rejected(kw, message):
     with pytest.raises(ConfigError, match=message):
         config(**kw).validate()
@@ -195,16 +222,25 @@ def test_monitor_can_stop_mid_epoch(data):
 
 def test_monitor_sees_every_evaluation(data):
     seen = []
-    result = train(config(epochs=2, evals_per_epoch=2), data, monitor=lambda cp: seen.append(cp.epoch) and False)
+    result = train(
+        config(epochs=2, evals_per_epoch=2), data, monitor=lambda cp: seen.append(cp.epoch) and False
+    )
     assert seen == [0.5, 1.0, 1.5, 2.0] and not result.stopped_early
     assert len(result.evaluation_points) == 4
 
 
 def test_on_epoch_and_on_step_callbacks(data):
     epochs, steps = [], []
-    train(config(epochs=2), data, callbacks=[LambdaCallback(
-        on_epoch_metrics=lambda loop, i, m: epochs.append(m),
-        on_step_end=lambda loop, s: steps.append((s, loop.setup.steps_per_epoch)))])
+    train(
+        config(epochs=2),
+        data,
+        callbacks=[
+            LambdaCallback(
+                on_epoch_metrics=lambda loop, i, m: epochs.append(m),
+                on_step_end=lambda loop, s: steps.append((s, loop.setup.steps_per_epoch)),
+            )
+        ],
+    )
     assert [m.epoch for m in epochs] == [0, 1]
     assert steps[:2] == [(1, 16), (2, 16)] and len(steps) == 32
 
@@ -269,8 +305,13 @@ def test_checkpoints_of_an_earlier_format_version_load_and_later_or_foreign_ones
 
     name, _, version = CHECKPOINT_FORMAT.rpartition("-")
     assert int(version) >= 2
-    for fmt, ok in ((f"{name}-1", True), (CHECKPOINT_FORMAT, True), (f"{name}-{int(version) + 1}", False),
-                    ("depthlab-fused-state-1", False), (None, False)):
+    for fmt, ok in (
+        (f"{name}-1", True),
+        (CHECKPOINT_FORMAT, True),
+        (f"{name}-{int(version) + 1}", False),
+        ("depthlab-fused-state-1", False),
+        (None, False),
+    ):
         path = tmp_path / "c.pt"
         save_checkpoint(path, {"format": fmt, "epoch": 1})
         if ok:

@@ -20,15 +20,19 @@ def test_registered_with_every_fix_on_one_protocol():
     assert {model_config(m)["act"] for m in ARMS} >= {"tanh", "elu", "relu", "tat-leaky-relu", "dks-tanh"}
     for q in (False, True):
         configs = plan("trainability-fixes", quick=q)
-        assert [c.model for c in configs[:len(ARMS)]] == list(part.models + tat.models)
+        assert [c.model for c in configs[: len(ARMS)]] == list(part.models + tat.models)
         budget = QUICK if q else PROTOCOL
-        for c in configs[len(ARMS):]:  # the vanilla DKS run: no BN, no skips, the frontier's data budget
+        for c in configs[len(ARMS) :]:  # the vanilla DKS run: no BN, no skips, the frontier's data budget
             assert c.model == "cnn-dks-tanh" and model_config(c.model)["norm"] in (None, "none")
             assert (c.train_size, c.epochs) == (budget["train_size"], budget["epochs"])
             assert c.model_args["depth"] == (12 if q else 999)
-        for c in configs[:len(ARMS)]:  # one protocol: every arm gets the same budget, only the model differs
+        for c in configs[: len(ARMS)]:  # one protocol: every arm gets the same budget, only the model differs
             assert (c.train_size, c.epochs, c.batch_size, c.test_size) == (
-                budget["train_size"], budget["epochs"], budget["batch_size"], budget["eval_size"])
+                budget["train_size"],
+                budget["epochs"],
+                budget["batch_size"],
+                budget["eval_size"],
+            )
     assert PROTOCOL["max_depth"] % 3 == 0 and QUICK["max_depth"] < PROTOCOL["max_depth"]
 
 
@@ -85,22 +89,46 @@ def test_without_dks_the_plan_fails_in_one_line(monkeypatch):
 
 def test_the_vanilla_sentence_reports_error_against_chance_at_the_best_lr_and_whether_its_arm_is_the_best():
     exp = get_experiment("trainability-fixes")
-    rows = [{"model": m, "max_depth": 96 if m in ("cnn-dks-tanh", "resnet-elu-bn") else 24,
-             "capped": m in ("cnn-dks-tanh", "resnet-elu-bn")} for m in ARMS]
+    rows = [
+        {
+            "model": m,
+            "max_depth": 96 if m in ("cnn-dks-tanh", "resnet-elu-bn") else 24,
+            "capped": m in ("cnn-dks-tanh", "resnet-elu-bn"),
+        }
+        for m in ARMS
+    ]
 
     def vanilla(errors):
-        runs = [{"config": {"model": "cnn-dks-tanh", "model_args": {"depth": 999}, "lr": lr}} for lr, _ in errors]
-        part_rows = [{"lr": lr, "status": "done", "train_error": e, "test_error": e + 0.01, "best_test_error": e,
-                      "epochs": 1} for lr, e in errors]
+        runs = [
+            {"config": {"model": "cnn-dks-tanh", "model_args": {"depth": 999}, "lr": lr}} for lr, _ in errors
+        ]
+        part_rows = [
+            {
+                "lr": lr,
+                "status": "done",
+                "train_error": e,
+                "test_error": e + 0.01,
+                "best_test_error": e,
+                "epochs": 1,
+            }
+            for lr, e in errors
+        ]
         return PartResult("vanilla-1000", "", [], part_rows, [], runs)
 
-    failed = exp.conclude({"fixes": PartResult("fixes", "", [], rows),
-                           "vanilla-1000": vanilla([(0.001, 0.856), (0.003, 0.901)])})
-    assert failed.endswith("A 1,000-layer vanilla net (no BN, no skips) with DKS under SGD on the frontier's budget, "
-                           "best of lrs 0.001, 0.003: 86.6% test error after 1 epoch(s) (chance: 90%) at lr 0.001; "
-                           "`reproduce vanilla-1000` trains it with Adam.")
-    trained = exp.conclude({"fixes": PartResult("fixes", "", [], rows),
-                            "vanilla-1000": vanilla([(0.001, 0.5), (0.003, 0.15)])})
+    failed = exp.conclude(
+        {
+            "fixes": PartResult("fixes", "", [], rows),
+            "vanilla-1000": vanilla([(0.001, 0.856), (0.003, 0.901)]),
+        }
+    )
+    assert failed.endswith(
+        "A 1,000-layer vanilla net (no BN, no skips) with DKS under SGD on the frontier's budget, "
+        "best of lrs 0.001, 0.003: 86.6% test error after 1 epoch(s) (chance: 90%) at lr 0.001; "
+        "`reproduce vanilla-1000` trains it with Adam."
+    )
+    trained = exp.conclude(
+        {"fixes": PartResult("fixes", "", [], rows), "vanilla-1000": vanilla([(0.001, 0.5), (0.003, 0.15)])}
+    )
     assert "16.0% test error after 1 epoch(s) (chance: 90%) at lr 0.003" in trained
     assert "did not train" not in trained + failed and "20%" not in trained + failed
     rows = [{**r, "max_depth": 99 if r["model"] == "cnn-tanh-delta" else r["max_depth"]} for r in rows]
@@ -113,7 +141,9 @@ def test_the_conclusion_reads_tat_from_its_own_part():
     exp = get_experiment("trainability-fixes")
     rows = [{"model": m, "max_depth": 24, "capped": False} for m in ARMS if m != TAT_ARM]
     tat = [{"model": TAT_ARM, "max_depth": 48, "capped": False}]
-    text = exp.conclude({"fixes": PartResult("fixes", "", [], rows), "fixes-tat": PartResult("fixes-tat", "", [], tat)})
+    text = exp.conclude(
+        {"fixes": PartResult("fixes", "", [], rows), "fixes-tat": PartResult("fixes-tat", "", [], tat)}
+    )
     assert "the deepest were TAT 48" in text
     alone = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
     assert "TAT" not in alone
@@ -127,13 +157,17 @@ def test_an_arm_is_short_of_its_claim_by_the_kind_of_claim():
     from depthlab.experiments.fixes import CLAIMS, short_of_claim
 
     assert set(CLAIMS) == set(ARMS) - {"cnn-tanh", "cnn-elu"}  # every fix has a claim, the baselines none
-    rows = {"cnn-tanh": _row("cnn-tanh", 6), "cnn-tanh-delta": _row("cnn-tanh-delta", 36),
-            "cnn-dks-tanh": _row("cnn-dks-tanh", 96, capped=True), "cnn-tanh-lecun": _row("cnn-tanh-lecun", 24),
-            "cnn-relu-he": _row("cnn-relu-he", 6)}
-    assert short_of_claim("cnn-tanh-delta", rows)       # "10,000 layers": judged at the cap, 36 < 96
-    assert not short_of_claim("cnn-dks-tanh", rows)     # at the cap: as far as this table can show
-    assert not short_of_claim("cnn-tanh-lecun", rows)   # "deeper": 24 > the naive net's 6
-    assert short_of_claim("cnn-relu-he", rows)          # no deeper than the net it fixes
+    rows = {
+        "cnn-tanh": _row("cnn-tanh", 6),
+        "cnn-tanh-delta": _row("cnn-tanh-delta", 36),
+        "cnn-dks-tanh": _row("cnn-dks-tanh", 96, capped=True),
+        "cnn-tanh-lecun": _row("cnn-tanh-lecun", 24),
+        "cnn-relu-he": _row("cnn-relu-he", 6),
+    }
+    assert short_of_claim("cnn-tanh-delta", rows)  # "10,000 layers": judged at the cap, 36 < 96
+    assert not short_of_claim("cnn-dks-tanh", rows)  # at the cap: as far as this table can show
+    assert not short_of_claim("cnn-tanh-lecun", rows)  # "deeper": 24 > the naive net's 6
+    assert short_of_claim("cnn-relu-he", rows)  # no deeper than the net it fixes
     assert short_of_claim("cnn-tanh", rows) is None and short_of_claim("cnn-elu-bn", rows) is None
 
 
@@ -141,8 +175,10 @@ def test_why_an_arm_falls_short_is_read_off_its_first_failing_depth():
     from depthlab.experiments.fixes import why_short
 
     stalled = _row("m", 36, failing=39, failing_trials=27, failing_diverged=2, failing_error=0.886)
-    assert why_short(stalled) == ("at depth 39, 2 of 27 trials diverged and the best error was 88.6%: "
-                                  "it stayed near chance level (90%) within the budget")
+    assert why_short(stalled) == (
+        "at depth 39, 2 of 27 trials diverged and the best error was 88.6%: "
+        "it stayed near chance level (90%) within the budget"
+    )
     exploded = dict(stalled, failing_diverged=20)
     assert "mostly divergence" in why_short(exploded)
     slow = dict(stalled, failing_error=0.35)
@@ -153,12 +189,21 @@ def test_why_an_arm_falls_short_is_read_off_its_first_failing_depth():
 def test_the_conclusion_says_which_arms_fall_short_with_their_measurement():
     exp = get_experiment("trainability-fixes")
     rows = [_row(m, 96, capped=True) for m in ARMS]
-    rows[ARMS.index("cnn-tanh-delta")] = _row("cnn-tanh-delta", 36, failing=39, failing_trials=27,
-                                              failing_diverged=1, failing_error=0.9, band="36 [33–39]")
+    rows[ARMS.index("cnn-tanh-delta")] = _row(
+        "cnn-tanh-delta",
+        36,
+        failing=39,
+        failing_trials=27,
+        failing_diverged=1,
+        failing_error=0.9,
+        band="36 [33–39]",
+    )
     text = exp.conclude({"fixes": PartResult("fixes", "", [], rows)})
-    assert ("The delta-orthogonal at criticality arm falls short of its paper's claim (Xiao et al. 2018: "
-            "10,000-layer vanilla CNNs train) under this budget, reaching 36 [33–39]; at depth 39, 1 of 27 "
-            "trials diverged") in text
+    assert (
+        "The delta-orthogonal at criticality arm falls short of its paper's claim (Xiao et al. 2018: "
+        "10,000-layer vanilla CNNs train) under this budget, reaching 36 [33–39]; at depth 39, 1 of 27 "
+        "trials diverged"
+    ) in text
     assert text.count("falls short") == 1
 
 
@@ -171,11 +216,17 @@ def test_a_frontier_row_carries_the_band_the_winning_optimizer_and_the_failing_e
     from depthlab.records.record import RunStatus
 
     adam = OptimizerLr("adam", 1e-3)
-    fail = [TrialVerdict(39, OptimizerLr("sgd", 0.3), 0, False, None, 0.2, RunStatus.DIVERGED, 1.0),
-            TrialVerdict(39, adam, 0, False, 0.87, 1.0, RunStatus.DONE, 1.0)]
-    depths = {36: DepthResult(36, True, adam, 0.15, 1.0, 1.0), 39: DepthResult(39, False, None, 0.87, 0.0, None, fail)}
-    m = ModelFrontier("cnn-tanh-delta", 36, adam, 0.15, 39, 1.0, depths, True, 9.0, 2, 0, label="36 [33–39]",
-                      band=(33, 39))
+    fail = [
+        TrialVerdict(39, OptimizerLr("sgd", 0.3), 0, False, None, 0.2, RunStatus.DIVERGED, 1.0),
+        TrialVerdict(39, adam, 0, False, 0.87, 1.0, RunStatus.DONE, 1.0),
+    ]
+    depths = {
+        36: DepthResult(36, True, adam, 0.15, 1.0, 1.0),
+        39: DepthResult(39, False, None, 0.87, 0.0, None, fail),
+    }
+    m = ModelFrontier(
+        "cnn-tanh-delta", 36, adam, 0.15, 39, 1.0, depths, True, 9.0, 2, 0, label="36 [33–39]", band=(33, 39)
+    )
     fc = FrontierConfig(optimizers=("sgd", "adam"), seeds="auto", max_depth=96)
     part = Frontier("fixes", ("cnn-tanh-delta",), claims={"cnn-tanh-delta": "a claim"})
     row = part._row(m, fc)
@@ -191,5 +242,6 @@ def test_a_failing_depth_where_a_minority_of_seeds_trained_says_so():
     from depthlab.experiments.fixes import why_short
 
     row = _row("cnn-tat-lrelu", None, failing=15, failing_trials=10, failing_diverged=0, failing_error=0.144)
-    assert why_short(row).endswith("some seeds trained there, but at no (optimizer, lr) did a majority of its "
-                                   "seeds train")
+    assert why_short(row).endswith(
+        "some seeds trained there, but at no (optimizer, lr) did a majority of its seeds train"
+    )

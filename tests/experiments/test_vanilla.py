@@ -17,7 +17,9 @@ def test_the_arms_are_999_convs_without_bn_or_skips_trained_with_adam():
     assert [c.model for c in configs] == ["cnn-tanh-delta", "cnn-dks-tanh"]
     for c in configs:
         spec = model_config(c.model, **c.model_args)
-        assert spec["depth"] == 999 and spec["norm"] == "none" and spec["skip"] == "none" and spec["heads"] == 1
+        assert (
+            spec["depth"] == 999 and spec["norm"] == "none" and spec["skip"] == "none" and spec["heads"] == 1
+        )
         assert (c.optimizer, c.lr, c.batch_size, c.epochs, c.train_size) == ("adam", 1e-4, 64, 3, 10000)
         assert c.test_size is None and c.threads == 1  # the full test set, on one core
     assert model_config("cnn-tanh-delta")["init"] == "delta-orthogonal:critical"
@@ -37,23 +39,37 @@ def test_the_train_commands_of_the_docs_are_the_experiments_runs():
     from depthlab.engine.config import TrainConfig
 
     for config, model in zip(plan("vanilla-1000"), ("cnn-tanh-delta", "cnn-dks-tanh")):
-        by_cli = TrainConfig(model=model, model_args={"depth": 999}, train_size=10000, epochs=3, lr=1e-4,
-                             batch_size=64, optimizer="adam", threads=1)
+        by_cli = TrainConfig(
+            model=model,
+            model_args={"depth": 999},
+            train_size=10000,
+            epochs=3,
+            lr=1e-4,
+            batch_size=64,
+            optimizer="adam",
+            threads=1,
+        )
         assert config.hash() == by_cli.hash()
 
 
 def _part(rows):
-    runs = [{"config": {"model": m, "model_args": {"depth": 999}}} for m in ("cnn-tanh-delta", "cnn-dks-tanh")]
-    return {"vanilla-1000": PartResult("vanilla-1000", "", [], rows, [], runs[:len(rows)])}
+    runs = [
+        {"config": {"model": m, "model_args": {"depth": 999}}} for m in ("cnn-tanh-delta", "cnn-dks-tanh")
+    ]
+    return {"vanilla-1000": PartResult("vanilla-1000", "", [], rows, [], runs[: len(rows)])}
 
 
 def test_the_verdict_is_test_error_against_chance_not_the_20_percent_line():
     exp = get_experiment("vanilla-1000")
-    rows = [{"arm": "delta-orthogonal", "status": "done", "test_error": 0.285, "epochs": 3},
-            {"arm": "DKS", "status": "done", "test_error": 0.4123, "epochs": 2}]
+    rows = [
+        {"arm": "delta-orthogonal", "status": "done", "test_error": 0.285, "epochs": 3},
+        {"arm": "DKS", "status": "done", "test_error": 0.4123, "epochs": 2},
+    ]
     text = exp.conclude(_part(rows))
-    assert text == ("A 1,000-layer vanilla CNN (no BN, no skips) trained with Adam: delta-orthogonal 28.5% test error "
-                    "after 3 epoch(s) (chance: 90%); DKS 41.2% test error after 2 epoch(s) (chance: 90%).")
+    assert text == (
+        "A 1,000-layer vanilla CNN (no BN, no skips) trained with Adam: delta-orthogonal 28.5% test error "
+        "after 3 epoch(s) (chance: 90%); DKS 41.2% test error after 2 epoch(s) (chance: 90%)."
+    )
     assert "20%" not in text and "did not train" not in text
     rows[1] = {"arm": "DKS", "status": "diverged", "test_error": None, "epochs": 1}
     assert exp.conclude(_part(rows)).endswith("DKS no result (diverged).")

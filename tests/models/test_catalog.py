@@ -10,20 +10,26 @@ from depthlab.models import catalog, registry
 
 
 def test_the_catalog_and_the_specs_import_without_torch():
-    probe = ("import sys; import depthlab.models.catalog as c, depthlab.models.specs; "
-             "print('torch' in sys.modules, len(c.PRESETS), len(c.FAMILIES))")
+    probe = (
+        "import sys; import depthlab.models.catalog as c, depthlab.models.specs; "
+        "print('torch' in sys.modules, len(c.PRESETS), len(c.FAMILIES))"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", str(len(catalog.PRESETS)), str(len(catalog.FAMILIES))]
 
 
 def test_the_registry_is_built_from_the_catalog():
-    assert registry.PRESETS is catalog.PRESETS          # one table: a preset registered is listed too
+    assert registry.PRESETS is catalog.PRESETS  # one table: a preset registered is listed too
     for name, info in catalog.FAMILIES.items():
         family = registry.FAMILIES[name]
         assert (family.spec_cls, family.datasets, family.description, family.depth_unit) == (
-            info.spec_cls, info.datasets, info.description, info.depth_unit)
-    for name in catalog.FAMILIES:                         # every family is a preset of its own name
+            info.spec_cls,
+            info.datasets,
+            info.description,
+            info.depth_unit,
+        )
+    for name in catalog.FAMILIES:  # every family is a preset of its own name
         assert catalog.PRESETS[name].family == name and catalog.PRESETS[name].values == {}
 
 

@@ -30,21 +30,27 @@ from depthlab.models.layers import BatchNorm
 
 # --- models ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, overrides, params", [
-    ("resnet20", {}, 269_722),                     # He et al.: 0.27M
-    ("resnet32", {}, 464_154),                     # 0.46M
-    ("resnet110", {}, 1_727_962),                  # 1.7M
-    ("resnet20", {"shortcut": "B"}, 272_474),      # + two 1x1 projections with BN
-    ("resnet18", {}, 11_173_962),
-    ("plain18", {}, 11_000_138),                   # resnet18 minus its three projection shortcuts
-    ("cifar-cnn", {}, 25_578),
-    ("cifar-cnn-bn", {}, 25_674),
-])
+
+@pytest.mark.parametrize(
+    "name, overrides, params",
+    [
+        ("resnet20", {}, 269_722),  # He et al.: 0.27M
+        ("resnet32", {}, 464_154),  # 0.46M
+        ("resnet110", {}, 1_727_962),  # 1.7M
+        ("resnet20", {"shortcut": "B"}, 272_474),  # + two 1x1 projections with BN
+        ("resnet18", {}, 11_173_962),
+        ("plain18", {}, 11_000_138),  # resnet18 minus its three projection shortcuts
+        ("cifar-cnn", {}, 25_578),
+        ("cifar-cnn-bn", {}, 25_674),
+    ],
+)
 def test_parameter_counts(name, overrides, params):
     assert count_parameters(create_model(name, (3, 32, 32), 10, **overrides)) == params
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet-cifar", "resnet18", "plain18", "cifar-cnn", "cifar-cnn-bn"])
+@pytest.mark.parametrize(
+    "name", ["resnet20", "resnet-cifar", "resnet18", "plain18", "cifar-cnn", "cifar-cnn-bn"]
+)
 def test_models_map_cifar_batches_to_ten_logits(name):
     model = create_model(name, (3, 32, 32), 10)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
@@ -75,6 +81,7 @@ def test_shortcut_options_a_and_b():
 
 def test_plain18_has_no_shortcut_and_resnet18_projects_where_shape_changes():
     plain, res = create_model("plain18", (3, 32, 32)), create_model("resnet18", (3, 32, 32))
+
     def one_by_one(m):
         return sum(isinstance(c, nn.Conv2d) and c.kernel_size == (1, 1) for c in m.modules())
 
@@ -101,8 +108,15 @@ def test_scratch_batchnorm_model_computes_what_the_torch_one_does():
     torch.testing.assert_close(ours.eval()(x), ref.eval()(x), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("overrides, message", [({"n": 0}, "n >= 1"), ({"n": -2}, "n >= 1"),
-                                                ({"shortcut": "C"}, "shortcut"), ({"bn_impl": "mine"}, "bn_impl")])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"n": 0}, "n >= 1"),
+        ({"n": -2}, "n >= 1"),
+        ({"shortcut": "C"}, "shortcut"),
+        ({"bn_impl": "mine"}, "bn_impl"),
+    ],
+)
 def test_bad_model_parameters_are_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
         create_model("resnet-cifar", (3, 32, 32), **overrides)
@@ -110,11 +124,16 @@ def test_bad_model_parameters_are_config_errors(overrides, message):
 
 # --- training ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["resnet20", "resnet18", "plain18", "cifar-cnn", "cifar-cnn-bn"])
 def test_one_training_epoch_of_each_model_on_a_tiny_cifar_set(name):
     data = tiny_cifar(n_train=32, n_test=16)
-    result = train(TrainConfig(model=name, dataset="cifar10", epochs=1, batch_size=16, lr=0.01, augment=True,
-                               device="cpu"), data)
+    result = train(
+        TrainConfig(
+            model=name, dataset="cifar10", epochs=1, batch_size=16, lr=0.01, augment=True, device="cpu"
+        ),
+        data,
+    )
     assert result.status == "done" and len(result.epochs) == 1
     assert math.isfinite(result.epochs[0].loss) and 0 <= result.test_error <= 1
 
@@ -137,8 +156,13 @@ def test_hold_schedule_gives_the_warmup_lr_then_the_schedule():
 def test_resnet_cifar_recipe():
     c = resnet_cifar_config(3)
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.batch_size) == ("sgd", 0.1, 0.9, 1e-4, 128)
-    assert (c.epochs, c.schedule, c.augment, c.eval_split, c.val_fraction) == (200, "multistep:100,150", True,
-                                                                               "val", 0.1)
+    assert (c.epochs, c.schedule, c.augment, c.eval_split, c.val_fraction) == (
+        200,
+        "multistep:100,150",
+        True,
+        "val",
+        0.1,
+    )
     assert c.patience is not None
     warm = resnet_cifar_config(18)  # resnet110: 0.01 for ~400 iterations of 352 per epoch
     assert warm.schedule == "hold:1.136@0.01+multistep:100,150"
@@ -151,16 +175,26 @@ def test_resnet_cifar_recipe():
 def test_lessons_have_the_spec_budgets_and_max_epochs_caps_them():
     full = lr_bn_configs()
     assert [(c.model, c.lr, c.momentum, c.batch_size, c.epochs) for _, c in full] == [
-        ("cifar-cnn", 0.001, 0.0, 1024, 10), ("cifar-cnn", 0.9, 0.0, 1024, 5), ("cifar-cnn", 0.001, 0.9, 1024, 10),
-        ("cifar-cnn", 0.01, 0.9, 256, 50), ("cifar-cnn-bn", 0.01, 0.9, 256, 50), ("cifar-cnn-bn", 0.05, 0.9, 256, 50)]
+        ("cifar-cnn", 0.001, 0.0, 1024, 10),
+        ("cifar-cnn", 0.9, 0.0, 1024, 5),
+        ("cifar-cnn", 0.001, 0.9, 1024, 10),
+        ("cifar-cnn", 0.01, 0.9, 256, 50),
+        ("cifar-cnn-bn", 0.01, 0.9, 256, 50),
+        ("cifar-cnn-bn", 0.05, 0.9, 256, 50),
+    ]
     assert [c.epochs for _, c in lr_bn_configs(max_epochs=4)] == [4, 4, 4, 4, 4, 4]
     configs = shortcuts_configs()
     assert [(c.model, c.optimizer, c.lr, c.epochs, c.batch_size) for c in configs] == [
-        ("plain18", "adam", 0.01, 30, 256), ("resnet18", "adam", 0.01, 30, 256)]
+        ("plain18", "adam", 0.01, 30, 256),
+        ("resnet18", "adam", 0.01, 30, 256),
+    ]
 
 
 def _epochs(errors, losses=None):
-    return [{"epoch": i, "train_error": e, "test_error": e, "loss": (losses or errors)[i]} for i, e in enumerate(errors)]
+    return [
+        {"epoch": i, "train_error": e, "test_error": e, "loss": (losses or errors)[i]}
+        for i, e in enumerate(errors)
+    ]
 
 
 def test_findings_are_computed_from_the_numbers():
@@ -178,25 +212,44 @@ def test_findings_are_computed_from_the_numbers():
     assert "BN reached the no-BN run's final train error after 2 of 3 epochs" in text
     assert "at 5x the lr it trains without diverging but is ahead of the lr-0.01 run after 3 epochs" in text
     assert "fell in every epoch" in text
-    results["bn-lr0.05"] = {"status": "diverged", "reason": "non-finite loss at epoch 0, step 9", "epochs": []}
+    results["bn-lr0.05"] = {
+        "status": "diverged",
+        "reason": "non-finite loss at epoch 0, step 9",
+        "epochs": [],
+    }
     assert "BN at lr 0.05: diverged (non-finite loss" in "\n".join(lr_bn_findings(results))
     results["momentum-lr0.001"]["epochs"] = _epochs([0.9, 0.9, 0.9])
     assert "(not faster)" in "\n".join(lr_bn_findings(results))
-    lines = shortcut_findings({"plain18": {"epochs": _epochs([2.0, 1.5], [2.0, 1.5])},
-                               "resnet18": {"epochs": _epochs([1.6, 1.0], [1.6, 1.0])}})
+    lines = shortcut_findings(
+        {
+            "plain18": {"epochs": _epochs([2.0, 1.5], [2.0, 1.5])},
+            "resnet18": {"epochs": _epochs([1.6, 1.0], [1.6, 1.0])},
+        }
+    )
     assert "resnet18 lower" in lines[0] and "after 2 of 2 epochs" in lines[1]
 
 
 # --- checkpoints and resume --------------------------------------------------------------------
+
 
 class _Interrupt(Exception):
     pass
 
 
 def _resumable_config(**kw):
-    return TrainConfig(model="cifar-cnn-bn", dataset="cifar10", epochs=4, batch_size=16, lr=0.05,
-                       augment=True, eval_split="val", patience=1, schedule="hold:0.5@0.01+multistep:2",
-                       device="cpu", **kw)
+    return TrainConfig(
+        model="cifar-cnn-bn",
+        dataset="cifar10",
+        epochs=4,
+        batch_size=16,
+        lr=0.05,
+        augment=True,
+        eval_split="val",
+        patience=1,
+        schedule="hold:0.5@0.01+multistep:2",
+        device="cpu",
+        **kw,
+    )
 
 
 def _epoch_rows(result):
@@ -211,14 +264,24 @@ def test_resume_continues_an_interrupted_run_to_the_uninterrupted_result(tmp_pat
     def stop_after_epoch_1(loop, i, m):
         if m.epoch == 1:
             raise _Interrupt
+
     path = tmp_path / "cut.pt"
     with pytest.raises(_Interrupt):
-        train(_resumable_config(), data, checkpoint_path=path,
-              callbacks=[LambdaCallback(on_epoch_metrics=stop_after_epoch_1)])
+        train(
+            _resumable_config(),
+            data,
+            checkpoint_path=path,
+            callbacks=[LambdaCallback(on_epoch_metrics=stop_after_epoch_1)],
+        )
     assert load_checkpoint(path)["epoch"] == 1  # epoch 1 raised in on_epoch, after epoch 0's save
     replayed = []
-    resumed = train(_resumable_config(), data, checkpoint_path=path, resume=True,
-                    callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: replayed.append(m))])
+    resumed = train(
+        _resumable_config(),
+        data,
+        checkpoint_path=path,
+        resume=True,
+        callbacks=[LambdaCallback(on_epoch_metrics=lambda loop, i, m: replayed.append(m))],
+    )
     assert _epoch_rows(resumed) == _epoch_rows(full)
     assert [m.epoch for m in replayed] == [e.epoch for e in full.epochs]  # restored epochs are replayed
     assert resumed.test_error == full.test_error and resumed.stopped_early == full.stopped_early
@@ -242,10 +305,13 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_last_evaluation_point(tmp
             raise _Interrupt
         if step == steps:
             kill_at_epoch_1_step_5.epoch_of_step += 1
+
     kill_at_epoch_1_step_5.epoch_of_step = 0
     path = tmp_path / "cut.pt"
     with pytest.raises(_Interrupt):
-        train(config, data, checkpoint_path=path, callbacks=[LambdaCallback(on_step_end=kill_at_epoch_1_step_5)])
+        train(
+            config, data, checkpoint_path=path, callbacks=[LambdaCallback(on_step_end=kill_at_epoch_1_step_5)]
+        )
     saved = load_checkpoint(path)
     assert (saved["epoch"], saved["mid_epoch"]["step"]) == (1, 3)  # saved after epoch 1's step 3
     resumed = train(config, data, checkpoint_path=path, resume=True)
@@ -277,12 +343,15 @@ def test_corrupted_or_foreign_checkpoints_are_clear_errors(tmp_path):
     train(_resumable_config(seed=1), data, checkpoint_path=path)
     with pytest.raises(ConfigError, match="different configuration"):
         train(_resumable_config(), data, checkpoint_path=path, resume=True)
-    checkpoint_file(tmp_path, _resumable_config()).write_bytes(path.read_bytes())  # seed 1's state, seed 0's name
+    checkpoint_file(tmp_path, _resumable_config()).write_bytes(
+        path.read_bytes()
+    )  # seed 1's state, seed 0's name
     with pytest.raises(ConfigError, match="different configuration"):
         check_resumable([_resumable_config()], tmp_path)
 
 
 # --- the reproduce command ---------------------------------------------------------------------
+
 
 def _run(capsys, *args):
     code = main(list(args))
@@ -293,7 +362,14 @@ def _run(capsys, *args):
 def test_reproduce_bad_input_is_one_line_exit_2_and_leaves_no_store(tmp_path, capsys):
     write_cifar_folder(tmp_path / "data" / "cifar-10-batches-py", per_batch=8)
     store = tmp_path / "s.db"
-    common = ["--data-dir", str(tmp_path / "data"), "--store", str(store), "--checkpoint-dir", str(tmp_path / "c")]
+    common = [
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--store",
+        str(store),
+        "--checkpoint-dir",
+        str(tmp_path / "c"),
+    ]
     for args, message in [
         (["reproduce", "resnet-cifar", "--n", "0"], "n >= 1"),
         (["reproduce", "resnet-cifar", "--shortcut", "C"], "shortcut"),
@@ -318,9 +394,24 @@ def test_reproduce_corrupted_checkpoint_is_exit_2_before_the_store_is_touched(tm
     first = lr_bn_configs(dataset="cifar10", max_epochs=1, train_size=16)[0][1]
     checkpoint_file(ckpt, first).write_bytes(b"truncated checkpoint")
     store = tmp_path / "s.db"
-    code, _, err = _run(capsys, "reproduce", "cifar-lr-bn", "--dataset", "cifar10", "--max-epochs", "1",
-                        "--train-size", "16", "--data-dir", str(tmp_path / "data"), "--store", str(store),
-                        "--checkpoint-dir", str(ckpt), "--resume")
+    code, _, err = _run(
+        capsys,
+        "reproduce",
+        "cifar-lr-bn",
+        "--dataset",
+        "cifar10",
+        "--max-epochs",
+        "1",
+        "--train-size",
+        "16",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--store",
+        str(store),
+        "--checkpoint-dir",
+        str(ckpt),
+        "--resume",
+    )
     assert code == 2 and "corrupted" in err and err.count("\n") == 1, err
     assert not store.exists()
 
@@ -328,14 +419,26 @@ def test_reproduce_corrupted_checkpoint_is_exit_2_before_the_store_is_touched(tm
 @pytest.mark.slow
 def test_reproduce_resnet_cifar_and_shortcuts_end_to_end_on_a_generated_cifar_folder(tmp_path, capsys):
     write_cifar_folder(tmp_path / "data" / "cifar-10-batches-py", per_batch=16)
-    common = ["--data-dir", str(tmp_path / "data"), "--store", str(tmp_path / "s.db"), "--device", "cpu",
-              "--checkpoint-dir", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")]
+    common = [
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--store",
+        str(tmp_path / "s.db"),
+        "--device",
+        "cpu",
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     code, out, err = _run(capsys, "reproduce", "resnet-cifar", "--n", "3", "--epochs", "2", *common)
     assert code == 0, err
     assert "Val Error" in out and "paper test err" in out and "8.75%" in out and "img/s" in out
     code, out, err = _run(capsys, "reproduce", "resnet-cifar", "--n", "3", "--epochs", "2", *common)
     assert code == 0 and "already in the store" in out  # a finished config is not trained again
-    code, out, err = _run(capsys, "reproduce", "resnet18-shortcuts", "--epochs", "1", "--train-size", "32", *common)
+    code, out, err = _run(
+        capsys, "reproduce", "resnet18-shortcuts", "--epochs", "1", "--train-size", "32", *common
+    )
     assert code == 0, err
     assert "plain18" in out and "resnet18" in out and (tmp_path / "out" / "resnet18-shortcuts.png").is_file()
     assert len(list((tmp_path / "ckpt").glob("*.pt"))) == 3

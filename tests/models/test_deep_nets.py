@@ -34,7 +34,9 @@ def test_fixup_zero_inits_branch_convs_and_classifier_but_still_learns():
     for u in units(net):
         if u.skip == "fixup":
             assert u.conv.weight.abs().sum() == 0 and u.conv.bias.abs().sum() == 0
-            assert u.scale.item() == 0.0 and u.bias_in.item() == 0.0 and u.bias_out.item() == 0.0  # multiplier 1 + k*0
+            assert (
+                u.scale.item() == 0.0 and u.bias_in.item() == 0.0 and u.bias_out.item() == 0.0
+            )  # multiplier 1 + k*0
     assert net.classifier.weight.abs().sum() == 0
     x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
@@ -68,8 +70,15 @@ def test_fixup_and_rezero_train_where_plain_residual_elu_fails(mnist):
     Fixup 0.02 -> 45% test error; Fixup diverges at 0.1), plain residual at the smaller one."""
     errors = {}
     for model, lr in (("resnet-elu", 0.02), ("resnet-elu-rezero", 0.1), ("resnet-elu-fixup", 0.02)):
-        cfg = TrainConfig(model=model, model_args={"depth": 24}, train_size=2000, test_size=1000, epochs=2,
-                          lr=lr, device="cpu")
+        cfg = TrainConfig(
+            model=model,
+            model_args={"depth": 24},
+            train_size=2000,
+            test_size=1000,
+            epochs=2,
+            lr=lr,
+            device="cpu",
+        )
         result = train(cfg, mnist)
         errors[model] = 1.0 if result.status != "done" else result.test_error
     assert errors["resnet-elu"] > 0.85, errors

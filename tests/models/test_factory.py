@@ -12,7 +12,7 @@ from torch import nn
 from depthlab.errors import ConfigError
 from depthlab.models import FactoryError, ModelFactory, create_model, model_config
 
-NETS = '''
+NETS = """
 import torch
 from torch import nn
 
@@ -44,7 +44,7 @@ def raises(depth):
 def stepped(depth):
     return build(depth)
 stepped.depth_step = 3
-'''
+"""
 
 
 @pytest.fixture
@@ -86,28 +86,37 @@ def test_a_factory_pickles_as_its_source_and_rebuilds_anywhere(nets):
 def test_a_notebook_function_travels_with_its_own_source():
     def build(depth):  # defined here, as in a notebook cell: imports inside
         from torch import nn
-        return nn.Sequential(nn.Flatten(), *[nn.Linear(784, 784) for _ in range(depth - 1)], nn.Linear(784, 10))
+
+        return nn.Sequential(
+            nn.Flatten(), *[nn.Linear(784, 784) for _ in range(depth - 1)], nn.Linear(784, 10)
+        )
 
     factory = ModelFactory.from_callable(build)
     assert "def build(depth)" in pickle.loads(pickle.dumps(factory)).source
     assert create_model(factory, (1, 28, 28), 10, depth=1)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
 
 
-@pytest.mark.parametrize("function, message", [
-    ("not_a_module", "returned str, not a torch.nn.Module"),
-    ("wrong_shape", "must return 10 logits per image (N, 10) or a list of such, got (7,) per image"),
-    ("raises", "raised ValueError: depth must be even"),
-])
+@pytest.mark.parametrize(
+    "function, message",
+    [
+        ("not_a_module", "returned str, not a torch.nn.Module"),
+        ("wrong_shape", "must return 10 logits per image (N, 10) or a list of such, got (7,) per image"),
+        ("raises", "raised ValueError: depth must be even"),
+    ],
+)
 def test_a_broken_factory_fails_with_one_line(nets, function, message):
     with pytest.raises(FactoryError) as info:
         create_model(ModelFactory.from_file(f"{nets}:{function}"), (1, 28, 28), 10, depth=2)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("missing.py:build", "cannot read model file missing.py"),
-    ("{nets}:absent", "defines no function 'absent'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("missing.py:build", "cannot read model file missing.py"),
+        ("{nets}:absent", "defines no function 'absent'"),
+    ],
+)
 def test_a_bad_model_file_is_a_config_error(nets, spec, message):
     with pytest.raises(ConfigError, match=message):
         ModelFactory.from_file(spec.format(nets=nets))

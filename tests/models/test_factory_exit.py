@@ -14,7 +14,7 @@ from depthlab.cli import main
 from depthlab.engine.config import TrainConfig
 from depthlab.errors import UserCodeExit, counting_ctrl_c, users_code
 
-NETS = '''
+NETS = """
 import os, signal, sys, time
 from torch import nn
 
@@ -43,7 +43,20 @@ def exits_in_training(depth):
 def ctrl_c(depth):
     os.kill(os.getpid(), signal.SIGINT)   # a real SIGINT, as a user's Ctrl-C sends it
     time.sleep(5)
-'''
+"""
+
+
+@pytest.fixture(autouse=True)
+def pythons_own_sigint_handler():
+    """These tests are about the CLI in a terminal, where Python's own SIGINT handler is in place in
+    the main thread: that is where a Ctrl-C is counted. A test run earlier in the same pytest worker
+    can leave another handler behind (seen in CI), so put Python's in place for each test."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("a real Ctrl-C is counted in the main thread only")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
 
 @pytest.fixture(autouse=True)
 def pythons_own_sigint_handler():
@@ -67,19 +80,40 @@ def nets(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("function, message", [
-    ("exits", "nets.exits(depth=1) called sys.exit(5): a model must return or raise an exception"),
-    ("interrupts", "nets.interrupts(depth=1) raised KeyboardInterrupt itself (no Ctrl-C was pressed)"),
-    ("exits_in_forward", "nets.exits_in_forward(depth=1)'s network, on a batch of zeros, called sys.exit(7)"),
-])
-def test_a_factory_ending_the_process_is_one_line_exit_2_and_nothing_stored(nets, tmp_path, capsys, data_root,
-                                                                           function, message):
+@pytest.mark.parametrize(
+    "function, message",
+    [
+        ("exits", "nets.exits(depth=1) called sys.exit(5): a model must return or raise an exception"),
+        ("interrupts", "nets.interrupts(depth=1) raised KeyboardInterrupt itself (no Ctrl-C was pressed)"),
+        (
+            "exits_in_forward",
+            "nets.exits_in_forward(depth=1)'s network, on a batch of zeros, called sys.exit(7)",
+        ),
+    ],
+)
+def test_a_factory_ending_the_process_is_one_line_exit_2_and_nothing_stored(
+    nets, tmp_path, capsys, data_root, function, message
+):
     store = tmp_path / "s.db"
-    for command in (TRAIN, ["frontier", "--max-depth", "2", "--epochs", "1", "--lrs", "0.1", "--device", "cpu"]):
-        code = main([*command, "--model-file", f"{nets}:{function}", "--depth" if command is TRAIN else "--seed",
-                     "1" if command is TRAIN else "0", "--data-dir", str(data_root), "--store", str(store)])
+    for command in (
+        TRAIN,
+        ["frontier", "--max-depth", "2", "--epochs", "1", "--lrs", "0.1", "--device", "cpu"],
+    ):
+        code = main(
+            [
+                *command,
+                "--model-file",
+                f"{nets}:{function}",
+                "--depth" if command is TRAIN else "--seed",
+                "1" if command is TRAIN else "0",
+                "--data-dir",
+                str(data_root),
+                "--store",
+                str(store),
+            ]
+        )
         err = capsys.readouterr().err
-        assert code == 2, (command, err)                # was exit 5 (or 130), with no message
+        assert code == 2, (command, err)  # was exit 5 (or 130), with no message
         assert err.startswith("depthlab: error: ") and err.count("\n") == 1 and message in err, err
     assert not store.exists()
 
@@ -90,13 +124,24 @@ def test_an_exit_during_training_is_one_line_exit_2(nets, tmp_path, capsys, data
     from depthlab.store.sqlite import Store
 
     store = tmp_path / "s.db"
-    code = main([*TRAIN, "--model-file", f"{nets}:exits_in_training", "--depth", "1", "--data-dir", str(data_root),
-                 "--store", str(store)])
+    code = main(
+        [
+            *TRAIN,
+            "--model-file",
+            f"{nets}:exits_in_training",
+            "--depth",
+            "1",
+            "--data-dir",
+            str(data_root),
+            "--store",
+            str(store),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert "training nets.exits_in_training called sys.exit(7)" in err
     with Store(store, reading=True) as s:
-        assert [r.status for r in s.runs()] == ["failed"]   # never reused: the next attempt trains again
+        assert [r.status for r in s.runs()] == ["failed"]  # never reused: the next attempt trains again
 
 
 def test_the_api_refuses_an_exiting_factory_before_the_store_is_opened(nets, tmp_path, data_root):
@@ -112,20 +157,31 @@ def test_the_api_refuses_an_exiting_factory_before_the_store_is_opened(nets, tmp
 
 
 def test_a_real_ctrl_c_inside_a_factory_is_still_ctrl_c(nets, tmp_path, capsys, data_root):
-    code = main([*TRAIN, "--model-file", f"{nets}:ctrl_c", "--depth", "1", "--data-dir", str(data_root),
-                 "--store", str(tmp_path / "s.db")])
+    code = main(
+        [
+            *TRAIN,
+            "--model-file",
+            f"{nets}:ctrl_c",
+            "--depth",
+            "1",
+            "--data-dir",
+            str(data_root),
+            "--store",
+            str(tmp_path / "s.db"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 130 and "error" not in err, err
     assert not (tmp_path / "s.db").exists()
 
 
 def test_keyboard_interrupts_are_told_apart_only_where_sigints_are_counted():
-    with pytest.raises(UserCodeExit):                    # counted, none arrived: raised by the code
+    with pytest.raises(UserCodeExit):  # counted, none arrived: raised by the code
         with counting_ctrl_c(), users_code("f"):
             raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):               # not counted (a notebook, a library caller)
+    with pytest.raises(KeyboardInterrupt):  # not counted (a notebook, a library caller)
         with users_code("f"):
             raise KeyboardInterrupt
-    with pytest.raises(UserCodeExit, match=r"f called sys.exit\(None\)"):   # SystemExit: everywhere
+    with pytest.raises(UserCodeExit, match=r"f called sys.exit\(None\)"):  # SystemExit: everywhere
         with users_code("f"):
             raise SystemExit

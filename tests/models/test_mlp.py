@@ -16,7 +16,14 @@ def mlp(**kw):
 
 def test_registered_with_defaults():
     assert "mlp" in FAMILIES and FAMILIES["mlp"].datasets[0] == "mnist"
-    assert model_config("mlp") == {"depth": 10, "width": 300, "act": "tanh", "init": "lecun-in", "norm": "none", "skip": "none"}
+    assert model_config("mlp") == {
+        "depth": 10,
+        "width": 300,
+        "act": "tanh",
+        "init": "lecun-in",
+        "norm": "none",
+        "skip": "none",
+    }
 
 
 @pytest.mark.parametrize("depth", [1, 2, 7])
@@ -54,17 +61,20 @@ def test_post_skip_where_shapes_match_and_bn():
     assert count_parameters(bn) == count_parameters(mlp(depth=2, width=8)) + 2 * 2 * 8
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"depth": 0}, "depth must be a positive integer"),
-    ({"depth": -3}, "depth must be a positive integer"),
-    ({"depth": 2.5}, "depth must be a positive integer"),
-    ({"depth": True}, "depth must be a positive integer"),
-    ({"width": 0}, "width must be a positive integer"),
-    ({"act": "sigmoid"}, "unknown activation 'sigmoid'"),
-    ({"init": "scaled:1"}, "bad init 'scaled:1'"),
-    ({"norm": "ln"}, "unknown norm 'ln'"),
-    ({"skip": "rezero"}, "unknown skip 'rezero'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"depth": 0}, "depth must be a positive integer"),
+        ({"depth": -3}, "depth must be a positive integer"),
+        ({"depth": 2.5}, "depth must be a positive integer"),
+        ({"depth": True}, "depth must be a positive integer"),
+        ({"width": 0}, "width must be a positive integer"),
+        ({"act": "sigmoid"}, "unknown activation 'sigmoid'"),
+        ({"init": "scaled:1"}, "bad init 'scaled:1'"),
+        ({"norm": "ln"}, "unknown norm 'ln'"),
+        ({"skip": "rezero"}, "unknown skip 'rezero'"),
+    ],
+)
 def test_bad_specs_are_one_line_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
         mlp(**overrides)
@@ -73,7 +83,10 @@ def test_bad_specs_are_one_line_config_errors(overrides, message):
 def test_string_and_integral_float_overrides_are_coerced():
     model = mlp(depth="4", width="12")
     assert len(model.linears()) == 5 and model.linears()[1].weight.shape == (12, 12)
-    assert model_config("mlp", width=20.0)["width"] == 20 and type(model_config("mlp", width=20.0)["width"]) is int
+    assert (
+        model_config("mlp", width=20.0)["width"] == 20
+        and type(model_config("mlp", width=20.0)["width"]) is int
+    )
     with pytest.raises(ConfigError, match="width must be a positive integer"):
         mlp(width=20.5)
 
@@ -105,13 +118,16 @@ def test_scaled_init_standard_deviations(w2, b2):
     _std_ok(first.bias, math.sqrt(b2), 0.06)
 
 
-@pytest.mark.parametrize("init, std", [
-    ("lecun-in", lambda fi, fo: math.sqrt(1 / fi)),
-    ("he", lambda fi, fo: math.sqrt(2 / fi)),
-    ("glorot", lambda fi, fo: math.sqrt(2 / (fi + fo))),
-    ("lecun-out", lambda fi, fo: math.sqrt(1 / fo)),
-    ("normal:0.05", lambda fi, fo: 0.05),
-])
+@pytest.mark.parametrize(
+    "init, std",
+    [
+        ("lecun-in", lambda fi, fo: math.sqrt(1 / fi)),
+        ("he", lambda fi, fo: math.sqrt(2 / fi)),
+        ("glorot", lambda fi, fo: math.sqrt(2 / (fi + fo))),
+        ("lecun-out", lambda fi, fo: math.sqrt(1 / fo)),
+        ("normal:0.05", lambda fi, fo: 0.05),
+    ],
+)
 def test_other_gaussian_inits(init, std):
     torch.manual_seed(0)
     first, hidden, _ = mlp(depth=2, width=1000, init=init).linears()

@@ -31,20 +31,38 @@ def test_cnn_tanh_depth9_has_exactly_9058_parameters():
 
 
 def test_depth3_architecture_layer_by_layer():
-    rows = [(kind, list(shape), n) for _, kind, shape, n in layer_summary(create_model("cnn-tanh", depth=3), SHAPE)]
+    rows = [
+        (kind, list(shape), n)
+        for _, kind, shape, n in layer_summary(create_model("cnn-tanh", depth=3), SHAPE)
+    ]
     assert rows == [
-        ("Conv2d", [4, 28, 28], 1 * 4 * 9 + 4), ("Tanh", [4, 28, 28], 0), ("AvgPool2d", [4, 14, 14], 0),
-        ("Conv2d", [8, 14, 14], 4 * 8 * 9 + 8), ("Tanh", [8, 14, 14], 0), ("AvgPool2d", [8, 7, 7], 0),
-        ("Conv2d", [16, 7, 7], 8 * 16 * 9 + 16), ("Tanh", [16, 7, 7], 0), ("AvgPool2d", [16, 3, 3], 0),
+        ("Conv2d", [4, 28, 28], 1 * 4 * 9 + 4),
+        ("Tanh", [4, 28, 28], 0),
+        ("AvgPool2d", [4, 14, 14], 0),
+        ("Conv2d", [8, 14, 14], 4 * 8 * 9 + 8),
+        ("Tanh", [8, 14, 14], 0),
+        ("AvgPool2d", [8, 7, 7], 0),
+        ("Conv2d", [16, 7, 7], 8 * 16 * 9 + 16),
+        ("Tanh", [16, 7, 7], 0),
+        ("AvgPool2d", [16, 3, 3], 0),
         ("Linear", [10], 144 * 10 + 10),
     ]
 
 
 def test_depth6_architecture_layer_by_layer():
-    rows = [(kind, list(shape), n) for _, kind, shape, n in layer_summary(create_model("cnn-tanh", depth=6), SHAPE)]
+    rows = [
+        (kind, list(shape), n)
+        for _, kind, shape, n in layer_summary(create_model("cnn-tanh", depth=6), SHAPE)
+    ]
     convs = [(shape, n) for kind, shape, n in rows if kind == "Conv2d"]
-    assert convs == [([4, 28, 28], 40), ([4, 28, 28], 148), ([8, 14, 14], 296), ([8, 14, 14], 584),
-                     ([16, 7, 7], 1168), ([16, 7, 7], 2320)]
+    assert convs == [
+        ([4, 28, 28], 40),
+        ([4, 28, 28], 148),
+        ([8, 14, 14], 296),
+        ([8, 14, 14], 584),
+        ([16, 7, 7], 1168),
+        ([16, 7, 7], 2320),
+    ]
     assert [k for k, _, _ in rows] == (["Conv2d", "Tanh"] * 2 + ["AvgPool2d"]) * 3 + ["Linear"]
     assert [s for k, s, _ in rows if k == "AvgPool2d"] == [[4, 14, 14], [8, 7, 7], [16, 3, 3]]
     assert count_parameters(create_model("cnn-tanh", depth=6)) == 40 + 148 + 296 + 584 + 1168 + 2320 + 1450
@@ -88,12 +106,26 @@ def test_axis_overrides_change_the_network():
     assert [u.skip for u in units] == ["none", "post", "post"] * 3
     assert len(net.heads) == 2 and [h.in_features for h in net.heads] == [4 * 14 * 14, 8 * 7 * 7]
     assert count_parameters(create_model("cnn-tanh", depth=9, width=2)) > 9058
-    assert [u.conv.out_channels for u in conv_units(create_model("cnn-tanh", depth=3, width=2))] == [8, 16, 32]
+    assert [u.conv.out_channels for u in conv_units(create_model("cnn-tanh", depth=3, width=2))] == [
+        8,
+        16,
+        32,
+    ]
 
 
-@pytest.mark.parametrize("override", [dict(act="gelu"), dict(norm="ln"), dict(skip="pre"), dict(heads=2),
-                                      dict(init="xavier"), dict(init="normal:abc"), dict(width=0.0),
-                                      dict(colour="red")])
+@pytest.mark.parametrize(
+    "override",
+    [
+        dict(act="gelu"),
+        dict(norm="ln"),
+        dict(skip="pre"),
+        dict(heads=2),
+        dict(init="xavier"),
+        dict(init="normal:abc"),
+        dict(width=0.0),
+        dict(colour="red"),
+    ],
+)
 def test_bad_axis_values_are_config_errors(override):
     with pytest.raises(ConfigError):
         create_model("cnn-tanh", depth=3, **override)
@@ -137,7 +169,9 @@ FORMULAS = {  # scheme -> std of a 3x3 conv's weights with C_in, C_out channels
     "lecun-out": lambda ci, co: math.sqrt(1 / (9 * co)),
     "glorot": lambda ci, co: math.sqrt(2 / (9 * ci + 9 * co)),
     "he": lambda ci, co: math.sqrt(2 / (9 * ci)),
-    "torch-default": lambda ci, co: 1 / math.sqrt(3 * 9 * ci),  # kaiming-uniform(a=sqrt 5): U(+-1/sqrt(fan_in))
+    "torch-default": lambda ci, co: (
+        1 / math.sqrt(3 * 9 * ci)
+    ),  # kaiming-uniform(a=sqrt 5): U(+-1/sqrt(fan_in))
     "orthogonal": lambda ci, co: 1 / math.sqrt(max(co, 9 * ci)),
 }
 
@@ -219,7 +253,7 @@ def test_critical_init_is_at_chi_1_and_pins_its_std(act, depth):
     # independent Monte-Carlo check of chi_1 = sigma_w2 * E[phi'(sqrt(q*) z)^2] = 1 with q* = 1/depth
     z = np.random.default_rng(0).standard_normal(2_000_000) * math.sqrt(1 / depth)
     dphi = 1 / np.cosh(z) ** 2 if act == "tanh" else np.where(z > 0, 1.0, np.exp(np.minimum(z, 0)))
-    assert sigma_w2 * np.mean(dphi ** 2) == pytest.approx(1.0, rel=5e-3)
+    assert sigma_w2 * np.mean(dphi**2) == pytest.approx(1.0, rel=5e-3)
     torch.manual_seed(0)
     conv = _conv(64, 64)
     init_conv_(conv, "critical", act=act, depth=depth)
@@ -247,15 +281,40 @@ def test_models_lists_presets_and_axes(capsys):
 def test_summary_takes_presets_and_axis_overrides(capsys):
     assert main(["summary", "cnn-tanh", "--depth", "9"]) == 0
     assert "Total parameters: 9,058" in capsys.readouterr().out
-    assert main(["summary", "cnn-tanh", "--depth", "6", "--act", "elu", "--init", "lecun-in", "--norm", "bn",
-                 "--skip", "post", "--heads", "3"]) == 0
+    assert (
+        main(
+            [
+                "summary",
+                "cnn-tanh",
+                "--depth",
+                "6",
+                "--act",
+                "elu",
+                "--init",
+                "lecun-in",
+                "--norm",
+                "bn",
+                "--skip",
+                "post",
+                "--heads",
+                "3",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "BatchNorm2d" in out and "ELU" in out and out.count("Linear") == 3
 
 
-@pytest.mark.parametrize("args", [["summary", "cnn-nope"], ["summary", "cnn-tanh", "--act", "swish"],
-                                  ["summary", "cnn-tanh", "--depth", "10"],
-                                  ["summary", "cnn-tanh", "--init", "lecun"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["summary", "cnn-nope"],
+        ["summary", "cnn-tanh", "--act", "swish"],
+        ["summary", "cnn-tanh", "--depth", "10"],
+        ["summary", "cnn-tanh", "--init", "lecun"],
+    ],
+)
 def test_summary_bad_input_is_one_line_exit_2(args, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err

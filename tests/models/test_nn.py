@@ -8,6 +8,7 @@ from depthlab.models.layers import BatchNorm, Dropout, batch_norm
 
 # --- Dropout -----------------------------------------------------------------------------------
 
+
 def test_dropout_on_ten_thousand_ones_keeps_about_half_scaled_by_two():
     torch.manual_seed(0)
     out = Dropout(0.5).train()(torch.ones(10_000))
@@ -39,8 +40,11 @@ def test_dropout_rejects_p_outside_unit_interval():
 
 # --- BatchNorm ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape, torch_cls", [((32, 6), nn.BatchNorm1d), ((16, 6, 9), nn.BatchNorm1d),
-                                              ((8, 6, 5, 7), nn.BatchNorm2d)])
+
+@pytest.mark.parametrize(
+    "shape, torch_cls",
+    [((32, 6), nn.BatchNorm1d), ((16, 6, 9), nn.BatchNorm1d), ((8, 6, 5, 7), nn.BatchNorm2d)],
+)
 def test_batchnorm_matches_torch_in_train_and_eval(shape, torch_cls):
     torch.manual_seed(0)
     ours, ref = BatchNorm(6), torch_cls(6)

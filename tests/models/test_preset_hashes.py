@@ -50,7 +50,7 @@ PRESET_HASHES = {
     "mlp": "6a95f5f0bc464e03",
 }
 
-OVERRIDE_HASHES = [   # the fields left out while None (input_norm, tat_eta) and overrides of each kind
+OVERRIDE_HASHES = [  # the fields left out while None (input_norm, tat_eta) and overrides of each kind
     ("cnn-dks-tanh", {"input_norm": "none"}, "4267b95f5f108f7d"),
     ("mlp", {"act": "tat-leaky-relu", "depth": 24}, "e31eaf4e0c0f7e9f"),
     ("cnn-tanh", {"depth": 30, "width": 2.0}, "17787f31803995df"),
@@ -89,7 +89,7 @@ def test_every_carried_train_config_hashes_to_its_stored_hash(store):
     if not path.exists():
         pytest.skip(f"{path} is not in this checkout")
     pytest.importorskip("dks")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)   # read-only: the carried file must not change
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # read-only: the carried file must not change
     try:
         rows = db.execute("SELECT config_hash, config FROM runs").fetchall()
     finally:
@@ -100,7 +100,7 @@ def test_every_carried_train_config_hashes_to_its_stored_hash(store):
         config = {k: v for k, v in json.loads(text).items() if k in names}
         try:
             rebuilt = TrainConfig(**config)
-        except ConfigError:   # TAT at depth <= 12, refused since issue 30 (no longer a valid config)
+        except ConfigError:  # TAT at depth <= 12, refused since issue 30 (no longer a valid config)
             assert config["model_args"].get("act") == "tat-leaky-relu" and config["model_args"]["depth"] <= 12
             continue
         assert rebuilt.hash() == stored_hash, config

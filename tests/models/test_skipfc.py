@@ -31,7 +31,7 @@ def test_architecture_shapes():
 def test_parameter_counts():
     # conv1 7+7, conv2 7*12*4+12, hidden 300*300+300, classifier 3000+10
     assert count_parameters(skipfc()) == 14 + 348 + 90300 + 3010 == 93672
-    assert count_parameters(skipfc(skip=False)) == 93672       # the skip has no parameters
+    assert count_parameters(skipfc(skip=False)) == 93672  # the skip has no parameters
     assert count_parameters(skipfc(bn=True)) == 93672 + 2 * (7 + 12)
     assert count_parameters(skipfc(bn=True, legacy_bn=True)) == 93672  # the reference's BN never trained
 
@@ -76,9 +76,31 @@ def test_legacy_bn_needs_bn():
 
 
 def test_cli_train_with_bool_params(data_root, tmp_path, capsys):
-    rc = main(["train", "skipfc", "-p", "bn=true", "-p", "skip=false", "--data-dir", str(data_root),
-               "--train-size", "2000", "--epochs", "1", "--optimizer", "adam", "--lr", "0.001",
-               "--batch-size", "128", "--store", str(tmp_path / "s.db"), "--json"])
+    rc = main(
+        [
+            "train",
+            "skipfc",
+            "-p",
+            "bn=true",
+            "-p",
+            "skip=false",
+            "--data-dir",
+            str(data_root),
+            "--train-size",
+            "2000",
+            "--epochs",
+            "1",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.001",
+            "--batch-size",
+            "128",
+            "--store",
+            str(tmp_path / "s.db"),
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["config"]["dataset"] == "mnist32"

@@ -100,10 +100,18 @@ def test_gated_unit_is_a_convex_combination():
     assert torch.allclose(unit(x), torch.relu(0.3 * u + 0.7 * s), atol=1e-6)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(stack_depth=0), "stack_depth"), (dict(kernel=4), "odd"), (dict(a0=1.0), "a0"),
-    (dict(a0=0.0), "a0"), (dict(skip="post"), "skip"), (dict(gate="pixel"), "gate"), (dict(act="gelu"), "activation"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(stack_depth=0), "stack_depth"),
+        (dict(kernel=4), "odd"),
+        (dict(a0=1.0), "a0"),
+        (dict(a0=0.0), "a0"),
+        (dict(skip="post"), "skip"),
+        (dict(gate="pixel"), "gate"),
+        (dict(act="gelu"), "activation"),
+    ],
+)
 def test_bad_specs_are_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
         create_model("strided", **overrides)
@@ -116,14 +124,44 @@ def test_cli_summary_counts_parameters(capsys):
 
 def test_cli_train_with_param_flag(data_root, tmp_path, capsys):
     store = tmp_path / "s.db"
-    rc = main(["train", "strided", "-p", "stack_depth=1", "-p", "kernel=5", "--data-dir", str(data_root),
-               "--train-size", "2000", "--epochs", "1", "--batch-size", "64", "--lr", "0.05", "--momentum", "0.9",
-               "--store", str(store), "--json"])
+    rc = main(
+        [
+            "train",
+            "strided",
+            "-p",
+            "stack_depth=1",
+            "-p",
+            "kernel=5",
+            "--data-dir",
+            str(data_root),
+            "--train-size",
+            "2000",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.05",
+            "--momentum",
+            "0.9",
+            "--store",
+            str(store),
+            "--json",
+        ]
+    )
     assert rc == 0
     import json
 
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["status"] == "done"
-    assert out["config"]["model_args"] == {"stack_depth": 1, "kernel": 5, "act": "relu", "init": "torch-default",
-                                           "skip": "none", "shortcut": "conv", "gate": "layer", "a0": 0.5}
+    assert out["config"]["model_args"] == {
+        "stack_depth": 1,
+        "kernel": 5,
+        "act": "relu",
+        "init": "torch-default",
+        "skip": "none",
+        "shortcut": "conv",
+        "gate": "layer",
+        "a0": 0.5,
+    }
     assert 0.0 <= out["test_error"] <= 1.0 and math.isfinite(out["test_error"])

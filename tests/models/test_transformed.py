@@ -28,8 +28,8 @@ pytest.importorskip("dks.pytorch", reason="the optional dks package (pip install
 from depthlab.models import transformed  # noqa: E402
 from depthlab.models.transformed import PerLocationNorm, TransformedActivation, suo_init_  # noqa: E402
 
-Z = np.linspace(-12.0, 12.0, 240001)              # E over z ~ N(0, 1): trapezoid weights x density
-W = np.exp(-Z ** 2 / 2) / math.sqrt(2 * math.pi) * (Z[1] - Z[0])
+Z = np.linspace(-12.0, 12.0, 240001)  # E over z ~ N(0, 1): trapezoid weights x density
+W = np.exp(-(Z**2) / 2) / math.sqrt(2 * math.pi) * (Z[1] - Z[0])
 W[[0, -1]] /= 2
 THETA = np.linspace(0.0, 2 * math.pi, 20001)[:-1]  # angles of a unit 2-d Gaussian (periodic trapezoid)
 
@@ -81,13 +81,13 @@ def test_dks_conditions(base, depth):
     fn = act_fn(f"dks-{base}", depth)
     phi, d1, _ = derivatives(fn, Z)
     tol = 1e-4
-    q1 = E(phi ** 2)
-    assert q1 == pytest.approx(1.0, abs=tol)                     # Q(1) = 1
-    assert E(phi) ** 2 / q1 == pytest.approx(0.0, abs=tol)       # C(0) = 0
-    assert E(phi * d1 * Z) == pytest.approx(1.0, abs=tol)        # Q'(1) = 1
-    slope = E(d1 ** 2) / q1                                      # local C'(1)
+    q1 = E(phi**2)
+    assert q1 == pytest.approx(1.0, abs=tol)  # Q(1) = 1
+    assert E(phi) ** 2 / q1 == pytest.approx(0.0, abs=tol)  # C(0) = 0
+    assert E(phi * d1 * Z) == pytest.approx(1.0, abs=tol)  # Q'(1) = 1
+    slope = E(d1**2) / q1  # local C'(1)
     assert slope > 1
-    assert slope ** depth == pytest.approx(1.5, rel=1e-3)      # C'_f(1) = zeta = 1.5
+    assert slope**depth == pytest.approx(1.5, rel=1e-3)  # C'_f(1) = zeta = 1.5
     assert slope == pytest.approx(1.5 ** (1 / depth), abs=1e-4)  # leaky ReLU: phi' jumps, O(h) error
 
 
@@ -96,12 +96,12 @@ def test_dks_conditions(base, depth):
 def test_tat_smooth_conditions(base, depth):
     fn = act_fn(f"tat-{base}", depth)
     phi, d1, d2 = derivatives(fn, Z)
-    q1 = E(phi ** 2)
-    assert q1 == pytest.approx(1.0, abs=1e-4)                    # Q(1) = 1
-    assert E(phi * d1 * Z) == pytest.approx(1.0, abs=1e-4)       # Q'(1) = 1
-    assert E(d1 ** 2) / q1 == pytest.approx(1.0, abs=1e-4)       # C'(1) = 1
-    curvature = E(d2 ** 2) / q1                                  # local C''(1)
-    assert depth * curvature == pytest.approx(0.3, rel=1e-3)     # C''_f(1) = tau = 0.3
+    q1 = E(phi**2)
+    assert q1 == pytest.approx(1.0, abs=1e-4)  # Q(1) = 1
+    assert E(phi * d1 * Z) == pytest.approx(1.0, abs=1e-4)  # Q'(1) = 1
+    assert E(d1**2) / q1 == pytest.approx(1.0, abs=1e-4)  # C'(1) = 1
+    curvature = E(d2**2) / q1  # local C''(1)
+    assert depth * curvature == pytest.approx(0.3, rel=1e-3)  # C''_f(1) = tau = 0.3
 
 
 @pytest.mark.parametrize("depth", [13, 24, 96])
@@ -109,11 +109,11 @@ def test_tat_leaky_relu_network_c0_is_the_packages_eta(depth):
     """The package's own eta = C_f(0) = 0.9 at every depth where a leaky-ReLU chain reaches it."""
     fn = act_fn("tat-leaky-relu", depth)
     phi, _ = derivatives(fn, Z, order=1)
-    assert E(phi ** 2) == pytest.approx(1.0, abs=1e-4)           # Q(1) = 1
+    assert E(phi**2) == pytest.approx(1.0, abs=1e-4)  # Q(1) = 1
     c = 0.0
     for _ in range(depth):
         c = homogeneous_cmap(fn, c)
-    assert c == pytest.approx(0.9, abs=1e-4)                     # C_f(0) = eta = 0.9, never lowered
+    assert c == pytest.approx(0.9, abs=1e-4)  # C_f(0) = eta = 0.9, never lowered
 
 
 @pytest.mark.parametrize("depth", [3, 6, 9, 12])
@@ -121,9 +121,11 @@ def test_tat_leaky_relu_below_its_range_is_refused_in_one_line(depth):
     """Even a ReLU chain (the most nonlinear leaky ReLU) of 12 layers stays below C_f(0) = 0.9: such
     a net is outside TAT's range, refused where it is validated, never solved for another eta."""
     assert relu_chain_c0(12) < 0.9 < relu_chain_c0(13)
-    for build in (lambda: make_activation("tat-leaky-relu", depth),
-                  lambda: model_config("cnn-tat-lrelu", depth=depth),
-                  lambda: TrainConfig(model="cnn-tat-lrelu", model_args={"depth": depth})):
+    for build in (
+        lambda: make_activation("tat-leaky-relu", depth),
+        lambda: model_config("cnn-tat-lrelu", depth=depth),
+        lambda: TrainConfig(model="cnn-tat-lrelu", model_args={"depth": depth}),
+    ):
         with pytest.raises(ConfigError) as info:
             build()
         message = str(info.value)
@@ -162,7 +164,7 @@ def test_depth_changes_the_activation():
     x = torch.linspace(-3, 3, 7)
     assert not torch.allclose(act_fn("dks-tanh", 9)(x), act_fn("dks-tanh", 90)(x))
     with pytest.raises(ConfigError, match="depth"):
-        make_activation("dks-tanh")                               # a family that passes no depth
+        make_activation("dks-tanh")  # a family that passes no depth
     with pytest.raises(ConfigError, match="stages and mlp"):
         create_model("strided", act="dks-tanh")
 
@@ -177,16 +179,16 @@ def test_unknown_and_bad_combinations():
 
 
 def test_init_rule_and_record():
-    assert model_config("stages", act="dks-tanh")["init"] == "suo"     # default init: the package's
+    assert model_config("stages", act="dks-tanh")["init"] == "suo"  # default init: the package's
     assert model_config("mlp", act="tat-tanh")["init"] == "suo"
     assert model_config("stages", act="dks-tanh", init="he")["init"] == "he"  # explicit: honoured
     assert model_config("stages", act="tanh", init="suo")["init"] == "suo"
-    assert model_config("cnn-tanh")["init"] == "normal:0.05"           # plain activations unchanged
+    assert model_config("cnn-tanh")["init"] == "normal:0.05"  # plain activations unchanged
     assert StagesSpec().init == "normal:0.05"
     net = create_model("stages", depth=9, act="dks-tanh", init="he")
     centre_only = net.stages[0][1].conv.weight.clone()
     centre_only[:, :, 1, 1] = 0
-    assert centre_only.abs().sum() > 0                                 # He: not a delta init
+    assert centre_only.abs().sum() > 0  # He: not a delta init
 
 
 def test_suo_delta_conv_preserves_q():
@@ -198,12 +200,12 @@ def test_suo_delta_conv_preserves_q():
         off = w.clone()
         off[:, :, 1, 1] = 0
         assert off.abs().max() == 0 and conv.bias.abs().max() == 0
-        m = w[:, :, 1, 1]                                              # (out, in)
-        if c_out >= c_in:   # tall: orthonormal columns times sqrt(out / in)
+        m = w[:, :, 1, 1]  # (out, in)
+        if c_out >= c_in:  # tall: orthonormal columns times sqrt(out / in)
             assert torch.allclose(m.T @ m, torch.eye(c_in) * c_out / c_in, atol=1e-5)
-        else:               # wide: orthonormal rows
+        else:  # wide: orthonormal rows
             assert torch.allclose(m @ m.T, torch.eye(c_out), atol=1e-5)
-        x = PerLocationNorm()(torch.randn(64, c_in - 1, 8, 8))        # q = 1 at every location
+        x = PerLocationNorm()(torch.randn(64, c_in - 1, 8, 8))  # q = 1 at every location
         assert x.pow(2).mean(1).allclose(torch.ones(64, 8, 8), atol=1e-5)
         q_out = conv(x).pow(2).mean().item()
         assert q_out == pytest.approx(1.0, abs=0.1 if c_out < c_in else 1e-4)
@@ -221,7 +223,7 @@ def test_suo_dense_preserves_q():
 
 def test_models_take_the_normalised_input():
     net = create_model("cnn-tat-lrelu", (1, 28, 28), 10, depth=15, input_norm="pln")
-    assert net.stages[0][0].conv.in_channels == 2                   # one homogeneous channel more
+    assert net.stages[0][0].conv.in_channels == 2  # one homogeneous channel more
     mlp = create_model("mlp", (1, 28, 28), 10, depth=4, width=32, act="dks-softplus", input_norm="pln")
     assert mlp.units[0].linear.in_features == 785
     first = layer_summary(net, (1, 28, 28))[0]
@@ -233,10 +235,16 @@ def test_models_take_the_normalised_input():
         assert torch.allclose(clone(x), model(x)) and torch.allclose(copy.deepcopy(model)(x), model(x))
 
 
-@pytest.mark.parametrize("name,kw", [("cnn-tat-lrelu", dict(depth=15)), ("cnn-dks-tanh", dict(depth=12)),
-                                     ("stages", dict(depth=6, act="dks-softplus", skip="fixup")),
-                                     ("mlp", dict(depth=20, width=32, act="tat-leaky-relu")),
-                                     ("mlp", dict(depth=10, width=32, act="dks-tanh", norm="bn"))])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("cnn-tat-lrelu", dict(depth=15)),
+        ("cnn-dks-tanh", dict(depth=12)),
+        ("stages", dict(depth=6, act="dks-softplus", skip="fixup")),
+        ("mlp", dict(depth=20, width=32, act="tat-leaky-relu")),
+        ("mlp", dict(depth=10, width=32, act="dks-tanh", norm="bn")),
+    ],
+)
 def test_trains_a_few_steps(name, kw):
     torch.manual_seed(0)
     model = create_model(name, (1, 28, 28), 10, **kw)
@@ -257,7 +265,7 @@ def test_trains_a_few_steps(name, kw):
 def test_missing_package_is_one_line(monkeypatch):
     for mod in [m for m in sys.modules if m == "dks" or m.startswith("dks.")]:
         monkeypatch.delitem(sys.modules, mod)
-    monkeypatch.setitem(sys.modules, "dks", None)                  # import dks -> ImportError
+    monkeypatch.setitem(sys.modules, "dks", None)  # import dks -> ImportError
     monkeypatch.setitem(sys.modules, "dks.pytorch", None)
     for family, kw in [("stages", dict(depth=9)), ("mlp", dict(depth=3))]:
         with pytest.raises(ConfigError) as info:
@@ -267,4 +275,4 @@ def test_missing_package_is_one_line(monkeypatch):
         assert message.endswith("needs the dks package: pip install 'depthlab[dks]'")
     with pytest.raises(ConfigError, match=r"needs the dks package: pip install 'depthlab\[dks\]'"):
         TrainConfig(model="cnn-dks-tanh", model_args={"depth": 9}).validate()
-    assert model_config("stages", act="tanh", depth=9)["act"] == "tanh"    # the rest still works
+    assert model_config("stages", act="tanh", depth=9)["act"] == "tanh"  # the rest still works

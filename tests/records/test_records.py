@@ -20,17 +20,32 @@ def test_statuses_are_the_strings_they_always_were():
 
 
 def test_a_record_round_trips_through_its_json():
-    record = RunResult({"model": "cnn-elu", "lr": 0.1}, "done", [EpochMetrics(0, 0.5, 0.4, 1.2, 0.1, 3.0),
-                                                               EpochMetrics(1, 0.3, 0.2, 0.8, 0.1, 3.1, [0.3, 0.2])],
-                       6.1234567, stopped_early=True, reason="monitor stopped the run", test_error=0.2,
-                       parameters=1234, device="cpu", threads=2, evaluation_points=[EvaluationPoint(1.0, 0.3, 0.2)],
-                       extras={"gate_mean": 0.5}, fused={"members": 4, "seconds": 24.5}, reused=True)
+    record = RunResult(
+        {"model": "cnn-elu", "lr": 0.1},
+        "done",
+        [EpochMetrics(0, 0.5, 0.4, 1.2, 0.1, 3.0), EpochMetrics(1, 0.3, 0.2, 0.8, 0.1, 3.1, [0.3, 0.2])],
+        6.1234567,
+        stopped_early=True,
+        reason="monitor stopped the run",
+        test_error=0.2,
+        parameters=1234,
+        device="cpu",
+        threads=2,
+        evaluation_points=[EvaluationPoint(1.0, 0.3, 0.2)],
+        extras={"gate_mean": 0.5},
+        fused={"members": 4, "seconds": 24.5},
+        reused=True,
+    )
     assert record.status is RunStatus.DONE  # a plain string is taken as its status
     d = json.loads(json.dumps(record.to_dict()))
     assert "reused" not in d and "model" not in d and d["seconds"] == 6.123 and d["status"] == "done"
     back = RunResult.from_dict(d)
     assert back.to_dict() == d and not back.reused and back.epochs == record.epochs
-    assert back.evaluation_points == record.evaluation_points and back.fused == record.fused and back.extras == record.extras
+    assert (
+        back.evaluation_points == record.evaluation_points
+        and back.fused == record.fused
+        and back.extras == record.extras
+    )
     assert RunResult.from_dict(d, reused=True).reused
 
 

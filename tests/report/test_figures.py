@@ -34,8 +34,15 @@ def frontier_result() -> FrontierResult:
 
 @pytest.fixture(scope="module")
 def diagnosis():
-    return diagnose("cnn-tanh", {"depth": 3}, steps=2, every=1, batch_size=32, data=synthetic_dataset(64, 32),
-                    device="cpu")
+    return diagnose(
+        "cnn-tanh",
+        {"depth": 3},
+        steps=2,
+        every=1,
+        batch_size=32,
+        data=synthetic_dataset(64, 32),
+        device="cpu",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +57,23 @@ def builders(frontier_result, diagnosis):
         "frontier-error": lambda ax: plot_frontier(frontier_result, "error", ax=ax),
         "experiment-plot": lambda ax: draw_plot(plot, ax=ax),
         "diagnostics-heatmap": lambda ax: plot_heatmap(diagnosis, ax=ax),
-        "diagnostics-depths": lambda ax: plot_depth_profiles(profiles, model="cnn-tanh",
-                                                             axes=None if ax is None else [ax, ax]),
-        "phase-diagram": lambda ax: plot_phase_diagram(points, act="tanh", sigma_b2=0.05, measured=measured, ax=ax),
+        "diagnostics-depths": lambda ax: plot_depth_profiles(
+            profiles, model="cnn-tanh", axes=None if ax is None else [ax, ax]
+        ),
+        "phase-diagram": lambda ax: plot_phase_diagram(
+            points, act="tanh", sigma_b2=0.05, measured=measured, ax=ax
+        ),
     }
 
 
-NAMES = ["diagnostics-depths", "diagnostics-heatmap", "experiment-plot", "frontier-depth", "frontier-error",
-         "phase-diagram"]
+NAMES = [
+    "diagnostics-depths",
+    "diagnostics-heatmap",
+    "experiment-plot",
+    "frontier-depth",
+    "frontier-error",
+    "phase-diagram",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)

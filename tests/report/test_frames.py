@@ -22,8 +22,15 @@ from depthlab.report.tables import data_frame  # noqa: E402
 
 
 def test_an_lr_sweep_frame_has_one_row_per_run_with_fractions(data_root):
-    base = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, train_size=256, test_size=128, epochs=1,
-                       batch_size=64, device="cpu")
+    base = TrainConfig(
+        model="cnn-tanh",
+        model_args={"depth": 3},
+        train_size=256,
+        test_size=128,
+        epochs=1,
+        batch_size=64,
+        device="cpu",
+    )
     part = lr_sweep(base, [0.01, 0.1], data_dir=str(data_root))
     frame = part.to_frame()
     assert len(frame) == 2 and sorted(frame["lr"]) == [0.01, 0.1]
@@ -33,16 +40,28 @@ def test_an_lr_sweep_frame_has_one_row_per_run_with_fractions(data_root):
 
 
 def test_an_lr_find_frame_is_its_trace():
-    found = lr_find(TrainConfig(model="cnn-tanh", model_args={"depth": 3}, batch_size=32, device="cpu"),
-                    synthetic_dataset(256, 32), min_lr=1e-4, max_lr=1.0, steps=10)
+    found = lr_find(
+        TrainConfig(model="cnn-tanh", model_args={"depth": 3}, batch_size=32, device="cpu"),
+        synthetic_dataset(256, 32),
+        min_lr=1e-4,
+        max_lr=1.0,
+        steps=10,
+    )
     frame = found.to_frame()
     assert list(frame.columns) == ["step", "lr", "loss", "smoothed_loss"]
     assert list(frame["lr"]) == found.lrs and list(frame["loss"]) == found.losses
 
 
 def test_a_diagnosis_frame_is_long_form_one_row_per_step_and_layer():
-    diag = diagnose("cnn-tanh", {"depth": 3}, steps=2, every=1, batch_size=32, data=synthetic_dataset(64, 32),
-                    device="cpu")
+    diag = diagnose(
+        "cnn-tanh",
+        {"depth": 3},
+        steps=2,
+        every=1,
+        batch_size=32,
+        data=synthetic_dataset(64, 32),
+        device="cpu",
+    )
     frame = diag.to_frame()
     assert len(frame) == len(diag.steps) * len(diag.layers)
     assert list(frame.columns[:4]) == ["step", "layer", "layer_name", "loss"]
@@ -53,8 +72,13 @@ def test_a_diagnosis_frame_is_long_form_one_row_per_step_and_layer():
 def test_phase_measurements_frame():
     measured = PhaseMeasurements([PhaseMeasurement(1.5, 0.05, 12, 15), PhaseMeasurement(3.0, 0.05, None, 3)])
     frame = measured.to_frame()
-    assert list(frame.columns) == ["sigma_w2", "sigma_b2", "max_trainable_depth", "first_failing_depth",
-                                   "depths_tried"]
+    assert list(frame.columns) == [
+        "sigma_w2",
+        "sigma_b2",
+        "max_trainable_depth",
+        "first_failing_depth",
+        "depths_tried",
+    ]
     assert frame["max_trainable_depth"].tolist()[0] == 12 and frame["first_failing_depth"].tolist() == [15, 3]
 
 

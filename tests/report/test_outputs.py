@@ -63,7 +63,11 @@ def _full_disk(monkeypatch, folder: Path, target: str) -> None:
     def fake_open(file, mode="r", *args, **kwargs):
         fh = real_open(file, mode, *args, **kwargs)
         name = name_of(file)
-        if any(c in mode for c in "wax+") and os.path.dirname(name) == folder and target in os.path.basename(name):
+        if (
+            any(c in mode for c in "wax+")
+            and os.path.dirname(name) == folder
+            and target in os.path.basename(name)
+        ):
             return _FullFile(fh)
         return fh
 
@@ -81,7 +85,9 @@ def _tree(folder: Path) -> dict:
 
 @pytest.mark.parametrize("kind", ["text", "csv", "figure"])
 @pytest.mark.parametrize("failure", ["write", "rename-read-only"])
-def test_every_writer_keeps_the_previous_file_on_a_full_or_read_only_disk(kind, failure, tmp_path, monkeypatch):
+def test_every_writer_keeps_the_previous_file_on_a_full_or_read_only_disk(
+    kind, failure, tmp_path, monkeypatch
+):
     path = tmp_path / {"text": "out.json", "csv": "out.csv", "figure": "out.png"}[kind]
 
     def write(version: int) -> None:
@@ -101,8 +107,10 @@ def test_every_writer_keeps_the_previous_file_on_a_full_or_read_only_disk(kind, 
         _full_disk(monkeypatch, tmp_path, path.name)
         expected = errno.ENOSPC
     else:
+
         def read_only(src, dst):
             raise OSError(errno.EROFS, "Read-only file system")
+
         monkeypatch.setattr(outputs.os, "replace", read_only)
         expected = errno.EROFS
     with pytest.raises(OSError) as info:
@@ -130,7 +138,9 @@ def test_atomic_write_removes_its_temp_file_when_the_writer_raises(tmp_path):
 
 def test_disk_problems_are_recognised_and_nothing_else():
     assert "the disk is full" in outputs.disk_problem(sqlite3.OperationalError("database or disk is full"))
-    assert "read-only" in outputs.disk_problem(sqlite3.OperationalError("attempt to write a readonly database"))
+    assert "read-only" in outputs.disk_problem(
+        sqlite3.OperationalError("attempt to write a readonly database")
+    )
     assert "quota" in outputs.disk_problem(OSError(errno.EDQUOT, "Disk quota exceeded", "/x"))
     assert outputs.disk_problem(OSError(errno.ENOENT, "No such file", "/x")) is None
     assert outputs.disk_problem(sqlite3.OperationalError("no such table: runs")) is None
@@ -143,14 +153,20 @@ def test_no_output_is_written_in_place():
     repo = Path(__file__).resolve().parents[2]
     offenders = []
     for path in sorted((repo / "depthlab").rglob("*.py")):
-        if path == repo / "depthlab" / "report" / "figures.py":  # save_figure: savefig into atomic_write's file
+        if (
+            path == repo / "depthlab" / "report" / "figures.py"
+        ):  # save_figure: savefig into atomic_write's file
             continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#")[0]
             if "os.fdopen(fd," in code:  # the fd of a temp file from tempfile.mkstemp, renamed into place
                 continue
-            if (".write_text(" in code or ".write_bytes(" in code or ".savefig(" in code
-                    or ("open(" in code and ('"w' in code or "'w" in code))):
+            if (
+                ".write_text(" in code
+                or ".write_bytes(" in code
+                or ".savefig(" in code
+                or ("open(" in code and ('"w' in code or "'w" in code))
+            ):
                 offenders.append(f"{path.relative_to(repo)}:{n}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
 
@@ -164,17 +180,40 @@ def frontier_run(tmp_path_factory):
     """A finished frontier search (one trial on generated data) and the outputs of its last run."""
     root = tmp_path_factory.mktemp("frontier-out")
     write_idx_folder(root / "data" / "FashionMNIST" / "raw", 128, 64)
-    args = ["frontier", "--models", "cnn-tanh", "--depths", "3", "--lrs", "0.1", "--epochs", "1",
-            "--train-size", "128", "--eval-size", "64", "--dataset", "fashion-mnist",
-            "--data-dir", str(root / "data"), "--workers", "1", "--device", "cpu"]
+    args = [
+        "frontier",
+        "--models",
+        "cnn-tanh",
+        "--depths",
+        "3",
+        "--lrs",
+        "0.1",
+        "--epochs",
+        "1",
+        "--train-size",
+        "128",
+        "--eval-size",
+        "64",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        str(root / "data"),
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ]
     assert main(args + ["--store", str(root / "store.db"), "--out", str(root / "out")]) == 0
     return root, args
 
 
-@pytest.mark.parametrize("target", ["frontier.csv", "frontier-depths.csv", "frontier.json",
-                                    "frontier-error.png", "frontier-depth.png"])
-def test_frontier_outputs_of_the_previous_run_survive_a_full_disk(target, frontier_run, tmp_path, monkeypatch,
-                                                                   capsys):
+@pytest.mark.parametrize(
+    "target",
+    ["frontier.csv", "frontier-depths.csv", "frontier.json", "frontier-error.png", "frontier-depth.png"],
+)
+def test_frontier_outputs_of_the_previous_run_survive_a_full_disk(
+    target, frontier_run, tmp_path, monkeypatch, capsys
+):
     root, args = frontier_run
     out = tmp_path / "out"
     out.mkdir()
@@ -188,7 +227,9 @@ def test_frontier_outputs_of_the_previous_run_survive_a_full_disk(target, fronti
     code = main(args + ["--status", "--store", str(empty), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith(f"depthlab: error: the disk is full writing {out / target} ")
+    assert err.count("\n") == 1 and err.startswith(
+        f"depthlab: error: the disk is full writing {out / target} "
+    )
     assert "kept in the store" in err and "internal error" not in err
     assert (out / target).read_bytes() == before[target]
     assert sorted(os.listdir(out)) == sorted(before)  # no temp file left
@@ -197,8 +238,24 @@ def test_frontier_outputs_of_the_previous_run_survive_a_full_disk(target, fronti
 def test_a_store_on_a_full_disk_is_one_line_and_keeps_its_finished_runs(tmp_path, capsys, monkeypatch):
     write_idx_folder(tmp_path / "data" / "FashionMNIST" / "raw", 128, 64)
     store = tmp_path / "s.db"
-    base = ["train", "cnn-tanh", "--depth", "3", "--epochs", "1", "--batch-size", "64", "--dataset", "fashion-mnist",
-            "--data-dir", str(tmp_path / "data"), "--store", str(store), "--device", "cpu"]
+    base = [
+        "train",
+        "cnn-tanh",
+        "--depth",
+        "3",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--store",
+        str(store),
+        "--device",
+        "cpu",
+    ]
     assert main(base + ["--seed", "1"]) == 0
     capsys.readouterr()
 
@@ -208,7 +265,11 @@ def test_a_store_on_a_full_disk_is_one_line_and_keeps_its_finished_runs(tmp_path
     monkeypatch.setattr(Store, "start_run", full)  # the run's first write
     assert main(base + ["--seed", "2"]) == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1].startswith("depthlab: error: the disk is full: the store could not be written")
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("depthlab: error: the disk is full: the store could not be written")
+    )
     assert "every run finished before it is kept" in err and "internal error" not in err
     monkeypatch.undo()
     with Store(store, reading=True) as s:

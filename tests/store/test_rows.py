@@ -19,12 +19,16 @@ DEEP = '{"a": ' * 50_000 + "1" + "}" * 50_000
 
 def edit(config=None, result=None):
     """A change to a row's JSON: ``config(dict)`` / ``result(dict)`` edit the decoded value in place."""
+
     def change(raw: sqlite3.Connection, run_id: int) -> None:
         for column, edit_ in (("config", config), ("result", result)):
             if edit_ is not None:
-                value = json.loads(raw.execute(f"SELECT {column} FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+                value = json.loads(
+                    raw.execute(f"SELECT {column} FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+                )
                 edit_(value)
                 raw.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (json.dumps(value), run_id))
+
     return change
 
 
@@ -35,22 +39,47 @@ def column(name, value):
 # What each bad row holds, and the words of its one line. Every case is read by `runs`,
 # `runs --json`, `frontier --status` and a resumed `frontier` (which all look the trial up).
 FINISHED_ROW_CASES = {
-    "config nested 50,000 deep": (column("config", DEEP), f"config nests deeper than {MAX_JSON_DEPTH} levels"),
-    "result nested 50,000 deep": (column("result", DEEP), f"result nests deeper than {MAX_JSON_DEPTH} levels"),
-    "model_args.depth -5": (edit(config=lambda c: c["model_args"].update(depth=-5)),
-                            "config model_args.depth is not a positive integer"),
-    "model_args.depth 3.5": (edit(config=lambda c: c["model_args"].update(depth=3.5)),
-                             "config model_args.depth is not a positive integer"),
-    "model_args null": (edit(config=lambda c: c.update(model_args=None)), "config model_args is not an object"),
+    "config nested 50,000 deep": (
+        column("config", DEEP),
+        f"config nests deeper than {MAX_JSON_DEPTH} levels",
+    ),
+    "result nested 50,000 deep": (
+        column("result", DEEP),
+        f"result nests deeper than {MAX_JSON_DEPTH} levels",
+    ),
+    "model_args.depth -5": (
+        edit(config=lambda c: c["model_args"].update(depth=-5)),
+        "config model_args.depth is not a positive integer",
+    ),
+    "model_args.depth 3.5": (
+        edit(config=lambda c: c["model_args"].update(depth=3.5)),
+        "config model_args.depth is not a positive integer",
+    ),
+    "model_args null": (
+        edit(config=lambda c: c.update(model_args=None)),
+        "config model_args is not an object",
+    ),
     "epochs '3'": (edit(config=lambda c: c.update(epochs="3")), "config epochs is not an integer"),
-    "an epoch's train_error 'high'": (edit(result=lambda r: r["epochs"][0].update(train_error="high")),
-                                      "result epoch train_error is not a number"),
-    "an epoch's test_error 1.5": (edit(result=lambda r: r["epochs"][0].update(test_error=1.5)),
-                                  "result epoch test_error is not a fraction in [0, 1]"),
-    "an epoch number -1": (edit(result=lambda r: r["epochs"][0].update(epoch=-1)),
-                           "result epoch number is not an integer of at least 0"),
-    "result status 'weird'": (edit(result=lambda r: r.update(status="weird")), "result status 'weird' is not one of"),
-    "test_error -0.2": (edit(result=lambda r: r.update(test_error=-0.2)), "result test_error is not a fraction"),
+    "an epoch's train_error 'high'": (
+        edit(result=lambda r: r["epochs"][0].update(train_error="high")),
+        "result epoch train_error is not a number",
+    ),
+    "an epoch's test_error 1.5": (
+        edit(result=lambda r: r["epochs"][0].update(test_error=1.5)),
+        "result epoch test_error is not a fraction in [0, 1]",
+    ),
+    "an epoch number -1": (
+        edit(result=lambda r: r["epochs"][0].update(epoch=-1)),
+        "result epoch number is not an integer of at least 0",
+    ),
+    "result status 'weird'": (
+        edit(result=lambda r: r.update(status="weird")),
+        "result status 'weird' is not one of",
+    ),
+    "test_error -0.2": (
+        edit(result=lambda r: r.update(test_error=-0.2)),
+        "result test_error is not a fraction",
+    ),
     "device a blob": (column("device", b"\x01"), "experiment, reason, torch_version, device are not text"),
     "created_at text": (column("created_at", "yesterday"), "seconds or created_at is not a number"),
     "a config that is bytes": (column("config", b"\x80\x04K\x01."), "config is not JSON text"),
@@ -82,9 +111,17 @@ def one_line_exit_2(command, store, capsys) -> str:
 def test_a_bad_finished_row_is_one_line_naming_it_in_every_reader(case, frontier_store, tmp_path, capsys):
     change, words = FINISHED_ROW_CASES[case]
     store, args, run_id, config_hash = a_bad_copy(frontier_store, tmp_path, change)
-    with Store(store, reading=True) as s, pytest.raises(StoreError, match=f"run {run_id} has a corrupted record"):
+    with (
+        Store(store, reading=True) as s,
+        pytest.raises(StoreError, match=f"run {run_id} has a corrupted record"),
+    ):
         stored_result(s, config_hash)
-    for command in (["runs"], ["runs", "--json"], args + ["--status"], args + ["--out", str(tmp_path / "out")]):
+    for command in (
+        ["runs"],
+        ["runs", "--json"],
+        args + ["--status"],
+        args + ["--out", str(tmp_path / "out")],
+    ):
         line = one_line_exit_2(command, store, capsys)
         assert f"run {run_id} has a corrupted record ({words}" in line, (command, line)
     with sqlite3.connect(store) as raw:  # nothing was added: the resume stopped at the row, trained nothing
@@ -92,21 +129,31 @@ def test_a_bad_finished_row_is_one_line_naming_it_in_every_reader(case, frontier
     raw.close()
 
 
-@pytest.mark.parametrize("change, words", [
-    (edit(result=lambda r: r.update(epochs=[{}])), "TypeError"),
-    (edit(result=lambda r: r["epochs"][0].update(colour="red")), "TypeError"),
-    (edit(result=lambda r: r.pop("status")), "KeyError"),
-    (edit(result=lambda r: r.update(checkpoints=[5])), "TypeError"),
-])
-def test_a_result_that_does_not_read_as_a_run_is_named_by_its_readers(change, words, frontier_store, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (edit(result=lambda r: r.update(epochs=[{}])), "TypeError"),
+        (edit(result=lambda r: r["epochs"][0].update(colour="red")), "TypeError"),
+        (edit(result=lambda r: r.pop("status")), "KeyError"),
+        (edit(result=lambda r: r.update(checkpoints=[5])), "TypeError"),
+    ],
+)
+def test_a_result_that_does_not_read_as_a_run_is_named_by_its_readers(
+    change, words, frontier_store, tmp_path, capsys
+):
     """Fields of the right types that still do not make a `RunResult` (an epoch without its
     numbers, an unknown key, no status): the readers that rebuild the run name the row."""
     store, args, run_id, config_hash = a_bad_copy(frontier_store, tmp_path, change)
-    with Store(store, reading=True) as s, pytest.raises(StoreError, match=f"run {run_id} has a corrupted record"):
+    with (
+        Store(store, reading=True) as s,
+        pytest.raises(StoreError, match=f"run {run_id} has a corrupted record"),
+    ):
         stored_result(s, config_hash)
     for command in (args + ["--status"], args + ["--out", str(tmp_path / "out")]):
         line = one_line_exit_2(command, store, capsys)
-        assert f"run {run_id} has a corrupted record (its result does not read as a run: {words}" in line, line
+        assert f"run {run_id} has a corrupted record (its result does not read as a run: {words}" in line, (
+            line
+        )
 
 
 def test_a_row_with_an_unknown_status_is_named_by_runs(frontier_store, tmp_path, capsys):
@@ -115,14 +162,23 @@ def test_a_row_with_an_unknown_status_is_named_by_runs(frontier_store, tmp_path,
     store, args, run_id, _ = a_bad_copy(frontier_store, tmp_path, column("status", "weird"))
     for command in (["runs"], ["runs", "--json"]):
         line = one_line_exit_2(command, store, capsys)
-        assert f"run {run_id} has a corrupted record (status 'weird' is not one of diverged, done, failed, running)" in line
+        assert (
+            f"run {run_id} has a corrupted record (status 'weird' is not one of diverged, done, failed, running)"
+            in line
+        )
 
 
 @pytest.mark.parametrize("value", ["high", b"\x00"])  # a REAL column keeps text that is no number as text
 def test_an_epochs_table_row_of_the_wrong_type_is_named(value, frontier_store, tmp_path, capsys):
     store, _, run_id, _ = a_bad_copy(
-        frontier_store, tmp_path, lambda raw, run_id: raw.execute("UPDATE epochs SET train_error = ?", (value,)))
-    with Store(store, reading=True) as s, pytest.raises(StoreError, match=f"epoch 0 of run {run_id} has a corrupted"):
+        frontier_store,
+        tmp_path,
+        lambda raw, run_id: raw.execute("UPDATE epochs SET train_error = ?", (value,)),
+    )
+    with (
+        Store(store, reading=True) as s,
+        pytest.raises(StoreError, match=f"epoch 0 of run {run_id} has a corrupted"),
+    ):
         s.epochs(run_id)
     for command in (["runs"], ["runs", "--json"]):
         line = one_line_exit_2(command, store, capsys)

@@ -19,9 +19,16 @@ from depthlab.store.sqlite import Store
 REPO = Path(__file__).resolve().parents[2]
 CARRIED = ["frontier-full", "phase-mlp", "seeds-auto", "trainability-fixes"]
 FRONTIER_FULL_STATUS = ["frontier", "--models", "all", "--max-depth", "300", "--status"]
-FRONTIER_FULL_DEPTHS = {"cnn-tanh": "9", "cnn-tanh-lecun": "93", "cnn-elu": "69", "cnn-elu-bn": "162",
-                        "resnet-elu-bn": "≥ 300 (cap)", "cnn-tanh-bn": "108", "resnet-elu": "24",
-                        "cnn-elu-multihead": "138"}
+FRONTIER_FULL_DEPTHS = {
+    "cnn-tanh": "9",
+    "cnn-tanh-lecun": "93",
+    "cnn-elu": "69",
+    "cnn-elu-bn": "162",
+    "resnet-elu-bn": "≥ 300 (cap)",
+    "cnn-tanh-bn": "108",
+    "resnet-elu": "24",
+    "cnn-elu-multihead": "138",
+}
 
 
 def md5(path: Path) -> str:
@@ -73,8 +80,15 @@ def test_a_newer_store_is_refused_in_one_line_and_left_byte_for_byte(reading, tm
     assert md5(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
 
 
-@pytest.mark.parametrize("command", [["runs"], ["runs", "--json"], ["frontier", "--models", "cnn-tanh", "--status"],
-                                     ["train", "cnn-tanh", "--depth", "3", "--epochs", "1"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["runs"],
+        ["runs", "--json"],
+        ["frontier", "--models", "cnn-tanh", "--status"],
+        ["train", "cnn-tanh", "--depth", "3", "--epochs", "1"],
+    ],
+)
 def test_the_cli_refuses_a_newer_store_with_exit_2(command, tmp_path, capsys):
     path = a_store(tmp_path / "s.db", version="3")
     before = md5(path)
@@ -157,7 +171,7 @@ def test_carried_stores_answer_as_before_and_reading_leaves_them_byte_for_byte(n
             out = capsys.readouterr().out
             for model, depth in FRONTIER_FULL_DEPTHS.items():
                 row = next(line for line in out.splitlines() if line.startswith(model + " "))
-                assert row[len(model):].lstrip().startswith(depth + " "), (model, row)
+                assert row[len(model) :].lstrip().startswith(depth + " "), (model, row)
             answers[label + "-status"] = out.replace(str(path), "STORE")
     assert len(answers["original"]) > 100
     assert answers["original"] == answers["migrated"]

@@ -34,14 +34,33 @@ def test_run_lifecycle(tmp_path):
     with Store(tmp_path / "s.db") as store:
         run_id = store.start_run({"model": "cnn-tanh", "dataset": "mnist", "lr": 0.1}, "h1", device="cpu")
         assert store.runs()[0].status == "running" and store.find_finished("h1") is None
-        store.log_epoch(run_id, {"epoch": 0, "train_error": 0.5, "test_error": 0.4, "loss": 1.0, "lr": 0.1,
-                                 "seconds": 1.0, "head_errors": [0.6, 0.5, 0.4]})
+        store.log_epoch(
+            run_id,
+            {
+                "epoch": 0,
+                "train_error": 0.5,
+                "test_error": 0.4,
+                "loss": 1.0,
+                "lr": 0.1,
+                "seconds": 1.0,
+                "head_errors": [0.6, 0.5, 0.4],
+            },
+        )
         store.finish_run(run_id, "done", seconds=2.0, result={"status": "done", "test_error": 0.4})
         row = store.find_finished("h1")
         assert row.status == "done" and row.result["test_error"] == 0.4 and row.config["lr"] == 0.1
         assert row.torch_version and row.device == "cpu" and row.seconds == 2.0
-        assert store.epochs(run_id) == [{"epoch": 0, "train_error": 0.5, "test_error": 0.4, "loss": 1.0, "lr": 0.1,
-                                         "seconds": 1.0, "head_errors": [0.6, 0.5, 0.4]}]
+        assert store.epochs(run_id) == [
+            {
+                "epoch": 0,
+                "train_error": 0.5,
+                "test_error": 0.4,
+                "loss": 1.0,
+                "lr": 0.1,
+                "seconds": 1.0,
+                "head_errors": [0.6, 0.5, 0.4],
+            }
+        ]
         with pytest.raises(ValueError):
             store.finish_run(run_id, "running", seconds=0)
     with Store(tmp_path / "s.db", must_exist=True) as store:  # and it is all still there
@@ -79,8 +98,13 @@ _KILLED_CHILD = textwrap.dedent("""
 
 def test_killed_run_is_running_not_done_and_is_replaced(tmp_path):
     db = tmp_path / "s.db"
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, str(db)], env=_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_CHILD, str(db)],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = child.stdout.readline()  # blocks until the first epoch is in the store
         assert line.strip() == "epoch recorded", child.stderr.read()
@@ -200,8 +224,12 @@ _WRITER = textwrap.dedent("""
 
 def test_two_processes_write_at_once(tmp_path):
     db = tmp_path / "s.db"
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), tag, "40"], env=_env(),
-                              stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(db), tag, "40"], env=_env(), stderr=subprocess.PIPE, text=True
+        )
+        for tag in ("a", "b")
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
@@ -215,8 +243,15 @@ def test_two_processes_write_at_once(tmp_path):
 
 def test_record_writes_a_whole_run(tmp_path):
     with Store(tmp_path / "s.db") as store:
-        result = {"status": "diverged", "reason": "nan", "seconds": 1.5, "device": "cpu",
-                  "epochs": [{"epoch": 0, "train_error": 0.9, "test_error": 0.9, "loss": 2.3, "lr": 1.0, "seconds": 1.5}]}
+        result = {
+            "status": "diverged",
+            "reason": "nan",
+            "seconds": 1.5,
+            "device": "cpu",
+            "epochs": [
+                {"epoch": 0, "train_error": 0.9, "test_error": 0.9, "loss": 2.3, "lr": 1.0, "seconds": 1.5}
+            ],
+        }
         run_id = store.record({"model": "m", "dataset": "d"}, "h", result, kind="frontier", experiment="e1")
         row = store.find_finished("h")
         assert row.id == run_id and row.status == "diverged" and row.kind == "frontier"
@@ -248,8 +283,15 @@ def test_a_new_store_opened_by_several_processes_at_the_same_moment(tmp_path):
     instant. 300 stores, each created by this process while 6 others open it as soon as it
     exists: every open succeeds. (Before the retry, about one open in a few hundred failed.)"""
     count = 300
-    readers = [subprocess.Popen([sys.executable, "-c", _OPEN_AS_SOON_AS_IT_EXISTS, str(tmp_path), str(count)],
-                                env=_env(), stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_AS_SOON_AS_IT_EXISTS, str(tmp_path), str(count)],
+            env=_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
     deadline = time.monotonic() + 120
     while len(list(tmp_path.glob("ready-*"))) < len(readers) and time.monotonic() < deadline:
         time.sleep(0.01)  # all of them imported and watching before the first store appears
@@ -332,8 +374,10 @@ def test_reading_a_carried_snapshot_leaves_its_file_byte_for_byte(tmp_path, caps
         run_recorded(config, store, data)
     snapshot_store(live, dest)
     before = dest.read_bytes()
-    for args in (["runs", "--store", str(dest)],
-                 ["frontier", "--models", "cnn-tanh", "--status", "--store", str(dest)]):
+    for args in (
+        ["runs", "--store", str(dest)],
+        ["frontier", "--models", "cnn-tanh", "--status", "--store", str(dest)],
+    ):
         assert main(args) == 0, capsys.readouterr().err
     assert dest.read_bytes() == before
     assert not Path(str(dest) + "-wal").exists()
@@ -345,13 +389,25 @@ def test_reading_a_carried_snapshot_leaves_its_file_byte_for_byte(tmp_path, caps
 # Wrong-typed records (issue 24, item 7): valid JSON of the wrong type is a corrupted record
 
 
-@pytest.mark.parametrize("column, value", [
-    ("result", "[1, 2, 3]"), ("result", "3"), ("result", '"done"'), ("result", '{"epochs": 7}'),
-    ("result", '{"test_error": "low"}'), ("config", "[1, 2, 3]"), ("config", "null"),
-    ("config", '{"model_args": [3]}'), ("config", '{"lr": [0.1]}'), ("result", '{"epochs": [{"test_error": "x"}]}'),
-    ("seconds", "'slow'"),
-])
-def test_a_record_of_the_wrong_type_is_reported_like_malformed_json(column, value, frontier_store, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "column, value",
+    [
+        ("result", "[1, 2, 3]"),
+        ("result", "3"),
+        ("result", '"done"'),
+        ("result", '{"epochs": 7}'),
+        ("result", '{"test_error": "low"}'),
+        ("config", "[1, 2, 3]"),
+        ("config", "null"),
+        ("config", '{"model_args": [3]}'),
+        ("config", '{"lr": [0.1]}'),
+        ("result", '{"epochs": [{"test_error": "x"}]}'),
+        ("seconds", "'slow'"),
+    ],
+)
+def test_a_record_of_the_wrong_type_is_reported_like_malformed_json(
+    column, value, frontier_store, tmp_path, capsys
+):
     from depthlab.cli import main
     from depthlab.sweep.runner import stored_result
 
@@ -360,13 +416,23 @@ def test_a_record_of_the_wrong_type_is_reported_like_malformed_json(column, valu
     store.write_bytes(source.read_bytes())
     raw = sqlite3.connect(store)
     run_id, config_hash = raw.execute("SELECT id, config_hash FROM runs").fetchone()
-    raw.execute(f"UPDATE runs SET {column} = {value if column == 'seconds' else '?'}",
-                () if column == "seconds" else (value,))
+    raw.execute(
+        f"UPDATE runs SET {column} = {value if column == 'seconds' else '?'}",
+        () if column == "seconds" else (value,),
+    )
     raw.commit()
     raw.close()
-    with Store(store, reading=True) as s, pytest.raises(StoreError, match=f"run {run_id} has a corrupted record"):
+    with (
+        Store(store, reading=True) as s,
+        pytest.raises(StoreError, match=f"run {run_id} has a corrupted record"),
+    ):
         stored_result(s, config_hash)
-    for command in (["runs"], ["runs", "--json"], args + ["--status"], args + ["--out", str(tmp_path / "out")]):
+    for command in (
+        ["runs"],
+        ["runs", "--json"],
+        args + ["--status"],
+        args + ["--out", str(tmp_path / "out")],
+    ):
         code = main(command + ["--store", str(store)])
         captured = capsys.readouterr()
         assert code == 2 and f"run {run_id} has a corrupted record" in captured.err, (command, captured.err)
@@ -415,7 +481,9 @@ def test_a_store_on_a_read_only_medium_can_still_be_read(tmp_path, monkeypatch, 
         store.record({"model": "m", "dataset": "d"}, "h1", {"status": "done", "epochs": []})
     snapshot_store(live, carried)  # DELETE mode
     real_access = os.access
-    monkeypatch.setattr(S.os, "access", lambda p, mode, **kw: False if mode & os.W_OK else real_access(p, mode, **kw))
+    monkeypatch.setattr(
+        S.os, "access", lambda p, mode, **kw: False if mode & os.W_OK else real_access(p, mode, **kw)
+    )
     for path in (live, carried):
         before = path.read_bytes()
         assert main(["runs", "--store", str(path)]) == 0, capsys.readouterr().err
@@ -435,15 +503,41 @@ def test_sigterm_prints_one_line_like_ctrl_c_and_keeps_the_store(tmp_path):
 
     write_idx_folder(tmp_path / "data" / "FashionMNIST" / "raw", 512, 64)
     store = tmp_path / "s.db"
-    proc = subprocess.Popen([sys.executable, "-m", "depthlab", "train", "cnn-tanh", "--depth", "3", "--epochs", "200",
-                             "--batch-size", "64", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "data"),
-                             "--store", str(store), "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "depthlab",
+            "train",
+            "cnn-tanh",
+            "--depth",
+            "3",
+            "--epochs",
+            "200",
+            "--batch-size",
+            "64",
+            "--dataset",
+            "fashion-mnist",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--store",
+            str(store),
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+    )
     assert proc.stdout.readline().startswith("Epoch 000/200")  # training, inside the store's run
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
-    assert err.strip().splitlines()[-1] == "depthlab: terminated (SIGTERM; finished runs are kept in the store)"
+    assert (
+        err.strip().splitlines()[-1] == "depthlab: terminated (SIGTERM; finished runs are kept in the store)"
+    )
     assert "Traceback" not in err and sum(line.startswith("depthlab:") for line in err.splitlines()) == 1
     raw = sqlite3.connect(store)
     assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -466,7 +560,10 @@ def _snapshot_source(tmp_path):
 
 
 def _tree(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 @pytest.mark.parametrize("dest_kind", ["file", "store", "checkpoints-only", "folder", "empty-path"])
@@ -501,7 +598,10 @@ def test_snapshot_refuses_to_destroy_what_is_at_dest(dest_kind, force, tmp_path,
     args = ["runs", "--store", str(src), "--snapshot", target] + (["--force"] if force else [])
     code = main(args)
     out, err = capsys.readouterr()
-    if force and dest_kind in ("store", "checkpoints-only"):  # --force replaces a store and its checkpoint files
+    if force and dest_kind in (
+        "store",
+        "checkpoints-only",
+    ):  # --force replaces a store and its checkpoint files
         assert code == 0, err
         with Store(dest, reading=True) as copy:
             assert [r.config_hash for r in copy.runs()] == ["h1"]
@@ -545,4 +645,5 @@ def _wrapping_init(init, wrapper):
     def wrapped(self, *args, **kwargs):
         init(self, *args, **kwargs)
         self.conn = wrapper(self.conn)
+
     return wrapped

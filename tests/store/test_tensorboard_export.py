@@ -18,8 +18,17 @@ def _store(path):
             config = {"model": model, "model_args": {"depth": 3 * (run + 1)}, "lr": lr, "dataset": "mnist"}
             run_id = store.start_run(config, f"h{run}")
             for epoch in range(3):
-                store.log_epoch(run_id, {"epoch": epoch, "train_error": 0.5 / (epoch + 1), "test_error": 0.4 / (epoch + 1),
-                                         "loss": 1.0 - 0.1 * epoch, "lr": lr, "seconds": 1.0})
+                store.log_epoch(
+                    run_id,
+                    {
+                        "epoch": epoch,
+                        "train_error": 0.5 / (epoch + 1),
+                        "test_error": 0.4 / (epoch + 1),
+                        "loss": 1.0 - 0.1 * epoch,
+                        "lr": lr,
+                        "seconds": 1.0,
+                    },
+                )
             store.finish_run(run_id, "done", seconds=3.0, result={"test_error": 0.13})
 
 
@@ -36,7 +45,11 @@ def test_the_export_is_read_back_by_tensorboard(tmp_path, capsys):
     events = EventAccumulator(str(tmp_path / "tb" / folders[0]))
     events.Reload()
     assert set(events.Tags()["scalars"]) == {"train_error", "test_error", "loss", "lr"}
-    assert [(e.step, round(e.value, 4)) for e in events.Scalars("test_error")] == [(0, 0.4), (1, 0.2), (2, 0.1333)]
+    assert [(e.step, round(e.value, 4)) for e in events.Scalars("test_error")] == [
+        (0, 0.4),
+        (1, 0.2),
+        (2, 0.1333),
+    ]
     assert db.read_bytes() == before
 
 

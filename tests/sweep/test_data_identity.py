@@ -17,8 +17,22 @@ from depthlab.sweep.runner import FINGERPRINT_KEY, run_recorded, stored_result
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fakedata import write_idx_folder  # noqa: E402
 
-TRAIN = ["train", "cnn-tanh", "--depth", "3", "--dataset", "fashion-mnist", "--epochs", "1", "--batch-size", "64",
-         "--device", "cpu", "--threads", "1"]
+TRAIN = [
+    "train",
+    "cnn-tanh",
+    "--depth",
+    "3",
+    "--dataset",
+    "fashion-mnist",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "64",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 
 
 def fashion_folders(tmp_path):
@@ -43,7 +57,11 @@ def test_a_store_filled_from_one_data_folder_is_not_reused_for_other_data_of_tha
 def test_the_driver_reuses_a_trial_only_on_the_data_it_was_made_on(tmp_path):
     a, b = fashion_folders(tmp_path)
     data_a, data_b = load_dataset("fashion-mnist", a), load_dataset("fashion-mnist", b)
-    job = Job(TrainConfig(model="cnn-tanh", model_args={"depth": 3}, dataset="fashion-mnist", epochs=1, batch_size=64))
+    job = Job(
+        TrainConfig(
+            model="cnn-tanh", model_args={"depth": 3}, dataset="fashion-mnist", epochs=1, batch_size=64
+        )
+    )
     with Store(tmp_path / "d.db") as store, InProcessExecutor() as executor:
         TrialRunner(executor, store, data_a).run([job])
         assert TrialRunner(executor, store, data_a).run([job])[0].reused
@@ -59,8 +77,15 @@ def test_runs_recorded_before_fingerprints_count_only_on_checksummed_standard_da
     fashion = load_dataset("fashion-mnist", a)
     with Store(tmp_path / "old.db") as store:
         for dataset, data in (("mnist", mnist), ("fashion-mnist", fashion)):
-            config = TrainConfig(model="cnn-tanh", model_args={"depth": 3}, dataset=dataset, epochs=1,
-                                 train_size=128, test_size=64, batch_size=64)
+            config = TrainConfig(
+                model="cnn-tanh",
+                model_args={"depth": 3},
+                dataset=dataset,
+                epochs=1,
+                train_size=128,
+                test_size=64,
+                batch_size=64,
+            )
             result = run_recorded(config, None, data)
             store.record(config.canonical(), config.hash(), result.to_dict())  # as the old code did
             found = stored_result(store, config.hash(), dataset=dataset, fingerprint=data.fingerprint)

@@ -31,13 +31,21 @@ def jobs(lrs, **extra) -> list[Job]:
 def stored_metrics(path) -> dict:
     """Every finished trial of a store: its status and per-epoch numbers, by config hash."""
     with Store(path, reading=True) as store:
-        return {r.config_hash: (r.status, json.dumps([{k: v for k, v in e.items() if k != "seconds"}
-                                                      for e in store.epochs(r.id)], sort_keys=True),
-                                json.dumps((r.result or {}).get("checkpoints"), sort_keys=True))
-                for r in store.runs()}
+        return {
+            r.config_hash: (
+                r.status,
+                json.dumps(
+                    [{k: v for k, v in e.items() if k != "seconds"} for e in store.epochs(r.id)],
+                    sort_keys=True,
+                ),
+                json.dumps((r.result or {}).get("checkpoints"), sort_keys=True),
+            )
+            for r in store.runs()
+        }
 
 
 # -- 1. threads ------------------------------------------------------------------------------
+
 
 def test_threads_are_part_of_the_identity_except_at_the_sweep_value():
     base = TrainConfig(**BASE)
@@ -53,11 +61,28 @@ def test_a_runner_pins_every_trial_to_its_thread_count(mnist, tmp_path):
     with Store(tmp_path / "t.db") as store, InProcessExecutor() as executor:
         got = TrialRunner(executor, store, mnist).run(jobs((0.05,)))
         assert got[0].threads == 1 and got[0].config["threads"] == 1
-        assert store.find_finished(TrainConfig(**BASE, lr=0.05).hash()) is not None  # the same key as unpinned
+        assert (
+            store.find_finished(TrainConfig(**BASE, lr=0.05).hash()) is not None
+        )  # the same key as unpinned
 
 
-SWEEP = ["frontier", "--models", "cnn-tanh,cnn-elu-bn", "--depths", "3,6", "--lrs", "0.01,0.1", "--epochs", "1",
-         "--train-size", "1000", "--eval-size", "300", "--device", "cpu"]
+SWEEP = [
+    "frontier",
+    "--models",
+    "cnn-tanh,cnn-elu-bn",
+    "--depths",
+    "3,6",
+    "--lrs",
+    "0.01,0.1",
+    "--epochs",
+    "1",
+    "--train-size",
+    "1000",
+    "--eval-size",
+    "300",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.mark.slow
@@ -69,7 +94,9 @@ def test_the_same_frontier_stores_the_same_metrics_with_1_or_2_workers_or_ray(da
     torch.set_num_threads(4)  # the process's default, as on a 4-core machine (the suite runs on 1)
     try:
         for name, flags in runs.items():
-            code = main([*SWEEP, *flags, "--store", str(tmp_path / f"{name}.db"), "--data-dir", str(data_root)])
+            code = main(
+                [*SWEEP, *flags, "--store", str(tmp_path / f"{name}.db"), "--data-dir", str(data_root)]
+            )
             assert code == 0, capsys.readouterr().err
             metrics[name] = stored_metrics(tmp_path / f"{name}.db")
     finally:
@@ -78,6 +105,7 @@ def test_the_same_frontier_stores_the_same_metrics_with_1_or_2_workers_or_ray(da
 
 
 # -- 2. a crashed worker -----------------------------------------------------------------------
+
 
 @dataclass
 class KillsItsWorker:
@@ -125,7 +153,9 @@ def test_a_worker_that_always_dies_stops_the_sweep_and_records_nothing_for_it(mn
         assert store.count("failed") == 0
 
 
-def test_the_cli_stops_with_one_line_and_exit_3_when_workers_keep_dying(data_root, tmp_path, capsys, monkeypatch):
+def test_the_cli_stops_with_one_line_and_exit_3_when_workers_keep_dying(
+    data_root, tmp_path, capsys, monkeypatch
+):
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
@@ -147,6 +177,7 @@ def test_the_cli_stops_with_one_line_and_exit_3_when_workers_keep_dying(data_roo
 
 
 # -- 3. fused groups, whatever the arrival order ----------------------------------------------
+
 
 def test_fused_groups_do_not_depend_on_which_request_arrives_first(mnist, tmp_path):
     handed: list[tuple[str, int]] = []

@@ -18,10 +18,15 @@ from depthlab.sweep.executors import ProcessExecutor
 
 def tiny_dataset() -> Dataset:
     g = torch.Generator().manual_seed(0)
-    return Dataset("tiny", torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=g),
-                   torch.randint(0, 10, (64,), generator=g), torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8,
-                                                                            generator=g),
-                   torch.randint(0, 10, (16,), generator=g), (0.5,), (0.25,))
+    return Dataset(
+        "tiny",
+        torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=g),
+        torch.randint(0, 10, (64,), generator=g),
+        torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=g),
+        torch.randint(0, 10, (16,), generator=g),
+        (0.5,),
+        (0.25,),
+    )
 
 
 def tensors(data: Dataset) -> tuple[torch.Tensor, ...]:

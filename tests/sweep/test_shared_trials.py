@@ -55,8 +55,19 @@ def env():
 
 
 def job(lr=0.1, **extra):
-    return Job(TrainConfig(model="cnn-tanh", model_args={"depth": 3}, dataset="fashion-mnist", lr=lr, epochs=1,
-                           batch_size=64, device="cpu", threads=1, **extra))
+    return Job(
+        TrainConfig(
+            model="cnn-tanh",
+            model_args={"depth": 3},
+            dataset="fashion-mnist",
+            lr=lr,
+            epochs=1,
+            batch_size=64,
+            device="cpu",
+            threads=1,
+            **extra,
+        )
+    )
 
 
 def test_two_identical_sweeps_at_once_train_each_trial_once(tmp_path):
@@ -64,9 +75,16 @@ def test_two_identical_sweeps_at_once_train_each_trial_once(tmp_path):
     store, go = tmp_path / "s.db", tmp_path / "go"
     Store(store).close()
     (tmp_path / "sweep.py").write_text(SWEEP)
-    procs = [subprocess.Popen([sys.executable, str(tmp_path / "sweep.py"), str(store), str(tmp_path / "data"), str(go)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(tmp_path / "sweep.py"), str(store), str(tmp_path / "data"), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+        )
+        for _ in range(2)
+    ]
     time.sleep(1.0)
     go.touch()
     outs = []
@@ -90,13 +108,17 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def claim_by(store: Store, config_hash: str, pid: int, host: str | None = None, heartbeat: float | None = None):
+def claim_by(
+    store: Store, config_hash: str, pid: int, host: str | None = None, heartbeat: float | None = None
+):
     import socket
 
     now = time.time()
     with store.transaction() as c:
-        c.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?,?)",
-                  (config_hash, pid, host or socket.gethostname(), "other", now, heartbeat or now))
+        c.execute(
+            "INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?,?)",
+            (config_hash, pid, host or socket.gethostname(), "other", now, heartbeat or now),
+        )
 
 
 def test_a_claim_of_a_dead_process_is_taken_over(tmp_path):
@@ -110,7 +132,9 @@ def test_a_claim_of_a_dead_process_is_taken_over(tmp_path):
         [result] = runner.run([trial])
         assert not result.reused and runner.trials_run == 1 and time.monotonic() - started < 60
         assert store.count("done") + store.count("diverged") == 1
-        assert store.conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0  # released with the result
+        assert (
+            store.conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+        )  # released with the result
 
 
 def test_a_claim_from_another_host_is_stale_once_its_heartbeat_stops(tmp_path):
@@ -175,7 +199,9 @@ def test_run_recorded_waits_for_a_live_claim_and_reads_the_result_back(tmp_path)
 
             store.record(stored_config(config, data), config.hash(), done.to_dict())
         thread.join(timeout=60)
-        assert outcome["result"].reused and [e.loss for e in outcome["result"].epochs] == [e.loss for e in done.epochs]
+        assert outcome["result"].reused and [e.loss for e in outcome["result"].epochs] == [
+            e.loss for e in done.epochs
+        ]
         with Store(tmp_path / "s.db") as store:
             assert store.count() == 1  # read back, not trained a second time
     finally:

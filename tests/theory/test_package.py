@@ -9,15 +9,28 @@ from depthlab.theory import depth_scales, maps, phase_diagram
 
 
 def test_the_theory_imports_neither_torch_nor_matplotlib():
-    code = "import sys, depthlab.theory; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    code = (
+        "import sys, depthlab.theory; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert done.stdout.strip() == "[]"
 
 
 def test_each_public_name_comes_from_its_concepts_module():
-    homes = {"q_star": maps, "c_star": maps, "chi_1": maps, "correlation_map": maps,
-             "mean_field_point": depth_scales, "correlation_depth": depth_scales, "correlation_depths": depth_scales,
-             "phase_grid": phase_diagram, "critical_sigma_w2": phase_diagram, "critical_init": phase_diagram}
+    homes = {
+        "q_star": maps,
+        "c_star": maps,
+        "chi_1": maps,
+        "correlation_map": maps,
+        "mean_field_point": depth_scales,
+        "correlation_depth": depth_scales,
+        "correlation_depths": depth_scales,
+        "phase_grid": phase_diagram,
+        "critical_sigma_w2": phase_diagram,
+        "critical_init": phase_diagram,
+    }
     for name, module in homes.items():
         assert getattr(theory, name) is getattr(module, name)
     assert all(hasattr(theory, name) for name in theory.__all__)

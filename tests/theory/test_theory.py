@@ -27,20 +27,24 @@ from depthlab.models.init import delta_orthogonal_, init_conv_
 
 
 def test_gaussian_moments_are_exact():
-    assert theory.gaussian_expectation(lambda z: z ** 2) == pytest.approx(1.0, abs=1e-12)
-    assert theory.gaussian_expectation(lambda z: z ** 4) == pytest.approx(3.0, abs=1e-10)
+    assert theory.gaussian_expectation(lambda z: z**2) == pytest.approx(1.0, abs=1e-12)
+    assert theory.gaussian_expectation(lambda z: z**4) == pytest.approx(3.0, abs=1e-10)
     assert theory.gaussian_expectation(lambda z: (z > 0).astype(float)) == pytest.approx(0.5, abs=1e-12)
     # a correlated pair: E[z1 (c z1 + sqrt(1-c^2) z2)] = c
     c = 0.3
-    assert theory.gaussian_expectation_2d(lambda a, b: a * (c * a + math.sqrt(1 - c * c) * b)) == pytest.approx(c)
+    assert theory.gaussian_expectation_2d(
+        lambda a, b: a * (c * a + math.sqrt(1 - c * c) * b)
+    ) == pytest.approx(c)
 
 
 def test_tanh_second_moment_against_direct_integration():
     q = 0.7
     x = np.linspace(-12, 12, 200_001)
-    density = np.exp(-x ** 2 / 2) / math.sqrt(2 * math.pi)
+    density = np.exp(-(x**2) / 2) / math.sqrt(2 * math.pi)
     direct = np.trapezoid(np.tanh(math.sqrt(q) * x) ** 2 * density, x)
-    assert theory.gaussian_expectation(lambda z: np.tanh(math.sqrt(q) * z) ** 2) == pytest.approx(direct, rel=1e-8)
+    assert theory.gaussian_expectation(lambda z: np.tanh(math.sqrt(q) * z) ** 2) == pytest.approx(
+        direct, rel=1e-8
+    )
 
 
 @pytest.mark.parametrize("sigma_w2", [0.5, 1.0, 1.5, 1.9])
@@ -74,7 +78,8 @@ def test_relu_correlation_map_matches_arc_cosine_kernel():
     assert theory.correlation_map("relu", c, q, w2, 0.0) == pytest.approx(expected, rel=5e-3)
     # smooth tanh: at c = 1 the correlation map is the length map divided by q
     assert theory.correlation_map("tanh", 1.0, 0.6, 1.7, 0.05) == pytest.approx(
-        theory.length_map("tanh", 0.6, 1.7, 0.05) / 0.6, rel=1e-9)
+        theory.length_map("tanh", 0.6, 1.7, 0.05) / 0.6, rel=1e-9
+    )
 
 
 def test_tanh_critical_point_at_sigma_b2_005_is_176():
@@ -85,7 +90,10 @@ def test_tanh_critical_point_at_sigma_b2_005_is_176():
 
 def test_tanh_phases_on_either_side_of_the_critical_line():
     crit = theory.critical_sigma_w2("tanh", 0.05)
-    ordered, chaotic = theory.mean_field_point("tanh", crit - 0.3, 0.05), theory.mean_field_point("tanh", crit + 0.3, 0.05)
+    ordered, chaotic = (
+        theory.mean_field_point("tanh", crit - 0.3, 0.05),
+        theory.mean_field_point("tanh", crit + 0.3, 0.05),
+    )
     assert ordered.phase == "ordered" and ordered.chi_1 < 1 and ordered.c_star == 1.0
     assert chaotic.phase == "chaotic" and chaotic.chi_1 > 1 and 0 < chaotic.c_star < 1 and chaotic.chi_c < 1
     # the correlation depth peaks at the transition
@@ -104,7 +112,9 @@ def test_critical_init_makes_chi1_one_at_q_one_over_depth():
         q = 1.0 / depth
         assert theory.chi_1("tanh", w2, b2, q) == pytest.approx(1.0, abs=1e-9)
         assert theory.length_map("tanh", q, w2, b2) == pytest.approx(q, rel=1e-6)
-    assert theory.critical_init("tanh", 300)[0] == pytest.approx(1.0 + 2.0 / 300, abs=1e-4)  # 1 + 2q to 1st order
+    assert theory.critical_init("tanh", 300)[0] == pytest.approx(
+        1.0 + 2.0 / 300, abs=1e-4
+    )  # 1 + 2q to 1st order
 
 
 def test_bad_theory_input_raises_config_error():
@@ -131,7 +141,7 @@ def test_delta_orthogonal_is_orthogonal_at_the_centre_and_zero_elsewhere(shape):
     assert torch.count_nonzero(w[:, :, mask]) == 0
     small = min(shape[0], shape[1])
     gram = centre.T @ centre if shape[0] >= shape[1] else centre @ centre.T
-    assert torch.allclose(gram, 1.3 ** 2 * torch.eye(small), atol=1e-5)
+    assert torch.allclose(gram, 1.3**2 * torch.eye(small), atol=1e-5)
 
 
 def test_delta_orthogonal_critical_conv_uses_the_critical_variances():
@@ -163,8 +173,12 @@ def test_critical_init_weights_have_the_mean_field_std():
 def test_scaled_init_round_trip_and_best_error():
     assert parse_scaled_init(scaled_init(1.5, 0.05)) == (1.5, 0.05)
     assert parse_scaled_init("lecun-in") is None
-    result = {"checkpoints": [{"epoch": 0.5, "train_error": 0.5, "eval_error": 0.4},
-                              {"epoch": 1.0, "train_error": 0.3, "eval_error": 0.19}]}
+    result = {
+        "checkpoints": [
+            {"epoch": 0.5, "train_error": 0.5, "eval_error": 0.4},
+            {"epoch": 1.0, "train_error": 0.3, "eval_error": 0.19},
+        ]
+    }
     assert best_error(result) == 0.19
     assert best_error(result, "train") == 0.3
     assert best_error({"checkpoints": [], "epochs": []}) == 1.0
@@ -186,9 +200,19 @@ def test_measurements_from_store_groups_by_sigma_w2(tmp_path):
     from depthlab.store.sqlite import Store
 
     def record(store, w2, depth, err, act="tanh", b2=0.05):
-        cfg = {"model": "stages", "dataset": "mnist", "lr": 0.1,
-               "model_args": {"depth": depth, "act": act, "init": scaled_init(w2, b2), "norm": "none",
-                              "skip": "none", "width": 2.0}}
+        cfg = {
+            "model": "stages",
+            "dataset": "mnist",
+            "lr": 0.1,
+            "model_args": {
+                "depth": depth,
+                "act": act,
+                "init": scaled_init(w2, b2),
+                "norm": "none",
+                "skip": "none",
+                "width": 2.0,
+            },
+        }
         result = {"status": "done", "checkpoints": [{"epoch": 1, "train_error": err, "eval_error": err}]}
         store.record(cfg, f"h{w2}{depth}{act}{b2}", result, kind="phase")
 
@@ -196,11 +220,14 @@ def test_measurements_from_store_groups_by_sigma_w2(tmp_path):
         for depth, err in ((6, 0.05), (12, 0.1), (24, 0.8)):
             record(store, 1.0, depth, err)
         record(store, 2.5, 6, 0.05)
-        record(store, 1.0, 48, 0.05, act="relu")   # other activation: ignored
-        record(store, 1.0, 96, 0.05, b2=0.1)       # other bias variance: ignored
+        record(store, 1.0, 48, 0.05, act="relu")  # other activation: ignored
+        record(store, 1.0, 96, 0.05, b2=0.1)  # other bias variance: ignored
         measured = measurements_from_store(store, "tanh", 0.05)
         assert measurements_from_store(store, "tanh", 0.05, width=1.0) == []
-    assert [(m.sigma_w2, m.max_trainable_depth, m.first_failing_depth) for m in measured] == [(1.0, 12, 24), (2.5, 6, None)]
+    assert [(m.sigma_w2, m.max_trainable_depth, m.first_failing_depth) for m in measured] == [
+        (1.0, 12, 24),
+        (2.5, 6, None),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,7 +247,10 @@ def test_theory_cli_json_schema(capsys):
 
 
 def test_theory_cli_relu_and_critical_init(capsys):
-    assert main(["theory", "--act", "relu", "--sigma-b2", "0", "--sigma-w2", "1,2,3", "--depth", "50", "--json"]) == 0
+    assert (
+        main(["theory", "--act", "relu", "--sigma-b2", "0", "--sigma-w2", "1,2,3", "--depth", "50", "--json"])
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["critical_sigma_w2"] == pytest.approx(2.0, abs=1e-6)
     assert out["critical_init"]["sigma_w2"] == 2.0
@@ -239,8 +269,23 @@ def test_theory_cli_writes_plot_and_overlays_measurements(tmp_path, capsys):
 
 
 def test_theory_cli_checks_the_maps_against_real_nets(capsys, data_root):
-    assert main(["theory", "--sigma-w2", "4", "--check-widths", "1", "--check-depth", "9", "--data-dir",
-                 str(data_root), "--json"]) == 0
+    assert (
+        main(
+            [
+                "theory",
+                "--sigma-w2",
+                "4",
+                "--check-widths",
+                "1",
+                "--check-depth",
+                "9",
+                "--data-dir",
+                str(data_root),
+                "--json",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)["init_agreement"]
     assert [(r["stage"], r["channels"]) for r in rows] == [(1, 4), (3, 16)]
     for r in rows:  # deep in the chaotic phase the per-layer gradient growth is close to chi_1
@@ -248,21 +293,24 @@ def test_theory_cli_checks_the_maps_against_real_nets(capsys, data_root):
         assert r["chi_1_measured"] == pytest.approx(r["chi_1_theory"], rel=0.25)
 
 
-@pytest.mark.parametrize("args", [
-    ["theory", "--act", "sigmoid"],
-    ["theory", "--sigma-b2", "-0.1"],
-    ["theory", "--sigma-w2", "abc"],
-    ["theory", "--sigma-w2", "2:1:5"],
-    ["theory", "--sigma-w2", "0,1"],
-    ["theory", "--depth", "0"],
-    ["theory", "--store", "/nonexistent/x.db"],
-    ["theory", "--measured", "/nonexistent/m.csv"],
-    ["theory", "--check-widths", "1", "--check-depth", "10"],
-    ["theory", "--check-widths", "0"],
-    ["phase", "--lrs", "0"],
-    ["phase", "--depths", "6,x"],
-    ["phase", "--threshold", "1.5"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["theory", "--act", "sigmoid"],
+        ["theory", "--sigma-b2", "-0.1"],
+        ["theory", "--sigma-w2", "abc"],
+        ["theory", "--sigma-w2", "2:1:5"],
+        ["theory", "--sigma-w2", "0,1"],
+        ["theory", "--depth", "0"],
+        ["theory", "--store", "/nonexistent/x.db"],
+        ["theory", "--measured", "/nonexistent/m.csv"],
+        ["theory", "--check-widths", "1", "--check-depth", "10"],
+        ["theory", "--check-widths", "0"],
+        ["phase", "--lrs", "0"],
+        ["phase", "--depths", "6,x"],
+        ["phase", "--threshold", "1.5"],
+    ],
+)
 def test_theory_cli_bad_input_exits_2_with_one_line(args, capsys, tmp_path):
     store = tmp_path / "untouched.db"
     extra = ["--store", str(store)] if args[0] == "phase" else []
@@ -278,9 +326,34 @@ def test_phase_cli_measures_records_and_overlays(tmp_path, capsys, data_root, mo
     the store, the theory command rebuilds the same frontier from it, and the plot is written."""
     monkeypatch.setenv("DEPTHLAB_DATA", str(data_root))
     store, out = tmp_path / "p.db", tmp_path / "out"
-    args = ["phase", "--sigma-w2", "1.0", "--depths", "3,6", "--refine", "0", "--lrs", "0.1", "--width", "1",
-            "--epochs", "1", "--train-size", "1000", "--test-size", "500", "--threshold", "0.5", "--device", "cpu",
-            "--store", str(store), "--out", str(out), "--json"]
+    args = [
+        "phase",
+        "--sigma-w2",
+        "1.0",
+        "--depths",
+        "3,6",
+        "--refine",
+        "0",
+        "--lrs",
+        "0.1",
+        "--width",
+        "1",
+        "--epochs",
+        "1",
+        "--train-size",
+        "1000",
+        "--test-size",
+        "500",
+        "--threshold",
+        "0.5",
+        "--device",
+        "cpu",
+        "--store",
+        str(store),
+        "--out",
+        str(out),
+        "--json",
+    ]
     assert main(args) == 0
     measured = json.loads(capsys.readouterr().out)["measured"]
     assert len(measured) == 1 and measured[0]["sigma_w2"] == 1.0
@@ -288,7 +361,8 @@ def test_phase_cli_measures_records_and_overlays(tmp_path, capsys, data_root, mo
     assert (out / "phase-tanh-b0.05.png").stat().st_size > 1000
     assert main(["theory", "--store", str(store), "--sigma-w2", "1", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)["measured"]
-    assert [(m["max_trainable_depth"], m["first_failing_depth"]) for m in again] == \
-        [(measured[0]["max_trainable_depth"], measured[0]["first_failing_depth"])]
+    assert [(m["max_trainable_depth"], m["first_failing_depth"]) for m in again] == [
+        (measured[0]["max_trainable_depth"], measured[0]["first_failing_depth"])
+    ]
     assert main(args) == 0  # the second time every trial comes from the store
     assert "stored" in capsys.readouterr().err
