@@ -58,18 +58,6 @@ def pythons_own_sigint_handler():
     signal.signal(signal.SIGINT, previous)
 
 
-@pytest.fixture(autouse=True)
-def pythons_own_sigint_handler():
-    """These tests are about the CLI in a terminal, where Python's own SIGINT handler is in place in
-    the main thread: that is where a Ctrl-C is counted. A test run earlier in the same pytest worker
-    can leave another handler behind (seen in CI), so put Python's in place for each test."""
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("a real Ctrl-C is counted in the main thread only")
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 TRAIN = ["train", "--epochs", "1", "--train-size", "100", "--device", "cpu"]
 
 
