@@ -14,7 +14,7 @@ import numpy as np
 RATIO_LIMIT = 1e3
 
 # ... or, over a shallower net, ten times (`SHALLOW_RATIO_LIMIT`) at a steady rate of over 1.5x per
-# layer (`PER_LAYER_LIMIT`): a 7-layer MLP whose backprop signal first/last is 0.0253 (issue 32) loses
+# layer (`PER_LAYER_LIMIT`): a 7-layer MLP whose backprop signal first/last is 0.0253 loses
 # 1.8x per layer and is vanishing, while a 30-layer BN net at 65.5 (1.16x per layer) is healthy.
 SHALLOW_RATIO_LIMIT = 10.0
 PER_LAYER_LIMIT = 1.5

@@ -89,7 +89,7 @@ FIX_NAMES = dict(FIXES)
 BASELINES = {"cnn-tanh": ARMS[1:8], "cnn-elu": ARMS[9:]}  # each fix against the net it fixes
 
 # The optimizers each arm's frontier searches: a depth trains when SGD or Adam trains it at some lr
-# of its own grid (issue 30: TAT and the 1,000-layer net train with Adam where SGD collapses them).
+# of its own grid (TAT and the 1,000-layer net train with Adam where SGD collapses them: README, "every known fix").
 # SGD keeps the grid of the SGD-only table, so every stored SGD trial is reused. Adam's grid is
 # half decades from 1e-4 to 3e-3: a 999-layer net trains at 1e-4 (`vanilla-1000`), TAT at depth
 # 24 at 1e-3 (30.3%, 78 steps), and 1e-5/3e-5 of the frontier's default grid cannot leave chance

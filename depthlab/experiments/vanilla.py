@@ -12,8 +12,8 @@ skip-free fixes:
 
 Both train with Adam at lr 1e-4, batch 64, for 3 epochs of 10,000 MNIST training images and
 are tested on the full test set after each epoch. SGD at the fixes frontier's lrs (1e-3 to 1e-2)
-diverges at this depth (issue 30: lr 0.01 took the loss from 2.49 to 118.9 in 6 steps); the
-issue's reporter measured 28.5% test error for the delta-orthogonal net under this budget.
+diverges at this depth (measured: lr 0.01 took the loss from 2.49 to 118.9 in 6 steps); the
+first report measured 28.5% test error for the delta-orthogonal net under this budget.
 
 The verdict is the test error against chance (90% on ten balanced classes): whether 999 layers
 left chance level, and how far, not whether they crossed the frontier's 20% line, which a
@@ -88,7 +88,7 @@ register_experiment(
         "get below chance?",
         parts=(VANILLA,),
         conclude=conclude_vanilla,
-        reference="issue 30's reporter: delta-orthogonal tanh, Adam 1e-4, 3 epochs of 10,000 images: 28.5% test "
+        reference="the first report: delta-orthogonal tanh, Adam 1e-4, 3 epochs of 10,000 images: 28.5% test "
         "error (chance 90%), about 1 h on one core",
     )
 )

@@ -84,7 +84,7 @@ CATALOG: tuple[tuple[tuple[FamilyInfo, ...], tuple[Preset, ...]], ...] = (
                 dict(act="elu", init="lecun-in", heads=3),
                 "ELU CNN with 3 loss heads",
             ),
-            # Very deep without normalisation (issue 6): critical delta-orthogonal tanh, and residual
+            # Very deep without normalisation: critical delta-orthogonal tanh, and residual
             # ELU nets whose branches start as the identity (ReZero) or follow Fixup.
             Preset(
                 "cnn-tanh-delta",

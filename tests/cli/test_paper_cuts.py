@@ -175,7 +175,13 @@ def test_train_on_a_terminal_shows_the_apis_tqdm_bar_not_its_own(tmp_path, data_
     real = depthlab.api.train
 
     def spy(*args, **kwargs):
-        asked.update(progress=kwargs.get("progress"), on_step=kwargs.get("on_step"))
+        from depthlab.engine.callbacks import StepProgress
+
+        callbacks = kwargs.get("callbacks") or ()
+        asked.update(
+            progress=kwargs.get("progress"),
+            own_bars=sum(isinstance(c, StepProgress) for c in callbacks),
+        )
         return real(*args, **kwargs)
 
     monkeypatch.setattr(depthlab.api, "train", spy)
@@ -200,5 +206,5 @@ def test_train_on_a_terminal_shows_the_apis_tqdm_bar_not_its_own(tmp_path, data_
             str(tmp_path / "s.db"),
         ]
     )
-    assert code == 0 and asked == {"progress": True, "on_step": None}
+    assert code == 0 and asked == {"progress": True, "own_bars": 0}
     assert "Epoch 000/001" in capsys.readouterr().out
