@@ -24,7 +24,15 @@ error up to the stop, not over the whole budget, and may have diverged later und
 engine: such trials are listed apart, not counted as disagreements; their verdict (does not train)
 must still agree.
 
+``--precision P`` runs this checkout (B) at precision P: ``fp32-ftz`` (fp32 with subnormals
+flushed to zero) against the pinned engine's fp32, every verdict still to agree; ``bf16 --baseline
+fp32`` the further factor bf16 gives: this checkout at fp32 (A) against this checkout at bf16 (B),
+element by element in the same run. bf16 is another identity whose verdicts may differ from
+fp32's: they are listed, not an error.
+
     python benchmarks/frontier_speed.py [--train-size 2560] [--elements N] [--smoke] [--pinned c120618]
+    python benchmarks/frontier_speed.py --precision fp32-ftz
+    python benchmarks/frontier_speed.py --precision bf16 --baseline fp32
 """
 
 from __future__ import annotations
@@ -64,6 +72,8 @@ def child(spec: dict) -> None:
     from depthlab.sweep.executors import ExecutorSpec
 
     data = load_dataset("mnist", os.environ.get("DEPTHLAB_DATA"))
+    # only this checkout is asked for a precision: the pinned engine runs its default, fp32
+    precision = {"precision": spec["precision"]} if spec.get("precision") else {}
     started = time.perf_counter()
     result = depthlab.frontier(
         list(spec["models"]),
@@ -75,6 +85,7 @@ def child(spec: dict) -> None:
         train_size=spec["train_size"],
         eval_size=spec["eval_size"],
         device="cpu",
+        **precision,
     )
     wall = time.perf_counter() - started
     trials = [
@@ -92,7 +103,9 @@ def child(spec: dict) -> None:
     print(json.dumps({"wall": wall, "trials": trials, "engine": str(Path(depthlab.__file__).parent)}))
 
 
-def run_element(engine_path: Path, models, depth: int, args, store_dir: Path, label: str) -> dict:
+def run_element(
+    engine_path: Path, models, depth: int, args, store_dir: Path, label: str, precision: str | None = None
+) -> dict:
     """One element in a fresh process on the engine at ``engine_path``: its trials, wall seconds
     of the search, and CPU seconds of the process tree."""
     from depthlab.report.outputs import safe_child  # the parent's depthlab; a child imports its own engine's
@@ -104,6 +117,7 @@ def run_element(engine_path: Path, models, depth: int, args, store_dir: Path, la
         "eval_size": args.eval_size,
         "workers": args.workers,
         "fuse": args.fuse,
+        "precision": precision,
         "store": str(safe_child(store_dir, f"{label}-{depth}.db")),
     }
     env = {**os.environ, "PYTHONPATH": str(engine_path)}
@@ -181,6 +195,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fuse", type=int, default=7)
     parser.add_argument("--pinned", default=PINNED, help="the earlier engine's commit")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "fp32-ftz", "bf16"),
+        default="fp32",
+        help="this checkout's precision (B)",
+    )
+    parser.add_argument(
+        "--baseline",
+        choices=("pinned", "fp32"),
+        default="pinned",
+        help="A: the pinned engine (its fp32) or this checkout at fp32",
+    )
     parser.add_argument("--elements", type=int, default=None, help="only the first N slice elements")
     parser.add_argument(
         "--smoke",
@@ -203,12 +229,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pinned_dir = Path(tmp) / "pinned"
         pinned_dir.mkdir()
-        pinned = unpack_pinned(args.pinned, pinned_dir)
+        pinned = args.baseline == "pinned"
+        baseline = unpack_pinned(args.pinned, pinned_dir) if pinned else REPO
         totals = {"A": [0.0, 0.0, 0.0], "B": [0.0, 0.0, 0.0]}  # wall, cpu, member-steps
         disagreements, plateau = [], []
         for models, depth in elements:
-            a = run_element(pinned, models, depth, args, Path(tmp), "A")
-            b = run_element(REPO, models, depth, args, Path(tmp), "B")
+            a = run_element(baseline, models, depth, args, Path(tmp), "A", None if pinned else "fp32")
+            b = run_element(REPO, models, depth, args, Path(tmp), "B", args.precision)
             bad, stopped = compare(a, b)
             disagreements += bad
             plateau += stopped
@@ -222,15 +249,25 @@ def main() -> None:
                 f"{b['member_steps']:,.0f}; ratio {a['wall'] / b['wall']:.2f}x; "
                 f"{'agree' if not bad else f'{len(bad)} disagree'}"
             )
+    report(totals, disagreements, plateau, args)
+
+
+def report(totals: dict, disagreements: list[str], plateau: list[str], args) -> None:
+    """The whole slice's figures; exit 1 where the engines disagree (not asked of bf16)."""
+    bf16 = args.precision == "bf16"
     (wa, ca, sa), (wb, cb, sb) = totals["A"], totals["B"]
-    print(f"A (pinned {args.pinned}): {wa:.1f} s wall, {sa / ca:,.1f} member-steps per core-second")
-    print(f"B (this checkout):  {wb:.1f} s wall, {sb / cb:,.1f} member-steps per core-second")
+    names = (
+        f"pinned {args.pinned}" if args.baseline == "pinned" else "this checkout, fp32",
+        f"this checkout, {args.precision}",
+    )
+    print(f"A ({names[0]}): {wa:.1f} s wall, {sa / ca:,.1f} member-steps per core-second")
+    print(f"B ({names[1]}):  {wb:.1f} s wall, {sb / cb:,.1f} member-steps per core-second")
     print(f"wall ratio A/B: {wa / wb:.2f}x; every verdict and criterion error agrees: {not disagreements}")
     for line in plateau:
         print(f"  stopped on the plateau by B (does not train in both): {line}")
     for line in disagreements:
-        print(f"  DISAGREES: {line}")
-    if disagreements:
+        print(f"  {'DIFFERS UNDER BF16' if bf16 else 'DISAGREES'}: {line}")
+    if disagreements and not bf16:
         sys.exit(1)
 
 

@@ -10,9 +10,17 @@ from pathlib import Path
 DEFAULT_STORE = "depthlab.db"
 
 # The arithmetic a run trains in is part of the experiment, never a side effect of the device:
-# every device trains in fp32 unless the config asks for bf16 (autocast on CPU and CUDA) or, on
-# CUDA, tf32 (fp32 storage, tensor-core matmuls and convolutions). `depthlab.engine.device` applies it.
-PRECISIONS = ("fp32", "bf16", "tf32")
+# every device trains in fp32 unless the config asks for bf16 (autocast on CPU and CUDA), on CUDA
+# tf32 (fp32 storage, tensor-core matmuls and convolutions) or, on CPU, fp32-ftz: fp32 with subnormal
+# numbers (below 1.2e-38) flushed to zero. A net whose gradients vanish, or a large-lr run on its way
+# to diverging, fills the backward pass with subnormals, which x86 cores compute up to ~15 times
+# slower (BENCHMARKS.md); flushed, every number above them is computed as in fp32, but the bits of a
+# run can differ from fp32's, hence a precision of its own. `depthlab.engine.device` applies it.
+PRECISIONS = ("fp32", "bf16", "tf32", "fp32-ftz")
+PRECISION_HELP = (
+    "fp32, bf16 (autocast), tf32 (CUDA matmuls/convolutions) or fp32-ftz (CPU: fp32 with subnormal "
+    "numbers flushed to zero; much faster where gradients vanish)."
+)
 DEFAULT_PRECISION = "fp32"
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 
 from ..data.registry import check_dataset_name
 from ..engine.config import BOUNDS, MAX_LR, MAX_SEEDS, OPTIMIZERS, TrainConfig
-from ..engine.device import DEFAULT_PRECISION, PRECISIONS
+from ..engine.device import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS
 from ..engine.memory import MAX_DEPTH
 from ..errors import ConfigError
 from ..grids import GRID_GRAMMAR, parse_grid
@@ -157,7 +157,7 @@ class FrontierConfig:
     precision: str = field(
         default=DEFAULT_PRECISION,
         metadata={  # recorded with every trial
-            "help": "fp32, bf16 (autocast) or tf32 (CUDA matmuls/convolutions).",
+            "help": PRECISION_HELP,
             "choices": PRECISIONS,
         },
     )

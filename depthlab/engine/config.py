@@ -13,7 +13,14 @@ from typing import Any
 from ..data.registry import check_dataset_name
 from ..errors import ConfigError
 from ..models import FAMILIES, ModelFactory, as_model, model_config, resolve_model
-from .device import DEFAULT_PRECISION, MAX_THREADS, PRECISIONS, check_precision, resolve_device
+from .device import (
+    DEFAULT_PRECISION,
+    MAX_THREADS,
+    PRECISION_HELP,
+    PRECISIONS,
+    check_precision,
+    resolve_device,
+)
 from .memory import check_depth, check_memory
 from .schedule import parse_schedule
 
@@ -100,7 +107,7 @@ class TrainConfig:
     precision: str = field(
         default=DEFAULT_PRECISION,
         metadata={  # part of the result's identity
-            "help": "fp32, bf16 (autocast) or tf32 (CUDA matmuls/convolutions).",
+            "help": PRECISION_HELP,
             "choices": PRECISIONS,
         },
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..defaults import DEFAULT_PRECISION, PRECISIONS  # noqa: F401  (re-exported: the engine's precisions)
+from ..defaults import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS  # noqa: F401  (re-exported: the engine's precisions)
 from ..errors import ConfigError
 
 
@@ -38,7 +38,12 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     if precision == "tf32" and device.type != "cuda":
         raise ConfigError(
-            f"precision tf32 needs a CUDA device (this run is on {device.type}); use fp32 or bf16"
+            f"precision tf32 needs a CUDA device (this run is on {device.type}); use fp32, bf16 or fp32-ftz"
+        )
+    if precision == "fp32-ftz" and device.type != "cpu":
+        raise ConfigError(
+            f"precision fp32-ftz flushes subnormals on the CPU only (this run is on {device.type}); "
+            "use fp32, bf16 or tf32"
         )
 
 
@@ -69,12 +74,32 @@ def precision_policy(device: torch.device, precision: str = DEFAULT_PRECISION) -
     )
 
 
+def flushing_subnormals() -> bool:
+    """Whether this CPU thread flushes subnormal numbers to zero now (torch sets the flag but has
+    no getter: a subnormal times one is zero exactly when it does)."""
+    return float(torch.tensor([1e-39]) * 1.0) == 0.0
+
+
+@contextmanager
+def subnormals_flushed(flush: bool) -> Iterator[None]:
+    """Inside: the CPU flushes subnormal numbers to zero exactly when ``flush`` (torch's flag for
+    this thread and its intra-op threads), as it was on the way out."""
+    before = flushing_subnormals()
+    torch.set_flush_denormal(flush)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
 @contextmanager
 def precision_scope(device: torch.device, precision: str) -> Iterator[None]:
-    """Inside: CUDA matmuls and convolutions use tf32 exactly when ``precision`` is tf32 (torch's
-    global flags, restored on the way out so that one run never changes the next)."""
+    """Inside: CUDA matmuls and convolutions use tf32 exactly when ``precision`` is tf32, and the
+    CPU flushes subnormals exactly when it is fp32-ftz (torch's global flags, restored on the way
+    out so that one run never changes the next)."""
     if device.type != "cuda":
-        yield
+        with subnormals_flushed(device.type == "cpu" and precision == "fp32-ftz"):
+            yield
         return
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision_policy(

@@ -157,8 +157,8 @@ def reproduce(
     ``budget`` (``epochs``, ``train_size``) cuts every run, for a machine that cannot afford the
     full protocol; the result records it so that tables are labelled. With ``runner`` (a
     `depthlab.sweep.TrialRunner` recording into ``store``) each part's runs go to its
-    executor all at once: worker processes, fused lr groups, Ray. ``precision`` (fp32, bf16,
-    tf32) applies to every run; ``epoch_lines``: with ``runner``, each run's epoch lines as it is in."""
+    executor all at once: worker processes, fused lr groups, Ray. ``precision`` (one of
+    `depthlab.defaults.PRECISIONS`) applies to every run; ``epoch_lines``: with ``runner``, each run's epoch lines as it is in."""
     experiment = get_experiment(name)
     plan(name, quick=quick, device=device, budget=budget, precision=precision)
     ctx = experiment_context(
