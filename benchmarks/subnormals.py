@@ -62,7 +62,7 @@ def compare(ieee, flushed) -> str:
     pairs = list(zip(ieee.model.parameters(), flushed.model.parameters()))
     if same_metrics and all(torch.equal(a, b) for a, b in pairs):
         return "bit-identical"
-    diff = max(float((a - b).abs().max()) for a, b in pairs)
+    diff = max(float((a - b).detach().abs().max()) for a, b in pairs)
     return f"differ (metrics equal: {same_metrics}; largest parameter difference {diff:.3g})"
 
 

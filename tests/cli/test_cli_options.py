@@ -63,7 +63,7 @@ def test_help_texts_come_from_field_metadata():
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     assert _option("train", "lr").help == fields["lr"].metadata["help"]
     assert _option("train", "precision").help == fields["precision"].metadata["help"]
-    assert list(_option("train", "precision").type.choices) == ["fp32", "bf16", "tf32"]
+    assert list(_option("train", "precision").type.choices) == ["fp32", "bf16", "tf32", "fp32-ftz"]
     assert _option("frontier", "threshold").default == FrontierConfig().threshold
     assert _option("frontier", "criterion").default == FrontierConfig().criterion
     assert _option("frontier", "bisection").default == FrontierConfig().bisection
