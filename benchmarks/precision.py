@@ -79,7 +79,6 @@ def time_steps(
     """Per-step CPU seconds of this process (one torch thread: the step's own compute, not the
     time it waited for a core on a shared machine) of one engine run of ``steps`` steps, the
     first two dropped: one network (``members`` 1) or a fused group of ``members``."""
-    stamps: list[float] = []
     configs = [
         TrainConfig(
             model=model_name,
@@ -94,14 +93,20 @@ def time_steps(
         )
         for i in range(members)
     ]
+    return timed_train(configs, data)[1][2:]
+
+
+def timed_train(configs: list[TrainConfig], data) -> tuple[list, list[float]]:
+    """Train ``configs`` through the engine (one network, or a fused group of several) and give
+    back their results and each step's CPU seconds of this process."""
+    stamps: list[float] = []
     stamp = LambdaCallback(on_step_end=lambda loop, step: stamps.append(time.process_time()))
     started = time.process_time()
-    if members == 1:
-        train(configs[0], data, callbacks=[stamp])
+    if len(configs) == 1:
+        results = [train(configs[0], data, callbacks=[stamp])]
     else:
-        train_fused(configs, data, callbacks=[stamp])
-    gaps = [b - a for a, b in zip([started, *stamps], stamps)]
-    return gaps[2:]
+        results = train_fused(configs, data, callbacks=[stamp])
+    return results, [b - a for a, b in zip([started, *stamps], stamps)]
 
 
 def parse_models(text: str) -> list[tuple[str, int]]:

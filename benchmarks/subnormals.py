@@ -18,17 +18,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from precision import timed_train  # noqa: E402  (this folder: the engine timed step by step)
+
 from depthlab.data.registry import load_dataset  # noqa: E402
-from depthlab.engine.callbacks import LambdaCallback  # noqa: E402
 from depthlab.engine.config import TrainConfig  # noqa: E402
-from depthlab.engine.loop import train  # noqa: E402
 
 CASES = "cnn-tanh:96:0.01,cnn-tanh-lecun:96:1"
 BATCH = 256
@@ -48,10 +47,8 @@ def timed_run(model: str, depth: int, lr: float, steps: int, precision: str, dat
         threads=1,
         precision=precision,
     )
-    marks = [time.process_time()]
-    step_ends = LambdaCallback(on_step_end=lambda loop, step: marks.append(time.process_time()))
-    result = train(config, data, callbacks=[step_ends])
-    return result, [b - a for a, b in zip(marks, marks[1:])][1:]
+    results, seconds = timed_train([config], data)
+    return results[0], seconds[1:]
 
 
 def compare(ieee, flushed) -> str:
